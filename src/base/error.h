@@ -1,0 +1,20 @@
+#pragma once
+// One exception type for every failure that reaches the user: the message is a complete,
+// one-line sentence that names the file and, where there is one, the tensor.
+#include <stdexcept>
+#include <string>
+
+namespace fp4kit {
+
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Bad user input (malformed file, missing tensor, wrong shape): exit code 2 at the CLI.
+class InputError : public Error {
+ public:
+  using Error::Error;
+};
+
+}  // namespace fp4kit

@@ -1,0 +1,41 @@
+#include "convert/nvfp4_quantizer.h"
+
+#include <cmath>
+#include <limits>
+#include <mutex>
+
+#include "base/parallel.h"
+
+namespace fp4kit {
+
+namespace {
+constexpr size_t kPieceElements = size_t{1} << 18;  // 256 Ki elements per work piece
+}
+
+float parallel_amax(FloatSpan src, unsigned threads, Isa isa) {
+  const auto& k = nvfp4_kernels(isa);
+  std::mutex mutex;
+  float result = 0.0f;
+  parallel_for(src.size, kPieceElements, threads, [&](size_t b, size_t e) {
+    const float m = k.amax(src.subspan(b, e - b));
+    std::lock_guard lock(mutex);
+    if (std::isnan(m) || std::isnan(result)) result = std::numeric_limits<float>::quiet_NaN();
+    else if (m > result) result = m;
+  });
+  return result;
+}
+
+Nvfp4Tensor quantize_nvfp4(FloatSpan src, const Nvfp4Scaling& scaling, unsigned threads, Isa isa) {
+  const auto& k = nvfp4_kernels(isa);
+  Nvfp4Tensor out;
+  out.global = scaling.global;
+  out.packed.resize(src.size / 2);
+  out.scales.resize(src.size / kNvfp4BlockSize);
+  parallel_for(src.size, kPieceElements, threads, [&](size_t b, size_t e) {
+    k.quantize(src.subspan(b, e - b), scaling, out.packed.data() + b / 2,
+               out.scales.data() + b / kNvfp4BlockSize);
+  });
+  return out;
+}
+
+}  // namespace fp4kit
