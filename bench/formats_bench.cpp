@@ -30,6 +30,8 @@ struct Row {
   bool exact;
 };
 
+double gb(size_t bytes) { return static_cast<double>(bytes) / 1e9; }
+
 double time_best(int reps, const std::function<void()>& fn) {
   double best = 1e30;
   for (int r = 0; r < reps; ++r) {
@@ -91,7 +93,7 @@ int main(int argc, char** argv) {
       const double s = time_best(reps, [&] {
         parallel_for(n, piece, t, [&](size_t b, size_t e) { std::memcpy(dst.data() + b, bf16.data() + b, (e - b) * 2); });
       });
-      rows_out.push_back({"memcpy", "copy", "-", t, n * 2 / 1e9, s, true});
+      rows_out.push_back({"memcpy", "copy", "-", t, gb(n * 2), s, true});
     }
   }
 
@@ -112,17 +114,17 @@ int main(int argc, char** argv) {
             k.quantize(src.subspan(b, e - b), sc, packed.data() + b / 2, scales.data() + b / 16);
           });
         });
-        rows_out.push_back({scheme, "quantize", std::string(isa_name(isa)), t, n * 2 / 1e9, s,
+        rows_out.push_back({scheme, "quantize", std::string(isa_name(isa)), t, gb(n * 2), s,
                             packed == ref_packed && scales == ref_scales});
         s = time_best(reps, [&] { (void)parallel_for(n, piece, t, [&](size_t b, size_t e) { (void)k.amax(src.subspan(b, e - b)); }); });
-        rows_out.push_back({scheme, "amax", std::string(isa_name(isa)), t, n * 2 / 1e9, s, true});
+        rows_out.push_back({scheme, "amax", std::string(isa_name(isa)), t, gb(n * 2), s, true});
         std::vector<float> dq(n);
         s = time_best(reps, [&] {
           parallel_for(n, piece, t, [&](size_t b, size_t e) {
             k.dequantize(ref_packed.data() + b / 2, ref_scales.data() + b / 16, e - b, sc, dq.data() + b);
           });
         });
-        rows_out.push_back({scheme, "dequantize->f32", std::string(isa_name(isa)), t, n * 9 / 16 / 1e9, s,
+        rows_out.push_back({scheme, "dequantize->f32", std::string(isa_name(isa)), t, gb(n * 9 / 16), s,
                             std::memcmp(dq.data(), ref_dq.data(), n * 4) == 0});
       }
     }
@@ -143,7 +145,7 @@ int main(int argc, char** argv) {
             k.quantize(src.subspan(b, e - b), packed.data() + b / 2, scales.data() + b / 32);
           });
         });
-        rows_out.push_back({"mxfp4", "quantize", std::string(isa_name(isa)), t, n * 2 / 1e9, s,
+        rows_out.push_back({"mxfp4", "quantize", std::string(isa_name(isa)), t, gb(n * 2), s,
                             packed == ref_packed && scales == ref_scales});
         std::vector<uint16_t> dq(n);
         s = time_best(reps, [&] {
@@ -151,7 +153,7 @@ int main(int argc, char** argv) {
             k.dequantize_bf16(ref_packed.data() + b / 2, ref_scales.data() + b / 32, e - b, dq.data() + b);
           });
         });
-        rows_out.push_back({"mxfp4", "dequantize->bf16", std::string(isa_name(isa)), t, n * 17 / 32 / 1e9, s, dq == ref_dq});
+        rows_out.push_back({"mxfp4", "dequantize->bf16", std::string(isa_name(isa)), t, gb(n * 17 / 32), s, dq == ref_dq});
       }
     }
   }
@@ -167,7 +169,7 @@ int main(int argc, char** argv) {
       const auto& k = fp8_block_kernels(isa);
       std::vector<uint8_t> w(n), sc(ref_s.size());
       double s = time_best(reps, [&] { k.quantize(src, shape, w.data(), sc.data()); });
-      rows_out.push_back({"fp8-block128", "quantize", std::string(isa_name(isa)), 1, n * 2 / 1e9, s,
+      rows_out.push_back({"fp8-block128", "quantize", std::string(isa_name(isa)), 1, gb(n * 2), s,
                           w == ref_w && sc == ref_s});
       for (unsigned t : thread_counts) {
         std::vector<uint16_t> dq(n);
@@ -176,12 +178,12 @@ int main(int argc, char** argv) {
             k.dequantize_bf16(ref_w.data(), ref_s.data(), shape, b, e, dq.data() + b * cols);
           });
         });
-        rows_out.push_back({"fp8-block128", "dequantize->bf16", std::string(isa_name(isa)), t, n * 1 / 1e9, s, dq == ref_dq});
+        rows_out.push_back({"fp8-block128", "dequantize->bf16", std::string(isa_name(isa)), t, gb(n * 1), s, dq == ref_dq});
       }
     }
   }
 
-  std::printf("input: %zu x %zu BF16 (%.0f MB), best of %d, %u hardware threads\n\n", rows, cols, n * 2 / 1e6, reps, all);
+  std::printf("input: %zu x %zu BF16 (%.0f MB), best of %d, %u hardware threads\n\n", rows, cols, gb(n * 2) * 1e3, reps, all);
   std::printf("%-26s %-18s %-7s %7s %10s %8s\n", "scheme", "op", "isa", "threads", "GB/s in", "exact");
   for (const auto& r : rows_out)
     std::printf("%-26s %-18s %-7s %7u %10.2f %8s\n", r.scheme.c_str(), r.op.c_str(), r.isa.c_str(), r.threads,
