@@ -54,9 +54,8 @@ void run(const InspectArgs& a) {
   }
   if (!s.anomalies.empty()) throw ExitCode{1};
 }
-}  // namespace
 
-void add_inspect_command(CLI::App& app) {
+void add_command(CLI::App& app) {
   auto args = std::make_shared<InspectArgs>();
   auto* cmd = app.add_subcommand("inspect",
                                  "Summarize a checkpoint from its config and shard headers (no tensor data is read). "
@@ -67,5 +66,9 @@ void add_inspect_command(CLI::App& app) {
   cmd->add_flag("--json", args->json, "Print one JSON document instead of text");
   cmd->callback([args] { run(*args); });
 }
+
+}  // namespace
+
+const CommandRegistration kRegistration(10, add_command);
 
 }  // namespace fp4kit::cli

@@ -12,8 +12,7 @@ int main(int argc, char** argv) {
                "fp4kit"};
   app.set_version_flag("--version", "fp4kit 0.1.0");
   app.require_subcommand(1);
-  fp4kit::cli::add_inspect_command(app);
-  fp4kit::cli::add_quantize_tensors_command(app);
+  fp4kit::cli::add_registered_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -79,9 +79,8 @@ void run(const QuantizeTensorsArgs& a) {
     }
   }
 }
-}  // namespace
 
-void add_quantize_tensors_command(CLI::App& app) {
+void add_command(CLI::App& app) {
   auto args = std::make_shared<QuantizeTensorsArgs>();
   auto* cmd = app.add_subcommand(
       "quantize-tensors",
@@ -104,5 +103,9 @@ void add_quantize_tensors_command(CLI::App& app) {
   cmd->add_flag("--progress", args->progress, "Show progress even when stderr is not a terminal");
   cmd->callback([args] { run(*args); });
 }
+
+}  // namespace
+
+const CommandRegistration kRegistration(90, add_command);
 
 }  // namespace fp4kit::cli
