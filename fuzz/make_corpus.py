@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus in corpus/safetensors/: small valid and invalid safetensors files (< 4 KB).
+"""Writes the seed corpus in corpus/safetensors_header/: small valid and invalid safetensors files (< 4 KB).
 
 Run from anywhere: python3 fuzz/make_corpus.py. Needs only the standard library; the "real_*" seeds
 take real tensor entries (names, dtypes, shapes, bytes) from tests/data/dsv4-tiny and the oracles.
@@ -9,7 +9,7 @@ import os
 import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-OUT = os.path.join(HERE, "corpus", "safetensors")
+OUT = os.path.join(HERE, "corpus", "safetensors_header")
 DATA = os.path.join(HERE, "..", "tests", "data")
 BITS = {"BOOL": 8, "U8": 8, "I8": 8, "U16": 16, "I16": 16, "F16": 16, "BF16": 16, "U32": 32, "I32": 32,
         "F32": 32, "U64": 64, "I64": 64, "F64": 64, "F8_E4M3": 8, "F8_E5M2": 8, "F8_E8M0": 8, "F4": 4,

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "formats/bf16.h"
 #include "formats/e2m1.h"
@@ -54,25 +55,37 @@ void dequantize_bf16(const uint8_t* weight, const void* scales, const Fp8BlockSh
                   [out](size_t i, float v) { out[i] = BF16::from_float(v).bits; });
 }
 
+float block_amax(FloatSpan src, const Fp8BlockShape& shape, size_t br, size_t bc) {
+  const size_t r0 = br * kFp8BlockSize, r1 = std::min(shape.rows, r0 + kFp8BlockSize);
+  const size_t c0 = bc * kFp8BlockSize, c1 = std::min(shape.cols, c0 + kFp8BlockSize);
+  float amax = 0.0f;
+  for (size_t r = r0; r < r1; ++r)
+    for (size_t c = c0; c < c1; ++c) {
+      const float a = std::fabs(src.at(r * shape.cols + c));
+      amax = a > amax ? a : amax;  // NaN never wins
+    }
+  return amax;
+}
+
+float store_block_scale(float amax, const Fp8BlockShape& shape, void* scales, size_t br, size_t bc) {
+  amax = amax > 1e-4f ? amax : 1e-4f;
+  const size_t idx = br * shape.scale_cols() + bc;
+  if (shape.scale_kind == Fp8ScaleKind::E8M0) {
+    const E8M0 e = E8M0::from_exponent(std::isinf(amax) ? 128 : ceil_log2(amax / E4M3::kMax));
+    static_cast<uint8_t*>(scales)[idx] = e.bits;
+    return e.to_float();
+  }
+  const float s = std::fmin(amax, std::numeric_limits<float>::max()) / E4M3::kMax;
+  std::memcpy(static_cast<uint8_t*>(scales) + 4 * idx, &s, 4);
+  return s;
+}
+
 void quantize(FloatSpan src, const Fp8BlockShape& shape, uint8_t* weight, void* scales) {
   for (size_t br = 0; br < shape.scale_rows(); ++br) {
     for (size_t bc = 0; bc < shape.scale_cols(); ++bc) {
+      const float s = store_block_scale(block_amax(src, shape, br, bc), shape, scales, br, bc);
       const size_t r0 = br * kFp8BlockSize, r1 = std::min(shape.rows, r0 + kFp8BlockSize);
       const size_t c0 = bc * kFp8BlockSize, c1 = std::min(shape.cols, c0 + kFp8BlockSize);
-      float amax = 0.0f;
-      for (size_t r = r0; r < r1; ++r)
-        for (size_t c = c0; c < c1; ++c) amax = std::fmax(amax, std::fabs(src.at(r * shape.cols + c)));
-      amax = std::fmax(amax, 1e-4f);
-      const size_t idx = br * shape.scale_cols() + bc;
-      float s;
-      if (shape.scale_kind == Fp8ScaleKind::E8M0) {
-        const E8M0 e = E8M0::from_exponent(ceil_log2(amax / E4M3::kMax));
-        static_cast<uint8_t*>(scales)[idx] = e.bits;
-        s = e.to_float();
-      } else {
-        s = amax / E4M3::kMax;
-        std::memcpy(static_cast<uint8_t*>(scales) + 4 * idx, &s, 4);
-      }
       for (size_t r = r0; r < r1; ++r)
         for (size_t c = c0; c < c1; ++c)
           weight[r * shape.cols + c] = E4M3::from_float_saturate(src.at(r * shape.cols + c) / s).bits;

@@ -43,8 +43,13 @@ void dequantize_f32(const uint8_t* weight, const void* scales, const Fp8BlockSha
 void dequantize_bf16(const uint8_t* weight, const void* scales, const Fp8BlockShape&, size_t row_begin,
                      size_t row_end, uint16_t* out);
 // Block quantization as DeepSeek's act_quant does it: E8M0 scale s = 2^ceil(log2(max(amax,1e-4)/448))
-// (exact ceil), F32 scale s = max(amax,1e-4)/448; q = E4M3(x/s).
+// (exact ceil), F32 scale s = max(amax,1e-4)/448; q = E4M3(x/s) saturated to +-448. NaN elements
+// do not count towards amax (and encode as NaN); an infinite amax gives the largest scale.
 void quantize(FloatSpan src, const Fp8BlockShape&, uint8_t* weight, void* scales);
+// The pieces of quantize that fast paths share: block (br, bc)'s amax, and its scale, stored in
+// the shape's scale format at (br, bc) and returned as f32.
+float block_amax(FloatSpan src, const Fp8BlockShape&, size_t br, size_t bc);
+float store_block_scale(float amax, const Fp8BlockShape&, void* scales, size_t br, size_t bc);
 }  // namespace fp8_block_ref
 
 namespace fp8_block_avx2 {

@@ -5,7 +5,9 @@
 //    by the block scale as the reference. Runs that hold an E4M3 NaN code (0x7F/0xFF) and the
 //    ragged ends of rows (< 8 columns) go through the reference itself, on a one-row view, so
 //    even NaN*NaN payload choices are the reference's own.
-//  - quantize: the scale is computed per block by the reference's scalar code; elements are
+//  - quantize: the block amax is the largest |x| bit pattern, except in blocks that hold a NaN,
+//    which take the reference's block_amax (NaN ignored); the scale comes from the reference's
+//    store_block_scale; elements are
 //    divided by the F32 scale with vdivps, or multiplied by the exact reciprocal of an E8M0
 //    scale (the same correctly rounded value as the division), then clamped and rounded to E4M3
 //    as E4M3::from_float_saturate does.
@@ -21,27 +23,41 @@
 #include "formats/dtype.h"
 #include "formats/e4m3.h"
 #include "formats/e8m0.h"
+#include "formats/float_bits.h"
 #include "formats/float_span.h"
 
 #include <immintrin.h>
-
-#pragma GCC target("avx2,fma,f16c")
 
 namespace fp4kit::fp8_block_avx2 {
 namespace {
 
 constexpr size_t kBlock = kFp8BlockSize;
 
-inline size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
+// ---- scalar pieces, compiled for the baseline ISA exactly as the reference's -------------------
 
 // The scale of block (br, bc), read as the reference reads it.
-inline float block_scale(const void* scales, const Fp8BlockShape& shape, size_t br, size_t bc) {
+float block_scale(const void* scales, const Fp8BlockShape& shape, size_t br, size_t bc) {
   const size_t idx = br * shape.scale_cols() + bc;
   if (shape.scale_kind == Fp8ScaleKind::E8M0) return E8M0{static_cast<const uint8_t*>(scales)[idx]}.to_float();
   float s;
   std::memcpy(&s, static_cast<const uint8_t*>(scales) + 4 * idx, 4);
   return s;
 }
+
+// Elements [begin, end) of one row, one at a time as the reference quantizes them.
+void quantize_scalar(FloatSpan src, size_t begin, size_t end, float s, uint8_t* weight) {
+  for (size_t i = begin; i < end; ++i) weight[i] = E4M3::from_float_saturate(src.at(i) / s).bits;
+}
+
+}  // namespace
+}  // namespace fp4kit::fp8_block_avx2
+
+#include "formats/avx2_begin.h"
+
+namespace fp4kit::fp8_block_avx2 {
+namespace {
+
+inline size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
 
 // ---- dequantize -------------------------------------------------------------------------------
 
@@ -174,7 +190,9 @@ inline __m256 load8(const void* base, size_t i) {
   }
 }
 
-inline __m256 abs_ps(__m256 x) { return _mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF))); }
+// |x| as integers: for non-negative floats the integer order is the float order, and only NaN
+// lies above 0x7F800000 (Inf).
+inline __m256i abs_bits(__m256 x) { return _mm256_and_si256(_mm256_castps_si256(x), _mm256_set1_epi32(0x7FFFFFFF)); }
 
 // E4M3::from_float_saturate, one code per int32 lane.
 inline __m256i e4m3_saturate(__m256 y) {
@@ -188,15 +206,15 @@ inline __m256i e4m3_saturate(__m256 y) {
   const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(a, 20), _mm256_set1_epi32(1));
   const __m256i rounded = _mm256_add_epi32(_mm256_add_epi32(a, _mm256_set1_epi32(0x7FFFF)), odd);
   const __m256i normal_code = _mm256_sub_epi32(_mm256_srli_epi32(rounded, 20), _mm256_set1_epi32(120 << 3));
-  // below 2^-6: nearbyint(a * 512), in the current rounding mode as std::nearbyint
-  const __m256 q = _mm256_round_ps(_mm256_mul_ps(_mm256_castsi256_ps(a), _mm256_set1_ps(512.0f)),
-                                   _MM_FROUND_CUR_DIRECTION | _MM_FROUND_NO_EXC);
-  const __m256i sub_code = _mm256_cvttps_epi32(q);
+  // below 2^-6: nearbyint(a * 512). a + 2^14 rounds a to a multiple of 2^-9 (the ulp there) in
+  // the current rounding mode, as nearbyint rounds the exact a*512, and its low bits are the count.
+  const __m256i sub_code = _mm256_sub_epi32(
+      _mm256_castps_si256(_mm256_add_ps(_mm256_castsi256_ps(a), _mm256_set1_ps(0x1p14f))), _mm256_set1_epi32(0x46800000));
   const __m256i is_sub = _mm256_cmpgt_epi32(_mm256_set1_epi32(0x3C800000), a);
   __m256i code = _mm256_blendv_epi8(normal_code, sub_code, is_sub);
-  // NaN (the only magnitude at or above 480 left after the clamp) -> 0x7F
-  const __m256i is_big = _mm256_cmpgt_epi32(a, _mm256_set1_epi32(0x43EFFFFF));
-  code = _mm256_blendv_epi8(code, _mm256_set1_epi32(0x7F), is_big);
+  // NaN (the only magnitude at or above 480 left after the clamp) -> 0x7F: its normal_code is
+  // above 0x7F, every other one at most 0x7E
+  code = _mm256_min_epu32(code, _mm256_set1_epi32(0x7F));
   return _mm256_or_si256(code, _mm256_srli_epi32(sign, 24));
 }
 
@@ -212,51 +230,37 @@ inline __m256i codes8(const void* src, size_t i, const Scaler& sc) {
   return e4m3_saturate(sc.apply(load8<D>(src, i)));
 }
 
-// ceil(log2(v)) for a finite v > 0, exactly (as the reference; frexp's Inf exponent included).
-inline int ceil_log2(float v) {
-  int e;
-  const float m = std::frexp(v, &e);
-  return m == 0.5f ? e - 1 : e;
-}
-
 template <DType D>
 void quantize_impl(FloatSpan src, const Fp8BlockShape& shape, uint8_t* weight, void* scales) {
   const size_t cols = shape.cols;
-  const __m256 zero = _mm256_setzero_ps();
   for (size_t br = 0; br < shape.scale_rows(); ++br) {
     for (size_t bc = 0; bc < shape.scale_cols(); ++bc) {
       const size_t r0 = br * kBlock, r1 = min_size(shape.rows, r0 + kBlock);
       const size_t c0 = bc * kBlock, c1 = min_size(cols, c0 + kBlock);
       const size_t c_vec = c0 + ((c1 - c0) & ~size_t{7});
-      // amax: NaN skipped as by std::fmax (max_ps returns the running max, its second operand)
-      __m256 acc = zero;
-      float amax = 0.0f;
+      // amax as the largest |x| bit pattern; blocks with a NaN take the reference's own loop
+      __m256i acc = _mm256_setzero_si256();
+      uint32_t top = 0;
       for (size_t r = r0; r < r1; ++r) {
         const size_t row = r * cols;
         size_t c = c0;
-        for (; c < c_vec; c += 8) acc = _mm256_max_ps(abs_ps(load8<D>(src.data, row + c)), acc);
-        for (; c < c1; ++c) amax = std::fmax(amax, std::fabs(src.at(row + c)));
+        for (; c < c_vec; c += 8) acc = _mm256_max_epi32(acc, abs_bits(load8<D>(src.data, row + c)));
+        for (; c < c1; ++c) {
+          const uint32_t a = f32_bits(src.at(row + c)) & 0x7FFFFFFFu;
+          top = a > top ? a : top;
+        }
       }
-      alignas(32) float lanes[8];
-      _mm256_store_ps(lanes, acc);
-      for (float l : lanes) amax = l > amax ? l : amax;
-      amax = std::fmax(amax, 1e-4f);
-      // the scale, as the reference computes it
+      alignas(32) uint32_t lanes[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc);
+      for (uint32_t l : lanes) top = l > top ? l : top;
+      const float amax = top > 0x7F800000u ? fp8_block_ref::block_amax(src, shape, br, bc) : f32_from_bits(top);
       const size_t idx = br * shape.scale_cols() + bc;
-      float s;
-      Scaler sc;
+      const float s = fp8_block_ref::store_block_scale(amax, shape, scales, br, bc);
+      Scaler sc{_mm256_set1_ps(s), false};
       if (shape.scale_kind == Fp8ScaleKind::E8M0) {
-        const E8M0 e = E8M0::from_exponent(ceil_log2(amax / E4M3::kMax));
-        static_cast<uint8_t*>(scales)[idx] = e.bits;
-        s = e.to_float();
         // 2^k with k in [-126, 126] has the exact reciprocal 2^-k (biased exponent 254 - byte)
-        sc.reciprocal = e.bits >= 1 && e.bits <= 253;
-        sc.v = sc.reciprocal ? _mm256_castsi256_ps(_mm256_set1_epi32((254 - e.bits) << 23)) : _mm256_set1_ps(s);
-      } else {
-        s = amax / E4M3::kMax;
-        std::memcpy(static_cast<uint8_t*>(scales) + 4 * idx, &s, 4);
-        sc.reciprocal = false;
-        sc.v = _mm256_set1_ps(s);
+        const int byte = static_cast<const uint8_t*>(scales)[idx];
+        if (byte >= 1 && byte <= 253) sc = Scaler{_mm256_castsi256_ps(_mm256_set1_epi32((254 - byte) << 23)), true};
       }
       const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
       for (size_t r = r0; r < r1; ++r) {
@@ -275,7 +279,7 @@ void quantize_impl(FloatSpan src, const Fp8BlockShape& shape, uint8_t* weight, v
           const __m128i ordered = _mm_unpacklo_epi32(_mm256_castsi256_si128(b8), _mm256_extracti128_si256(b8, 1));
           _mm_storel_epi64(reinterpret_cast<__m128i*>(weight + row + c), ordered);
         }
-        for (; c < c1; ++c) weight[row + c] = E4M3::from_float_saturate(src.at(row + c) / s).bits;
+        if (c < c1) quantize_scalar(src, row + c, row + c1, s, weight);
       }
     }
   }
@@ -294,3 +298,5 @@ void quantize(FloatSpan src, const Fp8BlockShape& shape, uint8_t* weight, void* 
 const Fp8BlockKernels kKernels = {dequantize_f32, dequantize_bf16, quantize};
 
 }  // namespace fp4kit::fp8_block_avx2
+
+#include "formats/avx2_end.h"

@@ -40,10 +40,13 @@ int ceil_log2(float v) {
 void quantize(FloatSpan src, uint8_t* packed, uint8_t* scales) {
   for (size_t g = 0; g < src.size / kMxfp4BlockSize; ++g) {
     float amax = 0.0f;
-    for (size_t j = 0; j < kMxfp4BlockSize; ++j) amax = std::fmax(amax, std::fabs(src.at(g * kMxfp4BlockSize + j)));
+    for (size_t j = 0; j < kMxfp4BlockSize; ++j) {
+      const float a = std::fabs(src.at(g * kMxfp4BlockSize + j));
+      amax = a > amax ? a : amax;  // NaN never wins
+    }
     const float floor_amax = 6.0f * 0x1p-126f;
-    const int k = ceil_log2((amax > floor_amax ? amax : floor_amax) / 6.0f);
-    scales[g] = E8M0::from_exponent(k).bits;
+    const float v = (amax > floor_amax ? amax : floor_amax) / 6.0f;
+    scales[g] = E8M0::from_exponent(std::isinf(v) ? 128 : ceil_log2(v)).bits;
     const float s = E8M0{scales[g]}.to_float();
     for (size_t j = 0; j < kMxfp4BlockSize; j += 2) {
       const size_t i = g * kMxfp4BlockSize + j;

@@ -26,7 +26,8 @@ namespace mxfp4_ref {
 void dequantize_f32(const uint8_t* packed, const uint8_t* scales, size_t n, float* out);
 void dequantize_bf16(const uint8_t* packed, const uint8_t* scales, size_t n, uint16_t* out);
 // DeepSeek's fp4_quant rule: per group s = 2^ceil(log2(max(amax, 6*2^-126)/6)) (exact ceil of the
-// exact log2), q = E2M1(x/s) ties to even, sign kept.
+// exact log2), q = E2M1(x/s) ties to even, sign kept. NaN elements do not count towards amax;
+// an infinite amax gives the largest scale, 2^127.
 void quantize(FloatSpan src, uint8_t* packed, uint8_t* scales);
 }  // namespace mxfp4_ref
 

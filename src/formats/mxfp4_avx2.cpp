@@ -3,11 +3,12 @@
 //    the same f32 multiply as the reference and become a byte lookup table (vpshufb). Every such
 //    product has its low 16 bits zero (a 2-bit significand times a power of two: exact, or an
 //    overflow to Inf, or the scale's NaN 0x7FC00000; flushing modes only make it +-0), so its top
-//    half is at once its BF16 rounding and, shifted back up, the f32 result.
+//    half is at once its BF16 rounding and, shifted back up, the f32 result. (Under a directed
+//    rounding mode an overflow gives +-FLT_MAX instead: those calls go to the reference.)
 //  - quantize: the same f32 operations as the reference. x/s is computed as x*(1/s), which is the
 //    same correctly rounded value because s = 2^k with k in [-126, 126] has an exact reciprocal;
-//    ceil(log2(v)) of the normal v = max(amax, 6*2^-126)/6 is read off its bits. Groups whose amax
-//    is Inf (where the reference's frexp exponent is unspecified) go to the scalar reference.
+//    ceil(log2(v)) of the normal v = max(amax, 6*2^-126)/6 is read off its bits. Runs of 8 groups
+//    that hold an Inf or a NaN go to the scalar reference.
 // Project and standard headers come before the target pragma, so the inline functions they define
 // are compiled for the baseline ISA and never shared with AVX2 code.
 #include "formats/mxfp4.h"
@@ -22,7 +23,7 @@
 
 #include <immintrin.h>
 
-#pragma GCC target("avx2,fma,f16c")
+#include "formats/avx2_begin.h"
 
 namespace fp4kit::mxfp4_avx2 {
 namespace {
@@ -39,18 +40,30 @@ inline __m256 e8m0_to_f32(__m256i b) {
   return _mm256_castsi256_ps(bits);
 }
 
+// FP4_TABLE, four codes per 128-bit lane, repeated in both lanes.
+struct Fp4Table {
+  __m256 x, y, z, w;  // codes 0-3, 4-7, 8-11, 12-15
+};
+
+inline Fp4Table fp4_table() {
+  const float* v = E2M1::kDeepSeekValues;
+  Fp4Table t{_mm256_setr_ps(v[0], v[1], v[2], v[3], v[0], v[1], v[2], v[3]),
+             _mm256_setr_ps(v[4], v[5], v[6], v[7], v[4], v[5], v[6], v[7]),
+             _mm256_setr_ps(v[8], v[9], v[10], v[11], v[8], v[9], v[10], v[11]),
+             _mm256_setr_ps(v[12], v[13], v[14], v[15], v[12], v[13], v[14], v[15])};
+  // Hide the constants from the optimizer: seeing that codes 12-15 are all negative, GCC turns
+  // s * (-c) into -(s * c), which flips the sign of the NaN a 0xFF scale produces.
+  __asm__("" : "+x"(t.x), "+x"(t.y), "+x"(t.z), "+x"(t.w));
+  return t;
+}
+
 // s = [s_g x4 | s_g+1 x4]. Per 128-bit lane k, byte c of *lo / *hi is the low / high byte of the
 // top half of FP4_TABLE[c] * s_(g+k).
-inline void pair_tables(__m256 s, __m256i* lo, __m256i* hi) {
-  const float* v = E2M1::kDeepSeekValues;
-  const __m256 vx = _mm256_setr_ps(v[0], v[1], v[2], v[3], v[0], v[1], v[2], v[3]);
-  const __m256 vy = _mm256_setr_ps(v[4], v[5], v[6], v[7], v[4], v[5], v[6], v[7]);
-  const __m256 vz = _mm256_setr_ps(v[8], v[9], v[10], v[11], v[8], v[9], v[10], v[11]);
-  const __m256 vw = _mm256_setr_ps(v[12], v[13], v[14], v[15], v[12], v[13], v[14], v[15]);
-  const __m256i qx = _mm256_srli_epi32(_mm256_castps_si256(_mm256_mul_ps(vx, s)), 16);
-  const __m256i qy = _mm256_srli_epi32(_mm256_castps_si256(_mm256_mul_ps(vy, s)), 16);
-  const __m256i qz = _mm256_srli_epi32(_mm256_castps_si256(_mm256_mul_ps(vz, s)), 16);
-  const __m256i qw = _mm256_srli_epi32(_mm256_castps_si256(_mm256_mul_ps(vw, s)), 16);
+inline void pair_tables(const Fp4Table& t, __m256 s, __m256i* lo, __m256i* hi) {
+  const __m256i qx = _mm256_srli_epi32(_mm256_castps_si256(_mm256_mul_ps(t.x, s)), 16);
+  const __m256i qy = _mm256_srli_epi32(_mm256_castps_si256(_mm256_mul_ps(t.y, s)), 16);
+  const __m256i qz = _mm256_srli_epi32(_mm256_castps_si256(_mm256_mul_ps(t.z, s)), 16);
+  const __m256i qw = _mm256_srli_epi32(_mm256_castps_si256(_mm256_mul_ps(t.w, s)), 16);
   const __m256i a = _mm256_packus_epi32(qx, qy);  // lane k: codes 0..7 of group g+k, as u16
   const __m256i b = _mm256_packus_epi32(qz, qw);  // codes 8..15
   const __m256i low_byte = _mm256_set1_epi16(0x00FF);
@@ -95,21 +108,25 @@ inline void store_f32(const __m256i v[4], float* out) {
 template <bool kF32, typename T>
 void dequantize_impl(const uint8_t* packed, const uint8_t* scales, size_t n, T* out) {
   const size_t groups = n / kGroup;
+  // Under a directed rounding mode an overflowing product is +-FLT_MAX, whose low bits the tables
+  // cannot hold: leave that (never expected) case to the reference from the start.
+  const size_t vector_groups = (_mm_getcsr() & _MM_ROUND_MASK) == _MM_ROUND_NEAREST ? groups : 0;
   size_t g = 0;
+  const Fp4Table table = fp4_table();
   __m256i v[4], tlo, thi;
-  for (; g + 8 <= groups; g += 8) {
+  for (; g + 8 <= vector_groups; g += 8) {
     const __m256 s8 = e8m0_to_f32(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(scales + g))));
     for (int p = 0; p < 4; ++p) {
       const __m256i idx = _mm256_add_epi32(_mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1), _mm256_set1_epi32(2 * p));
-      pair_tables(_mm256_permutevar8x32_ps(s8, idx), &tlo, &thi);
+      pair_tables(table, _mm256_permutevar8x32_ps(s8, idx), &tlo, &thi);
       const size_t first = (g + 2 * static_cast<size_t>(p)) * kGroup;
       lookup_pair(packed + first / 2, tlo, thi, v);
       if constexpr (kF32) store_f32(v, out + first); else store_bf16(v, out + first);
     }
   }
-  for (; g + 2 <= groups; g += 2) {
+  for (; g + 2 <= vector_groups; g += 2) {
     const int b0 = scales[g], b1 = scales[g + 1];
-    pair_tables(e8m0_to_f32(_mm256_setr_epi32(b0, b0, b0, b0, b1, b1, b1, b1)), &tlo, &thi);
+    pair_tables(table, e8m0_to_f32(_mm256_setr_epi32(b0, b0, b0, b0, b1, b1, b1, b1)), &tlo, &thi);
     lookup_pair(packed + g * kGroup / 2, tlo, thi, v);
     if constexpr (kF32) store_f32(v, out + g * kGroup); else store_bf16(v, out + g * kGroup);
   }
@@ -142,7 +159,8 @@ inline __m256 load8(const void* base, size_t i) {
   }
 }
 
-inline __m256 abs_ps(__m256 x) { return _mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF))); }
+inline __m256i abs_bits(__m256 x) { return _mm256_and_si256(_mm256_castps_si256(x), _mm256_set1_epi32(0x7FFFFFFF)); }
+inline __m256 abs_ps(__m256 x) { return _mm256_castsi256_ps(abs_bits(x)); }
 
 // Pairwise max of neighbours, in the pattern of hadd: [a01 a23 b01 b23 | a45 a67 b45 b67].
 inline __m256 pair_max(__m256 a, __m256 b) {
@@ -188,24 +206,26 @@ constexpr size_t kChunkGroups = 8;  // scales are computed 8 groups (one vector)
 template <DType D>
 void quantize_impl(FloatSpan src, uint8_t* packed, uint8_t* scales) {
   const size_t groups = src.size / kGroup;
-  const __m256 zero = _mm256_setzero_ps();
   size_t g = 0;
   for (; g + kChunkGroups <= groups; g += kChunkGroups) {
     const size_t base = g * kGroup;
+    // |x| as integers: for non-negative floats the integer order is the float order, and Inf and
+    // NaN are the only values at or above 0x7F800000.
     __m256 m[kChunkGroups];
+    __m256i top = _mm256_setzero_si256();
     for (size_t b = 0; b < kChunkGroups; ++b) {
-      // max_ps returns its second operand when either is NaN: with the running max second, a NaN
-      // element is skipped, as std::fmax(amax, NaN) = amax does.
-      __m256 acc = zero;
+      __m256i acc = _mm256_setzero_si256();
       for (size_t v = 0; v < kGroup / 8; ++v)
-        acc = _mm256_max_ps(abs_ps(load8<D>(src.data, base + b * kGroup + v * 8)), acc);
-      m[b] = acc;
+        acc = _mm256_max_epi32(acc, abs_bits(load8<D>(src.data, base + b * kGroup + v * 8)));
+      top = _mm256_max_epi32(top, acc);
+      m[b] = _mm256_castsi256_ps(acc);
     }
-    const __m256 amax = transpose_max8(m);
-    if (_mm256_movemask_ps(_mm256_cmp_ps(amax, _mm256_set1_ps(__builtin_inff()), _CMP_EQ_OQ))) {
+    if (_mm256_movemask_epi8(_mm256_cmpgt_epi32(top, _mm256_set1_epi32(0x7F7FFFFF)))) {
+      // NaN or Inf: left to the reference.
       mxfp4_ref::quantize(src.subspan(base, kChunkGroups * kGroup), packed + base / 2, scales + g);
       continue;
     }
+    const __m256 amax = transpose_max8(m);  // finite, non-negative: float max = integer max
     // v = max(amax, 6*2^-126)/6 is normal and finite: ceil(log2(v)) + 127 = biased exponent,
     // plus one when the mantissa is nonzero; it lies in [1, 253].
     const __m256 v = _mm256_div_ps(_mm256_max_ps(amax, _mm256_set1_ps(6.0f * 0x1p-126f)), _mm256_set1_ps(6.0f));
@@ -247,3 +267,5 @@ void quantize(FloatSpan src, uint8_t* packed, uint8_t* scales) {
 const Mxfp4Kernels kKernels = {dequantize_f32, dequantize_bf16, quantize};
 
 }  // namespace fp4kit::mxfp4_avx2
+
+#include "formats/avx2_end.h"

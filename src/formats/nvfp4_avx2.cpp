@@ -12,7 +12,7 @@
 #include "formats/e4m3.h"
 #include "formats/nvfp4.h"
 
-#pragma GCC target("avx2,fma,f16c")
+#include "formats/avx2_begin.h"
 
 namespace fp4kit::nvfp4_avx2 {
 namespace {
@@ -258,3 +258,5 @@ void dequantize(const uint8_t* packed, const uint8_t* scales, size_t n, const Nv
 const Nvfp4Kernels kKernels = {amax, quantize, quantize_with_scales, dequantize};
 
 }  // namespace fp4kit::nvfp4_avx2
+
+#include "formats/avx2_end.h"

@@ -24,7 +24,12 @@ std::optional<uint64_t> non_negative_integer(const json& j) {
 }
 
 std::string range_string(uint64_t begin, uint64_t end) {
-  return "[" + std::to_string(begin) + ", " + std::to_string(end) + "]";
+  std::string s = "[";  // built up with += : GCC 12 -O3 warns falsely (-Wrestrict) on "[" + std::string
+  s += std::to_string(begin);
+  s += ", ";
+  s += std::to_string(end);
+  s += "]";
+  return s;
 }
 
 class HeaderParser {

@@ -58,7 +58,10 @@ void SafetensorsWriter::begin() {
     for (const TensorInfo& t : layout_) {
       if (header.size() > 1) header += ',';
       header += json_string(t.name) + ":{\"dtype\":\"" + std::string(dtype_name(t.dtype)) + "\",\"shape\":[";
-      for (size_t i = 0; i < t.shape.size(); ++i) header += (i ? "," : "") + std::to_string(t.shape[i]);
+      for (size_t i = 0; i < t.shape.size(); ++i) {
+        if (i) header += ',';
+        header += std::to_string(t.shape[i]);
+      }
       header += "],\"data_offsets\":[" + std::to_string(t.begin) + "," + std::to_string(t.end) + "]}";
     }
   } catch (const nlohmann::json::exception& e) {  // a name or metadata string that is not UTF-8
