@@ -28,38 +28,45 @@ std::string shape_text(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
+void print_text(const CheckpointSummary& s) {
+  std::printf("checkpoint   %s\n", s.dir.c_str());
+  std::printf("architecture %s\n", s.architecture.empty() ? "(unknown)" : s.architecture.c_str());
+  for (const auto& [k, v] : s.key_config.items())
+    if (k != "compress_ratios") std::printf("  %-26s %s\n", k.c_str(), v.dump().c_str());
+  std::printf("shards %zu  tensors %zu  %s  (read in %.2f s)\n", s.shards, s.tensors, human_bytes(s.bytes).c_str(), s.seconds);
+
+  std::printf("\nbytes per dtype\n");
+  for (const auto& [dtype, bytes] : s.bytes_per_dtype) std::printf("  %-10s %12s\n", dtype.c_str(), human_bytes(bytes).c_str());
+  std::printf("\nbytes per role\n");
+  for (const auto& [role, bytes] : s.bytes_per_role)
+    std::printf("  %-22s %12s  %7zu tensors\n", role.c_str(), human_bytes(bytes).c_str(), s.tensors_per_role.at(role));
+  std::printf("\nquantized weights\n");
+  if (s.quantized_weights.empty()) std::printf("  none\n");
+  for (const auto& [storage, n] : s.quantized_weights) std::printf("  %-22s %7zu\n", storage.c_str(), n);
+  std::printf("\ncounts\n");
+  for (const auto& [what, n] : s.counts) std::printf("  %-22s %7zu\n", what.c_str(), n);
+
+  std::printf("\n%6s  %-8s %-16s %-18s %10s  %s\n", "count", "dtype", "shape", "storage", "bytes", "pattern");
+  for (const auto& p : s.patterns)
+    std::printf("%6zu  %-8s %-16s %-18s %10s  %s\n", p.count, p.dtype.c_str(), shape_text(p.shape).c_str(),
+                p.storage.c_str(), human_bytes(p.bytes).c_str(), p.pattern.c_str());
+  std::printf("\n%zu anomalies\n", s.anomalies.size());
+  for (const auto& an : s.anomalies) std::printf("  ! %s\n", an.c_str());
+}
+
 void run(const InspectArgs& a) {
   const CheckpointSummary s = summarize_checkpoint(a.dir);
-  if (a.json) {
-    std::printf("%s\n", to_json(s).dump(2).c_str());
-  } else {
-    std::printf("checkpoint  %s\n", s.dir.c_str());
-    if (s.config.is_object()) {
-      auto get = [&](const char* k) { return s.config.contains(k) ? s.config[k].dump() : std::string("-"); };
-      std::printf("model_type  %s  layers %s  hidden %s  experts %s (top %s)\n", get("model_type").c_str(),
-                  get("num_hidden_layers").c_str(), get("hidden_size").c_str(), get("n_routed_experts").c_str(),
-                  get("num_experts_per_tok").c_str());
-      if (s.config.contains("quantization_config"))
-        std::printf("quantization %s\n", s.config["quantization_config"].dump().c_str());
-    }
-    std::printf("shards %zu  tensors %zu  %s\n\n", s.shards, s.tensors, human_bytes(s.bytes).c_str());
-    for (const auto& [dtype, bytes] : s.bytes_per_dtype)
-      std::printf("  %-8s %12s\n", dtype.c_str(), human_bytes(bytes).c_str());
-    std::printf("\n%6s  %-8s %-14s %10s  %s\n", "count", "dtype", "shape", "bytes", "pattern");
-    for (const auto& p : s.patterns)
-      std::printf("%6zu  %-8s %-14s %10s  %s\n", p.count, p.dtype.c_str(), shape_text(p.shape).c_str(),
-                  human_bytes(p.bytes).c_str(), p.pattern.c_str());
-    std::printf("\n%zu anomalies\n", s.anomalies.size());
-    for (const auto& an : s.anomalies) std::printf("  ! %s\n", an.c_str());
-  }
+  if (a.json) std::printf("%s\n", to_json(s).dump(2).c_str());
+  else print_text(s);
   if (!s.anomalies.empty()) throw ExitCode{1};
 }
 
 void add_command(CLI::App& app) {
   auto args = std::make_shared<InspectArgs>();
   auto* cmd = app.add_subcommand("inspect",
-                                 "Summarize a checkpoint from its config and shard headers (no tensor data is read). "
-                                 "Exit 1 if anomalies are found.");
+                                 "Summarize a checkpoint from its config, index and shard headers (no tensor data is read): "
+                                 "name patterns, dtypes, storage formats, bytes per role, counts and anomalies. "
+                                 "Exit 0 clean, 1 anomalies found, 2 not a checkpoint.");
   cmd->add_option("MODEL_DIR", args->dir, "Checkpoint directory (index + shards, or model.safetensors)")
       ->required()
       ->check(CLI::ExistingDirectory);
