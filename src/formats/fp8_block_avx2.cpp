@@ -53,9 +53,12 @@ void quantize_scalar(FloatSpan src, size_t begin, size_t end, float s, uint8_t* 
 }  // namespace fp4kit::fp8_block_avx2
 
 #include "formats/avx2_begin.h"
+#include "formats/avx2_common.h"
 
 namespace fp4kit::fp8_block_avx2 {
 namespace {
+
+using namespace fp4kit::avx2;
 
 inline size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
 
@@ -177,22 +180,6 @@ void dequantize_bf16(const uint8_t* weight, const void* scales, const Fp8BlockSh
 }
 
 // ---- quantize ---------------------------------------------------------------------------------
-
-template <DType D>
-inline __m256 load8(const void* base, size_t i) {
-  if constexpr (D == DType::BF16) {
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(base) + i));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16));
-  } else if constexpr (D == DType::F16) {
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(base) + i)));
-  } else {
-    return _mm256_loadu_ps(static_cast<const float*>(base) + i);
-  }
-}
-
-// |x| as integers: for non-negative floats the integer order is the float order, and only NaN
-// lies above 0x7F800000 (Inf).
-inline __m256i abs_bits(__m256 x) { return _mm256_and_si256(_mm256_castps_si256(x), _mm256_set1_epi32(0x7FFFFFFF)); }
 
 // E4M3::from_float_saturate, one code per int32 lane.
 inline __m256i e4m3_saturate(__m256 y) {
