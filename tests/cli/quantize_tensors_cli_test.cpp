@@ -86,8 +86,8 @@ INSTANTIATE_TEST_SUITE_P(
                       LayoutCase{"modelopt-cuda", "modelopt_nvfp4.safetensors", "cuda.", ".weight", ".weight_scale_2"},
                       LayoutCase{"compressed-tensors", "compressed_tensors_nvfp4.safetensors", "out.",
                                  ".weight_packed", ".weight_global_scale"}),
-    [](const auto& info) {
-      std::string n = info.param.numerics;
+    [](const auto& param_info) {
+      std::string n = param_info.param.numerics;
       for (auto& ch : n)
         if (ch == '-') ch = '_';
       return n;

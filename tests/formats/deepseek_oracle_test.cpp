@@ -107,11 +107,11 @@ TEST_P(DeepSeekFp8, ModelOptNvfp4) {
 
 const char* const kFp8Cases[] = {"v3_a", "v3_b", "v3_gate", "v3_up", "v4_a", "v4_b", "v4_w1", "v4_w3"};
 
-auto param_name = [](const auto& info) {
-  std::string n = std::get<0>(info.param);
+auto param_name = [](const auto& param_info) {
+  std::string n = std::get<0>(param_info.param);
   for (auto& ch : n)
     if (ch == '.' || ch == '-') ch = '_';
-  return n + "_" + std::string(isa_name(std::get<1>(info.param)));
+  return n + "_" + std::string(isa_name(std::get<1>(param_info.param)));
 };
 
 INSTANTIATE_TEST_SUITE_P(AllCases, DeepSeekFp8,

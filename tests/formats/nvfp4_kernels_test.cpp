@@ -144,11 +144,11 @@ INSTANTIATE_TEST_SUITE_P(
     All, Nvfp4Kernels,
     ::testing::Combine(::testing::Values(Nvfp4Numerics::ModelOpt, Nvfp4Numerics::ModelOptCuda, Nvfp4Numerics::CompressedTensors),
                        ::testing::Values(DType::BF16, DType::F16, DType::F32)),
-    [](const auto& info) {
-      std::string n(numerics_name(std::get<0>(info.param)));
+    [](const auto& param_info) {
+      std::string n(numerics_name(std::get<0>(param_info.param)));
       for (auto& c : n)
         if (c == '-') c = '_';
-      return n + "_" + std::string(dtype_name(std::get<1>(info.param)));
+      return n + "_" + std::string(dtype_name(std::get<1>(param_info.param)));
     });
 
 // The vector E4M3 encoder sees every block amax the scale arithmetic can produce: sweep block

@@ -101,11 +101,11 @@ TEST_P(Nvfp4Oracle, CompressedTensors) {
 
 INSTANTIATE_TEST_SUITE_P(AllCases, Nvfp4Oracle,
                          ::testing::Combine(::testing::ValuesIn(kCases), ::testing::Values(Isa::Scalar, Isa::Avx2)),
-                         [](const auto& info) {
-                           std::string n = std::get<0>(info.param);
+                         [](const auto& param_info) {
+                           std::string n = std::get<0>(param_info.param);
                            for (auto& ch : n)
                              if (ch == '-') ch = '_';
-                           return n + "_" + std::string(isa_name(std::get<1>(info.param)));
+                           return n + "_" + std::string(isa_name(std::get<1>(param_info.param)));
                          });
 
 TEST(Nvfp4Probe, CastFp4) {

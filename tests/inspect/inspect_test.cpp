@@ -95,19 +95,19 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         Breakage{"weight_without_scale",
                  [](const std::string& d) {
-                   testing::rewrite_shard(shard_holding(d, kWq + ".scale"), [](io::TensorInfo& t) { return t.name != kWq + ".scale"; });
+                   testing::rewrite_shard(shard_holding(d, kWq + ".scale"), [](io::TensorInfo& tensor) { return t.name != kWq + ".scale"; });
                  },
                  {kWq + ".weight"}},
         Breakage{"scale_without_weight",
                  [](const std::string& d) {
-                   testing::rewrite_shard(shard_holding(d, kWq + ".weight"), [](io::TensorInfo& t) { return t.name != kWq + ".weight"; });
+                   testing::rewrite_shard(shard_holding(d, kWq + ".weight"), [](io::TensorInfo& tensor) { return t.name != kWq + ".weight"; });
                  },
                  {kWq + ".scale"}},
         Breakage{"scale_shape",
                  [](const std::string& d) {
                    // wq_b [768,128] needs scale [6,1]; call it [3,2] (same bytes)
-                   testing::rewrite_shard(shard_holding(d, "layers.1.attn.wq_b.scale"), [](io::TensorInfo& t) {
-                     if (t.name == "layers.1.attn.wq_b.scale") t.shape = {3, 2};
+                   testing::rewrite_shard(shard_holding(d, "layers.1.attn.wq_b.scale"), [](io::TensorInfo& tensor) {
+                     if (tensor.name == "layers.1.attn.wq_b.scale") tensor.shape = {3, 2};
                      return true;
                    });
                  },
@@ -144,13 +144,13 @@ INSTANTIATE_TEST_SUITE_P(
                  {"layers.9.ghost.weight"}},
         Breakage{"wrong_shape_for_config",
                  [](const std::string& d) {
-                   testing::rewrite_shard(shard_holding(d, "layers.0.ffn.gate.weight"), [](io::TensorInfo& t) {
-                     if (t.name == "layers.0.ffn.gate.weight") t.shape = {16, 64};
+                   testing::rewrite_shard(shard_holding(d, "layers.0.ffn.gate.weight"), [](io::TensorInfo& tensor) {
+                     if (tensor.name == "layers.0.ffn.gate.weight") tensor.shape = {16, 64};
                      return true;
                    });
                  },
                  {"layers.0.ffn.gate.weight", "[16, 64]"}}),
-    [](const auto& info) { return std::string(info.param.name); });
+    [](const auto& param_info) { return std::string(param_info.param.name); });
 
 }  // namespace
 }  // namespace fp4kit
