@@ -95,12 +95,12 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         Breakage{"weight_without_scale",
                  [](const std::string& d) {
-                   testing::rewrite_shard(shard_holding(d, kWq + ".scale"), [](io::TensorInfo& tensor) { return t.name != kWq + ".scale"; });
+                   testing::rewrite_shard(shard_holding(d, kWq + ".scale"), [](io::TensorInfo& tensor) { return tensor.name != kWq + ".scale"; });
                  },
                  {kWq + ".weight"}},
         Breakage{"scale_without_weight",
                  [](const std::string& d) {
-                   testing::rewrite_shard(shard_holding(d, kWq + ".weight"), [](io::TensorInfo& tensor) { return t.name != kWq + ".weight"; });
+                   testing::rewrite_shard(shard_holding(d, kWq + ".weight"), [](io::TensorInfo& tensor) { return tensor.name != kWq + ".weight"; });
                  },
                  {kWq + ".scale"}},
         Breakage{"scale_shape",
