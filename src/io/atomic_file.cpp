@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <random>
 #include <system_error>
@@ -85,6 +86,18 @@ void AtomicFile::write(std::span<const std::byte> bytes) {
     done += static_cast<size_t>(n);
     bytes_written_ += static_cast<uint64_t>(n);
   }
+}
+
+void AtomicFile::skip(uint64_t n) {
+  if (committed_ || failed_) throw Error(final_path_ + ": skip after commit or after a failed write");
+  if (n == 0) return;
+  uint64_t end = 0;
+  if (__builtin_add_overflow(bytes_written_, n, &end) || end > static_cast<uint64_t>(INT64_MAX))
+    fail("cannot extend the file", EFBIG);
+  // ftruncate makes the hole (and the file size) now, also when nothing is written after it.
+  if (::ftruncate(fd_, static_cast<off_t>(end)) != 0) fail("cannot extend the file", errno);
+  if (::lseek(fd_, static_cast<off_t>(end), SEEK_SET) < 0) fail("cannot seek", errno);
+  bytes_written_ = end;
 }
 
 void AtomicFile::write(std::string_view text) { write(std::as_bytes(std::span(text.data(), text.size()))); }

@@ -24,6 +24,9 @@ class AtomicFile {
   // final path, and make commit() refuse.
   void write(std::span<const std::byte> bytes);
   void write(std::string_view text);
+  // Moves the end of the file `n` bytes on without writing them: a hole that reads as zeros and,
+  // on file systems with sparse files, takes no disk space. Counts as written.
+  void skip(uint64_t n);
   uint64_t bytes_written() const { return bytes_written_; }
 
   // fsync, rename onto the final name, fsync the directory: afterwards the final name holds the

@@ -112,6 +112,15 @@ void SafetensorsWriter::append(std::span<const std::byte> chunk) {
   written_ += chunk.size();
 }
 
+void SafetensorsWriter::append_hole(uint64_t n) {
+  if (!file_ || committed_) fail("append_hole before begin() or after commit()");
+  if (n > data_size_ - written_)
+    fail("append_hole of " + std::to_string(n) + " bytes runs past the end of the last tensor (" +
+         std::to_string(data_size_ - written_) + " bytes left)");
+  file_->skip(n);
+  written_ += n;
+}
+
 void SafetensorsWriter::commit() {
   if (!file_) fail("commit() before begin()");
   if (committed_) fail("committed twice");

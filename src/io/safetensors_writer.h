@@ -38,6 +38,9 @@ class SafetensorsWriter {
   // Or the data section as a stream of chunks of any size: the position moves on to the next tensor
   // when one is full. Mixes with write().
   void append(std::span<const std::byte> chunk);
+  // Like append() of `n` zero bytes, but leaves a hole in the file (AtomicFile::skip): a header over
+  // a sparse data section, for checkpoints whose values nobody reads.
+  void append_hole(uint64_t n);
 
   // Checks that every tensor was fully written, then publishes the file.
   void commit();

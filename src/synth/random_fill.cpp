@@ -1,0 +1,20 @@
+#include "synth/random_fill.h"
+
+namespace fp4kit::synth {
+
+namespace random_fill_ref {
+void fill(Distribution d, CounterRng rng, uint64_t first, size_t n, float* out) {
+  if (d == Distribution::StudentT4) {
+    for (size_t i = 0; i < n; ++i) out[i] = student_t4(half_word(rng, first + i));
+  } else {
+    for (size_t i = 0; i < n; ++i) out[i] = normal_approx(rng.bits(first + i));
+  }
+}
+}  // namespace random_fill_ref
+
+RandomFill random_fill(Isa isa) {
+  if (isa == Isa::Avx2 && isa_supported(Isa::Avx2)) return random_fill_avx2::fill;
+  return random_fill_ref::fill;
+}
+
+}  // namespace fp4kit::synth
