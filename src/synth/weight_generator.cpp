@@ -170,8 +170,8 @@ void WeightGenerator::plain_rows(const TensorSpec& spec, int64_t row_begin, int6
 
 QuantizedWeight WeightGenerator::quantized(const TensorSpec& weight, const TensorSpec& scale) const {
   // Plain variables, not a structured binding: lambdas below capture them (clang 14 cannot).
-  const std::pair<size_t, size_t> shape = logical_shape(weight);
-  const size_t rows = shape.first, cols = shape.second;
+  const std::pair<size_t, size_t> rows_cols = logical_shape(weight);
+  const size_t rows = rows_cols.first, cols = rows_cols.second;
   const io::StorageSize weight_size = io::storage_size(weight.dtype, weight.shape);
   const io::StorageSize scale_size = io::storage_size(scale.dtype, scale.shape);
   if (!weight_size.problem.empty() || !scale_size.problem.empty())
