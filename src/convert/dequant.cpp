@@ -28,6 +28,8 @@
 #include "io/quote_name.h"
 #include "io/safetensors_writer.h"
 #include "io/strict_json.h"
+#include "convert/output_directory.h"
+#include "convert/source_checkpoint.h"
 
 namespace fp4kit {
 
@@ -44,105 +46,6 @@ constexpr uint64_t kPieceBytes = 1ull << 20;
 constexpr uint64_t kAsyncWriteBytes = 1ull << 20;
 
 using Clock = std::chrono::steady_clock;
-
-std::string join(const std::string& dir, std::string_view name) {
-  if (dir.empty()) return std::string(name);
-  return dir.back() == '/' ? dir + std::string(name) : dir + "/" + std::string(name);
-}
-
-bool is_regular_file(const std::string& path, uint64_t* size = nullptr) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
-  if (size) *size = static_cast<uint64_t>(st.st_size);
-  return true;
-}
-
-std::string errno_text(int err) { return std::error_code(err, std::generic_category()).message(); }
-
-// ---- the output directory ------------------------------------------------------------------
-
-enum class Destination { Empty, Unfinished, Finished };
-
-// What dst holds, refusing everything but nothing at all or a dequant of the same source with the
-// same options (and that only with --resume).
-Destination inspect_destination(const std::string& dst, const DequantPlan& plan, bool resume) {
-  std::error_code ec;
-  if (!fs::exists(dst, ec)) return Destination::Empty;
-  if (!fs::is_directory(dst, ec)) throw InputError(dst + ": exists and is not a directory");
-  std::vector<std::string> entries;
-  for (const auto& entry : fs::directory_iterator(dst, ec)) {
-    const std::string name = entry.path().filename().string();
-    // A plan file's temporary alone is what a run killed before its first shard leaves.
-    if (!(is_temporary_file_name(name) && name.starts_with("." + std::string(kDequantPlanFileName))))
-      entries.push_back(name);
-  }
-  if (ec) throw InputError(dst + ": cannot list the directory: " + ec.message());
-  if (entries.empty()) return Destination::Empty;
-
-  const std::string plan_path = join(dst, kDequantPlanFileName);
-  if (!is_regular_file(plan_path)) {
-    std::sort(entries.begin(), entries.end());
-    throw InputError(dst + ": is not empty (it holds " + io::quote_name(entries.front()) +
-                     ") and is not an fp4kit dequant output; refusing to overwrite it: choose an empty or new directory");
-  }
-  nlohmann::json stored;
-  try {
-    std::ifstream in(plan_path, std::ios::binary);
-    std::ostringstream text;
-    text << in.rdbuf();
-    stored = io::parse_strict_json(text.str(), plan_path);
-  } catch (const InputError& e) {
-    throw InputError(std::string(e.what()) + " (not a dequant plan this fp4kit can read: choose an empty directory)");
-  }
-  const std::string difference = dequant_manifest_difference(stored, plan.manifest);
-  if (!difference.empty())
-    throw InputError(dst + ": holds an fp4kit dequant of another source or with other options (" + difference +
-                     "); refusing to overwrite it: choose an empty or new directory");
-  const bool complete = stored.is_object() && stored.value("complete", false) == true;
-  if (!resume && complete)
-    throw InputError(dst + ": already holds a finished dequant of this source; add --resume to check and finish it "
-                           "again, or choose an empty directory");
-  if (!resume)
-    throw InputError(dst + ": holds an unfinished dequant of this source (was it killed?); add --resume to continue "
-                           "it, or choose an empty directory");
-  return complete ? Destination::Finished : Destination::Unfinished;
-}
-
-// A killed run leaves AtomicFile temporaries behind; none of them is ever reused.
-void remove_temporaries(const std::string& dst) {
-  std::error_code ec;
-  std::vector<fs::path> stale;
-  for (auto it = fs::recursive_directory_iterator(dst, ec); !ec && it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
-    std::error_code type_ec;
-    if (it->is_regular_file(type_ec) && !it->is_symlink(type_ec) &&
-        is_temporary_file_name(it->path().filename().string()))
-      stale.push_back(it->path());
-  }
-  if (ec) throw Error(dst + ": cannot list the directory: " + ec.message());
-  for (const fs::path& p : stale)
-    if (!fs::remove(p, ec) && ec) throw Error(p.string() + ": cannot remove a stale temporary file: " + ec.message());
-}
-
-// A shard an earlier run published: its header must list exactly the planned tensors and the file
-// must end where its data does. (It was renamed into place only after an fsync, so it is whole.)
-bool shard_is_finished(const std::string& path, const DequantPlan& plan, const io::PlannedShard& shard) {
-  if (!is_regular_file(path)) return false;
-  try {
-    const io::SafetensorsFile file = io::SafetensorsFile::open(path);
-    if (file.header().metadata != kShardMetadata || file.tensors().size() != shard.tensors.size()) return false;
-    uint64_t data_end = 0;
-    for (size_t i : shard.tensors) {
-      const io::TensorInfo& want = plan.tensors[i].output;
-      const io::TensorInfo* got = file.find(want.name);
-      if (!got || got->dtype != want.dtype || got->shape != want.shape) return false;
-      data_end = std::max(data_end, got->end);
-    }
-    return file.file_size() == file.header().data_offset + data_end;
-  } catch (const InputError&) {
-    return false;
-  }
-}
 
 // ---- streaming the data ----------------------------------------------------------------------
 
@@ -187,15 +90,6 @@ class ChunkWriter {
   int current_ = 0;
   std::future<void> pending_;
 };
-
-// A published shard is fsynced, so its pages are clean and can leave the page cache: without this,
-// an 865 GB run fills the cache with output nobody reads back. Best effort.
-void drop_written_pages(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-  ::close(fd);
-}
 
 // A byte range of a source tensor, as drop_cache wants it.
 io::TensorInfo byte_range(const io::TensorInfo& t, uint64_t offset, uint64_t bytes) {
@@ -349,38 +243,6 @@ class ShardStreamer {
   std::vector<uint8_t> input_;  // source bytes of the current step
 };
 
-// ---- the other files -------------------------------------------------------------------------
-
-void copy_file_atomically(const std::string& from, const std::string& to) {
-  const int fd = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw InputError(from + ": cannot open: " + errno_text(errno));
-  try {
-    io::AtomicFile out(to);
-    std::vector<std::byte> buffer(1 << 20);
-    for (;;) {
-      const ssize_t n = ::read(fd, buffer.data(), buffer.size());
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) throw Error(from + ": cannot read: " + errno_text(errno));
-      if (n == 0) break;
-      out.write(std::span(buffer).first(static_cast<size_t>(n)));
-    }
-    out.commit();
-  } catch (...) {
-    ::close(fd);
-    throw;
-  }
-  ::close(fd);
-}
-
-std::optional<unsigned> crash_after_shards() {
-  const char* value = std::getenv(kDequantCrashAfterShardsEnv);
-  if (!value || !*value) return std::nullopt;
-  char* end = nullptr;
-  const unsigned long n = std::strtoul(value, &end, 10);
-  if (*end != '\0' || n == 0) return std::nullopt;
-  return static_cast<unsigned>(n);
-}
-
 }  // namespace
 
 const DequantKindStats& DequantReport::stats(DequantKind k) const {
@@ -407,26 +269,22 @@ DequantReport dequant_checkpoint(const std::string& src, const std::string& dst,
 
   // Everything is checked before anything is written.
   const DequantPlan plan = plan_dequant(src, dst, options.shard_bytes);
-  const Destination destination = inspect_destination(dst, plan, options.resume);
+  const Destination destination = inspect_destination(dst, dequant_plan_file(), plan.manifest, options.resume);
 
   DequantReport report;
   report.shards = plan.shards.size();
   report.scales_dropped = plan.scales_dropped;
   for (const DequantTensor& t : plan.tensors) ++report.stats(t.kind).tensors;
 
-  fs::create_directories(dst, ec);
-  if (ec) throw Error(dst + ": cannot create the directory: " + ec.message());
-  remove_temporaries(dst);
-  const std::string plan_path = join(dst, kDequantPlanFileName);
-  nlohmann::json manifest = plan.manifest;
-  manifest["complete"] = false;
-  io::write_file_atomic(plan_path, manifest.dump(2) + "\n");
+  prepare_destination(dst, dequant_plan_file(), plan.manifest);
 
   const std::optional<unsigned> crash_after = crash_after_shards();
   ShardStreamer streamer(plan, options, report, progress, plan.input_bytes());
   for (const io::PlannedShard& shard : plan.shards) {
-    const std::string path = join(dst, shard.file);
-    if (destination != Destination::Empty && shard_is_finished(path, plan, shard)) {
+    const std::string path = join_path(dst, shard.file);
+    std::vector<const io::TensorInfo*> outputs;
+    for (size_t i : shard.tensors) outputs.push_back(&plan.tensors[i].output);
+    if (destination != Destination::Empty && shard_is_finished(path, outputs, kShardMetadata)) {
       ++report.shards_skipped;
       streamer.skip(shard);
       continue;
@@ -441,16 +299,15 @@ DequantReport dequant_checkpoint(const std::string& src, const std::string& dst,
     const fs::path to = fs::path(dst) / rel;
     fs::create_directories(to.parent_path(), ec);
     if (ec) throw Error(to.parent_path().string() + ": cannot create the directory: " + ec.message());
-    copy_file_atomically(join(src, rel), to.string());
+    copy_file_atomically(join_path(src, rel), to.string());
     ++report.files_copied;
   }
   if (plan.config_text) {
-    io::write_file_atomic(join(dst, kConfigFileName), *plan.config_text);
+    io::write_file_atomic(join_path(dst, kConfigFileName), *plan.config_text);
     report.config_written = true;
   }
-  plan.index().save(join(dst, io::kIndexFileName));
-  manifest["complete"] = true;
-  io::write_file_atomic(plan_path, manifest.dump(2) + "\n");
+  plan.index().save(join_path(dst, io::kIndexFileName));
+  finish_destination(dst, dequant_plan_file(), plan.manifest);
   report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return report;
 }

@@ -54,6 +54,6 @@ DequantReport dequant_checkpoint(const std::string& src, const std::string& dst,
 
 // Test hook: the process ends with _exit(137) right after this many shards were published by the
 // run, as if killed by SIGKILL at that point.
-inline constexpr const char* kDequantCrashAfterShardsEnv = "FP4KIT_TEST_CRASH_AFTER_SHARDS";
+inline constexpr const char* kDequantCrashAfterShardsEnv = kCrashAfterShardsEnv;
 
 }  // namespace fp4kit

@@ -13,6 +13,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "convert/output_directory.h"
+#include "convert/source_checkpoint.h"
 #include "io/safetensors_file.h"
 #include "io/shard_plan.h"
 #include "models/deepseek_v4.h"
@@ -70,8 +72,7 @@ inline constexpr std::string_view kDequantManifestFormat = "fp4kit-dequant-plan/
 // Kept in the output directory: the manifest, with "complete": true once every file is in place.
 inline constexpr std::string_view kDequantPlanFileName = ".fp4kit-dequant.json";
 
-// The names io::AtomicFile gives its temporaries (".<name>.tmp-<pid>-<random>"): a killed run's
-// leftovers, never copied from the source and removed from the output on --resume.
-bool is_temporary_file_name(std::string_view name);
+// The plan file's name, format and option flags, for convert/output_directory.
+const JobPlanFile& dequant_plan_file();
 
 }  // namespace fp4kit

@@ -1,0 +1,196 @@
+// fp4kit convert SRC DST: parsing and printing only; the job is convert/convert.
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "base/error.h"
+#include "base/parallel.h"
+#include "cli/commands.h"
+#include "cli/progress.h"
+#include "convert/convert.h"
+#include "convert/modelopt_v4_layout.h"
+#include "io/checkpoint_index.h"
+#include "io/shard_plan.h"
+
+namespace fp4kit::cli {
+
+namespace {
+
+struct ConvertArgs {
+  std::string src, dst, numerics = "auto", recipe = "moe", calib, shard_size, json_path;
+  unsigned threads = 0;
+  bool weight_only = false, include_mtp = false, allow_nonfinite = false, resume = false, force = false,
+       dry_run = false, progress = false, quiet = false;
+};
+
+double gb(uint64_t bytes) { return static_cast<double>(bytes) / 1e9; }
+double gb_per_s(uint64_t bytes, double seconds) { return seconds > 0 ? gb(bytes) / seconds : 0.0; }
+
+nlohmann::json count_json(const ConvertActionCount& c) {
+  return {{"tensors", c.tensors}, {"input_bytes", c.input_bytes}, {"output_tensors", c.outputs},
+          {"output_bytes", c.output_bytes}};
+}
+
+nlohmann::json plan_json(const ConvertArgs& a, const ConvertPlan& plan) {
+  nlohmann::json j = {{"source", a.src},
+                      {"output", a.dst},
+                      {"recipe", a.recipe},
+                      {"numerics", convert_numerics_name(plan.numerics)},
+                      {"weight_only", a.weight_only},
+                      {"input_fallbacks", plan.input_fallbacks.size()},
+                      {"output_tensors", plan.tensors.size()},
+                      {"output_bytes", plan.output_bytes()},
+                      {"input_bytes", plan.input_bytes()}};
+  for (ConvertAction k : kConvertActions) j["actions"][std::string(convert_action_name(k))] = count_json(plan.count(k));
+  nlohmann::json files = nlohmann::json::array();
+  for (const io::PlannedShard& s : plan.shards)
+    files.push_back({{"file", s.file}, {"tensors", s.tensors.size()}, {"bytes", s.bytes}});
+  j["shards"] = files;
+  j["layout_files"] = {io::kIndexFileName, "config.json", kHfQuantConfigFileName};
+  j["files_copied"] = plan.extra_files.size();
+  return j;
+}
+
+nlohmann::json stats_json(const ConvertActionStats& s) {
+  return {{"tensors_written", s.tensors_written}, {"input_bytes", s.input_bytes}, {"output_bytes", s.output_bytes},
+          {"seconds", s.seconds}, {"output_gb_per_s", gb_per_s(s.output_bytes, s.seconds)}};
+}
+
+void write_json(const std::string& path, const nlohmann::json& j) {
+  const std::string text = j.dump(2) + "\n";
+  if (path == "-") {
+    std::fputs(text.c_str(), stdout);
+    return;
+  }
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (!f || std::fputs(text.c_str(), f) < 0 || std::fclose(f) != 0) throw Error(path + ": cannot write the JSON report");
+}
+
+void print_plan(const ConvertArgs& a, const ConvertPlan& plan) {
+  std::printf("convert plan: %s -> %s (recipe %s, numerics %s, %s)\n", a.src.c_str(), a.dst.c_str(), a.recipe.c_str(),
+              std::string(convert_numerics_name(plan.numerics)).c_str(),
+              a.weight_only ? "weight-only" : ("calibration " + a.calib).c_str());
+  for (ConvertAction k : kConvertActions) {
+    const ConvertActionCount& c = plan.count(k);
+    std::printf("  %-9s %7zu tensors  %12llu bytes in  -> %7zu tensors  %12llu bytes out\n",
+                std::string(convert_action_name(k)).c_str(), c.tensors, static_cast<unsigned long long>(c.input_bytes),
+                c.outputs, static_cast<unsigned long long>(c.output_bytes));
+  }
+  std::printf("  output: %zu shards, %zu tensors, %llu bytes (source %llu bytes)\n", plan.shards.size(),
+              plan.tensors.size(), static_cast<unsigned long long>(plan.output_bytes()),
+              static_cast<unsigned long long>(plan.input_bytes()));
+  if (!a.weight_only) std::printf("  input_scale fallbacks: %zu modules\n", plan.input_fallbacks.size());
+  std::printf("  would write:\n");
+  for (const io::PlannedShard& s : plan.shards)
+    std::printf("    %s  %zu tensors  %llu bytes\n", s.file.c_str(), s.tensors.size(),
+                static_cast<unsigned long long>(s.bytes));
+  std::printf("    %s\n    %s%s\n    %s\n", std::string(io::kIndexFileName).c_str(),
+              plan.config_text ? "config.json\n    " : "", std::string(kHfQuantConfigFileName).c_str(),
+              std::string(kConvertPlanFileName).c_str());
+  std::printf("    and %zu other files copied as they are\n", plan.extra_files.size());
+}
+
+void run(const ConvertArgs& a) {
+  ConvertOptions o;
+  const auto numerics = convert_numerics_from_name(a.numerics);
+  if (!numerics) throw InputError("--numerics " + a.numerics + ": unknown (auto, cast, modelopt)");
+  o.numerics = *numerics;
+  o.recipe = a.recipe;
+  if (!a.calib.empty()) o.calib_path = a.calib;
+  o.weight_only = a.weight_only;
+  o.include_mtp_experts = a.include_mtp;
+  if (!a.shard_size.empty()) o.shard_bytes = io::parse_byte_size(a.shard_size, "--shard-size");
+  o.allow_nonfinite = a.allow_nonfinite;
+  o.threads = a.threads ? a.threads : default_threads();
+  o.resume = a.resume;
+  o.force = a.force;
+
+  const ConvertPlan plan = plan_convert(a.src, a.dst, o);
+  if (a.dry_run) {
+    print_plan(a, plan);
+    if (!a.json_path.empty()) write_json(a.json_path, plan_json(a, plan));
+    return;
+  }
+  if (a.weight_only && !a.quiet)
+    std::fprintf(stderr,
+                 "convert: warning: --weight-only writes no input_scale. vLLM's ModelOpt NVFP4 MoE path loads "
+                 "w13_input_scale/w2_input_scale for this layout and no engine is known to run it without them "
+                 "(see docs/convert.md); use this output for inspection, not serving.\n");
+  Progress progress("convert", !a.quiet && (a.progress || stderr_is_terminal()));
+  const ConvertReport r = convert_checkpoint(plan, a.dst, o, [&](uint64_t d, uint64_t t) { progress.update(d, t); });
+  progress.finish();
+  if (!a.quiet) {
+    for (ConvertAction k : {ConvertAction::Quantize, ConvertAction::Transcode, ConvertAction::Keep}) {
+      const ConvertActionStats& s = r.stats(k);
+      std::fprintf(stderr, "  %-9s %7zu tensors (%zu written)  %10.3f GB out  %7.2f s  %6.2f GB/s\n",
+                   std::string(convert_action_name(k)).c_str(), plan.count(k).tensors, s.tensors_written,
+                   gb(s.output_bytes), s.seconds, gb_per_s(s.output_bytes, s.seconds));
+    }
+    std::fprintf(stderr, "  %-9s %7zu tensors\n", "drop", plan.drop.tensors);
+    if (r.cast.groups)
+      std::fprintf(stderr, "  lossless MXFP4->NVFP4 blocks: %zu/%zu (%.4f%%), exactly reproduced: %zu/%zu\n",
+                   r.cast.reported_lossless, r.cast.groups,
+                   100.0 * static_cast<double>(r.cast.reported_lossless) / static_cast<double>(r.cast.groups),
+                   r.cast.exact_groups, r.cast.groups);
+    std::fprintf(stderr,
+                 "convert: %zu shards (%zu written, %zu already done), %zu files copied; %.3f GB read, %.3f GB "
+                 "written in %.2f s (%.2f GB/s out): %s\n",
+                 r.shards, r.shards_written, r.shards_skipped, r.files_copied, gb(r.input_bytes), gb(r.output_bytes),
+                 r.seconds, gb_per_s(r.output_bytes, r.seconds), a.dst.c_str());
+  }
+  if (a.json_path.empty()) return;
+  nlohmann::json j = plan_json(a, plan);
+  j["resumed"] = a.resume;
+  j["shards_written"] = r.shards_written;
+  j["shards_skipped"] = r.shards_skipped;
+  j["files_copied"] = r.files_copied;
+  j["written"] = {{"input_bytes", r.input_bytes}, {"output_bytes", r.output_bytes}, {"seconds", r.seconds},
+                  {"input_gb_per_s", gb_per_s(r.input_bytes, r.seconds)},
+                  {"output_gb_per_s", gb_per_s(r.output_bytes, r.seconds)}};
+  for (ConvertAction k : {ConvertAction::Quantize, ConvertAction::Transcode, ConvertAction::Keep})
+    j["written"]["actions"][std::string(convert_action_name(k))] = stats_json(r.stats(k));
+  j["lossless"] = {{"groups", r.cast.groups}, {"reported_lossless", r.cast.reported_lossless},
+                   {"exact_groups", r.cast.exact_groups}, {"zero_scale_groups", r.cast.zero_scale_groups}};
+  write_json(a.json_path, j);
+}
+
+void add_command(CLI::App& app) {
+  auto args = std::make_shared<ConvertArgs>();
+  auto* cmd = app.add_subcommand(
+      "convert",
+      "Convert a DeepSeek V4 checkpoint to the NVFP4 checkpoint ModelOpt's V4 exporter writes (recipe moe: the "
+      "routed experts to NVFP4, everything else byte-identical), as vLLM, SGLang and TensorRT-LLM load it. MXFP4 "
+      "experts are cast losslessly by default (--numerics cast) or requantized (--numerics modelopt). Streams in "
+      "bounded memory; shards are published atomically; --resume continues after a kill.");
+  cmd->add_option("SRC", args->src, "Source checkpoint directory")->required();
+  cmd->add_option("DST", args->dst, "Output directory (new, empty, or an earlier run's with --resume)")->required();
+  cmd->add_option("--calib", args->calib,
+                  "Calibration: safetensors of F32 0-d '<module>.input_amax' tensors (required unless --weight-only)");
+  cmd->add_flag("--weight-only", args->weight_only, "Write no input_scale (no calibration; see the warning)");
+  cmd->add_option("--numerics", args->numerics,
+                  "auto (default: cast for MXFP4 experts), cast (lossless MXFP4->NVFP4), modelopt (dequantize to "
+                  "BF16 and requantize)");
+  cmd->add_option("--recipe", args->recipe, "What to quantize: moe (default, the routed experts)");
+  cmd->add_flag("--include-mtp-experts", args->include_mtp, "Quantize the MTP block's experts too");
+  cmd->add_option("--shard-size", args->shard_size,
+                  "Output shard size limit, e.g. 5GB (default: the source's shards, same names and tensors)");
+  cmd->add_flag("--allow-nonfinite", args->allow_nonfinite, "Convert experts holding NaN or Inf instead of failing");
+  cmd->add_option("--threads", args->threads, "Worker threads (default: all cores); never changes the output");
+  cmd->add_flag("--resume", args->resume,
+                "Continue an interrupted run into DST: finished shards are kept, the rest written; the result is "
+                "identical to an uninterrupted run");
+  cmd->add_flag("--force", args->force, "Empty a non-empty DST first");
+  cmd->add_flag("--dry-run", args->dry_run, "Print the plan (from headers alone) and write nothing");
+  cmd->add_option("--json", args->json_path, "Write a JSON report to this file ('-' for stdout)");
+  cmd->add_flag("--progress", args->progress, "Show progress even when stderr is not a terminal");
+  cmd->add_flag("--quiet", args->quiet, "Print nothing but errors");
+  cmd->callback([args] { run(*args); });
+}
+
+}  // namespace
+
+const CommandRegistration kRegistration(45, add_command);
+
+}  // namespace fp4kit::cli

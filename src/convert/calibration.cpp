@@ -1,0 +1,116 @@
+#include "convert/calibration.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <set>
+
+#include "base/error.h"
+#include "convert/fingerprint.h"
+#include "io/quote_name.h"
+#include "io/safetensors_file.h"
+
+namespace fp4kit {
+
+namespace {
+
+// w1 and w3 share a fallback: they are fused before it is taken.
+std::string fallback_group(const std::string& projection) { return projection == "w3" ? "w1" : projection; }
+
+std::string list_names(const std::vector<std::string>& names) {
+  std::string out;
+  const size_t shown = std::min<size_t>(names.size(), 5);
+  for (size_t i = 0; i < shown; ++i) out += (i ? ", " : "") + io::quote_name(names[i]);
+  if (names.size() > shown) out += " and " + std::to_string(names.size() - shown) + " more";
+  return out;
+}
+
+}  // namespace
+
+std::string projection_of(const std::string& module) {
+  const size_t dot = module.rfind('.');
+  if (dot == std::string::npos) return "";
+  const std::string last = module.substr(dot + 1);
+  return last.size() == 2 && last[0] == 'w' && last[1] >= '0' && last[1] <= '9' ? last : "";
+}
+
+std::string fused_partner_of(const std::string& module) {
+  const std::string p = projection_of(module);
+  if (p != "w1" && p != "w3") return "";
+  return module.substr(0, module.size() - 2) + (p == "w1" ? "w3" : "w1");
+}
+
+Calibration load_calibration(const std::string& path) {
+  Calibration c;
+  c.path = path;
+  const io::SafetensorsFile file = io::SafetensorsFile::open(path);
+  Fingerprint f;
+  for (const io::TensorInfo& t : file.tensors()) {
+    const std::string where = path + ": tensor " + io::quote_name(t.name);
+    if (!t.name.ends_with(kInputAmaxSuffix))
+      throw InputError(where + ": is not a '<module>" + std::string(kInputAmaxSuffix) + "' calibration value");
+    if (t.dtype != DType::F32) throw InputError(where + ": is " + std::string(dtype_name(t.dtype)) + ", not F32");
+    if (!t.shape.empty()) throw InputError(where + ": has shape " + io::shape_string(t.shape) + ", not [] (0-d)");
+    float v = 0;
+    file.read(t, std::as_writable_bytes(std::span(&v, 1)));
+    if (!std::isfinite(v) || !(v > 0.0f))
+      throw InputError(where + ": input amax " + std::to_string(v) + " is not a finite positive number");
+    const std::string module = t.name.substr(0, t.name.size() - kInputAmaxSuffix.size());
+    c.input_amax.emplace(module, v);
+    f.add(t.name);
+    uint32_t bits;
+    std::memcpy(&bits, &v, 4);
+    f.add(uint64_t{bits});
+  }
+  c.fingerprint = f.hex();
+  return c;
+}
+
+InputAmax resolve_input_amax(const Calibration& calibration, const std::vector<std::string>& quantized,
+                             const std::vector<std::string>& known) {
+  const std::set<std::string> known_set(known.begin(), known.end());
+  std::vector<std::string> unknown;
+  for (const auto& [module, value] : calibration.input_amax)
+    if (!known_set.count(module)) unknown.push_back(module);
+  if (!unknown.empty())
+    throw InputError(calibration.path + ": calibrates modules the checkpoint has no routed expert for: " +
+                     list_names(unknown));
+
+  // Fused values: w1 and w3 of an expert both take the larger of the two; where only one of them
+  // was calibrated, both take it (they see the same input).
+  std::map<std::string, float> fused = calibration.input_amax;
+  for (const auto& [module, value] : calibration.input_amax) {
+    const std::string partner = fused_partner_of(module);
+    if (partner.empty()) continue;
+    const auto other = calibration.input_amax.find(partner);
+    fused[module] = other == calibration.input_amax.end() ? value : std::max(value, other->second);
+    if (other == calibration.input_amax.end()) fused[partner] = value;
+  }
+  std::map<std::string, float> fallback;  // by fallback group, over every calibrated module
+  for (const auto& [module, value] : fused) {
+    float& f = fallback[fallback_group(projection_of(module))];
+    f = std::max(f, value);
+  }
+
+  InputAmax out;
+  std::vector<std::string> uncovered;
+  for (const std::string& module : quantized) {
+    if (const auto it = fused.find(module); it != fused.end()) {
+      out.by_module[module] = it->second;
+      continue;
+    }
+    const auto fb = fallback.find(fallback_group(projection_of(module)));
+    if (fb == fallback.end()) {
+      uncovered.push_back(module);
+      continue;
+    }
+    out.by_module[module] = fb->second;
+    out.fallbacks.push_back(module);
+  }
+  if (!uncovered.empty())
+    throw InputError(calibration.path + ": has no input amax for any " + projection_of(uncovered.front()) +
+                     " expert, so nothing can stand in for " + list_names(uncovered));
+  return out;
+}
+
+}  // namespace fp4kit

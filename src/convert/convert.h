@@ -1,0 +1,43 @@
+#pragma once
+// `convert`: a DeepSeek V4 checkpoint to the NVFP4 checkpoint ModelOpt's V4 exporter writes
+// (recipe `moe`: routed experts to NVFP4, everything else byte-identical), streaming one tensor at
+// a time into shards published atomically, resumable after a kill. See docs/convert.md.
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "convert/convert_plan.h"
+#include "formats/mxfp4.h"
+
+namespace fp4kit {
+
+struct ConvertActionStats {
+  size_t tensors_written = 0;  // source tensors handled by this run (resumed runs skip shards)
+  uint64_t input_bytes = 0;    // read by this run
+  uint64_t output_bytes = 0;   // written by this run
+  double seconds = 0;
+};
+
+struct ConvertReport {
+  ConvertActionStats keep, quantize, transcode;
+  Mxfp4CastStats cast;  // transcoded experts written by this run
+  size_t shards = 0, shards_written = 0, shards_skipped = 0;
+  size_t files_copied = 0;
+  uint64_t input_bytes = 0, output_bytes = 0;  // by this run
+  double seconds = 0;
+
+  const ConvertActionStats& stats(ConvertAction) const;  // Drop: `keep`'s, unused
+  ConvertActionStats& stats(ConvertAction);
+};
+
+using ConvertProgressFn = std::function<void(uint64_t done, uint64_t total)>;
+
+// InputError (exit code 2) for every bad input plan_convert finds, before anything is written; for
+// a `dst` that holds anything but a convert of the same source with the same options (without
+// `resume`; with `force` it is emptied first); and for a NaN or infinite source expert value
+// unless `allow_nonfinite` (the shard being written is then not published). Error for I/O failures.
+ConvertReport convert_checkpoint(const ConvertPlan& plan, const std::string& dst, const ConvertOptions& options,
+                                 const ConvertProgressFn& progress = {});
+
+}  // namespace fp4kit

@@ -1,0 +1,361 @@
+#include "convert/convert_plan.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "base/error.h"
+#include "convert/calibration.h"
+#include "convert/fingerprint.h"
+#include "convert/modelopt_v4_layout.h"
+#include "convert/source_checkpoint.h"
+#include "formats/nvfp4.h"
+#include "io/quote_name.h"
+#include "models/quantized_weights.h"
+
+namespace fp4kit {
+
+namespace {
+
+constexpr std::string_view kConfigFileName = "config.json";
+constexpr std::string_view kWeightSuffix = ".weight";
+
+// Consumes "<digits>" at the front of `s`; false if there are none.
+bool eat_number(std::string_view& s) {
+  size_t n = 0;
+  while (n < s.size() && s[n] >= '0' && s[n] <= '9') ++n;
+  s.remove_prefix(n);
+  return n > 0;
+}
+bool eat(std::string_view& s, std::string_view word) {
+  if (!s.starts_with(word)) return false;
+  s.remove_prefix(word.size());
+  return true;
+}
+
+// `^<block>\.\d+\.ffn\.experts\.\d+\.w[123]\.weight$`: with block "layers" the exporter's
+// selection; with "mtp" the MTP block's experts, which it leaves in the source format.
+bool is_expert_weight(std::string_view name, std::string_view block) {
+  return eat(name, block) && eat(name, ".") && eat_number(name) && eat(name, ".ffn.experts.") && eat_number(name) &&
+         (eat(name, ".w1") || eat(name, ".w2") || eat(name, ".w3")) && name == kWeightSuffix;
+}
+
+bool is_float_dtype(DType d) { return d == DType::BF16 || d == DType::F16 || d == DType::F32; }
+
+// "layers.12.ffn.experts" for "layers.12.ffn.experts.3.w1", sorted by block kind then number.
+std::string expert_container(const std::string& module) {
+  const size_t experts = module.find(".experts.");
+  return module.substr(0, experts + std::string_view(".experts").size());
+}
+std::pair<int, long> container_order(const std::string& container) {
+  const bool mtp = container.starts_with("mtp.");
+  const size_t dot = container.find('.');
+  return {mtp ? 1 : 0, std::stol(container.substr(dot + 1))};
+}
+
+io::TensorInfo output_info(std::string name, DType dtype, std::vector<int64_t> shape) {
+  const io::StorageSize size = io::storage_size(dtype, shape);
+  return io::TensorInfo{std::move(name), dtype, std::move(shape), 0, size.nbytes};
+}
+
+}  // namespace
+
+std::string_view convert_numerics_name(ConvertNumerics n) {
+  switch (n) {
+    case ConvertNumerics::Auto: return "auto";
+    case ConvertNumerics::Cast: return "cast";
+    case ConvertNumerics::ModelOpt: return "modelopt";
+  }
+  return "?";
+}
+
+std::optional<ConvertNumerics> convert_numerics_from_name(std::string_view name) {
+  for (ConvertNumerics n : {ConvertNumerics::Auto, ConvertNumerics::Cast, ConvertNumerics::ModelOpt})
+    if (convert_numerics_name(n) == name) return n;
+  return std::nullopt;
+}
+
+std::string_view convert_action_name(ConvertAction a) {
+  switch (a) {
+    case ConvertAction::Keep: return "keep";
+    case ConvertAction::Drop: return "drop";
+    case ConvertAction::Quantize: return "quantize";
+    case ConvertAction::Transcode: return "transcode";
+  }
+  return "?";
+}
+
+uint64_t ExpertModule::input_bytes() const {
+  return weight.info->nbytes() + (scale.info ? scale.info->nbytes() : 0);
+}
+
+const ConvertActionCount& ConvertPlan::count(ConvertAction a) const {
+  switch (a) {
+    case ConvertAction::Keep: return keep;
+    case ConvertAction::Drop: return drop;
+    case ConvertAction::Quantize: return quantize;
+    case ConvertAction::Transcode: return transcode;
+  }
+  return keep;
+}
+
+uint64_t ConvertPlan::input_bytes() const {
+  uint64_t n = 0;
+  for (const auto& file : source_files)
+    for (const io::TensorInfo& t : file->tensors()) n += t.nbytes();
+  return n;
+}
+
+uint64_t ConvertPlan::output_bytes() const {
+  uint64_t n = 0;
+  for (const ConvertTensor& t : tensors) n += t.output.nbytes();
+  return n;
+}
+
+io::CheckpointIndex ConvertPlan::index() const {
+  std::vector<io::TensorInfo> outputs;
+  outputs.reserve(tensors.size());
+  for (const ConvertTensor& t : tensors) outputs.push_back(t.output);
+  return io::index_for(shards, outputs);
+}
+
+const JobPlanFile& convert_plan_file() {
+  static const JobPlanFile job{"convert", kConvertPlanFileName, kConvertManifestFormat,
+                               {{"shard_bytes", "--shard-size"},
+                                {"numerics", "--numerics"},
+                                {"recipe", "--recipe"},
+                                {"calibration", "--calib (a file with other values)"},
+                                {"weight_only", "--weight-only"},
+                                {"include_mtp_experts", "--include-mtp-experts"}}};
+  return job;
+}
+
+ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir, const ConvertOptions& options) {
+  if (options.recipe != "moe")
+    throw InputError("--recipe " + options.recipe + ": unknown recipe (known: moe, the routed experts to NVFP4)");
+  if (options.calib_path && options.weight_only)
+    throw InputError("--calib and --weight-only exclude each other: --weight-only writes no input_scale");
+  if (!options.calib_path && !options.weight_only)
+    throw InputError("no --calib FILE: the NVFP4 experts need an input_scale from calibrated activation amax "
+                     "(<module>.input_amax values); give --calib FILE, or --weight-only to write none");
+  if (options.shard_bytes && *options.shard_bytes == 0) throw InputError("--shard-size must be positive");
+
+  ConvertPlan plan;
+  plan.src_dir = src_dir;
+  SourceCheckpoint source = open_source_checkpoint(src_dir);
+  const nlohmann::json source_files = source_files_manifest(source);
+
+  std::vector<TensorRef> refs;
+  std::map<std::string_view, SourceTensor> source_of;
+  for (const auto& file : source.shards)
+    for (const io::TensorInfo& t : file->tensors()) {
+      refs.push_back({t.name, t.dtype, t.shape, file->path()});
+      source_of.emplace(t.name, SourceTensor{file.get(), &t});
+    }
+  const WeightPairing pairing = pair_quantized_weights(refs);
+  if (!pairing.problems.empty()) {
+    const size_t more = pairing.problems.size() - 1;
+    throw InputError(pairing.problems.front() +
+                     (more ? " (and " + std::to_string(more) + " more problem" + (more > 1 ? "s" : "") + ")" : ""));
+  }
+  std::map<std::string_view, const QuantizedWeight*> quantized;
+  for (const QuantizedWeight& q : pairing.quantized) quantized.emplace(q.weight, &q);
+
+  // The expert matrices: every routed one is "known" to the calibration; the recipe picks which
+  // of them change.
+  std::vector<std::string> known_modules;
+  std::map<std::string_view, size_t> module_of_weight;
+  std::set<std::string_view> dropped_scales;
+  bool any_mxfp4 = false, any_plain = false;
+  for (const TensorRef& ref : refs) {
+    const bool routed = is_expert_weight(ref.name, "layers");
+    const bool mtp = !routed && is_expert_weight(ref.name, "mtp");
+    if (!routed && !mtp) continue;
+    const std::string module = ref.name.substr(0, ref.name.size() - kWeightSuffix.size());
+    known_modules.push_back(module);
+    if (mtp && !options.include_mtp_experts) continue;
+
+    ExpertModule m;
+    m.name = module;
+    m.weight = source_of.at(ref.name);
+    const std::string where = ref.file + ": tensor " + io::quote_name(ref.name);
+    if (const auto q = quantized.find(ref.name); q != quantized.end()) {
+      if (q->second->storage != Storage::Mxfp4)
+        throw InputError(where + ": FP8 experts (" + std::string(storage_name(q->second->storage)) +
+                         ") are not supported by convert; dequantize them first (fp4kit dequant)");
+      m.storage = Storage::Mxfp4;
+      m.scale = source_of.at(q->second->scale);
+      m.rows = q->second->logical_shape[0];
+      m.cols = q->second->logical_shape[1];
+      dropped_scales.insert(q->second->scale);
+      any_mxfp4 = true;
+    } else {
+      if (!is_float_dtype(ref.dtype) || ref.shape.size() != 2)
+        throw InputError(where + ": is " + std::string(dtype_name(ref.dtype)) + " " + io::shape_string(ref.shape) +
+                         " without a scale; an expert weight must be MXFP4 (I8 + E8M0 .scale) or a BF16/F16/F32 "
+                         "matrix");
+      m.storage = Storage::Plain;
+      m.rows = ref.shape[0];
+      m.cols = ref.shape[1];
+      any_plain = true;
+    }
+    if (m.cols % static_cast<int64_t>(kNvfp4BlockSize) != 0)
+      throw InputError(where + ": has K = " + std::to_string(m.cols) + " columns, not a multiple of the NVFP4 block (16)");
+    module_of_weight.emplace(m.weight.info->name, plan.modules.size());
+    plan.modules.push_back(std::move(m));
+  }
+
+  plan.numerics = options.numerics;
+  if (plan.numerics == ConvertNumerics::Auto && !plan.modules.empty())
+    plan.numerics = any_mxfp4 ? ConvertNumerics::Cast : ConvertNumerics::ModelOpt;
+  if (plan.numerics == ConvertNumerics::Cast && any_plain) {
+    const auto plain = std::find_if(plan.modules.begin(), plan.modules.end(),
+                                    [](const ExpertModule& m) { return m.storage == Storage::Plain; });
+    throw InputError(plain->weight.file->path() + ": tensor " + io::quote_name(plain->weight.info->name) +
+                     ": --numerics cast needs MXFP4 experts; this one is " +
+                     std::string(dtype_name(plain->weight.info->dtype)) + " (use --numerics modelopt)");
+  }
+  for (ExpertModule& m : plan.modules)
+    m.action = m.storage == Storage::Mxfp4 && plan.numerics == ConvertNumerics::Cast ? ConvertAction::Transcode
+                                                                                       : ConvertAction::Quantize;
+
+  // w1/w3 partners, wherever they are stored: the engines fuse them into one GEMM with one scale.
+  std::map<std::string, size_t> by_name;
+  for (size_t i = 0; i < plan.modules.size(); ++i) by_name.emplace(plan.modules[i].name, i);
+  for (ExpertModule& m : plan.modules)
+    if (const auto p = by_name.find(fused_partner_of(m.name)); p != by_name.end()) m.partner = p->second;
+
+  std::optional<Calibration> calibration;
+  if (options.calib_path) {
+    calibration = load_calibration(*options.calib_path);
+    std::vector<std::string> names;
+    for (const ExpertModule& m : plan.modules) names.push_back(m.name);
+    const InputAmax amax = resolve_input_amax(*calibration, names, known_modules);
+    for (ExpertModule& m : plan.modules) m.input_amax = amax.by_module.at(m.name);
+    plan.input_fallbacks = amax.fallbacks;
+  }
+
+  // Output tensors, shard by shard in source order: kept tensors and NVFP4 weights in place of
+  // the source's, the added scales after the shard's other tensors (as the exporter's weight_map).
+  std::vector<std::vector<size_t>> by_source_file(source.shards.size());
+  for (size_t f = 0; f < source.shards.size(); ++f) {
+    std::vector<ConvertTensor> added;
+    for (const io::TensorInfo& t : source.shards[f]->tensors()) {
+      const SourceTensor src{source.shards[f].get(), &t};
+      if (dropped_scales.count(t.name)) {
+        ++plan.drop.tensors;
+        plan.drop.input_bytes += t.nbytes();
+        continue;
+      }
+      const auto mod = module_of_weight.find(t.name);
+      if (mod == module_of_weight.end()) {
+        ConvertTensor c;
+        c.output = io::TensorInfo{t.name, t.dtype, t.shape, 0, t.nbytes()};
+        c.source = src;
+        ++plan.keep.tensors;
+        plan.keep.input_bytes += t.nbytes();
+        ++plan.keep.outputs;
+        plan.keep.output_bytes += t.nbytes();
+        by_source_file[f].push_back(plan.tensors.size());
+        plan.tensors.push_back(std::move(c));
+        continue;
+      }
+      const ExpertModule& m = plan.modules[mod->second];
+      ConvertActionCount& count = m.action == ConvertAction::Transcode ? plan.transcode : plan.quantize;
+      ++count.tensors;
+      count.input_bytes += m.input_bytes();
+      auto add = [&](ConvertOutput kind, std::string suffix, DType dtype, std::vector<int64_t> shape, bool in_place) {
+        ConvertTensor c;
+        c.output = output_info(m.name + suffix, dtype, std::move(shape));
+        c.kind = kind;
+        c.module = mod->second;
+        ++count.outputs;
+        count.output_bytes += c.output.nbytes();
+        if (!in_place) {
+          added.push_back(std::move(c));
+          return;
+        }
+        by_source_file[f].push_back(plan.tensors.size());
+        plan.tensors.push_back(std::move(c));
+      };
+      add(ConvertOutput::Weight, ".weight", DType::U8, {m.rows, m.cols / 2}, true);
+      add(ConvertOutput::BlockScale, ".weight_scale", DType::F8_E4M3, {m.rows, m.cols / 16}, false);
+      add(ConvertOutput::GlobalScale, ".weight_scale_2", DType::F32, {}, false);
+      if (m.input_amax) add(ConvertOutput::InputScale, ".input_scale", DType::F32, {}, false);
+    }
+    for (ConvertTensor& c : added) {
+      by_source_file[f].push_back(plan.tensors.size());
+      plan.tensors.push_back(std::move(c));
+    }
+  }
+
+  if (options.shard_bytes) {
+    std::vector<io::TensorInfo> outputs;
+    outputs.reserve(plan.tensors.size());
+    for (const ConvertTensor& t : plan.tensors) outputs.push_back(t.output);
+    plan.shards = io::plan_shards(outputs, *options.shard_bytes);
+  } else {
+    // The source's shards, names and tensor assignment (as the exporter writes them).
+    for (size_t f = 0; f < source.shards.size(); ++f) {
+      if (by_source_file[f].empty()) continue;
+      io::PlannedShard shard;
+      shard.file = source.files[f];
+      shard.tensors = by_source_file[f];
+      for (size_t i : shard.tensors) shard.bytes += plan.tensors[i].output.nbytes();
+      plan.shards.push_back(std::move(shard));
+    }
+  }
+
+  ModeloptV4Layout layout;
+  layout.includes_mtp_experts = options.include_mtp_experts;
+  for (const ExpertModule& m : plan.modules) {
+    const std::string container = expert_container(m.name);
+    if (std::find(layout.quantized_layers.begin(), layout.quantized_layers.end(), container) ==
+        layout.quantized_layers.end())
+      layout.quantized_layers.push_back(container);
+  }
+  std::stable_sort(layout.quantized_layers.begin(), layout.quantized_layers.end(),
+                   [](const std::string& a, const std::string& b) { return container_order(a) < container_order(b); });
+  const std::string config_path = join_path(src_dir, kConfigFileName);
+  if (is_regular_file(config_path)) plan.config_text = layout.config_json(read_text_file(config_path), config_path);
+  plan.hf_quant_config_text = layout.hf_quant_config_json();
+
+  plan.extra_files = list_extra_files(src_dir, dst_dir, source,
+                                      {std::string(kConfigFileName), std::string(kHfQuantConfigFileName)});
+  for (const io::PlannedShard& shard : plan.shards)
+    if (std::binary_search(plan.extra_files.begin(), plan.extra_files.end(), shard.file))
+      throw InputError(join_path(src_dir, shard.file) + ": is not a shard of the source checkpoint, but the output's shard " +
+                       io::quote_name(shard.file) + " has its name; move it out of the way");
+  plan.source_files = std::move(source.shards);
+
+  // The manifest: enough to tell, on --resume, that the same source and options give the same output.
+  Fingerprint layout_print;
+  nlohmann::json shards = nlohmann::json::array();
+  for (const io::PlannedShard& shard : plan.shards) {
+    layout_print.add(shard.file);
+    for (size_t i : shard.tensors) {
+      const io::TensorInfo& t = plan.tensors[i].output;
+      layout_print.add(t.name);
+      layout_print.add(dtype_name(t.dtype));
+      layout_print.add_shape(t.shape);
+    }
+    shards.push_back({{"file", shard.file}, {"tensors", shard.tensors.size()}, {"bytes", shard.bytes}});
+  }
+  plan.manifest = {
+      {"format", kConvertManifestFormat},
+      {"complete", false},
+      {"source", {{"files", source_files}}},
+      {"options",
+       {{"shard_bytes", options.shard_bytes ? nlohmann::json(*options.shard_bytes) : nlohmann::json("source")},
+        {"numerics", convert_numerics_name(plan.numerics)},
+        {"recipe", options.recipe},
+        {"calibration", calibration ? nlohmann::json(calibration->fingerprint) : nlohmann::json(nullptr)},
+        {"weight_only", options.weight_only},
+        {"include_mtp_experts", options.include_mtp_experts}}},
+      {"output",
+       {{"tensors", plan.tensors.size()}, {"bytes", plan.output_bytes()}, {"layout", layout_print.hex()},
+        {"shards", shards}}}};
+  return plan;
+}
+
+}  // namespace fp4kit

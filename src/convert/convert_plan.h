@@ -1,0 +1,109 @@
+#pragma once
+// What `convert` will write, decided from the source checkpoint's headers, the calibration file
+// and the options alone: every output tensor with its source, the NVFP4 expert modules with their
+// w1/w3 partners and input amax, the output shards, the JSON files, the files to copy, and the
+// manifest a resumed run compares against. Planning reads no weight data and writes nothing;
+// every input problem it finds is an InputError naming the file and the tensor.
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "convert/dequant_plan.h"
+#include "convert/output_directory.h"
+#include "io/safetensors_file.h"
+#include "io/shard_plan.h"
+
+namespace fp4kit {
+
+// How MXFP4 experts become NVFP4. Cast: the exporter's lossless closed-form cast
+// (--cast_mxfp4_to_nvfp4). ModelOpt: its default, dequantize to BF16 and requantize from the amax.
+// Auto: Cast for MXFP4 experts, ModelOpt for BF16/F16/F32 ones.
+enum class ConvertNumerics : uint8_t { Auto, Cast, ModelOpt };
+std::string_view convert_numerics_name(ConvertNumerics);
+std::optional<ConvertNumerics> convert_numerics_from_name(std::string_view);
+
+struct ConvertOptions {
+  ConvertNumerics numerics = ConvertNumerics::Auto;
+  std::string recipe = "moe";              // routed experts to NVFP4, everything else kept
+  std::optional<std::string> calib_path;   // required unless weight_only
+  bool weight_only = false;                // no input_scale
+  bool include_mtp_experts = false;
+  std::optional<uint64_t> shard_bytes;     // nullopt: the source's shards, names and assignment
+  bool allow_nonfinite = false;
+  unsigned threads = 1;
+  bool resume = false;
+  bool force = false;                      // empty a non-empty destination first
+};
+
+// What happens to a source tensor.
+enum class ConvertAction : uint8_t { Keep, Drop, Quantize, Transcode };
+std::string_view convert_action_name(ConvertAction);  // "keep", "drop", "quantize", "transcode"
+inline constexpr ConvertAction kConvertActions[] = {ConvertAction::Quantize, ConvertAction::Transcode,
+                                                    ConvertAction::Keep, ConvertAction::Drop};
+
+// One routed-expert matrix that becomes NVFP4.
+struct ExpertModule {
+  std::string name;               // "layers.0.ffn.experts.3.w1"
+  ConvertAction action = ConvertAction::Quantize;  // Transcode: the lossless cast
+  Storage storage = Storage::Plain;                // Mxfp4, or Plain (BF16/F16/F32)
+  SourceTensor weight, scale;     // scale: MXFP4 only
+  int64_t rows = 0, cols = 0;     // logical [N, K]
+  static constexpr size_t kNone = std::numeric_limits<size_t>::max();
+  size_t partner = kNone;         // the w1/w3 sibling sharing weight_scale_2, wherever it is stored
+  std::optional<float> input_amax;
+  uint64_t input_bytes() const;
+};
+
+// What an output tensor holds.
+enum class ConvertOutput : uint8_t { Copy, Weight, BlockScale, GlobalScale, InputScale };
+
+struct ConvertTensor {
+  io::TensorInfo output;  // name, dtype and shape as written; begin = 0, end = byte size
+  ConvertOutput kind = ConvertOutput::Copy;
+  SourceTensor source;              // Copy
+  size_t module = ExpertModule::kNone;  // the others
+};
+
+struct ConvertActionCount {
+  size_t tensors = 0;        // source tensors
+  uint64_t input_bytes = 0;  // their bytes in the source (a weight's scale counts with it)
+  size_t outputs = 0;        // output tensors they give
+  uint64_t output_bytes = 0;
+};
+
+struct ConvertPlan {
+  std::string src_dir;
+  ConvertNumerics numerics = ConvertNumerics::Auto;  // resolved (never Auto when modules exist)
+  std::vector<std::unique_ptr<io::SafetensorsFile>> source_files;  // in name order
+  std::vector<ExpertModule> modules;
+  std::vector<ConvertTensor> tensors;    // by source file, then the source's order; new keys last
+  std::vector<io::PlannedShard> shards;  // indices into `tensors`
+  ConvertActionCount keep, drop, quantize, transcode;
+  std::vector<std::string> input_fallbacks;    // modules whose input amax is their projection's fallback
+  std::optional<std::string> config_text;      // config.json, if the source has one
+  std::string hf_quant_config_text;
+  std::vector<std::string> extra_files;        // relative to src_dir, copied verbatim, sorted
+  nlohmann::json manifest;
+
+  const ConvertActionCount& count(ConvertAction) const;
+  uint64_t input_bytes() const;   // every source tensor
+  uint64_t output_bytes() const;  // every output tensor
+  io::CheckpointIndex index() const;  // total_size: the true output size
+};
+
+// InputError for every problem plan_dequant reports, plus: an unknown recipe; --numerics cast on
+// experts that are not MXFP4; FP8 experts; a K not a multiple of 16; no calibration without
+// weight_only; every calibration problem (calibration.h).
+ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir, const ConvertOptions& options);
+
+const JobPlanFile& convert_plan_file();
+inline constexpr std::string_view kConvertManifestFormat = "fp4kit-convert-plan/1";
+inline constexpr std::string_view kConvertPlanFileName = ".fp4kit-convert.json";
+
+}  // namespace fp4kit
