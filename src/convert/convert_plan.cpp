@@ -181,8 +181,8 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
     const std::string where = ref.file + ": tensor " + io::quote_name(ref.name);
     if (const auto q = quantized.find(ref.name); q != quantized.end()) {
       if (q->second->storage != Storage::Mxfp4)
-        throw InputError(where + ": FP8 experts (" + std::string(storage_name(q->second->storage)) +
-                         ") are not supported by convert; dequantize them first (fp4kit dequant)");
+        throw InputError(where + ": experts stored as " + std::string(storage_name(q->second->storage)) +
+                         " are not supported by convert; only MXFP4 or BF16/F16/F32 experts are");
       m.storage = Storage::Mxfp4;
       m.scale = source_of.at(q->second->scale);
       m.rows = q->second->logical_shape[0];

@@ -102,6 +102,9 @@ DequantPlan plan_dequant(const std::string& src_dir, const std::string& dst_dir,
     t.weight = src;
     t.output = io::TensorInfo{ref.name, ref.dtype, ref.shape, 0, src.info->nbytes()};
     if (const auto q = quantized.find(ref.name); q != quantized.end()) {
+      if (q->second->storage == Storage::Nvfp4)
+        throw InputError(ref.file + ": tensor " + io::quote_name(ref.name) +
+                         " is NVFP4, which dequant does not read (it reads FP8 blocks and MXFP4)");
       t.kind = q->second->storage == Storage::Mxfp4 ? DequantKind::Mxfp4 : DequantKind::Fp8Block;
       t.storage = q->second->storage;
       t.scale = source_of.at(q->second->scale);

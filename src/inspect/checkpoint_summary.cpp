@@ -150,6 +150,7 @@ CheckpointSummary summarize_checkpoint(const std::string& dir) {
   for (const auto& q : pairing.quantized) {
     storage_of[q.weight] = std::string(storage_name(q.storage));
     storage_of[q.scale] = "scale";
+    for (const auto& c : q.companions) storage_of[c] = "scale";
     logical_shape[q.weight] = q.logical_shape;
     s.quantized_weights[std::string(storage_name(q.storage))]++;
   }
@@ -208,7 +209,7 @@ CheckpointSummary summarize_checkpoint(const std::string& dir) {
       if (spec.is_scale) continue;
       expected.insert(spec.name);
       std::vector<int64_t> want = spec.shape;
-      if (spec.storage == Storage::Mxfp4) want.back() *= 2;
+      if (spec.storage == Storage::Mxfp4) want.back() *= 2;  // any storage is compared in elements
       auto it = by_name.find(spec.name);
       if (it == by_name.end()) {
         anomalies.add("missing tensor", "tensor '" + spec.name + "' expected by config.json is missing");

@@ -251,6 +251,7 @@ std::string_view storage_name(Storage s) {
     case Storage::Fp8BlockE8M0: return "fp8-block128/e8m0";
     case Storage::Fp8BlockF32: return "fp8-block128/f32";
     case Storage::Mxfp4: return "mxfp4/e8m0x32";
+    case Storage::Nvfp4: return "nvfp4/e4m3x16";
   }
   return "?";
 }

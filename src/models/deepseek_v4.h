@@ -61,8 +61,9 @@ enum class TensorRole : uint8_t {
 };
 std::string_view role_name(TensorRole);
 
-// How a weight is stored: plain, FP8 128x128 blocks with an E8M0 (V4) or F32 (V3) scale, or MXFP4.
-enum class Storage : uint8_t { Plain, Fp8BlockE8M0, Fp8BlockF32, Mxfp4 };
+// How a weight is stored: plain, FP8 128x128 blocks with an E8M0 (V4) or F32 (V3) scale, MXFP4, or
+// NVFP4 (E4M3 per 16 + an F32 per-tensor scale, ModelOpt or compressed-tensors names).
+enum class Storage : uint8_t { Plain, Fp8BlockE8M0, Fp8BlockF32, Mxfp4, Nvfp4 };
 std::string_view storage_name(Storage);
 
 struct TensorSpec {

@@ -21,10 +21,22 @@ bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() > suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
-// The weight a scale belongs to, by name; nullopt if `name` is not a scale name.
-std::optional<std::string> weight_of_scale(std::string_view name) {
-  for (std::string_view suffix : {kV3ScaleSuffix, kV4ScaleSuffix})
-    if (ends_with(name, suffix)) return std::string(name.substr(0, name.size() - suffix.size())) + std::string(kWeightSuffix);
+// NVFP4's per-tensor scales, which ride along with a weight and its block scale.
+constexpr std::string_view kNvfp4Companions[] = {".weight_scale_2", ".weight_global_scale", ".input_scale",
+                                                 ".input_global_scale"};
+constexpr std::string_view kPackedSuffix = ".weight_packed";  // compressed-tensors' name for the weight
+
+struct ScaleName {
+  std::string module;     // "layers.0.ffn.experts.3.w1"
+  bool companion = false; // an NVFP4 per-tensor scale rather than a block scale
+};
+
+// The module a scale belongs to, by name; nullopt if `name` is not a scale name.
+std::optional<ScaleName> scale_name(std::string_view name) {
+  for (std::string_view suffix : kNvfp4Companions)
+    if (ends_with(name, suffix)) return ScaleName{std::string(name.substr(0, name.size() - suffix.size())), true};
+  for (std::string_view suffix : {kV3ScaleSuffix, kNvfp4BlockScaleSuffix, kV4ScaleSuffix})
+    if (ends_with(name, suffix)) return ScaleName{std::string(name.substr(0, name.size() - suffix.size())), false};
   return std::nullopt;
 }
 
@@ -44,25 +56,35 @@ class Pairer {
     std::map<std::string_view, size_t> by_name;
     for (size_t i = 0; i < tensors_.size(); ++i) by_name.emplace(tensors_[i].name, i);
 
-    // Every scale finds its weight first, so that each weight then sees all of its scales.
-    std::map<size_t, std::vector<size_t>> scales_of;  // weight index -> scale indices
+    // Every scale finds its weight (`M.weight`, or `M.weight_packed`) first, so that each weight
+    // then sees all of its scales.
+    std::map<size_t, std::vector<size_t>> scales_of;      // weight index -> block scale indices
+    std::map<size_t, std::vector<size_t>> companions_of;  // weight index -> NVFP4 per-tensor scales
     std::vector<bool> is_scale(tensors_.size(), false);
     for (size_t i = 0; i < tensors_.size(); ++i) {
-      const auto weight = weight_of_scale(tensors_[i].name);
-      if (!weight) continue;
+      const auto scale = scale_name(tensors_[i].name);
+      if (!scale) continue;
+      // (appended, not operator+: GCC 12 gives a false -Wrestrict warning on the latter here)
+      std::string weight = scale->module, packed = scale->module;
+      weight.append(kWeightSuffix);
+      packed.append(kPackedSuffix);
+      auto it = by_name.find(weight);
+      if (it == by_name.end()) it = by_name.find(packed);
+      if (it == by_name.end() && scale->companion) continue;  // e.g. an attention k_scale: not ours
       is_scale[i] = true;
-      const auto it = by_name.find(*weight);
       if (it == by_name.end()) {
-        problem(i, "scale " + io::quote_name(tensors_[i].name) + " has no weight " + io::quote_name(*weight));
+        problem(i, "scale " + io::quote_name(tensors_[i].name) + " has no weight " + io::quote_name(weight));
         continue;
       }
-      scales_of[it->second].push_back(i);
+      (scale->companion ? companions_of : scales_of)[it->second].push_back(i);
     }
 
     for (size_t i = 0; i < tensors_.size(); ++i) {
       if (is_scale[i]) continue;
       const auto it = scales_of.find(i);
-      classify(i, it == scales_of.end() ? std::vector<size_t>{} : it->second);
+      const auto ct = companions_of.find(i);
+      classify(i, it == scales_of.end() ? std::vector<size_t>{} : it->second,
+               ct == companions_of.end() ? std::vector<size_t>{} : ct->second);
     }
     // In input order, whichever pass found them.
     std::stable_sort(problems_.begin(), problems_.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
@@ -73,9 +95,14 @@ class Pairer {
  private:
   void problem(size_t at, const std::string& what) { problems_.emplace_back(at, tensors_[at].file + ": " + what); }
 
-  void classify(size_t w, const std::vector<size_t>& scales) {
+  void classify(size_t w, const std::vector<size_t>& scales, const std::vector<size_t>& companions) {
     const TensorRef& weight = tensors_[w];
     const std::string wname = io::quote_name(weight.name);
+    if (!companions.empty() && scales.empty()) {
+      problem(w, "NVFP4 weight " + wname + " has " + io::quote_name(tensors_[companions[0]].name) +
+                     " but no block scale " + io::quote_name(module_of(weight.name) + std::string(kNvfp4BlockScaleSuffix)));
+      return;
+    }
     if (scales.size() > 1) {
       problem(w, "weight " + wname + " has two scales, " + io::quote_name(tensors_[scales[0]].name) + " and " +
                      io::quote_name(tensors_[scales[1]].name));
@@ -99,7 +126,8 @@ class Pairer {
       return;
     }
     if (is_packed_fp4_dtype(weight.dtype)) {
-      mxfp4(w, *scale);
+      if (ends_with(scale->name, kNvfp4BlockScaleSuffix)) nvfp4(w, *scale, companions);
+      else mxfp4(w, *scale);
       return;
     }
     problem(scales[0], "scale " + io::quote_name(scale->name) + " belongs to weight " + wname + " (" +
@@ -123,7 +151,7 @@ class Pairer {
     }
     result_.quantized.push_back({weight.name, scale.name,
                                  scale.dtype == DType::F8_E8M0 ? Storage::Fp8BlockE8M0 : Storage::Fp8BlockF32,
-                                 weight.shape});
+                                 weight.shape, {}});
   }
 
   void mxfp4(size_t w, const TensorRef& scale) {
@@ -147,7 +175,50 @@ class Pairer {
                                    " (one per 32 values), is " + described(scale));
       return;
     }
-    result_.quantized.push_back({weight.name, scale.name, Storage::Mxfp4, {rows, cols}});
+    result_.quantized.push_back({weight.name, scale.name, Storage::Mxfp4, {rows, cols}, {}});
+  }
+
+  void nvfp4(size_t w, const TensorRef& scale, const std::vector<size_t>& companions) {
+    const TensorRef& weight = tensors_[w];
+    const std::string wname = io::quote_name(weight.name);
+    if (weight.shape.size() != 2 || weight.dtype != DType::U8) {
+      problem(w, "NVFP4 weight " + wname + " is " + described(weight) + ", not a U8 matrix");
+      return;
+    }
+    const int64_t rows = weight.shape[0], cols = 2 * weight.shape[1];
+    const std::vector<int64_t> want = {rows, cols / 16};
+    if (cols % 16 != 0 || scale.dtype != DType::F8_E4M3 || scale.shape != want) {
+      problem(index_of(scale), "block scale " + io::quote_name(scale.name) + " of NVFP4 weight " + wname + " " +
+                                   io::shape_string(weight.shape) + " must be F8_E4M3 " + io::shape_string(want) +
+                                   " (one per 16 values), is " + described(scale));
+      return;
+    }
+    QuantizedWeight q{weight.name, scale.name, Storage::Nvfp4, {rows, cols}, {}};
+    bool global = false;
+    for (size_t c : companions) {
+      const TensorRef& t = tensors_[c];
+      const bool scalar = t.dtype == DType::F32 && (t.shape.empty() || t.shape == std::vector<int64_t>{1});
+      if (!scalar) {
+        problem(c, "per-tensor scale " + io::quote_name(t.name) + " of NVFP4 weight " + wname +
+                       " must be an F32 scalar ([] or [1]), is " + described(t));
+        return;
+      }
+      global = global || ends_with(t.name, ".weight_scale_2") || ends_with(t.name, ".weight_global_scale");
+      q.companions.push_back(t.name);
+    }
+    if (!global) {
+      problem(w, "NVFP4 weight " + wname + " has no per-tensor scale (" +
+                     io::quote_name(module_of(weight.name) + ".weight_scale_2") + " or " +
+                     io::quote_name(module_of(weight.name) + ".weight_global_scale") + ")");
+      return;
+    }
+    result_.quantized.push_back(std::move(q));
+  }
+
+  static std::string module_of(const std::string& weight) {
+    for (std::string_view suffix : {kWeightSuffix, kPackedSuffix})
+      if (ends_with(weight, suffix)) return weight.substr(0, weight.size() - suffix.size());
+    return weight;
   }
 
   size_t index_of(const TensorRef& t) const { return static_cast<size_t>(&t - tensors_.data()); }

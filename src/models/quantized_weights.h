@@ -6,6 +6,9 @@
 // (V3). The dtypes decide the storage:
 //  - F8_E4M3 weight [N, K] + scale [ceil(N/128), ceil(K/128)], F8_E8M0 or F32: FP8 128x128 blocks;
 //  - I8/U8 weight [N, C] (packed FP4, two per byte) + F8_E8M0 scale [N, 2C/32]: MXFP4, K = 2C;
+//  - U8 weight [N, C] (`M.weight`, or `M.weight_packed` as compressed-tensors names it) + F8_E4M3
+//    `M.weight_scale` [N, 2C/16] + F32 `M.weight_scale_2` (ModelOpt) or `M.weight_global_scale`
+//    (compressed-tensors), optionally `M.input_scale` / `M.input_global_scale`: NVFP4, K = 2C;
 //  - I8/U8 weight without a scale: plain (an ordinary integer tensor).
 // Everything that does not fit is reported as a problem, one line each, naming tensor and file.
 #include <cstdint>
@@ -29,7 +32,8 @@ struct TensorRef {
 struct QuantizedWeight {
   std::string weight, scale;           // tensor names
   Storage storage = Storage::Plain;    // Fp8BlockE8M0, Fp8BlockF32 or Mxfp4
-  std::vector<int64_t> logical_shape;  // [N, K] in elements (MXFP4: K = 2 * packed columns)
+  std::vector<int64_t> logical_shape;  // [N, K] in elements (MXFP4, NVFP4: K = 2 * packed columns)
+  std::vector<std::string> companions; // NVFP4: weight_scale_2 / weight_global_scale, input scales
 };
 
 struct WeightPairing {
@@ -47,5 +51,6 @@ WeightPairing pair_quantized_weights(const std::vector<TensorRef>& tensors);
 // The scale suffixes, for callers that need to recognise a scale by name alone.
 inline constexpr std::string_view kV4ScaleSuffix = ".scale";
 inline constexpr std::string_view kV3ScaleSuffix = ".weight_scale_inv";
+inline constexpr std::string_view kNvfp4BlockScaleSuffix = ".weight_scale";
 
 }  // namespace fp4kit

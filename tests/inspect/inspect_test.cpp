@@ -154,3 +154,24 @@ INSTANTIATE_TEST_SUITE_P(
 
 }  // namespace
 }  // namespace fp4kit
+
+namespace fp4kit {
+namespace {
+
+// What convert writes (NVIDIA's V4 NVFP4 layout) reads back clean: NVFP4 experts recognised,
+// FP8 attention and MTP experts unchanged, no anomaly.
+TEST(Inspect, ConvertedCheckpointIsClean) {
+  const std::string out = testing::fresh_temp_dir("inspect-converted") + "/nvfp4";
+  const auto r = run_fp4kit("convert " + testing::test_data("dsv4-tiny") + " " + out + " --calib " +
+                            testing::test_data("oracles/dsv4-tiny-modelopt/calib_amax.safetensors") + " --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const CheckpointSummary s = summarize_checkpoint(out);
+  EXPECT_TRUE(s.anomalies.empty()) << anomalies_text(s);
+  EXPECT_EQ(s.quantized_weights.at("nvfp4/e4m3x16"), 96u);
+  EXPECT_EQ(s.quantized_weights.at("mxfp4/e8m0x32"), 24u);  // the MTP block's experts stay MXFP4
+  EXPECT_EQ(s.quantized_weights.at("fp8-block128/e8m0"), 44u);
+  EXPECT_EQ(s.tensors, 619u);
+}
+
+}  // namespace
+}  // namespace fp4kit

@@ -217,3 +217,47 @@ TEST(QuantizedWeights, TinyCheckpointAgreesWithTheV4Descriptor) {
 
 }  // namespace
 }  // namespace fp4kit
+
+namespace fp4kit {
+namespace {
+
+TEST(QuantizedWeightsNvfp4, ModelOptLayoutWithInputScale) {
+  const WeightPairing p = pair_quantized_weights({ref("e.w1.weight", DType::U8, {128, 64}),
+                                                  ref("e.w1.weight_scale", DType::F8_E4M3, {128, 8}),
+                                                  ref("e.w1.weight_scale_2", DType::F32, {}),
+                                                  ref("e.w1.input_scale", DType::F32, {}),
+                                                  ref("attn.k_scale", DType::F32, {})});
+  ASSERT_TRUE(p.problems.empty()) << p.problems[0];
+  ASSERT_EQ(p.quantized.size(), 1u);
+  EXPECT_EQ(p.quantized[0].storage, Storage::Nvfp4);
+  EXPECT_EQ(p.quantized[0].scale, "e.w1.weight_scale");
+  EXPECT_EQ(p.quantized[0].logical_shape, (std::vector<int64_t>{128, 128}));
+  EXPECT_EQ(p.quantized[0].companions.size(), 2u);
+  EXPECT_EQ(p.plain, (std::vector<std::string>{"attn.k_scale"}));  // not an NVFP4 companion of anything
+}
+
+TEST(QuantizedWeightsNvfp4, CompressedTensorsLayout) {
+  const WeightPairing p = pair_quantized_weights({ref("m.o_proj.weight_packed", DType::U8, {32, 128}),
+                                                  ref("m.o_proj.weight_scale", DType::F8_E4M3, {32, 16}),
+                                                  ref("m.o_proj.weight_global_scale", DType::F32, {1})});
+  ASSERT_TRUE(p.problems.empty()) << p.problems[0];
+  ASSERT_EQ(p.quantized.size(), 1u);
+  EXPECT_EQ(p.quantized[0].weight, "m.o_proj.weight_packed");
+  EXPECT_EQ(p.quantized[0].logical_shape, (std::vector<int64_t>{32, 256}));
+}
+
+TEST(QuantizedWeightsNvfp4, Problems) {
+  expect_one_problem({ref("e.w1.weight", DType::U8, {128, 64}), ref("e.w1.weight_scale", DType::F8_E4M3, {128, 4}),
+                      ref("e.w1.weight_scale_2", DType::F32, {})},
+                     {"e.w1.weight_scale", "[128, 8]"});
+  expect_one_problem({ref("e.w1.weight", DType::U8, {128, 64}), ref("e.w1.weight_scale", DType::F8_E4M3, {128, 8})},
+                     {"e.w1.weight", "per-tensor scale"});
+  expect_one_problem({ref("e.w1.weight", DType::U8, {128, 64}), ref("e.w1.weight_scale", DType::F8_E4M3, {128, 8}),
+                      ref("e.w1.weight_scale_2", DType::F32, {2})},
+                     {"e.w1.weight_scale_2", "scalar"});
+  expect_one_problem({ref("e.w1.weight", DType::U8, {128, 64}), ref("e.w1.weight_scale_2", DType::F32, {})},
+                     {"e.w1.weight", "no block scale"});
+}
+
+}  // namespace
+}  // namespace fp4kit
