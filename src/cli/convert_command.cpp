@@ -8,6 +8,7 @@
 #include "base/error.h"
 #include "base/parallel.h"
 #include "cli/commands.h"
+#include "cli/json_report.h"
 #include "cli/progress.h"
 #include "convert/convert.h"
 #include "convert/modelopt_v4_layout.h"
@@ -58,16 +59,6 @@ nlohmann::json stats_json(const ConvertActionStats& s) {
           {"seconds", s.seconds}, {"output_gb_per_s", gb_per_s(s.output_bytes, s.seconds)}};
 }
 
-void write_json(const std::string& path, const nlohmann::json& j) {
-  const std::string text = j.dump(2) + "\n";
-  if (path == "-") {
-    std::fputs(text.c_str(), stdout);
-    return;
-  }
-  FILE* f = std::fopen(path.c_str(), "w");
-  if (!f || std::fputs(text.c_str(), f) < 0 || std::fclose(f) != 0) throw Error(path + ": cannot write the JSON report");
-}
-
 void print_plan(const ConvertArgs& a, const ConvertPlan& plan) {
   std::printf("convert plan: %s -> %s (recipe %s, numerics %s, %s)\n", a.src.c_str(), a.dst.c_str(), a.recipe.c_str(),
               std::string(convert_numerics_name(plan.numerics)).c_str(),
@@ -110,7 +101,7 @@ void run(const ConvertArgs& a) {
   const ConvertPlan plan = plan_convert(a.src, a.dst, o);
   if (a.dry_run) {
     print_plan(a, plan);
-    if (!a.json_path.empty()) write_json(a.json_path, plan_json(a, plan));
+    if (!a.json_path.empty()) write_json_report(a.json_path, plan_json(a, plan));
     return;
   }
   if (a.weight_only && !a.quiet)
@@ -153,7 +144,7 @@ void run(const ConvertArgs& a) {
     j["written"]["actions"][std::string(convert_action_name(k))] = stats_json(r.stats(k));
   j["lossless"] = {{"groups", r.cast.groups}, {"reported_lossless", r.cast.reported_lossless},
                    {"exact_groups", r.cast.exact_groups}, {"zero_scale_groups", r.cast.zero_scale_groups}};
-  write_json(a.json_path, j);
+  write_json_report(a.json_path, j);
 }
 
 void add_command(CLI::App& app) {

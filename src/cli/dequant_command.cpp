@@ -8,6 +8,7 @@
 #include "base/error.h"
 #include "base/parallel.h"
 #include "cli/commands.h"
+#include "cli/json_report.h"
 #include "cli/progress.h"
 #include "convert/dequant.h"
 #include "io/shard_plan.h"
@@ -49,13 +50,7 @@ void write_json(const DequantArgs& a, const DequantReport& r) {
                       {"output_gb_per_s", gb_per_s(r.output_bytes, r.seconds)}};
   for (DequantKind k : {DequantKind::Fp8Block, DequantKind::Mxfp4, DequantKind::Copy})
     j["kinds"][std::string(dequant_kind_name(k))] = kind_json(r.stats(k));
-  const std::string text = j.dump(2) + "\n";
-  if (a.json_path == "-") {
-    std::fputs(text.c_str(), stdout);
-    return;
-  }
-  FILE* f = std::fopen(a.json_path.c_str(), "w");
-  if (!f || std::fputs(text.c_str(), f) < 0 || std::fclose(f) != 0) throw Error(a.json_path + ": cannot write the JSON report");
+  write_json_report(a.json_path, j);
 }
 
 void run(const DequantArgs& a) {

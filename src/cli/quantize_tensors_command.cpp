@@ -8,6 +8,7 @@
 #include "base/error.h"
 #include "base/parallel.h"
 #include "cli/commands.h"
+#include "cli/json_report.h"
 #include "cli/progress.h"
 #include "convert/quantize_tensors.h"
 
@@ -69,14 +70,7 @@ void run(const QuantizeTensorsArgs& a) {
       if (!t.reason.empty()) e[t.quantized ? "warning" : "kept_because"] = t.reason;
       arr.push_back(e);
     }
-    const std::string text = j.dump(2) + "\n";
-    if (a.json_path == "-") {
-      std::fputs(text.c_str(), stdout);
-    } else {
-      FILE* f = std::fopen(a.json_path.c_str(), "w");
-      if (!f || std::fputs(text.c_str(), f) < 0 || std::fclose(f) != 0)
-        throw Error(a.json_path + ": cannot write the JSON report");
-    }
+    write_json_report(a.json_path, j);
   }
 }
 

@@ -7,6 +7,7 @@
 #include "base/error.h"
 #include "base/parallel.h"
 #include "cli/commands.h"
+#include "cli/json_report.h"
 #include "cli/progress.h"
 #include "io/shard_plan.h"
 #include "synth/synth.h"
@@ -64,16 +65,7 @@ void run(const SynthArgs& a) {
     std::fprintf(stderr, "files: %.3f GB logical, %.3f MB on disk\n", static_cast<double>(r.file_bytes) / 1e9,
                  static_cast<double>(r.allocated_bytes) / 1e6);
   }
-  if (!a.json_path.empty()) {
-    const std::string text = report_json(a, config, o, r).dump(2) + "\n";
-    if (a.json_path == "-") {
-      std::fputs(text.c_str(), stdout);
-    } else {
-      FILE* f = std::fopen(a.json_path.c_str(), "w");
-      if (!f || std::fputs(text.c_str(), f) < 0 || std::fclose(f) != 0)
-        throw Error(a.json_path + ": cannot write the JSON report");
-    }
-  }
+  if (!a.json_path.empty()) write_json_report(a.json_path, report_json(a, config, o, r));
 }
 
 void add_command(CLI::App& app) {
