@@ -13,9 +13,7 @@
 
 namespace fp4kit {
 
-namespace {
-
-float block_scale(const void* scales, const Fp8BlockShape& shape, size_t br, size_t bc) {
+float fp8_block_ref::load_block_scale(const void* scales, const Fp8BlockShape& shape, size_t br, size_t bc) {
   const size_t idx = br * shape.scale_cols() + bc;
   if (shape.scale_kind == Fp8ScaleKind::E8M0) return E8M0{static_cast<const uint8_t*>(scales)[idx]}.to_float();
   float s;
@@ -23,12 +21,14 @@ float block_scale(const void* scales, const Fp8BlockShape& shape, size_t br, siz
   return s;
 }
 
+namespace {
+
 template <typename Store>
 void dequantize_rows(const uint8_t* weight, const void* scales, const Fp8BlockShape& shape,
                      size_t row_begin, size_t row_end, Store store) {
   for (size_t r = row_begin; r < row_end; ++r) {
     for (size_t c = 0; c < shape.cols; ++c) {
-      const float s = block_scale(scales, shape, r / kFp8BlockSize, c / kFp8BlockSize);
+      const float s = fp8_block_ref::load_block_scale(scales, shape, r / kFp8BlockSize, c / kFp8BlockSize);
       store((r - row_begin) * shape.cols + c, E4M3{weight[r * shape.cols + c]}.to_float() * s);
     }
   }

@@ -50,6 +50,8 @@ void quantize(FloatSpan src, const Fp8BlockShape&, uint8_t* weight, void* scales
 // the shape's scale format at (br, bc) and returned as f32.
 float block_amax(FloatSpan src, const Fp8BlockShape&, size_t br, size_t bc);
 float store_block_scale(float amax, const Fp8BlockShape&, void* scales, size_t br, size_t bc);
+// The scale of block (br, bc) as f32, read from either scale format.
+float load_block_scale(const void* scales, const Fp8BlockShape&, size_t br, size_t bc);
 }  // namespace fp8_block_ref
 
 namespace fp8_block_avx2 {

@@ -35,15 +35,6 @@ constexpr size_t kBlock = kFp8BlockSize;
 
 // ---- scalar pieces, compiled for the baseline ISA exactly as the reference's -------------------
 
-// The scale of block (br, bc), read as the reference reads it.
-float block_scale(const void* scales, const Fp8BlockShape& shape, size_t br, size_t bc) {
-  const size_t idx = br * shape.scale_cols() + bc;
-  if (shape.scale_kind == Fp8ScaleKind::E8M0) return E8M0{static_cast<const uint8_t*>(scales)[idx]}.to_float();
-  float s;
-  std::memcpy(&s, static_cast<const uint8_t*>(scales) + 4 * idx, 4);
-  return s;
-}
-
 // Elements [begin, end) of one row, one at a time as the reference quantizes them.
 void quantize_scalar(FloatSpan src, size_t begin, size_t end, float s, uint8_t* weight) {
   for (size_t i = begin; i < end; ++i) weight[i] = E4M3::from_float_saturate(src.at(i) / s).bits;
@@ -143,7 +134,7 @@ void dequantize_impl(const uint8_t* weight, const void* scales, const Fp8BlockSh
     T* o = out + (r - row_begin) * cols;
     for (size_t bc = 0; bc < scale_cols; ++bc) {
       const size_t c0 = bc * kBlock, c1 = min_size(cols, c0 + kBlock);
-      const __m256 s = _mm256_set1_ps(block_scale(scales, shape, r / kBlock, bc));
+      const __m256 s = _mm256_set1_ps(fp8_block_ref::load_block_scale(scales, shape, r / kBlock, bc));
       size_t c = c0;
       for (; c + 32 <= c1; c += 32) {
         if (has_nan32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + c)))) {
