@@ -1,0 +1,36 @@
+#pragma once
+// The one pass over tensor data: for every NVFP4 weight, its block scales (histogram; NaN,
+// negative, and zero scales over nonzero values) and its dequant against the source weight's
+// (SQNR, relative RMS, max abs error, exactly reproduced values, NaN/Inf, lossless cast) and
+// against a fresh NVFP4 quantization of the source (the expectation); for every kept tensor, a
+// byte comparison with the source. Tensors are spread over threads, each read in bounded row chunks;
+// results do not depend on the thread count.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "io/checkpoint_index.h"
+#include "verify/nvfp4_modules.h"
+#include "verify/source_accounting.h"
+#include "verify/verify_report.h"
+
+namespace fp4kit::verify {
+
+struct DataPassOptions {
+  unsigned threads = 1;
+  size_t chunk_values = size_t{1} << 20;  // values per read (memory per thread: ~5 floats each)
+  double sqnr_margin_db = 1.0;            // how far below a fresh NVFP4 quantization is still fine
+  std::optional<double> fail_below_sqnr_db;
+  bool expected = true;                   // compute the fresh-quantization expectation
+};
+
+// `source` and `accounting` may be null (no --source). Fills report.numerics, the histogram,
+// source_bytes_compared, kept_identical and findings.
+void run_data_pass(const io::Checkpoint& output, const Nvfp4Inventory& inventory, const io::Checkpoint* source,
+                   const SourceAccounting* accounting, const DataPassOptions& options, VerifyReport& report);
+
+// "ffn.experts.w1" and 3 for "layers.3.ffn.experts.7.w1.weight"; "mtp.ffn.experts.w1" and -1 for
+// an MTP block; numbers dropped so that one kind gathers all layers and experts.
+std::pair<std::string, int64_t> tensor_kind(const std::string& name);
+
+}  // namespace fp4kit::verify

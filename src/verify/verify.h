@@ -1,0 +1,26 @@
+#pragma once
+// `verify`: prove an NVFP4 checkpoint complete, consistent, loadable and accurate before anyone
+// starts a GPU. Structure (files, index, scales, config, fused groups, source accounting), then one
+// streaming pass over the data (block scales, dequant error against the source, lossless casts).
+// See docs/verify.md for every check and the failure it prevents.
+#include <optional>
+#include <string>
+
+#include "verify/verify_report.h"
+
+namespace fp4kit::verify {
+
+struct VerifyOptions {
+  std::string checkpoint;
+  std::optional<std::string> source;      // the checkpoint it was made from
+  unsigned threads = 1;                   // never changes the report's numbers
+  bool numerics = true;                   // false: headers, scalars and configs only
+  std::optional<double> fail_below_sqnr_db;
+  double sqnr_margin_db = 1.0;
+};
+
+// InputError (exit 2) when a directory is not a checkpoint at all; every problem of a checkpoint
+// is a finding in the report instead.
+VerifyReport verify_checkpoint(const VerifyOptions& options);
+
+}  // namespace fp4kit::verify
