@@ -1,0 +1,72 @@
+// fp4kit generate MODEL: greedy decoding with the f32 reference forward pass and its KV cache;
+// parsing and printing only. The last line of stdout is the new token ids.
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "base/error.h"
+#include "cli/commands.h"
+#include "engine/engine.h"
+#include "engine/generate.h"
+#include "engine/token_ids.h"
+
+namespace fp4kit::cli {
+
+namespace {
+
+struct GenerateArgs {
+  std::string model, ids, ids_file;
+  int64_t max_new_tokens = 16;
+  unsigned threads = 0;
+  bool no_cache = false, ignore_eos = false;
+};
+
+std::optional<int64_t> eos_id(const nlohmann::json& config) {
+  if (!config.contains("eos_token_id")) return std::nullopt;
+  const auto& e = config["eos_token_id"];
+  if (e.is_number_integer()) return e.get<int64_t>();
+  if (e.is_array() && !e.empty() && e[0].is_number_integer()) return e[0].get<int64_t>();
+  return std::nullopt;
+}
+
+void run(const GenerateArgs& a) {
+  const engine::TokenBatch ids = engine::token_ids_from_options(a.ids, a.ids_file);
+  if (ids.batch != 1) throw InputError("generate: give one prompt (got " + std::to_string(ids.batch) + " sequences)");
+  engine::EngineOptions o;
+  o.threads = a.threads;
+  engine::Engine eng(a.model, o);
+  const std::optional<int64_t> eos = a.ignore_eos ? std::nullopt : eos_id(eng.config().base.raw);
+  const engine::Generation g = engine::generate_greedy(eng, ids.ids, a.max_new_tokens, !a.no_cache, eos);
+  std::printf("prompt: %zu tokens, generated %zu (greedy%s)\n", ids.ids.size(), g.tokens.size(),
+              a.no_cache ? ", no cache" : "");
+  std::string line;
+  for (size_t i = 0; i < g.tokens.size(); ++i) {
+    if (i) line += ' ';
+    line += std::to_string(g.tokens[i]);
+  }
+  std::printf("%s\n", line.c_str());
+}
+
+void add_command(CLI::App& app) {
+  auto args = std::make_shared<GenerateArgs>();
+  auto* cmd = app.add_subcommand("generate",
+                                 "Greedy generation with the f32 reference forward pass and a KV cache (sliding window "
+                                 "and compressed caches). The last line of output is the new token ids.");
+  cmd->add_option("MODEL", args->model, "Checkpoint directory")->required()->check(CLI::ExistingDirectory);
+  cmd->add_option("--ids", args->ids, "Prompt token ids, e.g. \"0 15 7\"");
+  cmd->add_option("--ids-file", args->ids_file, "Prompt ids: safetensors input_ids [1,S] or a text file");
+  cmd->add_option("--max-new-tokens", args->max_new_tokens, "Tokens to generate")->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  cmd->add_option("--threads", args->threads, "Worker threads (default: all cores)");
+  cmd->add_flag("--no-cache", args->no_cache, "Rerun the whole sequence for every token (slow; for checking)");
+  cmd->add_flag("--ignore-eos", args->ignore_eos, "Do not stop at the config's eos_token_id");
+  cmd->callback([args] { run(*args); });
+}
+
+}  // namespace
+
+const CommandRegistration kRegistration(72, add_command);
+
+}  // namespace fp4kit::cli

@@ -1,0 +1,40 @@
+#pragma once
+// Watching the input of every linear projection, for calibration (activation amax per linear input).
+//
+// The engine calls on_linear_input() on the calling thread, one projection at a time, in a fixed
+// order (the order the forward pass runs them), with the f32 rows that are about to be multiplied by
+// the weight. Names are the checkpoint's module names (the weight's name minus ".weight"):
+//   layers.N.attn.wq_a, wq_b, wkv, wo_a (the full grouped input [tokens, heads*head_dim], all
+//   groups), wo_b; layers.N.attn.compressor.wkv/wgate, layers.N.attn.indexer.wq_b/weights_proj,
+//   layers.N.attn.indexer.compressor.wkv/wgate; layers.N.ffn.gate;
+//   layers.N.ffn.shared_experts.w1/w3/w2;
+//   layers.N.ffn.experts.E.w1/w3 (the rows of the tokens routed to E) and .w2 (h = silu(min(g,l)) *
+//   clamp(u) of those tokens, unweighted as transformers feeds it, with the routing weight of each row
+//   so that a caller can form weight*h, as DeepSeek's own code and ModelOpt feed w2).
+// Rows are tokens of the batch in state order (sequence-major); `tokens` says which token each row is
+// when the rows are a subset (experts), and is empty when row r is token r.
+//
+// With EngineOptions::observe_all_experts, every expert's w1/w3/w2 inputs cover ALL tokens of the
+// layer (tokens = 0..T-1); rows of tokens not routed to the expert have routing weight 0. This is
+// for the observer only: the routed output is the same as without the option.
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+namespace fp4kit::engine {
+
+struct LinearInput {
+  std::string_view name;
+  const float* x = nullptr;  // [rows, cols], row-major
+  int64_t rows = 0, cols = 0;
+  std::span<const int64_t> tokens;          // empty: row r is token r of the state
+  std::span<const float> routing_weights;   // experts.E.w2 only: one per row
+};
+
+class LinearObserver {
+ public:
+  virtual ~LinearObserver() = default;
+  virtual void on_linear_input(const LinearInput& input) = 0;
+};
+
+}  // namespace fp4kit::engine

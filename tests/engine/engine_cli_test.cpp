@@ -1,0 +1,89 @@
+// The run, generate and compare commands as a user runs them.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <fstream>
+#include <span>
+
+#include <nlohmann/json.hpp>
+
+#include "base/error.h"
+#include "engine/token_ids.h"
+#include "engine_test_util.h"
+#include "run_command.h"
+
+namespace fp4kit::testing {
+namespace {
+
+std::string last_line(const std::string& text) {
+  std::string t = text;
+  while (!t.empty() && t.back() == '\n') t.pop_back();
+  const size_t nl = t.rfind('\n');
+  return nl == std::string::npos ? t : t.substr(nl + 1);
+}
+
+TEST(EngineCli, RunWritesTheLogitsOfABatch) {
+  const std::string out = fresh_temp_dir("engine-run") + "/logits.safetensors";
+  const std::string ref_file = test_data("dsv4-tiny/reference.safetensors");
+  const CommandResult r = run_fp4kit("run " + tiny_dir() + " --ids-file " + ref_file + " --out " + out + " --threads 2 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nlohmann::json j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["batch"], 2);
+  EXPECT_EQ(j["seq"], 144);
+  const io::SafetensorsFile f = io::SafetensorsFile::open(out);
+  EXPECT_EQ(f.at("logits").shape, (std::vector<int64_t>{2, 144, 1024}));
+  std::vector<float> logits(2 * 144 * 1024);
+  f.read(f.at("logits"), std::as_writable_bytes(std::span<float>(logits)));
+  EXPECT_LT(max_abs_diff(logits, Reference().f32("logits")), 5e-5f);
+  // The printed top token of sequence 1 is the argmax of its last row.
+  const float* last = &logits[(2 * 144 - 1) * 1024];
+  EXPECT_EQ(j["last_position"][1]["top"][0]["id"].get<int64_t>(), std::max_element(last, last + 1024) - last);
+}
+
+TEST(EngineCli, GenerateMatchesTransformersFromATextPrompt) {
+  Reference ref;
+  const std::vector<int64_t> prompt = ref.i64("gen.prompt_ids"), output = ref.i64("gen.output_ids");
+  const std::string file = fresh_temp_dir("engine-gen") + "/prompt.txt";
+  {
+    std::ofstream f(file);
+    for (int64_t id : prompt) f << id << ' ';
+    f << '\n';
+  }
+  const CommandResult r = run_fp4kit("generate " + tiny_dir() + " --ids-file " + file + " --max-new-tokens 16");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::string expected;
+  for (size_t i = prompt.size(); i < output.size(); ++i) {
+    if (!expected.empty()) expected += ' ';
+    expected += std::to_string(output[i]);
+  }
+  EXPECT_EQ(last_line(r.output), expected);
+}
+
+TEST(EngineCli, CompareSourceWithItsLosslessNvfp4Cast) {
+  // The default conversion casts MXFP4 experts to NVFP4 losslessly, so the converted model's logits
+  // equal the source's exactly: KL 0, full top-1 agreement. This also runs NVFP4 storage end to end.
+  const std::string dst = fresh_temp_dir("engine-compare") + "/nvfp4";
+  const CommandResult conv = run_fp4kit("convert " + tiny_dir() + " " + dst + " --calib " +
+                                        test_data("oracles/dsv4-tiny-modelopt/calib_amax.safetensors") + " --quiet");
+  ASSERT_EQ(conv.exit_code, 0) << conv.output;
+  const CommandResult r = run_fp4kit("compare " + tiny_dir() + " " + dst + " --ids \"0 5 99 7 1000 3 3 3\" --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nlohmann::json j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["summary"]["max_kl"].get<double>(), 0.0);
+  EXPECT_EQ(j["summary"]["top1_agreement"].get<double>(), 1.0);
+  EXPECT_EQ(j["positions"].size(), 8u);
+}
+
+TEST(EngineCli, TokenIdParsing) {
+  const engine::TokenBatch b = engine::parse_token_ids("0 1,2\n\n3 4 5\n", "ids");
+  EXPECT_EQ(b.batch, 2);
+  EXPECT_EQ(b.ids, (std::vector<int64_t>{0, 1, 2, 3, 4, 5}));
+  EXPECT_THROW(engine::parse_token_ids("1 2\n3\n", "ids"), fp4kit::InputError);
+  EXPECT_THROW(engine::parse_token_ids("1 x2", "ids"), fp4kit::InputError);
+  EXPECT_THROW(engine::parse_token_ids("  \n", "ids"), fp4kit::InputError);
+  const CommandResult r = run_fp4kit("run " + tiny_dir());
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+}
+
+}  // namespace
+}  // namespace fp4kit::testing
