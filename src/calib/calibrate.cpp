@@ -1,0 +1,243 @@
+#include "calib/calibrate.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "base/error.h"
+#include "convert/fingerprint.h"
+#include "engine/engine.h"
+#include "io/atomic_file.h"
+#include "io/checkpoint_index.h"
+#include "io/safetensors_file.h"
+#include "io/safetensors_writer.h"
+
+namespace fp4kit {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kManifest = "manifest.json";
+constexpr const char* kHidden = "hidden.safetensors";
+constexpr const char* kStateFormat = "fp4kit-calibrate-state-1";
+
+std::string layer_file(int64_t layer) {
+  std::string n = std::to_string(layer);
+  while (n.size() < 3) n.insert(n.begin(), '0');
+  return "amax-layer-" + n + ".safetensors";
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(path + ": cannot read");
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// What a resumed run must share with the interrupted one: the model (config and shard sizes), the
+// ids, and every option that changes a value.
+std::string run_fingerprint(const std::string& model_dir, const CalibrationBatch& b, const CalibrateOptions& o) {
+  Fingerprint f;
+  f.add(kStateFormat);
+  f.add(read_text(model_dir + "/config.json"));
+  const io::Checkpoint ckpt = io::Checkpoint::open(model_dir);
+  for (const std::string& shard : ckpt.shard_files()) {
+    f.add(shard);
+    f.add(ckpt.shard(shard).file_size());
+  }
+  f.add(static_cast<uint64_t>(b.batch));
+  f.add(static_cast<uint64_t>(b.seq));
+  f.add_bytes(std::as_bytes(std::span(b.ids)));
+  f.add(o.all_experts ? "all-experts" : "routed");
+  f.add(w2_input_name(o.w2_input));
+  return f.hex();
+}
+
+void save_hidden(const std::string& path, const engine::ForwardState& s, int64_t hc, int64_t hidden,
+                 int64_t after_layer, const std::string& fingerprint) {
+  io::SafetensorsWriter w(path);
+  w.set_metadata({{"after_layer", std::to_string(after_layer)}, {"fingerprint", fingerprint}});
+  w.declare("hidden", DType::F32, {s.tokens(), hc, hidden});
+  w.begin();
+  w.write("hidden", std::as_bytes(std::span(s.hidden)));
+  w.commit();
+}
+
+// The layer the saved streams follow, or -1 when there is none to resume from.
+int64_t load_hidden(const std::string& path, engine::ForwardState& s, const std::string& fingerprint) {
+  if (!fs::exists(path)) return -1;
+  const io::SafetensorsFile f = io::SafetensorsFile::open(path);
+  const auto& meta = f.header().metadata;
+  const auto fp = meta.find("fingerprint"), after = meta.find("after_layer");
+  if (fp == meta.end() || after == meta.end() || fp->second != fingerprint)
+    throw InputError(path + ": calibration state of another model, batch or option set; remove it or pass --force");
+  const io::TensorInfo& t = f.at("hidden");
+  if (t.dtype != DType::F32 || t.nbytes() != s.hidden.size() * sizeof(float))
+    throw InputError(path + ": tensor 'hidden' does not fit this batch; remove the state or pass --force");
+  f.read(t, std::as_writable_bytes(std::span(s.hidden)));
+  return std::stoll(after->second);
+}
+
+void write_manifest(const std::string& dir, const std::string& fingerprint, const std::string& model_dir,
+                    const CalibrationBatch& b, const CalibrateOptions& o) {
+  nlohmann::json j = {{"format", kStateFormat}, {"fingerprint", fingerprint}, {"model", model_dir},
+                      {"batch", b.batch},       {"seq", b.seq},               {"all_experts", o.all_experts},
+                      {"w2_input", std::string(w2_input_name(o.w2_input))}};
+  io::AtomicFile file(dir + "/" + kManifest);
+  file.write(j.dump(2) + "\n");
+  file.commit();
+}
+
+void crash_if_asked(int64_t layers_published) {
+  const char* v = std::getenv(kCalibrateCrashAfterLayersEnv);
+  if (v && std::atoll(v) == layers_published) _exit(137);
+}
+
+std::string join(const std::vector<int64_t>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) s += ',';
+    s += std::to_string(v[i]);
+  }
+  return s;
+}
+
+std::vector<int64_t> split_ids(const std::string& s) {
+  std::vector<int64_t> out;
+  size_t i = 0;
+  while (i < s.size()) {
+    const size_t j = s.find(',', i);
+    out.push_back(std::stoll(s.substr(i, j - i)));
+    if (j == std::string::npos) break;
+    i = j + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string calibration_state_dir(const std::string& out_path) { return out_path + ".fp4kit-calib"; }
+
+CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& batch, const std::string& out_path,
+                          const CalibrateOptions& options, const CalibrateProgressFn& progress) {
+  const auto run_start = std::chrono::steady_clock::now();
+  if (batch.batch < 1 || batch.seq < 1 || batch.ids.size() != static_cast<size_t>(batch.batch * batch.seq))
+    throw InputError("calibration data: " + std::to_string(batch.ids.size()) + " ids do not form " +
+                     std::to_string(batch.batch) + " sequences of " + std::to_string(batch.seq) + " tokens");
+  const std::string state_dir = calibration_state_dir(out_path);
+  const std::string fingerprint = run_fingerprint(model_dir, batch, options);
+
+  if (fs::exists(out_path) && !options.force) {
+    if (!options.resume) throw InputError(out_path + ": exists; pass --force to replace it");
+    const io::SafetensorsFile done = io::SafetensorsFile::open(out_path);
+    const auto fp = done.header().metadata.find("fingerprint");
+    if (fp == done.header().metadata.end() || fp->second != fingerprint)
+      throw InputError(out_path + ": exists and was made from another model, batch or option set; pass --force to replace it");
+    CalibrateReport done_report;  // finished by an earlier run: nothing to do
+    done_report.output = out_path;
+    done_report.tokens = batch.batch * batch.seq;
+    done_report.entries = done.tensors().size();
+    return done_report;
+  }
+  if (options.force) {
+    fs::remove_all(state_dir);
+  } else if (fs::exists(state_dir) && !options.resume) {
+    throw InputError(state_dir + ": an interrupted calibration is there; pass --resume to continue it or --force to start over");
+  }
+  fs::create_directories(state_dir);
+
+  AmaxObserver observer(options.w2_input);
+  engine::EngineOptions eo;
+  eo.threads = options.threads;
+  eo.observer = &observer;
+  eo.observe_all_experts = options.all_experts;
+  engine::Engine engine(model_dir, eo);
+  const engine::ModelConfig& cfg = engine.config();
+  const int64_t layers = cfg.layers();
+
+  CalibrateReport report;
+  report.output = out_path;
+  report.tokens = batch.batch * batch.seq;
+  report.layers = layers;
+
+  engine::ForwardState state = engine.embed(batch.ids, batch.batch);
+  int64_t first = 0;
+  if (options.resume) {
+    const std::string manifest = state_dir + "/" + kManifest;
+    if (fs::exists(manifest)) {
+      const auto j = nlohmann::json::parse(read_text(manifest), nullptr, false);
+      if (j.is_discarded() || j.value("fingerprint", "") != fingerprint)
+        throw InputError(state_dir + ": calibration state of another model, batch or option set; pass --force to start over");
+    }
+    first = load_hidden(state_dir + "/" + kHidden, state, fingerprint) + 1;
+  }
+  write_manifest(state_dir, fingerprint, model_dir, batch, options);
+
+  AmaxTable all;
+  for (int64_t layer = 0; layer < layers; ++layer) {
+    CalibrateLayerReport lr;
+    lr.layer = layer;
+    if (layer < first) {
+      const std::string path = state_dir + "/" + layer_file(layer);
+      const io::SafetensorsFile f = io::SafetensorsFile::open(path);
+      const auto& meta = f.header().metadata;
+      const auto fp = meta.find("fingerprint");
+      if (fp == meta.end() || fp->second != fingerprint)
+        throw InputError(path + ": calibration state of another run; pass --force to start over");
+      const AmaxTable t = AmaxTable::load(path);
+      all.merge(t);
+      lr.resumed = true;
+      lr.entries = t.size();
+      const auto missing = meta.find("experts_without_tokens");
+      if (missing != meta.end() && !missing->second.empty()) lr.experts_without_tokens = split_ids(missing->second);
+      report.per_layer.push_back(lr);
+      continue;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    observer.clear();
+    engine.run_layer(layer, state);
+    for (auto& seq : state.sequences) seq.layers[static_cast<size_t>(layer)] = {};  // caches of a finished layer
+    const std::string bad = observer.table().first_non_finite();
+    if (!bad.empty())
+      throw InputError(model_dir + ": non-finite input to " + bad + " in layer " + std::to_string(layer));
+    for (int64_t e = 0; e < cfg.base.n_routed_experts; ++e)
+      if (!observer.expert_rows().count("layers." + std::to_string(layer) + ".ffn.experts." + std::to_string(e)))
+        lr.experts_without_tokens.push_back(e);
+    lr.entries = observer.table().size();
+    // Publish the layer's values first, then the streams that follow it: a crash in between re-runs
+    // this layer and rewrites the same values.
+    observer.table().save(state_dir + "/" + layer_file(layer),
+                          {{"fingerprint", fingerprint}, {"layer", std::to_string(layer)},
+                           {"experts_without_tokens", join(lr.experts_without_tokens)}});
+    save_hidden(state_dir + "/" + kHidden, state, cfg.hc(), cfg.hidden(), layer, fingerprint);
+    all.merge(observer.table());
+    lr.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    report.per_layer.push_back(lr);
+    if (progress) progress(layer + 1, layers, lr.seconds > 0 ? double(report.tokens) / lr.seconds : 0.0);
+    crash_if_asked(layer + 1 - first);
+  }
+
+  std::map<std::string, std::string> meta = {
+      {"fingerprint", fingerprint},
+      {"producer", "fp4kit 0.1.0 calibrate"},
+      {"algorithm", "max"},
+      {"samples", std::to_string(batch.batch)},
+      {"seq_len", std::to_string(batch.seq)},
+      {"all_experts", options.all_experts ? "true" : "false"},
+      {"w2_input", std::string(w2_input_name(options.w2_input))},
+      {"data", batch.source}};
+  all.save(out_path, meta);
+  fs::remove_all(state_dir);
+  report.entries = all.size();
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+  return report;
+}
+
+}  // namespace fp4kit

@@ -1,0 +1,66 @@
+#pragma once
+// Max calibration of a DeepSeek V4 checkpoint with fp4kit's own forward pass, one decoder layer at
+// a time: the hidden streams of every calibration sequence stay in memory between layers, one
+// layer's weights are resident, and after each layer its amax values and the next layer's input are
+// published atomically in a state directory next to the output, so that a killed run resumes at the
+// last finished layer (`resume`) with a result identical to an uninterrupted one.
+//
+// Output: `<module>.input_amax` F32 scalars (the format `convert --calib` reads) for attention
+// wq_a, wq_b, wkv, wo_a, wo_b, the indexer's wq_b, shared experts, and every routed expert that saw
+// a token (with `all_experts`, every routed expert sees every token of its layer for the
+// statistics only). Experts that saw no token are left out and counted per layer; convert falls
+// back for them as ModelOpt's exporter does. See docs/calibrate.md.
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "calib/amax_observer.h"
+
+namespace fp4kit {
+
+struct CalibrationBatch {
+  std::vector<int64_t> ids;  // [batch, seq], sequence-major
+  int64_t batch = 0, seq = 0;
+  std::string source;        // where the ids came from, for the output's metadata
+};
+
+struct CalibrateOptions {
+  bool all_experts = false;
+  W2Input w2_input = W2Input::Unweighted;
+  bool resume = false;  // continue from the state directory of an interrupted run
+  bool force = false;   // replace an existing output and any stale state
+  unsigned threads = 0; // 0: all cores
+};
+
+struct CalibrateLayerReport {
+  int64_t layer = 0;
+  double seconds = 0;            // 0 for a layer finished by an earlier run
+  bool resumed = false;          // finished by an earlier run
+  std::vector<int64_t> experts_without_tokens;
+  size_t entries = 0;            // amax values recorded
+};
+
+struct CalibrateReport {
+  std::string output;
+  int64_t tokens = 0, layers = 0;
+  std::vector<CalibrateLayerReport> per_layer;
+  size_t entries = 0;
+  double seconds = 0;            // this run
+};
+
+// Called after each layer: layers done (of total), tokens per second of the last layer.
+using CalibrateProgressFn = std::function<void(int64_t done, int64_t total, double tokens_per_second)>;
+
+// InputError for bad input (ids outside the vocabulary, a model missing tensors, an existing output
+// or state without force/resume, a state of another model, batch or option set); Error for I/O.
+CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& batch, const std::string& out_path,
+                          const CalibrateOptions& options, const CalibrateProgressFn& progress = {});
+
+// The state directory of an output file: "<out>.fp4kit-calib".
+std::string calibration_state_dir(const std::string& out_path);
+
+// Test hook: the process ends with _exit(137) right after this many layers were published.
+inline constexpr const char* kCalibrateCrashAfterLayersEnv = "FP4KIT_TEST_CRASH_AFTER_LAYERS";
+
+}  // namespace fp4kit

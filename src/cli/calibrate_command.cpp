@@ -1,0 +1,157 @@
+// fp4kit calibrate MODEL --out FILE: parsing and printing only; the job is calib/calibrate.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "base/error.h"
+#include "calib/calib_data.h"
+#include "calib/calibrate.h"
+#include "calib/tokenizer.h"
+#include "cli/commands.h"
+#include "cli/json_report.h"
+#include "engine/model_config.h"
+
+namespace fp4kit::cli {
+
+namespace {
+
+struct CalibrateArgs {
+  std::string model, data, data_format = "auto", tokenizer, out, w2_input = "unweighted", json_path;
+  int64_t samples = 128, seq_len = 512;
+  unsigned threads = 0;
+  bool all_experts = false, resume = false, force = false, quiet = false;
+};
+
+std::string fmt_eta(double s) {
+  char buf[32];
+  if (s >= 3600) std::snprintf(buf, sizeof buf, "%dh%02dm", int(s / 3600), int(s / 60) % 60);
+  else std::snprintf(buf, sizeof buf, "%dm%02ds", int(s / 60), int(s) % 60);
+  return buf;
+}
+
+void run(const CalibrateArgs& a) {
+  const engine::ModelConfig cfg = engine::ModelConfig::load(a.model);
+  calib::CalibDataOptions d;
+  d.samples = a.samples;
+  d.seq_len = a.seq_len;
+  d.vocab_size = cfg.base.vocab_size;
+  {
+    std::ifstream in(a.model + "/config.json");
+    const auto j = nlohmann::json::parse(in, nullptr, false);
+    if (j.is_object() && j.contains("max_position_embeddings") && j["max_position_embeddings"].is_number_integer())
+      d.max_seq_len = j["max_position_embeddings"].get<int64_t>();
+  }
+
+  const auto format = calib::parse_data_format(a.data_format);
+  if (!format) throw InputError("--data-format " + a.data_format + ": unknown (auto, text, jsonl, ids, safetensors)");
+  const calib::DataFormat resolved =
+      a.data.empty() ? calib::DataFormat::Text : (*format == calib::DataFormat::Auto ? calib::detect_data_format(a.data) : *format);
+  std::optional<calib::Tokenizer> tokenizer;
+  const bool needs_tokenizer = resolved == calib::DataFormat::Text || resolved == calib::DataFormat::JsonLines;
+  if (needs_tokenizer) {
+    const std::string path = a.tokenizer.empty() ? a.model + "/tokenizer.json" : a.tokenizer;
+    if (!std::filesystem::exists(path))
+      throw InputError(path + ": no tokenizer for text data; pass --tokenizer FILE, or --data with token ids "
+                              "(a .safetensors input_ids tensor or an .ids text file)");
+    tokenizer.emplace(calib::Tokenizer::load(path));
+  }
+  const calib::CalibBatch data = a.data.empty() ? calib::default_calib_data(*tokenizer, d)
+                                                : calib::load_calib_data(a.data, *format, tokenizer ? &*tokenizer : nullptr, d);
+  if (!a.quiet)
+    for (const std::string& n : data.notes) std::fprintf(stderr, "calibrate: note: %s\n", n.c_str());
+
+  CalibrationBatch batch;
+  batch.ids = data.ids;
+  batch.batch = data.rows;
+  batch.seq = data.seq_len;
+  batch.source = data.source;
+
+  CalibrateOptions o;
+  o.all_experts = a.all_experts;
+  if (a.w2_input == "weighted") o.w2_input = W2Input::Weighted;
+  else if (a.w2_input != "unweighted") throw InputError("--w2-input " + a.w2_input + ": unknown (unweighted, weighted)");
+  o.resume = a.resume;
+  o.force = a.force;
+  o.threads = a.threads;
+
+  if (!a.quiet)
+    std::fprintf(stderr, "calibrate: %s, %lld sequences x %lld tokens from %s, %s, w2 input %s\n", a.model.c_str(),
+                 static_cast<long long>(batch.batch), static_cast<long long>(batch.seq), batch.source.c_str(),
+                 a.all_experts ? "all experts" : "routed experts", a.w2_input.c_str());
+  double elapsed = 0;
+  int64_t ran = 0;
+  const CalibrateReport r = calibrate(a.model, batch, a.out, o, [&](int64_t done, int64_t total, double tps) {
+    if (a.quiet) return;
+    const double layer_s = tps > 0 ? double(batch.batch * batch.seq) / tps : 0;
+    elapsed += layer_s;
+    ++ran;
+    const double eta = ran ? elapsed / double(ran) * double(total - done) : 0;
+    std::fprintf(stderr, "calibrate: layer %lld/%lld  %.1f tokens/s  %.1f s  ETA %s\n", static_cast<long long>(done),
+                 static_cast<long long>(total), tps, layer_s, fmt_eta(eta).c_str());
+  });
+
+  if (!a.quiet) {
+    for (const CalibrateLayerReport& l : r.per_layer)
+      if (!l.experts_without_tokens.empty())
+        std::fprintf(stderr, "calibrate: layer %lld: %zu routed experts saw no token (convert falls back for them)\n",
+                     static_cast<long long>(l.layer), l.experts_without_tokens.size());
+    std::fprintf(stderr, "calibrate: %zu amax values -> %s (%.2f s)\n", r.entries, r.output.c_str(), r.seconds);
+  }
+  if (a.json_path.empty()) return;
+  nlohmann::json layers = nlohmann::json::array();
+  for (const CalibrateLayerReport& l : r.per_layer)
+    layers.push_back({{"layer", l.layer}, {"seconds", l.seconds}, {"resumed", l.resumed}, {"entries", l.entries},
+                      {"tokens_per_second", l.seconds > 0 ? double(r.tokens) / l.seconds : 0.0},
+                      {"experts_without_tokens", l.experts_without_tokens}});
+  write_json_report(a.json_path, {{"model", a.model},
+                                  {"output", r.output},
+                                  {"data", batch.source},
+                                  {"samples", batch.batch},
+                                  {"seq_len", batch.seq},
+                                  {"tokens", r.tokens},
+                                  {"all_experts", a.all_experts},
+                                  {"w2_input", a.w2_input},
+                                  {"entries", r.entries},
+                                  {"seconds", r.seconds},
+                                  {"layers", layers}});
+}
+
+void add_command(CLI::App& app) {
+  auto args = std::make_shared<CalibrateArgs>();
+  auto* cmd = app.add_subcommand(
+      "calibrate",
+      "Max calibration with fp4kit's own forward pass, one decoder layer at a time: records max |x| of the input of "
+      "every attention, shared-expert and routed-expert projection and writes '<module>.input_amax' F32 scalars, the "
+      "file 'convert --calib' reads. Each finished layer is saved, so a killed run continues with --resume.");
+  cmd->add_option("MODEL", args->model, "Checkpoint directory (any storage fp4kit reads)")->required();
+  cmd->add_option("--out", args->out, "Output safetensors file of '<module>.input_amax' values")->required();
+  cmd->add_option("--data", args->data,
+                  "Calibration data: text (one sample per line), JSON lines {\"text\": ...}, token ids (.ids: one "
+                  "sequence per line) or a safetensors input_ids [B,S] tensor (default: the built-in corpus)");
+  cmd->add_option("--data-format", args->data_format, "auto (default), text, jsonl, ids, safetensors");
+  cmd->add_option("--tokenizer", args->tokenizer, "tokenizer.json for text data (default: MODEL/tokenizer.json)");
+  cmd->add_option("--samples", args->samples, "Sequences (default 128)")->check(CLI::PositiveNumber);
+  cmd->add_option("--seq-len", args->seq_len, "Tokens per sequence (default 512)")->check(CLI::PositiveNumber);
+  cmd->add_flag("--all-experts", args->all_experts,
+                "Every routed expert also sees every token of its layer, for the statistics only");
+  cmd->add_option("--w2-input", args->w2_input,
+                  "unweighted (default: h = silu(g)*u, what vLLM, SGLang and TensorRT-LLM quantize) or weighted "
+                  "(routing weight * h, as DeepSeek's code and ModelOpt's V4 calibration feed w2)");
+  cmd->add_option("--threads", args->threads, "Worker threads (default: all cores); never changes the output");
+  cmd->add_flag("--resume", args->resume, "Continue an interrupted run from its last finished layer");
+  cmd->add_flag("--force", args->force, "Replace an existing output and discard any saved state");
+  cmd->add_option("--json", args->json_path, "Write a JSON report to this file ('-' for stdout)");
+  cmd->add_flag("--quiet", args->quiet, "Print nothing but errors");
+  cmd->callback([args] { run(*args); });
+}
+
+}  // namespace
+
+const CommandRegistration kRegistration(50, add_command);
+
+}  // namespace fp4kit::cli

@@ -1,0 +1,129 @@
+// Calibration against transformers: the amax values its forward pass gives on the tiny checkpoint
+// (routed, all experts, routing-weighted w2; a batch where some experts see no token), per layer
+// resume, and bad input.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "base/error.h"
+#include "calib/calibrate.h"
+#include "io/safetensors_file.h"
+#include "test_data.h"
+
+namespace fp4kit {
+namespace {
+
+CalibrationBatch load_ids(const std::string& path) {
+  const io::SafetensorsFile f = io::SafetensorsFile::open(path);
+  const io::TensorInfo& t = f.at("input_ids");
+  CalibrationBatch b;
+  b.batch = t.shape[0];
+  b.seq = t.shape[1];
+  b.ids.resize(static_cast<size_t>(t.numel()));
+  f.read(t, std::as_writable_bytes(std::span(b.ids)));
+  b.source = path;
+  return b;
+}
+
+// transformers' float32 values against ours. Its own CPU and GPU runs differ by up to 1.3e-6 relative
+// (the oracle's README); ours differ from its CPU run by at most 1.2e-6 (summation order), so 5e-6
+// leaves room for rounding yet fails on any real difference (a missed clamp, a wrong token set).
+constexpr double kRelTol = 5e-6;
+
+void expect_matches_reference(const AmaxTable& got, const std::string& reference_file) {
+  const AmaxTable want = AmaxTable::load(reference_file);
+  double worst = 0;
+  std::string worst_name;
+  for (const auto& [module, value] : want.values()) {
+    ASSERT_TRUE(got.has(module)) << module << " missing";
+    const double rel = std::fabs(double(got.at(module)) - value) / value;
+    if (rel > worst) worst = rel, worst_name = module;
+  }
+  EXPECT_LT(worst, kRelTol) << worst_name << ": " << got.at(worst_name) << " vs " << want.at(worst_name);
+  // Our extra entries: the indexer's wq_b, which recipe all-linear quantizes and transformers' hooks
+  // did not record.
+  for (const auto& [module, value] : got.values())
+    if (!want.has(module)) EXPECT_NE(module.find(".attn.indexer.wq_b"), std::string::npos) << module;
+}
+
+struct CalibrationRun {
+  AmaxTable table;
+  CalibrateReport report;
+};
+
+CalibrationRun calibrate_tiny(const std::string& ids_file, CalibrateOptions options, const std::string& tag) {
+  const std::string out = testing::fresh_temp_dir(tag) + "/amax.safetensors";
+  CalibrationRun r;
+  r.report = calibrate(testing::test_data("dsv4-tiny"), load_ids(ids_file), out, options);
+  r.table = AmaxTable::load(out);
+  EXPECT_FALSE(std::filesystem::exists(calibration_state_dir(out)));
+  return r;
+}
+
+TEST(Calibrate, RoutedAmaxEqualsTransformers) {
+  const CalibrationRun r = calibrate_tiny(testing::test_data("calib/oracle/calib_ids.safetensors"), {}, "calib-routed");
+  expect_matches_reference(r.table, testing::test_data("calib/oracle/amax_routed.safetensors"));
+  for (const auto& l : r.report.per_layer) EXPECT_TRUE(l.experts_without_tokens.empty()) << "layer " << l.layer;
+  EXPECT_EQ(r.report.tokens, 4 * 96);
+}
+
+TEST(Calibrate, AllExpertsAmaxEqualsTransformers) {
+  CalibrateOptions o;
+  o.all_experts = true;
+  const CalibrationRun r = calibrate_tiny(testing::test_data("calib/oracle/calib_ids.safetensors"), o, "calib-all");
+  expect_matches_reference(r.table, testing::test_data("calib/oracle/amax_all_experts.safetensors"));
+}
+
+TEST(Calibrate, WeightedW2IsTheOfficialSemantics) {
+  CalibrateOptions o;
+  o.w2_input = W2Input::Weighted;
+  const CalibrationRun r = calibrate_tiny(testing::test_data("calib/oracle/calib_ids.safetensors"), o, "calib-weighted");
+  expect_matches_reference(r.table, testing::test_data("calib/oracle/amax_routed_weighted_w2.safetensors"));
+}
+
+TEST(Calibrate, ExpertsWithoutTokensAreLeftOutAndCounted) {
+  const std::string dir = "calib/no-token-experts/";
+  const CalibrationRun r = calibrate_tiny(testing::test_data(dir + "calib_ids.safetensors"), {}, "calib-idle");
+  const AmaxTable want = AmaxTable::load(testing::test_data(dir + "amax_routed.safetensors"));
+  expect_matches_reference(r.table, testing::test_data(dir + "amax_routed.safetensors"));
+  size_t ours_without_indexer = 0;
+  for (const auto& [module, value] : r.table.values()) ours_without_indexer += module.find(".indexer.") == std::string::npos;
+  EXPECT_EQ(ours_without_indexer, want.size());
+  // The reference's idle experts: layer 0 -> 2, 6; layer 1 -> 5, 6; layer 2 -> 0, 1, 2, 4; layer 3 -> 2.
+  const std::vector<std::vector<int64_t>> idle = {{2, 6}, {5, 6}, {0, 1, 2, 4}, {2}};
+  ASSERT_EQ(r.report.per_layer.size(), idle.size());
+  for (size_t l = 0; l < idle.size(); ++l) EXPECT_EQ(r.report.per_layer[l].experts_without_tokens, idle[l]) << "layer " << l;
+  // With every expert observed, nobody is idle, and every value equals transformers' all-experts one.
+  CalibrateOptions all;
+  all.all_experts = true;
+  const CalibrationRun a = calibrate_tiny(testing::test_data(dir + "calib_ids.safetensors"), all, "calib-idle-all");
+  expect_matches_reference(a.table, testing::test_data(dir + "amax_all_experts.safetensors"));
+  for (const auto& l : a.report.per_layer) EXPECT_TRUE(l.experts_without_tokens.empty());
+}
+
+TEST(Calibrate, RefusesToOverwriteAndToResumeAnotherRun) {
+  const std::string dir = testing::fresh_temp_dir("calib-refuse");
+  const std::string out = dir + "/amax.safetensors";
+  const CalibrationBatch b = load_ids(testing::test_data("calib/no-token-experts/calib_ids.safetensors"));
+  calibrate(testing::test_data("dsv4-tiny"), b, out, {});
+  EXPECT_THROW(calibrate(testing::test_data("dsv4-tiny"), b, out, {}), InputError);
+  CalibrateOptions resume;
+  resume.resume = true;
+  EXPECT_NO_THROW(calibrate(testing::test_data("dsv4-tiny"), b, out, resume));  // finished: nothing to do
+  CalibrateOptions other = resume;
+  other.all_experts = true;
+  EXPECT_THROW(calibrate(testing::test_data("dsv4-tiny"), b, out, other), InputError);
+  CalibrationBatch bad = b;
+  bad.ids[3] = 5000;
+  try {
+    calibrate(testing::test_data("dsv4-tiny"), bad, dir + "/bad.safetensors", {});
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("5000"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir + "/bad.safetensors"));
+}
+
+}  // namespace
+}  // namespace fp4kit
