@@ -20,10 +20,11 @@ namespace fp4kit::cli {
 namespace {
 
 struct ConvertArgs {
-  std::string src, dst, numerics = "auto", recipe = "moe", calib, shard_size, json_path;
+  std::string src, dst, numerics = "auto", recipe = "moe", format = "modelopt", include, exclude, calib, shard_size,
+      json_path;
   unsigned threads = 0;
   bool weight_only = false, include_mtp = false, allow_nonfinite = false, resume = false, force = false,
-       dry_run = false, progress = false, quiet = false;
+       dry_run = false, progress = false, quiet = false, strict = false;
 };
 
 double gb(uint64_t bytes) { return static_cast<double>(bytes) / 1e9; }
@@ -38,6 +39,8 @@ nlohmann::json plan_json(const ConvertArgs& a, const ConvertPlan& plan) {
   nlohmann::json j = {{"source", a.src},
                       {"output", a.dst},
                       {"recipe", a.recipe},
+                      {"format", convert_format_name(plan.format)},
+                      {"warnings", plan.warnings},
                       {"numerics", convert_numerics_name(plan.numerics)},
                       {"weight_only", a.weight_only},
                       {"input_fallbacks", plan.input_fallbacks.size()},
@@ -49,7 +52,7 @@ nlohmann::json plan_json(const ConvertArgs& a, const ConvertPlan& plan) {
   for (const io::PlannedShard& s : plan.shards)
     files.push_back({{"file", s.file}, {"tensors", s.tensors.size()}, {"bytes", s.bytes}});
   j["shards"] = files;
-  j["layout_files"] = {io::kIndexFileName, "config.json", kHfQuantConfigFileName};
+  j["layout_files"] = plan.layout_files;
   j["files_copied"] = plan.extra_files.size();
   return j;
 }
@@ -60,7 +63,8 @@ nlohmann::json stats_json(const ConvertActionStats& s) {
 }
 
 void print_plan(const ConvertArgs& a, const ConvertPlan& plan) {
-  std::printf("convert plan: %s -> %s (recipe %s, numerics %s, %s)\n", a.src.c_str(), a.dst.c_str(), a.recipe.c_str(),
+  std::printf("convert plan: %s -> %s (recipe %s, format %s, numerics %s, %s)\n", a.src.c_str(), a.dst.c_str(),
+              a.recipe.c_str(), std::string(convert_format_name(plan.format)).c_str(),
               std::string(convert_numerics_name(plan.numerics)).c_str(),
               a.weight_only ? "weight-only" : ("calibration " + a.calib).c_str());
   for (ConvertAction k : kConvertActions) {
@@ -77,18 +81,23 @@ void print_plan(const ConvertArgs& a, const ConvertPlan& plan) {
   for (const io::PlannedShard& s : plan.shards)
     std::printf("    %s  %zu tensors  %llu bytes\n", s.file.c_str(), s.tensors.size(),
                 static_cast<unsigned long long>(s.bytes));
-  std::printf("    %s\n    %s%s\n    %s\n", std::string(io::kIndexFileName).c_str(),
-              plan.config_text ? "config.json\n    " : "", std::string(kHfQuantConfigFileName).c_str(),
-              std::string(kConvertPlanFileName).c_str());
+  for (const std::string& f : plan.layout_files) std::printf("    %s\n", f.c_str());
+  std::printf("    %s\n", std::string(kConvertPlanFileName).c_str());
   std::printf("    and %zu other files copied as they are\n", plan.extra_files.size());
 }
 
 void run(const ConvertArgs& a) {
   ConvertOptions o;
   const auto numerics = convert_numerics_from_name(a.numerics);
-  if (!numerics) throw InputError("--numerics " + a.numerics + ": unknown (auto, cast, modelopt)");
+  if (!numerics) throw InputError("--numerics " + a.numerics + ": unknown (auto, cast, modelopt, compressed-tensors)");
   o.numerics = *numerics;
+  const auto format = convert_format_from_name(a.format);
+  if (!format) throw InputError("--format " + a.format + ": unknown (modelopt, compressed-tensors)");
+  o.format = *format;
   o.recipe = a.recipe;
+  if (!a.include.empty()) o.include = a.include;
+  if (!a.exclude.empty()) o.exclude = a.exclude;
+  o.strict = a.strict;
   if (!a.calib.empty()) o.calib_path = a.calib;
   o.weight_only = a.weight_only;
   o.include_mtp_experts = a.include_mtp;
@@ -99,12 +108,14 @@ void run(const ConvertArgs& a) {
   o.force = a.force;
 
   const ConvertPlan plan = plan_convert(a.src, a.dst, o);
+  if (!a.quiet)
+    for (const std::string& w : plan.warnings) std::fprintf(stderr, "convert: warning: %s\n", w.c_str());
   if (a.dry_run) {
     print_plan(a, plan);
     if (!a.json_path.empty()) write_json_report(a.json_path, plan_json(a, plan));
     return;
   }
-  if (a.weight_only && !a.quiet)
+  if (a.weight_only && !a.quiet && plan.v4_release_layout)
     std::fprintf(stderr,
                  "convert: warning: --weight-only writes no input_scale. vLLM's ModelOpt NVFP4 MoE path loads "
                  "w13_input_scale/w2_input_scale for this layout and no engine is known to run it without them "
@@ -151,19 +162,30 @@ void add_command(CLI::App& app) {
   auto args = std::make_shared<ConvertArgs>();
   auto* cmd = app.add_subcommand(
       "convert",
-      "Convert a DeepSeek V4 checkpoint to the NVFP4 checkpoint ModelOpt's V4 exporter writes (recipe moe: the "
-      "routed experts to NVFP4, everything else byte-identical), as vLLM, SGLang and TensorRT-LLM load it. MXFP4 "
-      "experts are cast losslessly by default (--numerics cast) or requantized (--numerics modelopt). Streams in "
-      "bounded memory; shards are published atomically; --resume continues after a kill.");
+      "Convert a DeepSeek V4 checkpoint to NVFP4: by default the checkpoint ModelOpt's V4 exporter writes (recipe "
+      "moe: the routed experts to NVFP4, everything else byte-identical), as vLLM, SGLang and TensorRT-LLM load it; "
+      "--recipe all-linear converts every scaled GEMM weight, in ModelOpt's general layout or (--format "
+      "compressed-tensors) nvfp4-pack-quantized. MXFP4 experts are cast losslessly by default (--numerics cast) or "
+      "requantized. Streams in bounded memory; shards are published atomically; --resume continues after a kill.");
   cmd->add_option("SRC", args->src, "Source checkpoint directory")->required();
   cmd->add_option("DST", args->dst, "Output directory (new, empty, or an earlier run's with --resume)")->required();
   cmd->add_option("--calib", args->calib,
                   "Calibration: safetensors of F32 0-d '<module>.input_amax' tensors (required unless --weight-only)");
   cmd->add_flag("--weight-only", args->weight_only, "Write no input_scale (no calibration; see the warning)");
   cmd->add_option("--numerics", args->numerics,
-                  "auto (default: cast for MXFP4 experts), cast (lossless MXFP4->NVFP4), modelopt (dequantize to "
-                  "BF16 and requantize)");
-  cmd->add_option("--recipe", args->recipe, "What to quantize: moe (default, the routed experts)");
+                  "auto (default: cast for MXFP4 experts, the layout's quantizer for the rest), cast (lossless "
+                  "MXFP4->NVFP4), modelopt (dequantize to BF16 and requantize), compressed-tensors (llm-compressor's "
+                  "arithmetic; with --format compressed-tensors)");
+  cmd->add_option("--recipe", args->recipe,
+                  "What to quantize: moe (default, the routed experts; NVIDIA's V4 release layout) or all-linear "
+                  "(every GEMM weight with a scale in the source; ModelOpt's general layout)");
+  cmd->add_option("--format", args->format,
+                  "Output layout: modelopt (default) or compressed-tensors (nvfp4-pack-quantized; needs every scaled "
+                  "weight converted, e.g. --recipe all-linear)");
+  cmd->add_option("--include", args->include, "Also convert the weights whose names match this regex");
+  cmd->add_option("--exclude", args->exclude, "Keep the weights whose names match this regex as they are");
+  cmd->add_flag("--strict", args->strict,
+                "Fail on a selected matrix whose K is not a multiple of 16 (default: keep it and warn)");
   cmd->add_flag("--include-mtp-experts", args->include_mtp, "Quantize the MTP block's experts too");
   cmd->add_option("--shard-size", args->shard_size,
                   "Output shard size limit, e.g. 5GB (default: the source's shards, same names and tensors)");

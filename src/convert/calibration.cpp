@@ -73,7 +73,7 @@ InputAmax resolve_input_amax(const Calibration& calibration, const std::vector<s
   for (const auto& [module, value] : calibration.input_amax)
     if (!known_set.count(module)) unknown.push_back(module);
   if (!unknown.empty())
-    throw InputError(calibration.path + ": calibrates modules the checkpoint has no routed expert for: " +
+    throw InputError(calibration.path + ": calibrates modules the checkpoint has no expert or scaled weight for: " +
                      list_names(unknown));
 
   // Fused values: w1 and w3 of an expert both take the larger of the two; where only one of them
@@ -88,6 +88,7 @@ InputAmax resolve_input_amax(const Calibration& calibration, const std::vector<s
   }
   std::map<std::string, float> fallback;  // by fallback group, over every calibrated module
   for (const auto& [module, value] : fused) {
+    if (module.find(".experts.") == std::string::npos) continue;
     float& f = fallback[fallback_group(projection_of(module))];
     f = std::max(f, value);
   }
@@ -99,7 +100,10 @@ InputAmax resolve_input_amax(const Calibration& calibration, const std::vector<s
       out.by_module[module] = it->second;
       continue;
     }
-    const auto fb = fallback.find(fallback_group(projection_of(module)));
+    // Only experts fall back (as the exporter's uncalibrated experts do); any other module needs
+    // its own value or its fused partner's.
+    const bool expert = module.find(".experts.") != std::string::npos;
+    const auto fb = expert ? fallback.find(fallback_group(projection_of(module))) : fallback.end();
     if (fb == fallback.end()) {
       uncovered.push_back(module);
       continue;
@@ -108,8 +112,11 @@ InputAmax resolve_input_amax(const Calibration& calibration, const std::vector<s
     out.fallbacks.push_back(module);
   }
   if (!uncovered.empty())
-    throw InputError(calibration.path + ": has no input amax for any " + projection_of(uncovered.front()) +
-                     " expert, so nothing can stand in for " + list_names(uncovered));
+    throw InputError(uncovered.front().find(".experts.") != std::string::npos
+                         ? calibration.path + ": has no input amax for any " + projection_of(uncovered.front()) +
+                               " expert, so nothing can stand in for " + list_names(uncovered)
+                         : calibration.path + ": has no input amax for " + list_names(uncovered) +
+                               " (only experts fall back to another expert's value)");
   return out;
 }
 

@@ -28,9 +28,10 @@ struct InputAmax {
   std::vector<std::string> fallbacks;      // modules that took their projection's fallback
 };
 
-// One amax per entry of `quantized` (module names "....experts.E.wP"). InputError naming them for
-// calibrated modules that are not in `known` (every routed-expert matrix of the checkpoint), and
-// for a projection with no calibrated value at all, so that nothing could fall back.
+// One amax per entry of `quantized` (module names). InputError naming them for calibrated modules
+// that are not in `known` (every expert matrix and scaled weight of the checkpoint), for an expert
+// projection with no calibrated value at all, so that nothing could fall back, and for any other
+// module without a value (only experts fall back).
 InputAmax resolve_input_amax(const Calibration& calibration, const std::vector<std::string>& quantized,
                              const std::vector<std::string>& known);
 

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <unordered_map>
 #include <utility>
@@ -16,16 +17,20 @@
 
 #include "base/error.h"
 #include "base/parallel.h"
-#include "convert/modelopt_mxfp4_dequant.h"
+#include "convert/background_writer.h"
+#include "convert/shard_hash.h"
 #include "convert/modelopt_v4_layout.h"
 #include "convert/nvfp4_quantizer.h"
 #include "convert/output_directory.h"
 #include "convert/source_checkpoint.h"
 #include "formats/e8m0.h"
+#include "formats/fp8_block.h"
+#include "formats/mxfp4_cast.h"
 #include "formats/nvfp4.h"
 #include "io/atomic_file.h"
 #include "io/quote_name.h"
 #include "io/safetensors_writer.h"
+#include "io/strict_json.h"
 
 namespace fp4kit {
 
@@ -34,9 +39,12 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr std::string_view kConfigFileName = "config.json";
+// In the plan file: shard name -> {bytes, xxh3_64 of its data section}, for every published shard.
+constexpr const char* kFinishedShardsKey = "finished_shards";
 // Every output shard carries the same metadata, so a shard's bytes depend on its tensors alone.
 const std::map<std::string, std::string> kShardMetadata = {{"format", "pt"}};
-constexpr uint64_t kCopyChunkBytes = 64ull << 20;
+constexpr uint64_t kCopyChunkBytes = 32ull << 20;
+constexpr uint64_t kQueuedBytes = 128ull << 20;  // written-behind data at most (plus one buffer)
 constexpr uint64_t kPieceBytes = 1ull << 20;
 
 using Clock = std::chrono::steady_clock;
@@ -47,51 +55,66 @@ std::vector<std::byte> f32_bytes(float v) {
   return out;
 }
 
-// One expert matrix's source data, checked for values that are not finite.
-struct ExpertSource {
-  std::vector<uint8_t> packed, scales;  // MXFP4
+// One module's source data as stored.
+struct ModuleSource {
+  std::vector<uint8_t> weight, scales;  // MXFP4 (packed, E8M0) or FP8 blocks (E4M3, E8M0/F32 scales)
   std::vector<std::byte> plain;         // BF16/F16/F32
 };
 
-// The NVFP4 tensors of one module.
-struct ExpertResult {
-  size_t module = ExpertModule::kNone;
-  std::vector<uint8_t> packed, scales;
-  float weight_scale_2 = 0;
+// What NVFP4 is quantized from: the source values (plain) or their dequant to BF16, and their amax.
+struct ModuleValues {
+  ModuleSource source;
+  std::vector<uint16_t> bf16;
+  DType dtype = DType::BF16;
+  float amax = 0;
+  FloatSpan span() const {
+    if (!source.plain.empty()) return FloatSpan{source.plain.data(), dtype, source.plain.size() / (dtype_bits(dtype) / 8)};
+    return FloatSpan{bf16.data(), DType::BF16, bf16.size()};
+  }
 };
 
-// What the w1/w3 pair of a module shares: weight_scale_2, and for the cast the k_max it came from.
+// The NVFP4 tensors of one module.
+struct ModuleResult {
+  size_t module = Nvfp4Module::kNone;
+  std::vector<uint8_t> packed, scales;
+  float global = 0;  // weight_scale_2 (ModelOpt) or weight_global_scale (compressed-tensors)
+};
+
+// What the w1/w3 pair of a module shares: the global scale, and for the cast the k_max it came from.
 struct SharedScale {
-  float weight_scale_2 = 0;
+  float global = 0;
   int k_max = 0;
 };
 
-class ExpertConverter {
+size_t rows_per_piece(int64_t cols, size_t bytes_per_element_x2) {
+  return std::max<size_t>(1, kPieceBytes * 2 / (static_cast<size_t>(cols) * bytes_per_element_x2));
+}
+
+class ModuleConverter {
  public:
-  ExpertConverter(const ConvertPlan& plan, const ConvertOptions& options) : plan_(plan), options_(options) {}
+  ModuleConverter(const ConvertPlan& plan, const ConvertOptions& options) : plan_(plan), options_(options) {}
 
   // The result for module `i`, computed once per module visit (a module's output tensors are
   // adjacent in a shard's sorted layout, so each is computed once).
-  const ExpertResult& result(size_t i, Mxfp4CastStats& cast_stats) {
+  const ModuleResult& result(size_t i, Mxfp4CastStats& cast_stats) {
     if (current_.module == i) return current_;
-    current_ = ExpertResult{};
-    const ExpertModule& m = plan_.modules[i];
-    const ExpertSource src = load(m);
+    current_ = ModuleResult{};
+    const Nvfp4Module& m = plan_.modules[i];
     const size_t n = static_cast<size_t>(m.rows) * static_cast<size_t>(m.cols);
     current_.packed.resize(n / 2);
     current_.scales.resize(n / kNvfp4BlockSize);
     if (m.action == ConvertAction::Transcode) {
-      const SharedScale shared = shared_scale(i, &src);
-      current_.weight_scale_2 = shared.weight_scale_2;
-      // Whole tensor at once: the block-scale window depends on the tensor's own k_max.
-      cast_stats += mxfp4_to_nvfp4_cast(src.packed.data(), src.scales.data(), n, shared.weight_scale_2, shared.k_max,
-                                        current_.packed.data(), current_.scales.data());
+      const ModuleSource src = load(m, true);
+      const SharedScale shared = shared_scale(i, &src, nullptr);
+      const Mxfp4CastParams params = mxfp4_cast_params(src.scales.data(), src.scales.size(), shared.k_max);
+      current_.global = plan_.format == ConvertFormat::CompressedTensors ? 1.0f / params.weight_scale_2
+                                                                          : params.weight_scale_2;
+      cast_stats += cast(m, src, params);
     } else {
-      std::vector<uint16_t> bf16;
-      const FloatSpan values = float_values(m, src, bf16);
-      current_.weight_scale_2 = shared_scale(i, &src).weight_scale_2;
-      const Nvfp4Scaling scaling{Nvfp4Numerics::ModelOpt, current_.weight_scale_2, values.dtype};
-      Nvfp4Tensor q = quantize_nvfp4(values, scaling, options_.threads);
+      ModuleValues values = take_or_prepare(i);
+      current_.global = shared_scale(i, nullptr, &values).global;
+      const Nvfp4Scaling scaling{plan_.quantizer, current_.global, values.span().dtype};
+      Nvfp4Tensor q = quantize_nvfp4(values.span(), scaling, options_.threads);
       current_.packed = std::move(q.packed);
       current_.scales = std::move(q.scales);
     }
@@ -100,77 +123,135 @@ class ExpertConverter {
   }
 
  private:
-  ExpertSource load(const ExpertModule& m) const {
-    ExpertSource s;
-    if (m.storage == Storage::Mxfp4) {
-      s.packed.resize(m.weight.info->nbytes());
-      s.scales.resize(m.scale.info->nbytes());
-      m.weight.file->read(*m.weight.info, std::as_writable_bytes(std::span(s.packed)));
-      m.scale.file->read(*m.scale.info, std::as_writable_bytes(std::span(s.scales)));
+  // Rows cut into fixed pieces on the worker threads; every piece uses the tensor's constants, so
+  // the bytes do not depend on the thread count.
+  Mxfp4CastStats cast(const Nvfp4Module& m, const ModuleSource& src, const Mxfp4CastParams& params) {
+    const Mxfp4CastTable table(src.scales.data(), src.scales.size(), params);
+    const Mxfp4CastKernel kernel = mxfp4_cast_kernel();
+    const size_t cols = static_cast<size_t>(m.cols);
+    std::mutex mutex;
+    Mxfp4CastStats total;
+    parallel_for(static_cast<size_t>(m.rows), rows_per_piece(m.cols, 1), options_.threads, [&](size_t a, size_t b) {
+      const Mxfp4CastStats s =
+          kernel(src.weight.data() + a * cols / 2, src.scales.data() + a * cols / kMxfp4BlockSize, (b - a) * cols, table,
+                 current_.packed.data() + a * cols / 2, current_.scales.data() + a * cols / kNvfp4BlockSize);
+      std::lock_guard lock(mutex);
+      total += s;
+    });
+    return total;
+  }
+
+  // A tensor's bytes in 1 MB pieces on the worker threads: several reads in flight keep the disk
+  // busy where one synchronous read of a cold tensor would wait on each readahead window in turn.
+  void read_tensor(const SourceTensor& t, std::span<std::byte> dst) const {
+    t.file->advise_sequential(*t.info);
+    parallel_for(dst.size(), kPieceBytes, options_.threads,
+                 [&](size_t a, size_t b) { t.file->read_range(*t.info, a, dst.subspan(a, b - a)); });
+    t.file->drop_cache(*t.info);
+  }
+
+  // The weight (unless scales_only) and scale of a module, with the checks that need its data.
+  ModuleSource load(const Nvfp4Module& m, bool with_weight) const {
+    ModuleSource s;
+    if (m.storage == Storage::Plain) {
+      s.plain.resize(m.weight.info->nbytes());
+      read_tensor(m.weight, s.plain);
+      return s;
+    }
+    s.scales.resize(m.scale.info->nbytes());
+    m.scale.file->read(*m.scale.info, std::as_writable_bytes(std::span(s.scales)));
+    if (with_weight) {
+      s.weight.resize(m.weight.info->nbytes());
+      read_tensor(m.weight, std::as_writable_bytes(std::span(s.weight)));
+    }
+    if (m.storage == Storage::Mxfp4 || m.storage == Storage::Fp8BlockE8M0) {
       const auto nan = std::find(s.scales.begin(), s.scales.end(), uint8_t{0xFF});
       if (nan != s.scales.end() && !options_.allow_nonfinite) {
         const size_t at = static_cast<size_t>(nan - s.scales.begin());
-        const size_t groups = static_cast<size_t>(m.cols) / kMxfp4BlockSize;
+        const size_t per_row = static_cast<size_t>(m.scale.info->shape.back());
         throw InputError(m.scale.file->path() + ": tensor " + io::quote_name(m.scale.info->name) +
-                         ": E8M0 byte 0xFF (NaN) at [" + std::to_string(at / groups) + ", " +
-                         std::to_string(at % groups) + "], so expert " + io::quote_name(m.name) +
+                         ": E8M0 byte 0xFF (NaN) at [" + std::to_string(at / per_row) + ", " +
+                         std::to_string(at % per_row) + "], so " + io::quote_name(m.weight.info->name) +
                          " has NaN values; --allow-nonfinite converts it anyway");
       }
-    } else {
-      s.plain.resize(m.weight.info->nbytes());
-      m.weight.file->read(*m.weight.info, s.plain);
-      const FloatSpan values{s.plain.data(), m.weight.info->dtype, static_cast<size_t>(m.rows * m.cols)};
-      if (!options_.allow_nonfinite && !std::isfinite(parallel_amax(values, options_.threads)))
-        throw InputError(m.weight.file->path() + ": tensor " + io::quote_name(m.weight.info->name) +
-                         ": holds NaN or infinite values; --allow-nonfinite converts it anyway");
     }
     return s;
   }
 
-  // The values NVFP4 is quantized from: the source matrix, or ModelOpt's BF16 dequant of MXFP4.
-  FloatSpan float_values(const ExpertModule& m, const ExpertSource& s, std::vector<uint16_t>& bf16) const {
-    const size_t n = static_cast<size_t>(m.rows) * static_cast<size_t>(m.cols);
-    if (m.storage != Storage::Mxfp4) return FloatSpan{s.plain.data(), m.weight.info->dtype, n};
-    bf16.resize(n);
-    const size_t cols = static_cast<size_t>(m.cols);
-    const size_t piece = std::max<size_t>(1, kPieceBytes / (2 * cols));
-    parallel_for(static_cast<size_t>(m.rows), piece, options_.threads, [&](size_t a, size_t b) {
-      modelopt_mxfp4_dequantize_bf16(s.packed.data() + a * cols / 2, s.scales.data() + a * cols / kMxfp4BlockSize,
-                                     (b - a) * cols, bf16.data() + a * cols);
-    });
-    return FloatSpan{bf16.data(), DType::BF16, n};
+  // Source, values and amax of module i; refuses NaN or infinite values unless allow_nonfinite.
+  ModuleValues prepare(size_t i) const {
+    const Nvfp4Module& m = plan_.modules[i];
+    ModuleValues v;
+    v.source = load(m, true);
+    const size_t rows = static_cast<size_t>(m.rows), cols = static_cast<size_t>(m.cols);
+    if (m.storage == Storage::Plain) {
+      v.dtype = m.weight.info->dtype;
+    } else if (m.storage == Storage::Mxfp4) {
+      // DeepSeek's dequant decodes code 0x8 as +0.0 where ModelOpt's gives -0.0: the NVFP4 bytes
+      // are the same (|-0| = 0 for the amax; E2M1 of either zero is code 0), so the fast kernel serves.
+      v.bf16.resize(rows * cols);
+      const Mxfp4Kernels& k = mxfp4_kernels();
+      parallel_for(rows, rows_per_piece(m.cols, 4), options_.threads, [&](size_t a, size_t b) {
+        k.dequantize_bf16(v.source.weight.data() + a * cols / 2, v.source.scales.data() + a * cols / kMxfp4BlockSize,
+                          (b - a) * cols, v.bf16.data() + a * cols);
+      });
+    } else {
+      // The official FP8 dequant to BF16, which is what ModelOpt quantizes for V4 (the oracle's v4_*).
+      v.bf16.resize(rows * cols);
+      const Fp8BlockShape shape{rows, cols, m.storage == Storage::Fp8BlockF32 ? Fp8ScaleKind::F32 : Fp8ScaleKind::E8M0};
+      const Fp8BlockKernels& k = fp8_block_kernels();
+      parallel_for(rows, rows_per_piece(m.cols, 4), options_.threads, [&](size_t a, size_t b) {
+        k.dequantize_bf16(v.source.weight.data(), v.source.scales.data(), shape, a, b, v.bf16.data() + a * cols);
+      });
+    }
+    v.amax = parallel_amax(v.span(), options_.threads);
+    if (!options_.allow_nonfinite && !std::isfinite(v.amax))
+      throw InputError(m.weight.file->path() + ": tensor " + io::quote_name(m.weight.info->name) +
+                       ": holds NaN or infinite values; --allow-nonfinite converts it anyway");
+    return v;
   }
 
-  // What a module contributes to its pair's scale: its amax (quantize) or its largest nonzero
-  // E8M0 exponent (cast; INT_MIN when every byte is 0).
-  float module_amax(const ExpertModule& m, const ExpertSource& s) const {
-    std::vector<uint16_t> bf16;
-    return parallel_amax(float_values(m, s, bf16), options_.threads);
-  }
-  static int module_k_max(const ExpertSource& s) {
-    return mxfp4_max_exponent(s.scales.data(), s.scales.size(), INT_MIN);
+  // A partner prepared early for the pair's scale is kept (one at a time) until its own turn.
+  ModuleValues take_or_prepare(size_t i) {
+    if (pending_ && pending_->first == i) {
+      ModuleValues v = std::move(pending_->second);
+      pending_.reset();
+      return v;
+    }
+    return prepare(i);
   }
 
-  // weight_scale_2 of module i's pair, from both halves wherever they are stored. Cached, so the
-  // second half of a pair reuses it; `own` is module i's data when the caller has it loaded.
-  SharedScale shared_scale(size_t i, const ExpertSource* own) {
+  // The global scale of module i's pair, from both halves wherever they are stored. Cached, so the
+  // second half of a pair reuses it. The cast needs only the partner's E8M0 bytes.
+  SharedScale shared_scale(size_t i, const ModuleSource* own_cast, const ModuleValues* own_values) {
     if (const auto it = shared_.find(i); it != shared_.end()) return it->second;
-    const ExpertModule& m = plan_.modules[i];
+    const Nvfp4Module& m = plan_.modules[i];
     std::vector<size_t> members = {i};
-    if (m.partner != ExpertModule::kNone) members.push_back(m.partner);
+    if (m.partner != Nvfp4Module::kNone) members.push_back(m.partner);
     SharedScale shared;
     if (m.action == ConvertAction::Transcode) {
       int k_max = INT_MIN;
-      for (size_t j : members) k_max = std::max(k_max, module_k_max(j == i && own ? *own : load(plan_.modules[j])));
+      for (size_t j : members) {
+        const ModuleSource partner = j == i ? ModuleSource{} : load(plan_.modules[j], false);
+        const std::vector<uint8_t>& scales = j == i ? own_cast->scales : partner.scales;
+        k_max = std::max(k_max, mxfp4_max_exponent(scales.data(), scales.size(), INT_MIN));
+      }
       shared.k_max = k_max == INT_MIN ? -E8M0::kBias : k_max;
-      shared.weight_scale_2 = mxfp4_cast_weight_scale_2(shared.k_max);
+      shared.global = mxfp4_cast_weight_scale_2(shared.k_max);
     } else {
       float amax = 0;
       for (size_t j : members) {
-        const float a = module_amax(plan_.modules[j], j == i && own ? *own : load(plan_.modules[j]));
+        float a = 0;
+        if (j == i) {
+          a = own_values->amax;
+        } else {
+          ModuleValues partner = prepare(j);
+          a = partner.amax;
+          pending_.emplace(j, std::move(partner));
+        }
         amax = std::isnan(a) || std::isnan(amax) ? NAN : std::max(amax, a);
       }
-      shared.weight_scale_2 = nvfp4_global_scale(amax, Nvfp4Numerics::ModelOpt, DType::BF16);
+      shared.global = nvfp4_global_scale(amax, plan_.quantizer, own_values->span().dtype);
     }
     for (size_t j : members) shared_[j] = shared;
     return shared;
@@ -178,15 +259,22 @@ class ExpertConverter {
 
   const ConvertPlan& plan_;
   const ConvertOptions& options_;
-  ExpertResult current_;
+  ModuleResult current_;
+  std::optional<std::pair<size_t, ModuleValues>> pending_;
   std::unordered_map<size_t, SharedScale> shared_;  // one float pair per module seen: small
 };
+
+std::vector<std::byte> owned_bytes(const void* data, size_t n) {
+  std::vector<std::byte> out(n);
+  if (n) std::memcpy(out.data(), data, n);
+  return out;
+}
 
 class ShardConverter {
  public:
   ShardConverter(const ConvertPlan& plan, const ConvertOptions& options, ConvertReport& report,
                  const ConvertProgressFn& progress)
-      : plan_(plan), options_(options), report_(report), progress_(progress), experts_(plan, options),
+      : plan_(plan), options_(options), report_(report), progress_(progress), modules_(plan, options),
         total_(plan.input_bytes()) {}
 
   void skip(const io::PlannedShard& shard) {
@@ -194,7 +282,8 @@ class ShardConverter {
     report_progress();
   }
 
-  void write(const io::PlannedShard& shard, const std::string& path) {
+  // Returns the XXH3-64 of the shard's data section.
+  std::string write(const io::PlannedShard& shard, const std::string& path) {
     io::SafetensorsWriter writer(path);
     writer.set_metadata(kShardMetadata);
     std::unordered_map<std::string_view, size_t> by_name;
@@ -204,10 +293,17 @@ class ShardConverter {
       by_name.emplace(t.name, i);
     }
     writer.begin();
-    for (const io::TensorInfo& out : writer.layout()) emit(plan_.tensors[by_name.at(out.name)], writer);
+    ShardHasher hasher;
+    {
+      // Reading and computing here, writing (and hashing) on the sink's thread.
+      BackgroundWriter sink(writer, kQueuedBytes, &hasher);
+      for (const io::TensorInfo& out : writer.layout()) emit(plan_.tensors[by_name.at(out.name)], sink);
+      sink.finish();
+    }
     writer.commit();
     drop_written_pages(path);
     for (size_t i : shard.tensors) report_.output_bytes += plan_.tensors[i].output.nbytes();
+    return hasher.hex();
   }
 
  private:
@@ -219,29 +315,26 @@ class ShardConverter {
     return 0;
   }
 
-  void emit(const ConvertTensor& t, io::SafetensorsWriter& writer) {
+  void emit(const ConvertTensor& t, BackgroundWriter& sink) {
     const auto start = Clock::now();
     ConvertActionStats* stats = &report_.keep;
     if (t.kind == ConvertOutput::Copy) {
-      copy(t, writer);
+      copy(t, sink);
       ++stats->tensors_written;
       stats->input_bytes += t.source.info->nbytes();
     } else {
-      const ExpertModule& m = plan_.modules[t.module];
+      const Nvfp4Module& m = plan_.modules[t.module];
       stats = &report_.stats(m.action);
-      const ExpertResult& r = experts_.result(t.module, report_.cast);
+      const ModuleResult& r = modules_.result(t.module, report_.cast);
       switch (t.kind) {
         case ConvertOutput::Weight:
-          writer.write(t.output.name, std::as_bytes(std::span(r.packed)));
+          sink.push(owned_bytes(r.packed.data(), r.packed.size()));
           ++stats->tensors_written;
           stats->input_bytes += m.input_bytes();
           break;
-        case ConvertOutput::BlockScale: writer.write(t.output.name, std::as_bytes(std::span(r.scales))); break;
-        case ConvertOutput::GlobalScale: writer.write(t.output.name, f32_bytes(r.weight_scale_2)); break;
-        case ConvertOutput::InputScale:
-          // f32(amax / 2688), a true f32 division as the exporter does on the CPU.
-          writer.write(t.output.name, f32_bytes(*m.input_amax / kNvfp4ScaleDenominator));
-          break;
+        case ConvertOutput::BlockScale: sink.push(owned_bytes(r.scales.data(), r.scales.size())); break;
+        case ConvertOutput::GlobalScale: sink.push(f32_bytes(r.global)); break;
+        case ConvertOutput::InputScale: sink.push(f32_bytes(input_scale(*m.input_amax))); break;
         case ConvertOutput::Copy: break;
       }
     }
@@ -253,17 +346,25 @@ class ShardConverter {
     report_progress();
   }
 
-  void copy(const ConvertTensor& t, io::SafetensorsWriter& writer) {
+  // ModelOpt: f32(amax / 2688), a true f32 division as the exporter does on the CPU.
+  // compressed-tensors: its global-scale rule on the (BF16) activation amax.
+  float input_scale(float amax) const {
+    if (plan_.format == ConvertFormat::CompressedTensors)
+      return nvfp4_global_scale(amax, Nvfp4Numerics::CompressedTensors, DType::BF16);
+    return amax / kNvfp4ScaleDenominator;
+  }
+
+  void copy(const ConvertTensor& t, BackgroundWriter& sink) {
     const io::TensorInfo& src = *t.source.info;
     t.source.file->advise_sequential(src);
     const uint64_t total = src.nbytes();
     for (uint64_t offset = 0; offset < total;) {
       const size_t n = static_cast<size_t>(std::min<uint64_t>(kCopyChunkBytes, total - offset));
-      buffer_.resize(n);
+      std::vector<std::byte> buffer(n);
       parallel_for(n, kPieceBytes, options_.threads, [&](size_t a, size_t b) {
-        t.source.file->read_range(src, offset + a, std::span(buffer_).subspan(a, b - a));
+        t.source.file->read_range(src, offset + a, std::span(buffer).subspan(a, b - a));
       });
-      writer.append(std::span(buffer_).first(n));
+      sink.push(std::move(buffer));
       offset += n;
     }
     t.source.file->drop_cache(src);
@@ -277,10 +378,9 @@ class ShardConverter {
   const ConvertOptions& options_;
   ConvertReport& report_;
   const ConvertProgressFn& progress_;
-  ExpertConverter experts_;
+  ModuleConverter modules_;
   const uint64_t total_;
   uint64_t done_ = 0;
-  std::vector<std::byte> buffer_;
 };
 
 // --force: the destination's entries go, after the checks that it is not the source or above it.
@@ -324,9 +424,20 @@ ConvertReport convert_checkpoint(const ConvertPlan& plan, const std::string& dst
   if (options.force && !options.resume) empty_destination(plan.src_dir, dst);
   const Destination destination = inspect_destination(dst, convert_plan_file(), plan.manifest, options.resume);
 
+  // Shards an earlier run published, with the hash it recorded for each: kept only if it matches.
+  nlohmann::json manifest = plan.manifest;
+  manifest[kFinishedShardsKey] = nlohmann::json::object();
+  nlohmann::json recorded = nlohmann::json::object();
+  if (destination != Destination::Empty) {
+    const nlohmann::json stored =
+        io::parse_strict_json(read_text_file(join_path(dst, convert_plan_file().file_name)), dst);
+    if (stored.contains(kFinishedShardsKey) && stored.at(kFinishedShardsKey).is_object())
+      recorded = stored.at(kFinishedShardsKey);
+  }
+
   ConvertReport report;
   report.shards = plan.shards.size();
-  prepare_destination(dst, convert_plan_file(), plan.manifest);
+  prepare_destination(dst, convert_plan_file(), manifest);
 
   const std::optional<unsigned> crash_after = crash_after_shards();
   ShardConverter converter(plan, options, report, progress);
@@ -334,12 +445,26 @@ ConvertReport convert_checkpoint(const ConvertPlan& plan, const std::string& dst
     const std::string path = join_path(dst, shard.file);
     std::vector<const io::TensorInfo*> outputs;
     for (size_t i : shard.tensors) outputs.push_back(&plan.tensors[i].output);
-    if (destination != Destination::Empty && shard_is_finished(path, outputs, kShardMetadata)) {
+    if (destination != Destination::Empty && recorded.contains(shard.file) &&
+        shard_is_finished(path, outputs, kShardMetadata) &&
+        recorded.at(shard.file).value("xxh3_64", std::string()) == shard_data_xxh3(path)) {
+      manifest[kFinishedShardsKey][shard.file] = recorded.at(shard.file);
       ++report.shards_skipped;
       converter.skip(shard);
       continue;
     }
-    converter.write(shard, path);
+    std::string hash;
+    try {
+      hash = converter.write(shard, path);
+    } catch (const InputError&) {
+      throw;
+    } catch (const Error& e) {
+      throw Error(std::string(e.what()) + " (shards finished before it are kept: after fixing the cause, rerun with "
+                  "--resume)");
+    }
+    manifest[kFinishedShardsKey][shard.file] = {{"bytes", shard.bytes}, {"xxh3_64", hash}};
+    // The record follows the shard: a kill between the two only makes --resume write it again.
+    io::write_file_atomic(join_path(dst, convert_plan_file().file_name), manifest.dump(2) + "\n");
     ++report.shards_written;
     if (crash_after && report.shards_written == *crash_after) ::_exit(137);
   }
@@ -353,9 +478,10 @@ ConvertReport convert_checkpoint(const ConvertPlan& plan, const std::string& dst
     ++report.files_copied;
   }
   if (plan.config_text) io::write_file_atomic(join_path(dst, kConfigFileName), *plan.config_text);
-  io::write_file_atomic(join_path(dst, kHfQuantConfigFileName), plan.hf_quant_config_text);
+  if (!plan.hf_quant_config_text.empty())
+    io::write_file_atomic(join_path(dst, kHfQuantConfigFileName), plan.hf_quant_config_text);
   plan.index().save(join_path(dst, io::kIndexFileName));
-  finish_destination(dst, convert_plan_file(), plan.manifest);
+  finish_destination(dst, convert_plan_file(), manifest);
   report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return report;
 }

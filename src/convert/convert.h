@@ -1,7 +1,9 @@
 #pragma once
-// `convert`: a DeepSeek V4 checkpoint to the NVFP4 checkpoint ModelOpt's V4 exporter writes
-// (recipe `moe`: routed experts to NVFP4, everything else byte-identical), streaming one tensor at
-// a time into shards published atomically, resumable after a kill. See docs/convert.md.
+// `convert`: a DeepSeek V4 checkpoint to NVFP4 (recipe `moe`: the checkpoint ModelOpt's V4 exporter
+// writes, routed experts to NVFP4, everything else byte-identical; `all-linear`: every scaled GEMM
+// weight, in ModelOpt's general or compressed-tensors' layout), streaming a few tensors at a time
+// into shards published atomically with their XXH3 recorded, resumable after a kill. See
+// docs/convert.md.
 #include <cstddef>
 #include <cstdint>
 #include <functional>

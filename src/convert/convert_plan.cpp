@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <map>
+#include <regex>
 #include <set>
 
 #include "base/error.h"
 #include "convert/calibration.h"
 #include "convert/fingerprint.h"
 #include "convert/modelopt_v4_layout.h"
+#include "convert/nvfp4_layout.h"
 #include "convert/source_checkpoint.h"
 #include "formats/nvfp4.h"
 #include "io/quote_name.h"
@@ -53,6 +55,42 @@ std::pair<int, long> container_order(const std::string& container) {
   return {mtp ? 1 : 0, std::stol(container.substr(dot + 1))};
 }
 
+std::optional<std::regex> compile_regex(const std::optional<std::string>& pattern, const std::string& flag) {
+  if (!pattern) return std::nullopt;
+  try {
+    return std::regex(*pattern, std::regex::ECMAScript);
+  } catch (const std::regex_error& e) {
+    throw InputError(flag + " " + *pattern + ": not a valid regular expression (" + e.what() + ")");
+  }
+}
+
+// Modules no recipe converts: embeddings, the head, norms, the router (weights, bias, tid2eid),
+// mHC, attention sinks, the compressor and indexer BF16 projections, ape.
+bool always_kept(const std::string& module) {
+  static const std::regex kept(
+      R"((^|\.)(embed|head|norm|enorm|hnorm|kv_norm|q_norm|attn_norm|ffn_norm|ape|attn_sink|tid2eid|weights_proj)$)"
+      R"(|\.ffn\.gate$|(^|\.)hc_|\.compressor\.)");
+  return std::regex_search(module, kept);
+}
+
+// Module names as exclude patterns: "layers.*.ffn.gate" stands for every "layers.N.ffn.gate" when
+// no converted module has that shape; otherwise the names themselves. Sorted, unique.
+std::vector<std::string> summarize_modules(const std::vector<std::string>& left, const std::vector<std::string>& converted) {
+  static const std::regex number(R"(\.\d+\.)");
+  auto pattern = [](const std::string& name) {
+    std::string p = std::regex_replace(name, number, ".*.");
+    return std::regex_replace(p, number, ".*.");  // adjacent numbers ("layers.0.0.")
+  };
+  std::set<std::string> converted_patterns;
+  for (const std::string& c : converted) converted_patterns.insert(pattern(c));
+  std::set<std::string> out;
+  for (const std::string& name : left) {
+    const std::string p = pattern(name);
+    out.insert(converted_patterns.count(p) ? name : p);
+  }
+  return {out.begin(), out.end()};
+}
+
 io::TensorInfo output_info(std::string name, DType dtype, std::vector<int64_t> shape) {
   const io::StorageSize size = io::storage_size(dtype, shape);
   return io::TensorInfo{std::move(name), dtype, std::move(shape), 0, size.nbytes};
@@ -65,13 +103,25 @@ std::string_view convert_numerics_name(ConvertNumerics n) {
     case ConvertNumerics::Auto: return "auto";
     case ConvertNumerics::Cast: return "cast";
     case ConvertNumerics::ModelOpt: return "modelopt";
+    case ConvertNumerics::CompressedTensors: return "compressed-tensors";
   }
   return "?";
 }
 
 std::optional<ConvertNumerics> convert_numerics_from_name(std::string_view name) {
-  for (ConvertNumerics n : {ConvertNumerics::Auto, ConvertNumerics::Cast, ConvertNumerics::ModelOpt})
+  for (ConvertNumerics n : {ConvertNumerics::Auto, ConvertNumerics::Cast, ConvertNumerics::ModelOpt,
+                            ConvertNumerics::CompressedTensors})
     if (convert_numerics_name(n) == name) return n;
+  return std::nullopt;
+}
+
+std::string_view convert_format_name(ConvertFormat f) {
+  return f == ConvertFormat::CompressedTensors ? "compressed-tensors" : "modelopt";
+}
+
+std::optional<ConvertFormat> convert_format_from_name(std::string_view name) {
+  for (ConvertFormat f : {ConvertFormat::ModelOpt, ConvertFormat::CompressedTensors})
+    if (convert_format_name(f) == name) return f;
   return std::nullopt;
 }
 
@@ -85,7 +135,7 @@ std::string_view convert_action_name(ConvertAction a) {
   return "?";
 }
 
-uint64_t ExpertModule::input_bytes() const {
+uint64_t Nvfp4Module::input_bytes() const {
   return weight.info->nbytes() + (scale.info ? scale.info->nbytes() : 0);
 }
 
@@ -124,6 +174,10 @@ const JobPlanFile& convert_plan_file() {
                                {{"shard_bytes", "--shard-size"},
                                 {"numerics", "--numerics"},
                                 {"recipe", "--recipe"},
+                                {"format", "--format"},
+                                {"include", "--include"},
+                                {"exclude", "--exclude"},
+                                {"strict", "--strict"},
                                 {"calibration", "--calib (a file with other values)"},
                                 {"weight_only", "--weight-only"},
                                 {"include_mtp_experts", "--include-mtp-experts"}}};
@@ -131,8 +185,18 @@ const JobPlanFile& convert_plan_file() {
 }
 
 ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir, const ConvertOptions& options) {
-  if (options.recipe != "moe")
-    throw InputError("--recipe " + options.recipe + ": unknown recipe (known: moe, the routed experts to NVFP4)");
+  if (options.recipe != "moe" && options.recipe != "all-linear")
+    throw InputError("--recipe " + options.recipe +
+                     ": unknown recipe (known: moe, the routed experts to NVFP4; all-linear, every GEMM weight "
+                     "with a scale in the source)");
+  const bool compressed_tensors = options.format == ConvertFormat::CompressedTensors;
+  if (compressed_tensors && options.numerics == ConvertNumerics::ModelOpt)
+    throw InputError("--numerics modelopt writes ModelOpt's scales, which --format compressed-tensors cannot hold; "
+                     "use --numerics compressed-tensors (or cast for MXFP4 experts)");
+  if (!compressed_tensors && options.numerics == ConvertNumerics::CompressedTensors)
+    throw InputError("--numerics compressed-tensors needs --format compressed-tensors");
+  const std::optional<std::regex> include = compile_regex(options.include, "--include");
+  const std::optional<std::regex> exclude = compile_regex(options.exclude, "--exclude");
   if (options.calib_path && options.weight_only)
     throw InputError("--calib and --weight-only exclude each other: --weight-only writes no input_scale");
   if (!options.calib_path && !options.weight_only)
@@ -161,77 +225,117 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
   std::map<std::string_view, const QuantizedWeight*> quantized;
   for (const QuantizedWeight& q : pairing.quantized) quantized.emplace(q.weight, &q);
 
-  // The expert matrices: every routed one is "known" to the calibration; the recipe picks which
-  // of them change.
+  // The candidates: every weight with a scale in the source (FP8 blocks, MXFP4) and every routed or
+  // MTP expert matrix; all of them are "known" to the calibration. The recipe, then --include and
+  // --exclude, pick which become NVFP4; the rest stay as they are.
   std::vector<std::string> known_modules;
+  std::vector<std::string> kept_scaled, kept_plain;  // modules of matrices left as they are
   std::map<std::string_view, size_t> module_of_weight;
   std::set<std::string_view> dropped_scales;
-  bool any_mxfp4 = false, any_plain = false;
+  bool any_mxfp4 = false, any_plain_expert = false, only_experts = true;
   for (const TensorRef& ref : refs) {
+    if (!ref.name.ends_with(kWeightSuffix)) continue;
+    const auto q = quantized.find(ref.name);
+    const bool scaled = q != quantized.end();
     const bool routed = is_expert_weight(ref.name, "layers");
-    const bool mtp = !routed && is_expert_weight(ref.name, "mtp");
-    if (!routed && !mtp) continue;
+    const bool mtp_expert = !routed && is_expert_weight(ref.name, "mtp");
+    const bool plain_matrix = !scaled && is_float_dtype(ref.dtype) && ref.shape.size() == 2;
     const std::string module = ref.name.substr(0, ref.name.size() - kWeightSuffix.size());
-    known_modules.push_back(module);
-    if (mtp && !options.include_mtp_experts) continue;
+    const bool candidate = scaled || routed || mtp_expert;
+    if (!candidate && !plain_matrix) continue;
+    if (candidate) known_modules.push_back(module);
+    // A plain matrix that is no expert becomes NVFP4 only when --include names it.
+    bool selected = !candidate ? false
+                    : options.recipe == "moe" ? routed || (mtp_expert && options.include_mtp_experts)
+                                              : true;
+    const bool included = include && std::regex_search(ref.name, *include);
+    if (included) selected = true;
+    if (exclude && std::regex_search(ref.name, *exclude)) selected = false;
+    if (selected && always_kept(module)) {
+      if (included)
+        throw InputError(ref.file + ": tensor " + io::quote_name(ref.name) +
+                         ": --include selects a tensor that is always kept as it is (embeddings, head, norms, "
+                         "router, mHC, attention sinks, compressor/indexer projections)");
+      selected = false;
+    }
+    const std::string where = ref.file + ": tensor " + io::quote_name(ref.name);
+    int64_t cols = scaled ? q->second->logical_shape[1] : (ref.shape.size() == 2 ? ref.shape[1] : 0);
+    if (selected && ref.shape.size() == 2 && cols % static_cast<int64_t>(kNvfp4BlockSize) != 0) {
+      const std::string problem = where + ": has K = " + std::to_string(cols) +
+                                  " columns, not a multiple of the NVFP4 block (16)";
+      if (options.strict) throw InputError(problem + " (--strict)");
+      plan.warnings.push_back(problem + "; kept as it is");
+      selected = false;
+    }
+    if (!selected) {
+      (scaled ? kept_scaled : kept_plain).push_back(module);
+      continue;
+    }
+    if (!candidate) known_modules.push_back(module);
 
-    ExpertModule m;
+    Nvfp4Module m;
     m.name = module;
     m.weight = source_of.at(ref.name);
-    const std::string where = ref.file + ": tensor " + io::quote_name(ref.name);
-    if (const auto q = quantized.find(ref.name); q != quantized.end()) {
-      if (q->second->storage != Storage::Mxfp4)
-        throw InputError(where + ": experts stored as " + std::string(storage_name(q->second->storage)) +
-                         " are not supported by convert; only MXFP4 or BF16/F16/F32 experts are");
-      m.storage = Storage::Mxfp4;
+    if (scaled) {
+      const Storage storage = q->second->storage;
+      if (storage != Storage::Mxfp4 && storage != Storage::Fp8BlockE8M0 && storage != Storage::Fp8BlockF32)
+        throw InputError(where + ": stored as " + std::string(storage_name(storage)) +
+                         ", which convert does not read; only MXFP4, FP8 blocks or BF16/F16/F32 weights");
+      m.storage = storage;
       m.scale = source_of.at(q->second->scale);
       m.rows = q->second->logical_shape[0];
       m.cols = q->second->logical_shape[1];
       dropped_scales.insert(q->second->scale);
-      any_mxfp4 = true;
+      any_mxfp4 = any_mxfp4 || storage == Storage::Mxfp4;
     } else {
-      if (!is_float_dtype(ref.dtype) || ref.shape.size() != 2)
+      if (!plain_matrix)
         throw InputError(where + ": is " + std::string(dtype_name(ref.dtype)) + " " + io::shape_string(ref.shape) +
-                         " without a scale; an expert weight must be MXFP4 (I8 + E8M0 .scale) or a BF16/F16/F32 "
-                         "matrix");
+                         " without a scale; an expert weight must be MXFP4 (I8 + E8M0 .scale), FP8 with a scale, "
+                         "or a BF16/F16/F32 matrix");
       m.storage = Storage::Plain;
       m.rows = ref.shape[0];
       m.cols = ref.shape[1];
-      any_plain = true;
+      any_plain_expert = any_plain_expert || routed || mtp_expert;
     }
-    if (m.cols % static_cast<int64_t>(kNvfp4BlockSize) != 0)
-      throw InputError(where + ": has K = " + std::to_string(m.cols) + " columns, not a multiple of the NVFP4 block (16)");
+    only_experts = only_experts && (routed || mtp_expert);
     module_of_weight.emplace(m.weight.info->name, plan.modules.size());
     plan.modules.push_back(std::move(m));
   }
+  if (compressed_tensors && !kept_scaled.empty())
+    throw InputError(kept_scaled.front() + ".weight: stays in its source format (FP8 blocks or MXFP4), which the "
+                     "compressed-tensors layout cannot describe; convert every scaled weight (--recipe all-linear, "
+                     "no --exclude of them) or write --format modelopt");
 
+  plan.format = options.format;
+  plan.quantizer = compressed_tensors ? Nvfp4Numerics::CompressedTensors : Nvfp4Numerics::ModelOpt;
   plan.numerics = options.numerics;
   if (plan.numerics == ConvertNumerics::Auto && !plan.modules.empty())
-    plan.numerics = any_mxfp4 ? ConvertNumerics::Cast : ConvertNumerics::ModelOpt;
-  if (plan.numerics == ConvertNumerics::Cast && any_plain) {
+    plan.numerics = any_mxfp4 ? ConvertNumerics::Cast
+                              : (compressed_tensors ? ConvertNumerics::CompressedTensors : ConvertNumerics::ModelOpt);
+  if (plan.numerics == ConvertNumerics::Cast && any_plain_expert) {
     const auto plain = std::find_if(plan.modules.begin(), plan.modules.end(),
-                                    [](const ExpertModule& m) { return m.storage == Storage::Plain; });
+                                    [](const Nvfp4Module& m) { return m.storage == Storage::Plain; });
     throw InputError(plain->weight.file->path() + ": tensor " + io::quote_name(plain->weight.info->name) +
                      ": --numerics cast needs MXFP4 experts; this one is " +
                      std::string(dtype_name(plain->weight.info->dtype)) + " (use --numerics modelopt)");
   }
-  for (ExpertModule& m : plan.modules)
+  for (Nvfp4Module& m : plan.modules)
     m.action = m.storage == Storage::Mxfp4 && plan.numerics == ConvertNumerics::Cast ? ConvertAction::Transcode
                                                                                        : ConvertAction::Quantize;
 
   // w1/w3 partners, wherever they are stored: the engines fuse them into one GEMM with one scale.
   std::map<std::string, size_t> by_name;
   for (size_t i = 0; i < plan.modules.size(); ++i) by_name.emplace(plan.modules[i].name, i);
-  for (ExpertModule& m : plan.modules)
+  for (Nvfp4Module& m : plan.modules)
     if (const auto p = by_name.find(fused_partner_of(m.name)); p != by_name.end()) m.partner = p->second;
 
   std::optional<Calibration> calibration;
   if (options.calib_path) {
     calibration = load_calibration(*options.calib_path);
     std::vector<std::string> names;
-    for (const ExpertModule& m : plan.modules) names.push_back(m.name);
+    for (const Nvfp4Module& m : plan.modules) names.push_back(m.name);
     const InputAmax amax = resolve_input_amax(*calibration, names, known_modules);
-    for (ExpertModule& m : plan.modules) m.input_amax = amax.by_module.at(m.name);
+    for (Nvfp4Module& m : plan.modules) m.input_amax = amax.by_module.at(m.name);
     plan.input_fallbacks = amax.fallbacks;
   }
 
@@ -260,7 +364,7 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
         plan.tensors.push_back(std::move(c));
         continue;
       }
-      const ExpertModule& m = plan.modules[mod->second];
+      const Nvfp4Module& m = plan.modules[mod->second];
       ConvertActionCount& count = m.action == ConvertAction::Transcode ? plan.transcode : plan.quantize;
       ++count.tensors;
       count.input_bytes += m.input_bytes();
@@ -278,10 +382,17 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
         by_source_file[f].push_back(plan.tensors.size());
         plan.tensors.push_back(std::move(c));
       };
-      add(ConvertOutput::Weight, ".weight", DType::U8, {m.rows, m.cols / 2}, true);
-      add(ConvertOutput::BlockScale, ".weight_scale", DType::F8_E4M3, {m.rows, m.cols / 16}, false);
-      add(ConvertOutput::GlobalScale, ".weight_scale_2", DType::F32, {}, false);
-      if (m.input_amax) add(ConvertOutput::InputScale, ".input_scale", DType::F32, {}, false);
+      if (compressed_tensors) {
+        add(ConvertOutput::Weight, ".weight_packed", DType::U8, {m.rows, m.cols / 2}, true);
+        add(ConvertOutput::BlockScale, ".weight_scale", DType::F8_E4M3, {m.rows, m.cols / 16}, false);
+        add(ConvertOutput::GlobalScale, ".weight_global_scale", DType::F32, {1}, false);
+        if (m.input_amax) add(ConvertOutput::InputScale, ".input_global_scale", DType::F32, {1}, false);
+      } else {
+        add(ConvertOutput::Weight, ".weight", DType::U8, {m.rows, m.cols / 2}, true);
+        add(ConvertOutput::BlockScale, ".weight_scale", DType::F8_E4M3, {m.rows, m.cols / 16}, false);
+        add(ConvertOutput::GlobalScale, ".weight_scale_2", DType::F32, {}, false);
+        if (m.input_amax) add(ConvertOutput::InputScale, ".input_scale", DType::F32, {}, false);
+      }
     }
     for (ConvertTensor& c : added) {
       by_source_file[f].push_back(plan.tensors.size());
@@ -306,19 +417,46 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
     }
   }
 
-  ModeloptV4Layout layout;
-  layout.includes_mtp_experts = options.include_mtp_experts;
-  for (const ExpertModule& m : plan.modules) {
-    const std::string container = expert_container(m.name);
-    if (std::find(layout.quantized_layers.begin(), layout.quantized_layers.end(), container) ==
-        layout.quantized_layers.end())
-      layout.quantized_layers.push_back(container);
-  }
-  std::stable_sort(layout.quantized_layers.begin(), layout.quantized_layers.end(),
-                   [](const std::string& a, const std::string& b) { return container_order(a) < container_order(b); });
   const std::string config_path = join_path(src_dir, kConfigFileName);
-  if (is_regular_file(config_path)) plan.config_text = layout.config_json(read_text_file(config_path), config_path);
-  plan.hf_quant_config_text = layout.hf_quant_config_json();
+  const bool has_config = is_regular_file(config_path);
+  plan.layout_files = {std::string(io::kIndexFileName)};
+  if (has_config) plan.layout_files.push_back(std::string(kConfigFileName));
+  if (!compressed_tensors) plan.layout_files.push_back(std::string(kHfQuantConfigFileName));
+  if (!compressed_tensors && options.recipe == "moe" && only_experts) {
+    // NVIDIA's V4 release layout: the routed experts NVFP4, the rest as in the source.
+    plan.v4_release_layout = true;
+    ModeloptV4Layout layout;
+    layout.includes_mtp_experts = options.include_mtp_experts;
+    for (const Nvfp4Module& m : plan.modules) {
+      const std::string container = expert_container(m.name);
+      if (std::find(layout.quantized_layers.begin(), layout.quantized_layers.end(), container) ==
+          layout.quantized_layers.end())
+        layout.quantized_layers.push_back(container);
+    }
+    std::stable_sort(layout.quantized_layers.begin(), layout.quantized_layers.end(),
+                     [](const std::string& a, const std::string& b) { return container_order(a) < container_order(b); });
+    if (has_config) plan.config_text = layout.config_json(read_text_file(config_path), config_path);
+    plan.hf_quant_config_text = layout.hf_quant_config_json();
+  } else {
+    Nvfp4Layout layout;
+    layout.compressed_tensors = compressed_tensors;
+    layout.weight_only = options.weight_only;
+    layout.mixed = !kept_scaled.empty();
+    std::vector<std::string> quantized_names;
+    for (const Nvfp4Module& m : plan.modules) {
+      const bool expert = m.name.find(".experts.") != std::string::npos;
+      const std::string layer = expert ? expert_container(m.name) : m.name;
+      if (std::find(layout.quantized_layers.begin(), layout.quantized_layers.end(), layer) ==
+          layout.quantized_layers.end())
+        layout.quantized_layers.push_back(layer);
+      quantized_names.push_back(m.name);
+    }
+    std::vector<std::string> left = kept_plain;
+    left.insert(left.end(), kept_scaled.begin(), kept_scaled.end());
+    layout.exclude_modules = summarize_modules(left, quantized_names);
+    if (has_config) plan.config_text = layout.config_json(read_text_file(config_path), config_path);
+    if (!compressed_tensors) plan.hf_quant_config_text = layout.hf_quant_config_json();
+  }
 
   plan.extra_files = list_extra_files(src_dir, dst_dir, source,
                                       {std::string(kConfigFileName), std::string(kHfQuantConfigFileName)});
@@ -349,6 +487,10 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
        {{"shard_bytes", options.shard_bytes ? nlohmann::json(*options.shard_bytes) : nlohmann::json("source")},
         {"numerics", convert_numerics_name(plan.numerics)},
         {"recipe", options.recipe},
+        {"format", convert_format_name(options.format)},
+        {"include", options.include ? nlohmann::json(*options.include) : nlohmann::json(nullptr)},
+        {"exclude", options.exclude ? nlohmann::json(*options.exclude) : nlohmann::json(nullptr)},
+        {"strict", options.strict},
         {"calibration", calibration ? nlohmann::json(calibration->fingerprint) : nlohmann::json(nullptr)},
         {"weight_only", options.weight_only},
         {"include_mtp_experts", options.include_mtp_experts}}},

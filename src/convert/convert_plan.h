@@ -16,6 +16,7 @@
 
 #include "convert/dequant_plan.h"
 #include "convert/output_directory.h"
+#include "formats/nvfp4.h"
 #include "io/safetensors_file.h"
 #include "io/shard_plan.h"
 
@@ -23,19 +24,33 @@ namespace fp4kit {
 
 // How MXFP4 experts become NVFP4. Cast: the exporter's lossless closed-form cast
 // (--cast_mxfp4_to_nvfp4). ModelOpt: its default, dequantize to BF16 and requantize from the amax.
-// Auto: Cast for MXFP4 experts, ModelOpt for BF16/F16/F32 ones.
-enum class ConvertNumerics : uint8_t { Auto, Cast, ModelOpt };
+// CompressedTensors: llm-compressor's NVFP4 arithmetic (only with that layout). Auto: Cast for
+// MXFP4 experts, the layout's own quantizer (ModelOpt or compressed-tensors) for everything else.
+enum class ConvertNumerics : uint8_t { Auto, Cast, ModelOpt, CompressedTensors };
 std::string_view convert_numerics_name(ConvertNumerics);
 std::optional<ConvertNumerics> convert_numerics_from_name(std::string_view);
 
+// The output's layout: ModelOpt's (weight, weight_scale, weight_scale_2, input_scale;
+// hf_quant_config.json) or compressed-tensors' nvfp4-pack-quantized (weight_packed, weight_scale,
+// weight_global_scale, input_global_scale; config.json only).
+enum class ConvertFormat : uint8_t { ModelOpt, CompressedTensors };
+std::string_view convert_format_name(ConvertFormat);  // "modelopt", "compressed-tensors"
+std::optional<ConvertFormat> convert_format_from_name(std::string_view);
+
 struct ConvertOptions {
   ConvertNumerics numerics = ConvertNumerics::Auto;
-  std::string recipe = "moe";              // routed experts to NVFP4, everything else kept
+  ConvertFormat format = ConvertFormat::ModelOpt;
+  // moe: routed experts to NVFP4, everything else kept. all-linear: every GEMM weight that has a
+  // scale in the source (attention, shared experts, indexer wq_b, MTP projections and experts).
+  std::string recipe = "moe";
+  std::optional<std::string> include;      // regex over weight names: add matching matrices
+  std::optional<std::string> exclude;      // regex over weight names: keep matching ones as they are
   std::optional<std::string> calib_path;   // required unless weight_only
   bool weight_only = false;                // no input_scale
-  bool include_mtp_experts = false;
+  bool include_mtp_experts = false;        // recipe moe: the MTP block's experts too
   std::optional<uint64_t> shard_bytes;     // nullopt: the source's shards, names and assignment
   bool allow_nonfinite = false;
+  bool strict = false;                     // a selected matrix with K % 16 != 0 fails instead of being kept
   unsigned threads = 1;
   bool resume = false;
   bool force = false;                      // empty a non-empty destination first
@@ -47,15 +62,15 @@ std::string_view convert_action_name(ConvertAction);  // "keep", "drop", "quanti
 inline constexpr ConvertAction kConvertActions[] = {ConvertAction::Quantize, ConvertAction::Transcode,
                                                     ConvertAction::Keep, ConvertAction::Drop};
 
-// One routed-expert matrix that becomes NVFP4.
-struct ExpertModule {
-  std::string name;               // "layers.0.ffn.experts.3.w1"
+// One weight matrix that becomes NVFP4: a routed expert, or with all-linear any scaled GEMM weight.
+struct Nvfp4Module {
+  std::string name;               // "layers.0.ffn.experts.3.w1", "layers.0.attn.wq_a"
   ConvertAction action = ConvertAction::Quantize;  // Transcode: the lossless cast
-  Storage storage = Storage::Plain;                // Mxfp4, or Plain (BF16/F16/F32)
-  SourceTensor weight, scale;     // scale: MXFP4 only
+  Storage storage = Storage::Plain;  // Mxfp4, Fp8BlockE8M0, Fp8BlockF32, or Plain (BF16/F16/F32)
+  SourceTensor weight, scale;     // scale: quantized sources only
   int64_t rows = 0, cols = 0;     // logical [N, K]
   static constexpr size_t kNone = std::numeric_limits<size_t>::max();
-  size_t partner = kNone;         // the w1/w3 sibling sharing weight_scale_2, wherever it is stored
+  size_t partner = kNone;         // the w1/w3 sibling sharing the global scale, wherever it is stored
   std::optional<float> input_amax;
   uint64_t input_bytes() const;
 };
@@ -67,7 +82,7 @@ struct ConvertTensor {
   io::TensorInfo output;  // name, dtype and shape as written; begin = 0, end = byte size
   ConvertOutput kind = ConvertOutput::Copy;
   SourceTensor source;              // Copy
-  size_t module = ExpertModule::kNone;  // the others
+  size_t module = Nvfp4Module::kNone;  // the others
 };
 
 struct ConvertActionCount {
@@ -80,12 +95,17 @@ struct ConvertActionCount {
 struct ConvertPlan {
   std::string src_dir;
   ConvertNumerics numerics = ConvertNumerics::Auto;  // resolved (never Auto when modules exist)
+  ConvertFormat format = ConvertFormat::ModelOpt;
+  Nvfp4Numerics quantizer = Nvfp4Numerics::ModelOpt;  // for modules that are not cast
   std::vector<std::unique_ptr<io::SafetensorsFile>> source_files;  // in name order
-  std::vector<ExpertModule> modules;
+  std::vector<Nvfp4Module> modules;
   std::vector<ConvertTensor> tensors;    // by source file, then the source's order; new keys last
   std::vector<io::PlannedShard> shards;  // indices into `tensors`
   ConvertActionCount keep, drop, quantize, transcode;
   std::vector<std::string> input_fallbacks;    // modules whose input amax is their projection's fallback
+  std::vector<std::string> warnings;           // one line each: selected matrices kept (K % 16 != 0)
+  std::vector<std::string> layout_files;       // the JSON files written beside the shards
+  bool v4_release_layout = false;              // NVIDIA's V4 NVFP4 release layout (recipe moe, ModelOpt)
   std::optional<std::string> config_text;      // config.json, if the source has one
   std::string hf_quant_config_text;
   std::vector<std::string> extra_files;        // relative to src_dir, copied verbatim, sorted
@@ -97,9 +117,10 @@ struct ConvertPlan {
   io::CheckpointIndex index() const;  // total_size: the true output size
 };
 
-// InputError for every problem plan_dequant reports, plus: an unknown recipe; --numerics cast on
-// experts that are not MXFP4; FP8 experts; a K not a multiple of 16; no calibration without
-// weight_only; every calibration problem (calibration.h).
+// InputError for every problem plan_dequant reports, plus: an unknown recipe; a bad regex;
+// --numerics cast on experts that are not MXFP4; FP8 experts; with `strict`, a K not a multiple
+// of 16 (else that matrix is kept, with a warning); no calibration without weight_only; every
+// calibration problem (calibration.h); a format/numerics mix no engine reads.
 ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir, const ConvertOptions& options);
 
 const JobPlanFile& convert_plan_file();

@@ -52,8 +52,9 @@ struct Mxfp4CastStats {
   Mxfp4CastStats& operator+=(const Mxfp4CastStats&);
 };
 
-// n elements (multiple of 32). `weight_scale_2` from the shared k_max; `k_max_shared` is what
-// ModelOpt's lossless count uses. Out: NVFP4 packed n/2 bytes, E4M3 scales n/16 bytes.
+// A whole tensor of n elements (multiple of 32), with the fastest kernel (formats/mxfp4_cast.h).
+// `weight_scale_2` from the shared k_max; `k_max_shared` is what ModelOpt's lossless count uses.
+// Out: NVFP4 packed n/2 bytes, E4M3 scales n/16 bytes.
 Mxfp4CastStats mxfp4_to_nvfp4_cast(const uint8_t* packed, const uint8_t* scales, size_t n,
                                    float weight_scale_2, int k_max_shared, uint8_t* out_packed,
                                    uint8_t* out_scales);

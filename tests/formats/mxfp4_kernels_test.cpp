@@ -16,6 +16,7 @@
 #include "formats/float_span.h"
 #include "formats/isa.h"
 #include "formats/mxfp4.h"
+#include "formats/mxfp4_cast.h"
 
 namespace fp4kit {
 namespace {
@@ -286,6 +287,94 @@ TEST(Mxfp4KernelsTest, QuantizeRandomF32BitPatterns) {
   check_quantize(encode(v, DType::F32), DType::F32, v.size());
   for (auto& x : v) x = f32_from_bits(bits(rng));
   check_quantize(encode(v, DType::F32), DType::F32, v.size());
+}
+
+// ---- lossless cast to NVFP4 -----------------------------------------------------------------
+
+// Casts `n` elements with both ISAs under the same constants; outputs and counts must agree.
+void check_cast(const std::vector<uint8_t>& packed, const std::vector<uint8_t>& scales, size_t n, int k_max_shared) {
+  const size_t groups = n / kMxfp4BlockSize;
+  const Mxfp4CastParams params = mxfp4_cast_params(scales.data(), groups, k_max_shared);
+  const Mxfp4CastTable table(scales.data(), groups, params);
+  std::vector<uint8_t> pa(n / 2 + kGuard, kSentinel), pb(pa), sa(n / 16 + kGuard, kSentinel), sb(sa);
+  const Mxfp4CastStats a = mxfp4_cast_kernel(Isa::Scalar)(packed.data(), scales.data(), n, table, pa.data(), sa.data());
+  const Mxfp4CastStats b = mxfp4_cast_kernel(Isa::Avx2)(packed.data(), scales.data(), n, table, pb.data(), sb.data());
+  SCOPED_TRACE(::testing::Message() << "n=" << n << " k_own=" << params.k_own << " k_max_shared=" << k_max_shared);
+  ASSERT_EQ(0, std::memcmp(sa.data(), sb.data(), sa.size())) << "block scales differ";
+  for (size_t i = 0; i < pa.size(); ++i)
+    ASSERT_EQ(pa[i], pb[i]) << "packed byte " << i << " (group " << i / 16 << ", scale byte "
+                            << (i / 16 < groups ? int(scales[i / 16]) : -1) << ", source 0x" << std::hex
+                            << (i < n / 2 ? int(packed[i]) : -1) << ")";
+  EXPECT_EQ(a.groups, b.groups);
+  EXPECT_EQ(a.zero_scale_groups, b.zero_scale_groups);
+  EXPECT_EQ(a.reported_lossless, b.reported_lossless);
+  EXPECT_EQ(a.exact_groups, b.exact_groups);
+}
+
+TEST(Mxfp4CastKernels, EveryScaleByteEveryPackedByte) {
+  FP4KIT_REQUIRE_AVX2();
+  // 16 groups per scale byte whose packed bytes run through 0..255: every nibble pair at every E8M0
+  // byte 0..255 (0 and 0xFF included), under several k_max: most bytes then lie outside the
+  // E4M3 window, where the block amax depends on the group's largest code.
+  const size_t per_scale = 512, n = 256 * per_scale;
+  std::vector<uint8_t> packed(n / 2), scales(n / 32);
+  for (size_t i = 0; i < packed.size(); ++i) packed[i] = static_cast<uint8_t>(i);
+  for (size_t g = 0; g < scales.size(); ++g) scales[g] = static_cast<uint8_t>(g / (per_scale / 32));
+  for (int k_max : {-127, -40, 0, 3, 60, 128}) check_cast(packed, scales, n, k_max);
+  std::mt19937_64 rng(21);
+  std::shuffle(scales.begin(), scales.end(), rng);
+  check_cast(packed, scales, n, 0);
+  check_cast(packed, scales, n - 32, 5);  // an odd number of groups: the single-group tail
+}
+
+TEST(Mxfp4CastKernels, RealisticAdversarialAndZeroGroups) {
+  FP4KIT_REQUIRE_AVX2();
+  std::mt19937_64 rng(22);
+  std::uniform_int_distribution<int> byte(0, 255), realistic_scale(116, 124), far(0, 254);
+  for (size_t groups : {size_t{1}, size_t{2}, size_t{3}, size_t{64}, size_t{1001}}) {
+    const size_t n = groups * 32;
+    std::vector<uint8_t> packed(n / 2), scales(groups);
+    for (auto& p : packed) p = static_cast<uint8_t>(byte(rng));
+    for (auto& s : scales) s = static_cast<uint8_t>(realistic_scale(rng));
+    check_cast(packed, scales, n, 124 - 127);
+    // groups far below the window, zero scale bytes, and groups of zero codes (0x0 / 0x8 only)
+    for (size_t g = 0; g < groups; g += 3) scales[g] = static_cast<uint8_t>(far(rng));
+    for (size_t g = 1; g < groups; g += 5) scales[g] = 0;
+    for (size_t g = 2; g < groups; g += 4)
+      for (size_t j = 0; j < 16; ++j) packed[g * 16 + j] = static_cast<uint8_t>((byte(rng) & 0x88));
+    const int k_own = mxfp4_max_exponent(scales.data(), groups, -127);
+    check_cast(packed, scales, n, k_own);
+    check_cast(packed, scales, n, k_own + 4);  // the partner's k_max is larger
+  }
+}
+
+TEST(Mxfp4CastKernels, RowPiecesGiveTheWholeTensorsBytes) {
+  // What convert does on many threads: the same table, the tensor cut at arbitrary row bounds.
+  std::mt19937_64 rng(23);
+  std::uniform_int_distribution<int> byte(0, 255), scale(100, 130);
+  const size_t rows = 37, cols = 256, n = rows * cols;
+  std::vector<uint8_t> packed(n / 2), scales(n / 32);
+  for (auto& p : packed) p = static_cast<uint8_t>(byte(rng));
+  for (auto& s : scales) s = static_cast<uint8_t>(scale(rng));
+  const Mxfp4CastParams params = mxfp4_cast_params(scales.data(), scales.size(), 3);
+  const Mxfp4CastTable table(scales.data(), scales.size(), params);
+  for (Isa isa : {Isa::Scalar, Isa::Avx2}) {
+    if (!isa_supported(isa)) continue;
+    std::vector<uint8_t> whole_p(n / 2), whole_s(n / 16), piece_p(n / 2), piece_s(n / 16);
+    const Mxfp4CastStats whole =
+        mxfp4_cast_kernel(isa)(packed.data(), scales.data(), n, table, whole_p.data(), whole_s.data());
+    Mxfp4CastStats sum;
+    for (size_t a = 0; a < rows;) {
+      const size_t b = std::min(rows, a + 1 + static_cast<size_t>(byte(rng) % 7));
+      sum += mxfp4_cast_kernel(isa)(packed.data() + a * cols / 2, scales.data() + a * cols / 32, (b - a) * cols, table,
+                                    piece_p.data() + a * cols / 2, piece_s.data() + a * cols / 16);
+      a = b;
+    }
+    EXPECT_EQ(whole_p, piece_p);
+    EXPECT_EQ(whole_s, piece_s);
+    EXPECT_EQ(whole.exact_groups, sum.exact_groups);
+    EXPECT_EQ(whole.reported_lossless, sum.reported_lossless);
+  }
 }
 
 }  // namespace
