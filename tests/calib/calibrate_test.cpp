@@ -4,10 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
 
 #include "base/error.h"
 #include "calib/calibrate.h"
+#include "checkpoint_edit.h"
 #include "io/safetensors_file.h"
 #include "test_data.h"
 
@@ -123,6 +126,75 @@ TEST(Calibrate, RefusesToOverwriteAndToResumeAnotherRun) {
     EXPECT_NE(std::string(e.what()).find("5000"), std::string::npos) << e.what();
   }
   EXPECT_FALSE(std::filesystem::exists(dir + "/bad.safetensors"));
+}
+
+// A model missing a tensor of layer 2 fails before any layer runs, naming it (the engine checks every
+// tensor up front, so hours are not lost before the error).
+TEST(Calibrate, MissingTensorFailsFirstNamingIt) {
+  const std::string model = testing::copy_tiny_checkpoint("calib-missing");
+  const std::string tensor = "layers.2.attn.wq_b.weight";
+  testing::patch_header(testing::shard_holding(model, tensor), "\"" + tensor + "\"", "\"layers.2.attn.wq_b.weighX\"");
+  const CalibrationBatch b = load_ids(testing::test_data("calib/no-token-experts/calib_ids.safetensors"));
+  const std::string out = testing::fresh_temp_dir("calib-missing-out") + "/amax.safetensors";
+  try {
+    calibrate(model, b, out, {});
+    FAIL() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find(tensor), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(out));
+  EXPECT_FALSE(std::filesystem::exists(calibration_state_dir(out) + "/amax-layer-000.safetensors"));
+}
+
+// A failure in layer 2 (a NaN weight makes its activations non-finite): the error names the layer,
+// layers 0 and 1 stay saved, and once the weight is repaired --resume continues at layer 2 and ends
+// with the uninterrupted run's values.
+TEST(Calibrate, FailureInALayerLeavesAResumableState) {
+  const std::string model = testing::copy_tiny_checkpoint("calib-nan");
+  const std::string tensor = "layers.2.attn.wq_b.weight";
+  const std::string shard = testing::shard_holding(model, tensor);
+  uint64_t offset = 0;
+  {
+    const io::SafetensorsFile f = io::SafetensorsFile::open(shard);
+    const io::TensorInfo& t = f.at(tensor);
+    uint64_t data_end = 0;
+    for (const io::TensorInfo& x : f.tensors()) data_end = std::max(data_end, x.end);
+    offset = f.file_size() - data_end + t.begin;
+  }
+  char original = 0;
+  {
+    std::fstream io(shard, std::ios::in | std::ios::out | std::ios::binary);
+    io.seekg(static_cast<std::streamoff>(offset));
+    io.read(&original, 1);
+    io.seekp(static_cast<std::streamoff>(offset));
+    io.put(static_cast<char>(0x7F));  // E4M3 NaN
+  }
+  const CalibrationBatch b = load_ids(testing::test_data("calib/no-token-experts/calib_ids.safetensors"));
+  const std::string dir = testing::fresh_temp_dir("calib-nan-out");
+  const std::string out = dir + "/amax.safetensors";
+  try {
+    calibrate(model, b, out, {});
+    FAIL() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("layer 2"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(out));
+  EXPECT_TRUE(std::filesystem::exists(calibration_state_dir(out) + "/amax-layer-001.safetensors"));
+  {
+    std::fstream io(shard, std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(static_cast<std::streamoff>(offset));
+    io.put(original);
+  }
+  CalibrateOptions resume;
+  resume.resume = true;
+  const CalibrateReport r = calibrate(model, b, out, resume);
+  ASSERT_EQ(r.per_layer.size(), 4u);
+  EXPECT_TRUE(r.per_layer[0].resumed);
+  EXPECT_TRUE(r.per_layer[1].resumed);
+  EXPECT_FALSE(r.per_layer[2].resumed);
+  const std::string whole = dir + "/whole.safetensors";
+  calibrate(testing::test_data("dsv4-tiny"), b, whole, {});
+  EXPECT_EQ(AmaxTable::load(out).values(), AmaxTable::load(whole).values());
 }
 
 }  // namespace
