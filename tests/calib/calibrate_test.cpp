@@ -46,8 +46,11 @@ void expect_matches_reference(const AmaxTable& got, const std::string& reference
   EXPECT_LT(worst, kRelTol) << worst_name << ": " << got.at(worst_name) << " vs " << want.at(worst_name);
   // Our extra entries: the indexer's wq_b, which recipe all-linear quantizes and transformers' hooks
   // did not record.
-  for (const auto& [module, value] : got.values())
-    if (!want.has(module)) EXPECT_NE(module.find(".attn.indexer.wq_b"), std::string::npos) << module;
+  for (const auto& [module, value] : got.values()) {
+    if (!want.has(module)) {
+      EXPECT_NE(module.find(".attn.indexer.wq_b"), std::string::npos) << module;
+    }
+  }
 }
 
 struct CalibrationRun {

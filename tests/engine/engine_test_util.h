@@ -16,7 +16,15 @@ inline std::string tiny_dir() { return test_data("dsv4-tiny"); }
 
 class Reference {
  public:
-  Reference() : file_(io::SafetensorsFile::open(test_data("dsv4-tiny/reference.safetensors"))) {}
+  // `file`: a path under tests/data (the fixture's reference by default).
+  explicit Reference(const std::string& file = "dsv4-tiny/reference.safetensors")
+      : file_(io::SafetensorsFile::open(test_data(file))) {}
+  bool has(const std::string& name) const { return file_.find(name) != nullptr; }
+  std::vector<std::string> names() const {
+    std::vector<std::string> out;
+    for (const io::TensorInfo& t : file_.tensors()) out.push_back(t.name);
+    return out;
+  }
   std::vector<int64_t> shape(const std::string& name) const { return file_.at(name).shape; }
   std::vector<float> f32(const std::string& name) const { return as<float>(name, DType::F32); }
   std::vector<int64_t> i64(const std::string& name) const { return as<int64_t>(name, DType::I64); }
