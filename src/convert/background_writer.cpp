@@ -1,11 +1,17 @@
 #include "convert/background_writer.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <utility>
+
+#include "base/error.h"
 
 namespace fp4kit {
 
-BackgroundWriter::BackgroundWriter(io::SafetensorsWriter& writer, uint64_t max_queued_bytes, ShardHasher* hasher)
-    : writer_(writer), hasher_(hasher), max_queued_bytes_(max_queued_bytes), thread_([this] { run(); }) {}
+BackgroundWriter::BackgroundWriter(io::SafetensorsWriter& writer, uint64_t max_queued_bytes, ShardHasher* hasher,
+                                   std::optional<OpenTempShard> temp)
+    : writer_(writer), hasher_(hasher), max_queued_bytes_(max_queued_bytes), temp_(temp), thread_([this] { run(); }) {}
 
 BackgroundWriter::~BackgroundWriter() {
   {
@@ -13,6 +19,7 @@ BackgroundWriter::~BackgroundWriter() {
     abort_ = true;
   }
   stop();
+  if (temp_) ::close(temp_->fd);
 }
 
 void BackgroundWriter::push(std::vector<std::byte> bytes) {
@@ -21,8 +28,33 @@ void BackgroundWriter::push(std::vector<std::byte> bytes) {
   changed_.wait(lock, [&] { return error_ || queue_.empty() || queued_bytes_ + bytes.size() <= max_queued_bytes_; });
   if (error_) std::rethrow_exception(error_);
   queued_bytes_ += bytes.size();
-  queue_.push_back(std::move(bytes));
+  queue_.push_back(Item{std::move(bytes)});
   changed_.notify_all();
+}
+
+void BackgroundWriter::push_copy(int src_fd, uint64_t src_offset, uint64_t bytes) {
+  if (!temp_) throw Error("push_copy without a second descriptor on the shard");
+  std::unique_lock lock(mutex_);
+  // A copy holds no memory; it waits only behind an error.
+  if (error_) std::rethrow_exception(error_);
+  queue_.push_back(Item{{}, src_fd, src_offset, bytes});
+  changed_.notify_all();
+}
+
+void BackgroundWriter::write_item(Item& item) {
+  if (item.src_fd < 0) {
+    writer_.append(item.bytes);
+    if (hasher_) hasher_->update(item.bytes);
+    position_ += item.bytes.size();
+    return;
+  }
+  // The writer's stream moves on over a hole; the copy fills it in place.
+  writer_.append_hole(item.copy_bytes);
+  const RangeCopy c{item.src_fd, item.src_offset, temp_->fd, temp_->data_offset + position_, item.copy_bytes};
+  copy_range(c, hasher_, copy_buffer_, writer_.path());
+  position_ += item.copy_bytes;
+  ::posix_fadvise(item.src_fd, static_cast<off_t>(item.src_offset), static_cast<off_t>(item.copy_bytes),
+                  POSIX_FADV_DONTNEED);
 }
 
 void BackgroundWriter::finish() {
@@ -41,17 +73,16 @@ void BackgroundWriter::stop() {
 
 void BackgroundWriter::run() {
   for (;;) {
-    std::vector<std::byte> bytes;
+    Item item;
     {
       std::unique_lock lock(mutex_);
       changed_.wait(lock, [&] { return abort_ || closing_ || !queue_.empty(); });
       if (abort_ || queue_.empty()) return;
-      bytes = std::move(queue_.front());
+      item = std::move(queue_.front());
       queue_.pop_front();
     }
     try {
-      writer_.append(bytes);
-      if (hasher_) hasher_->update(bytes);
+      write_item(item);
     } catch (...) {
       std::lock_guard lock(mutex_);
       error_ = std::current_exception();
@@ -61,7 +92,7 @@ void BackgroundWriter::run() {
       return;
     }
     std::lock_guard lock(mutex_);
-    queued_bytes_ -= bytes.size();
+    queued_bytes_ -= item.bytes.size();
     changed_.notify_all();
   }
 }

@@ -7,6 +7,7 @@
 
 #include "base/error.h"
 #include "convert/fingerprint.h"
+#include "convert/fused_projections.h"
 #include "io/quote_name.h"
 #include "io/safetensors_file.h"
 
@@ -32,12 +33,6 @@ std::string projection_of(const std::string& module) {
   if (dot == std::string::npos) return "";
   const std::string last = module.substr(dot + 1);
   return last.size() == 2 && last[0] == 'w' && last[1] >= '0' && last[1] <= '9' ? last : "";
-}
-
-std::string fused_partner_of(const std::string& module) {
-  const std::string p = projection_of(module);
-  if (p != "w1" && p != "w3") return "";
-  return module.substr(0, module.size() - 2) + (p == "w1" ? "w3" : "w1");
 }
 
 Calibration load_calibration(const std::string& path) {
@@ -76,8 +71,8 @@ InputAmax resolve_input_amax(const Calibration& calibration, const std::vector<s
     throw InputError(calibration.path + ": calibrates modules the checkpoint has no expert or scaled weight for: " +
                      list_names(unknown));
 
-  // Fused values: w1 and w3 of an expert both take the larger of the two; where only one of them
-  // was calibrated, both take it (they see the same input).
+  // Fused values: both halves of a fused pair (w1/w3, wq_a/wkv) take the larger of the two; where
+  // only one of them was calibrated, both take it (they see the same input).
   std::map<std::string, float> fused = calibration.input_amax;
   for (const auto& [module, value] : calibration.input_amax) {
     const std::string partner = fused_partner_of(module);
@@ -116,7 +111,8 @@ InputAmax resolve_input_amax(const Calibration& calibration, const std::vector<s
                          ? calibration.path + ": has no input amax for any " + projection_of(uncovered.front()) +
                                " expert, so nothing can stand in for " + list_names(uncovered)
                          : calibration.path + ": has no input amax for " + list_names(uncovered) +
-                               " (only experts fall back to another expert's value)");
+                               " (only experts fall back to another expert's value); calibrate them, or keep "
+                               "them as they are with --exclude");
   return out;
 }
 

@@ -1,8 +1,8 @@
 #pragma once
 // Activation calibration for the NVFP4 experts: `--calib FILE`, a safetensors file of F32 0-d
 // tensors `<module>.input_amax` (e.g. `layers.0.ffn.experts.3.w1.input_amax`), and the exporter's
-// rules that turn it into one input amax per quantized module: w1/w3 of an expert fused by max
-// (they see the same input), and a missing module falling back to the largest value of its
+// rules that turn it into one input amax per quantized module: the halves of a fused pair (w1/w3,
+// wq_a/wkv: fused_projections.h) take the larger of their two values (they see the same input), and a missing module falling back to the largest value of its
 // projection over every calibrated expert of every layer.
 #include <map>
 #include <string>
@@ -37,7 +37,5 @@ InputAmax resolve_input_amax(const Calibration& calibration, const std::vector<s
 
 // "w1" for "layers.0.ffn.experts.3.w1"; "" if the name does not end in ".w<digit>".
 std::string projection_of(const std::string& module);
-// The module of the other half of a fused pair ("...w3" for "...w1" and back); "" for w2.
-std::string fused_partner_of(const std::string& module);
 
 }  // namespace fp4kit

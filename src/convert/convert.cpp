@@ -1,11 +1,13 @@
 #include "convert/convert.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <climits>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -22,6 +24,7 @@
 #include "convert/modelopt_v4_layout.h"
 #include "convert/nvfp4_quantizer.h"
 #include "convert/output_directory.h"
+#include "convert/range_copy.h"
 #include "convert/source_checkpoint.h"
 #include "formats/e8m0.h"
 #include "formats/fp8_block.h"
@@ -276,6 +279,12 @@ class ShardConverter {
                  const ConvertProgressFn& progress)
       : plan_(plan), options_(options), report_(report), progress_(progress), modules_(plan, options),
         total_(plan.input_bytes()) {}
+  ShardConverter(const ShardConverter&) = delete;
+  ShardConverter& operator=(const ShardConverter&) = delete;
+  ~ShardConverter() {
+    for (const auto& [file, fd] : source_fds_)
+      if (fd >= 0) ::close(fd);
+  }
 
   void skip(const io::PlannedShard& shard) {
     for (size_t i : shard.tensors) done_ += source_bytes(plan_.tensors[i]);
@@ -295,8 +304,11 @@ class ShardConverter {
     writer.begin();
     ShardHasher hasher;
     {
-      // Reading and computing here, writing (and hashing) on the sink's thread.
-      BackgroundWriter sink(writer, kQueuedBytes, &hasher);
+      // Reading and computing here, writing (and hashing) on the sink's thread; kept tensors are
+      // copied there by the kernel where it can (range_copy.h).
+      std::optional<OpenTempShard> temp;
+      if (!std::getenv("FP4KIT_TEST_NO_KERNEL_COPY")) temp = open_temp_shard(path);
+      BackgroundWriter sink(writer, kQueuedBytes, &hasher, temp);
       for (const io::TensorInfo& out : writer.layout()) emit(plan_.tensors[by_name.at(out.name)], sink);
       sink.finish();
     }
@@ -354,10 +366,23 @@ class ShardConverter {
     return amax / kNvfp4ScaleDenominator;
   }
 
+  // A descriptor of its own on a source file, for copy_file_range; -1 if it cannot be opened.
+  int source_fd(const io::SafetensorsFile& file) {
+    const auto it = source_fds_.find(&file);
+    if (it != source_fds_.end()) return it->second;
+    const int fd = ::open(file.path().c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    return source_fds_[&file] = fd;
+  }
+
   void copy(const ConvertTensor& t, BackgroundWriter& sink) {
     const io::TensorInfo& src = *t.source.info;
-    t.source.file->advise_sequential(src);
     const uint64_t total = src.nbytes();
+    if (const int fd = sink.can_copy() && total ? source_fd(*t.source.file) : -1; fd >= 0) {
+      sink.push_copy(fd, t.source.file->header().data_offset + src.begin, total);
+      return;
+    }
+    t.source.file->advise_sequential(src);
     for (uint64_t offset = 0; offset < total;) {
       const size_t n = static_cast<size_t>(std::min<uint64_t>(kCopyChunkBytes, total - offset));
       std::vector<std::byte> buffer(n);
@@ -381,6 +406,7 @@ class ShardConverter {
   ModuleConverter modules_;
   const uint64_t total_;
   uint64_t done_ = 0;
+  std::unordered_map<const io::SafetensorsFile*, int> source_fds_;
 };
 
 // --force: the destination's entries go, after the checks that it is not the source or above it.

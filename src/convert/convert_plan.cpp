@@ -8,6 +8,7 @@
 #include "base/error.h"
 #include "convert/calibration.h"
 #include "convert/fingerprint.h"
+#include "convert/fused_projections.h"
 #include "convert/modelopt_v4_layout.h"
 #include "convert/nvfp4_layout.h"
 #include "convert/source_checkpoint.h"
@@ -73,9 +74,24 @@ bool always_kept(const std::string& module) {
   return std::regex_search(module, kept);
 }
 
+// "re:layers\.\d+\.ffn\.gate$" for "layers.*.ffn.gate": compressed-tensors matches an ignore entry
+// by equality, or with a "re:" prefix by Python's re.match (anchored at the start only), never as
+// a glob.
+std::string glob_as_compressed_tensors_regex(const std::string& glob) {
+  std::string out = "re:";
+  for (const char c : glob) {
+    if (c == '*') out += "\\d+";
+    else if (c == '.') out += "\\.";
+    else out += c;
+  }
+  return out + "$";
+}
+
 // Module names as exclude patterns: "layers.*.ffn.gate" stands for every "layers.N.ffn.gate" when
-// no converted module has that shape; otherwise the names themselves. Sorted, unique.
-std::vector<std::string> summarize_modules(const std::vector<std::string>& left, const std::vector<std::string>& converted) {
+// no converted module has that shape (as a "re:" regex for compressed-tensors); otherwise the names
+// themselves. Sorted, unique.
+std::vector<std::string> summarize_modules(const std::vector<std::string>& left, const std::vector<std::string>& converted,
+                                           bool compressed_tensors) {
   static const std::regex number(R"(\.\d+\.)");
   auto pattern = [](const std::string& name) {
     std::string p = std::regex_replace(name, number, ".*.");
@@ -86,7 +102,8 @@ std::vector<std::string> summarize_modules(const std::vector<std::string>& left,
   std::set<std::string> out;
   for (const std::string& name : left) {
     const std::string p = pattern(name);
-    out.insert(converted_patterns.count(p) ? name : p);
+    if (converted_patterns.count(p) || p == name) out.insert(name);
+    else out.insert(compressed_tensors ? glob_as_compressed_tensors_regex(p) : p);
   }
   return {out.begin(), out.end()};
 }
@@ -323,11 +340,32 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
     m.action = m.storage == Storage::Mxfp4 && plan.numerics == ConvertNumerics::Cast ? ConvertAction::Transcode
                                                                                        : ConvertAction::Quantize;
 
-  // w1/w3 partners, wherever they are stored: the engines fuse them into one GEMM with one scale.
+  // Fused partners (w1/w3, wq_a/wkv), wherever they are stored: the engines load both into one
+  // GEMM of one format with one global and one input scale, so a pair converts whole or not at all.
   std::map<std::string, size_t> by_name;
   for (size_t i = 0; i < plan.modules.size(); ++i) by_name.emplace(plan.modules[i].name, i);
-  for (Nvfp4Module& m : plan.modules)
-    if (const auto p = by_name.find(fused_partner_of(m.name)); p != by_name.end()) m.partner = p->second;
+  const std::set<std::string> left_modules = [&] {
+    std::set<std::string> left(kept_plain.begin(), kept_plain.end());
+    left.insert(kept_scaled.begin(), kept_scaled.end());
+    return left;
+  }();
+  for (Nvfp4Module& m : plan.modules) {
+    const std::string partner = fused_partner_of(m.name);
+    if (partner.empty()) continue;
+    const std::string where = m.weight.file->path() + ": tensor " + io::quote_name(m.weight.info->name);
+    if (left_modules.count(partner))
+      throw InputError(where + ": becomes NVFP4 but its fused partner " + io::quote_name(partner + ".weight") +
+                       " stays as it is; the engines load both into one GEMM of one format, so select or "
+                       "exclude both (--include/--exclude)");
+    const auto p = by_name.find(partner);
+    if (p == by_name.end()) continue;
+    if (plan.modules[p->second].action != m.action)
+      throw InputError(where + ": is stored as " + std::string(storage_name(m.storage)) + " but its fused partner " +
+                       io::quote_name(partner + ".weight") + " as " +
+                       std::string(storage_name(plan.modules[p->second].storage)) +
+                       "; they need one global scale, which a lossless cast and a requantization cannot share");
+    m.partner = p->second;
+  }
 
   std::optional<Calibration> calibration;
   if (options.calib_path) {
@@ -337,6 +375,16 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
     const InputAmax amax = resolve_input_amax(*calibration, names, known_modules);
     for (Nvfp4Module& m : plan.modules) m.input_amax = amax.by_module.at(m.name);
     plan.input_fallbacks = amax.fallbacks;
+    // Values for modules that stay as they are (attention and shared experts under --recipe moe)
+    // are legitimate calibration output; say that they go unused rather than refuse them.
+    std::vector<std::string> unused;
+    for (const auto& [module, value] : calibration->input_amax)
+      if (!by_name.count(module)) unused.push_back(module);
+    if (!unused.empty())
+      plan.warnings.push_back(*options.calib_path + ": " + std::to_string(unused.size()) + " input amax value" +
+                              (unused.size() > 1 ? "s" : "") + " not used (" + io::quote_name(unused.front()) +
+                              (unused.size() > 1 ? ", ..." : "") + "): those modules stay in their source format" +
+                              (options.recipe == "moe" ? " (--recipe all-linear converts them)" : ""));
   }
 
   // Output tensors, shard by shard in source order: kept tensors and NVFP4 weights in place of
@@ -453,7 +501,7 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
     }
     std::vector<std::string> left = kept_plain;
     left.insert(left.end(), kept_scaled.begin(), kept_scaled.end());
-    layout.exclude_modules = summarize_modules(left, quantized_names);
+    layout.exclude_modules = summarize_modules(left, quantized_names, compressed_tensors);
     if (has_config) plan.config_text = layout.config_json(read_text_file(config_path), config_path);
     if (!compressed_tensors) plan.hf_quant_config_text = layout.hf_quant_config_json();
   }

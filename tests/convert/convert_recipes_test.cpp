@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <regex>
+#include <set>
 #include <string>
 
 #include "checkpoint_edit.h"
@@ -231,6 +233,123 @@ TEST(ConvertAllLinear, DryRunCountsAndLayoutFiles) {
   EXPECT_NE(dry.output.find("format compressed-tensors"), std::string::npos) << dry.output;
   EXPECT_EQ(dry.output.find("hf_quant_config.json"), std::string::npos) << dry.output;
   EXPECT_NE(dry.output.find("config.json"), std::string::npos) << dry.output;
+}
+
+// The measured calibration of the tiny checkpoint (attention, shared and routed experts of layers
+// 0-3), with values added for the modules it has none for (indexer wq_b, the MTP block).
+std::map<std::string, float> measured_calibration_values() {
+  std::map<std::string, float> values;
+  const io::SafetensorsFile f = io::SafetensorsFile::open(test_data("calib/oracle/amax_routed.safetensors"));
+  for (const io::TensorInfo& t : f.tensors()) {
+    float v = 0;
+    f.read(t, std::as_writable_bytes(std::span(&v, 1)));
+    values[t.name.substr(0, t.name.size() - std::string(".input_amax").size())] = v;
+  }
+  for (const auto& [name, t] : read_checkpoint(test_data("dsv4-tiny")))
+    if (name.ends_with(".scale")) values.try_emplace(name.substr(0, name.size() - 6), 3.25f);
+  return values;
+}
+
+// vLLM loads wq_a/wkv of V4's attention (fused_wqa_wkv) and w1/w3 into one GEMM with one global and
+// one input scale; `fp4kit verify` fails a checkpoint whose pairs differ. Both layouts, weight-only
+// and calibrated, must pass it against the source.
+TEST(ConvertAllLinear, FusedPairsShareTheirScalesAndVerifyPasses) {
+  const std::string dir = testing::fresh_temp_dir("convert-all-linear-fused");
+  std::map<std::string, float> values = measured_calibration_values();
+  // wq_a and wkv see the same activation, so a calibration measures one value for both; make them
+  // differ, either way round, so that the max rule shows.
+  values.at("layers.0.attn.wkv") *= 1.5f;
+  values.at("layers.3.attn.wq_a") *= 2.0f;
+  values.at("mtp.0.attn.wkv") *= 1.25f;
+  const std::string calib = dir + "/calib.safetensors";
+  testing::write_calibration(calib, values);
+  for (const bool ct : {false, true}) {
+    for (const bool weight_only : {true, false}) {
+      const std::string out = dir + "/out-" + (ct ? "ct" : "mo") + (weight_only ? "-wo" : "-calib");
+      SCOPED_TRACE(out);
+      const auto r = run_fp4kit("convert " + test_data("dsv4-tiny") + " " + out + " --recipe all-linear --quiet" +
+                                (ct ? " --format compressed-tensors" : "") +
+                                (weight_only ? std::string(" --weight-only") : " --calib " + calib));
+      ASSERT_EQ(r.exit_code, 0) << r.output;
+      const auto v = run_fp4kit("verify " + out + " --source " + test_data("dsv4-tiny"));
+      EXPECT_EQ(v.exit_code, 0) << v.output;
+      const Checkpoint got = read_checkpoint(out);
+      const std::string global = ct ? ".weight_global_scale" : ".weight_scale_2";
+      const std::string input = ct ? ".input_global_scale" : ".input_scale";
+      for (const std::string parent : {"layers.0.attn", "layers.3.attn", "mtp.0.attn"}) {
+        EXPECT_EQ(got.at(parent + ".wq_a" + global).bytes, got.at(parent + ".wkv" + global).bytes) << parent;
+        if (weight_only) {
+          EXPECT_FALSE(got.count(parent + ".wq_a" + input)) << parent;
+          continue;
+        }
+        EXPECT_EQ(got.at(parent + ".wq_a" + input).bytes, got.at(parent + ".wkv" + input).bytes) << parent;
+        if (!ct) {  // ModelOpt: f32(max(amax_wq_a, amax_wkv) / 2688)
+          EXPECT_EQ(f32_of(got.at(parent + ".wkv.input_scale").bytes),
+                    std::max(values.at(parent + ".wq_a"), values.at(parent + ".wkv")) / kNvfp4ScaleDenominator)
+              << parent;
+        }
+      }
+      // The global scale comes from the larger weight amax of the two: the other half's blocks
+      // then never need a scale above the largest E4M3 step.
+      EXPECT_EQ(got.at("layers.1.ffn.shared_experts.w1" + global).bytes,
+                got.at("layers.1.ffn.shared_experts.w3" + global).bytes);
+    }
+  }
+
+  // --recipe moe takes the same file: the values of modules it keeps are reported as unused.
+  const auto moe = run_fp4kit("convert " + test_data("dsv4-tiny") + " " + dir + "/moe --calib " + calib);
+  ASSERT_EQ(moe.exit_code, 0) << moe.output;
+  EXPECT_NE(moe.output.find("not used ('layers.0.attn.wkv'"), std::string::npos) << moe.output;
+  EXPECT_EQ(run_fp4kit("verify " + dir + "/moe --source " + test_data("dsv4-tiny")).exit_code, 0);
+
+  // Half a fused pair cannot become NVFP4: it is refused, naming both.
+  const auto split = run_fp4kit("convert " + test_data("dsv4-tiny") + " " + dir + "/split --recipe all-linear "
+                                "--weight-only --exclude 'attn\\.wkv'");
+  EXPECT_EQ(split.exit_code, 2) << split.output;
+  EXPECT_NE(split.output.find("'layers.0.attn.wq_a.weight'"), std::string::npos) << split.output;
+  EXPECT_NE(split.output.find("'layers.0.attn.wkv.weight'"), std::string::npos) << split.output;
+  EXPECT_FALSE(fs::exists(dir + "/split"));
+}
+
+// compressed-tensors matches `ignore` entries exactly, or with a "re:" prefix as a regex from the
+// start of the name (Python's re.match); a glob such as "layers.*.ffn.gate" would match nothing.
+TEST(ConvertCompressedTensors, IgnoreEntriesAreExactNamesOrAnchoredRegexes) {
+  const std::string dir = testing::fresh_temp_dir("convert-ct-ignore");
+  ASSERT_EQ(run_fp4kit("convert " + test_data("dsv4-tiny") + " " + dir + "/out --recipe all-linear --format "
+                       "compressed-tensors --weight-only --quiet").exit_code, 0);
+  const auto ignore = read_json_file(dir + "/out/config.json").at("quantization_config").at("ignore");
+  std::set<std::string> kept, converted;  // linear modules by name
+  for (const auto& [name, t] : read_checkpoint(dir + "/out")) {
+    if (name.ends_with(".weight_packed")) converted.insert(name.substr(0, name.size() - 14));
+    else if (name.ends_with(".weight") && t.shape.size() == 2) kept.insert(name.substr(0, name.size() - 7));
+  }
+  std::set<std::string> matched;
+  size_t regexes = 0;
+  for (const auto& entry : ignore) {
+    const std::string e = entry.get<std::string>();
+    EXPECT_EQ(e.find('*') == std::string::npos || e.starts_with("re:"), true) << e;
+    if (!e.starts_with("re:")) {
+      EXPECT_TRUE(kept.count(e)) << e << " names no kept module";
+      matched.insert(e);
+      continue;
+    }
+    ++regexes;
+    const std::regex re(e.substr(3));
+    size_t hits = 0;
+    auto match = [&](const std::string& name) {
+      return std::regex_search(name, re, std::regex_constants::match_continuous);  // re.match
+    };
+    for (const std::string& m : kept)
+      if (match(m)) {
+        matched.insert(m);
+        ++hits;
+      }
+    EXPECT_GT(hits, 0u) << e;
+    for (const std::string& m : converted) EXPECT_FALSE(match(m)) << e << " matches the NVFP4 module " << m;
+  }
+  EXPECT_GT(regexes, 0u);
+  EXPECT_EQ(matched, kept);  // every kept linear module is ignored
+  EXPECT_TRUE(matched.count("layers.2.ffn.gate"));
 }
 
 TEST(ConvertCompressedTensors, AllLinearDequantizesToTheSource) {
