@@ -2,9 +2,17 @@
 
 #include <cmath>
 
+#include "formats/isa.h"
+
 namespace fp4kit::verify {
 
 void TensorError::add(const float* x, const float* ref, size_t n) {
+  if (ref && preferred_isa() == Isa::Avx2) return tensor_error_add_avx2(*this, x, ref, n);
+  add_ref(x, ref, n);
+}
+
+void TensorError::add_ref(const float* x, const float* ref, size_t n) {
+  const uint64_t first = values;
   values += n;
   if (!ref) {
     for (size_t i = 0; i < n; ++i)
@@ -26,22 +34,37 @@ void TensorError::add(const float* x, const float* ref, size_t n) {
       ++skipped;
       continue;
     }
-    signal += static_cast<double>(b) * static_cast<double>(b);
-    noise += d * d;
+    const size_t lane = (first + i) % kLanes;
+    signal_lanes[lane] += static_cast<double>(b) * static_cast<double>(b);
+    noise_lanes[lane] += d * d;
     max_abs = std::max(max_abs, std::fabs(d));
   }
 }
 
+double TensorError::signal() const {
+  double s = 0.0;
+  for (double v : signal_lanes) s += v;
+  return s;
+}
+
+double TensorError::noise() const {
+  double s = 0.0;
+  for (double v : noise_lanes) s += v;
+  return s;
+}
+
 std::optional<double> TensorError::sqnr_db() const {
-  if (noise == 0.0) return std::nullopt;
-  if (signal == 0.0) return kSqnrFloorDb;
-  return std::max(kSqnrFloorDb, 10.0 * std::log10(signal / noise));
+  const double sig = signal(), noi = noise();
+  if (noi == 0.0) return std::nullopt;
+  if (sig == 0.0) return kSqnrFloorDb;
+  return std::max(kSqnrFloorDb, 10.0 * std::log10(sig / noi));
 }
 
 double TensorError::rel_rms() const {
-  if (noise == 0.0) return 0.0;
-  if (signal == 0.0) return INFINITY;
-  return std::sqrt(noise / signal);
+  const double sig = signal(), noi = noise();
+  if (noi == 0.0) return 0.0;
+  if (sig == 0.0) return INFINITY;
+  return std::sqrt(noi / sig);
 }
 
 }  // namespace fp4kit::verify

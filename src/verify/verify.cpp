@@ -50,6 +50,7 @@ VerifyReport verify_checkpoint(const VerifyOptions& options) {
     d.threads = options.threads;
     d.sqnr_margin_db = options.sqnr_margin_db;
     d.fail_below_sqnr_db = options.fail_below_sqnr_db;
+    d.chunk_values = options.chunk_values;
     run_data_pass(output, inventory, source ? &*source : nullptr, accounting ? &*accounting : nullptr, d, report);
   }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

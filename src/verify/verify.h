@@ -3,6 +3,7 @@
 // starts a GPU. Structure (files, index, scales, config, fused groups, source accounting), then one
 // streaming pass over the data (block scales, dequant error against the source, lossless casts).
 // See docs/verify.md for every check and the failure it prevents.
+#include <cstddef>
 #include <optional>
 #include <string>
 
@@ -17,6 +18,7 @@ struct VerifyOptions {
   bool numerics = true;                   // false: headers, scalars and configs only
   std::optional<double> fail_below_sqnr_db;
   double sqnr_margin_db = 1.0;
+  size_t chunk_values = size_t{1} << 16;  // values per row-chunk read; never changes a number either
 };
 
 // InputError (exit 2) when a directory is not a checkpoint at all; every problem of a checkpoint

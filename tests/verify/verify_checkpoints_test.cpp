@@ -126,6 +126,24 @@ TEST(VerifyReportJson, ThreadCountDoesNotChangeANumber) {
   EXPECT_GT(a["tensors_numerics"].size(), 0u);
 }
 
+TEST(VerifyReportJson, ChunkSizeDoesNotChangeANumber) {
+  const std::string dir = converted_tiny(modelopt_args());
+  auto run = [&](size_t chunk_values) {
+    verify::VerifyOptions o;
+    o.checkpoint = dir;
+    o.source = test_data("dsv4-tiny");
+    o.threads = 2;
+    o.chunk_values = chunk_values;
+    nlohmann::json j = verify::report_to_json(verify::verify_checkpoint(o));
+    j.erase("seconds");
+    return j;
+  };
+  // Whole tensors in one chunk, against chunks of a few rows.
+  const nlohmann::json whole = run(size_t{1} << 30), chunked = run(3000);
+  EXPECT_EQ(whole, chunked);
+  EXPECT_GT(whole["tensors_numerics"].size(), 0u);
+}
+
 // Checkpoints another tool wrote: one model.safetensors from `quantize-tensors` (ModelOpt's or
 // compressed-tensors' names) of a BF16 checkpoint, with the config files those tools write.
 class VerifyForeignLayout : public ::testing::TestWithParam<bool> {};
