@@ -6,7 +6,7 @@ jobs=$(nproc)
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
-# -O1 -g1: sanitizer reports keep file:line, and the build costs half of an -O2 -g one.
+# -O1 -g1: sanitizer reports keep file:line, and the whole suite stays within 20 minutes on 2 cores.
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1 -g1" -DFP4KIT_SANITIZE=ON -DFP4KIT_BENCH=OFF
 cmake --build build-asan -j "$jobs"
 ctest --test-dir build-asan --output-on-failure -j "$jobs"
