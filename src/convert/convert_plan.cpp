@@ -226,19 +226,10 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
   SourceCheckpoint source = open_source_checkpoint(src_dir);
   const nlohmann::json source_files = source_files_manifest(source);
 
-  std::vector<TensorRef> refs;
-  std::map<std::string_view, SourceTensor> source_of;
-  for (const auto& file : source.shards)
-    for (const io::TensorInfo& t : file->tensors()) {
-      refs.push_back({t.name, t.dtype, t.shape, file->path()});
-      source_of.emplace(t.name, SourceTensor{file.get(), &t});
-    }
-  const WeightPairing pairing = pair_quantized_weights(refs);
-  if (!pairing.problems.empty()) {
-    const size_t more = pairing.problems.size() - 1;
-    throw InputError(pairing.problems.front() +
-                     (more ? " (and " + std::to_string(more) + " more problem" + (more > 1 ? "s" : "") + ")" : ""));
-  }
+  const PairedSource paired = pair_source_tensors(source.shards);
+  const std::vector<TensorRef>& refs = paired.refs;
+  const std::map<std::string_view, SourceTensor>& source_of = paired.by_name;
+  const WeightPairing& pairing = paired.pairing;
   std::map<std::string_view, const QuantizedWeight*> quantized;
   for (const QuantizedWeight& q : pairing.quantized) quantized.emplace(q.weight, &q);
 

@@ -71,19 +71,10 @@ DequantPlan plan_dequant(const std::string& src_dir, const std::string& dst_dir,
   plan.source_files = std::move(source.shards);
 
   // Source order: by file, then by offset (tensors() is sorted by offset).
-  std::vector<TensorRef> refs;
-  std::map<std::string_view, SourceTensor> source_of;
-  for (const auto& file : plan.source_files)
-    for (const io::TensorInfo& t : file->tensors()) {
-      refs.push_back({t.name, t.dtype, t.shape, file->path()});
-      source_of.emplace(t.name, SourceTensor{file.get(), &t});
-    }
-  const WeightPairing pairing = pair_quantized_weights(refs);
-  if (!pairing.problems.empty()) {
-    const size_t more = pairing.problems.size() - 1;
-    throw InputError(pairing.problems.front() +
-                     (more ? " (and " + std::to_string(more) + " more problem" + (more > 1 ? "s" : "") + ")" : ""));
-  }
+  const PairedSource paired = pair_source_tensors(plan.source_files);
+  const std::vector<TensorRef>& refs = paired.refs;
+  const std::map<std::string_view, SourceTensor>& source_of = paired.by_name;
+  const WeightPairing& pairing = paired.pairing;
   std::map<std::string_view, const QuantizedWeight*> quantized;
   std::set<std::string_view> scales;
   for (const QuantizedWeight& q : pairing.quantized) {

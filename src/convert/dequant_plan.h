@@ -24,11 +24,6 @@ namespace fp4kit {
 enum class DequantKind : uint8_t { Copy, Fp8Block, Mxfp4 };
 std::string_view dequant_kind_name(DequantKind);  // "copy", "fp8_block", "mxfp4"
 
-struct SourceTensor {
-  const io::SafetensorsFile* file = nullptr;
-  const io::TensorInfo* info = nullptr;
-};
-
 struct DequantTensor {
   io::TensorInfo output;  // name, dtype and shape as written; begin = 0, end = byte size
   DequantKind kind = DequantKind::Copy;

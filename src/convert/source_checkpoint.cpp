@@ -171,4 +171,20 @@ nlohmann::json source_files_manifest(const SourceCheckpoint& source) {
   return files;
 }
 
+PairedSource pair_source_tensors(const std::vector<std::unique_ptr<io::SafetensorsFile>>& shards) {
+  PairedSource p;
+  for (const auto& file : shards)
+    for (const io::TensorInfo& t : file->tensors()) {
+      p.refs.push_back({t.name, t.dtype, t.shape, file->path()});
+      p.by_name.emplace(t.name, SourceTensor{file.get(), &t});
+    }
+  p.pairing = pair_quantized_weights(p.refs);
+  if (!p.pairing.problems.empty()) {
+    const size_t more = p.pairing.problems.size() - 1;
+    throw InputError(p.pairing.problems.front() +
+                     (more ? " (and " + std::to_string(more) + " more problem" + (more > 1 ? "s" : "") + ")" : ""));
+  }
+  return p;
+}
+
 }  // namespace fp4kit

@@ -2,6 +2,7 @@
 // The source side of a checkpoint job (dequant, convert): which shard files make up the source,
 // every tensor in exactly one of them, the other files that travel to the output unchanged, and a
 // fingerprint of the shards' headers for the resume manifest. Reads headers only.
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -13,6 +14,7 @@
 
 #include "io/checkpoint_index.h"
 #include "io/safetensors_file.h"
+#include "models/quantized_weights.h"
 
 namespace fp4kit {
 
@@ -46,5 +48,20 @@ std::string read_text_file(const std::string& path);
 // The names io::AtomicFile gives its temporaries (".<name>.tmp-<pid>-<random>"): a killed run's
 // leftovers, never copied from the source and removed from the output on --resume.
 bool is_temporary_file_name(std::string_view name);
+
+// One tensor of the source: the shard holding it and its header entry.
+struct SourceTensor {
+  const io::SafetensorsFile* file = nullptr;
+  const io::TensorInfo* info = nullptr;
+};
+
+// Every tensor of the opened shards, in source order (by file, then by offset), with its weight/scale
+// pairing. InputError with the first pairing problem (and how many more there are).
+struct PairedSource {
+  std::vector<TensorRef> refs;
+  std::map<std::string_view, SourceTensor> by_name;
+  WeightPairing pairing;
+};
+PairedSource pair_source_tensors(const std::vector<std::unique_ptr<io::SafetensorsFile>>& shards);
 
 }  // namespace fp4kit
