@@ -7,16 +7,22 @@
 
 #include "base/error.h"
 #include "convert/fingerprint.h"
-#include "convert/fused_projections.h"
 #include "io/quote_name.h"
 #include "io/safetensors_file.h"
+#include "models/fused_groups.h"
 
 namespace fp4kit {
 
 namespace {
 
-// w1 and w3 share a fallback: they are fused before it is taken.
-std::string fallback_group(const std::string& projection) { return projection == "w3" ? "w1" : projection; }
+// The members of a fused group share a fallback (w1 and w3, gate_proj and up_proj): they are fused
+// before it is taken. Named by the group's first member.
+std::string fallback_group(const std::string& projection) {
+  for (const auto& group : fused_leaf_groups())
+    for (std::string_view member : group)
+      if (member == projection) return std::string(group.front());
+  return projection;
+}
 
 std::string list_names(const std::vector<std::string>& names) {
   std::string out;
@@ -30,9 +36,7 @@ std::string list_names(const std::vector<std::string>& names) {
 
 std::string projection_of(const std::string& module) {
   const size_t dot = module.rfind('.');
-  if (dot == std::string::npos) return "";
-  const std::string last = module.substr(dot + 1);
-  return last.size() == 2 && last[0] == 'w' && last[1] >= '0' && last[1] <= '9' ? last : "";
+  return dot == std::string::npos ? module : module.substr(dot + 1);
 }
 
 Calibration load_calibration(const std::string& path) {
@@ -71,15 +75,19 @@ InputAmax resolve_input_amax(const Calibration& calibration, const std::vector<s
     throw InputError(calibration.path + ": calibrates modules the checkpoint has no expert or scaled weight for: " +
                      list_names(unknown));
 
-  // Fused values: both halves of a fused pair (w1/w3, wq_a/wkv) take the larger of the two; where
-  // only one of them was calibrated, both take it (they see the same input).
+  // Fused values: every member of a fused group (w1/w3, q/k/v...) takes the largest value calibrated
+  // in the group; where only some members were calibrated, the others take it too (they see the
+  // same input).
   std::map<std::string, float> fused = calibration.input_amax;
   for (const auto& [module, value] : calibration.input_amax) {
-    const std::string partner = fused_partner_of(module);
-    if (partner.empty()) continue;
-    const auto other = calibration.input_amax.find(partner);
-    fused[module] = other == calibration.input_amax.end() ? value : std::max(value, other->second);
-    if (other == calibration.input_amax.end()) fused[partner] = value;
+    float group_max = value;
+    const std::vector<std::string> siblings = fused_siblings_of(module);
+    for (const std::string& sibling : siblings)
+      if (const auto other = calibration.input_amax.find(sibling); other != calibration.input_amax.end())
+        group_max = std::max(group_max, other->second);
+    fused[module] = group_max;
+    for (const std::string& sibling : siblings)
+      if (!calibration.input_amax.count(sibling)) fused[sibling] = group_max;
   }
   std::map<std::string, float> fallback;  // by fallback group, over every calibrated module
   for (const auto& [module, value] : fused) {

@@ -1,8 +1,9 @@
 #pragma once
 // Activation calibration for the NVFP4 experts: `--calib FILE`, a safetensors file of F32 0-d
 // tensors `<module>.input_amax` (e.g. `layers.0.ffn.experts.3.w1.input_amax`), and the exporter's
-// rules that turn it into one input amax per quantized module: the halves of a fused pair (w1/w3,
-// wq_a/wkv: fused_projections.h) take the larger of their two values (they see the same input), and a missing module falling back to the largest value of its
+// rules that turn it into one input amax per quantized module: the members of a fused group (w1/w3,
+// gate_proj/up_proj, wq_a/wkv, q/k/v: models/fused_groups.h) take the largest of their values
+// (they see the same input), and a missing expert falls back to the largest value of its
 // projection over every calibrated expert of every layer.
 #include <map>
 #include <string>
@@ -35,7 +36,7 @@ struct InputAmax {
 InputAmax resolve_input_amax(const Calibration& calibration, const std::vector<std::string>& quantized,
                              const std::vector<std::string>& known);
 
-// "w1" for "layers.0.ffn.experts.3.w1"; "" if the name does not end in ".w<digit>".
+// "w1" for "layers.0.ffn.experts.3.w1", "gate_proj" for "model.layers.1.mlp.experts.0.gate_proj".
 std::string projection_of(const std::string& module);
 
 }  // namespace fp4kit

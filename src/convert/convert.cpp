@@ -26,6 +26,7 @@
 #include "convert/output_directory.h"
 #include "convert/range_copy.h"
 #include "convert/source_checkpoint.h"
+#include "formats/bf16.h"
 #include "formats/e8m0.h"
 #include "formats/fp8_block.h"
 #include "formats/mxfp4_cast.h"
@@ -64,14 +65,17 @@ struct ModuleSource {
   std::vector<std::byte> plain;         // BF16/F16/F32
 };
 
-// What NVFP4 is quantized from: the source values (plain) or their dequant to BF16, and their amax.
+// What NVFP4 is quantized from: the source values (plain), their dequant to BF16 (MXFP4, FP8
+// blocks with E8M0 scales) or to F32 (FP8 blocks with F32 scales), and their amax.
 struct ModuleValues {
   ModuleSource source;
   std::vector<uint16_t> bf16;
+  std::vector<float> f32;
   DType dtype = DType::BF16;
   float amax = 0;
   FloatSpan span() const {
     if (!source.plain.empty()) return FloatSpan{source.plain.data(), dtype, source.plain.size() / (dtype_bits(dtype) / 8)};
+    if (!f32.empty()) return FloatSpan{f32.data(), DType::F32, f32.size()};
     return FloatSpan{bf16.data(), DType::BF16, bf16.size()};
   }
 };
@@ -198,6 +202,16 @@ class ModuleConverter {
         k.dequantize_bf16(v.source.weight.data() + a * cols / 2, v.source.scales.data() + a * cols / kMxfp4BlockSize,
                           (b - a) * cols, v.bf16.data() + a * cols);
       });
+    } else if (m.storage == Storage::Fp8BlockF32 && plan_.quantizer != Nvfp4Numerics::CompressedTensors) {
+      // ModelOpt's DeepSeek V3 script quantizes the F32 dequant with the amax of the BF16 dequant
+      // (which is the F32 amax rounded to BF16: rounding is monotonic).
+      v.f32.resize(rows * cols);
+      const Fp8BlockShape shape{rows, cols, Fp8ScaleKind::F32};
+      const Fp8BlockKernels& k = fp8_block_kernels();
+      parallel_for(rows, rows_per_piece(m.cols, 8), options_.threads, [&](size_t a, size_t b) {
+        k.dequantize_f32(v.source.weight.data(), v.source.scales.data(), shape, a, b, v.f32.data() + a * cols);
+      });
+      v.amax = round_to_bf16(parallel_amax(v.span(), options_.threads));
     } else {
       // The official FP8 dequant to BF16, which is what ModelOpt quantizes for V4 (the oracle's v4_*).
       v.bf16.resize(rows * cols);
@@ -207,30 +221,31 @@ class ModuleConverter {
         k.dequantize_bf16(v.source.weight.data(), v.source.scales.data(), shape, a, b, v.bf16.data() + a * cols);
       });
     }
-    v.amax = parallel_amax(v.span(), options_.threads);
+    if (v.f32.empty()) v.amax = parallel_amax(v.span(), options_.threads);
     if (!options_.allow_nonfinite && !std::isfinite(v.amax))
       throw InputError(m.weight.file->path() + ": tensor " + io::quote_name(m.weight.info->name) +
                        ": holds NaN or infinite values; --allow-nonfinite converts it anyway");
     return v;
   }
 
-  // A partner prepared early for the pair's scale is kept (one at a time) until its own turn.
+  // Siblings prepared early for their group's scale are kept (at most a group's worth) until
+  // their own turn.
   ModuleValues take_or_prepare(size_t i) {
-    if (pending_ && pending_->first == i) {
-      ModuleValues v = std::move(pending_->second);
-      pending_.reset();
+    if (const auto it = pending_.find(i); it != pending_.end()) {
+      ModuleValues v = std::move(it->second);
+      pending_.erase(it);
       return v;
     }
     return prepare(i);
   }
 
-  // The global scale of module i's pair, from both halves wherever they are stored. Cached, so the
-  // second half of a pair reuses it. The cast needs only the partner's E8M0 bytes.
+  // The global scale of module i's fused group, from every member wherever it is stored. Cached,
+  // so the other members reuse it. The cast needs only the siblings' E8M0 bytes.
   SharedScale shared_scale(size_t i, const ModuleSource* own_cast, const ModuleValues* own_values) {
     if (const auto it = shared_.find(i); it != shared_.end()) return it->second;
     const Nvfp4Module& m = plan_.modules[i];
     std::vector<size_t> members = {i};
-    if (m.partner != Nvfp4Module::kNone) members.push_back(m.partner);
+    members.insert(members.end(), m.fused.begin(), m.fused.end());
     SharedScale shared;
     if (m.action == ConvertAction::Transcode) {
       int k_max = INT_MIN;
@@ -248,9 +263,9 @@ class ModuleConverter {
         if (j == i) {
           a = own_values->amax;
         } else {
-          ModuleValues partner = prepare(j);
-          a = partner.amax;
-          pending_.emplace(j, std::move(partner));
+          ModuleValues sibling = prepare(j);
+          a = sibling.amax;
+          pending_.emplace(j, std::move(sibling));
         }
         amax = std::isnan(a) || std::isnan(amax) ? NAN : std::max(amax, a);
       }
@@ -263,7 +278,7 @@ class ModuleConverter {
   const ConvertPlan& plan_;
   const ConvertOptions& options_;
   ModuleResult current_;
-  std::optional<std::pair<size_t, ModuleValues>> pending_;
+  std::map<size_t, ModuleValues> pending_;
   std::unordered_map<size_t, SharedScale> shared_;  // one float pair per module seen: small
 };
 
@@ -323,6 +338,7 @@ class ShardConverter {
   // scale (counted with its NVFP4 weight).
   uint64_t source_bytes(const ConvertTensor& t) const {
     if (t.kind == ConvertOutput::Copy) return t.source.info->nbytes();
+    if (t.kind == ConvertOutput::Dequantized) return t.source.info->nbytes() + t.scale.info->nbytes();
     if (t.kind == ConvertOutput::Weight) return plan_.modules[t.module].input_bytes();
     return 0;
   }
@@ -334,6 +350,11 @@ class ShardConverter {
       copy(t, sink);
       ++stats->tensors_written;
       stats->input_bytes += t.source.info->nbytes();
+    } else if (t.kind == ConvertOutput::Dequantized) {
+      stats = &report_.dequantize;
+      dequantize(t, sink);
+      ++stats->tensors_written;
+      stats->input_bytes += source_bytes(t);
     } else {
       const Nvfp4Module& m = plan_.modules[t.module];
       stats = &report_.stats(m.action);
@@ -347,7 +368,8 @@ class ShardConverter {
         case ConvertOutput::BlockScale: sink.push(owned_bytes(r.scales.data(), r.scales.size())); break;
         case ConvertOutput::GlobalScale: sink.push(f32_bytes(r.global)); break;
         case ConvertOutput::InputScale: sink.push(f32_bytes(input_scale(*m.input_amax))); break;
-        case ConvertOutput::Copy: break;
+        case ConvertOutput::Copy:
+        case ConvertOutput::Dequantized: break;
       }
     }
     stats->output_bytes += t.output.nbytes();
@@ -395,6 +417,36 @@ class ShardConverter {
     t.source.file->drop_cache(src);
   }
 
+  // An FP8-block weight as BF16 (DeepSeek's official dequant), in steps of whole 128-row blocks.
+  void dequantize(const ConvertTensor& t, BackgroundWriter& sink) {
+    const io::TensorInfo& w = *t.source.info;
+    const size_t rows = static_cast<size_t>(w.shape[0]), cols = static_cast<size_t>(w.shape[1]);
+    std::vector<uint8_t> scales(t.scale.info->nbytes());
+    t.scale.file->read(*t.scale.info, std::as_writable_bytes(std::span(scales)));
+    const Fp8BlockShape shape{rows, cols, t.storage == Storage::Fp8BlockF32 ? Fp8ScaleKind::F32 : Fp8ScaleKind::E8M0};
+    const size_t step = std::max<size_t>(1, kCopyChunkBytes / (2 * cols * kFp8BlockSize)) * kFp8BlockSize;
+    const size_t scale_bytes = shape.scale_kind == Fp8ScaleKind::F32 ? 4 : 1;
+    const Fp8BlockKernels& k = fp8_block_kernels();
+    t.source.file->advise_sequential(w);
+    for (size_t r0 = 0; r0 < rows; r0 += step) {
+      const size_t r1 = std::min(rows, r0 + step);
+      std::vector<uint8_t> weight((r1 - r0) * cols);
+      parallel_for(weight.size(), kPieceBytes, options_.threads, [&](size_t a, size_t b) {
+        t.source.file->read_range(w, r0 * cols + a, std::as_writable_bytes(std::span(weight)).subspan(a, b - a));
+      });
+      // The step as a tensor of its own: its scales start at its first block row.
+      const Fp8BlockShape step_shape{r1 - r0, cols, shape.scale_kind};
+      const uint8_t* step_scales = scales.data() + (r0 / kFp8BlockSize) * shape.scale_cols() * scale_bytes;
+      std::vector<std::byte> out((r1 - r0) * cols * 2);
+      auto* bf16 = reinterpret_cast<uint16_t*>(out.data());
+      parallel_for(r1 - r0, rows_per_piece(w.shape[1], 4), options_.threads, [&](size_t a, size_t b) {
+        k.dequantize_bf16(weight.data(), step_scales, step_shape, a, b, bf16 + a * cols);
+      });
+      sink.push(std::move(out));
+    }
+    t.source.file->drop_cache(w);
+  }
+
   void report_progress() const {
     if (progress_) progress_(std::min(done_, total_), total_);
   }
@@ -431,6 +483,7 @@ const ConvertActionStats& ConvertReport::stats(ConvertAction a) const {
   switch (a) {
     case ConvertAction::Quantize: return quantize;
     case ConvertAction::Transcode: return transcode;
+    case ConvertAction::Dequantize: return dequantize;
     case ConvertAction::Keep:
     case ConvertAction::Drop: break;
   }

@@ -22,7 +22,7 @@ struct ConvertActionStats {
 };
 
 struct ConvertReport {
-  ConvertActionStats keep, quantize, transcode;
+  ConvertActionStats keep, quantize, transcode, dequantize;
   Mxfp4CastStats cast;  // transcoded experts written by this run
   size_t shards = 0, shards_written = 0, shards_skipped = 0;
   size_t files_copied = 0;

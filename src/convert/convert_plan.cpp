@@ -8,12 +8,14 @@
 #include "base/error.h"
 #include "convert/calibration.h"
 #include "convert/fingerprint.h"
-#include "convert/fused_projections.h"
 #include "convert/modelopt_v4_layout.h"
 #include "convert/nvfp4_layout.h"
 #include "convert/source_checkpoint.h"
 #include "formats/nvfp4.h"
 #include "io/quote_name.h"
+#include "io/strict_json.h"
+#include "models/fused_groups.h"
+#include "models/model_family.h"
 #include "models/quantized_weights.h"
 
 namespace fp4kit {
@@ -22,26 +24,6 @@ namespace {
 
 constexpr std::string_view kConfigFileName = "config.json";
 constexpr std::string_view kWeightSuffix = ".weight";
-
-// Consumes "<digits>" at the front of `s`; false if there are none.
-bool eat_number(std::string_view& s) {
-  size_t n = 0;
-  while (n < s.size() && s[n] >= '0' && s[n] <= '9') ++n;
-  s.remove_prefix(n);
-  return n > 0;
-}
-bool eat(std::string_view& s, std::string_view word) {
-  if (!s.starts_with(word)) return false;
-  s.remove_prefix(word.size());
-  return true;
-}
-
-// `^<block>\.\d+\.ffn\.experts\.\d+\.w[123]\.weight$`: with block "layers" the exporter's
-// selection; with "mtp" the MTP block's experts, which it leaves in the source format.
-bool is_expert_weight(std::string_view name, std::string_view block) {
-  return eat(name, block) && eat(name, ".") && eat_number(name) && eat(name, ".ffn.experts.") && eat_number(name) &&
-         (eat(name, ".w1") || eat(name, ".w2") || eat(name, ".w3")) && name == kWeightSuffix;
-}
 
 bool is_float_dtype(DType d) { return d == DType::BF16 || d == DType::F16 || d == DType::F32; }
 
@@ -63,15 +45,6 @@ std::optional<std::regex> compile_regex(const std::optional<std::string>& patter
   } catch (const std::regex_error& e) {
     throw InputError(flag + " " + *pattern + ": not a valid regular expression (" + e.what() + ")");
   }
-}
-
-// Modules no recipe converts: embeddings, the head, norms, the router (weights, bias, tid2eid),
-// mHC, attention sinks, the compressor and indexer BF16 projections, ape.
-bool always_kept(const std::string& module) {
-  static const std::regex kept(
-      R"((^|\.)(embed|head|norm|enorm|hnorm|kv_norm|q_norm|attn_norm|ffn_norm|ape|attn_sink|tid2eid|weights_proj)$)"
-      R"(|\.ffn\.gate$|(^|\.)hc_|\.compressor\.)");
-  return std::regex_search(module, kept);
 }
 
 // "re:layers\.\d+\.ffn\.gate$" for "layers.*.ffn.gate": compressed-tensors matches an ignore entry
@@ -148,6 +121,7 @@ std::string_view convert_action_name(ConvertAction a) {
     case ConvertAction::Drop: return "drop";
     case ConvertAction::Quantize: return "quantize";
     case ConvertAction::Transcode: return "transcode";
+    case ConvertAction::Dequantize: return "dequantize";
   }
   return "?";
 }
@@ -162,6 +136,7 @@ const ConvertActionCount& ConvertPlan::count(ConvertAction a) const {
     case ConvertAction::Drop: return drop;
     case ConvertAction::Quantize: return quantize;
     case ConvertAction::Transcode: return transcode;
+    case ConvertAction::Dequantize: return dequantize;
   }
   return keep;
 }
@@ -233,11 +208,24 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
   std::map<std::string_view, const QuantizedWeight*> quantized;
   for (const QuantizedWeight& q : pairing.quantized) quantized.emplace(q.weight, &q);
 
-  // The candidates: every weight with a scale in the source (FP8 blocks, MXFP4) and every routed or
-  // MTP expert matrix; all of them are "known" to the calibration. The recipe, then --include and
-  // --exclude, pick which become NVFP4; the rest stay as they are.
+  // The model family decides which weights are experts, GEMM weights, or never quantized.
+  const std::string config_path = join_path(src_dir, kConfigFileName);
+  const bool has_config = is_regular_file(config_path);
+  std::optional<nlohmann::json> config_json;
+  if (has_config) config_json = io::parse_strict_json(read_text_file(config_path), config_path);
+  std::vector<std::string> tensor_names;
+  for (const TensorRef& ref : refs) tensor_names.push_back(ref.name);
+  const ModelDescriptor model = ModelDescriptor::detect(config_json ? &*config_json : nullptr, tensor_names);
+  const bool v4 = model.family() == ModelFamily::DeepseekV4;
+  plan.family = std::string(model.name());
+
+  // The candidates: every weight with a scale in the source (FP8 blocks, MXFP4), every routed or
+  // MTP expert matrix, and every GEMM weight of the family; all of them are "known" to the
+  // calibration. The recipe, then --include and --exclude, pick which become NVFP4; the rest stay
+  // as they are.
   std::vector<std::string> known_modules;
   std::vector<std::string> kept_scaled, kept_plain;  // modules of matrices left as they are
+  std::vector<const QuantizedWeight*> kept_quantized;  // their weights, for kept_scaled
   std::map<std::string_view, size_t> module_of_weight;
   std::set<std::string_view> dropped_scales;
   bool any_mxfp4 = false, any_plain_expert = false, only_experts = true;
@@ -245,25 +233,25 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
     if (!ref.name.ends_with(kWeightSuffix)) continue;
     const auto q = quantized.find(ref.name);
     const bool scaled = q != quantized.end();
-    const bool routed = is_expert_weight(ref.name, "layers");
-    const bool mtp_expert = !routed && is_expert_weight(ref.name, "mtp");
-    const bool plain_matrix = !scaled && is_float_dtype(ref.dtype) && ref.shape.size() == 2;
     const std::string module = ref.name.substr(0, ref.name.size() - kWeightSuffix.size());
-    const bool candidate = scaled || routed || mtp_expert;
+    const bool routed = model.is_routed_expert(module);
+    const bool mtp_expert = !routed && model.is_mtp_expert(module);
+    const bool plain_matrix = !scaled && is_float_dtype(ref.dtype) && ref.shape.size() == 2;
+    const bool candidate = scaled || routed || mtp_expert || (plain_matrix && model.is_linear(module));
     if (!candidate && !plain_matrix) continue;
     if (candidate) known_modules.push_back(module);
-    // A plain matrix that is no expert becomes NVFP4 only when --include names it.
+    // A plain matrix that is no candidate becomes NVFP4 only when --include names it.
     bool selected = !candidate ? false
                     : options.recipe == "moe" ? routed || (mtp_expert && options.include_mtp_experts)
                                               : true;
     const bool included = include && std::regex_search(ref.name, *include);
     if (included) selected = true;
     if (exclude && std::regex_search(ref.name, *exclude)) selected = false;
-    if (selected && always_kept(module)) {
+    if (selected && model.is_always_kept(module)) {
       if (included)
-        throw InputError(ref.file + ": tensor " + io::quote_name(ref.name) +
-                         ": --include selects a tensor that is always kept as it is (embeddings, head, norms, "
-                         "router, mHC, attention sinks, compressor/indexer projections)");
+        throw InputError(ref.file + ": tensor " + io::quote_name(ref.name) + ": --include selects a tensor that " +
+                         std::string(model.name()) + " always keeps as it is (" +
+                         std::string(model.always_kept_description()) + ")");
       selected = false;
     }
     const std::string where = ref.file + ": tensor " + io::quote_name(ref.name);
@@ -276,7 +264,12 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
       selected = false;
     }
     if (!selected) {
-      (scaled ? kept_scaled : kept_plain).push_back(module);
+      if (scaled) {
+        kept_scaled.push_back(module);
+        kept_quantized.push_back(q->second);
+      } else {
+        kept_plain.push_back(module);
+      }
       continue;
     }
     if (!candidate) known_modules.push_back(module);
@@ -309,13 +302,40 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
     module_of_weight.emplace(m.weight.info->name, plan.modules.size());
     plan.modules.push_back(std::move(m));
   }
+  if (options.recipe == "moe" && !v4 &&
+      std::none_of(plan.modules.begin(), plan.modules.end(), [&](const Nvfp4Module& m) {
+        return model.is_routed_expert(m.name) || model.is_mtp_expert(m.name);
+      }))
+    throw InputError(src_dir + ": has no routed expert weights (" + std::string(model.name()) +
+                     " model); --recipe moe converts only those: use --recipe all-linear");
+
+  // Outside DeepSeek V4's own layout no engine reads FP8 blocks beside NVFP4 (ModelOpt's mixed
+  // precision knows per-tensor FP8 only): FP8-block weights that stay are written as BF16, as
+  // ModelOpt's DeepSeek V3 exporter does. MXFP4 cannot stay either.
+  std::map<std::string_view, const QuantizedWeight*> dequantized;
+  if (!v4) {
+    for (const QuantizedWeight* q : kept_quantized) {
+      if (q->storage != Storage::Fp8BlockE8M0 && q->storage != Storage::Fp8BlockF32)
+        throw InputError(source_of.at(q->weight).file->path() + ": tensor " + io::quote_name(q->weight) + ": stays " +
+                         std::string(storage_name(q->storage)) + ", which a " + std::string(model.name()) +
+                         " NVFP4 checkpoint cannot declare; convert it (--include) or dequantize the source first");
+      dequantized.emplace(q->weight, q);
+      dropped_scales.insert(q->scale);
+    }
+    kept_plain.insert(kept_plain.end(), kept_scaled.begin(), kept_scaled.end());
+    kept_scaled.clear();
+  }
   if (compressed_tensors && !kept_scaled.empty())
     throw InputError(kept_scaled.front() + ".weight: stays in its source format (FP8 blocks or MXFP4), which the "
                      "compressed-tensors layout cannot describe; convert every scaled weight (--recipe all-linear, "
                      "no --exclude of them) or write --format modelopt");
 
   plan.format = options.format;
-  plan.quantizer = compressed_tensors ? Nvfp4Numerics::CompressedTensors : Nvfp4Numerics::ModelOpt;
+  // ModelOpt's V4 exporter runs on the CPU (a true division for weight_scale_2); its DeepSeek V3
+  // script and its general exporter compute it on the GPU (a multiply by the reciprocal).
+  plan.quantizer = compressed_tensors ? Nvfp4Numerics::CompressedTensors
+                   : v4               ? Nvfp4Numerics::ModelOpt
+                                      : Nvfp4Numerics::ModelOptCuda;
   plan.numerics = options.numerics;
   if (plan.numerics == ConvertNumerics::Auto && !plan.modules.empty())
     plan.numerics = any_mxfp4 ? ConvertNumerics::Cast
@@ -331,8 +351,9 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
     m.action = m.storage == Storage::Mxfp4 && plan.numerics == ConvertNumerics::Cast ? ConvertAction::Transcode
                                                                                        : ConvertAction::Quantize;
 
-  // Fused partners (w1/w3, wq_a/wkv), wherever they are stored: the engines load both into one
-  // GEMM of one format with one global and one input scale, so a pair converts whole or not at all.
+  // Fused groups (w1/w3, wq_a/wkv, q/k/v...), wherever their members are stored: the engines load
+  // them into one GEMM of one format with one global and one input scale, so a group converts
+  // whole or not at all.
   std::map<std::string, size_t> by_name;
   for (size_t i = 0; i < plan.modules.size(); ++i) by_name.emplace(plan.modules[i].name, i);
   const std::set<std::string> left_modules = [&] {
@@ -341,21 +362,21 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
     return left;
   }();
   for (Nvfp4Module& m : plan.modules) {
-    const std::string partner = fused_partner_of(m.name);
-    if (partner.empty()) continue;
     const std::string where = m.weight.file->path() + ": tensor " + io::quote_name(m.weight.info->name);
-    if (left_modules.count(partner))
-      throw InputError(where + ": becomes NVFP4 but its fused partner " + io::quote_name(partner + ".weight") +
-                       " stays as it is; the engines load both into one GEMM of one format, so select or "
-                       "exclude both (--include/--exclude)");
-    const auto p = by_name.find(partner);
-    if (p == by_name.end()) continue;
-    if (plan.modules[p->second].action != m.action)
-      throw InputError(where + ": is stored as " + std::string(storage_name(m.storage)) + " but its fused partner " +
-                       io::quote_name(partner + ".weight") + " as " +
-                       std::string(storage_name(plan.modules[p->second].storage)) +
-                       "; they need one global scale, which a lossless cast and a requantization cannot share");
-    m.partner = p->second;
+    for (const std::string& sibling : fused_siblings_of(m.name)) {
+      if (left_modules.count(sibling))
+        throw InputError(where + ": becomes NVFP4 but its fused sibling " + io::quote_name(sibling + ".weight") +
+                         " stays as it is; the engines load both into one GEMM of one format, so select or "
+                         "exclude both (--include/--exclude)");
+      const auto p = by_name.find(sibling);
+      if (p == by_name.end()) continue;
+      if (plan.modules[p->second].action != m.action)
+        throw InputError(where + ": is stored as " + std::string(storage_name(m.storage)) + " but its fused sibling " +
+                         io::quote_name(sibling + ".weight") + " as " +
+                         std::string(storage_name(plan.modules[p->second].storage)) +
+                         "; they need one global scale, which a lossless cast and a requantization cannot share");
+      m.fused.push_back(p->second);
+    }
   }
 
   std::optional<Calibration> calibration;
@@ -388,6 +409,22 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
       if (dropped_scales.count(t.name)) {
         ++plan.drop.tensors;
         plan.drop.input_bytes += t.nbytes();
+        continue;
+      }
+      if (const auto d = dequantized.find(t.name); d != dequantized.end()) {
+        const QuantizedWeight& q = *d->second;
+        ConvertTensor c;
+        c.output = output_info(t.name, DType::BF16, q.logical_shape);
+        c.kind = ConvertOutput::Dequantized;
+        c.source = src;
+        c.scale = source_of.at(q.scale);
+        c.storage = q.storage;
+        ++plan.dequantize.tensors;
+        plan.dequantize.input_bytes += t.nbytes() + c.scale.info->nbytes();
+        ++plan.dequantize.outputs;
+        plan.dequantize.output_bytes += c.output.nbytes();
+        by_source_file[f].push_back(plan.tensors.size());
+        plan.tensors.push_back(std::move(c));
         continue;
       }
       const auto mod = module_of_weight.find(t.name);
@@ -456,12 +493,10 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
     }
   }
 
-  const std::string config_path = join_path(src_dir, kConfigFileName);
-  const bool has_config = is_regular_file(config_path);
   plan.layout_files = {std::string(io::kIndexFileName)};
   if (has_config) plan.layout_files.push_back(std::string(kConfigFileName));
   if (!compressed_tensors) plan.layout_files.push_back(std::string(kHfQuantConfigFileName));
-  if (!compressed_tensors && options.recipe == "moe" && only_experts) {
+  if (v4 && !compressed_tensors && options.recipe == "moe" && only_experts) {
     // NVIDIA's V4 release layout: the routed experts NVFP4, the rest as in the source.
     plan.v4_release_layout = true;
     ModeloptV4Layout layout;
@@ -474,7 +509,7 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
     }
     std::stable_sort(layout.quantized_layers.begin(), layout.quantized_layers.end(),
                      [](const std::string& a, const std::string& b) { return container_order(a) < container_order(b); });
-    if (has_config) plan.config_text = layout.config_json(read_text_file(config_path), config_path);
+    if (has_config) plan.config_text = layout.config_json(config_json->dump(), config_path);
     plan.hf_quant_config_text = layout.hf_quant_config_json();
   } else {
     Nvfp4Layout layout;
@@ -493,7 +528,7 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
     std::vector<std::string> left = kept_plain;
     left.insert(left.end(), kept_scaled.begin(), kept_scaled.end());
     layout.exclude_modules = summarize_modules(left, quantized_names, compressed_tensors);
-    if (has_config) plan.config_text = layout.config_json(read_text_file(config_path), config_path);
+    if (has_config) plan.config_text = layout.config_json(config_json->dump(), config_path);
     if (!compressed_tensors) plan.hf_quant_config_text = layout.hf_quant_config_json();
   }
 

@@ -56,11 +56,14 @@ struct ConvertOptions {
   bool force = false;                      // empty a non-empty destination first
 };
 
-// What happens to a source tensor.
-enum class ConvertAction : uint8_t { Keep, Drop, Quantize, Transcode };
-std::string_view convert_action_name(ConvertAction);  // "keep", "drop", "quantize", "transcode"
+// What happens to a source tensor. Dequantize: an FP8-block weight that stays unquantized in a
+// layout that cannot declare FP8 blocks (other families than DeepSeek V4) is written as BF16 with
+// DeepSeek's official dequant, as ModelOpt's DeepSeek V3 exporter writes it.
+enum class ConvertAction : uint8_t { Keep, Drop, Quantize, Transcode, Dequantize };
+std::string_view convert_action_name(ConvertAction);  // "keep", "drop", "quantize", "transcode", "dequantize"
 inline constexpr ConvertAction kConvertActions[] = {ConvertAction::Quantize, ConvertAction::Transcode,
-                                                    ConvertAction::Keep, ConvertAction::Drop};
+                                                    ConvertAction::Dequantize, ConvertAction::Keep,
+                                                    ConvertAction::Drop};
 
 // One weight matrix that becomes NVFP4: a routed expert, or with all-linear any scaled GEMM weight.
 struct Nvfp4Module {
@@ -70,19 +73,22 @@ struct Nvfp4Module {
   SourceTensor weight, scale;     // scale: quantized sources only
   int64_t rows = 0, cols = 0;     // logical [N, K]
   static constexpr size_t kNone = std::numeric_limits<size_t>::max();
-  size_t partner = kNone;         // the w1/w3 sibling sharing the global scale, wherever it is stored
+  // The siblings sharing its global and input scale (w1/w3, q/k/v...), wherever they are stored.
+  std::vector<size_t> fused;
   std::optional<float> input_amax;
   uint64_t input_bytes() const;
 };
 
-// What an output tensor holds.
-enum class ConvertOutput : uint8_t { Copy, Weight, BlockScale, GlobalScale, InputScale };
+// What an output tensor holds. Dequantized: a kept FP8-block weight written as BF16.
+enum class ConvertOutput : uint8_t { Copy, Weight, BlockScale, GlobalScale, InputScale, Dequantized };
 
 struct ConvertTensor {
   io::TensorInfo output;  // name, dtype and shape as written; begin = 0, end = byte size
   ConvertOutput kind = ConvertOutput::Copy;
-  SourceTensor source;              // Copy
-  size_t module = Nvfp4Module::kNone;  // the others
+  SourceTensor source;                 // Copy, Dequantized (the weight)
+  SourceTensor scale;                  // Dequantized
+  Storage storage = Storage::Plain;    // Dequantized: Fp8BlockE8M0 or Fp8BlockF32
+  size_t module = Nvfp4Module::kNone;  // the NVFP4 outputs
 };
 
 struct ConvertActionCount {
@@ -101,7 +107,8 @@ struct ConvertPlan {
   std::vector<Nvfp4Module> modules;
   std::vector<ConvertTensor> tensors;    // by source file, then the source's order; new keys last
   std::vector<io::PlannedShard> shards;  // indices into `tensors`
-  ConvertActionCount keep, drop, quantize, transcode;
+  ConvertActionCount keep, drop, quantize, transcode, dequantize;
+  std::string family;                          // model_family_name of the source
   std::vector<std::string> input_fallbacks;    // modules whose input amax is their projection's fallback
   std::vector<std::string> warnings;           // one line each: selected matrices kept (K % 16 != 0)
   std::vector<std::string> layout_files;       // the JSON files written beside the shards

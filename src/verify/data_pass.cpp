@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "base/error.h"
+#include "formats/bf16.h"
 #include "base/parallel.h"
 #include "formats/nvfp4.h"
 #include "io/quote_name.h"
@@ -32,6 +33,7 @@ struct ItemResult {
   std::array<uint64_t, 256> histogram{};
   uint64_t source_bytes = 0;
   bool kept_identical = false;
+  bool dequantized_exact = false;
   TensorNumerics numerics;
 };
 
@@ -230,6 +232,37 @@ class DataPass {
                                            number(*options_.fail_below_sqnr_db) + " dB");
   }
 
+  // An FP8-block source weight written as BF16: the official dequant (f32 product rounded to
+  // BF16), bit for bit, in 128-row steps.
+  void dequantized(const std::string& name, ItemResult& r) {
+    const auto [ofile, oinfo] = output_.find(name);
+    const size_t rows = static_cast<size_t>(oinfo->shape[0]), cols = static_cast<size_t>(oinfo->shape[1]);
+    uint64_t differing = 0;
+    int64_t first = -1;
+    std::vector<uint16_t> out;
+    for (size_t r0 = 0; r0 < rows; r0 += 128) {
+      const size_t r1 = std::min(rows, r0 + 128);
+      const std::vector<float> src = src_weights_->read_f32(name, r0, r1);
+      out.resize((r1 - r0) * cols);
+      ofile->read_range(*oinfo, r0 * cols * 2, std::as_writable_bytes(std::span(out)));
+      for (size_t i = 0; i < out.size(); ++i) {
+        const uint16_t want = BF16::from_float(src[i]).bits;
+        const bool both_nan = (want & 0x7FFF) > 0x7F80 && (out[i] & 0x7FFF) > 0x7F80;
+        if (out[i] != want && !both_nan) {
+          if (first < 0) first = static_cast<int64_t>(r0 * cols + i);
+          ++differing;
+        }
+      }
+    }
+    r.source_bytes = oinfo->nbytes() / 2;
+    r.dequantized_exact = differing == 0;
+    if (differing)
+      r.findings.push_back({"source.dequant_mismatch", Severity::Fail, name,
+                            io::quote_name(name) + " in " + ofile->path() + " is BF16 where the source stores FP8 blocks, but " +
+                                std::to_string(differing) + " of " + std::to_string(rows * cols) +
+                                " values differ from the official dequant (first at element " + std::to_string(first) + ")"});
+  }
+
   void kept(const std::string& name, ItemResult& r) {
     const auto [sfile, sinfo] = source_->find(name);
     const auto [ofile, oinfo] = output_.find(name);
@@ -310,15 +343,21 @@ void run_data_pass(const io::Checkpoint& output, const Nvfp4Inventory& inventory
   }
   const size_t modules = inventory.modules.size();
   const size_t kept = accounting && source ? accounting->kept.size() : 0;
-  std::vector<ItemResult> results(modules + kept);
+  const size_t dequantized = accounting && source ? accounting->dequantized.size() : 0;
+  std::vector<ItemResult> results(modules + kept + dequantized);
+  auto subject = [&](size_t i) -> const std::string& {
+    if (i < modules) return inventory.modules[i].weight;
+    if (i < modules + kept) return accounting->kept[i - modules];
+    return accounting->dequantized[i - modules - kept];
+  };
   parallel_for(results.size(), 1, options.threads, [&](size_t begin, size_t end) {
     for (size_t i = begin; i < end; ++i) {
       try {
         if (i < modules) pass->module(inventory.modules[i], results[i]);
-        else pass->kept(accounting->kept[i - modules], results[i]);
+        else if (i < modules + kept) pass->kept(subject(i), results[i]);
+        else pass->dequantized(subject(i), results[i]);
       } catch (const InputError& e) {
-        results[i].findings.push_back({"numerics.skipped", Severity::Fail,
-                                       i < modules ? inventory.modules[i].weight : accounting->kept[i - modules], e.what()});
+        results[i].findings.push_back({"numerics.skipped", Severity::Fail, subject(i), e.what()});
       }
     }
   });
@@ -328,7 +367,8 @@ void run_data_pass(const io::Checkpoint& output, const Nvfp4Inventory& inventory
     for (size_t b = 0; b < 256; ++b) report.block_scale_histogram[b] += r.histogram[b];
     report.source_bytes_compared += r.source_bytes;
     if (i < modules) report.numerics.push_back(std::move(r.numerics));
-    else report.kept_identical += r.kept_identical;
+    else if (i < modules + kept) report.kept_identical += r.kept_identical;
+    else report.dequantized_exact += r.dequantized_exact;
   }
 }
 

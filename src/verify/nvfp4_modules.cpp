@@ -6,6 +6,7 @@
 
 #include "base/error.h"
 #include "io/quote_name.h"
+#include "models/fused_groups.h"
 
 namespace fp4kit::verify {
 
@@ -13,20 +14,6 @@ namespace {
 
 bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
-// Sibling projections the serving engines load into one fused GEMM with one global scale.
-const std::vector<std::vector<std::string>>& fused_groups() {
-  static const std::vector<std::vector<std::string>> groups = {
-      {"w1", "w3"}, {"gate_proj", "up_proj"}, {"q_proj", "k_proj", "v_proj"}, {"wq_a", "wkv"},
-      {"q_a_proj", "kv_a_proj_with_mqa"}};
-  return groups;
-}
-
-std::string join(const std::vector<std::string>& parts, const char* sep) {
-  std::string s;
-  for (size_t i = 0; i < parts.size(); ++i) s += (i ? sep : "") + parts[i];
-  return s;
 }
 
 std::optional<float> read_f32_scalar(const io::Checkpoint& ckpt, const std::string& name) {
@@ -53,16 +40,6 @@ std::string where(const CheckpointTensors& tensors, const std::string& name) {
 double Nvfp4Module::global_multiplier() const {
   if (!global_value) return 0.0;
   return compressed_tensors ? 1.0 / static_cast<double>(*global_value) : static_cast<double>(*global_value);
-}
-
-std::pair<std::string, std::string> fused_group_of(const std::string& module) {
-  const size_t dot = module.rfind('.');
-  const std::string parent = dot == std::string::npos ? "" : module.substr(0, dot);
-  const std::string leaf = dot == std::string::npos ? module : module.substr(dot + 1);
-  for (const auto& group : fused_groups())
-    for (const std::string& member : group)
-      if (leaf == member) return {parent, join(group, "/")};
-  return {"", ""};
 }
 
 Nvfp4Inventory check_nvfp4_modules(const io::Checkpoint& ckpt, const CheckpointTensors& tensors,
@@ -160,27 +137,24 @@ Nvfp4Inventory check_nvfp4_modules(const io::Checkpoint& ckpt, const CheckpointT
   }
 
   // Fused groups share their per-tensor scales bit for bit.
-  std::map<std::pair<std::string, std::string>, std::vector<const Nvfp4Module*>> groups;
+  std::map<FusedGroupKey, std::vector<const Nvfp4Module*>> groups;
   std::map<std::string, const Nvfp4Module*> by_module;
   for (const Nvfp4Module& m : inv.modules) {
     by_module[m.module] = &m;
-    const auto g = fused_group_of(m.module);
-    if (!g.second.empty()) groups[g].push_back(&m);
+    FusedGroupKey g = fused_group_of(m.module);
+    if (!g.members.empty()) groups[std::move(g)].push_back(&m);
   }
   for (const auto& [key, members] : groups) {
-    const auto& [parent, names] = key;
+    const std::string& parent = key.parent;
+    const std::string& names = key.members;
     // A member stored in another format cannot share the fused GEMM.
-    for (const auto& group : fused_groups()) {
-      if (join(group, "/") != names) continue;
-      for (const std::string& leaf : group) {
-        const std::string module = parent + "." + leaf;
-        if (by_module.count(module)) continue;
-        for (const char* suffix : {".weight", ".weight_packed"})
-          if (tensors.find(module + suffix))
-            report.add("fusion.mixed_storage", Severity::Fail, module,
-                       io::quote_name(module + suffix) + " is not NVFP4 but " + io::quote_name(members.front()->module) +
-                           " is: the engines load " + names + " of " + io::quote_name(parent) + " into one fused GEMM of one format");
-      }
+    for (const std::string& module : fused_siblings_of(members.front()->module)) {
+      if (by_module.count(module)) continue;
+      for (const char* suffix : {".weight", ".weight_packed"})
+        if (tensors.find(module + suffix))
+          report.add("fusion.mixed_storage", Severity::Fail, module,
+                     io::quote_name(module + suffix) + " is not NVFP4 but " + io::quote_name(members.front()->module) +
+                         " is: the engines load " + names + " of " + io::quote_name(parent) + " into one fused GEMM of one format");
     }
     const Nvfp4Module& first = *members.front();
     for (size_t i = 1; i < members.size(); ++i) {

@@ -35,8 +35,4 @@ struct Nvfp4Inventory {
 Nvfp4Inventory check_nvfp4_modules(const io::Checkpoint& ckpt, const CheckpointTensors& tensors,
                                    const LayoutConfig& config, VerifyReport& report);
 
-// The fused group a module belongs to: ("layers.0.ffn.experts.3", "w1/w3") for "...3.w1"; empty
-// strings if the engines fuse it with nothing.
-std::pair<std::string, std::string> fused_group_of(const std::string& module);
-
 }  // namespace fp4kit::verify

@@ -46,6 +46,8 @@ nlohmann::json report_to_json(const VerifyReport& r) {
   j["source_bytes_compared"] = r.source_bytes_compared;
   j["kept"] = r.kept;
   j["kept_identical"] = r.kept_identical;
+  j["dequantized"] = r.dequantized;
+  j["dequantized_exact"] = r.dequantized_exact;
   j["quantized_accounted"] = r.quantized_accounted;
   j["dropped_accounted"] = r.dropped_accounted;
   j["fail_below_sqnr_db"] = finite_or_null(r.fail_below_sqnr_db);

@@ -31,6 +31,11 @@ std::string report_to_text(const VerifyReport& r, size_t worst_tensors, size_t m
     std::snprintf(line, sizeof line, "  source accounted: %zu quantized, %zu kept (%zu bit-identical), %zu scales dropped\n",
                   r.quantized_accounted, r.kept, r.kept_identical, r.dropped_accounted);
     s += line;
+    if (r.dequantized) {
+      std::snprintf(line, sizeof line, "  FP8 blocks written as BF16: %zu (%zu equal to the official dequant)\n", r.dequantized,
+                    r.dequantized_exact);
+      s += line;
+    }
   }
 
   const auto worst = worst_first(r);

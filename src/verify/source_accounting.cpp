@@ -68,8 +68,13 @@ SourceAccounting account_for_source(const CheckpointTensors& source, const Check
       continue;
     }
     if (o) {
+      const auto q = source_quantized.find(s.name);
+      const bool fp8 = q != source_quantized.end() &&
+                       (q->second->storage == Storage::Fp8BlockE8M0 || q->second->storage == Storage::Fp8BlockF32);
       if (o->dtype == s.dtype && o->shape == s.shape) {
         acc.kept.push_back(s.name);
+      } else if (fp8 && o->dtype == DType::BF16 && o->shape == q->second->logical_shape) {
+        acc.dequantized.push_back(s.name);
       } else {
         report.add("source.changed", Severity::Fail, s.name,
                    io::quote_name(s.name) + " is " + std::string(dtype_name(s.dtype)) + " " + io::shape_string(s.shape) +
@@ -78,9 +83,15 @@ SourceAccounting account_for_source(const CheckpointTensors& source, const Check
       }
       continue;
     }
-    if (const auto owner = scale_owner.find(s.name); owner != scale_owner.end() && nvfp4_module_of_weight(owner->second->weight)) {
-      ++report.dropped_accounted;  // the old block scale of a weight that is NVFP4 now
-      continue;
+    if (const auto owner = scale_owner.find(s.name); owner != scale_owner.end()) {
+      // The old block scale of a weight that is NVFP4 now, or BF16 (checked when its weight is).
+      const std::string& weight = owner->second->weight;
+      const TensorRef* ow = output.find(weight);
+      if (nvfp4_module_of_weight(weight) || (ow && ow->dtype == DType::BF16 && owner->second->storage != Storage::Mxfp4 &&
+                                             ow->shape == owner->second->logical_shape)) {
+        ++report.dropped_accounted;
+        continue;
+      }
     }
     report.add("source.missing", Severity::Fail, s.name,
                "source tensor " + io::quote_name(s.name) + " (" + s.file + ", " + std::string(dtype_name(s.dtype)) + " " +

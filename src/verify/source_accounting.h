@@ -1,6 +1,6 @@
 #pragma once
-// With --source: every source tensor is accounted for (kept under its name, quantized to NVFP4, or
-// a scale dropped with its quantized weight) and the output's config.json keeps every field of the
+// With --source: every source tensor is accounted for (kept under its name, quantized to NVFP4,
+// an FP8-block weight dequantized to BF16, or a scale dropped with its weight) and the output's config.json keeps every field of the
 // source's. Returns what the data pass compares: kept tensors byte for byte, NVFP4 weights against
 // their source weights.
 #include <map>
@@ -23,6 +23,9 @@ struct SourceWeight {
 
 struct SourceAccounting {
   std::vector<std::string> kept;               // same name, dtype and shape in both: must be byte-identical
+  // FP8-block source weights written as BF16 under their name (layouts that cannot declare FP8
+  // blocks): must equal DeepSeek's official BF16 dequant bit for bit.
+  std::vector<std::string> dequantized;
   std::map<std::string, SourceWeight> source_of;  // NVFP4 module -> its source weight
   bool source_pairing_clean = true;
 };

@@ -43,6 +43,7 @@ VerifyReport verify_checkpoint(const VerifyOptions& options) {
     accounting = account_for_source(source_tensors, tensors, inventory, report);
     check_source_config(*options.source, config, report);
     report.kept = accounting->kept.size();
+    report.dequantized = accounting->dequantized.size();
   }
 
   if (options.numerics) {

@@ -52,6 +52,7 @@ struct VerifyReport {
   size_t shards = 0, tensors = 0, nvfp4_weights = 0;
   uint64_t checkpoint_bytes = 0, source_bytes_compared = 0;
   size_t kept = 0, kept_identical = 0, quantized_accounted = 0, dropped_accounted = 0;  // with --source
+  size_t dequantized = 0, dequantized_exact = 0;  // FP8 blocks written as BF16, equal to the official dequant
   std::vector<Finding> findings;
   std::vector<TensorNumerics> numerics;       // in output name order
   std::array<uint64_t, 256> block_scale_histogram{};  // E4M3 block scale bytes of every NVFP4 weight
