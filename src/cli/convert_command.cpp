@@ -38,6 +38,7 @@ nlohmann::json count_json(const ConvertActionCount& c) {
 nlohmann::json plan_json(const ConvertArgs& a, const ConvertPlan& plan) {
   nlohmann::json j = {{"source", a.src},
                       {"output", a.dst},
+                      {"family", plan.family},
                       {"recipe", a.recipe},
                       {"format", convert_format_name(plan.format)},
                       {"warnings", plan.warnings},
@@ -63,8 +64,8 @@ nlohmann::json stats_json(const ConvertActionStats& s) {
 }
 
 void print_plan(const ConvertArgs& a, const ConvertPlan& plan) {
-  std::printf("convert plan: %s -> %s (recipe %s, format %s, numerics %s, %s)\n", a.src.c_str(), a.dst.c_str(),
-              a.recipe.c_str(), std::string(convert_format_name(plan.format)).c_str(),
+  std::printf("convert plan: %s -> %s (%s, recipe %s, format %s, numerics %s, %s)\n", a.src.c_str(), a.dst.c_str(),
+              plan.family.c_str(), a.recipe.c_str(), std::string(convert_format_name(plan.format)).c_str(),
               std::string(convert_numerics_name(plan.numerics)).c_str(),
               a.weight_only ? "weight-only" : ("calibration " + a.calib).c_str());
   for (ConvertAction k : kConvertActions) {
@@ -124,7 +125,7 @@ void run(const ConvertArgs& a) {
   const ConvertReport r = convert_checkpoint(plan, a.dst, o, [&](uint64_t d, uint64_t t) { progress.update(d, t); });
   progress.finish();
   if (!a.quiet) {
-    for (ConvertAction k : {ConvertAction::Quantize, ConvertAction::Transcode, ConvertAction::Keep}) {
+    for (ConvertAction k : {ConvertAction::Quantize, ConvertAction::Transcode, ConvertAction::Dequantize, ConvertAction::Keep}) {
       const ConvertActionStats& s = r.stats(k);
       std::fprintf(stderr, "  %-9s %7zu tensors (%zu written)  %10.3f GB out  %7.2f s  %6.2f GB/s\n",
                    std::string(convert_action_name(k)).c_str(), plan.count(k).tensors, s.tensors_written,
@@ -151,7 +152,7 @@ void run(const ConvertArgs& a) {
   j["written"] = {{"input_bytes", r.input_bytes}, {"output_bytes", r.output_bytes}, {"seconds", r.seconds},
                   {"input_gb_per_s", gb_per_s(r.input_bytes, r.seconds)},
                   {"output_gb_per_s", gb_per_s(r.output_bytes, r.seconds)}};
-  for (ConvertAction k : {ConvertAction::Quantize, ConvertAction::Transcode, ConvertAction::Keep})
+  for (ConvertAction k : {ConvertAction::Quantize, ConvertAction::Transcode, ConvertAction::Dequantize, ConvertAction::Keep})
     j["written"]["actions"][std::string(convert_action_name(k))] = stats_json(r.stats(k));
   j["lossless"] = {{"groups", r.cast.groups}, {"reported_lossless", r.cast.reported_lossless},
                    {"exact_groups", r.cast.exact_groups}, {"zero_scale_groups", r.cast.zero_scale_groups}};
@@ -162,11 +163,13 @@ void add_command(CLI::App& app) {
   auto args = std::make_shared<ConvertArgs>();
   auto* cmd = app.add_subcommand(
       "convert",
-      "Convert a DeepSeek V4 checkpoint to NVFP4: by default the checkpoint ModelOpt's V4 exporter writes (recipe "
+      "Convert a checkpoint to NVFP4. DeepSeek V4: by default the checkpoint ModelOpt's V4 exporter writes (recipe "
       "moe: the routed experts to NVFP4, everything else byte-identical), as vLLM, SGLang and TensorRT-LLM load it; "
-      "--recipe all-linear converts every scaled GEMM weight, in ModelOpt's general layout or (--format "
-      "compressed-tensors) nvfp4-pack-quantized. MXFP4 experts are cast losslessly by default (--numerics cast) or "
-      "requantized. Streams in bounded memory; shards are published atomically; --resume continues after a kill.");
+      "--recipe all-linear converts every GEMM weight, in ModelOpt's general layout or (--format "
+      "compressed-tensors) nvfp4-pack-quantized. DeepSeek V3/V3.2 and Llama-like models (Llama, Qwen, Mixtral...; "
+      "the family comes from config.json) get ModelOpt's general layout or compressed-tensors, FP8 blocks that stay "
+      "written as BF16. MXFP4 experts are cast losslessly by default (--numerics cast) or requantized. Streams in "
+      "bounded memory; shards are published atomically; --resume continues after a kill.");
   cmd->add_option("SRC", args->src, "Source checkpoint directory")->required();
   cmd->add_option("DST", args->dst, "Output directory (new, empty, or an earlier run's with --resume)")->required();
   cmd->add_option("--calib", args->calib,
@@ -177,8 +180,8 @@ void add_command(CLI::App& app) {
                   "MXFP4->NVFP4), modelopt (dequantize to BF16 and requantize), compressed-tensors (llm-compressor's "
                   "arithmetic; with --format compressed-tensors)");
   cmd->add_option("--recipe", args->recipe,
-                  "What to quantize: moe (default, the routed experts; NVIDIA's V4 release layout) or all-linear "
-                  "(every GEMM weight with a scale in the source; ModelOpt's general layout)");
+                  "What to quantize: moe (default, the routed experts; for V4 NVIDIA's release layout) or all-linear "
+                  "(every GEMM weight of the model family: attention, MLPs, shared experts; ModelOpt's general layout)");
   cmd->add_option("--format", args->format,
                   "Output layout: modelopt (default) or compressed-tensors (nvfp4-pack-quantized; needs every scaled "
                   "weight converted, e.g. --recipe all-linear)");
