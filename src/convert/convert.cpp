@@ -322,7 +322,7 @@ class ShardConverter {
       // Reading and computing here, writing (and hashing) on the sink's thread; kept tensors are
       // copied there by the kernel where it can (range_copy.h).
       std::optional<OpenTempShard> temp;
-      if (!std::getenv("FP4KIT_TEST_NO_KERNEL_COPY")) temp = open_temp_shard(path);
+      if (!std::getenv("FP4KIT_TEST_NO_KERNEL_COPY")) temp = open_temp_shard(writer);
       BackgroundWriter sink(writer, kQueuedBytes, &hasher, temp);
       for (const io::TensorInfo& out : writer.layout()) emit(plan_.tensors[by_name.at(out.name)], sink);
       sink.finish();

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <span>
 
 #include "base/error.h"
@@ -88,33 +87,10 @@ bool copy_range(const RangeCopy& c, ShardHasher* hasher, std::vector<std::byte>&
   return true;
 }
 
-std::optional<OpenTempShard> open_temp_shard(const std::string& final_path) {
-  namespace fs = std::filesystem;
-  const fs::path final(final_path);
-  std::string prefix(1, '.');
-  prefix.append(final.filename().string()).append(".tmp-").append(std::to_string(::getpid())).append("-");
-  std::error_code ec;
-  std::optional<fs::path> found;
-  for (const auto& entry : fs::directory_iterator(final.has_parent_path() ? final.parent_path() : ".", ec)) {
-    if (!entry.path().filename().string().starts_with(prefix)) continue;
-    if (found) return std::nullopt;  // not ours alone: leave it to the writer
-    found = entry.path();
-  }
-  if (ec || !found) return std::nullopt;
-  const int fd = ::open(found->c_str(), O_WRONLY | O_CLOEXEC);
+std::optional<OpenTempShard> open_temp_shard(const io::SafetensorsWriter& writer) {
+  const int fd = ::open(writer.temp_path().c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) return std::nullopt;
-  // The data section starts after the 8-byte little-endian header length and the header.
-  unsigned char length[8];
-  const int rfd = ::open(found->c_str(), O_RDONLY | O_CLOEXEC);
-  const bool read_ok = rfd >= 0 && ::pread(rfd, length, 8, 0) == 8;
-  if (rfd >= 0) ::close(rfd);
-  if (!read_ok) {
-    ::close(fd);
-    return std::nullopt;
-  }
-  uint64_t header = 0;
-  for (int i = 7; i >= 0; --i) header = header << 8 | length[i];
-  return OpenTempShard{fd, 8 + header};
+  return OpenTempShard{fd, writer.data_offset()};
 }
 
 }  // namespace fp4kit

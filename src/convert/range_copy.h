@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "convert/shard_hash.h"
+#include "io/safetensors_writer.h"
 
 namespace fp4kit {
 
@@ -33,14 +34,13 @@ bool copy_range(const RangeCopy& c, ShardHasher* hasher, std::vector<std::byte>&
 void copy_range_ref(const RangeCopy& c, ShardHasher* hasher, std::vector<std::byte>& buffer,
                     const std::string& dst_label);
 
-// A second descriptor on the temporary file that io::AtomicFile writes for `final_path`
-// ("<dir>/.<name>.tmp-<pid>-<random>", atomic_file.h), opened for writing at explicit offsets,
-// with the offset of its data section (8 + the header length it holds). nullopt if this process
-// has no such file, or more than one: the caller then copies through the writer.
+// A second descriptor on the temporary file a begun io::SafetensorsWriter writes, opened for
+// writing at explicit offsets, with the offset of its data section. nullopt if it cannot be
+// opened: the caller then copies through the writer.
 struct OpenTempShard {
   int fd = -1;
   uint64_t data_offset = 0;
 };
-std::optional<OpenTempShard> open_temp_shard(const std::string& final_path);
+std::optional<OpenTempShard> open_temp_shard(const io::SafetensorsWriter& writer);
 
 }  // namespace fp4kit

@@ -77,6 +77,12 @@ void SafetensorsWriter::begin() {
   file_.emplace(path_);
   file_->write(length);
   file_->write(header);
+  data_offset_ = 8 + header.size();
+}
+
+const std::string& SafetensorsWriter::temp_path() const {
+  if (!file_) fail("temp_path() before begin()");
+  return file_->temp_path();
 }
 
 const TensorInfo* SafetensorsWriter::tensor_at_position() const {

@@ -46,6 +46,10 @@ class SafetensorsWriter {
   void commit();
 
   const std::string& path() const { return path_; }
+  // From begin() on: the temporary file the shard is written to until commit(), and where its data
+  // section starts in it (8 + the header length), for a writer of ranges at explicit offsets.
+  const std::string& temp_path() const;
+  uint64_t data_offset() const { return data_offset_; }
 
  private:
   [[noreturn]] void fail(const std::string& what) const;
@@ -57,6 +61,7 @@ class SafetensorsWriter {
   std::unordered_map<std::string, size_t> index_of_;
   std::optional<AtomicFile> file_;  // exists from begin() on
   uint64_t data_size_ = 0;
+  uint64_t data_offset_ = 0;
   uint64_t written_ = 0;  // bytes of the data section written so far
   bool committed_ = false;
 };
