@@ -21,6 +21,7 @@
 #include "base/parallel.h"
 #include "convert/background_writer.h"
 #include "convert/shard_hash.h"
+#include "convert/sharded_job.h"
 #include "convert/modelopt_v4_layout.h"
 #include "convert/nvfp4_quantizer.h"
 #include "convert/output_directory.h"
@@ -31,10 +32,8 @@
 #include "formats/fp8_block.h"
 #include "formats/mxfp4_cast.h"
 #include "formats/nvfp4.h"
-#include "io/atomic_file.h"
 #include "io/quote_name.h"
 #include "io/safetensors_writer.h"
-#include "io/strict_json.h"
 
 namespace fp4kit {
 
@@ -43,8 +42,6 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr std::string_view kConfigFileName = "config.json";
-// In the plan file: shard name -> {bytes, xxh3_64 of its data section}, for every published shard.
-constexpr const char* kFinishedShardsKey = "finished_shards";
 // Every output shard carries the same metadata, so a shard's bytes depend on its tensors alone.
 const std::map<std::string, std::string> kShardMetadata = {{"format", "pt"}};
 constexpr uint64_t kCopyChunkBytes = 32ull << 20;
@@ -288,7 +285,7 @@ std::vector<std::byte> owned_bytes(const void* data, size_t n) {
   return out;
 }
 
-class ShardConverter {
+class ShardConverter : public ShardSink {
  public:
   ShardConverter(const ConvertPlan& plan, const ConvertOptions& options, ConvertReport& report,
                  const ConvertProgressFn& progress)
@@ -301,13 +298,13 @@ class ShardConverter {
       if (fd >= 0) ::close(fd);
   }
 
-  void skip(const io::PlannedShard& shard) {
+  void skip(const io::PlannedShard& shard) override {
     for (size_t i : shard.tensors) done_ += source_bytes(plan_.tensors[i]);
     report_progress();
   }
 
   // Returns the XXH3-64 of the shard's data section.
-  std::string write(const io::PlannedShard& shard, const std::string& path) {
+  std::optional<std::string> write(const io::PlannedShard& shard, const std::string& path) override {
     io::SafetensorsWriter writer(path);
     writer.set_metadata(kShardMetadata);
     std::unordered_map<std::string_view, size_t> by_name;
@@ -501,66 +498,33 @@ ConvertReport convert_checkpoint(const ConvertPlan& plan, const std::string& dst
   if (fs::exists(dst, ec) && fs::equivalent(plan.src_dir, dst, ec))
     throw InputError(dst + ": is the source directory; the output needs a directory of its own");
   if (options.force && !options.resume) empty_destination(plan.src_dir, dst);
-  const Destination destination = inspect_destination(dst, convert_plan_file(), plan.manifest, options.resume);
-
-  // Shards an earlier run published, with the hash it recorded for each: kept only if it matches.
-  nlohmann::json manifest = plan.manifest;
-  manifest[kFinishedShardsKey] = nlohmann::json::object();
-  nlohmann::json recorded = nlohmann::json::object();
-  if (destination != Destination::Empty) {
-    const nlohmann::json stored =
-        io::parse_strict_json(read_text_file(join_path(dst, convert_plan_file().file_name)), dst);
-    if (stored.contains(kFinishedShardsKey) && stored.at(kFinishedShardsKey).is_object())
-      recorded = stored.at(kFinishedShardsKey);
-  }
-
   ConvertReport report;
   report.shards = plan.shards.size();
-  prepare_destination(dst, convert_plan_file(), manifest);
-
-  const std::optional<unsigned> crash_after = crash_after_shards();
   ShardConverter converter(plan, options, report, progress);
+
+  ShardedJob job;
+  job.plan_file = &convert_plan_file();
+  job.manifest = plan.manifest;
+  job.resume = options.resume;
+  job.hashed_shards = true;
+  job.src_dir = plan.src_dir;
+  job.dst_dir = dst;
+  job.shards = &plan.shards;
   for (const io::PlannedShard& shard : plan.shards) {
-    const std::string path = join_path(dst, shard.file);
     std::vector<const io::TensorInfo*> outputs;
     for (size_t i : shard.tensors) outputs.push_back(&plan.tensors[i].output);
-    if (destination != Destination::Empty && recorded.contains(shard.file) &&
-        shard_is_finished(path, outputs, kShardMetadata) &&
-        recorded.at(shard.file).value("xxh3_64", std::string()) == shard_data_xxh3(path)) {
-      manifest[kFinishedShardsKey][shard.file] = recorded.at(shard.file);
-      ++report.shards_skipped;
-      converter.skip(shard);
-      continue;
-    }
-    std::string hash;
-    try {
-      hash = converter.write(shard, path);
-    } catch (const InputError&) {
-      throw;
-    } catch (const Error& e) {
-      throw Error(std::string(e.what()) + " (shards finished before it are kept: after fixing the cause, rerun with "
-                  "--resume)");
-    }
-    manifest[kFinishedShardsKey][shard.file] = {{"bytes", shard.bytes}, {"xxh3_64", hash}};
-    // The record follows the shard: a kill between the two only makes --resume write it again.
-    io::write_file_atomic(join_path(dst, convert_plan_file().file_name), manifest.dump(2) + "\n");
-    ++report.shards_written;
-    if (crash_after && report.shards_written == *crash_after) ::_exit(137);
+    job.shard_outputs.push_back(std::move(outputs));
   }
-
-  // Last: the other files, the JSON files, the index, then the plan marked complete.
-  for (const std::string& rel : plan.extra_files) {
-    const fs::path to = fs::path(dst) / rel;
-    fs::create_directories(to.parent_path(), ec);
-    if (ec) throw Error(to.parent_path().string() + ": cannot create the directory: " + ec.message());
-    copy_file_atomically(join_path(plan.src_dir, rel), to.string());
-    ++report.files_copied;
-  }
-  if (plan.config_text) io::write_file_atomic(join_path(dst, kConfigFileName), *plan.config_text);
+  job.shard_metadata = kShardMetadata;
+  job.extra_files = plan.extra_files;
+  if (plan.config_text) job.text_files.emplace_back(std::string(kConfigFileName), *plan.config_text);
   if (!plan.hf_quant_config_text.empty())
-    io::write_file_atomic(join_path(dst, kHfQuantConfigFileName), plan.hf_quant_config_text);
-  plan.index().save(join_path(dst, io::kIndexFileName));
-  finish_destination(dst, convert_plan_file(), manifest);
+    job.text_files.emplace_back(std::string(kHfQuantConfigFileName), plan.hf_quant_config_text);
+  job.index = plan.index();
+  const ShardedJobCounts counts = run_sharded_job(job, converter);
+  report.shards_written = counts.shards_written;
+  report.shards_skipped = counts.shards_skipped;
+  report.files_copied = counts.files_copied;
   report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return report;
 }

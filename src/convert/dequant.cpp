@@ -9,11 +9,9 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <future>
 #include <map>
 #include <optional>
-#include <sstream>
 #include <system_error>
 #include <unordered_map>
 #include <utility>
@@ -23,12 +21,11 @@
 #include "base/parallel.h"
 #include "formats/fp8_block.h"
 #include "formats/mxfp4.h"
-#include "io/atomic_file.h"
 #include "io/checkpoint_index.h"
 #include "io/quote_name.h"
 #include "io/safetensors_writer.h"
-#include "io/strict_json.h"
 #include "convert/output_directory.h"
+#include "convert/sharded_job.h"
 #include "convert/source_checkpoint.h"
 
 namespace fp4kit {
@@ -101,18 +98,18 @@ size_t rows_per_step(uint64_t row_bytes, uint64_t budget, size_t multiple) {
   return static_cast<size_t>(std::max<uint64_t>(multiple, rows / multiple * multiple));
 }
 
-class ShardStreamer {
+class ShardStreamer : public ShardSink {
  public:
   ShardStreamer(const DequantPlan& plan, const DequantOptions& options, DequantReport& report,
                 const DequantProgressFn& progress, uint64_t total)
       : plan_(plan), options_(options), report_(report), progress_(progress), total_(total) {}
 
-  void skip(const io::PlannedShard& shard) {
+  void skip(const io::PlannedShard& shard) override {
     for (size_t i : shard.tensors) done_ += plan_.tensors[i].input_bytes();
     report_progress();
   }
 
-  void write(const io::PlannedShard& shard, const std::string& path) {
+  std::optional<std::string> write(const io::PlannedShard& shard, const std::string& path) override {
     io::SafetensorsWriter writer(path);
     writer.set_metadata(kShardMetadata);
     std::unordered_map<std::string_view, size_t> by_name;
@@ -132,6 +129,7 @@ class ShardStreamer {
     writer.commit();
     drop_written_pages(path);
     for (size_t i : shard.tensors) report_.output_bytes += plan_.tensors[i].output.nbytes();
+    return std::nullopt;
   }
 
  private:
@@ -269,45 +267,33 @@ DequantReport dequant_checkpoint(const std::string& src, const std::string& dst,
 
   // Everything is checked before anything is written.
   const DequantPlan plan = plan_dequant(src, dst, options.shard_bytes);
-  const Destination destination = inspect_destination(dst, dequant_plan_file(), plan.manifest, options.resume);
-
   DequantReport report;
   report.shards = plan.shards.size();
   report.scales_dropped = plan.scales_dropped;
   for (const DequantTensor& t : plan.tensors) ++report.stats(t.kind).tensors;
-
-  prepare_destination(dst, dequant_plan_file(), plan.manifest);
-
-  const std::optional<unsigned> crash_after = crash_after_shards();
   ShardStreamer streamer(plan, options, report, progress, plan.input_bytes());
+
+  ShardedJob job;
+  job.plan_file = &dequant_plan_file();
+  job.manifest = plan.manifest;
+  job.resume = options.resume;
+  job.src_dir = src;
+  job.dst_dir = dst;
+  job.shards = &plan.shards;
   for (const io::PlannedShard& shard : plan.shards) {
-    const std::string path = join_path(dst, shard.file);
     std::vector<const io::TensorInfo*> outputs;
     for (size_t i : shard.tensors) outputs.push_back(&plan.tensors[i].output);
-    if (destination != Destination::Empty && shard_is_finished(path, outputs, kShardMetadata)) {
-      ++report.shards_skipped;
-      streamer.skip(shard);
-      continue;
-    }
-    streamer.write(shard, path);
-    ++report.shards_written;
-    if (crash_after && report.shards_written == *crash_after) ::_exit(137);
+    job.shard_outputs.push_back(std::move(outputs));
   }
-
-  // Last: the other files, the config, the index, then the plan marked complete.
-  for (const std::string& rel : plan.extra_files) {
-    const fs::path to = fs::path(dst) / rel;
-    fs::create_directories(to.parent_path(), ec);
-    if (ec) throw Error(to.parent_path().string() + ": cannot create the directory: " + ec.message());
-    copy_file_atomically(join_path(src, rel), to.string());
-    ++report.files_copied;
-  }
-  if (plan.config_text) {
-    io::write_file_atomic(join_path(dst, kConfigFileName), *plan.config_text);
-    report.config_written = true;
-  }
-  plan.index().save(join_path(dst, io::kIndexFileName));
-  finish_destination(dst, dequant_plan_file(), plan.manifest);
+  job.shard_metadata = kShardMetadata;
+  job.extra_files = plan.extra_files;
+  if (plan.config_text) job.text_files.emplace_back(std::string(kConfigFileName), *plan.config_text);
+  job.index = plan.index();
+  const ShardedJobCounts counts = run_sharded_job(job, streamer);
+  report.shards_written = counts.shards_written;
+  report.shards_skipped = counts.shards_skipped;
+  report.files_copied = counts.files_copied;
+  report.config_written = plan.config_text.has_value();
   report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return report;
 }
