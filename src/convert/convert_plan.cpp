@@ -230,6 +230,15 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
   std::set<std::string_view> dropped_scales;
   bool any_mxfp4 = false, any_plain_expert = false, only_experts = true;
   for (const TensorRef& ref : refs) {
+    // Experts stacked into one 3-D tensor (transformers' fused MoE parameters, Llama 4, GPT-OSS)
+    // need a per-expert global scale the layouts here do not describe: say so rather than keep
+    // them silently.
+    if (is_float_dtype(ref.dtype) && ref.shape.size() == 3 && ref.name.find("experts") != std::string::npos) {
+      plan.warnings.push_back(ref.file + ": tensor " + io::quote_name(ref.name) + ": " + io::shape_string(ref.shape) +
+                              " holds several experts in one tensor, which convert does not quantize; kept as it is "
+                              "(store the experts one per tensor, as the released checkpoints do)");
+      continue;
+    }
     if (!ref.name.ends_with(kWeightSuffix)) continue;
     const auto q = quantized.find(ref.name);
     const bool scaled = q != quantized.end();

@@ -377,5 +377,18 @@ TEST(ConvertFamilies, DeepseekV3KilledRunResumesToIdenticalOutput) {
   EXPECT_TRUE(read_tree(out) == read_tree(want));
 }
 
+TEST(ConvertFamilies, StackedExpertTensorsAreKeptWithAWarning) {
+  const std::string dir = testing::fresh_temp_dir("convert-stacked-experts");
+  testing::write_checkpoint(dir + "/src",
+                            {{{"model.layers.0.mlp.experts.gate_up_proj", DType::BF16, {4, 32, 16}, {}},
+                              {"model.layers.0.self_attn.q_proj.weight", DType::BF16, {16, 16}, {}}}},
+                            std::string(R"({"model_type": "qwen3_moe"})"));
+  const auto r = run_fp4kit("convert " + dir + "/src " + dir + "/out --recipe all-linear --weight-only --dry-run");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("'model.layers.0.mlp.experts.gate_up_proj': [4, 32, 16] holds several experts"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("quantize        1 tensors"), std::string::npos) << r.output;  // q_proj only
+}
+
 }  // namespace
 }  // namespace fp4kit
