@@ -105,6 +105,25 @@ TEST(ConvertJob, DryRunPrintsTheRealRunsCountsAndWritesNothing) {
   EXPECT_EQ(run.at("written").at("output_bytes"), run.at("output_bytes"));
 }
 
+// Full-size V4 Pro tensors (hollow shards: real headers, no data): the plan comes from headers alone.
+TEST(ConvertJob, DryRunPlansAHollowFullSizeProCheckpoint) {
+  const std::string dir = testing::fresh_temp_dir("convert-dry-pro");
+  ASSERT_EQ(run_fp4kit("synth v4-pro:layers=2 " + dir + "/src --hollow --quiet").exit_code, 0);
+  const auto dry = run_fp4kit("convert " + dir + "/src " + dir + "/out --weight-only --dry-run --json " + dir + "/plan.json");
+  ASSERT_EQ(dry.exit_code, 0) << dry.output;
+  EXPECT_FALSE(fs::exists(dir + "/out"));
+  const auto plan = read_json_file(dir + "/plan.json");
+  EXPECT_EQ(plan.at("family"), "deepseek-v4");
+  // 2 layers x 384 experts x (w1, w2, w3), cast; their E8M0 scales dropped; the MTP experts kept.
+  EXPECT_EQ(plan.at("actions").at("transcode").at("tensors"), 2 * 384 * 3);
+  EXPECT_EQ(plan.at("actions").at("transcode").at("output_tensors"), 2 * 384 * 3 * 3);
+  EXPECT_EQ(plan.at("actions").at("drop").at("tensors"), 2 * 384 * 3);
+  EXPECT_EQ(plan.at("actions").at("quantize").at("tensors"), 0);
+  // Pro's expert w1: [3072, 7168] in MXFP4 (U8 [3072, 3584] + E8M0 [3072, 224]) -> NVFP4.
+  EXPECT_EQ(plan.at("actions").at("transcode").at("input_bytes"), 2 * 384 * 3 * (3072ll * 3584 + 3072ll * 224));
+  EXPECT_EQ(plan.at("actions").at("transcode").at("output_bytes"), 2 * 384 * 3 * (3072ll * 3584 + 3072ll * 448 + 4));
+}
+
 TEST(ConvertJob, WeightOnlyWritesNoInputScaleAndWarns) {
   const std::string dir = testing::fresh_temp_dir("convert-weight-only");
   const auto r = run_fp4kit("convert " + test_data("dsv4-tiny") + " " + dir + "/out --weight-only");
