@@ -23,7 +23,7 @@ struct ConvertArgs {
   std::string src, dst, numerics = "auto", recipe = "moe", format = "modelopt", include, exclude, calib, shard_size,
       json_path;
   unsigned threads = 0;
-  bool weight_only = false, include_mtp = false, allow_nonfinite = false, resume = false, force = false,
+  bool weight_only = false, no_direct_io = false, include_mtp = false, allow_nonfinite = false, resume = false, force = false,
        dry_run = false, progress = false, quiet = false, strict = false;
 };
 
@@ -105,6 +105,7 @@ void run(const ConvertArgs& a) {
   if (!a.shard_size.empty()) o.shard_bytes = io::parse_byte_size(a.shard_size, "--shard-size");
   o.allow_nonfinite = a.allow_nonfinite;
   o.threads = a.threads ? a.threads : default_threads();
+  o.direct_io = !a.no_direct_io;
   o.resume = a.resume;
   o.force = a.force;
 
@@ -194,6 +195,9 @@ void add_command(CLI::App& app) {
                   "Output shard size limit, e.g. 5GB (default: the source's shards, same names and tensors)");
   cmd->add_flag("--allow-nonfinite", args->allow_nonfinite, "Convert experts holding NaN or Inf instead of failing");
   cmd->add_option("--threads", args->threads, "Worker threads (default: all cores); never changes the output");
+  cmd->add_flag("--no-direct-io", args->no_direct_io,
+                "Read and write through the page cache (default: around it, O_DIRECT, where the file system "
+                "allows); never changes the output");
   cmd->add_flag("--resume", args->resume,
                 "Continue an interrupted run into DST: finished shards are kept, the rest written; the result is "
                 "identical to an uninterrupted run");

@@ -4,7 +4,9 @@
 // tensors whatever the checkpoint. A write error stops the thread and comes back to the producer
 // at its next push() or at finish(). Tensors kept byte for byte can instead be queued as ranges of
 // a source file (push_copy), which the thread copies with copy_file_range into the shard's
-// temporary file at the tensor's place (range_copy.h), leaving a hole in the writer's stream.
+// temporary file at the tensor's place (range_copy.h), leaving a hole in the writer's stream. With
+// a direct stream (io/direct_io.h) the bytes bypass the page cache: the writer's stream moves on
+// over a hole that the direct stream fills.
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -17,6 +19,7 @@
 
 #include "convert/range_copy.h"
 #include "convert/shard_hash.h"
+#include "io/direct_io.h"
 #include "io/safetensors_writer.h"
 
 namespace fp4kit {
@@ -25,8 +28,11 @@ class BackgroundWriter {
  public:
   // `hasher` (optional) sees every byte written, in order.
   // `temp` (optional): a second descriptor on the writer's temporary file, for push_copy; closed here.
+  // `direct` (optional): the writer's temporary file opened for direct writes, already holding the
+  // header; finished by finish().
   BackgroundWriter(io::SafetensorsWriter& writer, uint64_t max_queued_bytes, ShardHasher* hasher = nullptr,
-                   std::optional<OpenTempShard> temp = std::nullopt);
+                   std::optional<OpenTempShard> temp = std::nullopt,
+                   std::optional<io::DirectWriteStream> direct = std::nullopt);
   BackgroundWriter(const BackgroundWriter&) = delete;
   BackgroundWriter& operator=(const BackgroundWriter&) = delete;
   // Without finish() (an exception on the producer's side): stops after the current write.
@@ -60,6 +66,7 @@ class BackgroundWriter {
   void write_item(Item& item);
 
   std::optional<OpenTempShard> temp_;
+  std::optional<io::DirectWriteStream> direct_;
   uint64_t position_ = 0;             // bytes of the data section passed to the writer so far
   std::vector<std::byte> copy_buffer_;  // the copies' read-back for the hash
   std::deque<Item> queue_;

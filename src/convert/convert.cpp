@@ -32,6 +32,7 @@
 #include "formats/fp8_block.h"
 #include "formats/mxfp4_cast.h"
 #include "formats/nvfp4.h"
+#include "io/direct_io.h"
 #include "io/quote_name.h"
 #include "io/safetensors_writer.h"
 
@@ -47,6 +48,7 @@ const std::map<std::string, std::string> kShardMetadata = {{"format", "pt"}};
 constexpr uint64_t kCopyChunkBytes = 32ull << 20;
 constexpr uint64_t kQueuedBytes = 128ull << 20;  // written-behind data at most (plus one buffer)
 constexpr uint64_t kPieceBytes = 1ull << 20;
+constexpr size_t kDirectBufferBytes = 8u << 20;  // staging of the direct writes
 
 using Clock = std::chrono::steady_clock;
 
@@ -290,7 +292,10 @@ class ShardConverter : public ShardSink {
   ShardConverter(const ConvertPlan& plan, const ConvertOptions& options, ConvertReport& report,
                  const ConvertProgressFn& progress)
       : plan_(plan), options_(options), report_(report), progress_(progress), modules_(plan, options),
-        total_(plan.input_bytes()) {}
+        total_(plan.input_bytes()) {
+    if (options.direct_io)
+      for (const auto& file : plan.source_files) file->enable_direct_reads();
+  }
   ShardConverter(const ShardConverter&) = delete;
   ShardConverter& operator=(const ShardConverter&) = delete;
   ~ShardConverter() {
@@ -316,11 +321,15 @@ class ShardConverter : public ShardSink {
     writer.begin();
     ShardHasher hasher;
     {
-      // Reading and computing here, writing (and hashing) on the sink's thread; kept tensors are
-      // copied there by the kernel where it can (range_copy.h).
+      // Reading and computing here, writing (and hashing) on the sink's thread: around the page
+      // cache where the file system allows (direct_io.h), else through it, kept tensors then
+      // copied by the kernel where it can (range_copy.h).
+      std::optional<io::DirectWriteStream> direct =
+          options_.direct_io ? io::DirectWriteStream::open(writer.temp_path(), writer.data_offset(), kDirectBufferBytes)
+                             : std::nullopt;
       std::optional<OpenTempShard> temp;
-      if (!std::getenv("FP4KIT_TEST_NO_KERNEL_COPY")) temp = open_temp_shard(writer);
-      BackgroundWriter sink(writer, kQueuedBytes, &hasher, temp);
+      if (!direct && !std::getenv("FP4KIT_TEST_NO_KERNEL_COPY")) temp = open_temp_shard(writer);
+      BackgroundWriter sink(writer, kQueuedBytes, &hasher, temp, std::move(direct));
       for (const io::TensorInfo& out : writer.layout()) emit(plan_.tensors[by_name.at(out.name)], sink);
       sink.finish();
     }

@@ -52,6 +52,9 @@ struct ConvertOptions {
   bool allow_nonfinite = false;
   bool strict = false;                     // a selected matrix with K % 16 != 0 fails instead of being kept
   unsigned threads = 1;
+  // Read the source and write the shards around the page cache where the file system allows
+  // (io/direct_io.h); the bytes are the same either way.
+  bool direct_io = true;
   bool resume = false;
   bool force = false;                      // empty a non-empty destination first
 };

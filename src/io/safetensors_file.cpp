@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "base/error.h"
+#include "io/direct_io.h"
 #include "io/quote_name.h"
 
 namespace fp4kit::io {
@@ -25,6 +26,8 @@ uint64_t page_size() {
   static const auto size = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   return size;
 }
+
+constexpr size_t kDirectReadMinBytes = 64 << 10;  // smaller reads are not worth a bounce buffer
 
 // pread until `dst` is full. `what` describes the bytes for messages ("the header", "tensor 'x'").
 void pread_exact(int fd, std::span<std::byte> dst, uint64_t offset, const std::string& path,
@@ -48,6 +51,7 @@ void pread_exact(int fd, std::span<std::byte> dst, uint64_t offset, const std::s
 struct SafetensorsFile::State {
   std::string path;
   int fd = -1;
+  int direct_fd = -1;  // O_DIRECT, once enable_direct_reads() succeeded
   uint64_t file_size = 0;
   SafetensorsHeader header;
   std::unordered_map<std::string_view, size_t> index_of;  // keys view header.tensors[i].name
@@ -57,6 +61,7 @@ struct SafetensorsFile::State {
   ~State() {
     if (const std::byte* m = mapping.load()) ::munmap(const_cast<std::byte*>(m), file_size);
     if (fd >= 0) ::close(fd);
+    if (direct_fd >= 0) ::close(direct_fd);
   }
 
   // Absolute file offset of the tensor's first byte, after checking that the TensorInfo describes a
@@ -157,7 +162,15 @@ void SafetensorsFile::read_range(const TensorInfo& tensor, uint64_t offset, std:
     throw Error(state_->path + ": tensor " + quote_name(tensor.name) + ": bytes [" + std::to_string(offset) + ", " +
                 std::to_string(offset + dst.size()) + ") lie outside its " + std::to_string(tensor.nbytes()) +
                 " bytes");
-  pread_exact(state_->fd, dst, start + offset, state_->path, "tensor " + quote_name(tensor.name));
+  if (state_->direct_fd >= 0 && dst.size() >= kDirectReadMinBytes)
+    direct_pread(state_->direct_fd, start + offset, dst, state_->path, "tensor " + quote_name(tensor.name));
+  else
+    pread_exact(state_->fd, dst, start + offset, state_->path, "tensor " + quote_name(tensor.name));
+}
+
+bool SafetensorsFile::enable_direct_reads() const {
+  if (state_->direct_fd < 0) state_->direct_fd = open_direct_read(state_->path);
+  return state_->direct_fd >= 0;
 }
 
 std::vector<std::byte> SafetensorsFile::read_all(const TensorInfo& tensor) const {

@@ -44,6 +44,11 @@ class SafetensorsFile {
   void read_range(const TensorInfo& tensor, uint64_t offset, std::span<std::byte> dst) const;
   std::vector<std::byte> read_all(const TensorInfo& tensor) const;
 
+  // From now on, reads of 64 KiB and more bypass the page cache (O_DIRECT, direct_io.h), for a job
+  // that reads every byte once. False (and nothing changes) where the file system refuses. Call
+  // before reading from several threads.
+  bool enable_direct_reads() const;
+
   // Page-cache hints, best effort (errors ignored): a tensor is about to be read front to back, or is
   // done with. drop_cache lets a pass over the whole model run without the cache filling up with
   // pages that will not be read again.

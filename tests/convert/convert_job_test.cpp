@@ -40,6 +40,26 @@ TEST(ConvertJob, ThreadCountDoesNotChangeTheOutput) {
   }
 }
 
+// Direct I/O (the default where the file system allows), the page cache with the kernel's copies of
+// kept tensors, and the page cache with user-space copies give the same files, plan file included.
+TEST(ConvertJob, DirectIoAndThePageCacheGiveTheSameOutput) {
+  const std::string dir = testing::fresh_temp_dir("convert-direct");
+  for (const char* args : {"--numerics cast", "--numerics modelopt --shard-size 1MB"}) {
+    const std::string a = dir + "/direct", b = dir + "/cached", c = dir + "/copied";
+    ASSERT_EQ(run_fp4kit(convert_args(test_data("dsv4-tiny"), a, args)).exit_code, 0);
+    ASSERT_EQ(run_fp4kit(convert_args(test_data("dsv4-tiny"), b, std::string(args) + " --no-direct-io")).exit_code, 0);
+    ::setenv("FP4KIT_TEST_NO_KERNEL_COPY", "1", 1);
+    const auto copied = run_fp4kit(convert_args(test_data("dsv4-tiny"), c, std::string(args) + " --no-direct-io"));
+    ::unsetenv("FP4KIT_TEST_NO_KERNEL_COPY");
+    ASSERT_EQ(copied.exit_code, 0) << copied.output;
+    EXPECT_TRUE(read_tree(a) == read_tree(b)) << args;
+    EXPECT_TRUE(read_tree(a) == read_tree(c)) << args;
+    fs::remove_all(a);
+    fs::remove_all(b);
+    fs::remove_all(c);
+  }
+}
+
 TEST(ConvertJob, KilledRunResumesToIdenticalOutput) {
   const std::string dir = testing::fresh_temp_dir("convert-resume");
   const std::string want = dir + "/want", out = dir + "/out";
