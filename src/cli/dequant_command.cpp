@@ -19,6 +19,7 @@ namespace {
 struct DequantArgs {
   std::string src, dst, shard_size = "5GB", json_path;
   unsigned threads = 0;
+  bool no_direct_io = false;
   bool resume = false, progress = false, quiet = false;
 };
 
@@ -56,6 +57,7 @@ void write_json(const DequantArgs& a, const DequantReport& r) {
 void run(const DequantArgs& a) {
   DequantOptions o;
   o.threads = a.threads ? a.threads : default_threads();
+  o.direct_io = !a.no_direct_io;
   o.shard_bytes = io::parse_byte_size(a.shard_size, "--shard-size");
   o.resume = a.resume;
   Progress progress("dequant", !a.quiet && (a.progress || stderr_is_terminal()));
@@ -89,6 +91,9 @@ void add_command(CLI::App& app) {
   cmd->add_option("SRC", args->src, "Source checkpoint directory")->required();
   cmd->add_option("DST", args->dst, "Output directory (new, empty, or an earlier run's with --resume)")->required();
   cmd->add_option("--threads", args->threads, "Worker threads (default: all cores); never changes the output");
+  cmd->add_flag("--no-direct-io", args->no_direct_io,
+                "Read and write through the page cache (default: around it, O_DIRECT, where the file system "
+                "allows); never changes the output");
   cmd->add_option("--shard-size", args->shard_size, "Output shard size limit, e.g. 5GB (default), 500MB, 4GiB");
   cmd->add_flag("--resume", args->resume,
                 "Continue an interrupted run into DST: finished shards are kept, the rest written; the result is "

@@ -9,13 +9,13 @@
 
 namespace fp4kit {
 
-BackgroundWriter::BackgroundWriter(io::SafetensorsWriter& writer, uint64_t max_queued_bytes, ShardHasher* hasher,
-                                   std::optional<OpenTempShard> temp, std::optional<io::DirectWriteStream> direct)
+BackgroundWriter::BackgroundWriter(io::SafetensorsWriter& writer, ShardDataStream& stream, uint64_t max_queued_bytes,
+                                   ShardHasher* hasher, std::optional<OpenTempShard> temp)
     : writer_(writer),
       hasher_(hasher),
       max_queued_bytes_(max_queued_bytes),
+      stream_(stream),
       temp_(temp),
-      direct_(std::move(direct)),
       thread_([this] { run(); }) {}
 
 BackgroundWriter::~BackgroundWriter() {
@@ -48,12 +48,7 @@ void BackgroundWriter::push_copy(int src_fd, uint64_t src_offset, uint64_t bytes
 
 void BackgroundWriter::write_item(Item& item) {
   if (item.src_fd < 0) {
-    if (direct_) {
-      writer_.append_hole(item.bytes.size());
-      direct_->append(item.bytes);
-    } else {
-      writer_.append(item.bytes);
-    }
+    stream_.append(item.bytes);
     if (hasher_) hasher_->update(item.bytes);
     position_ += item.bytes.size();
     return;
@@ -70,7 +65,7 @@ void BackgroundWriter::write_item(Item& item) {
 void BackgroundWriter::finish() {
   stop();
   if (error_) std::rethrow_exception(error_);
-  if (direct_) direct_->finish();
+  stream_.finish();
 }
 
 void BackgroundWriter::stop() {

@@ -4,9 +4,8 @@
 // tensors whatever the checkpoint. A write error stops the thread and comes back to the producer
 // at its next push() or at finish(). Tensors kept byte for byte can instead be queued as ranges of
 // a source file (push_copy), which the thread copies with copy_file_range into the shard's
-// temporary file at the tensor's place (range_copy.h), leaving a hole in the writer's stream. With
-// a direct stream (io/direct_io.h) the bytes bypass the page cache: the writer's stream moves on
-// over a hole that the direct stream fills.
+// temporary file at the tensor's place (range_copy.h), leaving a hole in the writer's stream. The
+// other bytes go to a ShardDataStream (through the page cache or around it).
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -19,7 +18,7 @@
 
 #include "convert/range_copy.h"
 #include "convert/shard_hash.h"
-#include "io/direct_io.h"
+#include "convert/shard_data_stream.h"
 #include "io/safetensors_writer.h"
 
 namespace fp4kit {
@@ -28,11 +27,9 @@ class BackgroundWriter {
  public:
   // `hasher` (optional) sees every byte written, in order.
   // `temp` (optional): a second descriptor on the writer's temporary file, for push_copy; closed here.
-  // `direct` (optional): the writer's temporary file opened for direct writes, already holding the
-  // header; finished by finish().
-  BackgroundWriter(io::SafetensorsWriter& writer, uint64_t max_queued_bytes, ShardHasher* hasher = nullptr,
-                   std::optional<OpenTempShard> temp = std::nullopt,
-                   std::optional<io::DirectWriteStream> direct = std::nullopt);
+  // `stream`: where the bytes go (the writer's, or around the page cache); finished by finish().
+  BackgroundWriter(io::SafetensorsWriter& writer, ShardDataStream& stream, uint64_t max_queued_bytes,
+                   ShardHasher* hasher = nullptr, std::optional<OpenTempShard> temp = std::nullopt);
   BackgroundWriter(const BackgroundWriter&) = delete;
   BackgroundWriter& operator=(const BackgroundWriter&) = delete;
   // Without finish() (an exception on the producer's side): stops after the current write.
@@ -65,8 +62,8 @@ class BackgroundWriter {
   };
   void write_item(Item& item);
 
+  ShardDataStream& stream_;
   std::optional<OpenTempShard> temp_;
-  std::optional<io::DirectWriteStream> direct_;
   uint64_t position_ = 0;             // bytes of the data section passed to the writer so far
   std::vector<std::byte> copy_buffer_;  // the copies' read-back for the hash
   std::deque<Item> queue_;

@@ -20,6 +20,7 @@
 #include "base/error.h"
 #include "base/parallel.h"
 #include "convert/background_writer.h"
+#include "convert/shard_data_stream.h"
 #include "convert/shard_hash.h"
 #include "convert/sharded_job.h"
 #include "convert/modelopt_v4_layout.h"
@@ -32,7 +33,6 @@
 #include "formats/fp8_block.h"
 #include "formats/mxfp4_cast.h"
 #include "formats/nvfp4.h"
-#include "io/direct_io.h"
 #include "io/quote_name.h"
 #include "io/safetensors_writer.h"
 
@@ -48,7 +48,6 @@ const std::map<std::string, std::string> kShardMetadata = {{"format", "pt"}};
 constexpr uint64_t kCopyChunkBytes = 32ull << 20;
 constexpr uint64_t kQueuedBytes = 128ull << 20;  // written-behind data at most (plus one buffer)
 constexpr uint64_t kPieceBytes = 1ull << 20;
-constexpr size_t kDirectBufferBytes = 8u << 20;  // staging of the direct writes
 
 using Clock = std::chrono::steady_clock;
 
@@ -324,12 +323,10 @@ class ShardConverter : public ShardSink {
       // Reading and computing here, writing (and hashing) on the sink's thread: around the page
       // cache where the file system allows (direct_io.h), else through it, kept tensors then
       // copied by the kernel where it can (range_copy.h).
-      std::optional<io::DirectWriteStream> direct =
-          options_.direct_io ? io::DirectWriteStream::open(writer.temp_path(), writer.data_offset(), kDirectBufferBytes)
-                             : std::nullopt;
+      ShardDataStream stream(writer, options_.direct_io);
       std::optional<OpenTempShard> temp;
-      if (!direct && !std::getenv("FP4KIT_TEST_NO_KERNEL_COPY")) temp = open_temp_shard(writer);
-      BackgroundWriter sink(writer, kQueuedBytes, &hasher, temp, std::move(direct));
+      if (!stream.is_direct() && !std::getenv("FP4KIT_TEST_NO_KERNEL_COPY")) temp = open_temp_shard(writer);
+      BackgroundWriter sink(writer, stream, kQueuedBytes, &hasher, temp);
       for (const io::TensorInfo& out : writer.layout()) emit(plan_.tensors[by_name.at(out.name)], sink);
       sink.finish();
     }

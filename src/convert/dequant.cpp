@@ -25,6 +25,7 @@
 #include "io/quote_name.h"
 #include "io/safetensors_writer.h"
 #include "convert/output_directory.h"
+#include "convert/shard_data_stream.h"
 #include "convert/sharded_job.h"
 #include "convert/source_checkpoint.h"
 
@@ -59,7 +60,7 @@ class ChunkWriter {
   uint16_t* buffer_u16(size_t elements) { return reinterpret_cast<uint16_t*>(buffer(2 * elements).data()); }
 
   // Appends the first `bytes` of the current buffer to `writer`, after every earlier chunk.
-  void submit(io::SafetensorsWriter& writer, size_t bytes) {
+  void submit(ShardDataStream& writer, size_t bytes) {
     const auto chunk = std::as_bytes(std::span(buffers_[current_])).first(bytes);
     wait();
     if (bytes < kAsyncWriteBytes) {
@@ -102,7 +103,10 @@ class ShardStreamer : public ShardSink {
  public:
   ShardStreamer(const DequantPlan& plan, const DequantOptions& options, DequantReport& report,
                 const DequantProgressFn& progress, uint64_t total)
-      : plan_(plan), options_(options), report_(report), progress_(progress), total_(total) {}
+      : plan_(plan), options_(options), report_(report), progress_(progress), total_(total) {
+    if (options.direct_io)
+      for (const auto& file : plan.source_files) file->enable_direct_reads();
+  }
 
   void skip(const io::PlannedShard& shard) override {
     for (size_t i : shard.tensors) done_ += plan_.tensors[i].input_bytes();
@@ -119,13 +123,15 @@ class ShardStreamer : public ShardSink {
       by_name.emplace(t.name, i);
     }
     writer.begin();
+    ShardDataStream stream(writer, options_.direct_io);
     try {
-      for (const io::TensorInfo& out : writer.layout()) emit(plan_.tensors[by_name.at(out.name)], writer);
+      for (const io::TensorInfo& out : writer.layout()) emit(plan_.tensors[by_name.at(out.name)], stream);
       chunks_.wait();
     } catch (...) {
       chunks_.abandon();
       throw;
     }
+    stream.finish();
     writer.commit();
     drop_written_pages(path);
     for (size_t i : shard.tensors) report_.output_bytes += plan_.tensors[i].output.nbytes();
@@ -133,7 +139,7 @@ class ShardStreamer : public ShardSink {
   }
 
  private:
-  void emit(const DequantTensor& t, io::SafetensorsWriter& writer) {
+  void emit(const DequantTensor& t, ShardDataStream& writer) {
     const auto start = Clock::now();
     t.weight.file->advise_sequential(*t.weight.info);
     switch (t.kind) {
@@ -151,7 +157,7 @@ class ShardStreamer : public ShardSink {
   }
 
   // Bytes as they are, in chunks read by the threads in pieces.
-  void copy(const DequantTensor& t, io::SafetensorsWriter& writer) {
+  void copy(const DequantTensor& t, ShardDataStream& writer) {
     const io::TensorInfo& src = *t.weight.info;
     const uint64_t total = src.nbytes();
     for (uint64_t offset = 0; offset < total;) {
@@ -168,7 +174,7 @@ class ShardStreamer : public ShardSink {
   }
 
   // Steps of whole 128-row blocks; every step's scales start at its first block row.
-  void fp8_block(const DequantTensor& t, io::SafetensorsWriter& writer) {
+  void fp8_block(const DequantTensor& t, ShardDataStream& writer) {
     const io::TensorInfo& src = *t.weight.info;
     const size_t rows = static_cast<size_t>(src.shape[0]), cols = static_cast<size_t>(src.shape[1]);
     if (rows == 0 || cols == 0) return;
@@ -195,7 +201,7 @@ class ShardStreamer : public ShardSink {
   }
 
   // Steps of whole rows: packed bytes and their scale rows.
-  void mxfp4(const DequantTensor& t, io::SafetensorsWriter& writer) {
+  void mxfp4(const DequantTensor& t, ShardDataStream& writer) {
     const io::TensorInfo& src = *t.weight.info;
     const io::TensorInfo& scale = *t.scale.info;
     const size_t rows = static_cast<size_t>(t.output.shape[0]), cols = static_cast<size_t>(t.output.shape[1]);

@@ -19,6 +19,9 @@ struct DequantOptions {
   // Output bytes produced per step of a large tensor: bounds memory (two steps of output plus
   // their input are held). Never changes the output.
   uint64_t chunk_bytes = 64ull << 20;
+  // Read and write around the page cache where the file system allows (io/direct_io.h); the
+  // bytes are the same either way.
+  bool direct_io = true;
 };
 
 struct DequantKindStats {

@@ -249,6 +249,16 @@ TEST_F(DequantTiny, ThreadsAndChunkSizeDoNotChangeTheOutput) {
   EXPECT_TRUE(read_tree(dir + "/t3") == want);
 }
 
+// The suite's output went around the page cache where the file system allows it; through it, the
+// same files.
+TEST_F(DequantTiny, DirectIoAndThePageCacheGiveTheSameOutput) {
+  const std::string dir = fresh_temp_dir("dequant-cached");
+  DequantOptions cached = options(2, 5'000'000'000, 4096);
+  cached.direct_io = false;
+  dequant_checkpoint(test_data("dsv4-tiny"), dir + "/out", cached);
+  EXPECT_TRUE(read_tree(dir + "/out") == read_tree(out_));
+}
+
 TEST_F(DequantTiny, SmallShardsGiveManyShardsWithTheSameTensors) {
   const std::string out = fresh_temp_dir("dequant-shards") + "/out";
   const DequantReport r = dequant_checkpoint(test_data("dsv4-tiny"), out, options(2, 1'000'000));
