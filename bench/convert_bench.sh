@@ -3,7 +3,8 @@
 # scaling; peak RSS as the checkpoint grows.
 #   bench/convert_bench.sh [FP4KIT] [PRESET] [WORKDIR] [BIGGER_PRESET] [REPEATS]
 # Every step runs REPEATS times (default 2; the disk is bursty), each from a cold page cache:
-# cp -r + sync of the source; convert (lossless cast) on all cores and on 1 thread; convert
+# cp -r + sync of the source; the same files copied with dd around the page cache (O_DIRECT, the
+# disk's own speed for a job that reads and writes every byte once); convert (lossless cast) on all cores and on 1 thread; convert
 # --numerics modelopt (requantize) on all cores and on 1 thread; convert --recipe all-linear; then
 # convert (cast) of BIGGER_PRESET (more layers) for peak RSS.
 # Prints one line per run and writes WORKDIR/convert_bench.json.
@@ -45,6 +46,12 @@ printf 'preset %s: %.2f GB in, %s cores\n' "$preset" "$(calc "$in_bytes / 1e9")"
 printf '%-44s %9s %9s %8s %9s %9s\n' "step" "seconds" "GB/s in" "RSS MB" "CPU s" "GB/CPU-s"
 for r in $(seq "$repeats"); do
   timed "cp -r + sync" "$in_bytes" sh -c "cp -r $src $work/copy && sync"; rm -rf "$work/copy"
+  # The disk's own speed for this job: each file read and written once around the page cache.
+  if dd if=/dev/zero of="$work/probe" bs=4096 count=1 oflag=direct status=none 2>/dev/null; then
+    timed "dd O_DIRECT copy (64 MB blocks)" "$in_bytes" sh -c "mkdir -p $work/copy && for f in $src/*; do dd if=\$f of=$work/copy/\$(basename \$f) bs=64M iflag=direct oflag=direct status=none 2>/dev/null || cp \$f $work/copy/; done"
+    rm -rf "$work/copy"
+  fi
+  rm -f "$work/probe"
   for t in "$threads" 1; do
     timed "convert cast, $t threads" "$in_bytes" "$fp4kit" convert "$src" "$work/out" --weight-only --threads "$t" --quiet --force
     out_bytes=$(du -sb --apparent-size "$work/out" | cut -f1); rm -rf "$work/out"

@@ -1,6 +1,7 @@
 #include "io/direct_io.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,7 +32,17 @@ AlignedBuffer::AlignedBuffer(size_t bytes) : size_(static_cast<size_t>(align_up(
   data_.reset(static_cast<std::byte*>(p));
 }
 
-int open_direct_read(const std::string& path) { return ::open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC); }
+int open_direct_read(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);
+  if (fd < 0) return -1;
+  // Some file systems accept the flag and refuse the reads (EINVAL): try one block first.
+  AlignedBuffer probe(kDirectAlignment);
+  if (::pread(fd, probe.data(), probe.size(), 0) < 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
 
 void direct_pread(int fd, uint64_t offset, std::span<std::byte> dst, const std::string& path, const std::string& what) {
   AlignedBuffer bounce(std::min<uint64_t>(kBounceBytes, align_up(dst.size()) + kDirectAlignment));
@@ -76,6 +87,23 @@ std::optional<DirectWriteStream> DirectWriteStream::open(const std::string& path
   if (fd < 0) {
     if (errno == EINVAL || errno == EOPNOTSUPP) return std::nullopt;
     throw Error(path + ": cannot open for direct writing: " + errno_text(errno));
+  }
+  // Some file systems accept the flag and refuse the writes (EINVAL): try one block past the
+  // prefix, then give the file its length back.
+  {
+    struct stat st {};
+    AlignedBuffer probe(kDirectAlignment);
+    std::memset(probe.data(), 0, probe.size());
+    const bool ok = ::fstat(fd, &st) == 0 &&
+                    ::pwrite(fd, probe.data(), probe.size(), static_cast<off_t>(align_up(prefix_bytes))) ==
+                        static_cast<ssize_t>(probe.size()) &&
+                    ::ftruncate(fd, st.st_size) == 0;
+    if (!ok) {
+      const int err = errno;
+      ::close(fd);
+      if (err == EINVAL || err == EOPNOTSUPP) return std::nullopt;
+      throw Error(path + ": cannot write around the page cache: " + errno_text(err));
+    }
   }
   DirectWriteStream s(path, fd, buffer_bytes);
   if (prefix_bytes) {
