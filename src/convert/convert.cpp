@@ -45,7 +45,10 @@ namespace {
 constexpr std::string_view kConfigFileName = "config.json";
 // Every output shard carries the same metadata, so a shard's bytes depend on its tensors alone.
 const std::map<std::string, std::string> kShardMetadata = {{"format", "pt"}};
-constexpr uint64_t kCopyChunkBytes = 32ull << 20;
+// Kept tensors move in 8 MB chunks: small enough for malloc to reuse freed ones instead of mapping
+// (and page-faulting) fresh memory for each (Pro-shaped requantization: 3.8 instead of 6.7 s of
+// kernel time).
+constexpr uint64_t kCopyChunkBytes = 8ull << 20;
 constexpr uint64_t kQueuedBytes = 128ull << 20;  // written-behind data at most (plus one buffer)
 constexpr uint64_t kPieceBytes = 1ull << 20;
 
