@@ -20,6 +20,7 @@
 #include "base/error.h"
 #include "base/parallel.h"
 #include "convert/background_writer.h"
+#include "convert/fp8_block_rows.h"
 #include "convert/shard_data_stream.h"
 #include "convert/shard_hash.h"
 #include "convert/sharded_job.h"
@@ -427,27 +428,16 @@ class ShardConverter : public ShardSink {
   void dequantize(const ConvertTensor& t, BackgroundWriter& sink) {
     const io::TensorInfo& w = *t.source.info;
     const size_t rows = static_cast<size_t>(w.shape[0]), cols = static_cast<size_t>(w.shape[1]);
-    std::vector<uint8_t> scales(t.scale.info->nbytes());
-    t.scale.file->read(*t.scale.info, std::as_writable_bytes(std::span(scales)));
-    const Fp8BlockShape shape{rows, cols, t.storage == Storage::Fp8BlockF32 ? Fp8ScaleKind::F32 : Fp8ScaleKind::E8M0};
+    const std::vector<std::byte> scales = t.scale.file->read_all(*t.scale.info);
+    const Fp8ScaleKind kind = t.storage == Storage::Fp8BlockF32 ? Fp8ScaleKind::F32 : Fp8ScaleKind::E8M0;
     const size_t step = std::max<size_t>(1, kCopyChunkBytes / (2 * cols * kFp8BlockSize)) * kFp8BlockSize;
-    const size_t scale_bytes = shape.scale_kind == Fp8ScaleKind::F32 ? 4 : 1;
-    const Fp8BlockKernels& k = fp8_block_kernels();
+    std::vector<uint8_t> input;
     t.source.file->advise_sequential(w);
     for (size_t r0 = 0; r0 < rows; r0 += step) {
-      const size_t r1 = std::min(rows, r0 + step);
-      std::vector<uint8_t> weight((r1 - r0) * cols);
-      parallel_for(weight.size(), kPieceBytes, options_.threads, [&](size_t a, size_t b) {
-        t.source.file->read_range(w, r0 * cols + a, std::as_writable_bytes(std::span(weight)).subspan(a, b - a));
-      });
-      // The step as a tensor of its own: its scales start at its first block row.
-      const Fp8BlockShape step_shape{r1 - r0, cols, shape.scale_kind};
-      const uint8_t* step_scales = scales.data() + (r0 / kFp8BlockSize) * shape.scale_cols() * scale_bytes;
-      std::vector<std::byte> out((r1 - r0) * cols * 2);
-      auto* bf16 = reinterpret_cast<uint16_t*>(out.data());
-      parallel_for(r1 - r0, rows_per_piece(w.shape[1], 4), options_.threads, [&](size_t a, size_t b) {
-        k.dequantize_bf16(weight.data(), step_scales, step_shape, a, b, bf16 + a * cols);
-      });
+      const size_t n = std::min(step, rows - r0);
+      std::vector<std::byte> out(n * cols * 2);
+      dequantize_fp8_block_rows(t.source, scales, kind, r0, n, input, reinterpret_cast<uint16_t*>(out.data()),
+                                options_.threads);
       sink.push(std::move(out));
     }
     t.source.file->drop_cache(w);

@@ -24,6 +24,7 @@
 #include "io/checkpoint_index.h"
 #include "io/quote_name.h"
 #include "io/safetensors_writer.h"
+#include "convert/fp8_block_rows.h"
 #include "convert/output_directory.h"
 #include "convert/shard_data_stream.h"
 #include "convert/sharded_job.h"
@@ -180,20 +181,10 @@ class ShardStreamer : public ShardSink {
     if (rows == 0 || cols == 0) return;
     const Fp8ScaleKind kind = t.storage == Storage::Fp8BlockF32 ? Fp8ScaleKind::F32 : Fp8ScaleKind::E8M0;
     const std::vector<std::byte> scales = t.scale.file->read_all(*t.scale.info);  // 1/16384 of the weight
-    const size_t scale_row_bytes = fp8_scale_dim(cols) * (kind == Fp8ScaleKind::F32 ? 4 : 1);
-    const Fp8BlockKernels& kernels = fp8_block_kernels();
     const size_t step = rows_per_step(2 * cols, options_.chunk_bytes, kFp8BlockSize);
-    const size_t piece = std::max<size_t>(1, kPieceBytes / (2 * cols));
     for (size_t r0 = 0; r0 < rows; r0 += step) {
       const size_t n = std::min(step, rows - r0);
-      input_.resize(n * cols);
-      uint16_t* out = chunks_.buffer_u16(n * cols);
-      const Fp8BlockShape shape{n, cols, kind};
-      const std::byte* step_scales = scales.data() + (r0 / kFp8BlockSize) * scale_row_bytes;
-      parallel_for(n, piece, options_.threads, [&](size_t a, size_t b) {
-        t.weight.file->read_range(src, (r0 + a) * cols, std::as_writable_bytes(std::span(input_)).subspan(a * cols, (b - a) * cols));
-        kernels.dequantize_bf16(input_.data(), step_scales, shape, a, b, out + a * cols);
-      });
+      dequantize_fp8_block_rows(t.weight, scales, kind, r0, n, input_, chunks_.buffer_u16(n * cols), options_.threads);
       chunks_.submit(writer, 2 * n * cols);
       t.weight.file->drop_cache(byte_range(src, r0 * cols, n * cols));
       advance(n * cols + (r0 + n == rows ? t.scale.info->nbytes() : 0));
