@@ -277,11 +277,8 @@ DequantReport dequant_checkpoint(const std::string& src, const std::string& dst,
   job.src_dir = src;
   job.dst_dir = dst;
   job.shards = &plan.shards;
-  for (const io::PlannedShard& shard : plan.shards) {
-    std::vector<const io::TensorInfo*> outputs;
-    for (size_t i : shard.tensors) outputs.push_back(&plan.tensors[i].output);
-    job.shard_outputs.push_back(std::move(outputs));
-  }
+  job.shard_outputs =
+      planned_shard_outputs(plan.shards, [&](size_t i) -> const io::TensorInfo& { return plan.tensors[i].output; });
   job.shard_metadata = kShardMetadata;
   job.extra_files = plan.extra_files;
   if (plan.config_text) job.text_files.emplace_back(std::string(kConfigFileName), *plan.config_text);

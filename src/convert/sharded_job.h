@@ -51,6 +51,19 @@ struct ShardedJobCounts {
   size_t shards_written = 0, shards_skipped = 0, files_copied = 0;
 };
 
+// Per shard, its tensors as planned: `output_of(i)` for every tensor index i of the shard.
+template <class OutputOf>
+std::vector<std::vector<const io::TensorInfo*>> planned_shard_outputs(const std::vector<io::PlannedShard>& shards,
+                                                                      OutputOf output_of) {
+  std::vector<std::vector<const io::TensorInfo*>> out;
+  for (const io::PlannedShard& shard : shards) {
+    std::vector<const io::TensorInfo*> outputs;
+    for (size_t i : shard.tensors) outputs.push_back(&output_of(i));
+    out.push_back(std::move(outputs));
+  }
+  return out;
+}
+
 // InputError for a destination inspect_destination refuses; Error for I/O failures, with a hint to
 // --resume once shards were published.
 ShardedJobCounts run_sharded_job(const ShardedJob& job, ShardSink& sink);
