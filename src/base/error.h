@@ -17,4 +17,11 @@ class InputError : public Error {
   using Error::Error;
 };
 
+// A failure of the GPU or its runtime (a CUDA error, device out of memory): exit code 3. The
+// message names the kernel or call and the shape it was given.
+class DeviceError : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace fp4kit

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# On a machine with a CUDA GPU, in one go: configure with CUDA, build, run the GPU tests (plainly and
+# once under compute-sanitizer's memcheck), run the kernel benchmark, and write everything to OUT_DIR
+# (default: gpu-results/): gpu.txt (the device), tests.log, sanitizer.log, bench.txt, bench.json.
+# Build dependencies come from the system, or from .gpu-deps/ (scripts/gpu-deps.sh) on a machine
+# without the Debian packages. Environment: FP4KIT_CUDA_ARCHS (default 90a), SKIP_SANITIZER=1,
+# SKIP_BENCH=1, TEST_FILTER (ctest -R, default: every Cuda test), BENCH_ARGS.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-${OUT:-gpu-results}}
+mkdir -p "$out"
+log() { echo "== $*" | tee -a "$out/gpu.txt"; }
+
+prefix=()
+if [ -d .gpu-deps/root ]; then
+  root=$PWD/.gpu-deps/root
+  prefix=(-DCMAKE_PREFIX_PATH="$root/usr" -DXXHASH_LIBRARY="$root/usr/lib/x86_64-linux-gnu/libxxhash.a"
+          -DXXHASH_INCLUDE_DIR="$root/usr/include")
+fi
+{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv; nvcc --version | tail -2;
+  g++ --version | head -1; cmake --version | head -1; nproc; } >> "$out/gpu.txt" 2>&1
+
+log "configure + build"
+start=$(date +%s)
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DFP4KIT_CUDA=ON \
+  -DFP4KIT_CUDA_ARCHS="${FP4KIT_CUDA_ARCHS:-90a}" "${prefix[@]}" > "$out/build.log" 2>&1 &&
+  cmake --build build-gpu -j "$(nproc)" >> "$out/build.log" 2>&1
+rc=$?
+log "build rc=$rc in $(( $(date +%s) - start )) s"
+if [ $rc -ne 0 ]; then grep -E "error|Error" -A3 "$out/build.log" | head -60; exit $rc; fi
+
+log "GPU tests"
+filter=${TEST_FILTER:-Cuda}
+ctest --test-dir build-gpu -R "$filter" --output-on-failure -j 1 --timeout 600 > "$out/tests.log" 2>&1
+rc_tests=$?
+grep -E "tests passed|tests failed|Failed|\*\*\*|SKIPPED|Not Run" "$out/tests.log" | head -40
+log "tests rc=$rc_tests"
+
+rc_san=0
+if [ "${SKIP_SANITIZER:-0}" != 1 ] && command -v compute-sanitizer > /dev/null; then
+  log "compute-sanitizer memcheck"
+  compute-sanitizer --tool memcheck --error-exitcode 9 --print-limit 20 \
+    build-gpu/fp4kit_tests --gtest_filter="${filter}*" --gtest_brief=1 > "$out/sanitizer.log" 2>&1
+  rc_san=$?
+  tail -5 "$out/sanitizer.log"
+  log "sanitizer rc=$rc_san"
+fi
+
+rc_bench=0
+if [ "${SKIP_BENCH:-0}" != 1 ] && [ -x build-gpu/gpu_kernels_bench ]; then
+  log "benchmark"
+  # shellcheck disable=SC2086
+  build-gpu/gpu_kernels_bench --json "$out/bench.json" ${BENCH_ARGS:-} > "$out/bench.txt" 2> "$out/bench.err"
+  rc_bench=$?
+  cat "$out/bench.txt"; tail -3 "$out/bench.err"
+  log "bench rc=$rc_bench"
+fi
+[ $rc_tests -eq 0 ] && [ $rc_san -eq 0 ] && [ $rc_bench -eq 0 ]

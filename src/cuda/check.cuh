@@ -1,0 +1,29 @@
+#pragma once
+// CUDA errors become DeviceError (out of memory too, with the size asked for), naming the call or the
+// kernel and its shape. Launchers call check_launch() right after a launch: a bad configuration is
+// reported there, a fault inside the kernel at the next synchronizing call.
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "base/error.h"
+
+namespace fp4kit::cuda {
+
+[[noreturn]] inline void throw_cuda_error(cudaError_t err, const std::string& what) {
+  throw DeviceError(what + ": CUDA error " + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")");
+}
+
+inline void check(cudaError_t err, const std::string& what) {
+  if (err != cudaSuccess) throw_cuda_error(err, what);
+}
+
+// After `kernel<<<...>>>`: `shape` says what it was launched on ("M=8 N=3072 K=7168").
+inline void check_launch(const char* kernel, const std::string& shape) {
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) throw_cuda_error(err, std::string("kernel ") + kernel + " [" + shape + "]");
+}
+
+constexpr unsigned ceil_div(size_t a, size_t b) { return static_cast<unsigned>((a + b - 1) / b); }
+
+}  // namespace fp4kit::cuda

@@ -1,0 +1,74 @@
+#include "cuda/check.cuh"
+#include "cuda/runtime.h"
+
+namespace fp4kit::cuda {
+
+namespace {
+std::string mib(size_t bytes) { return std::to_string((bytes + (1u << 20) - 1) >> 20) + " MiB"; }
+}  // namespace
+
+Stream::Stream() { check(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking), "cudaStreamCreate"); }
+Stream::~Stream() {
+  if (s_) cudaStreamDestroy(s_);
+}
+void Stream::synchronize(const char* what) const { check(cudaStreamSynchronize(s_), what); }
+
+DeviceBuffer::DeviceBuffer(size_t bytes, const std::string& what) : bytes_(bytes) {
+  if (bytes == 0) return;
+  const cudaError_t err = cudaMalloc(&p_, bytes);
+  if (err == cudaErrorMemoryAllocation) {
+    cudaGetLastError();  // clear the sticky-free error so later calls are not blamed
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    throw DeviceError("out of GPU memory allocating " + what + ": " + mib(bytes) + " asked, " + mib(free_b) +
+                      " free of " + mib(total_b));
+  }
+  check(err, "cudaMalloc " + what + " (" + mib(bytes) + ")");
+}
+DeviceBuffer::~DeviceBuffer() {
+  if (p_) cudaFree(p_);
+}
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
+  if (this != &o) {
+    if (p_) cudaFree(p_);
+    p_ = std::exchange(o.p_, nullptr);
+    bytes_ = std::exchange(o.bytes_, 0);
+  }
+  return *this;
+}
+
+PinnedBuffer::PinnedBuffer(size_t bytes, const std::string& what) : bytes_(bytes) {
+  if (bytes == 0) return;
+  check(cudaMallocHost(&p_, bytes), "cudaMallocHost " + what + " (" + mib(bytes) + ")");
+}
+PinnedBuffer::~PinnedBuffer() {
+  if (p_) cudaFreeHost(p_);
+}
+
+Event::Event() { check(cudaEventCreate(&e_), "cudaEventCreate"); }
+Event::~Event() {
+  if (e_) cudaEventDestroy(e_);
+}
+void Event::record(const Stream& s) { check(cudaEventRecord(e_, s.get()), "cudaEventRecord"); }
+void Event::synchronize() const { check(cudaEventSynchronize(e_), "cudaEventSynchronize"); }
+float Event::elapsed_ms(const Event& start, const Event& end) {
+  float ms = 0;
+  check(cudaEventElapsedTime(&ms, start.e_, end.e_), "cudaEventElapsedTime");
+  return ms;
+}
+
+void copy_to_device(void* dst, const void* src, size_t bytes, const Stream& s) {
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s.get()), "copy to device (" + mib(bytes) + ")");
+}
+void copy_to_host(void* dst, const void* src, size_t bytes, const Stream& s) {
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s.get()), "copy to host (" + mib(bytes) + ")");
+}
+void copy_on_device(void* dst, const void* src, size_t bytes, const Stream& s) {
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s.get()), "device copy (" + mib(bytes) + ")");
+}
+void fill_bytes(void* dst, uint8_t value, size_t bytes, const Stream& s) {
+  check(cudaMemsetAsync(dst, value, bytes, s.get()), "cudaMemset (" + mib(bytes) + ")");
+}
+void device_synchronize(const char* what) { check(cudaDeviceSynchronize(), what); }
+
+}  // namespace fp4kit::cuda

@@ -1,0 +1,91 @@
+#pragma once
+// Device memory, pinned host memory, streams and events as RAII types, usable from plain C++
+// (tests, benchmarks, the engine) without CUDA headers. Every failure throws DeviceError naming the
+// call and the size; an allocation the device cannot satisfy says how much was free.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+
+struct CUstream_st;  // cudaStream_t is CUstream_st*
+struct CUevent_st;   // cudaEvent_t is CUevent_st*
+
+namespace fp4kit::cuda {
+
+using StreamHandle = CUstream_st*;
+
+class Stream {
+ public:
+  Stream();  // a non-blocking stream of the current device
+  ~Stream();
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+  Stream(Stream&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+  StreamHandle get() const { return s_; }
+  void synchronize(const char* what = "stream synchronize") const;
+
+ private:
+  StreamHandle s_ = nullptr;
+};
+
+// cudaMalloc'ed bytes. `what` names the buffer in errors ("nvfp4 weight [3072, 3584]").
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(size_t bytes, const std::string& what = "device buffer");
+  ~DeviceBuffer();
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  DeviceBuffer(DeviceBuffer&& o) noexcept : p_(std::exchange(o.p_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
+  template <class T = void>
+  T* data() const { return static_cast<T*>(p_); }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* p_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// cudaMallocHost'ed (page-locked) bytes, for asynchronous copies.
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  explicit PinnedBuffer(size_t bytes, const std::string& what = "pinned buffer");
+  ~PinnedBuffer();
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  PinnedBuffer(PinnedBuffer&& o) noexcept : p_(std::exchange(o.p_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
+  template <class T = void>
+  T* data() const { return static_cast<T*>(p_); }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* p_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+class Event {
+ public:
+  Event();
+  ~Event();
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+  void record(const Stream& s);
+  void synchronize() const;
+  // Milliseconds between two recorded events.
+  static float elapsed_ms(const Event& start, const Event& end);
+
+ private:
+  CUevent_st* e_ = nullptr;
+};
+
+// Copies; the async ones are ordered on `s` (host memory must be pinned for true overlap).
+void copy_to_device(void* dst, const void* src, size_t bytes, const Stream& s);
+void copy_to_host(void* dst, const void* src, size_t bytes, const Stream& s);
+void copy_on_device(void* dst, const void* src, size_t bytes, const Stream& s);
+void fill_bytes(void* dst, uint8_t value, size_t bytes, const Stream& s);
+// Waits for the whole device and raises any error a kernel left behind, naming `what`.
+void device_synchronize(const char* what);
+
+}  // namespace fp4kit::cuda
