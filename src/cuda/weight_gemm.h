@@ -1,0 +1,50 @@
+#pragma once
+// Linear layers on the GPU with the weight decoded on the fly: y = x·Wᵀ for a weight stored as the
+// checkpoint stores it (NVFP4, MXFP4, FP8 with 128x128 block scales, BF16). Every decoded weight
+// value is exact in BF16, so the tensor cores take BF16 operands and accumulate in F32; the NVFP4
+// global scale and F32 FP8 block scales are applied in F32. Plain C++ header: no CUDA headers.
+#include <cstdint>
+
+#include "cuda/runtime.h"
+
+namespace fp4kit::cuda {
+
+enum class WeightFormat : uint8_t { Nvfp4, Mxfp4, Fp8Block, Bf16 };
+
+// One [N, K] linear weight (y = x·Wᵀ) in device memory, stored as the checkpoint stores it.
+struct GemmWeight {
+  WeightFormat format = WeightFormat::Bf16;
+  int64_t n = 0, k = 0;
+  const void* data = nullptr;    // Nvfp4/Mxfp4: U8 [N, K/2], even k in the low nibble; Fp8Block: E4M3 [N, K]; Bf16: [N, K]
+  const void* scales = nullptr;  // Nvfp4: E4M3 [N, K/16]; Mxfp4: E8M0 [N, K/32];
+                                 // Fp8Block: [ceil(N/128), ceil(K/128)], E8M0 bytes or F32 (fp8_scales_f32); Bf16: null
+  bool fp8_scales_f32 = false;
+  float global_scale = 1.0f;     // Nvfp4: weight_scale_2 (value = e2m1 * e4m3 * global_scale); 1 otherwise
+};
+
+enum class GemmOutput : uint8_t { F32, Bf16 };
+
+// y[M, N] = x[M, K] · Wᵀ: x BF16 row-major [M, K], y row-major [M, N], F32 accumulation.
+// M may be anything >= 0 (0: nothing to do); K must be a multiple of 16 (Nvfp4) / 32 (Mxfp4).
+void weight_gemm(const uint16_t* x, int64_t m, const GemmWeight& w, void* y, GemmOutput out, StreamHandle stream);
+
+// All experts of a layer in one launch. Rows of x are sorted by group: group g owns rows
+// [offsets[g], offsets[g+1]) (offsets on the device, G+1 entries, offsets[0] = 0, offsets[G] = rows).
+struct GroupedGemm {
+  const uint16_t* x = nullptr;        // [rows, k] BF16
+  int64_t rows = 0;                   // total rows (known on the host)
+  const int32_t* offsets = nullptr;   // device [groups + 1]
+  int32_t groups = 0;
+  int64_t n = 0, k = 0;               // every group's weight is [n, k] ...
+  WeightFormat format = WeightFormat::Nvfp4;  // ... in this format
+  const GemmWeight* weights = nullptr;  // device array [groups]
+  // With `up` (device array [groups]): y = silu(min(x·gateᵀ, limit)) * clamp(x·upᵀ, -limit, limit)
+  // (DeepSeek V4's clamped SwiGLU; no clamp when swiglu_limit <= 0), `weights` being the gate (w1).
+  const GemmWeight* up = nullptr;
+  float swiglu_limit = 0.0f;
+  void* y = nullptr;                  // [rows, n]
+  GemmOutput out = GemmOutput::Bf16;
+};
+void grouped_weight_gemm(const GroupedGemm& g, StreamHandle stream);
+
+}  // namespace fp4kit::cuda
