@@ -1,0 +1,157 @@
+#include <cublasLt.h>
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <tuple>
+
+#include "base/error.h"
+#include "cuda/check.cuh"
+#include "cuda/cublas_gemm.h"
+
+namespace fp4kit::cuda {
+
+namespace {
+
+void check_lt(cublasStatus_t status, const char* call, const std::string& shape) {
+  if (status != CUBLAS_STATUS_SUCCESS)
+    throw DeviceError(std::string(call) + " [" + shape + "]: " + cublasLtGetStatusName(status) + " (" +
+                      cublasLtGetStatusString(status) + ")");
+}
+
+// The largest power of two (at most 256) that divides the address: cuBLASLt's heuristic assumes
+// 256-byte aligned operands unless told otherwise, and an algorithm chosen for aligned operands may
+// not run on rows that start inside a buffer.
+uint32_t alignment(const void* p) {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  uint32_t align = 256;
+  while (align > 1 && a % align != 0) align /= 2;
+  return align;
+}
+
+std::string shape_text(int64_t m, int64_t n, int64_t k, GemmOutput out) {
+  return "bf16_gemm M=" + std::to_string(m) + " N=" + std::to_string(n) + " K=" + std::to_string(k) +
+         (out == GemmOutput::F32 ? " out=F32" : " out=BF16");
+}
+
+}  // namespace
+
+// Row-major y[M, N] = x[M, K]·W[N, K]ᵀ is, read column-major, yᵀ[N, M] = W·xᵀ: A = W seen as a
+// column-major K×N matrix (ld K) transposed, B = x seen as column-major K×M (ld K), D = yᵀ (ld N).
+// This "TN" layout is the one cuBLAS serves best.
+struct Plan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  size_t workspace = 0;
+
+  Plan() = default;
+  Plan(const Plan&) = delete;
+  Plan& operator=(const Plan&) = delete;
+  ~Plan() {
+    if (d) cublasLtMatrixLayoutDestroy(d);
+    if (b) cublasLtMatrixLayoutDestroy(b);
+    if (a) cublasLtMatrixLayoutDestroy(a);
+    if (desc) cublasLtMatmulDescDestroy(desc);
+  }
+};
+
+struct PlanKey {
+  int64_t m, n, k;
+  GemmOutput out;
+  uint32_t align_x, align_w, align_y;
+  auto operator<=>(const PlanKey&) const = default;
+};
+
+struct CublasGemm::Impl {
+  cublasLtHandle_t handle = nullptr;
+  DeviceBuffer workspace;
+  mutable std::mutex mu;
+  std::map<PlanKey, std::unique_ptr<Plan>> plans;
+
+  const Plan& plan(const PlanKey& key, const std::string& shape) {
+    std::lock_guard lock(mu);
+    auto it = plans.find(key);
+    if (it != plans.end()) return *it->second;
+    auto p = std::make_unique<Plan>();
+    const auto m = static_cast<uint64_t>(key.m), n = static_cast<uint64_t>(key.n), k = static_cast<uint64_t>(key.k);
+    const cudaDataType_t out_type = key.out == GemmOutput::F32 ? CUDA_R_32F : CUDA_R_16BF;
+    check_lt(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate", shape);
+    const cublasOperation_t transpose = CUBLAS_OP_T, plain = CUBLAS_OP_N;
+    check_lt(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &transpose, sizeof(transpose)),
+             "cublasLtMatmulDescSetAttribute(TRANSA)", shape);
+    check_lt(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &plain, sizeof(plain)),
+             "cublasLtMatmulDescSetAttribute(TRANSB)", shape);
+    check_lt(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, k, n, key.k), "cublasLtMatrixLayoutCreate(W)", shape);
+    check_lt(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, k, m, key.k), "cublasLtMatrixLayoutCreate(x)", shape);
+    check_lt(cublasLtMatrixLayoutCreate(&p->d, out_type, n, m, key.n), "cublasLtMatrixLayoutCreate(y)", shape);
+
+    cublasLtMatmulPreference_t pref = nullptr;
+    check_lt(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate", shape);
+    struct PrefGuard {
+      cublasLtMatmulPreference_t p;
+      ~PrefGuard() { cublasLtMatmulPreferenceDestroy(p); }
+    } guard{pref};
+    const uint64_t ws = workspace.bytes();
+    check_lt(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)),
+             "cublasLtMatmulPreferenceSetAttribute(workspace)", shape);
+    const std::tuple<cublasLtMatmulPreferenceAttributes_t, uint32_t> aligns[] = {
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, key.align_w},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, key.align_x},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, key.align_y},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, key.align_y}};
+    for (const auto& [attr, value] : aligns)
+      check_lt(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value)),
+               "cublasLtMatmulPreferenceSetAttribute(alignment)", shape);
+    cublasLtMatmulHeuristicResult_t results[8] = {};
+    int found = 0;
+    check_lt(cublasLtMatmulAlgoGetHeuristic(handle, p->desc, p->a, p->b, p->d, p->d, pref, 8, results, &found),
+             "cublasLtMatmulAlgoGetHeuristic", shape);
+    int chosen = -1;
+    for (int i = 0; i < found && chosen < 0; ++i)
+      if (results[i].state == CUBLAS_STATUS_SUCCESS && results[i].workspaceSize <= ws) chosen = i;
+    if (chosen < 0)
+      throw DeviceError("cublasLtMatmulAlgoGetHeuristic [" + shape + "]: no algorithm for this problem (" +
+                        std::to_string(found) + " candidates)");
+    p->algo = results[chosen].algo;
+    p->workspace = results[chosen].workspaceSize;
+    return *plans.emplace(key, std::move(p)).first->second;
+  }
+};
+
+CublasGemm::CublasGemm(size_t workspace_bytes) : impl_(std::make_unique<Impl>()) {
+  check_lt(cublasLtCreate(&impl_->handle), "cublasLtCreate", "handle");
+  try {
+    impl_->workspace = DeviceBuffer(workspace_bytes, "cuBLASLt workspace");
+  } catch (...) {
+    cublasLtDestroy(impl_->handle);
+    throw;
+  }
+}
+
+CublasGemm::~CublasGemm() {
+  impl_->plans.clear();
+  if (impl_->handle) cublasLtDestroy(impl_->handle);
+}
+
+size_t CublasGemm::cached_plans() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->plans.size();
+}
+
+void CublasGemm::bf16_gemm(const uint16_t* x, const uint16_t* w, void* y, GemmOutput out, int64_t m, int64_t n,
+                           int64_t k, StreamHandle stream) {
+  const std::string shape = shape_text(m, n, k, out);
+  if (m < 0 || n <= 0 || k <= 0) throw InputError(shape + ": M must be >= 0, N and K positive");
+  if (out != GemmOutput::F32 && out != GemmOutput::Bf16) throw InputError(shape + ": unknown output type");
+  if (m == 0) return;
+  if (!x || !w || !y) throw InputError(shape + ": null x, W or y");
+  const PlanKey key{m, n, k, out, alignment(x), alignment(w), alignment(y)};
+  const Plan& p = impl_->plan(key, shape);
+  const float alpha = 1.0f, beta = 0.0f;
+  check_lt(cublasLtMatmul(impl_->handle, p.desc, &alpha, w, p.a, x, p.b, &beta, y, p.d, y, p.d, &p.algo,
+                          impl_->workspace.data(), p.workspace, stream),
+           "cublasLtMatmul", shape);
+}
+
+}  // namespace fp4kit::cuda
