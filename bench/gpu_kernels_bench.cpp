@@ -1,0 +1,631 @@
+// Every GPU kernel against the device's own ceilings, measured in the same run: a device-to-device
+// copy (TB/s, bytes read + written) and cuBLAS BF16 (TFLOP/s at 8192^3, and at each weight shape).
+//
+//   gpu_kernels_bench [--quick] [--only ceilings,codecs,activation,gemm,moe] [--reps R] [--json FILE]
+//
+// Method: random operands (never zeros); every operand a kernel streams is rotated among enough
+// copies that the set is at least 4x the L2, so no launch finds its weights in the L2; warm-up, then
+// CUDA events around replays of a captured CUDA graph of many launches (launch gaps out), the
+// median of several repetitions. Exit code 1 when a kernel failed or a sanity check did not hold.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <exception>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "formats/bf16.h"
+#include "gpu_bench_util.h"
+#include "cuda/activation_quantize.h"
+#include "cuda/cublas_gemm.h"
+#include "cuda/device.h"
+#include "cuda/moe_experts.h"
+#include "cuda/weight_codecs.h"
+#include "cuda/weight_gemm.h"
+
+using namespace fp4kit;
+using namespace fp4kit::bench;
+using cuda::GemmOutput;
+using cuda::GemmWeight;
+using cuda::WeightFormat;
+using nlohmann::json;
+
+namespace {
+
+double dbl(int64_t v) { return static_cast<double>(v); }
+double dbl(size_t v) { return static_cast<double>(v); }
+
+struct Options {
+  bool quick = false;
+  std::set<std::string> only;  // empty: every section
+  std::string json_path;
+  TimingOptions timing;
+  bool wants(const std::string& section) const { return only.empty() || only.count(section) > 0; }
+};
+
+// What every section shares: the device, its stream, random data, the ceilings, the results.
+struct Bench {
+  Bench(Options o, cuda::DeviceInfo d) : opt(std::move(o)), dev(std::move(d)) {}
+  Options opt;
+  cuda::DeviceInfo dev;
+  Stream s;
+  RandomPools pools{s};
+  cuda::CublasGemm cublas;
+  double copy_gbps = 0;  // device-to-device copy, GB/s of bytes read + written
+  json out = json::object();
+  bool ok = true;
+
+  Timing time(int copies, const std::function<void(int)>& enqueue) { return time_ops(s, copies, enqueue, opt.timing); }
+  void failed(const std::string& section, const std::string& what, const std::exception& e) {
+    std::printf("  %s: FAILED: %s\n", what.c_str(), e.what());
+    out["errors"].push_back({{"section", section}, {"what", what}, {"error", e.what()}});
+    ok = false;
+    (void)cudaGetLastError();
+  }
+};
+
+// The lossless cast's constants for one tensor (its own largest exponent shared with itself).
+Mxfp4CastParams cast_params(const uint8_t* scales, size_t count) {
+  return mxfp4_cast_params(scales, count, mxfp4_max_exponent(scales, count, -127));
+}
+
+json timing_json(const Timing& t) {
+  json j = {{"us", t.us}, {"spread", t.spread}, {"graph", t.graph}, {"ops_per_replay", t.ops_per_replay}};
+  if (!t.capture_error.empty()) j["capture_error"] = t.capture_error;
+  return j;
+}
+
+// ---- device and ceilings -------------------------------------------------------------------
+
+void describe_device(Bench& b) {
+  int sm_khz = 0, mem_khz = 0, bus_bits = 0;
+  cudaDeviceGetAttribute(&sm_khz, cudaDevAttrClockRate, b.dev.ordinal);
+  cudaDeviceGetAttribute(&mem_khz, cudaDevAttrMemoryClockRate, b.dev.ordinal);
+  cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, b.dev.ordinal);
+  (void)cudaGetLastError();
+  const double peak_mem_tbps = 2.0 * mem_khz * 1e3 * bus_bits / 8 / 1e12;  // double data rate
+  std::printf("GPU: %s (sm_%d%d), %d SMs, %.1f GiB (%.1f free), L2 %.1f MiB; peak SM clock %.0f MHz, memory %.0f MHz x "
+              "%d bit = %.2f TB/s nominal\n",
+              b.dev.name.c_str(), b.dev.sm_major, b.dev.sm_minor, b.dev.multiprocessors, dbl(b.dev.total_memory) / (1 << 30),
+              dbl(b.dev.free_memory) / (1 << 30), dbl(b.dev.l2_bytes) / (1 << 20), sm_khz / 1e3, mem_khz / 1e3, bus_bits,
+              peak_mem_tbps);
+  std::printf("binary: %s; timing: median of %d graph replays, operands rotated over >= 4x L2 (%.0f MiB)\n\n",
+              cuda::compiled_archs().c_str(), b.opt.timing.reps, 4 * dbl(b.dev.l2_bytes) / (1 << 20));
+  b.out["device"] = {{"name", b.dev.name},
+                     {"sm", std::to_string(b.dev.sm_major) + std::to_string(b.dev.sm_minor)},
+                     {"multiprocessors", b.dev.multiprocessors},
+                     {"memory_bytes", b.dev.total_memory},
+                     {"l2_bytes", b.dev.l2_bytes},
+                     {"peak_sm_clock_mhz", sm_khz / 1e3},
+                     {"memory_clock_mhz", mem_khz / 1e3},
+                     {"memory_bus_bits", bus_bits},
+                     {"nominal_memory_tbps", peak_mem_tbps},
+                     {"compiled_archs", cuda::compiled_archs()}};
+  b.out["method"] = {{"reps", b.opt.timing.reps}, {"replay_ms", b.opt.timing.replay_ms}, {"rotation_min_bytes", 4 * b.dev.l2_bytes},
+                     {"quick", b.opt.quick}};
+}
+
+void measure_ceilings(Bench& b) {
+  std::printf("== ceilings\n");
+  const size_t bytes = b.opt.quick ? (size_t{512} << 20) : (size_t{2} << 30);
+  DeviceBuffer src(bytes, "copy source"), dst(bytes, "copy destination");
+  b.pools.fill(src.data(), bytes, Fill::AnyByte);
+  const Timing copy = b.time(1, [&](int) { cuda::copy_on_device(dst.data(), src.data(), bytes, b.s); });
+  b.copy_gbps = gb_per_s(2.0 * dbl(bytes), copy.us);
+  std::printf("  device-to-device copy of %.0f MiB: %.1f us, %.2f TB/s (bytes read + written)\n", dbl(bytes) / (1 << 20), copy.us,
+              b.copy_gbps / 1e3);
+  b.out["ceilings"]["copy"] = {{"bytes", bytes}, {"tbps", b.copy_gbps / 1e3}, {"timing", timing_json(copy)}};
+
+  const int64_t n = 8192;
+  const size_t op = static_cast<size_t>(n * n * 2);
+  DeviceBuffer a(op, "A"), w(op, "B"), y(op, "C");
+  b.pools.fill(a.data(), op, Fill::Bf16);
+  b.pools.fill(w.data(), op, Fill::Bf16);
+  const Timing mm = b.time(1, [&](int) {
+    b.cublas.bf16_gemm(a.data<uint16_t>(), w.data<uint16_t>(), y.data(), GemmOutput::Bf16, n, n, n, b.s.get());
+  });
+  const double tf = tflops(2.0 * dbl(n) * dbl(n) * dbl(n), mm.us);
+  std::printf("  cuBLAS BF16 8192^3 (F32 accumulation, BF16 out): %.1f us, %.1f TFLOP/s\n\n", mm.us, tf);
+  b.out["ceilings"]["cublas_bf16_8192"] = {{"tflops", tf}, {"timing", timing_json(mm)}};
+}
+
+// ---- a) weight codecs ----------------------------------------------------------------------
+
+void bench_codecs(Bench& b) {
+  std::printf("== weight codecs: GB/s of bytes read + written, ratio to the copy rate (goal >= 0.8)\n");
+  std::printf("  %-34s %-22s %10s %10s %8s\n", "op", "tensor", "time us", "GB/s", "x copy");
+  struct Tensor {
+    const char* name;
+    size_t rows, cols;
+  };
+  const std::vector<Tensor> tensors = {{"V4-Pro expert 3072x7168", 3072, 7168}, {"1 GiB as BF16 65536x8192", 65536, 8192}};
+  // MXFP4 -> NVFP4 constants from the scale bytes the pool holds (every operand's bytes come from it).
+  const auto& e8m0 = b.pools.host(Fill::E8m0Scale);
+  const Mxfp4CastParams cast = cast_params(e8m0.data(), e8m0.size());
+  DeviceBuffer counters(cuda::kMxfp4CastCounters * 8, "cast counters");
+  cuda::fill_bytes(counters.data(), 0, counters.bytes(), b.s);
+
+  for (const Tensor& t : tensors) {
+    const size_t n = t.rows * t.cols;
+    const std::string shape = std::to_string(t.rows) + "x" + std::to_string(t.cols);
+    struct Op {
+      const char* name;
+      Fill in_kind, in2_kind;
+      size_t in, in2, out, out2;  // bytes of the operands
+      std::function<void(const CopySet&, const CopySet&, const CopySet&, const CopySet&, int)> run;
+    };
+    const Fp8BlockShape fp8{t.rows, t.cols, Fp8ScaleKind::E8M0};
+    const Nvfp4Scaling sc_f32 = nvfp4_scaling(8.0f, Nvfp4Numerics::ModelOpt, DType::F32);
+    const Nvfp4Scaling sc_bf16 = nvfp4_scaling(8.0f, Nvfp4Numerics::ModelOpt, DType::BF16);
+    const std::vector<Op> ops = {
+        {"NVFP4 amax (f32 in)", Fill::F32, Fill::AnyByte, n * 4, 0, 4, 0,
+         [&](auto& i, auto&, auto& o, auto&, int c) { cuda::nvfp4_amax(i.at(c), DType::F32, n, o.template as<float>(c), b.s.get()); }},
+        {"NVFP4 quantize (f32 in)", Fill::F32, Fill::AnyByte, n * 4, 0, n / 2, n / 16,
+         [&](auto& i, auto&, auto& o, auto& o2, int c) {
+           cuda::nvfp4_quantize(i.at(c), DType::F32, n, sc_f32, o.template as<uint8_t>(c), o2.template as<uint8_t>(c), b.s.get());
+         }},
+        {"NVFP4 amax (bf16 in)", Fill::Bf16, Fill::AnyByte, n * 2, 0, 4, 0,
+         [&](auto& i, auto&, auto& o, auto&, int c) { cuda::nvfp4_amax(i.at(c), DType::BF16, n, o.template as<float>(c), b.s.get()); }},
+        {"NVFP4 quantize (bf16 in)", Fill::Bf16, Fill::AnyByte, n * 2, 0, n / 2, n / 16,
+         [&](auto& i, auto&, auto& o, auto& o2, int c) {
+           cuda::nvfp4_quantize(i.at(c), DType::BF16, n, sc_bf16, o.template as<uint8_t>(c), o2.template as<uint8_t>(c), b.s.get());
+         }},
+        {"MXFP4 -> NVFP4 cast", Fill::AnyByte, Fill::E8m0Scale, n / 2, n / 32, n / 2, n / 16,
+         [&](auto& i, auto& i2, auto& o, auto& o2, int c) {
+           cuda::mxfp4_to_nvfp4(i.template as<uint8_t>(c), i2.template as<uint8_t>(c), n, cast, o.template as<uint8_t>(c),
+                                o2.template as<uint8_t>(c), counters.data<uint64_t>(), b.s.get());
+         }},
+        {"MXFP4 dequantize -> bf16", Fill::AnyByte, Fill::E8m0Scale, n / 2, n / 32, n * 2, 0,
+         [&](auto& i, auto& i2, auto& o, auto&, int c) {
+           cuda::mxfp4_dequantize_bf16(i.template as<uint8_t>(c), i2.template as<uint8_t>(c), n, o.template as<uint16_t>(c), b.s.get());
+         }},
+        {"FP8 128x128 dequantize -> bf16", Fill::E4m3Value, Fill::E8m0Scale, n, fp8.scale_rows() * fp8.scale_cols(), n * 2, 0,
+         [&](auto& i, auto& i2, auto& o, auto&, int c) {
+           cuda::fp8_block_dequantize_bf16(i.template as<uint8_t>(c), i2.at(c), fp8, 0, t.rows, o.template as<uint16_t>(c), b.s.get());
+         }},
+    };
+    for (const Op& op : ops) {
+      if (b.opt.quick && t.rows > 3072 && std::string(op.name).find("amax") != std::string::npos) continue;
+      const size_t moved = op.in + op.in2 + op.out + op.out2;
+      try {
+        const int copies = copies_past_l2(moved, b.dev.l2_bytes);
+        const CopySet in(op.in, copies, op.in_kind, b.pools, "codec input"), in2(op.in2, copies, op.in2_kind, b.pools, "codec input 2");
+        const CopySet o(op.out, copies, Fill::AnyByte, b.pools, "codec output"), o2(op.out2, copies, Fill::AnyByte, b.pools, "codec output 2");
+        const Timing tm = b.time(copies, [&](int c) { op.run(in, in2, o, o2, c); });
+        const double gbps = gb_per_s(dbl(moved), tm.us);
+        std::printf("  %-34s %-22s %10.1f %10.1f %8.2f\n", op.name, shape.c_str(), tm.us, gbps, gbps / b.copy_gbps);
+        b.out["codecs"].push_back({{"op", op.name}, {"tensor", t.name}, {"rows", t.rows}, {"cols", t.cols}, {"bytes_moved", moved},
+                                   {"gbps", gbps}, {"ratio_to_copy", gbps / b.copy_gbps}, {"copies", copies}, {"timing", timing_json(tm)}});
+      } catch (const std::exception& e) {
+        b.failed("codecs", std::string(op.name) + " " + shape, e);
+      }
+    }
+  }
+  std::printf("\n");
+}
+
+// ---- b) activation quantization ------------------------------------------------------------
+
+// Token counts of every table: decode (1, 8), small batches, prefill.
+const int64_t kGemmMs[] = {1, 8, 64, 512, 4096};
+
+void bench_activation(Bench& b) {
+  std::printf("== NVFP4 activation quantization, x BF16 [M, 7168]: time us and GB/s of bytes read + written\n"
+              "   (inputs rotated over >= 4x L2 where that takes <= 256 copies: small M stays in the L2, as a layer's input does)\n");
+  const int64_t k = 7168;
+  const float global_scale = 448.0f * 6.0f / 8.0f;  // 1/input_scale for an amax of 8 (the random data's range)
+  struct Variant {
+    const char* name;
+    cuda::ActivationQuantMath math;
+    Nvfp4ScaleLayout layout;
+    bool fake;  // quantize then decode to BF16 (W4A4 emulation)
+  };
+  const Variant variants[] = {{"exact, linear scales", cuda::ActivationQuantMath::Exact, Nvfp4ScaleLayout::Linear, false},
+                              {"fast, linear scales", cuda::ActivationQuantMath::Fast, Nvfp4ScaleLayout::Linear, false},
+                              {"fast, 128x4 swizzled scales", cuda::ActivationQuantMath::Fast, Nvfp4ScaleLayout::Swizzled128x4, false},
+                              {"exact, quantize+decode to bf16", cuda::ActivationQuantMath::Exact, Nvfp4ScaleLayout::Linear, true}};
+  std::printf("  %5s", "M");
+  for (const Variant& v : variants) std::printf(" | %-30s", (std::string(v.name) + ": us, GB/s").c_str());
+  std::printf("\n");
+  for (int64_t m : kGemmMs) {
+    std::printf("  %5lld", static_cast<long long>(m));
+    for (const Variant& v : variants) {
+      const size_t in = static_cast<size_t>(m * k) * 2;
+      const size_t packed = v.fake ? static_cast<size_t>(m * k) * 2 : static_cast<size_t>(m * k / 2);
+      const size_t scales = v.fake ? 0 : static_cast<size_t>(nvfp4_scale_bytes(m, k / 16, v.layout));
+      const size_t moved = in + packed + scales;
+      try {
+        const int copies = copies_past_l2(moved, b.dev.l2_bytes, 256);
+        const CopySet x(in, copies, Fill::Bf16, b.pools, "activations"), o(packed, copies, Fill::AnyByte, b.pools, "packed"),
+            sc(scales, copies, Fill::AnyByte, b.pools, "scales");
+        const Timing t = b.time(copies, [&](int c) {
+          if (v.fake)
+            cuda::fake_quantize_activation(x.as<uint16_t>(c), m, k, global_scale, 1.0f, o.as<uint16_t>(c), b.s.get(), v.math);
+          else
+            cuda::quantize_activation(x.as<uint16_t>(c), m, k, global_scale, v.layout, o.as<uint8_t>(c), sc.as<uint8_t>(c), b.s.get(),
+                                      v.math);
+        });
+        const double gbps = gb_per_s(dbl(moved), t.us);
+        std::printf(" | %10.2f %19.1f", t.us, gbps);
+        b.out["activation_quantize"].push_back({{"variant", v.name}, {"m", m}, {"k", k}, {"bytes_moved", moved}, {"copies", copies},
+                                                {"gbps", gbps}, {"ratio_to_copy", gbps / b.copy_gbps}, {"timing", timing_json(t)}});
+      } catch (const std::exception& e) {
+        std::printf(" | %30s", "FAILED");
+        b.failed("activation", std::string(v.name) + " M=" + std::to_string(m), e);
+      }
+    }
+    std::printf("\n");
+  }
+  std::printf("\n");
+}
+
+// ---- c) weight GEMMs -----------------------------------------------------------------------
+
+struct GemmShape {
+  const char* model;
+  const char* name;
+  int64_t n, k;
+  const char* note;
+};
+
+// DeepSeek V4 linear weights ([out, in], src/models/deepseek_v4.cpp; deepseek-v4-checkpoint.md).
+const GemmShape kGemmShapes[] = {
+    {"V4-Pro", "w1/w3", 3072, 7168, "routed and shared expert gate/up"},
+    {"V4-Pro", "w2", 7168, 3072, "routed and shared expert down"},
+    {"V4-Pro", "wq_a", 1536, 7168, ""},
+    {"V4-Pro", "wq_b", 65536, 1536, ""},
+    {"V4-Pro", "wkv", 512, 7168, ""},
+    {"V4-Pro", "wo_a", 16384, 4096, "16 groups of 1024x4096, timed as one dense product (same bytes and FLOPs)"},
+    {"V4-Pro", "wo_b", 7168, 16384, ""},
+    {"V4-Flash", "w1/w3", 2048, 4096, "routed and shared expert gate/up"},
+    {"V4-Flash", "w2", 4096, 2048, "routed and shared expert down"},
+    {"V4-Flash", "wq_a", 1024, 4096, ""},
+    {"V4-Flash", "wq_b", 32768, 1024, ""},
+    {"V4-Flash", "wkv", 512, 4096, ""},
+    {"V4-Flash", "wo_a", 8192, 4096, "8 groups of 1024x4096, timed as one dense product (same bytes and FLOPs)"},
+    {"V4-Flash", "wo_b", 4096, 8192, ""},
+};
+
+void run_gemm(Bench& b, const WeightSet& w, const uint16_t* x, int64_t m, void* y, GemmOutput out, int copy) {
+  if (w.format == WeightFormat::Bf16)
+    b.cublas.bf16_gemm(x, w.data.as<uint16_t>(copy), y, out, m, w.n, w.k, b.s.get());
+  else
+    cuda::weight_gemm(x, m, w.at(copy), y, out, b.s.get());
+}
+
+// Relative L2 error of y (BF16 [m, n] on the device) against y_ref.
+double rel_error(const Bench& b, const void* y, const void* y_ref, size_t count) {
+  std::vector<uint16_t> h(count), r(count);
+  cuda::copy_to_host(h.data(), y, count * 2, b.s);
+  cuda::copy_to_host(r.data(), y_ref, count * 2, b.s);
+  b.s.synchronize("check read-back");
+  double e2 = 0, r2 = 0;
+  for (size_t i = 0; i < count; ++i) {
+    const double v = BF16{h[i]}.to_float(), ref = BF16{r[i]}.to_float();
+    if (std::isnan(v) || std::isnan(ref)) return NAN;
+    e2 += (v - ref) * (v - ref), r2 += ref * ref;
+  }
+  return r2 > 0 ? std::sqrt(e2 / r2) : NAN;
+}
+
+// Each decoding GEMM at M = 8 against cuBLAS on the same weights decoded to BF16 by the codec
+// kernels (NVFP4 through the lossless cast of the MXFP4 weight): only the summation order differs.
+json check_gemms(Bench& b, const WeightSet& mx, const WeightSet& fp8, const uint16_t* x, void* y, void* y_ref) {
+  const int64_t m = 8, n = mx.n, k = mx.k;
+  const size_t nk = static_cast<size_t>(n * k);
+  DeviceBuffer dq(nk * 2, "decoded weight"), nv_data(nk / 2, "cast weight"), nv_scales(nk / 16, "cast scales");
+  json j = json::object();
+  auto compare = [&](const char* name, const GemmWeight& w) {
+    cuda::fill_bytes(y, 0xFF, static_cast<size_t>(m * n) * 2, b.s);
+    b.cublas.bf16_gemm(x, dq.data<uint16_t>(), y_ref, GemmOutput::Bf16, m, n, k, b.s.get());
+    cuda::weight_gemm(x, m, w, y, GemmOutput::Bf16, b.s.get());
+    const double err = rel_error(b, y, y_ref, static_cast<size_t>(m * n));
+    j[name] = err;
+    if (!(err < 1e-2)) {
+      std::printf("  CHECK FAILED: %s N=%lld K=%lld M=8: ||y - cuBLAS(decoded)|| / ||cuBLAS|| = %g\n", name, static_cast<long long>(n),
+                  static_cast<long long>(k), err);
+      b.ok = false;
+    }
+  };
+  const GemmWeight mxw = mx.at(0);
+  cuda::mxfp4_dequantize_bf16(mx.data.as<uint8_t>(0), mx.scales.as<uint8_t>(0), nk, dq.data<uint16_t>(), b.s.get());
+  compare("mxfp4", mxw);
+  std::vector<uint8_t> host_scales(nk / 32);
+  cuda::copy_to_host(host_scales.data(), mxw.scales, host_scales.size(), b.s);
+  b.s.synchronize("scale read-back");
+  const Mxfp4CastParams params = cast_params(host_scales.data(), host_scales.size());
+  cuda::mxfp4_to_nvfp4(mx.data.as<uint8_t>(0), mx.scales.as<uint8_t>(0), nk, params, nv_data.data<uint8_t>(),
+                       nv_scales.data<uint8_t>(), nullptr, b.s.get());
+  GemmWeight nvw;
+  nvw.format = WeightFormat::Nvfp4, nvw.n = n, nvw.k = k, nvw.data = nv_data.data(), nvw.scales = nv_scales.data();
+  nvw.global_scale = params.weight_scale_2;
+  compare("nvfp4", nvw);
+  const Fp8BlockShape shape{static_cast<size_t>(n), static_cast<size_t>(k), Fp8ScaleKind::E8M0};
+  cuda::fp8_block_dequantize_bf16(fp8.data.as<uint8_t>(0), fp8.scales.at(0), shape, 0, shape.rows, dq.data<uint16_t>(), b.s.get());
+  compare("fp8_block", fp8.at(0));
+  return j;
+}
+
+void bench_gemms(Bench& b) {
+  std::printf("== weight GEMMs y[M,N] = x[M,K]·Wᵀ, x BF16, y BF16, F32 accumulation; time in us; TB/s = weight bytes / time;\n"
+              "   xBF16 = cuBLAS BF16 time / this time. Goals: M=1 NVFP4 >= 3x cuBLAS; M=4096 NVFP4 >= 0.6x cuBLAS TFLOP/s\n");
+  std::printf("  %-16s %-11s %5s | %9s %6s %7s | %9s %6s %7s %6s | %9s %6s | %9s %6s | %s\n", "shape", "NxK", "M", "BF16 us", "TB/s",
+              "TFLOP/s", "NVFP4 us", "TB/s", "TFLOP/s", "xBF16", "MXFP4 us", "xBF16", "FP8 us", "xBF16", "goal / check");
+  const WeightFormat formats[] = {WeightFormat::Bf16, WeightFormat::Nvfp4, WeightFormat::Mxfp4, WeightFormat::Fp8Block};
+  for (const GemmShape& sh : kGemmShapes) {
+    if (b.opt.quick && !(sh.n == 3072 || (sh.n == 7168 && sh.k == 3072) || sh.n == 2048 || sh.n == 65536)) continue;
+    const std::string label = std::string(sh.model) + " " + sh.name;
+    const std::string nk = std::to_string(sh.n) + "x" + std::to_string(sh.k);
+    try {
+      const int64_t m_max = kGemmMs[std::size(kGemmMs) - 1];
+      DeviceBuffer x(static_cast<size_t>(m_max * sh.k) * 2, "x"), y(static_cast<size_t>(m_max * sh.n) * 2, "y"),
+          y_ref(static_cast<size_t>(8 * sh.n) * 2, "y reference");
+      b.pools.fill(x.data(), x.bytes(), Fill::Bf16);
+      std::vector<WeightSet> sets;
+      for (WeightFormat f : formats) sets.emplace_back(f, sh.n, sh.k, b.pools, b.dev.l2_bytes);
+      json check = json::object();
+      try {
+        check = check_gemms(b, sets[2], sets[3], x.data<uint16_t>(), y.data(), y_ref.data());
+      } catch (const std::exception& e) {
+        b.failed("gemm", "check " + label, e);
+      }
+      for (int64_t m : kGemmMs) {
+        json row = {{"model", sh.model}, {"name", sh.name}, {"n", sh.n}, {"k", sh.k}, {"m", m}, {"note", sh.note}};
+        if (m == 8) row["check_rel_error_vs_cublas_decoded"] = check;
+        double us[4] = {NAN, NAN, NAN, NAN};
+        for (size_t f = 0; f < std::size(formats); ++f) {
+          const WeightSet& w = sets[f];
+          try {
+            const Timing t = b.time(w.copies(), [&](int c) { run_gemm(b, w, x.data<uint16_t>(), m, y.data(), GemmOutput::Bf16, c); });
+            us[f] = t.us;
+            const double flops = 2.0 * dbl(m) * dbl(sh.n) * dbl(sh.k);
+            row[format_name(w.format)] = {{"weight_bytes", w.bytes()}, {"copies", w.copies()}, {"tbps_weights", gb_per_s(dbl(w.bytes()), t.us) / 1e3},
+                                          {"tflops", tflops(flops, t.us)}, {"timing", timing_json(t)}};
+          } catch (const std::exception& e) {
+            b.failed("gemm", label + " M=" + std::to_string(m) + " " + format_name(w.format), e);
+          }
+        }
+        for (size_t f = 1; f < 4; ++f)
+          if (row.contains(format_name(formats[f]))) row[format_name(formats[f])]["speedup_vs_cublas_bf16"] = us[0] / us[f];
+        const double flops = 2.0 * dbl(m) * dbl(sh.n) * dbl(sh.k);
+        std::string goal;
+        if (m == 1) goal = std::string("NVFP4 >= 3x: ") + (us[0] / us[1] >= 3 ? "yes" : "NO");
+        if (m == 4096) goal = std::string("NVFP4 >= 0.6x TFLOP/s: ") + (us[0] / us[1] >= 0.6 ? "yes" : "NO");
+        if (m == 8 && !check.empty()) {
+          char c[96];
+          std::snprintf(c, sizeof c, "rel err nv %.1e mx %.1e fp8 %.1e", check.value("nvfp4", NAN), check.value("mxfp4", NAN),
+                        check.value("fp8_block", NAN));
+          goal = c;
+        }
+        row["goal"] = goal;
+        std::printf("  %-16s %-11s %5lld | %9.1f %6.2f %7.1f | %9.1f %6.2f %7.1f %6.2f | %9.1f %6.2f | %9.1f %6.2f | %s\n", label.c_str(),
+                    nk.c_str(), static_cast<long long>(m), us[0], gb_per_s(dbl(sets[0].bytes()), us[0]) / 1e3, tflops(flops, us[0]), us[1],
+                    gb_per_s(dbl(sets[1].bytes()), us[1]) / 1e3, tflops(flops, us[1]), us[0] / us[1], us[2], us[0] / us[2], us[3],
+                    us[0] / us[3], goal.c_str());
+        b.out["gemm"].push_back(row);
+      }
+    } catch (const std::exception& e) {
+      b.failed("gemm", label, e);
+    }
+  }
+  std::printf("\n");
+}
+
+// ---- d) MoE layer -------------------------------------------------------------------------
+
+constexpr int64_t kMoeHidden = 7168, kMoeInter = 3072, kMoeTopK = 6, kMoeExperts = 384;  // V4-Pro
+constexpr float kSwigluLimit = 10.0f;
+
+// Bytes of one expert's three matrices in a format.
+size_t expert_bytes(WeightFormat f) {
+  const size_t nk = static_cast<size_t>(kMoeHidden * kMoeInter);
+  switch (f) {
+    case WeightFormat::Nvfp4: return 3 * (nk / 2 + nk / 16);
+    case WeightFormat::Mxfp4: return 3 * (nk / 2 + nk / 32);
+    case WeightFormat::Fp8Block: return 3 * nk + 3 * 24 * 56;
+    case WeightFormat::Bf16: return 3 * nk * 2;
+  }
+  return 0;
+}
+
+// The routed experts of one layer through moe_routed_experts (grouped decoding GEMMs).
+Timing time_moe_grouped(Bench& b, WeightFormat f, int32_t experts, const std::vector<Routing>& routes, const uint16_t* x,
+                        float* out, cuda::MoeWorkspace& ws) {
+  const size_t nk = static_cast<size_t>(kMoeHidden * kMoeInter);
+  const size_t data = nk / 2, scale = f == WeightFormat::Nvfp4 ? nk / 16 : nk / 32;
+  const Fill scale_kind = f == WeightFormat::Nvfp4 ? Fill::E4m3Scale : Fill::E8m0Scale;
+  const CopySet d(3 * data, experts, Fill::AnyByte, b.pools, std::string(format_name(f)) + " expert weights");
+  const CopySet sc(3 * scale, experts, scale_kind, b.pools, std::string(format_name(f)) + " expert scales");
+  std::vector<GemmWeight> w1, w3, w2;
+  for (int32_t e = 0; e < experts; ++e) {
+    auto make = [&](int j, int64_t n, int64_t k) {
+      GemmWeight w;
+      w.format = f, w.n = n, w.k = k;
+      w.data = d.as<uint8_t>(e) + j * data;
+      w.scales = sc.as<uint8_t>(e) + j * scale;
+      w.global_scale = f == WeightFormat::Nvfp4 ? 0.01f : 1.0f;
+      return w;
+    };
+    w1.push_back(make(0, kMoeInter, kMoeHidden));
+    w3.push_back(make(1, kMoeInter, kMoeHidden));
+    w2.push_back(make(2, kMoeHidden, kMoeInter));
+  }
+  const cuda::MoeExpertTable table(w1, w3, w2);
+  for (const Routing& r : routes)  // once synchronously: checks the routing and the whole path
+    cuda::moe_routed_experts(x, r.view, table.view(), kSwigluLimit, out, GemmOutput::F32, ws, b.s.get());
+  return b.time(static_cast<int>(routes.size()), [&](int c) {
+    cuda::moe_routed_experts_async(x, routes[static_cast<size_t>(c)].view, table.view(), kSwigluLimit, out, GemmOutput::F32, ws,
+                                   b.s.get());
+  });
+}
+
+// The same layer with BF16 experts as a BF16 engine runs it: the same routing and gather
+// (moe_route_rows), per active expert one cuBLAS product with w1 and w3 stacked [2I, H] and one with
+// w2, the same combine (moe_combine). The SwiGLU between them is not run (w2 reads a random [R, I]
+// buffer instead); its bytes at the copy rate are added to the time as an estimate.
+Timing time_moe_cublas(Bench& b, int32_t experts, const std::vector<Routing>& routes, const uint16_t* x, float* out,
+                       cuda::MoeWorkspace& ws) {
+  const size_t nk = static_cast<size_t>(kMoeHidden * kMoeInter);
+  const CopySet w(3 * nk * 2, experts, Fill::Bf16, b.pools, "bf16 expert weights");
+  const int64_t rows = ws.max_rows();
+  DeviceBuffer h13(static_cast<size_t>(rows * 2 * kMoeInter) * 2, "gate/up output"), h(static_cast<size_t>(rows * kMoeInter) * 2, "SwiGLU output");
+  b.pools.fill(h.data(), h.bytes(), Fill::Bf16);
+  auto* expert_out = const_cast<float*>(ws.expert_out());  // the buffer moe_combine reads
+  auto layer = [&](int c) {
+    const Routing& r = routes[static_cast<size_t>(c)];
+    cuda::moe_route_rows(x, r.view, ws, b.s.get());
+    int64_t off = 0;
+    for (int32_t e = 0; e < experts; ++e) {
+      const int64_t cnt = r.count[static_cast<size_t>(e)];
+      if (cnt == 0) continue;
+      b.cublas.bf16_gemm(ws.sorted_x() + off * kMoeHidden, w.as<uint16_t>(e), h13.data<uint16_t>() + off * 2 * kMoeInter,
+                         GemmOutput::Bf16, cnt, 2 * kMoeInter, kMoeHidden, b.s.get());
+      off += cnt;
+    }
+    off = 0;
+    for (int32_t e = 0; e < experts; ++e) {
+      const int64_t cnt = r.count[static_cast<size_t>(e)];
+      if (cnt == 0) continue;
+      b.cublas.bf16_gemm(h.data<uint16_t>() + off * kMoeInter, w.as<uint16_t>(e) + 2 * nk, expert_out + off * kMoeHidden,
+                         GemmOutput::F32, cnt, kMoeHidden, kMoeInter, b.s.get());
+      off += cnt;
+    }
+    cuda::moe_combine(r.view, ws, out, GemmOutput::F32, b.s.get());
+  };
+  return b.time(static_cast<int>(routes.size()), layer);
+}
+
+void bench_moe(Bench& b) {
+  std::printf("== MoE layer, V4-Pro routed experts (H=%lld, I=%lld, k=%lld, SwiGLU limit %.0f), x BF16, out F32; goal NVFP4 >= 3x BF16\n",
+              static_cast<long long>(kMoeHidden), static_cast<long long>(kMoeInter), static_cast<long long>(kMoeTopK), kSwigluLimit);
+  size_t free_b = 0, total_b = 0;
+  cuda::check(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
+  // One format's experts are resident at a time; BF16 needs the most.
+  const auto fit = static_cast<int64_t>(dbl(free_b) * 0.85 / dbl(expert_bytes(WeightFormat::Bf16)));
+  const auto experts = static_cast<int32_t>(std::min<int64_t>(kMoeExperts, fit));
+  std::printf("  %d of %lld experts resident (routing drawn over them); %.2f GB NVFP4, %.2f GB BF16 in all\n", experts,
+              static_cast<long long>(kMoeExperts), dbl(expert_bytes(WeightFormat::Nvfp4)) * experts / 1e9,
+              dbl(expert_bytes(WeightFormat::Bf16)) * experts / 1e9);
+  std::printf("  %6s %7s | %10s %7s | %10s %7s | %10s %10s %10s %7s | %7s %7s\n", "tokens", "experts", "NVFP4 us", "TB/s", "MXFP4 us",
+              "TB/s", "BF16 us", "+SwiGLU", "BF16 tot", "TB/s", "NV xBF", "MX xBF");
+  b.out["moe"]["experts_resident"] = experts;
+  const std::vector<int64_t> token_counts = b.opt.quick ? std::vector<int64_t>{8} : std::vector<int64_t>{8, 512};
+  for (int64_t tokens : token_counts) {
+    try {
+      const int n_routes = tokens <= 64 ? 8 : 2;
+      std::vector<Routing> routes;
+      double active = 0;
+      for (int i = 0; i < n_routes; ++i) {
+        routes.push_back(draw_routing(tokens, kMoeTopK, experts, 1000 + static_cast<uint64_t>(i), b.s));
+        active += routes.back().active;
+      }
+      active /= n_routes;
+      DeviceBuffer x(static_cast<size_t>(tokens * kMoeHidden) * 2, "moe x"), out(static_cast<size_t>(tokens * kMoeHidden) * 4, "moe out");
+      b.pools.fill(x.data(), x.bytes(), Fill::Bf16);
+      cuda::MoeWorkspace ws(tokens, kMoeTopK, experts, kMoeHidden, kMoeInter);
+      json row = {{"tokens", tokens}, {"top_k", kMoeTopK}, {"experts", experts}, {"routings", n_routes}, {"active_experts_mean", active}};
+      double us[3] = {NAN, NAN, NAN};
+      const WeightFormat fs[] = {WeightFormat::Nvfp4, WeightFormat::Mxfp4};
+      for (int i = 0; i < 2; ++i) {
+        try {
+          const Timing t = time_moe_grouped(b, fs[i], experts, routes, x.data<uint16_t>(), out.data<float>(), ws);
+          us[i] = t.us;
+          row[format_name(fs[i])] = {{"timing", timing_json(t)},
+                                     {"tbps_active_weights", gb_per_s(active * dbl(expert_bytes(fs[i])), t.us) / 1e3}};
+        } catch (const std::exception& e) {
+          b.failed("moe", std::to_string(tokens) + " tokens " + format_name(fs[i]), e);
+        }
+      }
+      double swiglu_us = NAN;
+      try {
+        const Timing t = time_moe_cublas(b, experts, routes, x.data<uint16_t>(), out.data<float>(), ws);
+        us[2] = t.us;
+        const double rows = dbl(tokens * kMoeTopK);
+        swiglu_us = (rows * 2 * dbl(kMoeInter) * 2 + rows * dbl(kMoeInter) * 2) / (b.copy_gbps * 1e3);
+        row["bf16_cublas"] = {{"timing", timing_json(t)},
+                              {"swiglu_estimate_us", swiglu_us},
+                              {"total_us", t.us + swiglu_us},
+                              {"tbps_active_weights", gb_per_s(active * dbl(expert_bytes(WeightFormat::Bf16)), t.us) / 1e3},
+                              {"note", "w1|w3 stacked, one cuBLAS call per active expert and product; SwiGLU not run, estimated at the copy rate"}};
+      } catch (const std::exception& e) {
+        b.failed("moe", std::to_string(tokens) + " tokens bf16 cuBLAS", e);
+      }
+      const double base = us[2] + swiglu_us;
+      row["speedup_nvfp4_vs_bf16"] = base / us[0];
+      row["speedup_mxfp4_vs_bf16"] = base / us[1];
+      std::printf("  %6lld %7.1f | %10.1f %7.2f | %10.1f %7.2f | %10.1f %10.1f %10.1f %7.2f | %7.2f %7.2f %s\n", static_cast<long long>(tokens),
+                  active, us[0], gb_per_s(active * dbl(expert_bytes(WeightFormat::Nvfp4)), us[0]) / 1e3, us[1],
+                  gb_per_s(active * dbl(expert_bytes(WeightFormat::Mxfp4)), us[1]) / 1e3, us[2], swiglu_us, base,
+                  gb_per_s(active * dbl(expert_bytes(WeightFormat::Bf16)), us[2]) / 1e3, base / us[0], base / us[1],
+                  base / us[0] >= 3 ? "goal met" : "goal NOT met");
+      b.out["moe"]["rows"].push_back(row);
+    } catch (const std::exception& e) {
+      b.failed("moe", std::to_string(tokens) + " tokens", e);
+    }
+  }
+  std::printf("  (experts = mean distinct active experts per routing; TB/s = their weight bytes / time)\n\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opt;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--quick") {
+      opt.quick = true;
+    } else if (a == "--only" && i + 1 < argc) {
+      std::string list = argv[++i];
+      for (size_t p = 0; p <= list.size();) {
+        const size_t q = std::min(list.find(',', p), list.size());
+        if (q > p) opt.only.insert(list.substr(p, q - p));
+        p = q + 1;
+      }
+    } else if (a == "--json" && i + 1 < argc) {
+      opt.json_path = argv[++i];
+    } else if (a == "--reps" && i + 1 < argc) {
+      opt.timing.reps = std::max(1, std::stoi(argv[++i]));
+    } else {
+      std::fprintf(stderr, "usage: gpu_kernels_bench [--quick] [--only ceilings,codecs,activation,gemm,moe] [--reps R] [--json FILE]\n");
+      return 2;
+    }
+  }
+  if (opt.quick) {
+    opt.timing.reps = std::min(opt.timing.reps, 5);
+    opt.timing.replay_ms = 1.0;
+  }
+  std::string why;
+  const auto dev = cuda::probe(0, &why);
+  if (!dev) {
+    std::fprintf(stderr, "gpu_kernels_bench: %s\n", why.c_str());
+    return 2;
+  }
+  try {
+    Bench b(opt, *dev);
+    describe_device(b);
+    measure_ceilings(b);  // every ratio below needs them
+    if (opt.wants("codecs")) bench_codecs(b);
+    if (opt.wants("activation")) bench_activation(b);
+    if (opt.wants("gemm")) bench_gemms(b);
+    if (opt.wants("moe")) bench_moe(b);
+    if (!opt.json_path.empty()) {
+      FILE* f = std::fopen(opt.json_path.c_str(), "w");
+      if (!f) {
+        std::fprintf(stderr, "gpu_kernels_bench: cannot write %s\n", opt.json_path.c_str());
+        return 1;
+      }
+      const std::string text = b.out.dump(1);
+      std::fwrite(text.data(), 1, text.size(), f);
+      std::fclose(f);
+    }
+    return b.ok ? 0 : 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "gpu_kernels_bench: %s\n", e.what());
+    return 1;
+  }
+}
