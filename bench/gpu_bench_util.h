@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/error.h"
 #include "cuda/check.cuh"
 #include "cuda/moe_experts.h"
 #include "cuda/runtime.h"
@@ -33,7 +34,7 @@ enum class Fill : uint8_t {
   F32,        // the same range in f32
   AnyByte,    // packed E2M1 pairs (every byte is two valid codes)
   E4m3Value,  // FP8 weights: any byte but the two NaNs
-  E4m3Scale,  // NVFP4 block scales: positive, 2^-1 .. 2^1
+  E4m3Scale,  // NVFP4 block scales: positive, 0.5 .. 3.75
   E8m0Scale,  // MXFP4 / FP8-block scales: 2^-7 .. 2^0
 };
 inline constexpr size_t kFillKinds = 6;
@@ -197,6 +198,8 @@ struct Routing {
 };
 
 inline Routing draw_routing(int64_t tokens, int64_t top_k, int32_t experts, uint64_t seed, const Stream& s) {
+  if (experts < top_k)
+    throw InputError("routing: " + std::to_string(experts) + " experts cannot give " + std::to_string(top_k) + " distinct ones");
   Routing r;
   std::vector<int32_t> ids(static_cast<size_t>(tokens * top_k));
   std::vector<float> w(ids.size());
