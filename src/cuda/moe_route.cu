@@ -1,0 +1,136 @@
+// Stage 1 of the routed experts: the (token, slot) pairs sorted by expert, x gathered into that order,
+// the group offsets and the inverse permutation, and the record of the first out-of-range id.
+#include <algorithm>
+#include <cstdint>
+#include <string>
+
+#include "cuda/check.cuh"
+#include "cuda/moe_expert_sort.h"
+#include "cuda/moe_experts.h"
+
+namespace fp4kit::cuda {
+namespace {
+
+constexpr int kKeyThreads = 256;
+constexpr int kPlaceThreads = 128;
+
+// keys[i] = the expert of slot i, or `experts` for an id outside [0, experts) (sorted past every
+// valid one); slots[i] = i.
+template <class Id>
+__global__ void expert_keys_kernel(const Id* __restrict__ ids, int32_t items, int32_t experts,
+                                   uint32_t* __restrict__ keys, int32_t* __restrict__ slots) {
+  const int32_t i = static_cast<int32_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= items) return;
+  const Id e = ids[i];
+  keys[i] = (e >= 0 && e < static_cast<Id>(experts)) ? static_cast<uint32_t>(e) : static_cast<uint32_t>(experts);
+  slots[i] = i;
+}
+
+// Block p copies x's row of sorted slot p to sorted_x row p and records p as that slot's row.
+// Thread g <= experts (counted over the whole grid) writes offsets[g] = the first sorted row whose key
+// is >= g (a binary search of the sorted keys), except offsets[experts] = rows, so that rows with a bad
+// id belong to the last expert and are computed like any other row; thread `experts` also writes the
+// bad-id record {count, first slot, its id}: the stable sort put the bad slots last, in slot order.
+template <bool kVector>
+__global__ void place_rows_kernel(const uint16_t* __restrict__ x, int64_t hidden, int32_t top_k,
+                                  const uint32_t* __restrict__ keys, const int32_t* __restrict__ slots,
+                                  int32_t rows, int32_t experts, const int64_t* ids_i64, const int32_t* ids_i32,
+                                  uint16_t* __restrict__ sorted_x, int32_t* __restrict__ row_of_slot,
+                                  int32_t* __restrict__ offsets, int64_t* __restrict__ bad_record) {
+  const int64_t g = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (g <= experts) {
+    int32_t lo = 0, hi = rows;
+    while (lo < hi) {
+      const int32_t mid = lo + (hi - lo) / 2;
+      if (keys[mid] < static_cast<uint32_t>(g)) lo = mid + 1;
+      else hi = mid;
+    }
+    offsets[g] = g == experts ? rows : lo;
+    if (g == experts) {
+      const int32_t bad = rows - lo;
+      bad_record[0] = bad;
+      bad_record[1] = -1;
+      bad_record[2] = 0;
+      if (bad > 0) {
+        const int32_t slot = slots[lo];
+        bad_record[1] = slot;
+        bad_record[2] = ids_i64 ? ids_i64[slot] : static_cast<int64_t>(ids_i32[slot]);
+      }
+    }
+  }
+  const int32_t p = static_cast<int32_t>(blockIdx.x);
+  if (p >= rows) return;
+  const int32_t slot = slots[p];
+  if (threadIdx.x == 0) row_of_slot[slot] = p;
+  const int64_t t = slot / top_k;
+  if constexpr (kVector) {
+    const uint4* src = reinterpret_cast<const uint4*>(x + t * hidden);
+    uint4* dst = reinterpret_cast<uint4*>(sorted_x + static_cast<int64_t>(p) * hidden);
+    for (int64_t i = threadIdx.x; i < hidden / 8; i += blockDim.x) dst[i] = src[i];
+  } else {
+    const uint16_t* src = x + t * hidden;
+    uint16_t* dst = sorted_x + static_cast<int64_t>(p) * hidden;
+    for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) dst[i] = src[i];
+  }
+}
+
+std::string shape_text(int64_t tokens, int64_t top_k, int32_t experts, int64_t hidden) {
+  return "T=" + std::to_string(tokens) + " k=" + std::to_string(top_k) + " E=" + std::to_string(experts) +
+         " H=" + std::to_string(hidden);
+}
+
+}  // namespace
+
+void moe_route_rows(const uint16_t* x, const MoeRouting& r, MoeWorkspace& ws, StreamHandle stream) {
+  const std::string shape = shape_text(r.tokens, r.top_k, ws.experts_, ws.hidden_);
+  if ((r.experts_i64 == nullptr) == (r.experts_i32 == nullptr))
+    throw InputError("moe_route_rows [" + shape + "]: exactly one of the int64 and int32 expert id arrays must be given");
+  if (r.top_k != ws.top_k_)
+    throw InputError("moe_route_rows [" + shape + "]: the routing has k=" + std::to_string(r.top_k) +
+                     " experts per token, the workspace was sized for k=" + std::to_string(ws.top_k_));
+  if (r.tokens < 0) throw InputError("moe_route_rows [" + shape + "]: negative token count");
+  if (r.tokens > ws.max_tokens_)
+    throw InputError("moe_route_rows [" + shape + "]: " + std::to_string(r.tokens) +
+                     " tokens exceed the workspace, sized for at most " + std::to_string(ws.max_tokens_));
+  if (r.tokens > 0 && x == nullptr) throw InputError("moe_route_rows [" + shape + "]: x is null");
+
+  const int32_t items = static_cast<int32_t>(r.tokens * r.top_k);
+  const int32_t experts = ws.experts_;
+  auto* keys_in = ws.keys_in_.data<uint32_t>();
+  auto* keys_out = ws.keys_out_.data<uint32_t>();
+  auto* slots_in = ws.slots_in_.data<int32_t>();
+  auto* slots_out = ws.slots_out_.data<int32_t>();
+  if (items > 0) {
+    if (r.experts_i64)
+      expert_keys_kernel<<<ceil_div(items, kKeyThreads), kKeyThreads, 0, stream>>>(r.experts_i64, items, experts,
+                                                                                    keys_in, slots_in);
+    else
+      expert_keys_kernel<<<ceil_div(items, kKeyThreads), kKeyThreads, 0, stream>>>(r.experts_i32, items, experts,
+                                                                                    keys_in, slots_in);
+    check_launch("expert_keys_kernel", shape);
+    sort_slots_by_expert(ws.sort_temp_.data(), ws.sort_temp_.bytes(), keys_in, keys_out, slots_in, slots_out, items,
+                         ws.sort_end_bit_, stream);
+  }
+
+  const bool vector = ws.hidden_ % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
+  const unsigned blocks = std::max<unsigned>(static_cast<unsigned>(items), ceil_div(experts + 1, kPlaceThreads));
+  if (vector)
+    place_rows_kernel<true><<<blocks, kPlaceThreads, 0, stream>>>(
+        x, ws.hidden_, static_cast<int32_t>(r.top_k), keys_out, slots_out, items, experts, r.experts_i64,
+        r.experts_i32, ws.sorted_x_.data<uint16_t>(), ws.row_of_slot_.data<int32_t>(), ws.offsets_.data<int32_t>(),
+        ws.bad_record_.data<int64_t>());
+  else
+    place_rows_kernel<false><<<blocks, kPlaceThreads, 0, stream>>>(
+        x, ws.hidden_, static_cast<int32_t>(r.top_k), keys_out, slots_out, items, experts, r.experts_i64,
+        r.experts_i32, ws.sorted_x_.data<uint16_t>(), ws.row_of_slot_.data<int32_t>(), ws.offsets_.data<int32_t>(),
+        ws.bad_record_.data<int64_t>());
+  check_launch("place_rows_kernel", shape);
+
+  check(cudaMemcpyAsync(ws.bad_record_host_.data(), ws.bad_record_.data(), 3 * sizeof(int64_t), cudaMemcpyDeviceToHost,
+                        stream),
+        "copy of the expert id check record [" + shape + "]");
+  check(cudaEventRecord(ws.record_ready_, stream), "event after the expert id check [" + shape + "]");
+  ws.routed_tokens_ = r.tokens;
+}
+
+}  // namespace fp4kit::cuda
