@@ -100,7 +100,9 @@ class MoeWorkspace {
   const int32_t* slot_of_row() const { return slots_out_.data<int32_t>(); }   // [R]: t·k + j
   const int32_t* row_of_slot() const { return row_of_slot_.data<int32_t>(); } // [T·k]: inverse
   const uint16_t* sorted_x() const { return sorted_x_.data<uint16_t>(); }     // [R, H] BF16
-  const uint16_t* hidden_act() const { return hidden_act_.data<uint16_t>(); } // [R, I] BF16 (w2 input)
+  // [R, I] BF16: the w2 input without the routing weight (the CPU observer's unweighted input; the
+  // weighted one is weight[slot_of_row[r]] · h[r]).
+  const uint16_t* hidden_act() const { return hidden_act_.data<uint16_t>(); }
   const float* expert_out() const { return expert_out_.data<float>(); }       // [R, H] F32 (w2 output)
 
   // Fills every intermediate buffer with NaN bytes, so that a row a stage fails to write shows up

@@ -713,6 +713,7 @@ struct SmallProblem {
     const std::vector<uint16_t> hx = make_x(8, 256, rng);
     copy_to_device(x.data(), hx.data(), x.bytes(), s);
     copy_to_device(w.data(), r.weights.data(), w.bytes(), s);
+    s.synchronize("test input upload");
   }
   MoeRouting routing(const std::vector<int64_t>& id_values, bool ids64) {
     std::vector<int32_t> i32(id_values.begin(), id_values.end());
