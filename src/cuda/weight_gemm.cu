@@ -1,0 +1,147 @@
+// weight_gemm() and grouped_weight_gemm(): argument checks and the choice of path.
+//  - decode path (launch_weight_gemm_decode): a dense product with M <= 16, or a grouped one whose
+//    non-empty groups average at most 16 rows. Dense products split K until the grid has about 16
+//    warps per multiprocessor; the split sums are added in a fixed order (deterministic).
+//  - prefill path (launch_weight_gemm_prefill): everything else.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <string>
+
+#include "base/error.h"
+#include "cuda/check.cuh"
+#include "cuda/weight_gemm.h"
+#include "cuda/weight_gemm_kernels.cuh"
+
+namespace fp4kit::cuda {
+namespace {
+
+const char* format_name(WeightFormat f) {
+  switch (f) {
+    case WeightFormat::Nvfp4: return "nvfp4";
+    case WeightFormat::Mxfp4: return "mxfp4";
+    case WeightFormat::Fp8Block: return "fp8 block";
+    case WeightFormat::Bf16: return "bf16";
+  }
+  return "unknown";
+}
+
+int64_t k_multiple(WeightFormat f) { return f == WeightFormat::Mxfp4 ? 32 : 16; }
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+[[noreturn]] void bad(const char* kernel, const std::string& shape, const std::string& why) {
+  throw InputError(std::string(kernel) + " [" + shape + "]: " + why);
+}
+
+// Checks shared by both entry points: the shape and the format.
+void check_shape(const char* kernel, const std::string& shape, WeightFormat format, int64_t n, int64_t k) {
+  if (static_cast<int>(format) > static_cast<int>(WeightFormat::Bf16)) bad(kernel, shape, "unknown weight format");
+  if (n <= 0 || k <= 0) bad(kernel, shape, "N and K must be positive");
+  if (k % k_multiple(format) != 0)
+    bad(kernel, shape, std::string("K must be a multiple of ") + std::to_string(k_multiple(format)) + " for " +
+                           format_name(format) + " weights");
+  // Grid limits: N / 128 blocks along y, and 32-bit k arithmetic stays far away.
+  if (n > int64_t{65535} * 64 || k > (int64_t{1} << 30)) bad(kernel, shape, "N or K too large");
+}
+
+int multiprocessors() {
+  int device = 0, count = 0;
+  check(cudaGetDevice(&device), "weight_gemm: cudaGetDevice");
+  check(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device), "weight_gemm: SM count");
+  return count;
+}
+
+}  // namespace
+
+void weight_gemm(const uint16_t* x, int64_t m, const GemmWeight& w, void* y, GemmOutput out, StreamHandle stream) {
+  const char* kernel = "weight_gemm";
+  const std::string shape = std::string(format_name(w.format)) + " M=" + std::to_string(m) +
+                            " N=" + std::to_string(w.n) + " K=" + std::to_string(w.k);
+  if (m < 0) bad(kernel, shape, "M must not be negative");
+  check_shape(kernel, shape, w.format, w.n, w.k);
+  if (m == 0) return;
+  if (!x || !y || !w.data) bad(kernel, shape, "null x, y or weight data");
+  if (w.format != WeightFormat::Bf16 && !w.scales) bad(kernel, shape, "null weight scales");
+  if (!aligned16(x) || !aligned16(w.data)) bad(kernel, shape, "x and the weight data must be 16-byte aligned");
+  if (m > (int64_t{1} << 31)) bad(kernel, shape, "M too large");
+
+  WeightGemmArgs a;
+  a.x = x;
+  a.rows = m;
+  a.n = w.n;
+  a.k = w.k;
+  a.weight = w;
+  a.y = y;
+  a.y_bf16 = out == GemmOutput::Bf16;
+
+  if (m > kDecodeRows) {
+    launch_weight_gemm_prefill(a, w.format, false, (m + kPrefillRows - 1) / kPrefillRows, stream);
+    return;
+  }
+  // Split K so that about 16 warps per multiprocessor stream the weight.
+  const int64_t step = decode_k_step(w.format);
+  const int64_t warps = (w.n + 7) / 8;
+  const int64_t target = int64_t{16} * multiprocessors();
+  const int64_t max_splits = (w.k + step - 1) / step;
+  int64_t splits = std::clamp<int64_t>((target + warps - 1) / warps, 1, max_splits);
+  a.k_per_split = ((w.k + splits - 1) / splits + step - 1) / step * step;
+  splits = (w.k + a.k_per_split - 1) / a.k_per_split;
+  if (splits == 1) {
+    launch_weight_gemm_decode(a, w.format, false, 1, 1, stream);
+    return;
+  }
+  const size_t bytes = static_cast<size_t>(splits * m * w.n) * sizeof(float);
+  void* partial = nullptr;
+  check(cudaMallocAsync(&partial, bytes, stream), "weight_gemm: split-K workspace of " + std::to_string(bytes) + " bytes");
+  a.partial = static_cast<float*>(partial);
+  try {
+    launch_weight_gemm_decode(a, w.format, false, 1, splits, stream);
+    launch_reduce_split_k(a, splits, stream);
+  } catch (...) {
+    cudaFreeAsync(partial, stream);
+    throw;
+  }
+  check(cudaFreeAsync(partial, stream), "weight_gemm: free split-K workspace");
+}
+
+void grouped_weight_gemm(const GroupedGemm& g, StreamHandle stream) {
+  const char* kernel = "grouped_weight_gemm";
+  const std::string shape = std::string(format_name(g.format)) + " rows=" + std::to_string(g.rows) +
+                            " groups=" + std::to_string(g.groups) + " N=" + std::to_string(g.n) +
+                            " K=" + std::to_string(g.k) + (g.up ? " swiglu" : "");
+  if (g.rows < 0 || g.groups < 0) bad(kernel, shape, "rows and groups must not be negative");
+  check_shape(kernel, shape, g.format, g.n, g.k);
+  if (g.rows == 0) return;
+  if (g.groups == 0) bad(kernel, shape, "rows without groups");
+  if (!g.x || !g.y || !g.offsets || !g.weights) bad(kernel, shape, "null x, y, offsets or weights");
+  if (!aligned16(g.x)) bad(kernel, shape, "x must be 16-byte aligned");
+  if (g.rows > (int64_t{1} << 31)) bad(kernel, shape, "rows too large");
+
+  WeightGemmArgs a;
+  a.x = g.x;
+  a.rows = g.rows;
+  a.n = g.n;
+  a.k = g.k;
+  a.offsets = g.offsets;
+  a.groups = g.groups;
+  a.weight.format = g.format;
+  a.gates = g.weights;
+  a.ups = g.up;
+  a.swiglu_limit = g.swiglu_limit;
+  a.y = g.y;
+  a.y_bf16 = g.out == GemmOutput::Bf16;
+  const bool swiglu = g.up != nullptr;
+
+  const int64_t busy_groups = std::min<int64_t>(g.groups, g.rows);  // at most this many are non-empty
+  if (g.rows <= kDecodeRows * busy_groups) {
+    a.k_per_split = (g.k + decode_k_step(g.format) - 1) / decode_k_step(g.format) * decode_k_step(g.format);
+    if (busy_groups > 65535) bad(kernel, shape, "too many groups for the decode grid");
+    launch_weight_gemm_decode(a, g.format, swiglu, busy_groups, 1, stream);
+  } else {
+    const int64_t row_tiles = (g.rows + kPrefillRows - 1) / kPrefillRows + g.groups;
+    launch_weight_gemm_prefill(a, g.format, swiglu, row_tiles, stream);
+  }
+}
+
+}  // namespace fp4kit::cuda

@@ -1,0 +1,15 @@
+// The CPU-only build: the weight GEMMs exist only with CUDA.
+#include "base/error.h"
+#include "cuda/weight_gemm.h"
+
+namespace fp4kit::cuda {
+
+void weight_gemm(const uint16_t*, int64_t, const GemmWeight&, void*, GemmOutput, StreamHandle) {
+  throw InputError("weight_gemm: this fp4kit was built without CUDA");
+}
+
+void grouped_weight_gemm(const GroupedGemm&, StreamHandle) {
+  throw InputError("grouped_weight_gemm: this fp4kit was built without CUDA");
+}
+
+}  // namespace fp4kit::cuda
