@@ -11,12 +11,13 @@
 #include "cli/json_report.h"
 #include "cli/progress.h"
 #include "convert/quantize_tensors.h"
+#include "cuda/device.h"
 
 namespace fp4kit::cli {
 
 namespace {
 struct QuantizeTensorsArgs {
-  std::string input, output, numerics = "modelopt", json_path;
+  std::string input, output, numerics = "modelopt", json_path, device = "cpu";
   unsigned threads = 0;
   bool no_auto_fuse = false, quiet = false, progress = false;
   std::vector<std::string> fuse;
@@ -24,6 +25,8 @@ struct QuantizeTensorsArgs {
 
 void run(const QuantizeTensorsArgs& a) {
   QuantizeTensorsOptions o;
+  o.device = cuda::parse_device(a.device);
+  if (o.device == cuda::Device::Cuda) cuda::require_device();  // one clear error (exit 2) before any work
   o.numerics = *numerics_from_name(a.numerics);
   o.threads = a.threads ? a.threads : default_threads();
   o.auto_fuse = !a.no_auto_fuse;
@@ -56,6 +59,7 @@ void run(const QuantizeTensorsArgs& a) {
     j["input"] = a.input;
     j["output"] = a.output;
     j["numerics"] = a.numerics;
+    j["device"] = std::string(cuda::device_name(o.device));
     j["input_bytes"] = report.input_bytes;
     j["output_bytes"] = report.output_bytes;
     auto& arr = j["tensors"] = nlohmann::json::array();
@@ -91,6 +95,8 @@ void add_command(CLI::App& app) {
                   "A,B: input tensors that share one global scale (repeatable). gate_proj/up_proj, w1/w3 "
                   "and gate/up siblings are paired automatically");
   cmd->add_flag("--no-auto-fuse", args->no_auto_fuse, "Do not pair gate/up siblings automatically");
+  cmd->add_option("--device", args->device,
+                  "cpu (default) or cuda: where amax and quantization run; the output bytes are the same");
   cmd->add_option("--threads", args->threads, "Worker threads (default: all cores)");
   cmd->add_option("--json", args->json_path, "Write a JSON report to this file ('-' for stdout)");
   cmd->add_flag("--quiet", args->quiet, "Print nothing but errors");

@@ -7,6 +7,7 @@
 
 #include "base/error.h"
 #include "convert/nvfp4_quantizer.h"
+#include "cuda/nvfp4_from_host.h"
 #include "io/safetensors_file.h"
 #include "io/safetensors_writer.h"
 
@@ -76,6 +77,21 @@ std::span<const std::byte> bytes_of(const std::vector<uint8_t>& v) {
   return std::as_bytes(std::span(v));
 }
 
+float tensor_amax(FloatSpan src, const QuantizeTensorsOptions& options) {
+  if (options.device == cuda::Device::Cuda) return cuda::nvfp4_amax_from_host(src);
+  return parallel_amax(src, options.threads);
+}
+
+Nvfp4Tensor quantize_tensor(FloatSpan src, const Nvfp4Scaling& scaling, const QuantizeTensorsOptions& options) {
+  if (options.device == cuda::Device::Cpu) return quantize_nvfp4(src, scaling, options.threads);
+  Nvfp4Tensor q;
+  q.global = scaling.global;
+  q.packed.resize(src.size / 2);
+  q.scales.resize(src.size / kNvfp4BlockSize);
+  cuda::nvfp4_quantize_from_host(src, scaling, q.packed.data(), q.scales.data());
+  return q;
+}
+
 }  // namespace
 
 QuantizeTensorsReport quantize_tensors(const std::string& input, const std::string& output,
@@ -109,8 +125,7 @@ QuantizeTensorsReport quantize_tensors(const std::string& input, const std::stri
     if (!p.quantize) continue;
     auto data = in.view(*p.input);
     auto& r = report.tensors[p.report_index];
-    r.amax = parallel_amax(FloatSpan{data.data(), p.input->dtype, static_cast<size_t>(p.input->numel())},
-                           options.threads);
+    r.amax = tensor_amax(FloatSpan{data.data(), p.input->dtype, static_cast<size_t>(p.input->numel())}, options);
     r.group_amax = r.amax;
     done += p.input->nbytes();
     if (progress) progress(done, total);
@@ -204,8 +219,8 @@ QuantizeTensorsReport quantize_tensors(const std::string& input, const std::stri
         r.reason = "all-zero tensor: ModelOpt numerics give weight_scale_2 = 0 and NaN block scales";
       if (std::isnan(r.amax)) r.reason = "tensor holds NaN: its scales are NaN";
       auto data = in.view(*p.input);
-      Nvfp4Tensor q = quantize_nvfp4(FloatSpan{data.data(), p.input->dtype, static_cast<size_t>(p.input->numel())},
-                                     scaling, options.threads);
+      Nvfp4Tensor q = quantize_tensor(FloatSpan{data.data(), p.input->dtype, static_cast<size_t>(p.input->numel())},
+                                      scaling, options);
       in.drop_cache(*p.input);
       it = pending.emplace(i, std::make_pair(std::move(q), 3)).first;
       done += p.input->nbytes();

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "cuda/device.h"
 #include "formats/nvfp4.h"
 
 namespace fp4kit {
@@ -17,6 +18,9 @@ struct QuantizeTensorsOptions {
   unsigned threads = 1;
   bool auto_fuse = true;  // share the global scale of gate_proj/up_proj, w1/w3, gate/up siblings
   std::vector<std::pair<std::string, std::string>> fuse;  // explicit pairs of input tensor names
+  // Where amax and quantization run; the GPU gives the same bytes (the caller checks the device
+  // first with cuda::require_device()).
+  cuda::Device device = cuda::Device::Cpu;
 };
 
 struct QuantizedTensorReport {

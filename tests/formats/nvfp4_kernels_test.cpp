@@ -11,6 +11,7 @@
 #include "formats/f16.h"
 #include "formats/nvfp4.h"
 #include "oracle_file.h"
+#include "source_bytes.h"
 
 namespace fp4kit {
 namespace {
@@ -22,18 +23,7 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
 // Storage bytes of `values` in `dtype`.
-std::vector<uint8_t> encode(const std::vector<float>& values, DType dtype) {
-  std::vector<uint8_t> out(values.size() * (dtype == DType::F32 ? 4 : 2));
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (dtype == DType::F32) {
-      std::memcpy(out.data() + 4 * i, &values[i], 4);
-    } else {
-      const uint16_t b = dtype == DType::BF16 ? BF16::from_float(values[i]).bits : F16::from_float(values[i]).bits;
-      std::memcpy(out.data() + 2 * i, &b, 2);
-    }
-  }
-  return out;
-}
+std::vector<uint8_t> encode(const std::vector<float>& values, DType dtype) { return testing::source_bytes(values, dtype); }
 
 // Values that sit on and next to every decision boundary once divided by a power-of-two scale.
 std::vector<float> adversarial_values(std::mt19937& rng, size_t n) {

@@ -34,13 +34,17 @@ __device__ __forceinline__ uint32_t float_to_e4m3_saturate(float f) {
   return float_to_e4m3(f);
 }
 
-// E2M1::magnitude_code for a = |y|: round half to even on {0, .5, 1, 1.5, 2, 3, 4, 6}, saturating
-// above 5 (+inf -> 6); NaN gives 7. Ties at {0.75, 1.75, 3.5} go up, at {0.25, 1.25, 2.5, 5} down.
+// E2M1::magnitude_code for a = |y| (sign bit clear): round half to even on {0, .5, 1, 1.5, 2, 3, 4, 6},
+// saturating above 5 (+inf -> 6); NaN gives 7. Ties at {0.75, 1.75, 3.5} go up, at {0.25, 1.25, 2.5, 5}
+// down. Below 2 the grid step is 0.5, so the code is 2a rounded half to even (2a is exact). From 2 up
+// (and for Inf/NaN, which fail `a < 2`) the E2M1 value is the f32 rounded half to even to one
+// mantissa bit, and its (exponent, mantissa) bits minus the bias difference are the code; anything
+// at or above 7 (6, Inf, NaN) becomes 7. Checked against E2M1::magnitude_code on all 2^31 inputs.
 __device__ __forceinline__ uint32_t e2m1_magnitude_code(float a) {
-  if (a != a) return 7u;  // NaN, tested on its own rather than through unordered comparisons
-  return static_cast<uint32_t>(a > 0.25f) + static_cast<uint32_t>(a >= 0.75f) +
-         static_cast<uint32_t>(a > 1.25f) + static_cast<uint32_t>(a >= 1.75f) +
-         static_cast<uint32_t>(a > 2.5f) + static_cast<uint32_t>(a >= 3.5f) + static_cast<uint32_t>(a > 5.0f);
+  if (a < 2.0f) return __float2uint_rn(__fmul_rn(a, 2.0f));
+  const uint32_t u = __float_as_uint(a);
+  const uint32_t rounded = (u + 0x1FFFFFu + ((u >> 22) & 1u)) >> 22;  // (f32 exponent << 1) | mantissa bit
+  return min(rounded - 252u, 7u);                                      // 252 = (127 - 1) << 1
 }
 
 // E2M1::from_float: the sign bit is set iff y < 0, so -0.0 is 0x0, a small negative value that

@@ -1,0 +1,75 @@
+#pragma once
+// NVFP4 block scales on the device, as src/formats/nvfp4.cpp computes them on the CPU
+// (modelopt_block_scale, nvfp4_block_scale, nvfp4_quant_divisor), NaN sign bits included.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "cuda/codecs.cuh"
+#include "cuda/exact/encoders.cuh"
+#include "cuda/exact/host_nan.cuh"
+#include "formats/nvfp4.h"
+
+namespace fp4kit::cuda {
+
+// A kernel argument: Nvfp4Scaling plus what the host computes once.
+struct Nvfp4BlockRule {
+  Nvfp4Numerics numerics;
+  uint8_t source;        // compressed-tensors rounds amax/6 to it: 0 F32, 1 BF16, 2 F16
+  float global;          // weight_scale_2 or weight_global_scale
+  float modelopt_denom;  // 6*weight_scale_2, computed by the host as the CPU reference does
+  uint32_t default_nan;  // host_default_nan()
+};
+
+// Host side: the rule for `scaling` (launch.cuh's host_default_nan() gives `default_nan`).
+inline Nvfp4BlockRule nvfp4_block_rule(const Nvfp4Scaling& scaling, uint32_t default_nan) {
+  Nvfp4BlockRule r;
+  r.numerics = scaling.numerics;
+  r.source = scaling.source == DType::BF16 ? 1 : scaling.source == DType::F16 ? 2 : 0;
+  r.global = scaling.global;
+  r.modelopt_denom = 6.0f * scaling.global;
+  r.default_nan = default_nan;
+  return r;
+}
+
+// torch.clamp(s, lo, hi): NaN passes through.
+__device__ __forceinline__ float clamp_keep_nan(float s, float lo, float hi) {
+  if (s < lo) return lo;
+  if (s > hi) return hi;
+  return s;
+}
+
+// modelopt_block_scale with denom = 6*weight_scale_2.
+__device__ __forceinline__ uint32_t modelopt_block_scale(float block_amax, float denom, bool zero_block_to_one,
+                                                         uint32_t default_nan) {
+  float s = host_div(block_amax, denom, default_nan);
+  if (zero_block_to_one && s == 0.0f) s = 1.0f;
+  return float_to_e4m3(clamp_keep_nan(s, 0x1p-9f, 448.0f));
+}
+
+// round_to_source of nvfp4.cpp: an f32 result rounded to the precision of the weight dtype.
+__device__ __forceinline__ float round_to_source(float f, uint8_t source) {
+  if (source == 1) return bf16_bits_to_float(float_to_bf16_bits(f));
+  if (source == 2) return f16_bits_to_float(float_to_f16_bits(f));
+  return f;
+}
+
+// nvfp4_block_scale: the E4M3 byte of a block whose max |x| is `block_amax`.
+__device__ __forceinline__ uint32_t nvfp4_block_scale(float block_amax, const Nvfp4BlockRule& r) {
+  if (r.numerics == Nvfp4Numerics::ModelOpt) return modelopt_block_scale(block_amax, r.modelopt_denom, true, r.default_nan);
+  if (r.numerics == Nvfp4Numerics::ModelOptCuda) {
+    const uint32_t s8 = modelopt_block_scale(block_amax, r.modelopt_denom, true, r.default_nan);
+    return (s8 & 0x7Fu) == 0x7Fu ? 0x7Fu : s8;
+  }
+  const float group = round_to_source(host_div(block_amax, 6.0f, r.default_nan), r.source);
+  const uint32_t s8 = float_to_e4m3_saturate(host_mul(r.global, group, r.default_nan));
+  return (s8 & 0x7Fu) == 0 ? float_to_e4m3(0.125f) : s8;
+}
+
+// nvfp4_quant_divisor: what a block's elements are divided by before the E2M1 cast.
+__device__ __forceinline__ float nvfp4_quant_divisor(uint32_t scale_byte, const Nvfp4BlockRule& r) {
+  const float s = e4m3_to_float(scale_byte);
+  return r.numerics == Nvfp4Numerics::CompressedTensors ? __fdiv_rn(s, r.global) : __fmul_rn(s, r.global);
+}
+
+}  // namespace fp4kit::cuda
