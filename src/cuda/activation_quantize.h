@@ -14,7 +14,8 @@ namespace fp4kit::cuda {
 
 enum class ActivationQuantMath : uint8_t {
   Exact,  // IEEE reciprocals: byte for byte quantize_activation_ref (formats/nvfp4_activation.h)
-  Fast,   // rcp.approx.ftz where vLLM's cvt_warp_fp16_to_fp4 uses it: the engine's arithmetic
+  Fast,   // vLLM's cvt_warp_fp16_to_fp4 term for term: rcp.approx.ftz, the hardware E4M3 cast, and
+          // on Blackwell (sm_100a and family) the cvt.rn.satfinite.e2m1x2 instruction itself
 };
 
 // x BF16 [m, k] row-major (k a multiple of 16, x 16-byte aligned) -> packed U8 [m, k/2] (8-byte

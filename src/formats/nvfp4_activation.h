@@ -3,6 +3,8 @@
 // static `input_scale` (scalar reference; the GPU kernels in src/cuda/exact/activation_quantize.cu
 // match it byte for byte).
 //
+// Inputs are BF16 (vLLM and FlashInfer accept F16 too: the same recipe with an F16 amax).
+//
 // Who calls what (vLLM, ModelOpt NVFP4 checkpoints, vllm/model_executor/layers/quantization/
 // modelopt.py and the compressed-tensors W4A4 scheme):
 //   input_global_scale     = max(input_scale over fused shards)          (F32)
@@ -15,8 +17,8 @@
 // The quantizer, per block of 16 consecutive elements of a row (vLLM csrc/.../fp4/nvfp4_utils.cuh
 // `cvt_warp_fp16_to_fp4`, the same recipe as TensorRT-LLM / FlashInfer quantization_utils.cuh
 // `cvt_warp_fp16_to_fp4` with E4M3 scales):
-//   amax     = max |x| over the 16 BF16 values (__habs2/__hmax2: max.bf16x2 returns the non-NaN
-//              operand, so NaNs are ignored unless all 16 are NaN; exact)
+//   amax     = max |x| over the 16 BF16 values (__habs2/__hmax2 = max.bf16x2, which returns the
+//              non-NaN operand (cuda_bf16.h), so NaNs are ignored unless all 16 are NaN; exact)
 //   SFValue  = gs * (amax * rcp(6))
 //   SF       = __nv_fp8_e4m3(SFValue): __nv_cvt_float_to_fp8(.., __NV_SATFINITE, __NV_E4M3) =
 //              round to nearest even, magnitudes above 448 (and +Inf) -> 448 (0x7E), NaN -> 0x7F
@@ -26,9 +28,11 @@
 //
 // THIS REFERENCE reproduces that recipe with EXACT reciprocals: rcp(6) = fl(1/6) (0x3E2AAAAB),
 // rcp(gs) = fl(1/gs), and the last rcp an IEEE division, all in F32 with round to nearest even and
-// no flush to zero. It is vLLM's own Python reference `ref_nvfp4_quant` (tests/kernels/quantization/
-// nvfp4_utils.py: gs * (vmax * (1/6)), clamp +-448, fp8 cast, 1/(scale * (1/gs))) bit for bit, except
-// for its NaN propagation. How it differs from what an engine produces:
+// no flush to zero. It gives the scales and E2M1 values of vLLM's Python reference `ref_nvfp4_quant`
+// (tests/kernels/quantization/nvfp4_utils.py: gs * (vmax * (1/6)), clamp +-448, fp8 cast,
+// 1/(scale * (1/gs)), clamp +-6, round), against which vLLM tests its kernel, except where NaNs are
+// involved (torch.max propagates them) and in the sign of zero codes (it returns values). How it
+// differs from what an engine produces:
 //  - vLLM (fast reciprocals): rcp.approx.ftz has up to ~1 ulp error, so SFValue (if rcp.approx(6)
 //    != fl(1/6)) and outScale can differ by an ulp or two; a byte then differs only where the value
 //    sits on an E4M3 or E2M1 rounding boundary, by one code step. The GPU kernel has a Fast mode
@@ -55,8 +59,8 @@
 //    gives SF 0x7F (NaN) and codes 0x7;
 //  - +-Inf: amax = Inf -> SF 448 (0x7E); the Inf elements encode as +-6, the others scale by
 //    gs/448;
-//  - blocks whose gs*amax/6 is at or above 464 saturate to SF 448, below 2^-10 underflow to SF 0
-//    (all codes zero), in between 2^-10 and 2^-6 use E4M3 subnormals.
+//  - blocks whose gs*amax/6 is above 448 get SF 448 (saturation), at or below 2^-10 SF 0 (all codes
+//    zero, signed), in between 2^-10 and 2^-6 E4M3 subnormal scales.
 //
 // What the W4A4 GEMM then computes (CUTLASS / FlashInfer block-scaled FP4 GEMM): the activation
 // value is e2m1 * f32(SF), the weight value e2m1 * f32(weight SF), their products are summed in F32

@@ -277,6 +277,22 @@ TEST(CudaActivationQuantize, FastReciprocalsDifferOnlyOnRoundingBoundaries) {
                 static_cast<long long>(scale_diff), static_cast<long long>(code_diff));
     EXPECT_EQ(far, 0);
   }
+  // Throughput, for the record (bytes read + written per second).
+  DeviceBuffer dp(m * k / 2, "packed"), ds(nvfp4_scale_bytes(m, k / 16, Nvfp4ScaleLayout::Swizzled128x4), "scales");
+  for (const ActivationQuantMath math : {ActivationQuantMath::Exact, ActivationQuantMath::Fast}) {
+    constexpr int kRuns = 20;
+    Event start, end;
+    start.record(s);
+    for (int i = 0; i < kRuns; ++i)
+      quantize_activation(dx.data<uint16_t>(), m, k, 268.8f, Nvfp4ScaleLayout::Swizzled128x4, dp.data<uint8_t>(),
+                          ds.data<uint8_t>(), s.get(), math);
+    end.record(s);
+    end.synchronize();
+    const double us = Event::elapsed_ms(start, end) * 1e3 / kRuns;
+    const double bytes = double(m * k) * 2.0 + double(m * k) / 2.0 + double(m * k) / 16.0;
+    std::printf("[ quantize ] M=%lld K=%lld swizzled %s: %.1f us, %.0f GB/s\n", static_cast<long long>(m),
+                static_cast<long long>(k), math == ActivationQuantMath::Exact ? "exact" : "fast", us, bytes / us * 1e-3);
+  }
 }
 
 TEST(CudaActivationQuantize, DecodeMatchesTheCpuBitForBit) {
