@@ -95,6 +95,13 @@ struct CublasGemm::Impl {
     const uint64_t ws = workspace.bytes();
     check_lt(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)),
              "cublasLtMatmulPreferenceSetAttribute(workspace)", shape);
+    // A BF16 output keeps the contract "one rounding of the F32 sum": split-K partial sums stay in
+    // F32 (in the workspace), never in the output type. F32 outputs may use any scheme.
+    if (key.out == GemmOutput::Bf16) {
+      const uint32_t schemes = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+      check_lt(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &schemes, sizeof(schemes)),
+               "cublasLtMatmulPreferenceSetAttribute(reduction scheme)", shape);
+    }
     const std::tuple<cublasLtMatmulPreferenceAttributes_t, uint32_t> aligns[] = {
         {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, key.align_w},
         {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, key.align_x},

@@ -25,8 +25,9 @@ class CublasGemm {
   CublasGemm& operator=(const CublasGemm&) = delete;
 
   // y[M, N] = x[M, K] · W[N, K]ᵀ, all row-major and dense; x and W BF16 bits, y F32 or BF16 (rounded
-  // once from the F32 sum). M = 0 does nothing; N, K must be positive. InputError for bad arguments,
-  // DeviceError (naming the call and the shape) when cuBLASLt fails or has no algorithm.
+  // once from the F32 sum: split-K algorithms that add partial sums in BF16 are excluded). M = 0 does
+  // nothing; N, K must be positive. InputError for bad arguments, DeviceError (naming the call and
+  // the shape) when cuBLASLt fails or has no algorithm.
   void bf16_gemm(const uint16_t* x, const uint16_t* w, void* y, GemmOutput out, int64_t m, int64_t n, int64_t k,
                  StreamHandle stream);
 
