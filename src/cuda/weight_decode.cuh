@@ -20,8 +20,12 @@
 
 namespace fp4kit::cuda {
 
+// PRMT in its default mode: byte i of the result is byte (selector nibble i & 7) of {hi, lo}, or,
+// when that nibble's bit 3 is set, that byte's top bit replicated (0x00 or 0xFF).
 __device__ __forceinline__ uint32_t byte_perm(uint32_t lo, uint32_t hi, uint32_t selector) {
-  return __byte_perm(lo, hi, selector);
+  uint32_t r;
+  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(lo), "r"(hi), "r"(selector));
+  return r;
 }
 
 // Two bytes of packed E2M1 (four elements, low nibble first) -> two BF16 pairs, by table lookup in
@@ -35,10 +39,11 @@ __device__ __forceinline__ void e2m1x4_to_bf16x2(uint32_t q, uint32_t& pair0, ui
   const uint32_t magnitudes = q & 0x7777u;  // four 3-bit selectors
   const uint32_t lo = byte_perm(kLowBytes0, kLowBytes1, magnitudes);
   uint32_t hi = byte_perm(kHighBytes0, kHighBytes1, magnitudes);
-  // With the sign bit set in a selector nibble, PRMT replicates the selected byte's top bit
-  // (0 for 0x7F): 0x00 for negative elements, 0x7F for positive ones.
-  const uint32_t positive = byte_perm(0x7F7F7F7Fu, 0x7F7F7F7Fu, q);
-  hi |= ~positive & 0x80808080u;
+  // With the sign bit set in a selector nibble, PRMT replicates the selected byte's top bit: from
+  // 0x80 bytes that gives 0xFF for negative elements and 0x80 for positive ones; bit 6 moved up
+  // is the BF16 sign.
+  const uint32_t sign_bytes = byte_perm(0x80808080u, 0x80808080u, q);
+  hi |= (sign_bytes << 1) & 0x80808080u;
   pair0 = byte_perm(lo, hi, 0x5140u);  // elements 0, 1
   pair1 = byte_perm(lo, hi, 0x7362u);  // elements 2, 3
 }
