@@ -55,7 +55,8 @@ struct Bench {
   cuda::DeviceInfo dev;
   Stream s;
   RandomPools pools{s};
-  cuda::CublasGemm cublas;
+  // The baseline as a framework calling cuBLASLt with default preferences gets it.
+  cuda::CublasGemm cublas{cuda::CublasGemm::kDefaultWorkspaceBytes, cuda::CublasGemm::Bf16Partials::AnyScheme};
   double copy_gbps = 0;  // device-to-device copy, GB/s of bytes read + written
   json out = json::object();
   bool ok = true;

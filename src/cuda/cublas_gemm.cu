@@ -66,6 +66,7 @@ struct PlanKey {
 struct CublasGemm::Impl {
   cublasLtHandle_t handle = nullptr;
   DeviceBuffer workspace;
+  CublasGemm::Bf16Partials partials = CublasGemm::Bf16Partials::F32Only;
   mutable std::mutex mu;
   std::map<PlanKey, std::unique_ptr<Plan>> plans;
 
@@ -97,7 +98,7 @@ struct CublasGemm::Impl {
              "cublasLtMatmulPreferenceSetAttribute(workspace)", shape);
     // A BF16 output keeps the contract "one rounding of the F32 sum": split-K partial sums stay in
     // F32 (in the workspace), never in the output type. F32 outputs may use any scheme.
-    if (key.out == GemmOutput::Bf16) {
+    if (key.out == GemmOutput::Bf16 && partials == CublasGemm::Bf16Partials::F32Only) {
       const uint32_t schemes = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
       check_lt(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &schemes, sizeof(schemes)),
                "cublasLtMatmulPreferenceSetAttribute(reduction scheme)", shape);
@@ -126,7 +127,8 @@ struct CublasGemm::Impl {
   }
 };
 
-CublasGemm::CublasGemm(size_t workspace_bytes) : impl_(std::make_unique<Impl>()) {
+CublasGemm::CublasGemm(size_t workspace_bytes, Bf16Partials partials) : impl_(std::make_unique<Impl>()) {
+  impl_->partials = partials;
   check_lt(cublasLtCreate(&impl_->handle), "cublasLtCreate", "handle");
   try {
     impl_->workspace = DeviceBuffer(workspace_bytes, "cuBLASLt workspace");

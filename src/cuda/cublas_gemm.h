@@ -19,13 +19,18 @@ class CublasGemm {
  public:
   static constexpr size_t kDefaultWorkspaceBytes = size_t{32} << 20;  // what cuBLAS advises for Hopper
 
-  explicit CublasGemm(size_t workspace_bytes = kDefaultWorkspaceBytes);
+  // How split-K algorithms may add their partial sums for a BF16 output: in F32 only (the result
+  // is one rounding of the F32 sum), or in any scheme cuBLASLt offers, BF16 included (what a caller
+  // with default preferences gets, e.g. a framework's matmul: the baseline to measure against).
+  enum class Bf16Partials : uint8_t { F32Only, AnyScheme };
+
+  explicit CublasGemm(size_t workspace_bytes = kDefaultWorkspaceBytes, Bf16Partials partials = Bf16Partials::F32Only);
   ~CublasGemm();
   CublasGemm(const CublasGemm&) = delete;
   CublasGemm& operator=(const CublasGemm&) = delete;
 
   // y[M, N] = x[M, K] · W[N, K]ᵀ, all row-major and dense; x and W BF16 bits, y F32 or BF16 (rounded
-  // once from the F32 sum: split-K algorithms that add partial sums in BF16 are excluded). M = 0 does
+  // once from the F32 sum, unless built with Bf16Partials::AnyScheme). M = 0 does
   // nothing; N, K must be positive. InputError for bad arguments, DeviceError (naming the call and
   // the shape) when cuBLASLt fails or has no algorithm.
   void bf16_gemm(const uint16_t* x, const uint16_t* w, void* y, GemmOutput out, int64_t m, int64_t n, int64_t k,

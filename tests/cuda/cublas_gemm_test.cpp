@@ -201,6 +201,26 @@ TEST_F(CudaCublasGemm, NanAndInfinityPropagate) {
   }
 }
 
+TEST_F(CudaCublasGemm, AnySplitKSchemeStaysNearTheF32Sum) {
+  // The benchmark's baseline: BF16 partial sums allowed, so only a norm bound (a few BF16 roundings).
+  CublasGemm any(CublasGemm::kDefaultWorkspaceBytes, CublasGemm::Bf16Partials::AnyScheme);
+  for (const Problem& p : {Problem{1, 3072, 7168}, Problem{8, 512, 7168}, Problem{64, 7168, 3072}}) {
+    const auto x = random_bf16(p.m, p.k, 1.0f, rng), w = random_bf16(p.n, p.k, 0.05f, rng);
+    const auto y = run(any, x, w, p, GemmOutput::Bf16, *stream);
+    std::vector<float> ref(y.size());
+    engine::matmul(to_f32(x).data(), to_f32(w).data(), ref.data(), p.m, p.n, p.k, 2);
+    double e2 = 0, r2 = 0;
+    size_t nans = 0;
+    for (size_t i = 0; i < y.size(); ++i) {
+      nans += std::isnan(y[i]) ? 1 : 0;
+      e2 += (double{y[i]} - ref[i]) * (double{y[i]} - ref[i]);
+      r2 += double{ref[i]} * ref[i];
+    }
+    EXPECT_EQ(nans, 0u) << text(p, GemmOutput::Bf16) << ": NaN outputs (unwritten?)";
+    EXPECT_LT(std::sqrt(e2 / r2), 1e-2) << text(p, GemmOutput::Bf16);
+  }
+}
+
 TEST_F(CudaCublasGemm, RepeatedCallsGiveIdenticalBits) {
   const Stream& s = *stream;
   // Decode shapes, where split-K algorithms are likely: the sum must not depend on the run.
