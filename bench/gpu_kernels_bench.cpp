@@ -354,7 +354,8 @@ json check_gemms(Bench& b, const WeightSet& mx, const WeightSet& fp8, const uint
 
 void bench_gemms(Bench& b) {
   std::printf("== weight GEMMs y[M,N] = x[M,K]·Wᵀ, x BF16, y BF16, F32 accumulation; time in us; TB/s = weight bytes / time;\n"
-              "   xBF16 = cuBLAS BF16 time / this time. Goals: M=1 NVFP4 >= 3x cuBLAS; M=4096 NVFP4 >= 0.6x cuBLAS TFLOP/s\n");
+              "   xBF16 = cuBLAS BF16 time / this time (cuBLASLt heuristic, default preferences, 32 MiB workspace).\n"
+              "   Goals: M=1 NVFP4 >= 3x cuBLAS; M=4096 NVFP4 >= 0.6x cuBLAS TFLOP/s. Check at M=8: ||y - cuBLAS(W decoded to BF16)|| / ||.||\n");
   std::printf("  %-16s %-11s %5s | %9s %6s %7s | %9s %6s %7s %6s | %9s %6s | %9s %6s | %s\n", "shape", "NxK", "M", "BF16 us", "TB/s",
               "TFLOP/s", "NVFP4 us", "TB/s", "TFLOP/s", "xBF16", "MXFP4 us", "xBF16", "FP8 us", "xBF16", "goal / check");
   const WeightFormat formats[] = {WeightFormat::Bf16, WeightFormat::Nvfp4, WeightFormat::Mxfp4, WeightFormat::Fp8Block};
