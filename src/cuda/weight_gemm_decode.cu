@@ -104,6 +104,24 @@ __device__ __forceinline__ void decode_chunk(const uint32_t* w, uint32_t scales,
   }
 }
 
+// One quad lane's loads for one k step: its chunks and their scale bytes.
+template <WeightFormat F>
+struct StepData {
+  uint32_t w[DecodeFormat<F>::kChunks][DecodeFormat<F>::kWords];
+  uint32_t s[DecodeFormat<F>::kChunks];
+};
+
+template <WeightFormat F, bool kAligned16>
+__device__ __forceinline__ void load_step(StepData<F>& d, const uint8_t* row, const GemmWeight& w, int64_t n,
+                                          int64_t kb, int64_t K, bool row_ok, int j) {
+#pragma unroll
+  for (int u = 0; u < DecodeFormat<F>::kChunks; ++u) {
+    const int64_t kc = kb + 128 * u + 32 * j;
+    load_chunk<F, kAligned16>(row, kc, K, row_ok, d.w[u]);
+    d.s[u] = load_chunk_scales<F>(w, n, kc, K, row_ok);
+  }
+}
+
 template <WeightFormat F, bool kSwiGlu, bool kAligned16>
 __global__ void __launch_bounds__(kThreads, 4) weight_gemm_decode_kernel(WeightGemmArgs a) {
   using Fmt = DecodeFormat<F>;
@@ -140,6 +158,12 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_decode_kernel(WeightG
 
     for (int64_t seg = k_begin; seg < k_end; seg += kSegment) {
       const int64_t seg_end = min(k_end, seg + kSegment);
+      // The first step's weight loads go out before x is staged: they do not depend on it.
+      StepData<F> gate_now, gate_next, up_now, up_next;
+      if (warp_active) {
+        load_step<F, kAligned16>(gate_now, gate_row, wg, n, seg, K, row_ok, j);
+        if constexpr (kSwiGlu) load_step<F, kAligned16>(up_now, up_row, wu, n, seg, K, row_ok, j);
+      }
       // Staged length: whole iterations, zeros past the segment.
       const int64_t staged = (seg_end - seg + Fmt::kStep - 1) / Fmt::kStep * Fmt::kStep;
       __syncthreads();  // the previous segment's readers are done
@@ -155,24 +179,18 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_decode_kernel(WeightG
       if (!warp_active) continue;
 
       for (int64_t kb = seg; kb < seg_end; kb += Fmt::kStep) {
-        uint32_t wgate[Fmt::kChunks][Fmt::kWords], wup[kSwiGlu ? Fmt::kChunks : 1][Fmt::kWords];
-        uint32_t sgate[Fmt::kChunks], sup[Fmt::kChunks];
-#pragma unroll
-        for (int u = 0; u < Fmt::kChunks; ++u) {
-          const int64_t kc = kb + 128 * u + 32 * j;
-          load_chunk<F, kAligned16>(gate_row, kc, K, row_ok, wgate[u]);
-          sgate[u] = load_chunk_scales<F>(wg, n, kc, K, row_ok);
-          if constexpr (kSwiGlu) {
-            load_chunk<F, kAligned16>(up_row, kc, K, row_ok, wup[u]);
-            sup[u] = load_chunk_scales<F>(wu, n, kc, K, row_ok);
-          }
+        const bool more = kb + Fmt::kStep < seg_end;
+        // Without the SwiGLU pair the next step's loads are in flight during this step's math
+        // (with it, the registers of a second copy would not fit 4 blocks per multiprocessor).
+        if constexpr (!kSwiGlu) {
+          if (more) load_step<F, kAligned16>(gate_next, gate_row, wg, n, kb + Fmt::kStep, K, row_ok, j);
         }
 #pragma unroll
         for (int u = 0; u < Fmt::kChunks; ++u) {
           const int64_t kc = kb + 128 * u + 32 * j;
           uint32_t bg[16], bu[kSwiGlu ? 16 : 1];
-          decode_chunk<F>(wgate[u], sgate[u], bg);
-          if constexpr (kSwiGlu) decode_chunk<F>(wup[u], sup[u], bu);
+          decode_chunk<F>(gate_now.w[u], gate_now.s[u], bg);
+          if constexpr (kSwiGlu) decode_chunk<F>(up_now.w[u], up_now.s[u], bu);
           float tg[4] = {0.f, 0.f, 0.f, 0.f}, tu[4] = {0.f, 0.f, 0.f, 0.f};
           float* dg = F == WeightFormat::Fp8Block ? tg : acc;
           float* du = F == WeightFormat::Fp8Block ? tu : acc_up;
@@ -196,9 +214,8 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_decode_kernel(WeightG
             }
           }
           if constexpr (F == WeightFormat::Fp8Block) {
-            const int64_t kblock = (kb + 128 * u) / 128;
             if (kb + 128 * u < K) {  // promote this 128-k step's sums with its block scale
-              const int64_t si = (n0 / 128) * scale_cols + kblock;
+              const int64_t si = (n0 / 128) * scale_cols + (kb + 128 * u) / 128;
               const float sg = fp8_block_scale(wg.scales, wg.fp8_scales_f32, si);
 #pragma unroll
               for (int i = 0; i < 4; ++i) acc[i] += tg[i] * sg;
@@ -209,6 +226,13 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_decode_kernel(WeightG
               }
             }
           }
+        }
+        if (!more) break;
+        if constexpr (kSwiGlu) {
+          load_step<F, kAligned16>(gate_now, gate_row, wg, n, kb + Fmt::kStep, K, row_ok, j);
+          load_step<F, kAligned16>(up_now, up_row, wu, n, kb + Fmt::kStep, K, row_ok, j);
+        } else {
+          gate_now = gate_next;
         }
       }
     }
