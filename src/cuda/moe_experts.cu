@@ -122,11 +122,6 @@ MoeWorkspace::MoeWorkspace(int64_t max_tokens, int64_t top_k, int32_t experts, i
   sort_temp_ = DeviceBuffer(std::max<size_t>(sort_temp_bytes_, 16), "MoE sort temporary storage [" + shape + "]");
   bad_record_ = DeviceBuffer(3 * sizeof(int64_t), "MoE expert id check record");
   std::memset(bad_record_host_.data(), 0, bad_record_host_.bytes());
-  check(cudaEventCreateWithFlags(&record_ready_, cudaEventDisableTiming), "event of the MoE workspace");
-}
-
-MoeWorkspace::~MoeWorkspace() {
-  if (record_ready_) cudaEventDestroy(record_ready_);
 }
 
 void MoeWorkspace::poison(StreamHandle stream) {
@@ -135,7 +130,11 @@ void MoeWorkspace::poison(StreamHandle stream) {
 }
 
 void MoeWorkspace::throw_if_bad_routing() const {
-  check(cudaEventSynchronize(record_ready_), "waiting for the expert id check");
+  if (last_stream_ == nullptr) return;  // no call yet
+  check(cudaMemcpyAsync(bad_record_host_.data(), bad_record_.data(), bad_record_.bytes(), cudaMemcpyDeviceToHost,
+                        last_stream_),
+        "copy of the expert id check record");
+  check(cudaStreamSynchronize(last_stream_), "waiting for the routed experts");
   const int64_t* rec = bad_record_host_.data<int64_t>();
   if (rec[0] > 0) {
     const int64_t slot = rec[1];

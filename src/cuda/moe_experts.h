@@ -24,8 +24,9 @@
 //
 // No allocation happens per call: a MoeWorkspace is sized once for a largest token count. An expert
 // id outside [0, experts) never causes an out-of-bounds access: its rows are computed with the last
-// expert, a record of the first bad id is kept on the device, and moe_routed_experts (or
-// MoeWorkspace::throw_if_bad_routing after the asynchronous variant) raises it as InputError.
+// expert, a record of the first bad id is kept on the device (nothing is copied back during a call),
+// and moe_routed_experts (or MoeWorkspace::throw_if_bad_routing after the asynchronous variant)
+// reads it and raises it as InputError.
 //
 // Plain C++ header: no CUDA headers.
 #include <cstdint>
@@ -81,7 +82,6 @@ struct MoeRouting {
 class MoeWorkspace {
  public:
   MoeWorkspace(int64_t max_tokens, int64_t top_k, int32_t experts, int64_t hidden, int64_t inter);
-  ~MoeWorkspace();
   MoeWorkspace(const MoeWorkspace&) = delete;
   MoeWorkspace& operator=(const MoeWorkspace&) = delete;
 
@@ -109,8 +109,8 @@ class MoeWorkspace {
   // as NaN in the output (tests).
   void poison(StreamHandle stream);
 
-  // Waits for the last call and throws InputError naming the token, slot and id if its routing held
-  // an expert id outside [0, experts).
+  // Waits for the stream of the last call (it must still exist) and throws InputError naming the
+  // token, slot and id if that call's routing held an expert id outside [0, experts).
   void throw_if_bad_routing() const;
 
  private:
@@ -128,13 +128,13 @@ class MoeWorkspace {
   DeviceBuffer sort_temp_;
   DeviceBuffer bad_record_;        // int64 [3]: bad slot count, first bad slot, its id
   PinnedBuffer bad_record_host_;
-  CUevent_st* record_ready_ = nullptr;
+  StreamHandle last_stream_ = nullptr;  // of the last moe_route_rows
   int64_t routed_tokens_ = 0;
 };
 
 // Stage 1 alone: validates the routing (shapes, one id pointer, T <= max_tokens; InputError), sorts
 // the slots by expert, gathers x [T, H] BF16 into ws.sorted_x(), writes the offsets and both
-// permutations, and queues the bad-id record. Asynchronous.
+// permutations, and the bad-id record that throw_if_bad_routing reads. Asynchronous.
 void moe_route_rows(const uint16_t* x, const MoeRouting& routing, MoeWorkspace& ws, StreamHandle stream);
 
 // Stage 4 alone: out [T, H] (F32 or BF16) from ws.expert_out() and the routing weights, after

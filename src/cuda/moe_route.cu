@@ -126,11 +126,8 @@ void moe_route_rows(const uint16_t* x, const MoeRouting& r, MoeWorkspace& ws, St
         ws.bad_record_.data<int64_t>());
   check_launch("place_rows_kernel", shape);
 
-  check(cudaMemcpyAsync(ws.bad_record_host_.data(), ws.bad_record_.data(), 3 * sizeof(int64_t), cudaMemcpyDeviceToHost,
-                        stream),
-        "copy of the expert id check record [" + shape + "]");
-  check(cudaEventRecord(ws.record_ready_, stream), "event after the expert id check [" + shape + "]");
   ws.routed_tokens_ = r.tokens;
+  ws.last_stream_ = stream;
 }
 
 }  // namespace fp4kit::cuda
