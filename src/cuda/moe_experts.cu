@@ -118,7 +118,9 @@ MoeWorkspace::MoeWorkspace(int64_t max_tokens, int64_t top_k, int32_t experts, i
   expert_out_ = DeviceBuffer(rows * static_cast<size_t>(hidden) * 4, "MoE expert outputs [" + shape + "]");
   // Keys up to `experts` (the mark of a bad id) must fit in the sorted bits.
   sort_end_bit_ = std::bit_width(static_cast<uint32_t>(experts));
-  sort_temp_bytes_ = expert_sort_temp_bytes(static_cast<int64_t>(rows), sort_end_bit_);
+  // CUB picks its algorithm by size, so the largest need over the sizes a call may have is taken.
+  for (int64_t n = static_cast<int64_t>(rows); n > 0; n /= 2)
+    sort_temp_bytes_ = std::max(sort_temp_bytes_, expert_sort_temp_bytes(n, sort_end_bit_));
   sort_temp_ = DeviceBuffer(std::max<size_t>(sort_temp_bytes_, 16), "MoE sort temporary storage [" + shape + "]");
   bad_record_ = DeviceBuffer(3 * sizeof(int64_t), "MoE expert id check record");
   std::memset(bad_record_host_.data(), 0, bad_record_host_.bytes());
