@@ -62,7 +62,9 @@ __device__ __forceinline__ uint32_t nvfp4_block_scale(float block_amax, const Nv
     return (s8 & 0x7Fu) == 0x7Fu ? 0x7Fu : s8;
   }
   const float group = round_to_source(host_div(block_amax, 6.0f, r.default_nan), r.source);
-  const uint32_t s8 = float_to_e4m3_saturate(host_mul(r.global, group, r.default_nan));
+  // global * group; with both NaN (a NaN global, which nvfp4_global_scale never gives) the compiled
+  // reference returns the group's NaN, so that operand goes first here.
+  const uint32_t s8 = float_to_e4m3_saturate(host_mul(group, r.global, r.default_nan));
   return (s8 & 0x7Fu) == 0 ? float_to_e4m3(0.125f) : s8;
 }
 
