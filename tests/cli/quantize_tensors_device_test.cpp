@@ -2,14 +2,18 @@
 // present, one clear error and exit code 2 where there is none (or no CUDA in the build).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "cuda/device.h"
+#include "io/safetensors_file.h"
 #include "io/safetensors_writer.h"
 #include "run_command.h"
 #include "source_bytes.h"
@@ -62,6 +66,48 @@ std::vector<char> file_bytes(const std::string& path) {
   return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
 }
 
+std::string hex_byte(char c) {
+  static const char* kDigits = "0123456789abcdef";
+  const auto b = static_cast<unsigned char>(c);
+  return std::string("0x") + kDigits[b >> 4] + kDigits[b & 15];
+}
+
+// Where two output files differ: the differing byte count, then for the first few differences the
+// file offset, the tensor (from `want`'s header) and the byte's index inside it, and both bytes.
+std::string describe_difference(const std::string& want_path, const std::vector<char>& want,
+                                const std::vector<char>& got) {
+  std::ostringstream o;
+  const size_t n = std::min(want.size(), got.size());
+  size_t differing = 0;
+  std::vector<size_t> first;
+  for (size_t i = 0; i < n; ++i)
+    if (want[i] != got[i] && differing++ < 8) first.push_back(i);
+  o << differing << " differing bytes in the first " << n;
+  if (want.size() < 8) return o.str();
+  uint64_t header = 0;
+  std::memcpy(&header, want.data(), 8);  // little endian header length
+  const uint64_t data_begin = 8 + header;
+  std::vector<io::TensorInfo> tensors;
+  try {
+    tensors = io::SafetensorsFile::open(want_path).tensors();
+  } catch (const std::exception& e) {
+    o << " (cannot read the header: " << e.what() << ")";
+  }
+  for (size_t i : first) {
+    o << "\n  offset " << i << ": want " << hex_byte(want[i]) << " got " << hex_byte(got[i]);
+    if (i < data_begin) {
+      o << " in the header";
+      continue;
+    }
+    for (const auto& t : tensors)
+      if (i - data_begin >= t.begin && i - data_begin < t.end) {
+        const uint64_t at = i - data_begin - t.begin;
+        o << " in '" << t.name << "' " << dtype_name(t.dtype) << " " << io::shape_string(t.shape) << " byte " << at;
+      }
+  }
+  return o.str();
+}
+
 TEST(QuantizeTensorsCuda, SameFileAsTheCpuOrOneClearError) {
   const std::string dir = testing::fresh_temp_dir("qt-device");
   const std::string in = write_input(dir);
@@ -85,7 +131,7 @@ TEST(QuantizeTensorsCuda, SameFileAsTheCpuOrOneClearError) {
     const auto a = file_bytes(cpu), b = file_bytes(gpu_out);
     ASSERT_FALSE(a.empty());
     EXPECT_TRUE(a == b) << numerics << ": the --device cuda file differs from the --device cpu one (" << b.size()
-                        << " vs " << a.size() << " bytes)";
+                        << " vs " << a.size() << " bytes): " << (a == b ? "" : describe_difference(cpu, a, b));
     std::ifstream report(dir + "/report.json");
     const std::string text{std::istreambuf_iterator<char>(report), std::istreambuf_iterator<char>()};
     EXPECT_NE(text.find("\"device\": \"cuda\""), std::string::npos) << text;

@@ -646,6 +646,36 @@ TEST(CudaFp8BlockDequantize, RaggedShapesBothScaleKinds) {
     }
 }
 
+// Every weight byte (NaN 0x7F/0xFF among them) under every special scale, few blocks, so each NaN
+// scale meets NaN weights in the vector and the element-wise kernels: which NaN the product keeps
+// is the compiled reference's operand order, which differs between the two scale kinds.
+TEST(CudaFp8BlockDequantize, NaNWeightsUnderEverySpecialScale) {
+  FP4KIT_REQUIRE_GPU();
+  Stream s;
+  const uint8_t e8m0_specials[] = {0xFF, 0x00, 0xFE, 0x7F, 0x01};
+  const float f32_specials[] = {kNaN, -kNaN, f32_from_bits(0x7F812345u), f32_from_bits(0xFFA00001u), kInf, -kInf,
+                                0.0f, -0.0f, 1e-40f, 3e38f};
+  for (Fp8ScaleKind kind : {Fp8ScaleKind::E8M0, Fp8ScaleKind::F32}) {
+    const size_t scale_count = kind == Fp8ScaleKind::E8M0 ? std::size(e8m0_specials) : std::size(f32_specials);
+    Fp8Data d;
+    d.shape = Fp8BlockShape{130, 128 * scale_count, kind};  // two block rows, the second ragged
+    d.weight.resize(d.shape.rows * d.shape.cols);
+    for (size_t i = 0; i < d.weight.size(); ++i) d.weight[i] = static_cast<uint8_t>(i * 7 + i / 256);
+    std::vector<float> f32(2 * scale_count);
+    d.scales.resize(kind == Fp8ScaleKind::E8M0 ? 2 * scale_count : 4 * 2 * scale_count);
+    for (size_t r = 0; r < 2; ++r)
+      for (size_t c = 0; c < scale_count; ++c) {
+        const size_t j = (c + r) % scale_count;  // the second block row shifts the specials by one
+        if (kind == Fp8ScaleKind::E8M0) d.scales[r * scale_count + c] = e8m0_specials[j];
+        else f32[r * scale_count + c] = f32_specials[j];
+      }
+    if (kind == Fp8ScaleKind::F32) std::memcpy(d.scales.data(), f32.data(), d.scales.size());
+    expect_fp8_dequantize("special scales", d, 0, d.shape.rows, s);
+    expect_fp8_dequantize("special scales element-wise", d, 0, d.shape.rows, s, 1);
+    expect_fp8_dequantize("special scales rows 127..130", d, 127, d.shape.rows, s);
+  }
+}
+
 TEST(CudaFp8BlockDequantize, MoreThan2To24Elements) {
   FP4KIT_REQUIRE_GPU();
   Stream s;

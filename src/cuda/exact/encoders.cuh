@@ -27,10 +27,14 @@ __device__ __forceinline__ uint32_t float_to_e4m3(float f) {
   return code | (sign >> 24);
 }
 
-// E4M3::from_float_saturate: clamp to [-448, 448] first (NaN passes the clamp and stays NaN).
+// E4M3::from_float_saturate: clamp to [-448, 448] first (NaN passes the clamp and stays NaN, with its
+// sign). The clamp is decided on the bits: ptxas may turn a float compare-and-select clamp into a
+// NaN-propagating min/max, which returns the canonical NaN 0x7FFFFFFF and so loses a NaN's sign.
 __device__ __forceinline__ uint32_t float_to_e4m3_saturate(float f) {
-  if (f > 448.0f) f = 448.0f;
-  if (f < -448.0f) f = -448.0f;
+  const uint32_t u = __float_as_uint(f);
+  const uint32_t a = u & 0x7FFFFFFFu;
+  if (a > 0x7F800000u) return 0x7Fu | ((u >> 24) & 0x80u);  // NaN: 0x7F with its sign
+  if (a >= 0x43E00000u) return 0x7Eu | ((u >> 24) & 0x80u);  // |f| >= 448 (Inf included): +-448
   return float_to_e4m3(f);
 }
 

@@ -32,10 +32,15 @@ inline Nvfp4BlockRule nvfp4_block_rule(const Nvfp4Scaling& scaling, uint32_t def
   return r;
 }
 
-// torch.clamp(s, lo, hi): NaN passes through.
+// torch.clamp(s, lo, hi) for 0 < lo < hi: NaN passes through with its bits. Decided on the bits (see
+// float_to_e4m3_saturate): a float compare-and-select clamp may become a min/max that returns the
+// canonical NaN. -0 and every negative value are below lo.
 __device__ __forceinline__ float clamp_keep_nan(float s, float lo, float hi) {
-  if (s < lo) return lo;
-  if (s > hi) return hi;
+  const uint32_t u = __float_as_uint(s);
+  const uint32_t a = u & 0x7FFFFFFFu;
+  if (a > 0x7F800000u) return s;
+  if ((u >> 31) != 0 || a < __float_as_uint(lo)) return lo;
+  if (a > __float_as_uint(hi)) return hi;
   return s;
 }
 
