@@ -3,6 +3,9 @@
 // the row length. When each row is a whole number of vectors and the pointers allow it, a thread
 // reads 4 (f32 out) or 8 (bf16 out) weight bytes and writes one 16-byte vector, which never crosses a
 // 128-column block; other shapes (ragged rows) take one element per thread.
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+
 #include "cuda/codecs.cuh"
 #include "cuda/exact/host_nan.cuh"
 #include "cuda/exact/launch.cuh"
@@ -18,6 +21,30 @@ template <Fp8ScaleKind S>
 __device__ __forceinline__ float load_scale(const void* scales, size_t index) {
   if constexpr (S == Fp8ScaleKind::E8M0) return e8m0_to_float(static_cast<const uint8_t*>(scales)[index]);
   return static_cast<const float*>(scales)[index];
+}
+
+// An E8M0 scale 2^k with k in [-117, 119]: its product with any E4M3 value (2^-9..448, 4 significant
+// bits) is an exact f32 normal, so exact in BF16 as well.
+__device__ __forceinline__ bool exact_product_scale(float scale) { return (__float_as_uint(scale) >> 23) - 10u <= 236u; }
+
+// Whether a byte of x or y is 0x7F or 0xFF (E4M3 NaN): only those carry into bit 7 when 1 is added to
+// their low 7 bits.
+__device__ __forceinline__ bool has_nan_byte(uint32_t x, uint32_t y) {
+  return ((((x & 0x7F7F7F7Fu) + 0x01010101u) | ((y & 0x7F7F7F7Fu) + 0x01010101u)) & 0x80808080u) != 0;
+}
+
+// Eight E4M3 bytes (no NaN) times an exact_product_scale() scale -> eight BF16 values: the hardware
+// E4M3 -> F16 conversion (exact), F16 -> F32 (exact), the product (exact), its high half.
+__device__ __forceinline__ uint4 convert_exact_product(uint2 in, float scale) {
+  const uint32_t b[2] = {in.x, in.y};
+  uint32_t w[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const auto bytes = static_cast<__nv_fp8x2_storage_t>((b[i / 2] >> (16 * (i % 2))) & 0xFFFFu);
+    const float2 f = __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(bytes, __NV_E4M3)));
+    w[i] = __byte_perm(__float_as_uint(__fmul_rn(f.x, scale)), __float_as_uint(__fmul_rn(f.y, scale)), 0x7632u);
+  }
+  return make_uint4(w[0], w[1], w[2], w[3]);
 }
 
 // `kWidth` output elements from `kWidth` weight bytes (little endian in `bytes`).
@@ -46,6 +73,8 @@ struct Fp8Vector {
       for (int i = 0; i < 4; ++i) w[i] = __float_as_uint(value((in >> (8 * i)) & 0xFFu, scale, default_nan));
       return make_uint4(w[0], w[1], w[2], w[3]);
     } else {  // bf16 out
+      if constexpr (S == Fp8ScaleKind::E8M0)
+        if (exact_product_scale(scale) && !has_nan_byte(in.x, in.y)) return convert_exact_product(in, scale);
       const uint32_t b[2] = {in.x, in.y};
       uint32_t w[4];
 #pragma unroll
