@@ -48,6 +48,25 @@ void mxfp4_dequantize_bf16(const uint8_t* packed, const uint8_t* scales, size_t 
 inline constexpr size_t kMxfp4CastCounters = 4;
 void mxfp4_to_nvfp4(const uint8_t* packed, const uint8_t* scales, size_t n, const Mxfp4CastParams& params,
                     uint8_t* out_packed, uint8_t* out_scales, uint64_t* counters, StreamHandle stream);
+
+// The cast's lookup table for one tensor's constants (every E8M0 byte x largest magnitude: the E4M3
+// scale, the output code of each source code, the inexact codes; 32 KiB), computed on the device by
+// a setup kernel on `stream`. The call above builds one per call; a caller that casts a tensor in
+// pieces, or many tensors with the same constants, builds it once and passes it instead.
+class Mxfp4CastDeviceTable {
+ public:
+  Mxfp4CastDeviceTable(const Mxfp4CastParams& params, StreamHandle stream);
+  const Mxfp4CastParams& params() const { return params_; }
+  const void* data() const { return table_.data(); }
+
+ private:
+  Mxfp4CastParams params_;
+  DeviceBuffer table_;
+};
+// The same cast with a table built beforehand (its work on its stream must be ordered before this
+// call's, e.g. the same stream).
+void mxfp4_to_nvfp4(const uint8_t* packed, const uint8_t* scales, size_t n, const Mxfp4CastDeviceTable& table,
+                    uint8_t* out_packed, uint8_t* out_scales, uint64_t* counters, StreamHandle stream);
 // The counters copied back to the host, as the CPU's stats.
 Mxfp4CastStats mxfp4_cast_stats(const uint64_t (&counters)[kMxfp4CastCounters]);
 

@@ -495,13 +495,16 @@ void expect_cast(const std::string& what, const Mxfp4Data& d, int k_max_shared, 
   DeviceBuffer o_scales = poisoned<uint8_t>(d.n / 16, s, "nvfp4 scales");
   DeviceBuffer counters(kMxfp4CastCounters * sizeof(uint64_t), "cast counters");
   fill_bytes(counters.data(), 0, counters.bytes(), s);
-  // In two pieces (a whole number of groups each), the counters adding up.
+  // In two pieces (a whole number of groups each), the counters adding up: the first with the table
+  // built inside the call, the second with a table built beforehand (outputs from group
+  // groups/2 on come from that entry point).
   const size_t first = groups / 2 * 32;
   mxfp4_to_nvfp4(d_packed.data<uint8_t>(), d_scales.data<uint8_t>(), first, params, o_packed.data<uint8_t>(),
                  o_scales.data<uint8_t>(), counters.data<uint64_t>(), s.get());
-  mxfp4_to_nvfp4(d_packed.data<uint8_t>() + first / 2, d_scales.data<uint8_t>() + first / 32, d.n - first, params,
-                 o_packed.data<uint8_t>() + first / 2, o_scales.data<uint8_t>() + first / 16, counters.data<uint64_t>(),
-                 s.get());
+  const Mxfp4CastDeviceTable device_table(params, s.get());
+  mxfp4_to_nvfp4(d_packed.data<uint8_t>() + first / 2, d_scales.data<uint8_t>() + first / 32, d.n - first,
+                 device_table, o_packed.data<uint8_t>() + first / 2, o_scales.data<uint8_t>() + first / 16,
+                 counters.data<uint64_t>(), s.get());
   const auto got_packed = to_host<uint8_t>(o_packed.data(), d.n / 2, s);
   const auto got_scales = to_host<uint8_t>(o_scales.data(), d.n / 16, s);
   const auto got_counters = to_host<uint64_t>(counters.data(), kMxfp4CastCounters, s);
@@ -510,7 +513,8 @@ void expect_cast(const std::string& what, const Mxfp4Data& d, int k_max_shared, 
   const Mxfp4CastStats got = mxfp4_cast_stats(c);
 
   const std::string context = what + " n=" + std::to_string(d.n) + " k_own=" + std::to_string(params.k_own) +
-                              " k_max_shared=" + std::to_string(k_max_shared);
+                              " k_max_shared=" + std::to_string(k_max_shared) + " (prebuilt table from group " +
+                              std::to_string(first / 32) + ")";
   auto describe_group = [&](size_t g) {
     const int k = static_cast<int>(d.scales[g]) - 127;
     std::string nibbles;

@@ -128,40 +128,81 @@ __global__ void __launch_bounds__(kThreads) mxfp4_to_nvfp4_kernel(const uint4* _
 
 }  // namespace
 
-void mxfp4_to_nvfp4(const uint8_t* packed, const uint8_t* scales, size_t n, const Mxfp4CastParams& params,
-                    uint8_t* out_packed, uint8_t* out_scales, uint64_t* counters, StreamHandle stream) {
-  static_assert(sizeof(uint64_t) == sizeof(unsigned long long));
-  constexpr const char* kKernel = "mxfp4_to_nvfp4";
-  const std::string shape = "n=" + std::to_string(n) + " k_own=" + std::to_string(params.k_own) +
-                            " k_max_shared=" + std::to_string(params.k_max_shared);
-  if (n % kMxfp4BlockSize != 0) throw_bad_argument(kKernel, shape, "n must be a multiple of 32");
-  if (n == 0) return;
-  require_pointer(packed, "packed", kKernel, shape);
-  require_pointer(scales, "scales", kKernel, shape);
-  require_pointer(out_packed, "out_packed", kKernel, shape);
-  require_pointer(out_scales, "out_scales", kKernel, shape);
-  require_aligned(packed, 16, "packed", kKernel, shape);
-  require_aligned(out_packed, 16, "out_packed", kKernel, shape);
-  require_aligned(out_scales, 2, "out_scales", kKernel, shape);
-  if (counters) require_aligned(counters, 8, "counters", kKernel, shape);
+namespace {
 
+std::string cast_shape(size_t n, const Mxfp4CastParams& params) {
+  return "n=" + std::to_string(n) + " k_own=" + std::to_string(params.k_own) +
+         " k_max_shared=" + std::to_string(params.k_max_shared);
+}
+
+// Argument checks of both entry points; false when there is nothing to do (n = 0).
+bool check_cast_arguments(const uint8_t* packed, const uint8_t* scales, size_t n, uint8_t* out_packed,
+                          uint8_t* out_scales, uint64_t* counters, const char* kernel, const std::string& shape) {
+  if (n % kMxfp4BlockSize != 0) throw_bad_argument(kernel, shape, "n must be a multiple of 32");
+  if (n == 0) return false;
+  require_pointer(packed, "packed", kernel, shape);
+  require_pointer(scales, "scales", kernel, shape);
+  require_pointer(out_packed, "out_packed", kernel, shape);
+  require_pointer(out_scales, "out_scales", kernel, shape);
+  require_aligned(packed, 16, "packed", kernel, shape);
+  require_aligned(out_packed, 16, "out_packed", kernel, shape);
+  require_aligned(out_scales, 2, "out_scales", kernel, shape);
+  if (counters) require_aligned(counters, 8, "counters", kernel, shape);
+  return true;
+}
+
+void launch_table(const Mxfp4CastParams& params, uint4* table, StreamHandle stream) {
   const CastConstants constants{params.weight_scale_2, 6.0f * params.weight_scale_2, params.k_own,
                                 params.k_max_shared, host_default_nan()};
-  uint4* table = nullptr;
-  check(cudaMallocAsync(reinterpret_cast<void**>(&table), kTableEntries * sizeof(uint4), stream),
-        std::string(kKernel) + " [" + shape + "]: table allocation");
+  mxfp4_cast_table_kernel<<<kTableEntries / 256, 256, 0, stream>>>(constants, table);
+}
+
+void launch_cast(const uint8_t* packed, const uint8_t* scales, size_t n, const Mxfp4CastParams& params,
+                 const uint4* table, uint8_t* out_packed, uint8_t* out_scales, uint64_t* counters,
+                 StreamHandle stream) {
+  static_assert(sizeof(uint64_t) == sizeof(unsigned long long));
   const size_t groups = n / kMxfp4BlockSize;
   const unsigned blocks = grid_blocks(groups, kThreads);
-  mxfp4_cast_table_kernel<<<kTableEntries / 256, 256, 0, stream>>>(constants, table);
   mxfp4_to_nvfp4_kernel<<<blocks, kThreads, 0, stream>>>(
       reinterpret_cast<const uint4*>(packed), scales, groups, table, params.k_own, params.k_max_shared,
       reinterpret_cast<uint4*>(out_packed), reinterpret_cast<uint16_t*>(out_scales),
       reinterpret_cast<unsigned long long*>(counters));
+}
+
+}  // namespace
+
+void mxfp4_to_nvfp4(const uint8_t* packed, const uint8_t* scales, size_t n, const Mxfp4CastParams& params,
+                    uint8_t* out_packed, uint8_t* out_scales, uint64_t* counters, StreamHandle stream) {
+  constexpr const char* kKernel = "mxfp4_to_nvfp4";
+  const std::string shape = cast_shape(n, params);
+  if (!check_cast_arguments(packed, scales, n, out_packed, out_scales, counters, kKernel, shape)) return;
+  uint4* table = nullptr;
+  check(cudaMallocAsync(reinterpret_cast<void**>(&table), kTableEntries * sizeof(uint4), stream),
+        std::string(kKernel) + " [" + shape + "]: table allocation");
+  launch_table(params, table, stream);
+  launch_cast(packed, scales, n, params, table, out_packed, out_scales, counters, stream);
   // Released in stream order whether or not the launches went through; a launch error is sticky
   // in cudaGetLastError, which check_launch reads.
   const cudaError_t released = cudaFreeAsync(table, stream);
   check_launch(kKernel, shape);
   check(released, std::string(kKernel) + " [" + shape + "]: table release");
+}
+
+Mxfp4CastDeviceTable::Mxfp4CastDeviceTable(const Mxfp4CastParams& params, StreamHandle stream)
+    : params_(params), table_(kTableEntries * sizeof(uint4), "mxfp4 cast table") {
+  launch_table(params_, table_.data<uint4>(), stream);
+  check_launch("mxfp4_cast_table", cast_shape(0, params_));
+}
+
+void mxfp4_to_nvfp4(const uint8_t* packed, const uint8_t* scales, size_t n, const Mxfp4CastDeviceTable& table,
+                    uint8_t* out_packed, uint8_t* out_scales, uint64_t* counters, StreamHandle stream) {
+  constexpr const char* kKernel = "mxfp4_to_nvfp4";
+  const std::string shape = cast_shape(n, table.params());
+  if (!check_cast_arguments(packed, scales, n, out_packed, out_scales, counters, kKernel, shape)) return;
+  require_pointer(table.data(), "table", kKernel, shape);
+  launch_cast(packed, scales, n, table.params(), static_cast<const uint4*>(table.data()), out_packed, out_scales,
+              counters, stream);
+  check_launch(kKernel, shape);
 }
 
 Mxfp4CastStats mxfp4_cast_stats(const uint64_t (&counters)[kMxfp4CastCounters]) {
