@@ -363,6 +363,40 @@ TEST(CudaNvfp4Quantize, AdversarialBlocks) {
       }
 }
 
+// Quotients x/divisor within a few ulps of every E2M1 tie point, for divisors that are not powers of
+// two (global scales with full significands): the kernel codes elements without dividing, by bounds
+// derived from the divisor, and these are the elements where a bound one ulp off would show.
+TEST(CudaNvfp4Quantize, QuotientsNextToEveryE2M1Tie) {
+  FP4KIT_REQUIRE_GPU();
+  Stream s;
+  std::mt19937 rng(23);
+  std::uniform_real_distribution<float> mantissa(1.0f, 2.0f);
+  const float ties[] = {0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f, 0.5f, 1.0f, 3.0f, 6.0f};
+  for (Nvfp4Numerics numerics : kNumerics)
+    for (float global : {mantissa(rng) * 0x1p-9f, mantissa(rng) / 2688.0f, mantissa(rng) * 8.0f, mantissa(rng) * 0x1p-30f}) {
+      const Nvfp4Scaling sc{numerics, global, DType::F32};
+      const bool ct = numerics == Nvfp4Numerics::CompressedTensors;
+      std::vector<float> v;
+      for (unsigned b = 1; b < 0x7F; ++b) {  // one block per E4M3 scale value
+        const float target = E4M3{static_cast<uint8_t>(b)}.to_float();
+        const float amax = ct ? target / global * 6.0f : target * 6.0f * global;
+        if (!std::isfinite(amax) || amax == 0.0f) continue;
+        const float divisor = nvfp4_quant_divisor(nvfp4_block_scale(amax, sc), sc);
+        if (!(divisor > 0.0f) || !std::isfinite(divisor)) continue;
+        std::vector<float> block = {amax};
+        while (block.size() < 16) {
+          const float t = ties[rng() % std::size(ties)];
+          const uint32_t bits = f32_bits(t * divisor) + static_cast<uint32_t>(static_cast<int>(rng() % 5) - 2);
+          const float x = f32_from_bits(bits);
+          if (std::fabs(x) < amax) block.push_back(rng() % 2 ? -x : x);
+        }
+        v.insert(v.end(), block.begin(), block.end());
+      }
+      expect_quantize(label("near ties, global " + float_text(global), DType::F32, numerics), encode(v, DType::F32),
+                      DType::F32, sc, s);
+    }
+}
+
 TEST(CudaNvfp4Quantize, GlobalScalesFromSpecialAmax) {
   FP4KIT_REQUIRE_GPU();
   Stream s;
