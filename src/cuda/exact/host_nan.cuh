@@ -3,7 +3,9 @@
 // operations; x86 (and Arm) return a NaN operand quieted, the first one when both are NaN, and
 // a "default NaN" for an invalid operation (0/0, 0*inf, inf/inf, inf-inf), 0xFFC00000 on x86. A GPU
 // returns 0x7FFFFFFF in every case. Where the NaN's bits reach an output (the sign of an E4M3 scale
-// byte, an f32 value), a kernel passes the result through host_nan().
+// byte, an f32 value), a kernel passes the result through host_nan(), and decides clamps of such a
+// value on its bits: ptxas may turn a float compare-and-select clamp into a NaN-propagating min/max,
+// which gives the canonical NaN.
 #include <cuda_runtime.h>
 
 #include <cstdint>
