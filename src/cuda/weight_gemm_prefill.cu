@@ -1,4 +1,5 @@
-// The prefill path of the weight GEMMs: 128-row tiles of x against 128 (or, with the SwiGLU
+// The prefill path of the weight GEMMs for devices other than Hopper (which takes
+// weight_gemm_prefill_sm90.cu): 128-row tiles of x against 128 (or, with the SwiGLU
 // epilogue, 2 x 64) weight rows, 64 k at a time through a 3-stage cp.async pipeline. The packed
 // weight tile lands in shared memory as stored; each k step the block decodes it to a BF16 tile
 // (padded rows, so ldmatrix is free of bank conflicts) and 8 warps (2 x 4, 64 x BN/4 each) run
@@ -13,6 +14,7 @@
 #include "cuda/mma_sm80.cuh"
 #include "cuda/weight_decode.cuh"
 #include "cuda/weight_gemm_kernels.cuh"
+#include "cuda/weight_gemm_prefill_sm90.cuh"
 
 namespace fp4kit::cuda {
 namespace {
@@ -291,6 +293,13 @@ void launch_format(const WeightGemmArgs& a, bool swiglu, int64_t row_tiles, Stre
 
 void launch_weight_gemm_prefill(const WeightGemmArgs& a, WeightFormat format, bool swiglu, int64_t row_tiles,
                                 StreamHandle stream) {
+  // Hopper takes the wgmma kernels (weight_gemm_prefill_sm90.cu); other devices these.
+  int device = 0, major = 0, minor = 0, multiprocessors = 0;
+  check(cudaGetDevice(&device), "weight_gemm_prefill: cudaGetDevice");
+  check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), "weight_gemm_prefill: device");
+  check(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device), "weight_gemm_prefill: device");
+  check(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device), "weight_gemm_prefill: device");
+  if (major == 9 && minor == 0) return launch_weight_gemm_prefill_sm90(a, format, swiglu, multiprocessors, stream);
   switch (format) {
     case WeightFormat::Nvfp4: return launch_format<WeightFormat::Nvfp4>(a, swiglu, row_tiles, stream);
     case WeightFormat::Mxfp4: return launch_format<WeightFormat::Mxfp4>(a, swiglu, row_tiles, stream);
