@@ -513,6 +513,24 @@ TEST(CudaMxfp4Dequantize, EveryScaleByteAndRandomData) {
   expect_mxfp4_dequantize("more than 2^24 elements", mxfp4_data((size_t{1} << 20) + 3, 4, 100, 140), s);
 }
 
+// Every scale byte over groups whose nibbles are zero magnitudes (codes 0 and 0x8) in some 2- or
+// 4-byte words and not in others: zero vectors take the table path under any byte but 0xFF, which
+// stays NaN; the words beside them (subnormal or overflowing products) compute element by element.
+TEST(CudaMxfp4Dequantize, ZeroMagnitudesUnderEveryScaleByte) {
+  FP4KIT_REQUIRE_GPU();
+  Stream s;
+  Mxfp4Data d = mxfp4_data(3 * 256, 5);
+  for (size_t g = 0; g < 3 * 256; ++g) {
+    d.scales[g] = static_cast<uint8_t>(g % 256);
+    for (size_t j = 0; j < 16; ++j) {
+      const size_t word = j / 4;  // 4-byte words; the first 2-byte half of word 1 is zero too
+      const bool zero = g / 256 == 0 || (g / 256 == 1 && (word % 2 == 0 || j == 4 || j == 5));
+      if (zero) d.packed[g * 16 + j] &= 0x88;  // keep the sign bits: code 0x8 is +0.0 as well
+    }
+  }
+  expect_mxfp4_dequantize("zero magnitudes", d, s);
+}
+
 // ---- MXFP4 -> NVFP4 cast -------------------------------------------------------------------------
 
 void expect_cast(const std::string& what, const Mxfp4Data& d, int k_max_shared, const Stream& s) {

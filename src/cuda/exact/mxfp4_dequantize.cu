@@ -1,9 +1,9 @@
 // MXFP4 dequantization (mxfp4_ref): FP4_TABLE[q] * 2^(e-127) in f32, or that rounded to BF16.
 // Each thread writes one 16-byte output vector per step (4 f32 or 8 bf16), so a warp's stores are
 // 512 contiguous bytes; the 2 or 4 packed bytes it reads are contiguous across the warp as well.
-// Scale bytes 2..252 (every real one but the zero groups' byte 0) take a table path: the product of
-// an E2M1 value (2 significant bits, 0.5..6) and 2^(e-127) is then an exact BF16 normal, so a PRMT
-// lookup and one BF16 multiply give the reference's bits; the other bytes compute element by element.
+// Scale bytes 2..252 take a table path: the product of an E2M1 value (2 significant bits, 0.5..6) and
+// 2^(e-127) is then an exact BF16 normal, so a PRMT lookup and one BF16 multiply give the reference's
+// bits; so do vectors of zero magnitudes under any byte but 0xFF. The rest compute element by element.
 #include "cuda/codecs.cuh"
 #include "cuda/exact/host_nan.cuh"
 #include "cuda/exact/launch.cuh"
@@ -46,7 +46,8 @@ struct Mxfp4Vector {
   static constexpr int kElements = 16 / sizeof(Out);
   using PackedWord = std::conditional_t<kElements == 4, uint16_t, uint32_t>;  // kElements/2 bytes
 
-  // For exact_product_byte(byte): the products are exact, so the BF16 pairs are the f32 results too.
+  // For exact_product_byte(byte), or all magnitudes zero and byte != 0xFF: the products are exact, so
+  // the BF16 pairs are the f32 results too.
   __device__ __forceinline__ static uint4 decode_exact_product(uint32_t packed, uint32_t byte) {
     const uint32_t scale_pair = (byte << 7) * 0x00010001u;  // 2^(byte-127) in both halves
     uint32_t p[4];
@@ -98,9 +99,13 @@ __global__ void __launch_bounds__(kThreads) mxfp4_dequantize_kernel(const uint8_
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const size_t v = base + u * stride;
+      // Zero magnitudes (codes 0 and 0x8) give +0.0 under every scale byte but 0xFF (NaN), so the
+      // zero groups of a checkpoint (often scale byte 0) take the table path too.
+      const bool zeros = (word[u] & 0x77777777u) == 0 && scale_byte[u] != 0xFFu;
       if (v < vectors)
-        __stcs(out + v, exact_product_byte(scale_byte[u]) ? V::decode_exact_product(word[u], scale_byte[u])
-                                                          : V::decode(word[u], e8m0_to_float(scale_byte[u]), default_nan));
+        __stcs(out + v, exact_product_byte(scale_byte[u]) || zeros
+                            ? V::decode_exact_product(word[u], scale_byte[u])
+                            : V::decode(word[u], e8m0_to_float(scale_byte[u]), default_nan));
     }
   }
 }
