@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# On a machine with a CUDA GPU, in one go: configure with CUDA, build, run the GPU tests (plainly and
-# once under compute-sanitizer's memcheck), run the kernel benchmark, and write everything to OUT_DIR
-# (default: gpu-results/): gpu.txt (the device), tests.log, sanitizer.log, bench.txt, bench.json.
+# On a machine with a CUDA GPU, in one go: configure with CUDA, build, run the GPU tests, the kernel
+# benchmark, then the GPU tests once more under compute-sanitizer's memcheck, and write everything to OUT_DIR
+# (default: gpu-results/): gpu.txt (the device), build.log, tests.log, bench.txt, bench.json,
+# sanitizer.log.
 # Build dependencies come from the system, or from .gpu-deps/ (scripts/gpu-deps.sh) on a machine
 # without the Debian packages. Environment: FP4KIT_CUDA_ARCHS (default 90a), SKIP_SANITIZER=1,
-# SKIP_BENCH=1, TEST_FILTER (ctest -R, default: every Cuda test), BENCH_ARGS.
+# SKIP_BENCH=1, TEST_FILTER (ctest -R, default: every Cuda test), BENCH_ARGS, BENCH_TIMEOUT and
+# SAN_TIMEOUT (seconds).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-gpu-results}}
@@ -36,25 +38,25 @@ rc_tests=$?
 grep -E "tests passed|tests failed|Failed|\*\*\*|SKIPPED|Not Run" "$out/tests.log" | head -40
 log "tests rc=$rc_tests"
 
+rc_bench=0
+if [ "${SKIP_BENCH:-0}" != 1 ] && [ -x build-gpu/gpu_kernels_bench ]; then
+  log "benchmark"
+  # shellcheck disable=SC2086
+  timeout "${BENCH_TIMEOUT:-900}" build-gpu/gpu_kernels_bench --json "$out/bench.json" ${BENCH_ARGS:-} > "$out/bench.txt" 2> "$out/bench.err"
+  rc_bench=$?
+  cat "$out/bench.txt"; tail -3 "$out/bench.err"
+  log "bench rc=$rc_bench"
+fi
 rc_san=0
 if [ "${SKIP_SANITIZER:-0}" != 1 ] && command -v compute-sanitizer > /dev/null; then
   log "compute-sanitizer memcheck"
   # API errors are not reported: the out-of-memory tests provoke cudaMalloc failures on purpose
   # (fp4kit turns every API error into an exception, which the tests check).
-  compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 --print-limit 20 \
-    build-gpu/fp4kit_tests --gtest_filter="${filter}*" --gtest_brief=1 > "$out/sanitizer.log" 2>&1
+  timeout "${SAN_TIMEOUT:-1800}" compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 --print-limit 20 \
+    build-gpu/fp4kit_tests --gtest_filter="*${filter}*" > "$out/sanitizer.log" 2>&1
   rc_san=$?
   tail -5 "$out/sanitizer.log"
   log "sanitizer rc=$rc_san"
 fi
 
-rc_bench=0
-if [ "${SKIP_BENCH:-0}" != 1 ] && [ -x build-gpu/gpu_kernels_bench ]; then
-  log "benchmark"
-  # shellcheck disable=SC2086
-  build-gpu/gpu_kernels_bench --json "$out/bench.json" ${BENCH_ARGS:-} > "$out/bench.txt" 2> "$out/bench.err"
-  rc_bench=$?
-  cat "$out/bench.txt"; tail -3 "$out/bench.err"
-  log "bench rc=$rc_bench"
-fi
 [ $rc_tests -eq 0 ] && [ $rc_san -eq 0 ] && [ $rc_bench -eq 0 ]
