@@ -75,6 +75,17 @@ __device__ __forceinline__ uint16_t e8m0_to_bf16_bits(uint32_t byte) {
   return static_cast<uint16_t>(byte << 7);
 }
 
+// Two E4M3 scale bytes (low byte first) -> each as a BF16 pair holding it twice. Exact: the
+// hardware E4M3 -> F16 conversion keeps every value (subnormals become F16 normals, NaN stays NaN),
+// F16 -> F32 -> BF16 needs at most 4 significant bits.
+__device__ __forceinline__ void e4m3x2_to_bf16_splats(uint32_t bytes, uint32_t& splat0, uint32_t& splat1) {
+  const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(bytes & 0xFFFFu), __NV_E4M3);
+  const float2 f = __half22float2(__half2(h));
+  __nv_bfloat162 b0 = __floats2bfloat162_rn(f.x, f.x), b1 = __floats2bfloat162_rn(f.y, f.y);
+  splat0 = *reinterpret_cast<uint32_t*>(&b0);
+  splat1 = *reinterpret_cast<uint32_t*>(&b1);
+}
+
 // 16 NVFP4 elements (8 packed bytes in w0, w1) with their E4M3 block scale -> 8 pairs.
 __device__ __forceinline__ void nvfp4x16_to_bf16x2(uint32_t w0, uint32_t w1, uint32_t scale_byte, uint32_t* pairs) {
   const uint32_t s = splat_bf16(e4m3_to_bf16_bits(scale_byte));

@@ -1,7 +1,7 @@
 // weight_gemm() and grouped_weight_gemm(): argument checks and the choice of path.
-//  - decode path (launch_weight_gemm_decode): a dense product with M <= 16, or a grouped one whose
-//    non-empty groups average at most 16 rows. Dense products split K until the grid has about 16
-//    warps per multiprocessor; the split sums are added in a fixed order (deterministic).
+//  - decode path (launch_weight_gemm_decode): a dense product with M <= kDecodeRows, or a grouped
+//    one whose non-empty groups average at most kDecodeRows rows. It splits K itself where needed
+//    (within a cluster, sums added in a fixed order: deterministic).
 //  - prefill path (launch_weight_gemm_prefill): everything else.
 #include <cuda_runtime.h>
 
@@ -44,14 +44,6 @@ void check_shape(const char* kernel, const std::string& shape, WeightFormat form
   // Grid limits: N / 128 blocks along y, and 32-bit k arithmetic stays far away.
   if (n > int64_t{65535} * 64 || k > (int64_t{1} << 30)) bad(kernel, shape, "N or K too large");
 }
-
-int multiprocessors() {
-  int device = 0, count = 0;
-  check(cudaGetDevice(&device), "weight_gemm: cudaGetDevice");
-  check(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device), "weight_gemm: SM count");
-  return count;
-}
-
 }  // namespace
 
 void weight_gemm(const uint16_t* x, int64_t m, const GemmWeight& w, void* y, GemmOutput out, StreamHandle stream) {
@@ -79,30 +71,7 @@ void weight_gemm(const uint16_t* x, int64_t m, const GemmWeight& w, void* y, Gem
     launch_weight_gemm_prefill(a, w.format, false, (m + kPrefillRows - 1) / kPrefillRows, stream);
     return;
   }
-  // Split K so that about 16 warps per multiprocessor stream the weight.
-  const int64_t step = decode_k_step(w.format);
-  const int64_t warps = (w.n + 7) / 8;
-  const int64_t target = int64_t{16} * multiprocessors();
-  const int64_t max_splits = (w.k + step - 1) / step;
-  int64_t splits = std::clamp<int64_t>((target + warps - 1) / warps, 1, max_splits);
-  a.k_per_split = ((w.k + splits - 1) / splits + step - 1) / step * step;
-  splits = (w.k + a.k_per_split - 1) / a.k_per_split;
-  if (splits == 1) {
-    launch_weight_gemm_decode(a, w.format, false, 1, 1, stream);
-    return;
-  }
-  const size_t bytes = static_cast<size_t>(splits * m * w.n) * sizeof(float);
-  void* partial = nullptr;
-  check(cudaMallocAsync(&partial, bytes, stream), "weight_gemm: split-K workspace of " + std::to_string(bytes) + " bytes");
-  a.partial = static_cast<float*>(partial);
-  try {
-    launch_weight_gemm_decode(a, w.format, false, 1, splits, stream);
-    launch_reduce_split_k(a, splits, stream);
-  } catch (...) {
-    cudaFreeAsync(partial, stream);
-    throw;
-  }
-  check(cudaFreeAsync(partial, stream), "weight_gemm: free split-K workspace");
+  launch_weight_gemm_decode(a, w.format, false, 1, stream);
 }
 
 void grouped_weight_gemm(const GroupedGemm& g, StreamHandle stream) {
@@ -135,9 +104,8 @@ void grouped_weight_gemm(const GroupedGemm& g, StreamHandle stream) {
 
   const int64_t busy_groups = std::min<int64_t>(g.groups, g.rows);  // at most this many are non-empty
   if (g.rows <= kDecodeRows * busy_groups) {
-    a.k_per_split = (g.k + decode_k_step(g.format) - 1) / decode_k_step(g.format) * decode_k_step(g.format);
     if (busy_groups > 65535) bad(kernel, shape, "too many groups for the decode grid");
-    launch_weight_gemm_decode(a, g.format, swiglu, busy_groups, 1, stream);
+    launch_weight_gemm_decode(a, g.format, swiglu, busy_groups, stream);
   } else {
     const int64_t row_tiles = (g.rows + kPrefillRows - 1) / kPrefillRows + g.groups;
     launch_weight_gemm_prefill(a, g.format, swiglu, row_tiles, stream);

@@ -1,12 +1,27 @@
-// The decode path of the weight GEMMs: few rows of x against a weight streamed once from memory.
-// A block is 4 warps; warp w owns 8 weight rows (output columns). Within a quad of lanes (same
-// weight row), lane j loads, per 128 k, the 32 elements [32j, 32j + 32): one 16-byte load for FP4,
-// 32 bytes for FP8, 64 for BF16, several chunks in flight per iteration. The decoded pairs feed
-// mma.sync m16n8k16 directly: for each mma, lane j supplies 4 consecutive k of its own chunk as
-// the k slots {2j, 2j+1, 2j+8, 2j+9}, and reads the matching x elements (rows g and g+8) from
-// shared memory with one 8-byte load each. The sum over k is the same set of products in another
-// order. FP8 block scales multiply the F32 sums of each 128-k step (the four chunks of one mma
-// step lie in one 128-block); NVFP4's global scale multiplies the result.
+// The decode path of the weight GEMMs: at most 16 rows of x at a time against a weight streamed
+// once from memory.
+//
+// Work split. A block is 8 warps. Without the SwiGLU epilogue a warp owns 16 weight rows (output
+// columns), two mma n-tiles: lane (g, j) streams rows g and g + 8; with it, 8 rows of the gate and
+// the same 8 of the up matrix. Within a quad of lanes (one row), lane j copies, per 128 k (a
+// "chunk"), the 32 elements [32j, 32j + 32): 16 bytes for FP4, 32 for FP8, 64 for BF16, so one
+// warp instruction covers 64 contiguous bytes of each row. The weight goes through a per-warp ring
+// of steps in shared memory filled by cp.async, two or three steps ahead of the products, with no
+// barrier (each lane reads back only what it copied). Block scales are loaded into registers with
+// the step and read only at its products: the step loop is unrolled by the ring depth so that no
+// instruction touches a register whose load is still in flight (that would wait for the load).
+// When the row blocks alone cannot fill the machine (a dense product with small N), a cluster of
+// up to 8 blocks splits K for the same rows and the blocks add their F32 partial sums through
+// distributed shared memory, in rank order: deterministic, no workspace, no second launch.
+//
+// Products. The decoded BF16 pairs feed mma.sync m16n8k16 directly: for each mma, lane j supplies
+// 4 consecutive k of its own chunk as the k slots {2j, 2j+1, 2j+8, 2j+9}, and reads the matching x
+// elements (rows g and g + 8) from shared memory; one 16-byte read serves two mmas of every row
+// tile. The sum over k is the same set of products in another order. x is staged per segment of K
+// with cp.async into two buffers, padded 16 bytes per 64 elements so that a quad's reads fall in
+// distinct banks. FP8 block scales multiply the F32 sums of each chunk (a chunk is one 128-k
+// block); NVFP4's global scale multiplies the result.
+#include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -21,240 +36,478 @@
 namespace fp4kit::cuda {
 namespace {
 
-constexpr int kWarps = 4;
+constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
-constexpr int64_t kSegment = 2048;  // k staged in shared memory at a time
-constexpr int kXPad = 8;            // elements of padding per staged row (bank spread)
-constexpr int kXStride = static_cast<int>(kSegment) + kXPad;
+constexpr int kPassRows = 16;                    // rows of x per pass (the mma's M)
+constexpr int kChunk = 128;                      // k per chunk (a quad's k per load)
+constexpr int kMaxCluster = 8;                   // the portable cluster size
+constexpr int kBlockSharedBytes = 112 * 1024;    // two blocks per multiprocessor (227 KB)
 
 template <WeightFormat F>
 struct DecodeFormat {
-  // 32-bit words of one lane's 32-element chunk, and chunks per lane per iteration.
+  // 32-bit words of one lane's 32 elements of a row.
   static constexpr int kWords = F == WeightFormat::Bf16 ? 16 : (F == WeightFormat::Fp8Block ? 8 : 4);
-  static constexpr int kChunks = F == WeightFormat::Bf16 ? 1 : (F == WeightFormat::Fp8Block ? 2 : 4);
-  static constexpr int64_t kStep = 128 * kChunks;  // k per iteration of a quad
+  // Bytes of a row per 2 elements.
+  static constexpr int kBytesPer2 = F == WeightFormat::Bf16 ? 4 : (F == WeightFormat::Fp8Block ? 2 : 1);
 };
 
-// One lane's chunk of 32 elements of row `row` starting at k = kc (zeros past K or past the last row).
-// FP4 rows are K/2 bytes: with K % 32 == 16 they are only 8-byte aligned (kAligned16 false).
+// One step: one chunk of each of the lane's rows of each matrix (the gate, and with the SwiGLU
+// epilogue the up matrix): 32 bytes per lane for FP4, 64 with SwiGLU or for FP8, up to 256 for
+// BF16 with SwiGLU. The weight streams through a per-warp ring of kStages steps in shared memory
+// (256 bytes per lane, 64 KB per block where the format allows), filled by cp.async: kStages - 1
+// steps are in flight while one is decoded, without registers or barriers (each lane reads back
+// only what it copied).
+template <WeightFormat F, bool kSwiGlu>
+struct StepShape {
+  static constexpr int kMats = kSwiGlu ? 2 : 1;
+  // Row tiles per warp: with SwiGLU a lane streams one row of each matrix, else two rows.
+  static constexpr int kTiles = kSwiGlu ? 1 : 2;
+  static constexpr int kWarpRows = 8 * kTiles;
+  static constexpr int kBlockRows = kWarps * kWarpRows;
+  static constexpr int kPieces = DecodeFormat<F>::kWords / 4;  // 16-byte pieces of a lane's chunk
+  static constexpr int kChunks = 1;
+  static constexpr int kLanePieces = kMats * kTiles * kChunks * kPieces;  // per lane per step
+  // FP4: three stages (two steps in flight) keep the kernel within 128 registers without spills.
+  static constexpr int kStages = kPieces == 1 ? 3 : (256 / (kLanePieces * 16) < 2 ? 2 : (256 / (kLanePieces * 16) > 4 ? 4 : 256 / (kLanePieces * 16)));
+  static constexpr int kRingBytes = kWarps * 32 * kStages * kLanePieces * 16;
+};
+
+// Element k of a staged x row sits at pad(k): 8 elements (16 bytes) of padding per 64.
+__host__ __device__ constexpr int padded(int k) { return k + (k >> 6) * 8; }
+// Elements per staged row for `chunks` chunks; = 16 (mod 64), so rows g, g+1 fall in other banks.
+__host__ __device__ constexpr int x_stride(int chunks) { return (padded(chunks * kChunk) + 63) / 64 * 64 + 16; }
+// The launcher allocates segment_bytes(rows, s) for its s, from which the kernel finds s again.
+__host__ __device__ constexpr int segment_bytes(int rows, int chunks) { return 4 * rows * (144 * chunks + 80); }
+// The most chunks (a multiple of `step`, at least `step`) whose two staged segments of `rows` rows fit `bytes`.
+__host__ __device__ inline int segment_chunks(int rows, int bytes, int step, int cap) {
+  int s = (bytes / (4 * rows) - 80) / 144;  // x_stride(s) <= 144 s + 80
+  s = s / step * step;
+  s = s < step ? step : s;
+  return s < cap ? s : cap;
+}
+
+// What the launcher adds to WeightGemmArgs.
+struct DecodePlan {
+  int32_t chunks = 0;   // chunks of K, ceil(K / 128)
+  int32_t x_bytes = 0;  // shared memory for staged x (both segment buffers), after the weight ring
+};
+
+// Copies one lane's 32 elements of row `row` from element kc into its ring pieces `dst[q * 32]`
+// (zeros past `k_end` or when !ok; nothing is read then). FP4 rows are K/2 bytes: with
+// K % 32 == 16 they are only 8-byte aligned (kAligned16 false) and go in 8-byte halves.
 template <WeightFormat F, bool kAligned16>
-__device__ __forceinline__ void load_chunk(const uint8_t* row, int64_t kc, int64_t K, bool row_ok, uint32_t* w) {
-  constexpr int kWords = DecodeFormat<F>::kWords;
-#pragma unroll
-  for (int i = 0; i < kWords; ++i) w[i] = 0;
-  if (!row_ok || kc >= K) return;
+__device__ __forceinline__ void copy_chunk(uint4* dst, const uint8_t* row, int64_t kc, int64_t k_end, bool ok) {
   if constexpr (F == WeightFormat::Nvfp4 || F == WeightFormat::Mxfp4) {
     const uint8_t* p = row + kc / 2;
-    if (kAligned16 && kc + 32 <= K) {
-      const uint4 v = load_streaming_16(p);
-      w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
-    } else {  // 8-byte halves; the second exists when the chunk is whole (K % 16 == 0)
-      const uint2 v0 = load_streaming_8(p);
-      w[0] = v0.x, w[1] = v0.y;
-      if (kc + 32 <= K) {
-        const uint2 v1 = load_streaming_8(p + 8);
-        w[2] = v1.x, w[3] = v1.y;
-      }
+    if constexpr (kAligned16) {
+      const bool valid = ok && kc < k_end;  // K % 32 == 0: chunks are whole
+      cp_async_zfill<16>(dst, valid ? p : row, valid);
+    } else {
+      const bool lo = ok && kc < k_end, hi = ok && kc + 16 < k_end;
+      cp_async_zfill<8>(dst, lo ? p : row, lo);
+      cp_async_zfill<8>(reinterpret_cast<uint8_t*>(dst) + 8, hi ? p + 8 : row, hi);
     }
   } else {
     constexpr int kBytesPerElement = F == WeightFormat::Bf16 ? 2 : 1;
     constexpr int kElementsPer16 = 16 / kBytesPerElement;
 #pragma unroll
-    for (int q = 0; q < kWords / 4; ++q) {
-      if (kc + (q + 1) * kElementsPer16 <= K) {
-        const uint4 v = load_streaming_16(row + (kc + q * kElementsPer16) * kBytesPerElement);
-        w[4 * q] = v.x, w[4 * q + 1] = v.y, w[4 * q + 2] = v.z, w[4 * q + 3] = v.w;
+    for (int q = 0; q < DecodeFormat<F>::kWords / 4; ++q) {
+      const bool valid = ok && kc + (q + 1) * kElementsPer16 <= k_end;
+      cp_async_zfill<16>(dst + q * 32, valid ? row + (kc + q * kElementsPer16) * kBytesPerElement : row, valid);
+    }
+  }
+}
+
+// The scales of one step, as raw loads that stay untouched until the step's products (the first
+// instruction that reads a register a load is still filling waits for the load): NVFP4 the two
+// E4M3 bytes of the lane's chunk, MXFP4 its E8M0 byte, FP8 the 128x128 block scale of the warp's
+// rows and the chunk (E8M0 byte or F32 bits; the same for every lane, since a lane's mma sums are
+// other rows' than the ones it loads). Loads past k_end or past the last row read the first scale
+// instead and count as 0, so padding decodes to 0, not NaN.
+template <WeightFormat F, bool kSwiGlu>
+struct StepScales {
+  uint32_t raw[StepShape<F, kSwiGlu>::kMats][StepShape<F, kSwiGlu>::kTiles][2];
+};
+
+// Which raw scales of a step count (the same test as when they were loaded, redone at the
+// products rather than kept in a register): bit (mat * kTiles + r) * 2 + b for raw[mat][r][b].
+template <WeightFormat F, bool kSwiGlu, typename Rows>
+__device__ __forceinline__ uint32_t scale_validity(const Rows& lr, int64_t chunk, int64_t k_end, int j) {
+  using S = StepShape<F, kSwiGlu>;
+  const int64_t kc = chunk * kChunk + 32 * j;
+  uint32_t valid = 0;
+#pragma unroll
+  for (int mat = 0; mat < S::kMats; ++mat)
+#pragma unroll
+    for (int r = 0; r < S::kTiles; ++r) {
+      const int bit = (mat * S::kTiles + r) * 2;
+      if constexpr (F == WeightFormat::Fp8Block) {
+        if (r == 0 && chunk * kChunk < k_end) valid |= 1u << bit;
+      } else {
+        if (lr.ok[r] && kc < k_end) valid |= 1u << bit;
+        if (lr.ok[r] && kc + 16 < k_end) valid |= 2u << bit;
+      }
+    }
+  return valid;
+}
+
+// What a lane needs to find its rows: per matrix the two row starts and whether they exist.
+template <bool kSwiGlu>
+struct LaneRows {
+  static constexpr int kMats = kSwiGlu ? 2 : 1, kTiles = kSwiGlu ? 1 : 2;
+  GemmWeight w[kMats];
+  const uint8_t* row[kMats][kTiles];
+  int64_t n[kTiles];
+  int64_t n0;
+  bool ok[kTiles];
+};
+
+// Issues the copies of one step into ring stage `ring` (this lane's pieces) and loads its scales.
+template <WeightFormat F, bool kSwiGlu, bool kAligned16>
+__device__ __forceinline__ void issue_step(uint4* ring, StepScales<F, kSwiGlu>& sc, const LaneRows<kSwiGlu>& lr,
+                                           int64_t chunk, int64_t K, int64_t k_end, int j) {
+  using S = StepShape<F, kSwiGlu>;
+#pragma unroll
+  for (int mat = 0; mat < S::kMats; ++mat)
+#pragma unroll
+    for (int r = 0; r < S::kTiles; ++r)
+#pragma unroll
+      for (int u = 0; u < S::kChunks; ++u) {
+        const int64_t kc = (chunk + u) * kChunk + 32 * j;
+        const int piece = ((mat * S::kTiles + r) * S::kChunks + u) * S::kPieces;
+        copy_chunk<F, kAligned16>(ring + piece * 32, lr.row[mat][r], kc, k_end, lr.ok[r]);
+      }
+  const int64_t kc = chunk * kChunk + 32 * j;
+#pragma unroll
+  for (int mat = 0; mat < S::kMats; ++mat) {
+    const uint8_t* base = static_cast<const uint8_t*>(lr.w[mat].scales);
+#pragma unroll
+    for (int r = 0; r < S::kTiles; ++r) {
+      if constexpr (F == WeightFormat::Nvfp4) {
+        const bool v0 = lr.ok[r] && kc < k_end, v1 = lr.ok[r] && kc + 16 < k_end;
+        const int64_t i = lr.n[r] * (K / 16) + kc / 16;
+        sc.raw[mat][r][0] = __ldg(v0 ? base + i : base);
+        sc.raw[mat][r][1] = __ldg(v1 ? base + i + 1 : base);
+      } else if constexpr (F == WeightFormat::Mxfp4) {
+        const bool v0 = lr.ok[r] && kc < k_end;
+        sc.raw[mat][r][0] = __ldg(v0 ? base + lr.n[r] * (K / 32) + kc / 32 : base);
+      } else if constexpr (F == WeightFormat::Fp8Block) {
+        if (r == 0) {
+          const bool v0 = chunk * kChunk < k_end;
+          const int64_t i = v0 ? (lr.n0 / 128) * ((K + 127) / 128) + chunk : 0;
+          sc.raw[mat][0][0] = lr.w[mat].fp8_scales_f32 ? __float_as_uint(__ldg(reinterpret_cast<const float*>(base) + i))
+                                                       : static_cast<uint32_t>(__ldg(base + i));
+        }
       }
     }
   }
 }
 
-// The scale bytes of that chunk (0 where past K or past the last row, so padding decodes to 0, not
-// NaN): NVFP4 two E4M3 bytes (low byte first), MXFP4 one E8M0 byte. FP8 and BF16: none.
+// Half h of a chunk (16 elements) -> 8 BF16 pairs (pair q = elements 2q, 2q+1 of the half).
+// `w`: the half's words; `splat` the block scale as a BF16 pair (NVFP4: of this half's block;
+// MXFP4: of the chunk).
 template <WeightFormat F>
-__device__ __forceinline__ uint32_t load_chunk_scales(const GemmWeight& w, int64_t n, int64_t kc, int64_t K,
-                                                      bool row_ok) {
-  if (!row_ok || kc >= K) return 0;
-  const uint8_t* s = static_cast<const uint8_t*>(w.scales);
-  if constexpr (F == WeightFormat::Nvfp4) {
-    const int64_t i = n * (K / 16) + kc / 16;
-    uint32_t v = __ldg(s + i);
-    if (kc + 16 < K) v |= static_cast<uint32_t>(__ldg(s + i + 1)) << 8;
-    return v;
-  } else if constexpr (F == WeightFormat::Mxfp4) {
-    return __ldg(s + n * (K / 32) + kc / 32);
-  }
-  return 0;
-}
-
-// 32 elements -> 16 BF16 pairs (pair p = elements 2p, 2p+1 of the chunk).
-template <WeightFormat F>
-__device__ __forceinline__ void decode_chunk(const uint32_t* w, uint32_t scales, uint32_t* pairs) {
-  if constexpr (F == WeightFormat::Nvfp4) {
-    nvfp4x16_to_bf16x2(w[0], w[1], scales & 0xFFu, pairs);
-    nvfp4x16_to_bf16x2(w[2], w[3], scales >> 8, pairs + 8);
-  } else if constexpr (F == WeightFormat::Mxfp4) {
-    mxfp4x32_to_bf16x2(w, scales, pairs);
+__device__ __forceinline__ void decode_half(const uint32_t* w, uint32_t splat, uint32_t* pairs) {
+  if constexpr (F == WeightFormat::Nvfp4 || F == WeightFormat::Mxfp4) {
+    e2m1x8_to_bf16x2(w[0], pairs);
+    e2m1x8_to_bf16x2(w[1], pairs + 4);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) pairs[i] = bf16x2_mul(pairs[i], splat);
   } else if constexpr (F == WeightFormat::Fp8Block) {
 #pragma unroll
-    for (int i = 0; i < 8; ++i) e4m3x4_to_bf16x2(w[i], pairs[2 * i], pairs[2 * i + 1]);
+    for (int i = 0; i < 4; ++i) e4m3x4_to_bf16x2(w[i], pairs[2 * i], pairs[2 * i + 1]);
   } else {
 #pragma unroll
-    for (int i = 0; i < 16; ++i) pairs[i] = w[i];
+    for (int i = 0; i < 8; ++i) pairs[i] = w[i];
   }
 }
 
-// One quad lane's loads for one k step: its chunks and their scale bytes.
-template <WeightFormat F>
-struct StepData {
-  uint32_t w[DecodeFormat<F>::kChunks][DecodeFormat<F>::kWords];
-  uint32_t s[DecodeFormat<F>::kChunks];
-};
+__device__ __forceinline__ void put_words(uint32_t* w, const uint4& v) { w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w; }
 
-template <WeightFormat F, bool kAligned16>
-__device__ __forceinline__ void load_step(StepData<F>& d, const uint8_t* row, const GemmWeight& w, int64_t n,
-                                          int64_t kb, int64_t K, bool row_ok, int j) {
+// The products of one step from ring stage `ring`: for each chunk, each half, two 16-byte x reads
+// per x row group and four mmas per (matrix, row tile).
+template <WeightFormat F, bool kSwiGlu>
+__device__ __forceinline__ void compute_step(const uint4* ring, const StepScales<F, kSwiGlu>& sc, uint32_t valid,
+                                             const LaneRows<kSwiGlu>& lr,
+                                             float (&acc)[StepShape<F, kSwiGlu>::kMats][StepShape<F, kSwiGlu>::kTiles][4], const uint16_t* xg,
+                                             const uint16_t* xg8, bool has_g, bool has_g8, int x_off) {
+  using S = StepShape<F, kSwiGlu>;
+  constexpr bool kFp4 = F == WeightFormat::Nvfp4 || F == WeightFormat::Mxfp4;
 #pragma unroll
-  for (int u = 0; u < DecodeFormat<F>::kChunks; ++u) {
-    const int64_t kc = kb + 128 * u + 32 * j;
-    load_chunk<F, kAligned16>(row, kc, K, row_ok, d.w[u]);
-    d.s[u] = load_chunk_scales<F>(w, n, kc, K, row_ok);
+  for (int u = 0; u < S::kChunks; ++u) {
+    // Block scales as BF16 pairs: NVFP4 one per half, MXFP4 one per chunk.
+    uint32_t splat[S::kMats][S::kTiles][2];
+    uint32_t fp4_words[S::kMats][S::kTiles][4];
+#pragma unroll
+    for (int mat = 0; mat < S::kMats; ++mat)
+#pragma unroll
+      for (int r = 0; r < S::kTiles; ++r) {
+        const int bit = (mat * S::kTiles + r) * 2;
+        if constexpr (F == WeightFormat::Nvfp4) {
+          const uint32_t lo = (valid >> bit & 1u) ? sc.raw[mat][r][0] : 0u;
+          const uint32_t hi = (valid >> bit & 2u) ? sc.raw[mat][r][1] : 0u;
+          e4m3x2_to_bf16_splats(lo | hi << 8, splat[mat][r][0], splat[mat][r][1]);
+        } else if constexpr (F == WeightFormat::Mxfp4) {
+          const uint32_t byte = sc.raw[mat][r][0];
+          splat[mat][r][0] = splat[mat][r][1] = (valid >> bit & 1u) ? splat_bf16(e8m0_to_bf16_bits(byte)) : 0u;
+        } else {
+          splat[mat][r][0] = splat[mat][r][1] = 0;
+        }
+        if constexpr (kFp4) put_words(fp4_words[mat][r], ring[(((mat * S::kTiles + r) * S::kChunks + u) * S::kPieces) * 32]);
+      }
+    float block_sum[S::kMats][S::kTiles][4];
+#pragma unroll
+    for (int mat = 0; mat < S::kMats; ++mat)
+#pragma unroll
+      for (int r = 0; r < S::kTiles; ++r)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) block_sum[mat][r][i] = 0.0f;
+    const int off = x_off + u * padded(kChunk);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      // x elements [16h, 16h + 16) of this lane's 32, rows g and g + 8 (zeros for absent rows).
+      uint4 xa[2] = {make_uint4(0, 0, 0, 0), make_uint4(0, 0, 0, 0)};
+      uint4 xb[2] = {make_uint4(0, 0, 0, 0), make_uint4(0, 0, 0, 0)};
+      if (has_g) {
+        xa[0] = *reinterpret_cast<const uint4*>(xg + off + 16 * h);
+        xa[1] = *reinterpret_cast<const uint4*>(xg + off + 16 * h + 8);
+      }
+      if (has_g8) {
+        xb[0] = *reinterpret_cast<const uint4*>(xg8 + off + 16 * h);
+        xb[1] = *reinterpret_cast<const uint4*>(xg8 + off + 16 * h + 8);
+      }
+#pragma unroll
+      for (int mat = 0; mat < S::kMats; ++mat)
+#pragma unroll
+        for (int r = 0; r < S::kTiles; ++r) {
+          const uint4* piece = ring + (((mat * S::kTiles + r) * S::kChunks + u) * S::kPieces) * 32;
+          uint32_t words[8];
+          if constexpr (kFp4) {
+            words[0] = fp4_words[mat][r][2 * h], words[1] = fp4_words[mat][r][2 * h + 1];
+          } else if constexpr (F == WeightFormat::Fp8Block) {
+            put_words(words, piece[h * 32]);
+          } else {
+            put_words(words, piece[(2 * h) * 32]);
+            put_words(words + 4, piece[(2 * h + 1) * 32]);
+          }
+          uint32_t pairs[8];
+          decode_half<F>(words, splat[mat][r][h], pairs);
+          float* dst = F == WeightFormat::Fp8Block ? block_sum[mat][r] : acc[mat][r];
+#pragma unroll
+          for (int t = 0; t < 2; ++t) {
+            const uint32_t a0[4] = {xa[t].x, xb[t].x, xa[t].y, xb[t].y};
+            const uint32_t a1[4] = {xa[t].z, xb[t].z, xa[t].w, xb[t].w};
+            const uint32_t b0[2] = {pairs[4 * t], pairs[4 * t + 1]};
+            const uint32_t b1[2] = {pairs[4 * t + 2], pairs[4 * t + 3]};
+            mma_bf16_16816(dst, a0, b0);
+            mma_bf16_16816(dst, a1, b1);
+          }
+        }
+    }
+    if constexpr (F == WeightFormat::Fp8Block) {  // promote the chunk's sums with its block scale
+      float fp8_scale[S::kMats];
+#pragma unroll
+      for (int mat = 0; mat < S::kMats; ++mat) {
+        const uint32_t raw = sc.raw[mat][0][0];
+        fp8_scale[mat] = !(valid >> (mat * S::kTiles * 2) & 1u) ? 0.0f
+                         : (lr.w[mat].fp8_scales_f32 ? __uint_as_float(raw) : e8m0_to_float(raw));
+      }
+#pragma unroll
+      for (int mat = 0; mat < S::kMats; ++mat)
+#pragma unroll
+        for (int r = 0; r < S::kTiles; ++r)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) acc[mat][r][i] += block_sum[mat][r][i] * fp8_scale[mat];
+    }
   }
 }
 
+// y[m, col] from the F32 sums of the gate (and up) product.
+template <WeightFormat F, bool kSwiGlu>
+__device__ __forceinline__ void store_output(const WeightGemmArgs& a, const LaneRows<kSwiGlu>& lr, int64_t m,
+                                             int64_t col, float gate, float up) {
+  float v = gate * (F == WeightFormat::Nvfp4 ? lr.w[0].global_scale : 1.0f);
+  if constexpr (kSwiGlu) {
+    up *= F == WeightFormat::Nvfp4 ? lr.w[1].global_scale : 1.0f;
+    v = clamped_swiglu(v, up, a.swiglu_limit);
+  }
+  if (a.y_bf16) static_cast<uint16_t*>(a.y)[m * a.n + col] = float_to_bf16_bits(v);
+  else static_cast<float*>(a.y)[m * a.n + col] = v;
+}
+
+__device__ __forceinline__ void cluster_sync_all() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  cooperative_groups::this_cluster().sync();
+#else
+  __trap();  // the launcher uses clusters only on compute capability 9.0 and later
+#endif
+}
+
+__device__ __forceinline__ const float* cluster_peer(const float* p, int rank) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  return cooperative_groups::this_cluster().map_shared_rank(const_cast<float*>(p), rank);
+#else
+  return p;
+#endif
+}
+
+// Grid: x = the cluster's blocks (ranks splitting K), y = 128-row blocks of N, z = group tiles.
+// Shared memory: the weight ring, then staged x, then (clusters) the partial sums.
 template <WeightFormat F, bool kSwiGlu, bool kAligned16>
-__global__ void __launch_bounds__(kThreads, 4) weight_gemm_decode_kernel(WeightGemmArgs a) {
-  using Fmt = DecodeFormat<F>;
+__global__ void __launch_bounds__(kThreads, 2) weight_gemm_decode_kernel(WeightGemmArgs a, DecodePlan plan) {
+  using S = StepShape<F, kSwiGlu>;
+  constexpr int U = S::kChunks, kMats = S::kMats, kStages = S::kStages, kTiles = S::kTiles;
+  constexpr int kWarpRows = S::kWarpRows, kBlockRows = S::kBlockRows;
   extern __shared__ uint4 shared_words[];
-  uint16_t* xs = reinterpret_cast<uint16_t*>(shared_words);
+  uint16_t* xs = reinterpret_cast<uint16_t*>(reinterpret_cast<char*>(shared_words) + S::kRingBytes);
+  float* partial = reinterpret_cast<float*>(reinterpret_cast<char*>(xs) + plan.x_bytes);  // [mat][16][128]
 
   GroupTile tile;
-  // One tile per non-empty group (a tile as tall as all rows); every thread finds the same one.
+  // One tile per non-empty group (as tall as the group); every block of a cluster finds the same.
   if (!find_group_tile(a, a.rows, blockIdx.z, tile)) return;
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, j = lane & 3;
   const int64_t N = a.n, K = a.k;
-  const int64_t n0 = (static_cast<int64_t>(blockIdx.x) * kWarps + warp) * 8;
+  const int ranks = static_cast<int>(gridDim.x), rank = static_cast<int>(blockIdx.x);
+  const int chunk_begin = rank * plan.chunks / ranks, chunk_end = (rank + 1) * plan.chunks / ranks;
+  const int64_t k_end = min(K, static_cast<int64_t>(chunk_end) * kChunk);
+  const int steps = (chunk_end - chunk_begin + U - 1) / U;
+  const int64_t block_row0 = static_cast<int64_t>(blockIdx.y) * kBlockRows;
+  const int64_t n0 = block_row0 + warp * kWarpRows;
   const bool warp_active = n0 < N;
-  const int64_t n = n0 + g;
-  const bool row_ok = n < N;
+  // This lane's pieces of the warp's ring: stage st at ring + st * kLanePieces * 32.
+  uint4* ring = shared_words + warp * (kStages * S::kLanePieces * 32) + lane;
 
-  const GemmWeight wg = gate_weight(a, tile.group);
-  GemmWeight wu;
-  if constexpr (kSwiGlu) wu = a.ups[tile.group];
-  constexpr int kBytesPerElementX2 = F == WeightFormat::Bf16 ? 4 : (F == WeightFormat::Fp8Block ? 2 : 1);
-  const int64_t row_bytes = K * kBytesPerElementX2 / 2;
-  const uint8_t* gate_row = static_cast<const uint8_t*>(wg.data) + (row_ok ? n : 0) * row_bytes;
-  const uint8_t* up_row = nullptr;
-  if constexpr (kSwiGlu) up_row = static_cast<const uint8_t*>(wu.data) + (row_ok ? n : 0) * row_bytes;
-  const int64_t k_begin = static_cast<int64_t>(blockIdx.y) * a.k_per_split;
-  const int64_t k_end = min(K, k_begin + a.k_per_split);
-  const int64_t scale_cols = (K + 127) / 128;  // FP8 block scales per row block
+  LaneRows<kSwiGlu> lr;
+  lr.w[0] = gate_weight(a, tile.group);
+  if constexpr (kSwiGlu) lr.w[1] = a.ups[tile.group];
+  lr.n0 = n0;
+  const int64_t row_bytes = K * DecodeFormat<F>::kBytesPer2 / 2;
+#pragma unroll
+  for (int r = 0; r < kTiles; ++r) {
+    lr.n[r] = n0 + 8 * r + g;
+    lr.ok[r] = lr.n[r] < N;
+#pragma unroll
+    for (int mat = 0; mat < kMats; ++mat)
+      lr.row[mat][r] = static_cast<const uint8_t*>(lr.w[mat].data) + (lr.ok[r] ? lr.n[r] : 0) * row_bytes;
+  }
 
-  for (int64_t m0 = tile.begin; m0 < tile.end; m0 += kDecodeRows) {
-    const int rows_here = static_cast<int>(tile.end - m0 < kDecodeRows ? tile.end - m0 : kDecodeRows);
-    float acc[4] = {0.f, 0.f, 0.f, 0.f}, acc_up[4] = {0.f, 0.f, 0.f, 0.f};
+  for (int64_t m0 = tile.begin; m0 < tile.end; m0 += kPassRows) {
+    const int rows_here = static_cast<int>(tile.end - m0 < kPassRows ? tile.end - m0 : kPassRows);
+    // Staged segments: as many chunks as two buffers of rows_here rows hold.
+    const int seg_chunks = segment_chunks(rows_here, plan.x_bytes, U, steps * U);
+    const int stride = x_stride(seg_chunks);
+    const int steps_per_seg = seg_chunks / U;
+    const int segments = (steps + steps_per_seg - 1) / steps_per_seg;
+    const uint16_t* xrow = a.x + m0 * K;
 
-    for (int64_t seg = k_begin; seg < k_end; seg += kSegment) {
-      const int64_t seg_end = min(k_end, seg + kSegment);
-      // The first step's weight loads go out before x is staged: they do not depend on it.
-      StepData<F> gate_now, gate_next, up_now, up_next;
-      if (warp_active) {
-        load_step<F, kAligned16>(gate_now, gate_row, wg, n, seg, K, row_ok, j);
-        if constexpr (kSwiGlu) load_step<F, kAligned16>(up_now, up_row, wu, n, seg, K, row_ok, j);
+    // x of segment `seg` into buffer seg % 2 (zeros past this block's k range); the copies join
+    // the next committed group.
+    auto stage = [&](int seg) {
+      uint16_t* buf = xs + (seg & 1) * rows_here * stride;
+      const int64_t k0 = static_cast<int64_t>(chunk_begin + seg * seg_chunks) * kChunk;
+      const int vectors = seg_chunks * (kChunk / 8);
+      for (int i = threadIdx.x; i < rows_here * vectors; i += kThreads) {
+        const int r = i / vectors, v = i - r * vectors;
+        const int64_t k = k0 + 8 * v;
+        const bool valid = k < k_end;
+        cp_async_zfill<16>(buf + r * stride + padded(8 * v), valid ? xrow + r * K + k : xrow, valid);
       }
-      // Staged length: whole iterations, zeros past the segment.
-      const int64_t staged = (seg_end - seg + Fmt::kStep - 1) / Fmt::kStep * Fmt::kStep;
-      __syncthreads();  // the previous segment's readers are done
-      const int vectors_per_row = static_cast<int>(staged / 8);
-      for (int i = threadIdx.x; i < rows_here * vectors_per_row; i += kThreads) {
-        const int r = i / vectors_per_row, c = i % vectors_per_row;
-        const int64_t k = seg + 8 * c;
-        uint4 v = make_uint4(0, 0, 0, 0);
-        if (k < seg_end) v = *reinterpret_cast<const uint4*>(a.x + (m0 + r) * K + k);
-        *reinterpret_cast<uint4*>(xs + r * kXStride + 8 * c) = v;
+    };
+
+    float acc[kMats][kTiles][4];
+#pragma unroll
+    for (int mat = 0; mat < kMats; ++mat)
+#pragma unroll
+      for (int r = 0; r < kTiles; ++r)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[mat][r][i] = 0.0f;
+
+    cp_async_wait<0>();
+    __syncthreads();  // the previous pass is done with the staged x, the ring and the partial sums
+    stage(0);
+    // Step t's copies go to ring stage t % kStages as one cp.async group (empty past the last
+    // step), kStages - 1 steps ahead of its products; its scales go to sc[t % kStages].
+    StepScales<F, kSwiGlu> sc[kStages];  // sc[t % kStages]: the scales of step t
+    auto issue = [&](int t, StepScales<F, kSwiGlu>& s) {
+      if (t < steps && warp_active)
+        issue_step<F, kSwiGlu, kAligned16>(ring + (t % kStages) * (S::kLanePieces * 32), s, lr,
+                                           chunk_begin + static_cast<int64_t>(t) * U, K, k_end, j);
+      cp_async_commit();
+    };
+    const bool has_g = g < rows_here, has_g8 = g + 8 < rows_here;
+    auto consume = [&](int t, const StepScales<F, kSwiGlu>& s) {
+      const int seg = t / steps_per_seg;
+      if (t == seg * steps_per_seg) {
+        cp_async_wait<0>();
+        __syncthreads();  // segment seg is staged; everyone is done with segment seg - 1
+        if (seg + 1 < segments) stage(seg + 1);
+      } else {
+        cp_async_wait<kStages - 1>();
       }
-      __syncthreads();
+      if (!warp_active) return;
+      const uint16_t* buf = xs + (seg & 1) * rows_here * stride;
+      const int chunk_in_seg = t * U - seg * seg_chunks;
+      const int x_off = padded(chunk_in_seg * kChunk + 32 * j);
+      const uint32_t valid = scale_validity<F, kSwiGlu>(lr, chunk_begin + static_cast<int64_t>(t) * U, k_end, j);
+      compute_step<F, kSwiGlu>(ring + (t % kStages) * (S::kLanePieces * 32), s, valid, lr, acc, buf + g * stride,
+                               buf + (g + 8) * stride, has_g, has_g8, x_off);
+    };
+#pragma unroll
+    for (int i = 0; i < kStages - 1; ++i) issue(i, sc[i]);
+    // Unrolled by the ring depth so that each step's scales stay in their own registers.
+    for (int t = 0; t < steps; t += kStages) {
+#pragma unroll
+      for (int i = 0; i < kStages; ++i) {
+        if (t + i >= steps) break;
+        issue(t + i + kStages - 1, sc[(i + kStages - 1) % kStages]);
+        consume(t + i, sc[i]);
+      }
+    }
+
+    if (ranks == 1) {
       if (!warp_active) continue;
-
-      for (int64_t kb = seg; kb < seg_end; kb += Fmt::kStep) {
-        const bool more = kb + Fmt::kStep < seg_end;
-        // Without the SwiGLU pair the next step's loads are in flight during this step's math
-        // (with it, the registers of a second copy would not fit 4 blocks per multiprocessor).
-        if constexpr (!kSwiGlu) {
-          if (more) load_step<F, kAligned16>(gate_next, gate_row, wg, n, kb + Fmt::kStep, K, row_ok, j);
+#pragma unroll
+      for (int r = 0; r < kTiles; ++r)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int64_t m = m0 + g + (i >= 2 ? 8 : 0);
+          const int64_t col = n0 + 8 * r + 2 * j + (i & 1);
+          if (m >= m0 + rows_here || col >= N) continue;
+          store_output<F, kSwiGlu>(a, lr, m, col, acc[0][r][i], kSwiGlu ? acc[kMats - 1][r][i] : 0.0f);
         }
-#pragma unroll
-        for (int u = 0; u < Fmt::kChunks; ++u) {
-          const int64_t kc = kb + 128 * u + 32 * j;
-          uint32_t bg[16], bu[kSwiGlu ? 16 : 1];
-          decode_chunk<F>(gate_now.w[u], gate_now.s[u], bg);
-          if constexpr (kSwiGlu) decode_chunk<F>(up_now.w[u], up_now.s[u], bu);
-          float tg[4] = {0.f, 0.f, 0.f, 0.f}, tu[4] = {0.f, 0.f, 0.f, 0.f};
-          float* dg = F == WeightFormat::Fp8Block ? tg : acc;
-          float* du = F == WeightFormat::Fp8Block ? tu : acc_up;
-          const uint16_t* xk = xs + (kc - seg);
-#pragma unroll
-          for (int s = 0; s < 8; ++s) {
-            uint32_t afrag[4] = {0u, 0u, 0u, 0u};
-            if (g < rows_here) {
-              const uint2 v = *reinterpret_cast<const uint2*>(xk + g * kXStride + 4 * s);
-              afrag[0] = v.x, afrag[2] = v.y;
-            }
-            if (g + 8 < rows_here) {
-              const uint2 v = *reinterpret_cast<const uint2*>(xk + (g + 8) * kXStride + 4 * s);
-              afrag[1] = v.x, afrag[3] = v.y;
-            }
-            const uint32_t b[2] = {bg[2 * s], bg[2 * s + 1]};
-            mma_bf16_16816(dg, afrag, b);
-            if constexpr (kSwiGlu) {
-              const uint32_t c[2] = {bu[2 * s], bu[2 * s + 1]};
-              mma_bf16_16816(du, afrag, c);
-            }
-          }
-          if constexpr (F == WeightFormat::Fp8Block) {
-            if (kb + 128 * u < K) {  // promote this 128-k step's sums with its block scale
-              const int64_t si = (n0 / 128) * scale_cols + (kb + 128 * u) / 128;
-              const float sg = fp8_block_scale(wg.scales, wg.fp8_scales_f32, si);
-#pragma unroll
-              for (int i = 0; i < 4; ++i) acc[i] += tg[i] * sg;
-              if constexpr (kSwiGlu) {
-                const float su = fp8_block_scale(wu.scales, wu.fp8_scales_f32, si);
-#pragma unroll
-                for (int i = 0; i < 4; ++i) acc_up[i] += tu[i] * su;
-              }
-            }
-          }
-        }
-        if (!more) break;
-        if constexpr (kSwiGlu) {
-          load_step<F, kAligned16>(gate_now, gate_row, wg, n, kb + Fmt::kStep, K, row_ok, j);
-          load_step<F, kAligned16>(up_now, up_row, wu, n, kb + Fmt::kStep, K, row_ok, j);
-        } else {
-          gate_now = gate_next;
-        }
-      }
+      continue;
     }
-
-    if (!warp_active) continue;
-    const float gscale = F == WeightFormat::Nvfp4 ? wg.global_scale : 1.0f;
-    float uscale = 1.0f;
-    if constexpr (kSwiGlu) uscale = F == WeightFormat::Nvfp4 ? wu.global_scale : 1.0f;
+    // Cluster: the partial sums go to shared memory; rank q adds every ranks-th element over
+    // all ranks in rank order.
+    if (warp_active) {
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int64_t m = m0 + g + (i >= 2 ? 8 : 0);
-      const int64_t col = n0 + 2 * j + (i & 1);
-      if (m >= m0 + rows_here || col >= N) continue;
-      if (a.partial) {
-        a.partial[(static_cast<int64_t>(blockIdx.y) * a.rows + m) * N + col] = acc[i];
-        continue;
-      }
-      float v = acc[i] * gscale;
-      if constexpr (kSwiGlu) v = clamped_swiglu(v, acc_up[i] * uscale, a.swiglu_limit);
-      if (a.y_bf16) static_cast<uint16_t*>(a.y)[m * N + col] = float_to_bf16_bits(v);
-      else static_cast<float*>(a.y)[m * N + col] = v;
+      for (int mat = 0; mat < kMats; ++mat)
+#pragma unroll
+        for (int r = 0; r < kTiles; ++r)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            const int mr = g + (i >= 2 ? 8 : 0);
+            const int nl = warp * kWarpRows + 8 * r + 2 * j + (i & 1);
+            partial[(mat * kPassRows + mr) * kBlockRows + nl] = acc[mat][r][i];
+          }
     }
+    cluster_sync_all();
+    for (int e = rank + ranks * static_cast<int>(threadIdx.x); e < rows_here * kBlockRows; e += ranks * kThreads) {
+      const int64_t col = block_row0 + (e % kBlockRows);
+      if (col >= N) continue;
+      float sum[kMats];
+#pragma unroll
+      for (int mat = 0; mat < kMats; ++mat) sum[mat] = 0.0f;
+      for (int q = 0; q < ranks; ++q) {
+        const float* peer = cluster_peer(partial, q);
+#pragma unroll
+        for (int mat = 0; mat < kMats; ++mat) sum[mat] += peer[mat * kPassRows * kBlockRows + e];
+      }
+      store_output<F, kSwiGlu>(a, lr, m0 + e / kBlockRows, col, sum[0], sum[kMats - 1]);
+    }
+    cluster_sync_all();  // no block leaves (or restages) while others read its partial sums
   }
 }
 
@@ -271,49 +524,86 @@ __global__ void reduce_split_k_kernel(WeightGemmArgs a, int64_t splits) {
   }
 }
 
+struct DeviceShape {
+  int multiprocessors = 0;
+  bool clusters = false;
+};
+
+DeviceShape device_shape() {
+  int device = 0, count = 0, major = 0;
+  check(cudaGetDevice(&device), "weight_gemm_decode: cudaGetDevice");
+  check(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device), "weight_gemm_decode: SM count");
+  check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), "weight_gemm_decode: capability");
+  return {count, major >= 9};
+}
+
 template <WeightFormat F, bool kSwiGlu, bool kAligned16>
-void launch(const WeightGemmArgs& a, int64_t tiles, int64_t splits, StreamHandle stream) {
+void launch(const WeightGemmArgs& a, int64_t tiles, StreamHandle stream) {
+  using S = StepShape<F, kSwiGlu>;
   auto kernel = weight_gemm_decode_kernel<F, kSwiGlu, kAligned16>;
-  const int rows = static_cast<int>(std::min<int64_t>(kDecodeRows, a.rows));
-  const size_t smem = static_cast<size_t>(rows) * kXStride * sizeof(uint16_t);
+  const DeviceShape dev = device_shape();
+  DecodePlan plan;
+  plan.chunks = static_cast<int32_t>((a.k + kChunk - 1) / kChunk);
+  const int64_t row_blocks = (a.n + S::kBlockRows - 1) / S::kBlockRows;
+  // Split K over a cluster until the blocks fill every multiprocessor twice (each rank keeps at
+  // least two chunks).
+  int ranks = 1;
+  if (dev.clusters) {
+    const int64_t want = (2 * static_cast<int64_t>(dev.multiprocessors) + row_blocks * tiles - 1) / (row_blocks * tiles);
+    ranks = static_cast<int>(std::clamp<int64_t>(std::min<int64_t>(want, plan.chunks / 2), 1, kMaxCluster));
+  }
+  const int rows = static_cast<int>(std::min<int64_t>(kPassRows, a.rows));
+  const int range = (plan.chunks + ranks - 1) / ranks;
+  const int cap = (range + S::kChunks - 1) / S::kChunks * S::kChunks;
+  // x gets what two blocks per multiprocessor leave beside the ring and the partial sums, and at
+  // least one step's worth.
+  const int partial_bytes = ranks > 1 ? S::kMats * kPassRows * S::kBlockRows * static_cast<int>(sizeof(float)) : 0;
+  const int spare = kBlockSharedBytes - S::kRingBytes - partial_bytes;
+  const int seg = segment_chunks(rows, std::max(spare, segment_bytes(rows, S::kChunks)), S::kChunks, cap);
+  plan.x_bytes = segment_bytes(rows, seg);
+  const size_t smem = static_cast<size_t>(S::kRingBytes) + plan.x_bytes + partial_bytes;
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
         "weight_gemm_decode: shared memory attribute");
-  const dim3 grid(ceil_div(a.n, 8 * kWarps), static_cast<unsigned>(splits), static_cast<unsigned>(tiles));
-  kernel<<<grid, kThreads, smem, stream>>>(a);
-  check_launch("weight_gemm_decode", "M=" + std::to_string(a.rows) + " N=" + std::to_string(a.n) +
-                                         " K=" + std::to_string(a.k) + " splits=" + std::to_string(splits) +
-                                         " tiles=" + std::to_string(tiles));
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(static_cast<unsigned>(ranks), static_cast<unsigned>(row_blocks), static_cast<unsigned>(tiles));
+  config.blockDim = dim3(kThreads);
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  cudaLaunchAttribute cluster;
+  cluster.id = cudaLaunchAttributeClusterDimension;
+  cluster.val.clusterDim.x = static_cast<unsigned>(ranks);
+  cluster.val.clusterDim.y = 1;
+  cluster.val.clusterDim.z = 1;
+  if (ranks > 1) {
+    config.attrs = &cluster;
+    config.numAttrs = 1;
+  }
+  const std::string shape = "M=" + std::to_string(a.rows) + " N=" + std::to_string(a.n) + " K=" + std::to_string(a.k) +
+                            " tiles=" + std::to_string(tiles) + " cluster=" + std::to_string(ranks);
+  check(cudaLaunchKernelEx(&config, kernel, a, plan), "kernel weight_gemm_decode [" + shape + "]");
+  check_launch("weight_gemm_decode", shape);
 }
 
 template <WeightFormat F>
-void launch_format(const WeightGemmArgs& a, bool swiglu, int64_t tiles, int64_t splits, StreamHandle stream) {
-  const bool aligned16 = (a.k * (F == WeightFormat::Bf16 ? 2 : 1) / (F == WeightFormat::Nvfp4 || F == WeightFormat::Mxfp4 ? 2 : 1)) % 16 == 0;
+void launch_format(const WeightGemmArgs& a, bool swiglu, int64_t tiles, StreamHandle stream) {
+  // FP4 rows of K/2 bytes are 16-byte aligned when K % 32 == 0; FP8 and BF16 rows always are.
+  const bool aligned16 = !(F == WeightFormat::Nvfp4 || F == WeightFormat::Mxfp4) || a.k % 32 == 0;
   if (swiglu) {
-    aligned16 ? launch<F, true, true>(a, tiles, splits, stream) : launch<F, true, false>(a, tiles, splits, stream);
+    aligned16 ? launch<F, true, true>(a, tiles, stream) : launch<F, true, false>(a, tiles, stream);
   } else {
-    aligned16 ? launch<F, false, true>(a, tiles, splits, stream) : launch<F, false, false>(a, tiles, splits, stream);
+    aligned16 ? launch<F, false, true>(a, tiles, stream) : launch<F, false, false>(a, tiles, stream);
   }
 }
 
 }  // namespace
 
-int64_t decode_k_step(WeightFormat format) {
-  switch (format) {
-    case WeightFormat::Nvfp4: return DecodeFormat<WeightFormat::Nvfp4>::kStep;
-    case WeightFormat::Mxfp4: return DecodeFormat<WeightFormat::Mxfp4>::kStep;
-    case WeightFormat::Fp8Block: return DecodeFormat<WeightFormat::Fp8Block>::kStep;
-    case WeightFormat::Bf16: return DecodeFormat<WeightFormat::Bf16>::kStep;
-  }
-  return 512;
-}
-
 void launch_weight_gemm_decode(const WeightGemmArgs& a, WeightFormat format, bool swiglu, int64_t tiles,
-                               int64_t splits, StreamHandle stream) {
+                               StreamHandle stream) {
   switch (format) {
-    case WeightFormat::Nvfp4: return launch_format<WeightFormat::Nvfp4>(a, swiglu, tiles, splits, stream);
-    case WeightFormat::Mxfp4: return launch_format<WeightFormat::Mxfp4>(a, swiglu, tiles, splits, stream);
-    case WeightFormat::Fp8Block: return launch_format<WeightFormat::Fp8Block>(a, swiglu, tiles, splits, stream);
-    case WeightFormat::Bf16: return launch_format<WeightFormat::Bf16>(a, swiglu, tiles, splits, stream);
+    case WeightFormat::Nvfp4: return launch_format<WeightFormat::Nvfp4>(a, swiglu, tiles, stream);
+    case WeightFormat::Mxfp4: return launch_format<WeightFormat::Mxfp4>(a, swiglu, tiles, stream);
+    case WeightFormat::Fp8Block: return launch_format<WeightFormat::Fp8Block>(a, swiglu, tiles, stream);
+    case WeightFormat::Bf16: return launch_format<WeightFormat::Bf16>(a, swiglu, tiles, stream);
   }
 }
 

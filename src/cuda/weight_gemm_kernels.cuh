@@ -8,11 +8,12 @@
 
 namespace fp4kit::cuda {
 
-// Few rows (M <= 16 per group, or slices of 16): each warp streams 8 weight rows through registers.
-// `tiles`: blocks along z (1 for a dense product; the most non-empty groups for a grouped one).
-// `splits` > 1 (dense only) writes F32 partial sums to a.partial, reduced by reduce_split_k.
+// Few rows (16 at a time): blocks of 128 weight rows (64 with SwiGLU) stream the weight through
+// shared memory; `tiles`: blocks along z (1 for a dense product; the most non-empty groups for a
+// grouped one). When the blocks alone would not fill the GPU, a cluster of blocks splits K and
+// adds its partial sums on chip.
 void launch_weight_gemm_decode(const WeightGemmArgs& a, WeightFormat format, bool swiglu, int64_t tiles,
-                               int64_t splits, StreamHandle stream);
+                               StreamHandle stream);
 // y = gscale * sum over splits of partial (a dense product's split-K sums).
 void launch_reduce_split_k(const WeightGemmArgs& a, int64_t splits, StreamHandle stream);
 // Many rows: 128-row tiles through shared memory, the weight decoded to BF16 in shared memory.
@@ -20,9 +21,9 @@ void launch_reduce_split_k(const WeightGemmArgs& a, int64_t splits, StreamHandle
 void launch_weight_gemm_prefill(const WeightGemmArgs& a, WeightFormat format, bool swiglu, int64_t row_tiles,
                                 StreamHandle stream);
 
-// Rows of x per decode pass and the K step of one decode iteration per format.
+// The decode path takes dense products with at most this many rows, and grouped ones whose
+// non-empty groups average at most this many.
 inline constexpr int kDecodeRows = 16;
-int64_t decode_k_step(WeightFormat format);
 inline constexpr int64_t kPrefillRows = 128;
 
 }  // namespace fp4kit::cuda
