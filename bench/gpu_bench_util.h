@@ -246,18 +246,18 @@ struct Timing {
   std::string capture_error;  // why the graph was not used
 };
 
-// Times `enqueue(i)`, which queues one operation on `s` using operand copy i (mod `copies`):
+// Times `enqueue(c)`, which queues one operation on `s` using operand copy c (always < `copies`):
 // warm-up over every copy, a captured graph of a multiple of `copies` operations (so consecutive
 // operations never share operands), `reps` timed replays, median per operation.
 inline Timing time_ops(const Stream& s, int copies, const std::function<void(int)>& enqueue, const TimingOptions& o) {
   Timing t;
   cuda::Event e0, e1;
   // Warm-up (module load, algorithm choice) and a first estimate from plain launches.
-  for (int i = 0; i < copies; ++i) enqueue(i);
+  for (int i = 0; i < copies; ++i) enqueue(i % copies);
   s.synchronize("warm-up");
   const int probe = std::max(copies, 3);
   e0.record(s);
-  for (int i = 0; i < probe; ++i) enqueue(i);
+  for (int i = 0; i < probe; ++i) enqueue(i % copies);
   e1.record(s);
   e1.synchronize();
   const double est_us = std::max(1e-3, 1e3 * cuda::Event::elapsed_ms(e0, e1) / probe);
@@ -271,7 +271,7 @@ inline Timing time_ops(const Stream& s, int copies, const std::function<void(int
   try {
     cuda::check(cudaStreamBeginCapture(s.get(), cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
     try {
-      for (int i = 0; i < ops; ++i) enqueue(i);
+      for (int i = 0; i < ops; ++i) enqueue(i % copies);
     } catch (...) {
       cudaStreamEndCapture(s.get(), &graph);
       if (graph) cudaGraphDestroy(graph);
@@ -295,7 +295,7 @@ inline Timing time_ops(const Stream& s, int copies, const std::function<void(int
     if (t.graph) {
       cuda::check(cudaGraphLaunch(exec, s.get()), "cudaGraphLaunch");
     } else {
-      for (int i = 0; i < ops; ++i) enqueue(i);
+      for (int i = 0; i < ops; ++i) enqueue(i % copies);
     }
     e1.record(s);
     e1.synchronize();

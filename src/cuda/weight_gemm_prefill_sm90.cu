@@ -1,11 +1,6 @@
-// The Hopper prefill path of the weight GEMMs: wgmma (m64nNk16, BF16 operands from shared memory,
-// F32 accumulators). 256 threads = 2 warpgroups. Each 64-k step, x lands by cp.async in a
-// 128-byte-swizzled tile; the packed weight lands as stored and the block decodes it to a swizzled
-// BF16 tile (double buffered), so the decode of step t+1 and the copies of step t+S-1 overlap the
-// asynchronous MMAs of step t. Every weight element is decoded once per block. FP8 block scales
-// multiply each 128-k block's sums (the partial sums restart with scale-d = 0 at each block);
-// NVFP4's global scale multiplies the result. Dense products may split K over blockIdx.z: the split
-// sums go to F32 partials that launch_reduce_split_k adds in split order (deterministic).
+// Variant: the weight is the A operand of wgmma, decoded into registers (RS form), x the B operand
+// from the swizzled shared tile; y is computed transposed per tile (rows = weight rows, columns =
+// tokens). No decoded shared tile, hence no generic->async proxy fence in the main loop.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -20,117 +15,175 @@
 namespace fp4kit::cuda {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kBK = 64;  // one 128-byte swizzle row of BF16
+template <int kN>
+struct WgmmaRs;
 
-// kBM 128: warpgroup g computes rows [64g, 64g+64) x all kBN columns; kBM 64: all rows x columns
-// [g kBN/2, (g+1) kBN/2). kBN columns per weight (gate and up with the SwiGLU epilogue).
-template <WeightFormat F, int kBM, int kBN, bool kSwiGlu, int kStages>
-struct Sm90Shape {
-  static_assert(kBM == 64 || kBM == 128, "row tile");
-  static constexpr bool kFp4 = F == WeightFormat::Nvfp4 || F == WeightFormat::Mxfp4;
-  static constexpr bool kDecode = F != WeightFormat::Bf16;
-  static constexpr int kWeights = kSwiGlu ? 2 : 1;
-  static constexpr int kWgN = kBM == 128 ? kBN : kBN / 2;  // wgmma N
-  static constexpr int kAcc = kWgN / 2;                   // accumulator registers per weight
-  // Stored bytes of one weight row per k step (BF16 rows land swizzled, as the MMA reads them).
-  static constexpr int kRawBytes = kFp4 ? kBK / 2 : (F == WeightFormat::Fp8Block ? kBK : 2 * kBK);
-  static constexpr int kRows = kWeights * kBN;  // weight rows decoded per step
-  static constexpr int kThreadsPerRow = kThreads / kRows;
-  static constexpr int kDecodeK = kBK / kThreadsPerRow;
-  static constexpr size_t kXStage = size_t{kBM} * 128;
-  static constexpr size_t kRawStage = size_t{kRows} * kRawBytes;
-  static constexpr size_t kDecoded = kDecode ? size_t{kRows} * 128 : 0;
-  static constexpr size_t kSharedBytes = 1024 + kStages * (kXStage + kRawStage) + 2 * kDecoded;
-  static_assert(kDecodeK == 16 || kDecodeK == 32 || kDecodeK == 64, "decode span");
-  static_assert(kRows * kThreadsPerRow == kThreads, "decode assignment");
-  static_assert(kWgN == 64 || kWgN == 128 || kWgN == 256, "wgmma N");
+template <>
+struct WgmmaRs<64> {
+  __device__ __forceinline__ static void run(float* d, const uint32_t* a, uint64_t b, bool accumulate) {
+#if FP4KIT_WGMMA
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(static_cast<int>(accumulate)));
+#else
+    (void)d, (void)a, (void)b, (void)accumulate;
+    __trap();
+#endif
+  }
 };
 
-// The scale bytes of a thread's FP4 decode, byte j for 16-element span j; 0 outside the weight
-// (the raw bytes there are zero too).
-template <WeightFormat F, int kDecodeK>
-__device__ __forceinline__ uint32_t step_scales(const void* scales, int64_t n, int64_t k, int64_t N, int64_t K) {
+template <>
+struct WgmmaRs<128> {
+  __device__ __forceinline__ static void run(float* d, const uint32_t* a, uint64_t b, bool accumulate) {
+#if FP4KIT_WGMMA
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(static_cast<int>(accumulate)));
+#else
+    (void)d, (void)a, (void)b, (void)accumulate;
+    __trap();
+#endif
+  }
+};
+
+template <>
+struct WgmmaRs<256> {
+  __device__ __forceinline__ static void run(float* d, const uint32_t* a, uint64_t b, bool accumulate) {
+#if FP4KIT_WGMMA
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, {%128, %129, %130, %131}, %132, p, 1, 1, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(static_cast<int>(accumulate)));
+#else
+    (void)d, (void)a, (void)b, (void)accumulate;
+    __trap();
+#endif
+  }
+};
+
+constexpr int kThreads = 256;
+constexpr int kBK = 64;
+constexpr int kWRows = 128;  // weight rows per block and weight: 2 warpgroups x 64
+
+template <WeightFormat F, int kBT, bool kSwiGlu, int kBudget>
+struct RsShape {
+  static constexpr bool kFp4 = F == WeightFormat::Nvfp4 || F == WeightFormat::Mxfp4;
+  static constexpr bool kFp8 = F == WeightFormat::Fp8Block;
+  static constexpr int kWeights = kSwiGlu ? 2 : 1;
+  static constexpr int kAcc = kBT / 2;
+  static constexpr int kRawBytes = kFp4 ? kBK / 2 : (kFp8 ? kBK : 2 * kBK);
+  static constexpr int kRawStride = kRawBytes + 16;  // conflict-free fragment reads
+  static constexpr size_t kXStage = size_t{kBT} * 128;
+  static constexpr size_t kRawStage = size_t{kWeights} * kWRows * kRawStride;
+  static constexpr int kStagesRaw = static_cast<int>((size_t{kBudget} * 1024 - 1024) / (kXStage + kRawStage));
+  static constexpr int kStages = kStagesRaw > 8 ? 8 : kStagesRaw;
+  static constexpr size_t kSharedBytes = 1024 + kStages * (kXStage + kRawStage);
+  static_assert(kStages >= 3, "pipeline depth");
+};
+
+template <WeightFormat F>
+__device__ __forceinline__ uint32_t row_step_scales(const void* scales, int64_t n, int64_t k0, int64_t N, int64_t K) {
   uint32_t v = 0;
   if constexpr (F == WeightFormat::Nvfp4 || F == WeightFormat::Mxfp4) {
     if (n >= N) return 0;
     const uint8_t* s = static_cast<const uint8_t*>(scales);
 #pragma unroll
-    for (int j = 0; j < kDecodeK / 16; ++j) {
-      const int64_t kj = k + 16 * j;
-      if (kj < K) {
-        const uint32_t b = F == WeightFormat::Nvfp4 ? __ldg(s + n * (K / 16) + kj / 16) : __ldg(s + n * (K / 32) + kj / 32);
-        v |= b << (8 * j);
+    for (int q = 0; q < 4; ++q) {
+      const int64_t k = k0 + 16 * q;
+      if (k < K) {
+        const uint32_t b = F == WeightFormat::Nvfp4 ? __ldg(s + n * (K / 16) + k / 16) : __ldg(s + n * (K / 32) + k / 32);
+        v |= b << (8 * q);
       }
     }
   }
   return v;
 }
 
-// A thread's kDecodeK stored elements of one weight row (shared) -> BF16, written as 16-byte chunks
-// into the swizzled tile row `row` starting at chunk `chunk0`.
-template <WeightFormat F, int kDecodeK>
-__device__ __forceinline__ void decode_span_swizzled(const uint8_t* raw, uint32_t scales, uint8_t* tile, int row,
-                                                     int chunk0) {
+// The A fragments (k16 steps q = 0..3) of one weight row pair (rows g and g+8 of the warp's 16)
+// from the stored bytes in shared memory: f[q] = {row g k 2j.., row g+8 k 2j.., row g k 2j+8..,
+// row g+8 k 2j+8..}.
+template <WeightFormat F>
+__device__ __forceinline__ void decode_fragments(const uint8_t* ra, const uint8_t* rb, uint32_t sa, uint32_t sb, int j,
+                                                 uint32_t (&f)[4][4]) {
 #pragma unroll
-  for (int j = 0; j < kDecodeK / 16; ++j) {
-    uint32_t pairs[8];
-    if constexpr (F == WeightFormat::Nvfp4) {
-      const uint2 v = *reinterpret_cast<const uint2*>(raw + 8 * j);
-      nvfp4x16_to_bf16x2(v.x, v.y, (scales >> (8 * j)) & 0xFFu, pairs);
-    } else if constexpr (F == WeightFormat::Mxfp4) {
-      const uint2 v = *reinterpret_cast<const uint2*>(raw + 8 * j);
-      const uint32_t s = splat_bf16(e8m0_to_bf16_bits(scales >> (8 * j)));
-      e2m1x8_to_bf16x2(v.x, pairs);
-      e2m1x8_to_bf16x2(v.y, pairs + 4);
+  for (int h = 0; h < 2; ++h) {
+    const uint8_t* p = h == 0 ? ra : rb;
+    const uint32_t scales = h == 0 ? sa : sb;
+    if constexpr (F == WeightFormat::Nvfp4 || F == WeightFormat::Mxfp4) {
+      const uint4 v0 = *reinterpret_cast<const uint4*>(p);
+      const uint4 v1 = *reinterpret_cast<const uint4*>(p + 16);
+      const uint32_t w[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
+      const uint32_t sel = static_cast<uint32_t>(j) | (static_cast<uint32_t>(4 + j) << 4);
 #pragma unroll
-      for (int i = 0; i < 8; ++i) pairs[i] = bf16x2_mul(pairs[i], s);
-    } else {  // FP8: the block scale is applied to the sums
-      const uint4 v = *reinterpret_cast<const uint4*>(raw + 16 * j);
-      e4m3x4_to_bf16x2(v.x, pairs[0], pairs[1]);
-      e4m3x4_to_bf16x2(v.y, pairs[2], pairs[3]);
-      e4m3x4_to_bf16x2(v.z, pairs[4], pairs[5]);
-      e4m3x4_to_bf16x2(v.w, pairs[6], pairs[7]);
+      for (int q = 0; q < 4; ++q) {
+        uint32_t p0, p1;
+        e2m1x4_to_bf16x2(byte_perm(w[2 * q], w[2 * q + 1], sel), p0, p1);
+        const uint32_t byte = (scales >> (8 * q)) & 0xFFu;
+        const uint32_t s = splat_bf16(F == WeightFormat::Nvfp4 ? e4m3_to_bf16_bits(byte) : e8m0_to_bf16_bits(byte));
+        f[q][h] = bf16x2_mul(p0, s);
+        f[q][h + 2] = bf16x2_mul(p1, s);
+      }
+    } else if constexpr (F == WeightFormat::Fp8Block) {
+      const uint4 v0 = *reinterpret_cast<const uint4*>(p), v1 = *reinterpret_cast<const uint4*>(p + 16);
+      const uint4 v2 = *reinterpret_cast<const uint4*>(p + 32), v3 = *reinterpret_cast<const uint4*>(p + 48);
+      const uint32_t w[16] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w,
+                              v2.x, v2.y, v2.z, v2.w, v3.x, v3.y, v3.z, v3.w};
+      const uint32_t o = 2u * static_cast<uint32_t>(j & 1);
+      const uint32_t sel = o | ((o + 1) << 4) | ((o + 4) << 8) | ((o + 5) << 12);
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const uint32_t lo = (j & 2) ? w[4 * q + 1] : w[4 * q];
+        const uint32_t hi = (j & 2) ? w[4 * q + 3] : w[4 * q + 2];
+        e4m3x4_to_bf16x2(byte_perm(lo, hi, sel), f[q][h], f[q][h + 2]);
+      }
+    } else {
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        f[q][h] = *reinterpret_cast<const uint32_t*>(p + 32 * q + 4 * j);
+        f[q][h + 2] = *reinterpret_cast<const uint32_t*>(p + 32 * q + 16 + 4 * j);
+      }
     }
-    *reinterpret_cast<uint4*>(tile + swizzle128_offset(row, chunk0 + 2 * j)) =
-        make_uint4(pairs[0], pairs[1], pairs[2], pairs[3]);
-    *reinterpret_cast<uint4*>(tile + swizzle128_offset(row, chunk0 + 2 * j + 1)) =
-        make_uint4(pairs[4], pairs[5], pairs[6], pairs[7]);
   }
 }
 
-template <WeightFormat F, int kBM, int kBN, bool kSwiGlu, int kStages, int kVec>
-__global__ void __launch_bounds__(kThreads) weight_gemm_prefill_sm90_kernel(WeightGemmArgs a, int64_t steps_per_split) {
-  using S = Sm90Shape<F, kBM, kBN, kSwiGlu, kStages>;
+template <WeightFormat F, int kBT, bool kSwiGlu, int kBudget, int kVec>
+__global__ void __launch_bounds__(kThreads) weight_gemm_prefill_rs_kernel(WeightGemmArgs a, int64_t steps_per_split) {
+  using S = RsShape<F, kBT, kSwiGlu, kBudget>;
+  constexpr int kStages = S::kStages;
+  constexpr int kW = S::kWeights;
+  constexpr bool kFp8 = S::kFp8;
   extern __shared__ uint4 shared_words[];
-  // Swizzled tiles need 1024-byte alignment.
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(shared_words) + 1023) & ~uintptr_t{1023});
-  uint8_t* xs = smem;                                // kStages x tile [kBM][64] BF16, swizzled
-  uint8_t* decoded = xs + kStages * S::kXStage;      // 2 x [kRows][64] BF16, swizzled
-  uint8_t* raw = decoded + 2 * S::kDecoded;          // kStages x [kRows][kRawBytes] (BF16: swizzled)
+  uint8_t* xs = smem;                          // kStages x [kBT][64] BF16, swizzled
+  uint8_t* raw = xs + kStages * S::kXStage;    // kStages x [kW * 128][kRawStride] stored bytes
 
   GroupTile tile;
-  if (!find_group_tile(a, kBM, blockIdx.x, tile)) return;  // uniform over the block
+  if (!find_group_tile(a, kBT, blockIdx.x, tile)) return;
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
+  const int g = lane >> 2, j = lane & 3;
   const int64_t N = a.n, K = a.k;
-  const int64_t n0 = static_cast<int64_t>(blockIdx.y) * kBN;
+  const int64_t n0 = static_cast<int64_t>(blockIdx.y) * kWRows;
   const int64_t ktiles = (K + kBK - 1) / kBK;
   const int64_t t_begin = static_cast<int64_t>(blockIdx.z) * steps_per_split;
   const int64_t t_end = t_begin + steps_per_split < ktiles ? t_begin + steps_per_split : ktiles;
-  const int steps = static_cast<int>(t_end - t_begin);  // >= 1 by the launcher's split count
+  const int steps = static_cast<int>(t_end - t_begin);
 
-  // The gate (or only) weight and the up weight (the gate again without the SwiGLU epilogue).
   const GemmWeight w0 = gate_weight(a, tile.group);
   const GemmWeight w1 = kSwiGlu ? a.ups[tile.group] : w0;
-  constexpr int kElementBytesX2 = S::kFp4 ? 1 : (F == WeightFormat::Fp8Block ? 2 : 4);
+  constexpr int kElementBytesX2 = S::kFp4 ? 1 : (kFp8 ? 2 : 4);
   const int64_t row_bytes = K * kElementBytesX2 / 2;
 
   auto load_step = [&](int64_t t, int stage) {
     const int64_t k0 = t * kBK;
     uint8_t* xdst = xs + stage * S::kXStage;
 #pragma unroll
-    for (int q = 0; q < kBM * 8 / kThreads; ++q) {
+    for (int q = 0; q < kBT * 8 / kThreads; ++q) {
       const int i = tid + q * kThreads;
       const int r = i >> 3, c = i & 7;
       const int64_t m = tile.begin + r, k = k0 + 8 * c;
@@ -138,198 +191,172 @@ __global__ void __launch_bounds__(kThreads) weight_gemm_prefill_sm90_kernel(Weig
       cp_async_zfill<16>(xdst + swizzle128_offset(r, c), ok ? a.x + m * K + k : a.x, ok);
     }
     constexpr int kChunksPerRow = S::kRawBytes / kVec;
-    static_assert(S::kRows * kChunksPerRow % kThreads == 0, "weight copy assignment");
+    static_assert(kW * kWRows * kChunksPerRow % kThreads == 0, "weight copy assignment");
 #pragma unroll
-    for (int q = 0; q < S::kRows * kChunksPerRow / kThreads; ++q) {
+    for (int q = 0; q < kW * kWRows * kChunksPerRow / kThreads; ++q) {
       const int i = tid + q * kThreads;
       const int rr = i / kChunksPerRow, c = i % kChunksPerRow;
-      const int wi = rr / kBN, r = rr % kBN;
+      const int wi = rr / kWRows, r = rr % kWRows;
       const int64_t n = n0 + r;
       const int64_t byte = k0 * kElementBytesX2 / 2 + c * kVec;
       const bool ok = n < N && byte + kVec <= row_bytes;
       const uint8_t* src = static_cast<const uint8_t*>(wi == 0 ? w0.data : w1.data);
-      uint8_t* dst = raw + stage * S::kRawStage;
-      if constexpr (F == WeightFormat::Bf16) dst += swizzle128_offset(rr, c);
-      else dst += rr * S::kRawBytes + c * kVec;
-      cp_async_zfill<kVec>(dst, ok ? src + n * row_bytes + byte : src, ok);
+      cp_async_zfill<kVec>(raw + stage * S::kRawStage + rr * S::kRawStride + c * kVec,
+                           ok ? src + n * row_bytes + byte : src, ok);
     }
   };
 
-  // The decode assignment: weight row dr (of kRows, weight dr / kBN), elements [dk, dk + kDecodeK).
-  const int dr = tid / S::kThreadsPerRow;
-  const int dk = (tid % S::kThreadsPerRow) * S::kDecodeK;
-  const int dwi = dr / kBN;
-  const int64_t scale_cols = (K + 127) / 128;
-  auto load_scales = [&](int64_t t) -> uint32_t {
-    if (F == WeightFormat::Fp8Block || t >= t_end) return 0;  // FP8 scales multiply the sums
-    return step_scales<F, S::kDecodeK>(dwi == 0 ? w0.scales : w1.scales, n0 + dr % kBN, t * kBK + dk, N, K);
-  };
-  // FP8 promotion needs the block scale of every weight (uniform over the tile: kBN <= 128 divides 128).
-  auto fp8_scale = [&](int wi, int64_t t) -> float {
-    return fp8_block_scale(wi == 0 ? w0.scales : w1.scales, wi == 0 ? w0.fp8_scales_f32 : w1.fp8_scales_f32, (n0 / 128) * scale_cols + (t * kBK) / 128);
-  };
-  auto decode_step = [&](int stage, int buffer, uint32_t scales) {
-    if constexpr (S::kDecode) {
-      const uint8_t* src = raw + stage * S::kRawStage + dr * S::kRawBytes + dk * kElementBytesX2 / 2;
-      decode_span_swizzled<F, S::kDecodeK>(src, scales, decoded + buffer * S::kDecoded, dr, dk / 8);
-      fence_proxy_async_shared();
-    }
-  };
-
-  constexpr bool kFp8 = F == WeightFormat::Fp8Block;
-  float acc[S::kWeights][S::kAcc];
-  float part[kFp8 ? S::kWeights : 1][kFp8 ? S::kAcc : 1];
+  // This thread's fragment rows (block-local): ra and ra + 8 of each weight.
+  const int ra = wg * 64 + (warp & 3) * 16 + g;
+  auto load_scales = [&](int64_t t, uint32_t (&s)[kW][2]) {
 #pragma unroll
-  for (int wi = 0; wi < S::kWeights; ++wi)
+    for (int wi = 0; wi < kW; ++wi)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+        s[wi][h] = t < t_end ? row_step_scales<F>(wi == 0 ? w0.scales : w1.scales, n0 + ra + 8 * h, t * kBK, N, K) : 0u;
+  };
+  auto decode = [&](int stage, const uint32_t (&s)[kW][2], uint32_t (&f)[kW][4][4]) {
+#pragma unroll
+    for (int wi = 0; wi < kW; ++wi) {
+      const uint8_t* base = raw + stage * S::kRawStage + (wi * kWRows + ra) * S::kRawStride;
+      decode_fragments<F>(base, base + 8 * S::kRawStride, s[wi][0], s[wi][1], j, f[wi]);
+    }
+  };
+  const int64_t scale_cols = (K + 127) / 128;
+  auto fp8_scale = [&](int wi, int64_t t) -> float {
+    return fp8_block_scale(wi == 0 ? w0.scales : w1.scales, wi == 0 ? w0.fp8_scales_f32 : w1.fp8_scales_f32,
+                           (n0 / 128) * scale_cols + (t * kBK) / 128);
+  };
+
+  float acc[kW][S::kAcc];
+  float part[kFp8 ? kW : 1][kFp8 ? S::kAcc : 1];
+#pragma unroll
+  for (int wi = 0; wi < kW; ++wi)
 #pragma unroll
     for (int i = 0; i < S::kAcc; ++i) acc[wi][i] = 0.0f;
   if constexpr (kFp8) {
 #pragma unroll
-    for (int wi = 0; wi < S::kWeights; ++wi)
+    for (int wi = 0; wi < kW; ++wi)
 #pragma unroll
       for (int i = 0; i < S::kAcc; ++i) part[wi][i] = 0.0f;
   }
+  uint32_t frag_even[kW][4][4], frag_odd[kW][4][4];
+  uint32_t scales_even[kW][2], scales_odd[kW][2];  // for the decode in iterations of that parity
 
-  // Prologue: copies of the first kStages - 1 steps, then step 0 decoded.
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
     if (s < steps) load_step(t_begin + s, s);
     cp_async_commit();
   }
-  uint32_t scale_ring[3] = {load_scales(t_begin), load_scales(t_begin + 1), load_scales(t_begin + 2)};
-  cp_async_wait<kStages - 2>();
-  fence_proxy_async_shared();
-  __syncthreads();
-  decode_step(0, 0, scale_ring[0]);
-  __syncthreads();
+  {
+    uint32_t first[kW][2];
+    load_scales(t_begin, first);
+    load_scales(t_begin + 1, scales_even);
+    load_scales(t_begin + 2, scales_odd);
+    cp_async_wait<kStages - 2>();
+    __syncthreads();  // step 0 landed
+    decode(0, first, frag_even);
+  }
 
-  // The warpgroup's operand tiles: rows of x, and rows of each weight's BF16 tile.
-  const uint32_t x_offset = kBM == 128 ? wg * 64 * 128 : 0;
-  const uint32_t w_offset = kBM == 128 ? 0 : wg * S::kWgN * 128;
-
-  for (int i = 0; i < steps; ++i) {
-    const int64_t t = t_begin + i;
-    const int stage = i % kStages;
-    const uint8_t* xt = xs + stage * S::kXStage + x_offset;
-    const uint8_t* wt = S::kDecode ? decoded + (i & 1) * S::kDecoded : raw + stage * S::kRawStage;
-    const bool block_start = !kFp8 || (t * kBK) % 128 == 0;  // FP8: the first step of a 128-k block
-
+  auto fence_sums = [&]() {
 #pragma unroll
-    for (int wi = 0; wi < S::kWeights; ++wi) {
+    for (int wi = 0; wi < kW; ++wi) {
       if constexpr (kFp8) wgmma_fence_registers<S::kAcc>(part[wi]);
       else wgmma_fence_registers<S::kAcc>(acc[wi]);
     }
+  };
+  // Iteration i: the MMAs of step i on `cur`, meanwhile the copies of step i + kStages - 1 and the
+  // decode of step i + 1 into `next` (with `scales`, then refilled for step i + 3).
+  auto iteration = [&](int i, uint32_t (&cur)[kW][4][4], uint32_t (&next)[kW][4][4], uint32_t (&scales)[kW][2]) {
+    const int64_t t = t_begin + i;
+    const uint8_t* xt = xs + (i % kStages) * S::kXStage;
+    const bool block_start = !kFp8 || (t * kBK) % 128 == 0;
+    fence_sums();
     wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < kBK / 16; ++kk) {
-      const uint64_t da = wgmma_descriptor(xt + 32 * kk);
+    for (int q = 0; q < 4; ++q) {
+      const uint64_t db = wgmma_descriptor(xt + 32 * q);
 #pragma unroll
-      for (int wi = 0; wi < S::kWeights; ++wi) {
-        const uint64_t db = wgmma_descriptor(wt + wi * kBN * 128 + w_offset + 32 * kk);
-        if constexpr (kFp8) Wgmma<S::kWgN>::run(part[wi], da, db, !(block_start && kk == 0));
-        else Wgmma<S::kWgN>::run(acc[wi], da, db, true);
+      for (int wi = 0; wi < kW; ++wi) {
+        if constexpr (kFp8) WgmmaRs<kBT>::run(part[wi], cur[wi][q], db, !(block_start && q == 0));
+        else WgmmaRs<kBT>::run(acc[wi], cur[wi][q], db, true);
       }
     }
     wgmma_commit();
-
-    // While the MMAs run: the copies of step i + kStages - 1 (into the stage step i - 1 used),
-    // then the decode of step i + 1.
-    if (i + kStages - 1 < steps) load_step(t + kStages - 1, (i + kStages - 1) % kStages);
-    cp_async_commit();
     if (i + 1 < steps) {
-      cp_async_wait<kStages - 2>();
-      fence_proxy_async_shared();
-      __syncthreads();  // step i + 1 landed for every thread
-      decode_step((i + 1) % kStages, (i + 1) & 1, scale_ring[1]);
+      cp_async_wait<kStages - 3>();
+      __syncthreads();  // step i + 1 landed; every warpgroup is done with step i - 1's stage
+      if (i + kStages - 1 < steps) load_step(t + kStages - 1, (i + kStages - 1) % kStages);
+      cp_async_commit();
+      decode((i + 1) % kStages, scales, next);
+      load_scales(t + 3, scales);
     }
-    scale_ring[0] = scale_ring[1];
-    scale_ring[1] = scale_ring[2];
-    scale_ring[2] = load_scales(t + 3);
     const bool promote = kFp8 && (((t + 1) * kBK) % 128 == 0 || i + 1 == steps);
-    float block_scale[S::kWeights] = {};
+    float block_scale[kW] = {};
     if (promote) {
 #pragma unroll
-      for (int wi = 0; wi < S::kWeights; ++wi) block_scale[wi] = fp8_scale(wi, t);
+      for (int wi = 0; wi < kW; ++wi) block_scale[wi] = fp8_scale(wi, t);
     }
-
     wgmma_wait<0>();
+    fence_sums();
 #pragma unroll
-    for (int wi = 0; wi < S::kWeights; ++wi) {
-      if constexpr (kFp8) wgmma_fence_registers<S::kAcc>(part[wi]);
-      else wgmma_fence_registers<S::kAcc>(acc[wi]);
-    }
+    for (int wi = 0; wi < kW; ++wi)
+#pragma unroll
+      for (int q = 0; q < 4; ++q)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) asm volatile("" : "+r"(cur[wi][q][r])::"memory");
     if constexpr (kFp8) {
       if (promote) {
 #pragma unroll
-        for (int wi = 0; wi < S::kWeights; ++wi)
+        for (int wi = 0; wi < kW; ++wi)
 #pragma unroll
           for (int r = 0; r < S::kAcc; ++r) acc[wi][r] += part[wi][r] * block_scale[wi];
       }
     }
-    __syncthreads();  // every warpgroup is done with step i's tiles; step i + 1's decode is complete
+  };
+  for (int i = 0; i < steps; i += 2) {
+    iteration(i, frag_even, frag_odd, scales_even);
+    if (i + 1 < steps) iteration(i + 1, frag_odd, frag_even, scales_odd);
   }
   cp_async_wait<0>();
 
-  // Accumulator layout of m64nNk16: warp w of the warpgroup holds rows 16w + lane/4 (+8), columns
-  // 8c + 2 (lane % 4) (+1) for c < N/8, registers 4c .. 4c+3.
-  const int g = lane >> 2, j = lane & 3;
-  const int64_t row0 = tile.begin + (kBM == 128 ? wg * 64 : 0) + 16 * (warp & 3) + g;
-  const int64_t col0 = n0 + (kBM == 128 ? 0 : wg * S::kWgN) + 2 * j;
+  // Accumulator of m64nNk16, transposed tile: register 4c + e of warp w holds weight row
+  // 16w + g (+8 for e >= 2) and token 8c + 2j + (e & 1).
+  const int64_t nrow = n0 + ra;
   const bool split = a.partial != nullptr;
   const float gscale = F == WeightFormat::Nvfp4 && !split ? w0.global_scale : 1.0f;
   const float uscale = F == WeightFormat::Nvfp4 ? w1.global_scale : 1.0f;
-  const bool pairs_aligned = (N % 2) == 0;
 #pragma unroll
-  for (int c = 0; c < S::kWgN / 8; ++c)
+  for (int c = 0; c < kBT / 8; ++c)
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int64_t m = row0 + 8 * h;
-      const int64_t col = col0 + 8 * c;
-      if (m >= tile.end || col >= N) continue;
-      float v[2];
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        v[e] = acc[0][4 * c + 2 * h + e] * gscale;
-        if constexpr (kSwiGlu) v[e] = clamped_swiglu(v[e], acc[1][4 * c + 2 * h + e] * uscale, a.swiglu_limit);
-      }
-      const bool both = col + 1 < N;
-      if (split) {
-        float* p = a.partial + static_cast<int64_t>(blockIdx.z) * a.rows * N + m * N + col;
-        if (both && pairs_aligned) *reinterpret_cast<float2*>(p) = make_float2(v[0], v[1]);
-        else for (int e = 0; e < (both ? 2 : 1); ++e) p[e] = v[e];
-      } else if (a.y_bf16) {
-        uint16_t* p = static_cast<uint16_t*>(a.y) + m * N + col;
-        if (both && pairs_aligned)
-          *reinterpret_cast<uint32_t*>(p) = float_to_bf16_bits(v[0]) | (static_cast<uint32_t>(float_to_bf16_bits(v[1])) << 16);
-        else for (int e = 0; e < (both ? 2 : 1); ++e) p[e] = float_to_bf16_bits(v[e]);
-      } else {
-        float* p = static_cast<float*>(a.y) + m * N + col;
-        if (both && pairs_aligned) *reinterpret_cast<float2*>(p) = make_float2(v[0], v[1]);
-        else for (int e = 0; e < (both ? 2 : 1); ++e) p[e] = v[e];
-      }
+    for (int e = 0; e < 4; ++e) {
+      const int64_t n = nrow + 8 * (e >> 1);
+      const int64_t m = tile.begin + 8 * c + 2 * j + (e & 1);
+      if (m >= tile.end || n >= N) continue;
+      float v = acc[0][4 * c + e] * gscale;
+      if constexpr (kSwiGlu) v = clamped_swiglu(v, acc[kW - 1][4 * c + e] * uscale, a.swiglu_limit);
+      if (split) a.partial[static_cast<int64_t>(blockIdx.z) * a.rows * N + m * N + n] = v;
+      else if (a.y_bf16) static_cast<uint16_t*>(a.y)[m * N + n] = float_to_bf16_bits(v);
+      else static_cast<float*>(a.y)[m * N + n] = v;
     }
 }
 
-// Blocks of a kernel that fit on one multiprocessor by their shared memory (228 KiB, 1 KiB of it
-// reserved per block).
 constexpr int64_t resident_blocks(size_t shared_bytes) {
   const int64_t r = static_cast<int64_t>((size_t{228} << 10) / (shared_bytes + 1024));
   return r < 1 ? 1 : r;
 }
 
-template <WeightFormat F, int kBM, int kBN, bool kSwiGlu, int kStages, int kVec>
+template <WeightFormat F, int kBT, bool kSwiGlu, int kBudget, int kVec>
 void launch(const WeightGemmArgs& args, int multiprocessors, StreamHandle stream) {
-  using S = Sm90Shape<F, kBM, kBN, kSwiGlu, kStages>;
-  auto kernel = weight_gemm_prefill_sm90_kernel<F, kBM, kBN, kSwiGlu, kStages, kVec>;
+  using S = RsShape<F, kBT, kSwiGlu, kBudget>;
+  auto kernel = weight_gemm_prefill_rs_kernel<F, kBT, kSwiGlu, kBudget, kVec>;
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(S::kSharedBytes)),
         "weight_gemm_prefill_sm90: shared memory attribute");
   WeightGemmArgs a = args;
   const bool grouped = a.offsets != nullptr;
-  const int64_t row_tiles = (a.rows + kBM - 1) / kBM + (grouped ? a.groups : 0);
-  const int64_t col_tiles = (a.n + kBN - 1) / kBN;
+  const int64_t row_tiles = (a.rows + kBT - 1) / kBT + (grouped ? a.groups : 0);
+  const int64_t col_tiles = (a.n + kWRows - 1) / kWRows;
   const int64_t ktiles = (a.k + kBK - 1) / kBK;
-  // Dense products split K while the tiles fill less than the resident blocks; splits of at least
-  // 8 steps and an even number of them (FP8 scale blocks of 128 k stay whole).
   int64_t splits = 1, steps = ktiles;
   if (!grouped && !kSwiGlu) {
     const int64_t resident = multiprocessors * resident_blocks(S::kSharedBytes);
@@ -341,8 +368,8 @@ void launch(const WeightGemmArgs& args, int multiprocessors, StreamHandle stream
     }
   }
   const std::string shape = "rows=" + std::to_string(a.rows) + " N=" + std::to_string(a.n) + " K=" +
-                            std::to_string(a.k) + " BM=" + std::to_string(kBM) + " BN=" + std::to_string(kBN) +
-                            " row_tiles=" + std::to_string(row_tiles) + " splits=" + std::to_string(splits);
+                            std::to_string(a.k) + " tokens per tile=" + std::to_string(kBT) + " row_tiles=" +
+                            std::to_string(row_tiles) + " splits=" + std::to_string(splits);
   const dim3 grid(static_cast<unsigned>(row_tiles), static_cast<unsigned>(col_tiles), static_cast<unsigned>(splits));
   if (splits == 1) {
     a.partial = nullptr;
@@ -366,25 +393,20 @@ void launch(const WeightGemmArgs& args, int multiprocessors, StreamHandle stream
   check(cudaFreeAsync(partial, stream), "weight_gemm_prefill_sm90: free split-K workspace");
 }
 
-// Tile widths: FP8 tiles stay within one 128-row scale block, and two weights (SwiGLU) halve the
-// columns so that the accumulators fit in registers.
 template <WeightFormat F, bool kSwiGlu, bool kWide>
 void launch_tiles(const WeightGemmArgs& a, int multiprocessors, StreamHandle stream) {
   constexpr bool kFp8 = F == WeightFormat::Fp8Block;
-  constexpr int kBM = kWide ? 128 : 64;
-  constexpr int kBN = !kWide ? 128 : (kFp8 ? (kSwiGlu ? 64 : 128) : (kSwiGlu ? 128 : 256));
-  constexpr int kStages = kWide || F == WeightFormat::Bf16 ? 4 : 6;
+  constexpr int kBT = !kWide || kSwiGlu ? 64 : (kFp8 ? 128 : 256);
+  constexpr int kBudget = kWide || kSwiGlu ? 220 : 110;  // KiB: one block per multiprocessor, or two
   constexpr bool kFp4 = F == WeightFormat::Nvfp4 || F == WeightFormat::Mxfp4;
-  // FP4 rows of K/2 bytes are only 8-byte aligned when K % 32 == 16.
   if constexpr (kFp4) {
-    if ((a.k / 2) % 16 != 0) return launch<F, kBM, kBN, kSwiGlu, kStages, 8>(a, multiprocessors, stream);
+    if ((a.k / 2) % 16 != 0) return launch<F, kBT, kSwiGlu, kBudget, 8>(a, multiprocessors, stream);
   }
-  launch<F, kBM, kBN, kSwiGlu, kStages, 16>(a, multiprocessors, stream);
+  launch<F, kBT, kSwiGlu, kBudget, 16>(a, multiprocessors, stream);
 }
 
 template <WeightFormat F>
 void launch_format(const WeightGemmArgs& a, bool swiglu, int multiprocessors, StreamHandle stream) {
-  // 64-row tiles while the (average non-empty) group has at most 128 rows: the weight is the traffic.
   const int64_t busy_groups = a.offsets ? std::max<int64_t>(1, std::min<int64_t>(a.groups, a.rows)) : 1;
   const bool wide = a.rows > 128 * busy_groups;
   if (swiglu) {
