@@ -364,8 +364,8 @@ TEST(CudaNvfp4Quantize, AdversarialBlocks) {
 }
 
 // Quotients x/divisor within a few ulps of every E2M1 tie point, for divisors that are not powers of
-// two (global scales with full significands): the kernel codes elements without dividing, by bounds
-// derived from the divisor, and these are the elements where a bound one ulp off would show.
+// two (global scales with full significands): the elements where any rounding of the quotient other
+// than the reference's one IEEE division would change a code.
 TEST(CudaNvfp4Quantize, QuotientsNextToEveryE2M1Tie) {
   FP4KIT_REQUIRE_GPU();
   Stream s;

@@ -57,51 +57,6 @@ __device__ __forceinline__ uint32_t float_to_e2m1(float y) {
   return e2m1_magnitude_code(fabsf(y)) | (y < 0.0f ? 0x8u : 0x0u);
 }
 
-// float_to_e2m1(x / d) for one divisor d (finite, > 0) and many x, without dividing. The code of
-// y = RN(x/d) steps where y reaches a tie point T of the E2M1 grid, and every T is an f32 with an
-// even significand, so RN(x/d) > T exactly when x/d > T + ulp(T)/2 (ties 0.25, 1.25, 2.5, 5 round
-// down) and RN(x/d) >= T exactly when x/d >= T - ulp(T)/2 (ties 0.75, 1.75, 3.5 round up). Those
-// bounds times d are exact in f64 (25 + 24 significant bits), and rounded up to f32 they are bounds
-// on |x| itself, compared as bit patterns. The sign is set where y < 0: x < 0 and |x|/d > 2^-150 (the
-// quotient does not round to -0), NaN excluded. NaN and Inf x are above every bound: code 7.
-struct E2m1QuotientCoder {
-  uint32_t bound[7];  // |x| bits at or above bound[i]: code > i
-  uint32_t sign_bound;
-
-  // The smallest f32 >= p, or > p, as bits.
-  __device__ __forceinline__ static uint32_t at_least(double p) { return __float_as_uint(__double2float_ru(p)); }
-  __device__ __forceinline__ static uint32_t above(double p) {
-    const float f = __double2float_ru(p);
-    return __float_as_uint(f) + (static_cast<double>(f) == p ? 1u : 0u);
-  }
-
-  __device__ __forceinline__ explicit E2m1QuotientCoder(float d) {
-    const double dd = d;
-    bound[0] = above(__dmul_rn(0.25 + 0x1p-26, dd));
-    bound[1] = at_least(__dmul_rn(0.75 - 0x1p-25, dd));
-    bound[2] = above(__dmul_rn(1.25 + 0x1p-24, dd));
-    bound[3] = at_least(__dmul_rn(1.75 - 0x1p-24, dd));
-    bound[4] = above(__dmul_rn(2.5 + 0x1p-23, dd));
-    bound[5] = at_least(__dmul_rn(3.5 - 0x1p-23, dd));
-    bound[6] = above(__dmul_rn(5.0 + 0x1p-22, dd));
-    sign_bound = above(__dmul_rn(0x1p-150, dd));
-  }
-
-  // The bounds are increasing: a three-step search.
-  __device__ __forceinline__ uint32_t code(float x) const {
-    const uint32_t u = __float_as_uint(x), a = u & 0x7FFFFFFFu;
-    const bool up4 = a >= bound[3];
-    const bool up2 = a >= (up4 ? bound[5] : bound[1]);
-    const uint32_t last = up4 ? (up2 ? bound[6] : bound[4]) : (up2 ? bound[2] : bound[0]);
-    const uint32_t magnitude = (up4 ? 4u : 0u) + (up2 ? 2u : 0u) + (a >= last ? 1u : 0u);
-    const bool negative = (u >> 31) != 0 && a >= sign_bound && a <= 0x7F800000u;
-    return magnitude | (negative ? 0x8u : 0u);
-  }
-};
-
-// Whether E2m1QuotientCoder applies to divisor d: finite and > 0.
-__device__ __forceinline__ bool positive_finite(float d) { return __float_as_uint(d) - 1u < 0x7F7FFFFFu; }
-
 // F16::from_float as bits: round to nearest even, overflow to Inf, NaN kept quiet with its sign and
 // the top mantissa bits.
 __device__ __forceinline__ uint16_t float_to_f16_bits(float f) {

@@ -13,10 +13,9 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kUnroll = 4;  // chunks in flight per thread
-constexpr unsigned kBlocksPerSm = 4;  // resident blocks per multiprocessor (registers capped to fit)
 
 template <SourceKind K>
-__global__ void __launch_bounds__(kThreads, kBlocksPerSm) nvfp4_quantize_kernel(const uint4* __restrict__ src, size_t chunks,
+__global__ void __launch_bounds__(kThreads) nvfp4_quantize_kernel(const uint4* __restrict__ src, size_t chunks,
                                                                   Nvfp4BlockRule rule, uint8_t* __restrict__ packed,
                                                                   uint8_t* __restrict__ scales) {
   using Chunk = FloatChunk<K>;
@@ -51,14 +50,8 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) nvfp4_quantize_kernel(
       const uint32_t scale = nvfp4_block_scale(__uint_as_float(key), rule);
       const float divisor = nvfp4_quant_divisor(scale, rule);
       uint32_t bits = 0;
-      if (positive_finite(divisor)) {  // every block of real data
-        const E2m1QuotientCoder coder(divisor);
 #pragma unroll
-        for (int e = 0; e < kElements; ++e) bits |= coder.code(x[e]) << (4 * e);
-      } else {  // NaN, zero or infinite divisors: the division itself
-#pragma unroll
-        for (int e = 0; e < kElements; ++e) bits |= float_to_e2m1(__fdiv_rn(x[e], divisor)) << (4 * e);
-      }
+      for (int e = 0; e < kElements; ++e) bits |= float_to_e2m1(__fdiv_rn(x[e], divisor)) << (4 * e);
       if (c < chunks) {
         reinterpret_cast<PackedWord*>(packed)[c] = static_cast<PackedWord>(bits);
         if (lane % kLanesPerBlock == 0) scales[c / kLanesPerBlock] = static_cast<uint8_t>(scale);
@@ -85,7 +78,7 @@ void nvfp4_quantize(const void* src, DType dtype, size_t n, const Nvfp4Scaling& 
   require_aligned(packed, element_bytes == 4 ? 2 : 4, "packed", kKernel, shape);
   const size_t chunks = n * element_bytes / 16;
   const Nvfp4BlockRule rule = nvfp4_block_rule(scaling, host_default_nan());
-  const unsigned blocks = grid_blocks(chunks, size_t{kThreads} * kUnroll, kBlocksPerSm);
+  const unsigned blocks = grid_blocks(chunks, size_t{kThreads} * kUnroll);
   const auto* chunk_src = static_cast<const uint4*>(src);
   with_source_kind(dtype, [&]<SourceKind K>() {
     nvfp4_quantize_kernel<K><<<blocks, kThreads, 0, stream>>>(chunk_src, chunks, rule, packed, scales);
