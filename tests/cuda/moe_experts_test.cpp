@@ -431,10 +431,7 @@ std::string fmt(double v) {
 
 template <class T>
 std::vector<T> read(const T* device, size_t count, const Stream& s) {
-  std::vector<T> v(count);
-  if (count) copy_to_host(v.data(), device, count * sizeof(T), s);
-  s.synchronize("reading back");
-  return v;
+  return testing::read_back<T>(device, count, s);
 }
 
 struct Case {

@@ -58,10 +58,7 @@ DeviceBuffer poisoned(size_t count, const Stream& s, const std::string& what) {
 
 template <class T>
 std::vector<T> to_host(const void* device, size_t count, const Stream& s) {
-  std::vector<T> v(count);
-  if (count) copy_to_host(v.data(), device, count * sizeof(T), s);
-  s.synchronize("test copy back");
-  return v;
+  return testing::read_back<T>(device, count, s);
 }
 
 std::string hex(uint64_t v, int digits) {
