@@ -2,11 +2,11 @@
 # On a machine with a CUDA GPU, in one go: configure with CUDA, build, run the GPU tests, the kernel
 # benchmark, then the GPU tests once more under compute-sanitizer's memcheck, and write everything to OUT_DIR
 # (default: gpu-results/): gpu.txt (the device), build.log, tests.log, bench.txt, bench.json,
-# sanitizer.log.
+# stream.txt (a synthetic model streamed disk -> pinned memory -> GPU), sanitizer.log.
 # Build dependencies come from the system, or from .gpu-deps/ (scripts/gpu-deps.sh) on a machine
 # without the Debian packages. Environment: FP4KIT_CUDA_ARCHS (default 90a), SKIP_SANITIZER=1,
-# SKIP_BENCH=1, TEST_FILTER (ctest -R, default: every Cuda test), BENCH_ARGS, BENCH_TIMEOUT and
-# SAN_TIMEOUT (seconds).
+# SKIP_BENCH=1, SKIP_STREAM=1, STREAM_PRESET (synth preset, default v4-flash:layers=6,experts=64),
+# TEST_FILTER (ctest -R, default: every Cuda test), BENCH_ARGS, BENCH_TIMEOUT and SAN_TIMEOUT (seconds).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-gpu-results}}
@@ -46,6 +46,16 @@ if [ "${SKIP_BENCH:-0}" != 1 ] && [ -x build-gpu/gpu_kernels_bench ]; then
   rc_bench=$?
   cat "$out/bench.txt"; tail -3 "$out/bench.err"
   log "bench rc=$rc_bench"
+fi
+if [ "${SKIP_STREAM:-0}" != 1 ] && [ -x build-gpu/gpu_stream_bench ]; then
+  log "streaming benchmark"
+  model=${TMPDIR:-/tmp}/fp4kit-stream-model
+  rm -rf "$model"
+  build-gpu/fp4kit synth "${STREAM_PRESET:-v4-flash:layers=6,experts=64}" "$model" --quiet &&
+    timeout 300 build-gpu/gpu_stream_bench "$model" > "$out/stream.txt" 2>&1
+  rc_bench=$(( rc_bench | $? ))
+  cat "$out/stream.txt"
+  rm -rf "$model"
 fi
 rc_san=0
 if [ "${SKIP_SANITIZER:-0}" != 1 ] && command -v compute-sanitizer > /dev/null; then

@@ -152,6 +152,7 @@ class ShardFiles {
     const bool direct = fd >= 0;
     if (!direct) fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) throw InputError(path + ": cannot open for reading: " + std::strerror(errno));
+    if (!direct) ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     files_[path] = {fd, direct};
     return {fd, direct};
   }
@@ -166,10 +167,13 @@ class ShardFiles {
 };
 
 // Reads `len` bytes at `offset` into dst; returns the bytes read (fewer only at the end of the file).
-uint64_t read_fully(int fd, std::byte* dst, uint64_t len, uint64_t offset, const std::string& path, const Span& span) {
+uint64_t read_fully(int fd, bool direct, std::byte* dst, uint64_t len, uint64_t offset, const std::string& path,
+                    const Span& span) {
   uint64_t done = 0;
   while (done < len) {
-    const size_t want = static_cast<size_t>(std::min<uint64_t>(len - done, uint64_t{1} << 30));
+    // Page-cache reads in 16 MiB pieces keep the kernel's read-ahead streaming; O_DIRECT ones go
+    // to the device as they are.
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(len - done, direct ? uint64_t{1} << 30 : uint64_t{16} << 20));
     const ssize_t n = ::pread(fd, dst + done, want, static_cast<off_t>(offset + done));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0)
@@ -186,7 +190,7 @@ void read_span(ShardFiles& files, const Span& span, std::byte* slot, PrefetchSta
   auto [fd, direct] = files.get(path);
   const uint64_t need = span.file_end - span.file_begin;
   // O_DIRECT reads whole aligned blocks (the last one may run past the file's end: the read is short).
-  const uint64_t got = read_fully(fd, slot + span.slot_offset, direct ? align_up(need) : need, span.file_begin, path, span);
+  const uint64_t got = read_fully(fd, direct, slot + span.slot_offset, direct ? align_up(need) : need, span.file_begin, path, span);
   ++(direct ? stats.direct_spans : stats.buffered_spans);
   stats.bytes_read += std::min(got, need);
   if (got < need)
