@@ -3,11 +3,8 @@
 // two floors measured in the same run: a raw O_DIRECT read of the same files, and host-to-device
 // copies from pinned memory alone.
 //   gpu_stream_bench MODEL_DIR [--depth N]
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -16,25 +13,12 @@
 #include "cuda/runtime.h"
 #include "engine/layer_groups.h"
 #include "engine/model_config.h"
-#include "io/direct_io.h"
+#include "disk_bench_util.h"
 #include "io/tensor_prefetcher.h"
 
 using namespace fp4kit;
-
-namespace {
-
-void drop_cache(const io::Checkpoint& ckpt) {
-  for (const auto& f : ckpt.shard_files()) {
-    const int fd = ::open((ckpt.dir() + "/" + f).c_str(), O_RDONLY);
-    if (fd < 0) continue;
-    ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-    ::close(fd);
-  }
-}
-
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-
-}  // namespace
+using bench::drop_cache;
+using bench::now;
 
 int main(int argc, char** argv) {
   if (argc < 2) {
@@ -59,28 +43,14 @@ int main(int argc, char** argv) {
     cuda::DeviceBuffer device(largest, "streamed group");
 
     // Floor 1: raw O_DIRECT read of every shard.
-    drop_cache(ckpt);
-    io::AlignedBuffer block(16u << 20);
-    uint64_t raw_bytes = 0;
-    double t0 = now();
-    for (const auto& f : ckpt.shard_files()) {
-      const std::string path = dir + "/" + f;
-      int fd = io::open_direct_read(path);
-      if (fd < 0) fd = ::open(path.c_str(), O_RDONLY);
-      for (off_t off = 0;;) {
-        const ssize_t n = ::pread(fd, block.data(), block.size(), off);
-        if (n <= 0) break;
-        off += n;
-        raw_bytes += static_cast<uint64_t>(n);
-      }
-      ::close(fd);
-    }
-    const double t_raw = now() - t0;
+    const bench::RawRead raw = bench::raw_read(ckpt, true);
+    const uint64_t raw_bytes = raw.bytes;
+    const double t_raw = raw.seconds;
 
     // Floor 2: pinned host -> device copies of the largest group's size, as many bytes as the groups.
     cuda::PinnedBuffer pinned(largest, "pinned source");
     std::memset(pinned.data(), 1, largest);
-    t0 = now();
+    double t0 = now();
     for (uint64_t done = 0; done < total; done += largest)
       cuda::copy_to_device(device.data(), pinned.data(), std::min(largest, total - done), stream);
     stream.synchronize();

@@ -5,36 +5,19 @@
 // prefetcher handing out the forward pass's groups (embedding, each layer, head) to a consumer
 // that takes them and does nothing else. Before each row every shard's pages are dropped from the
 // page cache (fadvise; best effort: O_DIRECT reads bypass it anyway).
-#include <fcntl.h>
-#include <unistd.h>
 
-#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string>
 
 #include "engine/layer_groups.h"
 #include "engine/model_config.h"
-#include "io/direct_io.h"
+#include "disk_bench_util.h"
 #include "io/tensor_prefetcher.h"
 
 using namespace fp4kit;
-
-namespace {
-
-void drop_cache(const io::Checkpoint& ckpt) {
-  for (const auto& f : ckpt.shard_files()) {
-    const int fd = ::open((ckpt.dir() + "/" + f).c_str(), O_RDONLY);
-    if (fd < 0) continue;
-    ::fdatasync(fd);
-    ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-    ::close(fd);
-  }
-}
-
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-
-}  // namespace
+using bench::drop_cache;
+using bench::now;
 
 int main(int argc, char** argv) {
   if (argc < 2) {
@@ -52,30 +35,13 @@ int main(int argc, char** argv) {
     const engine::ModelConfig cfg = engine::ModelConfig::load(dir);
     const auto groups = engine::forward_tensor_groups(ckpt, cfg.layers());
 
-    drop_cache(ckpt);
-    uint64_t raw_bytes = 0;
-    bool raw_direct = true;
-    io::AlignedBuffer block(16u << 20);
-    double t0 = now();
-    for (const auto& f : ckpt.shard_files()) {
-      const std::string path = dir + "/" + f;
-      int fd = options.direct ? io::open_direct_read(path) : -1;
-      if (fd < 0) {
-        raw_direct = false;
-        fd = ::open(path.c_str(), O_RDONLY);
-      }
-      for (off_t off = 0;;) {
-        const ssize_t n = ::pread(fd, block.data(), block.size(), off);
-        if (n <= 0) break;
-        off += n;
-        raw_bytes += static_cast<uint64_t>(n);
-      }
-      ::close(fd);
-    }
-    const double t_raw = now() - t0;
+    const bench::RawRead raw = bench::raw_read(ckpt, options.direct);
+    const uint64_t raw_bytes = raw.bytes;
+    const bool raw_direct = raw.direct;
+    const double t_raw = raw.seconds;
 
     drop_cache(ckpt);
-    t0 = now();
+    const double t0 = now();
     io::PrefetchStats stats;
     {
       io::TensorPrefetcher prefetcher(ckpt, groups, options);
