@@ -60,6 +60,8 @@ struct PlanKey {
   int64_t m, n, k;
   GemmOutput out;
   uint32_t align_x, align_w, align_y;
+  bool f32_operands = false;     // F32 x and W (full F32 products) instead of BF16
+  int64_t ldx = 0, ldy = 0;      // row strides of x and y (0: dense)
   auto operator<=>(const PlanKey&) const = default;
 };
 
@@ -77,15 +79,17 @@ struct CublasGemm::Impl {
     auto p = std::make_unique<Plan>();
     const auto m = static_cast<uint64_t>(key.m), n = static_cast<uint64_t>(key.n), k = static_cast<uint64_t>(key.k);
     const cudaDataType_t out_type = key.out == GemmOutput::F32 ? CUDA_R_32F : CUDA_R_16BF;
+    const cudaDataType_t in_type = key.f32_operands ? CUDA_R_32F : CUDA_R_16BF;
+    const int64_t ldx = key.ldx ? key.ldx : key.k, ldy = key.ldy ? key.ldy : key.n;
     check_lt(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate", shape);
     const cublasOperation_t transpose = CUBLAS_OP_T, plain = CUBLAS_OP_N;
     check_lt(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &transpose, sizeof(transpose)),
              "cublasLtMatmulDescSetAttribute(TRANSA)", shape);
     check_lt(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &plain, sizeof(plain)),
              "cublasLtMatmulDescSetAttribute(TRANSB)", shape);
-    check_lt(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, k, n, key.k), "cublasLtMatrixLayoutCreate(W)", shape);
-    check_lt(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, k, m, key.k), "cublasLtMatrixLayoutCreate(x)", shape);
-    check_lt(cublasLtMatrixLayoutCreate(&p->d, out_type, n, m, key.n), "cublasLtMatrixLayoutCreate(y)", shape);
+    check_lt(cublasLtMatrixLayoutCreate(&p->a, in_type, k, n, key.k), "cublasLtMatrixLayoutCreate(W)", shape);
+    check_lt(cublasLtMatrixLayoutCreate(&p->b, in_type, k, m, ldx), "cublasLtMatrixLayoutCreate(x)", shape);
+    check_lt(cublasLtMatrixLayoutCreate(&p->d, out_type, n, m, ldy), "cublasLtMatrixLayoutCreate(y)", shape);
 
     cublasLtMatmulPreference_t pref = nullptr;
     check_lt(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate", shape);
@@ -156,6 +160,24 @@ void CublasGemm::bf16_gemm(const uint16_t* x, const uint16_t* w, void* y, GemmOu
   if (m == 0) return;
   if (!x || !w || !y) throw InputError(shape + ": null x, W or y");
   const PlanKey key{m, n, k, out, alignment(x), alignment(w), alignment(y)};
+  const Plan& p = impl_->plan(key, shape);
+  const float alpha = 1.0f, beta = 0.0f;
+  check_lt(cublasLtMatmul(impl_->handle, p.desc, &alpha, w, p.a, x, p.b, &beta, y, p.d, y, p.d, &p.algo,
+                          impl_->workspace.data(), p.workspace, stream),
+           "cublasLtMatmul", shape);
+}
+
+void CublasGemm::f32_gemm(const float* x, int64_t ldx, const float* w, float* y, int64_t ldy, int64_t m, int64_t n,
+                          int64_t k, StreamHandle stream) {
+  const std::string shape = "f32_gemm M=" + std::to_string(m) + " N=" + std::to_string(n) + " K=" + std::to_string(k) +
+                            " ldx=" + std::to_string(ldx) + " ldy=" + std::to_string(ldy);
+  if (m < 0 || n <= 0 || k <= 0 || ldx < k || ldy < n) throw InputError(shape + ": M must be >= 0, N and K positive, ldx >= K, ldy >= N");
+  if (m == 0) return;
+  if (!x || !w || !y) throw InputError(shape + ": null x, W or y");
+  PlanKey key{m, n, k, GemmOutput::F32, alignment(x), alignment(w), alignment(y)};
+  key.f32_operands = true;
+  key.ldx = ldx;
+  key.ldy = ldy;
   const Plan& p = impl_->plan(key, shape);
   const float alpha = 1.0f, beta = 0.0f;
   check_lt(cublasLtMatmul(impl_->handle, p.desc, &alpha, w, p.a, x, p.b, &beta, y, p.d, y, p.d, &p.algo,

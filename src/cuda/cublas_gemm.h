@@ -36,6 +36,11 @@ class CublasGemm {
   void bf16_gemm(const uint16_t* x, const uint16_t* w, void* y, GemmOutput out, int64_t m, int64_t n, int64_t k,
                  StreamHandle stream);
 
+  // y[M, N] = x[M, K] · W[N, K]ᵀ in full F32 (F32 products and sums, no TF32), with row strides ldx
+  // (>= K) and ldy (>= N) for x and y, W dense: the engine's F32 check mode.
+  void f32_gemm(const float* x, int64_t ldx, const float* w, float* y, int64_t ldy, int64_t m, int64_t n, int64_t k,
+                StreamHandle stream);
+
   // Distinct problems planned so far (one heuristic query each).
   size_t cached_plans() const;
 

@@ -1,0 +1,77 @@
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "cuda/check.cuh"
+#include "cuda/elementwise.h"
+
+namespace fp4kit::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+unsigned blocks_for(int64_t n) { return ceil_div(static_cast<size_t>(n), kThreads); }
+
+__global__ void gather_rows_kernel(const float* src, const int32_t* rows, int64_t n, int64_t w, float* dst) {
+  const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (e >= n * w) return;
+  dst[e] = src[static_cast<int64_t>(rows[e / w]) * w + e % w];
+}
+
+__global__ void scatter_add_rows_kernel(float* dst, const float* src, const int32_t* rows, const float* weights, int64_t n,
+                                        int64_t w) {
+  const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (e >= n * w) return;
+  const int64_t i = e / w;
+  dst[static_cast<int64_t>(rows[i]) * w + e % w] += src[e] * weights[i];
+}
+
+__global__ void add_kernel(const float* a, const float* b, int64_t n, float* out) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) out[i] = a[i] + b[i];
+}
+
+__global__ void scale_kernel(float* x, int64_t n, float s) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) x[i] *= s;
+}
+
+__global__ void first_nonfinite_kernel(const float* x, int64_t n, unsigned long long* first) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n && !isfinite(x[i])) atomicMin(first, static_cast<unsigned long long>(i));
+}
+
+}  // namespace
+
+void gather_rows(const float* src, const int32_t* rows, int64_t n, int64_t w, float* dst, StreamHandle stream) {
+  if (n <= 0 || w <= 0) return;
+  gather_rows_kernel<<<blocks_for(n * w), kThreads, 0, stream>>>(src, rows, n, w, dst);
+  check_launch("gather_rows", "n=" + std::to_string(n) + " w=" + std::to_string(w));
+}
+
+void scatter_add_rows(float* dst, const float* src, const int32_t* rows, const float* weights, int64_t n, int64_t w,
+                      StreamHandle stream) {
+  if (n <= 0 || w <= 0) return;
+  scatter_add_rows_kernel<<<blocks_for(n * w), kThreads, 0, stream>>>(dst, src, rows, weights, n, w);
+  check_launch("scatter_add_rows", "n=" + std::to_string(n) + " w=" + std::to_string(w));
+}
+
+void add_f32(const float* a, const float* b, int64_t n, float* out, StreamHandle stream) {
+  if (n <= 0) return;
+  add_kernel<<<blocks_for(n), kThreads, 0, stream>>>(a, b, n, out);
+  check_launch("add_f32", "n=" + std::to_string(n));
+}
+
+void scale_f32(float* x, int64_t n, float s, StreamHandle stream) {
+  if (n <= 0) return;
+  scale_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, n, s);
+  check_launch("scale_f32", "n=" + std::to_string(n));
+}
+
+void first_nonfinite(const float* x, int64_t n, int64_t* first, StreamHandle stream) {
+  if (n <= 0) return;
+  first_nonfinite_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, n, reinterpret_cast<unsigned long long*>(first));
+  check_launch("first_nonfinite", "n=" + std::to_string(n));
+}
+
+}  // namespace fp4kit::cuda

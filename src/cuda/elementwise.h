@@ -1,0 +1,25 @@
+#pragma once
+// Row gathers, weighted scatter-adds, sums, scaling and the non-finite check that the forward pass
+// runs between its kernels and products. F32, device pointers, asynchronous on `stream`. Plain C++
+// header.
+#include <cstdint>
+
+#include "cuda/runtime.h"
+
+namespace fp4kit::cuda {
+
+// dst[i] = src[rows[i]] for n rows of width w.
+void gather_rows(const float* src, const int32_t* rows, int64_t n, int64_t w, float* dst, StreamHandle stream);
+// dst[rows[i]] += src[i] · weights[i] for n rows of width w (rows distinct).
+void scatter_add_rows(float* dst, const float* src, const int32_t* rows, const float* weights, int64_t n, int64_t w,
+                      StreamHandle stream);
+// out = a + b for n values.
+void add_f32(const float* a, const float* b, int64_t n, float* out, StreamHandle stream);
+
+// x <- x · s for n values.
+void scale_f32(float* x, int64_t n, float s, StreamHandle stream);
+// The index of the first non-finite value of x[0, n) into *first (device; it must hold n or more
+// before the call, and keeps its value when every value is finite).
+void first_nonfinite(const float* x, int64_t n, int64_t* first, StreamHandle stream);
+
+}  // namespace fp4kit::cuda

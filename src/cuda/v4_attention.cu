@@ -1,0 +1,189 @@
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "cuda/block_reduce.cuh"
+#include "cuda/check.cuh"
+#include "cuda/v4_attention.h"
+
+namespace fp4kit::cuda {
+namespace {
+
+constexpr int kThreads = 128;
+
+// One thread per (sequence, entry, channel); slots in engine::compressor_append's order.
+__global__ void compressor_prefill_kernel(CompressorPrefill c, SequenceBatch sb) {
+  const int64_t count = sb.seq / c.ratio, d = c.width, m = c.ratio;
+  const int64_t total = sb.batch * count * d;
+  const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (e >= total) return;
+  const int64_t ch = e % d, bw = e / d, w = bw % count, b = bw / count;
+  const int64_t rw = c.overlap ? 2 * d : d, off = c.overlap ? d : 0;
+  const bool previous = c.overlap && w >= 1;
+  auto z_of = [&](int64_t slot) {  // gate + ape of slot: previous window's first half, then this window
+    if (previous && slot < m) {
+      const int64_t row = b * sb.seq + (w - 1) * m + slot;
+      return c.gate[row * rw + ch] + c.ape[slot * rw + ch];
+    }
+    const int64_t i = previous ? slot - m : slot, row = b * sb.seq + w * m + i;
+    return c.gate[row * rw + off + ch] + c.ape[i * rw + off + ch];
+  };
+  auto v_of = [&](int64_t slot) {
+    if (previous && slot < m) return c.kv[(b * sb.seq + (w - 1) * m + slot) * rw + ch];
+    const int64_t i = previous ? slot - m : slot;
+    return c.kv[(b * sb.seq + w * m + i) * rw + off + ch];
+  };
+  const int64_t slots = previous ? 2 * m : m;
+  float mx = -INFINITY;
+  for (int64_t s = 0; s < slots; ++s) mx = fmaxf(mx, z_of(s));
+  float sum = 0;
+  for (int64_t s = 0; s < slots; ++s) sum += expf(z_of(s) - mx);
+  float acc = 0;
+  for (int64_t s = 0; s < slots; ++s) acc += (expf(z_of(s) - mx) / sum) * v_of(s);
+  c.entries[(b * count + w) * d + ch] = acc;
+}
+
+// One block per query row.
+__global__ void indexer_select_kernel(IndexerSelect s, SequenceBatch sb) {
+  extern __shared__ float score[];  // [visible], then chosen flags
+  const int64_t row = blockIdx.x, b = row / sb.seq, t = row % sb.seq;
+  const int64_t visible = (t + 1) / 4, keep = visible < s.top_k ? visible : s.top_k;
+  int32_t* picks = s.picks + row * s.top_k;
+  if (threadIdx.x == 0) s.count[row] = static_cast<int32_t>(keep);
+  if (keep == visible) {  // every causal entry: the scores do not matter
+    for (int64_t i = threadIdx.x; i < visible; i += blockDim.x) picks[i] = static_cast<int32_t>(i);
+    return;
+  }
+  unsigned char* chosen = reinterpret_cast<unsigned char*>(score + visible);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  const float scale = 1.0f / sqrtf(static_cast<float>(s.head_dim));
+  const int64_t count = sb.seq / 4;
+  for (int64_t e = warp; e < visible; e += warps) {
+    const float* k = s.keys + (b * count + e) * s.head_dim;
+    float total = 0;
+    for (int64_t h = 0; h < s.heads; ++h) {
+      const float* q = s.q + (row * s.heads + h) * s.head_dim;
+      float part = 0;
+      for (int64_t i = lane; i < s.head_dim; i += 32) part += q[i] * k[i];
+      const float qk = warp_sum(part);
+      total += fmaxf(qk, 0.0f) * scale * s.head_weights[row * s.heads + h];
+    }
+    if (lane == 0) score[e] = isnan(total) ? -INFINITY : total;
+  }
+  __syncthreads();
+  for (int64_t e = threadIdx.x; e < visible; e += blockDim.x) {
+    int64_t rank = 0;
+    for (int64_t j = 0; j < visible; ++j) rank += score[j] > score[e] || (score[j] == score[e] && j < e);
+    chosen[e] = rank < keep;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int32_t n = 0;
+    for (int64_t e = 0; e < visible; ++e)
+      if (chosen[e]) picks[n++] = static_cast<int32_t>(e);
+  }
+}
+
+// One block per (row, head).
+__global__ void attention_core_kernel(AttentionCore a, SequenceBatch sb) {
+  extern __shared__ float score[];  // [keys]
+  __shared__ float fscratch[32];
+  __shared__ double dscratch[32];
+  const int64_t row = blockIdx.x / a.heads, h = blockIdx.x % a.heads, b = row / sb.seq, t = row % sb.seq;
+  const int64_t D = a.head_dim;
+  const int64_t n_window = t + 1 < a.window ? t + 1 : a.window;
+  int64_t n_entries = 0;
+  if (a.compressed == CompressedKeys::AllCausal) n_entries = (t + 1) / a.ratio;
+  if (a.compressed == CompressedKeys::Picked) n_entries = a.pick_count[row];
+  const int64_t n = n_window + n_entries;
+  const int64_t count = a.ratio > 0 ? sb.seq / a.ratio : 0;
+  auto key = [&](int64_t j) -> const float* {
+    if (j < n_window) return a.kv + (b * sb.seq + t - n_window + 1 + j) * D;
+    const int64_t i = j - n_window;
+    const int64_t entry = a.compressed == CompressedKeys::Picked ? a.picks[row * a.pick_stride + i] : i;
+    return a.entries + (b * count + entry) * D;
+  };
+  const float* q = a.q + (row * a.heads + h) * D;
+  const float scale = 1.0f / sqrtf(static_cast<float>(D));
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  for (int64_t j = warp; j < n; j += warps) {
+    const float* k = key(j);
+    float part = 0;
+    for (int64_t i = lane; i < D; i += 32) part += q[i] * k[i];
+    const float dot = warp_sum(part);
+    if (lane == 0) score[j] = dot * scale;
+  }
+  __syncthreads();
+  const float sink = a.sink[h];
+  float mx = sink;
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) mx = fmaxf(mx, score[j]);
+  mx = block_reduce(mx, fscratch, [](float x, float y) { return fmaxf(x, y); });
+  double sum = 0;
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+    const float p = expf(score[j] - mx);
+    score[j] = p;
+    sum += p;
+  }
+  sum = block_reduce(sum, dscratch, [](double x, double y) { return x + y; });
+  const float total = static_cast<float>(exp(static_cast<double>(sink - mx)) + sum);
+  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
+    float o = 0;
+    for (int64_t j = 0; j < n; ++j) o += (score[j] / total) * key(j)[i];
+    a.out[(row * a.heads + h) * D + i] = o;
+  }
+}
+
+std::string batch_text(const SequenceBatch& b) {
+  return "batch=" + std::to_string(b.batch) + " seq=" + std::to_string(b.seq);
+}
+
+}  // namespace
+
+void compressor_prefill(const CompressorPrefill& c, const SequenceBatch& b, StreamHandle stream) {
+  if (c.ratio < 1 || c.width < 1 || !c.kv || !c.gate || !c.ape || !c.entries)
+    throw InputError("compressor_prefill: bad arguments (ratio " + std::to_string(c.ratio) + ", width " +
+                     std::to_string(c.width) + ")");
+  const int64_t total = b.batch * (b.seq / c.ratio) * c.width;
+  if (total == 0) return;
+  compressor_prefill_kernel<<<ceil_div(static_cast<size_t>(total), 256), 256, 0, stream>>>(c, b);
+  check_launch("compressor_prefill", batch_text(b) + " ratio=" + std::to_string(c.ratio) + " width=" + std::to_string(c.width));
+}
+
+void indexer_select(const IndexerSelect& s, const SequenceBatch& b, StreamHandle stream) {
+  if (s.heads < 1 || s.head_dim < 1 || s.top_k < 1 || !s.q || !s.head_weights || !s.keys || !s.picks || !s.count)
+    throw InputError("indexer_select: bad arguments (heads " + std::to_string(s.heads) + ", head_dim " +
+                     std::to_string(s.head_dim) + ", top_k " + std::to_string(s.top_k) + ")");
+  if (b.tokens() == 0) return;
+  const int64_t visible = b.seq / 4;
+  const size_t smem = static_cast<size_t>(visible) * 5;
+  if (smem > 200 * 1024)
+    throw InputError("indexer_select: " + std::to_string(visible) + " compressed entries per sequence do not fit (seq " +
+                     std::to_string(b.seq) + ")");
+  auto kernel = indexer_select_kernel;
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+        "indexer_select: shared memory attribute");
+  kernel<<<static_cast<unsigned>(b.tokens()), kThreads, smem, stream>>>(s, b);
+  check_launch("indexer_select", batch_text(b) + " heads=" + std::to_string(s.heads) + " top_k=" + std::to_string(s.top_k));
+}
+
+void attention_core(const AttentionCore& a, const SequenceBatch& b, StreamHandle stream) {
+  if (a.heads < 1 || a.head_dim < 1 || a.window < 1 || !a.q || !a.kv || !a.sink || !a.out ||
+      (a.compressed != CompressedKeys::None && (a.ratio < 1 || !a.entries)) ||
+      (a.compressed == CompressedKeys::Picked && (!a.picks || !a.pick_count || a.pick_stride < 1)))
+    throw InputError("attention_core: bad arguments (heads " + std::to_string(a.heads) + ", head_dim " +
+                     std::to_string(a.head_dim) + ", window " + std::to_string(a.window) + ")");
+  if (b.tokens() == 0) return;
+  int64_t keys = a.window;
+  if (a.compressed == CompressedKeys::AllCausal) keys += b.seq / a.ratio;
+  if (a.compressed == CompressedKeys::Picked) keys += a.pick_stride;
+  const size_t smem = static_cast<size_t>(keys) * 4;
+  if (smem > 200 * 1024) throw InputError("attention_core: " + std::to_string(keys) + " keys per query do not fit");
+  auto kernel = attention_core_kernel;
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+        "attention_core: shared memory attribute");
+  kernel<<<static_cast<unsigned>(b.tokens() * a.heads), kThreads, smem, stream>>>(a, b);
+  check_launch("attention_core", batch_text(b) + " heads=" + std::to_string(a.heads) + " head_dim=" + std::to_string(a.head_dim) +
+                                     " keys<=" + std::to_string(keys));
+}
+
+}  // namespace fp4kit::cuda

@@ -1,0 +1,168 @@
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "cuda/block_reduce.cuh"
+#include "cuda/check.cuh"
+#include "cuda/v4_hyper_connection.h"
+
+namespace fp4kit::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kMaxHc = 8;
+
+__device__ float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+// z[t, r] = rms_norm_unweighted(streams[t]) · fn[r] for the `rows` rows of fn: one block per token.
+__global__ void mixing_logits_kernel(const float* streams, int64_t width, const float* fn, int64_t rows, float eps,
+                                     float* z) {
+  __shared__ double dscratch[32];
+  __shared__ float fscratch[32];
+  const float* x = streams + blockIdx.x * width;
+  double sum = 0;
+  for (int64_t i = threadIdx.x; i < width; i += blockDim.x) sum += static_cast<double>(x[i]) * x[i];
+  sum = block_sum(sum, dscratch);
+  const float inv = 1.0f / sqrtf(static_cast<float>(sum / static_cast<double>(width)) + eps);
+  for (int64_t r = 0; r < rows; ++r) {
+    float s = 0;
+    for (int64_t i = threadIdx.x; i < width; i += blockDim.x) s += (x[i] * inv) * fn[r * width + i];
+    s = block_sum(s, fscratch);
+    if (threadIdx.x == 0) z[blockIdx.x * rows + r] = s;
+  }
+}
+
+// Per token: pre, post and the Sinkhorn-normalised comb from z (engine::hc_pre's arithmetic).
+__global__ void hc_mix_kernel(const float* z, HcShape s, HcParamsDevice p, float* pre, float* post, float* comb) {
+  const int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (t >= s.tokens) return;
+  const int64_t hc = s.hc, rows = (2 + hc) * hc;
+  const float* zt = z + t * rows;
+  const float eps = s.hc_eps;
+  for (int64_t j = 0; j < hc; ++j) {
+    pre[t * hc + j] = sigmoidf(zt[j] * p.scale[0] + p.base[j]) + eps;
+    post[t * hc + j] = 2.0f * sigmoidf(zt[hc + j] * p.scale[1] + p.base[hc + j]);
+  }
+  float c[kMaxHc * kMaxHc];
+  for (int64_t j = 0; j < hc; ++j) {
+    float* row = c + j * hc;
+    float mx = -INFINITY;
+    for (int64_t k = 0; k < hc; ++k) {
+      row[k] = zt[2 * hc + j * hc + k] * p.scale[2] + p.base[2 * hc + j * hc + k];
+      mx = fmaxf(mx, row[k]);
+    }
+    float sum = 0;
+    for (int64_t k = 0; k < hc; ++k) sum += (row[k] = expf(row[k] - mx));
+    for (int64_t k = 0; k < hc; ++k) row[k] = row[k] / sum + eps;
+  }
+  auto column_step = [&] {
+    for (int64_t k = 0; k < hc; ++k) {
+      float sum = 0;
+      for (int64_t j = 0; j < hc; ++j) sum += c[j * hc + k];
+      for (int64_t j = 0; j < hc; ++j) c[j * hc + k] /= sum + eps;
+    }
+  };
+  column_step();
+  for (int64_t it = 1; it < s.sinkhorn_iters; ++it) {
+    for (int64_t j = 0; j < hc; ++j) {
+      float sum = 0;
+      for (int64_t k = 0; k < hc; ++k) sum += c[j * hc + k];
+      for (int64_t k = 0; k < hc; ++k) c[j * hc + k] /= sum + eps;
+    }
+    column_step();
+  }
+  for (int64_t i = 0; i < hc * hc; ++i) comb[t * hc * hc + i] = c[i];
+}
+
+// pre for the hyper head: sigmoid(z_j · scale + base_j) + hc_eps.
+__global__ void head_pre_kernel(const float* z, HcShape s, HcParamsDevice p, float* pre) {
+  const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (e >= s.tokens * s.hc) return;
+  const int64_t j = e % s.hc;
+  pre[e] = sigmoidf(z[e] * p.scale[0] + p.base[j]) + s.hc_eps;
+}
+
+// out[t, d] = Σ_j pre[t, j] · X[t, j, d].
+__global__ void collapse_kernel(const float* streams, const float* pre, HcShape s, float* out) {
+  const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (e >= s.tokens * s.hidden) return;
+  const int64_t t = e / s.hidden, d = e % s.hidden;
+  const float* x = streams + t * s.hc * s.hidden + d;
+  float acc = 0;
+  for (int64_t j = 0; j < s.hc; ++j) acc += pre[t * s.hc + j] * x[j * s.hidden];
+  out[e] = acc;
+}
+
+// X'[t, k, d] = post[t, k] · y[t, d] + Σ_j C[t, j, k] · X[t, j, d], all k of one (t, d) in one thread.
+__global__ void hc_post_kernel(float* streams, const float* y, const float* post, const float* comb, HcShape s) {
+  const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (e >= s.tokens * s.hidden) return;
+  const int64_t t = e / s.hidden, d = e % s.hidden, hc = s.hc;
+  float* x = streams + t * hc * s.hidden + d;
+  float in[kMaxHc];
+  for (int64_t j = 0; j < hc; ++j) in[j] = x[j * s.hidden];
+  const float* c = comb + t * hc * hc;
+  for (int64_t k = 0; k < hc; ++k) {
+    float acc = 0;
+    for (int64_t j = 0; j < hc; ++j) acc += c[j * hc + k] * in[j];
+    x[k * s.hidden] = post[t * hc + k] * y[e] + acc;
+  }
+}
+
+void check_shape(const HcShape& s, const char* what) {
+  if (s.hc < 1 || s.hc > kMaxHc || s.hidden < 1 || s.tokens < 0)
+    throw InputError(std::string(what) + ": hc " + std::to_string(s.hc) + " (1.." + std::to_string(kMaxHc) +
+                     "), hidden " + std::to_string(s.hidden) + ", tokens " + std::to_string(s.tokens));
+}
+
+std::string shape_text(const HcShape& s) {
+  return "T=" + std::to_string(s.tokens) + " hc=" + std::to_string(s.hc) + " H=" + std::to_string(s.hidden);
+}
+
+}  // namespace
+
+int64_t hc_scratch_floats(const HcShape& s) { return s.tokens * ((2 + s.hc) * s.hc + s.hc); }
+
+void hc_pre(const float* streams, const HcShape& s, const HcParamsDevice& p, float* collapsed, float* post,
+            float* comb, float* scratch, StreamHandle stream) {
+  check_shape(s, "hc_pre");
+  if (s.tokens == 0) return;
+  const int64_t rows = (2 + s.hc) * s.hc;
+  float* z = scratch;
+  float* pre = scratch + s.tokens * rows;
+  mixing_logits_kernel<<<static_cast<unsigned>(s.tokens), kThreads, 0, stream>>>(streams, s.hc * s.hidden, p.fn, rows,
+                                                                                s.rms_eps, z);
+  check_launch("hc_mixing_logits", shape_text(s));
+  hc_mix_kernel<<<ceil_div(static_cast<size_t>(s.tokens), 128), 128, 0, stream>>>(z, s, p, pre, post, comb);
+  check_launch("hc_mix", shape_text(s));
+  collapse_kernel<<<ceil_div(static_cast<size_t>(s.tokens * s.hidden), kThreads), kThreads, 0, stream>>>(streams, pre, s,
+                                                                                                     collapsed);
+  check_launch("hc_collapse", shape_text(s));
+}
+
+void hc_post(float* streams, const float* y, const float* post, const float* comb, const HcShape& s,
+             StreamHandle stream) {
+  check_shape(s, "hc_post");
+  if (s.tokens == 0) return;
+  hc_post_kernel<<<ceil_div(static_cast<size_t>(s.tokens * s.hidden), kThreads), kThreads, 0, stream>>>(streams, y, post,
+                                                                                                   comb, s);
+  check_launch("hc_post", shape_text(s));
+}
+
+void hc_head(const float* streams, const HcShape& s, const HcParamsDevice& p, float* out, float* scratch,
+             StreamHandle stream) {
+  check_shape(s, "hc_head");
+  if (s.tokens == 0) return;
+  float* z = scratch;
+  float* pre = scratch + s.tokens * s.hc;
+  mixing_logits_kernel<<<static_cast<unsigned>(s.tokens), kThreads, 0, stream>>>(streams, s.hc * s.hidden, p.fn, s.hc,
+                                                                                s.rms_eps, z);
+  check_launch("hc_head_logits", shape_text(s));
+  head_pre_kernel<<<ceil_div(static_cast<size_t>(s.tokens * s.hc), 128), 128, 0, stream>>>(z, s, p, pre);
+  check_launch("hc_head_pre", shape_text(s));
+  collapse_kernel<<<ceil_div(static_cast<size_t>(s.tokens * s.hidden), kThreads), kThreads, 0, stream>>>(streams, pre, s,
+                                                                                                     out);
+  check_launch("hc_head_collapse", shape_text(s));
+}
+
+}  // namespace fp4kit::cuda

@@ -1,0 +1,61 @@
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "cuda/block_reduce.cuh"
+#include "cuda/check.cuh"
+#include "cuda/v4_norm_rope.h"
+
+namespace fp4kit::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+__global__ void rms_norm_rows_kernel(const float* x, int64_t n, const float* weight, float eps, float* out) {
+  __shared__ double scratch[32];
+  const float* row = x + blockIdx.x * n;
+  float* dst = out + blockIdx.x * n;
+  double sum = 0;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) sum += static_cast<double>(row[i]) * row[i];
+  sum = block_sum(sum, scratch);
+  const float mean = static_cast<float>(sum / static_cast<double>(n));
+  const float inv = 1.0f / sqrtf(mean + eps);
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) dst[i] = weight ? weight[i] * (row[i] * inv) : row[i] * inv;
+}
+
+__global__ void rope_rows_kernel(RopeRows r) {
+  const int64_t half = r.dim / 2;
+  const int64_t total = r.rows * r.heads * half;
+  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t i = e % half, rh = e / half, h = rh % r.heads, row = rh / r.heads;
+    float* v = r.v + row * r.row_stride + h * r.head_stride + r.offset;
+    const float angle = static_cast<float>(r.positions[row]) * r.inv_freq[i];
+    const float c = cosf(angle), s = r.inverse ? -sinf(angle) : sinf(angle);
+    const float a = v[2 * i], b = v[2 * i + 1];
+    v[2 * i] = a * c - b * s;
+    v[2 * i + 1] = b * c + a * s;
+  }
+}
+
+}  // namespace
+
+void rms_norm_rows(const float* x, int64_t rows, int64_t n, const float* weight, float eps, float* out,
+                   StreamHandle stream) {
+  if (rows <= 0) return;
+  if (n <= 0 || !x || !out) throw InputError("rms_norm_rows: bad arguments (rows " + std::to_string(rows) + ", n " + std::to_string(n) + ")");
+  rms_norm_rows_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, n, weight, eps, out);
+  check_launch("rms_norm_rows", "rows=" + std::to_string(rows) + " n=" + std::to_string(n));
+}
+
+void rope_rows(const RopeRows& r, StreamHandle stream) {
+  if (r.rows <= 0 || r.heads <= 0 || r.dim <= 0) return;
+  if (r.dim % 2 || !r.v || !r.positions || !r.inv_freq)
+    throw InputError("rope_rows: bad arguments (dim " + std::to_string(r.dim) + ")");
+  const int64_t total = r.rows * r.heads * (r.dim / 2);
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((total + kThreads - 1) / kThreads, 65535));
+  rope_rows_kernel<<<blocks, kThreads, 0, stream>>>(r);
+  check_launch("rope_rows", "rows=" + std::to_string(r.rows) + " heads=" + std::to_string(r.heads) + " dim=" + std::to_string(r.dim));
+}
+
+}  // namespace fp4kit::cuda

@@ -1,0 +1,396 @@
+#include "gpu_engine/gpu_forward.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "base/error.h"
+#include "cuda/cublas_gemm.h"
+#include "cuda/device.h"
+#include "cuda/elementwise.h"
+#include "cuda/runtime.h"
+#include "cuda/v4_attention.h"
+#include "cuda/v4_hyper_connection.h"
+#include "cuda/v4_moe.h"
+#include "cuda/v4_norm_rope.h"
+#include "engine/rope.h"
+#include "engine/weight_store.h"
+
+namespace fp4kit::gpu_engine {
+
+using engine::AttentionKind;
+using engine::ModelConfig;
+
+namespace {
+
+// F32 device copy of a host tensor (or vector).
+cuda::DeviceBuffer upload(const std::vector<float>& v, const cuda::Stream& s, const std::string& what) {
+  cuda::DeviceBuffer d(std::max<size_t>(v.size(), 1) * sizeof(float), what);
+  if (!v.empty()) cuda::copy_to_device(d.data(), v.data(), v.size() * sizeof(float), s);
+  return d;
+}
+
+template <class T>
+cuda::DeviceBuffer upload_any(const std::vector<T>& v, const cuda::Stream& s, const std::string& what) {
+  cuda::DeviceBuffer d(std::max<size_t>(v.size(), 1) * sizeof(T), what);
+  if (!v.empty()) cuda::copy_to_device(d.data(), v.data(), v.size() * sizeof(T), s);
+  return d;
+}
+
+cuda::DeviceBuffer floats(int64_t n, const std::string& what) {
+  return cuda::DeviceBuffer(static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float), what);
+}
+
+}  // namespace
+
+struct GpuForward::Impl {
+  ModelConfig cfg;
+  engine::WeightStore store;
+  engine::Rope main_rope, compress_rope;
+  cuda::Stream stream;
+  cuda::CublasGemm gemm;
+  cuda::DeviceBuffer main_freq, compress_freq;
+
+  Impl(const std::string& dir, size_t cache)
+      : cfg(ModelConfig::load(dir)),
+        store(dir, cache),
+        main_rope(cfg.rope_dim, cfg.rope_theta, engine::YarnParams{}),
+        compress_rope(cfg.rope_dim, cfg.compress_rope_theta, cfg.yarn) {
+    main_freq = upload(main_rope.inv_freq(), stream, "rope frequencies");
+    compress_freq = upload(compress_rope.inv_freq(), stream, "compress rope frequencies");
+  }
+
+  cuda::DeviceBuffer weight(const std::string& name, const std::vector<int64_t>& shape) {
+    return upload(*store.get(name, shape), stream, name);
+  }
+
+  // y [m, n] (row stride ldy) = x [m, k] (row stride ldx) · wᵀ.
+  void linear(const float* x, int64_t ldx, const float* w, float* y, int64_t ldy, int64_t m, int64_t n, int64_t k) {
+    gemm.f32_gemm(x, ldx, w, y, ldy, m, n, k, stream.get());
+  }
+  void linear(const float* x, const cuda::DeviceBuffer& w, float* y, int64_t m, int64_t n, int64_t k) {
+    linear(x, k, w.data<float>(), y, n, m, n, k);
+  }
+
+  void rope(float* v, int64_t rows, int64_t heads, int64_t row_stride, int64_t head_stride, int64_t offset,
+            const int64_t* positions, bool compress, bool inverse = false) {
+    cuda::RopeRows r;
+    r.v = v;
+    r.rows = rows, r.heads = heads, r.row_stride = row_stride, r.head_stride = head_stride, r.offset = offset;
+    r.positions = positions;
+    r.inv_freq = (compress ? compress_freq : main_freq).data<float>();
+    r.dim = cfg.rope_dim;
+    r.inverse = inverse;
+    cuda::rope_rows(r, stream.get());
+  }
+
+  // Entries of a compressor over whole sequences, normalised and rotated: [batch, seq / ratio, width].
+  cuda::DeviceBuffer compress(const float* a, const cuda::SequenceBatch& sb, const std::string& prefix, int64_t ratio,
+                              int64_t width, bool overlap, const cuda::DeviceBuffer& wkv, const cuda::DeviceBuffer& wgate) {
+    const int64_t T = sb.tokens(), H = cfg.hidden(), rw = overlap ? 2 * width : width;
+    const int64_t count = sb.seq / ratio;
+    cuda::DeviceBuffer ck = floats(T * rw, prefix + "kv"), cg = floats(T * rw, prefix + "gate");
+    linear(a, wkv, ck.data<float>(), T, rw, H);
+    linear(a, wgate, cg.data<float>(), T, rw, H);
+    const cuda::DeviceBuffer ape = weight(prefix + "ape", {ratio, rw});
+    const cuda::DeviceBuffer norm = weight(prefix + "norm.weight", {width});
+    cuda::DeviceBuffer entries = floats(sb.batch * count * width, prefix + "entries");
+    cuda::CompressorPrefill c;
+    c.kv = ck.data<float>(), c.gate = cg.data<float>(), c.ape = ape.data<float>();
+    c.ratio = ratio, c.width = width, c.overlap = overlap, c.entries = entries.data<float>();
+    cuda::compressor_prefill(c, sb, stream.get());
+    if (count > 0) {
+      cuda::rms_norm_rows(entries.data<float>(), sb.batch * count, width, norm.data<float>(), cfg.rms_eps,
+                          entries.data<float>(), stream.get());
+      std::vector<int64_t> pos(static_cast<size_t>(sb.batch * count));
+      for (size_t i = 0; i < pos.size(); ++i) pos[i] = static_cast<int64_t>(i) % count * ratio;
+      const cuda::DeviceBuffer d_pos = upload_any(pos, stream, "entry positions");
+      rope(entries.data<float>(), sb.batch * count, 1, width, width, width - cfg.rope_dim, d_pos.data<int64_t>(), true);
+      stream.synchronize("compressor");  // d_pos dies here
+    }
+    return entries;
+  }
+
+  // engine::attention_forward for whole sequences: a [T, H] -> out [T, H].
+  void attention(int64_t layer, const float* a, const cuda::SequenceBatch& sb, const int64_t* positions, float* out) {
+    const auto& b = cfg.base;
+    const int64_t T = sb.tokens(), H = b.hidden_size, qr = b.q_lora_rank, nh = b.num_attention_heads, D = b.head_dim;
+    const int64_t G = b.o_groups, R = b.o_lora_rank, rd = cfg.rope_dim;
+    const AttentionKind kind = cfg.attention[static_cast<size_t>(layer)];
+    const bool compress_rope_here = kind != AttentionKind::Sliding;
+    const std::string p = "layers." + std::to_string(layer) + ".attn.";
+
+    cuda::DeviceBuffer q_res = floats(T * qr, "q_res"), q = floats(T * nh * D, "q"), kv = floats(T * D, "kv");
+    {
+      const cuda::DeviceBuffer wq_a = weight(p + "wq_a.weight", {qr, H}), q_norm = weight(p + "q_norm.weight", {qr});
+      const cuda::DeviceBuffer wq_b = weight(p + "wq_b.weight", {nh * D, qr});
+      linear(a, wq_a, q_res.data<float>(), T, qr, H);
+      cuda::rms_norm_rows(q_res.data<float>(), T, qr, q_norm.data<float>(), cfg.rms_eps, q_res.data<float>(), stream.get());
+      linear(q_res.data<float>(), wq_b, q.data<float>(), T, nh * D, qr);
+      cuda::rms_norm_rows(q.data<float>(), T * nh, D, nullptr, cfg.rms_eps, q.data<float>(), stream.get());
+      rope(q.data<float>(), T, nh, nh * D, D, D - rd, positions, compress_rope_here);
+      const cuda::DeviceBuffer wkv = weight(p + "wkv.weight", {D, H}), kv_norm = weight(p + "kv_norm.weight", {D});
+      linear(a, wkv, kv.data<float>(), T, D, H);
+      cuda::rms_norm_rows(kv.data<float>(), T, D, kv_norm.data<float>(), cfg.rms_eps, kv.data<float>(), stream.get());
+      rope(kv.data<float>(), T, 1, D, D, D - rd, positions, compress_rope_here);
+      stream.synchronize("attention projections");
+    }
+
+    const int64_t m = ModelConfig::ratio(kind);
+    cuda::DeviceBuffer entries, picks, pick_count;
+    if (kind != AttentionKind::Sliding) {
+      const bool csa = kind == AttentionKind::Csa;
+      const int64_t c = csa ? 2 : 1;
+      const cuda::DeviceBuffer wkv = weight(p + "compressor.wkv.weight", {c * D, H});
+      const cuda::DeviceBuffer wgate = weight(p + "compressor.wgate.weight", {c * D, H});
+      entries = compress(a, sb, p + "compressor.", m, D, csa, wkv, wgate);
+    }
+    if (kind == AttentionKind::Csa) {
+      const int64_t nI = b.index_n_heads, dI = b.index_head_dim, top_k = b.index_topk;
+      cuda::DeviceBuffer idx_q = floats(T * nI * dI, "indexer q"), idx_w = floats(T * nI, "indexer weights");
+      const cuda::DeviceBuffer wq_b = weight(p + "indexer.wq_b.weight", {nI * dI, qr});
+      const cuda::DeviceBuffer wproj = weight(p + "indexer.weights_proj.weight", {nI, H});
+      linear(q_res.data<float>(), wq_b, idx_q.data<float>(), T, nI * dI, qr);
+      rope(idx_q.data<float>(), T, nI, nI * dI, dI, dI - rd, positions, true);
+      linear(a, wproj, idx_w.data<float>(), T, nI, H);
+      cuda::scale_f32(idx_w.data<float>(), T * nI, 1.0f / std::sqrt(static_cast<float>(nI)), stream.get());
+      const cuda::DeviceBuffer wkv = weight(p + "indexer.compressor.wkv.weight", {2 * dI, H});
+      const cuda::DeviceBuffer wgate = weight(p + "indexer.compressor.wgate.weight", {2 * dI, H});
+      const cuda::DeviceBuffer keys = compress(a, sb, p + "indexer.compressor.", 4, dI, true, wkv, wgate);
+      picks = cuda::DeviceBuffer(static_cast<size_t>(T * top_k) * 4, "indexer picks");
+      pick_count = cuda::DeviceBuffer(static_cast<size_t>(T) * 4, "indexer pick counts");
+      cuda::IndexerSelect s;
+      s.q = idx_q.data<float>(), s.head_weights = idx_w.data<float>(), s.keys = keys.data<float>();
+      s.heads = nI, s.head_dim = dI, s.top_k = top_k;
+      s.picks = picks.data<int32_t>(), s.count = pick_count.data<int32_t>();
+      cuda::indexer_select(s, sb, stream.get());
+      stream.synchronize("indexer");
+    }
+
+    cuda::DeviceBuffer o = floats(T * nh * D, "attention output");
+    {
+      const cuda::DeviceBuffer sink = weight(p + "attn_sink", {nh});
+      cuda::AttentionCore ac;
+      ac.q = q.data<float>(), ac.kv = kv.data<float>(), ac.sink = sink.data<float>();
+      ac.heads = nh, ac.head_dim = D, ac.window = b.sliding_window, ac.ratio = m;
+      ac.compressed = kind == AttentionKind::Sliding ? cuda::CompressedKeys::None
+                      : kind == AttentionKind::Hca   ? cuda::CompressedKeys::AllCausal
+                                                     : cuda::CompressedKeys::Picked;
+      if (kind != AttentionKind::Sliding) ac.entries = entries.data<float>();
+      if (kind == AttentionKind::Csa) {
+        ac.picks = picks.data<int32_t>(), ac.pick_count = pick_count.data<int32_t>(), ac.pick_stride = b.index_topk;
+      }
+      ac.out = o.data<float>();
+      cuda::attention_core(ac, sb, stream.get());
+      rope(o.data<float>(), T, nh, nh * D, D, D - rd, positions, compress_rope_here, /*inverse=*/true);
+      stream.synchronize("attention");
+    }
+
+    // Grouped output projection: heads of group g through rows [g·R, (g+1)·R) of wo_a, then wo_b.
+    const int64_t dg = nh * D / G;
+    cuda::DeviceBuffer u = floats(T * G * R, "wo_a output");
+    const cuda::DeviceBuffer wo_a = weight(p + "wo_a.weight", {G * R, dg});
+    const cuda::DeviceBuffer wo_b = weight(p + "wo_b.weight", {H, G * R});
+    for (int64_t g = 0; g < G; ++g)
+      linear(o.data<float>() + g * dg, nh * D, wo_a.data<float>() + g * R * dg, u.data<float>() + g * R, G * R, T, R, dg);
+    linear(u.data<float>(), wo_b, out, T, H, G * R);
+    stream.synchronize("attention output");
+  }
+
+  // engine::moe_forward: x [T, H] -> out [T, H].
+  void moe(int64_t layer, const float* x, const std::vector<int64_t>& ids, const cuda::DeviceBuffer& d_ids, float* out) {
+    const auto& b = cfg.base;
+    const int64_t T = static_cast<int64_t>(ids.size()), H = b.hidden_size, E = b.n_routed_experts;
+    const int64_t k = b.num_experts_per_tok, I = b.moe_intermediate_size;
+    const std::string p = "layers." + std::to_string(layer) + ".ffn.";
+
+    cuda::DeviceBuffer scores = floats(T * E, "router scores");
+    const cuda::DeviceBuffer gate = weight(p + "gate.weight", {E, H});
+    linear(x, gate, scores.data<float>(), T, E, H);
+    cuda::router_scores(scores.data<float>(), T * E, stream.get());
+    cuda::DeviceBuffer chosen(static_cast<size_t>(T * k) * 4, "routing experts"), weights = floats(T * k, "routing weights");
+    cuda::DeviceBuffer bad(4, "routing check");
+    const int32_t zero = 0;
+    cuda::copy_to_device(bad.data(), &zero, 4, stream);
+    cuda::RouteTokens r;
+    r.scores = scores.data<float>(), r.tokens = T, r.experts = E, r.k = k, r.vocab = b.vocab_size;
+    r.scaling = static_cast<float>(b.routed_scaling_factor);
+    r.chosen = chosen.data<int32_t>(), r.weights = weights.data<float>(), r.bad = bad.data<int32_t>();
+    cuda::DeviceBuffer bias, table;
+    if (cfg.hash_routed[static_cast<size_t>(layer)]) {
+      table = upload_any(store.get_i64(p + "gate.tid2eid", {b.vocab_size, k}), stream, p + "gate.tid2eid");
+      r.tid2eid = table.data<int64_t>(), r.ids = d_ids.data<int64_t>();
+    } else {
+      bias = weight(p + "gate.bias", {E});
+      r.bias = bias.data<float>();
+    }
+    cuda::route_tokens(r, stream.get());
+    std::vector<int32_t> h_chosen(static_cast<size_t>(T * k));
+    std::vector<float> h_weights(static_cast<size_t>(T * k));
+    int32_t h_bad = 0;
+    cuda::copy_to_host(h_chosen.data(), chosen.data(), h_chosen.size() * 4, stream);
+    cuda::copy_to_host(h_weights.data(), weights.data(), h_weights.size() * 4, stream);
+    cuda::copy_to_host(&h_bad, bad.data(), 4, stream);
+    stream.synchronize("routing");
+    if (h_bad)
+      throw InputError(store.dir() + ": tensor '" + p + "gate.tid2eid' routes token " + std::to_string(h_bad - 1) +
+                       " (id " + std::to_string(ids[static_cast<size_t>(h_bad - 1)]) + ") outside the experts or the vocabulary");
+
+    // Routed experts in increasing id, each over its tokens in increasing order (the CPU's order of sums).
+    std::vector<std::vector<int32_t>> rows_of(static_cast<size_t>(E));
+    std::vector<std::vector<float>> weight_of(static_cast<size_t>(E));
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t j = 0; j < k; ++j) {
+        const int32_t e = h_chosen[static_cast<size_t>(t * k + j)];
+        rows_of[static_cast<size_t>(e)].push_back(static_cast<int32_t>(t));
+        weight_of[static_cast<size_t>(e)].push_back(h_weights[static_cast<size_t>(t * k + j)]);
+      }
+    cuda::DeviceBuffer routed = floats(T * H, "routed output");
+    cuda::fill_bytes(routed.data(), 0, routed.bytes(), stream);
+    for (int64_t e = 0; e < E; ++e) {
+      const auto& rows = rows_of[static_cast<size_t>(e)];
+      if (rows.empty()) continue;
+      const int64_t n = static_cast<int64_t>(rows.size());
+      const std::string ep = p + "experts." + std::to_string(e) + ".";
+      const cuda::DeviceBuffer d_rows = upload_any(rows, stream, "expert rows");
+      const cuda::DeviceBuffer d_w = upload(weight_of[static_cast<size_t>(e)], stream, "expert weights");
+      cuda::DeviceBuffer xe = floats(n * H, "expert input"), y = floats(n * H, "expert output");
+      cuda::gather_rows(x, d_rows.data<int32_t>(), n, H, xe.data<float>(), stream.get());
+      const cuda::DeviceBuffer h = swiglu(xe.data<float>(), n, ep, I);
+      const cuda::DeviceBuffer w2 = weight(ep + "w2.weight", {H, I});
+      linear(h.data<float>(), w2, y.data<float>(), n, H, I);
+      cuda::scatter_add_rows(routed.data<float>(), y.data<float>(), d_rows.data<int32_t>(), d_w.data<float>(), n, H,
+                             stream.get());
+      stream.synchronize("expert");  // this expert's buffers die here
+    }
+    const int64_t shared = b.moe_intermediate_size * b.n_shared_experts;
+    if (shared > 0) {
+      const std::string sp = p + "shared_experts.";
+      const cuda::DeviceBuffer h = swiglu(x, T, sp, shared);
+      const cuda::DeviceBuffer w2 = weight(sp + "w2.weight", {H, shared});
+      cuda::DeviceBuffer y = floats(T * H, "shared expert output");
+      linear(h.data<float>(), w2, y.data<float>(), T, H, shared);
+      cuda::add_f32(routed.data<float>(), y.data<float>(), T * H, out, stream.get());
+    } else {
+      cuda::copy_on_device(out, routed.data(), static_cast<size_t>(T * H) * 4, stream);
+    }
+    stream.synchronize("moe");
+  }
+
+  // silu(min(x·w1ᵀ, limit)) · clamp(x·w3ᵀ) [n, I] of the expert at `prefix`.
+  cuda::DeviceBuffer swiglu(const float* x, int64_t n, const std::string& prefix, int64_t I) {
+    const int64_t H = cfg.hidden();
+    const cuda::DeviceBuffer w1 = weight(prefix + "w1.weight", {I, H}), w3 = weight(prefix + "w3.weight", {I, H});
+    cuda::DeviceBuffer g = floats(n * I, "expert gate"), u = floats(n * I, "expert up");
+    linear(x, w1, g.data<float>(), n, I, H);
+    linear(x, w3, u.data<float>(), n, I, H);
+    cuda::swiglu_clamped(g.data<float>(), u.data<float>(), n * I, cfg.swiglu_limit, stream.get());
+    stream.synchronize("swiglu");
+    return g;
+  }
+
+  void check_finite(const cuda::DeviceBuffer& streams, int64_t T, int64_t seq, const std::string& where) {
+    const int64_t width = cfg.hc() * cfg.hidden(), n = T * width;
+    cuda::DeviceBuffer first(8, "non-finite check");
+    cuda::copy_to_device(first.data(), &n, 8, stream);
+    cuda::first_nonfinite(streams.data<float>(), n, first.data<int64_t>(), stream.get());
+    int64_t at = n;
+    cuda::copy_to_host(&at, first.data(), 8, stream);
+    stream.synchronize("non-finite check");
+    if (at < n)
+      throw InputError(store.dir() + ": non-finite activation in the output of " + where + " (sequence " +
+                       std::to_string(at / width / seq) + ", position " + std::to_string(at / width % seq) + ")");
+  }
+};
+
+GpuForward::GpuForward(const std::string& model_dir, size_t weight_cache_bytes) {
+  cuda::require_device(0);
+  impl_ = std::make_unique<Impl>(model_dir, weight_cache_bytes);
+}
+
+GpuForward::~GpuForward() = default;
+
+const engine::ModelConfig& GpuForward::config() const { return impl_->cfg; }
+
+std::vector<float> GpuForward::forward(const std::vector<int64_t>& ids, int64_t batch) {
+  Impl& m = *impl_;
+  const ModelConfig& cfg = m.cfg;
+  if (batch < 1 || ids.empty() || ids.size() % static_cast<size_t>(batch) != 0)
+    throw InputError("token ids: " + std::to_string(ids.size()) + " ids do not form " + std::to_string(batch) +
+                     " sequences of equal, non-zero length");
+  const int64_t T = static_cast<int64_t>(ids.size()), seq = T / batch, H = cfg.hidden(), hc = cfg.hc();
+  const int64_t V = cfg.base.vocab_size;
+  const cuda::SequenceBatch sb{batch, seq};
+
+  // Embedding, copied into each of the hc streams.
+  std::vector<float> hidden(static_cast<size_t>(T * hc * H));
+  for (int64_t i = 0; i < T; ++i) {
+    const int64_t id = ids[static_cast<size_t>(i)];
+    if (id < 0 || id >= V)
+      throw InputError("token id " + std::to_string(id) + " (sequence " + std::to_string(i / seq) + ", position " +
+                       std::to_string(i % seq) + ") is outside the vocabulary of " + m.store.dir() + " (vocab_size " +
+                       std::to_string(V) + ")");
+    const std::vector<float> row = m.store.rows("embed.weight", V, H, static_cast<size_t>(id), static_cast<size_t>(id + 1));
+    for (int64_t j = 0; j < hc; ++j) std::copy(row.begin(), row.end(), &hidden[static_cast<size_t>((i * hc + j) * H)]);
+  }
+  cuda::DeviceBuffer streams = upload(hidden, m.stream, "hidden streams");
+  std::vector<int64_t> pos(static_cast<size_t>(T));
+  for (int64_t i = 0; i < T; ++i) pos[static_cast<size_t>(i)] = i % seq;
+  const cuda::DeviceBuffer d_pos = upload_any(pos, m.stream, "positions");
+  const cuda::DeviceBuffer d_ids = upload_any(ids, m.stream, "token ids");
+  m.check_finite(streams, T, seq, "the token embedding");
+
+  cuda::HcShape shape;
+  shape.tokens = T, shape.hc = hc, shape.hidden = H, shape.hc_eps = cfg.hc_eps, shape.rms_eps = cfg.rms_eps;
+  shape.sinkhorn_iters = cfg.hc_sinkhorn_iters;
+  const int64_t rows = (2 + hc) * hc;
+  cuda::DeviceBuffer x = floats(T * H, "sublayer input"), y = floats(T * H, "sublayer output");
+  cuda::DeviceBuffer post = floats(T * hc, "hc post"), comb = floats(T * hc * hc, "hc comb");
+  cuda::DeviceBuffer scratch = floats(cuda::hc_scratch_floats(shape), "hc scratch");
+
+  for (int64_t layer = 0; layer < cfg.layers(); ++layer) {
+    const std::string p = "layers." + std::to_string(layer) + ".";
+    for (const char* site : {"attn", "ffn"}) {
+      const cuda::DeviceBuffer fn = m.weight(p + "hc_" + site + "_fn", {rows, hc * H});
+      const cuda::DeviceBuffer base = m.weight(p + "hc_" + site + "_base", {rows});
+      const cuda::DeviceBuffer scale = m.weight(p + "hc_" + site + "_scale", {3});
+      const cuda::DeviceBuffer norm = m.weight(p + site + "_norm.weight", {H});
+      cuda::hc_pre(streams.data<float>(), shape, {fn.data<float>(), base.data<float>(), scale.data<float>()}, x.data<float>(),
+                   post.data<float>(), comb.data<float>(), scratch.data<float>(), m.stream.get());
+      cuda::rms_norm_rows(x.data<float>(), T, H, norm.data<float>(), cfg.rms_eps, x.data<float>(), m.stream.get());
+      if (std::string(site) == "attn") m.attention(layer, x.data<float>(), sb, d_pos.data<int64_t>(), y.data<float>());
+      else m.moe(layer, x.data<float>(), ids, d_ids, y.data<float>());
+      cuda::hc_post(streams.data<float>(), y.data<float>(), post.data<float>(), comb.data<float>(), shape, m.stream.get());
+      m.stream.synchronize("hyper-connections");
+    }
+    m.check_finite(streams, T, seq, "layer " + std::to_string(layer));
+  }
+
+  // Hyper head, final norm, head (in slabs of about 64 MB of F32 rows).
+  cuda::HcShape head_shape = shape;
+  const cuda::DeviceBuffer fn = m.weight("hc_head_fn", {hc, hc * H});
+  const cuda::DeviceBuffer base = m.weight("hc_head_base", {hc});
+  const cuda::DeviceBuffer scale = m.weight("hc_head_scale", {1});
+  const cuda::DeviceBuffer norm = m.weight("norm.weight", {H});
+  cuda::hc_head(streams.data<float>(), head_shape, {fn.data<float>(), base.data<float>(), scale.data<float>()},
+                x.data<float>(), scratch.data<float>(), m.stream.get());
+  cuda::rms_norm_rows(x.data<float>(), T, H, norm.data<float>(), cfg.rms_eps, x.data<float>(), m.stream.get());
+  cuda::DeviceBuffer logits = floats(T * V, "logits");
+  const int64_t slab = std::max<int64_t>(1, (int64_t{64} << 20) / (H * 4));
+  for (int64_t v0 = 0; v0 < V; v0 += slab) {
+    const int64_t n = std::min(slab, V - v0);
+    const cuda::DeviceBuffer w =
+        upload(m.store.rows("head.weight", V, H, static_cast<size_t>(v0), static_cast<size_t>(v0 + n)), m.stream, "head.weight");
+    m.linear(x.data<float>(), H, w.data<float>(), logits.data<float>() + v0, V, T, n, H);
+    m.stream.synchronize("head");
+  }
+  std::vector<float> out(static_cast<size_t>(T * V));
+  cuda::copy_to_host(out.data(), logits.data(), out.size() * 4, m.stream);
+  m.stream.synchronize("logits");
+  for (size_t i = 0; i < out.size(); ++i)
+    if (!std::isfinite(out[i]))
+      throw InputError(m.store.dir() + ": non-finite logit (row " + std::to_string(i / static_cast<size_t>(V)) +
+                       ", token " + std::to_string(i % static_cast<size_t>(V)) + ")");
+  return out;
+}
+
+}  // namespace fp4kit::gpu_engine

@@ -1,0 +1,82 @@
+// The GPU forward pass (F32) against the CPU engine on the tiny V4 checkpoint: the same tokens give the same logits within F32 summation-order noise and the same
+// top-1 token everywhere. The batch is long enough for every layer kind to do real work: sliding
+// window (64) wrapping, HCA entries (ratio 128), CSA entries with the indexer choosing 8 of up to 40.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "base/error.h"
+#include "engine/engine.h"
+#include "gpu_engine/gpu_forward.h"
+#include "gpu_test.h"
+#include "test_data.h"
+
+namespace fp4kit {
+namespace {
+
+std::vector<int64_t> token_ids(int64_t n, int64_t vocab, uint64_t seed) {
+  std::vector<int64_t> ids(static_cast<size_t>(n));
+  uint64_t x = seed;
+  for (auto& id : ids) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    id = static_cast<int64_t>((x >> 33) % static_cast<uint64_t>(vocab));
+  }
+  return ids;
+}
+
+void expect_same_logits(const std::string& model, int64_t batch, int64_t seq) {
+  engine::Engine cpu(model);
+  gpu_engine::GpuForward gpu(model);
+  const int64_t V = cpu.config().base.vocab_size;
+  const auto ids = token_ids(batch * seq, V, 7);
+  const std::vector<float> want = cpu.forward(ids, batch);
+  const std::vector<float> got = gpu.forward(ids, batch);
+  ASSERT_EQ(got.size(), want.size());
+  double scale = 0;
+  for (float v : want) scale = std::max(scale, std::fabs(static_cast<double>(v)));
+  ASSERT_GT(scale, 0.0);
+  double worst = 0;
+  size_t at = 0, top1_same = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    ASSERT_TRUE(std::isfinite(got[i])) << "logit " << i;
+    const double e = std::fabs(static_cast<double>(got[i]) - want[i]);
+    if (e > worst) worst = e, at = i;
+  }
+  for (int64_t r = 0; r < batch * seq; ++r) {
+    const float* a = &got[static_cast<size_t>(r * V)];
+    const float* b = &want[static_cast<size_t>(r * V)];
+    top1_same += std::max_element(a, a + V) - a == std::max_element(b, b + V) - b;
+  }
+  std::printf("%s: %lld x %lld tokens, worst |GPU - CPU| logit %.3g (at %zu; largest |logit| %.3g), top-1 same %zu/%lld\n",
+              model.c_str(), static_cast<long long>(batch), static_cast<long long>(seq), worst, at, scale, top1_same,
+              static_cast<long long>(batch * seq));
+  EXPECT_LE(worst, 2e-4 * scale) << "at " << at << ": " << got[at] << " vs " << want[at];
+  EXPECT_EQ(top1_same, static_cast<size_t>(batch * seq));
+}
+
+TEST(CudaGpuForward, MatchesTheCpuEngineOnTheOfficialLayout) {
+  FP4KIT_REQUIRE_GPU();
+  expect_same_logits(testing::test_data("dsv4-tiny"), 2, 160);
+}
+
+TEST(CudaGpuForward, ShortSequencesAndOneToken) {
+  FP4KIT_REQUIRE_GPU();
+  expect_same_logits(testing::test_data("dsv4-tiny"), 3, 5);
+  expect_same_logits(testing::test_data("dsv4-tiny"), 1, 1);
+}
+
+TEST(CudaGpuForward, BadIdsAreNamed) {
+  FP4KIT_REQUIRE_GPU();
+  gpu_engine::GpuForward gpu(testing::test_data("dsv4-tiny"));
+  try {
+    gpu.forward({1, 2, 5000, 3}, 2);
+    FAIL() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("token id 5000 (sequence 1, position 0)"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(gpu.forward({1, 2, 3}, 2), InputError);
+}
+
+}  // namespace
+}  // namespace fp4kit

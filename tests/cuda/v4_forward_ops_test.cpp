@@ -1,0 +1,173 @@
+// The V4 forward pass's small operations on the GPU against the CPU engine's own functions on
+// random inputs (the engine matches transformers): row RMS norms, the partial rotary embedding at
+// large positions, and the hyper-connections (pre with its Sinkhorn mixing, post, head). Sums run
+// in another order on the GPU, so the bound is a few ulps relative; NaN fails every comparison.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "base/error.h"
+#include "cuda/v4_hyper_connection.h"
+#include "cuda/v4_norm_rope.h"
+#include "engine/hyper_connection.h"
+#include "engine/model_config.h"
+#include "engine/ops.h"
+#include "engine/rope.h"
+#include "gpu_test.h"
+#include "test_data.h"
+
+namespace fp4kit {
+namespace {
+
+std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -2.0f, float hi = 2.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
+template <class T>
+cuda::DeviceBuffer upload(const std::vector<T>& v, const cuda::Stream& s, const char* what) {
+  cuda::DeviceBuffer d(std::max<size_t>(v.size() * sizeof(T), 1), what);
+  if (!v.empty()) cuda::copy_to_device(d.data(), v.data(), v.size() * sizeof(T), s);
+  return d;
+}
+
+// Largest |gpu - cpu| / (|cpu| + floor); fails on NaN or a length mismatch. `floor` is about the size
+// of the terms a value sums (a sum that cancels to near zero keeps the absolute error of its terms).
+void expect_close(const std::vector<float>& gpu, const std::vector<float>& cpu, double tol, double floor,
+                  const char* what) {
+  ASSERT_EQ(gpu.size(), cpu.size()) << what;
+  double worst = 0;
+  size_t at = 0;
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    ASSERT_TRUE(std::isfinite(gpu[i]) && std::isfinite(cpu[i])) << what << " [" << i << "]: " << gpu[i] << " vs " << cpu[i];
+    const double e = std::fabs(static_cast<double>(gpu[i]) - cpu[i]) / (std::fabs(cpu[i]) + floor);
+    if (e > worst) worst = e, at = i;
+  }
+  EXPECT_LE(worst, tol) << what << ": worst at [" << at << "] " << gpu[at] << " vs " << cpu[at];
+}
+
+TEST(CudaV4Ops, RmsNormRowsMatchesTheEngine) {
+  FP4KIT_REQUIRE_GPU();
+  cuda::Stream s;
+  for (int64_t n : {1, 7, 512, 4096, 16384}) {
+    const int64_t rows = 5;
+    auto x = random_floats(static_cast<size_t>(rows * n), 11 + static_cast<uint32_t>(n));
+    x[0] = 1e-30f;  // tiny and large values in the same row
+    x[static_cast<size_t>(n - 1)] = 3e4f;
+    const auto w = random_floats(static_cast<size_t>(n), 5, 0.5f, 1.5f);
+    for (bool weighted : {false, true}) {
+      std::vector<float> cpu(x.size());
+      for (int64_t r = 0; r < rows; ++r)
+        engine::rms_norm(&x[r * n], static_cast<size_t>(n), weighted ? w.data() : nullptr, 1e-6f, &cpu[r * n]);
+      auto dx = upload(x, s, "x");
+      auto dw = upload(w, s, "w");
+      cuda::DeviceBuffer out(x.size() * 4, "out");
+      cuda::rms_norm_rows(dx.data<float>(), rows, n, weighted ? dw.data<float>() : nullptr, 1e-6f, out.data<float>(), s.get());
+      expect_close(testing::read_back<float>(out.data(), x.size(), s), cpu, 4e-7, 1e-6, "rms_norm");
+      // In place.
+      cuda::rms_norm_rows(dx.data<float>(), rows, n, weighted ? dw.data<float>() : nullptr, 1e-6f, dx.data<float>(), s.get());
+      expect_close(testing::read_back<float>(dx.data(), x.size(), s), cpu, 4e-7, 1e-6, "rms_norm in place");
+    }
+  }
+}
+
+TEST(CudaV4Ops, RopeMatchesTheEngineAtLargePositions) {
+  FP4KIT_REQUIRE_GPU();
+  cuda::Stream s;
+  engine::YarnParams yarn;
+  yarn.enabled = true;
+  yarn.factor = 16;
+  yarn.original_max_position = 65536;
+  for (const engine::Rope& rope : {engine::Rope(64, 10000.0f, {}), engine::Rope(64, 160000.0f, yarn)}) {
+    const int64_t rows = 9, heads = 3, D = 128;
+    const std::vector<int64_t> pos = {0, 1, 2, 127, 128, 4095, 65535, 131071, 1000003};
+    auto v = random_floats(static_cast<size_t>(rows * heads * D), 3);
+    for (bool inverse : {false, true}) {
+      std::vector<float> cpu = v;
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t h = 0; h < heads; ++h) rope.apply(&cpu[(r * heads + h) * D + D - 64], pos[r], inverse);
+      auto dv = upload(v, s, "v");
+      auto dp = upload(pos, s, "positions");
+      auto df = upload(rope.inv_freq(), s, "inv_freq");
+      cuda::RopeRows r;
+      r.v = dv.data<float>();
+      r.rows = rows, r.heads = heads, r.row_stride = heads * D, r.head_stride = D, r.offset = D - 64;
+      r.positions = dp.data<int64_t>(), r.inv_freq = df.data<float>(), r.dim = 64, r.inverse = inverse;
+      cuda::rope_rows(r, s.get());
+      // cos/sin of angles up to 1e6 rad: both sides use f32 libm-quality functions; allow 4e-6 of the scale 2.
+      expect_close(testing::read_back<float>(dv.data(), v.size(), s), cpu, 2e-6, 2.0, "rope");
+    }
+  }
+}
+
+struct HcFixture {
+  engine::ModelConfig cfg = engine::ModelConfig::load(testing::test_data("dsv4-tiny"));
+  int64_t T = 37, hc = cfg.hc(), H = cfg.hidden();
+  cuda::HcShape shape() const {
+    cuda::HcShape s;
+    s.tokens = T, s.hc = hc, s.hidden = H, s.hc_eps = cfg.hc_eps, s.rms_eps = cfg.rms_eps, s.sinkhorn_iters = cfg.hc_sinkhorn_iters;
+    return s;
+  }
+};
+
+TEST(CudaV4Ops, HyperConnectionsMatchTheEngine) {
+  FP4KIT_REQUIRE_GPU();
+  HcFixture f;
+  ASSERT_GE(f.hc, 2);
+  cuda::Stream s;
+  const int64_t T = f.T, hc = f.hc, H = f.H, rows = (2 + hc) * hc;
+  const auto streams = random_floats(static_cast<size_t>(T * hc * H), 21);
+  const auto fn = random_floats(static_cast<size_t>(rows * hc * H), 22, -0.05f, 0.05f);
+  const auto base = random_floats(static_cast<size_t>(rows), 23, -1.0f, 1.0f);
+  const std::vector<float> scale = {0.7f, 1.3f, 2.1f};
+  const auto y = random_floats(static_cast<size_t>(T * H), 24);
+
+  // CPU: the engine's functions.
+  engine::HcMix mix;
+  std::vector<float> collapsed(static_cast<size_t>(T * H));
+  engine::hc_pre(streams.data(), T, {fn.data(), base.data(), scale.data()}, f.cfg, 2, collapsed.data(), mix);
+  std::vector<float> updated = streams;
+  engine::hc_post(updated.data(), y.data(), T, mix, f.cfg, 2);
+  std::vector<float> head(static_cast<size_t>(T * H));
+  engine::hc_head(updated.data(), T, {fn.data(), base.data(), scale.data()}, f.cfg, 2, head.data());
+
+  // GPU.
+  auto d_streams = upload(streams, s, "streams");
+  auto d_fn = upload(fn, s, "fn"), d_base = upload(base, s, "base"), d_scale = upload(scale, s, "scale");
+  auto d_y = upload(y, s, "y");
+  cuda::DeviceBuffer d_collapsed(collapsed.size() * 4), d_post(static_cast<size_t>(T * hc) * 4),
+      d_comb(static_cast<size_t>(T * hc * hc) * 4), d_head(head.size() * 4),
+      d_scratch(static_cast<size_t>(cuda::hc_scratch_floats(f.shape())) * 4);
+  const cuda::HcParamsDevice p{d_fn.data<float>(), d_base.data<float>(), d_scale.data<float>()};
+  cuda::hc_pre(d_streams.data<float>(), f.shape(), p, d_collapsed.data<float>(), d_post.data<float>(), d_comb.data<float>(),
+               d_scratch.data<float>(), s.get());
+  expect_close(testing::read_back<float>(d_post.data(), mix.post.size(), s), mix.post, 2e-6, 1e-3, "hc_pre post");
+  expect_close(testing::read_back<float>(d_comb.data(), mix.comb.size(), s), mix.comb, 2e-5, 1e-3, "hc_pre comb");
+  expect_close(testing::read_back<float>(d_collapsed.data(), collapsed.size(), s), collapsed, 2e-6, 1.0, "hc_pre collapsed");
+  // hc_post and hc_head on the CPU's mixing, so that each is checked on its own.
+  auto d_post_cpu = upload(mix.post, s, "post"), d_comb_cpu = upload(mix.comb, s, "comb");
+  cuda::hc_post(d_streams.data<float>(), d_y.data<float>(), d_post_cpu.data<float>(), d_comb_cpu.data<float>(), f.shape(), s.get());
+  expect_close(testing::read_back<float>(d_streams.data(), updated.size(), s), updated, 2e-6, 1.0, "hc_post");
+  const cuda::HcParamsDevice hp{d_fn.data<float>(), d_base.data<float>(), d_scale.data<float>()};
+  cuda::hc_head(d_streams.data<float>(), f.shape(), hp, d_head.data<float>(), d_scratch.data<float>(), s.get());
+  expect_close(testing::read_back<float>(d_head.data(), head.size(), s), head, 2e-6, 1.0, "hc_head");
+}
+
+TEST(CudaV4Ops, LaunchersRejectBadShapes) {
+  FP4KIT_REQUIRE_GPU();
+  cuda::Stream s;
+  cuda::HcShape bad;
+  bad.tokens = 1, bad.hc = 9, bad.hidden = 4;
+  EXPECT_THROW(cuda::hc_post(nullptr, nullptr, nullptr, nullptr, bad, s.get()), InputError);
+  cuda::RopeRows r;
+  r.rows = 1, r.dim = 3;
+  EXPECT_THROW(cuda::rope_rows(r, s.get()), InputError);
+  EXPECT_THROW(cuda::rms_norm_rows(nullptr, 2, 0, nullptr, 1e-6f, nullptr, s.get()), InputError);
+}
+
+}  // namespace
+}  // namespace fp4kit
