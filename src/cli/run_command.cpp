@@ -1,4 +1,5 @@
-// fp4kit run MODEL: the f32 reference forward pass over given token ids; parsing and printing only.
+// fp4kit run MODEL: the f32 forward pass over given token ids, on the CPU (the reference) or the GPU;
+// parsing and printing only.
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -9,16 +10,18 @@
 
 #include "cli/commands.h"
 #include "cli/json_report.h"
+#include "cuda/device.h"
 #include "engine/engine.h"
 #include "engine/logits_file.h"
 #include "engine/token_ids.h"
+#include "gpu_engine/gpu_forward.h"
 
 namespace fp4kit::cli {
 
 namespace {
 
 struct RunArgs {
-  std::string model, ids, ids_file, out;
+  std::string model, ids, ids_file, out, device = "cpu";
   unsigned threads = 0;
   int top = 5;
   bool json = false;
@@ -35,32 +38,62 @@ std::vector<int64_t> top_tokens(const float* row, int64_t vocab, int n) {
   return idx;
 }
 
-void run(const RunArgs& a) {
-  const engine::TokenBatch ids = engine::token_ids_from_options(a.ids, a.ids_file);
+// Logits of every position, the time of each layer and of the head, and the threads used.
+struct Pass {
+  std::vector<float> logits;
+  std::vector<double> layer_seconds;
+  double head_seconds = 0;
+  unsigned threads = 0;
+  int64_t vocab = 0;
+};
+
+Pass cpu_pass(const RunArgs& a, const engine::TokenBatch& ids) {
   engine::EngineOptions o;
   o.threads = a.threads;
   engine::Engine eng(a.model, o);
-  // Layer by layer, to report where the time goes.
   using Clock = std::chrono::steady_clock;
   const auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
-  const auto start = Clock::now();
+  Pass p;
   engine::ForwardState state = eng.embed(ids.ids, ids.batch);
-  std::vector<double> layer_seconds;
   for (int64_t l = 0; l < eng.config().layers(); ++l) {
     const auto t = Clock::now();
     eng.run_layer(l, state);
-    layer_seconds.push_back(since(t));
+    p.layer_seconds.push_back(since(t));
   }
   const auto head_start = Clock::now();
-  const std::vector<float> logits = eng.head(state);
-  const double head_seconds = since(head_start), seconds = since(start);
-  const int64_t V = eng.config().base.vocab_size, S = ids.seq();
+  p.logits = eng.head(state);
+  p.head_seconds = since(head_start);
+  p.threads = eng.threads();
+  p.vocab = eng.config().base.vocab_size;
+  return p;
+}
+
+Pass gpu_pass(const RunArgs& a, const engine::TokenBatch& ids) {
+  gpu_engine::GpuForward gpu(a.model);
+  Pass p;
+  p.logits = gpu.forward(ids.ids, ids.batch, &p.layer_seconds);
+  p.vocab = gpu.config().base.vocab_size;
+  return p;
+}
+
+void run(const RunArgs& a) {
+  const cuda::Device device = cuda::parse_device(a.device);
+  if (device == cuda::Device::Cuda) cuda::require_device();  // one clear error (exit 2) before any work
+  const engine::TokenBatch ids = engine::token_ids_from_options(a.ids, a.ids_file);
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  const Pass pass = device == cuda::Device::Cuda ? gpu_pass(a, ids) : cpu_pass(a, ids);
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const std::vector<float>& logits = pass.logits;
+  const std::vector<double>& layer_seconds = pass.layer_seconds;
+  const double head_seconds = pass.head_seconds;
+  const int64_t V = pass.vocab, S = ids.seq();
   if (!a.out.empty()) engine::write_logits(a.out, logits, ids.batch, S, V);
 
   nlohmann::json report = {{"model", a.model}, {"batch", ids.batch}, {"seq", S}, {"seconds", seconds},
                            {"tokens_per_second", seconds > 0 ? static_cast<double>(ids.ids.size()) / seconds : 0.0},
                            {"layer_seconds", layer_seconds}, {"head_seconds", head_seconds},
-                           {"threads", eng.threads()}};
+                           {"threads", pass.threads}, {"device", std::string(cuda::device_name(device))}};
   nlohmann::json last = nlohmann::json::array();
   for (int64_t b = 0; b < ids.batch; ++b) {
     const float* row = &logits[((b + 1) * S - 1) * V];
@@ -89,13 +122,17 @@ void add_command(CLI::App& app) {
   auto args = std::make_shared<RunArgs>();
   auto* cmd = app.add_subcommand("run",
                                  "Run token ids through a DeepSeek V4 checkpoint (any storage: FP8, MXFP4, NVFP4, BF16) "
-                                 "with the f32 reference forward pass, and print the top tokens of the last position.");
+                                 "with the f32 forward pass (the CPU reference, or the GPU), and print the top tokens of "
+                                 "the last position.");
   cmd->add_option("MODEL", args->model, "Checkpoint directory")->required()->check(CLI::ExistingDirectory);
   cmd->add_option("--ids", args->ids, "Token ids, e.g. \"0 15 7\" (one sequence; newlines separate sequences)");
   cmd->add_option("--ids-file", args->ids_file,
                   "safetensors file with I64 input_ids [B,S], or a text file with one sequence of ids per line");
   cmd->add_option("--out", args->out, "Write F32 logits [S,vocab] (or [B,S,vocab]) to this safetensors file");
   cmd->add_option("--top", args->top, "How many top tokens to print")->check(CLI::Range(1, 100));
+  cmd->add_option("--device", args->device,
+                  "cpu (the reference) or cuda (the same F32 arithmetic on the GPU; whole sequences from position 0)")
+      ->capture_default_str();
   cmd->add_option("--threads", args->threads, "Worker threads (default: all cores); results do not depend on it");
   cmd->add_flag("--json", args->json, "Print one JSON document instead of text");
   cmd->callback([args] { run(*args); });

@@ -1,6 +1,7 @@
 #include "gpu_engine/gpu_forward.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include "base/error.h"
@@ -311,7 +312,7 @@ GpuForward::~GpuForward() = default;
 
 const engine::ModelConfig& GpuForward::config() const { return impl_->cfg; }
 
-std::vector<float> GpuForward::forward(const std::vector<int64_t>& ids, int64_t batch) {
+std::vector<float> GpuForward::forward(const std::vector<int64_t>& ids, int64_t batch, std::vector<double>* layer_seconds) {
   Impl& m = *impl_;
   const ModelConfig& cfg = m.cfg;
   if (batch < 1 || ids.empty() || ids.size() % static_cast<size_t>(batch) != 0)
@@ -348,6 +349,7 @@ std::vector<float> GpuForward::forward(const std::vector<int64_t>& ids, int64_t 
   cuda::DeviceBuffer scratch = floats(cuda::hc_scratch_floats(shape), "hc scratch");
 
   for (int64_t layer = 0; layer < cfg.layers(); ++layer) {
+    const auto layer_start = std::chrono::steady_clock::now();
     const std::string p = "layers." + std::to_string(layer) + ".";
     for (const char* site : {"attn", "ffn"}) {
       const cuda::DeviceBuffer fn = m.weight(p + "hc_" + site + "_fn", {rows, hc * H});
@@ -363,6 +365,8 @@ std::vector<float> GpuForward::forward(const std::vector<int64_t>& ids, int64_t 
       m.stream.synchronize("hyper-connections");
     }
     m.check_finite(streams, T, seq, "layer " + std::to_string(layer));
+    if (layer_seconds)
+      layer_seconds->push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - layer_start).count());
   }
 
   // Hyper head, final norm, head (in slabs of about 64 MB of F32 rows).

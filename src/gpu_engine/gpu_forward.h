@@ -22,7 +22,8 @@ namespace fp4kit::gpu_engine {
 
 class GpuForward {
  public:
-  // Reads config.json and the shard headers; DeviceError where there is no usable GPU.
+  // Reads config.json and the shard headers; InputError (exit 2) where there is no usable GPU or the
+  // build has no CUDA.
   explicit GpuForward(const std::string& model_dir, size_t weight_cache_bytes = size_t{1} << 30);
   ~GpuForward();
   GpuForward(const GpuForward&) = delete;
@@ -32,8 +33,8 @@ class GpuForward {
 
   // Logits [batch·seq, vocab] for ids [batch, seq] (sequence-major), every sequence from position 0.
   // InputError for an id outside the vocabulary, or naming the first layer whose output holds a
-  // non-finite value.
-  std::vector<float> forward(const std::vector<int64_t>& ids, int64_t batch);
+  // non-finite value. With `layer_seconds`, the time of each layer (device work included).
+  std::vector<float> forward(const std::vector<int64_t>& ids, int64_t batch, std::vector<double>* layer_seconds = nullptr);
 
  private:
   struct Impl;

@@ -2,12 +2,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <span>
 
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "cuda/device.h"
 #include "engine/token_ids.h"
 #include "engine_test_util.h"
 #include "run_command.h"
@@ -38,6 +40,34 @@ TEST(EngineCli, RunWritesTheLogitsOfABatch) {
   // The printed top token of sequence 1 is the argmax of its last row.
   const float* last = &logits[(2 * 144 - 1) * 1024];
   EXPECT_EQ(j["last_position"][1]["top"][0]["id"].get<int64_t>(), std::max_element(last, last + 1024) - last);
+}
+
+// `run --device cuda` gives transformers' logits too where there is a GPU, and exit 2 with the reason
+// where there is none (or the build has no CUDA).
+TEST(EngineCli, RunOnTheGpuMatchesTransformersOrSaysWhyNot) {
+  const std::string out = fresh_temp_dir("engine-run-gpu") + "/logits.safetensors";
+  const std::string ref_file = test_data("dsv4-tiny/reference.safetensors");
+  const CommandResult r = run_fp4kit("run " + tiny_dir() + " --ids-file " + ref_file + " --out " + out + " --device cuda --json");
+  std::string why_not;
+  if (!cuda::probe(0, &why_not)) {
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("--device cuda"), std::string::npos) << r.output;
+    GTEST_SKIP() << "no GPU to run on (" << why_not << "); checked the exit code and the message";
+  }
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nlohmann::json j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["device"], "cuda");
+  const io::SafetensorsFile f = io::SafetensorsFile::open(out);
+  std::vector<float> logits(2 * 144 * 1024);
+  f.read(f.at("logits"), std::as_writable_bytes(std::span<float>(logits)));
+  const std::vector<float> want = Reference().f32("logits");
+  ASSERT_EQ(want.size(), logits.size());
+  float worst = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    ASSERT_TRUE(std::isfinite(logits[i])) << i;
+    worst = std::max(worst, std::fabs(logits[i] - want[i]));
+  }
+  EXPECT_LT(worst, 1e-4f);
 }
 
 TEST(EngineCli, GenerateMatchesTransformersFromATextPrompt) {
