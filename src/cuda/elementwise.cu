@@ -1,3 +1,4 @@
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <string>
@@ -31,6 +32,12 @@ __global__ void add_kernel(const float* a, const float* b, int64_t n, float* out
   if (i < n) out[i] = a[i] + b[i];
 }
 
+__global__ void widen_kernel(const uint16_t* src, bool bf16, int64_t n, float* out) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  out[i] = bf16 ? __uint_as_float(static_cast<uint32_t>(src[i]) << 16) : __half2float(__ushort_as_half(src[i]));
+}
+
 __global__ void scale_kernel(float* x, int64_t n, float s) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i < n) x[i] *= s;
@@ -60,6 +67,18 @@ void add_f32(const float* a, const float* b, int64_t n, float* out, StreamHandle
   if (n <= 0) return;
   add_kernel<<<blocks_for(n), kThreads, 0, stream>>>(a, b, n, out);
   check_launch("add_f32", "n=" + std::to_string(n));
+}
+
+void widen_to_f32(const void* src, DType dtype, int64_t n, float* out, StreamHandle stream) {
+  if (n <= 0) return;
+  if (dtype == DType::F32) {
+    check(cudaMemcpyAsync(out, src, static_cast<size_t>(n) * 4, cudaMemcpyDeviceToDevice, stream), "widen_to_f32: copy");
+    return;
+  }
+  if (dtype != DType::BF16 && dtype != DType::F16)
+    throw InputError(std::string("widen_to_f32: ") + std::string(dtype_name(dtype)) + " is not a float dtype");
+  widen_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<const uint16_t*>(src), dtype == DType::BF16, n, out);
+  check_launch("widen_to_f32", "n=" + std::to_string(n));
 }
 
 void scale_f32(float* x, int64_t n, float s, StreamHandle stream) {

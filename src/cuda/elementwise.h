@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "cuda/runtime.h"
+#include "formats/dtype.h"
 
 namespace fp4kit::cuda {
 
@@ -16,6 +17,8 @@ void scatter_add_rows(float* dst, const float* src, const int32_t* rows, const f
 // out = a + b for n values.
 void add_f32(const float* a, const float* b, int64_t n, float* out, StreamHandle stream);
 
+// out = src widened to F32 for n values of F32, BF16 or F16 (exact); InputError for other dtypes.
+void widen_to_f32(const void* src, DType dtype, int64_t n, float* out, StreamHandle stream);
 // x <- x · s for n values.
 void scale_f32(float* x, int64_t n, float s, StreamHandle stream);
 // The index of the first non-finite value of x[0, n) into *first (device; it must hold n or more

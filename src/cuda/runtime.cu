@@ -66,6 +66,11 @@ void copy_to_host(void* dst, const void* src, size_t bytes, const Stream& s) {
 void copy_on_device(void* dst, const void* src, size_t bytes, const Stream& s) {
   check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s.get()), "device copy (" + mib(bytes) + ")");
 }
+void copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width, size_t height, const Stream& s) {
+  if (!width || !height) return;
+  check(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, height, cudaMemcpyDeviceToDevice, s.get()),
+        "2-d device copy (" + std::to_string(height) + " rows of " + std::to_string(width) + " bytes)");
+}
 void fill_bytes(void* dst, uint8_t value, size_t bytes, const Stream& s) {
   check(cudaMemsetAsync(dst, value, bytes, s.get()), "cudaMemset (" + mib(bytes) + ")");
 }

@@ -84,6 +84,8 @@ class Event {
 void copy_to_device(void* dst, const void* src, size_t bytes, const Stream& s);
 void copy_to_host(void* dst, const void* src, size_t bytes, const Stream& s);
 void copy_on_device(void* dst, const void* src, size_t bytes, const Stream& s);
+// `height` rows of `width` bytes, device to device, rows `src_pitch` and `dst_pitch` bytes apart.
+void copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width, size_t height, const Stream& s);
 void fill_bytes(void* dst, uint8_t value, size_t bytes, const Stream& s);
 // Waits for the whole device and raises any error a kernel left behind, naming `what`.
 void device_synchronize(const char* what);

@@ -33,6 +33,11 @@ void nvfp4_amax(const void* src, DType dtype, size_t n, float* amax, StreamHandl
 void nvfp4_quantize(const void* src, DType dtype, size_t n, const Nvfp4Scaling& scaling, uint8_t* packed,
                     uint8_t* scales, StreamHandle stream);
 
+// nvfp4_ref::dequantize of n elements (a multiple of 16): packed n/2 bytes (8-byte aligned) and n/16
+// E4M3 bytes in, n f32 values out (16-byte aligned), bit for bit as the CPU.
+void nvfp4_dequantize_f32(const uint8_t* packed, const uint8_t* scales, size_t n, const Nvfp4Scaling& scaling, float* out,
+                          StreamHandle stream);
+
 // ---- MXFP4 (mxfp4_ref) ----------------------------------------------------------------------
 
 // n elements (a multiple of 32): packed n/2 bytes and n/32 E8M0 bytes in, n values out.

@@ -3,18 +3,25 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
+#include <map>
 
 #include "base/error.h"
 #include "cuda/cublas_gemm.h"
 #include "cuda/device.h"
 #include "cuda/elementwise.h"
+#include "cuda/pinned_host_allocator.h"
 #include "cuda/runtime.h"
 #include "cuda/v4_attention.h"
 #include "cuda/v4_hyper_connection.h"
 #include "cuda/v4_moe.h"
 #include "cuda/v4_norm_rope.h"
+#include "cuda/weight_codecs.h"
+#include "engine/layer_groups.h"
 #include "engine/rope.h"
-#include "engine/weight_store.h"
+#include "io/quote_name.h"
+#include "io/tensor_prefetcher.h"
+#include "models/stored_weight.h"
 
 namespace fp4kit::gpu_engine {
 
@@ -43,25 +50,107 @@ cuda::DeviceBuffer floats(int64_t n, const std::string& what) {
 
 }  // namespace
 
+// One prefetched group's stored bytes on the device, each tensor at a 256-byte aligned offset, and
+// the small tensors (global scales) kept on the host too.
+struct DeviceGroup {
+  std::string label;
+  cuda::DeviceBuffer arena;
+  std::map<std::string, std::pair<size_t, const io::TensorInfo*>, std::less<>> where;
+  std::map<std::string, std::vector<std::byte>, std::less<>> small;
+
+  void load(const io::PrefetchedGroup& g, const cuda::Stream& s) {
+    label = g.label();
+    where.clear();
+    small.clear();
+    size_t bytes = 0;
+    for (const io::PrefetchedTensor& t : g.tensors()) {
+      where[t.info->name] = {bytes, t.info};
+      bytes += (t.bytes.size() + 255) / 256 * 256;
+      if (t.bytes.size() <= 16) small[t.info->name].assign(t.bytes.begin(), t.bytes.end());
+    }
+    arena = cuda::DeviceBuffer(std::max<size_t>(bytes, 1), "stored tensors of " + label);
+    for (const io::PrefetchedTensor& t : g.tensors())
+      cuda::copy_to_device(arena.data<std::byte>() + where[t.info->name].first, t.bytes.data(), t.bytes.size(), s);
+    s.synchronize("group upload");  // the slot goes back to the reader after this
+  }
+
+  const std::byte* device(const std::string& tensor, const io::TensorInfo** info = nullptr) const {
+    const auto it = where.find(tensor);
+    if (it == where.end()) throw Error("GPU forward: tensor " + io::quote_name(tensor) + " is not in " + label);
+    if (info) *info = it->second.second;
+    return arena.data<std::byte>() + it->second.first;
+  }
+
+  float scalar(const std::string& tensor) const {
+    const auto it = small.find(tensor);
+    const io::TensorInfo* info = nullptr;
+    device(tensor, &info);
+    if (it == small.end() || info->dtype != DType::F32 || info->numel() != 1)
+      throw InputError(label + ": tensor " + io::quote_name(tensor) + " is not an F32 scalar");
+    float v;
+    std::memcpy(&v, it->second.data(), 4);
+    return v;
+  }
+};
+
 struct GpuForward::Impl {
   ModelConfig cfg;
-  engine::WeightStore store;
+  io::Checkpoint ckpt;
+  StoredWeights stored;
   engine::Rope main_rope, compress_rope;
   cuda::Stream stream;
   cuda::CublasGemm gemm;
   cuda::DeviceBuffer main_freq, compress_freq;
+  DeviceGroup group;  // the stored bytes of the group being computed
 
-  Impl(const std::string& dir, size_t cache)
+  explicit Impl(const std::string& dir)
       : cfg(ModelConfig::load(dir)),
-        store(dir, cache),
+        ckpt(io::Checkpoint::open(dir)),
+        stored(ckpt),
         main_rope(cfg.rope_dim, cfg.rope_theta, engine::YarnParams{}),
         compress_rope(cfg.rope_dim, cfg.compress_rope_theta, cfg.yarn) {
     main_freq = upload(main_rope.inv_freq(), stream, "rope frequencies");
     compress_freq = upload(compress_rope.inv_freq(), stream, "compress rope frequencies");
   }
 
+  // A weight of the current group decoded to F32 on the device, checked against the shape the
+  // config implies (InputError naming the tensor and both shapes).
   cuda::DeviceBuffer weight(const std::string& name, const std::vector<int64_t>& shape) {
-    return upload(*store.get(name, shape), stream, name);
+    const StoredWeights::Layout l = stored.layout(name);
+    if (l.shape != shape)
+      throw InputError(ckpt.dir() + ": tensor " + io::quote_name(name) + " has shape " + io::shape_string(l.shape) +
+                       ", the config implies " + io::shape_string(shape));
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    cuda::DeviceBuffer out = floats(n, name);
+    const io::TensorInfo* info = nullptr;
+    const auto* data = reinterpret_cast<const uint8_t*>(group.device(l.weight, &info));
+    const size_t rows = shape.empty() ? 1 : static_cast<size_t>(shape[0]);
+    const size_t cols = rows ? static_cast<size_t>(n) / rows : 0;
+    switch (l.storage) {
+      case Storage::Plain:
+        cuda::widen_to_f32(data, info->dtype, n, out.data<float>(), stream.get());
+        break;
+      case Storage::Fp8BlockE8M0:
+      case Storage::Fp8BlockF32: {
+        const Fp8BlockShape fs{rows, cols, l.storage == Storage::Fp8BlockE8M0 ? Fp8ScaleKind::E8M0 : Fp8ScaleKind::F32};
+        cuda::fp8_block_dequantize_f32(data, group.device(l.scale), fs, 0, rows, out.data<float>(), stream.get());
+        break;
+      }
+      case Storage::Mxfp4:
+        cuda::mxfp4_dequantize_f32(data, reinterpret_cast<const uint8_t*>(group.device(l.scale)), static_cast<size_t>(n),
+                                   out.data<float>(), stream.get());
+        break;
+      case Storage::Nvfp4: {
+        Nvfp4Scaling scaling;
+        scaling.numerics = l.global_is_divisor ? Nvfp4Numerics::CompressedTensors : Nvfp4Numerics::ModelOpt;
+        scaling.global = group.scalar(l.global);
+        cuda::nvfp4_dequantize_f32(data, reinterpret_cast<const uint8_t*>(group.device(l.scale)), static_cast<size_t>(n),
+                                   scaling, out.data<float>(), stream.get());
+        break;
+      }
+    }
+    return out;
   }
 
   // y [m, n] (row stride ldy) = x [m, k] (row stride ldx) · wᵀ.
@@ -218,7 +307,11 @@ struct GpuForward::Impl {
     r.chosen = chosen.data<int32_t>(), r.weights = weights.data<float>(), r.bad = bad.data<int32_t>();
     cuda::DeviceBuffer bias, table;
     if (cfg.hash_routed[static_cast<size_t>(layer)]) {
-      table = upload_any(store.get_i64(p + "gate.tid2eid", {b.vocab_size, k}), stream, p + "gate.tid2eid");
+      const std::vector<int64_t> t2e = stored.read_i64(p + "gate.tid2eid");
+      if (static_cast<int64_t>(t2e.size()) != b.vocab_size * k)
+        throw InputError(ckpt.dir() + ": tensor '" + p + "gate.tid2eid' has " + std::to_string(t2e.size()) +
+                         " entries, the config implies [" + std::to_string(b.vocab_size) + ", " + std::to_string(k) + "]");
+      table = upload_any(t2e, stream, p + "gate.tid2eid");
       r.tid2eid = table.data<int64_t>(), r.ids = d_ids.data<int64_t>();
     } else {
       bias = weight(p + "gate.bias", {E});
@@ -233,7 +326,7 @@ struct GpuForward::Impl {
     cuda::copy_to_host(&h_bad, bad.data(), 4, stream);
     stream.synchronize("routing");
     if (h_bad)
-      throw InputError(store.dir() + ": tensor '" + p + "gate.tid2eid' routes token " + std::to_string(h_bad - 1) +
+      throw InputError(ckpt.dir() + ": tensor '" + p + "gate.tid2eid' routes token " + std::to_string(h_bad - 1) +
                        " (id " + std::to_string(ids[static_cast<size_t>(h_bad - 1)]) + ") outside the experts or the vocabulary");
 
     // Routed experts in increasing id, each over its tokens in increasing order (the CPU's order of sums).
@@ -298,14 +391,14 @@ struct GpuForward::Impl {
     cuda::copy_to_host(&at, first.data(), 8, stream);
     stream.synchronize("non-finite check");
     if (at < n)
-      throw InputError(store.dir() + ": non-finite activation in the output of " + where + " (sequence " +
+      throw InputError(ckpt.dir() + ": non-finite activation in the output of " + where + " (sequence " +
                        std::to_string(at / width / seq) + ", position " + std::to_string(at / width % seq) + ")");
   }
 };
 
-GpuForward::GpuForward(const std::string& model_dir, size_t weight_cache_bytes) {
+GpuForward::GpuForward(const std::string& model_dir) {
   cuda::require_device(0);
-  impl_ = std::make_unique<Impl>(model_dir, weight_cache_bytes);
+  impl_ = std::make_unique<Impl>(model_dir);
 }
 
 GpuForward::~GpuForward() = default;
@@ -321,19 +414,38 @@ std::vector<float> GpuForward::forward(const std::vector<int64_t>& ids, int64_t 
   const int64_t T = static_cast<int64_t>(ids.size()), seq = T / batch, H = cfg.hidden(), hc = cfg.hc();
   const int64_t V = cfg.base.vocab_size;
   const cuda::SequenceBatch sb{batch, seq};
-
-  // Embedding, copied into each of the hc streams.
-  std::vector<float> hidden(static_cast<size_t>(T * hc * H));
   for (int64_t i = 0; i < T; ++i) {
     const int64_t id = ids[static_cast<size_t>(i)];
     if (id < 0 || id >= V)
       throw InputError("token id " + std::to_string(id) + " (sequence " + std::to_string(i / seq) + ", position " +
-                       std::to_string(i % seq) + ") is outside the vocabulary of " + m.store.dir() + " (vocab_size " +
+                       std::to_string(i % seq) + ") is outside the vocabulary of " + m.ckpt.dir() + " (vocab_size " +
                        std::to_string(V) + ")");
-    const std::vector<float> row = m.store.rows("embed.weight", V, H, static_cast<size_t>(id), static_cast<size_t>(id + 1));
-    for (int64_t j = 0; j < hc; ++j) std::copy(row.begin(), row.end(), &hidden[static_cast<size_t>((i * hc + j) * H)]);
   }
-  cuda::DeviceBuffer streams = upload(hidden, m.stream, "hidden streams");
+
+  // The groups stream in (disk -> pinned slots, one reader thread) while the previous one computes.
+  io::PrefetchOptions po;
+  po.allocator = cuda::pinned_host_allocator();
+  io::TensorPrefetcher prefetcher(m.ckpt, engine::forward_tensor_groups(m.ckpt, cfg.layers()), po);
+  const auto next_group = [&] {
+    std::optional<io::PrefetchedGroup> g = prefetcher.next();
+    if (!g) throw Error("GPU forward: the checkpoint's groups ended early");
+    m.group.load(*g, m.stream);
+  };
+
+  // Embedding rows, copied into each of the hc streams.
+  next_group();
+  cuda::DeviceBuffer streams = floats(T * hc * H, "hidden streams");
+  cuda::DeviceBuffer x = floats(T * H, "sublayer input"), y = floats(T * H, "sublayer output");
+  std::vector<int32_t> rows32(ids.begin(), ids.end());
+  {
+    const cuda::DeviceBuffer embed = m.weight("embed.weight", {V, H});
+    const cuda::DeviceBuffer d_rows = upload_any(rows32, m.stream, "token rows");
+    cuda::gather_rows(embed.data<float>(), d_rows.data<int32_t>(), T, H, x.data<float>(), m.stream.get());
+    for (int64_t j = 0; j < hc; ++j)
+      cuda::copy_2d(streams.data<float>() + j * H, static_cast<size_t>(hc * H) * 4, x.data(), static_cast<size_t>(H) * 4,
+                    static_cast<size_t>(H) * 4, static_cast<size_t>(T), m.stream);
+    m.stream.synchronize("embedding");
+  }
   std::vector<int64_t> pos(static_cast<size_t>(T));
   for (int64_t i = 0; i < T; ++i) pos[static_cast<size_t>(i)] = i % seq;
   const cuda::DeviceBuffer d_pos = upload_any(pos, m.stream, "positions");
@@ -344,12 +456,12 @@ std::vector<float> GpuForward::forward(const std::vector<int64_t>& ids, int64_t 
   shape.tokens = T, shape.hc = hc, shape.hidden = H, shape.hc_eps = cfg.hc_eps, shape.rms_eps = cfg.rms_eps;
   shape.sinkhorn_iters = cfg.hc_sinkhorn_iters;
   const int64_t rows = (2 + hc) * hc;
-  cuda::DeviceBuffer x = floats(T * H, "sublayer input"), y = floats(T * H, "sublayer output");
   cuda::DeviceBuffer post = floats(T * hc, "hc post"), comb = floats(T * hc * hc, "hc comb");
   cuda::DeviceBuffer scratch = floats(cuda::hc_scratch_floats(shape), "hc scratch");
 
   for (int64_t layer = 0; layer < cfg.layers(); ++layer) {
     const auto layer_start = std::chrono::steady_clock::now();
+    next_group();
     const std::string p = "layers." + std::to_string(layer) + ".";
     for (const char* site : {"attn", "ffn"}) {
       const cuda::DeviceBuffer fn = m.weight(p + "hc_" + site + "_fn", {rows, hc * H});
@@ -369,30 +481,28 @@ std::vector<float> GpuForward::forward(const std::vector<int64_t>& ids, int64_t 
       layer_seconds->push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - layer_start).count());
   }
 
-  // Hyper head, final norm, head (in slabs of about 64 MB of F32 rows).
-  cuda::HcShape head_shape = shape;
+  // Hyper head, final norm, head.
+  next_group();
   const cuda::DeviceBuffer fn = m.weight("hc_head_fn", {hc, hc * H});
   const cuda::DeviceBuffer base = m.weight("hc_head_base", {hc});
   const cuda::DeviceBuffer scale = m.weight("hc_head_scale", {1});
   const cuda::DeviceBuffer norm = m.weight("norm.weight", {H});
-  cuda::hc_head(streams.data<float>(), head_shape, {fn.data<float>(), base.data<float>(), scale.data<float>()},
-                x.data<float>(), scratch.data<float>(), m.stream.get());
+  cuda::hc_head(streams.data<float>(), shape, {fn.data<float>(), base.data<float>(), scale.data<float>()}, x.data<float>(),
+                scratch.data<float>(), m.stream.get());
   cuda::rms_norm_rows(x.data<float>(), T, H, norm.data<float>(), cfg.rms_eps, x.data<float>(), m.stream.get());
   cuda::DeviceBuffer logits = floats(T * V, "logits");
-  const int64_t slab = std::max<int64_t>(1, (int64_t{64} << 20) / (H * 4));
-  for (int64_t v0 = 0; v0 < V; v0 += slab) {
-    const int64_t n = std::min(slab, V - v0);
-    const cuda::DeviceBuffer w =
-        upload(m.store.rows("head.weight", V, H, static_cast<size_t>(v0), static_cast<size_t>(v0 + n)), m.stream, "head.weight");
-    m.linear(x.data<float>(), H, w.data<float>(), logits.data<float>() + v0, V, T, n, H);
+  {
+    const cuda::DeviceBuffer head = m.weight("head.weight", {V, H});
+    m.linear(x.data<float>(), H, head.data<float>(), logits.data<float>(), V, T, V, H);
     m.stream.synchronize("head");
   }
+  m.group = {};  // the last group's device memory goes now
   std::vector<float> out(static_cast<size_t>(T * V));
   cuda::copy_to_host(out.data(), logits.data(), out.size() * 4, m.stream);
   m.stream.synchronize("logits");
   for (size_t i = 0; i < out.size(); ++i)
     if (!std::isfinite(out[i]))
-      throw InputError(m.store.dir() + ": non-finite logit (row " + std::to_string(i / static_cast<size_t>(V)) +
+      throw InputError(m.ckpt.dir() + ": non-finite logit (row " + std::to_string(i / static_cast<size_t>(V)) +
                        ", token " + std::to_string(i % static_cast<size_t>(V)) + ")");
   return out;
 }

@@ -5,12 +5,16 @@
 // routed experts, the head — and every product a full-F32 cuBLASLt GEMM. It is the precision-check
 // mode of the GPU engine: the tests hold its logits to the CPU engine's.
 //
-// Scope today: whole sequences from position 0 (what calibration, evaluation and `run` compute),
-// the layers run one after the other with their weights read through engine::WeightStore
-// (dequantized to F32 on the host) and uploaded when the layer runs; device memory holds the
-// hidden states and one layer's weights. Continuing a sequence (generation with caches), BF16
-// activations through the weight GEMMs, the streamed upload of stored bytes and the observer hook
-// are not here yet.
+// The checkpoint streams through: the forward pass's tensor groups (embedding, each layer, head;
+// engine/layer_groups.h) are read by the tensor prefetcher (O_DIRECT into pinned slots, one reader
+// thread, the next group read while this one computes), copied to the device as stored (FP8
+// blocks, MXFP4, NVFP4 in either layout, BF16) and decoded to F32 there, one weight at a time as
+// the pass reaches it. Device memory holds the hidden states, one group's stored bytes and the F32
+// weights in use; host memory two groups.
+//
+// Scope today: whole sequences from position 0 (what calibration, evaluation and `run` compute).
+// Continuing a sequence (generation with caches), BF16 activations through the weight GEMMs and the
+// observer hook are not here yet.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -24,7 +28,7 @@ class GpuForward {
  public:
   // Reads config.json and the shard headers; InputError (exit 2) where there is no usable GPU or the
   // build has no CUDA.
-  explicit GpuForward(const std::string& model_dir, size_t weight_cache_bytes = size_t{1} << 30);
+  explicit GpuForward(const std::string& model_dir);
   ~GpuForward();
   GpuForward(const GpuForward&) = delete;
   GpuForward& operator=(const GpuForward&) = delete;

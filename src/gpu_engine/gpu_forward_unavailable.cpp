@@ -6,7 +6,7 @@ namespace fp4kit::gpu_engine {
 
 struct GpuForward::Impl {};
 
-GpuForward::GpuForward(const std::string&, size_t) {
+GpuForward::GpuForward(const std::string&) {
   throw InputError("--device cuda: this fp4kit was built without CUDA (no nvcc at configure time)");
 }
 GpuForward::~GpuForward() = default;

@@ -70,6 +70,11 @@ std::pair<const io::SafetensorsFile*, const io::TensorInfo*> StoredWeights::loca
   return found;
 }
 
+StoredWeights::Layout StoredWeights::layout(std::string_view tensor) const {
+  const Entry& e = entry(tensor);
+  return {e.name, e.scale, e.global, e.storage, e.shape, e.global_is_divisor};
+}
+
 bool StoredWeights::has(std::string_view tensor) const { return entries_.find(tensor) != entries_.end(); }
 Storage StoredWeights::storage(std::string_view tensor) const { return entry(tensor).storage; }
 std::vector<int64_t> StoredWeights::shape(std::string_view tensor) const { return entry(tensor).shape; }

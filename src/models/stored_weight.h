@@ -44,6 +44,17 @@ class StoredWeights {
   // The F32 scalar a tensor holds (e.g. an NVFP4 `input_scale`); InputError if absent or not a scalar.
   float read_scalar(std::string_view tensor) const;
 
+  // Which checkpoint tensors hold a weight, for readers that decode the stored bytes themselves (the
+  // GPU engine): the weight tensor as stored, its block-scale tensor and NVFP4 global-scale tensor
+  // ("" where the storage has none). InputError if absent.
+  struct Layout {
+    std::string weight, scale, global;
+    Storage storage = Storage::Plain;
+    std::vector<int64_t> shape;        // logical
+    bool global_is_divisor = false;    // compressed-tensors' weight_global_scale
+  };
+  Layout layout(std::string_view tensor) const;
+
  private:
   struct Entry {
     std::string name;            // the weight tensor as stored

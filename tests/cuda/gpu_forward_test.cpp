@@ -1,4 +1,6 @@
-// The GPU forward pass (F32) against the CPU engine on the tiny V4 checkpoint: the same tokens give the same logits within F32 summation-order noise and the same
+// The GPU forward pass (F32) against the CPU engine on the tiny V4 checkpoint and on its NVFP4
+// conversions (every stored format decoded on the device: FP8 blocks, MXFP4, NVFP4 in ModelOpt's
+// and compressed-tensors' layouts, BF16): the same tokens give the same logits within F32 summation-order noise and the same
 // top-1 token everywhere. The batch is long enough for every layer kind to do real work: sliding
 // window (64) wrapping, HCA entries (ratio 128), CSA entries with the indexer choosing 8 of up to 40.
 #include <gtest/gtest.h>
@@ -10,6 +12,7 @@
 #include "engine/engine.h"
 #include "gpu_engine/gpu_forward.h"
 #include "gpu_test.h"
+#include "run_command.h"
 #include "test_data.h"
 
 namespace fp4kit {
@@ -58,6 +61,22 @@ void expect_same_logits(const std::string& model, int64_t batch, int64_t seq) {
 TEST(CudaGpuForward, MatchesTheCpuEngineOnTheOfficialLayout) {
   FP4KIT_REQUIRE_GPU();
   expect_same_logits(testing::test_data("dsv4-tiny"), 2, 160);
+}
+
+// Conversions whose weights the GPU decodes from NVFP4: the default (experts cast losslessly),
+// every linear requantized, and the compressed-tensors layout.
+TEST(CudaGpuForward, MatchesTheCpuEngineOnNvfp4Conversions) {
+  FP4KIT_REQUIRE_GPU();
+  const std::string dir = testing::fresh_temp_dir("gpu-forward-nvfp4");
+  const std::string calib = testing::test_data("oracles/dsv4-tiny-modelopt/calib_amax.safetensors");
+  for (const std::string flags : {" --calib " + calib, std::string(" --recipe all-linear --weight-only"),
+                                   std::string(" --recipe all-linear --format compressed-tensors --weight-only")}) {
+    const std::string out = dir + "/m" + std::to_string(flags.size());
+    const auto r = testing::run_fp4kit("convert " + testing::test_data("dsv4-tiny") + " " + out + flags + " --quiet");
+    ASSERT_EQ(r.exit_code, 0) << flags << ": " << r.output;
+    SCOPED_TRACE("convert" + flags);
+    expect_same_logits(out, 2, 72);
+  }
 }
 
 TEST(CudaGpuForward, ShortSequencesAndOneToken) {

@@ -510,6 +510,39 @@ TEST(CudaMxfp4Dequantize, EveryScaleByteAndRandomData) {
   expect_mxfp4_dequantize("more than 2^24 elements", mxfp4_data((size_t{1} << 20) + 3, 4, 100, 140), s);
 }
 
+// NVFP4 dequantization: every E4M3 scale byte (NaN bytes 0x7F/0xFF included) under random codes, both
+// numerics, ordinary and special global scales (subnormal, huge, infinite, NaN): the CPU's bits.
+TEST(CudaNvfp4Dequantize, EveryScaleByteBothNumericsSpecialGlobals) {
+  FP4KIT_REQUIRE_GPU();
+  Stream s;
+  std::mt19937 rng(77);
+  const size_t blocks = 256 * 3 + 5, n = blocks * 16;
+  std::vector<uint8_t> packed(n / 2), scales(blocks);
+  for (auto& b : packed) b = static_cast<uint8_t>(rng());
+  for (size_t b = 0; b < blocks; ++b) scales[b] = static_cast<uint8_t>(b < 256 ? b : rng());
+  DeviceBuffer d_packed = to_device(packed, s, "nvfp4 packed");
+  DeviceBuffer d_scales = to_device(scales, s, "nvfp4 scales");
+  for (Nvfp4Numerics numerics : {Nvfp4Numerics::ModelOpt, Nvfp4Numerics::CompressedTensors})
+    for (float global : {0.0123f, 1.0f, 2688.0f, 1e-40f, 3e38f, INFINITY, NAN}) {
+      Nvfp4Scaling scaling;
+      scaling.numerics = numerics;
+      scaling.global = global;
+      std::vector<float> want(n);
+      nvfp4_ref::dequantize(packed.data(), scales.data(), n, scaling, want.data());
+      DeviceBuffer out = poisoned<float>(n, s, "nvfp4 f32 out");
+      nvfp4_dequantize_f32(d_packed.data<uint8_t>(), d_scales.data<uint8_t>(), n, scaling, out.data<float>(), s.get());
+      auto describe = [&](size_t i) {
+        return "code " + hex(unpack_e2m1(packed[i / 2], static_cast<unsigned>(i)).bits, 1) + " scale byte " +
+               hex(scales[i / 16], 2);
+      };
+      EXPECT_TRUE(same_bits(std::string(numerics == Nvfp4Numerics::ModelOpt ? "modelopt" : "compressed-tensors") +
+                                " global " + std::to_string(global),
+                            want, to_host<float>(out.data(), n, s), describe));
+    }
+  EXPECT_THROW(nvfp4_dequantize_f32(d_packed.data<uint8_t>(), d_scales.data<uint8_t>(), 24, {}, nullptr, s.get()),
+               InputError);
+}
+
 // Every scale byte over groups whose nibbles are zero magnitudes (codes 0 and 0x8) in some 2- or
 // 4-byte words and not in others: zero vectors take the table path under any byte but 0xFF, which
 // stays NaN; the words beside them (subnormal or overflowing products) compute element by element.
