@@ -2,7 +2,8 @@
 # On a machine with a CUDA GPU, in one go: configure with CUDA, build, run the GPU tests, the kernel
 # benchmark, then the GPU tests once more under compute-sanitizer's memcheck, and write everything to OUT_DIR
 # (default: gpu-results/): gpu.txt (the device), build.log, tests.log, bench.txt, bench.json,
-# stream.txt (a synthetic model streamed disk -> pinned memory -> GPU), sanitizer.log.
+# stream.txt (a synthetic model streamed disk -> pinned memory -> GPU), run_gpu.json (the GPU forward
+# pass over it), sanitizer.log.
 # Build dependencies come from the system, or from .gpu-deps/ (scripts/gpu-deps.sh) on a machine
 # without the Debian packages. Environment: FP4KIT_CUDA_ARCHS (default 90a), SKIP_SANITIZER=1,
 # SKIP_BENCH=1, SKIP_STREAM=1, STREAM_PRESET (synth preset, default v4-flash:layers=6,experts=64),
@@ -55,6 +56,11 @@ if [ "${SKIP_STREAM:-0}" != 1 ] && [ -x build-gpu/gpu_stream_bench ]; then
     timeout 300 build-gpu/gpu_stream_bench "$model" > "$out/stream.txt" 2>&1
   rc_bench=$(( rc_bench | $? ))
   cat "$out/stream.txt"
+  # The F32 forward pass on the GPU over the same model: 2 sequences of 64 tokens.
+  ids=$(seq 1 64 | tr '\n' ' '); ids="$ids"$'\n'"$(seq 101 164 | tr '\n' ' ')"
+  timeout 300 build-gpu/fp4kit run "$model" --ids "$ids" --device cuda --json > "$out/run_gpu.json" 2>&1
+  rc_bench=$(( rc_bench | $? ))
+  grep -E '"seconds"|tokens_per_second|layer_seconds' -A0 "$out/run_gpu.json" | head -5
   rm -rf "$model"
 fi
 rc_san=0
