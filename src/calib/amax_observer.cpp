@@ -46,4 +46,13 @@ void AmaxObserver::on_linear_input(const engine::LinearInput& in) {
   table_.observe(name, in.x, static_cast<size_t>(in.rows) * cols);
 }
 
+void AmaxObserver::on_linear_amax(const engine::LinearAmax& in) {
+  const std::string name(in.name);
+  if (!is_calibrated_module(name)) return;
+  const bool routed_expert = contains(name, ".ffn.experts.");
+  if (routed_expert && ends_with(name, ".w1")) expert_rows_[name.substr(0, name.size() - 3)] += in.rows;
+  const bool weighted = routed_expert && ends_with(name, ".w2") && w2_ == W2Input::Weighted;
+  if (in.rows > 0) table_.merge(name, weighted ? in.weighted_amax : in.amax);
+}
+
 }  // namespace fp4kit

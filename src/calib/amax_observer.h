@@ -22,6 +22,7 @@ class AmaxObserver : public engine::LinearObserver {
  public:
   explicit AmaxObserver(W2Input w2) : w2_(w2) {}
   void on_linear_input(const engine::LinearInput& input) override;
+  void on_linear_amax(const engine::LinearAmax& input) override;
 
   AmaxTable& table() { return table_; }
   // Rows each routed expert's w1 received ("layers.N.ffn.experts.E" -> rows); with all experts

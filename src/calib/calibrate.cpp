@@ -14,6 +14,7 @@
 #include "base/error.h"
 #include "convert/fingerprint.h"
 #include "engine/engine.h"
+#include "engine/layer_runner.h"
 #include "io/atomic_file.h"
 #include "io/checkpoint_index.h"
 #include "io/safetensors_file.h"
@@ -57,21 +58,22 @@ std::string run_fingerprint(const std::string& model_dir, const CalibrationBatch
   f.add_bytes(std::as_bytes(std::span(b.ids)));
   f.add(o.all_experts ? "all-experts" : "routed");
   f.add(w2_input_name(o.w2_input));
+  if (o.device != "cpu") f.add("device " + o.device);  // CPU fingerprints stay what they were
   return f.hex();
 }
 
-void save_hidden(const std::string& path, const engine::ForwardState& s, int64_t hc, int64_t hidden,
+void save_hidden(const std::string& path, const std::vector<float>& hidden, int64_t tokens, int64_t hc, int64_t width,
                  int64_t after_layer, const std::string& fingerprint) {
   io::SafetensorsWriter w(path);
   w.set_metadata({{"after_layer", std::to_string(after_layer)}, {"fingerprint", fingerprint}});
-  w.declare("hidden", DType::F32, {s.tokens(), hc, hidden});
+  w.declare("hidden", DType::F32, {tokens, hc, width});
   w.begin();
-  w.write("hidden", std::as_bytes(std::span(s.hidden)));
+  w.write("hidden", std::as_bytes(std::span(hidden)));
   w.commit();
 }
 
-// The layer the saved streams follow, or -1 when there is none to resume from.
-int64_t load_hidden(const std::string& path, engine::ForwardState& s, const std::string& fingerprint) {
+// The layer the saved streams follow (and the streams), or -1 when there is none to resume from.
+int64_t load_hidden(const std::string& path, std::vector<float>& hidden, size_t values, const std::string& fingerprint) {
   if (!fs::exists(path)) return -1;
   const io::SafetensorsFile f = io::SafetensorsFile::open(path);
   const auto& meta = f.header().metadata;
@@ -79,9 +81,10 @@ int64_t load_hidden(const std::string& path, engine::ForwardState& s, const std:
   if (fp == meta.end() || after == meta.end() || fp->second != fingerprint)
     throw InputError(path + ": calibration state of another model, batch or option set; remove it or pass --force");
   const io::TensorInfo& t = f.at("hidden");
-  if (t.dtype != DType::F32 || t.nbytes() != s.hidden.size() * sizeof(float))
+  if (t.dtype != DType::F32 || t.nbytes() != values * sizeof(float))
     throw InputError(path + ": tensor 'hidden' does not fit this batch; remove the state or pass --force");
-  f.read(t, std::as_writable_bytes(std::span(s.hidden)));
+  hidden.resize(values);
+  f.read(t, std::as_writable_bytes(std::span(hidden)));
   return std::stoll(after->second);
 }
 
@@ -158,8 +161,9 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
   eo.threads = options.threads;
   eo.observer = &observer;
   eo.observe_all_experts = options.all_experts;
-  engine::Engine engine(model_dir, eo);
-  const engine::ModelConfig& cfg = engine.config();
+  const std::unique_ptr<engine::LayerRunner> runner =
+      options.runner ? options.runner(model_dir, eo) : engine::make_cpu_runner(model_dir, eo);
+  const engine::ModelConfig& cfg = runner->config();
   const int64_t layers = cfg.layers();
 
   CalibrateReport report;
@@ -167,7 +171,8 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
   report.tokens = batch.batch * batch.seq;
   report.layers = layers;
 
-  engine::ForwardState state = engine.embed(batch.ids, batch.batch);
+  runner->embed(batch.ids, batch.batch);
+  const size_t stream_values = static_cast<size_t>(batch.batch * batch.seq * cfg.hc() * cfg.hidden());
   int64_t first = 0;
   if (options.resume) {
     const std::string manifest = state_dir + "/" + kManifest;
@@ -176,7 +181,9 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
       if (j.is_discarded() || j.value("fingerprint", "") != fingerprint)
         throw InputError(state_dir + ": calibration state of another model, batch or option set; pass --force to start over");
     }
-    first = load_hidden(state_dir + "/" + kHidden, state, fingerprint) + 1;
+    std::vector<float> saved;
+    first = load_hidden(state_dir + "/" + kHidden, saved, stream_values, fingerprint) + 1;
+    if (first > 0) runner->set_hidden(saved, first - 1);
   }
   write_manifest(state_dir, fingerprint, model_dir, batch, options);
 
@@ -202,8 +209,7 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
     }
     const auto t0 = std::chrono::steady_clock::now();
     observer.clear();
-    engine.run_layer(layer, state);
-    for (auto& seq : state.sequences) seq.layers[static_cast<size_t>(layer)] = {};  // caches of a finished layer
+    runner->run_layer(layer);
     const std::string bad = observer.table().first_non_finite();
     if (!bad.empty())
       throw InputError(model_dir + ": non-finite input to " + bad + " in layer " + std::to_string(layer));
@@ -216,7 +222,8 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
     observer.table().save(state_dir + "/" + layer_file(layer),
                           {{"fingerprint", fingerprint}, {"layer", std::to_string(layer)},
                            {"experts_without_tokens", join(lr.experts_without_tokens)}});
-    save_hidden(state_dir + "/" + kHidden, state, cfg.hc(), cfg.hidden(), layer, fingerprint);
+    save_hidden(state_dir + "/" + kHidden, runner->hidden(), batch.batch * batch.seq, cfg.hc(), cfg.hidden(), layer,
+                fingerprint);
     all.merge(observer.table());
     lr.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     report.per_layer.push_back(lr);

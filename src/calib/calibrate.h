@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "calib/amax_observer.h"
+#include "engine/layer_runner.h"
 
 namespace fp4kit {
 
@@ -31,6 +32,11 @@ struct CalibrateOptions {
   bool resume = false;  // continue from the state directory of an interrupted run
   bool force = false;   // replace an existing output and any stale state
   unsigned threads = 0; // 0: all cores
+  // What runs the forward pass: null for the CPU engine; the GPU engine's factory for --device cuda.
+  // `device` names it in the state's fingerprint: the two agree to F32 rounding, not bit for bit,
+  // so a run resumes only on the device it started on.
+  engine::LayerRunnerFactory runner;
+  std::string device = "cpu";
 };
 
 struct CalibrateLayerReport {

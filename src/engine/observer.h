@@ -31,10 +31,24 @@ struct LinearInput {
   std::span<const float> routing_weights;   // experts.E.w2 only: one per row
 };
 
+// What a pass that keeps its activations on a GPU reports instead of the rows themselves (copying
+// every linear input back would cost more than the pass): max |x| over the input, NaN if any
+// element is NaN, and for experts.E.w2 also max over rows of |routing weight × max |row||, the value
+// a caller that feeds w2 weight·h wants (the same as forming the products, since the weights are
+// >= 0 and rounding is monotone). Same names, order and rows as on_linear_input.
+struct LinearAmax {
+  std::string_view name;
+  float amax = 0.0f;
+  float weighted_amax = 0.0f;  // experts.E.w2 only; amax otherwise
+  int64_t rows = 0;
+};
+
 class LinearObserver {
  public:
   virtual ~LinearObserver() = default;
   virtual void on_linear_input(const LinearInput& input) = 0;
+  // Passes on the GPU call this instead; an observer that needs the rows does not override it.
+  virtual void on_linear_amax(const LinearAmax& input);
 };
 
 }  // namespace fp4kit::engine

@@ -1,0 +1,37 @@
+#pragma once
+// The forward pass driven layer by layer, whatever computes it: the CPU engine (engine.h) or the
+// GPU engine (gpu_engine/), so that a driver such as calibrate runs on either. The runner owns the
+// state of one batch: embed() starts it, run_layer() takes the layers in increasing order (a GPU
+// runner streams them), hidden()/set_hidden() save and restore the streams between layers (resume).
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+
+namespace fp4kit::engine {
+
+class LayerRunner {
+ public:
+  virtual ~LayerRunner() = default;
+  virtual const ModelConfig& config() const = 0;
+  // A new batch: ids [batch, seq], sequence-major, every sequence from position 0.
+  virtual void embed(const std::vector<int64_t>& ids, int64_t batch) = 0;
+  // The next layer; InputError naming the layer if its output holds a non-finite value.
+  virtual void run_layer(int64_t layer) = 0;
+  // The hc residual streams [tokens, hc, hidden] after the last layer run.
+  virtual std::vector<float> hidden() const = 0;
+  // Streams saved after layer `after_layer`: the next run_layer is after_layer + 1.
+  virtual void set_hidden(const std::vector<float>& streams, int64_t after_layer) = 0;
+};
+
+// Makes a runner for a model directory; the observer (may be null) sees every linear input.
+using LayerRunnerFactory =
+    std::function<std::unique_ptr<LayerRunner>(const std::string& model_dir, const EngineOptions& options)>;
+
+// The CPU engine as a LayerRunner.
+std::unique_ptr<LayerRunner> make_cpu_runner(const std::string& model_dir, const EngineOptions& options);
+
+}  // namespace fp4kit::engine
