@@ -14,14 +14,16 @@
 #include "calib/tokenizer.h"
 #include "cli/commands.h"
 #include "cli/json_report.h"
+#include "cuda/device.h"
 #include "engine/model_config.h"
+#include "gpu_engine/gpu_layer_runner.h"
 
 namespace fp4kit::cli {
 
 namespace {
 
 struct CalibrateArgs {
-  std::string model, data, data_format = "auto", tokenizer, out, w2_input = "unweighted", json_path;
+  std::string model, data, data_format = "auto", tokenizer, out, w2_input = "unweighted", json_path, device = "cpu";
   int64_t samples = 128, seq_len = 512;
   unsigned threads = 0;
   bool all_experts = false, resume = false, force = false, quiet = false;
@@ -78,6 +80,11 @@ void run(const CalibrateArgs& a) {
   o.resume = a.resume;
   o.force = a.force;
   o.threads = a.threads;
+  if (cuda::parse_device(a.device) == cuda::Device::Cuda) {
+    cuda::require_device();  // one clear error (exit 2) before any work
+    o.runner = gpu_engine::make_gpu_runner;
+    o.device = "cuda";
+  }
 
   if (!a.quiet)
     std::fprintf(stderr, "calibrate: %s, %lld sequences x %lld tokens from %s, %s, w2 input %s\n", a.model.c_str(),
@@ -142,6 +149,10 @@ void add_command(CLI::App& app) {
   cmd->add_option("--w2-input", args->w2_input,
                   "unweighted (default: h = silu(g)*u, what vLLM, SGLang and TensorRT-LLM quantize) or weighted "
                   "(routing weight * h, as DeepSeek's code and ModelOpt's V4 calibration feed w2)");
+  cmd->add_option("--device", args->device,
+                  "cpu, or cuda: the forward pass on the GPU, streaming the checkpoint layer by layer (same values to "
+                  "F32 rounding; a run resumes on the device it started on)")
+      ->capture_default_str();
   cmd->add_option("--threads", args->threads, "Worker threads (default: all cores); never changes the output");
   cmd->add_flag("--resume", args->resume, "Continue an interrupted run from its last finished layer");
   cmd->add_flag("--force", args->force, "Replace an existing output and discard any saved state");

@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "cuda/block_reduce.cuh"
 #include "cuda/check.cuh"
 #include "cuda/elementwise.h"
 
@@ -36,6 +37,30 @@ __global__ void widen_kernel(const uint16_t* src, bool bf16, int64_t n, float* o
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= n) return;
   out[i] = bf16 ? __uint_as_float(static_cast<uint32_t>(src[i]) << 16) : __half2float(__ushort_as_half(src[i]));
+}
+
+// max with NaN sticking (fmaxf would drop it).
+__device__ __forceinline__ float max_nan(float a, float b) { return (isnan(a) || a > b) ? a : b; }
+
+__global__ void row_abs_max_kernel(const float* x, int64_t cols, float* row_max) {
+  __shared__ float scratch[32];
+  const float* row = x + blockIdx.x * cols;
+  float m = 0.0f;
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) m = max_nan(m, fabsf(row[i]));
+  m = block_reduce(m, scratch, [](float a, float b) { return max_nan(a, b); });
+  if (threadIdx.x == 0) row_max[blockIdx.x] = m;
+}
+
+__global__ void amax_of_rows_kernel(const float* row_max, const float* weights, int64_t rows, float* out) {
+  __shared__ float scratch[32];
+  float m = 0.0f, w = 0.0f;
+  for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) {
+    m = max_nan(m, row_max[r]);
+    w = max_nan(w, weights ? fabsf(weights[r] * row_max[r]) : row_max[r]);
+  }
+  m = block_reduce(m, scratch, [](float a, float b) { return max_nan(a, b); });
+  w = block_reduce(w, scratch, [](float a, float b) { return max_nan(a, b); });
+  if (threadIdx.x == 0) out[0] = m, out[1] = w;
 }
 
 __global__ void scale_kernel(float* x, int64_t n, float s) {
@@ -79,6 +104,18 @@ void widen_to_f32(const void* src, DType dtype, int64_t n, float* out, StreamHan
     throw InputError(std::string("widen_to_f32: ") + std::string(dtype_name(dtype)) + " is not a float dtype");
   widen_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<const uint16_t*>(src), dtype == DType::BF16, n, out);
   check_launch("widen_to_f32", "n=" + std::to_string(n));
+}
+
+void linear_amax(const float* x, int64_t rows, int64_t cols, const float* row_weights, float* out, float* scratch,
+                 StreamHandle stream) {
+  if (rows <= 0 || cols <= 0) {
+    check(cudaMemsetAsync(out, 0, 2 * sizeof(float), stream), "linear_amax: zero");
+    return;
+  }
+  row_abs_max_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, cols, scratch);
+  check_launch("linear_amax rows", "rows=" + std::to_string(rows) + " cols=" + std::to_string(cols));
+  amax_of_rows_kernel<<<1, kThreads, 0, stream>>>(scratch, row_weights, rows, out);
+  check_launch("linear_amax", "rows=" + std::to_string(rows));
 }
 
 void scale_f32(float* x, int64_t n, float s, StreamHandle stream) {

@@ -19,6 +19,12 @@ void add_f32(const float* a, const float* b, int64_t n, float* out, StreamHandle
 
 // out = src widened to F32 for n values of F32, BF16 or F16 (exact); InputError for other dtypes.
 void widen_to_f32(const void* src, DType dtype, int64_t n, float* out, StreamHandle stream);
+// The amax a calibration observer takes from a linear input x [rows, cols]: out[0] = max |x| and
+// out[1] = max over rows of |w_r · max |x_r|| (= out[0] without weights), NaN when any value is NaN,
+// as AmaxObserver computes them on the CPU (the maxima are exact). out: device [2]; scratch: device
+// [rows] floats.
+void linear_amax(const float* x, int64_t rows, int64_t cols, const float* row_weights, float* out, float* scratch,
+                 StreamHandle stream);
 // x <- x · s for n values.
 void scale_f32(float* x, int64_t n, float s, StreamHandle stream);
 // The index of the first non-finite value of x[0, n) into *first (device; it must hold n or more

@@ -102,6 +102,9 @@ struct GpuForward::Impl {
   cuda::CublasGemm gemm;
   cuda::DeviceBuffer main_freq, compress_freq;
   DeviceGroup group;  // the stored bytes of the group being computed
+  engine::LinearObserver* observer = nullptr;
+  bool all_experts = false;  // every expert's inputs cover all tokens, for the observer
+  cuda::DeviceBuffer amax_out{8, "observer amax"}, amax_scratch;
 
   explicit Impl(const std::string& dir)
       : cfg(ModelConfig::load(dir)),
@@ -111,6 +114,17 @@ struct GpuForward::Impl {
         compress_rope(cfg.rope_dim, cfg.compress_rope_theta, cfg.yarn) {
     main_freq = upload(main_rope.inv_freq(), stream, "rope frequencies");
     compress_freq = upload(compress_rope.inv_freq(), stream, "compress rope frequencies");
+  }
+
+  // The observer's view of a linear input x [rows, cols] on the device: its amax values.
+  void observe(const std::string& name, const float* x, int64_t rows, int64_t cols, const float* row_weights = nullptr) {
+    if (!observer) return;
+    if (amax_scratch.bytes() < static_cast<size_t>(std::max<int64_t>(rows, 1)) * 4) amax_scratch = floats(rows, "amax scratch");
+    cuda::linear_amax(x, rows, cols, row_weights, amax_out.data<float>(), amax_scratch.data<float>(), stream.get());
+    float v[2];
+    cuda::copy_to_host(v, amax_out.data(), sizeof v, stream);
+    stream.synchronize("observer amax");
+    observer->on_linear_amax({name, v[0], v[1], rows});
   }
 
   // A weight of the current group decoded to F32 on the device, checked against the shape the
@@ -179,7 +193,9 @@ struct GpuForward::Impl {
     const int64_t T = sb.tokens(), H = cfg.hidden(), rw = overlap ? 2 * width : width;
     const int64_t count = sb.seq / ratio;
     cuda::DeviceBuffer ck = floats(T * rw, prefix + "kv"), cg = floats(T * rw, prefix + "gate");
+    observe(prefix + "wkv", a, T, H);
     linear(a, wkv, ck.data<float>(), T, rw, H);
+    observe(prefix + "wgate", a, T, H);
     linear(a, wgate, cg.data<float>(), T, rw, H);
     const cuda::DeviceBuffer ape = weight(prefix + "ape", {ratio, rw});
     const cuda::DeviceBuffer norm = weight(prefix + "norm.weight", {width});
@@ -213,12 +229,15 @@ struct GpuForward::Impl {
     {
       const cuda::DeviceBuffer wq_a = weight(p + "wq_a.weight", {qr, H}), q_norm = weight(p + "q_norm.weight", {qr});
       const cuda::DeviceBuffer wq_b = weight(p + "wq_b.weight", {nh * D, qr});
+      observe(p + "wq_a", a, T, H);
       linear(a, wq_a, q_res.data<float>(), T, qr, H);
       cuda::rms_norm_rows(q_res.data<float>(), T, qr, q_norm.data<float>(), cfg.rms_eps, q_res.data<float>(), stream.get());
+      observe(p + "wq_b", q_res.data<float>(), T, qr);
       linear(q_res.data<float>(), wq_b, q.data<float>(), T, nh * D, qr);
       cuda::rms_norm_rows(q.data<float>(), T * nh, D, nullptr, cfg.rms_eps, q.data<float>(), stream.get());
       rope(q.data<float>(), T, nh, nh * D, D, D - rd, positions, compress_rope_here);
       const cuda::DeviceBuffer wkv = weight(p + "wkv.weight", {D, H}), kv_norm = weight(p + "kv_norm.weight", {D});
+      observe(p + "wkv", a, T, H);
       linear(a, wkv, kv.data<float>(), T, D, H);
       cuda::rms_norm_rows(kv.data<float>(), T, D, kv_norm.data<float>(), cfg.rms_eps, kv.data<float>(), stream.get());
       rope(kv.data<float>(), T, 1, D, D, D - rd, positions, compress_rope_here);
@@ -239,8 +258,10 @@ struct GpuForward::Impl {
       cuda::DeviceBuffer idx_q = floats(T * nI * dI, "indexer q"), idx_w = floats(T * nI, "indexer weights");
       const cuda::DeviceBuffer wq_b = weight(p + "indexer.wq_b.weight", {nI * dI, qr});
       const cuda::DeviceBuffer wproj = weight(p + "indexer.weights_proj.weight", {nI, H});
+      observe(p + "indexer.wq_b", q_res.data<float>(), T, qr);
       linear(q_res.data<float>(), wq_b, idx_q.data<float>(), T, nI * dI, qr);
       rope(idx_q.data<float>(), T, nI, nI * dI, dI, dI - rd, positions, true);
+      observe(p + "indexer.weights_proj", a, T, H);
       linear(a, wproj, idx_w.data<float>(), T, nI, H);
       cuda::scale_f32(idx_w.data<float>(), T * nI, 1.0f / std::sqrt(static_cast<float>(nI)), stream.get());
       const cuda::DeviceBuffer wkv = weight(p + "indexer.compressor.wkv.weight", {2 * dI, H});
@@ -280,8 +301,10 @@ struct GpuForward::Impl {
     cuda::DeviceBuffer u = floats(T * G * R, "wo_a output");
     const cuda::DeviceBuffer wo_a = weight(p + "wo_a.weight", {G * R, dg});
     const cuda::DeviceBuffer wo_b = weight(p + "wo_b.weight", {H, G * R});
+    observe(p + "wo_a", o.data<float>(), T, nh * D);
     for (int64_t g = 0; g < G; ++g)
       linear(o.data<float>() + g * dg, nh * D, wo_a.data<float>() + g * R * dg, u.data<float>() + g * R, G * R, T, R, dg);
+    observe(p + "wo_b", u.data<float>(), T, G * R);
     linear(u.data<float>(), wo_b, out, T, H, G * R);
     stream.synchronize("attention output");
   }
@@ -295,6 +318,7 @@ struct GpuForward::Impl {
 
     cuda::DeviceBuffer scores = floats(T * E, "router scores");
     const cuda::DeviceBuffer gate = weight(p + "gate.weight", {E, H});
+    observe(p + "gate", x, T, H);
     linear(x, gate, scores.data<float>(), T, E, H);
     cuda::router_scores(scores.data<float>(), T * E, stream.get());
     cuda::DeviceBuffer chosen(static_cast<size_t>(T * k) * 4, "routing experts"), weights = floats(T * k, "routing weights");
@@ -340,16 +364,35 @@ struct GpuForward::Impl {
       }
     cuda::DeviceBuffer routed = floats(T * H, "routed output");
     cuda::fill_bytes(routed.data(), 0, routed.bytes(), stream);
+    cuda::DeviceBuffer all_weights;
+    if (all_experts) all_weights = floats(T, "all-token routing weights");
     for (int64_t e = 0; e < E; ++e) {
       const auto& rows = rows_of[static_cast<size_t>(e)];
-      if (rows.empty()) continue;
+      if (rows.empty() && !all_experts) continue;
       const int64_t n = static_cast<int64_t>(rows.size());
       const std::string ep = p + "experts." + std::to_string(e) + ".";
       const cuda::DeviceBuffer d_rows = upload_any(rows, stream, "expert rows");
       const cuda::DeviceBuffer d_w = upload(weight_of[static_cast<size_t>(e)], stream, "expert weights");
-      cuda::DeviceBuffer xe = floats(n * H, "expert input"), y = floats(n * H, "expert output");
-      cuda::gather_rows(x, d_rows.data<int32_t>(), n, H, xe.data<float>(), stream.get());
-      const cuda::DeviceBuffer h = swiglu(xe.data<float>(), n, ep, I);
+      cuda::DeviceBuffer h = floats(n * I, "expert hidden");
+      if (all_experts) {
+        // Every token through w1/w3 for the observer; the routed rows are then taken from the result
+        // (each row's arithmetic is independent of the others).
+        const cuda::DeviceBuffer h_all = swiglu(x, T, ep, I);
+        cuda::fill_bytes(all_weights.data(), 0, all_weights.bytes(), stream);
+        const cuda::DeviceBuffer one = ones(n);
+        if (n) cuda::scatter_add_rows(all_weights.data<float>(), d_w.data<float>(), d_rows.data<int32_t>(), one.data<float>(), n, 1,
+                                      stream.get());
+        observe(ep + "w2", h_all.data<float>(), T, I, all_weights.data<float>());
+        if (n) cuda::gather_rows(h_all.data<float>(), d_rows.data<int32_t>(), n, I, h.data<float>(), stream.get());
+        stream.synchronize("all-experts observation");
+      } else {
+        cuda::DeviceBuffer xe = floats(n * H, "expert input");
+        cuda::gather_rows(x, d_rows.data<int32_t>(), n, H, xe.data<float>(), stream.get());
+        h = swiglu(xe.data<float>(), n, ep, I);
+        observe(ep + "w2", h.data<float>(), n, I, d_w.data<float>());
+      }
+      if (n == 0) continue;
+      cuda::DeviceBuffer y = floats(n * H, "expert output");
       const cuda::DeviceBuffer w2 = weight(ep + "w2.weight", {H, I});
       linear(h.data<float>(), w2, y.data<float>(), n, H, I);
       cuda::scatter_add_rows(routed.data<float>(), y.data<float>(), d_rows.data<int32_t>(), d_w.data<float>(), n, H,
@@ -360,6 +403,7 @@ struct GpuForward::Impl {
     if (shared > 0) {
       const std::string sp = p + "shared_experts.";
       const cuda::DeviceBuffer h = swiglu(x, T, sp, shared);
+      observe(sp + "w2", h.data<float>(), T, shared);
       const cuda::DeviceBuffer w2 = weight(sp + "w2.weight", {H, shared});
       cuda::DeviceBuffer y = floats(T * H, "shared expert output");
       linear(h.data<float>(), w2, y.data<float>(), T, H, shared);
@@ -370,11 +414,18 @@ struct GpuForward::Impl {
     stream.synchronize("moe");
   }
 
-  // silu(min(x·w1ᵀ, limit)) · clamp(x·w3ᵀ) [n, I] of the expert at `prefix`.
+  // n ones on the device.
+  cuda::DeviceBuffer ones(int64_t n) {
+    return upload(std::vector<float>(static_cast<size_t>(std::max<int64_t>(n, 1)), 1.0f), stream, "ones");
+  }
+
+  // silu(min(x·w1ᵀ, limit)) · clamp(x·w3ᵀ) [n, I] of the expert at `prefix`, the observer shown x.
   cuda::DeviceBuffer swiglu(const float* x, int64_t n, const std::string& prefix, int64_t I) {
     const int64_t H = cfg.hidden();
     const cuda::DeviceBuffer w1 = weight(prefix + "w1.weight", {I, H}), w3 = weight(prefix + "w3.weight", {I, H});
     cuda::DeviceBuffer g = floats(n * I, "expert gate"), u = floats(n * I, "expert up");
+    observe(prefix + "w1", x, n, H);
+    observe(prefix + "w3", x, n, H);
     linear(x, w1, g.data<float>(), n, I, H);
     linear(x, w3, u.data<float>(), n, I, H);
     cuda::swiglu_clamped(g.data<float>(), u.data<float>(), n * I, cfg.swiglu_limit, stream.get());
@@ -396,16 +447,45 @@ struct GpuForward::Impl {
   }
 };
 
-GpuForward::GpuForward(const std::string& model_dir) {
+// The batch between layers: the hc streams on the device and what every layer needs of the ids.
+struct GpuForward::Batch {
+  int64_t batch = 0, seq = 0;
+  std::vector<int64_t> ids;
+  cuda::DeviceBuffer streams, positions, d_ids;
+  std::unique_ptr<io::TensorPrefetcher> prefetcher;  // the groups still to come
+  int64_t next_layer = 0;
+  int64_t tokens() const { return batch * seq; }
+};
+
+GpuForward::GpuForward(const std::string& model_dir, const GpuForwardOptions& options) {
   cuda::require_device(0);
   impl_ = std::make_unique<Impl>(model_dir);
+  impl_->observer = options.observer;
+  impl_->all_experts = options.observe_all_experts;
 }
 
 GpuForward::~GpuForward() = default;
 
 const engine::ModelConfig& GpuForward::config() const { return impl_->cfg; }
 
-std::vector<float> GpuForward::forward(const std::vector<int64_t>& ids, int64_t batch, std::vector<double>* layer_seconds) {
+void GpuForward::start_groups(int64_t first_layer) {
+  Impl& m = *impl_;
+  std::vector<io::TensorGroup> groups = engine::forward_tensor_groups(m.ckpt, m.cfg.layers());
+  // Groups: [embedding, layer 0 .. layer L-1, head]; a batch that starts at a later layer skips ahead.
+  if (first_layer > 0) groups.erase(groups.begin(), groups.begin() + 1 + first_layer);
+  io::PrefetchOptions po;
+  po.allocator = cuda::pinned_host_allocator();
+  batch_->prefetcher = std::make_unique<io::TensorPrefetcher>(m.ckpt, std::move(groups), po);
+  batch_->next_layer = first_layer;
+}
+
+void GpuForward::next_group() {
+  std::optional<io::PrefetchedGroup> g = batch_->prefetcher->next();
+  if (!g) throw Error("GPU forward: the checkpoint's groups ended early");
+  impl_->group.load(*g, impl_->stream);
+}
+
+void GpuForward::embed(const std::vector<int64_t>& ids, int64_t batch) {
   Impl& m = *impl_;
   const ModelConfig& cfg = m.cfg;
   if (batch < 1 || ids.empty() || ids.size() % static_cast<size_t>(batch) != 0)
@@ -413,7 +493,6 @@ std::vector<float> GpuForward::forward(const std::vector<int64_t>& ids, int64_t 
                      " sequences of equal, non-zero length");
   const int64_t T = static_cast<int64_t>(ids.size()), seq = T / batch, H = cfg.hidden(), hc = cfg.hc();
   const int64_t V = cfg.base.vocab_size;
-  const cuda::SequenceBatch sb{batch, seq};
   for (int64_t i = 0; i < T; ++i) {
     const int64_t id = ids[static_cast<size_t>(i)];
     if (id < 0 || id >= V)
@@ -421,74 +500,101 @@ std::vector<float> GpuForward::forward(const std::vector<int64_t>& ids, int64_t 
                        std::to_string(i % seq) + ") is outside the vocabulary of " + m.ckpt.dir() + " (vocab_size " +
                        std::to_string(V) + ")");
   }
-
-  // The groups stream in (disk -> pinned slots, one reader thread) while the previous one computes.
-  io::PrefetchOptions po;
-  po.allocator = cuda::pinned_host_allocator();
-  io::TensorPrefetcher prefetcher(m.ckpt, engine::forward_tensor_groups(m.ckpt, cfg.layers()), po);
-  const auto next_group = [&] {
-    std::optional<io::PrefetchedGroup> g = prefetcher.next();
-    if (!g) throw Error("GPU forward: the checkpoint's groups ended early");
-    m.group.load(*g, m.stream);
-  };
-
-  // Embedding rows, copied into each of the hc streams.
-  next_group();
-  cuda::DeviceBuffer streams = floats(T * hc * H, "hidden streams");
-  cuda::DeviceBuffer x = floats(T * H, "sublayer input"), y = floats(T * H, "sublayer output");
-  std::vector<int32_t> rows32(ids.begin(), ids.end());
-  {
-    const cuda::DeviceBuffer embed = m.weight("embed.weight", {V, H});
-    const cuda::DeviceBuffer d_rows = upload_any(rows32, m.stream, "token rows");
-    cuda::gather_rows(embed.data<float>(), d_rows.data<int32_t>(), T, H, x.data<float>(), m.stream.get());
-    for (int64_t j = 0; j < hc; ++j)
-      cuda::copy_2d(streams.data<float>() + j * H, static_cast<size_t>(hc * H) * 4, x.data(), static_cast<size_t>(H) * 4,
-                    static_cast<size_t>(H) * 4, static_cast<size_t>(T), m.stream);
-    m.stream.synchronize("embedding");
-  }
+  batch_ = std::make_unique<Batch>();
+  batch_->batch = batch, batch_->seq = seq, batch_->ids = ids;
   std::vector<int64_t> pos(static_cast<size_t>(T));
   for (int64_t i = 0; i < T; ++i) pos[static_cast<size_t>(i)] = i % seq;
-  const cuda::DeviceBuffer d_pos = upload_any(pos, m.stream, "positions");
-  const cuda::DeviceBuffer d_ids = upload_any(ids, m.stream, "token ids");
-  m.check_finite(streams, T, seq, "the token embedding");
+  batch_->positions = upload_any(pos, m.stream, "positions");
+  batch_->d_ids = upload_any(ids, m.stream, "token ids");
+  batch_->streams = floats(T * hc * H, "hidden streams");
+  // The groups stream in (disk -> pinned slots, one reader thread) while the previous one computes.
+  start_groups(0);
+  next_group();
+  // Embedding rows, copied into each of the hc streams.
+  cuda::DeviceBuffer x = floats(T * H, "embedding rows");
+  const std::vector<int32_t> rows32(ids.begin(), ids.end());
+  const cuda::DeviceBuffer embed = m.weight("embed.weight", {V, H});
+  const cuda::DeviceBuffer d_rows = upload_any(rows32, m.stream, "token rows");
+  cuda::gather_rows(embed.data<float>(), d_rows.data<int32_t>(), T, H, x.data<float>(), m.stream.get());
+  for (int64_t j = 0; j < hc; ++j)
+    cuda::copy_2d(batch_->streams.data<float>() + j * H, static_cast<size_t>(hc * H) * 4, x.data(),
+                  static_cast<size_t>(H) * 4, static_cast<size_t>(H) * 4, static_cast<size_t>(T), m.stream);
+  m.stream.synchronize("embedding");
+  m.check_finite(batch_->streams, T, seq, "the token embedding");
+}
 
+void GpuForward::run_layer(int64_t layer) {
+  Impl& m = *impl_;
+  const ModelConfig& cfg = m.cfg;
+  if (!batch_) throw Error("run_layer: no batch (call embed first)");
+  if (layer != batch_->next_layer)
+    throw Error("run_layer: layer " + std::to_string(layer) + " asked, the GPU pass streams layer " +
+                std::to_string(batch_->next_layer) + " next");
+  const int64_t T = batch_->tokens(), H = cfg.hidden(), hc = cfg.hc(), rows = (2 + hc) * hc;
+  const cuda::SequenceBatch sb{batch_->batch, batch_->seq};
+  next_group();
   cuda::HcShape shape;
   shape.tokens = T, shape.hc = hc, shape.hidden = H, shape.hc_eps = cfg.hc_eps, shape.rms_eps = cfg.rms_eps;
   shape.sinkhorn_iters = cfg.hc_sinkhorn_iters;
-  const int64_t rows = (2 + hc) * hc;
+  cuda::DeviceBuffer x = floats(T * H, "sublayer input"), y = floats(T * H, "sublayer output");
   cuda::DeviceBuffer post = floats(T * hc, "hc post"), comb = floats(T * hc * hc, "hc comb");
   cuda::DeviceBuffer scratch = floats(cuda::hc_scratch_floats(shape), "hc scratch");
-
-  for (int64_t layer = 0; layer < cfg.layers(); ++layer) {
-    const auto layer_start = std::chrono::steady_clock::now();
-    next_group();
-    const std::string p = "layers." + std::to_string(layer) + ".";
-    for (const char* site : {"attn", "ffn"}) {
-      const cuda::DeviceBuffer fn = m.weight(p + "hc_" + site + "_fn", {rows, hc * H});
-      const cuda::DeviceBuffer base = m.weight(p + "hc_" + site + "_base", {rows});
-      const cuda::DeviceBuffer scale = m.weight(p + "hc_" + site + "_scale", {3});
-      const cuda::DeviceBuffer norm = m.weight(p + site + "_norm.weight", {H});
-      cuda::hc_pre(streams.data<float>(), shape, {fn.data<float>(), base.data<float>(), scale.data<float>()}, x.data<float>(),
-                   post.data<float>(), comb.data<float>(), scratch.data<float>(), m.stream.get());
-      cuda::rms_norm_rows(x.data<float>(), T, H, norm.data<float>(), cfg.rms_eps, x.data<float>(), m.stream.get());
-      if (std::string(site) == "attn") m.attention(layer, x.data<float>(), sb, d_pos.data<int64_t>(), y.data<float>());
-      else m.moe(layer, x.data<float>(), ids, d_ids, y.data<float>());
-      cuda::hc_post(streams.data<float>(), y.data<float>(), post.data<float>(), comb.data<float>(), shape, m.stream.get());
-      m.stream.synchronize("hyper-connections");
-    }
-    m.check_finite(streams, T, seq, "layer " + std::to_string(layer));
-    if (layer_seconds)
-      layer_seconds->push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - layer_start).count());
+  float* streams = batch_->streams.data<float>();
+  const std::string p = "layers." + std::to_string(layer) + ".";
+  for (const char* site : {"attn", "ffn"}) {
+    const cuda::DeviceBuffer fn = m.weight(p + "hc_" + site + "_fn", {rows, hc * H});
+    const cuda::DeviceBuffer base = m.weight(p + "hc_" + site + "_base", {rows});
+    const cuda::DeviceBuffer scale = m.weight(p + "hc_" + site + "_scale", {3});
+    const cuda::DeviceBuffer norm = m.weight(p + site + "_norm.weight", {H});
+    cuda::hc_pre(streams, shape, {fn.data<float>(), base.data<float>(), scale.data<float>()}, x.data<float>(),
+                 post.data<float>(), comb.data<float>(), scratch.data<float>(), m.stream.get());
+    cuda::rms_norm_rows(x.data<float>(), T, H, norm.data<float>(), cfg.rms_eps, x.data<float>(), m.stream.get());
+    if (std::string(site) == "attn") m.attention(layer, x.data<float>(), sb, batch_->positions.data<int64_t>(), y.data<float>());
+    else m.moe(layer, x.data<float>(), batch_->ids, batch_->d_ids, y.data<float>());
+    cuda::hc_post(streams, y.data<float>(), post.data<float>(), comb.data<float>(), shape, m.stream.get());
+    m.stream.synchronize("hyper-connections");
   }
+  m.check_finite(batch_->streams, T, batch_->seq, "layer " + std::to_string(layer));
+  ++batch_->next_layer;
+}
 
-  // Hyper head, final norm, head.
+std::vector<float> GpuForward::hidden() const {
+  if (!batch_) throw Error("hidden: no batch");
+  std::vector<float> out(batch_->streams.bytes() / sizeof(float));
+  cuda::copy_to_host(out.data(), batch_->streams.data(), out.size() * sizeof(float), impl_->stream);
+  impl_->stream.synchronize("hidden streams");
+  return out;
+}
+
+void GpuForward::set_hidden(const std::vector<float>& streams, int64_t after_layer) {
+  if (!batch_) throw Error("set_hidden: no batch (call embed first)");
+  if (streams.size() * sizeof(float) != batch_->streams.bytes())
+    throw InputError("saved streams of " + std::to_string(streams.size()) + " values do not fit this batch (" +
+                     std::to_string(batch_->streams.bytes() / sizeof(float)) + ")");
+  if (after_layer < -1 || after_layer >= impl_->cfg.layers())
+    throw InputError("saved streams after layer " + std::to_string(after_layer) + ": no such layer");
+  cuda::copy_to_device(batch_->streams.data(), streams.data(), batch_->streams.bytes(), impl_->stream);
+  impl_->stream.synchronize("hidden streams");
+  batch_->prefetcher.reset();  // its reader is ahead at the wrong groups
+  start_groups(after_layer + 1);
+}
+
+std::vector<float> GpuForward::head() {
+  Impl& m = *impl_;
+  const ModelConfig& cfg = m.cfg;
+  if (!batch_ || batch_->next_layer != cfg.layers())
+    throw Error("head: run every layer first");
+  const int64_t T = batch_->tokens(), H = cfg.hidden(), hc = cfg.hc(), V = cfg.base.vocab_size;
   next_group();
+  cuda::HcShape shape;
+  shape.tokens = T, shape.hc = hc, shape.hidden = H, shape.hc_eps = cfg.hc_eps, shape.rms_eps = cfg.rms_eps;
+  cuda::DeviceBuffer x = floats(T * H, "final hidden"), scratch = floats(cuda::hc_scratch_floats(shape), "hc scratch");
   const cuda::DeviceBuffer fn = m.weight("hc_head_fn", {hc, hc * H});
   const cuda::DeviceBuffer base = m.weight("hc_head_base", {hc});
   const cuda::DeviceBuffer scale = m.weight("hc_head_scale", {1});
   const cuda::DeviceBuffer norm = m.weight("norm.weight", {H});
-  cuda::hc_head(streams.data<float>(), shape, {fn.data<float>(), base.data<float>(), scale.data<float>()}, x.data<float>(),
-                scratch.data<float>(), m.stream.get());
+  cuda::hc_head(batch_->streams.data<float>(), shape, {fn.data<float>(), base.data<float>(), scale.data<float>()},
+                x.data<float>(), scratch.data<float>(), m.stream.get());
   cuda::rms_norm_rows(x.data<float>(), T, H, norm.data<float>(), cfg.rms_eps, x.data<float>(), m.stream.get());
   cuda::DeviceBuffer logits = floats(T * V, "logits");
   {
@@ -505,6 +611,17 @@ std::vector<float> GpuForward::forward(const std::vector<int64_t>& ids, int64_t 
       throw InputError(m.ckpt.dir() + ": non-finite logit (row " + std::to_string(i / static_cast<size_t>(V)) +
                        ", token " + std::to_string(i % static_cast<size_t>(V)) + ")");
   return out;
+}
+
+std::vector<float> GpuForward::forward(const std::vector<int64_t>& ids, int64_t batch, std::vector<double>* layer_seconds) {
+  embed(ids, batch);
+  for (int64_t layer = 0; layer < impl_->cfg.layers(); ++layer) {
+    const auto start = std::chrono::steady_clock::now();
+    run_layer(layer);
+    if (layer_seconds)
+      layer_seconds->push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  return head();
 }
 
 }  // namespace fp4kit::gpu_engine

@@ -4,17 +4,25 @@
 
 namespace fp4kit::gpu_engine {
 
-struct GpuForward::Impl {};
-
-GpuForward::GpuForward(const std::string&) {
+namespace {
+[[noreturn]] void unavailable() {
   throw InputError("--device cuda: this fp4kit was built without CUDA (no nvcc at configure time)");
 }
+}  // namespace
+
+struct GpuForward::Impl {};
+struct GpuForward::Batch {};
+
+GpuForward::GpuForward(const std::string&, const GpuForwardOptions&) { unavailable(); }
 GpuForward::~GpuForward() = default;
-const engine::ModelConfig& GpuForward::config() const {
-  throw InputError("--device cuda: this fp4kit was built without CUDA");
-}
-std::vector<float> GpuForward::forward(const std::vector<int64_t>&, int64_t, std::vector<double>*) {
-  throw InputError("--device cuda: this fp4kit was built without CUDA");
-}
+const engine::ModelConfig& GpuForward::config() const { unavailable(); }
+std::vector<float> GpuForward::forward(const std::vector<int64_t>&, int64_t, std::vector<double>*) { unavailable(); }
+void GpuForward::embed(const std::vector<int64_t>&, int64_t) { unavailable(); }
+void GpuForward::run_layer(int64_t) { unavailable(); }
+std::vector<float> GpuForward::hidden() const { unavailable(); }
+void GpuForward::set_hidden(const std::vector<float>&, int64_t) { unavailable(); }
+std::vector<float> GpuForward::head() { unavailable(); }
+void GpuForward::start_groups(int64_t) { unavailable(); }
+void GpuForward::next_group() { unavailable(); }
 
 }  // namespace fp4kit::gpu_engine

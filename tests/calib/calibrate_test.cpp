@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "base/error.h"
+#include "calib/calib_test_util.h"
 #include "calib/calibrate.h"
 #include "checkpoint_edit.h"
 #include "io/safetensors_file.h"
@@ -17,17 +18,7 @@
 namespace fp4kit {
 namespace {
 
-CalibrationBatch load_ids(const std::string& path) {
-  const io::SafetensorsFile f = io::SafetensorsFile::open(path);
-  const io::TensorInfo& t = f.at("input_ids");
-  CalibrationBatch b;
-  b.batch = t.shape[0];
-  b.seq = t.shape[1];
-  b.ids.resize(static_cast<size_t>(t.numel()));
-  f.read(t, std::as_writable_bytes(std::span(b.ids)));
-  b.source = path;
-  return b;
-}
+CalibrationBatch load_ids(const std::string& path) { return testing::load_calibration_ids(path); }
 
 // transformers' float32 values against ours. Its own CPU and GPU runs differ by up to 1.3e-6 relative
 // (the oracle's README); ours differ from its CPU run by at most 1.2e-6 (summation order), so 5e-6

@@ -1,0 +1,29 @@
+#include "gpu_engine/gpu_layer_runner.h"
+
+#include "gpu_engine/gpu_forward.h"
+
+namespace fp4kit::gpu_engine {
+
+namespace {
+
+class GpuLayerRunner : public engine::LayerRunner {
+ public:
+  GpuLayerRunner(const std::string& dir, const engine::EngineOptions& o)
+      : gpu_(dir, GpuForwardOptions{o.observer, o.observe_all_experts}) {}
+  const engine::ModelConfig& config() const override { return gpu_.config(); }
+  void embed(const std::vector<int64_t>& ids, int64_t batch) override { gpu_.embed(ids, batch); }
+  void run_layer(int64_t layer) override { gpu_.run_layer(layer); }
+  std::vector<float> hidden() const override { return gpu_.hidden(); }
+  void set_hidden(const std::vector<float>& streams, int64_t after_layer) override { gpu_.set_hidden(streams, after_layer); }
+
+ private:
+  GpuForward gpu_;
+};
+
+}  // namespace
+
+std::unique_ptr<engine::LayerRunner> make_gpu_runner(const std::string& model_dir, const engine::EngineOptions& options) {
+  return std::make_unique<GpuLayerRunner>(model_dir, options);
+}
+
+}  // namespace fp4kit::gpu_engine

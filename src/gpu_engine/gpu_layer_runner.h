@@ -1,0 +1,14 @@
+#pragma once
+// The GPU forward pass as an engine::LayerRunner, so that calibrate runs on the GPU: the observer
+// gets each linear input's amax computed on the device.
+#include <memory>
+#include <string>
+
+#include "engine/layer_runner.h"
+
+namespace fp4kit::gpu_engine {
+
+// InputError (exit 2) where there is no GPU or no CUDA build. `options.threads` is not used.
+std::unique_ptr<engine::LayerRunner> make_gpu_runner(const std::string& model_dir, const engine::EngineOptions& options);
+
+}  // namespace fp4kit::gpu_engine
