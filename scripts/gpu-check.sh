@@ -2,8 +2,8 @@
 # On a machine with a CUDA GPU, in one go: configure with CUDA, build, run the GPU tests, the kernel
 # benchmark, then the GPU tests once more under compute-sanitizer's memcheck, and write everything to OUT_DIR
 # (default: gpu-results/): gpu.txt (the device), build.log, tests.log, bench.txt, bench.json,
-# stream.txt (a synthetic model streamed disk -> pinned memory -> GPU), run_gpu.json (the GPU forward
-# pass over it), sanitizer.log.
+# stream.txt (a synthetic model streamed disk -> pinned memory -> GPU), run_gpu.json and
+# calibrate_gpu.json (the GPU forward pass and calibration over it), sanitizer.log.
 # Build dependencies come from the system, or from .gpu-deps/ (scripts/gpu-deps.sh) on a machine
 # without the Debian packages. Environment: FP4KIT_CUDA_ARCHS (default 90a), SKIP_SANITIZER=1,
 # SKIP_BENCH=1, SKIP_STREAM=1, STREAM_PRESET (synth preset, default v4-flash:layers=6,experts=64),
@@ -61,7 +61,14 @@ if [ "${SKIP_STREAM:-0}" != 1 ] && [ -x build-gpu/gpu_stream_bench ]; then
   timeout 300 build-gpu/fp4kit run "$model" --ids "$ids" --device cuda --json > "$out/run_gpu.json" 2>&1
   rc_bench=$(( rc_bench | $? ))
   grep -E '"seconds"|tokens_per_second|layer_seconds' -A0 "$out/run_gpu.json" | head -5
-  rm -rf "$model"
+  # Calibration on the GPU over the same model: 8 sequences of 512 random ids.
+  awk 'BEGIN { srand(7); for (s = 0; s < 8; s++) { l = ""; for (i = 0; i < 512; i++) l = l (i ? " " : "") int(1 + rand() * 100000); print l } }' \
+    > "$model.ids"
+  timeout 600 build-gpu/fp4kit calibrate "$model" --data "$model.ids" --samples 8 --seq-len 512 --device cuda \
+    --out "$model.amax.safetensors" --force --json "$out/calibrate_gpu.json" > "$out/calibrate_gpu.log" 2>&1
+  rc_bench=$(( rc_bench | $? ))
+  tail -4 "$out/calibrate_gpu.log"
+  rm -rf "$model" "$model.ids" "$model.amax.safetensors"
 fi
 rc_san=0
 if [ "${SKIP_SANITIZER:-0}" != 1 ] && command -v compute-sanitizer > /dev/null; then
