@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/peak_rss.h"
 #include "cli/commands.h"
 #include "cli/json_report.h"
 #include "cuda/device.h"
@@ -93,7 +94,8 @@ void run(const RunArgs& a) {
   nlohmann::json report = {{"model", a.model}, {"batch", ids.batch}, {"seq", S}, {"seconds", seconds},
                            {"tokens_per_second", seconds > 0 ? static_cast<double>(ids.ids.size()) / seconds : 0.0},
                            {"layer_seconds", layer_seconds}, {"head_seconds", head_seconds},
-                           {"threads", pass.threads}, {"device", std::string(cuda::device_name(device))}};
+                           {"threads", pass.threads}, {"device", std::string(cuda::device_name(device))},
+                           {"peak_rss_bytes", peak_rss_bytes()}};
   nlohmann::json last = nlohmann::json::array();
   for (int64_t b = 0; b < ids.batch; ++b) {
     const float* row = &logits[((b + 1) * S - 1) * V];

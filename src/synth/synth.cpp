@@ -1,6 +1,5 @@
 #include "synth/synth.h"
 
-#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -14,6 +13,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/peak_rss.h"
 #include "io/atomic_file.h"
 #include "io/checkpoint_index.h"
 #include "io/safetensors_writer.h"
@@ -135,12 +135,6 @@ class ShardFiller {
   std::future<std::vector<std::byte>> write_;
   std::vector<std::byte> spare_;
 };
-
-uint64_t peak_rss_bytes() {
-  rusage usage{};
-  if (getrusage(RUSAGE_SELF, &usage) != 0) return 0;
-  return static_cast<uint64_t>(usage.ru_maxrss) * 1024;  // kilobytes on Linux
-}
 
 void add_file_sizes(const std::string& path, SynthReport& report) {
   struct stat st{};
