@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 
 #include "base/error.h"
 #include "engine/engine.h"
@@ -95,6 +96,25 @@ TEST(CudaGpuForward, BadIdsAreNamed) {
     EXPECT_NE(std::string(e.what()).find("token id 5000 (sequence 1, position 0)"), std::string::npos) << e.what();
   }
   EXPECT_THROW(gpu.forward({1, 2, 3}, 2), InputError);
+}
+
+// A shard cut short after the checkpoint was opened: the streamed read fails with the file named,
+// and the pass stops with an InputError instead of computing on garbage.
+TEST(CudaGpuForward, TruncatedShardIsNamed) {
+  FP4KIT_REQUIRE_GPU();
+  namespace fs = std::filesystem;
+  const std::string dir = testing::fresh_temp_dir("gpu-forward-truncated");
+  for (const auto& e : fs::directory_iterator(testing::test_data("dsv4-tiny")))
+    fs::copy_file(e.path(), fs::path(dir) / e.path().filename());
+  gpu_engine::GpuForward gpu(dir);
+  const std::string shard = dir + "/model-00002-of-00003.safetensors";
+  fs::resize_file(shard, fs::file_size(shard) / 2);
+  try {
+    gpu.forward(token_ids(16, 1024, 3), 2);
+    FAIL() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("model-00002-of-00003.safetensors"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
