@@ -1,0 +1,133 @@
+#include "eval/evaluate.h"
+
+#include <chrono>
+#include <cmath>
+#include <memory>
+
+#include "base/error.h"
+#include "engine/engine.h"
+#include "engine/logit_compare.h"
+#include "eval/base_logits_file.h"
+#include "eval/model_fingerprint.h"
+
+namespace fp4kit::eval {
+
+namespace {
+
+// The quantized checkpoint must be a conversion of the base: same architecture and shapes.
+void require_same_architecture(const engine::ModelConfig& base, const engine::ModelConfig& q, const EvalOptions& o) {
+  const auto& a = base.base;
+  const auto& b = q.base;
+  const auto differ = [&](const char* what, auto x, auto y) {
+    if (x != y)
+      throw InputError(o.quantized + ": " + what + " " + std::to_string(y) + " differs from the base " + o.base + "'s " +
+                       std::to_string(x) + ": not a conversion of this model");
+  };
+  differ("vocab_size", a.vocab_size, b.vocab_size);
+  differ("num_hidden_layers", a.num_hidden_layers, b.num_hidden_layers);
+  differ("hidden_size", a.hidden_size, b.hidden_size);
+  differ("hc_mult", a.hc_mult, b.hc_mult);
+  differ("num_attention_heads", a.num_attention_heads, b.num_attention_heads);
+  differ("head_dim", a.head_dim, b.head_dim);
+  differ("n_routed_experts", a.n_routed_experts, b.n_routed_experts);
+  differ("num_experts_per_tok", a.num_experts_per_tok, b.num_experts_per_tok);
+  differ("moe_intermediate_size", a.moe_intermediate_size, b.moe_intermediate_size);
+  if (a.compress_ratios != b.compress_ratios)
+    throw InputError(o.quantized + ": compress_ratios differ from the base " + o.base + "'s: not a conversion of this model");
+}
+
+double relative_error(const std::vector<float>& x, const std::vector<float>& ref) {
+  double d2 = 0, r2 = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double d = static_cast<double>(x[i]) - ref[i];
+    d2 += d * d;
+    r2 += static_cast<double>(ref[i]) * ref[i];
+  }
+  return r2 > 0 ? std::sqrt(d2 / r2) : std::sqrt(d2);
+}
+
+// KL and top-1 of a branch's logits against the base's, over the scored positions (all but each
+// sequence's last token, as the statistics).
+void score_branch(LayerAttribution& a, const std::vector<float>& base, const std::vector<float>& branch, int64_t batch,
+                  int64_t seq, int64_t vocab) {
+  require_finite_logits(branch, seq, vocab, "layer " + std::to_string(a.layer) + " alone quantized:");
+  int64_t n = 0, agree = 0;
+  double sum = 0;
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t p = 0; p + 1 < seq; ++p) {
+      const size_t at = static_cast<size_t>((b * seq + p) * vocab);
+      const engine::PositionDiff d = engine::compare_logit_row(&base[at], &branch[at], vocab);
+      sum += d.kl;
+      a.kld_max = n == 0 ? d.kl : std::max(a.kld_max, d.kl);
+      agree += d.top_a == d.top_b;
+      ++n;
+    }
+  a.kld_mean = n ? sum / static_cast<double>(n) : 0.0;
+  a.top1 = n ? static_cast<double>(agree) / static_cast<double>(n) : 0.0;
+}
+
+}  // namespace
+
+EvalResult evaluate(const EvalOptions& o, const std::vector<int64_t>& ids, int64_t batch, const EvalProgress& progress) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (batch <= 0 || ids.empty() || ids.size() % static_cast<size_t>(batch) != 0)
+    throw InputError("eval: no token ids to evaluate");
+  EvalResult r;
+  r.batch = batch;
+  r.seq = static_cast<int64_t>(ids.size()) / batch;
+  if (r.seq < 2)
+    throw InputError("eval: sequences of " + std::to_string(r.seq) + " token(s): at least 2 are needed to score one");
+  engine::EngineOptions eo;
+  eo.threads = o.threads;
+  const engine::ModelConfig base_cfg = engine::ModelConfig::load(o.base);
+  engine::Engine q(o.quantized, eo);
+  require_same_architecture(base_cfg, q.config(), o);
+  r.vocab = base_cfg.base.vocab_size;
+  r.layers = base_cfg.layers();
+  r.base_fingerprint = model_fingerprint(o.base);
+
+  std::vector<float> base_logits;
+  engine::ForwardState sq = q.embed(ids, batch);
+  if (!o.base_logits.empty()) {
+    r.base_logits_from_file = true;
+    base_logits = read_base_logits(o.base_logits, r.base_fingerprint, ids, batch, r.vocab).logits;
+    for (int64_t l = 0; l < r.layers; ++l) {
+      q.run_layer(l, sq);
+      if (progress) progress(l + 1, r.layers);
+    }
+  } else {
+    engine::Engine eb(o.base, eo);
+    engine::ForwardState sb = eb.embed(ids, batch);
+    std::vector<engine::ForwardState> branches;  // branch L: only layer L quantized
+    if (o.attribution) r.attribution.resize(static_cast<size_t>(r.layers));
+    for (int64_t l = 0; l < r.layers; ++l) {
+      if (o.attribution) {
+        branches.push_back(sb);
+        q.run_layer(l, branches.back());
+      }
+      eb.run_layer(l, sb);
+      for (size_t k = 0; k + 1 < branches.size(); ++k) eb.run_layer(l, branches[k]);
+      if (o.attribution) {
+        r.attribution[static_cast<size_t>(l)].layer = l;
+        r.attribution[static_cast<size_t>(l)].residual_rel_error = relative_error(branches.back().hidden, sb.hidden);
+      }
+      q.run_layer(l, sq);
+      if (progress) progress(l + 1, r.layers);
+    }
+    base_logits = eb.head(sb);
+    require_finite_logits(base_logits, r.seq, r.vocab, "base");
+    for (size_t k = 0; k < branches.size(); ++k) {
+      const std::vector<float> logits = eb.head(branches[k]);
+      score_branch(r.attribution[k], base_logits, logits, batch, r.seq, r.vocab);
+    }
+    if (!o.save_base_logits.empty())
+      write_base_logits(o.save_base_logits, {base_logits, ids, r.batch, r.seq, r.vocab, r.base_fingerprint});
+  }
+  const std::vector<float> q_logits = q.head(sq);
+  r.positions = score_positions(base_logits, q_logits, ids, batch, r.vocab);
+  r.stats = summarize(r.positions);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+}  // namespace fp4kit::eval

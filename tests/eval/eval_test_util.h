@@ -1,0 +1,33 @@
+#pragma once
+// Shared by the eval tests: `fp4kit eval` runs on the tiny fixture against its conversions, and their
+// JSON reports.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "verify/verify_test_util.h"
+
+namespace fp4kit::testing {
+
+// The calibration batch of the tiny fixture, 4 x 96 token ids.
+inline std::string eval_ids() { return test_data("calib/oracle/calib_ids.safetensors"); }
+inline std::string tiny() { return test_data("dsv4-tiny"); }
+
+struct EvalRun {
+  CommandResult command;
+  nlohmann::json report;  // null when no report was written
+};
+
+// `fp4kit eval QUANTIZED --base BASE --data ids --samples 4 --seq-len 96 --json F ARGS`.
+inline EvalRun run_eval(const std::string& quantized, const std::string& base, const std::string& args = "",
+                        const std::string& data = "--data " + eval_ids() + " --samples 4 --seq-len 96") {
+  const std::string json = fresh_temp_dir("eval-json") + "/report.json";
+  EvalRun r;
+  r.command = run_fp4kit("eval " + quantized + " --base " + base + " " + data + " --quiet --json " + json + " " + args);
+  if (std::filesystem::exists(json)) r.report = load_json(json);
+  return r;
+}
+
+}  // namespace fp4kit::testing
