@@ -1,8 +1,11 @@
 #include "eval/evaluate.h"
 
 #include <chrono>
+#include <fstream>
 #include <cmath>
 #include <memory>
+
+#include <nlohmann/json.hpp>
 
 #include "base/error.h"
 #include "engine/engine.h"
@@ -13,6 +16,13 @@
 namespace fp4kit::eval {
 
 namespace {
+
+std::string model_type(const std::string& dir) {
+  std::ifstream in(dir + "/config.json");
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  return j.is_object() && j.contains("model_type") && j["model_type"].is_string() ? j["model_type"].get<std::string>()
+                                                                                   : std::string("(none)");
+}
 
 // The quantized checkpoint must be a conversion of the base: same architecture and shapes.
 void require_same_architecture(const engine::ModelConfig& base, const engine::ModelConfig& q, const EvalOptions& o) {
@@ -79,6 +89,9 @@ EvalResult evaluate(const EvalOptions& o, const std::vector<int64_t>& ids, int64
     throw InputError("eval: sequences of " + std::to_string(r.seq) + " token(s): at least 2 are needed to score one");
   engine::EngineOptions eo;
   eo.threads = o.threads;
+  if (const std::string tb = model_type(o.base), tq = model_type(o.quantized); tb != tq)
+    throw InputError(o.quantized + ": model_type " + tq + ", the base " + o.base + " is " + tb +
+                     ": not a conversion of this model");
   const engine::ModelConfig base_cfg = engine::ModelConfig::load(o.base);
   engine::Engine q(o.quantized, eo);
   require_same_architecture(base_cfg, q.config(), o);

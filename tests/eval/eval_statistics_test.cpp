@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "eval_test_util.h"
-#include "io/safetensors_file.h"
 
 namespace fp4kit::testing {
 namespace {
@@ -23,14 +22,6 @@ std::vector<float> run_logits(const std::string& model, const std::string& tag) 
   EXPECT_EQ(t.shape, (std::vector<int64_t>{4, 96, 1024}));
   std::vector<float> v(static_cast<size_t>(t.numel()));
   f.read(t, std::as_writable_bytes(std::span<float>(v)));
-  return v;
-}
-
-std::vector<int64_t> ids() {
-  const io::SafetensorsFile f = io::SafetensorsFile::open(eval_ids());
-  const io::TensorInfo& t = f.at("input_ids");
-  std::vector<int64_t> v(static_cast<size_t>(t.numel()));
-  f.read(t, std::as_writable_bytes(std::span<int64_t>(v)));
   return v;
 }
 
@@ -79,7 +70,7 @@ TEST(EvalStatistics, EqualAnIndependentComputationFromRunLogits) {
   const EvalRun e = run_eval(q, tiny());
   ASSERT_EQ(e.command.exit_code, 0) << e.command.output;
   const std::vector<float> lb = run_logits(tiny(), "eval-stat-base"), lq = run_logits(q, "eval-stat-q");
-  const std::vector<int64_t> tok = ids();
+  const std::vector<int64_t> tok = eval_token_ids();
   const int V = 1024, B = 4, S = 96;
   std::vector<double> kld, nll_b, nll_q, dp;
   int agree = 0;

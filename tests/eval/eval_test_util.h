@@ -7,12 +7,20 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/safetensors_file.h"
 #include "verify/verify_test_util.h"
 
 namespace fp4kit::testing {
 
 // The calibration batch of the tiny fixture, 4 x 96 token ids.
 inline std::string eval_ids() { return test_data("calib/oracle/calib_ids.safetensors"); }
+inline std::vector<int64_t> eval_token_ids() {
+  const io::SafetensorsFile f = io::SafetensorsFile::open(eval_ids());
+  const io::TensorInfo& t = f.at("input_ids");
+  std::vector<int64_t> v(static_cast<size_t>(t.numel()));
+  f.read(t, std::as_writable_bytes(std::span<int64_t>(v)));
+  return v;
+}
 inline std::string tiny() { return test_data("dsv4-tiny"); }
 
 struct EvalRun {
