@@ -75,6 +75,7 @@ void run(const EvalArgs& a) {
   }
   if (!a.save_base_logits.empty() && !a.base_logits.empty())
     throw InputError("--save-base-logits and --base-logits: give one of them");
+  eval::require_same_model_type(a.quantized, a.base);
   const calib::CalibBatch data =
       calib::load_model_data({a.base, a.data, a.data_format, a.tokenizer, a.samples, a.seq_len});
   if (!a.quiet)

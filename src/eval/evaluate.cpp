@@ -60,7 +60,7 @@ double relative_error(const std::vector<float>& x, const std::vector<float>& ref
 // sequence's last token, as the statistics).
 void score_branch(LayerAttribution& a, const std::vector<float>& base, const std::vector<float>& branch, int64_t batch,
                   int64_t seq, int64_t vocab) {
-  require_finite_logits(branch, seq, vocab, "layer " + std::to_string(a.layer) + " alone quantized:");
+  require_finite_logits(branch, seq, vocab, "model with only layer " + std::to_string(a.layer) + " quantized");
   int64_t n = 0, agree = 0;
   double sum = 0;
   for (int64_t b = 0; b < batch; ++b)
@@ -78,6 +78,12 @@ void score_branch(LayerAttribution& a, const std::vector<float>& base, const std
 
 }  // namespace
 
+void require_same_model_type(const std::string& quantized, const std::string& base) {
+  if (const std::string tb = model_type(base), tq = model_type(quantized); tb != tq)
+    throw InputError(quantized + ": model_type " + tq + ", the base " + base + " is " + tb +
+                     ": not a conversion of this model");
+}
+
 EvalResult evaluate(const EvalOptions& o, const std::vector<int64_t>& ids, int64_t batch, const EvalProgress& progress) {
   const auto t0 = std::chrono::steady_clock::now();
   if (batch <= 0 || ids.empty() || ids.size() % static_cast<size_t>(batch) != 0)
@@ -89,9 +95,7 @@ EvalResult evaluate(const EvalOptions& o, const std::vector<int64_t>& ids, int64
     throw InputError("eval: sequences of " + std::to_string(r.seq) + " token(s): at least 2 are needed to score one");
   engine::EngineOptions eo;
   eo.threads = o.threads;
-  if (const std::string tb = model_type(o.base), tq = model_type(o.quantized); tb != tq)
-    throw InputError(o.quantized + ": model_type " + tq + ", the base " + o.base + " is " + tb +
-                     ": not a conversion of this model");
+  require_same_model_type(o.quantized, o.base);
   const engine::ModelConfig base_cfg = engine::ModelConfig::load(o.base);
   engine::Engine q(o.quantized, eo);
   require_same_architecture(base_cfg, q.config(), o);
@@ -128,7 +132,7 @@ EvalResult evaluate(const EvalOptions& o, const std::vector<int64_t>& ids, int64
       if (progress) progress(l + 1, r.layers);
     }
     base_logits = eb.head(sb);
-    require_finite_logits(base_logits, r.seq, r.vocab, "base");
+    require_finite_logits(base_logits, r.seq, r.vocab, "base model");
     for (size_t k = 0; k < branches.size(); ++k) {
       const std::vector<float> logits = eb.head(branches[k]);
       score_branch(r.attribution[k], base_logits, logits, batch, r.seq, r.vocab);

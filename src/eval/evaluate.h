@@ -53,6 +53,10 @@ struct EvalResult {
 // Called after each layer: (layers done, layers in all).
 using EvalProgress = std::function<void(int64_t, int64_t)>;
 
+// InputError unless both config.json files name the same model_type (checked before anything is read
+// with the base's configuration, e.g. its data).
+void require_same_model_type(const std::string& quantized, const std::string& base);
+
 // ids: [batch, seq] sequence-major. InputError for checkpoints that differ in architecture, vocabulary,
 // layer count or hidden size, for a base-logits file of another model or other ids, and for a
 // non-finite logit (naming model, sequence and position) or hidden state (naming the layer).

@@ -11,7 +11,7 @@ void require_finite_logits(std::span<const float> logits, int64_t seq, int64_t v
   for (size_t i = 0; i < logits.size(); ++i)
     if (!std::isfinite(logits[i])) {
       const int64_t row = static_cast<int64_t>(i) / vocab;
-      throw InputError(model + " model: logit of token " + std::to_string(static_cast<int64_t>(i) % vocab) +
+      throw InputError(model + ": logit of token " + std::to_string(static_cast<int64_t>(i) % vocab) +
                        " at sequence " + std::to_string(row / seq) + ", position " + std::to_string(row % seq) +
                        " is " + (std::isnan(logits[i]) ? "NaN" : "infinite") + ": no statistic is computed from it");
     }
@@ -24,8 +24,8 @@ std::vector<PositionScore> score_positions(std::span<const float> base, std::spa
       q.size() != base.size())
     throw Error("score_positions: logits and ids differ in shape");
   const int64_t seq = tokens / batch;
-  require_finite_logits(base, seq, vocab, "base");
-  require_finite_logits(q, seq, vocab, "quantized");
+  require_finite_logits(base, seq, vocab, "base model");
+  require_finite_logits(q, seq, vocab, "quantized model");
   std::vector<PositionScore> out;
   out.reserve(static_cast<size_t>(batch * (seq > 0 ? seq - 1 : 0)));
   for (int64_t b = 0; b < batch; ++b)

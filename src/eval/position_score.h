@@ -18,7 +18,7 @@ struct PositionScore {
 
 // Scores positions 0..seq-2 of every sequence (the last token has no next token). base and q:
 // [batch*seq, vocab] logits; ids: [batch*seq]. A non-finite logit is an InputError naming the model
-// ("base" or "quantized"), the sequence and the position; every score is computed in double.
+// ("base model" or "quantized model"), the sequence and the position; every score is computed in double.
 std::vector<PositionScore> score_positions(std::span<const float> base, std::span<const float> q,
                                            std::span<const int64_t> ids, int64_t batch, int64_t vocab);
 

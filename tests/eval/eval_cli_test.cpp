@@ -105,11 +105,11 @@ TEST(Eval, BrokenLayerFailsAndIsAttributedToThatLayer) {
 TEST(Eval, SavedBaseLogitsGiveTheSameNumbersAndAreCheckedAgainstModelAndIds) {
   const std::string q = converted_tiny(modelopt_args());
   const std::string saved = fresh_temp_dir("eval-base-logits") + "/base.safetensors";
-  const EvalRun first = run_eval(q, tiny(), "--save-base-logits " + saved);
+  const EvalRun first = run_eval(q, tiny(), "--max-kld 1 --min-top1 0 --save-base-logits " + saved);
   ASSERT_EQ(first.command.exit_code, 0) << first.command.output;
   ASSERT_TRUE(std::filesystem::exists(saved));
   EXPECT_EQ(std::filesystem::file_size(saved) > 4u * 96 * (4 * 1024 + 8), true);  // F32 logits + ids + header
-  const EvalRun again = run_eval(q, tiny(), "--base-logits " + saved);
+  const EvalRun again = run_eval(q, tiny(), "--max-kld 1 --min-top1 0 --base-logits " + saved);
   ASSERT_EQ(again.command.exit_code, 0) << again.command.output;
   EXPECT_EQ(again.report["statistics"], first.report["statistics"]);
   EXPECT_EQ(again.report["positions"], first.report["positions"]);
@@ -136,6 +136,23 @@ TEST(Eval, SavedBaseLogitsGiveTheSameNumbersAndAreCheckedAgainstModelAndIds) {
   const EvalRun shorter = run_eval(q, tiny(), "--base-logits " + saved, "--data " + eval_ids() + " --samples 4 --seq-len 48");
   EXPECT_EQ(shorter.command.exit_code, 2) << shorter.command.output;
   EXPECT_NE(shorter.command.output.find("saved for 4 sequences x 96 tokens"), std::string::npos) << shorter.command.output;
+  // A NaN in the saved logits: named by model, sequence, position and token, no statistic.
+  {
+    uint64_t at = 0;
+    {
+      const io::SafetensorsFile f = io::SafetensorsFile::open(saved);
+      at = f.header().data_offset + f.at("logits").begin + ((1 * 96 + 3) * 1024 + 10) * 4;
+    }
+    std::fstream out(saved, std::ios::in | std::ios::out | std::ios::binary);
+    out.seekp(static_cast<std::streamoff>(at));
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    out.write(reinterpret_cast<const char*>(&nan), 4);
+  }
+  const EvalRun with_nan = run_eval(q, tiny(), "--base-logits " + saved);
+  EXPECT_EQ(with_nan.command.exit_code, 2) << with_nan.command.output;
+  EXPECT_NE(with_nan.command.output.find("base model: logit of token 10 at sequence 1, position 3 is NaN"),
+            std::string::npos) << with_nan.command.output;
+  EXPECT_TRUE(with_nan.report.is_null());
   // Not a base-logits file at all.
   const EvalRun not_logits = run_eval(q, tiny(), "--base-logits " + eval_ids());
   EXPECT_EQ(not_logits.command.exit_code, 2) << not_logits.command.output;

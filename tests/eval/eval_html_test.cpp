@@ -39,7 +39,7 @@ double at(const nlohmann::json& j, const std::string& path) {
 void expect_cell(const Cell& c, double want) {
   EXPECT_EQ(std::stod(c.value), want) << c.field;  // the value the page holds is the JSON's
   const double shown = std::stod(c.text);           // six significant digits
-  EXPECT_TRUE(std::fabs(shown - want) <= 5e-6 * std::fabs(want) + 1e-300) << c.field << " shows " << c.text;
+  EXPECT_TRUE(std::fabs(shown - want) <= 5.0001e-6 * std::fabs(want)) << c.field << " shows " << c.text;
 }
 
 TEST(EvalHtml, RendersTheJsonNumbersInChromium) {
