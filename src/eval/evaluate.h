@@ -11,7 +11,8 @@
 // Branch L is the model with only layer L quantized (embedding, head and every other layer from the
 // base): its logits against the base's give the KL that layer alone causes, and the relative error
 // ||branch_L - base||/||base|| of the residual (hc) streams right after layer L the error it adds.
-// The branches cost layers*(layers+1)/2 extra base layer runs and one stream per layer of memory.
+// The branches cost one extra quantized run per layer, layers*(layers-1)/2 extra base layer runs, one
+// base head per layer and one stream per layer of memory.
 // With base logits read from a file, neither the base model nor the attribution is run.
 #include <cstdint>
 #include <functional>
