@@ -44,11 +44,16 @@ void print_summary(const eval::EvalResult& r, const eval::Judgement& j, const ev
               100 * s.p_diff_min, 100 * s.p_diff_median, 100 * s.p_diff_max);
   std::printf("Same top-1: %8.4f ± %7.4f %%\n", 100 * s.top1.mean, 100 * s.top1.error);
   if (!r.attribution.empty()) {
-    std::printf("%6s %20s %12s %12s %8s   (only that layer quantized)\n", "layer", "residual rel. error", "mean KLD",
-                "max KLD", "top-1");
-    for (const eval::LayerAttribution& a : r.attribution)
-      std::printf("%6lld %20.4e %12.4e %12.4e %7.2f%%%s\n", static_cast<long long>(a.layer), a.residual_rel_error,
-                  a.kld_mean, a.kld_max, 100 * a.top1, &a == j.worst_layer && a.kld_mean > 0 ? "  <- worst" : "");
+    std::printf("%-22s %20s %12s %12s %8s   (only that layer or kind quantized)\n", "layer / kind",
+                "residual rel. error", "mean KLD", "max KLD", "top-1");
+    const auto row = [](const std::string& name, const eval::BranchScore& b, const char* mark) {
+      std::printf("%-22s %20.4e %12.4e %12.4e %7.2f%%%s\n", name.c_str(), b.residual_rel_error, b.kld_mean, b.kld_max,
+                  100 * b.top1, mark);
+    };
+    for (const eval::LayerAttribution& a : r.attribution) {
+      row("layer " + std::to_string(a.layer), a, &a == j.worst_layer && a.kld_mean > 0 ? "  <- worst layer" : "");
+      for (const eval::KindAttribution& k : a.kinds) row("  " + k.kind, k, &k == j.worst_kind ? "  <- worst kind" : "");
+    }
   }
   std::string line = std::string(eval::verdict_name(j.verdict)) + ": ";
   if (j.reasons.empty()) {
@@ -64,6 +69,7 @@ void print_summary(const eval::EvalResult& r, const eval::Judgement& j, const ev
       line += "; worst position: sequence " + std::to_string(j.worst_position->sequence) + ", position " +
               std::to_string(j.worst_position->position);
     if (j.worst_layer) line += "; worst layer: " + std::to_string(j.worst_layer->layer);
+    if (j.worst_kind) line += " (" + j.worst_kind->kind + ")";
   }
   std::printf("%s\n", line.c_str());
 }

@@ -105,9 +105,11 @@ chart(document.getElementById('plot-top1'),A.map(function(a){return 100*a.top1;}
 
 const lt=document.getElementById('layers');
 if(!A.length){lt.appendChild(el('p',{'class':'muted'},none));}
-else{const t=el('table');const hr=el('tr');['layer','residual relative error','mean KLD','max KLD','top-1'].forEach(function(x){hr.appendChild(el('th',{},x));});t.appendChild(hr);
- A.forEach(function(a){const tr=el('tr',{'class':'layer','data-layer':String(a.layer)});tr.appendChild(el('td',{},'L'+a.layer+(a.layer===R.worst_layer?' (worst)':'')));
-  numCell(tr,'residual_rel_error',a.residual_rel_error);numCell(tr,'kld_mean',a.kld_mean);numCell(tr,'kld_max',a.kld_max);numCell(tr,'top1',a.top1);t.appendChild(tr);});
+else{const t=el('table');const hr=el('tr');['layer / kind quantized alone','residual relative error','mean KLD','max KLD','top-1'].forEach(function(x){hr.appendChild(el('th',{},x));});t.appendChild(hr);
+ function row(label,b,attrs){const tr=el('tr',attrs);tr.appendChild(el('td',{},label));
+  numCell(tr,'residual_rel_error',b.residual_rel_error);numCell(tr,'kld_mean',b.kld_mean);numCell(tr,'kld_max',b.kld_max);numCell(tr,'top1',b.top1);t.appendChild(tr);}
+ A.forEach(function(a){row('L'+a.layer+(a.layer===R.worst_layer?' (worst)':''),a,{'class':'layer','data-layer':String(a.layer)});
+  a.kinds.forEach(function(k){row('\u2003'+k.kind+(a.layer===R.worst_layer&&k.kind===R.worst_layer_kind?' (worst)':''),k,{'class':'kind','data-layer':String(a.layer),'data-kind':k.kind});});});
  lt.appendChild(t);}
 document.body.setAttribute('data-rendered','yes');
 })();

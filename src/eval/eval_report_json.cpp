@@ -4,6 +4,10 @@ namespace fp4kit::eval {
 
 namespace {
 
+nlohmann::json branch_score(const BranchScore& b) {
+  return {{"residual_rel_error", b.residual_rel_error}, {"kld_mean", b.kld_mean}, {"kld_max", b.kld_max}, {"top1", b.top1}};
+}
+
 nlohmann::json value_error(const MeanError& m) { return {{"value", m.mean}, {"error", m.error}}; }
 
 nlohmann::json percentile_list(const std::vector<Percentile>& ps) {
@@ -60,12 +64,18 @@ nlohmann::json positions(const std::vector<PositionScore>& ps) {
 nlohmann::json eval_report_to_json(const EvalResult& r, const EvalOptions& o, const EvalInputs& in,
                                    const Thresholds& t, const Judgement& j) {
   nlohmann::json layers = nlohmann::json::array();
-  for (const LayerAttribution& a : r.attribution)
-    layers.push_back({{"layer", a.layer},
-                      {"residual_rel_error", a.residual_rel_error},
-                      {"kld_mean", a.kld_mean},
-                      {"kld_max", a.kld_max},
-                      {"top1", a.top1}});
+  for (const LayerAttribution& a : r.attribution) {
+    nlohmann::json kinds = nlohmann::json::array();
+    for (const KindAttribution& k : a.kinds) {
+      nlohmann::json kind = branch_score(k);
+      kind["kind"] = k.kind;
+      kinds.push_back(kind);
+    }
+    nlohmann::json layer = branch_score(a);
+    layer["layer"] = a.layer;
+    layer["kinds"] = kinds;
+    layers.push_back(layer);
+  }
   nlohmann::json report = {
       {"quantized", o.quantized},
       {"base", o.base},
@@ -92,6 +102,7 @@ nlohmann::json eval_report_to_json(const EvalResult& r, const EvalOptions& o, co
                                                                {"kld", j.worst_position->kld}}
                                               : nlohmann::json(nullptr);
   report["worst_layer"] = j.worst_layer ? nlohmann::json(j.worst_layer->layer) : nlohmann::json(nullptr);
+  report["worst_layer_kind"] = j.worst_kind ? nlohmann::json(j.worst_kind->kind) : nlohmann::json(nullptr);
   return report;
 }
 

@@ -29,6 +29,9 @@ Judgement judge(const EvalResult& r, const Thresholds& t) {
     if (!j.worst_position || !(p.kld <= j.worst_position->kld)) j.worst_position = &p;
   for (const LayerAttribution& a : r.attribution)
     if (!j.worst_layer || !(a.kld_mean <= j.worst_layer->kld_mean)) j.worst_layer = &a;
+  if (j.worst_layer)
+    for (const KindAttribution& k : j.worst_layer->kinds)
+      if (k.kld_mean > 0 && (!j.worst_kind || !(k.kld_mean <= j.worst_kind->kld_mean))) j.worst_kind = &k;
   const KlStatistics& s = r.stats;
   if (!(s.kld.mean <= t.max_kld)) j.reasons.push_back(fmt("mean KLD %.6g above --max-kld %.6g", s.kld.mean, t.max_kld));
   if (!(s.top1.mean >= t.min_top1))

@@ -58,9 +58,9 @@ double relative_error(const std::vector<float>& x, const std::vector<float>& ref
 
 // KL and top-1 of a branch's logits against the base's, over the scored positions (all but each
 // sequence's last token, as the statistics).
-void score_branch(LayerAttribution& a, const std::vector<float>& base, const std::vector<float>& branch, int64_t batch,
-                  int64_t seq, int64_t vocab) {
-  require_finite_logits(branch, seq, vocab, "model with only layer " + std::to_string(a.layer) + " quantized");
+void score_branch(BranchScore& a, const std::string& what, const std::vector<float>& base, const std::vector<float>& branch,
+                  int64_t batch, int64_t seq, int64_t vocab) {
+  require_finite_logits(branch, seq, vocab, what);
   int64_t n = 0, agree = 0;
   double sum = 0;
   for (int64_t b = 0; b < batch; ++b)
@@ -75,6 +75,13 @@ void score_branch(LayerAttribution& a, const std::vector<float>& base, const std
   a.kld_mean = n ? sum / static_cast<double>(n) : 0.0;
   a.top1 = n ? static_cast<double>(agree) / static_cast<double>(n) : 0.0;
 }
+
+// The base model with some of its weights from the quantized checkpoint, from layer `layer` on.
+struct Branch {
+  int64_t layer = 0;
+  int kind = -1;  // index into kWeightKinds; -1: the whole layer
+  engine::ForwardState state;
+};
 
 }  // namespace
 
@@ -114,28 +121,53 @@ EvalResult evaluate(const EvalOptions& o, const std::vector<int64_t>& ids, int64
     }
   } else {
     engine::Engine eb(o.base, eo);
+    std::vector<std::unique_ptr<engine::Engine>> kind_engines;  // base weights but one kind from QUANTIZED
+    if (o.attribution)
+      for (const WeightKind& k : kWeightKinds)
+        kind_engines.push_back(std::make_unique<engine::Engine>(o.base, eo, engine::WeightOverlay{o.quantized, {k.marker}}));
     engine::ForwardState sb = eb.embed(ids, batch);
-    std::vector<engine::ForwardState> branches;  // branch L: only layer L quantized
+    std::vector<Branch> branches;
     if (o.attribution) r.attribution.resize(static_cast<size_t>(r.layers));
     for (int64_t l = 0; l < r.layers; ++l) {
+      const size_t started = branches.size();
       if (o.attribution) {
-        branches.push_back(sb);
-        q.run_layer(l, branches.back());
+        branches.push_back({l, -1, sb});
+        q.run_layer(l, branches.back().state);
+        for (size_t k = 0; k < kind_engines.size(); ++k) {
+          branches.push_back({l, static_cast<int>(k), sb});
+          kind_engines[k]->run_layer(l, branches.back().state);
+        }
       }
       eb.run_layer(l, sb);
-      for (size_t k = 0; k + 1 < branches.size(); ++k) eb.run_layer(l, branches[k]);
+      for (size_t b = 0; b < started; ++b) eb.run_layer(l, branches[b].state);
       if (o.attribution) {
-        r.attribution[static_cast<size_t>(l)].layer = l;
-        r.attribution[static_cast<size_t>(l)].residual_rel_error = relative_error(branches.back().hidden, sb.hidden);
+        LayerAttribution& a = r.attribution[static_cast<size_t>(l)];
+        a.layer = l;
+        a.kinds.resize(kind_engines.size());
+        for (size_t b = started; b < branches.size(); ++b) {
+          const double e = relative_error(branches[b].state.hidden, sb.hidden);
+          if (branches[b].kind < 0) a.residual_rel_error = e;
+          else a.kinds[static_cast<size_t>(branches[b].kind)].residual_rel_error = e;
+        }
       }
       q.run_layer(l, sq);
       if (progress) progress(l + 1, r.layers);
     }
     base_logits = eb.head(sb);
     require_finite_logits(base_logits, r.seq, r.vocab, "base model");
-    for (size_t k = 0; k < branches.size(); ++k) {
-      const std::vector<float> logits = eb.head(branches[k]);
-      score_branch(r.attribution[k], base_logits, logits, batch, r.seq, r.vocab);
+    for (Branch& b : branches) {
+      const std::vector<float> logits = eb.head(b.state);
+      b.state = {};  // its memory is no longer needed
+      LayerAttribution& a = r.attribution[static_cast<size_t>(b.layer)];
+      const std::string what = "base model with " + std::string(b.kind < 0 ? "layer" : kWeightKinds[b.kind].name) +
+                               (b.kind < 0 ? " " : " of layer ") + std::to_string(b.layer) + " quantized";
+      if (b.kind < 0) {
+        score_branch(a, what, base_logits, logits, batch, r.seq, r.vocab);
+      } else {
+        KindAttribution& k = a.kinds[static_cast<size_t>(b.kind)];
+        k.kind = kWeightKinds[b.kind].name;
+        score_branch(k, what, base_logits, logits, batch, r.seq, r.vocab);
+      }
     }
     if (!o.save_base_logits.empty())
       write_base_logits(o.save_base_logits, {base_logits, ids, r.batch, r.seq, r.vocab, r.base_fingerprint});

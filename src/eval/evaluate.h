@@ -11,8 +11,10 @@
 // Branch L is the model with only layer L quantized (embedding, head and every other layer from the
 // base): its logits against the base's give the KL that layer alone causes, and the relative error
 // ||branch_L - base||/||base|| of the residual (hc) streams right after layer L the error it adds.
-// The branches cost one extra quantized run per layer, layers*(layers-1)/2 extra base layer runs, one
-// base head per layer and one stream per layer of memory.
+// Likewise a branch per layer and kind of weight (kWeightKinds: attention, shared expert, routed
+// experts), run by an engine that reads only that kind from the quantized checkpoint (WeightOverlay).
+// The branches cost 4 extra layer runs per layer (whole layer and 3 kinds), 4*layers*(layers-1)/2 extra
+// base layer runs, 4 base heads per layer and 4 streams per layer of memory.
 // With base logits read from a file, neither the base model nor the attribution is run.
 #include <cstdint>
 #include <functional>
@@ -33,11 +35,28 @@ struct EvalOptions {
   std::string base_logits;       // read the base logits from here instead of running the base ("" = no)
 };
 
-struct LayerAttribution {
-  int64_t layer = 0;
-  double residual_rel_error = 0;  // ||h_L(quantized layer L) - h_L(base)|| / ||h_L(base)||, after layer L
-  double kld_mean = 0, kld_max = 0;  // only layer L quantized, against the base
+// One "base model with some weights quantized" against the base.
+struct BranchScore {
+  double residual_rel_error = 0;     // ||h(quantized weights) - h(base)|| / ||h(base)||, right after the layer
+  double kld_mean = 0, kld_max = 0;  // its logits against the base's, over the scored positions
   double top1 = 0;                   // fraction of scored positions whose argmax agrees with the base's
+};
+
+// The kinds of weight attributed separately: the checkpoint tensors whose names contain `marker`.
+struct WeightKind {
+  const char* name;
+  const char* marker;
+};
+inline constexpr WeightKind kWeightKinds[] = {
+    {"attention", ".attn."}, {"shared_expert", ".ffn.shared_experts."}, {"routed_experts", ".ffn.experts."}};
+
+struct KindAttribution : BranchScore {
+  std::string kind;  // kWeightKinds[].name
+};
+
+struct LayerAttribution : BranchScore {  // the whole layer quantized
+  int64_t layer = 0;
+  std::vector<KindAttribution> kinds;    // one kind of the layer's weights quantized, in kWeightKinds order
 };
 
 struct EvalResult {

@@ -43,6 +43,11 @@ TEST(Eval, LosslessCastScoresExactlyZero) {
       EXPECT_EQ(l["kld_mean"].get<double>(), 0.0);
       EXPECT_EQ(l["residual_rel_error"].get<double>(), 0.0);
       EXPECT_EQ(l["top1"].get<double>(), 1.0);
+      ASSERT_EQ(l["kinds"].size(), 3u);
+      for (const auto& k : l["kinds"]) {
+        EXPECT_EQ(k["kld_mean"].get<double>(), 0.0) << k["kind"];
+        EXPECT_EQ(k["residual_rel_error"].get<double>(), 0.0) << k["kind"];
+      }
     }
     EXPECT_NE(e.command.output.find("PASS: mean KLD 0"), std::string::npos) << e.command.output;
   }
@@ -63,7 +68,22 @@ TEST(Eval, EveryConversionRunsAndItsVerdictFollowsTheThresholds) {
     const bool fails = !(kld <= 0.3) || !(top1 >= 0.4);
     EXPECT_EQ(e.command.exit_code, fails ? 1 : 0) << args << "\n" << e.command.output;
     EXPECT_EQ(e.report["verdict"] == "FAIL", fails) << args;
-    EXPECT_EQ(e.report["attribution"].size(), 4u);
+    ASSERT_EQ(e.report["attribution"].size(), 4u);
+    // Per kind: only what the conversion requantized costs anything (the default recipe requantizes
+    // the routed experts alone; all-linear --weight-only keeps the experts' lossless cast).
+    const bool experts_only = args == modelopt_args();
+    for (const auto& l : e.report["attribution"]) {
+      ASSERT_EQ(l["kinds"].size(), 3u);
+      const auto& k = l["kinds"];
+      if (experts_only) {
+        EXPECT_EQ(k[0]["kld_mean"].get<double>(), 0.0) << args;  // attention
+        EXPECT_EQ(k[1]["kld_mean"].get<double>(), 0.0) << args;  // shared expert
+        EXPECT_EQ(k[2]["kld_mean"].get<double>(), l["kld_mean"].get<double>()) << args;
+      } else {
+        EXPECT_GT(k[0]["kld_mean"].get<double>(), 0.0) << args;
+        EXPECT_EQ(k[2]["kld_mean"].get<double>(), 0.0) << args;  // routed experts: cast
+      }
+    }
     // The same run against the default thresholds (0.05 nats, 90 %) must judge by them.
     const EvalRun strict = run_eval(converted_tiny(args), tiny(), "--no-attribution");
     ASSERT_FALSE(strict.report.is_null()) << strict.command.output;
@@ -98,8 +118,18 @@ TEST(Eval, BrokenLayerFailsAndIsAttributedToThatLayer) {
   }
   EXPECT_GT(layers[2]["kld_mean"].get<double>(), 0.05);
   EXPECT_GT(layers[2]["residual_rel_error"].get<double>(), 0.01);
+  // ... and to its routed experts: attention and shared expert of layer 2 alone are lossless.
+  const auto& kinds = layers[2]["kinds"];
+  ASSERT_EQ(kinds.size(), 3u);
+  EXPECT_EQ(kinds[0]["kind"], "attention");
+  EXPECT_EQ(kinds[0]["kld_mean"].get<double>(), 0.0);
+  EXPECT_EQ(kinds[1]["kind"], "shared_expert");
+  EXPECT_EQ(kinds[1]["kld_mean"].get<double>(), 0.0);
+  EXPECT_EQ(kinds[2]["kind"], "routed_experts");
+  EXPECT_EQ(kinds[2]["kld_mean"].get<double>(), layers[2]["kld_mean"].get<double>());  // the whole of the damage
+  EXPECT_EQ(e.report["worst_layer_kind"], "routed_experts");
   EXPECT_NE(e.command.output.find("FAIL: mean KLD"), std::string::npos) << e.command.output;
-  EXPECT_NE(e.command.output.find("worst layer: 2"), std::string::npos) << e.command.output;
+  EXPECT_NE(e.command.output.find("worst layer: 2 (routed_experts)"), std::string::npos) << e.command.output;
 }
 
 TEST(Eval, SavedBaseLogitsGiveTheSameNumbersAndAreCheckedAgainstModelAndIds) {

@@ -67,9 +67,16 @@ TEST(EvalHtml, RendersTheJsonNumbersInChromium) {
   for (const Cell& c : stat_cells) has_mean_kld |= c.field == "kld.mean";
   EXPECT_TRUE(has_mean_kld);
 
+  // Per layer: the whole layer's row, then one row per kind of weight, 4 numbers each.
+  std::vector<const nlohmann::json*> rows;
+  for (const auto& l : e.report["attribution"]) {
+    rows.push_back(&l);
+    for (const auto& k : l["kinds"]) rows.push_back(&k);
+  }
+  ASSERT_EQ(rows.size(), 4u * 4u);
   const std::vector<Cell> layer_cells = cells(dom, layers, dom.size());
-  ASSERT_EQ(layer_cells.size(), 4u * e.report["attribution"].size());
-  for (size_t i = 0; i < layer_cells.size(); ++i) expect_cell(layer_cells[i], e.report["attribution"][i / 4][layer_cells[i].field].get<double>());
+  ASSERT_EQ(layer_cells.size(), 4u * rows.size());
+  for (size_t i = 0; i < layer_cells.size(); ++i) expect_cell(layer_cells[i], (*rows[i / 4])[layer_cells[i].field].get<double>());
 }
 
 }  // namespace

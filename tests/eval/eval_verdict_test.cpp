@@ -38,11 +38,17 @@ TEST(EvalVerdict, FollowsTheThresholds) {
 
 TEST(EvalVerdict, OneLayerAloneAboveTheThresholdWarns) {
   EvalResult r = result(0.01, 0.001, 0.99, 0.001);
-  r.attribution = {{0, 0.01, 0.001, 0.01, 1.0}, {1, 0.2, 0.08, 0.3, 0.9}, {2, 0.01, 0.002, 0.01, 1.0}};
+  r.attribution.resize(3);
+  for (int l = 0; l < 3; ++l) r.attribution[l].layer = l, r.attribution[l].kld_mean = l == 1 ? 0.08 : 0.001;
+  r.attribution[1].kinds.resize(3);
+  r.attribution[1].kinds[2].kind = "routed_experts";
+  r.attribution[1].kinds[2].kld_mean = 0.07;
   const Judgement j = judge(r, {0.05, 0.9});
   EXPECT_EQ(j.verdict, Verdict::Warn);
   ASSERT_NE(j.worst_layer, nullptr);
   EXPECT_EQ(j.worst_layer->layer, 1);
+  ASSERT_NE(j.worst_kind, nullptr);
+  EXPECT_EQ(j.worst_kind->kind, "routed_experts");
 }
 
 TEST(EvalVerdict, NanFails) {
