@@ -7,8 +7,10 @@ std::string json_for_html_script(const nlohmann::json& document) {
   std::string safe;
   safe.reserve(data.size());
   for (char c : data) {
-    if (c == '<') safe += "\\u003c";
-    else safe += c;
+    if (c == '<')
+      safe += "\\u003c";
+    else
+      safe += c;
   }
   return safe;
 }

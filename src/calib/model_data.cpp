@@ -2,9 +2,8 @@
 
 #include <filesystem>
 #include <fstream>
-#include <optional>
-
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "base/error.h"
 #include "calib/tokenizer.h"
@@ -32,8 +31,9 @@ CalibBatch load_model_data(const ModelDataRequest& a) {
   if (resolved == DataFormat::Text || resolved == DataFormat::JsonLines) {
     const std::string path = a.tokenizer.empty() ? a.model + "/tokenizer.json" : a.tokenizer;
     if (!std::filesystem::exists(path))
-      throw InputError(path + ": no tokenizer for text data; pass --tokenizer FILE, or --data with token ids "
-                              "(a .safetensors input_ids tensor or an .ids text file)");
+      throw InputError(path +
+                       ": no tokenizer for text data; pass --tokenizer FILE, or --data with token ids "
+                       "(a .safetensors input_ids tensor or an .ids text file)");
     tokenizer.emplace(Tokenizer::load(path));
   }
   return a.data.empty() ? default_calib_data(*tokenizer, d)

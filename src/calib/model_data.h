@@ -12,10 +12,10 @@
 namespace fp4kit::calib {
 
 struct ModelDataRequest {
-  std::string model;         // checkpoint directory
-  std::string data;          // "" = the built-in corpus
+  std::string model;  // checkpoint directory
+  std::string data;   // "" = the built-in corpus
   std::string format = "auto";
-  std::string tokenizer;     // "" = MODEL/tokenizer.json
+  std::string tokenizer;  // "" = MODEL/tokenizer.json
   int64_t samples = 0, seq_len = 0;
 };
 

@@ -20,7 +20,7 @@ namespace {
 
 struct EvalArgs {
   std::string quantized, base, data, data_format = "auto", tokenizer, device = "cpu", save_base_logits, base_logits,
-      json_path, html_path;
+                                     json_path, html_path;
   int64_t samples = 16, seq_len = 512;
   unsigned threads = 0;
   eval::Thresholds thresholds;
@@ -86,7 +86,8 @@ void run(const EvalArgs& a) {
       calib::load_model_data({a.base, a.data, a.data_format, a.tokenizer, a.samples, a.seq_len});
   if (!a.quiet)
     for (const std::string& n : data.notes) std::fprintf(stderr, "eval: note: %s\n", n.c_str());
-  if (data.rows == 0) throw InputError(data.source + ": too little data for one sequence of " + std::to_string(a.seq_len) + " tokens");
+  if (data.rows == 0)
+    throw InputError(data.source + ": too little data for one sequence of " + std::to_string(a.seq_len) + " tokens");
 
   eval::EvalOptions o;
   o.quantized = a.quantized;
@@ -100,7 +101,8 @@ void run(const EvalArgs& a) {
                  a.base.c_str(), static_cast<long long>(data.rows), static_cast<long long>(data.seq_len),
                  data.source.c_str());
   const eval::EvalResult r = eval::evaluate(o, data.ids, data.rows, [&](int64_t done, int64_t total) {
-    if (!a.quiet) std::fprintf(stderr, "eval: layer %lld/%lld\n", static_cast<long long>(done), static_cast<long long>(total));
+    if (!a.quiet)
+      std::fprintf(stderr, "eval: layer %lld/%lld\n", static_cast<long long>(done), static_cast<long long>(total));
   });
   const eval::Judgement j = eval::judge(r, a.thresholds);
   const nlohmann::json report = eval::eval_report_to_json(
@@ -119,8 +121,12 @@ void add_command(CLI::App& app) {
       "CPU forward pass; PPL(Q), PPL(base), their ratio, KL divergence, Δp and top-1 agreement statistics as "
       "llama.cpp's llama-perplexity --kl-divergence prints them, and per-layer attribution (each layer alone "
       "quantized). Exit 0 PASS or WARN, 1 FAIL (a threshold broken), 2 bad input, 3 I/O or internal failure.");
-  cmd->add_option("QUANTIZED", args->quantized, "Quantized checkpoint directory")->required()->check(CLI::ExistingDirectory);
-  cmd->add_option("--base", args->base, "Source checkpoint it was converted from")->required()->check(CLI::ExistingDirectory);
+  cmd->add_option("QUANTIZED", args->quantized, "Quantized checkpoint directory")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  cmd->add_option("--base", args->base, "Source checkpoint it was converted from")
+      ->required()
+      ->check(CLI::ExistingDirectory);
   cmd->add_option("--data", args->data,
                   "Text (one sample per line), JSON lines {\"text\": ...}, token ids (.ids) or a safetensors "
                   "input_ids [B,S] tensor (default: the built-in corpus, tokenized with --base's tokenizer.json)");
@@ -138,7 +144,8 @@ void add_command(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--min-top1", args->thresholds.min_top1, "FAIL below this top-1 agreement fraction (default 0.90)")
       ->check(CLI::Range(0.0, 1.0));
-  cmd->add_flag("--no-attribution", args->no_attribution, "Skip the per-layer attribution (one base run less per layer)");
+  cmd->add_flag("--no-attribution", args->no_attribution,
+                "Skip the per-layer attribution (one base run less per layer)");
   cmd->add_option("--json", args->json_path, "Write the JSON report to this file ('-' for stdout)");
   cmd->add_option("--html", args->html_path, "Write a self-contained HTML report to this file");
   cmd->add_option("--threads", args->threads, "Worker threads (default: all cores); never changes the numbers");

@@ -3,9 +3,8 @@
 // embedded in the page and a script that draws the verdict, the statistics table, the per-layer table
 // and four inline SVG plots (KLD histogram, KLD along the worst sequence, per-layer attribution, top-1
 // per layer). Every number cell carries data-field and data-value (the JSON value) attributes.
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 namespace fp4kit::eval {
 

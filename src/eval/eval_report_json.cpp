@@ -5,7 +5,8 @@ namespace fp4kit::eval {
 namespace {
 
 nlohmann::json branch_score(const BranchScore& b) {
-  return {{"residual_rel_error", b.residual_rel_error}, {"kld_mean", b.kld_mean}, {"kld_max", b.kld_max}, {"top1", b.top1}};
+  return {
+      {"residual_rel_error", b.residual_rel_error}, {"kld_mean", b.kld_mean}, {"kld_max", b.kld_max}, {"top1", b.top1}};
 }
 
 nlohmann::json value_error(const MeanError& m) { return {{"value", m.mean}, {"error", m.error}}; }
@@ -55,14 +56,14 @@ nlohmann::json positions(const std::vector<PositionScore>& ps) {
     pd.push_back(p.p_diff);
     top.push_back(p.same_top);
   }
-  return {{"sequence", seq}, {"position", pos}, {"kld", kld}, {"nll_base", nb},
+  return {{"sequence", seq}, {"position", pos}, {"kld", kld},     {"nll_base", nb},
           {"nll_q", nq},     {"p_diff", pd},    {"same_top", top}};
 }
 
 }  // namespace
 
-nlohmann::json eval_report_to_json(const EvalResult& r, const EvalOptions& o, const EvalInputs& in,
-                                   const Thresholds& t, const Judgement& j) {
+nlohmann::json eval_report_to_json(const EvalResult& r, const EvalOptions& o, const EvalInputs& in, const Thresholds& t,
+                                   const Judgement& j) {
   nlohmann::json layers = nlohmann::json::array();
   for (const LayerAttribution& a : r.attribution) {
     nlohmann::json kinds = nlohmann::json::array();

@@ -2,9 +2,8 @@
 // The JSON report of `eval`: every number of the evaluation (statistics, each scored position,
 // per-layer attribution), the inputs and the verdict. docs/eval.md lists the fields. The HTML report
 // is rendered from this document.
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "eval/eval_verdict.h"
 #include "eval/evaluate.h"
@@ -12,7 +11,7 @@
 namespace fp4kit::eval {
 
 struct EvalInputs {
-  std::string data;  // where the token ids came from
+  std::string data;              // where the token ids came from
   std::string base_logits_file;  // read (--base-logits) or written (--save-base-logits), "" if neither
 };
 

@@ -16,9 +16,12 @@ std::string fmt(const char* format, double a, double b) {
 
 const char* verdict_name(Verdict v) {
   switch (v) {
-    case Verdict::Pass: return "PASS";
-    case Verdict::Warn: return "WARN";
-    case Verdict::Fail: return "FAIL";
+    case Verdict::Pass:
+      return "PASS";
+    case Verdict::Warn:
+      return "WARN";
+    case Verdict::Fail:
+      return "FAIL";
   }
   return "?";
 }

@@ -23,10 +23,10 @@ const char* verdict_name(Verdict v);
 
 struct Judgement {
   Verdict verdict = Verdict::Pass;
-  std::vector<std::string> reasons;  // one sentence each; empty for PASS
-  const PositionScore* worst_position = nullptr;      // highest KLD
-  const LayerAttribution* worst_layer = nullptr;      // highest KLD when alone quantized (if attributed)
-  const KindAttribution* worst_kind = nullptr;        // of worst_layer's kinds, the highest KLD (if above 0)
+  std::vector<std::string> reasons;               // one sentence each; empty for PASS
+  const PositionScore* worst_position = nullptr;  // highest KLD
+  const LayerAttribution* worst_layer = nullptr;  // highest KLD when alone quantized (if attributed)
+  const KindAttribution* worst_kind = nullptr;    // of worst_layer's kinds, the highest KLD (if above 0)
 };
 
 Judgement judge(const EvalResult& result, const Thresholds& thresholds);

@@ -1,10 +1,9 @@
 #include "eval/evaluate.h"
 
 #include <chrono>
-#include <fstream>
 #include <cmath>
+#include <fstream>
 #include <memory>
-
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
@@ -21,7 +20,7 @@ std::string model_type(const std::string& dir) {
   std::ifstream in(dir + "/config.json");
   const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
   return j.is_object() && j.contains("model_type") && j["model_type"].is_string() ? j["model_type"].get<std::string>()
-                                                                                   : std::string("(none)");
+                                                                                  : std::string("(none)");
 }
 
 // The quantized checkpoint must be a conversion of the base: same architecture and shapes.
@@ -30,8 +29,8 @@ void require_same_architecture(const engine::ModelConfig& base, const engine::Mo
   const auto& b = q.base;
   const auto differ = [&](const char* what, auto x, auto y) {
     if (x != y)
-      throw InputError(o.quantized + ": " + what + " " + std::to_string(y) + " differs from the base " + o.base + "'s " +
-                       std::to_string(x) + ": not a conversion of this model");
+      throw InputError(o.quantized + ": " + what + " " + std::to_string(y) + " differs from the base " + o.base +
+                       "'s " + std::to_string(x) + ": not a conversion of this model");
   };
   differ("vocab_size", a.vocab_size, b.vocab_size);
   differ("num_hidden_layers", a.num_hidden_layers, b.num_hidden_layers);
@@ -43,7 +42,8 @@ void require_same_architecture(const engine::ModelConfig& base, const engine::Mo
   differ("num_experts_per_tok", a.num_experts_per_tok, b.num_experts_per_tok);
   differ("moe_intermediate_size", a.moe_intermediate_size, b.moe_intermediate_size);
   if (a.compress_ratios != b.compress_ratios)
-    throw InputError(o.quantized + ": compress_ratios differ from the base " + o.base + "'s: not a conversion of this model");
+    throw InputError(o.quantized + ": compress_ratios differ from the base " + o.base +
+                     "'s: not a conversion of this model");
 }
 
 double relative_error(const std::vector<float>& x, const std::vector<float>& ref) {
@@ -58,8 +58,8 @@ double relative_error(const std::vector<float>& x, const std::vector<float>& ref
 
 // KL and top-1 of a branch's logits against the base's, over the scored positions (all but each
 // sequence's last token, as the statistics).
-void score_branch(BranchScore& a, const std::string& what, const std::vector<float>& base, const std::vector<float>& branch,
-                  int64_t batch, int64_t seq, int64_t vocab) {
+void score_branch(BranchScore& a, const std::string& what, const std::vector<float>& base,
+                  const std::vector<float>& branch, int64_t batch, int64_t seq, int64_t vocab) {
   require_finite_logits(branch, seq, vocab, what);
   int64_t n = 0, agree = 0;
   double sum = 0;
@@ -91,7 +91,8 @@ void require_same_model_type(const std::string& quantized, const std::string& ba
                      ": not a conversion of this model");
 }
 
-EvalResult evaluate(const EvalOptions& o, const std::vector<int64_t>& ids, int64_t batch, const EvalProgress& progress) {
+EvalResult evaluate(const EvalOptions& o, const std::vector<int64_t>& ids, int64_t batch,
+                    const EvalProgress& progress) {
   const auto t0 = std::chrono::steady_clock::now();
   if (batch <= 0 || ids.empty() || ids.size() % static_cast<size_t>(batch) != 0)
     throw InputError("eval: no token ids to evaluate");
@@ -124,7 +125,8 @@ EvalResult evaluate(const EvalOptions& o, const std::vector<int64_t>& ids, int64
     std::vector<std::unique_ptr<engine::Engine>> kind_engines;  // base weights but one kind from QUANTIZED
     if (o.attribution)
       for (const WeightKind& k : kWeightKinds)
-        kind_engines.push_back(std::make_unique<engine::Engine>(o.base, eo, engine::WeightOverlay{o.quantized, {k.marker}}));
+        kind_engines.push_back(
+            std::make_unique<engine::Engine>(o.base, eo, engine::WeightOverlay{o.quantized, {k.marker}}));
     engine::ForwardState sb = eb.embed(ids, batch);
     std::vector<Branch> branches;
     if (o.attribution) r.attribution.resize(static_cast<size_t>(r.layers));
@@ -146,8 +148,10 @@ EvalResult evaluate(const EvalOptions& o, const std::vector<int64_t>& ids, int64
         a.kinds.resize(kind_engines.size());
         for (size_t b = started; b < branches.size(); ++b) {
           const double e = relative_error(branches[b].state.hidden, sb.hidden);
-          if (branches[b].kind < 0) a.residual_rel_error = e;
-          else a.kinds[static_cast<size_t>(branches[b].kind)].residual_rel_error = e;
+          if (branches[b].kind < 0)
+            a.residual_rel_error = e;
+          else
+            a.kinds[static_cast<size_t>(branches[b].kind)].residual_rel_error = e;
         }
       }
       q.run_layer(l, sq);

@@ -28,7 +28,7 @@
 namespace fp4kit::eval {
 
 struct EvalOptions {
-  std::string quantized, base;   // checkpoint directories
+  std::string quantized, base;  // checkpoint directories
   unsigned threads = 0;
   bool attribution = true;       // per-layer attribution (needs the base model run)
   std::string save_base_logits;  // write the base logits here ("" = no)
@@ -56,7 +56,7 @@ struct KindAttribution : BranchScore {
 
 struct LayerAttribution : BranchScore {  // the whole layer quantized
   int64_t layer = 0;
-  std::vector<KindAttribution> kinds;    // one kind of the layer's weights quantized, in kWeightKinds order
+  std::vector<KindAttribution> kinds;  // one kind of the layer's weights quantized, in kWeightKinds order
 };
 
 struct EvalResult {
@@ -66,7 +66,7 @@ struct EvalResult {
   std::vector<PositionScore> positions;
   KlStatistics stats;
   std::vector<LayerAttribution> attribution;  // empty when not run
-  double seconds = 0;  // the whole evaluation: both models, attribution, statistics
+  double seconds = 0;                         // the whole evaluation: both models, attribution, statistics
   int64_t tokens() const { return batch * seq; }
 };
 

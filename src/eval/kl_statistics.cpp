@@ -64,15 +64,16 @@ KlStatistics summarize(std::span<const PositionScore> scores) {
   }
   const MeanError ln_q = mean_and_error(nll_q.sum, nll_q.sum2, n);
   const MeanError ln_base = mean_and_error(nll_base.sum, nll_base.sum2, n);
-  const double cov = n > 1 ? (nll_cross / static_cast<double>(n) - ln_q.mean * ln_base.mean) / static_cast<double>(n - 1) : 0.0;
+  const double cov =
+      n > 1 ? (nll_cross / static_cast<double>(n) - ln_q.mean * ln_base.mean) / static_cast<double>(n - 1) : 0.0;
   s.ppl_q = {std::exp(ln_q.mean), std::exp(ln_q.mean) * ln_q.error};
   s.ppl_base = {std::exp(ln_base.mean), std::exp(ln_base.mean) * ln_base.error};
   s.cor_ln_ppl = ln_q.error > 0 && ln_base.error > 0 ? cov / (ln_q.error * ln_base.error) : 0.0;
   const double ratio_var = ln_q.error * ln_q.error + ln_base.error * ln_base.error - 2 * cov;
   s.ln_ppl_ratio = {ln_q.mean - ln_base.mean, ratio_var > 0 ? std::sqrt(ratio_var) : 0.0};
   s.ppl_ratio = {std::exp(s.ln_ppl_ratio.mean), std::exp(s.ln_ppl_ratio.mean) * s.ln_ppl_ratio.error};
-  const double diff_var = s.ppl_q.error * s.ppl_q.error + s.ppl_base.error * s.ppl_base.error -
-                          2 * s.ppl_q.mean * s.ppl_base.mean * cov;
+  const double diff_var =
+      s.ppl_q.error * s.ppl_q.error + s.ppl_base.error * s.ppl_base.error - 2 * s.ppl_q.mean * s.ppl_base.mean * cov;
   s.ppl_diff = {s.ppl_q.mean - s.ppl_base.mean, diff_var > 0 ? std::sqrt(diff_var) : 0.0};
 
   s.kld = mean_and_error(kld.sum, kld.sum2, n);

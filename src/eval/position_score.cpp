@@ -11,9 +11,9 @@ void require_finite_logits(std::span<const float> logits, int64_t seq, int64_t v
   for (size_t i = 0; i < logits.size(); ++i)
     if (!std::isfinite(logits[i])) {
       const int64_t row = static_cast<int64_t>(i) / vocab;
-      throw InputError(model + ": logit of token " + std::to_string(static_cast<int64_t>(i) % vocab) +
-                       " at sequence " + std::to_string(row / seq) + ", position " + std::to_string(row % seq) +
-                       " is " + (std::isnan(logits[i]) ? "NaN" : "infinite") + ": no statistic is computed from it");
+      throw InputError(model + ": logit of token " + std::to_string(static_cast<int64_t>(i) % vocab) + " at sequence " +
+                       std::to_string(row / seq) + ", position " + std::to_string(row % seq) + " is " +
+                       (std::isnan(logits[i]) ? "NaN" : "infinite") + ": no statistic is computed from it");
     }
 }
 

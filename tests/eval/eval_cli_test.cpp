@@ -149,7 +149,8 @@ TEST(Eval, SavedBaseLogitsGiveTheSameNumbersAndAreCheckedAgainstModelAndIds) {
   // Another base model (here the quantized checkpoint itself) is refused.
   const EvalRun other_model = run_eval(q, q, "--base-logits " + saved);
   EXPECT_EQ(other_model.command.exit_code, 2) << other_model.command.output;
-  EXPECT_NE(other_model.command.output.find("saved from another base model"), std::string::npos) << other_model.command.output;
+  EXPECT_NE(other_model.command.output.find("saved from another base model"), std::string::npos)
+      << other_model.command.output;
   // Other token ids of the same shape: the first differing position is named.
   const std::string other_ids = fresh_temp_dir("eval-other-ids") + "/ids.ids";
   {
@@ -158,14 +159,17 @@ TEST(Eval, SavedBaseLogitsGiveTheSameNumbersAndAreCheckedAgainstModelAndIds) {
     std::ofstream out(other_ids);
     for (size_t i = 0; i < ids.size(); ++i) out << ids[i] << (i % 96 == 95 ? "\n" : " ");
   }
-  const EvalRun other_text = run_eval(q, tiny(), "--base-logits " + saved, "--data " + other_ids + " --samples 4 --seq-len 96");
+  const EvalRun other_text =
+      run_eval(q, tiny(), "--base-logits " + saved, "--data " + other_ids + " --samples 4 --seq-len 96");
   EXPECT_EQ(other_text.command.exit_code, 2) << other_text.command.output;
   EXPECT_NE(other_text.command.output.find("saved for other token ids: sequence 1, position 7"), std::string::npos)
       << other_text.command.output;
   // Fewer tokens per sequence.
-  const EvalRun shorter = run_eval(q, tiny(), "--base-logits " + saved, "--data " + eval_ids() + " --samples 4 --seq-len 48");
+  const EvalRun shorter =
+      run_eval(q, tiny(), "--base-logits " + saved, "--data " + eval_ids() + " --samples 4 --seq-len 48");
   EXPECT_EQ(shorter.command.exit_code, 2) << shorter.command.output;
-  EXPECT_NE(shorter.command.output.find("saved for 4 sequences x 96 tokens"), std::string::npos) << shorter.command.output;
+  EXPECT_NE(shorter.command.output.find("saved for 4 sequences x 96 tokens"), std::string::npos)
+      << shorter.command.output;
   // A NaN in the saved logits: named by model, sequence, position and token, no statistic.
   {
     uint64_t at = 0;
@@ -181,7 +185,8 @@ TEST(Eval, SavedBaseLogitsGiveTheSameNumbersAndAreCheckedAgainstModelAndIds) {
   const EvalRun with_nan = run_eval(q, tiny(), "--base-logits " + saved);
   EXPECT_EQ(with_nan.command.exit_code, 2) << with_nan.command.output;
   EXPECT_NE(with_nan.command.output.find("base model: logit of token 10 at sequence 1, position 3 is NaN"),
-            std::string::npos) << with_nan.command.output;
+            std::string::npos)
+      << with_nan.command.output;
   EXPECT_TRUE(with_nan.report.is_null());
   // Not a base-logits file at all.
   const EvalRun not_logits = run_eval(q, tiny(), "--base-logits " + eval_ids());
@@ -213,7 +218,10 @@ TEST(Eval, CheckpointsOfAnotherModelAreRefused) {
   // Another architecture.
   const EvalRun llama = run_eval(q, test_data("families/llama-tiny"));
   EXPECT_EQ(llama.command.exit_code, 2) << llama.command.output;
-  EXPECT_NE(llama.command.output.find("model_type deepseek_v4, the base " + test_data("families/llama-tiny") + " is llama"), std::string::npos) << llama.command.output;
+  EXPECT_NE(
+      llama.command.output.find("model_type deepseek_v4, the base " + test_data("families/llama-tiny") + " is llama"),
+      std::string::npos)
+      << llama.command.output;
   // Another vocabulary.
   const std::string other_vocab = copy_checkpoint(q, "eval-vocab");
   edit_json(other_vocab + "/config.json", [](nlohmann::json& j) { j["vocab_size"] = 1000; });
@@ -246,7 +254,8 @@ TEST(Eval, NanLogitsNameTheCheckpointRowAndToken) {
 TEST(Eval, NanWeightScaleNamesTheLayer) {
   const std::string dir = copy_checkpoint(converted_tiny(cast_args()), "eval-nan-layer");
   for (int e = 0; e < 8; ++e)
-    set_f32(dir, "layers.2.ffn.experts." + std::to_string(e) + ".w2.weight_scale_2", std::numeric_limits<float>::quiet_NaN());
+    set_f32(dir, "layers.2.ffn.experts." + std::to_string(e) + ".w2.weight_scale_2",
+            std::numeric_limits<float>::quiet_NaN());
   const EvalRun e = run_eval(dir, tiny());
   EXPECT_EQ(e.command.exit_code, 2) << e.command.output;
   EXPECT_NE(e.command.output.find(dir + ": non-finite activation in the output of layer 2"), std::string::npos)

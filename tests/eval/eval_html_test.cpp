@@ -31,14 +31,13 @@ std::vector<Cell> cells(const std::string& dom, size_t from, size_t to) {
 double at(const nlohmann::json& j, const std::string& path) {
   const nlohmann::json* p = &j;
   std::stringstream s(path);
-  for (std::string k; std::getline(s, k, '.');)
-    p = p->is_array() ? &(*p)[std::stoul(k)] : &(*p)[k];
+  for (std::string k; std::getline(s, k, '.');) p = p->is_array() ? &(*p)[std::stoul(k)] : &(*p)[k];
   return p->get<double>();
 }
 
 void expect_cell(const Cell& c, double want) {
   EXPECT_EQ(std::stod(c.value), want) << c.field;  // the value the page holds is the JSON's
-  const double shown = std::stod(c.text);           // six significant digits
+  const double shown = std::stod(c.text);          // six significant digits
   EXPECT_TRUE(std::fabs(shown - want) <= 5.0001e-6 * std::fabs(want)) << c.field << " shows " << c.text;
 }
 
@@ -54,7 +53,8 @@ TEST(EvalHtml, RendersTheJsonNumbersInChromium) {
   size_t plots = 0;
   for (size_t p = dom.find("<svg"); p != std::string::npos; p = dom.find("<svg", p + 1)) ++plots;
   EXPECT_EQ(plots, 4u);  // KLD histogram, KLD along a sequence, per-layer KLD, per-layer top-1
-  for (const char* outside : {"<link", "<img", "src=\"http", "href=\"http"}) EXPECT_EQ(dom.find(outside), std::string::npos);
+  for (const char* outside : {"<link", "<img", "src=\"http", "href=\"http"})
+    EXPECT_EQ(dom.find(outside), std::string::npos);
 
   const nlohmann::json& s = e.report["statistics"];
   const size_t stats = dom.find("id=\"stats\""), layers = dom.find("id=\"layers\"");
@@ -76,7 +76,8 @@ TEST(EvalHtml, RendersTheJsonNumbersInChromium) {
   ASSERT_EQ(rows.size(), 4u * 4u);
   const std::vector<Cell> layer_cells = cells(dom, layers, dom.size());
   ASSERT_EQ(layer_cells.size(), 4u * rows.size());
-  for (size_t i = 0; i < layer_cells.size(); ++i) expect_cell(layer_cells[i], (*rows[i / 4])[layer_cells[i].field].get<double>());
+  for (size_t i = 0; i < layer_cells.size(); ++i)
+    expect_cell(layer_cells[i], (*rows[i / 4])[layer_cells[i].field].get<double>());
 }
 
 }  // namespace

@@ -62,7 +62,8 @@ double pct(std::vector<double> x, double f) {
 void expect_close(const nlohmann::json& got, double want, const char* what) {
   ASSERT_TRUE(got.is_number()) << what;
   const double g = got.get<double>();
-  EXPECT_TRUE(std::fabs(g - want) <= 1e-9 * std::max(1.0, std::fabs(want))) << what << ": eval " << g << ", here " << want;
+  EXPECT_TRUE(std::fabs(g - want) <= 1e-9 * std::max(1.0, std::fabs(want)))
+      << what << ": eval " << g << ", here " << want;
 }
 
 TEST(EvalStatistics, EqualAnIndependentComputationFromRunLogits) {
@@ -85,7 +86,8 @@ TEST(EvalStatistics, EqualAnIndependentComputationFromRunLogits) {
       nll_b.push_back(-pb[next]);
       nll_q.push_back(-pq[next]);
       dp.push_back(std::exp(pq[next]) - std::exp(pb[next]));
-      agree += std::max_element(pb.begin(), pb.end()) - pb.begin() == std::max_element(pq.begin(), pq.end()) - pq.begin();
+      agree +=
+          std::max_element(pb.begin(), pb.end()) - pb.begin() == std::max_element(pq.begin(), pq.end()) - pq.begin();
     }
   const double n = double(kld.size());
   const nlohmann::json& s = e.report["statistics"];
@@ -119,7 +121,8 @@ TEST(EvalStatistics, EqualAnIndependentComputationFromRunLogits) {
   expect_close(s["p_diff"]["mean"], mean(dp), "mean dp");
   expect_close(s["p_diff"]["error"], sem(dp), "dp error");
   expect_close(s["p_diff"]["median"], pct(dp, 0.5), "median dp");
-  for (const auto& p : s["p_diff"]["percentiles"]) expect_close(p["value"], pct(dp, p["fraction"].get<double>()), "dp percentile");
+  for (const auto& p : s["p_diff"]["percentiles"])
+    expect_close(p["value"], pct(dp, p["fraction"].get<double>()), "dp percentile");
   std::vector<double> dp2;
   for (double d : dp) dp2.push_back(d * d);
   const double rms = std::sqrt(mean(dp2));

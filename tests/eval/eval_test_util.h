@@ -3,9 +3,8 @@
 // JSON reports.
 #include <gtest/gtest.h>
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "io/safetensors_file.h"
 #include "verify/verify_test_util.h"

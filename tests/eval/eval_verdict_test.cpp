@@ -1,11 +1,12 @@
 // PASS / WARN / FAIL against the thresholds (a NaN never passes), and the percentile convention on
 // values worked out by hand.
+#include "eval/eval_verdict.h"
+
 #include <gtest/gtest.h>
 
 #include <limits>
 
 #include "base/error.h"
-#include "eval/eval_verdict.h"
 #include "eval/kl_statistics.h"
 
 namespace fp4kit::eval {
@@ -69,9 +70,7 @@ TEST(EvalPercentile, InterpolatesBetweenClosestRanks) {
   EXPECT_EQ(percentile(std::vector<double>{7}, 0.99), 7.0);
 }
 
-TEST(EvalStatisticsSummary, NoPositionIsAnError) {
-  EXPECT_THROW(summarize({}), InputError);
-}
+TEST(EvalStatisticsSummary, NoPositionIsAnError) { EXPECT_THROW(summarize({}), InputError); }
 
 }  // namespace
 }  // namespace fp4kit::eval
