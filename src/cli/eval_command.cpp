@@ -119,8 +119,8 @@ void add_command(CLI::App& app) {
       "eval",
       "How much quantization cost: the same token sequences through QUANTIZED and its source (--base) with the f32 "
       "CPU forward pass; PPL(Q), PPL(base), their ratio, KL divergence, Δp and top-1 agreement statistics as "
-      "llama.cpp's llama-perplexity --kl-divergence prints them, and per-layer attribution (each layer alone "
-      "quantized). Exit 0 PASS or WARN, 1 FAIL (a threshold broken), 2 bad input, 3 I/O or internal failure.");
+      "llama.cpp's llama-perplexity --kl-divergence prints them, and where the error comes from (each layer, and "
+      "its attention, shared expert and routed experts, alone quantized). Exit 0 PASS or WARN, 1 FAIL (a threshold broken), 2 bad input, 3 I/O or internal failure.");
   cmd->add_option("QUANTIZED", args->quantized, "Quantized checkpoint directory")
       ->required()
       ->check(CLI::ExistingDirectory);
@@ -139,13 +139,13 @@ void add_command(CLI::App& app) {
                   "Also write the base model's logits to this file (F32, 4*vocab+8 bytes per token)");
   cmd->add_option("--base-logits", args->base_logits,
                   "Read the base model's logits from a --save-base-logits file instead of running the base model "
-                  "(no per-layer attribution then)");
+                  "(no attribution then)");
   cmd->add_option("--max-kld", args->thresholds.max_kld, "FAIL above this mean KLD in nats (default 0.05)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--min-top1", args->thresholds.min_top1, "FAIL below this top-1 agreement fraction (default 0.90)")
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_flag("--no-attribution", args->no_attribution,
-                "Skip the per-layer attribution (one base run less per layer)");
+                "Skip the per-layer and per-kind attribution (most of the time on small models)");
   cmd->add_option("--json", args->json_path, "Write the JSON report to this file ('-' for stdout)");
   cmd->add_option("--html", args->html_path, "Write a self-contained HTML report to this file");
   cmd->add_option("--threads", args->threads, "Worker threads (default: all cores); never changes the numbers");
