@@ -19,7 +19,7 @@ namespace fp4kit::cli {
 namespace {
 
 struct EvalArgs {
-  std::string quantized, base, data, data_format = "auto", tokenizer, device = "cpu", save_base_logits, base_logits,
+  std::string quantized, base, data, data_format = "auto", tokenizer, device = "cpu", save_base_logits, base_logits, base_logits_dtype = "f32",
                                      json_path, html_path;
   int64_t samples = 16, seq_len = 512;
   unsigned threads = 0;
@@ -95,6 +95,8 @@ void run(const EvalArgs& a) {
   o.threads = a.threads;
   o.attribution = !a.no_attribution;
   o.save_base_logits = a.save_base_logits;
+  if (a.base_logits_dtype == "f16") o.save_dtype = eval::BaseLogitsDType::F16;
+  else if (a.base_logits_dtype != "f32") throw InputError("--base-logits-dtype " + a.base_logits_dtype + ": f32 or f16");
   o.base_logits = a.base_logits;
   if (!a.quiet)
     std::fprintf(stderr, "eval: %s against %s, %lld sequences x %lld tokens from %s\n", a.quantized.c_str(),
@@ -136,7 +138,9 @@ void add_command(CLI::App& app) {
   cmd->add_option("--seq-len", args->seq_len, "Tokens per sequence (default 512)")->check(CLI::PositiveNumber);
   cmd->add_option("--device", args->device, "cpu (default) or cuda (not available yet for eval)");
   cmd->add_option("--save-base-logits", args->save_base_logits,
-                  "Also write the base model's logits to this file (F32, 4*vocab+8 bytes per token)");
+                  "Also write the base model's logits to this file (4*vocab+8 bytes per token, F16: 2*vocab+8)");
+  cmd->add_option("--base-logits-dtype", args->base_logits_dtype,
+                  "f32 (default: exact) or f16 (half the size; each row minus its maximum, rounded)");
   cmd->add_option("--base-logits", args->base_logits,
                   "Read the base model's logits from a --save-base-logits file instead of running the base model "
                   "(no attribution then)");

@@ -174,7 +174,8 @@ EvalResult evaluate(const EvalOptions& o, const std::vector<int64_t>& ids, int64
       }
     }
     if (!o.save_base_logits.empty())
-      write_base_logits(o.save_base_logits, {base_logits, ids, r.batch, r.seq, r.vocab, r.base_fingerprint});
+      write_base_logits(o.save_base_logits, {base_logits, ids, r.batch, r.seq, r.vocab, r.base_fingerprint},
+                        o.save_dtype);
   }
   const std::vector<float> q_logits = q.head(sq);
   r.positions = score_positions(base_logits, q_logits, ids, batch, r.vocab);

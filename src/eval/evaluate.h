@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "eval/base_logits_file.h"
 #include "eval/kl_statistics.h"
 #include "eval/position_score.h"
 
@@ -32,6 +33,7 @@ struct EvalOptions {
   unsigned threads = 0;
   bool attribution = true;       // per-layer attribution (needs the base model run)
   std::string save_base_logits;  // write the base logits here ("" = no)
+  BaseLogitsDType save_dtype = BaseLogitsDType::F32;
   std::string base_logits;       // read the base logits from here instead of running the base ("" = no)
 };
 

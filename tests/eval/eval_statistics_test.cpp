@@ -68,7 +68,7 @@ void expect_close(const nlohmann::json& got, double want, const char* what) {
 
 TEST(EvalStatistics, EqualAnIndependentComputationFromRunLogits) {
   const std::string q = converted_tiny(modelopt_args());  // requantized experts: KLD > 0
-  const EvalRun e = run_eval(q, tiny(), "--max-kld 1 --min-top1 0");
+  const EvalRun e = run_eval(q, tiny(), "--max-kld 1 --min-top1 0 --no-attribution", full_data());
   ASSERT_EQ(e.command.exit_code, 0) << e.command.output;
   const std::vector<float> lb = run_logits(tiny(), "eval-stat-base"), lq = run_logits(q, "eval-stat-q");
   const std::vector<int64_t> tok = eval_token_ids();
