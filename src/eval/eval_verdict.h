@@ -29,6 +29,7 @@ struct Judgement {
   const KindAttribution* worst_kind = nullptr;    // of worst_layer's kinds, the highest KLD (if above 0)
 };
 
+// The judgement points into `result`, which must outlive it.
 Judgement judge(const EvalResult& result, const Thresholds& thresholds);
 
 }  // namespace fp4kit::eval

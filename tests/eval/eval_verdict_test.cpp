@@ -30,7 +30,8 @@ TEST(EvalVerdict, FollowsTheThresholds) {
   // Inside the thresholds, but not by two errors.
   EXPECT_EQ(judge(result(0.04, 0.01, 0.99, 0.001), t).verdict, Verdict::Warn);
   EXPECT_EQ(judge(result(0.01, 0.001, 0.91, 0.01), t).verdict, Verdict::Warn);
-  const Judgement j = judge(result(0.06, 0.001, 0.99, 0.001), t);
+  const EvalResult failing = result(0.06, 0.001, 0.99, 0.001);  // outlives the judgement's pointers
+  const Judgement j = judge(failing, t);
   ASSERT_NE(j.worst_position, nullptr);
   EXPECT_EQ(j.worst_position->position, 1);
   ASSERT_EQ(j.reasons.size(), 1u);
