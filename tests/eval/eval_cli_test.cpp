@@ -242,6 +242,16 @@ TEST(Eval, BadDataIsAClearError) {
   EXPECT_NE(no_tokenizer.command.output.find("no tokenizer"), std::string::npos) << no_tokenizer.command.output;
 }
 
+TEST(Eval, TextDefaultsToTheBuiltInCorpus) {
+  const EvalRun e = run_eval(converted_tiny(cast_args()), tiny(), "--no-attribution",
+                             "--tokenizer " + test_data("tokenizer/deepseek_style.tokenizer.json") +
+                                 " --samples 2 --seq-len 32");
+  ASSERT_EQ(e.command.exit_code, 0) << e.command.output;
+  EXPECT_EQ(e.report["data"], "built-in corpus");
+  EXPECT_EQ(e.report["statistics"]["positions"], 2 * 31);
+  EXPECT_EQ(e.report["statistics"]["kld"]["max"].get<double>(), 0.0);
+}
+
 TEST(Eval, CheckpointsOfAnotherModelAreRefused) {
   const std::string q = converted_tiny(cast_args());
   // Another architecture.
