@@ -35,7 +35,7 @@ svg text{font:11px system-ui,sans-serif;fill:#3b4252}
 <div class="plots">
 <section><h2>KLD histogram (positions per bin)</h2><div id="plot-hist"></div></section>
 <section><h2>KLD along the sequence with the worst position</h2><div id="plot-sequence"></div></section>
-<section><h2>Per-layer attribution: mean KLD with only that layer quantized</h2><div id="plot-layers"></div></section>
+<section><h2>Per-layer attribution: mean KLD with only that layer, or one kind of its weights, quantized</h2><div id="plot-layers"></div></section>
 <section><h2>Top-1 agreement with only that layer quantized</h2><div id="plot-top1"></div></section>
 </div>
 <section><h2>Per-layer attribution</h2><div id="layers"></div></section>
@@ -71,23 +71,28 @@ const st=el('table');
 rows.forEach(function(r){const tr=el('tr');tr.appendChild(el('td',{},r[1]));numCell(tr,r[0],at(r[0]));st.appendChild(tr);});
 document.getElementById('stats').appendChild(st);
 
+// Bars over categories; opts.extra: more series [{name, color, values}] drawn beside each bar.
 function chart(target,values,yLabel,opts){
   opts=opts||{};
   const W=560,H=260,L=58,B=40,Tp=12,Rt=10;
   const svg=sv('svg',{viewBox:'0 0 '+W+' '+H,role:'img'});
   if(!values.length){target.appendChild(el('p',{'class':'muted'},opts.empty||'Nothing to plot.'));return;}
-  let hi=Math.max.apply(null,values.concat([opts.top||0]));if(!(hi>0))hi=1;
+  const series=[{name:opts.name||'',color:opts.color||'#3b6fb6',values:values}].concat(opts.extra||[]);
+  let hi=opts.top||0;series.forEach(function(s){s.values.forEach(function(v){if(v>hi)hi=v;});});if(!(hi>0))hi=1;
   const x=function(i){return L+(W-L-Rt)*(i+0.5)/values.length;};
   const y=function(v){return Tp+(H-Tp-B)*(1-v/hi);};
   for(let k=0;k<=4;k++){const v=hi*k/4;svg.appendChild(sv('line',{x1:L,x2:W-Rt,y1:y(v),y2:y(v),stroke:'#e5e8ee'}));
     svg.appendChild(sv('text',{x:L-6,y:y(v)+4,'text-anchor':'end'},v.toPrecision(3)));}
   svg.appendChild(sv('text',{x:12,y:Tp+(H-Tp-B)/2,transform:'rotate(-90 12 '+(Tp+(H-Tp-B)/2)+')','text-anchor':'middle'},yLabel));
-  const bw=Math.max(1,(W-L-Rt)/values.length*0.8);
-  values.forEach(function(v,i){const r=sv('rect',{x:x(i)-bw/2,y:y(v),width:bw,height:Math.max(0,y(0)-y(v)),fill:opts.color||'#3b6fb6'});
-    r.appendChild(sv('title',{},(opts.labels?opts.labels[i]:String(i))+': '+v));svg.appendChild(r);});
+  const gw=Math.max(1,(W-L-Rt)/values.length*0.8),bw=gw/series.length;
+  series.forEach(function(s,si){s.values.forEach(function(v,i){const x0=x(i)-gw/2+si*bw;
+    const r=sv('rect',{x:x0,y:y(v),width:Math.max(0.5,bw-(series.length>1?1:0)),height:Math.max(0,y(0)-y(v)),fill:s.color});
+    r.appendChild(sv('title',{},(opts.labels?opts.labels[i]:String(i))+(s.name?' '+s.name:'')+': '+v));svg.appendChild(r);});});
   const step=Math.max(1,Math.ceil(values.length/12));
   values.forEach(function(v,i){if(i%step)return;svg.appendChild(sv('text',{x:x(i),y:H-B+14,'text-anchor':'middle'},opts.labels?opts.labels[i]:String(i)));});
   if(opts.xLabel)svg.appendChild(sv('text',{x:(W+L)/2,y:H-4,'text-anchor':'middle'},opts.xLabel));
+  if(series.length>1){let lx=L+8;series.forEach(function(s){svg.appendChild(sv('rect',{x:lx,y:H-12,width:10,height:10,fill:s.color}));
+    svg.appendChild(sv('text',{x:lx+14,y:H-3},s.name));lx+=s.name.length*6.2+30;});}
   target.appendChild(svg);
 }
 
@@ -100,7 +105,9 @@ P.kld.forEach(function(k,i){if(P.sequence[i]===ws){along.push(k);alongLabels.pus
 chart(document.getElementById('plot-sequence'),along,'KLD (nats)',{labels:alongLabels,xLabel:'position in sequence '+ws,color:'#b3261e'});
 const A=R.attribution,layerLabels=A.map(function(a){return 'L'+a.layer;});
 const none='No attribution (the base logits came from a file, or --no-attribution).';
-chart(document.getElementById('plot-layers'),A.map(function(a){return a.kld_mean;}),'mean KLD (nats)',{labels:layerLabels,empty:none,color:'#9a6700'});
+const kindColors=['#3b6fb6','#7a4fb3','#2f8f83'];
+chart(document.getElementById('plot-layers'),A.map(function(a){return a.kld_mean;}),'mean KLD (nats)',{labels:layerLabels,empty:none,color:'#9a6700',name:'whole layer',
+  extra:(A.length?A[0].kinds:[]).map(function(k,ki){return {name:k.kind,color:kindColors[ki%3],values:A.map(function(a){return a.kinds[ki].kld_mean;})};})});
 chart(document.getElementById('plot-top1'),A.map(function(a){return 100*a.top1;}),'top-1 agreement (%)',{labels:layerLabels,empty:none,top:100,color:'#1f7a44'});
 
 const lt=document.getElementById('layers');
