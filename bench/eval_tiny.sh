@@ -3,12 +3,8 @@
 # evaluated per second (4 x 96 calibration ids, both models; with per-layer attribution, without it,
 # and with the base logits read from a file), and the headline statistics.
 #   bench/eval_tiny.sh [FP4KIT] [WORKDIR]
-set -euo pipefail
-FP4KIT=${1:-build/fp4kit}
-WORK=${2:-$(mktemp -d)}
-DATA=$(cd "$(dirname "$0")/../tests/data" && pwd)
-SRC=$DATA/dsv4-tiny
-CALIB=$DATA/calib/oracle/amax_routed.safetensors
+# shellcheck source=bench/tiny_env.sh
+source "$(dirname "$0")/tiny_env.sh"
 IDS="--data $DATA/calib/oracle/calib_ids.safetensors --samples 4 --seq-len 96 --quiet --max-kld 1 --min-top1 0"
 variants=(
   "moe, cast (default)|--calib $CALIB"
