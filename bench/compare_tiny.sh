@@ -3,12 +3,8 @@
 # reference forward pass: mean / max KL(source || converted) per position, top-1 agreement and mean
 # relative logit error over the fixture's 2 x 144 reference ids.
 #   bench/compare_tiny.sh [FP4KIT] [WORKDIR]
-set -euo pipefail
-FP4KIT=${1:-build/fp4kit}
-WORK=${2:-$(mktemp -d)}
-DATA=$(cd "$(dirname "$0")/../tests/data" && pwd)
-SRC=$DATA/dsv4-tiny
-CALIB=$DATA/calib/oracle/amax_routed.safetensors
+# shellcheck source=bench/tiny_env.sh
+source "$(dirname "$0")/tiny_env.sh"
 IDS=$DATA/dsv4-tiny/reference.safetensors
 variants=(
   "moe, cast (default)|--calib $CALIB"

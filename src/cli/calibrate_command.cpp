@@ -1,9 +1,6 @@
 // fp4kit calibrate MODEL --out FILE: parsing and printing only; the job is calib/calibrate.
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <memory>
-#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -11,11 +8,10 @@
 #include "base/error.h"
 #include "calib/calib_data.h"
 #include "calib/calibrate.h"
-#include "calib/tokenizer.h"
+#include "calib/model_data.h"
 #include "cli/commands.h"
 #include "cli/json_report.h"
 #include "cuda/device.h"
-#include "engine/model_config.h"
 #include "gpu_engine/gpu_layer_runner.h"
 
 namespace fp4kit::cli {
@@ -37,33 +33,8 @@ std::string fmt_eta(double s) {
 }
 
 void run(const CalibrateArgs& a) {
-  const engine::ModelConfig cfg = engine::ModelConfig::load(a.model);
-  calib::CalibDataOptions d;
-  d.samples = a.samples;
-  d.seq_len = a.seq_len;
-  d.vocab_size = cfg.base.vocab_size;
-  {
-    std::ifstream in(a.model + "/config.json");
-    const auto j = nlohmann::json::parse(in, nullptr, false);
-    if (j.is_object() && j.contains("max_position_embeddings") && j["max_position_embeddings"].is_number_integer())
-      d.max_seq_len = j["max_position_embeddings"].get<int64_t>();
-  }
-
-  const auto format = calib::parse_data_format(a.data_format);
-  if (!format) throw InputError("--data-format " + a.data_format + ": unknown (auto, text, jsonl, ids, safetensors)");
-  const calib::DataFormat resolved =
-      a.data.empty() ? calib::DataFormat::Text : (*format == calib::DataFormat::Auto ? calib::detect_data_format(a.data) : *format);
-  std::optional<calib::Tokenizer> tokenizer;
-  const bool needs_tokenizer = resolved == calib::DataFormat::Text || resolved == calib::DataFormat::JsonLines;
-  if (needs_tokenizer) {
-    const std::string path = a.tokenizer.empty() ? a.model + "/tokenizer.json" : a.tokenizer;
-    if (!std::filesystem::exists(path))
-      throw InputError(path + ": no tokenizer for text data; pass --tokenizer FILE, or --data with token ids "
-                              "(a .safetensors input_ids tensor or an .ids text file)");
-    tokenizer.emplace(calib::Tokenizer::load(path));
-  }
-  const calib::CalibBatch data = a.data.empty() ? calib::default_calib_data(*tokenizer, d)
-                                                : calib::load_calib_data(a.data, *format, tokenizer ? &*tokenizer : nullptr, d);
+  const calib::CalibBatch data =
+      calib::load_model_data({a.model, a.data, a.data_format, a.tokenizer, a.samples, a.seq_len});
   if (!a.quiet)
     for (const std::string& n : data.notes) std::fprintf(stderr, "calibrate: note: %s\n", n.c_str());
 

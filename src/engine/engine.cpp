@@ -16,13 +16,13 @@ namespace {
 unsigned resolve_threads(unsigned t) { return t == 0 ? default_threads() : t; }
 }  // namespace
 
-Engine::Engine(const std::string& model_dir, EngineOptions options)
+Engine::Engine(const std::string& model_dir, EngineOptions options, const WeightOverlay& overlay)
     : cfg_(ModelConfig::load(model_dir)),
       options_([&] {
         options.threads = resolve_threads(options.threads);
         return options;
       }()),
-      store_(model_dir, options_.weight_cache_bytes),
+      store_(model_dir, options_.weight_cache_bytes, overlay),
       main_rope_(cfg_.rope_dim, cfg_.rope_theta, YarnParams{}),
       compress_rope_(cfg_.rope_dim, cfg_.compress_rope_theta, cfg_.yarn) {}
 

@@ -55,7 +55,8 @@ struct ForwardState {
 
 class Engine {
  public:
-  explicit Engine(const std::string& model_dir, EngineOptions options = {});
+  // `overlay`: some weights read from another checkpoint of the same model (weight_store.h).
+  explicit Engine(const std::string& model_dir, EngineOptions options = {}, const WeightOverlay& overlay = {});
   const ModelConfig& config() const { return cfg_; }
   const std::string& dir() const { return store_.dir(); }
   unsigned threads() const { return options_.threads; }

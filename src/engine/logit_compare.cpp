@@ -21,6 +21,24 @@ double log_sum_exp(const float* x, int64_t n) {
 
 }  // namespace
 
+PositionDiff compare_logit_row(const float* pa, const float* pb, int64_t vocab) {
+  PositionDiff d;
+  d.lse_a = log_sum_exp(pa, vocab);
+  d.lse_b = log_sum_exp(pb, vocab);
+  double kl = 0, diff2 = 0, norm2 = 0;
+  for (int64_t i = 0; i < vocab; ++i) {
+    const double la = pa[i] - d.lse_a, lb = pb[i] - d.lse_b;
+    kl += std::exp(la) * (la - lb);
+    diff2 += (static_cast<double>(pb[i]) - pa[i]) * (static_cast<double>(pb[i]) - pa[i]);
+    norm2 += static_cast<double>(pa[i]) * pa[i];
+  }
+  d.kl = std::max(kl, 0.0);  // rounding can leave a tiny negative value for identical rows
+  d.rel_error = norm2 > 0 ? std::sqrt(diff2 / norm2) : std::sqrt(diff2);
+  d.top_a = argmax(pa, vocab);
+  d.top_b = argmax(pb, vocab);
+  return d;
+}
+
 LogitComparison compare_logits(const std::vector<float>& a, const std::vector<float>& b, int64_t vocab) {
   if (a.size() != b.size() || vocab <= 0 || a.size() % static_cast<size_t>(vocab) != 0)
     throw InputError("compare: the two logit sets differ in shape");
@@ -29,21 +47,7 @@ LogitComparison compare_logits(const std::vector<float>& a, const std::vector<fl
   c.positions.resize(static_cast<size_t>(rows));
   int64_t agree = 0;
   for (int64_t r = 0; r < rows; ++r) {
-    const float* pa = &a[r * vocab];
-    const float* pb = &b[r * vocab];
-    const double lse_a = log_sum_exp(pa, vocab), lse_b = log_sum_exp(pb, vocab);
-    double kl = 0, diff2 = 0, norm2 = 0;
-    for (int64_t i = 0; i < vocab; ++i) {
-      const double la = pa[i] - lse_a, lb = pb[i] - lse_b;
-      kl += std::exp(la) * (la - lb);
-      diff2 += (static_cast<double>(pb[i]) - pa[i]) * (static_cast<double>(pb[i]) - pa[i]);
-      norm2 += static_cast<double>(pa[i]) * pa[i];
-    }
-    PositionDiff& d = c.positions[r];
-    d.kl = std::max(kl, 0.0);  // rounding can leave a tiny negative value for identical rows
-    d.rel_error = norm2 > 0 ? std::sqrt(diff2 / norm2) : std::sqrt(diff2);
-    d.top_a = argmax(pa, vocab);
-    d.top_b = argmax(pb, vocab);
+    const PositionDiff& d = c.positions[r] = compare_logit_row(&a[r * vocab], &b[r * vocab], vocab);
     agree += d.top_a == d.top_b;
     c.mean_kl += d.kl;
     c.mean_rel_error += d.rel_error;

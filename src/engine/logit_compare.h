@@ -11,7 +11,11 @@ struct PositionDiff {
   double kl = 0;
   double rel_error = 0;
   int64_t top_a = 0, top_b = 0;
+  double lse_a = 0, lse_b = 0;  // log-sum-exp of each row: log p(i) = logit(i) - lse
 };
+
+// One position: rows a and b of `vocab` logits.
+PositionDiff compare_logit_row(const float* a, const float* b, int64_t vocab);
 
 struct LogitComparison {
   std::vector<PositionDiff> positions;

@@ -2,6 +2,8 @@
 
 #include <string_view>
 
+#include "base/json_in_html.h"
+
 namespace fp4kit::verify {
 
 namespace {
@@ -170,14 +172,7 @@ document.body.setAttribute('data-rendered','yes');
 }  // namespace
 
 std::string report_to_html(const nlohmann::json& report) {
-  // ASCII-only JSON with "</" escaped, so that no tensor name can end the script element.
-  std::string data = report.dump(-1, ' ', true, nlohmann::json::error_handler_t::replace);
-  std::string safe;
-  safe.reserve(data.size());
-  for (size_t i = 0; i < data.size(); ++i) {
-    if (data[i] == '<' ) safe += "\\u003c";
-    else safe += data[i];
-  }
+  const std::string safe = json_for_html_script(report);
   std::string page;
   page.reserve(kHead.size() + safe.size() + kTail.size());
   page.append(kHead).append(safe).append(kTail);

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "html_render.h"
 #include "io/atomic_file.h"
 #include "verify/report_html.h"
 #include "verify/report_json.h"
@@ -16,33 +17,6 @@
 
 namespace fp4kit::testing {
 namespace {
-
-std::string chromium_path() {
-  for (const char* p : {"/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"})
-    if (std::filesystem::exists(p)) return p;
-  return "";
-}
-
-// The DOM after the page's scripts ran.
-std::string render(const std::string& chromium, const std::string& html_path) {
-  const std::string dom = html_path + ".dom";
-  const std::string cmd = "timeout 60 " + chromium + " --headless --no-sandbox --disable-gpu --dump-dom 'file://" +
-                          html_path + "' > '" + dom + "' 2>/dev/null";
-  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  std::ifstream in(dom);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// Attribute `attr` of the first tag at or after `from`, "" if absent before the tag ends.
-std::string attribute(const std::string& dom, size_t tag_start, const std::string& attr) {
-  const size_t end = dom.find('>', tag_start);
-  const size_t at = dom.find(" " + attr + "=\"", tag_start);
-  if (at == std::string::npos || at > end) return "";
-  const size_t v = at + attr.size() + 3;
-  return dom.substr(v, dom.find('"', v) - v);
-}
 
 struct Cell {
   std::string value, text;
