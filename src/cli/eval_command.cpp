@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "cli/json_report.h"
 #include "cuda/device.h"
+#include "gpu_engine/gpu_layer_runner.h"
 #include "eval/eval_report_html.h"
 #include "eval/eval_report_json.h"
 #include "eval/eval_verdict.h"
@@ -75,10 +76,8 @@ void print_summary(const eval::EvalResult& r, const eval::Judgement& j, const ev
 }
 
 void run(const EvalArgs& a) {
-  if (cuda::parse_device(a.device) == cuda::Device::Cuda) {
-    cuda::require_device();  // a CPU-only build says why there is no GPU (exit 2)
-    throw InputError("--device cuda: eval has no GPU engine yet; run it with --device cpu");
-  }
+  const bool gpu = cuda::parse_device(a.device) == cuda::Device::Cuda;
+  if (gpu) cuda::require_device();  // a CPU-only build says why there is no GPU (exit 2)
   if (!a.save_base_logits.empty() && !a.base_logits.empty())
     throw InputError("--save-base-logits and --base-logits: give one of them");
   eval::require_same_model_type(a.quantized, a.base);
@@ -94,6 +93,12 @@ void run(const EvalArgs& a) {
   o.base = a.base;
   o.threads = a.threads;
   o.attribution = !a.no_attribution;
+  if (gpu) {
+    o.runner = gpu_engine::make_gpu_runner;
+    if (o.attribution && !a.quiet)
+      std::fprintf(stderr, "eval: note: the per-layer attribution runs on the CPU engine only; on the GPU it is skipped\n");
+    o.attribution = false;
+  }
   o.save_base_logits = a.save_base_logits;
   if (a.base_logits_dtype == "f16") o.save_dtype = eval::BaseLogitsDType::F16;
   else if (a.base_logits_dtype != "f32") throw InputError("--base-logits-dtype " + a.base_logits_dtype + ": f32 or f16");
@@ -136,7 +141,8 @@ void add_command(CLI::App& app) {
   cmd->add_option("--tokenizer", args->tokenizer, "tokenizer.json for text data (default: BASE/tokenizer.json)");
   cmd->add_option("--samples", args->samples, "Sequences (default 16)")->check(CLI::PositiveNumber);
   cmd->add_option("--seq-len", args->seq_len, "Tokens per sequence (default 512)")->check(CLI::PositiveNumber);
-  cmd->add_option("--device", args->device, "cpu (default) or cuda (not available yet for eval)");
+  cmd->add_option("--device", args->device, "cpu (default) or cuda: both models through the GPU forward pass, streamed layer by layer (the "
+                  "per-layer attribution is CPU-only and is skipped)");
   cmd->add_option("--save-base-logits", args->save_base_logits,
                   "Also write the base model's logits to this file (4*vocab+8 bytes per token, F16: 2*vocab+8)");
   cmd->add_option("--base-logits-dtype", args->base_logits_dtype,

@@ -21,6 +21,7 @@ class CpuLayerRunner : public LayerRunner {
                        std::to_string(state_.hidden.size()) + ")");
     state_.hidden = streams;
   }
+  std::vector<float> head() override { return engine_.head(state_); }
 
  private:
   Engine engine_;

@@ -25,6 +25,8 @@ class LayerRunner {
   virtual std::vector<float> hidden() const = 0;
   // Streams saved after layer `after_layer`: the next run_layer is after_layer + 1.
   virtual void set_hidden(const std::vector<float>& streams, int64_t after_layer) = 0;
+  // Logits [tokens, vocab] once every layer ran.
+  virtual std::vector<float> head() = 0;
 };
 
 // Makes a runner for a model directory; the observer (may be null) sees every linear input.

@@ -91,6 +91,54 @@ void require_same_model_type(const std::string& quantized, const std::string& ba
                      ": not a conversion of this model");
 }
 
+namespace {
+
+// The two models one after the other through LayerRunners (no attribution): each layer's weights
+// read once per model, only the logits kept.
+EvalResult evaluate_with_runner(const EvalOptions& o, const std::vector<int64_t>& ids, int64_t batch, EvalResult r,
+                                       const EvalProgress& progress, std::chrono::steady_clock::time_point t0) {
+  if (o.attribution)
+    throw InputError("eval: the per-layer attribution runs on the CPU engine only; pass --no-attribution with --device cuda");
+  engine::EngineOptions eo;
+  eo.threads = o.threads;
+  const engine::ModelConfig base_cfg = engine::ModelConfig::load(o.base);
+  const auto run = [&](const std::string& model, int64_t done_before, int64_t total) {
+    const std::unique_ptr<engine::LayerRunner> m = o.runner(model, eo);
+    m->embed(ids, batch);
+    for (int64_t l = 0; l < m->config().layers(); ++l) {
+      m->run_layer(l);
+      if (progress) progress(done_before + l + 1, total);
+    }
+    return m->head();
+  };
+  {
+    const engine::ModelConfig q_cfg = engine::ModelConfig::load(o.quantized);
+    require_same_architecture(base_cfg, q_cfg, o);
+  }
+  r.vocab = base_cfg.base.vocab_size;
+  r.layers = base_cfg.layers();
+  r.base_fingerprint = model_fingerprint(o.base);
+  std::vector<float> base_logits;
+  const bool base_from_file = !o.base_logits.empty();
+  const int64_t total = base_from_file ? r.layers : 2 * r.layers;
+  if (base_from_file) {
+    r.base_logits_from_file = true;
+    base_logits = read_base_logits(o.base_logits, r.base_fingerprint, ids, batch, r.vocab).logits;
+  } else {
+    base_logits = run(o.base, 0, total);
+    require_finite_logits(base_logits, r.seq, r.vocab, "base model");
+    if (!o.save_base_logits.empty())
+      write_base_logits(o.save_base_logits, {base_logits, ids, r.batch, r.seq, r.vocab, r.base_fingerprint}, o.save_dtype);
+  }
+  const std::vector<float> q_logits = run(o.quantized, base_from_file ? 0 : r.layers, total);
+  r.positions = score_positions(base_logits, q_logits, ids, batch, r.vocab);
+  r.stats = summarize(r.positions);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+}  // namespace
+
 EvalResult evaluate(const EvalOptions& o, const std::vector<int64_t>& ids, int64_t batch,
                     const EvalProgress& progress) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -104,6 +152,7 @@ EvalResult evaluate(const EvalOptions& o, const std::vector<int64_t>& ids, int64
   engine::EngineOptions eo;
   eo.threads = o.threads;
   require_same_model_type(o.quantized, o.base);
+  if (o.runner) return evaluate_with_runner(o, ids, batch, r, progress, t0);
   const engine::ModelConfig base_cfg = engine::ModelConfig::load(o.base);
   engine::Engine q(o.quantized, eo);
   require_same_architecture(base_cfg, q.config(), o);

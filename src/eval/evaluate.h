@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/layer_runner.h"
 #include "eval/base_logits_file.h"
 #include "eval/kl_statistics.h"
 #include "eval/position_score.h"
@@ -35,6 +36,9 @@ struct EvalOptions {
   std::string save_base_logits;  // write the base logits here ("" = no)
   BaseLogitsDType save_dtype = BaseLogitsDType::F32;
   std::string base_logits;       // read the base logits from here instead of running the base ("" = no)
+  // What runs the two models when the attribution is off: null for the CPU engine, the GPU
+  // engine's factory for --device cuda (the attribution runs on the CPU engine only).
+  engine::LayerRunnerFactory runner;
 };
 
 // One "base model with some weights quantized" against the base.

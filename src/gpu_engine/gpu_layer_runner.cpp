@@ -15,6 +15,7 @@ class GpuLayerRunner : public engine::LayerRunner {
   void run_layer(int64_t layer) override { gpu_.run_layer(layer); }
   std::vector<float> hidden() const override { return gpu_.hidden(); }
   void set_hidden(const std::vector<float>& streams, int64_t after_layer) override { gpu_.set_hidden(streams, after_layer); }
+  std::vector<float> head() override { return gpu_.head(); }
 
  private:
   GpuForward gpu_;

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <limits>
 
+#include "cuda/device.h"
 #include "eval_test_util.h"
 
 namespace fp4kit::testing {
@@ -302,10 +303,30 @@ TEST(Eval, NanWeightScaleNamesTheLayer) {
   EXPECT_TRUE(e.report.is_null());
 }
 
-TEST(Eval, CudaDeviceIsRefusedClearly) {
+// On the GPU both models go through the GPU forward pass: a lossless cast still scores exactly 0
+// (the same decoded weights through the same deterministic pass), and a requantized conversion
+// scores what the CPU engine scores, to F32 rounding. Without a GPU (or CUDA build): exit 2, why.
+TEST(Eval, CudaDeviceRunsBothModelsOrSaysWhyNot) {
   const EvalRun e = run_eval(converted_tiny(cast_args()), tiny(), "--device cuda");
-  EXPECT_EQ(e.command.exit_code, 2) << e.command.output;
-  EXPECT_NE(e.command.output.find("cuda"), std::string::npos) << e.command.output;
+  std::string why_not;
+  if (!cuda::probe(0, &why_not)) {
+    EXPECT_EQ(e.command.exit_code, 2) << e.command.output;
+    EXPECT_NE(e.command.output.find("cuda"), std::string::npos) << e.command.output;
+  } else {
+    ASSERT_EQ(e.command.exit_code, 0) << e.command.output;
+    const nlohmann::json& s = e.report["statistics"];
+    EXPECT_EQ(s["kld"]["mean"].get<double>(), 0.0);
+    EXPECT_EQ(s["top1"]["value"].get<double>(), 1.0);
+    EXPECT_EQ(e.report["verdict"], "PASS");
+    EXPECT_TRUE(e.report["attribution"].empty());
+    const std::string requant = converted_tiny(modelopt_args());
+    const EvalRun gpu = run_eval(requant, tiny(), "--device cuda");
+    const EvalRun cpu = run_eval(requant, tiny(), "--no-attribution");
+    ASSERT_EQ(gpu.command.exit_code, cpu.command.exit_code) << gpu.command.output;
+    const double g = gpu.report["statistics"]["kld"]["mean"].get<double>(), c = cpu.report["statistics"]["kld"]["mean"].get<double>();
+    EXPECT_GT(c, 0.0);
+    EXPECT_LE(std::fabs(g - c), 1e-4 * c) << g << " vs " << c;
+  }
   const EvalRun both = run_eval(converted_tiny(cast_args()), tiny(), "--save-base-logits /tmp/x --base-logits /tmp/y");
   EXPECT_EQ(both.command.exit_code, 2) << both.command.output;
 }
