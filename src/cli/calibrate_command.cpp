@@ -25,6 +25,7 @@ struct CalibrateArgs {
   int64_t samples = 128, seq_len = 512;
   unsigned threads = 0;
   bool all_experts = false, resume = false, force = false, quiet = false;
+  bool samples_given = false, seq_len_given = false;
 };
 
 std::string fmt_eta(double s) {
@@ -37,8 +38,6 @@ std::string fmt_eta(double s) {
 void run(const CalibrateArgs& a) {
   const engine::ModelConfig cfg = engine::ModelConfig::load(a.model);
   calib::CalibDataOptions d;
-  d.samples = a.samples;
-  d.seq_len = a.seq_len;
   d.vocab_size = cfg.base.vocab_size;
   {
     std::ifstream in(a.model + "/config.json");
@@ -51,6 +50,11 @@ void run(const CalibrateArgs& a) {
   if (!format) throw InputError("--data-format " + a.data_format + ": unknown (auto, text, jsonl, ids, safetensors)");
   const calib::DataFormat resolved =
       a.data.empty() ? calib::DataFormat::Text : (*format == calib::DataFormat::Auto ? calib::detect_data_format(a.data) : *format);
+  // Token ids come in the shape they were made with: unless the flags say otherwise, every stored
+  // sequence at its stored length (0 tells the loader "as stored").
+  const bool ids = resolved == calib::DataFormat::TokenIds || resolved == calib::DataFormat::Safetensors;
+  d.samples = a.samples_given || !ids ? a.samples : 0;
+  d.seq_len = a.seq_len_given || !ids ? a.seq_len : 0;
   std::optional<calib::Tokenizer> tokenizer;
   const bool needs_tokenizer = resolved == calib::DataFormat::Text || resolved == calib::DataFormat::JsonLines;
   if (needs_tokenizer) {
@@ -135,8 +139,12 @@ void add_command(CLI::App& app) {
                   "sequence per line) or a safetensors input_ids [B,S] tensor (default: the built-in corpus)");
   cmd->add_option("--data-format", args->data_format, "auto (default), text, jsonl, ids, safetensors");
   cmd->add_option("--tokenizer", args->tokenizer, "tokenizer.json for text data (default: MODEL/tokenizer.json)");
-  cmd->add_option("--samples", args->samples, "Sequences (default 128)")->check(CLI::PositiveNumber);
-  cmd->add_option("--seq-len", args->seq_len, "Tokens per sequence (default 512)")->check(CLI::PositiveNumber);
+  auto* samples = cmd->add_option("--samples", args->samples,
+                                  "Sequences (default 128; with token-id data, every sequence the file holds)")
+                      ->check(CLI::PositiveNumber);
+  auto* seq_len = cmd->add_option("--seq-len", args->seq_len,
+                                  "Tokens per sequence (default 512; with token-id data, the stored length)")
+                      ->check(CLI::PositiveNumber);
   cmd->add_flag("--all-experts", args->all_experts,
                 "Every routed expert also sees every token of its layer, for the statistics only");
   cmd->add_option("--w2-input", args->w2_input,
@@ -147,7 +155,11 @@ void add_command(CLI::App& app) {
   cmd->add_flag("--force", args->force, "Replace an existing output and discard any saved state");
   cmd->add_option("--json", args->json_path, "Write a JSON report to this file ('-' for stdout)");
   cmd->add_flag("--quiet", args->quiet, "Print nothing but errors");
-  cmd->callback([args] { run(*args); });
+  cmd->callback([args, samples, seq_len] {
+    args->samples_given = samples->count() > 0;
+    args->seq_len_given = seq_len->count() > 0;
+    run(*args);
+  });
 }
 
 }  // namespace
