@@ -31,47 +31,50 @@ namespace {
 // Columns: vLLM (vllm/models/deepseek_v4/nvidia/model.py: _make_deepseek_v4_weights_mapper,
 // DeepseekV4Model.load_weights stacked_params_mapping, fused_moe_make_expert_params_mapping with
 // w1/w2/w3; compressor.py: DeepseekCompressor), SGLang (python/sglang/srt/models/deepseek_v4.py:
-// remap_weight_name_to_dpsk_hf_format, load_weights), TensorRT-LLM (names as NVIDIA's release
-// ships them, which it loads after PR #16433; its parameter names were not read).
+// remap_weight_name_to_dpsk_hf_format, load_weights), TensorRT-LLM
+// (tensorrt_llm/_torch/models/modeling_deepseekv4.py: _remap_deepseek_v4_checkpoint_keys).
 const std::vector<LoadRow>& deepseek_v4_load_rows() {
   static const std::vector<LoadRow> rows = {
       // Routed experts first: they are most of the tensors.
       {BLOCK R"(ffn\.experts\.\d+\.w[13])", LoadFormat::RoutedExpert,
        {"ffn.experts.{proj}_{suffix} (FusedMoE, stacked w1|w3)", "mlp.experts.{proj}_{suffix} (FusedMoE, gate_proj|up_proj)",
-        "routed experts w1|w3 (NVFP4 from quantized_layers)"}},
+        "mlp.experts.E.w1|w3.{suffix} (fused MoE)"}},
       {BLOCK R"(ffn\.experts\.\d+\.w2)", LoadFormat::RoutedExpert,
        {"ffn.experts.{proj}_{suffix} (FusedMoE)", "mlp.experts.{proj}_{suffix} (FusedMoE, down_proj)",
-        "routed experts w2 (NVFP4 from quantized_layers)"}},
-      {R"(embed\.weight)", LoadFormat::Plain, {"model.embed_tokens.weight", "model.embed_tokens.weight", "embed"}},
-      {R"(head\.weight)", LoadFormat::Plain, {"lm_head.weight", "lm_head.weight", "lm_head"}},
-      {R"(norm\.weight)", LoadFormat::Plain, {"model.norm.weight", "model.norm.weight", "final norm"}},
-      {R"(hc_head_(?:base|fn|scale))", LoadFormat::Plain, {"model.hc_head_*", "model.hc_head_*", "hc_head_*"}},
+        "mlp.experts.E.w2.{suffix} (fused MoE)"}},
+      {R"(embed\.weight)", LoadFormat::Plain, {"model.embed_tokens.weight", "model.embed_tokens.weight", "model.embed_tokens.weight"}},
+      {R"(head\.weight)", LoadFormat::Plain, {"lm_head.weight", "lm_head.weight", "lm_head.weight"}},
+      {R"(norm\.weight)", LoadFormat::Plain, {"model.norm.weight", "model.norm.weight", "model.norm.weight"}},
+      {R"(hc_head_(?:base|fn|scale))", LoadFormat::Plain, {"model.hc_head_*", "model.hc_head_*", "model.hc_head_*"}},
       {BLOCK R"((?:attn_norm|ffn_norm)\.weight)", LoadFormat::Plain,
-       {"attn_norm / ffn_norm (RMSNorm)", "input_layernorm / post_attention_layernorm", "attn_norm / ffn_norm"}},
-      {BLOCK R"(hc_(?:attn|ffn)_(?:base|fn|scale))", LoadFormat::Plain, {"hc_attn_* / hc_ffn_* (F32)", "hc_attn_* / hc_ffn_*", "hc_*"}},
-      {BLOCK R"(attn\.attn_sink)", LoadFormat::Plain, {"attn.attn_sink", "self_attn.attn_sink", "attn_sink"}},
-      {BLOCK R"(attn\.(?:q_norm|kv_norm)\.weight)", LoadFormat::Plain, {"attn.q_norm / attn.kv_norm", "self_attn.q_norm / kv_norm", "q_norm / kv_norm"}},
+       {"attn_norm / ffn_norm (RMSNorm)", "input_layernorm / post_attention_layernorm", "input_layernorm / post_attention_layernorm"}},
+      {BLOCK R"(hc_(?:attn|ffn)_(?:base|fn|scale))", LoadFormat::Plain, {"hc_attn_* / hc_ffn_* (F32)", "hc_attn_* / hc_ffn_*", "hc_attn_* / hc_ffn_* (load_flat_hc_weights)"}},
+      {BLOCK R"(attn\.attn_sink)", LoadFormat::Plain, {"attn.attn_sink", "self_attn.attn_sink", "self_attn.attn_sink"}},
+      {BLOCK R"(attn\.(?:q_norm|kv_norm)\.weight)", LoadFormat::Plain, {"attn.q_norm / attn.kv_norm", "self_attn.q_norm / kv_norm", "self_attn.q_a_layernorm / kv_a_layernorm"}},
       {BLOCK R"(attn\.(?:wq_a|wkv))", LoadFormat::Fp8Block,
        {"attn.fused_wqa_wkv (stacked wq_a|wkv, FP8 block, weight_scale_inv)", "self_attn.wq_a / wkv (FP8 block, weight_scale_inv)",
-        "fused_a (FP8_BLOCK_SCALES, PR #16433)"}},
+        "self_attn.q_a_proj / kv_a_proj_with_mqa (fused_a, FP8 block, weight_scale_inv)"}},
       {BLOCK R"(attn\.(?:wq_b|wo_a|wo_b))", LoadFormat::Fp8Block,
-       {"attn.wq_b / wo_a / wo_b (FP8 block)", "self_attn.wq_b / wo_a / wo_b (FP8 block)", "wq_b / wo_a / wo_b (FP8_BLOCK_SCALES)"}},
+       {"attn.wq_b / wo_a / wo_b (FP8 block)", "self_attn.wq_b / wo_a / wo_b (FP8 block)",
+        "self_attn.q_b_proj / o_a_proj / o_b_proj (FP8 block, weight_scale_inv)"}},
       // The compressors' two projections become one BF16 parameter built without a quant config.
       {BLOCK R"(attn\.(?:indexer\.)?compressor\.(?:wkv|wgate)\.weight)", LoadFormat::Plain,
        {"compressor.fused_wkv_wgate.weight (BF16, quant_config=None)", "compressor.wkv_gate.weight (BF16, torch.cat of wkv|wgate)",
-        "compressor wkv / wgate (BF16)"}},
+        "compressor wkv|wgate '.weight' fused at load (BF16)"}},
       {BLOCK R"(attn\.(?:indexer\.)?compressor\.(?:ape|norm\.weight))", LoadFormat::Plain,
-       {"compressor.ape (F32) / compressor.norm", "compressor.ape / compressor.norm", "compressor ape / norm"}},
-      {BLOCK R"(attn\.indexer\.wq_b)", LoadFormat::Fp8Block, {"attn.indexer.wq_b (FP8 block)", "self_attn.indexer.wq_b", "indexer wq_b"}},
+       {"compressor.ape (F32) / compressor.norm", "compressor.ape / compressor.norm", "self_attn.(indexer.)compressor.ape / norm"}},
+      {BLOCK R"(attn\.indexer\.wq_b)", LoadFormat::Fp8Block, {"attn.indexer.wq_b (FP8 block)", "self_attn.indexer.wq_b", "self_attn.indexer.wq_b (weight_scale_inv)"}},
       {BLOCK R"(attn\.indexer\.weights_proj\.weight)", LoadFormat::Plain,
-       {"attn.indexer.weights_proj", "self_attn.indexer.weights_proj", "indexer weights_proj"}},
+       {"attn.indexer.weights_proj", "self_attn.indexer.weights_proj", "self_attn.indexer.weights_proj"}},
       {BLOCK R"(ffn\.gate\.(?:weight|bias|tid2eid))", LoadFormat::Plain,
-       {"ffn.gate.weight / e_score_correction_bias / tid2eid", "mlp.gate.weight / e_score_correction_bias / topk.tid2eid", "router"}},
+       {"ffn.gate.weight / e_score_correction_bias / tid2eid", "mlp.gate.weight / e_score_correction_bias / topk.tid2eid",
+        "mlp.gate.weight / e_score_correction_bias / tid2eid"}},
       {BLOCK R"(ffn\.shared_experts\.w[13])", LoadFormat::Fp8Block,
        {"ffn.shared_experts.gate_up_proj (stacked w1|w3, FP8 block)", "mlp.shared_experts.gate_up_proj (FP8 block)",
-        "shared experts gate_up (FP8_BLOCK_SCALES)"}},
+        "mlp.shared_experts.gate_up_proj (gate_proj|up_proj, FP8 block)"}},
       {BLOCK R"(ffn\.shared_experts\.w2)", LoadFormat::Fp8Block,
-       {"ffn.shared_experts.down_proj (FP8 block)", "mlp.shared_experts.down_proj (FP8 block)", "shared experts down (FP8_BLOCK_SCALES)"}},
+       {"ffn.shared_experts.down_proj (FP8 block)", "mlp.shared_experts.down_proj (FP8 block)",
+        "mlp.shared_experts.down_proj (FP8 block)"}},
       // MTP-only modules: vLLM's main model skips mtp.* and its MTP draft model loads them;
       // SGLang's nextn model maps them under model.layers.<num_hidden_layers>.
       {R"(mtp\.\d+\.(?:e_proj|h_proj))", LoadFormat::Fp8Block, {"mtp e_proj / h_proj (FP8 block)", "e_proj / h_proj (weight_scale_inv)", "mtp e_proj / h_proj"}},
@@ -93,14 +96,19 @@ constexpr ConfigRequirement kCompressRatios{
     "the attention indexes config.compress_ratios[layer_id] to build each layer's compressor and indexer "
     "(transformers 5.8 renamed it compress_rates; the engines read compress_ratios)"};
 constexpr ConfigRequirement kRopeScaling{"config.json", "/rope_scaling", ConfigNeed::FlatObject, "",
-                                         "rope parameters are read as one flat dict (type, factor, beta_fast, ...)"};
-constexpr ConfigRequirement kRopeParameters{"config.json", "/rope_parameters", ConfigNeed::FlatObject, "",
-                                            "rope parameters are read as one flat dict; a dict nested per component is not"};
+                                         "rope parameters are read as one flat dict (rope_type, factor, beta_fast, ...)"};
+constexpr ConfigRequirement kRopeParameters{
+    "config.json", "/rope_parameters", ConfigNeed::FlatObject, "",
+    "rope parameters are read as one flat dict (vLLM's build_deepseek_v4_rope at 8a8be3d indexes "
+    "rope_parameters[\"rope_type\"]; a later version, 06d0369, also accepts {main, compress} nesting): only the "
+    "flat form loads in every version read"};
 constexpr ConfigRequirement kBlockSize{"config.json", "/quantization_config/weight_block_size", ConfigNeed::Equals, "[128,128]",
                                        "the FP8 linears (attention, shared experts) are built as 128x128 block-scaled"};
-constexpr ConfigRequirement kScaleFmt{"config.json", "/quantization_config/scale_fmt", ConfigNeed::Equals, R"("ue8m0")",
-                                      "the FP8 block scales are E8M0 (ue8m0); recorded from a failed vLLM launch on a "
-                                      "checkpoint without it, not located in the loader source read here"};
+constexpr ConfigRequirement kScaleFmt{
+    "config.json", "/quantization_config/scale_fmt", ConfigNeed::Equals, R"("ue8m0")",
+    "vLLM builds whose DeepseekV4Attention does self.scale_fmt = config.quantization_config[\"scale_fmt\"] raise "
+    "KeyError without it (seen in stored copies of earlier vLLM V4 attention code; attention.py at e6643ec no longer "
+    "reads it)"};
 constexpr ConfigRequirement kExpertDtype{"config.json", "/expert_dtype", ConfigNeed::AbsentOrEquals, R"("fp4")",
                                          "expert_dtype fp4 (the default) keeps the FP4-expert path and E8M0 linear scales"};
 constexpr ConfigRequirement kMoeQuantAlgo{"config.json", "/quantization_config/moe_quant_algo", ConfigNeed::Equals, R"("NVFP4")",
@@ -125,6 +133,13 @@ const EngineContract& deepseek_v4_contract(Engine engine) {
               {"vllm-project/vllm", "vllm/models/deepseek_v4/quant_config.py", "234b8ebce4e4d840468f478f68a14c791802c545",
                "DeepseekV4FP8Config: quant_method fp8 + model_type deepseek_v4; RoutedExperts with expert_dtype fp4 and "
                "moe_quant_algo NVFP4 -> ModelOptNvFp4FusedMoE(group_size=16), else Mxfp4MoEMethod"},
+              {"vllm-project/vllm", "vllm/models/deepseek_v4/attention.py", "e6643eca19ffbbc515e30ea8da0a7ad00b8b9698",
+               "compress_ratio = max(1, config.compress_ratios[layer_id]); compressor when ratio > 1, indexer when 4; "
+               "fused_wqa_wkv and wq_b/wo_a/wo_b with the quant config; indexer weights_proj with quant_config=None"},
+              {"vllm-project/vllm", "vllm/models/deepseek_v4/common/rope.py",
+               "8a8be3dcc35e02e60c940f7aff3aef8cc7524259 and 06d0369d75e060e83dffac3e0190ceff8fc37e12",
+               "build_deepseek_v4_rope reads config.rope_parameters as one flat dict (8a8be3d); 06d0369 also takes "
+               "{main, compress}"},
               {"vllm-project/vllm", "vllm/model_executor/layers/quantization/modelopt.py", "(not pinned: stored copies)",
                "ModelOptNvFp4FusedMoE.create_weights: w13_weight_scale_2 [E, 2], w2_weight_scale_2 [E], w13_input_scale "
                "[E, 2], w2_input_scale [E], block scales [.., K/group_size] E4M3"},
@@ -171,9 +186,15 @@ const EngineContract& deepseek_v4_contract(Engine engine) {
           "deepseek_v4",
           {
               {"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/models/modeling_deepseekv4.py",
-               "(listed at e596d212f2b8c58fc326466b850c0dbdbc9bc9d9, not read)",
-               "per issue #16196 / PR #16433: non-expert modules resolve to FP8_BLOCK_SCALES from the inline 128x128 "
-               "config, the per-layer NVFP4 config (hf_quant_config.json quantized_layers) applies to the routed experts"},
+               "e596d212f2b8c58fc326466b850c0dbdbc9bc9d9",
+               "_remap_deepseek_v4_checkpoint_keys: wq_a -> q_a_proj, wkv -> kv_a_proj_with_mqa, wq_b -> q_b_proj, "
+               "wo_a -> o_a_proj, wo_b -> o_b_proj, q_norm/kv_norm -> q_a_layernorm/kv_a_layernorm, .scale -> "
+               "weight_scale_inv (routed experts: weight_scale), shared experts w1/w3/w2 -> gate/up/down_proj, "
+               "compressor wkv/wgate '.weight' collected and fused, mtp.* -> model.layers.<num_hidden_layers>, "
+               "then the loader's strict key lookup; compress_ratios read per layer (first 16000 characters read)"},
+              {"NVIDIA/TensorRT-LLM", "(issue #16196, PR #16433)", "(not read at source)",
+               "non-expert modules resolve to FP8_BLOCK_SCALES from the inline 128x128 config, the per-layer NVFP4 "
+               "config (hf_quant_config.json quantized_layers) applies to the routed experts"},
           },
           {kModelType,
            {"hf_quant_config.json", "/quantization/quant_algo", ConfigNeed::Equals, R"("MIXED_PRECISION")",
@@ -182,7 +203,8 @@ const EngineContract& deepseek_v4_contract(Engine engine) {
             "quantized_layers names each layer's routed experts NVFP4 (PR #16433; not read at source)"},
            kBlockSize, kCompressRatios, kRopeScaling, kRopeParameters},
           {"mtp."},
-          "assumed like vLLM and SGLang: the MTP blocks belong to the draft model (not read at source)",
+          "_remap_deepseek_v4_checkpoint_keys moves mtp.* to model.layers.<num_hidden_layers>, the MTP layer of "
+          "speculative decoding, whose contract is not tabled",
           16,
           true,
           "NVFP4 W4A4 experts need their input scales (not read at source)",
