@@ -245,7 +245,20 @@ EngineVerdict check_engine(Engine engine, const LayoutConfig& config, const Chec
   const bool nvfp4_experts = at_pointer(cj, "/quantization_config/moe_quant_algo") == nlohmann::json("NVFP4");
   std::map<std::string, Expected> expected;
   try {
-    expected = expected_tensors(DeepseekV4Config::from_json(cj, "config.json"), contract, nvfp4_experts);
+    const DeepseekV4Config cfg = DeepseekV4Config::from_json(cj, "config.json");
+    // The model is built tensor by tensor: a config describing absurdly many would exhaust memory
+    // before it said anything (V4 Pro: 62 blocks x 384 experts).
+    const auto within = [](int64_t v, int64_t most) { return v >= 0 && v <= most; };
+    if (!within(cfg.num_hidden_layers, 10'000) || !within(cfg.num_nextn_predict_layers, 100) ||
+        !within(cfg.n_routed_experts, 100'000) ||
+        (cfg.num_hidden_layers + cfg.num_nextn_predict_layers) * cfg.n_routed_experts > 10'000'000) {
+      findings.add("engine.config_field", "config.json",
+                   "config.json describes " + std::to_string(cfg.num_hidden_layers) + " layers, " +
+                       std::to_string(cfg.num_nextn_predict_layers) + " MTP blocks and " + std::to_string(cfg.n_routed_experts) +
+                       " experts, beyond any checkpoint; the model is not built");
+      return verdict;
+    }
+    expected = expected_tensors(cfg, contract, nvfp4_experts);
   } catch (const std::exception& e) {
     findings.add("engine.config_field", "config.json", std::string("cannot build the model from config.json: ") + e.what());
     return verdict;

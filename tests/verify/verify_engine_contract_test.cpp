@@ -73,6 +73,18 @@ TEST(EngineContract, WeightOnlyIsSkippedWithTheReason) {
   }
 }
 
+TEST(EngineContract, LayoutsWithoutATableAreSkippedWithTheReason) {
+  // --recipe all-linear writes ModelOpt's general layout, which no V4 table covers yet.
+  const verify::VerifyReport r = verify_dir(converted_tiny("--recipe all-linear --weight-only --numerics cast"), false);
+  EXPECT_EQ(engine_findings(r), 0u) << describe(r);
+  ASSERT_EQ(r.engines.size(), 3u);
+  for (const auto& e : r.engines) {
+    EXPECT_FALSE(e.checked) << e.engine;
+    EXPECT_NE(e.reason.find("modelopt-v4-mixed"), std::string::npos) << e.reason;
+    EXPECT_NE(e.reason.find("not tabled"), std::string::npos) << e.reason;
+  }
+}
+
 struct Failure {
   std::string name;
   std::function<void(const std::string&)> edit;
@@ -148,6 +160,10 @@ std::vector<Failure> failures() {
          });
        },
        "engine.config_field", "/rope_parameters is nested per component", kAll},
+      // Not one of the ten: a config that would make the model billions of tensors is a finding, not an OOM.
+      {"ConfigWithAbsurdExpertCount",
+       [](const std::string& d) { edit_json(d + "/config.json", [](nlohmann::json& j) { j["n_routed_experts"] = 1000000000; }); },
+       "engine.config_field", "beyond any checkpoint", kAll},
   };
 }
 
