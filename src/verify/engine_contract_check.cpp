@@ -247,11 +247,11 @@ EngineVerdict check_engine(Engine engine, const LayoutConfig& config, const Chec
   try {
     const DeepseekV4Config cfg = DeepseekV4Config::from_json(cj, "config.json");
     // The model is built tensor by tensor: a config describing absurdly many would exhaust memory
-    // before it said anything (V4 Pro: 62 blocks x 384 experts).
+    // before it said anything (V4 Pro: 62 blocks x 384 experts, 24k expert blocks).
     const auto within = [](int64_t v, int64_t most) { return v >= 0 && v <= most; };
     if (!within(cfg.num_hidden_layers, 10'000) || !within(cfg.num_nextn_predict_layers, 100) ||
         !within(cfg.n_routed_experts, 100'000) ||
-        (cfg.num_hidden_layers + cfg.num_nextn_predict_layers) * cfg.n_routed_experts > 10'000'000) {
+        (cfg.num_hidden_layers + cfg.num_nextn_predict_layers) * cfg.n_routed_experts > 200'000) {
       findings.add("engine.config_field", "config.json",
                    "config.json describes " + std::to_string(cfg.num_hidden_layers) + " layers, " +
                        std::to_string(cfg.num_nextn_predict_layers) + " MTP blocks and " + std::to_string(cfg.n_routed_experts) +
