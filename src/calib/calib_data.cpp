@@ -125,6 +125,7 @@ CalibBatch pack_id_rows(const IdRows& in, const std::string& path, DataFormat fo
   const size_t take = o.samples == 0 ? in.rows.size() : std::min<size_t>(in.rows.size(), static_cast<size_t>(o.samples));
   int64_t len = o.seq_len;
   if (len == 0) len = static_cast<int64_t>(in.rows[0].size());
+  if (len == 0) throw InputError(in.where[0] + ": a sequence with no token ids");
   if (o.max_seq_len > 0 && len > o.max_seq_len)
     throw InputError(in.where[0] + ": " + std::to_string(len) + " ids, longer than the model allows (max_position_embeddings " +
                      std::to_string(o.max_seq_len) + ")");

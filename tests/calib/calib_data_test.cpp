@@ -122,6 +122,11 @@ TEST(CalibData, TokenIdsDefaultToTheStoredShape) {
   EXPECT_EQ(t.seq_len, 5);
   ASSERT_EQ(t.ids.size(), 15u);
   EXPECT_EQ(t.ids.back(), 15);
+  // A line of separators only is an empty sequence, not a batch of length 0 (found by calib_data_fuzz).
+  const std::string commas = dir + "/commas.ids";
+  std::ofstream(commas) << ",\n";
+  EXPECT_NE(error_of([&] { load_calib_data(commas, DataFormat::Auto, nullptr, {0, 0, 0, 100}); }).find("no token ids"),
+            std::string::npos);
   // Text has no shape of its own: samples 0 stays an error there.
   const std::string text = dir + "/a.txt";
   std::ofstream(text) << "hello\n";
