@@ -6,6 +6,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "io/checkpoint_index.h"
 #include "io/safetensors_file.h"
 #include "io/safetensors_writer.h"
@@ -58,6 +60,55 @@ void patch_header(const std::string& shard_path, const std::string& from, const 
   header.replace(at, from.size(), to);
   f.seekp(8);
   f.write(header.data(), static_cast<std::streamsize>(n));
+}
+
+namespace {
+
+void edit_index(const std::string& dir, const std::function<void(nlohmann::json&)>& edit) {
+  const std::string path = dir + "/model.safetensors.index.json";
+  nlohmann::json j;
+  {
+    std::ifstream in(path);
+    j = nlohmann::json::parse(in);
+  }
+  edit(j);
+  std::ofstream(path) << j.dump(2);
+}
+
+}  // namespace
+
+void put_tensor(const std::string& dir, const std::string& beside, const std::string& name, DType dtype,
+                const std::vector<int64_t>& shape, std::span<const std::byte> bytes) {
+  const std::string shard = shard_holding(dir, beside);
+  const std::string tmp = shard + ".edit";
+  {
+    const io::SafetensorsFile in = io::SafetensorsFile::open(shard);
+    io::SafetensorsWriter out(tmp);
+    for (const auto& t : in.tensors())
+      if (t.name != name) out.declare(t.name, t.dtype, t.shape);
+    out.declare(name, dtype, shape);
+    out.begin();
+    for (const auto& planned : out.layout()) {
+      if (planned.name == name) out.write(name, bytes);
+      else out.write(planned.name, in.view(in.at(planned.name)));
+    }
+    out.commit();
+  }
+  fs::rename(tmp, shard);
+  const std::string file = fs::path(shard).filename().string();
+  edit_index(dir, [&](nlohmann::json& j) { j["weight_map"][name] = file; });
+}
+
+void rename_tensor(const std::string& dir, const std::string& from, const std::string& to) {
+  const std::string shard = shard_holding(dir, from);
+  rewrite_shard(shard, [&](io::TensorInfo& t) {
+    if (t.name == from) t.name = to;
+    return true;
+  });
+  edit_index(dir, [&](nlohmann::json& j) {
+    j["weight_map"].erase(from);
+    j["weight_map"][to] = fs::path(shard).filename().string();
+  });
 }
 
 std::string shard_holding(const std::string& dir, const std::string& tensor) {

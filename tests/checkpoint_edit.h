@@ -2,7 +2,9 @@
 // Copies of the tiny checkpoint with one thing broken, for tests of what reads checkpoints.
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "io/tensor_info.h"
 
@@ -17,6 +19,14 @@ void rewrite_shard(const std::string& shard_path, const std::function<bool(io::T
 
 // Replaces `from` with `to` (same length) inside the shard's JSON header, leaving the data alone.
 void patch_header(const std::string& shard_path, const std::string& from, const std::string& to);
+
+// Puts tensor `name` (dtype, shape, bytes) into the shard of `dir` that holds tensor `beside`,
+// replacing a tensor of that name there, and lists it in the index.
+void put_tensor(const std::string& dir, const std::string& beside, const std::string& name, DType dtype,
+                const std::vector<int64_t>& shape, std::span<const std::byte> bytes);
+
+// Renames tensor `from` to `to` in its shard and in the index.
+void rename_tensor(const std::string& dir, const std::string& from, const std::string& to);
 
 // The shard of the tiny checkpoint that holds `tensor` (per its index), as a path inside `dir`.
 std::string shard_holding(const std::string& dir, const std::string& tensor);

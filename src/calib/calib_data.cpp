@@ -25,7 +25,8 @@ std::string ends_with_lower(const std::string& path) {
 }
 
 void check_options(const CalibDataOptions& o, bool ids_file) {
-  if (o.samples <= 0) throw InputError("--samples must be at least 1 (got " + std::to_string(o.samples) + ")");
+  if (o.samples < 0 || (o.samples == 0 && !ids_file))
+    throw InputError("--samples must be at least 1 (got " + std::to_string(o.samples) + ")");
   if (o.seq_len < 0 || (o.seq_len == 0 && !ids_file))
     throw InputError("--seq-len must be at least 1 (got " + std::to_string(o.seq_len) + ")");
   if (o.max_seq_len > 0 && o.seq_len > o.max_seq_len)
@@ -121,9 +122,10 @@ CalibBatch pack_id_rows(const IdRows& in, const std::string& path, DataFormat fo
   batch.format = format;
   batch.source = path;
   if (in.rows.empty()) throw InputError(path + ": no token id sequences (the file is empty)");
-  const size_t take = std::min<size_t>(in.rows.size(), static_cast<size_t>(o.samples));
+  const size_t take = o.samples == 0 ? in.rows.size() : std::min<size_t>(in.rows.size(), static_cast<size_t>(o.samples));
   int64_t len = o.seq_len;
   if (len == 0) len = static_cast<int64_t>(in.rows[0].size());
+  if (len == 0) throw InputError(in.where[0] + ": a sequence with no token ids");
   if (o.max_seq_len > 0 && len > o.max_seq_len)
     throw InputError(in.where[0] + ": " + std::to_string(len) + " ids, longer than the model allows (max_position_embeddings " +
                      std::to_string(o.max_seq_len) + ")");
@@ -145,7 +147,7 @@ CalibBatch pack_id_rows(const IdRows& in, const std::string& path, DataFormat fo
   batch.rows = static_cast<int64_t>(take);
   batch.seq_len = len;
   batch.samples_read = batch.rows;
-  if (batch.rows < o.samples)
+  if (o.samples > 0 && batch.rows < o.samples)
     batch.notes.push_back("the data holds " + std::to_string(batch.rows) + " sequences, fewer than the " +
                           std::to_string(o.samples) + " samples asked for");
   if (o.seq_len > 0 && static_cast<int64_t>(in.rows[0].size()) > o.seq_len)
@@ -157,7 +159,7 @@ CalibBatch load_id_text(const std::string& path, const CalibDataOptions& o, int6
   LineReader reader(path);
   IdRows rows;
   std::string line;
-  while (static_cast<int64_t>(rows.rows.size()) < o.samples && reader.next(line)) {
+  while ((o.samples == 0 || static_cast<int64_t>(rows.rows.size()) < o.samples) && reader.next(line)) {
     if (blank(line)) continue;
     std::vector<int64_t> ids;
     const char* p = line.data();
@@ -192,7 +194,7 @@ CalibBatch load_safetensors_ids(const std::string& path, const CalibDataOptions&
   const int64_t b = t.shape[0];
   const int64_t s = t.shape[1];
   IdRows rows;
-  for (int64_t r = 0; r < std::min(b, o.samples); ++r) {
+  for (int64_t r = 0; r < (o.samples == 0 ? b : std::min(b, o.samples)); ++r) {
     std::vector<int64_t> row(static_cast<size_t>(s));
     for (int64_t k = 0; k < s; ++k) {
       const size_t at = static_cast<size_t>(r * s + k);

@@ -15,8 +15,9 @@
 // a prefix (BOS), every row starts with it: a row that would begin inside a sample gets the prefix
 // put in front. Reading stops once the rows are full; a last partial row is dropped. Fewer rows than
 // asked is not an error: the batch says how many it has, with a note.
-// Token ids (both formats) are used as they are, no BOS added: the first `samples` sequences, each cut
-// to seq_len (seq_len 0: as stored, all sequences equally long); a shorter sequence is an error.
+// Token ids (both formats) are used as they are, no BOS added: the first `samples` sequences (samples 0:
+// all of them), each cut to seq_len (seq_len 0: as stored, all sequences equally long); a shorter
+// sequence is an error.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -35,7 +36,7 @@ const char* data_format_name(DataFormat format);
 DataFormat detect_data_format(const std::string& path);
 
 struct CalibDataOptions {
-  int64_t samples = 0;      // rows wanted (> 0)
+  int64_t samples = 0;      // rows wanted (> 0; 0 only for token-id files: every stored sequence)
   int64_t seq_len = 0;      // tokens per row (> 0; 0 only for token-id files: as stored)
   int64_t max_seq_len = 0;  // the model's limit (max_position_embeddings); 0: no limit
   int64_t vocab_size = 0;   // every id must be below it; 0: the tokenizer's, if any

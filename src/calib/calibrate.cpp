@@ -143,7 +143,10 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
     const auto fp = done.header().metadata.find("fingerprint");
     if (fp == done.header().metadata.end() || fp->second != fingerprint)
       throw InputError(out_path + ": exists and was made from another model, batch or option set; pass --force to replace it");
-    CalibrateReport done_report;  // finished by an earlier run: nothing to do
+    // Finished by an earlier run, which may have been killed while it removed its per-layer state:
+    // finish that cleanup, nothing else to do.
+    fs::remove_all(state_dir);
+    CalibrateReport done_report;
     done_report.output = out_path;
     done_report.tokens = batch.batch * batch.seq;
     done_report.entries = done.tensors().size();

@@ -14,8 +14,6 @@ namespace fp4kit::calib {
 CalibBatch load_model_data(const ModelDataRequest& a) {
   const engine::ModelConfig cfg = engine::ModelConfig::load(a.model);
   CalibDataOptions d;
-  d.samples = a.samples;
-  d.seq_len = a.seq_len;
   d.vocab_size = cfg.base.vocab_size;
   {
     std::ifstream in(a.model + "/config.json");
@@ -27,6 +25,11 @@ CalibBatch load_model_data(const ModelDataRequest& a) {
   if (!format) throw InputError("--data-format " + a.format + ": unknown (auto, text, jsonl, ids, safetensors)");
   const DataFormat resolved =
       a.data.empty() ? DataFormat::Text : (*format == DataFormat::Auto ? detect_data_format(a.data) : *format);
+  // Token ids come in the shape they were made with unless the flags say otherwise (0 tells the
+  // loader "as stored").
+  const bool ids = resolved == DataFormat::TokenIds || resolved == DataFormat::Safetensors;
+  d.samples = a.samples_given || !ids ? a.samples : 0;
+  d.seq_len = a.seq_len_given || !ids ? a.seq_len : 0;
   std::optional<Tokenizer> tokenizer;
   if (resolved == DataFormat::Text || resolved == DataFormat::JsonLines) {
     const std::string path = a.tokenizer.empty() ? a.model + "/tokenizer.json" : a.tokenizer;

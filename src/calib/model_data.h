@@ -17,6 +17,9 @@ struct ModelDataRequest {
   std::string format = "auto";
   std::string tokenizer;  // "" = MODEL/tokenizer.json
   int64_t samples = 0, seq_len = 0;
+  // Whether the user gave them: token ids come in the shape they were made with unless the flags say
+  // otherwise (every stored sequence at its stored length).
+  bool samples_given = true, seq_len_given = true;
 };
 
 CalibBatch load_model_data(const ModelDataRequest& request);

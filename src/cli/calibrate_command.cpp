@@ -23,6 +23,7 @@ struct CalibrateArgs {
   int64_t samples = 128, seq_len = 512;
   unsigned threads = 0;
   bool all_experts = false, resume = false, force = false, quiet = false;
+  bool samples_given = false, seq_len_given = false;
 };
 
 std::string fmt_eta(double s) {
@@ -33,8 +34,8 @@ std::string fmt_eta(double s) {
 }
 
 void run(const CalibrateArgs& a) {
-  const calib::CalibBatch data =
-      calib::load_model_data({a.model, a.data, a.data_format, a.tokenizer, a.samples, a.seq_len});
+  const calib::CalibBatch data = calib::load_model_data(
+      {a.model, a.data, a.data_format, a.tokenizer, a.samples, a.seq_len, a.samples_given, a.seq_len_given});
   if (!a.quiet)
     for (const std::string& n : data.notes) std::fprintf(stderr, "calibrate: note: %s\n", n.c_str());
 
@@ -113,8 +114,12 @@ void add_command(CLI::App& app) {
                   "sequence per line) or a safetensors input_ids [B,S] tensor (default: the built-in corpus)");
   cmd->add_option("--data-format", args->data_format, "auto (default), text, jsonl, ids, safetensors");
   cmd->add_option("--tokenizer", args->tokenizer, "tokenizer.json for text data (default: MODEL/tokenizer.json)");
-  cmd->add_option("--samples", args->samples, "Sequences (default 128)")->check(CLI::PositiveNumber);
-  cmd->add_option("--seq-len", args->seq_len, "Tokens per sequence (default 512)")->check(CLI::PositiveNumber);
+  auto* samples = cmd->add_option("--samples", args->samples,
+                                  "Sequences (default 128; with token-id data, every sequence the file holds)")
+                      ->check(CLI::PositiveNumber);
+  auto* seq_len = cmd->add_option("--seq-len", args->seq_len,
+                                  "Tokens per sequence (default 512; with token-id data, the stored length)")
+                      ->check(CLI::PositiveNumber);
   cmd->add_flag("--all-experts", args->all_experts,
                 "Every routed expert also sees every token of its layer, for the statistics only");
   cmd->add_option("--w2-input", args->w2_input,
@@ -129,7 +134,11 @@ void add_command(CLI::App& app) {
   cmd->add_flag("--force", args->force, "Replace an existing output and discard any saved state");
   cmd->add_option("--json", args->json_path, "Write a JSON report to this file ('-' for stdout)");
   cmd->add_flag("--quiet", args->quiet, "Print nothing but errors");
-  cmd->callback([args] { run(*args); });
+  cmd->callback([args, samples, seq_len] {
+    args->samples_given = samples->count() > 0;
+    args->seq_len_given = seq_len->count() > 0;
+    run(*args);
+  });
 }
 
 }  // namespace

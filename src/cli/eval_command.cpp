@@ -23,6 +23,7 @@ struct EvalArgs {
   std::string quantized, base, data, data_format = "auto", tokenizer, device = "cpu", save_base_logits, base_logits, base_logits_dtype = "f32",
                                      json_path, html_path;
   int64_t samples = 16, seq_len = 512;
+  bool samples_given = false, seq_len_given = false;
   unsigned threads = 0;
   eval::Thresholds thresholds;
   bool no_attribution = false, quiet = false;
@@ -82,7 +83,7 @@ void run(const EvalArgs& a) {
     throw InputError("--save-base-logits and --base-logits: give one of them");
   eval::require_same_model_type(a.quantized, a.base);
   const calib::CalibBatch data =
-      calib::load_model_data({a.base, a.data, a.data_format, a.tokenizer, a.samples, a.seq_len});
+      calib::load_model_data({a.base, a.data, a.data_format, a.tokenizer, a.samples, a.seq_len, a.samples_given, a.seq_len_given});
   if (!a.quiet)
     for (const std::string& n : data.notes) std::fprintf(stderr, "eval: note: %s\n", n.c_str());
   if (data.rows == 0)
@@ -139,8 +140,12 @@ void add_command(CLI::App& app) {
                   "input_ids [B,S] tensor (default: the built-in corpus, tokenized with --base's tokenizer.json)");
   cmd->add_option("--data-format", args->data_format, "auto (default), text, jsonl, ids, safetensors");
   cmd->add_option("--tokenizer", args->tokenizer, "tokenizer.json for text data (default: BASE/tokenizer.json)");
-  cmd->add_option("--samples", args->samples, "Sequences (default 16)")->check(CLI::PositiveNumber);
-  cmd->add_option("--seq-len", args->seq_len, "Tokens per sequence (default 512)")->check(CLI::PositiveNumber);
+  auto* samples = cmd->add_option("--samples", args->samples,
+                                  "Sequences (default 16; with token-id data, every sequence the file holds)")
+                      ->check(CLI::PositiveNumber);
+  auto* seq_len = cmd->add_option("--seq-len", args->seq_len,
+                                  "Tokens per sequence (default 512; with token-id data, the stored length)")
+                      ->check(CLI::PositiveNumber);
   cmd->add_option("--device", args->device, "cpu (default) or cuda: both models through the GPU forward pass, streamed layer by layer (the "
                   "per-layer attribution is CPU-only and is skipped)");
   cmd->add_option("--save-base-logits", args->save_base_logits,
@@ -160,7 +165,11 @@ void add_command(CLI::App& app) {
   cmd->add_option("--html", args->html_path, "Write a self-contained HTML report to this file");
   cmd->add_option("--threads", args->threads, "Worker threads (default: all cores); never changes the numbers");
   cmd->add_flag("--quiet", args->quiet, "No progress on stderr");
-  cmd->callback([args] { run(*args); });
+  cmd->callback([args, samples, seq_len] {
+    args->samples_given = samples->count() > 0;
+    args->seq_len_given = seq_len->count() > 0;
+    run(*args);
+  });
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/parallel.h"
 #include "cli/commands.h"
@@ -23,6 +24,7 @@ struct VerifyArgs {
   bool has_threshold = false, structure_only = false, quiet = false;
   double margin = 1.0;
   size_t worst = 10;
+  std::vector<std::string> engines;  // empty: all
 };
 
 void run(const VerifyArgs& a) {
@@ -33,6 +35,10 @@ void run(const VerifyArgs& a) {
   o.numerics = !a.structure_only;
   if (a.has_threshold) o.fail_below_sqnr_db = a.fail_below_sqnr;
   o.sqnr_margin_db = a.margin;
+  if (!a.engines.empty()) {
+    o.engines.clear();
+    for (const std::string& name : a.engines) o.engines.push_back(*engine_from_name(name));
+  }
 
   const verify::VerifyReport report = verify::verify_checkpoint(o);
   if (!a.quiet) std::fputs(verify::report_to_text(report, a.worst).c_str(), stdout);
@@ -62,6 +68,10 @@ void add_command(CLI::App& app) {
                                     "Fail any quantized tensor whose SQNR against the source is below this many dB");
   cmd->add_option("--sqnr-margin", args->margin,
                   "Fail a tensor whose SQNR is more than this many dB below a fresh NVFP4 quantization's (default 1)");
+  cmd->add_option("--engine", args->engines,
+                  "Walk the checkpoint through this engine's loader contract (vllm, sglang, trtllm; repeat for several; "
+                  "default all three). An engine that does not load the checkpoint's layout is skipped with the reason")
+      ->check(CLI::IsMember({"vllm", "sglang", "trtllm"}));
   cmd->add_flag("--structure-only", args->structure_only, "Skip the pass over tensor data (headers, scalars, configs only)");
   cmd->add_option("--threads", args->threads, "Worker threads (default: all cores); never changes a number");
   cmd->add_option("--worst", args->worst, "How many of the worst tensors to print (default 10)");

@@ -51,8 +51,10 @@ LogitComparison compare_logits(const std::vector<float>& a, const std::vector<fl
     agree += d.top_a == d.top_b;
     c.mean_kl += d.kl;
     c.mean_rel_error += d.rel_error;
-    if (d.kl > c.max_kl || r == 0) c.max_kl = d.kl, c.max_kl_position = r;
-    c.max_rel_error = std::max(c.max_rel_error, d.rel_error);
+    // A NaN row is the worst row: it takes the maximum and keeps it (std::max would drop it).
+    if (r == 0 || (!std::isnan(c.max_kl) && (std::isnan(d.kl) || d.kl > c.max_kl))) c.max_kl = d.kl, c.max_kl_position = r;
+    if (std::isnan(d.rel_error) || std::isnan(c.max_rel_error)) c.max_rel_error = NAN;
+    else c.max_rel_error = std::max(c.max_rel_error, d.rel_error);
   }
   if (rows > 0) {
     c.mean_kl /= static_cast<double>(rows);

@@ -54,6 +54,13 @@ nlohmann::json report_to_json(const VerifyReport& r) {
   j["seconds"] = r.seconds;
   j["threads"] = r.threads;
 
+  nlohmann::json engines = nlohmann::json::array();
+  for (const EngineVerdict& e : r.engines)
+    engines.push_back({{"engine", e.engine}, {"checked", e.checked}, {"skipped_because", e.reason},
+                       {"tensors_consumed", e.tensors_consumed}, {"parameters_filled", e.parameters_filled},
+                       {"tensors_skipped", e.tensors_skipped}, {"tensors_skipped_because", e.skipped_why}});
+  j["engines"] = engines;
+
   nlohmann::json findings = nlohmann::json::array();
   for (const Finding& f : r.findings)
     findings.push_back({{"check", f.check}, {"severity", severity_name(f.severity)}, {"tensor", f.tensor}, {"message", f.message}});

@@ -65,6 +65,15 @@ std::string report_to_text(const VerifyReport& r, size_t worst_tensors, size_t m
     }
   }
 
+  for (const EngineVerdict& e : r.engines) {
+    if (e.checked)
+      std::snprintf(line, sizeof line, "  engine %-7s loader contract walked: %zu tensors consumed, %zu parameters filled, %zu skipped by its loader\n",
+                    e.engine.c_str(), e.tensors_consumed, e.parameters_filled, e.tensors_skipped);
+    else
+      std::snprintf(line, sizeof line, "  engine %-7s skipped: %.400s\n", e.engine.c_str(), e.reason.c_str());
+    s += line;
+  }
+
   const size_t fails = r.count(Severity::Fail), warns = r.count(Severity::Warn);
   if (fails + warns) {
     std::snprintf(line, sizeof line, "\n%zu failed checks, %zu warnings:\n", fails, warns);

@@ -6,6 +6,7 @@
 #include "verify/checkpoint_files.h"
 #include "verify/config_coverage.h"
 #include "verify/data_pass.h"
+#include "verify/engine_contract_check.h"
 #include "verify/layout_config.h"
 #include "verify/nvfp4_modules.h"
 #include "verify/source_accounting.h"
@@ -36,6 +37,7 @@ VerifyReport verify_checkpoint(const VerifyOptions& options) {
   const Nvfp4Inventory inventory = check_nvfp4_modules(output, tensors, config, report);
   report.nvfp4_weights = inventory.modules.size();
   check_config_coverage(config, tensors, inventory, report);
+  check_engine_contracts(options.engines, config, tensors, inventory, report);
 
   std::optional<SourceAccounting> accounting;
   if (source) {

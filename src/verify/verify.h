@@ -7,6 +7,9 @@
 #include <optional>
 #include <string>
 
+#include <vector>
+
+#include "models/engine_contract.h"
 #include "verify/verify_report.h"
 
 namespace fp4kit::verify {
@@ -19,6 +22,8 @@ struct VerifyOptions {
   std::optional<double> fail_below_sqnr_db;
   double sqnr_margin_db = 1.0;
   size_t chunk_values = size_t{1} << 16;  // values per row-chunk read; never changes a number either
+  // Engines whose loader contract the checkpoint is walked through (all by default).
+  std::vector<Engine> engines{kAllEngines.begin(), kAllEngines.end()};
 };
 
 // InputError (exit 2) when a directory is not a checkpoint at all; every problem of a checkpoint

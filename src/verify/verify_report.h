@@ -45,6 +45,16 @@ struct TensorNumerics {
   std::string flag;              // "" or the check id that failed for it
 };
 
+// Whether the checkpoint was walked through an engine's loader contract, and if not, why.
+struct EngineVerdict {
+  std::string engine;         // "vllm", "sglang", "trtllm"
+  bool checked = false;       // false: skipped, `reason` says why (the layout is not one it loads)
+  std::string reason;
+  size_t tensors_consumed = 0, parameters_filled = 0;
+  size_t tensors_skipped = 0;  // tensors its model loader skips by design (e.g. mtp.* for the draft model)
+  std::string skipped_why;
+};
+
 struct VerifyReport {
   std::string checkpoint, source;  // directories ("" without --source)
   std::string layout;              // "modelopt-v4-mixed", "modelopt", "compressed-tensors", "unknown"
@@ -55,6 +65,7 @@ struct VerifyReport {
   size_t dequantized = 0, dequantized_exact = 0;  // FP8 blocks written as BF16, equal to the official dequant
   std::vector<Finding> findings;
   std::vector<TensorNumerics> numerics;       // in output name order
+  std::vector<EngineVerdict> engines;         // one per engine asked for, in the order asked
   std::array<uint64_t, 256> block_scale_histogram{};  // E4M3 block scale bytes of every NVFP4 weight
   std::optional<double> fail_below_sqnr_db;
   double seconds = 0.0;

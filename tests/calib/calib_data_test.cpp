@@ -104,6 +104,36 @@ TEST(CalibData, SafetensorsIdsAsStored) {
             std::string::npos);
 }
 
+// Token ids carry their own shape: samples 0 and seq_len 0 take every stored sequence as stored,
+// the same batch as naming the file's [4, 96] in flags, without the "fewer than asked" note.
+TEST(CalibData, TokenIdsDefaultToTheStoredShape) {
+  const std::string path = testing::test_data("calib/oracle/calib_ids.safetensors");
+  const CalibBatch stored = load_calib_data(path, DataFormat::Auto, nullptr, {0, 0, 1048576, 129280});
+  const CalibBatch named = load_calib_data(path, DataFormat::Auto, nullptr, {4, 96, 1048576, 129280});
+  EXPECT_EQ(stored.rows, 4);
+  EXPECT_EQ(stored.seq_len, 96);
+  EXPECT_EQ(stored.ids, named.ids);
+  EXPECT_TRUE(stored.notes.empty()) << stored.notes.front();
+  const std::string dir = testing::fresh_temp_dir("calib-ids-default");
+  const std::string text_ids = dir + "/three.ids";
+  std::ofstream(text_ids) << "1 2 3 4 5\n6 7 8 9 10\n11 12 13 14 15\n";
+  const CalibBatch t = load_calib_data(text_ids, DataFormat::Auto, nullptr, {0, 0, 0, 100});
+  EXPECT_EQ(t.rows, 3);
+  EXPECT_EQ(t.seq_len, 5);
+  ASSERT_EQ(t.ids.size(), 15u);
+  EXPECT_EQ(t.ids.back(), 15);
+  // A line of separators only is an empty sequence, not a batch of length 0 (found by calib_data_fuzz).
+  const std::string commas = dir + "/commas.ids";
+  std::ofstream(commas) << ",\n";
+  EXPECT_NE(error_of([&] { load_calib_data(commas, DataFormat::Auto, nullptr, {0, 0, 0, 100}); }).find("no token ids"),
+            std::string::npos);
+  // Text has no shape of its own: samples 0 stays an error there.
+  const std::string text = dir + "/a.txt";
+  std::ofstream(text) << "hello\n";
+  EXPECT_NE(error_of([&] { load_calib_data(text, DataFormat::Auto, &deepseek_style(), {0, 8, 0, 0}); }).find("--samples"),
+            std::string::npos);
+}
+
 TEST(CalibData, TokenIdText) {
   const std::string dir = testing::fresh_temp_dir("calib-ids");
   const std::string path = write(dir, "batch.ids", "1 2 3 4\n\n5\t6 7 8\n");

@@ -39,7 +39,7 @@ TEST(CalibrateCli, KillAfterALayerThenResumeGivesTheSameFile) {
   ::setenv(kCrashEnv, "2", 1);
   const auto killed = run_fp4kit(calibrate_args(out) + " --quiet");
   ::unsetenv(kCrashEnv);
-  EXPECT_NE(killed.exit_code, 0);
+  EXPECT_EQ(killed.exit_code, 137) << killed.output;  // the hook ends the process as a SIGKILL would
   EXPECT_FALSE(std::filesystem::exists(out));
   EXPECT_TRUE(std::filesystem::exists(out + ".fp4kit-calib"));
 
@@ -77,6 +77,27 @@ TEST(CalibrateCli, ConvertWritesInputScalesFromIt) {
       checked += 3;
     }
   EXPECT_EQ(checked, 96u);
+}
+
+// A [4, 96] input_ids file needs no --samples / --seq-len: its shape is the default, and the result is
+// the file the flags naming that shape give.
+TEST(CalibrateCli, TokenIdDataNeedsNoShapeFlags) {
+  const std::string dir = testing::fresh_temp_dir("calib-ids-shape");
+  const std::string data = testing::test_data("calib/oracle/calib_ids.safetensors");
+  const auto bare = run_fp4kit("calibrate " + testing::test_data("dsv4-tiny") + " --data " + data + " --threads 2 --quiet --out " +
+                               dir + "/bare.safetensors --json -");
+  ASSERT_EQ(bare.exit_code, 0) << bare.output;
+  EXPECT_NE(bare.output.find("\"samples\": 4,"), std::string::npos) << bare.output;
+  EXPECT_NE(bare.output.find("\"seq_len\": 96,"), std::string::npos) << bare.output;
+  const auto named = run_fp4kit(calibrate_args(dir + "/named.safetensors") + " --quiet");
+  ASSERT_EQ(named.exit_code, 0) << named.output;
+  EXPECT_EQ(bytes_of(dir + "/bare.safetensors"), bytes_of(dir + "/named.safetensors"));
+  // Flags still win: two of the four sequences, cut to 64 tokens.
+  const auto cut = run_fp4kit("calibrate " + testing::test_data("dsv4-tiny") + " --data " + data +
+                              " --samples 2 --seq-len 64 --threads 2 --quiet --out " + dir + "/cut.safetensors --json -");
+  ASSERT_EQ(cut.exit_code, 0) << cut.output;
+  EXPECT_NE(cut.output.find("\"samples\": 2,"), std::string::npos) << cut.output;
+  EXPECT_NE(cut.output.find("\"seq_len\": 64,"), std::string::npos) << cut.output;
 }
 
 TEST(CalibrateCli, BadInputFailsWithAClearMessage) {

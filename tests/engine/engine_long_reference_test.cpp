@@ -45,7 +45,7 @@ class AmaxObserver : public engine::LinearObserver {
  public:
   void on_linear_input(const engine::LinearInput& in) override {
     float& m = amax[std::string(in.name)];
-    for (int64_t i = 0; i < in.rows * in.cols; ++i) m = std::max(m, std::abs(in.x[i]));
+    for (int64_t i = 0; i < in.rows * in.cols; ++i) m = max_keeping_nan(m, std::abs(in.x[i]));
   }
   std::map<std::string, float> amax;
 };
@@ -82,7 +82,7 @@ void expect_logits_close(const std::vector<float>& mine, const std::vector<float
   ASSERT_EQ(mine.size(), theirs.size()) << what;
   const float diff = max_abs_diff(mine, theirs);
   ::testing::Test::RecordProperty(std::string(what) + ".max_abs_diff", sci(diff));
-  EXPECT_LT(diff, kLogitTolerance) << what;
+  EXPECT_TRUE(finite_below(diff, kLogitTolerance)) << what;
   for (size_t row = 0; row < theirs.size() / kVocab; ++row)
     ASSERT_EQ(engine::argmax(&mine[row * kVocab], kVocab), engine::argmax(&theirs[row * kVocab], kVocab))
         << what << ": row " << row;
@@ -108,11 +108,11 @@ TEST(EngineLongReference, HiddenStatesMatchTransformersAfterEveryLayer) {
       for (int64_t k = 0; k < kHc * kHidden; ++k) {
         const float mine = r.hidden[l][positions[i] * kHc * kHidden + k];
         const float theirs = expected[i * kHc * kHidden + k];
-        diff = std::max(diff, std::abs(mine - theirs));
-        scale = std::max(scale, std::abs(theirs));
+        diff = max_keeping_nan(diff, std::abs(mine - theirs));
+        scale = max_keeping_nan(scale, std::abs(theirs));
       }
     RecordProperty(name + ".relative_diff", sci(diff / scale));
-    EXPECT_LE(diff, kHiddenRelativeTolerance * scale) << name << ": max diff " << diff << " of max " << scale;
+    EXPECT_TRUE(finite_at_most(diff, kHiddenRelativeTolerance * scale)) << name << ": max diff " << diff << " of max " << scale;
   }
 }
 
@@ -124,7 +124,7 @@ TEST(EngineLongReference, RoutingMatchesTransformers) {
     ASSERT_EQ(r.routing[l].experts, r.ref.i64(prefix + ".indices")) << "layer " << l;
     const float diff = max_abs_diff(r.routing[l].weights, r.ref.f32(prefix + ".weights"));
     RecordProperty(prefix + ".weights.max_abs_diff", sci(diff));
-    EXPECT_LT(diff, 2e-6f) << "layer " << l;
+    EXPECT_TRUE(finite_below(diff, 2e-6f)) << "layer " << l;
   }
   EXPECT_EQ(r.boundary_ties, 0);
 }
@@ -163,9 +163,9 @@ TEST(EngineLongReference, ObservedLinearInputAmaxMatchesTransformers) {
     const float theirs = r.ref.f32(key).at(0);
     const auto it = r.observer.amax.find(module);
     ASSERT_NE(it, r.observer.amax.end()) << module << " never shown to the observer";
-    EXPECT_LE(std::abs(it->second - theirs), kAmaxRelativeTolerance * theirs)
+    EXPECT_TRUE(finite_at_most(std::abs(it->second - theirs), kAmaxRelativeTolerance * theirs))
         << module << ": engine " << it->second << ", transformers " << theirs;
-    worst = std::max(worst, std::abs(it->second - theirs) / theirs);
+    worst = max_keeping_nan(worst, std::abs(it->second - theirs) / theirs);
     ++compared;
   }
   RecordProperty("amax.worst_relative_diff", sci(worst));

@@ -8,6 +8,7 @@
 
 #include "engine/engine.h"
 #include "io/safetensors_file.h"
+#include "nan_aware.h"
 #include "test_data.h"
 
 namespace fp4kit::testing {
@@ -42,10 +43,10 @@ class Reference {
   io::SafetensorsFile file_;
 };
 
-// max |a - b|
+// max |a - b|; NaN if any difference is NaN, infinite if the sizes differ.
 inline float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
   float m = a.size() == b.size() ? 0.0f : INFINITY;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) m = max_keeping_nan(m, std::abs(a[i] - b[i]));
   return m;
 }
 

@@ -1,0 +1,23 @@
+#pragma once
+// Walks a checkpoint through each serving engine's loader contract (models/engine_contract.h):
+// every config field the loader reads, from the file it reads it from; every tensor consumed by a
+// parameter of the model config.json describes, with the suffixes of the parameter's format; every
+// parameter filled; dtypes and shapes as the loader creates them. An engine whose loader does not
+// take the checkpoint's layout is skipped with the reason, never failed.
+//
+// Check ids: engine.config_field, engine.tensor_unconsumed, engine.parameter_unfilled,
+// engine.dtype, engine.shape. Every message starts with the engine's name.
+#include <vector>
+
+#include "models/engine_contract.h"
+#include "verify/checkpoint_files.h"
+#include "verify/layout_config.h"
+#include "verify/nvfp4_modules.h"
+#include "verify/verify_report.h"
+
+namespace fp4kit::verify {
+
+void check_engine_contracts(const std::vector<Engine>& engines, const LayoutConfig& config, const CheckpointTensors& tensors,
+                            const Nvfp4Inventory& inventory, VerifyReport& report);
+
+}  // namespace fp4kit::verify
