@@ -2,8 +2,9 @@
 # On a machine with a CUDA GPU, in one go: configure with CUDA, build, run the GPU tests, the kernel
 # benchmark, then the GPU tests once more under compute-sanitizer's memcheck, and write everything to OUT_DIR
 # (default: gpu-results/): gpu.txt (the device), build.log, tests.log, bench.txt, bench.json,
-# stream.txt (a synthetic model streamed disk -> pinned memory -> GPU), run_gpu.json and
-# calibrate_gpu.json (the GPU forward pass and calibration over it), sanitizer.log.
+# stream.txt (a synthetic model streamed disk -> pinned memory -> GPU), run_gpu.json,
+# calibrate_gpu.json and eval_gpu.json (the GPU forward pass, calibration and eval over it),
+# sanitizer.log.
 # Build dependencies come from the system, or from .gpu-deps/ (scripts/gpu-deps.sh) on a machine
 # without the Debian packages. Environment: FP4KIT_CUDA_ARCHS (default 90a), SKIP_SANITIZER=1,
 # SKIP_BENCH=1, SKIP_STREAM=1, STREAM_PRESET (synth preset, default v4-flash:layers=6,experts=64),
@@ -69,6 +70,11 @@ if [ "${SKIP_STREAM:-0}" != 1 ] && [ -x build-gpu/gpu_stream_bench ]; then
     --out "$model.amax.safetensors" --force --json "$out/calibrate_gpu.json" > "$out/calibrate_gpu.log" 2>&1
   rc_bench=$(( rc_bench | $? ))
   tail -4 "$out/calibrate_gpu.log"
+  # eval on the GPU, the model against itself (both streamed): tokens/s; KLD must be 0.
+  timeout 600 build-gpu/fp4kit eval "$model" --base "$model" --data "$model.ids" --samples 8 --seq-len 512 --device cuda \
+    --quiet --json "$out/eval_gpu.json" > "$out/eval_gpu.log" 2>&1
+  rc_bench=$(( rc_bench | $? ))
+  tail -2 "$out/eval_gpu.log"
   rm -rf "$model" "$model.ids" "$model.amax.safetensors"
 fi
 rc_san=0
