@@ -19,7 +19,8 @@ namespace fp4kit::cli {
 namespace {
 
 struct CalibrateArgs {
-  std::string model, data, data_format = "auto", tokenizer, out, w2_input = "unweighted", json_path, device = "cpu";
+  std::string model, data, data_format = "auto", tokenizer, out, w2_input = "unweighted", json_path, device = "cpu",
+              precision;
   int64_t samples = 128, seq_len = 512;
   unsigned threads = 0;
   bool all_experts = false, resume = false, force = false, quiet = false;
@@ -52,10 +53,13 @@ void run(const CalibrateArgs& a) {
   o.resume = a.resume;
   o.force = a.force;
   o.threads = a.threads;
-  if (cuda::parse_device(a.device) == cuda::Device::Cuda) {
+  const bool gpu = cuda::parse_device(a.device) == cuda::Device::Cuda;
+  const gpu_engine::Precision precision = gpu_engine::resolve_precision(a.precision, gpu);
+  if (gpu) {
     cuda::require_device();  // one clear error (exit 2) before any work
-    o.runner = gpu_engine::make_gpu_runner;
-    o.device = "cuda";
+    o.runner = gpu_engine::gpu_runner_factory(precision);
+    // In the state's fingerprint: F32 GPU runs keep the name they had before BF16 existed.
+    o.device = precision == gpu_engine::Precision::F32 ? "cuda" : "cuda bf16";
   }
 
   if (!a.quiet)
@@ -126,9 +130,11 @@ void add_command(CLI::App& app) {
                   "unweighted (default: h = silu(g)*u, what vLLM, SGLang and TensorRT-LLM quantize) or weighted "
                   "(routing weight * h, as DeepSeek's code and ModelOpt's V4 calibration feed w2)");
   cmd->add_option("--device", args->device,
-                  "cpu, or cuda: the forward pass on the GPU, streaming the checkpoint layer by layer (same values to "
-                  "F32 rounding; a run resumes on the device it started on)")
+                  "cpu, or cuda: the forward pass on the GPU, streaming the checkpoint layer by layer (with "
+                  "--precision f32 the same values to F32 rounding; a run resumes on the device and precision it "
+                  "started with)")
       ->capture_default_str();
+  cmd->add_option("--precision", args->precision, "bf16 (the default on the GPU: BF16 operands and F32 accumulation in every product, as the serving engines compute) or f32 (full F32, the check mode; the only one on the CPU)");
   cmd->add_option("--threads", args->threads, "Worker threads (default: all cores); never changes the output");
   cmd->add_flag("--resume", args->resume, "Continue an interrupted run from its last finished layer");
   cmd->add_flag("--force", args->force, "Replace an existing output and discard any saved state");

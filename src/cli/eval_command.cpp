@@ -20,7 +20,7 @@ namespace fp4kit::cli {
 namespace {
 
 struct EvalArgs {
-  std::string quantized, base, data, data_format = "auto", tokenizer, device = "cpu", save_base_logits, base_logits, base_logits_dtype = "f32",
+  std::string quantized, base, data, data_format = "auto", tokenizer, device = "cpu", precision, save_base_logits, base_logits, base_logits_dtype = "f32",
                                      json_path, html_path;
   int64_t samples = 16, seq_len = 512;
   bool samples_given = false, seq_len_given = false;
@@ -78,6 +78,7 @@ void print_summary(const eval::EvalResult& r, const eval::Judgement& j, const ev
 
 void run(const EvalArgs& a) {
   const bool gpu = cuda::parse_device(a.device) == cuda::Device::Cuda;
+  const gpu_engine::Precision precision = gpu_engine::resolve_precision(a.precision, gpu);
   if (gpu) cuda::require_device();  // a CPU-only build says why there is no GPU (exit 2)
   if (!a.save_base_logits.empty() && !a.base_logits.empty())
     throw InputError("--save-base-logits and --base-logits: give one of them");
@@ -95,7 +96,7 @@ void run(const EvalArgs& a) {
   o.threads = a.threads;
   o.attribution = !a.no_attribution;
   if (gpu) {
-    o.runner = gpu_engine::make_gpu_runner;
+    o.runner = gpu_engine::gpu_runner_factory(precision);
     if (o.attribution && !a.quiet)
       std::fprintf(stderr, "eval: note: the per-layer attribution runs on the CPU engine only; on the GPU it is skipped\n");
     o.attribution = false;
@@ -148,6 +149,7 @@ void add_command(CLI::App& app) {
                       ->check(CLI::PositiveNumber);
   cmd->add_option("--device", args->device, "cpu (default) or cuda: both models through the GPU forward pass, streamed layer by layer (the "
                   "per-layer attribution is CPU-only and is skipped)");
+  cmd->add_option("--precision", args->precision, "bf16 (the default on the GPU: BF16 operands and F32 accumulation in every product, as the serving engines compute) or f32 (full F32, the check mode; the only one on the CPU)");
   cmd->add_option("--save-base-logits", args->save_base_logits,
                   "Also write the base model's logits to this file (4*vocab+8 bytes per token, F16: 2*vocab+8)");
   cmd->add_option("--base-logits-dtype", args->base_logits_dtype,

@@ -22,7 +22,7 @@ namespace fp4kit::cli {
 namespace {
 
 struct RunArgs {
-  std::string model, ids, ids_file, out, device = "cpu";
+  std::string model, ids, ids_file, out, device = "cpu", precision;
   unsigned threads = 0;
   int top = 5;
   bool json = false;
@@ -69,8 +69,10 @@ Pass cpu_pass(const RunArgs& a, const engine::TokenBatch& ids) {
   return p;
 }
 
-Pass gpu_pass(const RunArgs& a, const engine::TokenBatch& ids) {
-  gpu_engine::GpuForward gpu(a.model);
+Pass gpu_pass(const RunArgs& a, const engine::TokenBatch& ids, gpu_engine::Precision precision) {
+  gpu_engine::GpuForwardOptions o;
+  o.precision = precision;
+  gpu_engine::GpuForward gpu(a.model, o);
   Pass p;
   p.logits = gpu.forward(ids.ids, ids.batch, &p.layer_seconds);
   p.vocab = gpu.config().base.vocab_size;
@@ -79,11 +81,12 @@ Pass gpu_pass(const RunArgs& a, const engine::TokenBatch& ids) {
 
 void run(const RunArgs& a) {
   const cuda::Device device = cuda::parse_device(a.device);
+  const gpu_engine::Precision precision = gpu_engine::resolve_precision(a.precision, device == cuda::Device::Cuda);
   if (device == cuda::Device::Cuda) cuda::require_device();  // one clear error (exit 2) before any work
   const engine::TokenBatch ids = engine::token_ids_from_options(a.ids, a.ids_file);
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
-  const Pass pass = device == cuda::Device::Cuda ? gpu_pass(a, ids) : cpu_pass(a, ids);
+  const Pass pass = device == cuda::Device::Cuda ? gpu_pass(a, ids, precision) : cpu_pass(a, ids);
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   const std::vector<float>& logits = pass.logits;
   const std::vector<double>& layer_seconds = pass.layer_seconds;
@@ -95,6 +98,7 @@ void run(const RunArgs& a) {
                            {"tokens_per_second", seconds > 0 ? static_cast<double>(ids.ids.size()) / seconds : 0.0},
                            {"layer_seconds", layer_seconds}, {"head_seconds", head_seconds},
                            {"threads", pass.threads}, {"device", std::string(cuda::device_name(device))},
+                           {"precision", gpu_engine::precision_name(precision)},
                            {"peak_rss_bytes", peak_rss_bytes()}};
   nlohmann::json last = nlohmann::json::array();
   for (int64_t b = 0; b < ids.batch; ++b) {
@@ -124,7 +128,7 @@ void add_command(CLI::App& app) {
   auto args = std::make_shared<RunArgs>();
   auto* cmd = app.add_subcommand("run",
                                  "Run token ids through a DeepSeek V4 checkpoint (any storage: FP8, MXFP4, NVFP4, BF16) "
-                                 "with the f32 forward pass (the CPU reference, or the GPU), and print the top tokens of "
+                                 "with fp4kit's forward pass (the f32 CPU reference, or the GPU), and print the top tokens of "
                                  "the last position.");
   cmd->add_option("MODEL", args->model, "Checkpoint directory")->required()->check(CLI::ExistingDirectory);
   cmd->add_option("--ids", args->ids, "Token ids, e.g. \"0 15 7\" (one sequence; newlines separate sequences)");
@@ -133,8 +137,10 @@ void add_command(CLI::App& app) {
   cmd->add_option("--out", args->out, "Write F32 logits [S,vocab] (or [B,S,vocab]) to this safetensors file");
   cmd->add_option("--top", args->top, "How many top tokens to print")->check(CLI::Range(1, 100));
   cmd->add_option("--device", args->device,
-                  "cpu (the reference) or cuda (the same F32 arithmetic on the GPU; whole sequences from position 0)")
+                  "cpu (the f32 reference) or cuda (the forward pass on the GPU, streaming the checkpoint; whole "
+                  "sequences from position 0)")
       ->capture_default_str();
+  cmd->add_option("--precision", args->precision, "bf16 (the default on the GPU: BF16 operands and F32 accumulation in every product, as the serving engines compute) or f32 (full F32, the check mode; the only one on the CPU)");
   cmd->add_option("--threads", args->threads, "Worker threads (default: all cores); results do not depend on it");
   cmd->add_flag("--json", args->json, "Print one JSON document instead of text");
   cmd->callback([args] { run(*args); });

@@ -154,4 +154,14 @@ void moe_routed_experts(const uint16_t* x, const MoeRouting& routing, const MoeE
                         float swiglu_limit, void* out, GemmOutput out_type, MoeWorkspace& ws,
                         StreamHandle stream);
 
+// The calibration observer's view of the last call's routed-expert inputs: for each expert e,
+// out[2e] = max |v| over its rows and out[2e + 1] = max over its rows of |w · max |v_row||, w being
+// the routing weight of the row's slot; NaN when any value is NaN, 0 for an expert with no rows.
+// Gate: the w1/w3 input (rows of sorted_x); Down: the w2 input (rows of hidden_act, BF16 as the
+// product reads it). `routing` is the one of the last call; out: device [2·experts]; scratch:
+// device [T·k] floats. Asynchronous.
+enum class MoeExpertInput : uint8_t { Gate, Down };
+void moe_expert_input_amax(const MoeWorkspace& ws, const MoeRouting& routing, MoeExpertInput input, float* out,
+                           float* scratch, StreamHandle stream);
+
 }  // namespace fp4kit::cuda

@@ -7,9 +7,9 @@
 #include <map>
 
 #include "base/error.h"
-#include "cuda/cublas_gemm.h"
 #include "cuda/device.h"
 #include "cuda/elementwise.h"
+#include "cuda/moe_experts.h"
 #include "cuda/pinned_host_allocator.h"
 #include "cuda/runtime.h"
 #include "cuda/v4_attention.h"
@@ -18,6 +18,8 @@
 #include "cuda/v4_norm_rope.h"
 #include "cuda/weight_codecs.h"
 #include "engine/layer_groups.h"
+#include "gpu_engine/device_group.h"
+#include "gpu_engine/gpu_linear.h"
 #include "engine/rope.h"
 #include "io/quote_name.h"
 #include "io/tensor_prefetcher.h"
@@ -50,68 +52,26 @@ cuda::DeviceBuffer floats(int64_t n, const std::string& what) {
 
 }  // namespace
 
-// One prefetched group's stored bytes on the device, each tensor at a 256-byte aligned offset, and
-// the small tensors (global scales) kept on the host too.
-struct DeviceGroup {
-  std::string label;
-  cuda::DeviceBuffer arena;
-  std::map<std::string, std::pair<size_t, const io::TensorInfo*>, std::less<>> where;
-  std::map<std::string, std::vector<std::byte>, std::less<>> small;
-
-  void load(const io::PrefetchedGroup& g, const cuda::Stream& s) {
-    label = g.label();
-    where.clear();
-    small.clear();
-    size_t bytes = 0;
-    for (const io::PrefetchedTensor& t : g.tensors()) {
-      where[t.info->name] = {bytes, t.info};
-      bytes += (t.bytes.size() + 255) / 256 * 256;
-      if (t.bytes.size() <= 16) small[t.info->name].assign(t.bytes.begin(), t.bytes.end());
-    }
-    arena = cuda::DeviceBuffer(std::max<size_t>(bytes, 1), "stored tensors of " + label);
-    for (const io::PrefetchedTensor& t : g.tensors())
-      cuda::copy_to_device(arena.data<std::byte>() + where[t.info->name].first, t.bytes.data(), t.bytes.size(), s);
-    s.synchronize("group upload");  // the slot goes back to the reader after this
-  }
-
-  const std::byte* device(const std::string& tensor, const io::TensorInfo** info = nullptr) const {
-    const auto it = where.find(tensor);
-    if (it == where.end()) throw Error("GPU forward: tensor " + io::quote_name(tensor) + " is not in " + label);
-    if (info) *info = it->second.second;
-    return arena.data<std::byte>() + it->second.first;
-  }
-
-  float scalar(const std::string& tensor) const {
-    const auto it = small.find(tensor);
-    const io::TensorInfo* info = nullptr;
-    device(tensor, &info);
-    if (it == small.end() || info->dtype != DType::F32 || info->numel() != 1)
-      throw InputError(label + ": tensor " + io::quote_name(tensor) + " is not an F32 scalar");
-    float v;
-    std::memcpy(&v, it->second.data(), 4);
-    return v;
-  }
-};
-
 struct GpuForward::Impl {
   ModelConfig cfg;
   io::Checkpoint ckpt;
   StoredWeights stored;
   engine::Rope main_rope, compress_rope;
   cuda::Stream stream;
-  cuda::CublasGemm gemm;
   cuda::DeviceBuffer main_freq, compress_freq;
   DeviceGroup group;  // the stored bytes of the group being computed
+  GpuLinear lin;
   engine::LinearObserver* observer = nullptr;
   bool all_experts = false;  // every expert's inputs cover all tokens, for the observer
   cuda::DeviceBuffer amax_out{8, "observer amax"}, amax_scratch;
 
-  explicit Impl(const std::string& dir)
+  Impl(const std::string& dir, Precision precision)
       : cfg(ModelConfig::load(dir)),
         ckpt(io::Checkpoint::open(dir)),
         stored(ckpt),
         main_rope(cfg.rope_dim, cfg.rope_theta, engine::YarnParams{}),
-        compress_rope(cfg.rope_dim, cfg.compress_rope_theta, cfg.yarn) {
+        compress_rope(cfg.rope_dim, cfg.compress_rope_theta, cfg.yarn),
+        lin(precision, group, stored, ckpt.dir(), stream) {
     main_freq = upload(main_rope.inv_freq(), stream, "rope frequencies");
     compress_freq = upload(compress_rope.inv_freq(), stream, "compress rope frequencies");
   }
@@ -127,53 +87,16 @@ struct GpuForward::Impl {
     observer->on_linear_amax({name, v[0], v[1], rows});
   }
 
-  // A weight of the current group decoded to F32 on the device, checked against the shape the
-  // config implies (InputError naming the tensor and both shapes).
+  // A (non-linear) weight of the current group decoded to F32 on the device, checked against the
+  // shape the config implies.
   cuda::DeviceBuffer weight(const std::string& name, const std::vector<int64_t>& shape) {
-    const StoredWeights::Layout l = stored.layout(name);
-    if (l.shape != shape)
-      throw InputError(ckpt.dir() + ": tensor " + io::quote_name(name) + " has shape " + io::shape_string(l.shape) +
-                       ", the config implies " + io::shape_string(shape));
-    int64_t n = 1;
-    for (int64_t d : shape) n *= d;
-    cuda::DeviceBuffer out = floats(n, name);
-    const io::TensorInfo* info = nullptr;
-    const auto* data = reinterpret_cast<const uint8_t*>(group.device(l.weight, &info));
-    const size_t rows = shape.empty() ? 1 : static_cast<size_t>(shape[0]);
-    const size_t cols = rows ? static_cast<size_t>(n) / rows : 0;
-    switch (l.storage) {
-      case Storage::Plain:
-        cuda::widen_to_f32(data, info->dtype, n, out.data<float>(), stream.get());
-        break;
-      case Storage::Fp8BlockE8M0:
-      case Storage::Fp8BlockF32: {
-        const Fp8BlockShape fs{rows, cols, l.storage == Storage::Fp8BlockE8M0 ? Fp8ScaleKind::E8M0 : Fp8ScaleKind::F32};
-        cuda::fp8_block_dequantize_f32(data, group.device(l.scale), fs, 0, rows, out.data<float>(), stream.get());
-        break;
-      }
-      case Storage::Mxfp4:
-        cuda::mxfp4_dequantize_f32(data, reinterpret_cast<const uint8_t*>(group.device(l.scale)), static_cast<size_t>(n),
-                                   out.data<float>(), stream.get());
-        break;
-      case Storage::Nvfp4: {
-        Nvfp4Scaling scaling;
-        scaling.numerics = l.global_is_divisor ? Nvfp4Numerics::CompressedTensors : Nvfp4Numerics::ModelOpt;
-        scaling.global = group.scalar(l.global);
-        cuda::nvfp4_dequantize_f32(data, reinterpret_cast<const uint8_t*>(group.device(l.scale)), static_cast<size_t>(n),
-                                   scaling, out.data<float>(), stream.get());
-        break;
-      }
-    }
-    return out;
+    return decode_weight_f32(group, stored, ckpt.dir(), name, shape, stream);
   }
-
-  // y [m, n] (row stride ldy) = x [m, k] (row stride ldx) · wᵀ.
-  void linear(const float* x, int64_t ldx, const float* w, float* y, int64_t ldy, int64_t m, int64_t n, int64_t k) {
-    gemm.f32_gemm(x, ldx, w, y, ldy, m, n, k, stream.get());
+  LinearWeight linear_weight(const std::string& name, int64_t n, int64_t k, int64_t row_block = 0) {
+    return lin.weight(name, n, k, row_block);
   }
-  void linear(const float* x, const cuda::DeviceBuffer& w, float* y, int64_t m, int64_t n, int64_t k) {
-    linear(x, k, w.data<float>(), y, n, m, n, k);
-  }
+  // y [m, w.n] = x [m, w.k] · Wᵀ, both dense.
+  void linear(const float* x, const LinearWeight& w, float* y, int64_t m) { lin.apply(x, w.k, w, y, w.n, m); }
 
   void rope(float* v, int64_t rows, int64_t heads, int64_t row_stride, int64_t head_stride, int64_t offset,
             const int64_t* positions, bool compress, bool inverse = false) {
@@ -189,14 +112,14 @@ struct GpuForward::Impl {
 
   // Entries of a compressor over whole sequences, normalised and rotated: [batch, seq / ratio, width].
   cuda::DeviceBuffer compress(const float* a, const cuda::SequenceBatch& sb, const std::string& prefix, int64_t ratio,
-                              int64_t width, bool overlap, const cuda::DeviceBuffer& wkv, const cuda::DeviceBuffer& wgate) {
+                              int64_t width, bool overlap, const LinearWeight& wkv, const LinearWeight& wgate) {
     const int64_t T = sb.tokens(), H = cfg.hidden(), rw = overlap ? 2 * width : width;
     const int64_t count = sb.seq / ratio;
     cuda::DeviceBuffer ck = floats(T * rw, prefix + "kv"), cg = floats(T * rw, prefix + "gate");
     observe(prefix + "wkv", a, T, H);
-    linear(a, wkv, ck.data<float>(), T, rw, H);
+    linear(a, wkv, ck.data<float>(), T);
     observe(prefix + "wgate", a, T, H);
-    linear(a, wgate, cg.data<float>(), T, rw, H);
+    linear(a, wgate, cg.data<float>(), T);
     const cuda::DeviceBuffer ape = weight(prefix + "ape", {ratio, rw});
     const cuda::DeviceBuffer norm = weight(prefix + "norm.weight", {width});
     cuda::DeviceBuffer entries = floats(sb.batch * count * width, prefix + "entries");
@@ -227,18 +150,20 @@ struct GpuForward::Impl {
 
     cuda::DeviceBuffer q_res = floats(T * qr, "q_res"), q = floats(T * nh * D, "q"), kv = floats(T * D, "kv");
     {
-      const cuda::DeviceBuffer wq_a = weight(p + "wq_a.weight", {qr, H}), q_norm = weight(p + "q_norm.weight", {qr});
-      const cuda::DeviceBuffer wq_b = weight(p + "wq_b.weight", {nh * D, qr});
+      const LinearWeight wq_a = linear_weight(p + "wq_a.weight", qr, H);
+      const cuda::DeviceBuffer q_norm = weight(p + "q_norm.weight", {qr});
+      const LinearWeight wq_b = linear_weight(p + "wq_b.weight", nh * D, qr);
       observe(p + "wq_a", a, T, H);
-      linear(a, wq_a, q_res.data<float>(), T, qr, H);
+      linear(a, wq_a, q_res.data<float>(), T);
       cuda::rms_norm_rows(q_res.data<float>(), T, qr, q_norm.data<float>(), cfg.rms_eps, q_res.data<float>(), stream.get());
       observe(p + "wq_b", q_res.data<float>(), T, qr);
-      linear(q_res.data<float>(), wq_b, q.data<float>(), T, nh * D, qr);
+      linear(q_res.data<float>(), wq_b, q.data<float>(), T);
       cuda::rms_norm_rows(q.data<float>(), T * nh, D, nullptr, cfg.rms_eps, q.data<float>(), stream.get());
       rope(q.data<float>(), T, nh, nh * D, D, D - rd, positions, compress_rope_here);
-      const cuda::DeviceBuffer wkv = weight(p + "wkv.weight", {D, H}), kv_norm = weight(p + "kv_norm.weight", {D});
+      const LinearWeight wkv = linear_weight(p + "wkv.weight", D, H);
+      const cuda::DeviceBuffer kv_norm = weight(p + "kv_norm.weight", {D});
       observe(p + "wkv", a, T, H);
-      linear(a, wkv, kv.data<float>(), T, D, H);
+      linear(a, wkv, kv.data<float>(), T);
       cuda::rms_norm_rows(kv.data<float>(), T, D, kv_norm.data<float>(), cfg.rms_eps, kv.data<float>(), stream.get());
       rope(kv.data<float>(), T, 1, D, D, D - rd, positions, compress_rope_here);
       stream.synchronize("attention projections");
@@ -249,23 +174,23 @@ struct GpuForward::Impl {
     if (kind != AttentionKind::Sliding) {
       const bool csa = kind == AttentionKind::Csa;
       const int64_t c = csa ? 2 : 1;
-      const cuda::DeviceBuffer wkv = weight(p + "compressor.wkv.weight", {c * D, H});
-      const cuda::DeviceBuffer wgate = weight(p + "compressor.wgate.weight", {c * D, H});
+      const LinearWeight wkv = linear_weight(p + "compressor.wkv.weight", c * D, H);
+      const LinearWeight wgate = linear_weight(p + "compressor.wgate.weight", c * D, H);
       entries = compress(a, sb, p + "compressor.", m, D, csa, wkv, wgate);
     }
     if (kind == AttentionKind::Csa) {
       const int64_t nI = b.index_n_heads, dI = b.index_head_dim, top_k = b.index_topk;
       cuda::DeviceBuffer idx_q = floats(T * nI * dI, "indexer q"), idx_w = floats(T * nI, "indexer weights");
-      const cuda::DeviceBuffer wq_b = weight(p + "indexer.wq_b.weight", {nI * dI, qr});
-      const cuda::DeviceBuffer wproj = weight(p + "indexer.weights_proj.weight", {nI, H});
+      const LinearWeight wq_b = linear_weight(p + "indexer.wq_b.weight", nI * dI, qr);
+      const LinearWeight wproj = linear_weight(p + "indexer.weights_proj.weight", nI, H);
       observe(p + "indexer.wq_b", q_res.data<float>(), T, qr);
-      linear(q_res.data<float>(), wq_b, idx_q.data<float>(), T, nI * dI, qr);
+      linear(q_res.data<float>(), wq_b, idx_q.data<float>(), T);
       rope(idx_q.data<float>(), T, nI, nI * dI, dI, dI - rd, positions, true);
       observe(p + "indexer.weights_proj", a, T, H);
-      linear(a, wproj, idx_w.data<float>(), T, nI, H);
+      linear(a, wproj, idx_w.data<float>(), T);
       cuda::scale_f32(idx_w.data<float>(), T * nI, 1.0f / std::sqrt(static_cast<float>(nI)), stream.get());
-      const cuda::DeviceBuffer wkv = weight(p + "indexer.compressor.wkv.weight", {2 * dI, H});
-      const cuda::DeviceBuffer wgate = weight(p + "indexer.compressor.wgate.weight", {2 * dI, H});
+      const LinearWeight wkv = linear_weight(p + "indexer.compressor.wkv.weight", 2 * dI, H);
+      const LinearWeight wgate = linear_weight(p + "indexer.compressor.wgate.weight", 2 * dI, H);
       const cuda::DeviceBuffer keys = compress(a, sb, p + "indexer.compressor.", 4, dI, true, wkv, wgate);
       picks = cuda::DeviceBuffer(static_cast<size_t>(T * top_k) * 4, "indexer picks");
       pick_count = cuda::DeviceBuffer(static_cast<size_t>(T) * 4, "indexer pick counts");
@@ -299,13 +224,13 @@ struct GpuForward::Impl {
     // Grouped output projection: heads of group g through rows [g·R, (g+1)·R) of wo_a, then wo_b.
     const int64_t dg = nh * D / G;
     cuda::DeviceBuffer u = floats(T * G * R, "wo_a output");
-    const cuda::DeviceBuffer wo_a = weight(p + "wo_a.weight", {G * R, dg});
-    const cuda::DeviceBuffer wo_b = weight(p + "wo_b.weight", {H, G * R});
+    const LinearWeight wo_a = linear_weight(p + "wo_a.weight", G * R, dg, R);
+    const LinearWeight wo_b = linear_weight(p + "wo_b.weight", H, G * R);
     observe(p + "wo_a", o.data<float>(), T, nh * D);
     for (int64_t g = 0; g < G; ++g)
-      linear(o.data<float>() + g * dg, nh * D, wo_a.data<float>() + g * R * dg, u.data<float>() + g * R, G * R, T, R, dg);
+      lin.apply(o.data<float>() + g * dg, nh * D, wo_a, u.data<float>() + g * R, G * R, T, g * R, R);
     observe(p + "wo_b", u.data<float>(), T, G * R);
-    linear(u.data<float>(), wo_b, out, T, H, G * R);
+    linear(u.data<float>(), wo_b, out, T);
     stream.synchronize("attention output");
   }
 
@@ -317,9 +242,9 @@ struct GpuForward::Impl {
     const std::string p = "layers." + std::to_string(layer) + ".ffn.";
 
     cuda::DeviceBuffer scores = floats(T * E, "router scores");
-    const cuda::DeviceBuffer gate = weight(p + "gate.weight", {E, H});
+    const LinearWeight gate = lin.weight_f32(p + "gate.weight", E, H);
     observe(p + "gate", x, T, H);
-    linear(x, gate, scores.data<float>(), T, E, H);
+    linear(x, gate, scores.data<float>(), T);
     cuda::router_scores(scores.data<float>(), T * E, stream.get());
     cuda::DeviceBuffer chosen(static_cast<size_t>(T * k) * 4, "routing experts"), weights = floats(T * k, "routing weights");
     cuda::DeviceBuffer bad(4, "routing check");
@@ -353,6 +278,11 @@ struct GpuForward::Impl {
       throw InputError(ckpt.dir() + ": tensor '" + p + "gate.tid2eid' routes token " + std::to_string(h_bad - 1) +
                        " (id " + std::to_string(ids[static_cast<size_t>(h_bad - 1)]) + ") outside the experts or the vocabulary");
 
+    cuda::DeviceBuffer routed = floats(T * H, "routed output");
+    if (lin.precision() == Precision::Bf16 && !all_experts && routed_grouped(p, x, T, chosen, weights, routed.data<float>())) {
+      shared_and_sum(p, x, T, routed, out);
+      return;
+    }
     // Routed experts in increasing id, each over its tokens in increasing order (the CPU's order of sums).
     std::vector<std::vector<int32_t>> rows_of(static_cast<size_t>(E));
     std::vector<std::vector<float>> weight_of(static_cast<size_t>(E));
@@ -362,7 +292,6 @@ struct GpuForward::Impl {
         rows_of[static_cast<size_t>(e)].push_back(static_cast<int32_t>(t));
         weight_of[static_cast<size_t>(e)].push_back(h_weights[static_cast<size_t>(t * k + j)]);
       }
-    cuda::DeviceBuffer routed = floats(T * H, "routed output");
     cuda::fill_bytes(routed.data(), 0, routed.bytes(), stream);
     cuda::DeviceBuffer all_weights;
     if (all_experts) all_weights = floats(T, "all-token routing weights");
@@ -393,25 +322,81 @@ struct GpuForward::Impl {
       }
       if (n == 0) continue;
       cuda::DeviceBuffer y = floats(n * H, "expert output");
-      const cuda::DeviceBuffer w2 = weight(ep + "w2.weight", {H, I});
-      linear(h.data<float>(), w2, y.data<float>(), n, H, I);
+      const LinearWeight w2 = linear_weight(ep + "w2.weight", H, I);
+      linear(h.data<float>(), w2, y.data<float>(), n);
       cuda::scatter_add_rows(routed.data<float>(), y.data<float>(), d_rows.data<int32_t>(), d_w.data<float>(), n, H,
                              stream.get());
       stream.synchronize("expert");  // this expert's buffers die here
     }
-    const int64_t shared = b.moe_intermediate_size * b.n_shared_experts;
+    shared_and_sum(p, x, T, routed, out);
+  }
+
+  // out [T, H] = routed + the shared expert's output for x (after the routed experts ran).
+  void shared_and_sum(const std::string& p, const float* x, int64_t T, const cuda::DeviceBuffer& routed, float* out) {
+    const auto& b = cfg.base;
+    const int64_t H = b.hidden_size, shared = b.moe_intermediate_size * b.n_shared_experts;
     if (shared > 0) {
       const std::string sp = p + "shared_experts.";
       const cuda::DeviceBuffer h = swiglu(x, T, sp, shared);
       observe(sp + "w2", h.data<float>(), T, shared);
-      const cuda::DeviceBuffer w2 = weight(sp + "w2.weight", {H, shared});
+      const LinearWeight w2 = linear_weight(sp + "w2.weight", H, shared);
       cuda::DeviceBuffer y = floats(T * H, "shared expert output");
-      linear(h.data<float>(), w2, y.data<float>(), T, H, shared);
+      linear(h.data<float>(), w2, y.data<float>(), T);
       cuda::add_f32(routed.data<float>(), y.data<float>(), T * H, out, stream.get());
     } else {
       cuda::copy_on_device(out, routed.data(), static_cast<size_t>(T * H) * 4, stream);
     }
     stream.synchronize("moe");
+  }
+
+  // The routed experts of a layer through the grouped kernels (cuda/moe_experts.h: tokens sorted by
+  // expert, w1/w3 with the fused clamped SwiGLU, w2, the weighted combine), the observer shown each
+  // expert's inputs from the kernels' intermediates: routed [T, H]. False (nothing done) where the
+  // experts' storage cannot go through them (formats differ, or a weight the grouped GEMM cannot read);
+  // the per-expert loop runs then.
+  bool routed_grouped(const std::string& p, const float* x, int64_t T, const cuda::DeviceBuffer& chosen,
+                      const cuda::DeviceBuffer& weights, float* routed) {
+    const auto& b = cfg.base;
+    const int64_t H = b.hidden_size, E = b.n_routed_experts, k = b.num_experts_per_tok, I = b.moe_intermediate_size;
+    std::vector<LinearWeight> keep;
+    keep.reserve(static_cast<size_t>(3 * E));
+    std::vector<cuda::GemmWeight> w1, w3, w2;
+    for (int64_t e = 0; e < E; ++e) {
+      const std::string ep = p + "experts." + std::to_string(e) + ".";
+      for (const char* m : {"w1", "w3", "w2"}) {
+        const bool down = m[1] == '2';
+        keep.push_back(linear_weight(ep + m + ".weight", down ? H : I, down ? I : H));
+        const LinearWeight& w = keep.back();
+        if (w.dense || w.stored.format != keep.front().stored.format) return false;
+        (down ? w2 : m[1] == '1' ? w1 : w3).push_back(w.stored);
+      }
+    }
+    const cuda::MoeExpertTable table(w1, w3, w2);
+    cuda::MoeWorkspace ws(T, k, static_cast<int32_t>(E), H, I);
+    cuda::MoeRouting r;
+    r.experts_i32 = chosen.data<int32_t>(), r.weights = weights.data<float>(), r.tokens = T, r.top_k = k;
+    const uint16_t* xb = lin.to_bf16(x, H, T, H);
+    cuda::moe_routed_experts(xb, r, table.view(), cfg.swiglu_limit, routed, cuda::GemmOutput::F32, ws, stream.get());
+    if (!observer) return true;
+    std::vector<int32_t> offsets(static_cast<size_t>(E + 1));
+    cuda::copy_to_host(offsets.data(), ws.expert_offsets(), offsets.size() * 4, stream);
+    cuda::DeviceBuffer amax = floats(4 * E, "expert input amax"), scratch = floats(T * k, "expert amax scratch");
+    cuda::moe_expert_input_amax(ws, r, cuda::MoeExpertInput::Gate, amax.data<float>(), scratch.data<float>(), stream.get());
+    cuda::moe_expert_input_amax(ws, r, cuda::MoeExpertInput::Down, amax.data<float>() + 2 * E, scratch.data<float>(),
+                                stream.get());
+    std::vector<float> h_amax(static_cast<size_t>(4 * E));
+    cuda::copy_to_host(h_amax.data(), amax.data(), h_amax.size() * 4, stream);
+    stream.synchronize("expert input amax");
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t rows = offsets[static_cast<size_t>(e + 1)] - offsets[static_cast<size_t>(e)];
+      if (rows == 0) continue;  // as the per-expert loop: an expert without tokens is not observed
+      const std::string ep = p + "experts." + std::to_string(e) + ".";
+      const float gate = h_amax[static_cast<size_t>(2 * e)];
+      observer->on_linear_amax({ep + "w1", gate, gate, rows});
+      observer->on_linear_amax({ep + "w3", gate, gate, rows});
+      observer->on_linear_amax({ep + "w2", h_amax[static_cast<size_t>(2 * (E + e))], h_amax[static_cast<size_t>(2 * (E + e) + 1)], rows});
+    }
+    return true;
   }
 
   // n ones on the device.
@@ -422,12 +407,12 @@ struct GpuForward::Impl {
   // silu(min(x·w1ᵀ, limit)) · clamp(x·w3ᵀ) [n, I] of the expert at `prefix`, the observer shown x.
   cuda::DeviceBuffer swiglu(const float* x, int64_t n, const std::string& prefix, int64_t I) {
     const int64_t H = cfg.hidden();
-    const cuda::DeviceBuffer w1 = weight(prefix + "w1.weight", {I, H}), w3 = weight(prefix + "w3.weight", {I, H});
+    const LinearWeight w1 = linear_weight(prefix + "w1.weight", I, H), w3 = linear_weight(prefix + "w3.weight", I, H);
     cuda::DeviceBuffer g = floats(n * I, "expert gate"), u = floats(n * I, "expert up");
     observe(prefix + "w1", x, n, H);
     observe(prefix + "w3", x, n, H);
-    linear(x, w1, g.data<float>(), n, I, H);
-    linear(x, w3, u.data<float>(), n, I, H);
+    linear(x, w1, g.data<float>(), n);
+    linear(x, w3, u.data<float>(), n);
     cuda::swiglu_clamped(g.data<float>(), u.data<float>(), n * I, cfg.swiglu_limit, stream.get());
     stream.synchronize("swiglu");
     return g;
@@ -459,7 +444,7 @@ struct GpuForward::Batch {
 
 GpuForward::GpuForward(const std::string& model_dir, const GpuForwardOptions& options) {
   cuda::require_device(0);
-  impl_ = std::make_unique<Impl>(model_dir);
+  impl_ = std::make_unique<Impl>(model_dir, options.precision);
   impl_->observer = options.observer;
   impl_->all_experts = options.observe_all_experts;
 }
@@ -598,8 +583,8 @@ std::vector<float> GpuForward::head() {
   cuda::rms_norm_rows(x.data<float>(), T, H, norm.data<float>(), cfg.rms_eps, x.data<float>(), m.stream.get());
   cuda::DeviceBuffer logits = floats(T * V, "logits");
   {
-    const cuda::DeviceBuffer head = m.weight("head.weight", {V, H});
-    m.linear(x.data<float>(), H, head.data<float>(), logits.data<float>(), V, T, V, H);
+    const LinearWeight head = m.linear_weight("head.weight", V, H);
+    m.linear(x.data<float>(), head, logits.data<float>(), T);
     m.stream.synchronize("head");
   }
   m.group = {};  // the last group's device memory goes now

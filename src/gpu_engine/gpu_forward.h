@@ -1,21 +1,24 @@
 #pragma once
-// The DeepSeek V4 forward pass on one GPU in F32: the CPU engine's arithmetic (engine/engine.h)
-// with every operation on the device — hyper-connections, norms, rope, the q/kv LoRA attention with
-// sliding window, sinks, the CSA/HCA compressors and the lightning indexer, routing, shared and
-// routed experts, the head — and every product a full-F32 cuBLASLt GEMM. It is the precision-check
-// mode of the GPU engine: the tests hold its logits to the CPU engine's.
+// The DeepSeek V4 forward pass on one GPU: the CPU engine's arithmetic (engine/engine.h) with every
+// operation on the device — hyper-connections, norms, rope, the q/kv LoRA attention with sliding
+// window, sinks, the CSA/HCA compressors and the lightning indexer, routing, shared and routed
+// experts, the head.
+//
+// Two precisions (gpu_engine/precision.h). BF16, the default, computes what the serving engines
+// compute: every linear's input rounded to BF16, the weight in its stored form through the weight
+// GEMMs (cuda/weight_gemm.h; routed experts through the grouped MoE GEMM), F32 accumulation and
+// F32 everywhere else (norms, attention, router, mixing). F32 decodes each weight to F32 and runs
+// full-F32 cuBLASLt GEMMs: the check mode whose logits the tests hold to the CPU engine's.
 //
 // The checkpoint streams through: the forward pass's tensor groups (embedding, each layer, head;
 // engine/layer_groups.h) are read by the tensor prefetcher (O_DIRECT into pinned slots, one reader
-// thread, the next group read while this one computes), copied to the device as stored (FP8
-// blocks, MXFP4, NVFP4 in either layout, BF16) and decoded to F32 there, one weight at a time as
-// the pass reaches it. Device memory holds the hidden states, one group's stored bytes and the F32
-// weights in use; host memory two groups.
+// thread, the next group read while this one computes) and copied to the device as stored (FP8
+// blocks, MXFP4, NVFP4 in either layout, BF16). Device memory holds the hidden states, one group's
+// stored bytes and the decoded weights in use; host memory two groups.
 //
 // Scope today: whole sequences from position 0 (what calibration, evaluation and `run` compute);
 // the observer sees each linear input's amax (LinearObserver::on_linear_amax), which is what
-// calibration needs. Continuing a sequence (generation with caches) and BF16 activations through the
-// weight GEMMs are not here yet.
+// calibration needs. Continuing a sequence (generation with caches) is not here yet.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -23,10 +26,12 @@
 
 #include "engine/model_config.h"
 #include "engine/observer.h"
+#include "gpu_engine/precision.h"
 
 namespace fp4kit::gpu_engine {
 
 struct GpuForwardOptions {
+  Precision precision = Precision::Bf16;       // of the linear products (gpu_engine/gpu_linear.h)
   engine::LinearObserver* observer = nullptr;  // gets on_linear_amax() for every linear input
   bool observe_all_experts = false;            // every expert's inputs cover all tokens (observer only)
 };

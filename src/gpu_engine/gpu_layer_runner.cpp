@@ -8,8 +8,8 @@ namespace {
 
 class GpuLayerRunner : public engine::LayerRunner {
  public:
-  GpuLayerRunner(const std::string& dir, const engine::EngineOptions& o)
-      : gpu_(dir, GpuForwardOptions{o.observer, o.observe_all_experts}) {}
+  GpuLayerRunner(const std::string& dir, const engine::EngineOptions& o, Precision precision)
+      : gpu_(dir, GpuForwardOptions{precision, o.observer, o.observe_all_experts}) {}
   const engine::ModelConfig& config() const override { return gpu_.config(); }
   void embed(const std::vector<int64_t>& ids, int64_t batch) override { gpu_.embed(ids, batch); }
   void run_layer(int64_t layer) override { gpu_.run_layer(layer); }
@@ -23,8 +23,13 @@ class GpuLayerRunner : public engine::LayerRunner {
 
 }  // namespace
 
-std::unique_ptr<engine::LayerRunner> make_gpu_runner(const std::string& model_dir, const engine::EngineOptions& options) {
-  return std::make_unique<GpuLayerRunner>(model_dir, options);
+std::unique_ptr<engine::LayerRunner> make_gpu_runner(const std::string& model_dir, const engine::EngineOptions& options,
+                                                     Precision precision) {
+  return std::make_unique<GpuLayerRunner>(model_dir, options, precision);
+}
+
+engine::LayerRunnerFactory gpu_runner_factory(Precision precision) {
+  return [precision](const std::string& dir, const engine::EngineOptions& o) { return make_gpu_runner(dir, o, precision); };
 }
 
 }  // namespace fp4kit::gpu_engine

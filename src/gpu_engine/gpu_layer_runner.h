@@ -5,10 +5,15 @@
 #include <string>
 
 #include "engine/layer_runner.h"
+#include "gpu_engine/precision.h"
 
 namespace fp4kit::gpu_engine {
 
 // InputError (exit 2) where there is no GPU or no CUDA build. `options.threads` is not used.
-std::unique_ptr<engine::LayerRunner> make_gpu_runner(const std::string& model_dir, const engine::EngineOptions& options);
+std::unique_ptr<engine::LayerRunner> make_gpu_runner(const std::string& model_dir, const engine::EngineOptions& options,
+                                                     Precision precision);
+
+// The factory a driver takes (engine::LayerRunnerFactory) for GPU runners of one precision.
+engine::LayerRunnerFactory gpu_runner_factory(Precision precision);
 
 }  // namespace fp4kit::gpu_engine

@@ -24,7 +24,7 @@ CalibrationBatch oracle_ids() { return testing::load_calibration_ids(testing::te
 
 CalibrateReport run(CalibrateOptions o, bool gpu, const std::string& out) {
   if (gpu) {
-    o.runner = gpu_engine::make_gpu_runner;
+    o.runner = gpu_engine::gpu_runner_factory(gpu_engine::Precision::F32);
     o.device = "cuda";
   }
   return calibrate(testing::test_data("dsv4-tiny"), oracle_ids(), out, o);

@@ -1,4 +1,4 @@
-// The GPU forward pass (F32) against the CPU engine on the tiny V4 checkpoint and on its NVFP4
+// The GPU forward pass in F32 (--precision f32) against the CPU engine on the tiny V4 checkpoint and on its NVFP4
 // conversions (every stored format decoded on the device: FP8 blocks, MXFP4, NVFP4 in ModelOpt's
 // and compressed-tensors' layouts, BF16): the same tokens give the same logits within F32 summation-order noise and the same
 // top-1 token everywhere. The batch is long enough for every layer kind to do real work: sliding
@@ -19,6 +19,12 @@
 namespace fp4kit {
 namespace {
 
+gpu_engine::GpuForwardOptions f32() {
+  gpu_engine::GpuForwardOptions o;
+  o.precision = gpu_engine::Precision::F32;
+  return o;
+}
+
 std::vector<int64_t> token_ids(int64_t n, int64_t vocab, uint64_t seed) {
   std::vector<int64_t> ids(static_cast<size_t>(n));
   uint64_t x = seed;
@@ -31,7 +37,7 @@ std::vector<int64_t> token_ids(int64_t n, int64_t vocab, uint64_t seed) {
 
 void expect_same_logits(const std::string& model, int64_t batch, int64_t seq) {
   engine::Engine cpu(model);
-  gpu_engine::GpuForward gpu(model);
+  gpu_engine::GpuForward gpu(model, f32());
   const int64_t V = cpu.config().base.vocab_size;
   const auto ids = token_ids(batch * seq, V, 7);
   const std::vector<float> want = cpu.forward(ids, batch);
@@ -88,7 +94,7 @@ TEST(CudaGpuForward, ShortSequencesAndOneToken) {
 
 TEST(CudaGpuForward, BadIdsAreNamed) {
   FP4KIT_REQUIRE_GPU();
-  gpu_engine::GpuForward gpu(testing::test_data("dsv4-tiny"));
+  gpu_engine::GpuForward gpu(testing::test_data("dsv4-tiny"), f32());
   try {
     gpu.forward({1, 2, 5000, 3}, 2);
     FAIL() << "no error";
@@ -106,7 +112,7 @@ TEST(CudaGpuForward, TruncatedShardIsNamed) {
   const std::string dir = testing::fresh_temp_dir("gpu-forward-truncated");
   for (const auto& e : fs::directory_iterator(testing::test_data("dsv4-tiny")))
     fs::copy_file(e.path(), fs::path(dir) / e.path().filename());
-  gpu_engine::GpuForward gpu(dir);
+  gpu_engine::GpuForward gpu(dir, f32());
   const std::string shard = dir + "/model-00002-of-00003.safetensors";
   fs::resize_file(shard, fs::file_size(shard) / 2);
   try {

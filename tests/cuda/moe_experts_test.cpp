@@ -695,6 +695,69 @@ TEST(CudaMoeExpertsWorkspace, ReusedAcrossTokenCounts) {
   }
 }
 
+// The observer's per-expert amax (moe_expert_input_amax) against the same maxima taken on the host
+// from the workspace's intermediates: exact (maxima of BF16 values, one F32 product per row), NaN
+// where a row holds one, 0 for experts without rows.
+TEST(CudaMoeExpertsObserver, ExpertInputAmaxMatchesTheIntermediates) {
+  FP4KIT_REQUIRE_GPU();
+  const int32_t E = 24;
+  const int64_t T = 40, k = 4, H = 256, I = 128;
+  const auto layer = make_layer(F::Nvfp4, E, H, I, 21);
+  std::mt19937_64 rng(8);
+  const Routing r = make_routing(S::Subset, T, k, E, true, rng);
+  std::vector<uint16_t> hx = make_x(T, H, rng);
+  hx[static_cast<size_t>(5 * H + 17)] = 0x7FC0;  // a NaN in token 5
+  Stream s;
+  DeviceBuffer x(hx.size() * 2, "x"), w(r.weights.size() * 4, "weights"), ids(r.ids.size() * 8, "ids"), out(T * H * 4, "out");
+  copy_to_device(x.data(), hx.data(), x.bytes(), s);
+  copy_to_device(w.data(), r.weights.data(), w.bytes(), s);
+  copy_to_device(ids.data(), r.ids.data(), ids.bytes(), s);
+  MoeWorkspace ws(T, k, E, H, I);
+  MoeRouting mr;
+  mr.experts_i64 = ids.data<int64_t>(), mr.weights = w.data<float>(), mr.tokens = T, mr.top_k = k;
+  moe_routed_experts(x.data<uint16_t>(), mr, layer->table->view(), 7.0f, out.data(), kF32, ws, s.get());
+  DeviceBuffer amax(4 * E * 4, "amax"), scratch(T * k * 4, "scratch");
+  moe_expert_input_amax(ws, mr, MoeExpertInput::Gate, amax.data<float>(), scratch.data<float>(), s.get());
+  moe_expert_input_amax(ws, mr, MoeExpertInput::Down, amax.data<float>() + 2 * E, scratch.data<float>(), s.get());
+  const auto got = read(amax.data<float>(), static_cast<size_t>(4 * E), s);
+  const auto offsets = read(ws.expert_offsets(), static_cast<size_t>(E + 1), s);
+  const auto slot = read(ws.slot_of_row(), static_cast<size_t>(T * k), s);
+  const auto sx = read(ws.sorted_x(), static_cast<size_t>(T * k * H), s);
+  const auto h = read(ws.hidden_act(), static_cast<size_t>(T * k * I), s);
+  int nan_experts = 0, empty_experts = 0;
+  for (int which = 0; which < 2; ++which) {
+    const std::vector<uint16_t>& v = which == 0 ? sx : h;
+    const int64_t cols = which == 0 ? H : I;
+    for (int32_t e = 0; e < E; ++e) {
+      float m = 0.0f, wm = 0.0f;
+      bool nan = false;
+      for (int32_t row = offsets[static_cast<size_t>(e)]; row < offsets[static_cast<size_t>(e + 1)]; ++row) {
+        float rm = 0.0f;
+        for (int64_t c = 0; c < cols; ++c) {
+          const float a = std::fabs(bf16f(v[static_cast<size_t>(row * cols + c)]));
+          nan |= std::isnan(a);
+          rm = std::max(rm, a);
+        }
+        m = std::max(m, rm);
+        wm = std::max(wm, std::fabs(r.weights[static_cast<size_t>(slot[static_cast<size_t>(row)])] * rm));
+      }
+      const float gm = got[static_cast<size_t>(2 * (which * E + e))], gw = got[static_cast<size_t>(2 * (which * E + e) + 1)];
+      SCOPED_TRACE((which == 0 ? "gate input, expert " : "down input, expert ") + std::to_string(e));
+      if (nan) {
+        ++nan_experts;
+        EXPECT_TRUE(std::isnan(gm));
+        EXPECT_TRUE(std::isnan(gw));
+        continue;
+      }
+      if (offsets[static_cast<size_t>(e)] == offsets[static_cast<size_t>(e + 1)]) ++empty_experts;
+      EXPECT_EQ(gm, m);
+      EXPECT_EQ(gw, wm);
+    }
+  }
+  EXPECT_GT(nan_experts, 0);    // the NaN reached the maxima of token 5's experts
+  EXPECT_GT(empty_experts, 0);  // the subset routing leaves experts without rows: their maxima are 0
+}
+
 // ---- bad input -------------------------------------------------------------------------------
 
 struct SmallProblem {

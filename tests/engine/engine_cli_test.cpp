@@ -47,7 +47,7 @@ TEST(EngineCli, RunWritesTheLogitsOfABatch) {
 TEST(EngineCli, RunOnTheGpuMatchesTransformersOrSaysWhyNot) {
   const std::string out = fresh_temp_dir("engine-run-gpu") + "/logits.safetensors";
   const std::string ref_file = test_data("dsv4-tiny/reference.safetensors");
-  const CommandResult r = run_fp4kit("run " + tiny_dir() + " --ids-file " + ref_file + " --out " + out + " --device cuda --json");
+  const CommandResult r = run_fp4kit("run " + tiny_dir() + " --ids-file " + ref_file + " --out " + out + " --device cuda --precision f32 --json");
   std::string why_not;
   if (!cuda::probe(0, &why_not)) {
     EXPECT_EQ(r.exit_code, 2) << r.output;
@@ -57,6 +57,7 @@ TEST(EngineCli, RunOnTheGpuMatchesTransformersOrSaysWhyNot) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const nlohmann::json j = nlohmann::json::parse(r.output);
   EXPECT_EQ(j["device"], "cuda");
+  EXPECT_EQ(j["precision"], "f32");
   const io::SafetensorsFile f = io::SafetensorsFile::open(out);
   std::vector<float> logits(2 * 144 * 1024);
   f.read(f.at("logits"), std::as_writable_bytes(std::span<float>(logits)));

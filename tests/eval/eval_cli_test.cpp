@@ -320,7 +320,7 @@ TEST(Eval, CudaDeviceRunsBothModelsOrSaysWhyNot) {
     EXPECT_EQ(e.report["verdict"], "PASS");
     EXPECT_TRUE(e.report["attribution"].empty());
     const std::string requant = converted_tiny(modelopt_args());
-    const EvalRun gpu = run_eval(requant, tiny(), "--device cuda");
+    const EvalRun gpu = run_eval(requant, tiny(), "--device cuda --precision f32");
     const EvalRun cpu = run_eval(requant, tiny(), "--no-attribution");
     ASSERT_EQ(gpu.command.exit_code, cpu.command.exit_code) << gpu.command.output;
     const double g = gpu.report["statistics"]["kld"]["mean"].get<double>(), c = cpu.report["statistics"]["kld"]["mean"].get<double>();

@@ -1,0 +1,63 @@
+// What a calibration observer needs of the routed experts after a grouped call: per expert, the amax
+// of its w1/w3 input (its rows of the sorted x) or of its w2 input (its rows of h), read from the
+// workspace's intermediates.
+#include <cstdint>
+#include <string>
+
+#include "base/error.h"
+#include "cuda/block_reduce.cuh"
+#include "cuda/check.cuh"
+#include "cuda/codecs.cuh"
+#include "cuda/moe_experts.h"
+
+namespace fp4kit::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+// NaN wins, as the CPU observer's maximum lets it through.
+__device__ __forceinline__ float max_nan(float a, float b) { return (isnan(a) || a > b) ? a : b; }
+
+__global__ void row_abs_max_bf16_kernel(const uint16_t* x, int64_t cols, float* row_max) {
+  __shared__ float scratch[32];
+  const uint16_t* row = x + blockIdx.x * cols;
+  float m = 0.0f;
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) m = max_nan(m, fabsf(bf16_bits_to_float(row[i])));
+  m = block_reduce(m, scratch, [](float a, float b) { return max_nan(a, b); });
+  if (threadIdx.x == 0) row_max[blockIdx.x] = m;
+}
+
+// Block g: out[g] = {max over its rows of row_max, max of |weight of the row's slot · row_max|}.
+__global__ void expert_amax_kernel(const float* row_max, const int32_t* offsets, const int32_t* slot_of_row,
+                                   const float* slot_weights, float* out) {
+  __shared__ float scratch[32];
+  const int32_t g = blockIdx.x, begin = offsets[g], end = offsets[g + 1];
+  float m = 0.0f, w = 0.0f;
+  for (int32_t r = begin + threadIdx.x; r < end; r += blockDim.x) {
+    m = max_nan(m, row_max[r]);
+    w = max_nan(w, fabsf(slot_weights[slot_of_row[r]] * row_max[r]));
+  }
+  m = block_reduce(m, scratch, [](float a, float b) { return max_nan(a, b); });
+  w = block_reduce(w, scratch, [](float a, float b) { return max_nan(a, b); });
+  if (threadIdx.x == 0) out[2 * g] = m, out[2 * g + 1] = w;
+}
+
+}  // namespace
+
+void moe_expert_input_amax(const MoeWorkspace& ws, const MoeRouting& routing, MoeExpertInput input, float* out,
+                           float* scratch, StreamHandle stream) {
+  const int64_t rows = ws.routed_tokens() * ws.top_k();
+  const int64_t cols = input == MoeExpertInput::Gate ? ws.hidden() : ws.inter();
+  if (routing.tokens != ws.routed_tokens() || !routing.weights)
+    throw InputError("moe_expert_input_amax: the routing is not the one of the workspace's last call");
+  if (rows > 0) {
+    const uint16_t* x = input == MoeExpertInput::Gate ? ws.sorted_x() : ws.hidden_act();
+    row_abs_max_bf16_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, cols, scratch);
+    check_launch("moe_expert_input_amax rows", "rows=" + std::to_string(rows) + " cols=" + std::to_string(cols));
+  }
+  expert_amax_kernel<<<static_cast<unsigned>(ws.experts()), kThreads, 0, stream>>>(
+      scratch, ws.expert_offsets(), ws.slot_of_row(), routing.weights, out);
+  check_launch("moe_expert_input_amax", "experts=" + std::to_string(ws.experts()) + " rows=" + std::to_string(rows));
+}
+
+}  // namespace fp4kit::cuda

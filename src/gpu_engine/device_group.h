@@ -1,0 +1,37 @@
+#pragma once
+// One prefetched tensor group's stored bytes on the device (each tensor at a 256-byte aligned
+// offset, the small ones — global scales — kept on the host too), and the decoding of a stored
+// weight of it to F32 on the device.
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cuda/runtime.h"
+#include "io/tensor_prefetcher.h"
+#include "models/stored_weight.h"
+
+namespace fp4kit::gpu_engine {
+
+struct DeviceGroup {
+  std::string label;
+  cuda::DeviceBuffer arena;
+  std::map<std::string, std::pair<size_t, const io::TensorInfo*>, std::less<>> where;
+  std::map<std::string, std::vector<std::byte>, std::less<>> small;
+
+  // Copies the group to the device and waits (the host slot goes back to the reader after this).
+  void load(const io::PrefetchedGroup& g, const cuda::Stream& s);
+  // The device bytes of `tensor`; Error naming the group when it is not there.
+  const std::byte* device(const std::string& tensor, const io::TensorInfo** info = nullptr) const;
+  // An F32 scalar tensor's value; InputError when the tensor is not one.
+  float scalar(const std::string& tensor) const;
+};
+
+// The stored weight `name` (any storage StoredWeights pairs) decoded to F32 on the device, checked
+// against the shape the config implies (InputError naming the tensor and both shapes). Asynchronous.
+cuda::DeviceBuffer decode_weight_f32(const DeviceGroup& group, const StoredWeights& stored, const std::string& dir,
+                                     const std::string& name, const std::vector<int64_t>& shape, const cuda::Stream& s);
+
+}  // namespace fp4kit::gpu_engine

@@ -1,0 +1,155 @@
+#include "gpu_engine/gpu_linear.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "base/error.h"
+#include "cuda/element_encoders.h"
+#include "io/quote_name.h"
+
+namespace fp4kit::gpu_engine {
+namespace {
+
+size_t bytes_per_row(cuda::WeightFormat f, int64_t k) {
+  switch (f) {
+    case cuda::WeightFormat::Nvfp4:
+    case cuda::WeightFormat::Mxfp4: return static_cast<size_t>(k / 2);
+    case cuda::WeightFormat::Fp8Block: return static_cast<size_t>(k);
+    case cuda::WeightFormat::Bf16: return static_cast<size_t>(k) * 2;
+  }
+  return 0;
+}
+
+// Rows [row0, row0 + rows) of a weight whose row blocks can be read on their own (checked when made).
+cuda::GemmWeight row_slice(const cuda::GemmWeight& w, int64_t row0, int64_t rows) {
+  cuda::GemmWeight s = w;
+  s.n = rows;
+  if (row0 == 0) return s;
+  s.data = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(row0) * bytes_per_row(w.format, w.k);
+  switch (w.format) {
+    case cuda::WeightFormat::Nvfp4: s.scales = static_cast<const uint8_t*>(w.scales) + row0 * (w.k / 16); break;
+    case cuda::WeightFormat::Mxfp4: s.scales = static_cast<const uint8_t*>(w.scales) + row0 * (w.k / 32); break;
+    case cuda::WeightFormat::Fp8Block:
+      s.scales = static_cast<const uint8_t*>(w.scales) +
+                 (row0 / 128) * ((w.k + 127) / 128) * (w.fp8_scales_f32 ? 4 : 1);
+      break;
+    case cuda::WeightFormat::Bf16: break;
+  }
+  return s;
+}
+
+}  // namespace
+
+GpuLinear::GpuLinear(Precision precision, const DeviceGroup& group, const StoredWeights& stored, std::string dir,
+                     const cuda::Stream& stream)
+    : precision_(precision), group_(group), stored_(stored), dir_(std::move(dir)), stream_(stream) {}
+
+float* GpuLinear::scratch_f32(cuda::DeviceBuffer& b, int64_t n, const char* what) {
+  const size_t bytes = static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float);
+  if (b.bytes() < bytes) {
+    stream_.synchronize(what);  // the old buffer may still be read
+    b = cuda::DeviceBuffer(bytes, what);
+  }
+  return b.data<float>();
+}
+
+LinearWeight GpuLinear::weight(const std::string& name, int64_t n, int64_t k, int64_t row_block) {
+  LinearWeight w;
+  w.name = name, w.n = n, w.k = k;
+  if (precision_ == Precision::F32) return weight_f32(name, n, k);
+  const StoredWeights::Layout l = stored_.layout(name);
+  if (l.shape != std::vector<int64_t>{n, k})
+    throw InputError(dir_ + ": tensor " + io::quote_name(name) + " has shape " + io::shape_string(l.shape) +
+                     ", the config implies " + io::shape_string({n, k}));
+  const io::TensorInfo* info = nullptr;
+  const void* data = group_.device(l.weight, &info);
+  cuda::GemmWeight& g = w.stored;
+  g.n = n, g.k = k, g.data = data;
+  bool readable = true;
+  switch (l.storage) {
+    case Storage::Plain:
+      g.format = cuda::WeightFormat::Bf16;
+      readable = info->dtype == DType::BF16;
+      break;
+    case Storage::Fp8BlockE8M0:
+    case Storage::Fp8BlockF32:
+      g.format = cuda::WeightFormat::Fp8Block;
+      g.scales = group_.device(l.scale);
+      g.fp8_scales_f32 = l.storage == Storage::Fp8BlockF32;
+      readable = row_block % 128 == 0;
+      break;
+    case Storage::Mxfp4:
+      g.format = cuda::WeightFormat::Mxfp4;
+      g.scales = group_.device(l.scale);
+      break;
+    case Storage::Nvfp4:
+      g.format = cuda::WeightFormat::Nvfp4;
+      g.scales = group_.device(l.scale);
+      // compressed-tensors stores the divisor: value = e2m1 · e4m3 / global (here its reciprocal
+      // multiplies, which may differ from the division by one F32 rounding).
+      g.global_scale = l.global_is_divisor ? 1.0f / group_.scalar(l.global) : group_.scalar(l.global);
+      break;
+  }
+  const int64_t k_multiple = g.format == cuda::WeightFormat::Mxfp4 ? 32 : 16;
+  if (k % k_multiple != 0) readable = false;
+  if (row_block > 0 && (bytes_per_row(g.format, k) * static_cast<size_t>(row_block)) % 16 != 0) readable = false;
+  if (readable) return w;
+  // A BF16 copy: decoded in F32 (exact) and rounded once.
+  const cuda::DeviceBuffer f = decode_weight_f32(group_, stored_, dir_, name, {n, k}, stream_);
+  w.owned = cuda::DeviceBuffer(static_cast<size_t>(n * k) * 2, name + " (BF16)");
+  cuda::encode_elements(f.data<float>(), static_cast<size_t>(n * k), cuda::ElementEncoding::BF16,
+                        w.owned.data<uint16_t>(), stream_.get());
+  stream_.synchronize("BF16 weight copy");  // f dies here
+  g = cuda::GemmWeight{};
+  g.format = cuda::WeightFormat::Bf16;
+  g.n = n, g.k = k, g.data = w.owned.data();
+  w.dense = k % 16 != 0;
+  return w;
+}
+
+LinearWeight GpuLinear::weight_f32(const std::string& name, int64_t n, int64_t k) {
+  LinearWeight w;
+  w.name = name, w.n = n, w.k = k, w.f32 = true;
+  w.owned = decode_weight_f32(group_, stored_, dir_, name, {n, k}, stream_);
+  return w;
+}
+
+const uint16_t* GpuLinear::to_bf16(const float* x, int64_t ldx, int64_t m, int64_t k) {
+  const int64_t n = m * k;
+  if (x_bf16_.bytes() < static_cast<size_t>(std::max<int64_t>(n, 1)) * 2) {
+    stream_.synchronize("BF16 input scratch");
+    x_bf16_ = cuda::DeviceBuffer(static_cast<size_t>(std::max<int64_t>(n, 8)) * 2, "BF16 linear input");
+  }
+  if (ldx != k) {
+    float* dense = scratch_f32(x_dense_, n, "dense linear input");
+    cuda::copy_2d(dense, static_cast<size_t>(k) * 4, x, static_cast<size_t>(ldx) * 4, static_cast<size_t>(k) * 4,
+                  static_cast<size_t>(m), stream_);
+    x = dense;
+  }
+  if (n > 0) cuda::encode_elements(x, static_cast<size_t>(n), cuda::ElementEncoding::BF16, x_bf16_.data<uint16_t>(), stream_.get());
+  return x_bf16_.data<uint16_t>();
+}
+
+void GpuLinear::apply(const float* x, int64_t ldx, const LinearWeight& w, float* y, int64_t ldy, int64_t m, int64_t row0,
+                      int64_t rows) {
+  if (rows < 0) rows = w.n;
+  if (row0 < 0 || row0 + rows > w.n)
+    throw Error("GPU linear " + io::quote_name(w.name) + ": rows [" + std::to_string(row0) + ", " +
+                std::to_string(row0 + rows) + ") outside its " + std::to_string(w.n));
+  if (m == 0 || rows == 0) return;
+  if (w.f32) {
+    gemm_.f32_gemm(x, ldx, w.owned.data<float>() + row0 * w.k, y, ldy, m, rows, w.k, stream_.get());
+    return;
+  }
+  const uint16_t* xb = to_bf16(x, ldx, m, w.k);
+  float* out = ldy == rows ? y : scratch_f32(y_dense_, m * rows, "dense linear output");
+  if (w.dense)
+    gemm_.bf16_gemm(xb, w.owned.data<uint16_t>() + row0 * w.k, out, cuda::GemmOutput::F32, m, rows, w.k, stream_.get());
+  else
+    cuda::weight_gemm(xb, m, row_slice(w.stored, row0, rows), out, cuda::GemmOutput::F32, stream_.get());
+  if (out != y)
+    cuda::copy_2d(y, static_cast<size_t>(ldy) * 4, out, static_cast<size_t>(rows) * 4, static_cast<size_t>(rows) * 4,
+                  static_cast<size_t>(m), stream_);
+}
+
+}  // namespace fp4kit::gpu_engine

@@ -1,0 +1,66 @@
+#pragma once
+// The forward pass's linear products y = x·Wᵀ on the device, in one of two precisions:
+//  - F32 (the check mode): the weight decoded to F32, a full-F32 cuBLASLt product; the tests hold
+//    its logits to the CPU engine's.
+//  - BF16 (the default): x rounded to BF16, the weight read as the checkpoint stores it by the weight
+//    GEMMs (cuda/weight_gemm.h: NVFP4, MXFP4 and FP8 blocks decoded in registers, BF16 tensor cores,
+//    F32 accumulation), which is what the serving engines compute. Plain F32/F16 weights are rounded
+//    to BF16 once, as a BF16 model holds them. Outputs stay F32, and so does everything between the
+//    products (norms, attention, hyper-connections, the residual streams).
+#include <cstdint>
+#include <string>
+
+#include "cuda/cublas_gemm.h"
+#include "cuda/runtime.h"
+#include "cuda/weight_gemm.h"
+#include "gpu_engine/device_group.h"
+#include "gpu_engine/precision.h"
+#include "models/stored_weight.h"
+
+namespace fp4kit::gpu_engine {
+
+// One linear weight [n, k] of the current group, ready for products.
+struct LinearWeight {
+  std::string name;
+  int64_t n = 0, k = 0;
+  bool f32 = false;           // `owned` is the F32 weight and the product is full F32
+  cuda::DeviceBuffer owned;   // F32: the decoded weight; BF16: a BF16 copy where the stored form cannot be read
+  cuda::GemmWeight stored;    // BF16: what the weight GEMM reads (the group's bytes, or `owned`)
+  bool dense = false;         // BF16: `owned` is read by cuBLASLt (K not a multiple the weight GEMM takes)
+};
+
+class GpuLinear {
+ public:
+  // `group`, `stored` and `stream` must outlive this object.
+  GpuLinear(Precision precision, const DeviceGroup& group, const StoredWeights& stored, std::string dir,
+            const cuda::Stream& stream);
+  Precision precision() const { return precision_; }
+
+  // The weight `name` of the current group, checked against [n, k] (InputError naming it). Callers that
+  // take its rows in blocks (`row_block` > 0) get a form whose row blocks can be read on their own.
+  LinearWeight weight(const std::string& name, int64_t n, int64_t k, int64_t row_block = 0);
+  // The same with a full-F32 product in either precision (the router's scores, as DeepSeek's and
+  // transformers' routers compute them in F32).
+  LinearWeight weight_f32(const std::string& name, int64_t n, int64_t k);
+
+  // y [m, rows] (row stride ldy) = x [m, k] (row stride ldx) · W[row0 : row0 + rows]ᵀ; rows < 0: all.
+  // Asynchronous on the stream.
+  void apply(const float* x, int64_t ldx, const LinearWeight& w, float* y, int64_t ldy, int64_t m, int64_t row0 = 0,
+             int64_t rows = -1);
+
+  // x [m, k] (row stride ldx) rounded to BF16, dense, in this object's scratch: valid until the next call.
+  const uint16_t* to_bf16(const float* x, int64_t ldx, int64_t m, int64_t k);
+
+ private:
+  float* scratch_f32(cuda::DeviceBuffer& b, int64_t n, const char* what);
+
+  Precision precision_;
+  const DeviceGroup& group_;
+  const StoredWeights& stored_;
+  std::string dir_;
+  const cuda::Stream& stream_;
+  cuda::CublasGemm gemm_;
+  cuda::DeviceBuffer x_dense_, x_bf16_, y_dense_;
+};
+
+}  // namespace fp4kit::gpu_engine

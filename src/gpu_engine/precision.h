@@ -1,0 +1,33 @@
+#pragma once
+// The arithmetic of the GPU forward pass's linear products (gpu_engine/gpu_linear.h says what each
+// computes): BF16 operands with F32 accumulation, as the serving engines compute, or full F32 for checks.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "base/error.h"
+
+namespace fp4kit::gpu_engine {
+
+enum class Precision : uint8_t { Bf16, F32 };
+
+inline const char* precision_name(Precision p) { return p == Precision::Bf16 ? "bf16" : "f32"; }
+
+inline std::optional<Precision> parse_precision(std::string_view s) {
+  if (s == "bf16") return Precision::Bf16;
+  if (s == "f32") return Precision::F32;
+  return std::nullopt;
+}
+
+// A command's --precision: empty (the default: bf16 on the GPU, f32 on the CPU), bf16 (GPU only) or
+// f32. InputError (exit 2) naming the flag otherwise.
+inline Precision resolve_precision(const std::string& flag, bool gpu) {
+  if (flag.empty()) return gpu ? Precision::Bf16 : Precision::F32;
+  const std::optional<Precision> p = parse_precision(flag);
+  if (!p) throw InputError("--precision " + flag + ": unknown (bf16, f32)");
+  if (*p == Precision::Bf16 && !gpu) throw InputError("--precision bf16: the CPU engine computes in f32 only (use --device cuda)");
+  return *p;
+}
+
+}  // namespace fp4kit::gpu_engine
