@@ -8,7 +8,7 @@ namespace fp4kit::serve {
 namespace {
 std::string number(double v) {
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
+  std::snprintf(buf, sizeof buf, "%.9g", v);
   return buf;
 }
 std::string counter(const std::string& name, const std::string& help, uint64_t v) {

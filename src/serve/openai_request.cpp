@@ -152,7 +152,7 @@ std::string message_content(const json& content, size_t index) {
 json parse_json_body(const std::string& body) {
   try {
     return json::parse(body);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // syntax errors, and numbers beyond double (1e400)
     throw ApiError(400, "invalid_request_error", "invalid_json", std::string("the request body is not valid JSON: ") + e.what());
   }
 }
