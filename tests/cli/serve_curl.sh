@@ -71,7 +71,7 @@ for _ in $(seq 1 200); do
   [ "$(metric fp4kit:num_requests_running)" = 1 ] && [ "$(metric fp4kit:num_requests_waiting)" = 1 ] && break
   sleep 0.05
 done
-expect_eq "$(metric fp4kit:num_requests_waiting)" 1 "a waiting request"
+[ "$(metric fp4kit:num_requests_waiting)" = 1 ] || { curl -s "$URL/metrics" | grep -v "^#" | head -12; jobs -l; cat "$SERVER_LOG"; fail "no waiting request"; }
 busy=$(curl -s -w ' %{http_code}' --max-time 5 "${auth[@]}" "$URL/v1/completions" -d '{"prompt":"x","max_tokens":2}')
 expect_eq "${busy##* }" 503 "full queue"
 expect_eq "$(jq -r .error.type <<<"${busy% *}")" unavailable_error "full queue error type"
