@@ -2,6 +2,9 @@
 
 #include <httplib.h>
 
+#include <chrono>
+#include <thread>
+
 #include "base/error.h"
 #include "serve/api_error.h"
 #include "serve/sse.h"
@@ -100,6 +103,11 @@ int HttpServer::bind() {
 
 bool HttpServer::run() { return impl_->server.listen_after_bind(); }
 
-void HttpServer::stop() { impl_->server.stop(); }
+void HttpServer::stop() {
+  // The library ignores stop() until its accept loop runs: wait for it (run() is called right
+  // after bind(), so this is short), else a stop that comes early would leave run() serving.
+  for (int i = 0; i < 5000 && !impl_->server.is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  impl_->server.stop();
+}
 
 }  // namespace fp4kit::serve

@@ -29,6 +29,7 @@ class HttpServer {
   int bind();
   // Serves until stop(); returns false if it could not listen.
   bool run();
+  // From any thread, also before run() has started listening.
   void stop();
 
  private:

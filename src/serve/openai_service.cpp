@@ -89,7 +89,7 @@ HttpReply OpenAIService::route(const std::string& method, const std::string& pat
     return json_reply({{"status", "ok"}});
   }
   if (is("GET", "/metrics")) {
-    const int64_t running = scheduler_ ? scheduler_->running() : 0, waiting = scheduler_ ? scheduler_->waiting() : 0;
+    const int64_t running = ready_ ? scheduler_->running() : 0, waiting = ready_ ? scheduler_->waiting() : 0;
     return {200, "text/plain; version=0.0.4", metrics_.render(running, waiting), {}, {}};
   }
   if (is("GET", "/v1/models")) return models();

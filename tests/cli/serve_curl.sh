@@ -11,6 +11,19 @@ source "$here/serve_fixture.sh"
 fail() { echo "FAIL: $*" >&2; exit 1; }
 expect_eq() { [ "$1" = "$2" ] || fail "$3: expected [$2], got [$1]"; }
 
+# Refusals at start: a missing tokenizer and the GPU, each with its reason and exit code 2.
+set +e
+out=$("$binary" serve "$data/dsv4-tiny" --port 0 2>&1)
+code=$?
+set -e
+expect_eq "$code" 2 "exit code without a tokenizer"
+grep -q "tokenizer.json" <<<"$out" || fail "no tokenizer named in: $out"
+set +e
+out=$("$binary" serve "$data/dsv4-tiny" --port 0 --device cuda 2>&1)
+code=$?
+set -e
+expect_eq "$code" 2 "exit code of --device cuda"
+
 start_server "$binary" "$data" --parallel 1 --queue 1 --ctx-size 4096 --api-key k3y --model-name tiny
 auth=(-H "Authorization: Bearer k3y")
 post() { curl -s "${auth[@]}" -H 'Content-Type: application/json' "$URL$1" -d "$2"; }
