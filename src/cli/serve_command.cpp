@@ -110,7 +110,10 @@ void add_command(CLI::App& app) {
       ->check(CLI::Range(int64_t{0}, int64_t{4096}))->capture_default_str();
   cmd->add_option("--ctx-size", args->ctx_size, "Context of one request: prompt and completion tokens together")
       ->check(CLI::Range(int64_t{2}, int64_t{1} << 20))->capture_default_str();
-  cmd->add_option("--api-key", args->api_key, "Require 'Authorization: Bearer KEY' (all routes but /health, /metrics)");
+  cmd->add_option("--api-key", args->api_key,
+                  "Require 'Authorization: Bearer KEY' (all routes but /health, /metrics); also from FP4KIT_API_KEY, "
+                  "which keeps the key out of the process list")
+      ->envname("FP4KIT_API_KEY");
   cmd->add_option("--model-name", args->model_name, "The model's id in the API (default: MODEL as given)");
   cmd->add_option("--threads", args->threads, "Engine worker threads (default: all cores)");
   cmd->add_option("--max-body-mb", args->max_body_mb, "Largest request body in MiB (413 above)")
