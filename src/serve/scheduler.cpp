@@ -30,7 +30,10 @@ void Scheduler::stop() {
 bool Scheduler::submit(const std::shared_ptr<GenerationJob>& job) {
   {
     std::lock_guard lock(mutex_);
-    if (stopping_ || static_cast<int64_t>(queue_.size()) >= options_.max_waiting) return false;
+    // Requests that will take a free slot as soon as the scheduler thread wakes do not count
+    // against the queue: a burst arriving before it does is not refused.
+    const int64_t free_slots = std::max<int64_t>(0, options_.parallel - running_);
+    if (stopping_ || static_cast<int64_t>(queue_.size()) >= options_.max_waiting + free_slots) return false;
     queue_.push_back(job);
   }
   wake_.notify_all();

@@ -57,9 +57,11 @@ class Scheduler {
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  // Queues the job; false when the queue is full (the job is not touched).
+  // Queues the job; false when `max_waiting` jobs already wait beyond the free slots (the job is
+  // not touched).
   bool submit(const std::shared_ptr<GenerationJob>& job);
   int64_t running() const { return running_; }
+  // Jobs queued, including those about to take a free slot.
   int64_t waiting() const;
   // Decode steps run so far and the largest batch one of them had (for tests and the load report).
   int64_t steps() const { return steps_; }

@@ -119,6 +119,21 @@ TEST(ServeScheduler, FullQueueRefusesAtOnceAndCancelledOrStoppedJobsEnd) {
   EXPECT_EQ(metrics.finished_stop, 1u);
 }
 
+TEST(ServeScheduler, ABurstFillsTheFreeSlotsEvenWithNoQueue) {
+  engine::Engine eng(tiny_dir(), two_threads());
+  ServeMetrics metrics;
+  Scheduler scheduler(eng, {2, 0}, metrics);
+  // Submitted at once, before the scheduler thread can admit them: the free slots take them.
+  RecordedJob a({0, 1}, 30), b({0, 2}, 30), c({0, 3}, 30);
+  EXPECT_TRUE(scheduler.submit(a.job));
+  EXPECT_TRUE(scheduler.submit(b.job));
+  EXPECT_FALSE(scheduler.submit(c.job));
+  a.wait();
+  b.wait();
+  EXPECT_EQ(a.tokens.size(), 30u);
+  EXPECT_EQ(b.tokens.size(), 30u);
+}
+
 struct Reply {
   int status;
   json body;
