@@ -75,7 +75,8 @@ void run(const ServeArgs& a) {
   std::thread signal_waiter([&] {
     int sig = 0;
     sigwait(&signals, &sig);
-    if (sig != SIGUSR1) std::fprintf(stderr, "fp4kit serve: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    if (sig == SIGUSR1) return;  // the server has stopped by itself
+    std::fprintf(stderr, "fp4kit serve: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     service.shutdown();
     server.stop();
   });

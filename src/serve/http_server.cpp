@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 
+#include <atomic>
 #include <chrono>
 #include <thread>
 
@@ -16,6 +17,7 @@ struct HttpServer::Impl {
   OpenAIService& service;
   HttpServerOptions options;
   httplib::Server server;
+  std::atomic<bool> finished{false};  // run() has returned
 };
 
 namespace {
@@ -101,12 +103,17 @@ int HttpServer::bind() {
   return port;
 }
 
-bool HttpServer::run() { return impl_->server.listen_after_bind(); }
+bool HttpServer::run() {
+  const bool ok = impl_->server.listen_after_bind();
+  impl_->finished = true;
+  return ok;
+}
 
 void HttpServer::stop() {
   // The library ignores stop() until its accept loop runs: wait for it (run() is called right
   // after bind(), so this is short), else a stop that comes early would leave run() serving.
-  for (int i = 0; i < 5000 && !impl_->server.is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  for (int i = 0; i < 5000 && !impl_->server.is_running() && !impl_->finished; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   impl_->server.stop();
 }
 
