@@ -46,7 +46,12 @@ void OpenAIService::load(const std::string& model_dir, const std::string& tokeni
   if (tokenizer.vocab_size() > vocab)
     throw InputError("tokenizer " + tokenizer.label() + " has ids up to " + std::to_string(tokenizer.vocab_size() - 1) +
                      ", beyond the vocabulary of " + model_dir + " (vocab_size " + std::to_string(vocab) + ")");
-  if (const auto eos = engine::config_eos_token_id(engine->config().base.raw)) eos_ = static_cast<int32_t>(*eos);
+  const nlohmann::json& config = engine->config().base.raw;
+  if (config.contains("max_position_embeddings") && config["max_position_embeddings"].is_number_integer() &&
+      options_.ctx_size > config["max_position_embeddings"].get<int64_t>())
+    throw InputError("--ctx-size " + std::to_string(options_.ctx_size) + " is beyond the model's max_position_embeddings (" +
+                     config["max_position_embeddings"].dump() + ") in " + model_dir + "/config.json");
+  if (const auto eos = engine::config_eos_token_id(config)) eos_ = static_cast<int32_t>(*eos);
   think_end_ = tokenizer.token_id(kThinkEnd);
   tokenizer_.emplace(std::move(tokenizer));
   engine_ = std::move(engine);

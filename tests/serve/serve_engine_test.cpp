@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../engine/engine_test_util.h"
+#include "checkpoint_edit.h"
 #include "serve/openai_service.h"
 #include "serve/scheduler.h"
 
@@ -284,6 +285,31 @@ TEST_F(ServeService, StreamedChatEqualsTheWholeReplyWithReasoningApart) {
   const Reply chat_mode = call("/v1/chat/completions", req);
   EXPECT_FALSE(chat_mode.body["choices"][0]["message"].contains("reasoning_content"));
   EXPECT_NE(chat_mode.body["usage"]["prompt_tokens"], nullptr);
+}
+
+// A checkpoint whose layer 2 turns activations into NaN: every request that reaches the engine ends
+// with a 500 naming the layer (streamed: an error event, then [DONE]), and the server serves on.
+TEST(ServeEngineError, NonFiniteActivationsAre500sNamingTheLayer) {
+  const std::string dir = testing::copy_tiny_checkpoint("serve-nan");
+  const std::vector<uint16_t> nan_bf16(128, 0x7FC0);
+  testing::put_tensor(dir, "layers.2.ffn_norm.weight", "layers.2.ffn_norm.weight", DType::BF16, {128},
+                      std::as_bytes(std::span(nan_bf16)));
+  OpenAIService service(ServiceOptions{});
+  service.load(dir, test_data("serve/tokenizer.json"), two_threads());
+  const HttpReply r = service.handle("POST", "/v1/completions", "", R"({"prompt":"Hello","max_tokens":4})");
+  EXPECT_EQ(r.status, 500);
+  const json body = json::parse(r.body);
+  EXPECT_EQ(body["error"]["type"], "server_error");
+  EXPECT_NE(body["error"]["message"].get<std::string>().find("non-finite activation in the output of layer 2"),
+            std::string::npos) << body;
+  const HttpReply streamed = service.handle("POST", "/v1/completions", "", R"({"prompt":"Hello","max_tokens":4,"stream":true})");
+  ASSERT_TRUE(streamed.stream);
+  std::string all, piece;
+  while (streamed.stream->channel().next(piece)) all += piece;
+  EXPECT_EQ(all.rfind("data: {\"error\":", 0), 0u) << all;
+  EXPECT_TRUE(all.ends_with("\n\ndata: [DONE]\n\n")) << all;
+  EXPECT_EQ(service.handle("GET", "/health", "", "").status, 200);
+  EXPECT_EQ(service.metrics().finished_error, 2u);
 }
 
 }  // namespace
