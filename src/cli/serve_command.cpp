@@ -22,7 +22,7 @@ namespace {
 struct ServeArgs {
   std::string model, tokenizer, host = "127.0.0.1", device = "cpu", api_key, model_name;
   int port = 8000;
-  int64_t parallel = 4, queue = 16, ctx_size = 4096;
+  int64_t parallel = 4, queue = 16, ctx_size = 4096, prefill_chunk = 512;
   unsigned threads = 0;
   size_t max_body_mb = 8;
 };
@@ -45,7 +45,7 @@ void run(const ServeArgs& a) {
   so.model_name = a.model_name.empty() ? a.model : a.model_name;
   so.ctx_size = a.ctx_size;
   so.api_key = a.api_key;
-  so.scheduler = {a.parallel, a.queue};
+  so.scheduler = {a.parallel, a.queue, a.prefill_chunk};
   serve::OpenAIService service(so);
   serve::HttpServerOptions ho;
   ho.host = a.host;
@@ -109,6 +109,9 @@ void add_command(CLI::App& app) {
       ->check(CLI::Range(int64_t{1}, int64_t{256}))->capture_default_str();
   cmd->add_option("--queue", args->queue, "Requests that may wait for a slot; more are answered 503 at once")
       ->check(CLI::Range(int64_t{0}, int64_t{4096}))->capture_default_str();
+  cmd->add_option("--prefill-chunk", args->prefill_chunk,
+                  "Prompt tokens a request runs per step (the others' decoding waits for at most one chunk)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))->capture_default_str();
   cmd->add_option("--ctx-size", args->ctx_size, "Context of one request: prompt and completion tokens together")
       ->check(CLI::Range(int64_t{2}, int64_t{1} << 20))->capture_default_str();
   cmd->add_option("--api-key", args->api_key,

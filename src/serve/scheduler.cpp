@@ -73,17 +73,34 @@ void Scheduler::deliver(Slot& slot, const float* logits) {
   else if (slot.generated >= slot.job->max_tokens) finish(slot, FinishReason::Length);
 }
 
-void Scheduler::prefill(Slot& slot) {
-  metrics_.prompt_tokens += slot.job->prompt.size();
-  engine::ForwardState s = engine_.embed(slot.job->prompt, 1);
+void Scheduler::prefill_chunk(Slot& slot) {
+  const std::vector<int64_t>& prompt = slot.job->prompt;
+  const int64_t total = static_cast<int64_t>(prompt.size());
+  const int64_t n = std::min(std::max<int64_t>(1, options_.prefill_chunk), total - slot.cached);
+  const std::vector<int64_t> ids(prompt.begin() + slot.cached, prompt.begin() + slot.cached + n);
+  engine::ForwardState s;
+  if (slot.cached == 0) {
+    s = engine_.embed(ids, 1);
+  } else {
+    // Continue the sequence after its `cached` tokens (embed_next moves it on from cached - 1).
+    s.batch = 1;
+    s.seq = 1;
+    s.routing.resize(static_cast<size_t>(engine_.config().layers()));
+    slot.sequence.past = slot.cached - 1;
+    s.sequences.push_back(std::move(slot.sequence));
+    engine_.embed_next(s, ids);
+  }
   for (int64_t l = 0; l < engine_.config().layers(); ++l) engine_.run_layer(l, s);
-  const std::vector<float> logits = engine_.head(s, /*last_only=*/true);
   slot.sequence = std::move(s.sequences[0]);
-  slot.cached = static_cast<int64_t>(slot.job->prompt.size());
-  deliver(slot, logits.data());
+  slot.cached += n;
+  metrics_.prompt_tokens += static_cast<uint64_t>(n);
+  if (slot.cached == total) {
+    const std::vector<float> logits = engine_.head(s, /*last_only=*/true);
+    deliver(slot, logits.data());
+  }
 }
 
-void Scheduler::decode_step(std::vector<Slot>& slots) {
+void Scheduler::decode_step(const std::vector<Slot*>& slots) {
   // The running sequences side by side, one new token each; embed_next moves each one's position
   // from the token before (cached - 1) to `cached`.
   engine::ForwardState s;
@@ -91,10 +108,10 @@ void Scheduler::decode_step(std::vector<Slot>& slots) {
   s.seq = 1;
   s.routing.resize(static_cast<size_t>(engine_.config().layers()));
   std::vector<int64_t> ids;
-  for (Slot& slot : slots) {
-    slot.sequence.past = slot.cached - 1;
-    s.sequences.push_back(std::move(slot.sequence));
-    ids.push_back(slot.last_token);
+  for (Slot* slot : slots) {
+    slot->sequence.past = slot->cached - 1;
+    s.sequences.push_back(std::move(slot->sequence));
+    ids.push_back(slot->last_token);
   }
   engine_.embed_next(s, ids);
   for (int64_t l = 0; l < engine_.config().layers(); ++l) engine_.run_layer(l, s);
@@ -103,9 +120,9 @@ void Scheduler::decode_step(std::vector<Slot>& slots) {
   largest_batch_ = std::max<int64_t>(largest_batch_, s.batch);
   const int64_t vocab = engine_.config().base.vocab_size;
   for (size_t i = 0; i < slots.size(); ++i) {
-    slots[i].sequence = std::move(s.sequences[i]);
-    ++slots[i].cached;
-    deliver(slots[i], &logits[i * static_cast<size_t>(vocab)]);
+    slots[i]->sequence = std::move(s.sequences[i]);
+    ++slots[i]->cached;
+    deliver(*slots[i], &logits[i * static_cast<size_t>(vocab)]);
   }
 }
 
@@ -127,27 +144,29 @@ void Scheduler::loop() {
       }
       running_ = static_cast<int64_t>(running.size() + admitted.size());
     }
-    for (Slot& slot : admitted) {
-      if (slot.job->cancelled) {
-        finish(slot, FinishReason::Abort);
-        continue;
-      }
+    for (Slot& slot : admitted) running.push_back(std::move(slot));
+    for (Slot& slot : running)
+      if (!slot.done && slot.job->cancelled) finish(slot, FinishReason::Abort);
+    // Prompts: one chunk each.
+    for (Slot& slot : running) {
+      if (slot.done || slot.generated > 0) continue;  // a request with a token is past its prompt
       try {
-        prefill(slot);
+        prefill_chunk(slot);
       } catch (const std::exception& e) {
         finish(slot, FinishReason::Error, e.what());
       }
-      if (!slot.done) running.push_back(std::move(slot));
     }
-    for (Slot& slot : running)
-      if (!slot.done && slot.job->cancelled) finish(slot, FinishReason::Abort);
     std::erase_if(running, [](const Slot& s) { return s.done; });
-    if (!running.empty()) {
+    // Every request past its prompt: one token, in one engine call.
+    std::vector<Slot*> decoding;
+    for (Slot& slot : running)
+      if (slot.generated > 0) decoding.push_back(&slot);
+    if (!decoding.empty()) {
       try {
-        decode_step(running);
+        decode_step(decoding);
       } catch (const std::exception& e) {
-        for (Slot& slot : running)
-          if (!slot.done) finish(slot, FinishReason::Error, e.what());
+        for (Slot* slot : decoding)
+          if (!slot->done) finish(*slot, FinishReason::Error, e.what());
       }
       std::erase_if(running, [](const Slot& s) { return s.done; });
     }

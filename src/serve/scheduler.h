@@ -2,11 +2,13 @@
 // Continuous batching over the CPU engine. One scheduler thread owns the engine. Requests wait in a
 // bounded queue (submit() refuses when it is full: the caller answers 503 at once) and join the
 // running batch when one of the `parallel` slots is free. Each running request keeps its own KV
-// cache (engine::SequenceState). A new request's prompt runs alone (prefill); then every running
-// request advances by one token in ONE engine call: their sequence states are put side by side in
-// one ForwardState (batch = running requests, one token each, each at its own position), so the
-// weights are read once per step for all of them. The engine computes every row on its own, so a
-// request's tokens do not depend on what else runs beside it.
+// cache (engine::SequenceState). Each step, a request still reading its prompt runs the next chunk
+// of it (at most `prefill_chunk` tokens, so that a long prompt does not stall the others for long);
+// then every request past its prompt advances by one token in ONE engine call: their sequence
+// states are put side by side in one ForwardState (batch = those requests, one token each, each at
+// its own position), so the weights are read once per step for all of them. The engine computes
+// every row on its own and a prompt in chunks exactly as in one piece, so a request's tokens do not
+// depend on what else runs beside it.
 // Callbacks run on the scheduler thread; a request whose `cancelled` flag is set (its client went
 // away) leaves the batch before the next step.
 #include <atomic>
@@ -46,6 +48,7 @@ struct GenerationJob {
 struct SchedulerOptions {
   int64_t parallel = 1;      // requests in the running batch
   int64_t max_waiting = 16;  // requests queued behind them
+  int64_t prefill_chunk = 512;  // prompt tokens a request runs per step
 };
 
 class Scheduler {
@@ -72,15 +75,15 @@ class Scheduler {
     explicit Slot(std::shared_ptr<GenerationJob> j) : job(std::move(j)) {}
     std::shared_ptr<GenerationJob> job;
     engine::SequenceState sequence;
-    int64_t cached = 0;      // tokens in the sequence's cache
+    int64_t cached = 0;      // tokens in the sequence's cache (prompt ones included)
     int64_t last_token = 0;  // sampled, not yet run
     int64_t generated = 0;
     std::chrono::steady_clock::time_point last_time;
     bool done = false;
   };
   void loop();
-  void prefill(Slot& slot);
-  void decode_step(std::vector<Slot>& slots);
+  void prefill_chunk(Slot& slot);  // the next chunk of the prompt; the first token after the last
+  void decode_step(const std::vector<Slot*>& slots);
   void deliver(Slot& slot, const float* logits);
   void finish(Slot& slot, FinishReason reason, const std::string& error = "");
 

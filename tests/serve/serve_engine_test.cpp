@@ -59,7 +59,7 @@ struct RecordedJob {
   }
 };
 
-TEST(ServeScheduler, GreedyTokensEqualTransformersAlsoInABatch) {
+TEST(ServeScheduler, GreedyTokensEqualTransformersAlsoInABatchAndInChunks) {
   const Reference ref;
   const std::vector<int64_t> prompt = ref.i64("gen.prompt_ids");
   const std::vector<int64_t> output = ref.i64("gen.output_ids");
@@ -67,8 +67,9 @@ TEST(ServeScheduler, GreedyTokensEqualTransformersAlsoInABatch) {
   ASSERT_EQ(expected.size(), 16u);
   engine::Engine eng(tiny_dir(), two_threads());
   ServeMetrics metrics;
-  Scheduler scheduler(eng, {3, 8}, metrics);
-  // Two other requests of other lengths run beside it and share its decode steps.
+  // Prompts in chunks of 7 tokens; two other requests of other lengths run beside it and share
+  // its decode steps.
+  Scheduler scheduler(eng, {3, 8, 7}, metrics);
   RecordedJob a(prompt, 16), b({0, 5, 9, 33}, 20), c(std::vector<int64_t>(prompt.begin(), prompt.begin() + 50), 12);
   ASSERT_TRUE(scheduler.submit(a.job));
   ASSERT_TRUE(scheduler.submit(b.job));
