@@ -1,6 +1,7 @@
 // fp4kit serve MODEL: the OpenAI-compatible HTTP server over the CPU engine; flags and process
 // plumbing only (signals, the loading thread). The server answers /health with 503 while the model
 // loads; SIGINT or SIGTERM ends every generation and stops it.
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <memory>
@@ -51,7 +52,8 @@ void run(const ServeArgs& a) {
   ho.host = a.host;
   ho.port = a.port;
   ho.max_body_bytes = a.max_body_mb << 20;
-  ho.threads = static_cast<size_t>(a.parallel + a.queue + 8);
+  // A connection thread for every running and waiting request and a few stalled clients, within reason.
+  ho.threads = static_cast<size_t>(std::min<int64_t>(a.parallel + a.queue + 8, 512));
   serve::HttpServer server(service, ho);
   const int port = server.bind();
   std::fprintf(stderr, "fp4kit serve: listening on http://%s:%d (model %s loading)\n", a.host.c_str(), port, so.model_name.c_str());
