@@ -5,8 +5,6 @@
 #include <optional>
 #include <string>
 
-#include <nlohmann/json.hpp>
-
 #include "base/error.h"
 #include "cli/commands.h"
 #include "engine/engine.h"
@@ -24,21 +22,13 @@ struct GenerateArgs {
   bool no_cache = false, ignore_eos = false;
 };
 
-std::optional<int64_t> eos_id(const nlohmann::json& config) {
-  if (!config.contains("eos_token_id")) return std::nullopt;
-  const auto& e = config["eos_token_id"];
-  if (e.is_number_integer()) return e.get<int64_t>();
-  if (e.is_array() && !e.empty() && e[0].is_number_integer()) return e[0].get<int64_t>();
-  return std::nullopt;
-}
-
 void run(const GenerateArgs& a) {
   const engine::TokenBatch ids = engine::token_ids_from_options(a.ids, a.ids_file);
   if (ids.batch != 1) throw InputError("generate: give one prompt (got " + std::to_string(ids.batch) + " sequences)");
   engine::EngineOptions o;
   o.threads = a.threads;
   engine::Engine eng(a.model, o);
-  const std::optional<int64_t> eos = a.ignore_eos ? std::nullopt : eos_id(eng.config().base.raw);
+  const std::optional<int64_t> eos = a.ignore_eos ? std::nullopt : engine::config_eos_token_id(eng.config().base.raw);
   const engine::Generation g = engine::generate_greedy(eng, ids.ids, a.max_new_tokens, !a.no_cache, eos);
   std::printf("prompt: %zu tokens, generated %zu (greedy%s)\n", ids.ids.size(), g.tokens.size(),
               a.no_cache ? ", no cache" : "");

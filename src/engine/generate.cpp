@@ -11,6 +11,14 @@ int64_t argmax(const float* logits, int64_t n) {
   return best;
 }
 
+std::optional<int64_t> config_eos_token_id(const nlohmann::json& config) {
+  if (!config.contains("eos_token_id")) return std::nullopt;
+  const auto& e = config["eos_token_id"];
+  if (e.is_number_integer()) return e.get<int64_t>();
+  if (e.is_array() && !e.empty() && e[0].is_number_integer()) return e[0].get<int64_t>();
+  return std::nullopt;
+}
+
 Generation generate_greedy(Engine& engine, const std::vector<int64_t>& prompt, int64_t max_new_tokens, bool use_cache,
                            std::optional<int64_t> eos) {
   if (prompt.empty()) throw InputError("generate: the prompt holds no token ids");

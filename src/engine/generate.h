@@ -6,6 +6,8 @@
 #include <optional>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "engine/engine.h"
 
 namespace fp4kit::engine {
@@ -17,6 +19,9 @@ struct Generation {
 
 // Index of the largest logit; the first one on ties (as torch.argmax).
 int64_t argmax(const float* logits, int64_t n);
+
+// The end-of-sequence id of a config.json (eos_token_id, or the first of a list), if it names one.
+std::optional<int64_t> config_eos_token_id(const nlohmann::json& config);
 
 // Stops after max_new_tokens, or after emitting `eos` when given.
 Generation generate_greedy(Engine& engine, const std::vector<int64_t>& prompt, int64_t max_new_tokens,

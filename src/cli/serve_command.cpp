@@ -1,0 +1,134 @@
+// fp4kit serve MODEL: the OpenAI-compatible HTTP server over the CPU engine; flags and process
+// plumbing only (signals, the loading thread). The server answers /health with 503 while the model
+// loads; SIGINT or SIGTERM ends every generation and stops it.
+#include <algorithm>
+#include <csignal>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <pthread.h>
+#include <string>
+#include <thread>
+
+#include "base/error.h"
+#include "cli/commands.h"
+#include "cuda/device.h"
+#include "serve/http_server.h"
+#include "serve/openai_service.h"
+
+namespace fp4kit::cli {
+
+namespace {
+
+struct ServeArgs {
+  std::string model, tokenizer, host = "127.0.0.1", device = "cpu", api_key, model_name;
+  int port = 8000;
+  int64_t parallel = 4, queue = 16, ctx_size = 4096, prefill_chunk = 512;
+  unsigned threads = 0;
+  size_t max_body_mb = 8;
+};
+
+void run(const ServeArgs& a) {
+  if (cuda::parse_device(a.device) == cuda::Device::Cuda) {
+    cuda::require_device();  // "built without CUDA" / "no GPU" first, exit 2
+    throw InputError("serve --device cuda is not available yet: the GPU engine runs whole sequences from position 0 and "
+                     "cannot continue a sequence token by token; use --device cpu");
+  }
+  // Signals go to one waiting thread, not to whichever thread the kernel picks.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);  // sent by this function itself to end the waiting thread
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  serve::ServiceOptions so;
+  so.model_name = a.model_name.empty() ? a.model : a.model_name;
+  so.ctx_size = a.ctx_size;
+  so.api_key = a.api_key;
+  so.scheduler = {a.parallel, a.queue, a.prefill_chunk};
+  serve::OpenAIService service(so);
+  serve::HttpServerOptions ho;
+  ho.host = a.host;
+  ho.port = a.port;
+  ho.max_body_bytes = a.max_body_mb << 20;
+  // A connection thread for every running and waiting request and a few stalled clients, within reason.
+  ho.threads = static_cast<size_t>(std::min<int64_t>(a.parallel + a.queue + 8, 512));
+  serve::HttpServer server(service, ho);
+  const int port = server.bind();
+  std::fprintf(stderr, "fp4kit serve: listening on http://%s:%d (model %s loading)\n", a.host.c_str(), port, so.model_name.c_str());
+
+  std::mutex failure_mutex;
+  std::string failure;
+  bool failure_is_input = false;
+  std::thread loader([&] {
+    try {
+      engine::EngineOptions eo;
+      eo.threads = a.threads;
+      service.load(a.model, a.tokenizer.empty() ? a.model + "/tokenizer.json" : a.tokenizer, eo);
+      std::fprintf(stderr, "fp4kit serve: ready on http://%s:%d\n", a.host.c_str(), port);
+    } catch (const std::exception& e) {
+      std::lock_guard lock(failure_mutex);
+      failure = e.what();
+      failure_is_input = dynamic_cast<const InputError*>(&e) != nullptr;
+      server.stop();
+    }
+  });
+  std::thread signal_waiter([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    if (sig == SIGUSR1) return;  // the server has stopped by itself
+    std::fprintf(stderr, "fp4kit serve: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    service.shutdown();
+    server.stop();
+  });
+  server.run();
+  pthread_kill(signal_waiter.native_handle(), SIGUSR1);
+  signal_waiter.join();
+  loader.join();
+  service.shutdown();
+  if (!failure.empty()) {
+    if (failure_is_input) throw InputError(failure);
+    throw Error(failure);
+  }
+}
+
+void add_command(CLI::App& app) {
+  auto args = std::make_shared<ServeArgs>();
+  auto* cmd = app.add_subcommand(
+      "serve",
+      "An OpenAI-compatible HTTP server over the engine: /v1/chat/completions (DeepSeek V4 chat format, "
+      "reasoning_content), /v1/completions, /v1/models, /tokenize, /detokenize, /health, /metrics; streaming (SSE) "
+      "and not; continuous batching of up to --parallel requests. CPU only for now: --device cuda answers that the "
+      "GPU engine cannot continue sequences yet (exit 2). See docs/serve.md.");
+  cmd->add_option("MODEL", args->model, "Checkpoint directory")->required()->check(CLI::ExistingDirectory);
+  cmd->add_option("--tokenizer", args->tokenizer, "tokenizer.json (default: MODEL/tokenizer.json)");
+  cmd->add_option("--host", args->host, "Address to listen on")->capture_default_str();
+  cmd->add_option("--port", args->port, "Port (0: any free port; the chosen one is printed)")
+      ->check(CLI::Range(0, 65535))->capture_default_str();
+  cmd->add_option("--device", args->device, "cpu, or cuda (not available yet: exit 2)")->capture_default_str();
+  cmd->add_option("--parallel", args->parallel, "Requests generating at once (they share each decode step)")
+      ->check(CLI::Range(int64_t{1}, int64_t{256}))->capture_default_str();
+  cmd->add_option("--queue", args->queue, "Requests that may wait for a slot; more are answered 503 at once")
+      ->check(CLI::Range(int64_t{0}, int64_t{4096}))->capture_default_str();
+  cmd->add_option("--prefill-chunk", args->prefill_chunk,
+                  "Prompt tokens a request runs per step (the others' decoding waits for at most one chunk)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))->capture_default_str();
+  cmd->add_option("--ctx-size", args->ctx_size, "Context of one request: prompt and completion tokens together")
+      ->check(CLI::Range(int64_t{2}, int64_t{1} << 20))->capture_default_str();
+  cmd->add_option("--api-key", args->api_key,
+                  "Require 'Authorization: Bearer KEY' (all routes but /health, /metrics); also from FP4KIT_API_KEY, "
+                  "which keeps the key out of the process list")
+      ->envname("FP4KIT_API_KEY");
+  cmd->add_option("--model-name", args->model_name, "The model's id in the API (default: MODEL as given)");
+  cmd->add_option("--threads", args->threads, "Engine worker threads (default: all cores)");
+  cmd->add_option("--max-body-mb", args->max_body_mb, "Largest request body in MiB (413 above)")
+      ->check(CLI::Range(size_t{1}, size_t{1024}))->capture_default_str();
+  cmd->callback([args] { run(*args); });
+}
+
+}  // namespace
+
+const CommandRegistration kRegistration(80, add_command);
+
+}  // namespace fp4kit::cli

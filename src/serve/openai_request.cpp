@@ -1,0 +1,219 @@
+#include "serve/openai_request.h"
+
+#include <cmath>
+#include <random>
+
+#include "serve/api_error.h"
+
+namespace fp4kit::serve {
+
+namespace {
+
+using nlohmann::json;
+
+// The field's value, or nullptr when it is absent or null (clients send null for "default").
+const json* field(const json& body, const char* name) {
+  const auto it = body.find(name);
+  return it == body.end() || it->is_null() ? nullptr : &*it;
+}
+
+std::string type_name(const json& v) { return v.type_name(); }
+
+double number_field(const json& body, const char* name, double def, double lo, double hi) {
+  const json* v = field(body, name);
+  if (!v) return def;
+  if (!v->is_number()) throw invalid_request(name, std::string("'") + name + "' must be a number, not " + type_name(*v));
+  const double x = v->get<double>();
+  if (!std::isfinite(x) || x < lo || x > hi)
+    throw invalid_request(name, std::string("'") + name + "' must be between " + json(lo).dump() + " and " + json(hi).dump() +
+                                    " (got " + v->dump() + ")");
+  return x;
+}
+
+std::optional<int64_t> integer_field(const json& body, const char* name, int64_t lo, int64_t hi) {
+  const json* v = field(body, name);
+  if (!v) return std::nullopt;
+  if (!v->is_number_integer())
+    throw invalid_request(name, std::string("'") + name + "' must be an integer, not " +
+                                    (v->is_number_float() ? "a fractional number" : type_name(*v)));
+  if (v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+    throw invalid_request(name, std::string("'") + name + "' is too large (got " + v->dump() + ")");
+  const int64_t x = v->get<int64_t>();
+  if (x < lo || x > hi)
+    throw invalid_request(name, std::string("'") + name + "' must be between " + std::to_string(lo) + " and " +
+                                    std::to_string(hi) + " (got " + std::to_string(x) + ")");
+  return x;
+}
+
+bool bool_field(const json& body, const char* name, bool def) {
+  const json* v = field(body, name);
+  if (!v) return def;
+  if (!v->is_boolean()) throw invalid_request(name, std::string("'") + name + "' must be a boolean, not " + type_name(*v));
+  return v->get<bool>();
+}
+
+std::string string_field(const json& body, const char* name) {
+  const json* v = field(body, name);
+  if (!v) return "";
+  if (!v->is_string()) throw invalid_request(name, std::string("'") + name + "' must be a string, not " + type_name(*v));
+  return v->get<std::string>();
+}
+
+void refuse_unless(bool ok, const char* name, const std::string& why) {
+  if (!ok) throw invalid_request(name, std::string("'") + name + "': " + why);
+}
+
+std::vector<std::string> stop_field(const json& body) {
+  const json* v = field(body, "stop");
+  if (!v) return {};
+  std::vector<std::string> out;
+  if (v->is_string()) {
+    out.push_back(v->get<std::string>());
+  } else if (v->is_array()) {
+    refuse_unless(v->size() <= 16, "stop", "at most 16 stop strings");
+    for (const json& s : *v) {
+      refuse_unless(s.is_string(), "stop", "every stop sequence must be a string, not " + type_name(s));
+      out.push_back(s.get<std::string>());
+    }
+  } else {
+    throw invalid_request("stop", "'stop' must be a string or an array of strings, not " + type_name(*v));
+  }
+  for (const std::string& s : out) refuse_unless(!s.empty(), "stop", "a stop sequence is empty");
+  return out;
+}
+
+// The fields both endpoints share; chat also reads max_completion_tokens and its logprobs flags.
+GenerationRequest parse_generation(const json& body, bool chat) {
+  if (!body.is_object()) throw invalid_request("", "the request body must be a JSON object");
+  GenerationRequest g;
+  g.model = string_field(body, "model");
+  g.stream = bool_field(body, "stream", false);
+  if (const json* so = field(body, "stream_options"); so && !so->is_object())
+    throw invalid_request("stream_options", "'stream_options' must be an object, not " + type_name(*so));
+  g.max_tokens = integer_field(body, "max_tokens", 1, INT64_MAX);
+  if (chat)
+    if (auto m = integer_field(body, "max_completion_tokens", 1, INT64_MAX)) g.max_tokens = m;
+  SamplingParams& s = g.sampling;
+  s.temperature = number_field(body, "temperature", 1.0, 0.0, 100.0);
+  s.top_p = number_field(body, "top_p", 1.0, 0.0, 1.0);
+  refuse_unless(s.top_p > 0.0, "top_p", "must be greater than 0");
+  const int64_t top_k = integer_field(body, "top_k", -1, INT32_MAX).value_or(0);
+  s.top_k = top_k < 0 ? 0 : top_k;  // -1 means "no limit" in vLLM
+  s.min_p = number_field(body, "min_p", 0.0, 0.0, 1.0);
+  if (const json* seed = field(body, "seed")) {
+    if (!seed->is_number_integer()) throw invalid_request("seed", "'seed' must be an integer, not " + type_name(*seed));
+    s.seed = seed->is_number_unsigned() ? seed->get<uint64_t>() : static_cast<uint64_t>(seed->get<int64_t>());
+  } else {
+    s.seed = std::random_device{}() * 0x100000000ull + std::random_device{}();
+  }
+  g.stop = stop_field(body);
+  g.ignore_eos = bool_field(body, "ignore_eos", false);
+  refuse_unless(integer_field(body, "n", INT64_MIN, INT64_MAX).value_or(1) == 1, "n", "only n = 1 is supported");
+  refuse_unless(!field(body, "logit_bias") || field(body, "logit_bias")->empty(), "logit_bias", "not supported");
+  refuse_unless(number_field(body, "presence_penalty", 0.0, -2.0, 2.0) == 0.0, "presence_penalty", "only 0 is supported");
+  refuse_unless(number_field(body, "frequency_penalty", 0.0, -2.0, 2.0) == 0.0, "frequency_penalty", "only 0 is supported");
+  if (chat) {
+    g.logprobs = bool_field(body, "logprobs", false);
+    s.top_logprobs = integer_field(body, "top_logprobs", 0, 20).value_or(0);
+    refuse_unless(g.logprobs || s.top_logprobs == 0, "top_logprobs", "needs \"logprobs\": true");
+    refuse_unless(!field(body, "tools") || field(body, "tools")->empty(), "tools", "tool calling is not supported");
+  } else {
+    // Completions: logprobs is the number of alternatives (0..5 in OpenAI's API; 20 here).
+    if (const json* lp = field(body, "logprobs"); lp && lp->is_boolean()) {
+      g.logprobs = lp->get<bool>();
+    } else if (auto n = integer_field(body, "logprobs", 0, 20)) {
+      g.logprobs = true;
+      s.top_logprobs = *n;
+    }
+    refuse_unless(!bool_field(body, "echo", false), "echo", "not supported");
+    refuse_unless(integer_field(body, "best_of", INT64_MIN, INT64_MAX).value_or(1) == 1, "best_of", "only 1 is supported");
+    refuse_unless(string_field(body, "suffix").empty(), "suffix", "not supported");
+  }
+  return g;
+}
+
+// A message's content: a string, or an array of {"type": "text", "text": ...} parts.
+std::string message_content(const json& content, size_t index) {
+  const std::string where = "messages[" + std::to_string(index) + "].content";
+  if (content.is_null()) return "";
+  if (content.is_string()) return content.get<std::string>();
+  if (!content.is_array()) throw invalid_request(where, "'" + where + "' must be a string or an array of text parts");
+  std::string text;
+  for (const json& part : content) {
+    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+      throw invalid_request(where, "'" + where + "': only {\"type\": \"text\", \"text\": \"...\"} parts are supported");
+    text += part["text"].get<std::string>();
+  }
+  return text;
+}
+
+}  // namespace
+
+json parse_json_body(const std::string& body) {
+  try {
+    return json::parse(body);
+  } catch (const json::exception& e) {  // syntax errors, and numbers beyond double (1e400)
+    throw ApiError(400, "invalid_request_error", "invalid_json", std::string("the request body is not valid JSON: ") + e.what());
+  }
+}
+
+CompletionRequest parse_completion_request(const json& body) {
+  CompletionRequest r;
+  r.generation = parse_generation(body, false);
+  const json* p = field(body, "prompt");
+  if (!p) throw invalid_request("prompt", "'prompt' is required");
+  if (p->is_string()) {
+    r.prompt = p->get<std::string>();
+  } else if (p->is_array() && p->size() == 1 && (*p)[0].is_string()) {
+    r.prompt = (*p)[0].get<std::string>();
+  } else if (p->is_array() && !p->empty() && (*p)[0].is_number_integer()) {
+    r.prompt_is_ids = true;
+    for (const json& id : *p) {
+      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX)
+        throw invalid_request("prompt", "'prompt': token ids must be non-negative integers (got " + id.dump() + ")");
+      r.prompt_ids.push_back(static_cast<int32_t>(id.get<int64_t>()));
+    }
+  } else if (p->is_array() && p->size() > 1) {
+    throw invalid_request("prompt", "'prompt': one prompt per request (batches of prompts are not supported)");
+  } else {
+    throw invalid_request("prompt", "'prompt' must be a string or an array of token ids");
+  }
+  if (!r.prompt_is_ids && r.prompt.empty()) throw invalid_request("prompt", "'prompt' is empty");
+  return r;
+}
+
+ChatRequest parse_chat_request(const json& body) {
+  ChatRequest r;
+  r.generation = parse_generation(body, true);
+  const json* m = field(body, "messages");
+  if (!m) throw invalid_request("messages", "'messages' is required");
+  if (!m->is_array() || m->empty()) throw invalid_request("messages", "'messages' must be a non-empty array");
+  for (size_t i = 0; i < m->size(); ++i) {
+    const json& msg = (*m)[i];
+    const std::string where = "messages[" + std::to_string(i) + "]";
+    if (!msg.is_object()) throw invalid_request(where, "'" + where + "' must be an object");
+    ChatMessage c;
+    const json* role = field(msg, "role");
+    if (!role || !role->is_string()) throw invalid_request(where + ".role", "'" + where + ".role' must be a string");
+    c.role = role->get<std::string>();
+    if (c.role == "developer") c.role = "system";
+    if (c.role != "system" && c.role != "user" && c.role != "assistant")
+      throw invalid_request(where + ".role", "'" + where + ".role': \"" + c.role +
+                                                 "\" is not supported (system, developer, user or assistant)");
+    c.content = message_content(msg.contains("content") ? msg["content"] : json(nullptr), i);
+    if (const json* rc = field(msg, "reasoning_content")) {
+      if (!rc->is_string()) throw invalid_request(where + ".reasoning_content", "'" + where + ".reasoning_content' must be a string");
+      c.reasoning_content = rc->get<std::string>();
+    }
+    r.messages.push_back(std::move(c));
+  }
+  if (r.messages.back().role != "user")
+    throw invalid_request("messages", "'messages' must end with a user message (continuing an assistant turn is not supported)");
+  if (const json* kw = field(body, "chat_template_kwargs")) {
+    if (!kw->is_object()) throw invalid_request("chat_template_kwargs", "'chat_template_kwargs' must be an object");
+    r.thinking = bool_field(*kw, "thinking", bool_field(*kw, "enable_thinking", true));
+  }
+  return r;
+}
+
+}  // namespace fp4kit::serve

@@ -1,0 +1,48 @@
+#pragma once
+// Turns a request's generated tokens into the text a client receives, as it arrives:
+//   - bytes are sent only once they form complete UTF-8 characters (a character may span tokens);
+//   - in a thinking-mode chat reply, the text before the </think> token is the reasoning and the
+//     text after it the answer (the token itself is not sent);
+//   - the answer goes through the stop strings (StopMatcher); EOS is not text.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "calib/tokenizer.h"
+#include "serve/stop_matcher.h"
+
+namespace fp4kit::serve {
+
+struct ReplyDelta {
+  std::string reasoning, content;
+  bool empty() const { return reasoning.empty() && content.empty(); }
+};
+
+class ReplyText {
+ public:
+  // `think_end`: the </think> token when the reply starts inside the reasoning, else nullopt.
+  ReplyText(const calib::Tokenizer& tokenizer, std::vector<std::string> stops, std::optional<int32_t> think_end);
+  ReplyDelta push(int32_t token);
+  // The text still held back, at the end of generation.
+  ReplyDelta finish();
+  bool stopped() const { return stop_.stopped(); }
+
+ private:
+  std::string take_complete_utf8();
+  const calib::Tokenizer& tokenizer_;
+  StopMatcher stop_;
+  std::optional<int32_t> think_end_;
+  bool in_reasoning_;
+  std::string bytes_;  // decoded bytes not yet sent (an incomplete character)
+};
+
+// The bytes of one token; "" for an id the tokenizer has no text for (models pad their vocabulary
+// beyond the tokenizer's).
+std::string token_bytes(const calib::Tokenizer& tokenizer, int32_t id);
+
+// The length of the longest prefix of `s` made of complete UTF-8 sequences (an invalid byte counts
+// as complete, so that garbage is passed on rather than held forever).
+size_t complete_utf8_prefix(const std::string& s);
+
+}  // namespace fp4kit::serve

@@ -1,0 +1,89 @@
+#include "serve/sampling.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "engine/generate.h"
+#include "synth/random.h"
+
+namespace fp4kit::serve {
+
+namespace {
+
+// log-softmax of the raw logits at `ids`, in double.
+std::vector<double> log_softmax(const float* logits, int64_t vocab) {
+  const float m = *std::max_element(logits, logits + vocab);
+  double sum = 0;
+  for (int64_t i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(logits[i]) - m);
+  const double log_z = m + std::log(sum);
+  std::vector<double> out(static_cast<size_t>(vocab));
+  for (int64_t i = 0; i < vocab; ++i) out[i] = static_cast<double>(logits[i]) - log_z;
+  return out;
+}
+
+// Token ids ordered by logit, largest first, ties by id.
+std::vector<int32_t> order_by_logit(const float* logits, int64_t vocab, int64_t keep) {
+  std::vector<int32_t> ids(static_cast<size_t>(vocab));
+  std::iota(ids.begin(), ids.end(), 0);
+  const auto before = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+  keep = std::min(keep, vocab);
+  std::partial_sort(ids.begin(), ids.begin() + keep, ids.end(), before);
+  ids.resize(static_cast<size_t>(keep));
+  return ids;
+}
+
+int32_t draw(const float* logits, int64_t vocab, const SamplingParams& p, uint64_t step) {
+  const int64_t k = p.top_k > 0 ? std::min(p.top_k, vocab) : vocab;
+  const std::vector<int32_t> ids = order_by_logit(logits, vocab, k);
+  std::vector<double> prob(ids.size());
+  const double top = static_cast<double>(logits[ids[0]]) / p.temperature;
+  double sum = 0;
+  for (size_t i = 0; i < ids.size(); ++i) sum += prob[i] = std::exp(static_cast<double>(logits[ids[i]]) / p.temperature - top);
+  size_t n = ids.size();
+  if (p.top_p < 1.0) {
+    double acc = 0;
+    for (size_t i = 0; i < n; ++i) {
+      acc += prob[i] / sum;
+      if (acc >= p.top_p) {
+        n = i + 1;
+        break;
+      }
+    }
+  }
+  if (p.min_p > 0.0) {
+    // prob[0] is the largest (before normalization; the ratio is what matters).
+    size_t m = 1;
+    while (m < n && prob[m] >= p.min_p * prob[0]) ++m;
+    n = m;
+  }
+  double kept = 0;
+  for (size_t i = 0; i < n; ++i) kept += prob[i];
+  const double target = sampling_uniform(p.seed, step) * kept;
+  double acc = 0;
+  for (size_t i = 0; i < n; ++i) {
+    acc += prob[i];
+    if (target < acc) return ids[i];
+  }
+  return ids[n - 1];  // rounding left the target at the very end
+}
+
+}  // namespace
+
+double sampling_uniform(uint64_t seed, uint64_t step) {
+  const synth::CounterRng rng = synth::CounterRng{seed}.child("sampling");
+  // 53 random bits, (2k+1) * 2^-54: never 0 or 1.
+  return static_cast<double>(2 * (rng.bits(step) >> 11) + 1) * 0x1p-54;
+}
+
+SampledToken sample_token(const float* logits, int64_t vocab, const SamplingParams& p, uint64_t step) {
+  SampledToken out;
+  out.token = p.temperature <= 0.0 ? static_cast<int32_t>(engine::argmax(logits, vocab)) : draw(logits, vocab, p, step);
+  const std::vector<double> lp = log_softmax(logits, vocab);
+  out.logprob = lp[out.token];
+  if (p.top_logprobs > 0)
+    for (int32_t id : order_by_logit(logits, vocab, p.top_logprobs)) out.top.push_back({id, lp[id]});
+  return out;
+}
+
+}  // namespace fp4kit::serve

@@ -1,0 +1,45 @@
+#pragma once
+// Choosing the next token from a row of logits, as the OpenAI API describes the knobs:
+//   temperature 0   greedy: the first largest logit (exactly engine::argmax, so that the server's
+//                   greedy output equals `fp4kit generate`)
+//   temperature T   logits / T, then top_k (0: all), softmax, top_p (smallest set of the most likely
+//                   tokens whose probability sums to at least top_p), min_p (drop tokens below
+//                   min_p * the largest probability), renormalize, draw.
+// The draw uses word `step` of a counter-based stream keyed by the seed (synth::CounterRng): the
+// same seed gives the same tokens whatever else the server runs, and on any platform with IEEE
+// doubles. Candidates are ordered by probability, ties by token id, before the draw.
+// Logprobs are those of the model's own distribution (log-softmax of the raw logits), as vLLM
+// reports them by default.
+#include <cstdint>
+#include <vector>
+
+namespace fp4kit::serve {
+
+struct SamplingParams {
+  double temperature = 1.0;
+  double top_p = 1.0;
+  int64_t top_k = 0;       // 0: no limit
+  double min_p = 0.0;
+  uint64_t seed = 0;
+  int64_t top_logprobs = 0;  // how many alternatives to report with each token
+};
+
+struct TokenLogprob {
+  int32_t token = 0;
+  double logprob = 0;
+};
+
+struct SampledToken {
+  int32_t token = 0;
+  double logprob = 0;                // of the chosen token
+  std::vector<TokenLogprob> top;     // the top_logprobs most likely tokens, most likely first
+};
+
+// `logits`: one row of `vocab` finite values. `step`: the index of this token in the request's
+// output (selects the random word).
+SampledToken sample_token(const float* logits, int64_t vocab, const SamplingParams& params, uint64_t step);
+
+// The random number of draw `step` for `seed`, uniform in (0, 1).
+double sampling_uniform(uint64_t seed, uint64_t step);
+
+}  // namespace fp4kit::serve

@@ -1,0 +1,180 @@
+#include "serve/scheduler.h"
+
+#include <algorithm>
+#include <exception>
+
+namespace fp4kit::serve {
+
+namespace {
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+}  // namespace
+
+Scheduler::Scheduler(engine::Engine& engine, SchedulerOptions options, ServeMetrics& metrics)
+    : engine_(engine), options_(options), metrics_(metrics), thread_([this] { loop(); }) {}
+
+Scheduler::~Scheduler() {
+  stop();
+  thread_.join();
+}
+
+void Scheduler::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+}
+
+bool Scheduler::submit(const std::shared_ptr<GenerationJob>& job) {
+  {
+    std::lock_guard lock(mutex_);
+    // Requests that will take a free slot as soon as the scheduler thread wakes do not count
+    // against the queue: a burst arriving before it does is not refused.
+    const int64_t free_slots = std::max<int64_t>(0, options_.parallel - running_);
+    if (stopping_ || static_cast<int64_t>(queue_.size()) >= options_.max_waiting + free_slots) return false;
+    queue_.push_back(job);
+  }
+  wake_.notify_all();
+  return true;
+}
+
+int64_t Scheduler::waiting() const {
+  std::lock_guard lock(mutex_);
+  return static_cast<int64_t>(queue_.size());
+}
+
+void Scheduler::finish(Slot& slot, FinishReason reason, const std::string& error) {
+  slot.done = true;
+  switch (reason) {
+    case FinishReason::Stop: ++metrics_.finished_stop; break;
+    case FinishReason::Length: ++metrics_.finished_length; break;
+    case FinishReason::Abort: ++metrics_.finished_abort; break;
+    case FinishReason::Error: ++metrics_.finished_error; break;
+  }
+  if (reason != FinishReason::Error && reason != FinishReason::Abort) metrics_.e2e_latency.observe(seconds_since(slot.job->arrival));
+  slot.job->on_finish(reason, error);
+}
+
+void Scheduler::deliver(Slot& slot, const float* logits) {
+  const int64_t vocab = engine_.config().base.vocab_size;
+  const SampledToken t = sample_token(logits, vocab, slot.job->sampling, static_cast<uint64_t>(slot.generated));
+  const auto now = std::chrono::steady_clock::now();
+  if (slot.generated == 0) metrics_.time_to_first_token.observe(seconds_since(slot.job->arrival));
+  else metrics_.inter_token_latency.observe(std::chrono::duration<double>(now - slot.last_time).count());
+  slot.last_time = now;
+  ++slot.generated;
+  ++metrics_.generation_tokens;
+  slot.last_token = t.token;
+  const TokenVerdict verdict = slot.job->on_token(t);
+  if (verdict == TokenVerdict::Abort) finish(slot, FinishReason::Abort);
+  else if (verdict == TokenVerdict::Stop || (slot.job->eos && t.token == *slot.job->eos)) finish(slot, FinishReason::Stop);
+  else if (slot.generated >= slot.job->max_tokens) finish(slot, FinishReason::Length);
+}
+
+void Scheduler::prefill_chunk(Slot& slot) {
+  const std::vector<int64_t>& prompt = slot.job->prompt;
+  const int64_t total = static_cast<int64_t>(prompt.size());
+  const int64_t n = std::min(std::max<int64_t>(1, options_.prefill_chunk), total - slot.cached);
+  const std::vector<int64_t> ids(prompt.begin() + slot.cached, prompt.begin() + slot.cached + n);
+  engine::ForwardState s;
+  if (slot.cached == 0) {
+    s = engine_.embed(ids, 1);
+  } else {
+    // Continue the sequence after its `cached` tokens (embed_next moves it on from cached - 1).
+    s.batch = 1;
+    s.seq = 1;
+    s.routing.resize(static_cast<size_t>(engine_.config().layers()));
+    slot.sequence.past = slot.cached - 1;
+    s.sequences.push_back(std::move(slot.sequence));
+    engine_.embed_next(s, ids);
+  }
+  for (int64_t l = 0; l < engine_.config().layers(); ++l) engine_.run_layer(l, s);
+  slot.sequence = std::move(s.sequences[0]);
+  slot.cached += n;
+  metrics_.prompt_tokens += static_cast<uint64_t>(n);
+  if (slot.cached == total) {
+    const std::vector<float> logits = engine_.head(s, /*last_only=*/true);
+    deliver(slot, logits.data());
+  }
+}
+
+void Scheduler::decode_step(const std::vector<Slot*>& slots) {
+  // The running sequences side by side, one new token each; embed_next moves each one's position
+  // from the token before (cached - 1) to `cached`.
+  engine::ForwardState s;
+  s.batch = static_cast<int64_t>(slots.size());
+  s.seq = 1;
+  s.routing.resize(static_cast<size_t>(engine_.config().layers()));
+  std::vector<int64_t> ids;
+  for (Slot* slot : slots) {
+    slot->sequence.past = slot->cached - 1;
+    s.sequences.push_back(std::move(slot->sequence));
+    ids.push_back(slot->last_token);
+  }
+  engine_.embed_next(s, ids);
+  for (int64_t l = 0; l < engine_.config().layers(); ++l) engine_.run_layer(l, s);
+  const std::vector<float> logits = engine_.head(s, /*last_only=*/true);
+  ++steps_;
+  largest_batch_ = std::max<int64_t>(largest_batch_, s.batch);
+  const int64_t vocab = engine_.config().base.vocab_size;
+  for (size_t i = 0; i < slots.size(); ++i) {
+    slots[i]->sequence = std::move(s.sequences[i]);
+    ++slots[i]->cached;
+    deliver(*slots[i], &logits[i * static_cast<size_t>(vocab)]);
+  }
+}
+
+void Scheduler::loop() {
+  std::vector<Slot> running;
+  for (;;) {
+    std::vector<Slot> admitted;
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || !running.empty() || !queue_.empty(); });
+      if (stopping_) {
+        for (auto& job : queue_) running.push_back(Slot{job});
+        queue_.clear();
+        break;
+      }
+      while (static_cast<int64_t>(running.size() + admitted.size()) < options_.parallel && !queue_.empty()) {
+        admitted.push_back(Slot{queue_.front()});
+        queue_.pop_front();
+      }
+      running_ = static_cast<int64_t>(running.size() + admitted.size());
+    }
+    for (Slot& slot : admitted) running.push_back(std::move(slot));
+    for (Slot& slot : running)
+      if (!slot.done && slot.job->cancelled) finish(slot, FinishReason::Abort);
+    // Prompts: one chunk each.
+    for (Slot& slot : running) {
+      if (slot.done || slot.generated > 0) continue;  // a request with a token is past its prompt
+      try {
+        prefill_chunk(slot);
+      } catch (const std::exception& e) {
+        finish(slot, FinishReason::Error, e.what());
+      }
+    }
+    std::erase_if(running, [](const Slot& s) { return s.done; });
+    // Every request past its prompt: one token, in one engine call.
+    std::vector<Slot*> decoding;
+    for (Slot& slot : running)
+      if (slot.generated > 0) decoding.push_back(&slot);
+    if (!decoding.empty()) {
+      try {
+        decode_step(decoding);
+      } catch (const std::exception& e) {
+        for (Slot* slot : decoding)
+          if (!slot->done) finish(*slot, FinishReason::Error, e.what());
+      }
+      std::erase_if(running, [](const Slot& s) { return s.done; });
+    }
+    running_ = static_cast<int64_t>(running.size());
+  }
+  for (Slot& slot : running)
+    if (!slot.done) finish(slot, FinishReason::Abort);
+  running_ = 0;
+}
+
+}  // namespace fp4kit::serve

@@ -1,0 +1,317 @@
+// The scheduler and the OpenAI service over the tiny V4 checkpoint, without HTTP: greedy tokens equal
+// transformers' greedy generation (tests/data/dsv4-tiny/reference.safetensors) also when requests
+// share decode steps; queue limits, cancellation, stop strings, usage, seeds, the API key, streaming.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "../engine/engine_test_util.h"
+#include "checkpoint_edit.h"
+#include "serve/openai_service.h"
+#include "serve/scheduler.h"
+
+namespace fp4kit::serve {
+namespace {
+
+using nlohmann::json;
+using testing::Reference;
+using testing::test_data;
+using testing::tiny_dir;
+
+engine::EngineOptions two_threads() {
+  engine::EngineOptions o;
+  o.threads = 2;
+  return o;
+}
+
+// A job that records its tokens and how it finished.
+struct RecordedJob {
+  std::shared_ptr<GenerationJob> job = std::make_shared<GenerationJob>();
+  std::vector<int64_t> tokens;
+  FinishReason reason = FinishReason::Error;
+  bool finished = false;
+  std::mutex mutex;
+  std::condition_variable done;
+
+  RecordedJob(std::vector<int64_t> prompt, int64_t max_tokens, std::function<TokenVerdict(int64_t)> verdict = {}) {
+    job->prompt = std::move(prompt);
+    job->max_tokens = max_tokens;
+    job->sampling.temperature = 0;
+    job->on_token = [this, verdict](const SampledToken& t) {
+      tokens.push_back(t.token);
+      return verdict ? verdict(static_cast<int64_t>(tokens.size())) : TokenVerdict::Continue;
+    };
+    job->on_finish = [this](FinishReason r, const std::string&) {
+      std::lock_guard lock(mutex);
+      reason = r;
+      finished = true;
+      done.notify_all();
+    };
+  }
+  void wait() {
+    std::unique_lock lock(mutex);
+    ASSERT_TRUE(done.wait_for(lock, std::chrono::seconds(60), [&] { return finished; }));
+  }
+};
+
+TEST(ServeScheduler, GreedyTokensEqualTransformersAlsoInABatchAndInChunks) {
+  const Reference ref;
+  const std::vector<int64_t> prompt = ref.i64("gen.prompt_ids");
+  const std::vector<int64_t> output = ref.i64("gen.output_ids");
+  const std::vector<int64_t> expected(output.begin() + static_cast<ptrdiff_t>(prompt.size()), output.end());
+  ASSERT_EQ(expected.size(), 16u);
+  engine::Engine eng(tiny_dir(), two_threads());
+  ServeMetrics metrics;
+  // Prompts in chunks of 7 tokens; two other requests of other lengths run beside it and share
+  // its decode steps.
+  Scheduler scheduler(eng, {3, 8, 7}, metrics);
+  RecordedJob a(prompt, 16), b({0, 5, 9, 33}, 20), c(std::vector<int64_t>(prompt.begin(), prompt.begin() + 50), 12);
+  ASSERT_TRUE(scheduler.submit(a.job));
+  ASSERT_TRUE(scheduler.submit(b.job));
+  ASSERT_TRUE(scheduler.submit(c.job));
+  a.wait();
+  b.wait();
+  c.wait();
+  EXPECT_EQ(a.tokens, expected);
+  EXPECT_EQ(a.reason, FinishReason::Length);
+  EXPECT_EQ(b.tokens.size(), 20u);
+  EXPECT_GE(scheduler.largest_batch(), 2);
+  EXPECT_EQ(metrics.generation_tokens, 48u);
+  EXPECT_EQ(metrics.prompt_tokens, prompt.size() + 4 + 50);
+  // b alone gives the same tokens as b beside the others.
+  RecordedJob b_alone({0, 5, 9, 33}, 20);
+  ASSERT_TRUE(scheduler.submit(b_alone.job));
+  b_alone.wait();
+  EXPECT_EQ(b_alone.tokens, b.tokens);
+}
+
+TEST(ServeScheduler, FullQueueRefusesAtOnceAndCancelledOrStoppedJobsEnd) {
+  engine::Engine eng(tiny_dir(), two_threads());
+  ServeMetrics metrics;
+  Scheduler scheduler(eng, {1, 1}, metrics);
+  std::atomic<bool> release{false};
+  // Runs until its client "goes away" (cancelled after 3 tokens, once released).
+  RecordedJob running({0, 1, 2}, 1000);
+  running.job->on_token = [&](const SampledToken& t) {
+    running.tokens.push_back(t.token);
+    if (running.tokens.size() >= 3 && release) running.job->cancelled = true;
+    return TokenVerdict::Continue;
+  };
+  ASSERT_TRUE(scheduler.submit(running.job));
+  for (int i = 0; i < 2000 && scheduler.running() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_EQ(scheduler.running(), 1);
+  RecordedJob queued({0, 7}, 4, [](int64_t n) { return n == 2 ? TokenVerdict::Stop : TokenVerdict::Continue; });
+  RecordedJob refused({0, 8}, 4);
+  ASSERT_TRUE(scheduler.submit(queued.job));
+  EXPECT_EQ(scheduler.waiting(), 1);
+  EXPECT_FALSE(scheduler.submit(refused.job));
+  release = true;
+  running.wait();
+  EXPECT_EQ(running.reason, FinishReason::Abort);
+  EXPECT_LT(running.tokens.size(), 1000u);
+  queued.wait();
+  EXPECT_EQ(queued.reason, FinishReason::Stop);
+  EXPECT_EQ(queued.tokens.size(), 2u);
+  EXPECT_EQ(metrics.finished_abort, 1u);
+  EXPECT_EQ(metrics.finished_stop, 1u);
+}
+
+TEST(ServeScheduler, ABurstFillsTheFreeSlotsEvenWithNoQueue) {
+  engine::Engine eng(tiny_dir(), two_threads());
+  ServeMetrics metrics;
+  Scheduler scheduler(eng, {2, 0}, metrics);
+  // Submitted at once, before the scheduler thread can admit them: the free slots take them.
+  RecordedJob a({0, 1}, 30), b({0, 2}, 30), c({0, 3}, 30);
+  EXPECT_TRUE(scheduler.submit(a.job));
+  EXPECT_TRUE(scheduler.submit(b.job));
+  EXPECT_FALSE(scheduler.submit(c.job));
+  a.wait();
+  b.wait();
+  EXPECT_EQ(a.tokens.size(), 30u);
+  EXPECT_EQ(b.tokens.size(), 30u);
+}
+
+struct Reply {
+  int status;
+  json body;
+};
+
+class ServeService : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ServiceOptions o;
+    o.model_name = "tiny";
+    o.ctx_size = 256;
+    o.api_key = "sekret";
+    o.scheduler = {2, 4};
+    service_ = new OpenAIService(o);
+    service_->load(tiny_dir(), test_data("serve/tokenizer.json"), two_threads());
+  }
+  static void TearDownTestSuite() { delete service_; }
+  static HttpReply raw(const std::string& path, const json& body, const std::string& key = "sekret") {
+    return service_->handle(body.is_null() ? "GET" : "POST", path, key.empty() ? "" : "Bearer " + key, body.is_null() ? "" : body.dump());
+  }
+  static Reply call(const std::string& path, const json& body = nullptr, const std::string& key = "sekret") {
+    const HttpReply r = raw(path, body, key);
+    EXPECT_FALSE(r.stream);
+    return {r.status, json::parse(r.body)};
+  }
+  static OpenAIService* service_;
+};
+OpenAIService* ServeService::service_ = nullptr;
+
+TEST_F(ServeService, HealthIs503UntilTheModelIsLoaded) {
+  OpenAIService loading(ServiceOptions{});
+  const HttpReply h = loading.handle("GET", "/health", "", "");
+  EXPECT_EQ(h.status, 503);
+  EXPECT_EQ(json::parse(h.body)["error"]["type"], "unavailable_error");
+  EXPECT_EQ(loading.handle("POST", "/v1/completions", "", R"({"prompt":"x"})").status, 503);
+  EXPECT_EQ(call("/health").status, 200);
+}
+
+TEST_F(ServeService, ApiKeyUnknownModelAndRoutes) {
+  EXPECT_EQ(call("/v1/models", nullptr, "").status, 401);
+  EXPECT_EQ(call("/v1/models", nullptr, "wrong").body["error"]["type"], "authentication_error");
+  EXPECT_EQ(call("/health", nullptr, "").status, 200);
+  const Reply models = call("/v1/models");
+  EXPECT_EQ(models.body["data"][0]["id"], "tiny");
+  const Reply unknown = call("/v1/completions", {{"model", "gpt-4"}, {"prompt", "x"}});
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_EQ(unknown.body["error"]["code"], "model_not_found");
+  EXPECT_EQ(call("/v1/nothing").status, 404);
+}
+
+TEST_F(ServeService, UsageEqualsTheTokenizersCountsAndContextIsEnforced) {
+  const Reply tok = call("/tokenize", {{"prompt", "Hello world, again"}});
+  const Reply r = call("/v1/completions", {{"model", "tiny"}, {"prompt", "Hello world, again"}, {"max_tokens", 5}, {"temperature", 0}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body["usage"]["prompt_tokens"], tok.body["count"]);
+  EXPECT_EQ(r.body["usage"]["completion_tokens"], 5);
+  EXPECT_EQ(r.body["usage"]["total_tokens"], tok.body["count"].get<int>() + 5);
+  EXPECT_EQ(r.body["choices"][0]["finish_reason"], "length");
+  const json messages = json::array({{{"role", "user"}, {"content", "Hi"}}});
+  const Reply chat_tok = call("/tokenize", {{"messages", messages}});
+  const Reply chat = call("/v1/chat/completions", {{"messages", messages}, {"max_tokens", 3}});
+  ASSERT_EQ(chat.status, 200) << chat.body;
+  EXPECT_EQ(chat.body["usage"]["prompt_tokens"], chat_tok.body["count"]);
+  EXPECT_EQ(chat.body["choices"][0]["message"]["role"], "assistant");
+  // Detokenizing the tokens gives the text back.
+  EXPECT_EQ(call("/detokenize", {{"tokens", tok.body["tokens"]}}).body["prompt"], "<\uff5cbegin\u2581of\u2581sentence\uff5c>Hello world, again");
+  // Context 256: a longer prompt, or a completion that does not fit, is refused.
+  const Reply too_long = call("/v1/completions", {{"prompt", std::vector<int>(300, 5)}});
+  EXPECT_EQ(too_long.status, 400);
+  EXPECT_EQ(too_long.body["error"]["code"], "context_length_exceeded");
+  EXPECT_EQ(call("/v1/completions", {{"prompt", "x"}, {"max_tokens", 255}}).body["error"]["param"], "max_tokens");
+  EXPECT_EQ(call("/v1/completions", {{"prompt", "x"}, {"max_tokens", 254}}).status, 200);
+}
+
+TEST_F(ServeService, SameSeedSameTextAndStopStringsAreNotEmitted) {
+  const json req = {{"prompt", "Hello world"}, {"max_tokens", 16}, {"temperature", 1.0}, {"seed", 42}, {"logprobs", 1}};
+  const Reply a = call("/v1/completions", req), b = call("/v1/completions", req);
+  json other = req;
+  other["seed"] = 43;
+  const Reply c = call("/v1/completions", other);
+  ASSERT_EQ(a.status, 200) << a.body;
+  EXPECT_EQ(a.body["choices"][0]["text"], b.body["choices"][0]["text"]);
+  EXPECT_NE(a.body["choices"][0]["logprobs"]["tokens"], c.body["choices"][0]["logprobs"]["tokens"]);
+  for (const json& lp : a.body["choices"][0]["logprobs"]["token_logprobs"]) {
+    EXPECT_TRUE(lp.is_number()) << lp;  // NaN would be written as null
+    EXPECT_LE(lp.get<double>(), 0.0);
+  }
+  // A stop string: the text of a later token. The reply ends just before its first occurrence.
+  const std::string text = a.body["choices"][0]["text"];
+  std::string stop;
+  for (size_t i = 2; i < a.body["choices"][0]["logprobs"]["tokens"].size() && stop.empty(); ++i) {
+    const std::string t = a.body["choices"][0]["logprobs"]["tokens"][i];
+    if (t.size() >= 2 && std::all_of(t.begin(), t.end(), [](char ch) { return ch >= 'a' && ch <= 'z'; })) stop = t;
+  }
+  ASSERT_FALSE(stop.empty()) << text;
+  json with_stop = req;
+  with_stop["stop"] = {stop};
+  const Reply s = call("/v1/completions", with_stop);
+  EXPECT_EQ(s.body["choices"][0]["text"], text.substr(0, text.find(stop)));
+  EXPECT_EQ(s.body["choices"][0]["finish_reason"], "stop");
+}
+
+// The SSE events of a streamed reply, without the "data: " framing; checks the framing on the way.
+std::vector<std::string> sse_events(const HttpReply& r) {
+  EXPECT_EQ(r.content_type, "text/event-stream");
+  std::string all, piece;
+  while (r.stream->channel().next(piece)) all += piece;
+  std::vector<std::string> events;
+  for (size_t at = 0; at < all.size();) {
+    const size_t end = all.find("\n\n", at);
+    EXPECT_NE(end, std::string::npos);
+    if (end == std::string::npos) break;
+    EXPECT_EQ(all.compare(at, 6, "data: "), 0);
+    events.push_back(all.substr(at + 6, end - at - 6));
+    at = end + 2;
+  }
+  return events;
+}
+
+TEST_F(ServeService, StreamedChatEqualsTheWholeReplyWithReasoningApart) {
+  const json messages = json::array({{{"role", "system"}, {"content", "Be brief."}}, {{"role", "user"}, {"content", "Hi"}}});
+  json req = {{"messages", messages}, {"max_tokens", 24}, {"temperature", 0.9}, {"seed", 5}};
+  const Reply whole = call("/v1/chat/completions", req);
+  ASSERT_EQ(whole.status, 200) << whole.body;
+  req["stream"] = true;
+  const std::vector<std::string> events = sse_events(raw("/v1/chat/completions", req));
+  ASSERT_GE(events.size(), 3u);
+  EXPECT_EQ(events.back(), "[DONE]");
+  const json first = json::parse(events.front()), last = json::parse(events[events.size() - 2]);
+  EXPECT_EQ(first["choices"][0]["delta"]["role"], "assistant");
+  EXPECT_EQ(last["choices"][0]["finish_reason"], whole.body["choices"][0]["finish_reason"]);
+  EXPECT_EQ(last["usage"], whole.body["usage"]);
+  std::string content, reasoning;
+  for (size_t i = 0; i + 1 < events.size(); ++i) {
+    const json e = json::parse(events[i]);
+    EXPECT_EQ(e["object"], "chat.completion.chunk");
+    content += e["choices"][0]["delta"].value("content", "");
+    reasoning += e["choices"][0]["delta"].value("reasoning_content", "");
+  }
+  const json& message = whole.body["choices"][0]["message"];
+  EXPECT_EQ(content, message["content"].get<std::string>());
+  EXPECT_EQ(reasoning, message.value("reasoning_content", ""));
+  // The tiny model never writes </think>: in thinking mode everything is reasoning; chat mode has none.
+  EXPECT_EQ(content, "");
+  EXPECT_FALSE(reasoning.empty());
+  req["stream"] = false;
+  req["chat_template_kwargs"] = {{"thinking", false}};
+  const Reply chat_mode = call("/v1/chat/completions", req);
+  EXPECT_FALSE(chat_mode.body["choices"][0]["message"].contains("reasoning_content"));
+  EXPECT_NE(chat_mode.body["usage"]["prompt_tokens"], nullptr);
+}
+
+// A checkpoint whose layer 2 turns activations into NaN: every request that reaches the engine ends
+// with a 500 naming the layer (streamed: an error event, then [DONE]), and the server serves on.
+TEST(ServeEngineError, NonFiniteActivationsAre500sNamingTheLayer) {
+  const std::string dir = testing::copy_tiny_checkpoint("serve-nan");
+  const std::vector<uint16_t> nan_bf16(128, 0x7FC0);
+  testing::put_tensor(dir, "layers.2.ffn_norm.weight", "layers.2.ffn_norm.weight", DType::BF16, {128},
+                      std::as_bytes(std::span(nan_bf16)));
+  OpenAIService service(ServiceOptions{});
+  service.load(dir, test_data("serve/tokenizer.json"), two_threads());
+  const HttpReply r = service.handle("POST", "/v1/completions", "", R"({"prompt":"Hello","max_tokens":4})");
+  EXPECT_EQ(r.status, 500);
+  const json body = json::parse(r.body);
+  EXPECT_EQ(body["error"]["type"], "server_error");
+  EXPECT_NE(body["error"]["message"].get<std::string>().find("non-finite activation in the output of layer 2"),
+            std::string::npos) << body;
+  const HttpReply streamed = service.handle("POST", "/v1/completions", "", R"({"prompt":"Hello","max_tokens":4,"stream":true})");
+  ASSERT_TRUE(streamed.stream);
+  std::string all, piece;
+  while (streamed.stream->channel().next(piece)) all += piece;
+  EXPECT_EQ(all.rfind("data: {\"error\":", 0), 0u) << all;
+  EXPECT_TRUE(all.ends_with("\n\ndata: [DONE]\n\n")) << all;
+  EXPECT_EQ(service.handle("GET", "/health", "", "").status, 200);
+  EXPECT_EQ(service.metrics().finished_error, 2u);
+}
+
+}  // namespace
+}  // namespace fp4kit::serve

@@ -1,0 +1,35 @@
+# Sourced by the serve tests: starts `fp4kit serve` over the tiny checkpoint on a free loopback port
+# and stops it when the test exits.
+#   start_server BINARY DATA_DIR [serve flags...]   sets URL, SERVER_PID, SERVER_LOG
+start_server() {
+  local binary=$1 data=$2
+  shift 2
+  SERVER_LOG=$(mktemp /tmp/fp4kit-serve-log.XXXXXX)
+  "$binary" serve "$data/dsv4-tiny" --tokenizer "$data/serve/tokenizer.json" --port 0 --threads 2 "$@" \
+    >"$SERVER_LOG" 2>&1 &
+  SERVER_PID=$!
+  trap stop_server EXIT
+  local port=""
+  for _ in $(seq 1 200); do
+    port=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$SERVER_LOG" | grep -o '[0-9]*$' || true)
+    [ -n "$port" ] && break
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$SERVER_LOG"; echo "the server exited"; exit 1; }
+    sleep 0.05
+  done
+  [ -n "$port" ] || { cat "$SERVER_LOG"; echo "the server did not start listening"; exit 1; }
+  URL="http://127.0.0.1:$port"
+  for _ in $(seq 1 200); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/health")" = 200 ] && return 0
+    sleep 0.05
+  done
+  cat "$SERVER_LOG"
+  echo "the model did not load"
+  exit 1
+}
+
+stop_server() {
+  if [ -n "${SERVER_PID:-}" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID"
+    wait "$SERVER_PID" || true
+  fi
+}
