@@ -2,8 +2,8 @@
 # On a machine with a CUDA GPU, in one go: configure with CUDA, build, run the GPU tests, the kernel
 # benchmark, then the GPU tests once more under compute-sanitizer's memcheck, and write everything to OUT_DIR
 # (default: gpu-results/): gpu.txt (the device), build.log, tests.log, bench.txt, bench.json,
-# stream.txt (a synthetic model streamed disk -> pinned memory -> GPU), run_gpu.json,
-# calibrate_gpu.json and eval_gpu.json (the GPU forward pass, calibration and eval over it),
+# stream.txt (a synthetic model streamed disk -> pinned memory -> GPU), run_gpu_{bf16,f32}.json,
+# calibrate_gpu.json and eval_gpu.json (the GPU forward pass, calibration and eval over it, BF16),
 # sanitizer.log.
 # Build dependencies come from the system, or from .gpu-deps/ (scripts/gpu-deps.sh) on a machine
 # without the Debian packages. Environment: FP4KIT_CUDA_ARCHS (default 90a), SKIP_SANITIZER=1,
@@ -58,11 +58,14 @@ if [ "${SKIP_STREAM:-0}" != 1 ] && [ -x build-gpu/gpu_stream_bench ]; then
     timeout 300 build-gpu/gpu_stream_bench "$model" > "$out/stream.txt" 2>&1
   rc_bench=$(( rc_bench | $? ))
   cat "$out/stream.txt"
-  # The F32 forward pass on the GPU over the same model: 2 sequences of 64 tokens.
+  # The forward pass on the GPU over the same model, BF16 (default) and F32: 2 sequences of 64 tokens.
   ids=$(seq 1 64 | tr '\n' ' '); ids="$ids"$'\n'"$(seq 101 164 | tr '\n' ' ')"
-  timeout 300 build-gpu/fp4kit run "$model" --ids "$ids" --device cuda --json > "$out/run_gpu.json" 2>&1
-  rc_bench=$(( rc_bench | $? ))
-  grep -E '"seconds"|tokens_per_second|layer_seconds' -A0 "$out/run_gpu.json" | head -5
+  for precision in bf16 f32; do
+    timeout 300 build-gpu/fp4kit run "$model" --ids "$ids" --device cuda --precision $precision --json \
+      > "$out/run_gpu_$precision.json" 2>&1
+    rc_bench=$(( rc_bench | $? ))
+    grep -E '"seconds"|tokens_per_second|layer_seconds' -A0 "$out/run_gpu_$precision.json" | head -5
+  done
   # Calibration on the GPU over the same model: 8 sequences of 512 random ids.
   awk 'BEGIN { srand(7); for (s = 0; s < 8; s++) { l = ""; for (i = 0; i < 512; i++) l = l (i ? " " : "") int(1 + rand() * 100000); print l } }' \
     > "$model.ids"
