@@ -21,6 +21,7 @@ if [ -d .gpu-deps/root ]; then
   root=$PWD/.gpu-deps/root
   prefix=(-DCMAKE_PREFIX_PATH="$root/usr" -DXXHASH_LIBRARY="$root/usr/lib/x86_64-linux-gnu/libxxhash.a"
           -DXXHASH_INCLUDE_DIR="$root/usr/include")
+  export LD_LIBRARY_PATH=$root/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 fi
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv; nvcc --version | tail -2;
   g++ --version | head -1; cmake --version | head -1; nproc; } >> "$out/gpu.txt" 2>&1

@@ -213,6 +213,8 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
     const auto t0 = std::chrono::steady_clock::now();
     observer.clear();
     runner->run_layer(layer);
+    lr.timing = runner->last_timing();
+    const auto t_state = std::chrono::steady_clock::now();
     const std::string bad = observer.table().first_non_finite();
     if (!bad.empty())
       throw InputError(model_dir + ": non-finite input to " + bad + " in layer " + std::to_string(layer));
@@ -228,9 +230,11 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
     save_hidden(state_dir + "/" + kHidden, runner->hidden(), batch.batch * batch.seq, cfg.hc(), cfg.hidden(), layer,
                 fingerprint);
     all.merge(observer.table());
-    lr.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const auto t_end = std::chrono::steady_clock::now();
+    lr.seconds = std::chrono::duration<double>(t_end - t0).count();
+    lr.state_seconds = std::chrono::duration<double>(t_end - t_state).count();
     report.per_layer.push_back(lr);
-    if (progress) progress(layer + 1, layers, lr.seconds > 0 ? double(report.tokens) / lr.seconds : 0.0);
+    if (progress) progress(layer + 1, layers, lr);
     crash_if_asked(layer + 1 - first);
   }
 

@@ -45,6 +45,8 @@ struct CalibrateLayerReport {
   bool resumed = false;          // finished by an earlier run
   std::vector<int64_t> experts_without_tokens;
   size_t entries = 0;            // amax values recorded
+  engine::LayerTiming timing;    // the runner's split of the forward pass (zeros on the CPU)
+  double state_seconds = 0;      // writing the layer's values and the streams that follow it
 };
 
 struct CalibrateReport {
@@ -55,8 +57,8 @@ struct CalibrateReport {
   double seconds = 0;            // this run
 };
 
-// Called after each layer: layers done (of total), tokens per second of the last layer.
-using CalibrateProgressFn = std::function<void(int64_t done, int64_t total, double tokens_per_second)>;
+// Called after each layer computed here: layers done (of total) and that layer's report.
+using CalibrateProgressFn = std::function<void(int64_t done, int64_t total, const CalibrateLayerReport& layer)>;
 
 // InputError for bad input (ids outside the vocabulary, a model missing tensors, an existing output
 // or state without force/resume, a state of another model, batch or option set); Error for I/O.

@@ -68,14 +68,23 @@ void run(const CalibrateArgs& a) {
                  a.all_experts ? "all experts" : "routed experts", a.w2_input.c_str());
   double elapsed = 0;
   int64_t ran = 0;
-  const CalibrateReport r = calibrate(a.model, batch, a.out, o, [&](int64_t done, int64_t total, double tps) {
+  const double tokens = double(batch.batch * batch.seq);
+  const CalibrateReport r = calibrate(a.model, batch, a.out, o, [&](int64_t done, int64_t total, const CalibrateLayerReport& l) {
     if (a.quiet) return;
-    const double layer_s = tps > 0 ? double(batch.batch * batch.seq) / tps : 0;
-    elapsed += layer_s;
+    elapsed += l.seconds;
     ++ran;
-    const double eta = ran ? elapsed / double(ran) * double(total - done) : 0;
-    std::fprintf(stderr, "calibrate: layer %lld/%lld  %.1f tokens/s  %.1f s  ETA %s\n", static_cast<long long>(done),
-                 static_cast<long long>(total), tps, layer_s, fmt_eta(eta).c_str());
+    const double eta = elapsed / double(ran) * double(total - done);
+    std::string split;
+    if (l.timing.bytes > 0) {  // a streaming runner: where the layer's time went
+      char b[160];
+      std::snprintf(b, sizeof b, "  %.2f GB at %.2f GB/s (read wait %.2f s, copy %.2f s, compute %.2f s)",
+                    double(l.timing.bytes) / 1e9, double(l.timing.bytes) / 1e9 / l.seconds, l.timing.read_wait_seconds,
+                    l.timing.copy_seconds, l.timing.compute_seconds);
+      split = b;
+    }
+    std::fprintf(stderr, "calibrate: layer %lld/%lld  %.1f tokens/s  %.1f s%s  ETA %s\n", static_cast<long long>(done),
+                 static_cast<long long>(total), l.seconds > 0 ? tokens / l.seconds : 0.0, l.seconds, split.c_str(),
+                 fmt_eta(eta).c_str());
   });
 
   if (!a.quiet) {
@@ -90,7 +99,13 @@ void run(const CalibrateArgs& a) {
   for (const CalibrateLayerReport& l : r.per_layer)
     layers.push_back({{"layer", l.layer}, {"seconds", l.seconds}, {"resumed", l.resumed}, {"entries", l.entries},
                       {"tokens_per_second", l.seconds > 0 ? double(r.tokens) / l.seconds : 0.0},
-                      {"experts_without_tokens", l.experts_without_tokens}});
+                      {"experts_without_tokens", l.experts_without_tokens},
+                      {"state_seconds", l.state_seconds},
+                      {"read_wait_seconds", l.timing.read_wait_seconds},
+                      {"copy_seconds", l.timing.copy_seconds},
+                      {"compute_seconds", l.timing.compute_seconds},
+                      {"bytes", l.timing.bytes},
+                      {"device_peak_bytes", l.timing.device_peak_bytes}});
   write_json_report(a.json_path, {{"model", a.model},
                                   {"output", r.output},
                                   {"data", batch.source},

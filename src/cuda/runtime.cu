@@ -1,11 +1,24 @@
 #include "cuda/check.cuh"
 #include "cuda/runtime.h"
 
+#include <atomic>
+
 namespace fp4kit::cuda {
 
 namespace {
 std::string mib(size_t bytes) { return std::to_string((bytes + (1u << 20) - 1) >> 20) + " MiB"; }
+std::atomic<size_t> g_in_use{0}, g_peak{0};
+void count_alloc(size_t bytes) {
+  const size_t now = g_in_use.fetch_add(bytes) + bytes;
+  size_t peak = g_peak.load();
+  while (now > peak && !g_peak.compare_exchange_weak(peak, now)) {
+  }
+}
 }  // namespace
+
+size_t device_bytes_in_use() { return g_in_use.load(); }
+size_t device_bytes_peak() { return g_peak.load(); }
+void reset_device_bytes_peak() { g_peak.store(g_in_use.load()); }
 
 Stream::Stream() { check(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking), "cudaStreamCreate"); }
 Stream::~Stream() {
@@ -24,13 +37,14 @@ DeviceBuffer::DeviceBuffer(size_t bytes, const std::string& what) : bytes_(bytes
                       " free of " + mib(total_b));
   }
   check(err, "cudaMalloc " + what + " (" + mib(bytes) + ")");
+  count_alloc(bytes);
 }
 DeviceBuffer::~DeviceBuffer() {
-  if (p_) cudaFree(p_);
+  if (p_) cudaFree(p_), g_in_use -= bytes_;
 }
 DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
   if (this != &o) {
-    if (p_) cudaFree(p_);
+    if (p_) cudaFree(p_), g_in_use -= bytes_;
     p_ = std::exchange(o.p_, nullptr);
     bytes_ = std::exchange(o.bytes_, 0);
   }

@@ -28,6 +28,12 @@ class Stream {
   StreamHandle s_ = nullptr;
 };
 
+// Bytes held in DeviceBuffers now, and the most held at once since the last reset (process-wide;
+// cuBLAS workspaces and the CUDA context are not counted).
+size_t device_bytes_in_use();
+size_t device_bytes_peak();
+void reset_device_bytes_peak();
+
 // cudaMalloc'ed bytes. `what` names the buffer in errors ("nvfp4 weight [3072, 3584]").
 class DeviceBuffer {
  public:

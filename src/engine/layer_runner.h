@@ -13,6 +13,14 @@
 
 namespace fp4kit::engine {
 
+// Where the time of the last run_layer() went, for runners that stream the checkpoint (zeros
+// elsewhere): waiting for the reader, copying the layer's stored bytes to the device, computing.
+struct LayerTiming {
+  double read_wait_seconds = 0, copy_seconds = 0, compute_seconds = 0;
+  uint64_t bytes = 0;                // stored bytes of the layer's tensors
+  uint64_t device_peak_bytes = 0;    // most device memory held at once during the layer
+};
+
 class LayerRunner {
  public:
   virtual ~LayerRunner() = default;
@@ -27,6 +35,7 @@ class LayerRunner {
   virtual void set_hidden(const std::vector<float>& streams, int64_t after_layer) = 0;
   // Logits [tokens, vocab] once every layer ran.
   virtual std::vector<float> head() = 0;
+  virtual LayerTiming last_timing() const { return {}; }
 };
 
 // Makes a runner for a model directory; the observer (may be null) sees every linear input.

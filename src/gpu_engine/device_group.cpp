@@ -20,6 +20,7 @@ void DeviceGroup::load(const io::PrefetchedGroup& g, const cuda::Stream& s) {
     bytes += (t.bytes.size() + 255) / 256 * 256;
     if (t.bytes.size() <= 16) small[t.info->name].assign(t.bytes.begin(), t.bytes.end());
   }
+  arena = {};  // the previous group's bytes go first: one group on the device at a time
   arena = cuda::DeviceBuffer(std::max<size_t>(bytes, 1), "stored tensors of " + label);
   for (const io::PrefetchedTensor& t : g.tensors())
     cuda::copy_to_device(arena.data<std::byte>() + where[t.info->name].first, t.bytes.data(), t.bytes.size(), s);

@@ -464,10 +464,26 @@ void GpuForward::start_groups(int64_t first_layer) {
   batch_->next_layer = first_layer;
 }
 
+// Starts the timing of a step: the wait for the reader and the copy are measured here, the
+// rest of the step is compute (finish_timing).
 void GpuForward::next_group() {
+  const auto t0 = std::chrono::steady_clock::now();
+  timing_ = {};
+  cuda::reset_device_bytes_peak();
   std::optional<io::PrefetchedGroup> g = batch_->prefetcher->next();
   if (!g) throw Error("GPU forward: the checkpoint's groups ended early");
+  const auto t1 = std::chrono::steady_clock::now();
   impl_->group.load(*g, impl_->stream);
+  const auto t2 = std::chrono::steady_clock::now();
+  timing_.read_wait_seconds = std::chrono::duration<double>(t1 - t0).count();
+  timing_.copy_seconds = std::chrono::duration<double>(t2 - t1).count();
+  for (const io::PrefetchedTensor& t : g->tensors()) timing_.bytes += t.bytes.size();
+  step_start_ = t2;
+}
+
+void GpuForward::finish_timing() {
+  timing_.compute_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start_).count();
+  timing_.device_peak_bytes = cuda::device_bytes_peak();
 }
 
 void GpuForward::embed(const std::vector<int64_t>& ids, int64_t batch) {
@@ -506,6 +522,7 @@ void GpuForward::embed(const std::vector<int64_t>& ids, int64_t batch) {
                   static_cast<size_t>(H) * 4, static_cast<size_t>(H) * 4, static_cast<size_t>(T), m.stream);
   m.stream.synchronize("embedding");
   m.check_finite(batch_->streams, T, seq, "the token embedding");
+  finish_timing();
 }
 
 void GpuForward::run_layer(int64_t layer) {
@@ -541,6 +558,7 @@ void GpuForward::run_layer(int64_t layer) {
   }
   m.check_finite(batch_->streams, T, batch_->seq, "layer " + std::to_string(layer));
   ++batch_->next_layer;
+  finish_timing();
 }
 
 std::vector<float> GpuForward::hidden() const {
@@ -587,6 +605,7 @@ std::vector<float> GpuForward::head() {
     m.linear(x.data<float>(), head, logits.data<float>(), T);
     m.stream.synchronize("head");
   }
+  finish_timing();
   m.group = {};  // the last group's device memory goes now
   std::vector<float> out(static_cast<size_t>(T * V));
   cuda::copy_to_host(out.data(), logits.data(), out.size() * 4, m.stream);

@@ -19,11 +19,13 @@
 // Scope today: whole sequences from position 0 (what calibration, evaluation and `run` compute);
 // the observer sees each linear input's amax (LinearObserver::on_linear_amax), which is what
 // calibration needs. Continuing a sequence (generation with caches) is not here yet.
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "engine/layer_runner.h"
 #include "engine/model_config.h"
 #include "engine/observer.h"
 #include "gpu_engine/precision.h"
@@ -61,14 +63,19 @@ class GpuForward {
   std::vector<float> hidden() const;
   void set_hidden(const std::vector<float>& streams, int64_t after_layer);
   std::vector<float> head();
+  // The split of the last embed(), run_layer() or head() (engine/layer_runner.h).
+  engine::LayerTiming last_timing() const { return timing_; }
 
  private:
   struct Impl;
   struct Batch;
   void start_groups(int64_t first_layer);
   void next_group();
+  void finish_timing();
   std::unique_ptr<Impl> impl_;
   std::unique_ptr<Batch> batch_;
+  engine::LayerTiming timing_;
+  std::chrono::steady_clock::time_point step_start_;
 };
 
 }  // namespace fp4kit::gpu_engine

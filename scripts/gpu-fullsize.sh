@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Calibration on the GPU over a synthetic full-size DeepSeek V4 layer stack: where each layer's time
+# goes (waiting for the disk, copying to the device, computing, writing the resume state), tokens/s,
+# device memory and host RSS. Run after scripts/gpu-check.sh built build-gpu/ (same machine):
+#
+#   scripts/gpu-fullsize.sh OUT_DIR [PRESET] [SAMPLES] [SEQ_LEN]
+#
+# PRESET is an `fp4kit synth` preset (default v4-flash:layers=3: three full-size V4-Flash layers,
+# 256 experts each). Writes OUT_DIR/fullsize-<name>-{routed,all}.json and .log; the model lives in
+# $TMPDIR and is removed at the end.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-${OUT:-gpu-results}}
+preset=${2:-v4-flash:layers=3}
+samples=${3:-128}
+seq=${4:-512}
+name=$(echo "$preset" | tr ':=,' '---')
+mkdir -p "$out"
+bin=build-gpu/fp4kit
+model=${TMPDIR:-/tmp}/fp4kit-fullsize-model
+rm -rf "$model"
+start=$(date +%s)
+$bin synth "$preset" "$model" --quiet || exit 1
+echo "synth $preset: $(( $(date +%s) - start )) s, $(du -sh "$model" | cut -f1)"
+awk -v n="$samples" -v l="$seq" 'BEGIN { srand(11); for (s = 0; s < n; s++) { r = ""; for (i = 0; i < l; i++) r = r (i ? " " : "") int(1 + rand() * 100000); print r } }' \
+  > "$model.ids"
+rc=0
+for mode in routed all; do
+  flags=""; [ $mode = all ] && flags="--all-experts"
+  # shellcheck disable=SC2086
+  /usr/bin/time -f "peak host RSS %M KiB, wall %e s" timeout "${FULLSIZE_TIMEOUT:-240}" $bin calibrate "$model" \
+    --data "$model.ids" --samples "$samples" --seq-len "$seq" --device cuda $flags --out "$model.amax.safetensors" --force \
+    --json "$out/fullsize-$name-$mode.json" > "$out/fullsize-$name-$mode.log" 2>&1
+  rc=$(( rc | $? ))
+  tail -6 "$out/fullsize-$name-$mode.log"
+done
+rm -rf "$model" "$model.ids" "$model.amax.safetensors" "$model.amax.safetensors.state"
+exit $rc
