@@ -28,6 +28,8 @@ namespace {
 
 constexpr const char* kManifest = "manifest.json";
 constexpr const char* kHidden = "hidden.safetensors";
+constexpr double kCheapStateSeconds = 1.0;  // streams saved after every layer when a save takes less
+constexpr double kStateWorkPerCost = 10.0;  // else: seconds of work between saves per second a save takes
 constexpr const char* kStateFormat = "fp4kit-calibrate-state-1";
 
 std::string layer_file(int64_t layer) {
@@ -128,6 +130,11 @@ std::vector<int64_t> split_ids(const std::string& s) {
 
 std::string calibration_state_dir(const std::string& out_path) { return out_path + ".fp4kit-calib"; }
 
+bool save_streams_after_layer(bool last_layer, double last_save_seconds, double work_since_save_seconds) {
+  if (last_layer) return false;
+  return last_save_seconds < kCheapStateSeconds || work_since_save_seconds >= kStateWorkPerCost * last_save_seconds;
+}
+
 CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& batch, const std::string& out_path,
                           const CalibrateOptions& options, const CalibrateProgressFn& progress) {
   const auto run_start = std::chrono::steady_clock::now();
@@ -191,6 +198,8 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
   write_manifest(state_dir, fingerprint, model_dir, batch, options);
 
   AmaxTable all;
+  double save_cost = 0;  // seconds the last save of the streams took
+  auto last_save_end = std::chrono::steady_clock::now();
   for (int64_t layer = 0; layer < layers; ++layer) {
     CalibrateLayerReport lr;
     lr.layer = layer;
@@ -223,12 +232,22 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
         lr.experts_without_tokens.push_back(e);
     lr.entries = observer.table().size();
     // Publish the layer's values first, then the streams that follow it: a crash in between re-runs
-    // this layer and rewrites the same values.
+    // this layer and rewrites the same values. The streams (tokens x hc x hidden F32: 7.5 GB for 64k
+    // tokens of V4 Pro) are saved when that is cheap, else once the work since the last save is ten
+    // times what a save costs, so that saving stays within a tenth of the run and a kill loses at
+    // most that much work; never after the last layer (the output follows at once).
     observer.table().save(state_dir + "/" + layer_file(layer),
                           {{"fingerprint", fingerprint}, {"layer", std::to_string(layer)},
                            {"experts_without_tokens", join(lr.experts_without_tokens)}});
-    save_hidden(state_dir + "/" + kHidden, runner->hidden(), batch.batch * batch.seq, cfg.hc(), cfg.hidden(), layer,
-                fingerprint);
+    const double since_save = std::chrono::duration<double>(std::chrono::steady_clock::now() - last_save_end).count();
+    if (save_streams_after_layer(layer + 1 == layers, save_cost, since_save)) {
+      const auto t_save = std::chrono::steady_clock::now();
+      save_hidden(state_dir + "/" + kHidden, runner->hidden(), batch.batch * batch.seq, cfg.hc(), cfg.hidden(), layer,
+                  fingerprint);
+      last_save_end = std::chrono::steady_clock::now();
+      save_cost = std::chrono::duration<double>(last_save_end - t_save).count();
+      lr.state_saved = true;
+    }
     all.merge(observer.table());
     const auto t_end = std::chrono::steady_clock::now();
     lr.seconds = std::chrono::duration<double>(t_end - t0).count();

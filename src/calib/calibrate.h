@@ -46,7 +46,8 @@ struct CalibrateLayerReport {
   std::vector<int64_t> experts_without_tokens;
   size_t entries = 0;            // amax values recorded
   engine::LayerTiming timing;    // the runner's split of the forward pass (zeros on the CPU)
-  double state_seconds = 0;      // writing the layer's values and the streams that follow it
+  double state_seconds = 0;      // writing the layer's values and (if saved) the streams that follow it
+  bool state_saved = false;      // the streams after this layer were saved (a resume starts after it)
 };
 
 struct CalibrateReport {
@@ -59,6 +60,11 @@ struct CalibrateReport {
 
 // Called after each layer computed here: layers done (of total) and that layer's report.
 using CalibrateProgressFn = std::function<void(int64_t done, int64_t total, const CalibrateLayerReport& layer)>;
+
+// Whether to save the hidden streams after a layer (the resume point): never after the last layer;
+// always while a save costs under a second; else once the work since the last save is ten times
+// the last save's cost (saving stays under a tenth of the run; a kill loses at most that work).
+bool save_streams_after_layer(bool last_layer, double last_save_seconds, double work_since_save_seconds);
 
 // InputError for bad input (ids outside the vocabulary, a model missing tensors, an existing output
 // or state without force/resume, a state of another model, batch or option set); Error for I/O.

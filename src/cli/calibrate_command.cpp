@@ -101,6 +101,7 @@ void run(const CalibrateArgs& a) {
                       {"tokens_per_second", l.seconds > 0 ? double(r.tokens) / l.seconds : 0.0},
                       {"experts_without_tokens", l.experts_without_tokens},
                       {"state_seconds", l.state_seconds},
+                      {"state_saved", l.state_saved},
                       {"read_wait_seconds", l.timing.read_wait_seconds},
                       {"copy_seconds", l.timing.copy_seconds},
                       {"compute_seconds", l.timing.compute_seconds},

@@ -60,6 +60,17 @@ CalibrationRun calibrate_tiny(const std::string& ids_file, CalibrateOptions opti
   return r;
 }
 
+// The resume point: cheap saves after every layer but the last; a save of several seconds (the
+// streams of a large batch) only once ten times its cost in work has passed since the last one.
+TEST(CalibrateState, StreamsAreSavedWhenCheapOrAfterTenTimesTheirCost) {
+  EXPECT_TRUE(save_streams_after_layer(false, 0.0, 0.0));   // first layer: cost unknown, saved
+  EXPECT_TRUE(save_streams_after_layer(false, 0.9, 0.01));  // cheap: every layer
+  EXPECT_FALSE(save_streams_after_layer(true, 0.0, 100.0)); // never after the last layer
+  EXPECT_FALSE(save_streams_after_layer(false, 7.0, 69.0));
+  EXPECT_TRUE(save_streams_after_layer(false, 7.0, 70.0));
+  EXPECT_FALSE(save_streams_after_layer(false, 7.0, std::nan("")));  // NaN work: no save, no crash
+}
+
 TEST(Calibrate, RoutedAmaxEqualsTransformers) {
   const CalibrationRun r = calibrate_tiny(testing::test_data("calib/oracle/calib_ids.safetensors"), {}, "calib-routed");
   expect_matches_reference(r.table, testing::test_data("calib/oracle/amax_routed.safetensors"));
