@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "cuda/abs_max.cuh"
 #include "cuda/block_reduce.cuh"
 #include "cuda/check.cuh"
 #include "cuda/elementwise.h"
@@ -39,18 +40,6 @@ __global__ void widen_kernel(const uint16_t* src, bool bf16, int64_t n, float* o
   out[i] = bf16 ? __uint_as_float(static_cast<uint32_t>(src[i]) << 16) : __half2float(__ushort_as_half(src[i]));
 }
 
-// max with NaN sticking (fmaxf would drop it).
-__device__ __forceinline__ float max_nan(float a, float b) { return (isnan(a) || a > b) ? a : b; }
-
-__global__ void row_abs_max_kernel(const float* x, int64_t cols, float* row_max) {
-  __shared__ float scratch[32];
-  const float* row = x + blockIdx.x * cols;
-  float m = 0.0f;
-  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) m = max_nan(m, fabsf(row[i]));
-  m = block_reduce(m, scratch, [](float a, float b) { return max_nan(a, b); });
-  if (threadIdx.x == 0) row_max[blockIdx.x] = m;
-}
-
 __global__ void amax_of_rows_kernel(const float* row_max, const float* weights, int64_t rows, float* out) {
   __shared__ float scratch[32];
   float m = 0.0f, w = 0.0f;
@@ -58,8 +47,8 @@ __global__ void amax_of_rows_kernel(const float* row_max, const float* weights, 
     m = max_nan(m, row_max[r]);
     w = max_nan(w, weights ? fabsf(weights[r] * row_max[r]) : row_max[r]);
   }
-  m = block_reduce(m, scratch, [](float a, float b) { return max_nan(a, b); });
-  w = block_reduce(w, scratch, [](float a, float b) { return max_nan(a, b); });
+  m = block_max_nan(m, scratch);
+  w = block_max_nan(w, scratch);
   if (threadIdx.x == 0) out[0] = m, out[1] = w;
 }
 

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "base/error.h"
-#include "cuda/block_reduce.cuh"
+#include "cuda/abs_max.cuh"
 #include "cuda/check.cuh"
 #include "cuda/codecs.cuh"
 #include "cuda/moe_experts.h"
@@ -15,17 +15,9 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// NaN wins, as the CPU observer's maximum lets it through.
-__device__ __forceinline__ float max_nan(float a, float b) { return (isnan(a) || a > b) ? a : b; }
-
-__global__ void row_abs_max_bf16_kernel(const uint16_t* x, int64_t cols, float* row_max) {
-  __shared__ float scratch[32];
-  const uint16_t* row = x + blockIdx.x * cols;
-  float m = 0.0f;
-  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) m = max_nan(m, fabsf(bf16_bits_to_float(row[i])));
-  m = block_reduce(m, scratch, [](float a, float b) { return max_nan(a, b); });
-  if (threadIdx.x == 0) row_max[blockIdx.x] = m;
-}
+struct Bf16AsF32 {
+  __device__ float operator()(uint16_t v) const { return bf16_bits_to_float(v); }
+};
 
 // Block g: out[g] = {max over its rows of row_max, max of |weight of the row's slot · row_max|}.
 __global__ void expert_amax_kernel(const float* row_max, const int32_t* offsets, const int32_t* slot_of_row,
@@ -37,8 +29,8 @@ __global__ void expert_amax_kernel(const float* row_max, const int32_t* offsets,
     m = max_nan(m, row_max[r]);
     w = max_nan(w, fabsf(slot_weights[slot_of_row[r]] * row_max[r]));
   }
-  m = block_reduce(m, scratch, [](float a, float b) { return max_nan(a, b); });
-  w = block_reduce(w, scratch, [](float a, float b) { return max_nan(a, b); });
+  m = block_max_nan(m, scratch);
+  w = block_max_nan(w, scratch);
   if (threadIdx.x == 0) out[2 * g] = m, out[2 * g + 1] = w;
 }
 
@@ -52,7 +44,7 @@ void moe_expert_input_amax(const MoeWorkspace& ws, const MoeRouting& routing, Mo
     throw InputError("moe_expert_input_amax: the routing is not the one of the workspace's last call");
   if (rows > 0) {
     const uint16_t* x = input == MoeExpertInput::Gate ? ws.sorted_x() : ws.hidden_act();
-    row_abs_max_bf16_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, cols, scratch);
+    row_abs_max_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, cols, scratch, Bf16AsF32{});
     check_launch("moe_expert_input_amax rows", "rows=" + std::to_string(rows) + " cols=" + std::to_string(cols));
   }
   expert_amax_kernel<<<static_cast<unsigned>(ws.experts()), kThreads, 0, stream>>>(

@@ -116,9 +116,10 @@ LinearWeight GpuLinear::weight_f32(const std::string& name, int64_t n, int64_t k
 
 const uint16_t* GpuLinear::to_bf16(const float* x, int64_t ldx, int64_t m, int64_t k) {
   const int64_t n = m * k;
-  if (x_bf16_.bytes() < static_cast<size_t>(std::max<int64_t>(n, 1)) * 2) {
-    stream_.synchronize("BF16 input scratch");
-    x_bf16_ = cuda::DeviceBuffer(static_cast<size_t>(std::max<int64_t>(n, 8)) * 2, "BF16 linear input");
+  const size_t need = static_cast<size_t>(std::max<int64_t>(n, 1)) * 2;
+  if (x_bf16_.bytes() < need) {
+    stream_.synchronize("BF16 input scratch");  // the old buffer may still be read
+    x_bf16_ = cuda::DeviceBuffer(need, "BF16 linear input");
   }
   if (ldx != k) {
     float* dense = scratch_f32(x_dense_, n, "dense linear input");

@@ -19,6 +19,7 @@
 #include "io/safetensors_file.h"
 #include "run_command.h"
 #include "test_data.h"
+#include "tiny_conversions.h"
 
 namespace fp4kit {
 namespace {
@@ -137,13 +138,7 @@ TEST(CudaGpuForwardBf16, WithinTransformersOwnBf16ErrorOnTheReference) {
 TEST(CudaGpuForwardBf16, WithinTheBudgetOnNvfp4ConversionsAndShortSequences) {
   FP4KIT_REQUIRE_GPU();
   const Budget& b = budget();
-  const std::string dir = testing::fresh_temp_dir("gpu-forward-bf16");
-  const std::string calib = testing::test_data("oracles/dsv4-tiny-modelopt/calib_amax.safetensors");
-  for (const std::string flags : {" --calib " + calib, std::string(" --recipe all-linear --weight-only"),
-                                   std::string(" --recipe all-linear --format compressed-tensors --weight-only")}) {
-    const std::string out = dir + "/m" + std::to_string(flags.size());
-    const auto r = testing::run_fp4kit("convert " + testing::test_data("dsv4-tiny") + " " + out + flags + " --quiet");
-    ASSERT_EQ(r.exit_code, 0) << flags << ": " << r.output;
+  for (const auto& [flags, out] : testing::tiny_nvfp4_conversions("gpu-forward-bf16")) {
     engine::Engine cpu(out);
     gpu_engine::GpuForward gpu(out, with(gpu_engine::Precision::Bf16));
     expect_within_budget(divergence(cpu.forward(b.ids, b.batch), gpu.forward(b.ids, b.batch), 1024),

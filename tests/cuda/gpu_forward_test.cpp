@@ -15,6 +15,7 @@
 #include "gpu_test.h"
 #include "run_command.h"
 #include "test_data.h"
+#include "tiny_conversions.h"
 
 namespace fp4kit {
 namespace {
@@ -74,13 +75,7 @@ TEST(CudaGpuForward, MatchesTheCpuEngineOnTheOfficialLayout) {
 // every linear requantized, and the compressed-tensors layout.
 TEST(CudaGpuForward, MatchesTheCpuEngineOnNvfp4Conversions) {
   FP4KIT_REQUIRE_GPU();
-  const std::string dir = testing::fresh_temp_dir("gpu-forward-nvfp4");
-  const std::string calib = testing::test_data("oracles/dsv4-tiny-modelopt/calib_amax.safetensors");
-  for (const std::string flags : {" --calib " + calib, std::string(" --recipe all-linear --weight-only"),
-                                   std::string(" --recipe all-linear --format compressed-tensors --weight-only")}) {
-    const std::string out = dir + "/m" + std::to_string(flags.size());
-    const auto r = testing::run_fp4kit("convert " + testing::test_data("dsv4-tiny") + " " + out + flags + " --quiet");
-    ASSERT_EQ(r.exit_code, 0) << flags << ": " << r.output;
+  for (const auto& [flags, out] : testing::tiny_nvfp4_conversions("gpu-forward-nvfp4")) {
     SCOPED_TRACE("convert" + flags);
     expect_same_logits(out, 2, 72);
   }
