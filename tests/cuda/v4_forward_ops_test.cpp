@@ -4,10 +4,12 @@
 // in another order on the GPU, so the bound is a few ulps relative; NaN fails every comparison.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
 #include "base/error.h"
+#include "cuda/elementwise.h"
 #include "cuda/v4_hyper_connection.h"
 #include "cuda/v4_norm_rope.h"
 #include "engine/hyper_connection.h"
@@ -155,6 +157,43 @@ TEST(CudaV4Ops, HyperConnectionsMatchTheEngine) {
   const cuda::HcParamsDevice hp{d_fn.data<float>(), d_base.data<float>(), d_scale.data<float>()};
   cuda::hc_head(d_streams.data<float>(), f.shape(), hp, d_head.data<float>(), d_scratch.data<float>(), s.get());
   expect_close(testing::read_back<float>(d_head.data(), head.size(), s), head, 2e-6, 1.0, "hc_head");
+}
+
+// The calibration amax of a linear input on the device against a host loop (maxima are exact, so
+// bit for bit), with and without row weights, on random rows with large, negative and zero values;
+// a NaN anywhere gives NaN in both outputs.
+TEST(CudaV4Ops, LinearAmaxEqualsTheHostMaximaAndKeepsNan) {
+  FP4KIT_REQUIRE_GPU();
+  cuda::Stream s;
+  for (const auto& [rows, cols] : {std::pair<int64_t, int64_t>{1, 1}, {7, 300}, {129, 4096}}) {
+    auto x = random_floats(static_cast<size_t>(rows * cols), 5 + static_cast<uint32_t>(cols));
+    x[static_cast<size_t>(rows * cols - 1)] = -7e4f;
+    if (rows > 1) std::fill(x.begin(), x.begin() + cols, 0.0f);  // a zero row
+    const auto w = random_floats(static_cast<size_t>(rows), 3, -1.5f, 1.5f);
+    float want_m = 0, want_w = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      float row = 0;
+      for (int64_t c = 0; c < cols; ++c) row = std::max(row, std::fabs(x[static_cast<size_t>(r * cols + c)]));
+      want_m = std::max(want_m, row);
+      want_w = std::max(want_w, std::fabs(w[static_cast<size_t>(r)] * row));
+    }
+    auto dx = upload(x, s, "x");
+    auto dw = upload(w, s, "w");
+    cuda::DeviceBuffer out(8, "out"), scratch(static_cast<size_t>(rows) * 4, "scratch");
+    cuda::linear_amax(dx.data<float>(), rows, cols, dw.data<float>(), out.data<float>(), scratch.data<float>(), s.get());
+    auto got = testing::read_back<float>(out.data(), 2, s);
+    EXPECT_EQ(got[0], want_m) << rows << "x" << cols;
+    EXPECT_EQ(got[1], want_w) << rows << "x" << cols;
+    cuda::linear_amax(dx.data<float>(), rows, cols, nullptr, out.data<float>(), scratch.data<float>(), s.get());
+    got = testing::read_back<float>(out.data(), 2, s);
+    EXPECT_EQ(got[0], want_m);
+    EXPECT_EQ(got[1], want_m);  // without weights the second value is the first
+    x[static_cast<size_t>(rows * cols / 2)] = NAN;
+    dx = upload(x, s, "x with NaN");
+    cuda::linear_amax(dx.data<float>(), rows, cols, dw.data<float>(), out.data<float>(), scratch.data<float>(), s.get());
+    got = testing::read_back<float>(out.data(), 2, s);
+    EXPECT_TRUE(std::isnan(got[0]) && std::isnan(got[1])) << got[0] << " " << got[1];
+  }
 }
 
 TEST(CudaV4Ops, LaunchersRejectBadShapes) {
