@@ -7,7 +7,9 @@
 #
 # PRESET is an `fp4kit synth` preset (default v4-flash:layers=3: three full-size V4-Flash layers,
 # 256 experts each). Writes OUT_DIR/fullsize-<name>-{routed,all}.json and .log; the model lives in
-# $TMPDIR and is removed at the end.
+# $TMPDIR and is removed at the end. MODES (default "routed all") picks the calibrations run. With TRANSFORMERS_LAYERS=N (N > 0) it also times transformers'
+# own BF16 forward of the first N layers of the same config (scripts/reference/layer_timing.py,
+# 16 x 512 tokens, weights resident) into OUT_DIR/transformers-<name>.json.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-gpu-results}}
@@ -25,7 +27,7 @@ echo "synth $preset: $(( $(date +%s) - start )) s, $(du -sh "$model" | cut -f1)"
 awk -v n="$samples" -v l="$seq" 'BEGIN { srand(11); for (s = 0; s < n; s++) { r = ""; for (i = 0; i < l; i++) r = r (i ? " " : "") int(1 + rand() * 100000); print r } }' \
   > "$model.ids"
 rc=0
-for mode in routed all; do
+for mode in ${MODES:-routed all}; do
   flags=""; [ $mode = all ] && flags="--all-experts"
   # shellcheck disable=SC2086
   /usr/bin/time -f "peak host RSS %M KiB, wall %e s" timeout "${FULLSIZE_TIMEOUT:-240}" $bin calibrate "$model" \
@@ -34,5 +36,11 @@ for mode in routed all; do
   rc=$(( rc | $? ))
   tail -6 "$out/fullsize-$name-$mode.log"
 done
+if [ "${TRANSFORMERS_LAYERS:-0}" -gt 0 ]; then
+  timeout "${FULLSIZE_TIMEOUT:-240}" python3 scripts/reference/layer_timing.py "$model" "$out/transformers-$name.json" \
+    --layers "$TRANSFORMERS_LAYERS" > "$out/transformers-$name.log" 2>&1
+  rc=$(( rc | $? ))
+  tail -4 "$out/transformers-$name.log"
+fi
 rm -rf "$model" "$model.ids" "$model.amax.safetensors" "$model.amax.safetensors.state"
 exit $rc

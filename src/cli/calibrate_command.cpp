@@ -96,7 +96,9 @@ void run(const CalibrateArgs& a) {
   }
   if (a.json_path.empty()) return;
   nlohmann::json layers = nlohmann::json::array();
-  for (const CalibrateLayerReport& l : r.per_layer)
+  for (const CalibrateLayerReport& l : r.per_layer) {
+    nlohmann::json stages = nlohmann::json::object();
+    for (const auto& [stage, seconds] : l.timing.stage_seconds) stages[stage] = seconds;
     layers.push_back({{"layer", l.layer}, {"seconds", l.seconds}, {"resumed", l.resumed}, {"entries", l.entries},
                       {"tokens_per_second", l.seconds > 0 ? double(r.tokens) / l.seconds : 0.0},
                       {"experts_without_tokens", l.experts_without_tokens},
@@ -106,7 +108,9 @@ void run(const CalibrateArgs& a) {
                       {"copy_seconds", l.timing.copy_seconds},
                       {"compute_seconds", l.timing.compute_seconds},
                       {"bytes", l.timing.bytes},
-                      {"device_peak_bytes", l.timing.device_peak_bytes}});
+                      {"device_peak_bytes", l.timing.device_peak_bytes},
+                      {"stage_seconds", stages}});
+  }
   write_json_report(a.json_path, {{"model", a.model},
                                   {"output", r.output},
                                   {"data", batch.source},

@@ -166,16 +166,38 @@ void indexer_select(const IndexerSelect& s, const SequenceBatch& b, StreamHandle
   check_launch("indexer_select", batch_text(b) + " heads=" + std::to_string(s.heads) + " top_k=" + std::to_string(s.top_k));
 }
 
-void attention_core(const AttentionCore& a, const SequenceBatch& b, StreamHandle stream) {
+namespace {
+
+void check_attention_core(const AttentionCore& a) {
   if (a.heads < 1 || a.head_dim < 1 || a.window < 1 || !a.q || !a.kv || !a.sink || !a.out ||
       (a.compressed != CompressedKeys::None && (a.ratio < 1 || !a.entries)) ||
       (a.compressed == CompressedKeys::Picked && (!a.picks || !a.pick_count || a.pick_stride < 1)))
     throw InputError("attention_core: bad arguments (heads " + std::to_string(a.heads) + ", head_dim " +
                      std::to_string(a.head_dim) + ", window " + std::to_string(a.window) + ")");
+}
+
+// The most keys a row can have: its window and every entry it may see.
+int64_t max_keys(const AttentionCore& a, const SequenceBatch& b) {
+  int64_t keys = a.window < b.seq ? a.window : b.seq;
+  const int64_t entries = a.ratio > 0 ? b.seq / a.ratio : 0;
+  if (a.compressed == CompressedKeys::AllCausal) keys += entries;
+  if (a.compressed == CompressedKeys::Picked) keys += a.pick_stride < entries ? a.pick_stride : entries;
+  return keys;
+}
+
+}  // namespace
+
+void attention_core(const AttentionCore& a, const SequenceBatch& b, StreamHandle stream) {
+  check_attention_core(a);
   if (b.tokens() == 0) return;
-  int64_t keys = a.window;
-  if (a.compressed == CompressedKeys::AllCausal) keys += b.seq / a.ratio;
-  if (a.compressed == CompressedKeys::Picked) keys += a.pick_stride;
+  if (attention_core_tiled(a, b, max_keys(a, b), stream)) return;
+  attention_core_reference(a, b, stream);
+}
+
+void attention_core_reference(const AttentionCore& a, const SequenceBatch& b, StreamHandle stream) {
+  check_attention_core(a);
+  if (b.tokens() == 0) return;
+  const int64_t keys = max_keys(a, b);
   const size_t smem = static_cast<size_t>(keys) * 4;
   if (smem > 200 * 1024) throw InputError("attention_core: " + std::to_string(keys) + " keys per query do not fit");
   auto kernel = attention_core_kernel;

@@ -59,6 +59,13 @@ struct AttentionCore {
   CompressedKeys compressed = CompressedKeys::None;
   float* out = nullptr;
 };
+// Many heads (a multiple of 32, head_dim a multiple of 64, the row's scores fitting in shared
+// memory) go through the tiled kernel, the rest through the reference kernel.
 void attention_core(const AttentionCore& a, const SequenceBatch& b, StreamHandle stream);
+// One block per (row, head): the CPU engine's loop, the oracle of the tiled kernel.
+void attention_core_reference(const AttentionCore& a, const SequenceBatch& b, StreamHandle stream);
+// The tiled kernel (v4_attention_core.cu) for rows of at most `max_keys` keys; false, with nothing
+// launched, where the shape does not suit it.
+bool attention_core_tiled(const AttentionCore& a, const SequenceBatch& b, int64_t max_keys, StreamHandle stream);
 
 }  // namespace fp4kit::cuda

@@ -12,6 +12,8 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kMaxHc = 8;
 
+std::string shape_text(const HcShape& s);
+
 __device__ float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 // z[t, r] = rms_norm_unweighted(streams[t]) · fn[r] for the `rows` rows of fn: one block per token.
@@ -30,6 +32,86 @@ __global__ void mixing_logits_kernel(const float* streams, int64_t width, const 
     s = block_sum(s, fscratch);
     if (threadIdx.x == 0) z[blockIdx.x * rows + r] = s;
   }
+}
+
+// The same for widths a multiple of kMixChunk and R rows: 32 tokens per block, 8 threads per token
+// each summing a quarter-vector-strided share of the products, the rows of fn staged in shared
+// memory chunk by chunk and read by all 32 tokens. Each product is (x·inv)·fn as above; the sums
+// run in another order.
+constexpr int kMixTokens = 32, kMixParts = 8, kMixChunk = 256;
+
+template <int R>
+__global__ void __launch_bounds__(kThreads) mixing_logits_tiled_kernel(const float* streams, int64_t tokens,
+                                                                      int64_t width, const float* fn, float eps, float* z) {
+  __shared__ float4 sfn[R * kMixChunk / 4];
+  const int tid = threadIdx.x, tok = tid / kMixParts, part = tid % kMixParts;
+  const int64_t t = blockIdx.x * static_cast<int64_t>(kMixTokens) + tok;
+  const bool live = t < tokens;
+  const float* x = streams + (live ? t : 0) * width;
+  double ss = 0;
+  if (live)
+    for (int64_t i = part * 4; i < width; i += kMixParts * 4) {
+      const float4 v = *reinterpret_cast<const float4*>(x + i);
+      ss += static_cast<double>(v.x) * v.x;
+      ss += static_cast<double>(v.y) * v.y;
+      ss += static_cast<double>(v.z) * v.z;
+      ss += static_cast<double>(v.w) * v.w;
+    }
+  for (int o = kMixParts / 2; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+  const float inv = 1.0f / sqrtf(static_cast<float>(ss / static_cast<double>(width)) + eps);
+  float acc[R] = {};
+  for (int64_t c0 = 0; c0 < width; c0 += kMixChunk) {
+    __syncthreads();  // the last chunk consumed
+    for (int i = tid; i < R * kMixChunk / 4; i += kThreads) {
+      const int r = i / (kMixChunk / 4), k = i % (kMixChunk / 4);
+      sfn[i] = *reinterpret_cast<const float4*>(fn + r * width + c0 + 4 * k);
+    }
+    __syncthreads();
+    if (!live) continue;
+#pragma unroll 2
+    for (int m = 0; m < kMixChunk / (kMixParts * 4); ++m) {
+      const int k4 = part + kMixParts * m;
+      float4 v = *reinterpret_cast<const float4*>(x + c0 + 4 * k4);
+      v.x *= inv, v.y *= inv, v.z *= inv, v.w *= inv;
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        const float4 f = sfn[r * (kMixChunk / 4) + k4];
+        acc[r] = fmaf(v.x, f.x, acc[r]);
+        acc[r] = fmaf(v.y, f.y, acc[r]);
+        acc[r] = fmaf(v.z, f.z, acc[r]);
+        acc[r] = fmaf(v.w, f.w, acc[r]);
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+    for (int o = kMixParts / 2; o > 0; o >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], o);
+  if (live && part == 0)
+#pragma unroll
+    for (int r = 0; r < R; ++r) z[t * R + r] = acc[r];
+}
+
+// z [tokens, rows] through the tiled kernel where the shape suits it, else one block per token.
+void mixing_logits(const float* streams, const HcShape& s, const float* fn, int64_t rows, float* z, StreamHandle stream,
+                   const char* name) {
+  const int64_t width = s.hc * s.hidden;
+  const unsigned blocks = ceil_div(static_cast<size_t>(s.tokens), kMixTokens);
+  const bool tiled = width % kMixChunk == 0;
+#define FP4KIT_MIX_ROWS(R)                                                                                        \
+  if (tiled && rows == R) {                                                                                       \
+    mixing_logits_tiled_kernel<R><<<blocks, kThreads, 0, stream>>>(streams, s.tokens, width, fn, s.rms_eps, z); \
+    check_launch(name, shape_text(s));                                                                            \
+    return;                                                                                                       \
+  }
+  FP4KIT_MIX_ROWS(2)
+  FP4KIT_MIX_ROWS(3)
+  FP4KIT_MIX_ROWS(4)
+  FP4KIT_MIX_ROWS(8)
+  FP4KIT_MIX_ROWS(15)
+  FP4KIT_MIX_ROWS(24)
+#undef FP4KIT_MIX_ROWS
+  mixing_logits_kernel<<<static_cast<unsigned>(s.tokens), kThreads, 0, stream>>>(streams, width, fn, rows, s.rms_eps, z);
+  check_launch(name, shape_text(s));
 }
 
 // Per token: pre, post and the Sinkhorn-normalised comb from z (engine::hc_pre's arithmetic).
@@ -130,9 +212,7 @@ void hc_pre(const float* streams, const HcShape& s, const HcParamsDevice& p, flo
   const int64_t rows = (2 + s.hc) * s.hc;
   float* z = scratch;
   float* pre = scratch + s.tokens * rows;
-  mixing_logits_kernel<<<static_cast<unsigned>(s.tokens), kThreads, 0, stream>>>(streams, s.hc * s.hidden, p.fn, rows,
-                                                                                s.rms_eps, z);
-  check_launch("hc_mixing_logits", shape_text(s));
+  mixing_logits(streams, s, p.fn, rows, z, stream, "hc_mixing_logits");
   hc_mix_kernel<<<ceil_div(static_cast<size_t>(s.tokens), 128), 128, 0, stream>>>(z, s, p, pre, post, comb);
   check_launch("hc_mix", shape_text(s));
   collapse_kernel<<<ceil_div(static_cast<size_t>(s.tokens * s.hidden), kThreads), kThreads, 0, stream>>>(streams, pre, s,
@@ -155,9 +235,7 @@ void hc_head(const float* streams, const HcShape& s, const HcParamsDevice& p, fl
   if (s.tokens == 0) return;
   float* z = scratch;
   float* pre = scratch + s.tokens * s.hc;
-  mixing_logits_kernel<<<static_cast<unsigned>(s.tokens), kThreads, 0, stream>>>(streams, s.hc * s.hidden, p.fn, s.hc,
-                                                                                s.rms_eps, z);
-  check_launch("hc_head_logits", shape_text(s));
+  mixing_logits(streams, s, p.fn, s.hc, z, stream, "hc_head_logits");
   head_pre_kernel<<<ceil_div(static_cast<size_t>(s.tokens * s.hc), 128), 128, 0, stream>>>(z, s, p, pre);
   check_launch("hc_head_pre", shape_text(s));
   collapse_kernel<<<ceil_div(static_cast<size_t>(s.tokens * s.hidden), kThreads), kThreads, 0, stream>>>(streams, pre, s,

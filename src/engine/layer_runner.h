@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/engine.h"
@@ -19,6 +20,8 @@ struct LayerTiming {
   double read_wait_seconds = 0, copy_seconds = 0, compute_seconds = 0;
   uint64_t bytes = 0;                // stored bytes of the layer's tensors
   uint64_t device_peak_bytes = 0;    // most device memory held at once during the layer
+  // The compute split by stage ("attention.core", "moe.routed", ...), in order of first appearance.
+  std::vector<std::pair<std::string, double>> stage_seconds;
 };
 
 class LayerRunner {

@@ -20,6 +20,7 @@
 #include "engine/layer_groups.h"
 #include "gpu_engine/device_group.h"
 #include "gpu_engine/gpu_linear.h"
+#include "gpu_engine/stage_clock.h"
 #include "engine/rope.h"
 #include "io/quote_name.h"
 #include "io/tensor_prefetcher.h"
@@ -64,6 +65,7 @@ struct GpuForward::Impl {
   engine::LinearObserver* observer = nullptr;
   bool all_experts = false;  // every expert's inputs cover all tokens, for the observer
   cuda::DeviceBuffer amax_out{8, "observer amax"}, amax_scratch;
+  StageClock clock;  // the compute of the current step by stage
 
   Impl(const std::string& dir, Precision precision)
       : cfg(ModelConfig::load(dir)),
@@ -167,6 +169,7 @@ struct GpuForward::Impl {
       cuda::rms_norm_rows(kv.data<float>(), T, D, kv_norm.data<float>(), cfg.rms_eps, kv.data<float>(), stream.get());
       rope(kv.data<float>(), T, 1, D, D, D - rd, positions, compress_rope_here);
       stream.synchronize("attention projections");
+      clock.mark("attention.projections", stream);
     }
 
     const int64_t m = ModelConfig::ratio(kind);
@@ -177,6 +180,7 @@ struct GpuForward::Impl {
       const LinearWeight wkv = linear_weight(p + "compressor.wkv.weight", c * D, H);
       const LinearWeight wgate = linear_weight(p + "compressor.wgate.weight", c * D, H);
       entries = compress(a, sb, p + "compressor.", m, D, csa, wkv, wgate);
+      clock.mark("attention.compressor", stream);
     }
     if (kind == AttentionKind::Csa) {
       const int64_t nI = b.index_n_heads, dI = b.index_head_dim, top_k = b.index_topk;
@@ -200,6 +204,7 @@ struct GpuForward::Impl {
       s.picks = picks.data<int32_t>(), s.count = pick_count.data<int32_t>();
       cuda::indexer_select(s, sb, stream.get());
       stream.synchronize("indexer");
+      clock.mark("attention.indexer", stream);
     }
 
     cuda::DeviceBuffer o = floats(T * nh * D, "attention output");
@@ -219,6 +224,7 @@ struct GpuForward::Impl {
       cuda::attention_core(ac, sb, stream.get());
       rope(o.data<float>(), T, nh, nh * D, D, D - rd, positions, compress_rope_here, /*inverse=*/true);
       stream.synchronize("attention");
+      clock.mark("attention.core", stream);
     }
 
     // Grouped output projection: heads of group g through rows [g·R, (g+1)·R) of wo_a, then wo_b.
@@ -232,6 +238,7 @@ struct GpuForward::Impl {
     observe(p + "wo_b", u.data<float>(), T, G * R);
     linear(u.data<float>(), wo_b, out, T);
     stream.synchronize("attention output");
+    clock.mark("attention.output", stream);
   }
 
   // engine::moe_forward: x [T, H] -> out [T, H].
@@ -277,9 +284,11 @@ struct GpuForward::Impl {
     if (h_bad)
       throw InputError(ckpt.dir() + ": tensor '" + p + "gate.tid2eid' routes token " + std::to_string(h_bad - 1) +
                        " (id " + std::to_string(ids[static_cast<size_t>(h_bad - 1)]) + ") outside the experts or the vocabulary");
+    clock.mark("moe.routing", stream);
 
     cuda::DeviceBuffer routed = floats(T * H, "routed output");
     if (lin.precision() == Precision::Bf16 && !all_experts && routed_grouped(p, x, T, chosen, weights, routed.data<float>())) {
+      clock.mark("moe.routed", stream);
       shared_and_sum(p, x, T, routed, out);
       return;
     }
@@ -328,6 +337,7 @@ struct GpuForward::Impl {
                              stream.get());
       stream.synchronize("expert");  // this expert's buffers die here
     }
+    clock.mark("moe.routed", stream);
     shared_and_sum(p, x, T, routed, out);
   }
 
@@ -347,6 +357,7 @@ struct GpuForward::Impl {
       cuda::copy_on_device(out, routed.data(), static_cast<size_t>(T * H) * 4, stream);
     }
     stream.synchronize("moe");
+    clock.mark("moe.shared", stream);
   }
 
   // The routed experts of a layer through the grouped kernels (cuda/moe_experts.h: tokens sorted by
@@ -479,11 +490,13 @@ void GpuForward::next_group() {
   timing_.copy_seconds = std::chrono::duration<double>(t2 - t1).count();
   for (const io::PrefetchedTensor& t : g->tensors()) timing_.bytes += t.bytes.size();
   step_start_ = t2;
+  impl_->clock.start(impl_->stream);
 }
 
 void GpuForward::finish_timing() {
   timing_.compute_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start_).count();
   timing_.device_peak_bytes = cuda::device_bytes_peak();
+  timing_.stage_seconds = impl_->clock.seconds();
 }
 
 void GpuForward::embed(const std::vector<int64_t>& ids, int64_t batch) {
@@ -551,12 +564,15 @@ void GpuForward::run_layer(int64_t layer) {
     cuda::hc_pre(streams, shape, {fn.data<float>(), base.data<float>(), scale.data<float>()}, x.data<float>(),
                  post.data<float>(), comb.data<float>(), scratch.data<float>(), m.stream.get());
     cuda::rms_norm_rows(x.data<float>(), T, H, norm.data<float>(), cfg.rms_eps, x.data<float>(), m.stream.get());
+    m.clock.mark("hc", m.stream);
     if (std::string(site) == "attn") m.attention(layer, x.data<float>(), sb, batch_->positions.data<int64_t>(), y.data<float>());
     else m.moe(layer, x.data<float>(), batch_->ids, batch_->d_ids, y.data<float>());
     cuda::hc_post(streams, y.data<float>(), post.data<float>(), comb.data<float>(), shape, m.stream.get());
     m.stream.synchronize("hyper-connections");
+    m.clock.mark("hc", m.stream);
   }
   m.check_finite(batch_->streams, T, batch_->seq, "layer " + std::to_string(layer));
+  m.clock.mark("checks", m.stream);
   ++batch_->next_layer;
   finish_timing();
 }

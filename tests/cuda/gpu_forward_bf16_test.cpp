@@ -84,7 +84,7 @@ struct Budget {
 };
 
 const Budget& budget() {
-  static const Budget b = [] {
+  static const Budget cached = [] {
     Budget b;
     const auto ref = io::SafetensorsFile::open(testing::test_data("dsv4-tiny/reference.safetensors"));
     const auto bf16 = io::SafetensorsFile::open(testing::test_data("dsv4-tiny/reference_bf16.safetensors"));
@@ -98,7 +98,7 @@ const Budget& budget() {
     b.transformers_bf16 = divergence(b.f32_logits, hf_bf16, ref.at("logits").shape[2]);
     return b;
   }();
-  return b;
+  return cached;
 }
 
 gpu_engine::GpuForwardOptions with(gpu_engine::Precision p) {

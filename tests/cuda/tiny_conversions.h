@@ -18,7 +18,7 @@ inline std::vector<std::pair<std::string, std::string>> tiny_nvfp4_conversions(c
   const std::string dir = fresh_temp_dir(tag);
   const std::string calib = test_data("oracles/dsv4-tiny-modelopt/calib_amax.safetensors");
   std::vector<std::pair<std::string, std::string>> made;
-  for (const std::string flags : {" --calib " + calib, std::string(" --recipe all-linear --weight-only"),
+  for (const std::string& flags : {" --calib " + calib, std::string(" --recipe all-linear --weight-only"),
                                    std::string(" --recipe all-linear --format compressed-tensors --weight-only")}) {
     const std::string out = dir + "/m" + std::to_string(made.size());
     const auto r = run_fp4kit("convert " + test_data("dsv4-tiny") + " " + out + flags + " --quiet");

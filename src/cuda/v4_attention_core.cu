@@ -1,0 +1,186 @@
+// The attention core for many heads: one block per (row, 64 or 32 heads) sharing the row's keys
+// (V4's single KV head), scores and outputs computed as tiled F32 products in registers. The
+// softmax and the weighted sum over the keys are the reference kernel's arithmetic (sum in F64,
+// each probability divided by the total, keys in increasing order); the score's dot product is
+// summed in dimension order where the reference sums lane-strided partials, a last-bit difference.
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "cuda/check.cuh"
+#include "cuda/v4_attention.h"
+
+namespace fp4kit::cuda {
+namespace {
+
+constexpr int kThreads = 256;  // 16 head groups x 16 key (or dimension) groups
+constexpr int kKeyTile = 64;   // keys per score tile
+constexpr int kDimTile = 32;   // dimensions per score tile step
+constexpr int kOutTile = 64;   // dimensions per output pass
+constexpr int kValueKeys = 32; // keys per output tile step
+constexpr int kPad = 4;        // keeps float4 rows aligned and spreads banks
+
+template <int RH>
+__device__ __forceinline__ void load_heads(const float* p, float (&v)[RH]) {
+  if constexpr (RH == 4) {
+    const float4 x = *reinterpret_cast<const float4*>(p);
+    v[0] = x.x, v[1] = x.y, v[2] = x.z, v[3] = x.w;
+  } else {
+    const float2 x = *reinterpret_cast<const float2*>(p);
+    v[0] = x.x, v[1] = x.y;
+  }
+}
+
+__device__ __forceinline__ void load4(const float* p, float (&v)[4]) {
+  const float4 x = *reinterpret_cast<const float4*>(p);
+  v[0] = x.x, v[1] = x.y, v[2] = x.z, v[3] = x.w;
+}
+
+// Shared memory: scores [16·RH][n_stride], key rows [n_stride], then one tile buffer used as the
+// transposed Q and K tiles of the scores or the value tile of the output.
+template <int RH>
+__global__ void __launch_bounds__(kThreads) attention_core_tiled_kernel(AttentionCore a, SequenceBatch sb, int n_stride) {
+  constexpr int HB = 16 * RH;
+  extern __shared__ float4 smem4[];
+  float* score = reinterpret_cast<float*>(smem4);
+  const float** keys = reinterpret_cast<const float**>(score + HB * n_stride);
+  float* qt = reinterpret_cast<float*>(keys + n_stride);  // [kDimTile][HB + kPad]
+  float* kt = qt + kDimTile * (HB + kPad);                 // [kDimTile][kKeyTile + kPad]
+  float* vt = qt;                                          // [kValueKeys][kOutTile + kPad]
+
+  const int64_t per_row = a.heads / HB;
+  const int64_t row = blockIdx.x / per_row, h0 = blockIdx.x % per_row * HB;
+  const int64_t b = row / sb.seq, t = row % sb.seq, D = a.head_dim;
+  const int64_t n_window = t + 1 < a.window ? t + 1 : a.window;
+  int64_t n_entries = 0;
+  if (a.compressed == CompressedKeys::AllCausal) n_entries = (t + 1) / a.ratio;
+  if (a.compressed == CompressedKeys::Picked) n_entries = a.pick_count[row];
+  const int n = static_cast<int>(n_window + n_entries);
+  const int64_t count = a.ratio > 0 ? sb.seq / a.ratio : 0;
+  const int tid = threadIdx.x, th = tid / 16, tk = tid % 16;
+
+  for (int j = tid; j < n; j += kThreads) {
+    if (j < n_window) {
+      keys[j] = a.kv + (b * sb.seq + t - n_window + 1 + j) * D;
+    } else {
+      const int64_t i = j - n_window;
+      const int64_t entry = a.compressed == CompressedKeys::Picked ? a.picks[row * a.pick_stride + i] : i;
+      keys[j] = a.entries + (b * count + entry) * D;
+    }
+  }
+  const float* q = a.q + (row * a.heads + h0) * D;
+  const float scale = 1.0f / sqrtf(static_cast<float>(D));
+
+  // Scores: [HB heads] x [n keys], each thread RH heads x 4 keys of a 64-key tile.
+  for (int j0 = 0; j0 < n; j0 += kKeyTile) {
+    float acc[RH][4] = {};
+    for (int64_t d0 = 0; d0 < D; d0 += kDimTile) {
+      __syncthreads();  // key pointers written, or the last tile consumed
+      for (int i = tid; i < HB * kDimTile; i += kThreads) {
+        const int h = i / kDimTile, d = i % kDimTile;
+        qt[d * (HB + kPad) + h] = q[h * D + d0 + d];
+      }
+      for (int i = tid; i < kKeyTile * kDimTile; i += kThreads) {
+        const int j = i / kDimTile, d = i % kDimTile;
+        kt[d * (kKeyTile + kPad) + j] = j0 + j < n ? keys[j0 + j][d0 + d] : 0.0f;
+      }
+      __syncthreads();
+#pragma unroll 8
+      for (int d = 0; d < kDimTile; ++d) {
+        float qv[RH], kv[4];
+        load_heads<RH>(qt + d * (HB + kPad) + th * RH, qv);
+        load4(kt + d * (kKeyTile + kPad) + tk * 4, kv);
+#pragma unroll
+        for (int r = 0; r < RH; ++r)
+#pragma unroll
+          for (int c = 0; c < 4; ++c) acc[r][c] = fmaf(qv[r], kv[c], acc[r][c]);
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < RH; ++r)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const int j = j0 + tk * 4 + c;
+        if (j < n) score[(th * RH + r) * n_stride + j] = acc[r][c] * scale;
+      }
+  }
+  __syncthreads();
+
+  // Softmax per head (a warp per head): the sink joins the max and the total, the sum in F64.
+  const int lane = tid & 31, warp = tid >> 5;
+  for (int h = warp; h < HB; h += kThreads / 32) {
+    float* s = score + h * n_stride;
+    const float sink = a.sink[h0 + h];
+    float mx = sink;
+    for (int j = lane; j < n; j += 32) mx = fmaxf(mx, s[j]);
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    double sum = 0;
+    for (int j = lane; j < n; j += 32) {
+      const float p = expf(s[j] - mx);
+      s[j] = p;
+      sum += p;
+    }
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    const float total = static_cast<float>(exp(static_cast<double>(sink - mx)) + sum);
+    for (int j = lane; j < n; j += 32) s[j] = s[j] / total;
+  }
+
+  // Output: [HB heads] x [D], each thread RH heads x 4 dimensions of a 64-dimension pass.
+  for (int64_t d0 = 0; d0 < D; d0 += kOutTile) {
+    float acc[RH][4] = {};
+    for (int j0 = 0; j0 < n; j0 += kValueKeys) {
+      __syncthreads();  // softmax done, or the last tile consumed
+      for (int i = tid; i < kValueKeys * kOutTile; i += kThreads) {
+        const int j = i / kOutTile, d = i % kOutTile;
+        vt[j * (kOutTile + kPad) + d] = j0 + j < n ? keys[j0 + j][d0 + d] : 0.0f;
+      }
+      __syncthreads();
+      const int jn = n - j0 < kValueKeys ? n - j0 : kValueKeys;
+      for (int j = 0; j < jn; ++j) {
+        float v[4];
+        load4(vt + j * (kOutTile + kPad) + tk * 4, v);
+#pragma unroll
+        for (int r = 0; r < RH; ++r) {
+          const float p = score[(th * RH + r) * n_stride + j0 + j];
+#pragma unroll
+          for (int c = 0; c < 4; ++c) acc[r][c] = fmaf(p, v[c], acc[r][c]);
+        }
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < RH; ++r) {
+      float* o = a.out + (row * a.heads + h0 + th * RH + r) * D + d0 + tk * 4;
+      *reinterpret_cast<float4*>(o) = make_float4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
+    }
+  }
+}
+
+size_t tiled_smem_bytes(int heads_per_block, int n_stride) {
+  return static_cast<size_t>(heads_per_block) * n_stride * 4 + static_cast<size_t>(n_stride) * sizeof(float*) +
+         static_cast<size_t>(kDimTile) * (heads_per_block + kPad) * 4 + static_cast<size_t>(kDimTile) * (kKeyTile + kPad) * 4;
+}
+
+constexpr size_t kMaxTiledSmem = 200 * 1024;
+
+}  // namespace
+
+bool attention_core_tiled(const AttentionCore& a, const SequenceBatch& b, int64_t max_keys, StreamHandle stream) {
+  if (a.head_dim % kOutTile != 0 || max_keys < 1) return false;
+  const int n_stride = static_cast<int>((max_keys + 3) / 4 * 4);
+  int rh = 0;
+  if (a.heads % 64 == 0 && tiled_smem_bytes(64, n_stride) <= kMaxTiledSmem) rh = 4;
+  else if (a.heads % 32 == 0 && tiled_smem_bytes(32, n_stride) <= kMaxTiledSmem) rh = 2;
+  if (rh == 0) return false;
+  const size_t smem = tiled_smem_bytes(16 * rh, n_stride);
+  auto kernel = rh == 4 ? attention_core_tiled_kernel<4> : attention_core_tiled_kernel<2>;
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+        "attention_core (tiled): shared memory attribute");
+  const int64_t blocks = b.tokens() * (a.heads / (16 * rh));
+  kernel<<<static_cast<unsigned>(blocks), kThreads, smem, stream>>>(a, b, n_stride);
+  check_launch("attention_core (tiled)", "batch=" + std::to_string(b.batch) + " seq=" + std::to_string(b.seq) +
+                                             " heads=" + std::to_string(a.heads) + " head_dim=" + std::to_string(a.head_dim) +
+                                             " keys<=" + std::to_string(max_keys));
+  return true;
+}
+
+}  // namespace fp4kit::cuda

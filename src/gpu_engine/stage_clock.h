@@ -1,0 +1,51 @@
+#pragma once
+// Where the device time of a layer goes: events recorded on the stream at stage boundaries, the
+// time between two marks added to the stage that the second one names. Host work between the
+// marks (routing read back, allocations, synchronisations) falls into the stage it delays, which is
+// the time a stage really costs. Events are reused from layer to layer.
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cuda/runtime.h"
+
+namespace fp4kit::gpu_engine {
+
+class StageClock {
+ public:
+  // Starts a layer: drops the last layer's marks and records the first event.
+  void start(const cuda::Stream& s) {
+    marks_.clear();
+    record(s, "");
+  }
+  // The device time since the previous mark belongs to `stage`.
+  void mark(const char* stage, const cuda::Stream& s) {
+    if (!marks_.empty()) record(s, stage);
+  }
+  // Seconds per stage in order of first appearance (waits for the last event).
+  std::vector<std::pair<std::string, double>> seconds() const {
+    std::vector<std::pair<std::string, double>> out;
+    if (marks_.size() < 2) return out;
+    events_[marks_.size() - 1]->synchronize();
+    for (size_t i = 1; i < marks_.size(); ++i) {
+      const double s = cuda::Event::elapsed_ms(*events_[i - 1], *events_[i]) / 1e3;
+      auto it = out.begin();
+      while (it != out.end() && it->first != marks_[i]) ++it;
+      if (it == out.end()) out.emplace_back(marks_[i], s);
+      else it->second += s;
+    }
+    return out;
+  }
+
+ private:
+  void record(const cuda::Stream& s, const char* stage) {
+    if (events_.size() == marks_.size()) events_.push_back(std::make_unique<cuda::Event>());
+    events_[marks_.size()]->record(s);
+    marks_.emplace_back(stage);
+  }
+  std::vector<std::unique_ptr<cuda::Event>> events_;
+  std::vector<std::string> marks_;
+};
+
+}  // namespace fp4kit::gpu_engine
