@@ -37,6 +37,8 @@
 
 namespace fp4kit::cuda {
 
+class CublasGemm;  // cuda/cublas_gemm.h
+
 // Largest k (experts per token) the kernels take; DeepSeek V4 routes 6.
 inline constexpr int64_t kMaxMoeTopK = 16;
 
@@ -115,6 +117,9 @@ class MoeWorkspace {
 
  private:
   friend void moe_route_rows(const uint16_t*, const MoeRouting&, MoeWorkspace&, StreamHandle);
+  friend bool moe_expert_products_decoded(const std::vector<GemmWeight>&, const std::vector<GemmWeight>&,
+                                          const std::vector<GemmWeight>&, const std::vector<int32_t>&, float,
+                                          MoeWorkspace&, CublasGemm&, StreamHandle);
   friend void moe_routed_experts_async(const uint16_t*, const MoeRouting&, const MoeExperts&, float, void*,
                                        GemmOutput, MoeWorkspace&, StreamHandle);
 
@@ -136,6 +141,16 @@ class MoeWorkspace {
 // the slots by expert, gathers x [T, H] BF16 into ws.sorted_x(), writes the offsets and both
 // permutations, and the bad-id record that throw_if_bad_routing reads. Asynchronous.
 void moe_route_rows(const uint16_t* x, const MoeRouting& routing, MoeWorkspace& ws, StreamHandle stream);
+
+// Stages 2 and 3 for batches whose experts have many rows each, after moe_route_rows: each
+// expert's w1, w3 and w2 (host descriptors) decoded to BF16 and its rows multiplied by cuBLASLt,
+// the clamped SwiGLU between them on the F32 sums, rounded to BF16 — the grouped kernels' products
+// with the F32 sums in another order. `offsets` are ws.expert_offsets() copied to the host. False,
+// with nothing done, where a weight does not decode to BF16 exactly (NVFP4: its global scale; FP8
+// blocks with F32 scales). Synchronises the stream before returning (its scratch is freed).
+bool moe_expert_products_decoded(const std::vector<GemmWeight>& w1, const std::vector<GemmWeight>& w3,
+                                 const std::vector<GemmWeight>& w2, const std::vector<int32_t>& offsets,
+                                 float swiglu_limit, MoeWorkspace& ws, CublasGemm& gemm, StreamHandle stream);
 
 // Stage 4 alone: out [T, H] (F32 or BF16) from ws.expert_out() and the routing weights, after
 // moe_route_rows of the same routing. Asynchronous.

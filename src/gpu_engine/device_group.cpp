@@ -12,6 +12,7 @@ namespace fp4kit::gpu_engine {
 
 void DeviceGroup::load(const io::PrefetchedGroup& g, const cuda::Stream& s) {
   label = g.label();
+  ++generation;
   where.clear();
   small.clear();
   size_t bytes = 0;

@@ -20,6 +20,7 @@ struct DeviceGroup {
   cuda::DeviceBuffer arena;
   std::map<std::string, std::pair<size_t, const io::TensorInfo*>, std::less<>> where;
   std::map<std::string, std::vector<std::byte>, std::less<>> small;
+  uint64_t generation = 0;  // counts load() calls: device bytes of one load differ from the next's
 
   // Copies the group to the device and waits (the host slot goes back to the reader after this).
   void load(const io::PrefetchedGroup& g, const cuda::Stream& s);

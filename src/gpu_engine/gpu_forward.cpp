@@ -67,13 +67,15 @@ struct GpuForward::Impl {
   cuda::DeviceBuffer amax_out{8, "observer amax"}, amax_scratch;
   StageClock clock;  // the compute of the current step by stage
 
-  Impl(const std::string& dir, Precision precision)
+  int64_t decode_once_expert_rows = kDecodeOnceExpertRows;
+
+  Impl(const std::string& dir, Precision precision, int64_t decode_once_rows)
       : cfg(ModelConfig::load(dir)),
         ckpt(io::Checkpoint::open(dir)),
         stored(ckpt),
         main_rope(cfg.rope_dim, cfg.rope_theta, engine::YarnParams{}),
         compress_rope(cfg.rope_dim, cfg.compress_rope_theta, cfg.yarn),
-        lin(precision, group, stored, ckpt.dir(), stream) {
+        lin(precision, group, stored, ckpt.dir(), stream, decode_once_rows) {
     main_freq = upload(main_rope.inv_freq(), stream, "rope frequencies");
     compress_freq = upload(compress_rope.inv_freq(), stream, "compress rope frequencies");
   }
@@ -387,9 +389,22 @@ struct GpuForward::Impl {
     cuda::MoeRouting r;
     r.experts_i32 = chosen.data<int32_t>(), r.weights = weights.data<float>(), r.tokens = T, r.top_k = k;
     const uint16_t* xb = lin.to_bf16(x, H, T, H);
-    cuda::moe_routed_experts(xb, r, table.view(), cfg.swiglu_limit, routed, cuda::GemmOutput::F32, ws, stream.get());
-    if (!observer) return true;
     std::vector<int32_t> offsets(static_cast<size_t>(E + 1));
+    bool decoded = false;
+    if (T * k >= E * decode_once_expert_rows) {  // many rows per expert: cuBLASLt on decoded weights
+      cuda::moe_route_rows(xb, r, ws, stream.get());
+      cuda::copy_to_host(offsets.data(), ws.expert_offsets(), offsets.size() * 4, stream);
+      stream.synchronize("expert offsets");
+      decoded = cuda::moe_expert_products_decoded(w1, w3, w2, offsets, cfg.swiglu_limit, ws, lin.cublas(), stream.get());
+      if (decoded) {
+        cuda::moe_combine(r, ws, routed, cuda::GemmOutput::F32, stream.get());
+        stream.synchronize("routed experts");
+        ws.throw_if_bad_routing();
+      }
+    }
+    if (!decoded)
+      cuda::moe_routed_experts(xb, r, table.view(), cfg.swiglu_limit, routed, cuda::GemmOutput::F32, ws, stream.get());
+    if (!observer) return true;
     cuda::copy_to_host(offsets.data(), ws.expert_offsets(), offsets.size() * 4, stream);
     cuda::DeviceBuffer amax = floats(4 * E, "expert input amax"), scratch = floats(T * k, "expert amax scratch");
     cuda::moe_expert_input_amax(ws, r, cuda::MoeExpertInput::Gate, amax.data<float>(), scratch.data<float>(), stream.get());
@@ -455,9 +470,10 @@ struct GpuForward::Batch {
 
 GpuForward::GpuForward(const std::string& model_dir, const GpuForwardOptions& options) {
   cuda::require_device(0);
-  impl_ = std::make_unique<Impl>(model_dir, options.precision);
+  impl_ = std::make_unique<Impl>(model_dir, options.precision, options.decode_once_rows);
   impl_->observer = options.observer;
   impl_->all_experts = options.observe_all_experts;
+  impl_->decode_once_expert_rows = options.decode_once_expert_rows;
 }
 
 GpuForward::~GpuForward() = default;

@@ -36,6 +36,8 @@ struct GpuForwardOptions {
   Precision precision = Precision::Bf16;       // of the linear products (gpu_engine/gpu_linear.h)
   engine::LinearObserver* observer = nullptr;  // gets on_linear_amax() for every linear input
   bool observe_all_experts = false;            // every expert's inputs cover all tokens (observer only)
+  int64_t decode_once_rows = kDecodeOnceRows;  // BF16 products (gpu_engine/precision.h)
+  int64_t decode_once_expert_rows = kDecodeOnceExpertRows;
 };
 
 class GpuForward {

@@ -5,6 +5,7 @@
 
 #include "base/error.h"
 #include "cuda/element_encoders.h"
+#include "cuda/weight_codecs.h"
 #include "io/quote_name.h"
 
 namespace fp4kit::gpu_engine {
@@ -41,8 +42,9 @@ cuda::GemmWeight row_slice(const cuda::GemmWeight& w, int64_t row0, int64_t rows
 }  // namespace
 
 GpuLinear::GpuLinear(Precision precision, const DeviceGroup& group, const StoredWeights& stored, std::string dir,
-                     const cuda::Stream& stream)
-    : precision_(precision), group_(group), stored_(stored), dir_(std::move(dir)), stream_(stream) {}
+                     const cuda::Stream& stream, int64_t decode_once_rows)
+    : precision_(precision), group_(group), stored_(stored), dir_(std::move(dir)), stream_(stream),
+      decode_once_rows_(decode_once_rows) {}
 
 float* GpuLinear::scratch_f32(cuda::DeviceBuffer& b, int64_t n, const char* what) {
   const size_t bytes = static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float);
@@ -114,6 +116,31 @@ LinearWeight GpuLinear::weight_f32(const std::string& name, int64_t n, int64_t k
   return w;
 }
 
+const uint16_t* GpuLinear::bf16_values(const LinearWeight& w) {
+  const cuda::GemmWeight& g = w.stored;
+  if (w.dense || w.f32) return nullptr;
+  if (g.format == cuda::WeightFormat::Bf16) return static_cast<const uint16_t*>(g.data);
+  const bool exact = g.format == cuda::WeightFormat::Mxfp4 || (g.format == cuda::WeightFormat::Fp8Block && !g.fp8_scales_f32);
+  if (!exact) return nullptr;
+  if (w_bf16_of_ == g.data && w_bf16_generation_ == group_.generation) return w_bf16_.data<uint16_t>();
+  const size_t n = static_cast<size_t>(g.n) * static_cast<size_t>(g.k);
+  if (w_bf16_.bytes() < n * 2) {
+    stream_.synchronize("BF16 weight scratch");  // the old buffer may still be read
+    w_bf16_ = cuda::DeviceBuffer(n * 2, "BF16 decoded weight");
+  }
+  // Ordered after the products that read the previous weight (one stream).
+  if (g.format == cuda::WeightFormat::Mxfp4) {
+    cuda::mxfp4_dequantize_bf16(static_cast<const uint8_t*>(g.data), static_cast<const uint8_t*>(g.scales), n,
+                                w_bf16_.data<uint16_t>(), stream_.get());
+  } else {
+    const Fp8BlockShape fs{static_cast<size_t>(g.n), static_cast<size_t>(g.k), Fp8ScaleKind::E8M0};
+    cuda::fp8_block_dequantize_bf16(static_cast<const uint8_t*>(g.data), g.scales, fs, 0, fs.rows,
+                                    w_bf16_.data<uint16_t>(), stream_.get());
+  }
+  w_bf16_of_ = g.data, w_bf16_generation_ = group_.generation;
+  return w_bf16_.data<uint16_t>();
+}
+
 const uint16_t* GpuLinear::to_bf16(const float* x, int64_t ldx, int64_t m, int64_t k) {
   const int64_t n = m * k;
   const size_t need = static_cast<size_t>(std::max<int64_t>(n, 1)) * 2;
@@ -144,8 +171,11 @@ void GpuLinear::apply(const float* x, int64_t ldx, const LinearWeight& w, float*
   }
   const uint16_t* xb = to_bf16(x, ldx, m, w.k);
   float* out = ldy == rows ? y : scratch_f32(y_dense_, m * rows, "dense linear output");
+  const uint16_t* values = m >= decode_once_rows_ ? bf16_values(w) : nullptr;
   if (w.dense)
     gemm_.bf16_gemm(xb, w.owned.data<uint16_t>() + row0 * w.k, out, cuda::GemmOutput::F32, m, rows, w.k, stream_.get());
+  else if (values)
+    gemm_.bf16_gemm(xb, values + row0 * w.k, out, cuda::GemmOutput::F32, m, rows, w.k, stream_.get());
   else
     cuda::weight_gemm(xb, m, row_slice(w.stored, row0, rows), out, cuda::GemmOutput::F32, stream_.get());
   if (out != y)

@@ -33,8 +33,10 @@ class GpuLinear {
  public:
   // `group`, `stored` and `stream` must outlive this object.
   GpuLinear(Precision precision, const DeviceGroup& group, const StoredWeights& stored, std::string dir,
-            const cuda::Stream& stream);
+            const cuda::Stream& stream, int64_t decode_once_rows = kDecodeOnceRows);
   Precision precision() const { return precision_; }
+  // The cuBLASLt handle of the products (ordered on this object's stream).
+  cuda::CublasGemm& cublas() { return gemm_; }
 
   // The weight `name` of the current group, checked against [n, k] (InputError naming it). Callers that
   // take its rows in blocks (`row_block` > 0) get a form whose row blocks can be read on their own.
@@ -53,14 +55,21 @@ class GpuLinear {
 
  private:
   float* scratch_f32(cuda::DeviceBuffer& b, int64_t n, const char* what);
+  // w as dense BF16 [n, k] (its bytes, or decoded into a scratch kept while the same weight of the
+  // same group is asked again); nullptr where that is not exact.
+  const uint16_t* bf16_values(const LinearWeight& w);
 
   Precision precision_;
   const DeviceGroup& group_;
   const StoredWeights& stored_;
   std::string dir_;
   const cuda::Stream& stream_;
+  int64_t decode_once_rows_;
   cuda::CublasGemm gemm_;
   cuda::DeviceBuffer x_dense_, x_bf16_, y_dense_;
+  cuda::DeviceBuffer w_bf16_;
+  const void* w_bf16_of_ = nullptr;  // the stored bytes w_bf16_ holds decoded, from group load w_bf16_generation_
+  uint64_t w_bf16_generation_ = 0;
 };
 
 }  // namespace fp4kit::gpu_engine

@@ -132,6 +132,18 @@ TEST(CudaGpuForwardBf16, WithinTransformersOwnBf16ErrorOnTheReference) {
   EXPECT_LT(f32_mode.kld_mean * 10, ours.kld_mean) << "BF16 mode no further from F32 than the F32 mode";
 }
 
+// Every product through cuBLASLt on weights decoded to BF16 (what batches of at least
+// kDecodeOnceRows rows, or kDecodeOnceExpertRows rows per expert, take): the same budget.
+TEST(CudaGpuForwardBf16, WeightsDecodedOnceStayWithinTheBudget) {
+  FP4KIT_REQUIRE_GPU();
+  const Budget& b = budget();
+  gpu_engine::GpuForwardOptions o = with(gpu_engine::Precision::Bf16);
+  o.decode_once_rows = 1, o.decode_once_expert_rows = 1;
+  gpu_engine::GpuForward gpu(testing::test_data("dsv4-tiny"), o);
+  expect_within_budget(divergence(b.f32_logits, gpu.forward(b.ids, b.batch), 1024), b.transformers_bf16,
+                       "decoded weights, cuBLASLt");
+}
+
 // Conversions the BF16 mode reads through the NVFP4 weight GEMMs (experts cast losslessly; every
 // linear requantized; the compressed-tensors layout), against the CPU engine's F32 logits of the
 // same checkpoint, and one-token sequences (the GEMMs' decode path).

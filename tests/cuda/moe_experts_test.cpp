@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "cuda/cublas_gemm.h"
 #include "cuda/moe_experts.h"
 #include "cuda/runtime.h"
 #include "cuda/weight_gemm.h"
@@ -160,6 +161,7 @@ struct Layer {
   int64_t hidden, inter;
   std::vector<HostMatrix> w1, w3, w2;
   std::vector<DeviceBuffer> storage;
+  std::vector<GemmWeight> d1, d3, d2;  // host descriptors of the device weights
   std::unique_ptr<MoeExpertTable> table;
 };
 
@@ -192,7 +194,9 @@ std::unique_ptr<Layer> make_layer(WeightFormat f, int32_t experts, int64_t hidde
   const float up_sigma = 1.0f / std::sqrt(static_cast<float>(hidden));
   const float down_sigma = 2.0f / std::sqrt(static_cast<float>(inter));
   Stream s;
-  std::vector<GemmWeight> d1, d3, d2;
+  std::vector<GemmWeight>& d1 = layer->d1;
+  std::vector<GemmWeight>& d3 = layer->d3;
+  std::vector<GemmWeight>& d2 = layer->d2;
   layer->storage.reserve(static_cast<size_t>(experts) * 6);
   for (int32_t e = 0; e < experts; ++e) {
     layer->w1.push_back(make_matrix(f, inter, hidden, up_sigma, rng));
@@ -444,6 +448,7 @@ struct Case {
   double limit_quantile;  // 0: no clamp
   bool ids64;
   GemmOutput out;
+  bool decoded = false;  // stages 2 and 3 through moe_expert_products_decoded (cuBLASLt)
 };
 
 std::ostream& operator<<(std::ostream& o, const Case& c) { return o << c.name; }
@@ -485,7 +490,17 @@ void run_case(const Case& c, const Layer& L, MoeWorkspace& ws, uint64_t seed) {
 
   ws.poison(s.get());
   fill_bytes(d_out.data(), 0xFF, out_bytes, s);
-  moe_routed_experts(d_x.data<uint16_t>(), routing, L.table->view(), ref.limit, d_out.data(), c.out, ws, s.get());
+  if (c.decoded) {
+    moe_route_rows(d_x.data<uint16_t>(), routing, ws, s.get());
+    const auto offsets = read(ws.expert_offsets(), static_cast<size_t>(c.experts + 1), s);
+    CublasGemm gemm;
+    ASSERT_TRUE(moe_expert_products_decoded(L.d1, L.d3, L.d2, offsets, ref.limit, ws, gemm, s.get())) << shape;
+    moe_combine(routing, ws, d_out.data(), c.out, s.get());
+    s.synchronize("decoded routed experts");
+    ws.throw_if_bad_routing();
+  } else {
+    moe_routed_experts(d_x.data<uint16_t>(), routing, L.table->view(), ref.limit, d_out.data(), c.out, ws, s.get());
+  }
 
   // A. routing, exactly.
   {
@@ -670,8 +685,27 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"Mxfp4_T37_E16_AllTokensOnOneExpert", F::Mxfp4, 16, 37, 1, 256, 128, S::AllOnOne, false, 0.6, true, kBf16},
         Case{"Bf16_T8_E16", F::Bf16, 16, 8, 6, 256, 128, S::Uniform, true, 0.6, false, kF32},
         Case{"Nvfp4_FlashShape_T8_E4", F::Nvfp4, 4, 8, 2, 4096, 2048, S::Uniform, true, 0.6, false, kF32},
-        Case{"Mxfp4_FlashShape_T8_E4", F::Mxfp4, 4, 8, 2, 4096, 2048, S::Uniform, true, 0.6, true, kBf16}),
+        Case{"Mxfp4_FlashShape_T8_E4", F::Mxfp4, 4, 8, 2, 4096, 2048, S::Uniform, true, 0.6, true, kBf16},
+        // Stages 2 and 3 on weights decoded to BF16 and multiplied by cuBLASLt (large batches).
+        Case{"Decoded_Mxfp4_T300_E64_EmptyExperts", F::Mxfp4, 64, 300, 6, 256, 128, S::Subset, true, 0.6, false, kF32, true},
+        Case{"Decoded_Mxfp4_T37_E16_AllTokensOnOneExpert", F::Mxfp4, 16, 37, 1, 256, 128, S::AllOnOne, false, 0.6, true,
+             kBf16, true},
+        Case{"Decoded_Mxfp4_T20_E16_DuplicateExperts", F::Mxfp4, 16, 20, 6, 256, 128, S::Duplicates, true, 0.6, true, kF32,
+             true},
+        Case{"Decoded_Bf16_T300_E16", F::Bf16, 16, 300, 6, 256, 128, S::Uniform, true, 0.6, false, kF32, true},
+        Case{"Decoded_Mxfp4_FlashShape_T64_E4", F::Mxfp4, 4, 64, 2, 4096, 2048, S::Uniform, true, 0.6, false, kF32, true}),
     [](const ::testing::TestParamInfo<Case>& param) { return param.param.name; });
+
+// NVFP4 weights do not decode to BF16 exactly (the global scale): the decoded path declines them.
+TEST(CudaMoeExpertsDecoded, DeclinesNvfp4) {
+  FP4KIT_REQUIRE_GPU();
+  const auto layer = make_layer(F::Nvfp4, 4, 256, 128, 9);
+  MoeWorkspace ws(8, 2, 4, 256, 128);
+  Stream s;
+  CublasGemm gemm;
+  EXPECT_FALSE(moe_expert_products_decoded(layer->d1, layer->d3, layer->d2, std::vector<int32_t>(5, 0), 0.0f, ws, gemm,
+                                           s.get()));
+}
 
 // One workspace through calls of different sizes: nothing of a longer call may leak into a shorter one.
 TEST(CudaMoeExpertsWorkspace, ReusedAcrossTokenCounts) {
