@@ -6,6 +6,7 @@
 
 #include "formats/float_span.h"
 #include "formats/nvfp4.h"
+#include "formats/nvfp4_scale_search.h"
 
 namespace fp4kit {
 
@@ -21,5 +22,8 @@ float parallel_amax(FloatSpan src, unsigned threads, Isa isa = preferred_isa());
 // src.size must be a multiple of 16.
 Nvfp4Tensor quantize_nvfp4(FloatSpan src, const Nvfp4Scaling& scaling, unsigned threads,
                            Isa isa = preferred_isa());
+
+// Searched block scales (mse, four-over-six); `global` is the scaling's weight_scale_2.
+Nvfp4Tensor quantize_nvfp4_searched(FloatSpan src, const Nvfp4SearchScaling& scaling, unsigned threads);
 
 }  // namespace fp4kit
