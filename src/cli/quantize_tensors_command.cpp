@@ -17,7 +17,7 @@ namespace fp4kit::cli {
 
 namespace {
 struct QuantizeTensorsArgs {
-  std::string input, output, numerics = "modelopt", json_path, device = "cpu";
+  std::string input, output, numerics = "modelopt", scales = "max", json_path, device = "cpu";
   unsigned threads = 0;
   bool no_auto_fuse = false, quiet = false, progress = false;
   std::vector<std::string> fuse;
@@ -26,8 +26,12 @@ struct QuantizeTensorsArgs {
 void run(const QuantizeTensorsArgs& a) {
   QuantizeTensorsOptions o;
   o.device = cuda::parse_device(a.device);
-  if (o.device == cuda::Device::Cuda) cuda::require_device();  // one clear error (exit 2) before any work
   o.numerics = *numerics_from_name(a.numerics);
+  const auto scales = scale_method_from_name(a.scales);
+  if (!scales) throw InputError("--scales " + a.scales + ": unknown (" + scale_method_names() + ")");
+  o.scales = *scales;
+  check_quantize_tensors_options(o);
+  if (o.device == cuda::Device::Cuda) cuda::require_device();  // one clear error (exit 2) before any work
   o.threads = a.threads ? a.threads : default_threads();
   o.auto_fuse = !a.no_auto_fuse;
   for (const auto& pair : a.fuse) {
@@ -50,8 +54,8 @@ void run(const QuantizeTensorsArgs& a) {
       else
         std::fprintf(stderr, "  kept   %-48s (%s)\n", t.name.c_str(), t.reason.c_str());
     }
-    std::fprintf(stderr, "%zu of %zu tensors quantized (%s numerics); %.2f MB -> %.2f MB: %s\n", quantized,
-                 report.tensors.size(), a.numerics.c_str(), static_cast<double>(report.input_bytes) / 1e6,
+    std::fprintf(stderr, "%zu of %zu tensors quantized (%s numerics, %s scales); %.2f MB -> %.2f MB: %s\n", quantized,
+                 report.tensors.size(), a.numerics.c_str(), a.scales.c_str(), static_cast<double>(report.input_bytes) / 1e6,
                  static_cast<double>(report.output_bytes) / 1e6, a.output.c_str());
   }
   if (!a.json_path.empty()) {
@@ -59,6 +63,7 @@ void run(const QuantizeTensorsArgs& a) {
     j["input"] = a.input;
     j["output"] = a.output;
     j["numerics"] = a.numerics;
+    j["scales"] = a.scales;
     j["device"] = std::string(cuda::device_name(o.device));
     j["input_bytes"] = report.input_bytes;
     j["output_bytes"] = report.output_bytes;
@@ -69,6 +74,7 @@ void run(const QuantizeTensorsArgs& a) {
         e["amax"] = std::isfinite(t.amax) ? nlohmann::json(t.amax) : nlohmann::json(nullptr);
         e["group_amax"] = std::isfinite(t.group_amax) ? nlohmann::json(t.group_amax) : nlohmann::json(nullptr);
         e["global_scale"] = std::isfinite(t.global_scale) ? nlohmann::json(t.global_scale) : nlohmann::json(nullptr);
+        e["scales"] = a.scales;
         if (!t.fused_with.empty()) e["fused_with"] = t.fused_with;
       }
       if (!t.reason.empty()) e[t.quantized ? "warning" : "kept_because"] = t.reason;
@@ -91,6 +97,11 @@ void add_command(CLI::App& app) {
                   "modelopt (ModelOpt on CPU, default), modelopt-cuda (ModelOpt's GPU arithmetic), "
                   "compressed-tensors (llm-compressor; also selects that layout)")
       ->check(CLI::IsMember({"modelopt", "modelopt-cuda", "compressed-tensors"}));
+  cmd->add_option("--scales", args->scales,
+                  "How block scales are chosen: max (default: the block's amax, ModelOpt's default), mse (per "
+                  "block the E4M3 scale with the least squared error, ModelOpt's FP8 scale sweep), four-over-six "
+                  "(per block amax/6 or amax/4, ModelOpt's four-over-six); searched scales need ModelOpt numerics "
+                  "and run on the CPU");
   cmd->add_option("--fuse", args->fuse,
                   "A,B: input tensors that share one global scale (repeatable). gate_proj/up_proj, w1/w3 "
                   "and gate/up siblings are paired automatically");

@@ -82,7 +82,11 @@ float tensor_amax(FloatSpan src, const QuantizeTensorsOptions& options) {
   return parallel_amax(src, options.threads);
 }
 
-Nvfp4Tensor quantize_tensor(FloatSpan src, const Nvfp4Scaling& scaling, const QuantizeTensorsOptions& options) {
+Nvfp4Tensor quantize_tensor(FloatSpan src, float group_amax, const QuantizeTensorsOptions& options) {
+  if (options.scales != Nvfp4ScaleMethod::Max)
+    return quantize_nvfp4_searched(src, nvfp4_search_scaling(group_amax, options.scales, options.numerics, src.dtype),
+                                   options.threads);
+  const Nvfp4Scaling scaling = nvfp4_scaling(group_amax, options.numerics, src.dtype);
   if (options.device == cuda::Device::Cpu) return quantize_nvfp4(src, scaling, options.threads);
   Nvfp4Tensor q;
   q.global = scaling.global;
@@ -94,8 +98,19 @@ Nvfp4Tensor quantize_tensor(FloatSpan src, const Nvfp4Scaling& scaling, const Qu
 
 }  // namespace
 
+void check_quantize_tensors_options(const QuantizeTensorsOptions& options) {
+  if (!scale_method_supports(options.scales, options.numerics))
+    throw InputError("--scales " + std::string(scale_method_name(options.scales)) +
+                     " writes ModelOpt's static block scales: use --numerics modelopt or modelopt-cuda, not " +
+                     std::string(numerics_name(options.numerics)));
+  if (options.scales != Nvfp4ScaleMethod::Max && options.device == cuda::Device::Cuda)
+    throw InputError("--scales " + std::string(scale_method_name(options.scales)) +
+                     " runs on the CPU only: use --device cpu (the bytes are those ModelOpt's GPU calibration gives)");
+}
+
 QuantizeTensorsReport quantize_tensors(const std::string& input, const std::string& output,
                                        const QuantizeTensorsOptions& options, const ProgressFn& progress) {
+  check_quantize_tensors_options(options);
   const io::SafetensorsFile in = io::SafetensorsFile::open(input);
   QuantizeTensorsReport report;
   std::vector<Plan> plans;
@@ -167,9 +182,11 @@ QuantizeTensorsReport quantize_tensors(const std::string& input, const std::stri
 
   // Declare the output and check that no two tensors land on one name.
   io::SafetensorsWriter writer(output);
-  writer.set_metadata({{"format", "pt"},
-                       {"producer", "fp4kit"},
-                       {"nvfp4_numerics", std::string(numerics_name(options.numerics))}});
+  std::map<std::string, std::string> metadata = {
+      {"format", "pt"}, {"producer", "fp4kit"}, {"nvfp4_numerics", std::string(numerics_name(options.numerics))}};
+  // Max scaling (the default) writes no key, so its files stay as they always were.
+  if (options.scales != Nvfp4ScaleMethod::Max) metadata["nvfp4_scales"] = std::string(scale_method_name(options.scales));
+  writer.set_metadata(metadata);
   std::map<std::string, size_t> owner;  // output name -> plan
   auto claim = [&](const std::string& name, size_t plan) {
     auto [it, inserted] = owner.emplace(name, plan);
@@ -213,14 +230,15 @@ QuantizeTensorsReport quantize_tensors(const std::string& input, const std::stri
     auto it = pending.find(i);
     if (it == pending.end()) {
       auto& r = report.tensors[p.report_index];
-      const Nvfp4Scaling scaling = nvfp4_scaling(r.group_amax, options.numerics, p.input->dtype);
-      r.global_scale = scaling.global;
       if (r.amax == 0.0f && options.numerics != Nvfp4Numerics::CompressedTensors)
-        r.reason = "all-zero tensor: ModelOpt numerics give weight_scale_2 = 0 and NaN block scales";
+        r.reason = options.scales == Nvfp4ScaleMethod::Max
+                       ? "all-zero tensor: ModelOpt numerics give weight_scale_2 = 0 and NaN block scales"
+                       : "all-zero tensor: ModelOpt numerics give weight_scale_2 = 0";
       if (std::isnan(r.amax)) r.reason = "tensor holds NaN: its scales are NaN";
       auto data = in.view(*p.input);
       Nvfp4Tensor q = quantize_tensor(FloatSpan{data.data(), p.input->dtype, static_cast<size_t>(p.input->numel())},
-                                      scaling, options);
+                                      r.group_amax, options);
+      r.global_scale = q.global;
       in.drop_cache(*p.input);
       it = pending.emplace(i, std::make_pair(std::move(q), 3)).first;
       done += p.input->nbytes();

@@ -10,11 +10,15 @@
 
 #include "cuda/device.h"
 #include "formats/nvfp4.h"
+#include "formats/nvfp4_scale_search.h"
 
 namespace fp4kit {
 
 struct QuantizeTensorsOptions {
   Nvfp4Numerics numerics = Nvfp4Numerics::ModelOpt;  // also picks the layout's tensor names
+  // How block scales are chosen; searched scales (mse, four-over-six) need ModelOpt numerics and
+  // run on the CPU.
+  Nvfp4ScaleMethod scales = Nvfp4ScaleMethod::Max;
   unsigned threads = 1;
   bool auto_fuse = true;  // share the global scale of gate_proj/up_proj, w1/w3, gate/up siblings
   std::vector<std::pair<std::string, std::string>> fuse;  // explicit pairs of input tensor names
@@ -39,6 +43,10 @@ struct QuantizeTensorsReport {
   uint64_t input_bytes = 0;
   uint64_t output_bytes = 0;
 };
+
+// InputError when `options` ask for something that cannot be done (searched scales with
+// compressed-tensors numerics or on the GPU).
+void check_quantize_tensors_options(const QuantizeTensorsOptions& options);
 
 // Progress: bytes of input done, bytes in all.
 using ProgressFn = std::function<void(uint64_t done, uint64_t total)>;
