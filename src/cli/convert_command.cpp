@@ -20,8 +20,8 @@ namespace fp4kit::cli {
 namespace {
 
 struct ConvertArgs {
-  std::string src, dst, numerics = "auto", recipe = "moe", format = "modelopt", include, exclude, calib, shard_size,
-      json_path;
+  std::string src, dst, numerics = "auto", scales = "max", recipe = "moe", format = "modelopt", include, exclude, calib,
+      shard_size, json_path;
   unsigned threads = 0;
   bool weight_only = false, no_direct_io = false, include_mtp = false, allow_nonfinite = false, resume = false, force = false,
        dry_run = false, progress = false, quiet = false, strict = false;
@@ -43,6 +43,7 @@ nlohmann::json plan_json(const ConvertArgs& a, const ConvertPlan& plan) {
                       {"format", convert_format_name(plan.format)},
                       {"warnings", plan.warnings},
                       {"numerics", convert_numerics_name(plan.numerics)},
+                      {"scales", scale_method_name(plan.scales)},
                       {"weight_only", a.weight_only},
                       {"input_fallbacks", plan.input_fallbacks.size()},
                       {"output_tensors", plan.tensors.size()},
@@ -64,9 +65,9 @@ nlohmann::json stats_json(const ConvertActionStats& s) {
 }
 
 void print_plan(const ConvertArgs& a, const ConvertPlan& plan) {
-  std::printf("convert plan: %s -> %s (%s, recipe %s, format %s, numerics %s, %s)\n", a.src.c_str(), a.dst.c_str(),
-              plan.family.c_str(), a.recipe.c_str(), std::string(convert_format_name(plan.format)).c_str(),
-              std::string(convert_numerics_name(plan.numerics)).c_str(),
+  std::printf("convert plan: %s -> %s (%s, recipe %s, format %s, numerics %s, scales %s, %s)\n", a.src.c_str(),
+              a.dst.c_str(), plan.family.c_str(), a.recipe.c_str(), std::string(convert_format_name(plan.format)).c_str(),
+              std::string(convert_numerics_name(plan.numerics)).c_str(), std::string(scale_method_name(plan.scales)).c_str(),
               a.weight_only ? "weight-only" : ("calibration " + a.calib).c_str());
   for (ConvertAction k : kConvertActions) {
     const ConvertActionCount& c = plan.count(k);
@@ -92,6 +93,9 @@ void run(const ConvertArgs& a) {
   const auto numerics = convert_numerics_from_name(a.numerics);
   if (!numerics) throw InputError("--numerics " + a.numerics + ": unknown (auto, cast, modelopt, compressed-tensors)");
   o.numerics = *numerics;
+  const auto scales = scale_method_from_name(a.scales);
+  if (!scales) throw InputError("--scales " + a.scales + ": unknown (" + scale_method_names() + ")");
+  o.scales = *scales;
   const auto format = convert_format_from_name(a.format);
   if (!format) throw InputError("--format " + a.format + ": unknown (modelopt, compressed-tensors)");
   o.format = *format;
@@ -180,6 +184,11 @@ void add_command(CLI::App& app) {
                   "auto (default: cast for MXFP4 experts, the layout's quantizer for the rest), cast (lossless "
                   "MXFP4->NVFP4), modelopt (dequantize to BF16 and requantize), compressed-tensors (llm-compressor's "
                   "arithmetic; with --format compressed-tensors)");
+  cmd->add_option("--scales", args->scales,
+                  "Block scales of requantized weights: max (default: the block's amax, ModelOpt's default), mse "
+                  "(per block the E4M3 scale with the least squared error, ModelOpt's FP8 scale sweep), "
+                  "four-over-six (per block amax/6 or amax/4, ModelOpt's four-over-six); ModelOpt layout only; "
+                  "MXFP4 experts that are cast keep their scales");
   cmd->add_option("--recipe", args->recipe,
                   "What to quantize: moe (default, the routed experts; for V4 NVIDIA's release layout) or all-linear "
                   "(every GEMM weight of the model family: attention, MLPs, shared experts; ModelOpt's general layout)");

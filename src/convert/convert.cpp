@@ -89,9 +89,11 @@ struct ModuleResult {
   float global = 0;  // weight_scale_2 (ModelOpt) or weight_global_scale (compressed-tensors)
 };
 
-// What the w1/w3 pair of a module shares: the global scale, and for the cast the k_max it came from.
+// What the w1/w3 pair of a module shares: the global scale and the amax it came from (requantized),
+// or the k_max it came from (the cast).
 struct SharedScale {
   float global = 0;
+  float amax = 0;
   int k_max = 0;
 };
 
@@ -121,9 +123,17 @@ class ModuleConverter {
       cast_stats += cast(m, src, params);
     } else {
       ModuleValues values = take_or_prepare(i);
-      current_.global = shared_scale(i, nullptr, &values).global;
-      const Nvfp4Scaling scaling{plan_.quantizer, current_.global, values.span().dtype};
-      Nvfp4Tensor q = quantize_nvfp4(values.span(), scaling, options_.threads);
+      const SharedScale shared = shared_scale(i, nullptr, &values);
+      current_.global = shared.global;
+      Nvfp4Tensor q;
+      if (plan_.scales == Nvfp4ScaleMethod::Max) {
+        q = quantize_nvfp4(values.span(), Nvfp4Scaling{plan_.quantizer, current_.global, values.span().dtype},
+                           options_.threads);
+      } else {
+        q = quantize_nvfp4_searched(
+            values.span(), nvfp4_search_scaling(shared.amax, plan_.scales, plan_.quantizer, values.span().dtype),
+            options_.threads);
+      }
       current_.packed = std::move(q.packed);
       current_.scales = std::move(q.scales);
     }
@@ -271,7 +281,8 @@ class ModuleConverter {
         }
         amax = std::isnan(a) || std::isnan(amax) ? NAN : std::max(amax, a);
       }
-      shared.global = nvfp4_global_scale(amax, plan_.quantizer, own_values->span().dtype);
+      shared.amax = amax;
+      shared.global = nvfp4_method_global_scale(amax, plan_.scales, plan_.quantizer, own_values->span().dtype);
     }
     for (size_t j : members) shared_[j] = shared;
     return shared;

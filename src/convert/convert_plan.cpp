@@ -165,6 +165,7 @@ const JobPlanFile& convert_plan_file() {
   static const JobPlanFile job{"convert", kConvertPlanFileName, kConvertManifestFormat,
                                {{"shard_bytes", "--shard-size"},
                                 {"numerics", "--numerics"},
+                                {"scales", "--scales"},
                                 {"recipe", "--recipe"},
                                 {"format", "--format"},
                                 {"include", "--include"},
@@ -187,6 +188,10 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
                      "use --numerics compressed-tensors (or cast for MXFP4 experts)");
   if (!compressed_tensors && options.numerics == ConvertNumerics::CompressedTensors)
     throw InputError("--numerics compressed-tensors needs --format compressed-tensors");
+  const std::string scales_name(scale_method_name(options.scales));
+  if (compressed_tensors && options.scales != Nvfp4ScaleMethod::Max)
+    throw InputError("--scales " + scales_name + " writes ModelOpt's static block scales, which --format "
+                     "compressed-tensors does not hold; use --format modelopt (or --scales max)");
   const std::optional<std::regex> include = compile_regex(options.include, "--include");
   const std::optional<std::regex> exclude = compile_regex(options.exclude, "--exclude");
   if (options.calib_path && options.weight_only)
@@ -359,6 +364,16 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
   for (Nvfp4Module& m : plan.modules)
     m.action = m.storage == Storage::Mxfp4 && plan.numerics == ConvertNumerics::Cast ? ConvertAction::Transcode
                                                                                        : ConvertAction::Quantize;
+  plan.scales = options.scales;
+  if (options.scales != Nvfp4ScaleMethod::Max) {
+    const auto cast = static_cast<size_t>(std::count_if(plan.modules.begin(), plan.modules.end(), [](const Nvfp4Module& m) {
+      return m.action == ConvertAction::Transcode;
+    }));
+    if (cast)
+      plan.warnings.push_back("--scales " + scales_name + " applies to requantized weights only; the " +
+                              std::to_string(cast) + " MXFP4 expert matri" + (cast == 1 ? "x is" : "ces are") +
+                              " cast losslessly with the scales they have (an FP4 source has nothing to search)");
+  }
 
   // Fused groups (w1/w3, wq_a/wkv, q/k/v...), wherever their members are stored: the engines load
   // them into one GEMM of one format with one global and one input scale, so a group converts
@@ -580,6 +595,8 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
       {"output",
        {{"tensors", plan.tensors.size()}, {"bytes", plan.output_bytes()}, {"layout", layout_print.hex()},
         {"shards", shards}}}};
+  // Max scaling (the default) records nothing, so earlier outputs resume as they did.
+  if (options.scales != Nvfp4ScaleMethod::Max) plan.manifest["options"]["scales"] = scales_name;
   return plan;
 }
 

@@ -17,6 +17,7 @@
 #include "convert/dequant_plan.h"
 #include "convert/output_directory.h"
 #include "formats/nvfp4.h"
+#include "formats/nvfp4_scale_search.h"
 #include "io/safetensors_file.h"
 #include "io/shard_plan.h"
 
@@ -40,6 +41,9 @@ std::optional<ConvertFormat> convert_format_from_name(std::string_view);
 struct ConvertOptions {
   ConvertNumerics numerics = ConvertNumerics::Auto;
   ConvertFormat format = ConvertFormat::ModelOpt;
+  // How the block scales of requantized weights are chosen (max: ModelOpt's default; mse and
+  // four-over-six: searched, ModelOpt layout only). MXFP4 experts that are cast keep the cast's scales.
+  Nvfp4ScaleMethod scales = Nvfp4ScaleMethod::Max;
   // moe: routed experts to NVFP4, everything else kept. all-linear: every GEMM weight that has a
   // scale in the source (attention, shared experts, indexer wq_b, MTP projections and experts).
   std::string recipe = "moe";
@@ -106,6 +110,7 @@ struct ConvertPlan {
   ConvertNumerics numerics = ConvertNumerics::Auto;  // resolved (never Auto when modules exist)
   ConvertFormat format = ConvertFormat::ModelOpt;
   Nvfp4Numerics quantizer = Nvfp4Numerics::ModelOpt;  // for modules that are not cast
+  Nvfp4ScaleMethod scales = Nvfp4ScaleMethod::Max;     // their block scales
   std::vector<std::unique_ptr<io::SafetensorsFile>> source_files;  // in name order
   std::vector<Nvfp4Module> modules;
   std::vector<ConvertTensor> tensors;    // by source file, then the source's order; new keys last
@@ -130,7 +135,8 @@ struct ConvertPlan {
 // InputError for every problem plan_dequant reports, plus: an unknown recipe; a bad regex;
 // --numerics cast on experts that are not MXFP4; FP8 experts; with `strict`, a K not a multiple
 // of 16 (else that matrix is kept, with a warning); no calibration without weight_only; every
-// calibration problem (calibration.h); a format/numerics mix no engine reads.
+// calibration problem (calibration.h); a format/numerics mix no engine reads; searched scales with
+// the compressed-tensors layout.
 ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir, const ConvertOptions& options);
 
 const JobPlanFile& convert_plan_file();

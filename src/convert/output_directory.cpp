@@ -65,13 +65,20 @@ std::string manifest_difference(const JobPlanFile& job, const nlohmann::json& st
   const nlohmann::json old_options = field(stored, "options");
   const nlohmann::json new_options = field(planned, "options");
   if (old_options != new_options) {
+    auto flag_of = [&](const std::string& key) {
+      const auto flag = job.option_flags.find(key);
+      return flag == job.option_flags.end() ? key : flag->second;
+    };
     for (const auto& [key, value] : new_options.items()) {
       const nlohmann::json old_value = field(old_options, key.c_str());
       if (old_value == value) continue;
-      const auto flag = job.option_flags.find(key);
-      return "it was written with " + (flag == job.option_flags.end() ? key : flag->second) + " " + old_value.dump() +
-             ", not " + value.dump();
+      if (old_value.is_null() && !old_options.contains(key))
+        return "it was written without " + flag_of(key) + ", not with " + flag_of(key) + " " + value.dump();
+      return "it was written with " + flag_of(key) + " " + old_value.dump() + ", not " + value.dump();
     }
+    if (old_options.is_object())
+      for (const auto& [key, value] : old_options.items())
+        if (!new_options.contains(key)) return "it was written with " + flag_of(key) + " " + value.dump();
     return "its options differ";
   }
   if (field(stored, "output") != field(planned, "output")) return "its output layout differs";

@@ -33,26 +33,15 @@ using testing::read_checkpoint;
 using testing::read_json_file;
 using testing::read_tree;
 using testing::run_fp4kit;
+using testing::source_values;
+using testing::SourceValues;
 using testing::StoredTensor;
 using testing::test_data;
 using Checkpoint = std::map<std::string, StoredTensor>;
 
 std::string family(const std::string& name) { return test_data("families/" + name); }
 
-// Every tensor of every shard of a source directory (with or without an index).
-Checkpoint read_source(const std::string& dir) {
-  Checkpoint out;
-  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
-    if (entry.path().extension() != ".safetensors") continue;
-    const io::SafetensorsFile f = io::SafetensorsFile::open(entry.path().string());
-    for (const io::TensorInfo& t : f.tensors()) {
-      StoredTensor s{entry.path().filename().string(), t.dtype, t.shape, std::vector<uint8_t>(t.nbytes())};
-      f.read(t, std::as_writable_bytes(std::span(s.bytes)));
-      out.emplace(t.name, std::move(s));
-    }
-  }
-  return out;
-}
+Checkpoint read_source(const std::string& dir) { return testing::read_source_checkpoint(dir); }
 
 float f32_of(const std::vector<uint8_t>& b) {
   float f;
@@ -64,40 +53,6 @@ uint32_t bits_of(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
   return u;
-}
-
-// A module's source values as ModelOpt quantizes them: BF16 as stored; FP8 blocks with F32 scales
-// as the F32 dequant (ModelOpt's DeepSeek V3 script). `amax`: of the values, BF16-rounded for FP8.
-struct SourceValues {
-  std::vector<float> f32;
-  std::vector<uint16_t> bf16;
-  DType dtype = DType::BF16;
-  float amax = 0;
-  size_t rows = 0, cols = 0;
-  FloatSpan span() const {
-    return dtype == DType::F32 ? FloatSpan{f32.data(), DType::F32, f32.size()} : FloatSpan{bf16.data(), DType::BF16, bf16.size()};
-  }
-};
-
-SourceValues source_values(const Checkpoint& src, const std::string& module) {
-  const StoredTensor& w = src.at(module + ".weight");
-  SourceValues v;
-  v.rows = static_cast<size_t>(w.shape[0]);
-  v.cols = static_cast<size_t>(w.shape[1]);
-  if (w.dtype == DType::BF16) {
-    v.bf16.resize(v.rows * v.cols);
-    std::memcpy(v.bf16.data(), w.bytes.data(), w.bytes.size());
-    v.amax = nvfp4_kernels(Isa::Scalar).amax(v.span());
-    return v;
-  }
-  const StoredTensor& s = src.at(module + ".weight_scale_inv");
-  v.dtype = DType::F32;
-  v.f32.resize(v.rows * v.cols);
-  fp8_block_kernels(Isa::Scalar)
-      .dequantize_f32(w.bytes.data(), s.bytes.data(), Fp8BlockShape{v.rows, v.cols, Fp8ScaleKind::F32}, 0, v.rows,
-                      v.f32.data());
-  v.amax = round_to_bf16(nvfp4_kernels(Isa::Scalar).amax(v.span()));
-  return v;
 }
 
 // The module's NVFP4 tensors must be ModelOpt's quantization (weight_scale_2 computed on the GPU,

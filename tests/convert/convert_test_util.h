@@ -12,6 +12,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "formats/bf16.h"
+#include "formats/fp8_block.h"
+#include "formats/nvfp4.h"
 #include "io/checkpoint_index.h"
 #include "io/safetensors_file.h"
 #include "io/safetensors_writer.h"
@@ -43,6 +46,55 @@ inline std::map<std::string, StoredTensor> read_checkpoint(const std::string& di
     }
   }
   return out;
+}
+
+// Every tensor of every .safetensors file directly in `dir`, with or without an index (a source
+// checkpoint).
+inline std::map<std::string, StoredTensor> read_source_checkpoint(const std::string& dir) {
+  std::map<std::string, StoredTensor> out;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().extension() != ".safetensors") continue;
+    const io::SafetensorsFile f = io::SafetensorsFile::open(entry.path().string());
+    for (const io::TensorInfo& t : f.tensors()) {
+      StoredTensor s{entry.path().filename().string(), t.dtype, t.shape, std::vector<uint8_t>(t.nbytes())};
+      f.read(t, std::as_writable_bytes(std::span(s.bytes)));
+      out.emplace(t.name, std::move(s));
+    }
+  }
+  return out;
+}
+
+// A module's source values as ModelOpt quantizes them: BF16 as stored; FP8 blocks with F32 scales
+// as the F32 dequant (ModelOpt's DeepSeek V3 script). `amax`: of the values, BF16-rounded for FP8.
+struct SourceValues {
+  std::vector<float> f32;
+  std::vector<uint16_t> bf16;
+  DType dtype = DType::BF16;
+  float amax = 0;
+  size_t rows = 0, cols = 0;
+  FloatSpan span() const {
+    return dtype == DType::F32 ? FloatSpan{f32.data(), DType::F32, f32.size()} : FloatSpan{bf16.data(), DType::BF16, bf16.size()};
+  }
+};
+
+inline SourceValues source_values(const std::map<std::string, StoredTensor>& src, const std::string& module) {
+  const StoredTensor& w = src.at(module + ".weight");
+  SourceValues v;
+  v.rows = static_cast<size_t>(w.shape[0]);
+  v.cols = static_cast<size_t>(w.shape[1]);
+  if (w.dtype == DType::BF16) {
+    v.bf16.resize(v.rows * v.cols);
+    std::memcpy(v.bf16.data(), w.bytes.data(), w.bytes.size());
+    v.amax = nvfp4_ref::amax(v.span());
+    return v;
+  }
+  const StoredTensor& s = src.at(module + ".weight_scale_inv");
+  v.dtype = DType::F32;
+  v.f32.resize(v.rows * v.cols);
+  fp8_block_ref::dequantize_f32(w.bytes.data(), s.bytes.data(), Fp8BlockShape{v.rows, v.cols, Fp8ScaleKind::F32}, 0, v.rows,
+                      v.f32.data());
+  v.amax = round_to_bf16(nvfp4_ref::amax(v.span()));
+  return v;
 }
 
 inline nlohmann::json read_json_file(const std::string& path) {
