@@ -9,7 +9,10 @@
 # 256 experts each). Writes OUT_DIR/fullsize-<name>-{routed,all}.json and .log; the model lives in
 # $TMPDIR and is removed at the end. MODES (default "routed all") picks the calibrations run. With TRANSFORMERS_LAYERS=N (N > 0) it also times transformers'
 # own BF16 forward of the first N layers of the same config (scripts/reference/layer_timing.py,
-# 16 x 512 tokens, weights resident) into OUT_DIR/transformers-<name>.json.
+# 16 x 512 tokens, weights resident) into OUT_DIR/transformers-<name>.json. With COMPARE=1 it converts
+# the model (--recipe all-linear --weight-only: every linear requantized to NVFP4) and compares the two
+# on the GPU (4 x 256 tokens) into OUT_DIR/compare-<name>.json. GPU_MEMORY passes --gpu-memory to
+# calibrate.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-gpu-results}}
@@ -31,7 +34,8 @@ for mode in ${MODES:-routed all}; do
   flags=""; [ $mode = all ] && flags="--all-experts"
   # shellcheck disable=SC2086
   /usr/bin/time -f "peak host RSS %M KiB, wall %e s" timeout "${FULLSIZE_TIMEOUT:-240}" $bin calibrate "$model" \
-    --data "$model.ids" --samples "$samples" --seq-len "$seq" --device cuda $flags --out "$model.amax.safetensors" --force \
+    --data "$model.ids" --samples "$samples" --seq-len "$seq" --device cuda $flags ${GPU_MEMORY:+--gpu-memory "$GPU_MEMORY"} \
+    --out "$model.amax.safetensors" --force \
     --json "$out/fullsize-$name-$mode.json" > "$out/fullsize-$name-$mode.log" 2>&1
   rc=$(( rc | $? ))
   tail -6 "$out/fullsize-$name-$mode.log"
@@ -41,6 +45,18 @@ if [ "${TRANSFORMERS_LAYERS:-0}" -gt 0 ]; then
     --layers "$TRANSFORMERS_LAYERS" > "$out/transformers-$name.log" 2>&1
   rc=$(( rc | $? ))
   tail -4 "$out/transformers-$name.log"
+fi
+if [ "${COMPARE:-0}" = 1 ]; then
+  start=$(date +%s)
+  $bin convert "$model" "$model.nvfp4" --recipe all-linear --weight-only --quiet || rc=1
+  echo "convert --recipe all-linear --weight-only: $(( $(date +%s) - start )) s"
+  head -4 "$model.ids" | cut -d' ' -f1-256 > "$model.compare.ids"
+  /usr/bin/time -f "peak host RSS %M KiB, wall %e s" $bin compare "$model" "$model.nvfp4" --ids-file "$model.compare.ids" \
+    --device cuda --json > "$out/compare-$name.json" 2> "$out/compare-$name.log"
+  rc=$(( rc | $? ))
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('compare:', d['summary'])" "$out/compare-$name.json"
+  tail -1 "$out/compare-$name.log"
+  rm -rf "$model.nvfp4" "$model.compare.ids"
 fi
 rm -rf "$model" "$model.ids" "$model.amax.safetensors" "$model.amax.safetensors.state"
 exit $rc

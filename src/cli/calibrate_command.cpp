@@ -20,7 +20,7 @@ namespace {
 
 struct CalibrateArgs {
   std::string model, data, data_format = "auto", tokenizer, out, w2_input = "unweighted", json_path, device = "cpu",
-              precision;
+              precision, gpu_memory;
   int64_t samples = 128, seq_len = 512;
   unsigned threads = 0;
   bool all_experts = false, resume = false, force = false, quiet = false;
@@ -55,9 +55,10 @@ void run(const CalibrateArgs& a) {
   o.threads = a.threads;
   const bool gpu = cuda::parse_device(a.device) == cuda::Device::Cuda;
   const gpu_engine::Precision precision = gpu_engine::resolve_precision(a.precision, gpu);
+  if (!gpu && !a.gpu_memory.empty()) throw InputError("--gpu-memory: only with --device cuda");
   if (gpu) {
     cuda::require_device();  // one clear error (exit 2) before any work
-    o.runner = gpu_engine::gpu_runner_factory(precision);
+    o.runner = gpu_engine::gpu_runner_factory(precision, gpu_engine::parse_gpu_memory(a.gpu_memory));
     // In the state's fingerprint: F32 GPU runs keep the name they had before BF16 existed.
     o.device = precision == gpu_engine::Precision::F32 ? "cuda" : "cuda bf16";
   }
@@ -109,6 +110,7 @@ void run(const CalibrateArgs& a) {
                       {"compute_seconds", l.timing.compute_seconds},
                       {"bytes", l.timing.bytes},
                       {"device_peak_bytes", l.timing.device_peak_bytes},
+                      {"chunks", l.timing.chunks},
                       {"stage_seconds", stages}});
   }
   write_json_report(a.json_path, {{"model", a.model},
@@ -154,6 +156,7 @@ void add_command(CLI::App& app) {
                   "--precision f32 the same values to F32 rounding; a run resumes on the device and precision it "
                   "started with)")
       ->capture_default_str();
+  add_gpu_memory_option(cmd, args->gpu_memory);
   cmd->add_option("--precision", args->precision, "bf16 (the default on the GPU: BF16 operands and F32 accumulation in every product, as the serving engines compute) or f32 (full F32, the check mode; the only one on the CPU)");
   cmd->add_option("--threads", args->threads, "Worker threads (default: all cores); never changes the output");
   cmd->add_flag("--resume", args->resume, "Continue an interrupted run from its last finished layer");

@@ -13,6 +13,14 @@ struct CommandRegistration {
 };
 void add_registered_commands(CLI::App& app);
 
+// --gpu-memory on a command that runs the forward pass on the GPU (gpu_engine/gpu_memory.h).
+inline void add_gpu_memory_option(CLI::App* cmd, std::string& target) {
+  cmd->add_option("--gpu-memory", target,
+                  "GPU memory the pass may hold: a size (80GB, 80GiB, 512MiB) or a share of the device (90%). "
+                  "Default: what is free when it starts. Layers run the batch's sequences in chunks that fit; a "
+                  "layer whose weights leave no room for one sequence is an error (exit 2)");
+}
+
 // Thrown by a command to end with a specific exit code after it has printed its own message.
 struct ExitCode {
   int code;

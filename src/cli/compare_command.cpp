@@ -9,7 +9,9 @@
 #include "base/error.h"
 #include "cli/commands.h"
 #include "cli/json_report.h"
+#include "cuda/device.h"
 #include "engine/engine.h"
+#include "gpu_engine/gpu_forward.h"
 #include "engine/logit_compare.h"
 #include "engine/token_ids.h"
 
@@ -18,29 +20,41 @@ namespace fp4kit::cli {
 namespace {
 
 struct CompareArgs {
-  std::string a, b, ids, ids_file;
+  std::string a, b, ids, ids_file, device = "cpu", precision, gpu_memory;
   unsigned threads = 0;
   bool json = false;
 };
 
-void run(const CompareArgs& args) {
-  const engine::TokenBatch ids = engine::token_ids_from_options(args.ids, args.ids_file);
+// The logits of one checkpoint for `ids` on the chosen device, and its vocab size.
+std::vector<float> logits_of(const std::string& model, const CompareArgs& args, const engine::TokenBatch& ids, bool gpu,
+                             gpu_engine::Precision precision, int64_t* vocab) {
+  if (gpu) {
+    gpu_engine::GpuForwardOptions o;
+    o.precision = precision;
+    o.gpu_memory = gpu_engine::parse_gpu_memory(args.gpu_memory);
+    gpu_engine::GpuForward g(model, o);
+    *vocab = g.config().base.vocab_size;
+    return g.forward(ids.ids, ids.batch);
+  }
   engine::EngineOptions o;
   o.threads = args.threads;
-  std::vector<float> logits_a, logits_b;
-  int64_t vocab = 0;
-  {
-    engine::Engine ea(args.a, o);
-    vocab = ea.config().base.vocab_size;
-    logits_a = ea.forward(ids.ids, ids.batch);
-  }
-  {
-    engine::Engine eb(args.b, o);
-    if (eb.config().base.vocab_size != vocab)
-      throw InputError(args.b + ": vocab_size " + std::to_string(eb.config().base.vocab_size) + " differs from " +
-                       args.a + "'s " + std::to_string(vocab));
-    logits_b = eb.forward(ids.ids, ids.batch);
-  }
+  engine::Engine e(model, o);
+  *vocab = e.config().base.vocab_size;
+  return e.forward(ids.ids, ids.batch);
+}
+
+void run(const CompareArgs& args) {
+  const bool gpu = cuda::parse_device(args.device) == cuda::Device::Cuda;
+  const gpu_engine::Precision precision = gpu_engine::resolve_precision(args.precision, gpu);
+  if (gpu) cuda::require_device();  // one clear error (exit 2) before any work
+  if (!gpu && !args.gpu_memory.empty()) throw InputError("--gpu-memory: only with --device cuda");
+  const engine::TokenBatch ids = engine::token_ids_from_options(args.ids, args.ids_file);
+  int64_t vocab = 0, vocab_b = 0;
+  const std::vector<float> logits_a = logits_of(args.a, args, ids, gpu, precision, &vocab);
+  const std::vector<float> logits_b = logits_of(args.b, args, ids, gpu, precision, &vocab_b);
+  if (vocab_b != vocab)
+    throw InputError(args.b + ": vocab_size " + std::to_string(vocab_b) + " differs from " + args.a + "'s " +
+                     std::to_string(vocab));
   const engine::LogitComparison c = engine::compare_logits(logits_a, logits_b, vocab);
   const int64_t S = ids.seq();
   if (args.json) {
@@ -52,6 +66,8 @@ void run(const CompareArgs& args) {
     }
     write_json_report("-", {{"reference", args.a},
                             {"candidate", args.b},
+                            {"device", std::string(cuda::device_name(gpu ? cuda::Device::Cuda : cuda::Device::Cpu))},
+                            {"precision", gpu_engine::precision_name(precision)},
                             {"batch", ids.batch},
                             {"seq", S},
                             {"summary",
@@ -82,13 +98,17 @@ void run(const CompareArgs& args) {
 void add_command(CLI::App& app) {
   auto args = std::make_shared<CompareArgs>();
   auto* cmd = app.add_subcommand("compare",
-                                 "Run the same token ids through checkpoints A (reference) and B with the f32 reference "
-                                 "forward pass: per-position KL(A||B), top-1 agreement, relative logit error, summary.");
+                                 "Run the same token ids through checkpoints A (reference) and B with fp4kit's forward "
+                                 "pass (the f32 CPU engine, or the GPU's): per-position KL(A||B), top-1 agreement, "
+                                 "relative logit error, summary.");
   cmd->add_option("A", args->a, "Reference checkpoint directory")->required()->check(CLI::ExistingDirectory);
   cmd->add_option("B", args->b, "Checkpoint to compare with A")->required()->check(CLI::ExistingDirectory);
   cmd->add_option("--ids", args->ids, "Token ids, e.g. \"0 15 7\" (newlines separate sequences)");
   cmd->add_option("--ids-file", args->ids_file, "safetensors input_ids [B,S] or a text file, one sequence per line");
   cmd->add_option("--threads", args->threads, "Worker threads (default: all cores)");
+  cmd->add_option("--device", args->device, "cpu (the f32 reference engine) or cuda (one GPU, layers streamed from disk)");
+  cmd->add_option("--precision", args->precision, "bf16 (the default on the GPU: BF16 operands and F32 accumulation in every product, as the serving engines compute) or f32 (full F32, the check mode; the only one on the CPU)");
+  add_gpu_memory_option(cmd, args->gpu_memory);
   cmd->add_flag("--json", args->json, "Print one JSON document instead of text");
   cmd->callback([args] { run(*args); });
 }

@@ -20,7 +20,7 @@ namespace fp4kit::cli {
 namespace {
 
 struct EvalArgs {
-  std::string quantized, base, data, data_format = "auto", tokenizer, device = "cpu", precision, save_base_logits, base_logits, base_logits_dtype = "f32",
+  std::string quantized, base, data, data_format = "auto", tokenizer, device = "cpu", precision, gpu_memory, save_base_logits, base_logits, base_logits_dtype = "f32",
                                      json_path, html_path;
   int64_t samples = 16, seq_len = 512;
   bool samples_given = false, seq_len_given = false;
@@ -80,6 +80,7 @@ void run(const EvalArgs& a) {
   const bool gpu = cuda::parse_device(a.device) == cuda::Device::Cuda;
   const gpu_engine::Precision precision = gpu_engine::resolve_precision(a.precision, gpu);
   if (gpu) cuda::require_device();  // a CPU-only build says why there is no GPU (exit 2)
+  if (!gpu && !a.gpu_memory.empty()) throw InputError("--gpu-memory: only with --device cuda");
   if (!a.save_base_logits.empty() && !a.base_logits.empty())
     throw InputError("--save-base-logits and --base-logits: give one of them");
   eval::require_same_model_type(a.quantized, a.base);
@@ -96,7 +97,7 @@ void run(const EvalArgs& a) {
   o.threads = a.threads;
   o.attribution = !a.no_attribution;
   if (gpu) {
-    o.runner = gpu_engine::gpu_runner_factory(precision);
+    o.runner = gpu_engine::gpu_runner_factory(precision, gpu_engine::parse_gpu_memory(a.gpu_memory));
     if (o.attribution && !a.quiet)
       std::fprintf(stderr, "eval: note: the per-layer attribution runs on the CPU engine only; on the GPU it is skipped\n");
     o.attribution = false;
@@ -149,6 +150,7 @@ void add_command(CLI::App& app) {
                       ->check(CLI::PositiveNumber);
   cmd->add_option("--device", args->device, "cpu (default) or cuda: both models through the GPU forward pass, streamed layer by layer (the "
                   "per-layer attribution is CPU-only and is skipped)");
+  add_gpu_memory_option(cmd, args->gpu_memory);
   cmd->add_option("--precision", args->precision, "bf16 (the default on the GPU: BF16 operands and F32 accumulation in every product, as the serving engines compute) or f32 (full F32, the check mode; the only one on the CPU)");
   cmd->add_option("--save-base-logits", args->save_base_logits,
                   "Also write the base model's logits to this file (4*vocab+8 bytes per token, F16: 2*vocab+8)");

@@ -22,7 +22,7 @@ namespace fp4kit::cli {
 namespace {
 
 struct RunArgs {
-  std::string model, ids, ids_file, out, device = "cpu", precision;
+  std::string model, ids, ids_file, out, device = "cpu", precision, gpu_memory;
   unsigned threads = 0;
   int top = 5;
   bool json = false;
@@ -72,6 +72,7 @@ Pass cpu_pass(const RunArgs& a, const engine::TokenBatch& ids) {
 Pass gpu_pass(const RunArgs& a, const engine::TokenBatch& ids, gpu_engine::Precision precision) {
   gpu_engine::GpuForwardOptions o;
   o.precision = precision;
+  o.gpu_memory = gpu_engine::parse_gpu_memory(a.gpu_memory);
   gpu_engine::GpuForward gpu(a.model, o);
   Pass p;
   p.logits = gpu.forward(ids.ids, ids.batch, &p.layer_seconds);
@@ -83,6 +84,7 @@ void run(const RunArgs& a) {
   const cuda::Device device = cuda::parse_device(a.device);
   const gpu_engine::Precision precision = gpu_engine::resolve_precision(a.precision, device == cuda::Device::Cuda);
   if (device == cuda::Device::Cuda) cuda::require_device();  // one clear error (exit 2) before any work
+  if (device != cuda::Device::Cuda && !a.gpu_memory.empty()) throw InputError("--gpu-memory: only with --device cuda");
   const engine::TokenBatch ids = engine::token_ids_from_options(a.ids, a.ids_file);
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
@@ -140,6 +142,7 @@ void add_command(CLI::App& app) {
                   "cpu (the f32 reference) or cuda (the forward pass on the GPU, streaming the checkpoint; whole "
                   "sequences from position 0)")
       ->capture_default_str();
+  add_gpu_memory_option(cmd, args->gpu_memory);
   cmd->add_option("--precision", args->precision, "bf16 (the default on the GPU: BF16 operands and F32 accumulation in every product, as the serving engines compute) or f32 (full F32, the check mode; the only one on the CPU)");
   cmd->add_option("--threads", args->threads, "Worker threads (default: all cores); results do not depend on it");
   cmd->add_flag("--json", args->json, "Print one JSON document instead of text");

@@ -7,7 +7,7 @@ namespace fp4kit::cuda {
 
 namespace {
 std::string mib(size_t bytes) { return std::to_string((bytes + (1u << 20) - 1) >> 20) + " MiB"; }
-std::atomic<size_t> g_in_use{0}, g_peak{0};
+std::atomic<size_t> g_in_use{0}, g_peak{0}, g_budget{0};
 void count_alloc(size_t bytes) {
   const size_t now = g_in_use.fetch_add(bytes) + bytes;
   size_t peak = g_peak.load();
@@ -19,6 +19,8 @@ void count_alloc(size_t bytes) {
 size_t device_bytes_in_use() { return g_in_use.load(); }
 size_t device_bytes_peak() { return g_peak.load(); }
 void reset_device_bytes_peak() { g_peak.store(g_in_use.load()); }
+void set_device_bytes_budget(size_t bytes) { g_budget.store(bytes); }
+size_t device_bytes_budget() { return g_budget.load(); }
 
 Stream::Stream() { check(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking), "cudaStreamCreate"); }
 Stream::~Stream() {
@@ -28,6 +30,12 @@ void Stream::synchronize(const char* what) const { check(cudaStreamSynchronize(s
 
 DeviceBuffer::DeviceBuffer(size_t bytes, const std::string& what) : bytes_(bytes) {
   if (bytes == 0) return;
+  const size_t budget = g_budget.load(), in_use = g_in_use.load();
+  if (budget > 0 && in_use + bytes > budget) {
+    bytes_ = 0;
+    throw DeviceError("out of the GPU memory budget allocating " + what + ": " + mib(bytes) + " asked, " + mib(in_use) +
+                      " in use of " + mib(budget) + " (--gpu-memory)");
+  }
   const cudaError_t err = cudaMalloc(&p_, bytes);
   if (err == cudaErrorMemoryAllocation) {
     cudaGetLastError();  // clear the sticky-free error so later calls are not blamed

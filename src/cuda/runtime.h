@@ -33,6 +33,10 @@ class Stream {
 size_t device_bytes_in_use();
 size_t device_bytes_peak();
 void reset_device_bytes_peak();
+// A cap on the bytes DeviceBuffers may hold at once (0, the default: none). An allocation past it
+// fails as an out-of-memory does (DeviceError naming the buffer, what is in use and the cap).
+void set_device_bytes_budget(size_t bytes);
+size_t device_bytes_budget();
 
 // cudaMalloc'ed bytes. `what` names the buffer in errors ("nvfp4 weight [3072, 3584]").
 class DeviceBuffer {

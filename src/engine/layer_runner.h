@@ -20,6 +20,7 @@ struct LayerTiming {
   double read_wait_seconds = 0, copy_seconds = 0, compute_seconds = 0;
   uint64_t bytes = 0;                // stored bytes of the layer's tensors
   uint64_t device_peak_bytes = 0;    // most device memory held at once during the layer
+  int64_t chunks = 1;                // the batch's sequences ran in this many chunks (memory budget)
   // The compute split by stage ("attention.core", "moe.routed", ...), in order of first appearance.
   std::vector<std::pair<std::string, double>> stage_seconds;
 };

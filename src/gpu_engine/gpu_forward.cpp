@@ -51,6 +51,39 @@ cuda::DeviceBuffer floats(int64_t n, const std::string& what) {
   return cuda::DeviceBuffer(static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float), what);
 }
 
+// Device bytes one token needs while a layer computes it, besides its hidden streams: the larger of
+// the attention's and the mixture's buffers, plus the sublayer input and output and the products'
+// BF16 input. An upper bound of what a layer allocates per token (the full-size V4 layers measure
+// 10-15 % under it).
+int64_t layer_bytes_per_token(const ModelConfig& cfg) {
+  const auto& b = cfg.base;
+  const int64_t H = b.hidden_size, hc = cfg.hc(), nh = b.num_attention_heads, D = b.head_dim;
+  const int64_t qr = b.q_lora_rank, GR = b.o_groups * b.o_lora_rank, k = b.num_experts_per_tok;
+  const int64_t I = b.moe_intermediate_size, Is = I * b.n_shared_experts, E = b.n_routed_experts;
+  const int64_t nI = b.index_n_heads, dI = b.index_head_dim, top = b.index_topk;
+  const int64_t hc_bytes = 4 * (2 * (2 + hc) * hc + 3 * hc + hc * hc);
+  const int64_t sublayer = 2 * H * 4 + hc_bytes;
+  const int64_t bf16_input = std::max({nh * D, H, GR, qr, I, Is}) * 2;
+  const int64_t attention = qr * 4 + 2 * nh * D * 4 + D * 4 + 2 * GR * 4 + nI * dI * 4 + nI * 4 + top * 4 + 4 +
+                            2 * 2 * 2 * (D + dI) * 4;
+  const int64_t mixture = E * 4 + k * 8 + 4 + H * 4 + k * (5 * 4 + H * 2 + I * 2 + H * 4) + 3 * I * 4 + 2 * Is * 4 +
+                          H * 4 + 4;
+  return sublayer + bf16_input + std::max(attention, mixture);
+}
+
+// The same for the head: the final hidden row, its BF16 copy and the logits.
+int64_t head_bytes_per_token(const ModelConfig& cfg) {
+  const int64_t H = cfg.hidden(), hc = cfg.hc();
+  return H * 4 + H * 2 + cfg.base.vocab_size * 4 + 4 * (2 * hc + hc * hc);
+}
+
+// Bytes as GiB, for messages.
+std::string gib(size_t bytes) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.2f GiB", static_cast<double>(bytes) / double(1ull << 30));
+  return b;
+}
+
 }  // namespace
 
 struct GpuForward::Impl {
@@ -66,6 +99,9 @@ struct GpuForward::Impl {
   bool all_experts = false;  // every expert's inputs cover all tokens, for the observer
   cuda::DeviceBuffer amax_out{8, "observer amax"}, amax_scratch;
   StageClock clock;  // the compute of the current step by stage
+  cuda::DeviceBuffer hash_table;  // tid2eid of layer hash_table_layer
+  int64_t hash_table_layer = -1;
+  size_t budget = 0;  // device bytes the pass may hold (--gpu-memory, or what was free at the start)
 
   int64_t decode_once_expert_rows = kDecodeOnceExpertRows;
 
@@ -244,9 +280,10 @@ struct GpuForward::Impl {
   }
 
   // engine::moe_forward: x [T, H] -> out [T, H].
-  void moe(int64_t layer, const float* x, const std::vector<int64_t>& ids, const cuda::DeviceBuffer& d_ids, float* out) {
+  // ids: the T tokens' ids on the host and on the device; `first` numbers the first token in errors.
+  void moe(int64_t layer, const float* x, const int64_t* ids, const int64_t* d_ids, int64_t T, int64_t first, float* out) {
     const auto& b = cfg.base;
-    const int64_t T = static_cast<int64_t>(ids.size()), H = b.hidden_size, E = b.n_routed_experts;
+    const int64_t H = b.hidden_size, E = b.n_routed_experts;
     const int64_t k = b.num_experts_per_tok, I = b.moe_intermediate_size;
     const std::string p = "layers." + std::to_string(layer) + ".ffn.";
 
@@ -263,14 +300,17 @@ struct GpuForward::Impl {
     r.scores = scores.data<float>(), r.tokens = T, r.experts = E, r.k = k, r.vocab = b.vocab_size;
     r.scaling = static_cast<float>(b.routed_scaling_factor);
     r.chosen = chosen.data<int32_t>(), r.weights = weights.data<float>(), r.bad = bad.data<int32_t>();
-    cuda::DeviceBuffer bias, table;
+    cuda::DeviceBuffer bias;
     if (cfg.hash_routed[static_cast<size_t>(layer)]) {
-      const std::vector<int64_t> t2e = stored.read_i64(p + "gate.tid2eid");
-      if (static_cast<int64_t>(t2e.size()) != b.vocab_size * k)
-        throw InputError(ckpt.dir() + ": tensor '" + p + "gate.tid2eid' has " + std::to_string(t2e.size()) +
-                         " entries, the config implies [" + std::to_string(b.vocab_size) + ", " + std::to_string(k) + "]");
-      table = upload_any(t2e, stream, p + "gate.tid2eid");
-      r.tid2eid = table.data<int64_t>(), r.ids = d_ids.data<int64_t>();
+      if (hash_table_layer != layer) {  // read once per layer, whatever the chunks
+        const std::vector<int64_t> t2e = stored.read_i64(p + "gate.tid2eid");
+        if (static_cast<int64_t>(t2e.size()) != b.vocab_size * k)
+          throw InputError(ckpt.dir() + ": tensor '" + p + "gate.tid2eid' has " + std::to_string(t2e.size()) +
+                           " entries, the config implies [" + std::to_string(b.vocab_size) + ", " + std::to_string(k) + "]");
+        hash_table = upload_any(t2e, stream, p + "gate.tid2eid");
+        hash_table_layer = layer;
+      }
+      r.tid2eid = hash_table.data<int64_t>(), r.ids = d_ids;
     } else {
       bias = weight(p + "gate.bias", {E});
       r.bias = bias.data<float>();
@@ -284,8 +324,8 @@ struct GpuForward::Impl {
     cuda::copy_to_host(&h_bad, bad.data(), 4, stream);
     stream.synchronize("routing");
     if (h_bad)
-      throw InputError(ckpt.dir() + ": tensor '" + p + "gate.tid2eid' routes token " + std::to_string(h_bad - 1) +
-                       " (id " + std::to_string(ids[static_cast<size_t>(h_bad - 1)]) + ") outside the experts or the vocabulary");
+      throw InputError(ckpt.dir() + ": tensor '" + p + "gate.tid2eid' routes token " + std::to_string(first + h_bad - 1) +
+                       " (id " + std::to_string(ids[h_bad - 1]) + ") outside the experts or the vocabulary");
     clock.mark("moe.routing", stream);
 
     cuda::DeviceBuffer routed = floats(T * H, "routed output");
@@ -469,14 +509,22 @@ struct GpuForward::Batch {
 };
 
 GpuForward::GpuForward(const std::string& model_dir, const GpuForwardOptions& options) {
-  cuda::require_device(0);
+  const cuda::DeviceInfo dev = cuda::require_device(0);
   impl_ = std::make_unique<Impl>(model_dir, options.precision, options.decode_once_rows);
   impl_->observer = options.observer;
   impl_->all_experts = options.observe_all_experts;
   impl_->decode_once_expert_rows = options.decode_once_expert_rows;
+  previous_budget_ = cuda::device_bytes_budget();
+  max_chunk_sequences_ = options.max_chunk_sequences;
+  if (options.gpu_memory.set()) {
+    impl_->budget = options.gpu_memory.resolve(dev.total_memory);
+    cuda::set_device_bytes_budget(impl_->budget);
+  } else {
+    impl_->budget = dev.free_memory + cuda::device_bytes_in_use();
+  }
 }
 
-GpuForward::~GpuForward() = default;
+GpuForward::~GpuForward() { cuda::set_device_bytes_budget(previous_budget_); }
 
 const engine::ModelConfig& GpuForward::config() const { return impl_->cfg; }
 
@@ -515,6 +563,29 @@ void GpuForward::finish_timing() {
   timing_.stage_seconds = impl_->clock.seconds();
 }
 
+// As many of the batch's sequences as fit the budget beside what the device holds now (the hidden
+// streams, the group's bytes), leaving room for a decoded weight, the products' workspaces and
+// small buffers; InputError naming `what` where not even one sequence fits.
+int64_t GpuForward::sequences_per_chunk(int64_t bytes_per_token, const std::string& what) const {
+  const Impl& m = *impl_;
+  const auto& b = m.cfg.base;
+  const int64_t H = b.hidden_size, I = b.moe_intermediate_size;
+  const int64_t widest = std::max({b.num_attention_heads * b.head_dim * std::max<int64_t>(b.q_lora_rank, 1),
+                                   b.o_groups * b.o_lora_rank * H, 3 * I * H, H * H});
+  const size_t reserve = static_cast<size_t>(widest) * 2 + (size_t{1} << 30);  // decoded weights; 1 GiB slack
+  const size_t in_use = cuda::device_bytes_in_use();
+  const size_t per_sequence = static_cast<size_t>(bytes_per_token * batch_->seq);
+  const size_t room = m.budget > in_use + reserve ? m.budget - in_use - reserve : 0;
+  const int64_t fit = static_cast<int64_t>(room / std::max<size_t>(per_sequence, 1));
+  if (fit < 1)
+    throw InputError(what + ": one sequence of " + std::to_string(batch_->seq) + " tokens needs about " +
+                     gib(per_sequence + reserve) + " of GPU memory beside the " + gib(in_use) +
+                     " held (this group's weights and the hidden streams); the budget is " + gib(m.budget) +
+                     " (--gpu-memory)");
+  const int64_t cap = max_chunk_sequences_ > 0 ? max_chunk_sequences_ : batch_->batch;
+  return std::min({fit, batch_->batch, cap});
+}
+
 void GpuForward::embed(const std::vector<int64_t>& ids, int64_t batch) {
   Impl& m = *impl_;
   const ModelConfig& cfg = m.cfg;
@@ -540,15 +611,19 @@ void GpuForward::embed(const std::vector<int64_t>& ids, int64_t batch) {
   // The groups stream in (disk -> pinned slots, one reader thread) while the previous one computes.
   start_groups(0);
   next_group();
-  // Embedding rows, copied into each of the hc streams.
-  cuda::DeviceBuffer x = floats(T * H, "embedding rows");
-  const std::vector<int32_t> rows32(ids.begin(), ids.end());
+  // Embedding rows, copied into each of the hc streams, a chunk of sequences at a time.
   const cuda::DeviceBuffer embed = m.weight("embed.weight", {V, H});
+  const int64_t per_chunk = sequences_per_chunk(H * 4 + 4, "the embedding");
+  cuda::DeviceBuffer x = floats(per_chunk * seq * H, "embedding rows");
+  const std::vector<int32_t> rows32(ids.begin(), ids.end());
   const cuda::DeviceBuffer d_rows = upload_any(rows32, m.stream, "token rows");
-  cuda::gather_rows(embed.data<float>(), d_rows.data<int32_t>(), T, H, x.data<float>(), m.stream.get());
-  for (int64_t j = 0; j < hc; ++j)
-    cuda::copy_2d(batch_->streams.data<float>() + j * H, static_cast<size_t>(hc * H) * 4, x.data(),
-                  static_cast<size_t>(H) * 4, static_cast<size_t>(H) * 4, static_cast<size_t>(T), m.stream);
+  for (int64_t s0 = 0; s0 < batch; s0 += per_chunk) {
+    const int64_t first = s0 * seq, Tc = std::min(per_chunk, batch - s0) * seq;
+    cuda::gather_rows(embed.data<float>(), d_rows.data<int32_t>() + first, Tc, H, x.data<float>(), m.stream.get());
+    for (int64_t j = 0; j < hc; ++j)
+      cuda::copy_2d(batch_->streams.data<float>() + (first * hc + j) * H, static_cast<size_t>(hc * H) * 4, x.data(),
+                    static_cast<size_t>(H) * 4, static_cast<size_t>(H) * 4, static_cast<size_t>(Tc), m.stream);
+  }
   m.stream.synchronize("embedding");
   m.check_finite(batch_->streams, T, seq, "the token embedding");
   finish_timing();
@@ -561,31 +636,42 @@ void GpuForward::run_layer(int64_t layer) {
   if (layer != batch_->next_layer)
     throw Error("run_layer: layer " + std::to_string(layer) + " asked, the GPU pass streams layer " +
                 std::to_string(batch_->next_layer) + " next");
-  const int64_t T = batch_->tokens(), H = cfg.hidden(), hc = cfg.hc(), rows = (2 + hc) * hc;
-  const cuda::SequenceBatch sb{batch_->batch, batch_->seq};
+  const int64_t T = batch_->tokens(), H = cfg.hidden(), hc = cfg.hc(), rows = (2 + hc) * hc, seq = batch_->seq;
   next_group();
-  cuda::HcShape shape;
-  shape.tokens = T, shape.hc = hc, shape.hidden = H, shape.hc_eps = cfg.hc_eps, shape.rms_eps = cfg.rms_eps;
-  shape.sinkhorn_iters = cfg.hc_sinkhorn_iters;
-  cuda::DeviceBuffer x = floats(T * H, "sublayer input"), y = floats(T * H, "sublayer output");
-  cuda::DeviceBuffer post = floats(T * hc, "hc post"), comb = floats(T * hc * hc, "hc comb");
-  cuda::DeviceBuffer scratch = floats(cuda::hc_scratch_floats(shape), "hc scratch");
-  float* streams = batch_->streams.data<float>();
   const std::string p = "layers." + std::to_string(layer) + ".";
+  // The layer's sequences in chunks that fit the memory budget (one chunk where all fit).
+  const int64_t per_chunk = sequences_per_chunk(layer_bytes_per_token(cfg), "layer " + std::to_string(layer));
+  timing_.chunks = (batch_->batch + per_chunk - 1) / per_chunk;
+  cuda::HcShape shape;
+  shape.tokens = per_chunk * seq, shape.hc = hc, shape.hidden = H, shape.hc_eps = cfg.hc_eps, shape.rms_eps = cfg.rms_eps;
+  shape.sinkhorn_iters = cfg.hc_sinkhorn_iters;
+  cuda::DeviceBuffer x = floats(shape.tokens * H, "sublayer input"), y = floats(shape.tokens * H, "sublayer output");
+  cuda::DeviceBuffer post = floats(shape.tokens * hc, "hc post"), comb = floats(shape.tokens * hc * hc, "hc comb");
+  cuda::DeviceBuffer scratch = floats(cuda::hc_scratch_floats(shape), "hc scratch");
+  std::vector<cuda::DeviceBuffer> hc_weights;  // fn, base, scale, norm of each site, decoded once
   for (const char* site : {"attn", "ffn"}) {
-    const cuda::DeviceBuffer fn = m.weight(p + "hc_" + site + "_fn", {rows, hc * H});
-    const cuda::DeviceBuffer base = m.weight(p + "hc_" + site + "_base", {rows});
-    const cuda::DeviceBuffer scale = m.weight(p + "hc_" + site + "_scale", {3});
-    const cuda::DeviceBuffer norm = m.weight(p + site + "_norm.weight", {H});
-    cuda::hc_pre(streams, shape, {fn.data<float>(), base.data<float>(), scale.data<float>()}, x.data<float>(),
-                 post.data<float>(), comb.data<float>(), scratch.data<float>(), m.stream.get());
-    cuda::rms_norm_rows(x.data<float>(), T, H, norm.data<float>(), cfg.rms_eps, x.data<float>(), m.stream.get());
-    m.clock.mark("hc", m.stream);
-    if (std::string(site) == "attn") m.attention(layer, x.data<float>(), sb, batch_->positions.data<int64_t>(), y.data<float>());
-    else m.moe(layer, x.data<float>(), batch_->ids, batch_->d_ids, y.data<float>());
-    cuda::hc_post(streams, y.data<float>(), post.data<float>(), comb.data<float>(), shape, m.stream.get());
-    m.stream.synchronize("hyper-connections");
-    m.clock.mark("hc", m.stream);
+    hc_weights.push_back(m.weight(p + "hc_" + site + "_fn", {rows, hc * H}));
+    hc_weights.push_back(m.weight(p + "hc_" + site + "_base", {rows}));
+    hc_weights.push_back(m.weight(p + "hc_" + site + "_scale", {3}));
+    hc_weights.push_back(m.weight(p + site + "_norm.weight", {H}));
+  }
+  for (int64_t s0 = 0; s0 < batch_->batch; s0 += per_chunk) {
+    const int64_t first = s0 * seq, Tc = std::min(per_chunk, batch_->batch - s0) * seq;
+    const cuda::SequenceBatch sb{Tc / seq, seq};
+    shape.tokens = Tc;
+    float* streams = batch_->streams.data<float>() + first * hc * H;
+    for (int site = 0; site < 2; ++site) {
+      const cuda::DeviceBuffer* w = &hc_weights[static_cast<size_t>(4 * site)];
+      cuda::hc_pre(streams, shape, {w[0].data<float>(), w[1].data<float>(), w[2].data<float>()}, x.data<float>(),
+                   post.data<float>(), comb.data<float>(), scratch.data<float>(), m.stream.get());
+      cuda::rms_norm_rows(x.data<float>(), Tc, H, w[3].data<float>(), cfg.rms_eps, x.data<float>(), m.stream.get());
+      m.clock.mark("hc", m.stream);
+      if (site == 0) m.attention(layer, x.data<float>(), sb, batch_->positions.data<int64_t>() + first, y.data<float>());
+      else m.moe(layer, x.data<float>(), batch_->ids.data() + first, batch_->d_ids.data<int64_t>() + first, Tc, first, y.data<float>());
+      cuda::hc_post(streams, y.data<float>(), post.data<float>(), comb.data<float>(), shape, m.stream.get());
+      m.stream.synchronize("hyper-connections");
+      m.clock.mark("hc", m.stream);
+    }
   }
   m.check_finite(batch_->streams, T, batch_->seq, "layer " + std::to_string(layer));
   m.clock.mark("checks", m.stream);
@@ -619,29 +705,32 @@ std::vector<float> GpuForward::head() {
   const ModelConfig& cfg = m.cfg;
   if (!batch_ || batch_->next_layer != cfg.layers())
     throw Error("head: run every layer first");
-  const int64_t T = batch_->tokens(), H = cfg.hidden(), hc = cfg.hc(), V = cfg.base.vocab_size;
+  const int64_t T = batch_->tokens(), H = cfg.hidden(), hc = cfg.hc(), V = cfg.base.vocab_size, seq = batch_->seq;
   next_group();
+  const int64_t per_chunk = sequences_per_chunk(head_bytes_per_token(cfg), "the head");
   cuda::HcShape shape;
-  shape.tokens = T, shape.hc = hc, shape.hidden = H, shape.hc_eps = cfg.hc_eps, shape.rms_eps = cfg.rms_eps;
-  cuda::DeviceBuffer x = floats(T * H, "final hidden"), scratch = floats(cuda::hc_scratch_floats(shape), "hc scratch");
+  shape.tokens = per_chunk * seq, shape.hc = hc, shape.hidden = H, shape.hc_eps = cfg.hc_eps, shape.rms_eps = cfg.rms_eps;
+  cuda::DeviceBuffer x = floats(shape.tokens * H, "final hidden"), scratch = floats(cuda::hc_scratch_floats(shape), "hc scratch");
   const cuda::DeviceBuffer fn = m.weight("hc_head_fn", {hc, hc * H});
   const cuda::DeviceBuffer base = m.weight("hc_head_base", {hc});
   const cuda::DeviceBuffer scale = m.weight("hc_head_scale", {1});
   const cuda::DeviceBuffer norm = m.weight("norm.weight", {H});
-  cuda::hc_head(batch_->streams.data<float>(), shape, {fn.data<float>(), base.data<float>(), scale.data<float>()},
-                x.data<float>(), scratch.data<float>(), m.stream.get());
-  cuda::rms_norm_rows(x.data<float>(), T, H, norm.data<float>(), cfg.rms_eps, x.data<float>(), m.stream.get());
-  cuda::DeviceBuffer logits = floats(T * V, "logits");
-  {
-    const LinearWeight head = m.linear_weight("head.weight", V, H);
-    m.linear(x.data<float>(), head, logits.data<float>(), T);
+  const LinearWeight head = m.linear_weight("head.weight", V, H);
+  cuda::DeviceBuffer logits = floats(shape.tokens * V, "logits");
+  std::vector<float> out(static_cast<size_t>(T * V));
+  for (int64_t s0 = 0; s0 < batch_->batch; s0 += per_chunk) {
+    const int64_t first = s0 * seq, Tc = std::min(per_chunk, batch_->batch - s0) * seq;
+    shape.tokens = Tc;
+    cuda::hc_head(batch_->streams.data<float>() + first * hc * H, shape,
+                  {fn.data<float>(), base.data<float>(), scale.data<float>()}, x.data<float>(), scratch.data<float>(),
+                  m.stream.get());
+    cuda::rms_norm_rows(x.data<float>(), Tc, H, norm.data<float>(), cfg.rms_eps, x.data<float>(), m.stream.get());
+    m.linear(x.data<float>(), head, logits.data<float>(), Tc);
+    cuda::copy_to_host(out.data() + first * V, logits.data(), static_cast<size_t>(Tc * V) * 4, m.stream);
     m.stream.synchronize("head");
   }
   finish_timing();
   m.group = {};  // the last group's device memory goes now
-  std::vector<float> out(static_cast<size_t>(T * V));
-  cuda::copy_to_host(out.data(), logits.data(), out.size() * 4, m.stream);
-  m.stream.synchronize("logits");
   for (size_t i = 0; i < out.size(); ++i)
     if (!std::isfinite(out[i]))
       throw InputError(m.ckpt.dir() + ": non-finite logit (row " + std::to_string(i / static_cast<size_t>(V)) +

@@ -28,6 +28,7 @@
 #include "engine/layer_runner.h"
 #include "engine/model_config.h"
 #include "engine/observer.h"
+#include "gpu_engine/gpu_memory.h"
 #include "gpu_engine/precision.h"
 
 namespace fp4kit::gpu_engine {
@@ -38,6 +39,11 @@ struct GpuForwardOptions {
   bool observe_all_experts = false;            // every expert's inputs cover all tokens (observer only)
   int64_t decode_once_rows = kDecodeOnceRows;  // BF16 products (gpu_engine/precision.h)
   int64_t decode_once_expert_rows = kDecodeOnceExpertRows;
+  // Device memory the pass may hold (its buffers; the CUDA context and cuBLAS's workspace aside);
+  // unset: what the device has free when the pass starts. Layers run their sequences in chunks that
+  // fit it; a group whose weights leave no room for one sequence is an InputError.
+  GpuMemoryBudget gpu_memory;
+  int64_t max_chunk_sequences = 0;  // at most this many sequences per chunk (0: as many as fit)
 };
 
 class GpuForward {
@@ -74,9 +80,12 @@ class GpuForward {
   void start_groups(int64_t first_layer);
   void next_group();
   void finish_timing();
+  int64_t sequences_per_chunk(int64_t bytes_per_token, const std::string& what) const;
   std::unique_ptr<Impl> impl_;
   std::unique_ptr<Batch> batch_;
   engine::LayerTiming timing_;
+  size_t previous_budget_ = 0;
+  int64_t max_chunk_sequences_ = 0;
   std::chrono::steady_clock::time_point step_start_;
 };
 

@@ -8,8 +8,8 @@ namespace {
 
 class GpuLayerRunner : public engine::LayerRunner {
  public:
-  GpuLayerRunner(const std::string& dir, const engine::EngineOptions& o, Precision precision)
-      : gpu_(dir, GpuForwardOptions{precision, o.observer, o.observe_all_experts}) {}
+  GpuLayerRunner(const std::string& dir, const engine::EngineOptions& o, Precision precision, GpuMemoryBudget memory)
+      : gpu_(dir, options(o, precision, memory)) {}
   const engine::ModelConfig& config() const override { return gpu_.config(); }
   void embed(const std::vector<int64_t>& ids, int64_t batch) override { gpu_.embed(ids, batch); }
   void run_layer(int64_t layer) override { gpu_.run_layer(layer); }
@@ -19,18 +19,26 @@ class GpuLayerRunner : public engine::LayerRunner {
   engine::LayerTiming last_timing() const override { return gpu_.last_timing(); }
 
  private:
+  static GpuForwardOptions options(const engine::EngineOptions& o, Precision precision, GpuMemoryBudget memory) {
+    GpuForwardOptions g;
+    g.precision = precision, g.observer = o.observer, g.observe_all_experts = o.observe_all_experts;
+    g.gpu_memory = memory;
+    return g;
+  }
   GpuForward gpu_;
 };
 
 }  // namespace
 
 std::unique_ptr<engine::LayerRunner> make_gpu_runner(const std::string& model_dir, const engine::EngineOptions& options,
-                                                     Precision precision) {
-  return std::make_unique<GpuLayerRunner>(model_dir, options, precision);
+                                                     Precision precision, GpuMemoryBudget memory) {
+  return std::make_unique<GpuLayerRunner>(model_dir, options, precision, memory);
 }
 
-engine::LayerRunnerFactory gpu_runner_factory(Precision precision) {
-  return [precision](const std::string& dir, const engine::EngineOptions& o) { return make_gpu_runner(dir, o, precision); };
+engine::LayerRunnerFactory gpu_runner_factory(Precision precision, GpuMemoryBudget memory) {
+  return [precision, memory](const std::string& dir, const engine::EngineOptions& o) {
+    return make_gpu_runner(dir, o, precision, memory);
+  };
 }
 
 }  // namespace fp4kit::gpu_engine

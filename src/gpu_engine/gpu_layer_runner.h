@@ -5,15 +5,16 @@
 #include <string>
 
 #include "engine/layer_runner.h"
+#include "gpu_engine/gpu_memory.h"
 #include "gpu_engine/precision.h"
 
 namespace fp4kit::gpu_engine {
 
 // InputError (exit 2) where there is no GPU or no CUDA build. `options.threads` is not used.
 std::unique_ptr<engine::LayerRunner> make_gpu_runner(const std::string& model_dir, const engine::EngineOptions& options,
-                                                     Precision precision);
+                                                     Precision precision, GpuMemoryBudget memory = {});
 
 // The factory a driver takes (engine::LayerRunnerFactory) for GPU runners of one precision.
-engine::LayerRunnerFactory gpu_runner_factory(Precision precision);
+engine::LayerRunnerFactory gpu_runner_factory(Precision precision, GpuMemoryBudget memory = {});
 
 }  // namespace fp4kit::gpu_engine

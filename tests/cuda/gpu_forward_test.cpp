@@ -36,9 +36,10 @@ std::vector<int64_t> token_ids(int64_t n, int64_t vocab, uint64_t seed) {
   return ids;
 }
 
-void expect_same_logits(const std::string& model, int64_t batch, int64_t seq) {
+void expect_same_logits(const std::string& model, int64_t batch, int64_t seq,
+                        const gpu_engine::GpuForwardOptions& options = f32()) {
   engine::Engine cpu(model);
-  gpu_engine::GpuForward gpu(model, f32());
+  gpu_engine::GpuForward gpu(model, options);
   const int64_t V = cpu.config().base.vocab_size;
   const auto ids = token_ids(batch * seq, V, 7);
   const std::vector<float> want = cpu.forward(ids, batch);
@@ -85,6 +86,46 @@ TEST(CudaGpuForward, ShortSequencesAndOneToken) {
   FP4KIT_REQUIRE_GPU();
   expect_same_logits(testing::test_data("dsv4-tiny"), 3, 5);
   expect_same_logits(testing::test_data("dsv4-tiny"), 1, 1);
+}
+
+// One sequence per chunk (what a small --gpu-memory budget makes): the same logits as the CPU.
+TEST(CudaGpuForward, ChunkedBatchMatchesTheCpuEngine) {
+  FP4KIT_REQUIRE_GPU();
+  gpu_engine::GpuForwardOptions o = f32();
+  o.max_chunk_sequences = 1;
+  expect_same_logits(testing::test_data("dsv4-tiny"), 3, 96, o);
+  gpu_engine::GpuForward gpu(testing::test_data("dsv4-tiny"), o);
+  gpu.embed(token_ids(3 * 8, 1024, 5), 3);
+  gpu.run_layer(0);
+  EXPECT_EQ(gpu.last_timing().chunks, 3);
+}
+
+// A budget below what one sequence needs beside the group's weights: an InputError naming the
+// step and the flag; one below the hidden streams themselves: the allocation names the budget.
+TEST(CudaGpuForward, MemoryBudgetTooSmallIsNamed) {
+  FP4KIT_REQUIRE_GPU();
+  gpu_engine::GpuForwardOptions o = f32();
+  o.gpu_memory = gpu_engine::parse_gpu_memory("1GiB");
+  {
+    gpu_engine::GpuForward gpu(testing::test_data("dsv4-tiny"), o);
+    try {
+      gpu.forward(token_ids(16, 1024, 3), 2);
+      FAIL() << "no error";
+    } catch (const InputError& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find("the embedding: one sequence of 8 tokens"), std::string::npos) << m;
+      EXPECT_NE(m.find("--gpu-memory"), std::string::npos) << m;
+    }
+  }
+  o.gpu_memory = gpu_engine::parse_gpu_memory("1KiB");
+  gpu_engine::GpuForward gpu(testing::test_data("dsv4-tiny"), o);
+  try {
+    gpu.forward(token_ids(16, 1024, 3), 2);
+    FAIL() << "no error";
+  } catch (const DeviceError& e) {
+    EXPECT_NE(std::string(e.what()).find("GPU memory budget"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(cuda::device_bytes_budget(), size_t{1024});  // this pass's; the destructor restores the last
 }
 
 TEST(CudaGpuForward, BadIdsAreNamed) {
