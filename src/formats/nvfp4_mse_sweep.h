@@ -10,9 +10,10 @@
 // codes [code(q0) - 4, code(q0) + 8] around q0, the E4M3 rounding of the block's max-scaling scale
 // amax*448/g: ScaleSweep's bound (one minimizer lies in [code(q0) - 3, code(q0) + 7]) widened by
 // one code each side, so that q0's own rounding cannot move the window off the optimum. Outside
-// the bound's assumptions (q0 subnormal, a global amax that is not a normal number, a block amax
-// beyond 448's rounding cell, NaN or infinite values) it falls back to the full sweep. Both give
-// the same answer (tests/formats/nvfp4_scale_search_test.cpp).
+// the bound's assumptions (q0 subnormal, a global amax below 2^-100 or not finite, a block amax
+// below 2^-40 or beyond 448's rounding cell, NaN or infinite values) it falls back to the full
+// sweep. Both give the same answer (tests/formats/nvfp4_scale_search_test.cpp; docs/scale-search.md
+// says why).
 #include <array>
 #include <cstdint>
 

@@ -121,6 +121,19 @@ TEST(ConvertScales, CastExpertsKeepTheirScales) {
   for (const auto& [name, t] : a) EXPECT_TRUE(b.at(name).bytes == t.bytes) << name;
 }
 
+// V4 with everything requantized: the MXFP4 experts from their BF16 dequant, the attention from its
+// E8M0-scaled FP8 blocks, both with ModelOpt's CPU export arithmetic; the output verifies.
+TEST(ConvertScales, DeepseekV4RequantizedVerifies) {
+  const std::string dir = testing::fresh_temp_dir("convert-scales-v4-all");
+  const std::string src = test_data("dsv4-tiny"), out = dir + "/out";
+  const auto r = run_fp4kit("convert " + src + " " + out + " --recipe all-linear --numerics modelopt --weight-only "
+                            "--scales four-over-six --quiet --json " + dir + "/r.json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(read_json_file(dir + "/r.json").at("scales"), "four-over-six");
+  const auto v = run_fp4kit("verify " + out + " --source " + src);
+  EXPECT_EQ(v.exit_code, 0) << v.output;
+}
+
 TEST(ConvertScales, BadScales) {
   const std::string dir = testing::fresh_temp_dir("convert-scales-bad");
   const std::string src = family("llama-tiny");
