@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/byte_size.h"
 #include "base/error.h"
 #include "base/parallel.h"
 #include "cli/commands.h"
@@ -106,7 +107,7 @@ void run(const ConvertArgs& a) {
   if (!a.calib.empty()) o.calib_path = a.calib;
   o.weight_only = a.weight_only;
   o.include_mtp_experts = a.include_mtp;
-  if (!a.shard_size.empty()) o.shard_bytes = io::parse_byte_size(a.shard_size, "--shard-size");
+  if (!a.shard_size.empty()) o.shard_bytes = parse_byte_size(a.shard_size, "--shard-size");
   o.allow_nonfinite = a.allow_nonfinite;
   o.threads = a.threads ? a.threads : default_threads();
   o.direct_io = !a.no_direct_io;

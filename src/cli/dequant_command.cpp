@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/byte_size.h"
 #include "base/error.h"
 #include "base/parallel.h"
 #include "cli/commands.h"
@@ -58,7 +59,7 @@ void run(const DequantArgs& a) {
   DequantOptions o;
   o.threads = a.threads ? a.threads : default_threads();
   o.direct_io = !a.no_direct_io;
-  o.shard_bytes = io::parse_byte_size(a.shard_size, "--shard-size");
+  o.shard_bytes = parse_byte_size(a.shard_size, "--shard-size");
   o.resume = a.resume;
   Progress progress("dequant", !a.quiet && (a.progress || stderr_is_terminal()));
   const DequantReport r = dequant_checkpoint(a.src, a.dst, o, [&](uint64_t d, uint64_t t) { progress.update(d, t); });

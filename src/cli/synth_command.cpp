@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/byte_size.h"
 #include "base/error.h"
 #include "base/parallel.h"
 #include "cli/commands.h"
@@ -48,7 +49,7 @@ void run(const SynthArgs& a) {
   synth::SynthOptions o;
   o.seed = a.seed;
   o.hollow = a.hollow;
-  o.shard_bytes = io::parse_byte_size(a.shard_size, "--shard-size");
+  o.shard_bytes = parse_byte_size(a.shard_size, "--shard-size");
   o.threads = a.threads ? a.threads : default_threads();
 
   Progress progress(a.hollow ? "synth (hollow)" : "synth", !a.quiet && (a.progress || stderr_is_terminal()));

@@ -27,7 +27,4 @@ std::string shard_file_name(size_t index, size_t count);  // 0-based index
 // weight_map for the plan, with metadata {"total_size": sum of tensor bytes}.
 CheckpointIndex index_for(const std::vector<PlannedShard>& shards, const std::vector<TensorInfo>& tensors);
 
-// "5GB", "500MB", "4GiB", "1e9", "123" (bytes). InputError naming `what` on anything else.
-uint64_t parse_byte_size(std::string_view text, std::string_view what);
-
 }  // namespace fp4kit::io

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "base/byte_size.h"
 #include "base/error.h"
 
 namespace fp4kit::io {
