@@ -6,9 +6,11 @@ jobs=$(nproc)
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
+scripts/list-skipped.sh build
 # -O1 -g1: sanitizer reports keep file:line, and the whole suite stays within 20 minutes on 2 cores.
 # The sanitized build is the CPU-only one (CUDA compiles once, in the Release build above), which
 # also proves that everything builds and runs without nvcc.
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1 -g1" -DFP4KIT_SANITIZE=ON -DFP4KIT_BENCH=OFF -DFP4KIT_CUDA=OFF
 cmake --build build-asan -j "$jobs"
 ctest --test-dir build-asan --output-on-failure -j "$jobs"
+scripts/list-skipped.sh build-asan
