@@ -69,7 +69,7 @@ std::string joined(const std::vector<std::string>& args) {
 class RandomKill : public ::testing::TestWithParam<Command> {};
 
 TEST_P(RandomKill, ResumesToTheUninterruptedOutput) {
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(FP4KIT_SANITIZED_BUILD)
   // Sixty runs killed and resumed cost minutes under ASan; they test the resume logic, which the
   // Release build runs, while the sanitized build's own kill-and-resume tests watch its memory.
   GTEST_SKIP() << "random kills run in the Release build only (the sanitized build keeps CI within its time)";
