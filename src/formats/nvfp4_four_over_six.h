@@ -11,8 +11,26 @@ namespace fp4kit {
 // rounded to E4M3 relative to global_amax*(448/256)/6, as its FP8 extension computes it.
 float four_over_six_fake_scale(float candidate_amax, float global_amax);
 
+// The same for many blocks of one tensor: the factors that depend only on the global amax are
+// computed once.
+class FourOverSixFakeScale {
+ public:
+  explicit FourOverSixFakeScale(float global_amax);
+  float operator()(float candidate_amax) const;
+
+ private:
+  float factor_ = 1.0f, inverse_ = 1.0f;
+};
+
+// What nvfp4_scalar_quant divides by for a block scale: NaN, infinite and zero scales count as 1
+// (a zero scale also makes every element 0).
+float four_over_six_safe_scale(float scale);
+
 // Squared error of a block of 16 values fake-quantized with block scale `scale`, summed as torch sums.
 float four_over_six_block_loss(const float* x, float scale);
+
+// The choice between the two losses: torch.argmin over {loss at 1.0, loss at 1.5}.
+bool four_over_six_prefers_four(float loss6, float loss4);
 
 // Whether a block of 16 values with amax `block_amax` gets 1.5 * block_amax (E2M1 4 for its largest
 // element) rather than block_amax.
