@@ -38,15 +38,15 @@ Nvfp4Tensor quantize_nvfp4(FloatSpan src, const Nvfp4Scaling& scaling, unsigned 
   return out;
 }
 
-Nvfp4Tensor quantize_nvfp4_searched(FloatSpan src, const Nvfp4SearchScaling& scaling, unsigned threads) {
+Nvfp4Tensor quantize_nvfp4_searched(FloatSpan src, const Nvfp4SearchScaling& scaling, unsigned threads, Isa isa) {
+  const auto& k = nvfp4_search_kernels(isa);
   Nvfp4Tensor out;
   out.global = scaling.weight_scale_2;
   out.packed.resize(src.size / 2);
   out.scales.resize(src.size / kNvfp4BlockSize);
   // The search costs more per element than max scaling: smaller pieces keep the threads busy.
   parallel_for(src.size, kPieceElements / 16, threads, [&](size_t b, size_t e) {
-    nvfp4_search_quantize(src.subspan(b, e - b), scaling, out.packed.data() + b / 2,
-                          out.scales.data() + b / kNvfp4BlockSize);
+    k.quantize(src.subspan(b, e - b), scaling, out.packed.data() + b / 2, out.scales.data() + b / kNvfp4BlockSize);
   });
   return out;
 }

@@ -24,6 +24,7 @@ Nvfp4Tensor quantize_nvfp4(FloatSpan src, const Nvfp4Scaling& scaling, unsigned 
                            Isa isa = preferred_isa());
 
 // Searched block scales (mse, four-over-six); `global` is the scaling's weight_scale_2.
-Nvfp4Tensor quantize_nvfp4_searched(FloatSpan src, const Nvfp4SearchScaling& scaling, unsigned threads);
+Nvfp4Tensor quantize_nvfp4_searched(FloatSpan src, const Nvfp4SearchScaling& scaling, unsigned threads,
+                                    Isa isa = preferred_isa());
 
 }  // namespace fp4kit

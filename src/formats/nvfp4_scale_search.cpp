@@ -123,4 +123,23 @@ void nvfp4_search_quantize(FloatSpan src, const Nvfp4SearchScaling& sc, uint8_t*
   nvfp4_ref::quantize_with_scales(src, scales, Nvfp4Scaling{sc.numerics, sc.weight_scale_2, src.dtype}, packed);
 }
 
+namespace {
+
+void ref_block_amax(FloatSpan src, const Nvfp4SearchScaling& sc, float* block_amax) {
+  nvfp4_search_block_amax(src, sc, block_amax);
+}
+
+void ref_quantize(FloatSpan src, const Nvfp4SearchScaling& sc, uint8_t* packed, uint8_t* scales) {
+  nvfp4_search_quantize(src, sc, packed, scales);
+}
+
+const Nvfp4SearchKernels kScalarKernels = {ref_block_amax, ref_quantize};
+
+}  // namespace
+
+const Nvfp4SearchKernels& nvfp4_search_kernels(Isa isa) {
+  if (isa == Isa::Avx2 && isa_supported(Isa::Avx2)) return nvfp4_search_avx2::kKernels;
+  return kScalarKernels;
+}
+
 }  // namespace fp4kit

@@ -49,13 +49,26 @@ float nvfp4_method_global_scale(float global_amax, Nvfp4ScaleMethod, Nvfp4Numeri
 // ModelOpt's export of a static quantizer's block amax to its E4M3 block scale byte.
 uint8_t modelopt_static_block_scale(float block_amax, float global_amax, float fp8_max, bool cuda);
 
-// Whole blocks: `src.size` a multiple of 16; `packed` gets n/2 bytes, `scales` n/16. With
-// `full_sweep`, mse tries all 126 candidates of every block (the reference); otherwise only the
-// proven window. The bytes are the same either way.
+// The scalar reference. Whole blocks: `src.size` a multiple of 16; `packed` gets n/2 bytes,
+// `scales` n/16. With `full_sweep`, mse tries all 126 candidates of every block (ModelOpt's sweep);
+// otherwise only the proven window. The bytes are the same either way.
 void nvfp4_search_quantize(FloatSpan src, const Nvfp4SearchScaling&, uint8_t* packed, uint8_t* scales,
                            bool full_sweep = false);
 
 // The searched block amax of each block (what ModelOpt's calibrator keeps), for reports and tests.
 void nvfp4_search_block_amax(FloatSpan src, const Nvfp4SearchScaling&, float* block_amax, bool full_sweep = false);
+
+// Kernel set of one ISA, with the arguments of the functions above (mse through the window). All
+// ISAs produce the reference's bytes.
+struct Nvfp4SearchKernels {
+  void (*block_amax)(FloatSpan src, const Nvfp4SearchScaling&, float* block_amax);
+  void (*quantize)(FloatSpan src, const Nvfp4SearchScaling&, uint8_t* packed, uint8_t* scales);
+};
+
+const Nvfp4SearchKernels& nvfp4_search_kernels(Isa isa = preferred_isa());
+
+namespace nvfp4_search_avx2 {
+extern const Nvfp4SearchKernels kKernels;
+}
 
 }  // namespace fp4kit

@@ -1,5 +1,5 @@
-// fp4kit's searched NVFP4 scales (mse, four-over-six) against ModelOpt's own calibrators and
-// exporter: tests/data/scale-search/ holds their output, made on a GPU by
+// fp4kit's searched NVFP4 scales (mse, four-over-six), scalar and fast paths, against ModelOpt's own
+// calibrators and exporter: tests/data/scale-search/ holds their output, made on a GPU by
 // scripts/reference/scale_search_reference.py. Skips when the golden files are not there.
 #include <gtest/gtest.h>
 
@@ -32,6 +32,13 @@ using testing::OracleFile;
 constexpr const char* kGoldens = "scale-search/scale_search_goldens.safetensors";
 
 bool same_float(float a, float b) { return f32_bits(a) == f32_bits(b) || (std::isnan(a) && std::isnan(b)); }
+
+// The scalar reference and every fast path this CPU runs.
+std::vector<Isa> isas() {
+  std::vector<Isa> out = {Isa::Scalar};
+  if (isa_supported(Isa::Avx2)) out.push_back(Isa::Avx2);
+  return out;
+}
 
 // The golden cases: every "<case>.input" tensor.
 std::vector<std::string> cases(const OracleFile& f) {
@@ -82,23 +89,30 @@ TEST_F(ScaleSearchGolden, SearchedAmaxAndExportedBytes) {
       const std::string m = method == Nvfp4ScaleMethod::Mse ? "mse" : "four_over_six";
       SCOPED_TRACE(m);
       const std::vector<float> want = f.f32(name + "." + m + ".block_amax");
-      for (bool full : {true, false}) {
+      const Nvfp4SearchScaling cuda = nvfp4_search_scaling(g, method, Nvfp4Numerics::ModelOptCuda, info.dtype);
+      std::vector<float> full(blocks);
+      nvfp4_search_block_amax(src, cuda, full.data(), /*full_sweep=*/true);
+      size_t count = 0;
+      std::string first = amax_differences(full, want, &count);
+      EXPECT_EQ(count, 0u) << "full sweep of " << blocks << " blocks:" << first;
+      // The window, through each ISA's kernels.
+      for (Isa isa : isas()) {
         std::vector<float> got(blocks);
-        nvfp4_search_block_amax(src, nvfp4_search_scaling(g, method, Nvfp4Numerics::ModelOptCuda, info.dtype),
-                                got.data(), full);
-        size_t count = 0;
-        const std::string first = amax_differences(got, want, &count);
-        EXPECT_EQ(count, 0u) << (full ? "full sweep" : "window") << " of " << blocks << " blocks:" << first;
+        nvfp4_search_kernels(isa).block_amax(src, cuda, got.data());
+        first = amax_differences(got, want, &count);
+        EXPECT_EQ(count, 0u) << "window (" << isa_name(isa) << ") of " << blocks << " blocks:" << first;
       }
       for (Nvfp4Numerics numerics : {Nvfp4Numerics::ModelOptCuda, Nvfp4Numerics::ModelOpt}) {
         const std::string device = numerics == Nvfp4Numerics::ModelOptCuda ? "cuda" : "cpu";
         SCOPED_TRACE(device);
         const Nvfp4SearchScaling sc = nvfp4_search_scaling(g, method, numerics, info.dtype);
-        std::vector<uint8_t> packed(src.size / 2), scales(blocks);
-        nvfp4_search_quantize(src, sc, packed.data(), scales.data());
         const std::string prefix = name + "." + m + "." + device;
-        EXPECT_TRUE(BytesEqual(scales, f.bytes(prefix + ".weight_scale"))) << "weight_scale";
-        EXPECT_TRUE(BytesEqual(packed, f.bytes(prefix + ".weight"))) << "weight";
+        for (Isa isa : isas()) {
+          std::vector<uint8_t> packed(src.size / 2), scales(blocks);
+          nvfp4_search_kernels(isa).quantize(src, sc, packed.data(), scales.data());
+          EXPECT_TRUE(BytesEqual(scales, f.bytes(prefix + ".weight_scale"))) << "weight_scale " << isa_name(isa);
+          EXPECT_TRUE(BytesEqual(packed, f.bytes(prefix + ".weight"))) << "weight " << isa_name(isa);
+        }
         EXPECT_TRUE(same_float(sc.weight_scale_2, f.scalar(prefix + ".weight_scale_2")))
             << "weight_scale_2 " << sc.weight_scale_2 << " want " << f.scalar(prefix + ".weight_scale_2");
       }
