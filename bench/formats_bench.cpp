@@ -1,6 +1,7 @@
-// Throughput of every block scheme's quantize and dequantize: scalar reference vs fast path, one
-// thread vs all threads, in GB/s of input, next to a plain memcpy of the same input bytes. Each fast
-// path's output is compared with the scalar one on the same data (bit-exact or the row says so).
+// Throughput of every block scheme's quantize and dequantize (NVFP4 also with searched block scales):
+// scalar reference vs fast path, one thread vs all threads, in GB/s of input, next to a plain memcpy
+// of the same input bytes. Each fast path's output is compared with the scalar one on the same data
+// (bit-exact or the row says so).
 //
 //   formats_bench [--mb N] [--reps R] [--json FILE]
 #include <algorithm>
@@ -18,6 +19,7 @@
 #include "formats/fp8_block.h"
 #include "formats/mxfp4.h"
 #include "formats/nvfp4.h"
+#include "formats/nvfp4_scale_search.h"
 
 using namespace fp4kit;
 
@@ -126,6 +128,30 @@ int main(int argc, char** argv) {
         });
         rows_out.push_back({scheme, "dequantize->f32", std::string(isa_name(isa)), t, gb(n * 9 / 16), s,
                             std::memcmp(dq.data(), ref_dq.data(), n * 4) == 0});
+      }
+    }
+  }
+
+  // NVFP4 with searched block scales (ModelOpt's mse and four-over-six calibrations, exported in
+  // the ModelOpt-CUDA numerics): the search, the export and the elements.
+  for (Nvfp4ScaleMethod method : {Nvfp4ScaleMethod::Mse, Nvfp4ScaleMethod::FourOverSix}) {
+    const Nvfp4SearchScaling sc = nvfp4_search_scaling(nvfp4_ref::amax(src), method, Nvfp4Numerics::ModelOptCuda, DType::BF16);
+    std::vector<uint8_t> ref_packed(n / 2), ref_scales(n / 16);
+    parallel_for(n, piece, all, [&](size_t b, size_t e) {
+      nvfp4_search_kernels(Isa::Scalar).quantize(src.subspan(b, e - b), sc, ref_packed.data() + b / 2, ref_scales.data() + b / 16);
+    });
+    const std::string scheme = "nvfp4/" + std::string(scale_method_name(method));
+    for (Isa isa : isas) {
+      const auto& k = nvfp4_search_kernels(isa);
+      for (unsigned t : thread_counts) {
+        std::vector<uint8_t> packed(n / 2), scales(n / 16);
+        const double s = time_best(reps, [&] {
+          parallel_for(n, piece, t, [&](size_t b, size_t e) {
+            k.quantize(src.subspan(b, e - b), sc, packed.data() + b / 2, scales.data() + b / 16);
+          });
+        });
+        rows_out.push_back({scheme, "quantize", std::string(isa_name(isa)), t, gb(n * 2), s,
+                            packed == ref_packed && scales == ref_scales});
       }
     }
   }
