@@ -16,20 +16,8 @@
 namespace fp4kit {
 namespace {
 
-std::vector<float> random_floats(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-1.5f, 1.5f);
-  std::vector<float> v(n);
-  for (float& x : v) x = u(rng);
-  return v;
-}
-
-template <class T>
-cuda::DeviceBuffer upload(const std::vector<T>& v, const cuda::Stream& s, const char* what) {
-  cuda::DeviceBuffer d(std::max<size_t>(v.size() * sizeof(T), 1), what);
-  if (!v.empty()) cuda::copy_to_device(d.data(), v.data(), v.size() * sizeof(T), s);
-  return d;
-}
+using testing::random_floats;
+using testing::upload;
 
 struct Case {
   int64_t batch, seq, heads, head_dim, window, ratio, pick_stride;
@@ -41,11 +29,11 @@ std::pair<std::vector<float>, std::vector<float>> run_both(const Case& c, uint32
                                                            bool* tiled_ran = nullptr) {
   cuda::Stream s;
   const int64_t T = c.batch * c.seq, D = c.head_dim, count = c.ratio > 0 ? c.seq / c.ratio : 0;
-  std::vector<float> q = random_floats(static_cast<size_t>(T * c.heads * D), seed);
+  std::vector<float> q = random_floats(static_cast<size_t>(T * c.heads * D), seed, -1.5f, 1.5f);
   if (nan_query) q[static_cast<size_t>((5 * c.heads + 3) * D + 7)] = std::nanf("");  // row 5, head 3
-  const std::vector<float> kv = random_floats(static_cast<size_t>(T * D), seed + 1);
-  const std::vector<float> entries = random_floats(static_cast<size_t>(std::max<int64_t>(c.batch * count * D, 1)), seed + 2);
-  const std::vector<float> sink = random_floats(static_cast<size_t>(c.heads), seed + 3);
+  const std::vector<float> kv = random_floats(static_cast<size_t>(T * D), seed + 1, -1.5f, 1.5f);
+  const std::vector<float> entries = random_floats(static_cast<size_t>(std::max<int64_t>(c.batch * count * D, 1)), seed + 2, -1.5f, 1.5f);
+  const std::vector<float> sink = random_floats(static_cast<size_t>(c.heads), seed + 3, -1.5f, 1.5f);
   std::vector<int32_t> picks(static_cast<size_t>(std::max<int64_t>(T * c.pick_stride, 1)), -1), pick_count(static_cast<size_t>(T), 0);
   if (c.keys == cuda::CompressedKeys::Picked) {
     std::mt19937 rng(seed + 4);

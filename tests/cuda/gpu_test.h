@@ -3,6 +3,9 @@
 // machine that still compiles the kernels).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdint>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -17,6 +20,23 @@
   } while (0)
 
 namespace fp4kit::testing {
+
+// n floats drawn uniformly from [lo, hi) with a fixed seed.
+inline std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -2.0f, float hi = 2.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
+// A device copy of `v` (at least one byte, so that empty inputs still have an address).
+template <class T>
+cuda::DeviceBuffer upload(const std::vector<T>& v, const cuda::Stream& s, const char* what) {
+  cuda::DeviceBuffer d(std::max<size_t>(v.size() * sizeof(T), 1), what);
+  if (!v.empty()) cuda::copy_to_device(d.data(), v.data(), v.size() * sizeof(T), s);
+  return d;
+}
 
 // `count` elements of T copied back from device memory, after everything queued on `s`.
 template <class T>

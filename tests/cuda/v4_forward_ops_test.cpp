@@ -22,20 +22,8 @@
 namespace fp4kit {
 namespace {
 
-std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -2.0f, float hi = 2.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = u(rng);
-  return v;
-}
-
-template <class T>
-cuda::DeviceBuffer upload(const std::vector<T>& v, const cuda::Stream& s, const char* what) {
-  cuda::DeviceBuffer d(std::max<size_t>(v.size() * sizeof(T), 1), what);
-  if (!v.empty()) cuda::copy_to_device(d.data(), v.data(), v.size() * sizeof(T), s);
-  return d;
-}
+using testing::random_floats;
+using testing::upload;
 
 // Largest |gpu - cpu| / (|cpu| + floor); fails on NaN or a length mismatch. `floor` is about the size
 // of the terms a value sums (a sum that cancels to near zero keeps the absolute error of its terms).
