@@ -15,10 +15,10 @@ a static quantizer (`NVFP4QTensor.get_weights_scaling_factor_2_from_quantizer`,
 `get_weights_scaling_factor_from_quantizer`, `NVFP4QTensor.quantize`), on the GPU and on the CPU.
 
 Source of ModelOpt: a copy of its Python package in the git-ignored folder .ref-src/ at the
-repository root, made from the stored mirror:
+repository root, made from a clone of github.com/NVIDIA/Model-Optimizer (MODELOPT_GIT: its .git):
 
     mkdir -p .ref-src/Model-Optimizer && \\
-    git --git-dir=/work/.mirror/NVIDIA+Model-Optimizer/repo archive a2fbac7bad8ab446d3f8783dadb0c3366eb0ad73 modelopt \\
+    git --git-dir="$MODELOPT_GIT" archive a2fbac7bad8ab446d3f8783dadb0c3366eb0ad73 modelopt \\
         | tar -x -C .ref-src/Model-Optimizer && \\
     echo a2fbac7bad8ab446d3f8783dadb0c3366eb0ad73 > .ref-src/Model-Optimizer/COMMIT
 
