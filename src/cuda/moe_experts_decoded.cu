@@ -11,7 +11,7 @@
 #include "cuda/codecs.cuh"
 #include "cuda/cublas_gemm.h"
 #include "cuda/moe_experts.h"
-#include "cuda/weight_codecs.h"
+#include "cuda/gemm_weight_bf16.h"
 #include "cuda/weight_gemm_args.cuh"
 
 namespace fp4kit::cuda {
@@ -20,26 +20,6 @@ namespace {
 __global__ void swiglu_to_bf16_kernel(const float* g, const float* u, int64_t n, float limit, uint16_t* h) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i < n) h[i] = float_to_bf16_bits(clamped_swiglu(g[i], u[i], limit));
-}
-
-bool decodes_exactly(const GemmWeight& w) {
-  return w.format == WeightFormat::Bf16 || w.format == WeightFormat::Mxfp4 ||
-         (w.format == WeightFormat::Fp8Block && !w.fp8_scales_f32);
-}
-
-// w [n, k] as BF16 values: its own bytes, or decoded into `scratch`.
-const uint16_t* bf16_values(const GemmWeight& w, DeviceBuffer& scratch, StreamHandle stream) {
-  if (w.format == WeightFormat::Bf16) return static_cast<const uint16_t*>(w.data);
-  const size_t n = static_cast<size_t>(w.n) * static_cast<size_t>(w.k);
-  if (w.format == WeightFormat::Mxfp4) {
-    mxfp4_dequantize_bf16(static_cast<const uint8_t*>(w.data), static_cast<const uint8_t*>(w.scales), n,
-                          scratch.data<uint16_t>(), stream);
-  } else {
-    const Fp8BlockShape fs{static_cast<size_t>(w.n), static_cast<size_t>(w.k), Fp8ScaleKind::E8M0};
-    fp8_block_dequantize_bf16(static_cast<const uint8_t*>(w.data), w.scales, fs, 0, fs.rows, scratch.data<uint16_t>(),
-                              stream);
-  }
-  return scratch.data<uint16_t>();
 }
 
 }  // namespace
@@ -53,7 +33,7 @@ bool moe_expert_products_decoded(const std::vector<GemmWeight>& w1, const std::v
     throw InputError("decoded expert products: " + std::to_string(w1.size()) + " experts and " +
                      std::to_string(offsets.size()) + " offsets for a workspace of " + std::to_string(E) + " experts");
   for (int64_t e = 0; e < E; ++e)
-    if (!decodes_exactly(w1[e]) || !decodes_exactly(w3[e]) || !decodes_exactly(w2[e])) return false;
+    if (!decodes_to_bf16_exactly(w1[e]) || !decodes_to_bf16_exactly(w3[e]) || !decodes_to_bf16_exactly(w2[e])) return false;
   if (R == 0) return true;
   // Rows of expert e: [offsets[e], offsets[e + 1]); rows after offsets[E] (ids outside the experts,
   // reported by throw_if_bad_routing) go with the last expert, as in the grouped kernels.
@@ -70,12 +50,12 @@ bool moe_expert_products_decoded(const std::vector<GemmWeight>& w1, const std::v
     if (n <= 0) continue;
     const uint16_t* x = ws.sorted_x() + r0 * H;
     // One stream: each decode waits for the products that read the scratch before it.
-    gemm.bf16_gemm(x, bf16_values(w1[e], a, stream), g.data(), GemmOutput::F32, n, I, H, stream);
-    gemm.bf16_gemm(x, bf16_values(w3[e], b, stream), u.data(), GemmOutput::F32, n, I, H, stream);
+    gemm.bf16_gemm(x, gemm_weight_bf16(w1[e], a.data<uint16_t>(), stream), g.data(), GemmOutput::F32, n, I, H, stream);
+    gemm.bf16_gemm(x, gemm_weight_bf16(w3[e], b.data<uint16_t>(), stream), u.data(), GemmOutput::F32, n, I, H, stream);
     swiglu_to_bf16_kernel<<<ceil_div(static_cast<size_t>(n * I), 256), 256, 0, stream>>>(
         g.data<float>(), u.data<float>(), n * I, swiglu_limit, h + r0 * I);
     check_launch("expert SwiGLU", "rows=" + std::to_string(n) + " I=" + std::to_string(I));
-    gemm.bf16_gemm(h + r0 * I, bf16_values(w2[e], c, stream), y + r0 * H, GemmOutput::F32, n, H, I, stream);
+    gemm.bf16_gemm(h + r0 * I, gemm_weight_bf16(w2[e], c.data<uint16_t>(), stream), y + r0 * H, GemmOutput::F32, n, H, I, stream);
   }
   check(cudaStreamSynchronize(stream), "decoded expert products");  // the scratch dies here
   return true;

@@ -103,15 +103,18 @@ struct GpuForward::Impl {
   int64_t hash_table_layer = -1;
   size_t budget = 0;  // device bytes the pass may hold (--gpu-memory, or what was free at the start)
 
-  int64_t decode_once_expert_rows = kDecodeOnceExpertRows;
+  int64_t decode_once_expert_rows;
 
-  Impl(const std::string& dir, Precision precision, int64_t decode_once_rows)
+  Impl(const std::string& dir, const GpuForwardOptions& o)
       : cfg(ModelConfig::load(dir)),
         ckpt(io::Checkpoint::open(dir)),
         stored(ckpt),
         main_rope(cfg.rope_dim, cfg.rope_theta, engine::YarnParams{}),
         compress_rope(cfg.rope_dim, cfg.compress_rope_theta, cfg.yarn),
-        lin(precision, group, stored, ckpt.dir(), stream, decode_once_rows) {
+        lin(o.precision, group, stored, ckpt.dir(), stream, o.decode_once_rows),
+        observer(o.observer),
+        all_experts(o.observe_all_experts),
+        decode_once_expert_rows(o.decode_once_expert_rows) {
     main_freq = upload(main_rope.inv_freq(), stream, "rope frequencies");
     compress_freq = upload(compress_rope.inv_freq(), stream, "compress rope frequencies");
   }
@@ -445,7 +448,7 @@ struct GpuForward::Impl {
     if (!decoded)
       cuda::moe_routed_experts(xb, r, table.view(), cfg.swiglu_limit, routed, cuda::GemmOutput::F32, ws, stream.get());
     if (!observer) return true;
-    cuda::copy_to_host(offsets.data(), ws.expert_offsets(), offsets.size() * 4, stream);
+    if (!decoded) cuda::copy_to_host(offsets.data(), ws.expert_offsets(), offsets.size() * 4, stream);
     cuda::DeviceBuffer amax = floats(4 * E, "expert input amax"), scratch = floats(T * k, "expert amax scratch");
     cuda::moe_expert_input_amax(ws, r, cuda::MoeExpertInput::Gate, amax.data<float>(), scratch.data<float>(), stream.get());
     cuda::moe_expert_input_amax(ws, r, cuda::MoeExpertInput::Down, amax.data<float>() + 2 * E, scratch.data<float>(),
@@ -510,10 +513,7 @@ struct GpuForward::Batch {
 
 GpuForward::GpuForward(const std::string& model_dir, const GpuForwardOptions& options) {
   const cuda::DeviceInfo dev = cuda::require_device(0);
-  impl_ = std::make_unique<Impl>(model_dir, options.precision, options.decode_once_rows);
-  impl_->observer = options.observer;
-  impl_->all_experts = options.observe_all_experts;
-  impl_->decode_once_expert_rows = options.decode_once_expert_rows;
+  impl_ = std::make_unique<Impl>(model_dir, options);
   previous_budget_ = cuda::device_bytes_budget();
   max_chunk_sequences_ = options.max_chunk_sequences;
   if (options.gpu_memory.set()) {

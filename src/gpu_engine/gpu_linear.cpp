@@ -5,7 +5,7 @@
 
 #include "base/error.h"
 #include "cuda/element_encoders.h"
-#include "cuda/weight_codecs.h"
+#include "cuda/gemm_weight_bf16.h"
 #include "io/quote_name.h"
 
 namespace fp4kit::gpu_engine {
@@ -118,10 +118,8 @@ LinearWeight GpuLinear::weight_f32(const std::string& name, int64_t n, int64_t k
 
 const uint16_t* GpuLinear::bf16_values(const LinearWeight& w) {
   const cuda::GemmWeight& g = w.stored;
-  if (w.dense || w.f32) return nullptr;
+  if (w.dense || w.f32 || !cuda::decodes_to_bf16_exactly(g)) return nullptr;
   if (g.format == cuda::WeightFormat::Bf16) return static_cast<const uint16_t*>(g.data);
-  const bool exact = g.format == cuda::WeightFormat::Mxfp4 || (g.format == cuda::WeightFormat::Fp8Block && !g.fp8_scales_f32);
-  if (!exact) return nullptr;
   if (w_bf16_of_ == g.data && w_bf16_generation_ == group_.generation) return w_bf16_.data<uint16_t>();
   const size_t n = static_cast<size_t>(g.n) * static_cast<size_t>(g.k);
   if (w_bf16_.bytes() < n * 2) {
@@ -129,14 +127,7 @@ const uint16_t* GpuLinear::bf16_values(const LinearWeight& w) {
     w_bf16_ = cuda::DeviceBuffer(n * 2, "BF16 decoded weight");
   }
   // Ordered after the products that read the previous weight (one stream).
-  if (g.format == cuda::WeightFormat::Mxfp4) {
-    cuda::mxfp4_dequantize_bf16(static_cast<const uint8_t*>(g.data), static_cast<const uint8_t*>(g.scales), n,
-                                w_bf16_.data<uint16_t>(), stream_.get());
-  } else {
-    const Fp8BlockShape fs{static_cast<size_t>(g.n), static_cast<size_t>(g.k), Fp8ScaleKind::E8M0};
-    cuda::fp8_block_dequantize_bf16(static_cast<const uint8_t*>(g.data), g.scales, fs, 0, fs.rows,
-                                    w_bf16_.data<uint16_t>(), stream_.get());
-  }
+  cuda::gemm_weight_bf16(g, w_bf16_.data<uint16_t>(), stream_.get());
   w_bf16_of_ = g.data, w_bf16_generation_ = group_.generation;
   return w_bf16_.data<uint16_t>();
 }
