@@ -8,6 +8,7 @@
 #include "base/error.h"
 #include "cuda/check.cuh"
 #include "cuda/cublas_gemm.h"
+#include "cuda/cublaslt_library.h"
 
 namespace fp4kit::cuda {
 
@@ -15,8 +16,8 @@ namespace {
 
 void check_lt(cublasStatus_t status, const char* call, const std::string& shape) {
   if (status != CUBLAS_STATUS_SUCCESS)
-    throw DeviceError(std::string(call) + " [" + shape + "]: " + cublasLtGetStatusName(status) + " (" +
-                      cublasLtGetStatusString(status) + ")");
+    throw DeviceError(std::string(call) + " [" + shape + "]: " + cublaslt().GetStatusName(status) + " (" +
+                      cublaslt().GetStatusString(status) + ")");
 }
 
 // The largest power of two (at most 256) that divides the address: cuBLASLt's heuristic assumes
@@ -49,10 +50,10 @@ struct Plan {
   Plan(const Plan&) = delete;
   Plan& operator=(const Plan&) = delete;
   ~Plan() {
-    if (d) cublasLtMatrixLayoutDestroy(d);
-    if (b) cublasLtMatrixLayoutDestroy(b);
-    if (a) cublasLtMatrixLayoutDestroy(a);
-    if (desc) cublasLtMatmulDescDestroy(desc);
+    if (d) cublaslt().MatrixLayoutDestroy(d);
+    if (b) cublaslt().MatrixLayoutDestroy(b);
+    if (a) cublaslt().MatrixLayoutDestroy(a);
+    if (desc) cublaslt().MatmulDescDestroy(desc);
   }
 };
 
@@ -81,30 +82,30 @@ struct CublasGemm::Impl {
     const cudaDataType_t out_type = key.out == GemmOutput::F32 ? CUDA_R_32F : CUDA_R_16BF;
     const cudaDataType_t in_type = key.f32_operands ? CUDA_R_32F : CUDA_R_16BF;
     const int64_t ldx = key.ldx ? key.ldx : key.k, ldy = key.ldy ? key.ldy : key.n;
-    check_lt(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate", shape);
+    check_lt(cublaslt().MatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate", shape);
     const cublasOperation_t transpose = CUBLAS_OP_T, plain = CUBLAS_OP_N;
-    check_lt(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &transpose, sizeof(transpose)),
+    check_lt(cublaslt().MatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &transpose, sizeof(transpose)),
              "cublasLtMatmulDescSetAttribute(TRANSA)", shape);
-    check_lt(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &plain, sizeof(plain)),
+    check_lt(cublaslt().MatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &plain, sizeof(plain)),
              "cublasLtMatmulDescSetAttribute(TRANSB)", shape);
-    check_lt(cublasLtMatrixLayoutCreate(&p->a, in_type, k, n, key.k), "cublasLtMatrixLayoutCreate(W)", shape);
-    check_lt(cublasLtMatrixLayoutCreate(&p->b, in_type, k, m, ldx), "cublasLtMatrixLayoutCreate(x)", shape);
-    check_lt(cublasLtMatrixLayoutCreate(&p->d, out_type, n, m, ldy), "cublasLtMatrixLayoutCreate(y)", shape);
+    check_lt(cublaslt().MatrixLayoutCreate(&p->a, in_type, k, n, key.k), "cublasLtMatrixLayoutCreate(W)", shape);
+    check_lt(cublaslt().MatrixLayoutCreate(&p->b, in_type, k, m, ldx), "cublasLtMatrixLayoutCreate(x)", shape);
+    check_lt(cublaslt().MatrixLayoutCreate(&p->d, out_type, n, m, ldy), "cublasLtMatrixLayoutCreate(y)", shape);
 
     cublasLtMatmulPreference_t pref = nullptr;
-    check_lt(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate", shape);
+    check_lt(cublaslt().MatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate", shape);
     struct PrefGuard {
       cublasLtMatmulPreference_t p;
-      ~PrefGuard() { cublasLtMatmulPreferenceDestroy(p); }
+      ~PrefGuard() { cublaslt().MatmulPreferenceDestroy(p); }
     } guard{pref};
     const uint64_t ws = workspace.bytes();
-    check_lt(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)),
+    check_lt(cublaslt().MatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)),
              "cublasLtMatmulPreferenceSetAttribute(workspace)", shape);
     // A BF16 output keeps the contract "one rounding of the F32 sum": split-K partial sums stay in
     // F32 (in the workspace), never in the output type. F32 outputs may use any scheme.
     if (key.out == GemmOutput::Bf16 && partials == CublasGemm::Bf16Partials::F32Only) {
       const uint32_t schemes = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
-      check_lt(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &schemes, sizeof(schemes)),
+      check_lt(cublaslt().MatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &schemes, sizeof(schemes)),
                "cublasLtMatmulPreferenceSetAttribute(reduction scheme)", shape);
     }
     const std::tuple<cublasLtMatmulPreferenceAttributes_t, uint32_t> aligns[] = {
@@ -113,11 +114,11 @@ struct CublasGemm::Impl {
         {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, key.align_y},
         {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, key.align_y}};
     for (const auto& [attr, value] : aligns)
-      check_lt(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value)),
+      check_lt(cublaslt().MatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value)),
                "cublasLtMatmulPreferenceSetAttribute(alignment)", shape);
     cublasLtMatmulHeuristicResult_t results[8] = {};
     int found = 0;
-    check_lt(cublasLtMatmulAlgoGetHeuristic(handle, p->desc, p->a, p->b, p->d, p->d, pref, 8, results, &found),
+    check_lt(cublaslt().MatmulAlgoGetHeuristic(handle, p->desc, p->a, p->b, p->d, p->d, pref, 8, results, &found),
              "cublasLtMatmulAlgoGetHeuristic", shape);
     int chosen = -1;
     for (int i = 0; i < found && chosen < 0; ++i)
@@ -133,18 +134,18 @@ struct CublasGemm::Impl {
 
 CublasGemm::CublasGemm(size_t workspace_bytes, Bf16Partials partials) : impl_(std::make_unique<Impl>()) {
   impl_->partials = partials;
-  check_lt(cublasLtCreate(&impl_->handle), "cublasLtCreate", "handle");
+  check_lt(cublaslt().Create(&impl_->handle), "cublasLtCreate", "handle");
   try {
     impl_->workspace = DeviceBuffer(workspace_bytes, "cuBLASLt workspace");
   } catch (...) {
-    cublasLtDestroy(impl_->handle);
+    cublaslt().Destroy(impl_->handle);
     throw;
   }
 }
 
 CublasGemm::~CublasGemm() {
   impl_->plans.clear();
-  if (impl_->handle) cublasLtDestroy(impl_->handle);
+  if (impl_->handle) cublaslt().Destroy(impl_->handle);
 }
 
 size_t CublasGemm::cached_plans() const {
@@ -162,7 +163,7 @@ void CublasGemm::bf16_gemm(const uint16_t* x, const uint16_t* w, void* y, GemmOu
   const PlanKey key{m, n, k, out, alignment(x), alignment(w), alignment(y)};
   const Plan& p = impl_->plan(key, shape);
   const float alpha = 1.0f, beta = 0.0f;
-  check_lt(cublasLtMatmul(impl_->handle, p.desc, &alpha, w, p.a, x, p.b, &beta, y, p.d, y, p.d, &p.algo,
+  check_lt(cublaslt().Matmul(impl_->handle, p.desc, &alpha, w, p.a, x, p.b, &beta, y, p.d, y, p.d, &p.algo,
                           impl_->workspace.data(), p.workspace, stream),
            "cublasLtMatmul", shape);
 }
@@ -180,7 +181,7 @@ void CublasGemm::f32_gemm(const float* x, int64_t ldx, const float* w, float* y,
   key.ldy = ldy;
   const Plan& p = impl_->plan(key, shape);
   const float alpha = 1.0f, beta = 0.0f;
-  check_lt(cublasLtMatmul(impl_->handle, p.desc, &alpha, w, p.a, x, p.b, &beta, y, p.d, y, p.d, &p.algo,
+  check_lt(cublaslt().Matmul(impl_->handle, p.desc, &alpha, w, p.a, x, p.b, &beta, y, p.d, y, p.d, &p.algo,
                           impl_->workspace.data(), p.workspace, stream),
            "cublasLtMatmul", shape);
 }
