@@ -6,6 +6,7 @@
 
 #include "formats/float_span.h"
 #include "formats/nvfp4.h"
+#include "formats/nvfp4_hessian_sweep.h"
 #include "formats/nvfp4_scale_search.h"
 
 namespace fp4kit {
@@ -26,5 +27,10 @@ Nvfp4Tensor quantize_nvfp4(FloatSpan src, const Nvfp4Scaling& scaling, unsigned 
 // Searched block scales (mse, four-over-six); `global` is the scaling's weight_scale_2.
 Nvfp4Tensor quantize_nvfp4_searched(FloatSpan src, const Nvfp4SearchScaling& scaling, unsigned threads,
                                     Isa isa = preferred_isa());
+
+// Hessian block scales of a row-major [rows, cols] tensor: `weights` holds one prepared XᵀX block
+// per 16 input channels (cols/16). Adds the block counts to `stats`.
+Nvfp4Tensor quantize_nvfp4_hessian(FloatSpan src, const std::vector<HessianBlockWeight>& weights,
+                                   const Nvfp4SearchScaling& scaling, unsigned threads, Nvfp4HessianStats& stats);
 
 }  // namespace fp4kit

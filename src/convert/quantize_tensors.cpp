@@ -99,6 +99,10 @@ Nvfp4Tensor quantize_tensor(FloatSpan src, float group_amax, const QuantizeTenso
 }  // namespace
 
 void check_quantize_tensors_options(const QuantizeTensorsOptions& options) {
+  // Its statistics are per module of a calibrated checkpoint, which `convert --hessian` reads.
+  if (options.scales == Nvfp4ScaleMethod::Hessian)
+    throw InputError("--scales hessian needs the XᵀX statistics of each weight's input: use convert --scales hessian "
+                     "--hessian FILE (quantize-tensors takes max, mse, four-over-six)");
   if (!scale_method_supports(options.scales, options.numerics))
     throw InputError("--scales " + std::string(scale_method_name(options.scales)) +
                      " writes ModelOpt's static block scales: use --numerics modelopt or modelopt-cuda, not " +

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <optional>
 
+#include "base/error.h"
 #include "formats/e4m3.h"
 #include "formats/modelopt_gpu_arith.h"
 #include "formats/nvfp4_four_over_six.h"
@@ -12,9 +13,19 @@ namespace fp4kit {
 
 namespace {
 
-constexpr Nvfp4ScaleMethod kMethods[] = {Nvfp4ScaleMethod::Max, Nvfp4ScaleMethod::Mse, Nvfp4ScaleMethod::FourOverSix};
+constexpr Nvfp4ScaleMethod kMethods[] = {Nvfp4ScaleMethod::Max, Nvfp4ScaleMethod::Mse, Nvfp4ScaleMethod::FourOverSix,
+                                         Nvfp4ScaleMethod::Hessian};
 
 bool is_cuda(Nvfp4Numerics n) { return n == Nvfp4Numerics::ModelOptCuda; }
+
+}  // namespace
+
+void require_no_statistics(Nvfp4ScaleMethod m) {
+  if (m == Nvfp4ScaleMethod::Hessian)
+    throw Error("hessian block scales need the XᵀX statistics of the weight's input (nvfp4_hessian_quantize_ref)");
+}
+
+namespace {
 
 // torch.clamp(s, lo, hi): NaN passes through.
 float clamp_keep_nan(float s, float lo, float hi) {
@@ -45,6 +56,7 @@ float searched_block_amax(const float* x, const Nvfp4SearchScaling& sc, const Nv
 
 template <typename Fn>
 void for_each_block(FloatSpan src, const Nvfp4SearchScaling& sc, bool full_sweep, Fn&& fn) {
+  require_no_statistics(sc.method);
   std::optional<Nvfp4MseCandidates> candidates;
   if (sc.method == Nvfp4ScaleMethod::Mse) candidates.emplace(sc.global_amax);
   const int lanes = mse_sweep_lanes(src.dtype);
@@ -62,6 +74,7 @@ std::string_view scale_method_name(Nvfp4ScaleMethod m) {
     case Nvfp4ScaleMethod::Max: return "max";
     case Nvfp4ScaleMethod::Mse: return "mse";
     case Nvfp4ScaleMethod::FourOverSix: return "four-over-six";
+    case Nvfp4ScaleMethod::Hessian: return "hessian";
   }
   return "?";
 }

@@ -19,14 +19,17 @@
 
 namespace fp4kit {
 
-enum class Nvfp4ScaleMethod : uint8_t { Max, Mse, FourOverSix };
+// Hessian: the mse sweep with each block's error weighted by the 16×16 block of XᵀX of its input
+// channels (formats/nvfp4_hessian_sweep.h); it needs those statistics, so only
+// nvfp4_hessian_quantize_ref computes it, and the functions below that take no statistics refuse it.
+enum class Nvfp4ScaleMethod : uint8_t { Max, Mse, FourOverSix, Hessian };
 
-std::string_view scale_method_name(Nvfp4ScaleMethod);  // "max", "mse", "four-over-six"
+std::string_view scale_method_name(Nvfp4ScaleMethod);  // "max", "mse", "four-over-six", "hessian"
 std::optional<Nvfp4ScaleMethod> scale_method_from_name(std::string_view);
-// "max, mse, four-over-six": for messages.
+// "max, mse, four-over-six, hessian": for messages.
 std::string scale_method_names();
 
-// The E4M3 value the block scales are normalised to: 448, or 256 for four-over-six.
+// The E4M3 value the block scales are normalised to: 448 (also hessian's), or 256 for four-over-six.
 float scale_method_fp8_max(Nvfp4ScaleMethod);
 
 // Whether the method can write scales in these numerics (max: all; searched: ModelOpt's).
@@ -45,6 +48,9 @@ Nvfp4SearchScaling nvfp4_search_scaling(float global_amax, Nvfp4ScaleMethod, Nvf
 // weight_scale_2 of a method: global_amax / (6 * fp8_max) with the numerics' division; for Max the
 // numerics' own global scale (nvfp4_global_scale).
 float nvfp4_method_global_scale(float global_amax, Nvfp4ScaleMethod, Nvfp4Numerics, DType source);
+
+// Error for Hessian, which the functions without statistics cannot compute.
+void require_no_statistics(Nvfp4ScaleMethod);
 
 // ModelOpt's export of a static quantizer's block amax to its E4M3 block scale byte.
 uint8_t modelopt_static_block_scale(float block_amax, float global_amax, float fp8_max, bool cuda);

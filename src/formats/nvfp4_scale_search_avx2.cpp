@@ -217,7 +217,9 @@ struct Search {
   FourOverSixFakeScale fake_scale;
 
   explicit Search(const Nvfp4SearchScaling& scaling)
-      : sc(scaling), candidates(scaling.global_amax), tables(candidates), fake_scale(scaling.global_amax) {}
+      : sc(scaling), candidates(scaling.global_amax), tables(candidates), fake_scale(scaling.global_amax) {
+    require_no_statistics(scaling.method);
+  }
 
   template <DType D>
   void block_amax(FloatSpan src, float* out) const {

@@ -50,14 +50,14 @@ void expect_window_equals_full(const std::vector<float>& values, float g, int la
 }
 
 TEST(Nvfp4ScaleSearch, MethodNames) {
-  for (const char* name : {"max", "mse", "four-over-six"}) {
+  for (const char* name : {"max", "mse", "four-over-six", "hessian"}) {
     const auto m = scale_method_from_name(name);
     ASSERT_TRUE(m) << name;
     EXPECT_EQ(scale_method_name(*m), name);
   }
-  EXPECT_FALSE(scale_method_from_name("hessian"));
+  EXPECT_FALSE(scale_method_from_name("gptq"));
   EXPECT_FALSE(scale_method_from_name("MSE"));
-  EXPECT_EQ(scale_method_names(), "max, mse, four-over-six");
+  EXPECT_EQ(scale_method_names(), "max, mse, four-over-six, hessian");
   EXPECT_TRUE(scale_method_supports(Nvfp4ScaleMethod::Mse, Nvfp4Numerics::ModelOptCuda));
   EXPECT_FALSE(scale_method_supports(Nvfp4ScaleMethod::FourOverSix, Nvfp4Numerics::CompressedTensors));
   EXPECT_TRUE(scale_method_supports(Nvfp4ScaleMethod::Max, Nvfp4Numerics::CompressedTensors));

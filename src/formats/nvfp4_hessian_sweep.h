@@ -1,0 +1,65 @@
+#pragma once
+// Activation-weighted NVFP4 block scales (`--scales hessian`): the same per-block sweep over the 126
+// E4M3 candidates as ModelOpt's MSE sweep (formats/nvfp4_mse_sweep.h: same candidates, same scale
+// arithmetic, the smaller scale on equal losses, candidate 0 when every loss is NaN), but a
+// candidate's loss is eᵀ·H·e, e = w − ŵ over the block's 16 weights and H the 16×16 block of XᵀX of
+// the block's input channels, collected by `calibrate --hessian`. A weight error on channels the
+// activations hardly use costs little; one on large or correlated channels costs much, which is
+// what the layer output ‖X·Wᵀ − X·Ŵᵀ‖² = Σ_rows eᵀ·XᵀX·e measures (per block, cross-block terms
+// left out).
+//
+// H is prepared once per block of channels (HessianBlockWeight): damped by λ·mean(diag) on the
+// diagonal, so that channels no row used still count a little, then divided by its largest
+// diagonal value, which makes the loss independent of the row count and keeps it in f32 range.
+// A block whose H holds NaN or Inf, a negative diagonal value or an all-zero diagonal is not
+// usable: that block falls back to the plain squared error (the mse sweep) and is counted.
+//
+// The loss is the mse sweep's own f32 sum of the diagonal terms h_ii·d_i² (in the kernel's order,
+// each square fused into the addition) plus the off-diagonal terms 2·Σ_{i<j} h_ij·e_i·e_j summed in
+// F64 (terms with h_ij = 0 are skipped). With H a multiple of the identity every h_ii is exactly 1
+// and there is no off-diagonal term, so the choice is the mse sweep's, byte for byte.
+//
+// The window of the mse sweep rests on a bound for the plain squared error; it does not hold for a
+// weighted one, so every block tries all 126 candidates. docs/scale-search.md has the cost.
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "formats/float_span.h"
+#include "formats/nvfp4_mse_sweep.h"
+#include "formats/nvfp4_scale_search.h"
+
+namespace fp4kit {
+
+inline constexpr double kDefaultHessianDamping = 0.01;
+
+struct HessianBlockWeight {
+  std::array<float, 256> h{};  // row-major, damped and normalised (largest diagonal value 1)
+  bool usable = false;         // false: the block's scale comes from the plain squared error
+};
+
+// From one 16×16 block of XᵀX (row-major). `damping` is λ >= 0.
+HessianBlockWeight hessian_block_weight(const float* xtx, double damping);
+
+// eᵀ·H·e of the block x (16 values) at candidate k, as described above.
+float hessian_block_loss(const float* x, const Nvfp4MseCandidates&, int k, const HessianBlockWeight&, int lanes);
+
+// The winning candidate of one block: all 126 tried; an unusable weight gives the mse sweep's winner.
+int hessian_sweep(const float* x, const Nvfp4MseCandidates&, const HessianBlockWeight&, int lanes);
+
+struct Nvfp4HessianStats {
+  uint64_t blocks = 0;
+  uint64_t fallback_blocks = 0;  // blocks whose H was not usable (scale from the plain squared error)
+};
+
+// The scalar reference for a whole [rows, cols] tensor, row-major, or a run of its blocks: `src`
+// holds whole blocks starting at block `first_block` of the tensor (so that block b's channels are
+// block (first_block + b) mod cols/16 of `weights`). `weights` has cols/16 entries. `scaling` is an
+// Mse or Hessian search scaling (the global amax and weight_scale_2 are the mse sweep's). Writes
+// src.size/2 packed bytes and src.size/16 E4M3 scales, exported as ModelOpt exports a static
+// quantizer (modelopt_static_block_scale); adds to `stats` when given.
+void nvfp4_hessian_quantize_ref(FloatSpan src, size_t first_block, const std::vector<HessianBlockWeight>& weights,
+                                const Nvfp4SearchScaling& scaling, uint8_t* packed, uint8_t* scales,
+                                Nvfp4HessianStats* stats = nullptr);
+
+}  // namespace fp4kit
