@@ -1,5 +1,6 @@
-// fp4kit generate MODEL: greedy decoding with the f32 reference forward pass and its KV cache;
-// parsing and printing only. The last line of stdout is the new token ids.
+// fp4kit generate MODEL: greedy decoding with the f32 reference forward pass and its KV cache, or
+// on the GPU (no device KV cache yet: each token reruns the sequence, the checkpoint resident where
+// it fits); parsing and printing only. The last line of stdout is the new token ids.
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -7,31 +8,48 @@
 
 #include "base/error.h"
 #include "cli/commands.h"
+#include "cuda/device.h"
 #include "engine/engine.h"
 #include "engine/generate.h"
 #include "engine/token_ids.h"
+#include "gpu_engine/gpu_layer_runner.h"
 
 namespace fp4kit::cli {
 
 namespace {
 
 struct GenerateArgs {
-  std::string model, ids, ids_file;
+  std::string model, ids, ids_file, device = "cpu", precision, gpu_memory;
   int64_t max_new_tokens = 16;
   unsigned threads = 0;
   bool no_cache = false, ignore_eos = false;
 };
 
 void run(const GenerateArgs& a) {
+  const cuda::Device device = cuda::parse_device(a.device);
+  const bool on_gpu = device == cuda::Device::Cuda;
+  const gpu_engine::Precision precision = gpu_engine::resolve_precision(a.precision, on_gpu);
+  if (on_gpu) cuda::require_device();  // one clear error (exit 2) before any work
+  if (!on_gpu && !a.gpu_memory.empty()) throw InputError("--gpu-memory: only with --device cuda");
   const engine::TokenBatch ids = engine::token_ids_from_options(a.ids, a.ids_file);
   if (ids.batch != 1) throw InputError("generate: give one prompt (got " + std::to_string(ids.batch) + " sequences)");
   engine::EngineOptions o;
   o.threads = a.threads;
-  engine::Engine eng(a.model, o);
-  const std::optional<int64_t> eos = a.ignore_eos ? std::nullopt : engine::config_eos_token_id(eng.config().base.raw);
-  const engine::Generation g = engine::generate_greedy(eng, ids.ids, a.max_new_tokens, !a.no_cache, eos);
-  std::printf("prompt: %zu tokens, generated %zu (greedy%s)\n", ids.ids.size(), g.tokens.size(),
-              a.no_cache ? ", no cache" : "");
+  engine::Generation g;
+  std::string mode;
+  if (on_gpu) {
+    const auto runner =
+        gpu_engine::make_gpu_runner(a.model, o, precision, gpu_engine::parse_gpu_memory(a.gpu_memory));
+    const std::optional<int64_t> eos = a.ignore_eos ? std::nullopt : engine::config_eos_token_id(runner->config().base.raw);
+    g = engine::generate_greedy_rerun(*runner, ids.ids, a.max_new_tokens, eos);
+    mode = std::string(", GPU ") + gpu_engine::precision_name(precision) + ", each token reruns the sequence";
+  } else {
+    engine::Engine eng(a.model, o);
+    const std::optional<int64_t> eos = a.ignore_eos ? std::nullopt : engine::config_eos_token_id(eng.config().base.raw);
+    g = engine::generate_greedy(eng, ids.ids, a.max_new_tokens, !a.no_cache, eos);
+    if (a.no_cache) mode = ", no cache";
+  }
+  std::printf("prompt: %zu tokens, generated %zu (greedy%s)\n", ids.ids.size(), g.tokens.size(), mode.c_str());
   std::string line;
   for (size_t i = 0; i < g.tokens.size(); ++i) {
     if (i) line += ' ';
@@ -44,13 +62,22 @@ void add_command(CLI::App& app) {
   auto args = std::make_shared<GenerateArgs>();
   auto* cmd = app.add_subcommand("generate",
                                  "Greedy generation with the f32 reference forward pass and a KV cache (sliding window "
-                                 "and compressed caches). The last line of output is the new token ids.");
+                                 "and compressed caches), or on the GPU. The last line of output is the new token ids.");
   cmd->add_option("MODEL", args->model, "Checkpoint directory")->required()->check(CLI::ExistingDirectory);
   cmd->add_option("--ids", args->ids, "Prompt token ids, e.g. \"0 15 7\"");
   cmd->add_option("--ids-file", args->ids_file, "Prompt ids: safetensors input_ids [1,S] or a text file");
   cmd->add_option("--max-new-tokens", args->max_new_tokens, "Tokens to generate")->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   cmd->add_option("--threads", args->threads, "Worker threads (default: all cores)");
   cmd->add_flag("--no-cache", args->no_cache, "Rerun the whole sequence for every token (slow; for checking)");
+  cmd->add_option("--device", args->device,
+                  "cpu (the f32 reference with its KV cache) or cuda (the GPU forward pass; it keeps no KV cache on "
+                  "the device yet, so each new token reruns the sequence; a checkpoint that fits in half the GPU "
+                  "memory stays resident, else every step streams it)")
+      ->capture_default_str();
+  add_gpu_memory_option(cmd, args->gpu_memory);
+  cmd->add_option("--precision", args->precision,
+                  "bf16 (the default on the GPU: BF16 operands and F32 accumulation, as the serving engines compute) "
+                  "or f32 (full F32, the check mode; the only one on the CPU)");
   cmd->add_flag("--ignore-eos", args->ignore_eos, "Do not stop at the config's eos_token_id");
   cmd->callback([args] { run(*args); });
 }

@@ -44,4 +44,24 @@ Generation generate_greedy(Engine& engine, const std::vector<int64_t>& prompt, i
   return g;
 }
 
+Generation generate_greedy_rerun(LayerRunner& runner, const std::vector<int64_t>& prompt, int64_t max_new_tokens,
+                                 std::optional<int64_t> eos) {
+  if (prompt.empty()) throw InputError("generate: the prompt holds no token ids");
+  const int64_t V = runner.config().base.vocab_size, L = runner.config().layers();
+  Generation g;
+  std::vector<int64_t> sequence = prompt;
+  for (int64_t step = 0; step < max_new_tokens; ++step) {
+    runner.embed(sequence, 1);
+    for (int64_t l = 0; l < L; ++l) runner.run_layer(l);
+    const std::vector<float> logits = runner.head();
+    const float* last = logits.data() + (static_cast<int64_t>(sequence.size()) - 1) * V;
+    const int64_t next = argmax(last, V);
+    g.tokens.push_back(next);
+    g.step_logits.insert(g.step_logits.end(), last, last + V);
+    sequence.push_back(next);
+    if (eos && next == *eos) break;
+  }
+  return g;
+}
+
 }  // namespace fp4kit::engine

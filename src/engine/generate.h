@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/engine.h"
+#include "engine/layer_runner.h"
 
 namespace fp4kit::engine {
 
@@ -26,5 +27,10 @@ std::optional<int64_t> config_eos_token_id(const nlohmann::json& config);
 // Stops after max_new_tokens, or after emitting `eos` when given.
 Generation generate_greedy(Engine& engine, const std::vector<int64_t>& prompt, int64_t max_new_tokens,
                            bool use_cache = true, std::optional<int64_t> eos = std::nullopt);
+
+// The same without a cache, over any layer runner (the GPU pass keeps no KV cache on the device):
+// each step runs the whole sequence so far and takes the last position's logits.
+Generation generate_greedy_rerun(LayerRunner& runner, const std::vector<int64_t>& prompt, int64_t max_new_tokens,
+                                 std::optional<int64_t> eos = std::nullopt);
 
 }  // namespace fp4kit::engine

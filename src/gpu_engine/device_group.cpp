@@ -1,6 +1,7 @@
 #include "gpu_engine/device_group.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "base/error.h"
@@ -11,8 +12,9 @@
 namespace fp4kit::gpu_engine {
 
 void DeviceGroup::load(const io::PrefetchedGroup& g, const cuda::Stream& s) {
+  static std::atomic<uint64_t> loads{0};
   label = g.label();
-  ++generation;
+  generation = ++loads;
   where.clear();
   small.clear();
   size_t bytes = 0;

@@ -20,7 +20,12 @@ struct DeviceGroup {
   cuda::DeviceBuffer arena;
   std::map<std::string, std::pair<size_t, const io::TensorInfo*>, std::less<>> where;
   std::map<std::string, std::vector<std::byte>, std::less<>> small;
-  uint64_t generation = 0;  // counts load() calls: device bytes of one load differ from the next's
+  // Numbers every load() of every group in the process: a (device address, generation) pair names
+  // one upload's bytes, so caches of decoded weights never mistake a reload, or another resident
+  // group, for the bytes they decoded.
+  uint64_t generation = 0;
+  bool loaded() const { return !label.empty(); }
+  size_t device_bytes() const { return arena.bytes(); }
 
   // Copies the group to the device and waits (the host slot goes back to the reader after this).
   void load(const io::PrefetchedGroup& g, const cuda::Stream& s);

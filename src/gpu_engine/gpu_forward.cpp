@@ -102,6 +102,13 @@ struct GpuForward::Impl {
   cuda::DeviceBuffer hash_table;  // tid2eid of layer hash_table_layer
   int64_t hash_table_layer = -1;
   size_t budget = 0;  // device bytes the pass may hold (--gpu-memory, or what was free at the start)
+  // The forward pass's tensor groups (engine/layer_groups.h): embedding, each layer, head.
+  std::vector<io::TensorGroup> groups;
+  // Resident mode: each group's device copy, kept after its first use; `group` holds the one in use
+  // (swapped in and out). Streaming mode: empty, and `group` is reloaded for each group.
+  bool keep_resident = false;
+  std::vector<DeviceGroup> resident;
+  int64_t current_group = -1;  // the index `group` holds, in resident mode
 
   int64_t decode_once_expert_rows;
 
@@ -115,6 +122,7 @@ struct GpuForward::Impl {
         observer(o.observer),
         all_experts(o.observe_all_experts),
         decode_once_expert_rows(o.decode_once_expert_rows) {
+    groups = engine::forward_tensor_groups(ckpt, cfg.layers());
     main_freq = upload(main_rope.inv_freq(), stream, "rope frequencies");
     compress_freq = upload(compress_rope.inv_freq(), stream, "compress rope frequencies");
   }
@@ -501,12 +509,26 @@ struct GpuForward::Impl {
   }
 };
 
+// The checkpoint's stored bytes, tensor by tensor (what keeping it resident costs).
+uint64_t stored_bytes(const io::Checkpoint& ckpt, const std::vector<io::TensorGroup>& groups) {
+  uint64_t total = 0;
+  for (const io::TensorGroup& g : groups)
+    for (const std::string& name : g.tensors) {
+      const auto [file, info] = ckpt.find(name);
+      if (info) total += (info->nbytes() + 255) / 256 * 256;
+    }
+  return total;
+}
+
 // The batch between layers: the hc streams on the device and what every layer needs of the ids.
 struct GpuForward::Batch {
   int64_t batch = 0, seq = 0;
   std::vector<int64_t> ids;
   cuda::DeviceBuffer streams, positions, d_ids;
-  std::unique_ptr<io::TensorPrefetcher> prefetcher;  // the groups still to come
+  // The groups still to come that are not resident, in order; next_group_index is the index (in
+  // Impl::groups) of the group the next step uses.
+  std::unique_ptr<io::TensorPrefetcher> prefetcher;
+  int64_t next_group_index = 0;
   int64_t next_layer = 0;
   int64_t tokens() const { return batch * seq; }
 };
@@ -522,7 +544,12 @@ GpuForward::GpuForward(const std::string& model_dir, const GpuForwardOptions& op
   } else {
     impl_->budget = dev.free_memory + cuda::device_bytes_in_use();
   }
+  Impl& m = *impl_;
+  m.keep_resident = options.keep_resident && stored_bytes(m.ckpt, m.groups) <= m.budget / 2;
+  if (m.keep_resident) m.resident.resize(m.groups.size());
 }
+
+bool GpuForward::resident() const { return impl_->keep_resident; }
 
 GpuForward::~GpuForward() { cuda::set_device_bytes_budget(previous_budget_); }
 
@@ -530,13 +557,27 @@ const engine::ModelConfig& GpuForward::config() const { return impl_->cfg; }
 
 void GpuForward::start_groups(int64_t first_layer) {
   Impl& m = *impl_;
-  std::vector<io::TensorGroup> groups = engine::forward_tensor_groups(m.ckpt, m.cfg.layers());
   // Groups: [embedding, layer 0 .. layer L-1, head]; a batch that starts at a later layer skips ahead.
-  if (first_layer > 0) groups.erase(groups.begin(), groups.begin() + 1 + first_layer);
-  io::PrefetchOptions po;
-  po.allocator = cuda::pinned_host_allocator();
-  batch_->prefetcher = std::make_unique<io::TensorPrefetcher>(m.ckpt, std::move(groups), po);
+  const int64_t first = first_layer > 0 ? 1 + first_layer : 0;
+  std::vector<io::TensorGroup> to_read;
+  for (size_t i = static_cast<size_t>(first); i < m.groups.size(); ++i)
+    if (!m.keep_resident || !m.resident[i].loaded()) to_read.push_back(m.groups[i]);
+  batch_->prefetcher.reset();
+  if (!to_read.empty()) {
+    io::PrefetchOptions po;
+    po.allocator = cuda::pinned_host_allocator();
+    batch_->prefetcher = std::make_unique<io::TensorPrefetcher>(m.ckpt, std::move(to_read), po);
+  }
+  batch_->next_group_index = first;
   batch_->next_layer = first_layer;
+}
+
+// Resident mode: the group in use goes back to its place.
+void GpuForward::park_group() {
+  Impl& m = *impl_;
+  if (!m.keep_resident || m.current_group < 0) return;
+  std::swap(m.group, m.resident[static_cast<size_t>(m.current_group)]);
+  m.current_group = -1;
 }
 
 // Starts the timing of a step: the wait for the reader and the copy are measured here, the
@@ -544,17 +585,31 @@ void GpuForward::start_groups(int64_t first_layer) {
 void GpuForward::next_group() {
   const auto t0 = std::chrono::steady_clock::now();
   timing_ = {};
+  Impl& m = *impl_;
+  park_group();
+  const int64_t index = batch_->next_group_index++;
+  if (m.keep_resident && m.resident[static_cast<size_t>(index)].loaded()) {
+    std::swap(m.group, m.resident[static_cast<size_t>(index)]);  // nothing to read
+    m.current_group = index;
+    cuda::reset_device_bytes_peak();
+    step_start_ = std::chrono::steady_clock::now();
+    m.clock.start(m.stream);
+    return;
+  }
+  if (m.keep_resident) m.group = {};  // the parked group's slot is empty: a fresh object to load into
   cuda::reset_device_bytes_peak();
-  std::optional<io::PrefetchedGroup> g = batch_->prefetcher->next();
+  std::optional<io::PrefetchedGroup> g;
+  if (batch_->prefetcher) g = batch_->prefetcher->next();
   if (!g) throw Error("GPU forward: the checkpoint's groups ended early");
   const auto t1 = std::chrono::steady_clock::now();
-  impl_->group.load(*g, impl_->stream);
+  m.group.load(*g, m.stream);
+  if (m.keep_resident) m.current_group = index;
   const auto t2 = std::chrono::steady_clock::now();
   timing_.read_wait_seconds = std::chrono::duration<double>(t1 - t0).count();
   timing_.copy_seconds = std::chrono::duration<double>(t2 - t1).count();
   for (const io::PrefetchedTensor& t : g->tensors()) timing_.bytes += t.bytes.size();
   step_start_ = t2;
-  impl_->clock.start(impl_->stream);
+  m.clock.start(m.stream);
 }
 
 void GpuForward::finish_timing() {
@@ -696,8 +751,8 @@ void GpuForward::set_hidden(const std::vector<float>& streams, int64_t after_lay
     throw InputError("saved streams after layer " + std::to_string(after_layer) + ": no such layer");
   cuda::copy_to_device(batch_->streams.data(), streams.data(), batch_->streams.bytes(), impl_->stream);
   impl_->stream.synchronize("hidden streams");
-  batch_->prefetcher.reset();  // its reader is ahead at the wrong groups
-  start_groups(after_layer + 1);
+  park_group();
+  start_groups(after_layer + 1);  // the reader was ahead at the wrong groups
 }
 
 std::vector<float> GpuForward::head() {
@@ -730,7 +785,8 @@ std::vector<float> GpuForward::head() {
     m.stream.synchronize("head");
   }
   finish_timing();
-  m.group = {};  // the last group's device memory goes now
+  if (m.keep_resident) park_group();
+  else m.group = {};  // the last group's device memory goes now
   for (size_t i = 0; i < out.size(); ++i)
     if (!std::isfinite(out[i]))
       throw InputError(m.ckpt.dir() + ": non-finite logit (row " + std::to_string(i / static_cast<size_t>(V)) +

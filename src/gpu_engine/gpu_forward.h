@@ -16,9 +16,13 @@
 // blocks, MXFP4, NVFP4 in either layout, BF16). Device memory holds the hidden states, one group's
 // stored bytes and the decoded weights in use; host memory two groups.
 //
+// A checkpoint that fits in half the memory budget stays on the device once read (resident): later
+// passes skip the disk and the copies.
+//
 // Scope today: whole sequences from position 0 (what calibration, evaluation and `run` compute);
 // the observer sees each linear input's amax (LinearObserver::on_linear_amax), which is what
-// calibration needs. Continuing a sequence (generation with caches) is not here yet.
+// calibration needs. There is no KV cache on the device: generation reruns the sequence for each
+// new token (engine/generate.h).
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -44,6 +48,9 @@ struct GpuForwardOptions {
   // fit it; a group whose weights leave no room for one sequence is an InputError.
   GpuMemoryBudget gpu_memory;
   int64_t max_chunk_sequences = 0;  // at most this many sequences per chunk (0: as many as fit)
+  // A checkpoint whose stored bytes take at most half the budget stays on the device after its first
+  // pass: later passes (generation, repeated runs) read nothing from disk.
+  bool keep_resident = true;
 };
 
 class GpuForward {
@@ -56,6 +63,8 @@ class GpuForward {
   GpuForward& operator=(const GpuForward&) = delete;
 
   const engine::ModelConfig& config() const;
+  // Whether the checkpoint stays on the device between passes (GpuForwardOptions::keep_resident).
+  bool resident() const;
 
   // Logits [batch·seq, vocab] for ids [batch, seq] (sequence-major), every sequence from position 0.
   // InputError for an id outside the vocabulary, or naming the first layer whose output holds a
@@ -79,6 +88,7 @@ class GpuForward {
   struct Batch;
   void start_groups(int64_t first_layer);
   void next_group();
+  void park_group();
   void finish_timing();
   int64_t sequences_per_chunk(int64_t bytes_per_token, const std::string& what) const;
   std::unique_ptr<Impl> impl_;

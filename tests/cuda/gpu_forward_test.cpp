@@ -11,8 +11,12 @@
 
 #include "base/error.h"
 #include "engine/engine.h"
+#include "engine/engine_test_util.h"
+#include "engine/generate.h"
+#include "gpu_engine/gpu_layer_runner.h"
 #include "gpu_engine/gpu_forward.h"
 #include "gpu_test.h"
+#include "nan_aware.h"
 #include "run_command.h"
 #include "test_data.h"
 #include "tiny_conversions.h"
@@ -157,6 +161,71 @@ TEST(CudaGpuForward, TruncatedShardIsNamed) {
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("model-00002-of-00003.safetensors"), std::string::npos) << e.what();
   }
+}
+
+// A checkpoint that fits stays on the device after the first pass: the second pass reads nothing
+// (it still runs after a shard is cut short on disk) and gives the first pass's logits bit for bit,
+// which are those of a pass that streams every group.
+TEST(CudaGpuForward, ResidentCheckpointIsReadOnce) {
+  FP4KIT_REQUIRE_GPU();
+  namespace fs = std::filesystem;
+  const std::string dir = testing::fresh_temp_dir("gpu-forward-resident");
+  for (const auto& e : fs::directory_iterator(testing::test_data("dsv4-tiny")))
+    fs::copy_file(e.path(), fs::path(dir) / e.path().filename());
+  const auto ids = token_ids(2 * 40, 1024, 11);
+  gpu_engine::GpuForward gpu(dir, f32());
+  ASSERT_TRUE(gpu.resident());
+  auto pass = [&](uint64_t* bytes_read) {
+    *bytes_read = 0;
+    gpu.embed(ids, 2);
+    *bytes_read += gpu.last_timing().bytes;
+    for (int64_t l = 0; l < gpu.config().layers(); ++l) {
+      gpu.run_layer(l);
+      *bytes_read += gpu.last_timing().bytes;
+    }
+    std::vector<float> logits = gpu.head();
+    *bytes_read += gpu.last_timing().bytes;
+    return logits;
+  };
+  uint64_t first_bytes = 0, second_bytes = 0;
+  const std::vector<float> first = pass(&first_bytes);
+  EXPECT_GT(first_bytes, uint64_t{4} << 20);  // the tiny checkpoint's ~5 MB
+  const std::string shard = dir + "/model-00002-of-00003.safetensors";
+  fs::resize_file(shard, fs::file_size(shard) / 2);
+  const std::vector<float> second = pass(&second_bytes);
+  EXPECT_EQ(second_bytes, 0u);
+  ASSERT_EQ(second.size(), first.size());
+  EXPECT_EQ(std::memcmp(second.data(), first.data(), first.size() * sizeof(float)), 0);
+
+  gpu_engine::GpuForwardOptions streaming = f32();
+  streaming.keep_resident = false;
+  gpu_engine::GpuForward streamed(testing::test_data("dsv4-tiny"), streaming);
+  EXPECT_FALSE(streamed.resident());
+  const std::vector<float> third = streamed.forward(ids, 2);
+  ASSERT_EQ(third.size(), first.size());
+  EXPECT_EQ(std::memcmp(third.data(), first.data(), first.size() * sizeof(float)), 0);
+  // Restarting the stream mid-pass (resume) takes its groups from the device too.
+  gpu.embed(ids, 2);
+  gpu.run_layer(0);
+  const std::vector<float> after0 = gpu.hidden();
+  gpu.set_hidden(after0, 0);
+  for (int64_t l = 1; l < gpu.config().layers(); ++l) gpu.run_layer(l);
+  const std::vector<float> resumed = gpu.head();
+  EXPECT_EQ(std::memcmp(resumed.data(), first.data(), first.size() * sizeof(float)), 0);
+}
+
+// Greedy generation on the GPU in F32 (each token reruns the sequence) gives transformers' tokens,
+// and the logits each token was chosen from within the GPU pass's F32 bound (EngineCli's run test).
+TEST(CudaGpuForward, GreedyGenerationMatchesTransformers) {
+  FP4KIT_REQUIRE_GPU();
+  testing::Reference ref;
+  const std::vector<int64_t> prompt = ref.i64("gen.prompt_ids"), output = ref.i64("gen.output_ids");
+  const std::vector<float> step_logits = ref.f32("gen.step_logits");
+  const int64_t n = static_cast<int64_t>(output.size() - prompt.size());
+  const auto runner = gpu_engine::make_gpu_runner(testing::tiny_dir(), {}, gpu_engine::Precision::F32);
+  const engine::Generation g = engine::generate_greedy_rerun(*runner, prompt, n);
+  EXPECT_EQ(g.tokens, std::vector<int64_t>(output.begin() + static_cast<ptrdiff_t>(prompt.size()), output.end()));
+  EXPECT_TRUE(testing::finite_below(testing::max_abs_diff(g.step_logits, step_logits), 1e-4));
 }
 
 }  // namespace

@@ -90,6 +90,29 @@ TEST(EngineCli, GenerateMatchesTransformersFromATextPrompt) {
   EXPECT_EQ(last_line(r.output), expected);
 }
 
+// `generate --device cuda --precision f32` gives transformers' greedy tokens and step logits where
+// there is a GPU (the GPU pass reruns the sequence for each token), and exit 2 with the reason where
+// there is none.
+TEST(EngineCli, GenerateOnTheGpuMatchesTransformersOrSaysWhyNot) {
+  Reference ref;
+  const std::vector<int64_t> prompt = ref.i64("gen.prompt_ids"), output = ref.i64("gen.output_ids");
+  std::string ids;
+  for (int64_t id : prompt) ids += (ids.empty() ? "" : " ") + std::to_string(id);
+  const int64_t n = static_cast<int64_t>(output.size() - prompt.size());
+  const CommandResult r = run_fp4kit("generate " + tiny_dir() + " --ids \"" + ids + "\" --max-new-tokens " +
+                                     std::to_string(n) + " --device cuda --precision f32");
+  std::string why_not;
+  if (!cuda::probe(0, &why_not)) {
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("--device cuda"), std::string::npos) << r.output;
+    GTEST_SKIP() << "no GPU to run on (" << why_not << "); checked the exit code and the message";
+  }
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::string expected;
+  for (size_t i = prompt.size(); i < output.size(); ++i) expected += (expected.empty() ? "" : " ") + std::to_string(output[i]);
+  EXPECT_EQ(last_line(r.output), expected);
+}
+
 TEST(EngineCli, CompareSourceWithItsLosslessNvfp4Cast) {
   // The default conversion casts MXFP4 experts to NVFP4 losslessly, so the converted model's logits
   // equal the source's exactly: KL 0, full top-1 agreement. This also runs NVFP4 storage end to end.
