@@ -12,9 +12,12 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "calib/model_fingerprint.h"
+#include "calib/xtx_observer.h"
 #include "convert/fingerprint.h"
 #include "engine/engine.h"
 #include "engine/layer_runner.h"
+#include "base/parallel.h"
 #include "io/atomic_file.h"
 #include "io/checkpoint_index.h"
 #include "io/safetensors_file.h"
@@ -32,10 +35,20 @@ constexpr double kCheapStateSeconds = 1.0;  // streams saved after every layer w
 constexpr double kStateWorkPerCost = 10.0;  // else: seconds of work between saves per second a save takes
 constexpr const char* kStateFormat = "fp4kit-calibrate-state-1";
 
-std::string layer_file(int64_t layer) {
+std::string layer_file(int64_t layer, const char* what = "amax") {
   std::string n = std::to_string(layer);
   while (n.size() < 3) n.insert(n.begin(), '0');
-  return "amax-layer-" + n + ".safetensors";
+  return std::string(what) + "-layer-" + n + ".safetensors";
+}
+
+std::string xtx_layer_file(int64_t layer) { return layer_file(layer, "xtx"); }
+
+// A state file of this run: its "fingerprint" metadata must be the run's.
+void require_state_fingerprint(const io::SafetensorsFile& f, const std::string& path, const std::string& fingerprint) {
+  const auto& meta = f.header().metadata;
+  const auto fp = meta.find("fingerprint");
+  if (fp == meta.end() || fp->second != fingerprint)
+    throw InputError(path + ": calibration state of another run; pass --force to start over");
 }
 
 std::string read_text(const std::string& path) {
@@ -49,12 +62,7 @@ std::string read_text(const std::string& path) {
 std::string run_fingerprint(const std::string& model_dir, const CalibrationBatch& b, const CalibrateOptions& o) {
   Fingerprint f;
   f.add(kStateFormat);
-  f.add(read_text(model_dir + "/config.json"));
-  const io::Checkpoint ckpt = io::Checkpoint::open(model_dir);
-  for (const std::string& shard : ckpt.shard_files()) {
-    f.add(shard);
-    f.add(ckpt.shard(shard).file_size());
-  }
+  add_checkpoint_identity(f, model_dir);
   f.add(static_cast<uint64_t>(b.batch));
   f.add(static_cast<uint64_t>(b.seq));
   f.add_bytes(std::as_bytes(std::span(b.ids)));
@@ -95,6 +103,7 @@ void write_manifest(const std::string& dir, const std::string& fingerprint, cons
   nlohmann::json j = {{"format", kStateFormat}, {"fingerprint", fingerprint}, {"model", model_dir},
                       {"batch", b.batch},       {"seq", b.seq},               {"all_experts", o.all_experts},
                       {"w2_input", std::string(w2_input_name(o.w2_input))}};
+  if (!o.hessian_path.empty()) j["hessian"] = true;  // absent: a run without XᵀX statistics
   io::AtomicFile file(dir + "/" + kManifest);
   file.write(j.dump(2) + "\n");
   file.commit();
@@ -126,6 +135,16 @@ std::vector<int64_t> split_ids(const std::string& s) {
   return out;
 }
 
+// The XᵀX file of a finished run, asked for again with --resume.
+void require_finished_xtx(const std::string& path, const std::string& fingerprint) {
+  if (!fs::exists(path))
+    throw InputError(path + ": missing, and the calibration finished without --hessian; pass --force to run it again");
+  const io::SafetensorsFile f = io::SafetensorsFile::open(path);
+  const auto fp = f.header().metadata.find("fingerprint");
+  if (fp == f.header().metadata.end() || fp->second != fingerprint)
+    throw InputError(path + ": exists and was made from another model, batch or option set; pass --force to replace it");
+}
+
 }  // namespace
 
 std::string calibration_state_dir(const std::string& out_path) { return out_path + ".fp4kit-calib"; }
@@ -142,6 +161,12 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
     throw InputError("calibration data: " + std::to_string(batch.ids.size()) + " ids do not form " +
                      std::to_string(batch.batch) + " sequences of " + std::to_string(batch.seq) + " tokens");
   const std::string state_dir = calibration_state_dir(out_path);
+  const bool want_xtx = !options.hessian_path.empty();
+  if (want_xtx && options.device != "cpu")
+    throw InputError("--hessian: not on --device " + options.device +
+                     " yet (the GPU pass reports only each linear input's amax, not its rows); use --device cpu");
+  if (want_xtx && fs::absolute(options.hessian_path) == fs::absolute(out_path))
+    throw InputError("--hessian " + options.hessian_path + ": the same file as --out");
   const std::string fingerprint = run_fingerprint(model_dir, batch, options);
 
   if (fs::exists(out_path) && !options.force) {
@@ -151,7 +176,8 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
     if (fp == done.header().metadata.end() || fp->second != fingerprint)
       throw InputError(out_path + ": exists and was made from another model, batch or option set; pass --force to replace it");
     // Finished by an earlier run, which may have been killed while it removed its per-layer state:
-    // finish that cleanup, nothing else to do.
+    // finish that cleanup, nothing else to do. Its XᵀX file, if asked for, was published first.
+    if (want_xtx) require_finished_xtx(options.hessian_path, fingerprint);
     fs::remove_all(state_dir);
     CalibrateReport done_report;
     done_report.output = out_path;
@@ -159,6 +185,8 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
     done_report.entries = done.tensors().size();
     return done_report;
   }
+  if (want_xtx && fs::exists(options.hessian_path) && !options.force && !options.resume)
+    throw InputError(options.hessian_path + ": exists; pass --force to replace it");
   if (options.force) {
     fs::remove_all(state_dir);
   } else if (fs::exists(state_dir) && !options.resume) {
@@ -167,9 +195,11 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
   fs::create_directories(state_dir);
 
   AmaxObserver observer(options.w2_input);
+  XtxObserver xtx_observer(options.w2_input, options.threads ? options.threads : default_threads());
+  ObserverPair both(observer, xtx_observer);
   engine::EngineOptions eo;
   eo.threads = options.threads;
-  eo.observer = &observer;
+  eo.observer = want_xtx ? static_cast<engine::LinearObserver*>(&both) : &observer;
   eo.observe_all_experts = options.all_experts;
   const std::unique_ptr<engine::LayerRunner> runner =
       options.runner ? options.runner(model_dir, eo) : engine::make_cpu_runner(model_dir, eo);
@@ -190,6 +220,10 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
       const auto j = nlohmann::json::parse(read_text(manifest), nullptr, false);
       if (j.is_discarded() || j.value("fingerprint", "") != fingerprint)
         throw InputError(state_dir + ": calibration state of another model, batch or option set; pass --force to start over");
+      if (j.value("hessian", false) != want_xtx)
+        throw InputError(state_dir + ": the interrupted calibration was started " +
+                         (want_xtx ? "without" : "with") + " --hessian; resume it " +
+                         (want_xtx ? "without" : "with") + " --hessian, or pass --force to start over");
     }
     std::vector<float> saved;
     first = load_hidden(state_dir + "/" + kHidden, saved, stream_values, fingerprint) + 1;
@@ -198,6 +232,7 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
   write_manifest(state_dir, fingerprint, model_dir, batch, options);
 
   AmaxTable all;
+  XtxTable all_xtx;
   double save_cost = 0;  // seconds the last save of the streams took
   auto last_save_end = std::chrono::steady_clock::now();
   for (int64_t layer = 0; layer < layers; ++layer) {
@@ -212,6 +247,11 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
         throw InputError(path + ": calibration state of another run; pass --force to start over");
       const AmaxTable t = AmaxTable::load(path);
       all.merge(t);
+      if (want_xtx) {
+        const std::string xtx_path = state_dir + "/" + xtx_layer_file(layer);
+        require_state_fingerprint(io::SafetensorsFile::open(xtx_path), xtx_path, fingerprint);
+        all_xtx.merge(XtxTable::load(xtx_path));
+      }
       lr.resumed = true;
       lr.entries = t.size();
       const auto missing = meta.find("experts_without_tokens");
@@ -221,6 +261,7 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
     }
     const auto t0 = std::chrono::steady_clock::now();
     observer.clear();
+    xtx_observer.clear();
     runner->run_layer(layer);
     lr.timing = runner->last_timing();
     const auto t_state = std::chrono::steady_clock::now();
@@ -236,6 +277,9 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
     // tokens of V4 Pro) are saved when that is cheap, else once the work since the last save is ten
     // times what a save costs, so that saving stays within a tenth of the run and a kill loses at
     // most that much work; never after the last layer (the output follows at once).
+    if (want_xtx)
+      xtx_observer.table().save(state_dir + "/" + xtx_layer_file(layer),
+                                {{"fingerprint", fingerprint}, {"layer", std::to_string(layer)}});
     observer.table().save(state_dir + "/" + layer_file(layer),
                           {{"fingerprint", fingerprint}, {"layer", std::to_string(layer)},
                            {"experts_without_tokens", join(lr.experts_without_tokens)}});
@@ -249,6 +293,7 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
       lr.state_saved = true;
     }
     all.merge(observer.table());
+    if (want_xtx) all_xtx.merge(xtx_observer.table());
     const auto t_end = std::chrono::steady_clock::now();
     lr.seconds = std::chrono::duration<double>(t_end - t0).count();
     lr.state_seconds = std::chrono::duration<double>(t_end - t_state).count();
@@ -266,6 +311,15 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
       {"all_experts", options.all_experts ? "true" : "false"},
       {"w2_input", std::string(w2_input_name(options.w2_input))},
       {"data", batch.source}};
+  // The XᵀX file first: an amax file under its final name means the run finished.
+  if (want_xtx) {
+    std::map<std::string, std::string> xtx_meta = meta;
+    xtx_meta["algorithm"] = "xtx-diagonal-blocks";
+    xtx_meta["format"] = std::string(kXtxFormat);
+    xtx_meta["model"] = calibration_model_fingerprint(model_dir);
+    all_xtx.save(options.hessian_path, xtx_meta);
+    report.xtx_entries = all_xtx.size();
+  }
   all.save(out_path, meta);
   fs::remove_all(state_dir);
   report.entries = all.size();

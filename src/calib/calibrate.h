@@ -37,6 +37,9 @@ struct CalibrateOptions {
   // so a run resumes only on the device it started on.
   engine::LayerRunnerFactory runner;
   std::string device = "cpu";
+  // Also write the XᵀX diagonal blocks of every calibrated module's input here (calib/xtx_table.h);
+  // "" for none. CPU only. A resumed run must be asked for them as the interrupted one was.
+  std::string hessian_path;
 };
 
 struct CalibrateLayerReport {
@@ -55,6 +58,7 @@ struct CalibrateReport {
   int64_t tokens = 0, layers = 0;
   std::vector<CalibrateLayerReport> per_layer;
   size_t entries = 0;
+  size_t xtx_entries = 0;        // modules in the XᵀX file (with hessian_path)
   double seconds = 0;            // this run
 };
 
