@@ -22,7 +22,9 @@ namespace {
 
 struct ConvertArgs {
   std::string src, dst, numerics = "auto", scales = "max", recipe = "moe", format = "modelopt", include, exclude, calib,
-      shard_size, json_path;
+      shard_size, json_path, hessian;
+  double hessian_damping = kDefaultHessianDamping;
+  std::string hessian_missing = "error";
   unsigned threads = 0;
   bool weight_only = false, no_direct_io = false, include_mtp = false, allow_nonfinite = false, resume = false, force = false,
        dry_run = false, progress = false, quiet = false, strict = false;
@@ -97,6 +99,11 @@ void run(const ConvertArgs& a) {
   const auto scales = scale_method_from_name(a.scales);
   if (!scales) throw InputError("--scales " + a.scales + ": unknown (" + scale_method_names() + ")");
   o.scales = *scales;
+  if (!a.hessian.empty()) o.hessian_path = a.hessian;
+  o.hessian_damping = a.hessian_damping;
+  if (a.hessian_missing == "mse") o.hessian_missing_mse = true;
+  else if (a.hessian_missing != "error")
+    throw InputError("--hessian-missing " + a.hessian_missing + ": unknown (error, mse)");
   const auto format = convert_format_from_name(a.format);
   if (!format) throw InputError("--format " + a.format + ": unknown (modelopt, compressed-tensors)");
   o.format = *format;
@@ -143,6 +150,10 @@ void run(const ConvertArgs& a) {
                    r.cast.reported_lossless, r.cast.groups,
                    100.0 * static_cast<double>(r.cast.reported_lossless) / static_cast<double>(r.cast.groups),
                    r.cast.exact_groups, r.cast.groups);
+    if (r.hessian.blocks)
+      std::fprintf(stderr, "  hessian scales: %llu blocks searched, %llu of them with the plain squared error (their "
+                   "XᵀX block was zero or not finite)\n", static_cast<unsigned long long>(r.hessian.blocks),
+                   static_cast<unsigned long long>(r.hessian.fallback_blocks));
     std::fprintf(stderr,
                  "convert: %zu shards (%zu written, %zu already done), %zu files copied; %.3f GB read, %.3f GB "
                  "written in %.2f s (%.2f GB/s out): %s\n",
@@ -162,6 +173,9 @@ void run(const ConvertArgs& a) {
     j["written"]["actions"][std::string(convert_action_name(k))] = stats_json(r.stats(k));
   j["lossless"] = {{"groups", r.cast.groups}, {"reported_lossless", r.cast.reported_lossless},
                    {"exact_groups", r.cast.exact_groups}, {"zero_scale_groups", r.cast.zero_scale_groups}};
+  if (plan.scales == Nvfp4ScaleMethod::Hessian)
+    j["hessian"] = {{"file", a.hessian}, {"damping", a.hessian_damping}, {"blocks", r.hessian.blocks},
+                    {"fallback_blocks", r.hessian.fallback_blocks}};
   write_json_report(a.json_path, j);
 }
 
@@ -188,8 +202,17 @@ void add_command(CLI::App& app) {
   cmd->add_option("--scales", args->scales,
                   "Block scales of requantized weights: max (default: the block's amax, ModelOpt's default), mse "
                   "(per block the E4M3 scale with the least squared error, ModelOpt's FP8 scale sweep), "
-                  "four-over-six (per block amax/6 or amax/4, ModelOpt's four-over-six); ModelOpt layout only; "
-                  "MXFP4 experts that are cast keep their scales");
+                  "four-over-six (per block amax/6 or amax/4, ModelOpt's four-over-six), hessian (the mse sweep with "
+                  "each block's error weighted by the XᵀX block of its input channels, from --hessian); ModelOpt "
+                  "layout only; MXFP4 experts that are cast keep their scales");
+  cmd->add_option("--hessian", args->hessian,
+                  "For --scales hessian: the XᵀX statistics 'calibrate --hessian' wrote for this checkpoint");
+  cmd->add_option("--hessian-damping", args->hessian_damping,
+                  "For --scales hessian: lambda of the damping lambda*mean(diag) added to each XᵀX block's diagonal "
+                  "(default 0.01)");
+  cmd->add_option("--hessian-missing", args->hessian_missing,
+                  "For --scales hessian: a requantized weight the statistics do not cover (e.g. V4's MTP block) "
+                  "is an error (default) or gets mse scales (mse), listed in the plan file's scale_methods");
   cmd->add_option("--recipe", args->recipe,
                   "What to quantize: moe (default, the routed experts; for V4 NVIDIA's release layout) or all-linear "
                   "(every GEMM weight of the model family: attention, MLPs, shared experts; ModelOpt's general layout)");

@@ -21,6 +21,7 @@
 #include "base/parallel.h"
 #include "convert/background_writer.h"
 #include "convert/fp8_block_rows.h"
+#include "convert/hessian_statistics.h"
 #include "convert/shard_data_stream.h"
 #include "convert/shard_hash.h"
 #include "convert/sharded_job.h"
@@ -107,7 +108,7 @@ class ModuleConverter {
 
   // The result for module `i`, computed once per module visit (a module's output tensors are
   // adjacent in a shard's sorted layout, so each is computed once).
-  const ModuleResult& result(size_t i, Mxfp4CastStats& cast_stats) {
+  const ModuleResult& result(size_t i, Mxfp4CastStats& cast_stats, Nvfp4HessianStats& hessian_stats) {
     if (current_.module == i) return current_;
     current_ = ModuleResult{};
     const Nvfp4Module& m = plan_.modules[i];
@@ -129,6 +130,22 @@ class ModuleConverter {
       if (plan_.scales == Nvfp4ScaleMethod::Max) {
         q = quantize_nvfp4(values.span(), Nvfp4Scaling{plan_.quantizer, current_.global, values.span().dtype},
                            options_.threads);
+      } else if (plan_.scales == Nvfp4ScaleMethod::Hessian && !m.xtx_blocks.info) {
+        // --hessian-missing mse: a weight without statistics.
+        q = quantize_nvfp4_searched(
+            values.span(),
+            nvfp4_search_scaling(shared.amax, Nvfp4ScaleMethod::Mse, plan_.quantizer, values.span().dtype),
+            options_.threads);
+      } else if (plan_.scales == Nvfp4ScaleMethod::Hessian) {
+        const std::vector<HessianBlockWeight> weights =
+            read_hessian_weights(*m.xtx_blocks.file, *m.xtx_blocks.info, plan_.hessian_damping);
+        // Grouped linears (wo_a) have statistics over every group's input channels.
+        const size_t blocks_per_row = static_cast<size_t>(m.cols) / kNvfp4BlockSize;
+        const size_t groups = weights.size() / blocks_per_row;
+        q = quantize_nvfp4_hessian(
+            values.span(), weights, HessianLayout{blocks_per_row, static_cast<size_t>(m.rows) / groups},
+            nvfp4_search_scaling(shared.amax, plan_.scales, plan_.quantizer, values.span().dtype), options_.threads,
+            hessian_stats);
       } else {
         q = quantize_nvfp4_searched(
             values.span(), nvfp4_search_scaling(shared.amax, plan_.scales, plan_.quantizer, values.span().dtype),
@@ -376,7 +393,7 @@ class ShardConverter : public ShardSink {
     } else {
       const Nvfp4Module& m = plan_.modules[t.module];
       stats = &report_.stats(m.action);
-      const ModuleResult& r = modules_.result(t.module, report_.cast);
+      const ModuleResult& r = modules_.result(t.module, report_.cast, report_.hessian);
       switch (t.kind) {
         case ConvertOutput::Weight:
           sink.push(owned_bytes(r.packed.data(), r.packed.size()));

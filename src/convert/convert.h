@@ -11,6 +11,7 @@
 
 #include "convert/convert_plan.h"
 #include "formats/mxfp4.h"
+#include "formats/nvfp4_hessian_sweep.h"
 
 namespace fp4kit {
 
@@ -24,6 +25,7 @@ struct ConvertActionStats {
 struct ConvertReport {
   ConvertActionStats keep, quantize, transcode, dequantize;
   Mxfp4CastStats cast;  // transcoded experts written by this run
+  Nvfp4HessianStats hessian;  // hessian scales: blocks searched by this run, and those that fell back to mse
   size_t shards = 0, shards_written = 0, shards_skipped = 0;
   size_t files_copied = 0;
   uint64_t input_bytes = 0, output_bytes = 0;  // by this run

@@ -1,12 +1,14 @@
 #include "convert/convert_plan.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <regex>
 #include <set>
 
 #include "base/error.h"
 #include "convert/calibration.h"
+#include "convert/hessian_statistics.h"
 #include "convert/fingerprint.h"
 #include "convert/modelopt_v4_layout.h"
 #include "convert/nvfp4_layout.h"
@@ -166,6 +168,9 @@ const JobPlanFile& convert_plan_file() {
                                {{"shard_bytes", "--shard-size"},
                                 {"numerics", "--numerics"},
                                 {"scales", "--scales"},
+                                {"hessian", "--hessian (a file from another calibration run)"},
+                                {"hessian_damping", "--hessian-damping"},
+                                {"hessian_missing", "--hessian-missing"},
                                 {"recipe", "--recipe"},
                                 {"format", "--format"},
                                 {"include", "--include"},
@@ -192,6 +197,13 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
   if (compressed_tensors && options.scales != Nvfp4ScaleMethod::Max)
     throw InputError("--scales " + scales_name + " writes ModelOpt's static block scales, which --format "
                      "compressed-tensors does not hold; use --format modelopt (or --scales max)");
+  if (options.scales == Nvfp4ScaleMethod::Hessian && !options.hessian_path)
+    throw InputError("--scales hessian needs --hessian FILE: the XᵀX statistics of calibrate --hessian");
+  if (options.scales != Nvfp4ScaleMethod::Hessian && options.hessian_path)
+    throw InputError("--hessian " + *options.hessian_path + ": only --scales hessian reads it (this run has --scales " +
+                     scales_name + ")");
+  if (!(options.hessian_damping >= 0.0) || !std::isfinite(options.hessian_damping))
+    throw InputError("--hessian-damping " + std::to_string(options.hessian_damping) + ": must be finite and >= 0");
   const std::optional<std::regex> include = compile_regex(options.include, "--include");
   const std::optional<std::regex> exclude = compile_regex(options.exclude, "--exclude");
   if (options.calib_path && options.weight_only)
@@ -403,6 +415,25 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
     }
   }
 
+  if (options.scales == Nvfp4ScaleMethod::Hessian) {
+    plan.hessian_file = open_hessian_statistics(*options.hessian_path, src_dir, options.calib_path);
+    plan.hessian_damping = options.hessian_damping;
+    size_t without = 0;
+    for (Nvfp4Module& m : plan.modules) {
+      if (m.action != ConvertAction::Quantize) continue;
+      if (options.hessian_missing_mse && !has_hessian_blocks(*plan.hessian_file, m.name)) {
+        ++without;  // scales from mse, recorded as such in scale_methods
+        continue;
+      }
+      m.xtx_blocks = {plan.hessian_file.get(),
+                      &hessian_blocks_for(*plan.hessian_file, m.name, m.weight.info->name, m.rows, m.cols)};
+    }
+    if (without)
+      plan.warnings.push_back("--hessian-missing mse: " + std::to_string(without) + " requantized weight" +
+                              (without == 1 ? " has" : "s have") + " no XᵀX statistics in " + *options.hessian_path +
+                              " and get mse scales (scale_methods in " + std::string(kConvertPlanFileName) + ")");
+  }
+
   std::optional<Calibration> calibration;
   if (options.calib_path) {
     calibration = load_calibration(*options.calib_path);
@@ -597,6 +628,22 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
         {"shards", shards}}}};
   // Max scaling (the default) records nothing, so earlier outputs resume as they did.
   if (options.scales != Nvfp4ScaleMethod::Max) plan.manifest["options"]["scales"] = scales_name;
+  // Which method made each NVFP4 weight, for verify's report: not compared on --resume (it follows
+  // from the options that are).
+  nlohmann::json methods = nlohmann::json::object();
+  for (const Nvfp4Module& m : plan.modules)
+    methods[m.weight.info->name] = m.action == ConvertAction::Transcode ? "cast"
+                                   : plan.hessian_file && !m.xtx_blocks.info
+                                       ? std::string(scale_method_name(Nvfp4ScaleMethod::Mse))
+                                       : scales_name;
+  plan.manifest["scale_methods"] = std::move(methods);
+  if (plan.hessian_file) {
+    const auto& meta = plan.hessian_file->header().metadata;
+    const auto run = meta.find("fingerprint");
+    plan.manifest["options"]["hessian"] = run == meta.end() ? "" : run->second;
+    plan.manifest["options"]["hessian_damping"] = options.hessian_damping;
+    if (options.hessian_missing_mse) plan.manifest["options"]["hessian_missing"] = "mse";
+  }
   return plan;
 }
 

@@ -17,6 +17,7 @@
 #include "convert/dequant_plan.h"
 #include "convert/output_directory.h"
 #include "formats/nvfp4.h"
+#include "formats/nvfp4_hessian_sweep.h"
 #include "formats/nvfp4_scale_search.h"
 #include "io/safetensors_file.h"
 #include "io/shard_plan.h"
@@ -44,6 +45,12 @@ struct ConvertOptions {
   // How the block scales of requantized weights are chosen (max: ModelOpt's default; mse and
   // four-over-six: searched, ModelOpt layout only). MXFP4 experts that are cast keep the cast's scales.
   Nvfp4ScaleMethod scales = Nvfp4ScaleMethod::Max;
+  // hessian scales: the XᵀX statistics of calibrate --hessian, and λ of the damping λ·mean(diag).
+  std::optional<std::string> hessian_path;
+  double hessian_damping = kDefaultHessianDamping;
+  // A requantized weight without statistics (e.g. V4's MTP block, which calibrate does not run):
+  // false refuses it, true gives it mse scales and lists it in the plan's warnings.
+  bool hessian_missing_mse = false;
   // moe: routed experts to NVFP4, everything else kept. all-linear: every GEMM weight that has a
   // scale in the source (attention, shared experts, indexer wq_b, MTP projections and experts).
   std::string recipe = "moe";
@@ -83,6 +90,7 @@ struct Nvfp4Module {
   // The siblings sharing its global and input scale (w1/w3, q/k/v...), wherever they are stored.
   std::vector<size_t> fused;
   std::optional<float> input_amax;
+  SourceTensor xtx_blocks;        // hessian scales: its `<module>.xtx_blocks` in the statistics file
   uint64_t input_bytes() const;
 };
 
@@ -111,6 +119,8 @@ struct ConvertPlan {
   ConvertFormat format = ConvertFormat::ModelOpt;
   Nvfp4Numerics quantizer = Nvfp4Numerics::ModelOpt;  // for modules that are not cast
   Nvfp4ScaleMethod scales = Nvfp4ScaleMethod::Max;     // their block scales
+  std::unique_ptr<io::SafetensorsFile> hessian_file;   // hessian scales: the XᵀX statistics
+  double hessian_damping = kDefaultHessianDamping;
   std::vector<std::unique_ptr<io::SafetensorsFile>> source_files;  // in name order
   std::vector<Nvfp4Module> modules;
   std::vector<ConvertTensor> tensors;    // by source file, then the source's order; new keys last
@@ -136,7 +146,9 @@ struct ConvertPlan {
 // --numerics cast on experts that are not MXFP4; FP8 experts; with `strict`, a K not a multiple
 // of 16 (else that matrix is kept, with a warning); no calibration without weight_only; every
 // calibration problem (calibration.h); a format/numerics mix no engine reads; searched scales with
-// the compressed-tensors layout.
+// the compressed-tensors layout; hessian scales without --hessian or with statistics of another
+// checkpoint or calibration run, or without the statistics of a requantized weight
+// (convert/hessian_statistics.h); --hessian without hessian scales.
 ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir, const ConvertOptions& options);
 
 const JobPlanFile& convert_plan_file();

@@ -92,7 +92,7 @@ int hessian_sweep(const float* x, const Nvfp4MseCandidates& cand, const HessianB
 }
 
 void nvfp4_hessian_quantize_ref(FloatSpan src, size_t first_block, const std::vector<HessianBlockWeight>& weights,
-                                const Nvfp4SearchScaling& sc, uint8_t* packed, uint8_t* scales,
+                                const HessianLayout& layout, const Nvfp4SearchScaling& sc, uint8_t* packed, uint8_t* scales,
                                 Nvfp4HessianStats* stats) {
   const Nvfp4MseCandidates candidates(sc.global_amax);
   const int lanes = mse_sweep_lanes(src.dtype);
@@ -102,7 +102,7 @@ void nvfp4_hessian_quantize_ref(FloatSpan src, size_t first_block, const std::ve
   float x[kBlock];
   for (size_t b = 0; b < src.size / kBlock; ++b) {
     for (size_t i = 0; i < kBlock; ++i) x[i] = src.at(b * kBlock + i);
-    const HessianBlockWeight& w = weights[(first_block + b) % weights.size()];
+    const HessianBlockWeight& w = weights.at(layout.index(first_block + b));
     const int k = hessian_sweep(x, candidates, w, lanes);
     ++local.blocks;
     local.fallback_blocks += !w.usable;

@@ -52,14 +52,26 @@ struct Nvfp4HessianStats {
   uint64_t fallback_blocks = 0;  // blocks whose H was not usable (scale from the plain squared error)
 };
 
+// Where each weight block finds its XᵀX block. A plain linear [N, K]: weights has K/16 entries, block
+// (r, j) takes entry j. A grouped one (V4's wo_a: row group g multiplies input channels g·K..g·K+K-1
+// of a G·K wide input): weights has G·K/16 entries, block (r, j) takes entry (r / rows_per_group)·K/16 + j.
+struct HessianLayout {
+  size_t blocks_per_row = 0;  // K/16
+  size_t rows_per_group = 0;  // N/G (N for a plain linear)
+  size_t index(size_t block) const {
+    const size_t row = block / blocks_per_row;
+    return row / rows_per_group * blocks_per_row + block % blocks_per_row;
+  }
+};
+
 // The scalar reference for a whole [rows, cols] tensor, row-major, or a run of its blocks: `src`
-// holds whole blocks starting at block `first_block` of the tensor (so that block b's channels are
-// block (first_block + b) mod cols/16 of `weights`). `weights` has cols/16 entries. `scaling` is an
+// holds whole blocks starting at block `first_block` of the tensor, which takes its weight at
+// layout.index(first_block + b). `scaling` is an
 // Mse or Hessian search scaling (the global amax and weight_scale_2 are the mse sweep's). Writes
 // src.size/2 packed bytes and src.size/16 E4M3 scales, exported as ModelOpt exports a static
 // quantizer (modelopt_static_block_scale); adds to `stats` when given.
 void nvfp4_hessian_quantize_ref(FloatSpan src, size_t first_block, const std::vector<HessianBlockWeight>& weights,
-                                const Nvfp4SearchScaling& scaling, uint8_t* packed, uint8_t* scales,
+                                const HessianLayout& layout, const Nvfp4SearchScaling& scaling, uint8_t* packed, uint8_t* scales,
                                 Nvfp4HessianStats* stats = nullptr);
 
 }  // namespace fp4kit

@@ -137,9 +137,9 @@ TEST(ConvertScales, DeepseekV4RequantizedVerifies) {
 TEST(ConvertScales, BadScales) {
   const std::string dir = testing::fresh_temp_dir("convert-scales-bad");
   const std::string src = family("llama-tiny");
-  const auto unknown = run_fp4kit("convert " + src + " " + dir + "/a --recipe all-linear --weight-only --scales hessian");
+  const auto unknown = run_fp4kit("convert " + src + " " + dir + "/a --recipe all-linear --weight-only --scales gptq");
   EXPECT_EQ(unknown.exit_code, 2) << unknown.output;
-  EXPECT_NE(unknown.output.find("--scales hessian: unknown (max, mse, four-over-six)"), std::string::npos)
+  EXPECT_NE(unknown.output.find("--scales gptq: unknown (max, mse, four-over-six, hessian)"), std::string::npos)
       << unknown.output;
   const auto ct = run_fp4kit("convert " + src + " " + dir + "/b --recipe all-linear --weight-only --scales mse "
                              "--format compressed-tensors");

@@ -65,7 +65,8 @@ Quantized mse_reference(const Tensor& t, float g) {
 
 Quantized hessian(const Tensor& t, float g, const std::vector<HessianBlockWeight>& w, Nvfp4HessianStats* stats = nullptr) {
   Quantized q{std::vector<uint8_t>(t.values.size() / 2), std::vector<uint8_t>(t.values.size() / 16)};
-  nvfp4_hessian_quantize_ref(t.span(), 0, w,
+  // One row group: every row takes the same blocks.
+  nvfp4_hessian_quantize_ref(t.span(), 0, w, HessianLayout{w.size(), t.values.size()},
                              nvfp4_search_scaling(g, Nvfp4ScaleMethod::Hessian, Nvfp4Numerics::ModelOpt, t.dtype),
                              q.packed.data(), q.scales.data(), stats);
   return q;
@@ -268,7 +269,7 @@ TEST(Nvfp4HessianSweep, ParallelTensorEqualsTheReference) {
   const Nvfp4SearchScaling sc = nvfp4_search_scaling(0.7f, Nvfp4ScaleMethod::Hessian, Nvfp4Numerics::ModelOpt, t.dtype);
   for (unsigned threads : {1u, 3u}) {
     Nvfp4HessianStats stats;
-    const Nvfp4Tensor q = quantize_nvfp4_hessian(t.span(), w, sc, threads, stats);
+    const Nvfp4Tensor q = quantize_nvfp4_hessian(t.span(), w, HessianLayout{w.size(), rows}, sc, threads, stats);
     EXPECT_EQ(q.scales, ref.scales) << threads;
     EXPECT_EQ(q.packed, ref.packed) << threads;
     EXPECT_EQ(q.global, sc.weight_scale_2);
