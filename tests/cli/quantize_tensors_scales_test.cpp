@@ -105,7 +105,10 @@ TEST(QuantizeTensorsScales, Refusals) {
   const std::string in = write_inputs(dir), out = dir + "/o.safetensors";
   auto r = run_fp4kit("quantize-tensors " + in + " " + out + " --scales gptq");
   EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("--scales gptq: unknown (max, mse, four-over-six)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--scales gptq: unknown (max, mse, four-over-six, hessian)"), std::string::npos) << r.output;
+  r = run_fp4kit("quantize-tensors " + in + " " + out + " --scales hessian");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("use convert --scales hessian --hessian FILE"), std::string::npos) << r.output;
   r = run_fp4kit("quantize-tensors " + in + " " + out + " --scales mse --numerics compressed-tensors");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("--numerics modelopt or modelopt-cuda"), std::string::npos) << r.output;
