@@ -152,9 +152,10 @@ const wd=document.getElementById('worst');
 const rows=R.tensors_numerics.slice(0,100);
 if(!rows.length){wd.appendChild(el('p',{'class':'muted'},'No NVFP4 tensor was measured.'));}
 else{const t=el('table',{id:'worst-table'});const h=el('tr');
- [['tensor',''],['source',''],['SQNR dB','num'],['fresh NVFP4 dB','num'],['rel RMS','num'],['max |err|','num'],['exact','num'],['NaN','num'],['Inf','num'],['flag','']].forEach(function(c){h.appendChild(el('th',{'class':c[1]},c[0]));});t.appendChild(h);
+ [['tensor',''],['source',''],['scales',''],['SQNR dB','num'],['fresh NVFP4 dB','num'],['rel RMS','num'],['max |err|','num'],['exact','num'],['NaN','num'],['Inf','num'],['flag','']].forEach(function(c){h.appendChild(el('th',{'class':c[1]},c[0]));});t.appendChild(h);
  rows.forEach(function(r){const tr=el('tr',{'class':'tensor'+(r.flag?' flagged':''),'data-name':r.name});
   tr.appendChild(el('td',{},r.name));tr.appendChild(el('td',{},r.source_storage||'-'));
+  tr.appendChild(el('td',{'class':'method','data-field':'scale_method'},r.scale_method||'-'));
   numCell(tr,'sqnr_db',r.sqnr_db,r.compared?db(r.sqnr_db,r.exact):'-');
   numCell(tr,'expected_sqnr_db',r.expected_sqnr_db,r.compared?db(r.expected_sqnr_db,false):'-');
   numCell(tr,'rel_rms',r.rel_rms,sci(r.rel_rms));numCell(tr,'max_abs_error',r.max_abs_error,sci(r.max_abs_error));

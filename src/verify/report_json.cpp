@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "formats/e4m3.h"
 
@@ -81,6 +82,9 @@ nlohmann::json report_to_json(const VerifyReport& r) {
     if (!n.sqnr_db) ++exact;
     else if (!worst || *n.sqnr_db < *worst) worst = *n.sqnr_db;
   }
+  std::map<std::string, size_t> by_method;  // "unknown": no record of the producer's method
+  for (const TensorNumerics& n : r.numerics) ++by_method[n.scale_method.empty() ? "unknown" : n.scale_method];
+  j["scale_methods"] = by_method;
   j["summary"] = {{"tensors_measured", r.numerics.size()}, {"tensors_compared", compared}, {"tensors_exact", exact},
                   {"tensors_flagged", flagged}, {"worst_sqnr_db", finite_or_null(worst)}, {"values", values},
                   {"exact_values", exact_values}, {"nan_values", nan}, {"inf_values", inf}};
@@ -88,6 +92,7 @@ nlohmann::json report_to_json(const VerifyReport& r) {
   nlohmann::json tensors = nlohmann::json::array();
   for (const TensorNumerics* n : worst_first(r)) {
     nlohmann::json t = {{"name", n->name}, {"kind", n->kind}, {"layer", n->layer}, {"source_storage", n->source_storage},
+                        {"scale_method", n->scale_method.empty() ? nlohmann::json(nullptr) : nlohmann::json(n->scale_method)},
                         {"values", n->values}, {"nan_values", n->nan_values}, {"inf_values", n->inf_values},
                         {"source_nan_values", n->source_nan_values}, {"source_inf_values", n->source_inf_values},
                         {"compared", n->compared}, {"flag", n->flag}};

@@ -1,5 +1,8 @@
 #include "verify/verify.h"
 
+#include "verify/layout_config.h"
+#include "verify/scale_methods.h"
+
 #include <chrono>
 
 #include "io/checkpoint_index.h"
@@ -55,6 +58,9 @@ VerifyReport verify_checkpoint(const VerifyOptions& options) {
     d.fail_below_sqnr_db = options.fail_below_sqnr_db;
     d.chunk_values = options.chunk_values;
     run_data_pass(output, inventory, source ? &*source : nullptr, accounting ? &*accounting : nullptr, d, report);
+    const std::map<std::string, std::string> methods = read_scale_methods(report.checkpoint);
+    for (TensorNumerics& n : report.numerics)
+      if (const auto it = methods.find(module_of_weight(n.name)); it != methods.end()) n.scale_method = it->second;
   }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;

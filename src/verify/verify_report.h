@@ -28,6 +28,7 @@ struct TensorNumerics {
   std::string kind;            // what it is across layers: "ffn.experts.w1", "attn.wq_a", ...
   int64_t layer = -1;          // decoder layer, -1 for none (MTP blocks: num_hidden_layers + i)
   std::string source_storage;  // "mxfp4", "bf16", ... ("" without a source tensor)
+  std::string scale_method;    // what chose its block scales (verify/scale_methods.h), "" if unrecorded
   uint64_t values = 0;
   uint64_t nan_values = 0, inf_values = 0;                // in the output's dequant
   uint64_t source_nan_values = 0, source_inf_values = 0;  // in the source's
