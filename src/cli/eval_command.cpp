@@ -49,11 +49,15 @@ void print_summary(const eval::EvalResult& r, const eval::Judgement& j, const ev
     std::printf("%-22s %20s %12s %12s %8s   (only that layer or kind quantized)\n", "layer / kind",
                 "residual rel. error", "mean KLD", "max KLD", "top-1");
     const auto row = [](const std::string& name, const eval::BranchScore& b, const char* mark) {
-      std::printf("%-22s %20.4e %12.4e %12.4e %7.2f%%%s\n", name.c_str(), b.residual_rel_error, b.kld_mean, b.kld_max,
-                  100 * b.top1, mark);
+      if (b.logits_scored)
+        std::printf("%-22s %20.4e %12.4e %12.4e %7.2f%%%s\n", name.c_str(), b.residual_rel_error, b.kld_mean, b.kld_max,
+                    100 * b.top1, mark);
+      else
+        std::printf("%-22s %20.4e %12s %12s %8s%s\n", name.c_str(), b.residual_rel_error, "-", "-", "-", mark);
     };
     for (const eval::LayerAttribution& a : r.attribution) {
-      row("layer " + std::to_string(a.layer), a, &a == j.worst_layer && a.kld_mean > 0 ? "  <- worst layer" : "");
+      const bool damaged = a.logits_scored ? a.kld_mean > 0 : a.residual_rel_error > 0;
+      row("layer " + std::to_string(a.layer), a, &a == j.worst_layer && damaged ? "  <- worst layer" : "");
       for (const eval::KindAttribution& k : a.kinds) row("  " + k.kind, k, &k == j.worst_kind ? "  <- worst kind" : "");
     }
   }
@@ -99,8 +103,8 @@ void run(const EvalArgs& a) {
   if (gpu) {
     o.runner = gpu_engine::gpu_runner_factory(precision, gpu_engine::parse_gpu_memory(a.gpu_memory));
     if (o.attribution && !a.quiet)
-      std::fprintf(stderr, "eval: note: the per-layer attribution runs on the CPU engine only; on the GPU it is skipped\n");
-    o.attribution = false;
+      std::fprintf(stderr, "eval: note: on the GPU the attribution is each layer's residual error (the quantized layer on "
+                           "the base stream); the KL per layer and per kind of weight are CPU-only\n");
   }
   o.save_base_logits = a.save_base_logits;
   if (a.base_logits_dtype == "f16") o.save_dtype = eval::BaseLogitsDType::F16;
@@ -148,8 +152,9 @@ void add_command(CLI::App& app) {
   auto* seq_len = cmd->add_option("--seq-len", args->seq_len,
                                   "Tokens per sequence (default 512; with token-id data, the stored length)")
                       ->check(CLI::PositiveNumber);
-  cmd->add_option("--device", args->device, "cpu (default) or cuda: both models through the GPU forward pass, streamed layer by layer (the "
-                  "per-layer attribution is CPU-only and is skipped)");
+  cmd->add_option("--device", args->device, "cpu (default) or cuda: both models through the GPU forward pass side by side, streamed "
+                  "layer by layer (each layer read once per model); the attribution there is each layer's residual "
+                  "error, the KL per layer and per kind being CPU-only");
   add_gpu_memory_option(cmd, args->gpu_memory);
   cmd->add_option("--precision", args->precision, "bf16 (the default on the GPU: BF16 operands and F32 accumulation in every product, as the serving engines compute) or f32 (full F32, the check mode; the only one on the CPU)");
   cmd->add_option("--save-base-logits", args->save_base_logits,

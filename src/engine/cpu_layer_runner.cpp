@@ -22,6 +22,15 @@ class CpuLayerRunner : public LayerRunner {
     state_.hidden = streams;
   }
   std::vector<float> head() override { return engine_.head(state_); }
+  void rerun_layer(int64_t layer, std::vector<float>& streams) override {
+    if (streams.size() != state_.hidden.size())
+      throw InputError("streams of " + std::to_string(streams.size()) + " values do not fit this batch (" +
+                       std::to_string(state_.hidden.size()) + ")");
+    ForwardState other = state_;  // the same sequences and positions, with the layer's caches empty
+    other.hidden = std::move(streams);
+    engine_.run_layer(layer, other);
+    streams = std::move(other.hidden);
+  }
 
  private:
   Engine engine_;

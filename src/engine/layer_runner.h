@@ -39,6 +39,11 @@ class LayerRunner {
   virtual void set_hidden(const std::vector<float>& streams, int64_t after_layer) = 0;
   // Logits [tokens, vocab] once every layer ran.
   virtual std::vector<float> head() = 0;
+  // Runs the layer run_layer() last ran once more, with this runner's weights, on other streams of
+  // this batch's shape (in place), leaving the runner's own streams as they were: what this model's
+  // layer makes of another model's input (eval's attribution). InputError naming the layer if the
+  // output holds a non-finite value.
+  virtual void rerun_layer(int64_t layer, std::vector<float>& streams) = 0;
   virtual LayerTiming last_timing() const { return {}; }
 };
 

@@ -50,7 +50,7 @@ const S=R.statistics;
 const NS='http://www.w3.org/2000/svg';
 function el(tag,attrs,text){const e=document.createElement(tag);for(const k in attrs||{})e.setAttribute(k,attrs[k]);if(text!==undefined)e.textContent=text;return e;}
 function sv(tag,attrs,text){const e=document.createElementNS(NS,tag);for(const k in attrs||{})e.setAttribute(k,attrs[k]);if(text!==undefined)e.textContent=text;return e;}
-function num(v){return Number(v).toPrecision(6);}
+function num(v){return v===null?'\u2014':Number(v).toPrecision(6);}
 function numCell(tr,field,value){tr.appendChild(el('td',{'class':'num','data-field':field,'data-value':String(value)},num(value)));}
 
 const h=document.getElementById('verdict');h.className=R.verdict;h.innerHTML='';
@@ -104,11 +104,13 @@ const ws=R.worst_position?R.worst_position.sequence:0;const along=[],alongLabels
 P.kld.forEach(function(k,i){if(P.sequence[i]===ws){along.push(k);alongLabels.push(String(P.position[i]));}});
 chart(document.getElementById('plot-sequence'),along,'KLD (nats)',{labels:alongLabels,xLabel:'position in sequence '+ws,color:'#b3261e'});
 const A=R.attribution,layerLabels=A.map(function(a){return 'L'+a.layer;});
+const scored=!A.length||A[0].logits_scored;
 const none='No attribution (the base logits came from a file, or --no-attribution).';
 const kindColors=['#3b6fb6','#7a4fb3','#2f8f83'];
-chart(document.getElementById('plot-layers'),A.map(function(a){return a.kld_mean;}),'mean KLD (nats)',{labels:layerLabels,empty:none,color:'#9a6700',name:'whole layer',
+if(!scored)document.getElementById('plot-layers').previousElementSibling.textContent='Per-layer attribution: residual relative error each quantized layer adds to the base stream';
+chart(document.getElementById('plot-layers'),A.map(function(a){return scored?a.kld_mean:a.residual_rel_error;}),scored?'mean KLD (nats)':'residual relative error',{labels:layerLabels,empty:none,color:'#9a6700',name:'whole layer',
   extra:(A.length?A[0].kinds:[]).map(function(k,ki){return {name:k.kind,color:kindColors[ki%3],values:A.map(function(a){return a.kinds[ki].kld_mean;})};})});
-chart(document.getElementById('plot-top1'),A.map(function(a){return 100*a.top1;}),'top-1 agreement (%)',{labels:layerLabels,empty:none,top:100,color:'#1f7a44'});
+chart(document.getElementById('plot-top1'),scored?A.map(function(a){return 100*a.top1;}):[],'top-1 agreement (%)',{labels:layerLabels,empty:scored?none:'No per-layer top-1 (the attribution measured residual errors only).',top:100,color:'#1f7a44'});
 
 const lt=document.getElementById('layers');
 if(!A.length){lt.appendChild(el('p',{'class':'muted'},none));}

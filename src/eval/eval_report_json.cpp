@@ -4,9 +4,14 @@ namespace fp4kit::eval {
 
 namespace {
 
+// The KL and top-1 of a branch whose logits were not scored are null, not 0.
 nlohmann::json branch_score(const BranchScore& b) {
-  return {
-      {"residual_rel_error", b.residual_rel_error}, {"kld_mean", b.kld_mean}, {"kld_max", b.kld_max}, {"top1", b.top1}};
+  const auto scored = [&b](double v) { return b.logits_scored ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  return {{"residual_rel_error", b.residual_rel_error},
+          {"logits_scored", b.logits_scored},
+          {"kld_mean", scored(b.kld_mean)},
+          {"kld_max", scored(b.kld_max)},
+          {"top1", scored(b.top1)}};
 }
 
 nlohmann::json value_error(const MeanError& m) { return {{"value", m.mean}, {"error", m.error}}; }

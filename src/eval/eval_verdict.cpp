@@ -30,8 +30,10 @@ Judgement judge(const EvalResult& r, const Thresholds& t) {
   Judgement j;
   for (const PositionScore& p : r.positions)
     if (!j.worst_position || !(p.kld <= j.worst_position->kld)) j.worst_position = &p;
+  // The worst layer by the KL it causes alone, or by its residual error where logits were not scored.
+  const auto damage = [](const LayerAttribution& a) { return a.logits_scored ? a.kld_mean : a.residual_rel_error; };
   for (const LayerAttribution& a : r.attribution)
-    if (!j.worst_layer || !(a.kld_mean <= j.worst_layer->kld_mean)) j.worst_layer = &a;
+    if (!j.worst_layer || !(damage(a) <= damage(*j.worst_layer))) j.worst_layer = &a;
   if (j.worst_layer)
     for (const KindAttribution& k : j.worst_layer->kinds)
       if (k.kld_mean > 0 && (!j.worst_kind || !(k.kld_mean <= j.worst_kind->kld_mean))) j.worst_kind = &k;

@@ -93,24 +93,16 @@ void require_same_model_type(const std::string& quantized, const std::string& ba
 
 namespace {
 
-// The two models one after the other through LayerRunners (no attribution): each layer's weights
-// read once per model, only the logits kept.
+// The two models through LayerRunners (the GPU engine for --device cuda), their hidden states side
+// by side so that each layer's weights are read once per model. The attribution here is each layer's
+// residual error: the quantized layer run again on the base stream entering it (rerun_layer), against
+// the base layer's output. The logits of "only this layer quantized" would need every later base
+// layer once per branch (O(layers^2) reads of a checkpoint that streams), so they are not scored.
 EvalResult evaluate_with_runner(const EvalOptions& o, const std::vector<int64_t>& ids, int64_t batch, EvalResult r,
-                                       const EvalProgress& progress, std::chrono::steady_clock::time_point t0) {
-  if (o.attribution)
-    throw InputError("eval: the per-layer attribution runs on the CPU engine only; pass --no-attribution with --device cuda");
+                                const EvalProgress& progress, std::chrono::steady_clock::time_point t0) {
   engine::EngineOptions eo;
   eo.threads = o.threads;
   const engine::ModelConfig base_cfg = engine::ModelConfig::load(o.base);
-  const auto run = [&](const std::string& model, int64_t done_before, int64_t total) {
-    const std::unique_ptr<engine::LayerRunner> m = o.runner(model, eo);
-    m->embed(ids, batch);
-    for (int64_t l = 0; l < m->config().layers(); ++l) {
-      m->run_layer(l);
-      if (progress) progress(done_before + l + 1, total);
-    }
-    return m->head();
-  };
   {
     const engine::ModelConfig q_cfg = engine::ModelConfig::load(o.quantized);
     require_same_architecture(base_cfg, q_cfg, o);
@@ -118,19 +110,39 @@ EvalResult evaluate_with_runner(const EvalOptions& o, const std::vector<int64_t>
   r.vocab = base_cfg.base.vocab_size;
   r.layers = base_cfg.layers();
   r.base_fingerprint = model_fingerprint(o.base);
-  std::vector<float> base_logits;
   const bool base_from_file = !o.base_logits.empty();
-  const int64_t total = base_from_file ? r.layers : 2 * r.layers;
+  std::vector<float> base_logits;
   if (base_from_file) {
     r.base_logits_from_file = true;
     base_logits = read_base_logits(o.base_logits, r.base_fingerprint, ids, batch, r.vocab).logits;
-  } else {
-    base_logits = run(o.base, 0, total);
+  }
+  const std::unique_ptr<engine::LayerRunner> q = o.runner(o.quantized, eo);
+  const std::unique_ptr<engine::LayerRunner> b = base_from_file ? nullptr : o.runner(o.base, eo);
+  const bool attribute = o.attribution && b;
+  q->embed(ids, batch);
+  if (b) b->embed(ids, batch);
+  if (attribute) r.attribution.resize(static_cast<size_t>(r.layers));
+  for (int64_t l = 0; l < r.layers; ++l) {
+    std::vector<float> entering;
+    if (attribute) entering = b->hidden();
+    if (b) b->run_layer(l);
+    q->run_layer(l);
+    if (attribute) {
+      q->rerun_layer(l, entering);
+      LayerAttribution& a = r.attribution[static_cast<size_t>(l)];
+      a.layer = l;
+      a.logits_scored = false;
+      a.residual_rel_error = relative_error(entering, b->hidden());
+    }
+    if (progress) progress(l + 1, r.layers);
+  }
+  if (b) {
+    base_logits = b->head();
     require_finite_logits(base_logits, r.seq, r.vocab, "base model");
     if (!o.save_base_logits.empty())
       write_base_logits(o.save_base_logits, {base_logits, ids, r.batch, r.seq, r.vocab, r.base_fingerprint}, o.save_dtype);
   }
-  const std::vector<float> q_logits = run(o.quantized, base_from_file ? 0 : r.layers, total);
+  const std::vector<float> q_logits = q->head();
   r.positions = score_positions(base_logits, q_logits, ids, batch, r.vocab);
   r.stats = summarize(r.positions);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -15,7 +15,8 @@
 // experts), run by an engine that reads only that kind from the quantized checkpoint (WeightOverlay).
 // The branches cost 4 extra layer runs per layer (whole layer and 3 kinds), 4*layers*(layers-1)/2 extra
 // base layer runs, 4 base heads per layer and 4 streams per layer of memory.
-// With base logits read from a file, neither the base model nor the attribution is run.
+// With base logits read from a file, neither the base model nor the attribution is run. Through layer
+// runners (EvalOptions::runner, the GPU) the attribution is each layer's residual error only.
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -36,14 +37,16 @@ struct EvalOptions {
   std::string save_base_logits;  // write the base logits here ("" = no)
   BaseLogitsDType save_dtype = BaseLogitsDType::F32;
   std::string base_logits;       // read the base logits from here instead of running the base ("" = no)
-  // What runs the two models when the attribution is off: null for the CPU engine, the GPU
-  // engine's factory for --device cuda (the attribution runs on the CPU engine only).
+  // What runs the two models: null for the CPU engine (the whole attribution above), or a runner
+  // factory (the GPU engine's for --device cuda): both models side by side, each layer read once per
+  // model, and each layer's residual error as its attribution (no per-branch logits, no kinds).
   engine::LayerRunnerFactory runner;
 };
 
 // One "base model with some weights quantized" against the base.
 struct BranchScore {
   double residual_rel_error = 0;     // ||h(quantized weights) - h(base)|| / ||h(base)||, right after the layer
+  bool logits_scored = true;         // false: only the residual error was measured (runner attribution)
   double kld_mean = 0, kld_max = 0;  // its logits against the base's, over the scored positions
   double top1 = 0;                   // fraction of scored positions whose argmax agrees with the base's
 };

@@ -587,6 +587,7 @@ void GpuForward::next_group() {
   timing_ = {};
   Impl& m = *impl_;
   park_group();
+  if (m.keep_resident) m.group = {};  // a group that was not kept goes (a parked one left an empty object)
   const int64_t index = batch_->next_group_index++;
   if (m.keep_resident && m.resident[static_cast<size_t>(index)].loaded()) {
     std::swap(m.group, m.resident[static_cast<size_t>(index)]);  // nothing to read
@@ -596,14 +597,15 @@ void GpuForward::next_group() {
     m.clock.start(m.stream);
     return;
   }
-  if (m.keep_resident) m.group = {};  // the parked group's slot is empty: a fresh object to load into
   cuda::reset_device_bytes_peak();
   std::optional<io::PrefetchedGroup> g;
   if (batch_->prefetcher) g = batch_->prefetcher->next();
   if (!g) throw Error("GPU forward: the checkpoint's groups ended early");
   const auto t1 = std::chrono::steady_clock::now();
   m.group.load(*g, m.stream);
-  if (m.keep_resident) m.current_group = index;
+  // Kept while the resident groups take at most half the budget (another pass may share the device:
+  // eval runs two models side by side); a group past that streams on every pass.
+  if (m.keep_resident && cuda::device_bytes_in_use() <= m.budget / 2) m.current_group = index;
   const auto t2 = std::chrono::steady_clock::now();
   timing_.read_wait_seconds = std::chrono::duration<double>(t1 - t0).count();
   timing_.copy_seconds = std::chrono::duration<double>(t2 - t1).count();
@@ -685,14 +687,45 @@ void GpuForward::embed(const std::vector<int64_t>& ids, int64_t batch) {
 }
 
 void GpuForward::run_layer(int64_t layer) {
-  Impl& m = *impl_;
-  const ModelConfig& cfg = m.cfg;
   if (!batch_) throw Error("run_layer: no batch (call embed first)");
   if (layer != batch_->next_layer)
     throw Error("run_layer: layer " + std::to_string(layer) + " asked, the GPU pass streams layer " +
                 std::to_string(batch_->next_layer) + " next");
-  const int64_t T = batch_->tokens(), H = cfg.hidden(), hc = cfg.hc(), rows = (2 + hc) * hc, seq = batch_->seq;
   next_group();
+  compute_layer(layer, batch_->streams.data<float>());
+  impl_->check_finite(batch_->streams, batch_->tokens(), batch_->seq, "layer " + std::to_string(layer));
+  impl_->clock.mark("checks", impl_->stream);
+  ++batch_->next_layer;
+  finish_timing();
+}
+
+void GpuForward::rerun_layer(int64_t layer, std::vector<float>& streams) {
+  if (!batch_ || layer != batch_->next_layer - 1 || layer < 0)
+    throw Error("rerun_layer: layer " + std::to_string(layer) + " is not the layer the GPU pass ran last");
+  if (streams.size() * sizeof(float) != batch_->streams.bytes())
+    throw InputError("streams of " + std::to_string(streams.size()) + " values do not fit this batch (" +
+                     std::to_string(batch_->streams.bytes() / sizeof(float)) + ")");
+  Impl& m = *impl_;
+  engine::LinearObserver* const observer = m.observer;
+  m.observer = nullptr;  // the observer sees the model's own pass only
+  struct Restore {
+    Impl& m;
+    engine::LinearObserver* o;
+    ~Restore() { m.observer = o; }
+  } restore{m, observer};
+  cuda::DeviceBuffer other(batch_->streams.bytes(), "other hidden streams");
+  cuda::copy_to_device(other.data(), streams.data(), other.bytes(), m.stream);
+  compute_layer(layer, other.data<float>());
+  m.check_finite(other, batch_->tokens(), batch_->seq, "layer " + std::to_string(layer) + " (on other streams)");
+  cuda::copy_to_host(streams.data(), other.data(), other.bytes(), m.stream);
+  m.stream.synchronize("other hidden streams");
+}
+
+// The loaded layer on the batch's streams laid out at `streams` ([tokens, hc, hidden]), in place.
+void GpuForward::compute_layer(int64_t layer, float* all_streams) {
+  Impl& m = *impl_;
+  const ModelConfig& cfg = m.cfg;
+  const int64_t H = cfg.hidden(), hc = cfg.hc(), rows = (2 + hc) * hc, seq = batch_->seq;
   const std::string p = "layers." + std::to_string(layer) + ".";
   // The layer's sequences in chunks that fit the memory budget (one chunk where all fit).
   const int64_t per_chunk = sequences_per_chunk(layer_bytes_per_token(cfg), "layer " + std::to_string(layer));
@@ -714,7 +747,7 @@ void GpuForward::run_layer(int64_t layer) {
     const int64_t first = s0 * seq, Tc = std::min(per_chunk, batch_->batch - s0) * seq;
     const cuda::SequenceBatch sb{Tc / seq, seq};
     shape.tokens = Tc;
-    float* streams = batch_->streams.data<float>() + first * hc * H;
+    float* streams = all_streams + first * hc * H;
     for (int site = 0; site < 2; ++site) {
       const cuda::DeviceBuffer* w = &hc_weights[static_cast<size_t>(4 * site)];
       cuda::hc_pre(streams, shape, {w[0].data<float>(), w[1].data<float>(), w[2].data<float>()}, x.data<float>(),
@@ -728,10 +761,6 @@ void GpuForward::run_layer(int64_t layer) {
       m.clock.mark("hc", m.stream);
     }
   }
-  m.check_finite(batch_->streams, T, batch_->seq, "layer " + std::to_string(layer));
-  m.clock.mark("checks", m.stream);
-  ++batch_->next_layer;
-  finish_timing();
 }
 
 std::vector<float> GpuForward::hidden() const {
@@ -785,8 +814,8 @@ std::vector<float> GpuForward::head() {
     m.stream.synchronize("head");
   }
   finish_timing();
-  if (m.keep_resident) park_group();
-  else m.group = {};  // the last group's device memory goes now
+  park_group();
+  m.group = {};  // the last group's device memory goes now (unless it is resident)
   for (size_t i = 0; i < out.size(); ++i)
     if (!std::isfinite(out[i]))
       throw InputError(m.ckpt.dir() + ": non-finite logit (row " + std::to_string(i / static_cast<size_t>(V)) +

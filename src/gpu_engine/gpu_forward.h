@@ -80,6 +80,9 @@ class GpuForward {
   std::vector<float> hidden() const;
   void set_hidden(const std::vector<float>& streams, int64_t after_layer);
   std::vector<float> head();
+  // The layer run_layer() last ran, again with its weights (still on the device) on other streams of
+  // this batch's shape, in place; the batch's own streams stay (engine::LayerRunner::rerun_layer).
+  void rerun_layer(int64_t layer, std::vector<float>& streams);
   // The split of the last embed(), run_layer() or head() (engine/layer_runner.h).
   engine::LayerTiming last_timing() const { return timing_; }
 
@@ -89,6 +92,7 @@ class GpuForward {
   void start_groups(int64_t first_layer);
   void next_group();
   void park_group();
+  void compute_layer(int64_t layer, float* streams);
   void finish_timing();
   int64_t sequences_per_chunk(int64_t bytes_per_token, const std::string& what) const;
   std::unique_ptr<Impl> impl_;

@@ -16,6 +16,8 @@ struct GpuForward::Batch {};
 GpuForward::GpuForward(const std::string&, const GpuForwardOptions&) { unavailable(); }
 GpuForward::~GpuForward() = default;
 const engine::ModelConfig& GpuForward::config() const { unavailable(); }
+bool GpuForward::resident() const { unavailable(); }
+void GpuForward::rerun_layer(int64_t, std::vector<float>&) { unavailable(); }
 std::vector<float> GpuForward::forward(const std::vector<int64_t>&, int64_t, std::vector<double>*) { unavailable(); }
 void GpuForward::embed(const std::vector<int64_t>&, int64_t) { unavailable(); }
 void GpuForward::run_layer(int64_t) { unavailable(); }

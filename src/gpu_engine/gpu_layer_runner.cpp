@@ -16,6 +16,7 @@ class GpuLayerRunner : public engine::LayerRunner {
   std::vector<float> hidden() const override { return gpu_.hidden(); }
   void set_hidden(const std::vector<float>& streams, int64_t after_layer) override { gpu_.set_hidden(streams, after_layer); }
   std::vector<float> head() override { return gpu_.head(); }
+  void rerun_layer(int64_t layer, std::vector<float>& streams) override { gpu_.rerun_layer(layer, streams); }
   engine::LayerTiming last_timing() const override { return gpu_.last_timing(); }
 
  private:

@@ -318,7 +318,20 @@ TEST(Eval, CudaDeviceRunsBothModelsOrSaysWhyNot) {
     EXPECT_EQ(s["kld"]["mean"].get<double>(), 0.0);
     EXPECT_EQ(s["top1"]["value"].get<double>(), 1.0);
     EXPECT_EQ(e.report["verdict"], "PASS");
-    EXPECT_TRUE(e.report["attribution"].empty());
+    // The attribution on the GPU: each layer's residual error, 0 for a lossless cast; no logits scored.
+    ASSERT_EQ(e.report["attribution"].size(), 4u);
+    for (const auto& l : e.report["attribution"]) {
+      EXPECT_EQ(l["residual_rel_error"].get<double>(), 0.0) << l;
+      EXPECT_FALSE(l["logits_scored"].get<bool>()) << l;
+      EXPECT_TRUE(l["kld_mean"].is_null()) << l;
+    }
+    // A scale 16x too large in layer 2 is attributed to layer 2 there too.
+    const EvalRun broken = run_eval(broken_in_layer_2(), tiny(), "--device cuda");
+    EXPECT_EQ(broken.command.exit_code, 1) << broken.command.output;
+    ASSERT_FALSE(broken.report.is_null()) << broken.command.output;
+    EXPECT_EQ(broken.report["worst_layer"], 2);
+    for (int l : {0, 1, 3}) EXPECT_EQ(broken.report["attribution"][l]["residual_rel_error"].get<double>(), 0.0) << l;
+    EXPECT_GT(broken.report["attribution"][2]["residual_rel_error"].get<double>(), 0.01);
     const std::string requant = converted_tiny(modelopt_args());
     const EvalRun gpu = run_eval(requant, tiny(), "--device cuda --precision f32");
     const EvalRun cpu = run_eval(requant, tiny(), "--no-attribution");
