@@ -11,8 +11,10 @@
 # own BF16 forward of the first N layers of the same config (scripts/reference/layer_timing.py,
 # 16 x 512 tokens, weights resident) into OUT_DIR/transformers-<name>.json. With COMPARE=1 it converts
 # the model (--recipe all-linear --weight-only: every linear requantized to NVFP4) and compares the two
-# on the GPU (4 x 256 tokens) into OUT_DIR/compare-<name>.json. GPU_MEMORY passes --gpu-memory to
-# calibrate.
+# on the GPU (4 x 256 tokens) into OUT_DIR/compare-<name>.json. With EVAL=1 it evaluates that
+# conversion against the model on the GPU (EVAL_SAMPLES x 512 tokens, default 16; both models side by
+# side, each layer's residual error) into OUT_DIR/eval-<name>.{json,html,log}. GPU_MEMORY passes
+# --gpu-memory to calibrate.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-gpu-results}}
@@ -46,10 +48,21 @@ if [ "${TRANSFORMERS_LAYERS:-0}" -gt 0 ]; then
   rc=$(( rc | $? ))
   tail -4 "$out/transformers-$name.log"
 fi
-if [ "${COMPARE:-0}" = 1 ]; then
+if [ "${COMPARE:-0}" = 1 ] || [ "${EVAL:-0}" = 1 ]; then
   start=$(date +%s)
   $bin convert "$model" "$model.nvfp4" --recipe all-linear --weight-only --quiet || rc=1
   echo "convert --recipe all-linear --weight-only: $(( $(date +%s) - start )) s"
+fi
+if [ "${EVAL:-0}" = 1 ]; then
+  # Exit 1 is a FAIL verdict against the default thresholds (a random synthetic model): still a result.
+  /usr/bin/time -f "peak host RSS %M KiB, wall %e s" timeout "${FULLSIZE_TIMEOUT:-240}" $bin eval "$model.nvfp4" \
+    --base "$model" --data "$model.ids" --samples "${EVAL_SAMPLES:-16}" --seq-len 512 --device cuda \
+    --json "$out/eval-$name.json" --html "$out/eval-$name.html" > "$out/eval-$name.log" 2>&1
+  erc=$?
+  [ $erc -gt 1 ] && rc=1
+  grep -E "Mean KLD|Same top-1|PASS|WARN|FAIL|wall" "$out/eval-$name.log" | head -8
+fi
+if [ "${COMPARE:-0}" = 1 ]; then
   head -4 "$model.ids" | cut -d' ' -f1-256 > "$model.compare.ids"
   /usr/bin/time -f "peak host RSS %M KiB, wall %e s" $bin compare "$model" "$model.nvfp4" --ids-file "$model.compare.ids" \
     --device cuda --json > "$out/compare-$name.json" 2> "$out/compare-$name.log"
@@ -58,5 +71,5 @@ if [ "${COMPARE:-0}" = 1 ]; then
   tail -1 "$out/compare-$name.log"
   rm -rf "$model.nvfp4" "$model.compare.ids"
 fi
-rm -rf "$model" "$model.ids" "$model.amax.safetensors" "$model.amax.safetensors.state"
+rm -rf "$model" "$model.ids" "$model.nvfp4" "$model.amax.safetensors" "$model.amax.safetensors.state"
 exit $rc
