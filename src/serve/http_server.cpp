@@ -8,6 +8,7 @@
 
 #include "base/error.h"
 #include "serve/api_error.h"
+#include "serve/client_probe.h"
 #include "serve/sse.h"
 
 namespace fp4kit::serve {
@@ -71,7 +72,14 @@ HttpServer::HttpServer(OpenAIService& service, HttpServerOptions options)
   s.set_payload_max_length(impl_->options.max_body_bytes);
   s.set_read_timeout(impl_->options.read_timeout_s, 0);
   const auto handler = [this](const httplib::Request& req, httplib::Response& res) {
-    send(impl_->service.handle(req.method, req.path, req.get_header_value("Authorization"), req.body), res);
+    // The connection's socket, looked up the first time it is needed (only a long non-streaming
+    // generation asks); the library keeps it open until this handler returns.
+    int socket_fd = -2;
+    const ClientGone gone = [&req, &socket_fd] {
+      if (socket_fd == -2) socket_fd = find_connection_socket(req.local_addr, req.local_port, req.remote_addr, req.remote_port);
+      return client_gone(socket_fd);
+    };
+    send(impl_->service.handle(req.method, req.path, req.get_header_value("Authorization"), req.body, gone), res);
   };
   s.Get(".*", handler);
   s.Post(".*", handler);

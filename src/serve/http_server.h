@@ -1,7 +1,9 @@
 #pragma once
 // The HTTP front of OpenAIService, on cpp-httplib (the only file that includes it): every GET and
 // POST goes to OpenAIService::handle(); streaming replies are sent with chunked transfer encoding
-// as their events arrive, and a failed write marks the generation cancelled. Errors the library
+// as their events arrive, and a failed write marks the generation cancelled; a non-streaming request
+// is given a probe of its connection (client_probe.h), so that its generation stops too when its
+// client leaves before the reply. Errors the library
 // finds itself (a body over the limit: 413, a malformed request: 400) get OpenAI's error shape too.
 // A client that sends half a request and stalls is dropped after `read_timeout_s`; the pool has
 // room for every running and waiting request plus a few such clients.

@@ -27,8 +27,22 @@ std::vector<int> byte_values(const std::string& s) {
 
 OpenAIReply::OpenAIReply(ReplyFormat format, const calib::Tokenizer& tokenizer, std::vector<std::string> stops,
                          std::optional<int32_t> think_end, std::optional<int32_t> eos, int64_t prompt_tokens)
-    : format_(std::move(format)), tokenizer_(tokenizer), text_(tokenizer, std::move(stops), think_end), eos_(eos),
-      prompt_tokens_(prompt_tokens) {}
+    : format_(std::move(format)), tokenizer_(tokenizer), text_(tokenizer, std::move(stops), think_end, format_.tools),
+      eos_(eos), prompt_tokens_(prompt_tokens) {}
+
+json OpenAIReply::tool_calls_json(const std::vector<ParsedToolCall>& calls, size_t first_index, bool streaming) const {
+  json out = json::array();
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const size_t index = first_index + i;
+    // The reply's id made into one per call: "chatcmpl-X" -> "call_X_0", "call_X_1", ...
+    json call = {{"id", "call_" + format_.id.substr(format_.id.find('-') + 1) + "_" + std::to_string(index)},
+                 {"type", "function"},
+                 {"function", {{"name", calls[i].name}, {"arguments", calls[i].arguments}}}};
+    if (streaming) call["index"] = index;
+    out.push_back(call);
+  }
+  return out;
+}
 
 std::string OpenAIReply::token_text(int32_t id) const { return token_bytes(tokenizer_, id); }
 
@@ -75,6 +89,7 @@ json OpenAIReply::chunk(const ReplyDelta& delta, const std::vector<SampledToken>
     json d = json::object();
     if (!delta.reasoning.empty()) d["reasoning_content"] = delta.reasoning;
     if (!delta.content.empty()) d["content"] = delta.content;
+    if (!delta.tool_calls.empty()) d["tool_calls"] = tool_calls_json(delta.tool_calls, tool_calls_.size() - delta.tool_calls.size(), true);
     choice["delta"] = d;
   } else {
     choice["text"] = delta.content;
@@ -96,6 +111,7 @@ TokenVerdict OpenAIReply::on_token(const SampledToken& token) {
   const ReplyDelta delta = is_eos ? ReplyDelta{} : text_.push(token.token);
   content_ += delta.content;
   reasoning_ += delta.reasoning;
+  tool_calls_.insert(tool_calls_.end(), delta.tool_calls.begin(), delta.tool_calls.end());
   if (format_.logprobs && !is_eos) tokens_.push_back(token);
   if (format_.stream && (!delta.empty() || (format_.logprobs && !is_eos))) {
     const std::vector<SampledToken> these = format_.logprobs && !is_eos ? std::vector<SampledToken>{token} : std::vector<SampledToken>{};
@@ -121,18 +137,25 @@ void OpenAIReply::on_finish(FinishReason reason, const std::string& error) {
   const ReplyDelta rest = text_.finish();
   content_ += rest.content;
   reasoning_ += rest.reasoning;
+  tool_calls_.insert(tool_calls_.end(), rest.tool_calls.begin(), rest.tool_calls.end());
+  // OpenAI's reason for a turn that ends by calling tools.
+  const std::string finish = !tool_calls_.empty() && reason == FinishReason::Stop ? "tool_calls" : finish_reason_name(reason);
   if (format_.stream) {
     if (!rest.empty()) channel_.push(sse_event(chunk(rest, {})));
     json last = chunk({}, {});
-    last["choices"][0]["finish_reason"] = finish_reason_name(reason);
+    last["choices"][0]["finish_reason"] = finish;
     last["usage"] = usage();
     channel_.push(sse_event(last));
     channel_.push(sse_done());
   } else {
-    json choice = {{"index", 0}, {"finish_reason", finish_reason_name(reason)}};
+    json choice = {{"index", 0}, {"finish_reason", finish}};
     choice["logprobs"] = format_.logprobs ? logprobs_json(tokens_) : json(nullptr);
     if (format_.chat) {
       json message = {{"role", "assistant"}, {"content", content_}};
+      if (!tool_calls_.empty()) {
+        if (content_.empty()) message["content"] = nullptr;  // as OpenAI answers a turn of calls only
+        message["tool_calls"] = tool_calls_json(tool_calls_, 0, false);
+      }
       if (!reasoning_.empty()) message["reasoning_content"] = reasoning_;
       choice["message"] = message;
     } else {

@@ -5,7 +5,10 @@
 //                  chunk with finish_reason and usage, then `data: [DONE]`; chat streams start
 //                  with a chunk holding the assistant role;
 //   not streaming  one JSON object with the whole text, finish_reason and usage.
-// Chat replies carry the thinking text as reasoning_content beside content. usage counts the
+// Chat replies carry the thinking text as reasoning_content beside content; with tools, the model's
+// calls come as tool_calls (streamed as one delta per closed call block, each call with its index,
+// id, name and whole arguments) and a reply that ended at EOS after calls finishes with
+// "tool_calls". usage counts the
 // prompt's tokens and every generated token (EOS included, as vLLM counts it).
 #include <cstdint>
 #include <memory>
@@ -27,6 +30,7 @@ struct ReplyFormat {
   bool chat = false;
   bool stream = false;
   bool logprobs = false;
+  bool tools = false;  // read tool calls out of the answer
   std::string id, model;
   int64_t created = 0;
 };
@@ -48,6 +52,7 @@ class OpenAIReply {
   nlohmann::json chunk(const ReplyDelta& delta, const std::vector<SampledToken>& tokens) const;
   nlohmann::json logprobs_json(const std::vector<SampledToken>& tokens) const;
   nlohmann::json usage() const;
+  nlohmann::json tool_calls_json(const std::vector<ParsedToolCall>& calls, size_t first_index, bool streaming) const;
   std::string token_text(int32_t id) const;
 
   ReplyFormat format_;
@@ -56,6 +61,7 @@ class OpenAIReply {
   std::optional<int32_t> eos_;
   int64_t prompt_tokens_ = 0, completion_tokens_ = 0;
   std::string content_, reasoning_;
+  std::vector<ParsedToolCall> tool_calls_;
   std::vector<SampledToken> tokens_;  // for logprobs
   size_t text_offset_ = 0;            // completions logprobs: where the next token's text starts
   ReplyChannel channel_;

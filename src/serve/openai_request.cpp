@@ -116,7 +116,6 @@ GenerationRequest parse_generation(const json& body, bool chat) {
     g.logprobs = bool_field(body, "logprobs", false);
     s.top_logprobs = integer_field(body, "top_logprobs", 0, 20).value_or(0);
     refuse_unless(g.logprobs || s.top_logprobs == 0, "top_logprobs", "needs \"logprobs\": true");
-    refuse_unless(!field(body, "tools") || field(body, "tools")->empty(), "tools", "tool calling is not supported");
   } else {
     // Completions: logprobs is the number of alternatives (0..5 in OpenAI's API; 20 here).
     if (const json* lp = field(body, "logprobs"); lp && lp->is_boolean()) {
@@ -132,19 +131,89 @@ GenerationRequest parse_generation(const json& body, bool chat) {
   return g;
 }
 
-// A message's content: a string, or an array of {"type": "text", "text": ...} parts.
-std::string message_content(const json& content, size_t index) {
+// A message's content: a string, or an array of {"type": "text", "text": ...} parts, joined by
+// `separator` (DeepSeek's encoder joins a tool result's parts with a blank line).
+std::string message_content(const json& content, size_t index, const std::string& separator = "") {
   const std::string where = "messages[" + std::to_string(index) + "].content";
   if (content.is_null()) return "";
   if (content.is_string()) return content.get<std::string>();
   if (!content.is_array()) throw invalid_request(where, "'" + where + "' must be a string or an array of text parts");
   std::string text;
+  bool first = true;
   for (const json& part : content) {
     if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
       throw invalid_request(where, "'" + where + "': only {\"type\": \"text\", \"text\": \"...\"} parts are supported");
+    if (!first) text += separator;
+    first = false;
     text += part["text"].get<std::string>();
   }
   return text;
+}
+
+// An assistant message's tool_calls: [{"id", "type": "function", "function": {"name", "arguments"}}].
+std::vector<ToolCall> message_tool_calls(const json& calls, const std::string& where) {
+  if (!calls.is_array()) throw invalid_request(where, "'" + where + "' must be an array");
+  std::vector<ToolCall> out;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const json& c = calls[i];
+    const std::string at = where + "[" + std::to_string(i) + "]";
+    if (!c.is_object()) throw invalid_request(at, "'" + at + "' must be an object");
+    if (const json* type = field(c, "type"); type && *type != "function")
+      throw invalid_request(at + ".type", "'" + at + ".type' must be \"function\"");
+    const json* fn = field(c, "function");
+    if (!fn || !fn->is_object()) throw invalid_request(at + ".function", "'" + at + ".function' must be an object");
+    ToolCall call;
+    call.id = string_field(c, "id");
+    const json* name = field(*fn, "name");
+    if (!name || !name->is_string() || name->get<std::string>().empty())
+      throw invalid_request(at + ".function.name", "'" + at + ".function.name' must be a non-empty string");
+    call.name = name->get<std::string>();
+    const json* args = field(*fn, "arguments");
+    if (!args || !args->is_string())
+      throw invalid_request(at + ".function.arguments", "'" + at + ".function.arguments' must be a string of JSON");
+    call.arguments = args->get<std::string>();
+    // Text that is not JSON is kept (the encoder wraps it as one "arguments" parameter); JSON that
+    // is not an object has no parameters to write.
+    const json parsed = json::parse(call.arguments, nullptr, /*allow_exceptions=*/false);
+    if (!parsed.is_discarded() && !parsed.is_object())
+      throw invalid_request(at + ".function.arguments", "'" + at + ".function.arguments' must be a JSON object");
+    out.push_back(std::move(call));
+  }
+  return out;
+}
+
+// `tools`: [{"type": "function", "function": {"name", "description"?, "parameters"?}}], read from
+// the body with its key order (the schemas go into the prompt as JSON text).
+std::vector<nlohmann::ordered_json> request_tools(const nlohmann::ordered_json& body) {
+  const auto it = body.find("tools");
+  if (it == body.end() || it->is_null()) return {};
+  if (!it->is_array()) throw invalid_request("tools", "'tools' must be an array");
+  std::vector<nlohmann::ordered_json> out;
+  for (size_t i = 0; i < it->size(); ++i) {
+    const nlohmann::ordered_json& t = (*it)[i];
+    const std::string at = "tools[" + std::to_string(i) + "]";
+    if (!t.is_object() || !t.contains("type") || t["type"] != "function")
+      throw invalid_request(at, "'" + at + "' must be {\"type\": \"function\", \"function\": {...}}");
+    if (!t.contains("function") || !t["function"].is_object())
+      throw invalid_request(at + ".function", "'" + at + ".function' must be an object");
+    const nlohmann::ordered_json& fn = t["function"];
+    if (!fn.contains("name") || !fn["name"].is_string() || fn["name"].get<std::string>().empty())
+      throw invalid_request(at + ".function.name", "'" + at + ".function.name' must be a non-empty string");
+    if (fn.contains("parameters") && !fn["parameters"].is_object() && !fn["parameters"].is_null())
+      throw invalid_request(at + ".function.parameters", "'" + at + ".function.parameters' must be an object");
+    out.push_back(fn);
+  }
+  return out;
+}
+
+ToolChoice tool_choice_field(const json& body) {
+  const json* v = field(body, "tool_choice");
+  if (!v || *v == "auto") return ToolChoice::Auto;
+  if (*v == "none") return ToolChoice::None;
+  if (*v == "required" || v->is_object())
+    throw invalid_request("tool_choice", "'tool_choice': only \"auto\" and \"none\" are supported (forcing a call needs "
+                                         "constrained decoding, which this server does not do)");
+  throw invalid_request("tool_choice", "'tool_choice' must be \"auto\" or \"none\", not " + v->dump());
 }
 
 }  // namespace
@@ -182,7 +251,18 @@ CompletionRequest parse_completion_request(const json& body) {
   return r;
 }
 
-ChatRequest parse_chat_request(const json& body) {
+nlohmann::ordered_json parse_ordered_json_body(const std::string& body) {
+  try {
+    return nlohmann::ordered_json::parse(body);
+  } catch (const nlohmann::ordered_json::exception& e) {
+    throw ApiError(400, "invalid_request_error", "invalid_json", std::string("the request body is not valid JSON: ") + e.what());
+  }
+}
+
+ChatRequest parse_chat_request(const json& body) { return parse_chat_request(nlohmann::ordered_json(body)); }
+
+ChatRequest parse_chat_request(const nlohmann::ordered_json& ordered) {
+  const json body(ordered);  // key order matters only for the tool schemas, read from `ordered`
   ChatRequest r;
   r.generation = parse_generation(body, true);
   const json* m = field(body, "messages");
@@ -197,22 +277,38 @@ ChatRequest parse_chat_request(const json& body) {
     if (!role || !role->is_string()) throw invalid_request(where + ".role", "'" + where + ".role' must be a string");
     c.role = role->get<std::string>();
     if (c.role == "developer") c.role = "system";
-    if (c.role != "system" && c.role != "user" && c.role != "assistant")
+    if (c.role != "system" && c.role != "user" && c.role != "assistant" && c.role != "tool")
       throw invalid_request(where + ".role", "'" + where + ".role': \"" + c.role +
-                                                 "\" is not supported (system, developer, user or assistant)");
-    c.content = message_content(msg.contains("content") ? msg["content"] : json(nullptr), i);
-    if (const json* rc = field(msg, "reasoning_content")) {
-      if (!rc->is_string()) throw invalid_request(where + ".reasoning_content", "'" + where + ".reasoning_content' must be a string");
+                                                 "\" is not supported (system, developer, user, assistant or tool)");
+    const json content = msg.contains("content") ? msg["content"] : json(nullptr);
+    if (c.role == "tool") {
+      if (content.is_null()) throw invalid_request(where + ".content", "'" + where + ".content' is required for a tool message");
+      c.content = message_content(content, i, "\n\n");
+      c.tool_call_id = string_field(msg, "tool_call_id");
+    } else {
+      c.content = message_content(content, i);
+    }
+    for (const char* name : {"reasoning_content", "reasoning"}) {
+      const json* rc = field(msg, name);
+      if (!rc || !c.reasoning_content.empty()) continue;
+      if (!rc->is_string()) throw invalid_request(where + "." + name, "'" + where + "." + name + "' must be a string");
       c.reasoning_content = rc->get<std::string>();
     }
+    if (const json* calls = field(msg, "tool_calls"); calls && c.role == "assistant")
+      c.tool_calls = message_tool_calls(*calls, where + ".tool_calls");
     r.messages.push_back(std::move(c));
   }
-  if (r.messages.back().role != "user")
-    throw invalid_request("messages", "'messages' must end with a user message (continuing an assistant turn is not supported)");
+  const std::string& last = r.messages.back().role;
+  if (last != "user" && last != "tool")
+    throw invalid_request("messages", "'messages' must end with a user or tool message (continuing an assistant turn is not supported)");
   if (const json* kw = field(body, "chat_template_kwargs")) {
     if (!kw->is_object()) throw invalid_request("chat_template_kwargs", "'chat_template_kwargs' must be an object");
     r.thinking = bool_field(*kw, "thinking", bool_field(*kw, "enable_thinking", true));
   }
+  r.tool_choice = tool_choice_field(body);
+  r.tools = request_tools(ordered);
+  if (r.tool_choice == ToolChoice::None) r.tools.clear();  // the model is not told about them
+  bool_field(body, "parallel_tool_calls", true);           // type-checked; several calls are always allowed
   return r;
 }
 

@@ -71,7 +71,7 @@ void OpenAIService::check_model(const std::string& model) const {
 }
 
 HttpReply OpenAIService::handle(const std::string& method, const std::string& path, const std::string& authorization,
-                                const std::string& body) {
+                                const std::string& body, const ClientGone& client_gone) {
   try {
     if (!options_.api_key.empty() && path != "/health" && path != "/metrics") {
       const std::string prefix = "Bearer ";
@@ -79,7 +79,7 @@ HttpReply OpenAIService::handle(const std::string& method, const std::string& pa
                       same_secret(authorization.substr(prefix.size()), options_.api_key);
       if (!ok) throw unauthorized("Invalid or missing API key (send 'Authorization: Bearer KEY')");
     }
-    return route(method, path, body);
+    return route(method, path, body, client_gone);
   } catch (const ApiError& e) {
     return error_reply(e);
   } catch (const std::exception& e) {
@@ -87,7 +87,8 @@ HttpReply OpenAIService::handle(const std::string& method, const std::string& pa
   }
 }
 
-HttpReply OpenAIService::route(const std::string& method, const std::string& path, const std::string& body) {
+HttpReply OpenAIService::route(const std::string& method, const std::string& path, const std::string& body,
+                               const ClientGone& client_gone) {
   const auto is = [&](const char* m, const char* p) { return method == m && path == p; };
   if (is("GET", "/health")) {
     require_ready();
@@ -100,7 +101,7 @@ HttpReply OpenAIService::route(const std::string& method, const std::string& pat
   if (is("GET", "/v1/models")) return models();
   if (is("POST", "/tokenize")) {
     require_ready();
-    return tokenize(parse_json_body(body));
+    return tokenize(parse_ordered_json_body(body));
   }
   if (is("POST", "/detokenize")) {
     require_ready();
@@ -111,14 +112,14 @@ HttpReply OpenAIService::route(const std::string& method, const std::string& pat
     check_model(r.generation.model);
     require_ready();
     Prompt p{r.prompt_is_ids ? r.prompt_ids : tokenizer_->encode(r.prompt, /*add_special_tokens=*/true), "prompt"};
-    return generate(r.generation, p, false, false);
+    return generate(r.generation, p, false, false, false, client_gone);
   }
   if (is("POST", "/v1/chat/completions")) {
-    const ChatRequest r = parse_chat_request(parse_json_body(body));
+    const ChatRequest r = parse_chat_request(parse_ordered_json_body(body));
     check_model(r.generation.model);
     require_ready();
-    Prompt p{tokenizer_->encode(render_deepseek_v4_chat(r.messages, r.thinking), /*add_special_tokens=*/false), "messages"};
-    return generate(r.generation, p, true, r.thinking);
+    Prompt p{tokenizer_->encode(render_deepseek_v4_chat(r.messages, r.thinking, r.tools), /*add_special_tokens=*/false), "messages"};
+    return generate(r.generation, p, true, r.thinking, !r.tools.empty(), client_gone);
   }
   throw not_found("unknown_route", "No route " + method + " " + path);
 }
@@ -129,14 +130,14 @@ HttpReply OpenAIService::models() const {
   return json_reply({{"object", "list"}, {"data", json::array({model})}});
 }
 
-HttpReply OpenAIService::tokenize(const json& body) const {
+HttpReply OpenAIService::tokenize(const nlohmann::ordered_json& body) const {
   if (!body.is_object()) throw invalid_request("", "the request body must be a JSON object");
   std::vector<int32_t> ids;
   if (body.contains("messages")) {
-    json chat = body;
+    nlohmann::ordered_json chat = body;
     chat.erase("model");
     const ChatRequest r = parse_chat_request(chat);
-    ids = tokenizer_->encode(render_deepseek_v4_chat(r.messages, r.thinking), false);
+    ids = tokenizer_->encode(render_deepseek_v4_chat(r.messages, r.thinking, r.tools), false);
   } else {
     const char* key = body.contains("prompt") ? "prompt" : "content";
     if (!body.contains(key) || !body[key].is_string())
@@ -165,7 +166,8 @@ HttpReply OpenAIService::detokenize(const json& body) const {
   return json_reply({{"prompt", text}, {"content", text}});
 }
 
-HttpReply OpenAIService::generate(const GenerationRequest& r, const Prompt& prompt, bool chat, bool thinking) {
+HttpReply OpenAIService::generate(const GenerationRequest& r, const Prompt& prompt, bool chat, bool thinking, bool tools,
+                                  const ClientGone& client_gone) {
   const int64_t n = static_cast<int64_t>(prompt.ids.size()), ctx = options_.ctx_size;
   const int64_t vocab = engine_->config().base.vocab_size;
   for (int32_t id : prompt.ids)
@@ -187,6 +189,7 @@ HttpReply OpenAIService::generate(const GenerationRequest& r, const Prompt& prom
   format.chat = chat;
   format.stream = r.stream;
   format.logprobs = r.logprobs;
+  format.tools = tools;
   char id[32];
   std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(r.sampling.seed ^ (++next_id_ * 0x9E3779B97F4A7C15ull)));
   format.id = (chat ? "chatcmpl-" : "cmpl-") + std::string(id);
@@ -208,6 +211,10 @@ HttpReply OpenAIService::generate(const GenerationRequest& r, const Prompt& prom
                       std::to_string(options_.scheduler.max_waiting) + " waiting; try again later");
   }
   if (r.stream) return {200, "text/event-stream", "", reply, job};
+  // Nothing is written before the end, so a client that leaves is only seen by asking: every
+  // 50 ms; the scheduler then ends the job (abort) and closes the channel.
+  while (!reply->channel().wait_closed(std::chrono::milliseconds(50)))
+    if (client_gone && !job->cancelled && client_gone()) job->cancelled = true;
   std::string body = reply->channel().collect();
   return {reply->status(), "application/json", std::move(body), {}, {}};
 }

@@ -5,13 +5,14 @@
 //   GET  /health              200 {"status":"ok"}, 503 while the model loads
 //   GET  /v1/models           the one model, under --model-name
 //   POST /v1/completions      prompt text (BOS added) or token ids
-//   POST /v1/chat/completions DeepSeek V4 chat prompt (chat_template.h); reasoning_content
+//   POST /v1/chat/completions DeepSeek V4 chat prompt (chat_template.h); reasoning_content; tools
 //   POST /tokenize            {"prompt"|"content": text} or {"messages": [...]} -> tokens, count
 //   POST /detokenize          {"tokens": [...]} -> prompt
 //   GET  /metrics             Prometheus text
 // With an API key, every route but /health and /metrics needs `Authorization: Bearer KEY`.
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -43,6 +44,10 @@ struct HttpReply {
   std::shared_ptr<GenerationJob> job;
 };
 
+// Asked from time to time while a non-streaming reply is being generated: true once its client is
+// gone, and the generation stops (finish reason "abort"). Empty: never asked.
+using ClientGone = std::function<bool()>;
+
 class OpenAIService {
  public:
   explicit OpenAIService(ServiceOptions options);
@@ -55,7 +60,7 @@ class OpenAIService {
   // server stops, so that no connection waits on the engine.
   void shutdown();
   HttpReply handle(const std::string& method, const std::string& path, const std::string& authorization,
-                   const std::string& body);
+                   const std::string& body, const ClientGone& client_gone = {});
   // A reply for an error found before handle() (body too large, malformed request line).
   static HttpReply error_reply(const ApiError& e);
   ServeMetrics& metrics() { return metrics_; }
@@ -66,11 +71,12 @@ class OpenAIService {
     std::vector<int32_t> ids;
     std::string param;  // the request field it came from, for errors
   };
-  HttpReply route(const std::string& method, const std::string& path, const std::string& body);
+  HttpReply route(const std::string& method, const std::string& path, const std::string& body, const ClientGone& client_gone);
   HttpReply models() const;
-  HttpReply tokenize(const nlohmann::json& body) const;
+  HttpReply tokenize(const nlohmann::ordered_json& body) const;
   HttpReply detokenize(const nlohmann::json& body) const;
-  HttpReply generate(const GenerationRequest& request, const Prompt& prompt, bool chat, bool thinking);
+  HttpReply generate(const GenerationRequest& request, const Prompt& prompt, bool chat, bool thinking, bool tools,
+                     const ClientGone& client_gone);
   void check_model(const std::string& model) const;
   void require_ready() const;
 

@@ -2,6 +2,7 @@
 // The pieces of one response body, handed from the scheduler thread (which writes them as tokens
 // arrive) to the HTTP thread (which sends them). The HTTP side calls cancel() when its client is
 // gone, which the scheduler sees through the job's `cancelled` flag.
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -33,6 +34,11 @@ class ReplyChannel {
     piece = std::move(pieces_.front());
     pieces_.pop_front();
     return true;
+  }
+  // Waits up to `timeout` for the close; true once closed (pieces may still be unread).
+  bool wait_closed(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    return ready_.wait_for(lock, timeout, [&] { return closed_; });
   }
   // Waits for the close and returns everything pushed, joined.
   std::string collect() {

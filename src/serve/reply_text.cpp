@@ -20,8 +20,16 @@ size_t complete_utf8_prefix(const std::string& s) {
   return n;
 }
 
-ReplyText::ReplyText(const calib::Tokenizer& tokenizer, std::vector<std::string> stops, std::optional<int32_t> think_end)
-    : tokenizer_(tokenizer), stop_(std::move(stops)), think_end_(think_end), in_reasoning_(think_end.has_value()) {}
+ReplyText::ReplyText(const calib::Tokenizer& tokenizer, std::vector<std::string> stops, std::optional<int32_t> think_end,
+                     bool tool_calls)
+    : tokenizer_(tokenizer), stop_(std::move(stops)), think_end_(think_end), in_reasoning_(think_end.has_value()) {
+  if (tool_calls) tools_.emplace();
+}
+
+void ReplyText::answer(const ToolCallDelta& t, ReplyDelta& d) {
+  d.content += stop_.push(t.text);
+  if (!stop_.stopped()) d.tool_calls.insert(d.tool_calls.end(), t.calls.begin(), t.calls.end());
+}
 
 std::string ReplyText::take_complete_utf8() {
   const size_t n = complete_utf8_prefix(bytes_);
@@ -42,6 +50,7 @@ ReplyDelta ReplyText::push(int32_t token) {
   bytes_ += token_bytes(tokenizer_, token);
   std::string text = take_complete_utf8();
   if (in_reasoning_) d.reasoning = std::move(text);
+  else if (tools_) answer(tools_->push(text), d);
   else d.content = stop_.push(text);
   return d;
 }
@@ -51,8 +60,15 @@ ReplyDelta ReplyText::finish() {
   if (stop_.stopped()) return d;
   std::string rest = bytes_;
   bytes_.clear();
-  if (in_reasoning_) d.reasoning = rest;
-  else d.content = stop_.push(rest) + stop_.flush();
+  if (in_reasoning_) {
+    d.reasoning = rest;
+  } else if (tools_) {
+    answer(tools_->push(rest), d);
+    answer(tools_->finish(), d);
+    d.content += stop_.flush();
+  } else {
+    d.content = stop_.push(rest) + stop_.flush();
+  }
   return d;
 }
 

@@ -3,7 +3,8 @@
 //   - bytes are sent only once they form complete UTF-8 characters (a character may span tokens);
 //   - in a thinking-mode chat reply, the text before the </think> token is the reasoning and the
 //     text after it the answer (the token itself is not sent);
-//   - the answer goes through the stop strings (StopMatcher); EOS is not text.
+//   - with tools, the answer's DeepSeek tool-call blocks become calls (tool_call_stream.h);
+//   - the rest of the answer goes through the stop strings (StopMatcher); EOS is not text.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -11,18 +12,22 @@
 
 #include "calib/tokenizer.h"
 #include "serve/stop_matcher.h"
+#include "serve/tool_call_stream.h"
 
 namespace fp4kit::serve {
 
 struct ReplyDelta {
   std::string reasoning, content;
-  bool empty() const { return reasoning.empty() && content.empty(); }
+  std::vector<ParsedToolCall> tool_calls;
+  bool empty() const { return reasoning.empty() && content.empty() && tool_calls.empty(); }
 };
 
 class ReplyText {
  public:
   // `think_end`: the </think> token when the reply starts inside the reasoning, else nullopt.
-  ReplyText(const calib::Tokenizer& tokenizer, std::vector<std::string> stops, std::optional<int32_t> think_end);
+  // `tool_calls`: read tool-call blocks out of the answer.
+  ReplyText(const calib::Tokenizer& tokenizer, std::vector<std::string> stops, std::optional<int32_t> think_end,
+            bool tool_calls = false);
   ReplyDelta push(int32_t token);
   // The text still held back, at the end of generation.
   ReplyDelta finish();
@@ -30,10 +35,12 @@ class ReplyText {
 
  private:
   std::string take_complete_utf8();
+  void answer(const ToolCallDelta& t, ReplyDelta& d);
   const calib::Tokenizer& tokenizer_;
   StopMatcher stop_;
   std::optional<int32_t> think_end_;
   bool in_reasoning_;
+  std::optional<ToolCallStream> tools_;
   std::string bytes_;  // decoded bytes not yet sent (an incomplete character)
 };
 

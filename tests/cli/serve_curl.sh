@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `fp4kit serve` driven with curl over loopback: SSE framing byte for byte (curl -N), greedy text equal
-# to `fp4kit generate`, a full queue answered 503 at once, disconnected clients' generations stopped,
-# a stalled half request not blocking others, bad input answered with OpenAI's error shape, SIGTERM.
+# to `fp4kit generate`, a full queue answered 503 at once, disconnected clients' generations stopped
+# (streaming and not), a stalled half request not blocking others, bad input answered with OpenAI's
+# error shape, SIGTERM.
 # Usage: serve_curl.sh FP4KIT_BINARY TESTS_DATA_DIR
 set -euo pipefail
 binary=$1
@@ -97,6 +98,29 @@ done
 expect_eq "$(metric 'fp4kit:request_success_total{finished_reason="abort"}')" 2 "disconnected clients aborted"
 expect_eq "$(metric fp4kit:num_requests_running)" 0 "nothing left running"
 [ "$(metric fp4kit:generation_tokens_total)" -lt 4000 ] || fail "the hung-up requests ran on"
+
+# A non-streaming client that hangs up before its reply: nothing is written to it until the end,
+# yet its generation stops too (the server probes the connection while it waits).
+generated_before=$(metric fp4kit:generation_tokens_total)
+long_whole='{"prompt":"Once upon a time","max_tokens":4000,"temperature":0,"ignore_eos":true}'
+exec 4<>"/dev/tcp/127.0.0.1/${URL##*:}"
+printf 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k3y\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s' \
+  "${#long_whole}" "$long_whole" >&4
+for _ in $(seq 1 200); do
+  [ "$(metric fp4kit:num_requests_running)" = 1 ] && break
+  sleep 0.05
+done
+expect_eq "$(metric fp4kit:num_requests_running)" 1 "the non-streaming request runs"
+exec 4>&-
+hangup=$(date +%s%N)
+for _ in $(seq 1 200); do
+  [ "$(metric 'fp4kit:request_success_total{finished_reason="abort"}')" = 3 ] && break
+  sleep 0.05
+done
+expect_eq "$(metric 'fp4kit:request_success_total{finished_reason="abort"}')" 3 "non-streaming client that hung up aborted"
+[ $(( ($(date +%s%N) - hangup) / 1000000 )) -lt 5000 ] || fail "the non-streaming abort took more than 5 s"
+expect_eq "$(metric fp4kit:num_requests_running)" 0 "nothing left running after the hang-up"
+[ $(( $(metric fp4kit:generation_tokens_total) - generated_before )) -lt 4000 ] || fail "the hung-up non-streaming request ran on"
 
 # Still serving; SIGTERM stops it cleanly.
 expect_eq "$(status /v1/completions '{"prompt":"x","max_tokens":2}')" 200 "serving after all that"

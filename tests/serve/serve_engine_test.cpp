@@ -238,6 +238,31 @@ TEST_F(ServeService, SameSeedSameTextAndStopStringsAreNotEmitted) {
   EXPECT_EQ(s.body["choices"][0]["finish_reason"], "stop");
 }
 
+// A non-streaming request whose client leaves: the service asks its probe while it waits, and the
+// generation ends (abort) long before max_tokens; a client that stays gets the whole reply.
+TEST_F(ServeService, NonStreamingGenerationStopsWhenItsClientIsGone) {
+  const json req = {{"prompt", "Hello world"}, {"max_tokens", 240}, {"temperature", 0}, {"ignore_eos", true}};
+  const uint64_t aborted_before = service_->metrics().finished_abort;
+  int asked = 0;
+  const auto start = std::chrono::steady_clock::now();
+  const HttpReply left = service_->handle("POST", "/v1/completions", "Bearer sekret", req.dump(), [&asked] { return ++asked >= 2; });
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_EQ(left.status, 200) << left.body;
+  const json body = json::parse(left.body);
+  EXPECT_EQ(body["choices"][0]["finish_reason"], "abort");
+  EXPECT_GE(asked, 2);
+  EXPECT_LT(body["usage"]["completion_tokens"].get<int64_t>(), 240);
+  EXPECT_LT(seconds, 30.0);
+  EXPECT_EQ(service_->metrics().finished_abort, aborted_before + 1);
+
+  json few = req;
+  few["max_tokens"] = 6;
+  const HttpReply stayed = service_->handle("POST", "/v1/completions", "Bearer sekret", few.dump(), [] { return false; });
+  ASSERT_EQ(stayed.status, 200) << stayed.body;
+  EXPECT_EQ(json::parse(stayed.body)["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(json::parse(stayed.body)["usage"]["completion_tokens"], 6);
+}
+
 // The SSE events of a streamed reply, without the "data: " framing; checks the framing on the way.
 std::vector<std::string> sse_events(const HttpReply& r) {
   EXPECT_EQ(r.content_type, "text/event-stream");

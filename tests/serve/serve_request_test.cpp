@@ -95,13 +95,17 @@ TEST(ServeRequest, RefusalsNameTheField) {
   EXPECT_EQ(refused_field(R"({"prompt": "x", "temperature": null, "n": null})"), "accepted");
   EXPECT_EQ(refused_field(R"({"messages": []})", true), "messages");
   EXPECT_EQ(refused_field(R"({"messages": "hi"})", true), "messages");
-  EXPECT_EQ(refused_field(R"({"messages": [{"role": "tool", "content": "x"}]})", true), "messages[0].role");
+  EXPECT_EQ(refused_field(R"({"messages": [{"role": "function", "content": "x"}]})", true), "messages[0].role");
+  EXPECT_EQ(refused_field(R"({"messages": [{"role": "tool", "content": "x"}]})", true), "accepted");
+  EXPECT_EQ(refused_field(R"({"messages": [{"role": "user", "content": "x"}, {"role": "tool"}]})", true), "messages[1].content");
+  EXPECT_EQ(refused_field(R"({"messages": [{"role": "user", "content": "x"}], "tool_choice": "required"})", true), "tool_choice");
   EXPECT_EQ(refused_field(R"({"messages": [{"content": "x"}]})", true), "messages[0].role");
   EXPECT_EQ(refused_field(R"({"messages": [{"role": "user", "content": 5}]})", true), "messages[0].content");
   EXPECT_EQ(refused_field(R"({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]})", true), "messages[0].content");
   EXPECT_EQ(refused_field(R"({"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]})", true), "messages");
   EXPECT_EQ(refused_field(R"({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2})", true), "top_logprobs");
-  EXPECT_EQ(refused_field(R"({"messages": [{"role": "user", "content": "x"}], "tools": [{}]})", true), "tools");
+  EXPECT_EQ(refused_field(R"({"messages": [{"role": "user", "content": "x"}], "tools": [{}]})", true), "tools[0]");
+  EXPECT_EQ(refused_field(R"({"messages": [{"role": "user", "content": "x"}], "tools": {}})", true), "tools");
   EXPECT_EQ(refused_field(R"({"messages": [{"role": "user", "content": "x"}], "chat_template_kwargs": {"thinking": 1}})", true), "thinking");
 }
 

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "calib/tokenizer.h"
+#include "serve/api_error.h"
 #include "serve/chat_template.h"
 #include "serve/metrics.h"
 #include "serve/reply_text.h"
@@ -111,16 +112,55 @@ TEST(Sse, FramesEventsAndReplacesInvalidUtf8) {
   EXPECT_EQ(json_text({{"t", std::string("x\xC3")}}), "{\"t\":\"x\xEF\xBF\xBD\"}");
 }
 
+// Each conversation goes in as a client's request body (messages, tools, thinking switch), through
+// the request parser, and must come out as the prompt DeepSeek's encoder rendered.
 TEST(ChatTemplate, MatchesDeepSeeksReferenceEncoder) {
   std::ifstream in(testing::test_data("serve/chat_prompts.json"));
-  const nlohmann::json cases = nlohmann::json::parse(in);
-  ASSERT_GE(cases.size(), 10u);
-  for (const nlohmann::json& c : cases) {
-    std::vector<ChatMessage> messages;
-    for (const nlohmann::json& m : c["messages"])
-      messages.push_back({m["role"], m["content"], m.value("reasoning_content", "")});
-    EXPECT_EQ(render_deepseek_v4_chat(messages, c["thinking"]), c["prompt"].get<std::string>())
+  const nlohmann::ordered_json cases = nlohmann::ordered_json::parse(in);
+  ASSERT_GE(cases.size(), 20u);
+  size_t with_tools = 0;
+  for (const nlohmann::ordered_json& c : cases) {
+    nlohmann::ordered_json body = {{"messages", c["messages"]}, {"chat_template_kwargs", {{"thinking", c["thinking"]}}}};
+    if (c.contains("tools")) body["tools"] = c["tools"];
+    with_tools += c.contains("tools");
+    const ChatRequest r = parse_chat_request(body);
+    EXPECT_EQ(render_deepseek_v4_chat(r.messages, r.thinking, r.tools), c["prompt"].get<std::string>())
         << c["name"] << (c["thinking"] ? " (thinking)" : " (chat)");
+  }
+  EXPECT_GE(with_tools, 6u);
+}
+
+TEST(ChatTemplate, ToolChoiceNoneLeavesTheToolsOutAndBadToolInputIsRefused) {
+  const auto body = [](const std::string& extra) {
+    return nlohmann::ordered_json::parse(R"({"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f"}}])" +
+                                         extra + "}");
+  };
+  EXPECT_EQ(parse_chat_request(body("")).tools.size(), 1u);
+  const ChatRequest none = parse_chat_request(body(R"(,"tool_choice":"none")"));
+  EXPECT_TRUE(none.tools.empty());
+  EXPECT_EQ(render_deepseek_v4_chat(none.messages, false, none.tools), std::string(kBosToken) + kUserToken + "hi" + kAssistantToken + kThinkEnd);
+  for (const std::string bad : {R"(,"tool_choice":"required")", R"(,"tool_choice":{"type":"function","function":{"name":"f"}})",
+                                R"(,"tool_choice":3)", R"(,"parallel_tool_calls":"yes")"}) {
+    try {
+      parse_chat_request(body(bad));
+      ADD_FAILURE() << "accepted " << bad;
+    } catch (const ApiError& e) {
+      EXPECT_EQ(e.status(), 400) << bad;
+    }
+  }
+  for (const std::string bad : {R"({"messages":[{"role":"user","content":"x"}],"tools":{"name":"f"}})",
+                                R"({"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":""}}]})",
+                                R"({"messages":[{"role":"user","content":"x"}],"tools":[{"type":"retrieval"}]})",
+                                R"({"messages":[{"role":"user","content":"x"},{"role":"tool"}]})",
+                                R"({"messages":[{"role":"user","content":"x"},{"role":"assistant","tool_calls":[{"function":{"name":"f","arguments":"[1]"}}]},{"role":"user","content":"y"}]})",
+                                R"({"messages":[{"role":"user","content":"x"},{"role":"assistant","tool_calls":[{"function":{"name":"f","arguments":{"a":1}}}]},{"role":"user","content":"y"}]})",
+                                R"({"messages":[{"role":"user","content":"x"},{"role":"assistant","tool_calls":[{"function":{"name":"f","arguments":"{}"}}]}]})"}) {
+    try {
+      parse_chat_request(nlohmann::ordered_json::parse(bad));
+      ADD_FAILURE() << "accepted " << bad;
+    } catch (const ApiError& e) {
+      EXPECT_EQ(e.status(), 400) << bad;
+    }
   }
 }
 
