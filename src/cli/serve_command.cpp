@@ -13,6 +13,7 @@
 #include "base/error.h"
 #include "cli/commands.h"
 #include "cuda/device.h"
+#include "serve/chat_template_check.h"
 #include "serve/http_server.h"
 #include "serve/openai_service.h"
 
@@ -21,7 +22,7 @@ namespace fp4kit::cli {
 namespace {
 
 struct ServeArgs {
-  std::string model, tokenizer, host = "127.0.0.1", device = "cpu", api_key, model_name;
+  std::string model, tokenizer, host = "127.0.0.1", device = "cpu", api_key, model_name, chat_format = "auto";
   int port = 8000;
   int64_t parallel = 4, queue = 16, ctx_size = 4096, prefill_chunk = 512;
   unsigned threads = 0;
@@ -34,6 +35,8 @@ void run(const ServeArgs& a) {
     throw InputError("serve --device cuda is not available yet: the GPU engine runs whole sequences from position 0 and "
                      "cannot continue a sequence token by token; use --device cpu");
   }
+  // A template the model ships that is not V4's format is refused before anything starts (exit 2).
+  std::fprintf(stderr, "fp4kit serve: %s\n", serve::check_chat_template(a.model, a.chat_format == "deepseek-v4").c_str());
   // Signals go to one waiting thread, not to whichever thread the kernel picks.
   sigset_t signals;
   sigemptyset(&signals);
@@ -121,6 +124,10 @@ void add_command(CLI::App& app) {
                   "which keeps the key out of the process list")
       ->envname("FP4KIT_API_KEY");
   cmd->add_option("--model-name", args->model_name, "The model's id in the API (default: MODEL as given)");
+  cmd->add_option("--chat-format", args->chat_format,
+                  "auto: DeepSeek V4's encoder rules unless the model ships a chat template in another format (refused); "
+                  "deepseek-v4: those rules whatever the model ships")
+      ->check(CLI::IsMember({"auto", "deepseek-v4"}))->capture_default_str();
   cmd->add_option("--threads", args->threads, "Engine worker threads (default: all cores)");
   cmd->add_option("--max-body-mb", args->max_body_mb, "Largest request body in MiB (413 above)")
       ->check(CLI::Range(size_t{1}, size_t{1024}))->capture_default_str();

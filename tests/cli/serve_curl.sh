@@ -25,6 +25,20 @@ code=$?
 set -e
 expect_eq "$code" 2 "exit code of --device cuda"
 
+# A model that ships a chat template in another format than V4's is refused (exit 2) with the flag
+# that forces the V4 rules.
+templated=$(mktemp -d /tmp/fp4kit-serve-template.XXXXXX)
+for f in "$data/dsv4-tiny"/*; do ln -s "$f" "$templated/"; done
+printf '%s' '{"chat_template": "{{ bos_token }}{% for m in messages %}<|im_start|>{{ m.content }}{% endfor %}"}' \
+  >"$templated/tokenizer_config.json"
+set +e
+out=$("$binary" serve "$templated" --tokenizer "$data/serve/tokenizer.json" --port 0 2>&1)
+code=$?
+set -e
+rm -rf "$templated"
+expect_eq "$code" 2 "exit code for an unknown chat template"
+grep -q -- "--chat-format deepseek-v4" <<<"$out" || fail "no way out named in: $out"
+
 start_server "$binary" "$data" --parallel 1 --queue 1 --ctx-size 4096 --api-key k3y --model-name tiny
 auth=(-H "Authorization: Bearer k3y")
 post() { curl -s "${auth[@]}" -H 'Content-Type: application/json' "$URL$1" -d "$2"; }
