@@ -16,9 +16,9 @@ system message put first (as vLLM's DeepSeek V4 tokenizer does).
 
 Usage: chat_prompts_reference.py PATH/TO/encoding_dsv4.py OUT.json
 """
-import importlib.util
-import json
 import sys
+
+from deepseek_encoder_io import load_encoder, write_cases
 
 CONVERSATIONS = {
     "one_user": [{"role": "user", "content": "Hello!"}],
@@ -134,9 +134,7 @@ def encoder_messages(messages, tools):
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
-    spec = importlib.util.spec_from_file_location("encoding_dsv4", sys.argv[1])
-    encoder = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(encoder)
+    encoder = load_encoder(sys.argv[1])
     cases = []
     for name, messages in CONVERSATIONS.items():
         for thinking in (False, True):
@@ -150,9 +148,7 @@ def main():
             if tools:
                 case["tools"] = tools
             cases.append(case)
-    with open(sys.argv[2], "w", encoding="utf-8") as f:
-        json.dump(cases, f, ensure_ascii=False, indent=1)
-        f.write("\n")
+    write_cases(cases, sys.argv[2])
 
 
 if __name__ == "__main__":

@@ -12,9 +12,9 @@ refuses). Writes:
 
 Usage: tool_call_parse_reference.py PATH/TO/encoding_dsv4.py OUT.json
 """
-import importlib.util
-import json
 import sys
+
+from deepseek_encoder_io import load_encoder, write_cases
 
 D = "｜DSML｜"
 EOS = "<｜end▁of▁sentence｜>"
@@ -49,9 +49,7 @@ COMPLETIONS = {
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
-    spec = importlib.util.spec_from_file_location("encoding_dsv4", sys.argv[1])
-    encoder = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(encoder)
+    encoder = load_encoder(sys.argv[1])
     cases = []
     for name, completion in COMPLETIONS.items():
         case = {"name": name, "completion": completion}
@@ -64,9 +62,7 @@ def main():
         except (ValueError, AssertionError):
             case["error"] = True
         cases.append(case)
-    with open(sys.argv[2], "w", encoding="utf-8") as f:
-        json.dump(cases, f, ensure_ascii=False, indent=1)
-        f.write("\n")
+    write_cases(cases, sys.argv[2])
 
 
 if __name__ == "__main__":
