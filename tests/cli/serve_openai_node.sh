@@ -14,5 +14,5 @@ if [ ! -d "$node_dir/node_modules/openai" ]; then
   (cd "$node_dir" && npm ci --no-audit --no-fund >"$node_dir/npm-ci.log" 2>&1) ||
     { cat "$node_dir/npm-ci.log"; echo "SKIP: npm ci failed (is the npm registry reachable?)"; exit 77; }
 fi
-start_server "$binary" "$data" --parallel 2 --queue 8 --ctx-size 512 --api-key node-k3y --model-name tiny
+start_server "$binary" "$data" --parallel 2 --queue 8 --ctx-size 2048 --api-key node-k3y --model-name tiny
 FP4KIT_SERVE_URL=$URL FP4KIT_BINARY=$binary FP4KIT_TEST_DATA=$data node --test "$node_dir/serve_openai.test.mjs"

@@ -111,6 +111,32 @@ test('stop strings are not emitted, streamed or not', async () => {
   assert.equal(chunks.map((c) => c.choices[0]?.text ?? '').join(''), expected);
 });
 
+test('a tool conversation as the SDK sends it: tools, calls and results go into the prompt', async () => {
+  const tools = [{ type: 'function', function: { name: 'get_weather', description: 'Weather of a city',
+    parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } }];
+  const messages = [
+    { role: 'user', content: 'Weather in Paris?' },
+    { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function',
+      function: { name: 'get_weather', arguments: '{"city": "Paris"}' } }] },
+    { role: 'tool', tool_call_id: 'call_1', content: 'Sunny, 21 C' },
+  ];
+  const req = { model, messages, tools, max_tokens: 8, temperature: 0 };
+  const reply = await client.chat.completions.create(req);
+  assert.equal(reply.choices[0].message.role, 'assistant');
+  assert.ok(['length', 'stop', 'tool_calls'].includes(reply.choices[0].finish_reason), reply.choices[0].finish_reason);
+  const withTools = await post('/tokenize', { messages, tools });
+  const without = await post('/tokenize', { messages });
+  assert.equal(reply.usage.prompt_tokens, withTools.count);
+  assert.ok(withTools.count > without.count + 50, `the tools section adds tokens: ${withTools.count} vs ${without.count}`);
+  const none = await post('/tokenize', { messages, tools, tool_choice: 'none' });
+  assert.equal(none.count, without.count);
+  await assert.rejects(client.chat.completions.create({ ...req, tool_choice: 'required' }), (e) => {
+    assert.ok(e instanceof OpenAI.BadRequestError);
+    assert.equal(e.param, 'tool_choice');
+    return true;
+  });
+});
+
 test('errors arrive as the SDK error classes with OpenAI fields', async () => {
   await assert.rejects(client.completions.create({ model: 'nope', prompt: 'x' }), (e) => e instanceof OpenAI.NotFoundError);
   await assert.rejects(client.completions.create({ model, prompt: 'x', n: 2 }), (e) => {
