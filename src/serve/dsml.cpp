@@ -72,6 +72,12 @@ std::optional<std::string> invoke_name(std::string_view head) {
   return std::string(*name);
 }
 
+// Invalid UTF-8 (a model can write any bytes) replaced by U+FFFD, as JSON text requires.
+std::string valid_utf8(const std::string& s) {
+  const std::string quoted = nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return nlohmann::json::parse(quoted).get<std::string>();
+}
+
 struct Param {
   std::string name, is_string, value;
 };
@@ -150,7 +156,8 @@ std::optional<std::vector<ParsedToolCall>> parse_dsml_tool_calls(std::string_vie
       if (read_until(text, at, {param_open, invoke_close}, which) != ">\n") return std::nullopt;
     }
     if (which != 1) return std::nullopt;
-    call.arguments += "}";
+    call.arguments = valid_utf8(call.arguments + "}");
+    call.name = valid_utf8(call.name);
     calls.push_back(std::move(call));
   }
   if (!closed || at != text.size()) return std::nullopt;

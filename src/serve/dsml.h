@@ -12,7 +12,7 @@
 //     block follows the content after a blank line;
 //   - reading a block back: the arguments become the JSON object {"K": value, ...} in the order
 //     written (a string="false" value that is not valid JSON is taken as a string, so that the
-//     arguments are always valid JSON).
+//     arguments are always valid JSON; invalid UTF-8 the model wrote becomes U+FFFD).
 #include <optional>
 #include <string>
 #include <string_view>

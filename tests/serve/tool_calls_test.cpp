@@ -113,6 +113,12 @@ TEST(Dsml, InvokeWritesParametersAsTheEncoderDoes) {
   ASSERT_TRUE(calls.has_value());
   ASSERT_EQ(calls->size(), 1u);
   EXPECT_EQ((*calls)[0].arguments, "{\"a\": \"" + big + "\"}");
+  // Bytes that are not UTF-8 in a value: replaced, so that the arguments stay JSON.
+  const auto bad = parse_dsml_tool_calls(">\n<\uff5cDSML\uff5cinvoke name=\"f\">\n<\uff5cDSML\uff5cparameter name=\"a\" string=\"true\">x\xFF\xC3</\uff5cDSML\uff5cparameter>\n</\uff5cDSML\uff5cinvoke>\n" +
+                                         std::string(kDsmlToolCallsEnd));
+  ASSERT_TRUE(bad.has_value());
+  EXPECT_EQ((*bad)[0].arguments, "{\"a\": \"x\uFFFD\uFFFD\"}");
+  EXPECT_TRUE(json::accept((*bad)[0].arguments));
 }
 
 // A reply whose tokens spell content and a call block, as the model would write them.
