@@ -159,6 +159,9 @@ void run(const ConvertArgs& a) {
                  "written in %.2f s (%.2f GB/s out): %s\n",
                  r.shards, r.shards_written, r.shards_skipped, r.files_copied, gb(r.input_bytes), gb(r.output_bytes),
                  r.seconds, gb_per_s(r.output_bytes, r.seconds), a.dst.c_str());
+    if (o.direct_io)
+      std::fprintf(stderr, "  O_DIRECT: %zu of %zu source files read, %zu of %zu shards written around the page cache\n",
+                   r.source_files_direct, plan.source_files.size(), r.shards_written_direct, r.shards_written);
   }
   if (a.json_path.empty()) return;
   nlohmann::json j = plan_json(a, plan);
@@ -171,6 +174,10 @@ void run(const ConvertArgs& a) {
                   {"output_gb_per_s", gb_per_s(r.output_bytes, r.seconds)}};
   for (ConvertAction k : {ConvertAction::Quantize, ConvertAction::Transcode, ConvertAction::Dequantize, ConvertAction::Keep})
     j["written"]["actions"][std::string(convert_action_name(k))] = stats_json(r.stats(k));
+  j["direct_io"] = {{"requested", o.direct_io},
+                    {"source_files", plan.source_files.size()},
+                    {"source_files_direct", r.source_files_direct},
+                    {"shards_written_direct", r.shards_written_direct}};
   j["lossless"] = {{"groups", r.cast.groups}, {"reported_lossless", r.cast.reported_lossless},
                    {"exact_groups", r.cast.exact_groups}, {"zero_scale_groups", r.cast.zero_scale_groups}};
   if (plan.scales == Nvfp4ScaleMethod::Hessian)

@@ -325,7 +325,7 @@ class ShardConverter : public ShardSink {
       : plan_(plan), options_(options), report_(report), progress_(progress), modules_(plan, options),
         total_(plan.input_bytes()) {
     if (options.direct_io)
-      for (const auto& file : plan.source_files) file->enable_direct_reads();
+      for (const auto& file : plan.source_files) report_.source_files_direct += file->enable_direct_reads() ? 1 : 0;
   }
   ShardConverter(const ShardConverter&) = delete;
   ShardConverter& operator=(const ShardConverter&) = delete;
@@ -356,6 +356,7 @@ class ShardConverter : public ShardSink {
       // cache where the file system allows (direct_io.h), else through it, kept tensors then
       // copied by the kernel where it can (range_copy.h).
       ShardDataStream stream(writer, options_.direct_io);
+      if (stream.is_direct()) ++report_.shards_written_direct;
       std::optional<OpenTempShard> temp;
       if (!stream.is_direct() && !std::getenv("FP4KIT_TEST_NO_KERNEL_COPY")) temp = open_temp_shard(writer);
       BackgroundWriter sink(writer, stream, kQueuedBytes, &hasher, temp);

@@ -30,6 +30,9 @@ struct ConvertReport {
   size_t files_copied = 0;
   uint64_t input_bytes = 0, output_bytes = 0;  // by this run
   double seconds = 0;
+  // Where O_DIRECT was taken (io/direct_io.h): source files read around the page cache, and shards of
+  // this run written around it (the file system may refuse; then the same bytes go through the cache).
+  size_t source_files_direct = 0, shards_written_direct = 0;
 
   const ConvertActionStats& stats(ConvertAction) const;  // Drop: `keep`'s, unused
   ConvertActionStats& stats(ConvertAction);

@@ -1,6 +1,7 @@
 // `fp4kit convert` as a job: thread-independent output, kill + --resume, refusals, --dry-run,
 // --weight-only, and bad input through the binary.
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include "convert/convert_test_util.h"
 #include "convert/dequant_test_util.h"
 #include "io/checkpoint_index.h"
+#include "io/direct_io.h"
 #include "run_command.h"
 
 namespace fp4kit {
@@ -42,12 +44,30 @@ TEST(ConvertJob, ThreadCountDoesNotChangeTheOutput) {
 
 // Direct I/O (the default where the file system allows), the page cache with the kernel's copies of
 // kept tensors, and the page cache with user-space copies give the same files, plan file included.
+// Each run reports where it took O_DIRECT; where the file systems take it (asked here independently),
+// the default run must have read every source file and written every shard that way, and
+// --no-direct-io none: a silent fallback to the page cache fails the test.
 TEST(ConvertJob, DirectIoAndThePageCacheGiveTheSameOutput) {
   const std::string dir = testing::fresh_temp_dir("convert-direct");
+  const int probe_read = io::open_direct_read(test_data("dsv4-tiny/model-00001-of-00003.safetensors"));
+  const int probe_write = ::open((dir + "/probe").c_str(), O_WRONLY | O_CREAT | O_DIRECT, 0644);
+  const bool reads_direct = probe_read >= 0, writes_direct = probe_write >= 0;
+  if (probe_read >= 0) ::close(probe_read);
+  if (probe_write >= 0) ::close(probe_write);
+  std::printf("O_DIRECT here: source reads %s, output writes %s\n", reads_direct ? "yes" : "no", writes_direct ? "yes" : "no");
   for (const char* args : {"--numerics cast", "--numerics modelopt --shard-size 1MB"}) {
     const std::string a = dir + "/direct", b = dir + "/cached", c = dir + "/copied";
-    ASSERT_EQ(run_fp4kit(convert_args(test_data("dsv4-tiny"), a, args)).exit_code, 0);
-    ASSERT_EQ(run_fp4kit(convert_args(test_data("dsv4-tiny"), b, std::string(args) + " --no-direct-io")).exit_code, 0);
+    const std::string json_a = dir + "/direct.json", json_b = dir + "/cached.json";
+    ASSERT_EQ(run_fp4kit(convert_args(test_data("dsv4-tiny"), a, std::string(args) + " --json " + json_a)).exit_code, 0);
+    ASSERT_EQ(run_fp4kit(convert_args(test_data("dsv4-tiny"), b, std::string(args) + " --no-direct-io --json " + json_b)).exit_code, 0);
+    const nlohmann::json da = read_json_file(json_a)["direct_io"], db = read_json_file(json_b)["direct_io"];
+    EXPECT_EQ(da["requested"], true);
+    EXPECT_EQ(da["source_files"].get<size_t>(), 3u);
+    EXPECT_EQ(da["source_files_direct"].get<size_t>(), reads_direct ? 3u : 0u) << args;
+    EXPECT_EQ(da["shards_written_direct"].get<size_t>(), writes_direct ? read_json_file(json_a)["shards_written"].get<size_t>() : 0u) << args;
+    EXPECT_EQ(db["requested"], false);
+    EXPECT_EQ(db["source_files_direct"].get<size_t>(), 0u);
+    EXPECT_EQ(db["shards_written_direct"].get<size_t>(), 0u);
     ::setenv("FP4KIT_TEST_NO_KERNEL_COPY", "1", 1);
     const auto copied = run_fp4kit(convert_args(test_data("dsv4-tiny"), c, std::string(args) + " --no-direct-io"));
     ::unsetenv("FP4KIT_TEST_NO_KERNEL_COPY");
