@@ -12,5 +12,7 @@ scripts/list-skipped.sh build
 # also proves that everything builds and runs without nvcc.
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1 -g1" -DFP4KIT_SANITIZE=ON -DFP4KIT_BENCH=OFF -DFP4KIT_CUDA=OFF
 cmake --build build-asan -j "$jobs"
-ctest --test-dir build-asan --output-on-failure -j "$jobs"
-scripts/list-skipped.sh build-asan
+# The GoogleTest cases run in a few long-lived shards (scripts/run-gtest-shards.sh: one ASan start-up
+# per shard instead of per test); the fuzz corpus replays and the command-line scripts through ctest.
+ctest --test-dir build-asan --output-on-failure -j "$jobs" -R '^(fuzz_replay|cli)\.'
+scripts/run-gtest-shards.sh build-asan/fp4kit_tests $(( 2 * jobs ))

@@ -16,7 +16,8 @@
 
 namespace fp4kit::cli {
 
-namespace {
+// Named, not anonymous: the command files compile as one unit (unity build).
+namespace calibrate_command {
 
 struct CalibrateArgs {
   std::string model, data, data_format = "auto", tokenizer, out, w2_input = "unweighted", json_path, device = "cpu",
@@ -182,8 +183,8 @@ void add_command(CLI::App& app) {
   });
 }
 
-}  // namespace
-
 const CommandRegistration kRegistration(50, add_command);
+
+}  // namespace calibrate_command
 
 }  // namespace fp4kit::cli

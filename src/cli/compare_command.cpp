@@ -17,7 +17,8 @@
 
 namespace fp4kit::cli {
 
-namespace {
+// Named, not anonymous: the command files compile as one unit (unity build).
+namespace compare_command {
 
 struct CompareArgs {
   std::string a, b, ids, ids_file, device = "cpu", precision, gpu_memory;
@@ -113,8 +114,8 @@ void add_command(CLI::App& app) {
   cmd->callback([args] { run(*args); });
 }
 
-}  // namespace
-
 const CommandRegistration kRegistration(74, add_command);
+
+}  // namespace compare_command
 
 }  // namespace fp4kit::cli

@@ -18,7 +18,8 @@
 
 namespace fp4kit::cli {
 
-namespace {
+// Named, not anonymous: the command files compile as one unit (unity build).
+namespace convert_command {
 
 struct ConvertArgs {
   std::string src, dst, numerics = "auto", scales = "max", recipe = "moe", format = "modelopt", include, exclude, calib,
@@ -249,8 +250,8 @@ void add_command(CLI::App& app) {
   cmd->callback([args] { run(*args); });
 }
 
-}  // namespace
-
 const CommandRegistration kRegistration(45, add_command);
+
+}  // namespace convert_command
 
 }  // namespace fp4kit::cli

@@ -16,7 +16,8 @@
 
 namespace fp4kit::cli {
 
-namespace {
+// Named, not anonymous: the command files compile as one unit (unity build).
+namespace dequant_command {
 struct DequantArgs {
   std::string src, dst, shard_size = "5GB", json_path;
   unsigned threads = 0;
@@ -105,8 +106,8 @@ void add_command(CLI::App& app) {
   cmd->callback([args] { run(*args); });
 }
 
-}  // namespace
-
 const CommandRegistration kRegistration(40, add_command);
+
+}  // namespace dequant_command
 
 }  // namespace fp4kit::cli

@@ -17,7 +17,8 @@
 
 namespace fp4kit::cli {
 
-namespace {
+// Named, not anonymous: the command files compile as one unit (unity build).
+namespace eval_command {
 
 struct EvalArgs {
   std::string quantized, base, data, data_format = "auto", tokenizer, device = "cpu", precision, gpu_memory, save_base_logits, base_logits, base_logits_dtype = "f32",
@@ -181,8 +182,8 @@ void add_command(CLI::App& app) {
   });
 }
 
-}  // namespace
-
 const CommandRegistration kRegistration(76, add_command);
+
+}  // namespace eval_command
 
 }  // namespace fp4kit::cli

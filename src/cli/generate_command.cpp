@@ -16,7 +16,8 @@
 
 namespace fp4kit::cli {
 
-namespace {
+// Named, not anonymous: the command files compile as one unit (unity build).
+namespace generate_command {
 
 struct GenerateArgs {
   std::string model, ids, ids_file, device = "cpu", precision, gpu_memory;
@@ -82,8 +83,8 @@ void add_command(CLI::App& app) {
   cmd->callback([args] { run(*args); });
 }
 
-}  // namespace
-
 const CommandRegistration kRegistration(72, add_command);
+
+}  // namespace generate_command
 
 }  // namespace fp4kit::cli

@@ -6,7 +6,8 @@
 
 namespace fp4kit::cli {
 
-namespace {
+// Named, not anonymous: the command files compile as one unit (unity build).
+namespace inspect_command {
 struct InspectArgs {
   std::string dir;
   bool json = false;
@@ -74,8 +75,8 @@ void add_command(CLI::App& app) {
   cmd->callback([args] { run(*args); });
 }
 
-}  // namespace
-
 const CommandRegistration kRegistration(10, add_command);
+
+}  // namespace inspect_command
 
 }  // namespace fp4kit::cli

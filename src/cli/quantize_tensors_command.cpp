@@ -15,7 +15,8 @@
 
 namespace fp4kit::cli {
 
-namespace {
+// Named, not anonymous: the command files compile as one unit (unity build).
+namespace quantize_tensors_command {
 struct QuantizeTensorsArgs {
   std::string input, output, numerics = "modelopt", scales = "max", json_path, device = "cpu";
   unsigned threads = 0;
@@ -115,8 +116,8 @@ void add_command(CLI::App& app) {
   cmd->callback([args] { run(*args); });
 }
 
-}  // namespace
-
 const CommandRegistration kRegistration(90, add_command);
+
+}  // namespace quantize_tensors_command
 
 }  // namespace fp4kit::cli

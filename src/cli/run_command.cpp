@@ -19,7 +19,8 @@
 
 namespace fp4kit::cli {
 
-namespace {
+// Named, not anonymous: the command files compile as one unit (unity build).
+namespace run_command {
 
 struct RunArgs {
   std::string model, ids, ids_file, out, device = "cpu", precision, gpu_memory;
@@ -149,8 +150,8 @@ void add_command(CLI::App& app) {
   cmd->callback([args] { run(*args); });
 }
 
-}  // namespace
-
 const CommandRegistration kRegistration(70, add_command);
+
+}  // namespace run_command
 
 }  // namespace fp4kit::cli

@@ -15,7 +15,8 @@
 
 namespace fp4kit::cli {
 
-namespace {
+// Named, not anonymous: the command files compile as one unit (unity build).
+namespace synth_command {
 struct SynthArgs {
   std::string preset, dst, shard_size = "5GB", expert_dtype = "fp4", json_path;
   uint64_t seed = 0;
@@ -95,8 +96,8 @@ void add_command(CLI::App& app) {
   cmd->callback([args] { run(*args); });
 }
 
-}  // namespace
-
 const CommandRegistration kRegistration(95, add_command);
+
+}  // namespace synth_command
 
 }  // namespace fp4kit::cli

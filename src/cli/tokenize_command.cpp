@@ -9,7 +9,8 @@
 
 namespace fp4kit::cli {
 
-namespace {
+// Named, not anonymous: the command files compile as one unit (unity build).
+namespace tokenize_command {
 struct TokenizeArgs {
   std::string tokenizer;
   std::string text;
@@ -53,8 +54,8 @@ void add_command(CLI::App& app) {
   cmd->callback([args] { run(*args); });
 }
 
-}  // namespace
-
 const CommandRegistration kRegistration(92, add_command);
+
+}  // namespace tokenize_command
 
 }  // namespace fp4kit::cli

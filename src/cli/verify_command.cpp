@@ -15,7 +15,8 @@
 
 namespace fp4kit::cli {
 
-namespace {
+// Named, not anonymous: the command files compile as one unit (unity build).
+namespace verify_command {
 
 struct VerifyArgs {
   std::string checkpoint, source, json_path, html_path;
@@ -82,8 +83,8 @@ void add_command(CLI::App& app) {
   });
 }
 
-}  // namespace
-
 const CommandRegistration kRegistration(60, add_command);
+
+}  // namespace verify_command
 
 }  // namespace fp4kit::cli
