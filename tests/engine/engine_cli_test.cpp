@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <optional>
 #include <span>
 
 #include <nlohmann/json.hpp>
@@ -42,18 +43,24 @@ TEST(EngineCli, RunWritesTheLogitsOfABatch) {
   EXPECT_EQ(j["last_position"][1]["top"][0]["id"].get<int64_t>(), std::max_element(last, last + 1024) - last);
 }
 
+// Where there is no GPU (or the build has no CUDA): checks that the command exited 2 naming
+// --device cuda, and returns why there is none; nullopt where there is a GPU.
+std::optional<std::string> refused_without_gpu(const CommandResult& r) {
+  std::string why_not;
+  if (cuda::probe(0, &why_not)) return std::nullopt;
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--device cuda"), std::string::npos) << r.output;
+  return why_not;
+}
+
 // `run --device cuda` gives transformers' logits too where there is a GPU, and exit 2 with the reason
 // where there is none (or the build has no CUDA).
 TEST(EngineCli, RunOnTheGpuMatchesTransformersOrSaysWhyNot) {
   const std::string out = fresh_temp_dir("engine-run-gpu") + "/logits.safetensors";
   const std::string ref_file = test_data("dsv4-tiny/reference.safetensors");
   const CommandResult r = run_fp4kit("run " + tiny_dir() + " --ids-file " + ref_file + " --out " + out + " --device cuda --precision f32 --json");
-  std::string why_not;
-  if (!cuda::probe(0, &why_not)) {
-    EXPECT_EQ(r.exit_code, 2) << r.output;
-    EXPECT_NE(r.output.find("--device cuda"), std::string::npos) << r.output;
-    GTEST_SKIP() << "no GPU to run on (" << why_not << "); checked the exit code and the message";
-  }
+  if (const std::optional<std::string> why_not = refused_without_gpu(r))
+    GTEST_SKIP() << "no GPU to run on (" << *why_not << "); checked the exit code and the message";
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const nlohmann::json j = nlohmann::json::parse(r.output);
   EXPECT_EQ(j["device"], "cuda");
@@ -101,12 +108,8 @@ TEST(EngineCli, GenerateOnTheGpuMatchesTransformersOrSaysWhyNot) {
   const int64_t n = static_cast<int64_t>(output.size() - prompt.size());
   const CommandResult r = run_fp4kit("generate " + tiny_dir() + " --ids \"" + ids + "\" --max-new-tokens " +
                                      std::to_string(n) + " --device cuda --precision f32");
-  std::string why_not;
-  if (!cuda::probe(0, &why_not)) {
-    EXPECT_EQ(r.exit_code, 2) << r.output;
-    EXPECT_NE(r.output.find("--device cuda"), std::string::npos) << r.output;
-    GTEST_SKIP() << "no GPU to run on (" << why_not << "); checked the exit code and the message";
-  }
+  if (const std::optional<std::string> why_not = refused_without_gpu(r))
+    GTEST_SKIP() << "no GPU to run on (" << *why_not << "); checked the exit code and the message";
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::string expected;
   for (size_t i = prompt.size(); i < output.size(); ++i) expected += (expected.empty() ? "" : " ") + std::to_string(output[i]);
