@@ -133,9 +133,9 @@ void add_command(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "eval",
       "How much quantization cost: the same token sequences through QUANTIZED and its source (--base) with the f32 "
-      "CPU forward pass; PPL(Q), PPL(base), their ratio, KL divergence, Δp and top-1 agreement statistics as "
+      "CPU forward pass (or the GPU's, --device cuda); PPL(Q), PPL(base), their ratio, KL divergence, Δp and top-1 agreement statistics as "
       "llama.cpp's llama-perplexity --kl-divergence prints them, and where the error comes from (each layer, and "
-      "its attention, shared expert and routed experts, alone quantized). Exit 0 PASS or WARN, 1 FAIL (a threshold broken), 2 bad input, 3 I/O or internal failure.");
+      "its attention, shared expert and routed experts, alone quantized; on the GPU each layer's residual error). Exit 0 PASS or WARN, 1 FAIL (a threshold broken), 2 bad input, 3 I/O or internal failure.");
   cmd->add_option("QUANTIZED", args->quantized, "Quantized checkpoint directory")
       ->required()
       ->check(CLI::ExistingDirectory);
