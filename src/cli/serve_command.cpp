@@ -19,7 +19,8 @@
 
 namespace fp4kit::cli {
 
-namespace {
+// Named, not anonymous: the command files compile as one unit (unity build).
+namespace serve_command {
 
 struct ServeArgs {
   std::string model, tokenizer, host = "127.0.0.1", device = "cpu", api_key, model_name, chat_format = "auto";
@@ -134,8 +135,8 @@ void add_command(CLI::App& app) {
   cmd->callback([args] { run(*args); });
 }
 
-}  // namespace
-
 const CommandRegistration kRegistration(80, add_command);
+
+}  // namespace serve_command
 
 }  // namespace fp4kit::cli
