@@ -5,7 +5,8 @@ set -euo pipefail
 jobs=$(nproc)
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j "$jobs"
-ctest --test-dir build --output-on-failure -j "$jobs"
+# Twice as many tests as cores: many wait on the CLI processes they start (measured: 94 -> 82 s).
+ctest --test-dir build --output-on-failure -j $(( 2 * jobs ))
 scripts/list-skipped.sh build
 # -O1 -g1: sanitizer reports keep file:line, and the whole suite stays within 20 minutes on 2 cores.
 # The sanitized build is the CPU-only one (CUDA compiles once, in the Release build above), which

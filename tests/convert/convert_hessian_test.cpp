@@ -35,7 +35,7 @@ struct Statistics {
 const Statistics& statistics() {
   static const Statistics s = [] {
     Statistics st;
-    st.dir = testing::fresh_temp_dir("convert-hessian-stats");
+    st.dir = testing::shared_temp_dir("convert-hessian-stats");
     st.amax = st.dir + "/amax.safetensors";
     st.xtx = st.dir + "/xtx.safetensors";
     const auto r = run_fp4kit("calibrate " + testing::test_data("dsv4-tiny") + " --data " +

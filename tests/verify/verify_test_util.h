@@ -30,7 +30,7 @@ inline std::string converted_tiny(const std::string& args) {
   static std::map<std::string, std::string> done;
   std::lock_guard lock(mutex);
   if (const auto it = done.find(args); it != done.end()) return it->second;
-  const std::string out = fresh_temp_dir("verify-base") + "/out";
+  const std::string out = shared_temp_dir("verify-base") + "/out";
   const CommandResult r = run_fp4kit("convert " + test_data("dsv4-tiny") + " " + out + " --quiet " + args);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   done[args] = out;
