@@ -166,7 +166,7 @@ void add_command(CLI::App& app) {
                   "started with)")
       ->capture_default_str();
   add_gpu_memory_option(cmd, args->gpu_memory);
-  cmd->add_option("--precision", args->precision, "bf16 (the default on the GPU: BF16 operands and F32 accumulation in every product, as the serving engines compute) or f32 (full F32, the check mode; the only one on the CPU)");
+  add_precision_option(cmd, args->precision);
   cmd->add_option("--threads", args->threads, "Worker threads (default: all cores); never changes the output");
   cmd->add_option("--hessian", args->hessian,
                   "Also write the 16x16 diagonal blocks of X^T X of every calibrated module's input (F32 "

@@ -21,6 +21,13 @@ inline void add_gpu_memory_option(CLI::App* cmd, std::string& target) {
                   "layer whose weights leave no room for one sequence is an error (exit 2)");
 }
 
+// --precision on a command that runs the forward pass (gpu_engine/precision.h).
+inline void add_precision_option(CLI::App* cmd, std::string& target) {
+  cmd->add_option("--precision", target,
+                  "bf16 (the default on the GPU: BF16 operands and F32 accumulation in every product, as the serving "
+                  "engines compute) or f32 (full F32, the check mode; the only one on the CPU)");
+}
+
 // Thrown by a command to end with a specific exit code after it has printed its own message.
 struct ExitCode {
   int code;

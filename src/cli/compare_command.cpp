@@ -108,7 +108,7 @@ void add_command(CLI::App& app) {
   cmd->add_option("--ids-file", args->ids_file, "safetensors input_ids [B,S] or a text file, one sequence per line");
   cmd->add_option("--threads", args->threads, "Worker threads (default: all cores)");
   cmd->add_option("--device", args->device, "cpu (the f32 reference engine) or cuda (one GPU, layers streamed from disk)");
-  cmd->add_option("--precision", args->precision, "bf16 (the default on the GPU: BF16 operands and F32 accumulation in every product, as the serving engines compute) or f32 (full F32, the check mode; the only one on the CPU)");
+  add_precision_option(cmd, args->precision);
   add_gpu_memory_option(cmd, args->gpu_memory);
   cmd->add_flag("--json", args->json, "Print one JSON document instead of text");
   cmd->callback([args] { run(*args); });

@@ -157,7 +157,7 @@ void add_command(CLI::App& app) {
                   "layer by layer (each layer read once per model); the attribution there is each layer's residual "
                   "error, the KL per layer and per kind being CPU-only");
   add_gpu_memory_option(cmd, args->gpu_memory);
-  cmd->add_option("--precision", args->precision, "bf16 (the default on the GPU: BF16 operands and F32 accumulation in every product, as the serving engines compute) or f32 (full F32, the check mode; the only one on the CPU)");
+  add_precision_option(cmd, args->precision);
   cmd->add_option("--save-base-logits", args->save_base_logits,
                   "Also write the base model's logits to this file (4*vocab+8 bytes per token, F16: 2*vocab+8)");
   cmd->add_option("--base-logits-dtype", args->base_logits_dtype,

@@ -76,9 +76,7 @@ void add_command(CLI::App& app) {
                   "memory stays resident, else every step streams it)")
       ->capture_default_str();
   add_gpu_memory_option(cmd, args->gpu_memory);
-  cmd->add_option("--precision", args->precision,
-                  "bf16 (the default on the GPU: BF16 operands and F32 accumulation, as the serving engines compute) "
-                  "or f32 (full F32, the check mode; the only one on the CPU)");
+  add_precision_option(cmd, args->precision);
   cmd->add_flag("--ignore-eos", args->ignore_eos, "Do not stop at the config's eos_token_id");
   cmd->callback([args] { run(*args); });
 }

@@ -144,7 +144,7 @@ void add_command(CLI::App& app) {
                   "sequences from position 0)")
       ->capture_default_str();
   add_gpu_memory_option(cmd, args->gpu_memory);
-  cmd->add_option("--precision", args->precision, "bf16 (the default on the GPU: BF16 operands and F32 accumulation in every product, as the serving engines compute) or f32 (full F32, the check mode; the only one on the CPU)");
+  add_precision_option(cmd, args->precision);
   cmd->add_option("--threads", args->threads, "Worker threads (default: all cores); results do not depend on it");
   cmd->add_flag("--json", args->json, "Print one JSON document instead of text");
   cmd->callback([args] { run(*args); });

@@ -40,6 +40,15 @@ std::vector<int64_t> token_ids(int64_t n, int64_t vocab, uint64_t seed) {
   return ids;
 }
 
+// A copy of the tiny checkpoint that a test may damage.
+std::string copy_of_tiny(const std::string& tag) {
+  namespace fs = std::filesystem;
+  const std::string dir = testing::fresh_temp_dir(tag);
+  for (const auto& e : fs::directory_iterator(testing::test_data("dsv4-tiny")))
+    fs::copy_file(e.path(), fs::path(dir) / e.path().filename());
+  return dir;
+}
+
 void expect_same_logits(const std::string& model, int64_t batch, int64_t seq,
                         const gpu_engine::GpuForwardOptions& options = f32()) {
   engine::Engine cpu(model);
@@ -149,9 +158,7 @@ TEST(CudaGpuForward, BadIdsAreNamed) {
 TEST(CudaGpuForward, TruncatedShardIsNamed) {
   FP4KIT_REQUIRE_GPU();
   namespace fs = std::filesystem;
-  const std::string dir = testing::fresh_temp_dir("gpu-forward-truncated");
-  for (const auto& e : fs::directory_iterator(testing::test_data("dsv4-tiny")))
-    fs::copy_file(e.path(), fs::path(dir) / e.path().filename());
+  const std::string dir = copy_of_tiny("gpu-forward-truncated");
   gpu_engine::GpuForward gpu(dir, f32());
   const std::string shard = dir + "/model-00002-of-00003.safetensors";
   fs::resize_file(shard, fs::file_size(shard) / 2);
@@ -169,9 +176,7 @@ TEST(CudaGpuForward, TruncatedShardIsNamed) {
 TEST(CudaGpuForward, ResidentCheckpointIsReadOnce) {
   FP4KIT_REQUIRE_GPU();
   namespace fs = std::filesystem;
-  const std::string dir = testing::fresh_temp_dir("gpu-forward-resident");
-  for (const auto& e : fs::directory_iterator(testing::test_data("dsv4-tiny")))
-    fs::copy_file(e.path(), fs::path(dir) / e.path().filename());
+  const std::string dir = copy_of_tiny("gpu-forward-resident");
   const auto ids = token_ids(2 * 40, 1024, 11);
   gpu_engine::GpuForward gpu(dir, f32());
   ASSERT_TRUE(gpu.resident());
