@@ -116,7 +116,10 @@ def dsv3(out):
                            num_key_value_heads=4, n_shared_experts=1, n_routed_experts=4, num_experts_per_tok=2,
                            n_group=1, topk_group=1, kv_lora_rank=64, q_lora_rank=96, qk_rope_head_dim=16,
                            qk_nope_head_dim=32, v_head_dim=32, max_position_embeddings=256,
-                           tie_word_embeddings=False, torch_dtype="bfloat16")
+                           tie_word_embeddings=False, torch_dtype="bfloat16",
+                           # The release's routing fields: vLLM creates the router's
+                           # e_score_correction_bias only with topk_method noaux_tc.
+                           topk_method="noaux_tc", scoring_func="sigmoid")
     model = DeepseekV3ForCausalLM(cfg)
     sd = per_expert_state_dict(model)
     # The release's MTP layer: a copy of the last decoder layer under index num_hidden_layers, plus

@@ -3,13 +3,17 @@
 // source: which checkpoint names it consumes and into which of its parameters, in which storage
 // format (and so with which tensor suffixes), and which config fields it reads from which file.
 // `verify` walks a checkpoint through these tables (verify/engine_contract_check.h); the tables
-// themselves are in engine_contracts_deepseek_v4.cpp with the repository, file and commit each fact
-// was read from. Facts not confirmed at a source say so in their `why`.
+// themselves are in engine_contracts_deepseek_v4.cpp, engine_contracts_deepseek_v3.cpp and
+// engine_contracts_llama.cpp with the repository, file and commit each fact was read from. Facts not
+// confirmed at a source say so in their `why`.
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace fp4kit {
 
@@ -72,5 +76,69 @@ struct EngineContract {
 const std::vector<LoadRow>& deepseek_v4_load_rows();
 // Per engine: sources, config fields, MoE parameter facts of its DeepSeek V4 loader.
 const EngineContract& deepseek_v4_contract(Engine);
+
+// ---- Families with Hugging Face names (DeepSeek V3, Llama-like) ----------------------------------
+// These load through the engines' general quantization methods (ModelOpt's general layout,
+// compressed-tensors), so one table per family says which modules the loader creates, which
+// siblings it fuses into one parameter (keeping one per-tensor scale for all), and per engine which
+// layouts it loads, which config fields it reads and which checkpoint tensors it skips. The
+// parameters of a quantized module follow from the layout (engine_contract_check_hf.cpp).
+
+enum class HfLayout : uint8_t { ModelOpt, CompressedTensors };
+
+// A module as the engine's model creates it from config.json: a linear layer (its weight [N, K],
+// quantized unless the config excludes it) or a plain tensor (norms, embeddings, router, biases).
+struct LoaderModule {
+  std::string name;  // "model.layers.0.self_attn.q_proj" (linear) or the whole tensor name (plain)
+  bool linear = false;
+  std::vector<int64_t> shape;
+};
+
+// Sibling modules one engine loads into one parameter: every member's global and input scale goes
+// into one slot of a per-shard scale vector, of which the kernel keeps one value.
+struct FusedRow {
+  std::string_view pattern;  // ECMAScript regex over the module name; members share the text before the last '.'
+  std::array<std::string_view, kAllEngines.size()> parameter;  // by Engine ("" where the engine does not fuse them)
+};
+
+// Which NVFP4 flavours of a layout the engine loads.
+struct LayoutSupport {
+  HfLayout layout;
+  bool w4a4 = false;   // NVFP4 weights and activations (input scales)
+  bool w4a16 = false;  // weight-only (W4A16_NVFP4, NVFP4A16)
+  std::string_view not_loaded_why;  // why a flavour it does not load is skipped
+};
+
+struct HfEngineContract {
+  Engine engine;
+  std::vector<SourceRef> sources;
+  std::vector<LayoutSupport> loads;
+  // ModelOpt: the fields read when config.json has a quantization_config, and those read instead
+  // when it has none (hf_quant_config.json); compressed-tensors: config.json's.
+  std::vector<ConfigRequirement> modelopt_config, modelopt_config_without_inline, compressed_tensors_config;
+  bool skips_mtp_layers = false;  // decoder layers >= num_hidden_layers belong to the MTP draft model
+  std::string_view skipped_why;
+  // DeepSeek V3: the router's e_score_correction_bias exists only with config.json topk_method noaux_tc.
+  bool gate_bias_needs_noaux_tc = false;
+};
+
+struct HfFamilyContract {
+  std::string_view family;                    // "DeepSeek V3", "Llama-like"
+  std::vector<std::string_view> model_types;  // config.json model_type values the table covers
+  std::vector<FusedRow> fused;
+  std::array<HfEngineContract, kAllEngines.size()> engines;  // by Engine
+  // The modules the engine's model creates from config.json; throws std::runtime_error naming the
+  // field when config.json cannot describe a model (missing or absurd sizes).
+  std::vector<LoaderModule> (*modules)(const nlohmann::json& config, const HfEngineContract& engine);
+};
+
+// Config fields vLLM's ModelOpt and compressed-tensors methods read, shared by the families' tables.
+const std::vector<ConfigRequirement>& modelopt_inline_requirements();
+const std::vector<ConfigRequirement>& modelopt_file_requirements();
+const std::vector<ConfigRequirement>& compressed_tensors_requirements();
+const std::vector<ConfigRequirement>& trtllm_modelopt_requirements();
+
+const HfFamilyContract& deepseek_v3_contract();
+const HfFamilyContract& llama_contract();
 
 }  // namespace fp4kit

@@ -8,35 +8,13 @@
 #include "io/quote_name.h"
 #include "io/tensor_info.h"
 #include "models/deepseek_v4.h"
+#include "verify/config_requirement.h"
+#include "verify/engine_contract_check_hf.h"
+#include "verify/engine_findings.h"
 
 namespace fp4kit::verify {
 
 namespace {
-
-// A finding storm (every tensor of a wrongly named checkpoint) helps nobody: the first few per
-// check and engine, then one line with the count.
-constexpr size_t kMaxFindingsPerCheck = 20;
-
-class Findings {
- public:
-  Findings(Engine engine, VerifyReport& report) : engine_(engine), report_(report) {}
-  ~Findings() {
-    for (const auto& [check, n] : counts_)
-      if (n > kMaxFindingsPerCheck)
-        report_.add(check, Severity::Fail, "",
-                    std::string(engine_name(engine_)) + ": " + std::to_string(n - kMaxFindingsPerCheck) + " more " + check + " findings");
-  }
-  Findings(const Findings&) = delete;
-  Findings& operator=(const Findings&) = delete;
-  void add(const std::string& check, const std::string& tensor, const std::string& message) {
-    if (++counts_[check] <= kMaxFindingsPerCheck) report_.add(check, Severity::Fail, tensor, std::string(engine_name(engine_)) + ": " + message);
-  }
-
- private:
-  Engine engine_;
-  VerifyReport& report_;
-  std::map<std::string, size_t> counts_;
-};
 
 const std::vector<std::regex>& row_patterns() {
   static const std::vector<std::regex> patterns = [] {
@@ -152,6 +130,8 @@ std::map<std::string, Expected> expected_tensors(const DeepseekV4Config& cfg, co
   return out;
 }
 
+}  // namespace
+
 const nlohmann::json* config_file(const LayoutConfig& config, std::string_view file) {
   if (file == "config.json") return config.config ? &*config.config : nullptr;
   return config.hf_quant ? &*config.hf_quant : nullptr;
@@ -208,6 +188,8 @@ std::string requirement_problem(const ConfigRequirement& r, const nlohmann::json
   return "";
 }
 
+namespace {
+
 EngineVerdict check_engine(Engine engine, const LayoutConfig& config, const CheckpointTensors& tensors, const Nvfp4Inventory& inventory,
                            VerifyReport& report) {
   const EngineContract& contract = deepseek_v4_contract(engine);
@@ -225,7 +207,7 @@ EngineVerdict check_engine(Engine engine, const LayoutConfig& config, const Chec
   const nlohmann::json& cj = *config.config;
   if (cj.contains("model_type") && cj["model_type"] != contract.model_type) {
     verdict.reason = "its table covers model_type \"" + std::string(contract.model_type) + "\", this is " + cj["model_type"].dump() +
-                     " (DeepSeek V3 and Llama-like tables are not written yet)";
+                     " (the other tabled model types: deepseek_v3, deepseek_v32, kimi_k2, llama, qwen3_moe)";
     return verdict;
   }
   bool any_input_scale = false;
@@ -316,7 +298,10 @@ EngineVerdict check_engine(Engine engine, const LayoutConfig& config, const Chec
 
 void check_engine_contracts(const std::vector<Engine>& engines, const LayoutConfig& config, const CheckpointTensors& tensors,
                             const Nvfp4Inventory& inventory, VerifyReport& report) {
-  for (Engine engine : engines) report.engines.push_back(check_engine(engine, config, tensors, inventory, report));
+  const HfFamilyContract* family = config.config ? hf_family_contract(*config.config) : nullptr;
+  for (Engine engine : engines)
+    report.engines.push_back(family ? check_hf_engine(engine, *family, config, tensors, inventory, report)
+                                    : check_engine(engine, config, tensors, inventory, report));
 }
 
 }  // namespace fp4kit::verify

@@ -173,15 +173,7 @@ TEST_P(EngineContractFailure, IsCaughtWithTheEngineNamed) {
   const Failure& f = GetParam();
   const std::string dir = copy_checkpoint(good(), "engine-" + f.name);
   f.edit(dir);
-  const verify::VerifyReport r = verify_dir(dir, false);
-  EXPECT_FALSE(r.passed());
-  for (const std::string& engine : f.engines) {
-    const verify::Finding* found = nullptr;
-    for (const verify::Finding& x : r.findings)
-      if (x.check == f.check && x.message.rfind(engine + ": ", 0) == 0 && x.message.find(f.text) != std::string::npos) found = &x;
-    ASSERT_NE(found, nullptr) << engine << " " << f.check << " '" << f.text << "'\n" << describe(r);
-    EXPECT_EQ(found->severity, verify::Severity::Fail);
-  }
+  expect_caught_by_engines(verify_dir(dir, false), f.check, f.engines, f.text);
 }
 
 INSTANTIATE_TEST_SUITE_P(RecordedLoadFailures, EngineContractFailure, ::testing::ValuesIn(failures()),

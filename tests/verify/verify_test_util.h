@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -64,6 +65,28 @@ inline const verify::Finding* find_finding(const verify::VerifyReport& r, const 
   for (const verify::Finding& f : r.findings)
     if (f.check == check && f.message.find(text) != std::string::npos) return &f;
   return nullptr;
+}
+
+// The finding of `check` from `engine`'s loader contract walk (its message starts "<engine>: ") whose
+// message holds `text`; nullptr if none.
+inline const verify::Finding* find_engine_finding(const verify::VerifyReport& r, const std::string& check, const std::string& engine,
+                                                  const std::string& text) {
+  for (const verify::Finding& f : r.findings)
+    if (f.check == check && f.message.rfind(engine + ": ", 0) == 0 && f.message.find(text) != std::string::npos) return &f;
+  return nullptr;
+}
+
+inline std::string describe(const verify::VerifyReport& r);
+
+// `r` fails, and each of `engines` reports `check` with `text` in its message, as a failure.
+inline void expect_caught_by_engines(const verify::VerifyReport& r, const std::string& check, const std::vector<std::string>& engines,
+                                     const std::string& text) {
+  EXPECT_FALSE(r.passed());
+  for (const std::string& engine : engines) {
+    const verify::Finding* found = find_engine_finding(r, check, engine, text);
+    ASSERT_NE(found, nullptr) << engine << " " << check << " '" << text << "'\n" << describe(r);
+    EXPECT_EQ(found->severity, verify::Severity::Fail);
+  }
 }
 
 inline std::string describe(const verify::VerifyReport& r) {

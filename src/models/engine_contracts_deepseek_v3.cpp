@@ -1,0 +1,164 @@
+// The DeepSeek V3 (and V3.2) loader contracts of vLLM, SGLang and TensorRT-LLM for Hugging Face
+// named NVFP4 checkpoints in ModelOpt's general layout or compressed-tensors'. Written from the
+// sources listed in each contract; what could not be confirmed at a source says so.
+#include <stdexcept>
+#include <string>
+
+#include "models/engine_contract.h"
+#include "models/hf_loader_modules.h"
+
+namespace fp4kit {
+
+namespace {
+
+// vLLM's DeepseekV2Model / DeepseekV2DecoderLayer / DeepseekV2MLAAttention / DeepseekV2MoE, as
+// config.json sizes them. The MTP layer (index num_hidden_layers) is not part of this model.
+std::vector<LoaderModule> deepseek_v3_modules(const nlohmann::json& c, const HfEngineContract& engine) {
+  const int64_t hidden = config_size(c, "hidden_size", {}, kMostWidth), vocab = config_size(c, "vocab_size", {}, 10 * kMostWidth);
+  const int64_t layers = config_size(c, "num_hidden_layers", {}, kMostLayers), heads = config_size(c, "num_attention_heads", {}, kMostWidth);
+  const int64_t q_lora = config_size(c, "q_lora_rank", 0, kMostWidth), kv_lora = config_size(c, "kv_lora_rank", {}, kMostWidth);
+  const int64_t nope = config_size(c, "qk_nope_head_dim", {}, kMostWidth), rope = config_size(c, "qk_rope_head_dim", {}, kMostWidth);
+  const int64_t v_dim = config_size(c, "v_head_dim", {}, kMostWidth), inter = config_size(c, "intermediate_size", {}, kMostWidth);
+  const int64_t experts = config_size(c, "n_routed_experts", 0, kMostExperts), shared = config_size(c, "n_shared_experts", 0, 64);
+  const int64_t moe_inter = config_size(c, "moe_intermediate_size", 0, kMostWidth);
+  const int64_t first_dense = config_size(c, "first_k_dense_replace", 0, kMostLayers), freq = config_size(c, "moe_layer_freq", 1, kMostLayers);
+  check_expert_count(layers, experts);
+  const bool tied = c.value("tie_word_embeddings", false) == true;
+  const bool gate_bias = !engine.gate_bias_needs_noaux_tc || c.value("topk_method", nlohmann::json()) == "noaux_tc";
+  const bool indexer = c.contains("index_topk");  // V3.2's sparse-attention indexer
+  const int64_t index_heads = indexer ? config_size(c, "index_n_heads", {}, kMostWidth) : 0;
+  const int64_t index_dim = indexer ? config_size(c, "index_head_dim", {}, kMostWidth) : 0;
+
+  ModuleList m;
+  m.model_ends(vocab, hidden, tied);
+  for (int64_t l = 0; l < layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    m.layer_norms(p, hidden);
+    if (q_lora > 0) {
+      m.linear(p + "self_attn.q_a_proj", q_lora, hidden);
+      m.plain(p + "self_attn.q_a_layernorm.weight", {q_lora});
+      m.linear(p + "self_attn.q_b_proj", heads * (nope + rope), q_lora);
+    } else {
+      m.linear(p + "self_attn.q_proj", heads * (nope + rope), hidden);
+    }
+    m.linear(p + "self_attn.kv_a_proj_with_mqa", kv_lora + rope, hidden);
+    m.plain(p + "self_attn.kv_a_layernorm.weight", {kv_lora});
+    m.linear(p + "self_attn.kv_b_proj", heads * (nope + v_dim), kv_lora);
+    m.linear(p + "self_attn.o_proj", hidden, heads * v_dim);
+    if (indexer) {
+      m.linear(p + "self_attn.indexer.wq_b", index_heads * index_dim, q_lora);
+      m.linear(p + "self_attn.indexer.wk", index_dim, hidden);
+      m.plain(p + "self_attn.indexer.k_norm.weight", {index_dim});
+      m.plain(p + "self_attn.indexer.k_norm.bias", {index_dim});
+      m.linear(p + "self_attn.indexer.weights_proj", index_heads, hidden);
+    }
+    const bool moe = experts > 0 && l >= first_dense && freq > 0 && l % freq == 0;
+    if (!moe) {
+      m.gated_mlp(p + "mlp.", inter, hidden);
+      continue;
+    }
+    m.routed_experts(p + "mlp.", experts, moe_inter, hidden);
+    if (gate_bias) m.plain(p + "mlp.gate.e_score_correction_bias", {experts});
+    if (shared > 0) m.gated_mlp(p + "mlp.shared_experts.", moe_inter * shared, hidden);
+  }
+  return m.take();
+}
+
+constexpr std::string_view kV2Model = "vllm/model_executor/models/deepseek_v2.py";
+constexpr std::string_view kV2ModelCommit = "002d6073aa034d4f5545d45021b0e56d1f3c3593";
+constexpr std::string_view kModelOpt = "vllm/model_executor/layers/quantization/modelopt.py";
+constexpr std::string_view kModelOptCommit = "00155cdecca722d98e34234c3d172725b7720b7d";
+
+}  // namespace
+
+const HfFamilyContract& deepseek_v3_contract() {
+  static const HfFamilyContract contract = {
+      "DeepSeek V3",
+      {"deepseek_v3", "deepseek_v32", "kimi_k2"},
+      {
+          {R"(.*\.self_attn\.(?:q_a_proj|kv_a_proj_with_mqa))",
+           {"self_attn.fused_qkv_a_proj (MergedColumnParallelLinear, shards q_a_proj|kv_a_proj_with_mqa)",
+            "self_attn.fused_qkv_a_proj_with_mqa (ReplicatedLinear of q_a_proj|kv_a_proj_with_mqa)",
+            "self_attn.fused_a (q_a_proj|kv_a_proj_with_mqa; not confirmed at a source)"}},
+          {R"(.*\.mlp\.(?:shared_experts\.)?(?:gate|up)_proj)",
+           {"mlp.gate_up_proj (MergedColumnParallelLinear, shards gate_proj|up_proj)", "mlp.gate_up_proj",
+            "mlp.gate_up_proj (not confirmed at a source)"}},
+          {R"(.*\.mlp\.experts\.\d+\.(?:gate|up)_proj)",
+           {"mlp.experts.w13_* (FusedMoE, [E, 2] per-tensor scales)", "mlp.experts.w13_* (FusedMoE)",
+            "mlp.experts w1|w3 (fused MoE; not confirmed at a source)"}},
+          {R"(.*\.self_attn\.indexer\.(?:wk|weights_proj))", {"self_attn.indexer.wk_weights_proj (shards wk|weights_proj)", "", ""}},
+      },
+      {
+          HfEngineContract{
+              Engine::Vllm,
+              {
+                  {"vllm-project/vllm", kV2Model, kV2ModelCommit,
+                   "DeepseekV2Model.load_weights: stacked gate_up_proj (gate_proj|up_proj), fused_qkv_a_proj "
+                   "(q_a_proj|kv_a_proj_with_mqa) when q_lora_rank is set, wk_weights_proj (V3.2 indexer wk|weights_proj), "
+                   "expert mapping gate_proj/up_proj/down_proj -> experts.w13_/w2_, layers >= num_hidden_layers skipped "
+                   "(get_spec_layer_idx_from_weight_name), rotary_emb.inv_freq skipped, params_dict[name] (an unknown name is "
+                   "a KeyError); DeepseekV2MoE creates gate.e_score_correction_bias (F32 [E]) only when topk_method is noaux_tc"},
+                  {"vllm-project/vllm", kModelOpt, kModelOptCommit,
+                   "ModelOptNvFp4Config: quant_algo from config.json quantization_config (ignore) or hf_quant_config.json "
+                   "(quantization.exclude_modules, group_size, kv_cache_quant_algo required); ModelOptNvFp4LinearMethod: weight "
+                   "U8 [N, K/2], weight_scale E4M3 [N, K/group], weight_scale_2 and input_scale F32 [shards] (the max is kept); "
+                   "W4A16: a placeholder input_scale; ModelOptNvFp4FusedMoE: w13_weight_scale_2 / w13_input_scale [E, 2], "
+                   "w2_* [E], w13 uses w1's weight_scale_2"},
+                  {"vllm-project/vllm", "vllm/model_executor/layers/quantization/compressed_tensors/schemes/compressed_tensors_w4a4_nvfp4.py",
+                   "85f1f913cf8d26e0c6ca0ad09792cb45470069bf",
+                   "CompressedTensorsW4A4Fp4: weight_packed U8 [N, K/2], weight_scale E4M3 [N, K/16], weight_global_scale and "
+                   "input_global_scale F32 [shards] (the max is kept)"},
+                  {"vllm-project/vllm", "vllm/model_executor/layers/quantization/compressed_tensors/schemes/compressed_tensors_w4a16_nvfp4.py",
+                   "17b6501a6ce929d83d4b5c1d408adf0ae4a610f8",
+                   "CompressedTensorsW4A16Fp4: weight_packed, weight_scale, weight_global_scale; no input_global_scale parameter"},
+              },
+              {{HfLayout::ModelOpt, true, true, ""}, {HfLayout::CompressedTensors, true, true, ""}},
+              modelopt_inline_requirements(),
+              modelopt_file_requirements(),
+              compressed_tensors_requirements(),
+              true,
+              "DeepseekV2Model.load_weights skips the MTP layer (model.layers.<num_hidden_layers>, "
+              "get_spec_layer_idx_from_weight_name); the MTP draft model loads it, whose contract is not tabled",
+              true,
+          },
+          HfEngineContract{
+              Engine::Sglang,
+              {{"sgl-project/sglang", "python/sglang/srt/models/deepseek_v2.py", "3e4a39ee73308590c5c753108bdcb8d333f7f1c6 (stored copy)",
+                "DeepseekV2AttentionMLA: fused_qkv_a_proj_with_mqa ReplicatedLinear(q_lora_rank + kv_lora_rank + "
+                "qk_rope_head_dim) with the quant config when q_lora_rank is set, packed_modules_mapping "
+                "fused_qkv_a_proj_with_mqa = [q_a_proj, kv_a_proj_with_mqa]; lm_head tied to embed_tokens when "
+                "tie_word_embeddings. Its weight loader (DeepseekV2WeightLoaderMixin), the MTP skip and the NVFP4 parameter "
+                "shapes were not read: they are taken to be vLLM's"}},
+              {{HfLayout::ModelOpt, true, false,
+                "SGLang's modelopt_fp4 method is known for NVFP4 (W4A4) checkpoints; how it loads W4A16_NVFP4 is not tabled"},
+               {HfLayout::CompressedTensors, false, false, "how SGLang loads compressed-tensors NVFP4 DeepSeek V3 is not tabled"}},
+              modelopt_inline_requirements(),
+              modelopt_file_requirements(),
+              {},
+              true,
+              "the MTP layer (model.layers.<num_hidden_layers>) is loaded by the NextN draft model (not confirmed at a source)",
+              false,
+          },
+          HfEngineContract{
+              Engine::Trtllm,
+              {{"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/models/modeling_deepseekv3.py", "a43cf9e363d5657061b5ce0e12f3d993a08d8158 (not read)",
+                "not read at source: the layout of NVIDIA's DeepSeek R1 / V3 NVFP4 releases (Hugging Face names, "
+                "hf_quant_config.json) is what its cards say TensorRT-LLM loads; fused_a, gate_up_proj, fused MoE and "
+                "the MTP handling are assumed"}},
+              {{HfLayout::ModelOpt, true, false, "how TensorRT-LLM loads W4A16_NVFP4 is not tabled"},
+               {HfLayout::CompressedTensors, false, false, "TensorRT-LLM's loading of compressed-tensors NVFP4 is not tabled"}},
+              trtllm_modelopt_requirements(),
+              trtllm_modelopt_requirements(),
+              {},
+              true,
+              "the MTP layer (model.layers.<num_hidden_layers>) is loaded only for MTP speculative decoding (not confirmed at a "
+              "source)",
+              false,
+          },
+      },
+      deepseek_v3_modules,
+  };
+  return contract;
+}
+
+}  // namespace fp4kit

@@ -1,0 +1,246 @@
+// The engines' loader contracts for the families with Hugging Face names: every good conversion of
+// the tiny DeepSeek V3 and Llama checkpoints (ModelOpt's general layout and compressed-tensors',
+// weight-only and with input scales) walks through every engine whose table covers it with no
+// finding; the others are skipped with the reason; and checkpoints broken the ways loaders reject
+// them fail with the check and the engine named, and verify exits 1.
+#include <gtest/gtest.h>
+
+#include <regex>
+#include <set>
+#include <vector>
+
+#include "io/safetensors_file.h"
+#include "io/safetensors_writer.h"
+#include "verify_test_util.h"
+
+namespace fp4kit::testing {
+namespace {
+
+const std::vector<std::string> kAll = {"vllm", "sglang", "trtllm"};
+
+std::string family_dir(const std::string& family) { return test_data("families/" + family); }
+
+// An input amax for every GEMM weight of the source's decoder layers (distinct values, so fused siblings differ
+// before the converter shares their scales).
+std::string family_calibration(const std::string& family) {
+  static std::mutex mutex;
+  static std::map<std::string, std::string> done;
+  std::lock_guard lock(mutex);
+  if (const auto it = done.find(family); it != done.end()) return it->second;
+  std::vector<std::string> modules;
+  for (const auto& e : std::filesystem::directory_iterator(family_dir(family))) {
+    if (e.path().extension() != ".safetensors") continue;
+    const io::SafetensorsFile file = io::SafetensorsFile::open(e.path().string());
+    for (const io::TensorInfo& t : file.header().tensors)
+      if (t.name.ends_with(".weight") && t.shape.size() == 2 && t.name.starts_with("model.layers.")) {
+        const std::string module = t.name.substr(0, t.name.size() - 7);
+        // Never quantized (routers, the MTP layer's embedding, projection and head): convert refuses an amax for them.
+        if (!module.ends_with(".mlp.gate") && !std::regex_search(module, std::regex(R"(eh_proj|shared_head|embed_tokens)")))
+          modules.push_back(module);
+      }
+  }
+  const std::string path = shared_temp_dir("families-calib") + "/" + family + ".safetensors";
+  io::SafetensorsWriter w(path);
+  for (const std::string& m : modules) w.declare(m + ".input_amax", DType::F32, {});
+  w.begin();
+  float v = 1.0f;
+  for (const io::TensorInfo& t : w.layout()) {
+    v += 0.25f;
+    w.write(t.name, std::as_bytes(std::span(&v, 1)));
+  }
+  w.commit();
+  return done[family] = path;
+}
+
+std::string converted_family(const std::string& family, const std::string& args) {
+  static std::mutex mutex;
+  static std::map<std::string, std::string> done;
+  const std::string calib = args.find("--weight-only") == std::string::npos ? " --calib " + family_calibration(family) : "";
+  std::lock_guard lock(mutex);
+  const std::string key = family + " " + args;
+  if (const auto it = done.find(key); it != done.end()) return it->second;
+  const std::string out = shared_temp_dir("families-verify") + "/out";
+  const CommandResult r = run_fp4kit("convert " + family_dir(family) + " " + out + " --quiet " + args + calib);
+  EXPECT_EQ(r.exit_code, 0) << key << "\n" << r.output;
+  return done[key] = out;
+}
+
+struct Conversion {
+  std::string family, args;
+  std::vector<std::string> walked;  // the engines whose tables cover the result
+};
+
+// The conversions of these fixtures the test suite makes (tests/convert) and the calibrated and
+// compressed-tensors variants.
+std::vector<Conversion> conversions() {
+  const std::vector<std::string> vllm = {"vllm"};
+  return {
+      {"dsv3-tiny", "--weight-only", vllm},
+      {"dsv3-tiny", "--weight-only --include-mtp-experts", vllm},
+      {"dsv3-tiny", "--recipe all-linear --weight-only", vllm},
+      {"dsv3-tiny", "--recipe all-linear --weight-only --scales mse", vllm},
+      {"dsv3-tiny", "", kAll},
+      {"dsv3-tiny", "--recipe all-linear", kAll},
+      {"dsv3-tiny", "--recipe all-linear --format compressed-tensors --weight-only", vllm},
+      {"dsv3-tiny", "--recipe all-linear --format compressed-tensors", vllm},
+      {"llama-tiny", "--recipe all-linear", kAll},
+      {"llama-tiny", "--recipe all-linear --weight-only", vllm},
+      {"llama-tiny", "--recipe all-linear --weight-only --scales four-over-six", vllm},
+      {"llama-tiny", "--recipe all-linear --format compressed-tensors --weight-only", vllm},
+      {"llama-tiny", "--recipe all-linear --format compressed-tensors", vllm},
+      {"qwen3-moe-tiny", "--weight-only", vllm},
+      {"qwen3-moe-tiny", "--recipe all-linear --format compressed-tensors --weight-only", vllm},
+  };
+}
+
+size_t engine_findings(const verify::VerifyReport& r) {
+  size_t n = 0;
+  for (const auto& f : r.findings) n += f.check.rfind("engine.", 0) == 0;
+  return n;
+}
+
+TEST(EngineContractFamilies, GoodConversionsLoadInEveryEngineThatTablesThem) {
+  for (const Conversion& c : conversions()) {
+    SCOPED_TRACE(c.family + " " + c.args);
+    const verify::VerifyReport r = verify_dir(converted_family(c.family, c.args), false);
+    EXPECT_TRUE(r.passed()) << describe(r);
+    EXPECT_EQ(engine_findings(r), 0u) << describe(r);
+    ASSERT_EQ(r.engines.size(), 3u);
+    for (const auto& e : r.engines) {
+      const bool walked = std::find(c.walked.begin(), c.walked.end(), e.engine) != c.walked.end();
+      EXPECT_EQ(e.checked, walked) << e.engine << ": " << e.reason;
+      if (!e.checked) {
+        EXPECT_FALSE(e.reason.empty()) << e.engine;
+        continue;
+      }
+      // Every tensor consumed or skipped (the MTP layer: the draft model's), every one filling a parameter.
+      EXPECT_EQ(e.tensors_consumed + e.tensors_skipped, r.tensors) << e.engine;
+      EXPECT_EQ(e.parameters_filled, e.tensors_consumed) << e.engine;
+      EXPECT_GT(e.tensors_consumed, 20u) << e.engine;
+      EXPECT_EQ(e.tensors_skipped > 0, c.family == "dsv3-tiny") << e.engine;
+    }
+  }
+}
+
+TEST(EngineContractFamilies, SkippedEnginesSayWhy) {
+  const verify::VerifyReport r = verify_dir(converted_family("llama-tiny", "--recipe all-linear --weight-only"), false);
+  for (const auto& e : r.engines) {
+    if (e.engine == "vllm") continue;
+    EXPECT_FALSE(e.checked);
+    EXPECT_NE(e.reason.find("W4A16_NVFP4 is not tabled"), std::string::npos) << e.reason;
+  }
+  const verify::VerifyReport ct = verify_dir(converted_family("llama-tiny", "--recipe all-linear --format compressed-tensors"), false);
+  for (const auto& e : ct.engines)
+    if (e.engine != "vllm") EXPECT_NE(e.reason.find("compressed-tensors"), std::string::npos) << e.reason;
+}
+
+void set_scale(const std::string& dir, const std::string& name, float factor) { set_f32(dir, name, factor * get_f32(dir, name)); }
+
+std::vector<std::byte> zeros(size_t n) { return std::vector<std::byte>(n, std::byte{0}); }
+
+struct Failure {
+  std::string name, family, args;
+  std::function<void(const std::string&)> edit;
+  std::string check;
+  std::string text;  // in the message after "<engine>: "
+  std::vector<std::string> engines;
+};
+
+const std::string kL0 = "model.layers.0.";
+const std::string kExpert = "model.layers.1.mlp.experts.2.";
+
+std::vector<Failure> failures() {
+  const std::string modelopt = "--recipe all-linear", ct = "--recipe all-linear --format compressed-tensors";
+  return {
+      {"LlamaQkvSiblingWithAnotherGlobalScale", "llama-tiny", modelopt,
+       [](const std::string& d) { set_scale(d, kL0 + "self_attn.k_proj.weight_scale_2", 2.0f); }, "engine.fused_scale",
+       "self_attn.qkv_proj", kAll},
+      {"LlamaGateUpSiblingWithAnotherInputScale", "llama-tiny", modelopt,
+       [](const std::string& d) { set_scale(d, kL0 + "mlp.up_proj.input_scale", 1.5f); }, "engine.fused_scale", "mlp.gate_up_proj", kAll},
+      {"DeepseekV3FusedQkvASiblingWithAnotherGlobalScale", "dsv3-tiny", modelopt,
+       [](const std::string& d) { set_scale(d, kL0 + "self_attn.kv_a_proj_with_mqa.weight_scale_2", 0.5f); }, "engine.fused_scale",
+       "'model.layers.0.self_attn.kv_a_proj_with_mqa.weight_scale_2' is", kAll},
+      {"DeepseekV3ExpertW3WithAnotherGlobalScale", "dsv3-tiny", "",
+       [](const std::string& d) { set_scale(d, kExpert + "up_proj.weight_scale_2", 2.0f); }, "engine.fused_scale", "w13", {"vllm"}},
+      {"LlamaMissingInputScale", "llama-tiny", modelopt, [](const std::string& d) { remove_tensor(d, kL0 + "mlp.down_proj.input_scale"); },
+       "engine.parameter_unfilled", "'model.layers.0.mlp.down_proj.input_scale'", kAll},
+      {"DeepseekV3RenamedExpertTensor", "dsv3-tiny", "",
+       [](const std::string& d) { rename_tensor(d, kExpert + "down_proj.weight", kExpert + "w2.weight"); }, "engine.tensor_unconsumed",
+       "'model.layers.1.mlp.experts.2.w2.weight'", kAll},
+      {"DeepseekV3RenamedExpertLeavesItsParameterUnfilled", "dsv3-tiny", "",
+       [](const std::string& d) { rename_tensor(d, kExpert + "down_proj.weight", kExpert + "w2.weight"); }, "engine.parameter_unfilled",
+       "'model.layers.1.mlp.experts.2.down_proj.weight'", kAll},
+      {"MissingQuantAlgoInConfig", "llama-tiny", modelopt,
+       [](const std::string& d) { edit_json(d + "/config.json", [](nlohmann::json& j) { j["quantization_config"].erase("quant_algo"); }); },
+       "engine.config_field", "config.json /quantization_config/quant_algo is missing", {"vllm", "sglang"}},
+      {"WithoutInlineConfigHfQuantConfigNeedsGroupSize", "llama-tiny", "--recipe all-linear --weight-only",
+       [](const std::string& d) {
+         edit_json(d + "/config.json", [](nlohmann::json& j) { j.erase("quantization_config"); });
+         edit_json(d + "/hf_quant_config.json", [](nlohmann::json& j) { j["quantization"].erase("group_size"); });
+       },
+       "engine.config_field", "hf_quant_config.json /quantization/group_size is missing", {"vllm"}},
+      {"BlockScalesPer32", "llama-tiny", modelopt,
+       [](const std::string& d) {
+         put_tensor(d, kL0 + "mlp.down_proj.weight", kL0 + "mlp.down_proj.weight_scale", DType::F8_E4M3, {64, 5}, zeros(64 * 5));
+       },
+       "engine.shape", "expects [64, 10] (one E4M3 scale per 16 values)", kAll},
+      {"ScaleWithWrongDtype", "dsv3-tiny", modelopt,
+       [](const std::string& d) {
+         put_tensor(d, kL0 + "self_attn.o_proj.weight", kL0 + "self_attn.o_proj.weight_scale_2", DType::BF16, {}, zeros(2));
+       },
+       "engine.dtype", "is BF16 [], but", kAll},
+      {"DeepseekV3RouterBiasWithoutNoauxTc", "dsv3-tiny", "--weight-only",
+       [](const std::string& d) { edit_json(d + "/config.json", [](nlohmann::json& j) { j.erase("topk_method"); }); },
+       "engine.tensor_unconsumed", "topk_method", {"vllm"}},
+      {"WeightOnlyCompressedTensorsWithInputScale", "llama-tiny", ct + " --weight-only",
+       [](const std::string& d) {
+         const float one = 1.0f;
+         put_tensor(d, kL0 + "self_attn.o_proj.weight_packed", kL0 + "self_attn.o_proj.input_global_scale", DType::F32, {1},
+                    std::as_bytes(std::span(&one, 1)));
+       },
+       "engine.tensor_unconsumed", "no slot for '.input_global_scale'", {"vllm"}},
+      {"CompressedTensorsMissingInputGlobalScale", "dsv3-tiny", ct,
+       [](const std::string& d) { remove_tensor(d, kExpert + "gate_proj.input_global_scale"); }, "engine.parameter_unfilled",
+       "input_global_scale", {"vllm"}},
+      {"ConfigWithAbsurdLayerCount", "llama-tiny", modelopt,
+       [](const std::string& d) { edit_json(d + "/config.json", [](nlohmann::json& j) { j["num_hidden_layers"] = 1000000000; }); },
+       "engine.config_field", "num_hidden_layers", kAll},
+  };
+}
+
+// A copy of every file of a converted checkpoint (its single shard may be model.safetensors).
+std::string copy_converted(const std::string& dir, const std::string& tag) {
+  const std::string out = fresh_temp_dir(tag);
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.is_regular_file() && e.path().filename().string()[0] != '.') std::filesystem::copy_file(e.path(), out + "/" + e.path().filename().string());
+  return out;
+}
+
+class EngineContractFamilyFailure : public ::testing::TestWithParam<Failure> {};
+
+TEST_P(EngineContractFamilyFailure, IsCaughtWithTheEngineNamed) {
+  const Failure& f = GetParam();
+  const std::string dir = copy_converted(converted_family(f.family, f.args), "engine-family-" + f.name);
+  {
+    const verify::VerifyReport before = verify_dir(dir, false);
+    ASSERT_EQ(engine_findings(before), 0u) << describe(before);  // the edit, not the base, is what fails
+  }
+  f.edit(dir);
+  expect_caught_by_engines(verify_dir(dir, false), f.check, f.engines, f.text);
+}
+
+INSTANTIATE_TEST_SUITE_P(LoadFailures, EngineContractFamilyFailure, ::testing::ValuesIn(failures()),
+                         [](const auto& param_info) { return param_info.param.name; });
+
+TEST(EngineContractFamilies, VerifyExitsOneNamingTheEngine) {
+  const std::string dir = copy_converted(converted_family("llama-tiny", "--recipe all-linear"), "engine-family-cli");
+  set_scale(dir, kL0 + "self_attn.v_proj.weight_scale_2", 4.0f);
+  const CommandResult bad = run_fp4kit("verify " + dir + " --structure-only --engine trtllm");
+  EXPECT_EQ(bad.exit_code, 1) << bad.output;
+  EXPECT_NE(bad.output.find("[engine.fused_scale] trtllm: "), std::string::npos) << bad.output;
+  const CommandResult good = run_fp4kit("verify " + converted_family("llama-tiny", "--recipe all-linear") + " --structure-only --engine sglang");
+  EXPECT_EQ(good.exit_code, 0) << good.output;
+}
+
+}  // namespace
+}  // namespace fp4kit::testing
