@@ -7,12 +7,15 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
 #include "calib/model_fingerprint.h"
+#include "calib/xtx_full_file.h"
+#include "calib/xtx_full_observer.h"
 #include "calib/xtx_observer.h"
 #include "convert/fingerprint.h"
 #include "engine/engine.h"
@@ -104,6 +107,7 @@ void write_manifest(const std::string& dir, const std::string& fingerprint, cons
                       {"batch", b.batch},       {"seq", b.seq},               {"all_experts", o.all_experts},
                       {"w2_input", std::string(w2_input_name(o.w2_input))}};
   if (!o.hessian_path.empty()) j["hessian"] = true;  // absent: a run without XᵀX statistics
+  if (o.hessian_full) j["hessian_mode"] = "full";   // absent: the diagonal blocks
   io::AtomicFile file(dir + "/" + kManifest);
   file.write(j.dump(2) + "\n");
   file.commit();
@@ -145,6 +149,68 @@ void require_finished_xtx(const std::string& path, const std::string& fingerprin
     throw InputError(path + ": exists and was made from another model, batch or option set; pass --force to replace it");
 }
 
+std::string xtx_full_state_file(int64_t layer) { return layer_file(layer, "xtx-full"); }
+
+std::string full_index_path(const std::string& dir) { return (fs::path(dir) / std::string(kXtxFullIndex)).string(); }
+
+// The full statistics directory of a finished run, asked for again with --resume.
+void require_finished_xtx_full(const std::string& dir, const std::string& fingerprint) {
+  if (!fs::exists(full_index_path(dir)))
+    throw InputError(dir + ": no " + std::string(kXtxFullIndex) +
+                     ", and the calibration finished without --hessian-mode full; pass --force to run it again");
+  if (XtxFullStatistics::open(dir).fingerprint() != fingerprint)
+    throw InputError(dir + ": exists and was made from another model, batch or option set; pass --force to replace it");
+}
+
+// Makes room for a full statistics directory: refused when something is there (unless force or
+// resume); with force, only what a run writes there is removed.
+void prepare_xtx_full_dir(const std::string& dir, bool force, bool resume) {
+  if (!fs::exists(dir)) return;
+  if (!fs::is_directory(dir)) {
+    if (!force) throw InputError(dir + ": exists and is not a directory; pass --force to replace it");
+    fs::remove(dir);
+    return;
+  }
+  if (!force) {
+    if (!resume && !fs::is_empty(dir)) throw InputError(dir + ": exists and is not empty; pass --force to replace it");
+    return;
+  }
+  for (const fs::directory_entry& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (name == kXtxFullIndex || (name.starts_with("layer-") && name.ends_with(".safetensors"))) fs::remove(e.path());
+  }
+}
+
+// Moves the state's layer files into the statistics directory (a copy across file systems) and
+// writes its index last; the number of modules. A layer file already moved by a killed run must be of this run.
+size_t publish_xtx_full(const std::string& state_dir, const std::string& dir, int64_t layers,
+                      const std::map<std::string, std::string>& metadata, const std::string& fingerprint) {
+  fs::create_directories(dir);
+  nlohmann::json modules = nlohmann::json::object();
+  for (int64_t layer = 0; layer < layers; ++layer) {
+    const fs::path from = fs::path(state_dir) / xtx_full_state_file(layer);
+    const fs::path to = fs::path(dir) / xtx_full_layer_file(layer);
+    if (fs::exists(from)) {
+      std::error_code ec;
+      fs::rename(from, to, ec);
+      if (ec) {
+        fs::copy_file(from, to, fs::copy_options::overwrite_existing);
+        fs::remove(from);
+      }
+    }
+    const io::SafetensorsFile f = io::SafetensorsFile::open(to.string());
+    require_state_fingerprint(f, to.string(), fingerprint);
+    for (const std::string& m : xtx_full_modules(f)) modules[m] = xtx_full_layer_file(layer);
+  }
+  const size_t count = modules.size();
+  nlohmann::json index(metadata);
+  index["modules"] = std::move(modules);
+  io::AtomicFile file(full_index_path(dir));
+  file.write(index.dump(1) + "\n");
+  file.commit();
+  return count;
+}
+
 }  // namespace
 
 std::string calibration_state_dir(const std::string& out_path) { return out_path + ".fp4kit-calib"; }
@@ -161,13 +227,16 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
     throw InputError("calibration data: " + std::to_string(batch.ids.size()) + " ids do not form " +
                      std::to_string(batch.batch) + " sequences of " + std::to_string(batch.seq) + " tokens");
   const std::string state_dir = calibration_state_dir(out_path);
-  const bool want_xtx = !options.hessian_path.empty();
-  if (want_xtx && options.device != "cpu")
+  const bool want_stats = !options.hessian_path.empty();
+  const bool want_xtx = want_stats && !options.hessian_full;
+  const bool want_full = want_stats && options.hessian_full;
+  if (want_stats && options.device != "cpu")
     throw InputError("--hessian: not on --device " + options.device +
                      " yet (the GPU pass reports only each linear input's amax, not its rows); use --device cpu");
-  if (want_xtx && fs::absolute(options.hessian_path) == fs::absolute(out_path))
+  if (want_stats && fs::absolute(options.hessian_path) == fs::absolute(out_path))
     throw InputError("--hessian " + options.hessian_path + ": the same file as --out");
   const std::string fingerprint = run_fingerprint(model_dir, batch, options);
+  const std::string model_fingerprint = want_full ? calibration_model_fingerprint(model_dir) : "";
 
   if (fs::exists(out_path) && !options.force) {
     if (!options.resume) throw InputError(out_path + ": exists; pass --force to replace it");
@@ -178,6 +247,7 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
     // Finished by an earlier run, which may have been killed while it removed its per-layer state:
     // finish that cleanup, nothing else to do. Its XᵀX file, if asked for, was published first.
     if (want_xtx) require_finished_xtx(options.hessian_path, fingerprint);
+    if (want_full) require_finished_xtx_full(options.hessian_path, fingerprint);
     fs::remove_all(state_dir);
     CalibrateReport done_report;
     done_report.output = out_path;
@@ -187,6 +257,7 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
   }
   if (want_xtx && fs::exists(options.hessian_path) && !options.force && !options.resume)
     throw InputError(options.hessian_path + ": exists; pass --force to replace it");
+  if (want_full) prepare_xtx_full_dir(options.hessian_path, options.force, options.resume);
   if (options.force) {
     fs::remove_all(state_dir);
   } else if (fs::exists(state_dir) && !options.resume) {
@@ -196,10 +267,12 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
 
   AmaxObserver observer(options.w2_input);
   XtxObserver xtx_observer(options.w2_input, options.threads ? options.threads : default_threads());
+  XtxFullObserver full_observer(options.w2_input, options.threads ? options.threads : default_threads());
   ObserverPair both(observer, xtx_observer);
+  ObserverPair with_full(observer, full_observer);
   engine::EngineOptions eo;
   eo.threads = options.threads;
-  eo.observer = want_xtx ? static_cast<engine::LinearObserver*>(&both) : &observer;
+  eo.observer = want_xtx ? static_cast<engine::LinearObserver*>(&both) : want_full ? static_cast<engine::LinearObserver*>(&with_full) : &observer;
   eo.observe_all_experts = options.all_experts;
   const std::unique_ptr<engine::LayerRunner> runner =
       options.runner ? options.runner(model_dir, eo) : engine::make_cpu_runner(model_dir, eo);
@@ -220,10 +293,13 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
       const auto j = nlohmann::json::parse(read_text(manifest), nullptr, false);
       if (j.is_discarded() || j.value("fingerprint", "") != fingerprint)
         throw InputError(state_dir + ": calibration state of another model, batch or option set; pass --force to start over");
-      if (j.value("hessian", false) != want_xtx)
+      if (j.value("hessian", false) != want_stats)
         throw InputError(state_dir + ": the interrupted calibration was started " +
-                         (want_xtx ? "without" : "with") + " --hessian; resume it " +
-                         (want_xtx ? "without" : "with") + " --hessian, or pass --force to start over");
+                         (want_stats ? "without" : "with") + " --hessian; resume it " +
+                         (want_stats ? "without" : "with") + " --hessian, or pass --force to start over");
+      if (want_stats && (j.value("hessian_mode", "blocks") == "full") != want_full)
+        throw InputError(state_dir + ": the interrupted calibration was started with --hessian-mode " +
+                         (want_full ? "blocks" : "full") + "; resume it with that mode, or pass --force to start over");
     }
     std::vector<float> saved;
     first = load_hidden(state_dir + "/" + kHidden, saved, stream_values, fingerprint) + 1;
@@ -252,6 +328,10 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
         require_state_fingerprint(io::SafetensorsFile::open(xtx_path), xtx_path, fingerprint);
         all_xtx.merge(XtxTable::load(xtx_path));
       }
+      if (want_full) {
+        const std::string full_path = state_dir + "/" + xtx_full_state_file(layer);
+        require_state_fingerprint(io::SafetensorsFile::open(full_path), full_path, fingerprint);
+      }
       lr.resumed = true;
       lr.entries = t.size();
       const auto missing = meta.find("experts_without_tokens");
@@ -262,7 +342,11 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
     const auto t0 = std::chrono::steady_clock::now();
     observer.clear();
     xtx_observer.clear();
+    std::optional<XtxFullLayerWriter> full_writer;
+    if (want_full) full_writer.emplace(state_dir + "/" + xtx_full_state_file(layer));
+    full_observer.set_layer(full_writer ? &*full_writer : nullptr, cfg.base.o_groups);
     runner->run_layer(layer);
+    full_observer.set_layer(nullptr, cfg.base.o_groups);
     lr.timing = runner->last_timing();
     const auto t_state = std::chrono::steady_clock::now();
     const std::string bad = observer.table().first_non_finite();
@@ -280,6 +364,12 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
     if (want_xtx)
       xtx_observer.table().save(state_dir + "/" + xtx_layer_file(layer),
                                 {{"fingerprint", fingerprint}, {"layer", std::to_string(layer)}});
+    if (want_full) {
+      full_writer->finish({{"format", std::string(kXtxFullFormat)},
+                           {"fingerprint", fingerprint},
+                           {"model", model_fingerprint},
+                           {"layer", std::to_string(layer)}});
+    }
     observer.table().save(state_dir + "/" + layer_file(layer),
                           {{"fingerprint", fingerprint}, {"layer", std::to_string(layer)},
                            {"experts_without_tokens", join(lr.experts_without_tokens)}});
@@ -319,6 +409,13 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
     xtx_meta["model"] = calibration_model_fingerprint(model_dir);
     all_xtx.save(options.hessian_path, xtx_meta);
     report.xtx_entries = all_xtx.size();
+  }
+  if (want_full) {
+    std::map<std::string, std::string> full_meta = meta;
+    full_meta["algorithm"] = "xtx-full";
+    full_meta["format"] = std::string(kXtxFullFormat);
+    full_meta["model"] = model_fingerprint;
+    report.xtx_entries = publish_xtx_full(state_dir, options.hessian_path, layers, full_meta, fingerprint);
   }
   all.save(out_path, meta);
   fs::remove_all(state_dir);

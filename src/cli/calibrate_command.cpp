@@ -21,7 +21,7 @@ namespace calibrate_command {
 
 struct CalibrateArgs {
   std::string model, data, data_format = "auto", tokenizer, out, w2_input = "unweighted", json_path, device = "cpu",
-              precision, gpu_memory, hessian;
+              precision, gpu_memory, hessian, hessian_mode = "blocks";
   int64_t samples = 128, seq_len = 512;
   unsigned threads = 0;
   bool all_experts = false, resume = false, force = false, quiet = false;
@@ -55,6 +55,10 @@ void run(const CalibrateArgs& a) {
   o.force = a.force;
   o.threads = a.threads;
   o.hessian_path = a.hessian;
+  if (a.hessian_mode == "full") o.hessian_full = true;
+  else if (a.hessian_mode != "blocks") throw InputError("--hessian-mode " + a.hessian_mode + ": unknown (blocks, full)");
+  if (a.hessian_mode != "blocks" && a.hessian.empty())
+    throw InputError("--hessian-mode " + a.hessian_mode + ": needs --hessian PATH (where the statistics go)");
   const bool gpu = cuda::parse_device(a.device) == cuda::Device::Cuda;
   if (gpu && !a.hessian.empty())
     throw InputError("--hessian: not on --device cuda yet (the GPU pass reports only each linear input's amax, not "
@@ -100,7 +104,8 @@ void run(const CalibrateArgs& a) {
                      static_cast<long long>(l.layer), l.experts_without_tokens.size());
     std::fprintf(stderr, "calibrate: %zu amax values -> %s (%.2f s)\n", r.entries, r.output.c_str(), r.seconds);
     if (!a.hessian.empty())
-      std::fprintf(stderr, "calibrate: XᵀX blocks of %zu modules -> %s\n", r.xtx_entries, a.hessian.c_str());
+      std::fprintf(stderr, "calibrate: %s of %zu modules -> %s\n", o.hessian_full ? "full XᵀX" : "XᵀX blocks",
+                   r.xtx_entries, a.hessian.c_str());
   }
   if (a.json_path.empty()) return;
   nlohmann::json layers = nlohmann::json::array();
@@ -131,6 +136,7 @@ void run(const CalibrateArgs& a) {
                                   {"entries", r.entries},
                                   {"hessian", a.hessian.empty() ? nlohmann::json(nullptr) : nlohmann::json(a.hessian)},
                                   {"hessian_entries", r.xtx_entries},
+                                  {"hessian_mode", a.hessian.empty() ? nlohmann::json(nullptr) : nlohmann::json(a.hessian_mode)},
                                   {"seconds", r.seconds},
                                   {"layers", layers}});
 }
@@ -171,7 +177,11 @@ void add_command(CLI::App& app) {
   cmd->add_option("--hessian", args->hessian,
                   "Also write the 16x16 diagonal blocks of X^T X of every calibrated module's input (F32 "
                   "'<module>.xtx_blocks' [K/16,16,16] and I64 '<module>.rows'), the file 'convert --scales hessian "
-                  "--hessian' reads; CPU only");
+                  "--hessian' reads; CPU only. With --hessian-mode full: a directory");
+  cmd->add_option("--hessian-mode", args->hessian_mode,
+                  "blocks (default): the diagonal 16x16 blocks, one file; full: the whole X^T X of every module "
+                  "(per group for wo_a) in a directory of one safetensors file per layer and 'xtx-full.json', what "
+                  "'convert --gptq --hessian DIR' reads");
   cmd->add_flag("--resume", args->resume, "Continue an interrupted run from its last finished layer");
   cmd->add_flag("--force", args->force, "Replace an existing output and discard any saved state");
   cmd->add_option("--json", args->json_path, "Write a JSON report to this file ('-' for stdout)");

@@ -26,6 +26,10 @@ struct ConvertArgs {
       shard_size, json_path, hessian;
   double hessian_damping = kDefaultHessianDamping;
   std::string hessian_missing = "error";
+  bool gptq = false, gptq_act_order = false;
+  double gptq_damping = kDefaultGptqDamping;
+  size_t gptq_block = kDefaultGptqBlock;
+  std::string gptq_missing = "error";
   unsigned threads = 0;
   bool weight_only = false, no_direct_io = false, include_mtp = false, allow_nonfinite = false, resume = false, force = false,
        dry_run = false, progress = false, quiet = false, strict = false;
@@ -105,6 +109,10 @@ void run(const ConvertArgs& a) {
   if (a.hessian_missing == "mse") o.hessian_missing_mse = true;
   else if (a.hessian_missing != "error")
     throw InputError("--hessian-missing " + a.hessian_missing + ": unknown (error, mse)");
+  o.gptq = a.gptq;
+  o.gptq_options = GptqOptions{a.gptq_damping, a.gptq_block, a.gptq_act_order};
+  if (a.gptq_missing == "rtn") o.gptq_missing_rtn = true;
+  else if (a.gptq_missing != "error") throw InputError("--gptq-missing " + a.gptq_missing + ": unknown (error, rtn)");
   const auto format = convert_format_from_name(a.format);
   if (!format) throw InputError("--format " + a.format + ": unknown (modelopt, compressed-tensors)");
   o.format = *format;
@@ -155,6 +163,15 @@ void run(const ConvertArgs& a) {
       std::fprintf(stderr, "  hessian scales: %llu blocks searched, %llu of them with the plain squared error (their "
                    "XᵀX block was zero or not finite)\n", static_cast<unsigned long long>(r.hessian.blocks),
                    static_cast<unsigned long long>(r.hessian.fallback_blocks));
+    if (r.gptq.tensors) {
+      std::fprintf(stderr, "  gptq: %llu weights, %llu rows compensated in %.2f s; %llu of %llu XᵀX matrices left to "
+                   "plain rounding, %llu needed more damping, %llu rows with NaN/Inf rounded plainly\n",
+                   static_cast<unsigned long long>(r.gptq.tensors), static_cast<unsigned long long>(r.gptq.rows),
+                   r.gptq.seconds, static_cast<unsigned long long>(r.gptq.rtn_matrices),
+                   static_cast<unsigned long long>(r.gptq.matrices), static_cast<unsigned long long>(r.gptq.damped_more),
+                   static_cast<unsigned long long>(r.gptq.skipped_rows));
+      for (const std::string& f : r.gptq.fallbacks) std::fprintf(stderr, "  gptq: plain rounding for %s\n", f.c_str());
+    }
     std::fprintf(stderr,
                  "convert: %zu shards (%zu written, %zu already done), %zu files copied; %.3f GB read, %.3f GB "
                  "written in %.2f s (%.2f GB/s out): %s\n",
@@ -181,6 +198,11 @@ void run(const ConvertArgs& a) {
                     {"shards_written_direct", r.shards_written_direct}};
   j["lossless"] = {{"groups", r.cast.groups}, {"reported_lossless", r.cast.reported_lossless},
                    {"exact_groups", r.cast.exact_groups}, {"zero_scale_groups", r.cast.zero_scale_groups}};
+  if (plan.gptq)
+    j["gptq"] = {{"damping", a.gptq_damping}, {"block", a.gptq_block}, {"act_order", a.gptq_act_order},
+                 {"tensors", r.gptq.tensors}, {"matrices", r.gptq.matrices}, {"rtn_matrices", r.gptq.rtn_matrices},
+                 {"damped_more", r.gptq.damped_more}, {"rows", r.gptq.rows}, {"skipped_rows", r.gptq.skipped_rows},
+                 {"fallbacks", r.gptq.fallbacks}, {"seconds", r.gptq.seconds}};
   if (plan.scales == Nvfp4ScaleMethod::Hessian)
     j["hessian"] = {{"file", a.hessian}, {"damping", a.hessian_damping}, {"blocks", r.hessian.blocks},
                     {"fallback_blocks", r.hessian.fallback_blocks}};
@@ -214,7 +236,22 @@ void add_command(CLI::App& app) {
                   "each block's error weighted by the XᵀX block of its input channels, from --hessian); ModelOpt "
                   "layout only; MXFP4 experts that are cast keep their scales");
   cmd->add_option("--hessian", args->hessian,
-                  "For --scales hessian: the XᵀX statistics 'calibrate --hessian' wrote for this checkpoint");
+                  "For --scales hessian: the XᵀX statistics 'calibrate --hessian' wrote for this checkpoint; for --gptq "
+                  "(and then also for --scales hessian): the directory 'calibrate --hessian DIR --hessian-mode full' "
+                  "wrote");
+  cmd->add_flag("--gptq", args->gptq,
+                "After the block scales are chosen (any --scales), round the codes with GPTQ's error compensation "
+                "over the full X^T X of each linear (--hessian DIR); CPU");
+  cmd->add_option("--gptq-damping", args->gptq_damping,
+                  "For --gptq: lambda of the damping lambda*mean(diag) added to X^T X (default 0.01; retried 10, 100 "
+                  "and 1000 times larger where X^T X is not positive definite, then plain rounding)");
+  cmd->add_option("--gptq-block", args->gptq_block,
+                  "For --gptq: columns per lazy batch update, a multiple of 16 (default 128)");
+  cmd->add_flag("--gptq-act-order", args->gptq_act_order,
+                "For --gptq: process the columns by decreasing X^T X diagonal (static activation order)");
+  cmd->add_option("--gptq-missing", args->gptq_missing,
+                  "For --gptq: a requantized weight without its X^T X is an error (default) or is rounded without "
+                  "compensation (rtn)");
   cmd->add_option("--hessian-damping", args->hessian_damping,
                   "For --scales hessian: lambda of the damping lambda*mean(diag) added to each XᵀX block's diagonal "
                   "(default 0.01)");

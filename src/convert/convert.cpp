@@ -108,7 +108,8 @@ class ModuleConverter {
 
   // The result for module `i`, computed once per module visit (a module's output tensors are
   // adjacent in a shard's sorted layout, so each is computed once).
-  const ModuleResult& result(size_t i, Mxfp4CastStats& cast_stats, Nvfp4HessianStats& hessian_stats) {
+  const ModuleResult& result(size_t i, Mxfp4CastStats& cast_stats, Nvfp4HessianStats& hessian_stats,
+                             ConvertGptqStats& gptq_stats) {
     if (current_.module == i) return current_;
     current_ = ModuleResult{};
     const Nvfp4Module& m = plan_.modules[i];
@@ -126,11 +127,25 @@ class ModuleConverter {
       ModuleValues values = take_or_prepare(i);
       const SharedScale shared = shared_scale(i, nullptr, &values);
       current_.global = shared.global;
+      // The full XᵀX (GPTQ, and hessian scales from a full statistics directory), read once.
+      int64_t xtx_groups = 1;
+      std::vector<double> xtx;
+      if (m.full_xtx)
+        xtx = plan_.full_statistics->read(m.name, m.weight.info->name, m.rows, m.cols, xtx_groups);
       Nvfp4Tensor q;
-      if (plan_.scales == Nvfp4ScaleMethod::Max) {
+      if (plan_.scales == Nvfp4ScaleMethod::Hessian && m.full_xtx) {
+        const std::vector<HessianBlockWeight> weights =
+            hessian_weights_from_full(xtx, xtx_groups, m.cols, plan_.hessian_damping);
+        q = quantize_nvfp4_hessian(
+            values.span(), weights,
+            HessianLayout{static_cast<size_t>(m.cols) / kNvfp4BlockSize, static_cast<size_t>(m.rows / xtx_groups)},
+            nvfp4_search_scaling(shared.amax, plan_.scales, plan_.quantizer, values.span().dtype), options_.threads,
+            hessian_stats);
+      } else if (plan_.scales == Nvfp4ScaleMethod::Max) {
         q = quantize_nvfp4(values.span(), Nvfp4Scaling{plan_.quantizer, current_.global, values.span().dtype},
                            options_.threads);
       } else if (plan_.scales == Nvfp4ScaleMethod::Hessian && !m.xtx_blocks.info) {
+        // --hessian-missing mse: a weight without statistics.
         // --hessian-missing mse: a weight without statistics.
         q = quantize_nvfp4_searched(
             values.span(),
@@ -151,6 +166,9 @@ class ModuleConverter {
             values.span(), nvfp4_search_scaling(shared.amax, plan_.scales, plan_.quantizer, values.span().dtype),
             options_.threads);
       }
+      if (plan_.gptq && m.full_xtx)
+        compensate(m, values.span(), xtx, xtx_groups, Nvfp4Scaling{plan_.quantizer, q.global, values.span().dtype}, q,
+                   gptq_stats);
       current_.packed = std::move(q.packed);
       current_.scales = std::move(q.scales);
     }
@@ -159,6 +177,40 @@ class ModuleConverter {
   }
 
  private:
+  // GPTQ on the codes of q, its block scales kept: each row group with its own XᵀX, rows in fixed
+  // pieces on the worker threads (every row's arithmetic is its own, so the bytes do not depend on
+  // the thread count).
+  void compensate(const Nvfp4Module& m, FloatSpan src, const std::vector<double>& xtx, int64_t groups,
+                  const Nvfp4Scaling& scaling, Nvfp4Tensor& q, ConvertGptqStats& stats) const {
+    const auto t0 = std::chrono::steady_clock::now();
+    const size_t k = static_cast<size_t>(m.cols), rows_per_group = static_cast<size_t>(m.rows / groups);
+    ++stats.tensors;
+    for (size_t g = 0; g < static_cast<size_t>(groups); ++g) {
+      const std::vector<double> h(xtx.begin() + static_cast<std::ptrdiff_t>(g * k * k),
+                                  xtx.begin() + static_cast<std::ptrdiff_t>((g + 1) * k * k));
+      const GptqFactor factor = gptq_factor(h, k, plan_.gptq_options, options_.threads);
+      ++stats.matrices;
+      if (!factor.usable) {
+        ++stats.rtn_matrices;
+        stats.fallbacks.push_back(m.name + (groups > 1 ? " group " + std::to_string(g) : "") + ": XᵀX holds " +
+                                  factor.why);
+        continue;  // q already holds the plain rounding
+      }
+      stats.damped_more += factor.damping != plan_.gptq_options.damping;
+      std::mutex mutex;
+      parallel_for(rows_per_group, 8, options_.threads, [&](size_t a, size_t b) {
+        const size_t r0 = g * rows_per_group + a;
+        const GptqRowStats s = nvfp4_gptq_quantize_rows(src.subspan(r0 * k, (b - a) * k), k,
+                                                        q.scales.data() + r0 * k / kNvfp4BlockSize, scaling, factor,
+                                                        plan_.gptq_options.block, q.packed.data() + r0 * k / 2);
+        std::lock_guard lock(mutex);
+        stats.rows += s.rows;
+        stats.skipped_rows += s.skipped_rows;
+      });
+    }
+    stats.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+
   // Rows cut into fixed pieces on the worker threads; every piece uses the tensor's constants, so
   // the bytes do not depend on the thread count.
   Mxfp4CastStats cast(const Nvfp4Module& m, const ModuleSource& src, const Mxfp4CastParams& params) {
@@ -394,7 +446,7 @@ class ShardConverter : public ShardSink {
     } else {
       const Nvfp4Module& m = plan_.modules[t.module];
       stats = &report_.stats(m.action);
-      const ModuleResult& r = modules_.result(t.module, report_.cast, report_.hessian);
+      const ModuleResult& r = modules_.result(t.module, report_.cast, report_.hessian, report_.gptq);
       switch (t.kind) {
         case ConvertOutput::Weight:
           sink.push(owned_bytes(r.packed.data(), r.packed.size()));

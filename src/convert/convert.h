@@ -11,6 +11,7 @@
 
 #include "convert/convert_plan.h"
 #include "formats/mxfp4.h"
+#include "formats/nvfp4_gptq.h"
 #include "formats/nvfp4_hessian_sweep.h"
 
 namespace fp4kit {
@@ -22,10 +23,22 @@ struct ConvertActionStats {
   double seconds = 0;
 };
 
+// GPTQ's work in one run.
+struct ConvertGptqStats {
+  uint64_t tensors = 0;          // weights compensated
+  uint64_t matrices = 0;         // XᵀX matrices factored (one per group of a grouped linear)
+  uint64_t rtn_matrices = 0;     // of those, not usable (NaN/Inf, zero, not positive definite): plain rounding
+  uint64_t damped_more = 0;      // needed a larger damping than --gptq-damping
+  uint64_t rows = 0, skipped_rows = 0;  // rows compensated; rows holding NaN/Inf (plain rounding)
+  std::vector<std::string> fallbacks;   // "<module>: why", for the matrices left to plain rounding
+  double seconds = 0;
+};
+
 struct ConvertReport {
   ConvertActionStats keep, quantize, transcode, dequantize;
   Mxfp4CastStats cast;  // transcoded experts written by this run
   Nvfp4HessianStats hessian;  // hessian scales: blocks searched by this run, and those that fell back to mse
+  ConvertGptqStats gptq;
   size_t shards = 0, shards_written = 0, shards_skipped = 0;
   size_t files_copied = 0;
   uint64_t input_bytes = 0, output_bytes = 0;  // by this run

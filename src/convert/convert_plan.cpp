@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <filesystem>
 #include <regex>
 #include <set>
 
@@ -171,6 +172,7 @@ const JobPlanFile& convert_plan_file() {
                                 {"hessian", "--hessian (a file from another calibration run)"},
                                 {"hessian_damping", "--hessian-damping"},
                                 {"hessian_missing", "--hessian-missing"},
+                                {"gptq", "--gptq (or --gptq-damping, --gptq-block, --gptq-act-order, --gptq-missing)"},
                                 {"recipe", "--recipe"},
                                 {"format", "--format"},
                                 {"include", "--include"},
@@ -199,9 +201,19 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
                      "compressed-tensors does not hold; use --format modelopt (or --scales max)");
   if (options.scales == Nvfp4ScaleMethod::Hessian && !options.hessian_path)
     throw InputError("--scales hessian needs --hessian FILE: the XᵀX statistics of calibrate --hessian");
-  if (options.scales != Nvfp4ScaleMethod::Hessian && options.hessian_path)
-    throw InputError("--hessian " + *options.hessian_path + ": only --scales hessian reads it (this run has --scales " +
-                     scales_name + ")");
+  if (options.gptq && !options.hessian_path)
+    throw InputError("--gptq needs --hessian DIR: the full XᵀX of calibrate --hessian DIR --hessian-mode full");
+  if (options.scales != Nvfp4ScaleMethod::Hessian && !options.gptq && options.hessian_path)
+    throw InputError("--hessian " + *options.hessian_path + ": only --scales hessian and --gptq read it (this run has "
+                     "--scales " + scales_name + ")");
+  const bool full_statistics = options.hessian_path && std::filesystem::is_directory(*options.hessian_path);
+  if (options.gptq && !full_statistics)
+    throw InputError("--hessian " + *options.hessian_path + ": --gptq needs the full XᵀX, a directory that calibrate "
+                     "--hessian DIR --hessian-mode full writes (this is a file: the diagonal blocks only)");
+  if (options.gptq && (options.gptq_options.block == 0 || options.gptq_options.block % 16 != 0))
+    throw InputError("--gptq-block " + std::to_string(options.gptq_options.block) + ": must be a positive multiple of 16");
+  if (options.gptq && (!(options.gptq_options.damping >= 0.0) || !std::isfinite(options.gptq_options.damping)))
+    throw InputError("--gptq-damping " + std::to_string(options.gptq_options.damping) + ": must be finite and >= 0");
   if (!(options.hessian_damping >= 0.0) || !std::isfinite(options.hessian_damping))
     throw InputError("--hessian-damping " + std::to_string(options.hessian_damping) + ": must be finite and >= 0");
   const std::optional<std::regex> include = compile_regex(options.include, "--include");
@@ -415,7 +427,35 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
     }
   }
 
-  if (options.scales == Nvfp4ScaleMethod::Hessian) {
+  if (full_statistics) {
+    plan.full_statistics = open_full_hessian_statistics(*options.hessian_path, src_dir, options.calib_path);
+    plan.hessian_damping = options.hessian_damping;
+    plan.gptq = options.gptq;
+    plan.gptq_options = options.gptq_options;
+    size_t without = 0;
+    for (Nvfp4Module& m : plan.modules) {
+      if (m.action != ConvertAction::Quantize) continue;
+      m.full_xtx = plan.full_statistics->has(m.name);
+      if (m.full_xtx) continue;
+      const bool mse = options.scales == Nvfp4ScaleMethod::Hessian && options.hessian_missing_mse;
+      if (options.gptq && !options.gptq_missing_rtn)
+        throw InputError(*options.hessian_path + ": no XᵀX of " + io::quote_name(m.name) + " for weight " +
+                         io::quote_name(m.weight.info->name) + ": --gptq needs the full XᵀX of every weight it "
+                         "requantizes (--gptq-missing rtn rounds such weights without compensation)");
+      if (options.scales == Nvfp4ScaleMethod::Hessian && !mse)
+        throw InputError(*options.hessian_path + ": no XᵀX of " + io::quote_name(m.name) + " for weight " +
+                         io::quote_name(m.weight.info->name) + ": --scales hessian needs the XᵀX statistics of every "
+                         "weight it requantizes (--hessian-missing mse gives such weights mse scales)");
+      ++without;
+    }
+    if (without)
+      plan.warnings.push_back(std::to_string(without) + " requantized weight" + (without == 1 ? " has" : "s have") +
+                              " no XᵀX in " + *options.hessian_path + ": " +
+                              (options.scales == Nvfp4ScaleMethod::Hessian ? "mse scales" : "their scales") +
+                              (options.gptq ? ", plain rounding" : "") + " (scale_methods in " +
+                              std::string(kConvertPlanFileName) + ")");
+  }
+  if (options.scales == Nvfp4ScaleMethod::Hessian && !full_statistics) {
     plan.hessian_file = open_hessian_statistics(*options.hessian_path, src_dir, options.calib_path);
     plan.hessian_damping = options.hessian_damping;
     size_t without = 0;
@@ -631,19 +671,39 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
   // Which method made each NVFP4 weight, for verify's report: not compared on --resume (it follows
   // from the options that are).
   nlohmann::json methods = nlohmann::json::object();
-  for (const Nvfp4Module& m : plan.modules)
-    methods[m.weight.info->name] = m.action == ConvertAction::Transcode ? "cast"
-                                   : plan.hessian_file && !m.xtx_blocks.info
-                                       ? std::string(scale_method_name(Nvfp4ScaleMethod::Mse))
-                                       : scales_name;
-  plan.manifest["scale_methods"] = std::move(methods);
-  if (plan.hessian_file) {
-    const auto& meta = plan.hessian_file->header().metadata;
-    const auto run = meta.find("fingerprint");
-    plan.manifest["options"]["hessian"] = run == meta.end() ? "" : run->second;
-    plan.manifest["options"]["hessian_damping"] = options.hessian_damping;
-    if (options.hessian_missing_mse) plan.manifest["options"]["hessian_missing"] = "mse";
+  // A weight without statistics: mse scales for hessian, no compensation for GPTQ.
+  for (const Nvfp4Module& m : plan.modules) {
+    if (m.action == ConvertAction::Transcode) {
+      methods[m.weight.info->name] = "cast";
+      continue;
+    }
+    const bool has_statistics = plan.full_statistics ? m.full_xtx : m.xtx_blocks.info != nullptr;
+    const std::string base = options.scales == Nvfp4ScaleMethod::Hessian && !has_statistics
+                                 ? std::string(scale_method_name(Nvfp4ScaleMethod::Mse))
+                                 : scales_name;
+    methods[m.weight.info->name] = plan.gptq && m.full_xtx ? base + "+gptq" : base;
   }
+  plan.manifest["scale_methods"] = std::move(methods);
+  if (plan.hessian_file || plan.full_statistics) {
+    std::string run;
+    if (plan.full_statistics) {
+      run = plan.full_statistics->fingerprint();
+    } else {
+      const auto& meta = plan.hessian_file->header().metadata;
+      const auto it = meta.find("fingerprint");
+      run = it == meta.end() ? "" : it->second;
+    }
+    plan.manifest["options"]["hessian"] = run;
+    if (options.scales == Nvfp4ScaleMethod::Hessian) {
+      plan.manifest["options"]["hessian_damping"] = options.hessian_damping;
+      if (options.hessian_missing_mse) plan.manifest["options"]["hessian_missing"] = "mse";
+    }
+  }
+  if (plan.gptq)
+    plan.manifest["options"]["gptq"] = {{"damping", options.gptq_options.damping},
+                                        {"block", options.gptq_options.block},
+                                        {"act_order", options.gptq_options.act_order},
+                                        {"missing", options.gptq_missing_rtn ? "rtn" : "error"}};
   return plan;
 }
 

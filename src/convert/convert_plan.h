@@ -15,8 +15,10 @@
 #include <nlohmann/json.hpp>
 
 #include "convert/dequant_plan.h"
+#include "calib/xtx_full_file.h"
 #include "convert/output_directory.h"
 #include "formats/nvfp4.h"
+#include "formats/nvfp4_gptq.h"
 #include "formats/nvfp4_hessian_sweep.h"
 #include "formats/nvfp4_scale_search.h"
 #include "io/safetensors_file.h"
@@ -51,6 +53,12 @@ struct ConvertOptions {
   // A requantized weight without statistics (e.g. V4's MTP block, which calibrate does not run):
   // false refuses it, true gives it mse scales and lists it in the plan's warnings.
   bool hessian_missing_mse = false;
+  // GPTQ's error compensation on the codes of requantized weights after their block scales are
+  // chosen (formats/nvfp4_gptq.h), with the full XᵀX of calibrate --hessian DIR --hessian-mode full
+  // (hessian_path). A weight without its XᵀX: refused, or (gptq_missing_rtn) plain rounding.
+  bool gptq = false;
+  GptqOptions gptq_options;
+  bool gptq_missing_rtn = false;
   // moe: routed experts to NVFP4, everything else kept. all-linear: every GEMM weight that has a
   // scale in the source (attention, shared experts, indexer wq_b, MTP projections and experts).
   std::string recipe = "moe";
@@ -91,6 +99,7 @@ struct Nvfp4Module {
   std::vector<size_t> fused;
   std::optional<float> input_amax;
   SourceTensor xtx_blocks;        // hessian scales: its `<module>.xtx_blocks` in the statistics file
+  bool full_xtx = false;          // the full statistics (ConvertPlan::full_statistics) hold its XᵀX
   uint64_t input_bytes() const;
 };
 
@@ -121,6 +130,10 @@ struct ConvertPlan {
   Nvfp4ScaleMethod scales = Nvfp4ScaleMethod::Max;     // their block scales
   std::unique_ptr<io::SafetensorsFile> hessian_file;   // hessian scales: the XᵀX statistics
   double hessian_damping = kDefaultHessianDamping;
+  // The full XᵀX (a --hessian directory): GPTQ's, and the diagonal blocks of hessian scales.
+  std::optional<XtxFullStatistics> full_statistics;
+  bool gptq = false;
+  GptqOptions gptq_options;
   std::vector<std::unique_ptr<io::SafetensorsFile>> source_files;  // in name order
   std::vector<Nvfp4Module> modules;
   std::vector<ConvertTensor> tensors;    // by source file, then the source's order; new keys last
@@ -148,7 +161,9 @@ struct ConvertPlan {
 // calibration problem (calibration.h); a format/numerics mix no engine reads; searched scales with
 // the compressed-tensors layout; hessian scales without --hessian or with statistics of another
 // checkpoint or calibration run, or without the statistics of a requantized weight
-// (convert/hessian_statistics.h); --hessian without hessian scales.
+// (convert/hessian_statistics.h); --hessian without hessian scales or --gptq; --gptq without the
+// full XᵀX of every requantized weight (unless gptq_missing_rtn), with a block size that is not a
+// positive multiple of 16 or a damping that is not finite and >= 0.
 ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir, const ConvertOptions& options);
 
 const JobPlanFile& convert_plan_file();

@@ -14,6 +14,15 @@ std::string metadata_field(const io::SafetensorsFile& f, const std::string& key)
   return it == f.header().metadata.end() ? "" : it->second;
 }
 
+// Statistics and amax values must come from one calibrate run (an amax file without a fingerprint
+// is not checked).
+void require_same_calibration_run(const std::string& path, const std::string& xtx_run, const std::string& calib_path) {
+  const std::string calib_run = metadata_field(io::SafetensorsFile::open(calib_path), "fingerprint");
+  if (!calib_run.empty() && calib_run != xtx_run)
+    throw InputError(path + ": XᵀX statistics of another calibration run than " + calib_path + " (fingerprints " +
+                     xtx_run + " and " + calib_run + "); use the files of one calibrate run");
+}
+
 }  // namespace
 
 std::unique_ptr<io::SafetensorsFile> open_hessian_statistics(const std::string& path, const std::string& src_dir,
@@ -25,14 +34,33 @@ std::unique_ptr<io::SafetensorsFile> open_hessian_statistics(const std::string& 
   if (metadata_field(*file, "model") != calibration_model_fingerprint(src_dir))
     throw InputError(path + ": XᵀX statistics of another checkpoint (its config.json or shard files differ from " +
                      src_dir + "'s); calibrate this checkpoint with --hessian");
-  if (calib_path) {
-    const std::string calib_run = metadata_field(io::SafetensorsFile::open(*calib_path), "fingerprint");
-    const std::string xtx_run = metadata_field(*file, "fingerprint");
-    if (!calib_run.empty() && calib_run != xtx_run)
-      throw InputError(path + ": XᵀX statistics of another calibration run than " + *calib_path +
-                       " (fingerprints " + xtx_run + " and " + calib_run + "); use the files of one calibrate run");
-  }
+  if (calib_path) require_same_calibration_run(path, metadata_field(*file, "fingerprint"), *calib_path);
   return file;
+}
+
+XtxFullStatistics open_full_hessian_statistics(const std::string& dir, const std::string& src_dir,
+                                               const std::optional<std::string>& calib_path) {
+  XtxFullStatistics s = XtxFullStatistics::open(dir);
+  if (s.model() != calibration_model_fingerprint(src_dir))
+    throw InputError(dir + ": XᵀX statistics of another checkpoint (its config.json or shard files differ from " +
+                     src_dir + "'s); calibrate this checkpoint with --hessian DIR --hessian-mode full");
+  if (calib_path) require_same_calibration_run(dir, s.fingerprint(), *calib_path);
+  return s;
+}
+
+std::vector<HessianBlockWeight> hessian_weights_from_full(const std::vector<double>& xtx, int64_t groups, int64_t k,
+                                                          double damping) {
+  const size_t n = static_cast<size_t>(k), per_row = n / 16;
+  std::vector<HessianBlockWeight> out(static_cast<size_t>(groups) * per_row);
+  float block[256];
+  for (size_t g = 0; g < static_cast<size_t>(groups); ++g)
+    for (size_t j = 0; j < per_row; ++j) {
+      const double* h = xtx.data() + g * n * n + 16 * j * n + 16 * j;
+      for (size_t a = 0; a < 16; ++a)
+        for (size_t b = 0; b < 16; ++b) block[16 * a + b] = static_cast<float>(h[a * n + b]);
+      out[g * per_row + j] = hessian_block_weight(block, damping);
+    }
+  return out;
 }
 
 bool has_hessian_blocks(const io::SafetensorsFile& file, const std::string& module) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "calib/xtx_full_file.h"
 #include "formats/nvfp4_hessian_sweep.h"
 #include "io/safetensors_file.h"
 
@@ -18,6 +19,15 @@ namespace fp4kit {
 // file `calib_path` (if given and fingerprinted) comes from another calibration run.
 std::unique_ptr<io::SafetensorsFile> open_hessian_statistics(const std::string& path, const std::string& src_dir,
                                                              const std::optional<std::string>& calib_path);
+
+// The same checks for a full XᵀX directory (calib/xtx_full_file.h).
+XtxFullStatistics open_full_hessian_statistics(const std::string& dir, const std::string& src_dir,
+                                               const std::optional<std::string>& calib_path);
+
+// The diagonal 16×16 blocks of full XᵀX matrices ([groups][k][k]), damped and normalised for the
+// sweep: the weights `--scales hessian` takes from a block file, in the same order.
+std::vector<HessianBlockWeight> hessian_weights_from_full(const std::vector<double>& xtx, int64_t groups, int64_t k,
+                                                          double damping);
 
 bool has_hessian_blocks(const io::SafetensorsFile& file, const std::string& module);
 

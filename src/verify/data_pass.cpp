@@ -11,6 +11,7 @@
 #include "formats/nvfp4.h"
 #include "io/quote_name.h"
 #include "models/stored_weight.h"
+#include "verify/layout_config.h"
 #include "verify/tensor_error.h"
 
 namespace fp4kit::verify {
@@ -224,9 +225,11 @@ class DataPass {
     if (n.expected_exact && mismatched_in_window)
       fail("numerics.not_lossless", w + " is a power-of-two cast of MXFP4 " + io::quote_name(src->weight) + " but " +
                                         std::to_string(mismatched_in_window) + " values inside the cast's exact window differ");
-    if (n.sqnr_db && n.expected_sqnr_db && *n.sqnr_db < *n.expected_sqnr_db - options_.sqnr_margin_db)
+    const double margin = options_.gptq_modules.count(module_of_weight(m.weight)) ? options_.gptq_sqnr_margin_db
+                                                                                 : options_.sqnr_margin_db;
+    if (n.sqnr_db && n.expected_sqnr_db && *n.sqnr_db < *n.expected_sqnr_db - margin)
       fail("numerics.low_sqnr", w + ": SQNR " + number(*n.sqnr_db) + " dB against the source, a fresh NVFP4 quantization gives " +
-                                    number(*n.expected_sqnr_db) + " dB (more than " + number(options_.sqnr_margin_db) + " dB better)");
+                                    number(*n.expected_sqnr_db) + " dB (more than " + number(margin) + " dB better)");
     if (n.sqnr_db && options_.fail_below_sqnr_db && *n.sqnr_db < *options_.fail_below_sqnr_db)
       fail("numerics.below_threshold", w + ": SQNR " + number(*n.sqnr_db) + " dB is below --fail-below-sqnr " +
                                            number(*options_.fail_below_sqnr_db) + " dB");

@@ -57,8 +57,10 @@ VerifyReport verify_checkpoint(const VerifyOptions& options) {
     d.sqnr_margin_db = options.sqnr_margin_db;
     d.fail_below_sqnr_db = options.fail_below_sqnr_db;
     d.chunk_values = options.chunk_values;
-    run_data_pass(output, inventory, source ? &*source : nullptr, accounting ? &*accounting : nullptr, d, report);
     const std::map<std::string, std::string> methods = read_scale_methods(report.checkpoint);
+    for (const auto& [module, method] : methods)
+      if (method.ends_with("+gptq")) d.gptq_modules.insert(module);
+    run_data_pass(output, inventory, source ? &*source : nullptr, accounting ? &*accounting : nullptr, d, report);
     for (TensorNumerics& n : report.numerics)
       if (const auto it = methods.find(module_of_weight(n.name)); it != methods.end()) n.scale_method = it->second;
   }

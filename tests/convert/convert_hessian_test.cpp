@@ -13,6 +13,8 @@
 
 #include "calib/calib_test_util.h"
 #include "calib/xtx_table.h"
+#include "convert/layer_output_error.h"
+#include "convert/tiny_all_linear_args.h"
 #include "engine/engine.h"
 #include "html_render.h"
 #include "io/checkpoint_index.h"
@@ -47,13 +49,8 @@ const Statistics& statistics() {
   return s;
 }
 
-std::string convert_args(const std::string& out, const std::string& scales) {
-  return "convert " + testing::test_data("dsv4-tiny") + " " + out +
-         " --recipe all-linear --weight-only --quiet --scales " + scales;
-}
-
 std::string hessian_args(const std::string& out) {
-  return convert_args(out, "hessian") + " --hessian " + statistics().xtx + " --hessian-missing mse";
+  return testing::tiny_all_linear_args(out, "hessian") + " --hessian " + statistics().xtx + " --hessian-missing mse";
 }
 
 TEST(ConvertHessian, VerifiesAndTheReportNamesEachTensorsMethod) {
@@ -82,7 +79,7 @@ TEST(ConvertHessian, VerifiesAndTheReportNamesEachTensorsMethod) {
   EXPECT_EQ(vj.at("scale_methods").at("hessian"), 34);
 
   // Max scaling records "max" for what it requantizes.
-  ASSERT_EQ(run_fp4kit(convert_args(dir + "/max", "max")).exit_code, 0);
+  ASSERT_EQ(run_fp4kit(testing::tiny_all_linear_args(dir + "/max", "max")).exit_code, 0);
   const verify::VerifyReport m = testing::verify_dir(dir + "/max", false);
   for (const verify::TensorNumerics& n : m.numerics)
     EXPECT_EQ(n.scale_method, n.name.find(".ffn.experts.") != std::string::npos ? "cast" : "max") << n.name;
@@ -119,9 +116,9 @@ TEST(ConvertHessian, IdentityStatisticsGiveTheMseBytes) {
     w.write(t.name, bytes);
   }
   w.commit();
-  ASSERT_EQ(run_fp4kit(convert_args(dir + "/h", "hessian") + " --hessian " + dir +
+  ASSERT_EQ(run_fp4kit(testing::tiny_all_linear_args(dir + "/h", "hessian") + " --hessian " + dir +
                        "/identity.safetensors --hessian-missing mse").exit_code, 0);
-  ASSERT_EQ(run_fp4kit(convert_args(dir + "/m", "mse")).exit_code, 0);
+  ASSERT_EQ(run_fp4kit(testing::tiny_all_linear_args(dir + "/m", "mse")).exit_code, 0);
   const auto h = io::Checkpoint::open(dir + "/h"), m = io::Checkpoint::open(dir + "/m");
   size_t compared = 0;
   for (const std::string& shard : m.shard_files()) {
@@ -136,84 +133,36 @@ TEST(ConvertHessian, IdentityStatisticsGiveTheMseBytes) {
   EXPECT_TRUE(compared > 100u) << compared;
 }
 
-// ‖X·Wᵀ − X·Ŵᵀ‖² and ‖X·Wᵀ‖² of one linear, with W [N, K] and X [rows, G·K] (G row groups: wo_a).
-struct OutputError {
-  double error = 0, reference = 0;
-};
-OutputError layer_output_error(const std::vector<float>& x, int64_t rows, int64_t xcols, const std::vector<float>& w,
-                               const std::vector<float>& wq, int64_t n, int64_t k) {
-  const int64_t groups = xcols / k, per_group = n / groups;
-  OutputError e;
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t o = 0; o < n; ++o) {
-      const float* xr = x.data() + r * xcols + (o / per_group) * k;
-      double ref = 0, q = 0;
-      for (int64_t c = 0; c < k; ++c) {
-        ref += static_cast<double>(xr[c]) * w[static_cast<size_t>(o * k + c)];
-        q += static_cast<double>(xr[c]) * wq[static_cast<size_t>(o * k + c)];
-      }
-      e.error += (ref - q) * (ref - q);
-      e.reference += ref * ref;
-    }
-  return e;
-}
-
-class InputRecorder : public engine::LinearObserver {
- public:
-  void on_linear_input(const engine::LinearInput& in) override {
-    const std::string name(in.name);
-    if (name.find(".attn.w") == std::string::npos || name.find("compressor") != std::string::npos) return;
-    auto& [rows, cols, x] = inputs[name];
-    rows += in.rows;
-    cols = in.cols;
-    x.insert(x.end(), in.x, in.x + in.rows * in.cols);
-  }
-  std::map<std::string, std::tuple<int64_t, int64_t, std::vector<float>>> inputs;
-};
-
 TEST(ConvertHessian, LowerLayerOutputErrorThanMaxOnHeldBackActivations) {
   const std::string dir = testing::fresh_temp_dir("convert-hessian-error");
   ASSERT_EQ(run_fp4kit(hessian_args(dir + "/hessian")).exit_code, 0);
-  ASSERT_EQ(run_fp4kit(convert_args(dir + "/max", "max")).exit_code, 0);
-  ASSERT_EQ(run_fp4kit(convert_args(dir + "/mse", "mse")).exit_code, 0);
+  ASSERT_EQ(run_fp4kit(testing::tiny_all_linear_args(dir + "/max", "max")).exit_code, 0);
+  ASSERT_EQ(run_fp4kit(testing::tiny_all_linear_args(dir + "/mse", "mse")).exit_code, 0);
   // The held-back sequences: the oracle's last two, which calibration did not see.
   const CalibrationBatch all = testing::load_calibration_ids(testing::test_data("calib/oracle/calib_ids.safetensors"));
   const std::vector<int64_t> held(all.ids.begin() + 2 * all.seq, all.ids.end());
-  InputRecorder rec;
+  testing::AttentionInputRecorder rec;
   engine::EngineOptions eo;
   eo.observer = &rec;
   engine::Engine(testing::test_data("dsv4-tiny"), eo).forward(held, 2);
 
   const auto src_ckpt = io::Checkpoint::open(testing::test_data("dsv4-tiny"));
   const StoredWeights src(src_ckpt);
-  std::map<std::string, OutputError> totals;
+  std::map<std::string, testing::OutputError> totals;
+  std::map<std::string, std::map<std::string, testing::OutputError>> per_module;
+  for (const char* method : {"max", "mse", "hessian"})
+    totals[method] = testing::stored_output_error(rec, src, dir + "/" + method, &per_module[method]);
   size_t lower = 0, modules = 0;
-  for (const char* method : {"max", "mse", "hessian"}) {
-    const auto ckpt = io::Checkpoint::open(dir + "/" + method);
-    const StoredWeights out(ckpt);
-    for (const auto& [module, input] : rec.inputs) {
-      const auto& [rows, cols, x] = input;
-      const std::string weight = module + ".weight";
-      if (!out.has(weight) || out.storage(weight) != Storage::Nvfp4) continue;
-      const std::vector<int64_t> shape = src.shape(weight);
-      const OutputError e = layer_output_error(x, rows, cols, src.read_f32(weight), out.read_f32(weight), shape[0], shape[1]);
-      totals[method].error += e.error;
-      totals[method].reference += e.reference;
-      totals[std::string(method) + " " + module] = e;
-    }
-  }
-  for (const auto& [module, input] : rec.inputs) {
-    if (!totals.count("max " + module)) continue;
+  for (const auto& [module, m] : per_module["max"]) {
     ++modules;
-    const OutputError h = totals.at("hessian " + module), m = totals.at("max " + module);
-    lower += std::sqrt(h.error / h.reference) < std::sqrt(m.error / m.reference);
+    lower += testing::relative(per_module["hessian"].at(module)) < testing::relative(m);
   }
   for (const char* method : {"max", "mse", "hessian"})
     std::printf("attention linears, held-back rows: %-8s ||XW^T - XWq^T|| / ||XW^T|| = %.5f\n", method,
-                std::sqrt(totals[method].error / totals[method].reference));
+                testing::relative(totals[method]));
   std::printf("hessian below max on %zu of %zu attention linears\n", lower, modules);
-  const double hessian = std::sqrt(totals["hessian"].error / totals["hessian"].reference);
-  const double max = std::sqrt(totals["max"].error / totals["max"].reference);
+  const double hessian = testing::relative(totals["hessian"]);
+  const double max = testing::relative(totals["max"]);
   EXPECT_EQ(modules, 20u);  // wq_a, wq_b, wkv, wo_a, wo_b of 4 layers
   EXPECT_TRUE(std::isfinite(hessian) && hessian < max) << hessian << " vs max " << max;
   EXPECT_TRUE(lower * 4 >= modules * 3) << lower << " of " << modules;  // nearly everywhere, not on average only
@@ -226,14 +175,14 @@ TEST(ConvertHessian, BadStatisticsAreRefusedBeforeAnythingIsWritten) {
     EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
     EXPECT_NE(r.output.find(text), std::string::npos) << r.output;
   };
-  expect_refused(convert_args(dir + "/a", "hessian"), "--scales hessian needs --hessian FILE");
-  expect_refused(convert_args(dir + "/a", "mse") + " --hessian " + statistics().xtx, "only --scales hessian reads it");
+  expect_refused(testing::tiny_all_linear_args(dir + "/a", "hessian"), "--scales hessian needs --hessian FILE");
+  expect_refused(testing::tiny_all_linear_args(dir + "/a", "mse") + " --hessian " + statistics().xtx, "only --scales hessian and --gptq read it");
   // Without the fallback flag, the MTP block has no statistics: named.
-  expect_refused(convert_args(dir + "/a", "hessian") + " --hessian " + statistics().xtx,
+  expect_refused(testing::tiny_all_linear_args(dir + "/a", "hessian") + " --hessian " + statistics().xtx,
                  "no tensor 'mtp.0.attn.wkv.xtx_blocks' for weight 'mtp.0.attn.wkv.weight'");
   expect_refused(hessian_args(dir + "/a") + " --hessian-damping -1", "--hessian-damping");
   // An amax file is not XᵀX statistics.
-  expect_refused(convert_args(dir + "/a", "hessian") + " --hessian " + statistics().amax,
+  expect_refused(testing::tiny_all_linear_args(dir + "/a", "hessian") + " --hessian " + statistics().amax,
                  "not an XᵀX statistics file");
   // Statistics of another checkpoint: the model fingerprint differs.
   const io::SafetensorsFile real = io::SafetensorsFile::open(statistics().xtx);
@@ -248,7 +197,7 @@ TEST(ConvertHessian, BadStatisticsAreRefusedBeforeAnythingIsWritten) {
     w.commit();
   };
   rewrite(dir + "/other-model.safetensors", "model", "0123456789abcdef");
-  expect_refused(convert_args(dir + "/a", "hessian") + " --hessian " + dir + "/other-model.safetensors",
+  expect_refused(testing::tiny_all_linear_args(dir + "/a", "hessian") + " --hessian " + dir + "/other-model.safetensors",
                  "XᵀX statistics of another checkpoint");
   // Statistics of another calibration run than the --calib file.
   rewrite(dir + "/other-run.safetensors", "fingerprint", "0123456789abcdef");

@@ -1,0 +1,67 @@
+#pragma once
+// GPTQ over NVFP4 codes (Frantar et al. 2022, "GPTQ: Accurate Post-Training Quantization for
+// Generative Pre-trained Transformers"), with the block scales fixed first by any scale method:
+// the columns of a weight W [N, K] are rounded one at a time to E2M1 on their block's scale, and
+// each column's rounding error is spread over the columns not yet rounded so that the layer output
+// X·Wᵀ on the calibration rows changes as little as possible. H = XᵀX (K×K) of the linear's input
+// decides how: with U the upper Cholesky factor of (H + λ·mean(diag H)·I)⁻¹, column i's error
+// e = (w_i − ŵ_i) / U_ii moves every later column j by −e·U_ij. Columns go in batches of B (lazy
+// batch updates: within a batch at once, the later columns once per batch); with static activation
+// order they go in the order of decreasing H_ii, each still rounded on its own block's scale.
+//
+// Rows are independent; each row's arithmetic is in double in a fixed order, so the codes do not
+// depend on the thread count. The working values are rounded to E2M1 exactly as the scale
+// method's own rounding does (x / divisor in f32, round half to even), so a row that receives no
+// update (H a multiple of the identity) gets exactly the codes of plain rounding.
+//
+// Differences from the paper's reference code: a column no calibration row touched (H_ii = 0)
+// keeps its weight (the reference zeroes it) — the block scales were chosen from the weights and
+// other inputs may use that channel; the damping that fails to make H numerically positive
+// definite is retried ten and a hundred and a thousand times larger, then the weight is left to
+// plain rounding (GptqFactor::usable false, counted by the caller).
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "formats/float_span.h"
+#include "formats/nvfp4.h"
+
+namespace fp4kit {
+
+inline constexpr double kDefaultGptqDamping = 0.01;
+inline constexpr size_t kDefaultGptqBlock = 128;
+
+struct GptqOptions {
+  double damping = kDefaultGptqDamping;  // λ of λ·mean(diag H)
+  size_t block = kDefaultGptqBlock;      // columns per lazy batch, a multiple of 16
+  bool act_order = false;                // static activation order: columns by decreasing H_ii
+};
+
+// What the compensation of one input (one H) needs.
+struct GptqFactor {
+  size_t k = 0;
+  std::vector<size_t> order;  // column processed at each step
+  std::vector<double> u;      // upper Cholesky factor of the damped H⁻¹, in processing order, k×k
+  double damping = 0;         // λ that succeeded
+  bool usable = false;        // false: plain rounding; `why` says what was wrong with H
+  std::string why;
+};
+
+// From H (k×k row-major, symmetric). Not usable when H holds NaN or Inf, a negative diagonal value,
+// an all-zero diagonal, or stays not positive definite at 1000·λ (λ = 0 retries 0.01, 0.1 and 1).
+GptqFactor gptq_factor(const std::vector<double>& h, size_t k, const GptqOptions&, unsigned threads);
+
+struct GptqRowStats {
+  uint64_t rows = 0;          // rows compensated
+  uint64_t skipped_rows = 0;  // rows holding NaN or Inf: plain rounding
+};
+
+// The scalar reference. `src` is rows [first_row, first_row + rows) of a [*, k] weight (rows·k
+// values), `scales` their E4M3 block scales (rows·k/16), `scaling` the numerics and global scale
+// the codes are rounded with (the scale method's; nvfp4_quant_divisor). Writes rows·k/2 packed
+// bytes. A factor that is not usable gives the plain rounding of quantize_with_scales.
+GptqRowStats nvfp4_gptq_quantize_rows(FloatSpan src, size_t k, const uint8_t* scales, const Nvfp4Scaling& scaling,
+                                      const GptqFactor& factor, size_t block, uint8_t* packed);
+
+}  // namespace fp4kit
