@@ -27,7 +27,7 @@ struct DataPassOptions {
   // verify/scale_methods.h) and their margin: GPTQ deliberately gives the weights a larger error
   // where the activations do not see it, so their SQNR against the source is lower by design.
   std::set<std::string> gptq_modules;
-  double gptq_sqnr_margin_db = 6.0;
+  double gptq_sqnr_margin_db = 12.0;
   std::optional<double> fail_below_sqnr_db;
   bool expected = true;                   // compute the fresh-quantization expectation
 };

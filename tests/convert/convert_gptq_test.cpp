@@ -16,6 +16,7 @@
 #include <random>
 
 #include "calib/calib_test_util.h"
+#include "checkpoint_edit.h"
 #include "calib/xtx_full_file.h"
 #include "convert/layer_output_error.h"
 #include "convert/tiny_all_linear_args.h"
@@ -148,6 +149,25 @@ TEST(ConvertGptq, VerifiesAndTheReportNamesEachTensorsMethod) {
     EXPECT_EQ(method, want) << name;
   }
   EXPECT_EQ(vj.at("scale_methods").at("mse+gptq"), 34);
+
+  // The wider SQNR margin of GPTQ weights still catches codes that do not encode the source: every
+  // code of one weight changed (its scales left alone) fails verify, naming that weight.
+  const std::string weight = "layers.1.attn.wq_b.weight";
+  const std::string shard = testing::shard_holding(dir + "/out", weight);
+  const io::TensorInfo t = *io::SafetensorsFile::open(shard).find(weight);
+  std::fstream f(shard, std::ios::in | std::ios::out | std::ios::binary);
+  uint64_t header = 0;
+  f.read(reinterpret_cast<char*>(&header), 8);
+  std::vector<char> codes(t.nbytes());
+  f.seekg(static_cast<std::streamoff>(8 + header + t.begin));
+  f.read(codes.data(), static_cast<std::streamsize>(codes.size()));
+  for (char& b : codes) b = static_cast<char>(b ^ 0x36);
+  f.seekp(static_cast<std::streamoff>(8 + header + t.begin));
+  f.write(codes.data(), static_cast<std::streamsize>(codes.size()));
+  f.close();
+  const auto broken = run_fp4kit("verify " + dir + "/out --source " + testing::test_data("dsv4-tiny"));
+  EXPECT_EQ(broken.exit_code, 1) << broken.output;
+  EXPECT_NE(broken.output.find("FAIL [numerics.low_sqnr] '" + weight + "'"), std::string::npos) << broken.output;
 }
 
 TEST(ConvertGptq, IdentityStatisticsGiveThePlainRoundingBytes) {
@@ -203,6 +223,25 @@ TEST(ConvertGptq, LowerLayerOutputErrorThanWithoutOnHeldBackActivations) {
     EXPECT_TRUE(testing::finite_below(gptq, plain)) << m;
     EXPECT_TRUE(testing::finite_below(ordered, plain)) << m;
   }
+  // GPTQ trades weight error for output error: every output verifies, and the weights' SQNR
+  // against the source stays within verify's margin for them (12 dB below a fresh quantization).
+  double worst = 0;
+  std::string worst_name;
+  for (const std::string& m : methods)
+    for (const std::string& variant : {m + "+gptq", m + "+gptq-act-order"}) {
+      const auto v = run_fp4kit("verify " + dir + "/" + variant + " --source " + testing::test_data("dsv4-tiny") +
+                                " --json " + dir + "/" + variant + ".json");
+      EXPECT_EQ(v.exit_code, 0) << variant << "\n" << v.output;
+      const nlohmann::json report = testing::load_json(dir + "/" + variant + ".json");
+      for (const nlohmann::json& t : report.at("tensors_numerics")) {
+        if (!t.at("scale_method").get<std::string>().ends_with("+gptq") || t.at("sqnr_db").is_null()) continue;
+        const double drop = t.at("expected_sqnr_db").get<double>() - t.at("sqnr_db").get<double>();
+        if (drop > worst) worst = drop, worst_name = variant + " " + t.at("name").get<std::string>();
+      }
+    }
+  std::printf("largest SQNR drop of a GPTQ weight below a fresh max quantization: %.2f dB (%s)\n", worst,
+              worst_name.c_str());
+  EXPECT_TRUE(testing::finite_below(worst, 12.0)) << worst_name;
 }
 
 TEST(ConvertGptq, NanStatisticsAreRoundedPlainlyAndCounted) {
