@@ -1,8 +1,5 @@
 #pragma once
-// The calibration batch of an I64 `input_ids` [batch, seq] safetensors file (the oracle's ids), and
-// a file's bytes (calibration outputs are compared byte for byte).
-#include <fstream>
-#include <iterator>
+// The calibration batch of an I64 `input_ids` [batch, seq] safetensors file (the oracle's ids).
 #include <span>
 #include <string>
 
@@ -21,11 +18,6 @@ inline CalibrationBatch load_calibration_ids(const std::string& path) {
   f.read(t, std::as_writable_bytes(std::span(b.ids)));
   b.source = path;
   return b;
-}
-
-inline std::string file_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 }  // namespace fp4kit::testing

@@ -14,6 +14,7 @@
 
 #include "calib/amax_table.h"
 #include "calib/calib_test_util.h"
+#include "convert/dequant_test_util.h"
 #include "calib/calibrate.h"
 #include "calib/xtx_full_file.h"
 #include "calib/xtx_full_observer.h"

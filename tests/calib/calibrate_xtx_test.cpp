@@ -27,6 +27,11 @@ namespace {
 
 using testing::run_fp4kit;
 
+std::string bytes_of(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 // Σ_rows w²·x_a·x_b for every block, in long double, row by row as the rows arrive.
 struct NaiveXtx {
   int64_t cols = 0, rows = 0;
@@ -124,7 +129,7 @@ TEST(CalibrateXtx, BlocksAreThoseOfTheForwardPassRows) {
   const CalibrateReport r = calibrate(testing::test_data("dsv4-tiny"), b, dir + "/amax.safetensors", o);
   calibrate(testing::test_data("dsv4-tiny"), b, dir + "/plain.safetensors", {});
   // The amax file does not change with the statistics beside it.
-  EXPECT_EQ(testing::file_bytes(dir + "/amax.safetensors"), testing::file_bytes(dir + "/plain.safetensors"));
+  EXPECT_EQ(bytes_of(dir + "/amax.safetensors"), bytes_of(dir + "/plain.safetensors"));
 
   const XtxTable table = XtxTable::load(o.hessian_path);
   EXPECT_EQ(r.xtx_entries, table.size());
@@ -170,8 +175,8 @@ TEST(CalibrateXtxCli, KillAfterALayerThenResumeGivesTheSameFiles) {
 
   const auto resumed = run_fp4kit(calibrate_args(dir, "k") + " --resume --hessian " + dir + "/k-xtx.safetensors");
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
-  EXPECT_EQ(testing::file_bytes(dir + "/k-xtx.safetensors"), testing::file_bytes(dir + "/whole-xtx.safetensors"));
-  EXPECT_EQ(testing::file_bytes(dir + "/k.safetensors"), testing::file_bytes(dir + "/whole.safetensors"));
+  EXPECT_EQ(bytes_of(dir + "/k-xtx.safetensors"), bytes_of(dir + "/whole-xtx.safetensors"));
+  EXPECT_EQ(bytes_of(dir + "/k.safetensors"), bytes_of(dir + "/whole.safetensors"));
 
   // A run killed without the statistics cannot be resumed into one with them.
   ::setenv("FP4KIT_TEST_CRASH_AFTER_LAYERS", "1", 1);
@@ -193,7 +198,7 @@ TEST(CalibrateXtxCli, RefusesTheGpuAnExistingFileAndTheOutputItself) {
   const auto exists = run_fp4kit(calibrate_args(dir, "e") + " --hessian " + dir + "/e-xtx.safetensors");
   EXPECT_EQ(exists.exit_code, 2) << exists.output;
   EXPECT_NE(exists.output.find("e-xtx.safetensors: exists"), std::string::npos) << exists.output;
-  EXPECT_EQ(testing::file_bytes(dir + "/e-xtx.safetensors"), "x");
+  EXPECT_EQ(bytes_of(dir + "/e-xtx.safetensors"), "x");
   EXPECT_FALSE(std::filesystem::exists(dir + "/e.safetensors"));
 
   const auto same = run_fp4kit(calibrate_args(dir, "s") + " --hessian " + dir + "/s.safetensors");
