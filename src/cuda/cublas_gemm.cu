@@ -154,7 +154,7 @@ size_t CublasGemm::cached_plans() const {
 }
 
 void CublasGemm::bf16_gemm(const uint16_t* x, const uint16_t* w, void* y, GemmOutput out, int64_t m, int64_t n,
-                           int64_t k, StreamHandle stream) {
+                           int64_t k, StreamHandle stream, float alpha) {
   const std::string shape = shape_text(m, n, k, out);
   if (m < 0 || n <= 0 || k <= 0) throw InputError(shape + ": M must be >= 0, N and K positive");
   if (out != GemmOutput::F32 && out != GemmOutput::Bf16) throw InputError(shape + ": unknown output type");
@@ -162,7 +162,7 @@ void CublasGemm::bf16_gemm(const uint16_t* x, const uint16_t* w, void* y, GemmOu
   if (!x || !w || !y) throw InputError(shape + ": null x, W or y");
   const PlanKey key{m, n, k, out, alignment(x), alignment(w), alignment(y)};
   const Plan& p = impl_->plan(key, shape);
-  const float alpha = 1.0f, beta = 0.0f;
+  const float beta = 0.0f;
   check_lt(cublaslt().Matmul(impl_->handle, p.desc, &alpha, w, p.a, x, p.b, &beta, y, p.d, y, p.d, &p.algo,
                           impl_->workspace.data(), p.workspace, stream),
            "cublasLtMatmul", shape);

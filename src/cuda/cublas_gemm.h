@@ -29,12 +29,12 @@ class CublasGemm {
   CublasGemm(const CublasGemm&) = delete;
   CublasGemm& operator=(const CublasGemm&) = delete;
 
-  // y[M, N] = x[M, K] · W[N, K]ᵀ, all row-major and dense; x and W BF16 bits, y F32 or BF16 (rounded
-  // once from the F32 sum, unless built with Bf16Partials::AnyScheme). M = 0 does
+  // y[M, N] = alpha · x[M, K] · W[N, K]ᵀ, all row-major and dense; x and W BF16 bits, y F32 or BF16
+  // (rounded once from the F32 result, unless built with Bf16Partials::AnyScheme). M = 0 does
   // nothing; N, K must be positive. InputError for bad arguments, DeviceError (naming the call and
   // the shape) when cuBLASLt fails or has no algorithm.
   void bf16_gemm(const uint16_t* x, const uint16_t* w, void* y, GemmOutput out, int64_t m, int64_t n, int64_t k,
-                 StreamHandle stream);
+                 StreamHandle stream, float alpha = 1.0f);
 
   // y[M, N] = x[M, K] · W[N, K]ᵀ in full F32 (F32 products and sums, no TF32), with row strides ldx
   // (>= K) and ldy (>= N) for x and y, W dense: the engine's F32 check mode.

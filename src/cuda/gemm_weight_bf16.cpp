@@ -6,9 +6,11 @@
 namespace fp4kit::cuda {
 
 bool decodes_to_bf16_exactly(const GemmWeight& w) {
-  return w.format == WeightFormat::Bf16 || w.format == WeightFormat::Mxfp4 ||
+  return w.format == WeightFormat::Bf16 || w.format == WeightFormat::Mxfp4 || w.format == WeightFormat::Nvfp4 ||
          (w.format == WeightFormat::Fp8Block && !w.fp8_scales_f32);
 }
+
+float gemm_weight_bf16_alpha(const GemmWeight& w) { return w.format == WeightFormat::Nvfp4 ? w.global_scale : 1.0f; }
 
 const uint16_t* gemm_weight_bf16(const GemmWeight& w, uint16_t* scratch, StreamHandle stream) {
   if (!decodes_to_bf16_exactly(w))
@@ -16,7 +18,9 @@ const uint16_t* gemm_weight_bf16(const GemmWeight& w, uint16_t* scratch, StreamH
                      "] whose stored form does not decode to BF16 exactly");
   if (w.format == WeightFormat::Bf16) return static_cast<const uint16_t*>(w.data);
   const size_t n = static_cast<size_t>(w.n) * static_cast<size_t>(w.k);
-  if (w.format == WeightFormat::Mxfp4) {
+  if (w.format == WeightFormat::Nvfp4) {
+    nvfp4_block_values_bf16(static_cast<const uint8_t*>(w.data), static_cast<const uint8_t*>(w.scales), n, scratch, stream);
+  } else if (w.format == WeightFormat::Mxfp4) {
     mxfp4_dequantize_bf16(static_cast<const uint8_t*>(w.data), static_cast<const uint8_t*>(w.scales), n, scratch, stream);
   } else {
     const Fp8BlockShape fs{static_cast<size_t>(w.n), static_cast<size_t>(w.k), Fp8ScaleKind::E8M0};

@@ -38,6 +38,12 @@ void nvfp4_quantize(const void* src, DType dtype, size_t n, const Nvfp4Scaling& 
 void nvfp4_dequantize_f32(const uint8_t* packed, const uint8_t* scales, size_t n, const Nvfp4Scaling& scaling, float* out,
                           StreamHandle stream);
 
+// The block values of an NVFP4 weight, E2M1 × E4M3 without the global scale, as BF16: exact (a
+// product of 2 and 4 significant bits, 2^-10 .. 2688), so a BF16 product with the global scale as its
+// alpha computes what the weight GEMMs compute. n elements (a multiple of 16); NaN scale bytes give
+// NaN; code 0x8 gives +0.0 (ModelOpt). Out 16-byte aligned.
+void nvfp4_block_values_bf16(const uint8_t* packed, const uint8_t* scales, size_t n, uint16_t* out, StreamHandle stream);
+
 // ---- MXFP4 (mxfp4_ref) ----------------------------------------------------------------------
 
 // n elements (a multiple of 32): packed n/2 bytes and n/32 E8M0 bytes in, n values out.

@@ -166,7 +166,8 @@ void GpuLinear::apply(const float* x, int64_t ldx, const LinearWeight& w, float*
   if (w.dense)
     gemm_.bf16_gemm(xb, w.owned.data<uint16_t>() + row0 * w.k, out, cuda::GemmOutput::F32, m, rows, w.k, stream_.get());
   else if (values)
-    gemm_.bf16_gemm(xb, values + row0 * w.k, out, cuda::GemmOutput::F32, m, rows, w.k, stream_.get());
+    gemm_.bf16_gemm(xb, values + row0 * w.k, out, cuda::GemmOutput::F32, m, rows, w.k, stream_.get(),
+                    cuda::gemm_weight_bf16_alpha(w.stored));
   else
     cuda::weight_gemm(xb, m, row_slice(w.stored, row0, rows), out, cuda::GemmOutput::F32, stream_.get());
   if (out != y)

@@ -13,9 +13,10 @@ namespace fp4kit::gpu_engine {
 enum class Precision : uint8_t { Bf16, F32 };
 
 // BF16 products of at least this many rows read the weight as BF16 values through cuBLASLt where
-// its stored form decodes to BF16 exactly (BF16, MXFP4, FP8 blocks with E8M0 scales): decoding it
-// once costs less than decoding it in every tile at this size, and the product is the same (the
-// same BF16 values, F32 sums in another order). Fewer rows go through the weight GEMMs.
+// its stored form decodes to BF16 exactly (BF16, MXFP4, FP8 blocks with E8M0 scales, NVFP4's block
+// values with its global scale as the product's alpha): decoding it once costs less than decoding it
+// in every tile at this size, and the product is the same (the same BF16 values, F32 sums in another
+// order). Fewer rows go through the weight GEMMs.
 inline constexpr int64_t kDecodeOnceRows = 1024;
 // The same for the routed experts of a layer, by the rows an expert gets on average (T·k / E).
 inline constexpr int64_t kDecodeOnceExpertRows = 128;

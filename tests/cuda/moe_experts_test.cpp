@@ -693,19 +693,12 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"Decoded_Mxfp4_T20_E16_DuplicateExperts", F::Mxfp4, 16, 20, 6, 256, 128, S::Duplicates, true, 0.6, true, kF32,
              true},
         Case{"Decoded_Bf16_T300_E16", F::Bf16, 16, 300, 6, 256, 128, S::Uniform, true, 0.6, false, kF32, true},
+        Case{"Decoded_Nvfp4_T300_E64_EmptyExperts", F::Nvfp4, 64, 300, 6, 256, 128, S::Subset, true, 0.6, false, kF32, true},
+        Case{"Decoded_Nvfp4_T37_E16_AllTokensOnOneExpert", F::Nvfp4, 16, 37, 1, 256, 128, S::AllOnOne, false, 0.6, true,
+             kBf16, true},
+        Case{"Decoded_Nvfp4_FlashShape_T64_E4", F::Nvfp4, 4, 64, 2, 4096, 2048, S::Uniform, true, 0.6, false, kF32, true},
         Case{"Decoded_Mxfp4_FlashShape_T64_E4", F::Mxfp4, 4, 64, 2, 4096, 2048, S::Uniform, true, 0.6, false, kF32, true}),
     [](const ::testing::TestParamInfo<Case>& param) { return param.param.name; });
-
-// NVFP4 weights do not decode to BF16 exactly (the global scale): the decoded path declines them.
-TEST(CudaMoeExpertsDecoded, DeclinesNvfp4) {
-  FP4KIT_REQUIRE_GPU();
-  const auto layer = make_layer(F::Nvfp4, 4, 256, 128, 9);
-  MoeWorkspace ws(8, 2, 4, 256, 128);
-  Stream s;
-  CublasGemm gemm;
-  EXPECT_FALSE(moe_expert_products_decoded(layer->d1, layer->d3, layer->d2, std::vector<int32_t>(5, 0), 0.0f, ws, gemm,
-                                           s.get()));
-}
 
 // One workspace through calls of different sizes: nothing of a longer call may leak into a shorter one.
 TEST(CudaMoeExpertsWorkspace, ReusedAcrossTokenCounts) {

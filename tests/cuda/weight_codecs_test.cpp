@@ -543,6 +543,38 @@ TEST(CudaNvfp4Dequantize, EveryScaleByteBothNumericsSpecialGlobals) {
                InputError);
 }
 
+// The block values alone as BF16 (for products that apply the global scale as alpha): every E4M3
+// scale byte, NaN bytes included, under random codes; the reference is the CPU dequantization with
+// a global scale of 1 (ModelOpt numerics), rounded to BF16, which the test also checks is exact.
+TEST(CudaNvfp4Dequantize, BlockValuesAsBf16AreTheCpuValuesExactly) {
+  FP4KIT_REQUIRE_GPU();
+  Stream s;
+  std::mt19937 rng(78);
+  const size_t blocks = 256 * 3 + 5, n = blocks * 16;
+  std::vector<uint8_t> packed(n / 2), scales(blocks);
+  for (auto& b : packed) b = static_cast<uint8_t>(rng());
+  for (size_t b = 0; b < blocks; ++b) scales[b] = static_cast<uint8_t>(b < 256 ? b : rng());
+  Nvfp4Scaling unit;
+  unit.numerics = Nvfp4Numerics::ModelOpt;
+  unit.global = 1.0f;
+  std::vector<float> values(n);
+  nvfp4_ref::dequantize(packed.data(), scales.data(), n, unit, values.data());
+  std::vector<uint16_t> want(n);
+  for (size_t i = 0; i < n; ++i) {
+    want[i] = BF16::from_float(values[i]).bits;
+    if (!std::isnan(values[i])) ASSERT_EQ(BF16{want[i]}.to_float(), values[i]) << "value " << i << " is not exact in BF16";
+  }
+  DeviceBuffer d_packed = to_device(packed, s, "nvfp4 packed");
+  DeviceBuffer d_scales = to_device(scales, s, "nvfp4 scales");
+  DeviceBuffer out = poisoned<uint16_t>(n, s, "nvfp4 bf16 out");
+  nvfp4_block_values_bf16(d_packed.data<uint8_t>(), d_scales.data<uint8_t>(), n, out.data<uint16_t>(), s.get());
+  const std::vector<uint16_t> got = to_host<uint16_t>(out.data(), n, s);
+  for (size_t i = 0; i < n; ++i)
+    ASSERT_EQ(got[i], want[i]) << "element " << i << ", code " << hex(unpack_e2m1(packed[i / 2], static_cast<unsigned>(i)).bits, 1)
+                               << " scale byte " << hex(scales[i / 16], 2);
+  EXPECT_THROW(nvfp4_block_values_bf16(d_packed.data<uint8_t>(), d_scales.data<uint8_t>(), 24, nullptr, s.get()), InputError);
+}
+
 // Every scale byte over groups whose nibbles are zero magnitudes (codes 0 and 0x8) in some 2- or
 // 4-byte words and not in others: zero vectors take the table path under any byte but 0xFF, which
 // stays NaN; the words beside them (subnormal or overflowing products) compute element by element.
