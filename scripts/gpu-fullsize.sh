@@ -13,8 +13,11 @@
 # the model (--recipe all-linear --weight-only: every linear requantized to NVFP4) and compares the two
 # on the GPU (4 x 256 tokens) into OUT_DIR/compare-<name>.json. With EVAL=1 it evaluates that
 # conversion against the model on the GPU (EVAL_SAMPLES x 512 tokens, default 16; both models side by
-# side, each layer's residual error) into OUT_DIR/eval-<name>.{json,html,log}. GPU_MEMORY passes
-# --gpu-memory to calibrate.
+# side, each layer's residual error) into OUT_DIR/eval-<name>.{json,html,log}. With GENERATE=N it times
+# greedy generation on the GPU after the first 512-token sample (BF16, the caches on the device):
+# one token, then 1 + N tokens (generate prints the prompt's and the decode's time), and the same
+# without the caches (--no-cache, every step reruns the sequence) into OUT_DIR/generate-<name>.txt.
+# GPU_MEMORY passes --gpu-memory to calibrate.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-gpu-results}}
@@ -70,6 +73,21 @@ if [ "${COMPARE:-0}" = 1 ]; then
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('compare:', d['summary'])" "$out/compare-$name.json"
   tail -1 "$out/compare-$name.log"
   rm -rf "$model.nvfp4" "$model.compare.ids"
+fi
+if [ "${GENERATE:-0}" -gt 0 ]; then
+  head -1 "$model.ids" > "$model.prompt.ids"
+  n=$GENERATE
+  {
+    for run in "1" "$((n + 1))" "1 --no-cache" "$((n + 1)) --no-cache"; do
+      start=$(date +%s.%N)
+      # shellcheck disable=SC2086
+      timeout "${FULLSIZE_TIMEOUT:-240}" $bin generate "$model" --ids-file "$model.prompt.ids" --device cuda \
+        --ignore-eos --max-new-tokens $run > "$model.generate.log" 2>&1 || rc=1
+      echo "generate --max-new-tokens $run: $(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }') s;" \
+        "$(grep -E '^prompt' "$model.generate.log" | tr '\n' ' ')"
+    done
+  } | tee "$out/generate-$name.txt"
+  rm -f "$model.prompt.ids" "$model.generate.log"
 fi
 rm -rf "$model" "$model.ids" "$model.nvfp4" "$model.amax.safetensors" "$model.amax.safetensors.state"
 exit $rc

@@ -1,6 +1,7 @@
-// fp4kit generate MODEL: greedy decoding with the f32 reference forward pass and its KV cache, or
-// on the GPU (no device KV cache yet: each token reruns the sequence, the checkpoint resident where
-// it fits); parsing and printing only. The last line of stdout is the new token ids.
+// fp4kit generate MODEL: greedy decoding with the f32 reference forward pass, or on the GPU (the
+// checkpoint resident where it fits), each with its attention caches; parsing and printing only.
+// The last line of stdout is the new token ids.
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -10,6 +11,7 @@
 #include "cli/commands.h"
 #include "cuda/device.h"
 #include "engine/engine.h"
+#include "engine/layer_runner.h"
 #include "engine/generate.h"
 #include "engine/token_ids.h"
 #include "gpu_engine/gpu_layer_runner.h"
@@ -36,21 +38,21 @@ void run(const GenerateArgs& a) {
   if (ids.batch != 1) throw InputError("generate: give one prompt (got " + std::to_string(ids.batch) + " sequences)");
   engine::EngineOptions o;
   o.threads = a.threads;
-  engine::Generation g;
-  std::string mode;
-  if (on_gpu) {
-    const auto runner =
-        gpu_engine::make_gpu_runner(a.model, o, precision, gpu_engine::parse_gpu_memory(a.gpu_memory));
-    const std::optional<int64_t> eos = a.ignore_eos ? std::nullopt : engine::config_eos_token_id(runner->config().base.raw);
-    g = engine::generate_greedy_rerun(*runner, ids.ids, a.max_new_tokens, eos);
-    mode = std::string(", GPU ") + gpu_engine::precision_name(precision) + ", each token reruns the sequence";
-  } else {
-    engine::Engine eng(a.model, o);
-    const std::optional<int64_t> eos = a.ignore_eos ? std::nullopt : engine::config_eos_token_id(eng.config().base.raw);
-    g = engine::generate_greedy(eng, ids.ids, a.max_new_tokens, !a.no_cache, eos);
-    if (a.no_cache) mode = ", no cache";
-  }
+  const std::unique_ptr<engine::LayerRunner> runner =
+      on_gpu ? gpu_engine::make_gpu_runner(a.model, o, precision, gpu_engine::parse_gpu_memory(a.gpu_memory))
+             : engine::make_cpu_runner(a.model, o);
+  const std::optional<int64_t> eos = a.ignore_eos ? std::nullopt : engine::config_eos_token_id(runner->config().base.raw);
+  const engine::Generation g = engine::generate_greedy(*runner, ids.ids, a.max_new_tokens, !a.no_cache, eos);
+  std::string mode = on_gpu ? std::string(", GPU ") + gpu_engine::precision_name(precision) : std::string();
+  if (a.no_cache) mode += ", no cache";
   std::printf("prompt: %zu tokens, generated %zu (greedy%s)\n", ids.ids.size(), g.tokens.size(), mode.c_str());
+  // Timings on stderr, so that stdout stays the two lines scripts read.
+  if (!g.tokens.empty()) {
+    const double decoded = static_cast<double>(g.tokens.size() - 1);
+    std::fprintf(stderr, "prompt + first token: %.3f s (%.1f prompt tokens/s); next %zu tokens: %.3f s (%.2f tokens/s)\n",
+                 g.prompt_seconds, static_cast<double>(ids.ids.size()) / std::max(g.prompt_seconds, 1e-9),
+                 g.tokens.size() - 1, g.decode_seconds, decoded > 0 ? decoded / std::max(g.decode_seconds, 1e-9) : 0.0);
+  }
   std::string line;
   for (size_t i = 0; i < g.tokens.size(); ++i) {
     if (i) line += ' ';
@@ -71,9 +73,8 @@ void add_command(CLI::App& app) {
   cmd->add_option("--threads", args->threads, "Worker threads (default: all cores)");
   cmd->add_flag("--no-cache", args->no_cache, "Rerun the whole sequence for every token (slow; for checking)");
   cmd->add_option("--device", args->device,
-                  "cpu (the f32 reference with its KV cache) or cuda (the GPU forward pass; it keeps no KV cache on "
-                  "the device yet, so each new token reruns the sequence; a checkpoint that fits in half the GPU "
-                  "memory stays resident, else every step streams it)")
+                  "cpu (the f32 reference) or cuda (the GPU forward pass, its caches on the device; a checkpoint "
+                  "that fits in half the GPU memory stays resident, else every step streams it)")
       ->capture_default_str();
   add_gpu_memory_option(cmd, args->gpu_memory);
   add_precision_option(cmd, args->precision);

@@ -13,7 +13,7 @@ constexpr int kThreads = 128;
 
 // One thread per (sequence, entry, channel); slots in engine::compressor_append's order.
 __global__ void compressor_prefill_kernel(CompressorPrefill c, SequenceBatch sb) {
-  const int64_t count = sb.seq / c.ratio, d = c.width, m = c.ratio;
+  const int64_t count = sb.total() / c.ratio, d = c.width, m = c.ratio, stride = sb.key_stride();
   const int64_t total = sb.batch * count * d;
   const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (e >= total) return;
@@ -22,16 +22,16 @@ __global__ void compressor_prefill_kernel(CompressorPrefill c, SequenceBatch sb)
   const bool previous = c.overlap && w >= 1;
   auto z_of = [&](int64_t slot) {  // gate + ape of slot: previous window's first half, then this window
     if (previous && slot < m) {
-      const int64_t row = b * sb.seq + (w - 1) * m + slot;
+      const int64_t row = b * stride + (w - 1) * m + slot;
       return c.gate[row * rw + ch] + c.ape[slot * rw + ch];
     }
-    const int64_t i = previous ? slot - m : slot, row = b * sb.seq + w * m + i;
+    const int64_t i = previous ? slot - m : slot, row = b * stride + w * m + i;
     return c.gate[row * rw + off + ch] + c.ape[i * rw + off + ch];
   };
   auto v_of = [&](int64_t slot) {
-    if (previous && slot < m) return c.kv[(b * sb.seq + (w - 1) * m + slot) * rw + ch];
+    if (previous && slot < m) return c.kv[(b * stride + (w - 1) * m + slot) * rw + ch];
     const int64_t i = previous ? slot - m : slot;
-    return c.kv[(b * sb.seq + w * m + i) * rw + off + ch];
+    return c.kv[(b * stride + w * m + i) * rw + off + ch];
   };
   const int64_t slots = previous ? 2 * m : m;
   float mx = -INFINITY;
@@ -46,8 +46,8 @@ __global__ void compressor_prefill_kernel(CompressorPrefill c, SequenceBatch sb)
 // One block per query row.
 __global__ void indexer_select_kernel(IndexerSelect s, SequenceBatch sb) {
   extern __shared__ float score[];  // [visible], then chosen flags
-  const int64_t row = blockIdx.x, b = row / sb.seq, t = row % sb.seq;
-  const int64_t visible = (t + 1) / 4, keep = visible < s.top_k ? visible : s.top_k;
+  const int64_t row = blockIdx.x, b = row / sb.seq, p = sb.past + row % sb.seq;
+  const int64_t visible = (p + 1) / 4, keep = visible < s.top_k ? visible : s.top_k;
   int32_t* picks = s.picks + row * s.top_k;
   if (threadIdx.x == 0) s.count[row] = static_cast<int32_t>(keep);
   if (keep == visible) {  // every causal entry: the scores do not matter
@@ -57,7 +57,7 @@ __global__ void indexer_select_kernel(IndexerSelect s, SequenceBatch sb) {
   unsigned char* chosen = reinterpret_cast<unsigned char*>(score + visible);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   const float scale = 1.0f / sqrtf(static_cast<float>(s.head_dim));
-  const int64_t count = sb.seq / 4;
+  const int64_t count = sb.total() / 4;
   for (int64_t e = warp; e < visible; e += warps) {
     const float* k = s.keys + (b * count + e) * s.head_dim;
     float total = 0;
@@ -89,16 +89,16 @@ __global__ void attention_core_kernel(AttentionCore a, SequenceBatch sb) {
   extern __shared__ float score[];  // [keys]
   __shared__ float fscratch[32];
   __shared__ double dscratch[32];
-  const int64_t row = blockIdx.x / a.heads, h = blockIdx.x % a.heads, b = row / sb.seq, t = row % sb.seq;
+  const int64_t row = blockIdx.x / a.heads, h = blockIdx.x % a.heads, b = row / sb.seq, p = sb.past + row % sb.seq;
   const int64_t D = a.head_dim;
-  const int64_t n_window = t + 1 < a.window ? t + 1 : a.window;
+  const int64_t n_window = p + 1 < a.window ? p + 1 : a.window;
   int64_t n_entries = 0;
-  if (a.compressed == CompressedKeys::AllCausal) n_entries = (t + 1) / a.ratio;
+  if (a.compressed == CompressedKeys::AllCausal) n_entries = (p + 1) / a.ratio;
   if (a.compressed == CompressedKeys::Picked) n_entries = a.pick_count[row];
   const int64_t n = n_window + n_entries;
-  const int64_t count = a.ratio > 0 ? sb.seq / a.ratio : 0;
+  const int64_t count = a.ratio > 0 ? sb.total() / a.ratio : 0;
   auto key = [&](int64_t j) -> const float* {
-    if (j < n_window) return a.kv + (b * sb.seq + t - n_window + 1 + j) * D;
+    if (j < n_window) return a.kv + (b * sb.key_stride() + p - n_window + 1 + j) * D;
     const int64_t i = j - n_window;
     const int64_t entry = a.compressed == CompressedKeys::Picked ? a.picks[row * a.pick_stride + i] : i;
     return a.entries + (b * count + entry) * D;
@@ -134,7 +134,14 @@ __global__ void attention_core_kernel(AttentionCore a, SequenceBatch sb) {
 }
 
 std::string batch_text(const SequenceBatch& b) {
-  return "batch=" + std::to_string(b.batch) + " seq=" + std::to_string(b.seq);
+  return "batch=" + std::to_string(b.batch) + " seq=" + std::to_string(b.seq) + " past=" + std::to_string(b.past);
+}
+
+// A continuation's key-side rows must hold every token so far.
+void check_batch(const char* kernel, const SequenceBatch& b) {
+  if (b.batch < 0 || b.seq < 0 || b.past < 0 || (b.kv_rows != 0 && b.kv_rows < b.total()))
+    throw InputError(std::string(kernel) + ": bad sequence batch (" + batch_text(b) + " kv_rows=" +
+                     std::to_string(b.kv_rows) + ")");
 }
 
 }  // namespace
@@ -143,7 +150,8 @@ void compressor_prefill(const CompressorPrefill& c, const SequenceBatch& b, Stre
   if (c.ratio < 1 || c.width < 1 || !c.kv || !c.gate || !c.ape || !c.entries)
     throw InputError("compressor_prefill: bad arguments (ratio " + std::to_string(c.ratio) + ", width " +
                      std::to_string(c.width) + ")");
-  const int64_t total = b.batch * (b.seq / c.ratio) * c.width;
+  check_batch("compressor_prefill", b);
+  const int64_t total = b.batch * (b.total() / c.ratio) * c.width;
   if (total == 0) return;
   compressor_prefill_kernel<<<ceil_div(static_cast<size_t>(total), 256), 256, 0, stream>>>(c, b);
   check_launch("compressor_prefill", batch_text(b) + " ratio=" + std::to_string(c.ratio) + " width=" + std::to_string(c.width));
@@ -153,12 +161,13 @@ void indexer_select(const IndexerSelect& s, const SequenceBatch& b, StreamHandle
   if (s.heads < 1 || s.head_dim < 1 || s.top_k < 1 || !s.q || !s.head_weights || !s.keys || !s.picks || !s.count)
     throw InputError("indexer_select: bad arguments (heads " + std::to_string(s.heads) + ", head_dim " +
                      std::to_string(s.head_dim) + ", top_k " + std::to_string(s.top_k) + ")");
+  check_batch("indexer_select", b);
   if (b.tokens() == 0) return;
-  const int64_t visible = b.seq / 4;
+  const int64_t visible = b.total() / 4;
   const size_t smem = static_cast<size_t>(visible) * 5;
   if (smem > 200 * 1024)
-    throw InputError("indexer_select: " + std::to_string(visible) + " compressed entries per sequence do not fit (seq " +
-                     std::to_string(b.seq) + ")");
+    throw InputError("indexer_select: " + std::to_string(visible) + " compressed entries per sequence do not fit (" +
+                     batch_text(b) + ")");
   auto kernel = indexer_select_kernel;
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
         "indexer_select: shared memory attribute");
@@ -178,8 +187,8 @@ void check_attention_core(const AttentionCore& a) {
 
 // The most keys a row can have: its window and every entry it may see.
 int64_t max_keys(const AttentionCore& a, const SequenceBatch& b) {
-  int64_t keys = a.window < b.seq ? a.window : b.seq;
-  const int64_t entries = a.ratio > 0 ? b.seq / a.ratio : 0;
+  int64_t keys = a.window < b.total() ? a.window : b.total();
+  const int64_t entries = a.ratio > 0 ? b.total() / a.ratio : 0;
   if (a.compressed == CompressedKeys::AllCausal) keys += entries;
   if (a.compressed == CompressedKeys::Picked) keys += a.pick_stride < entries ? a.pick_stride : entries;
   return keys;
@@ -189,6 +198,7 @@ int64_t max_keys(const AttentionCore& a, const SequenceBatch& b) {
 
 void attention_core(const AttentionCore& a, const SequenceBatch& b, StreamHandle stream) {
   check_attention_core(a);
+  check_batch("attention_core", b);
   if (b.tokens() == 0) return;
   if (attention_core_tiled(a, b, max_keys(a, b), stream)) return;
   attention_core_reference(a, b, stream);
@@ -196,6 +206,7 @@ void attention_core(const AttentionCore& a, const SequenceBatch& b, StreamHandle
 
 void attention_core_reference(const AttentionCore& a, const SequenceBatch& b, StreamHandle stream) {
   check_attention_core(a);
+  check_batch("attention_core", b);
   if (b.tokens() == 0) return;
   const int64_t keys = max_keys(a, b);
   const size_t smem = static_cast<size_t>(keys) * 4;

@@ -50,18 +50,18 @@ __global__ void __launch_bounds__(kThreads) attention_core_tiled_kernel(Attentio
 
   const int64_t per_row = a.heads / HB;
   const int64_t row = blockIdx.x / per_row, h0 = blockIdx.x % per_row * HB;
-  const int64_t b = row / sb.seq, t = row % sb.seq, D = a.head_dim;
-  const int64_t n_window = t + 1 < a.window ? t + 1 : a.window;
+  const int64_t b = row / sb.seq, p = sb.past + row % sb.seq, D = a.head_dim;
+  const int64_t n_window = p + 1 < a.window ? p + 1 : a.window;
   int64_t n_entries = 0;
-  if (a.compressed == CompressedKeys::AllCausal) n_entries = (t + 1) / a.ratio;
+  if (a.compressed == CompressedKeys::AllCausal) n_entries = (p + 1) / a.ratio;
   if (a.compressed == CompressedKeys::Picked) n_entries = a.pick_count[row];
   const int n = static_cast<int>(n_window + n_entries);
-  const int64_t count = a.ratio > 0 ? sb.seq / a.ratio : 0;
+  const int64_t count = a.ratio > 0 ? sb.total() / a.ratio : 0;
   const int tid = threadIdx.x, th = tid / 16, tk = tid % 16;
 
   for (int j = tid; j < n; j += kThreads) {
     if (j < n_window) {
-      keys[j] = a.kv + (b * sb.seq + t - n_window + 1 + j) * D;
+      keys[j] = a.kv + (b * sb.key_stride() + p - n_window + 1 + j) * D;
     } else {
       const int64_t i = j - n_window;
       const int64_t entry = a.compressed == CompressedKeys::Picked ? a.picks[row * a.pick_stride + i] : i;
@@ -178,6 +178,7 @@ bool attention_core_tiled(const AttentionCore& a, const SequenceBatch& b, int64_
   const int64_t blocks = b.tokens() * (a.heads / (16 * rh));
   kernel<<<static_cast<unsigned>(blocks), kThreads, smem, stream>>>(a, b, n_stride);
   check_launch("attention_core (tiled)", "batch=" + std::to_string(b.batch) + " seq=" + std::to_string(b.seq) +
+                                             " past=" + std::to_string(b.past) +
                                              " heads=" + std::to_string(a.heads) + " head_dim=" + std::to_string(a.head_dim) +
                                              " keys<=" + std::to_string(max_keys));
   return true;

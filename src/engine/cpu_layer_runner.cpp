@@ -9,10 +9,22 @@ class CpuLayerRunner : public LayerRunner {
  public:
   CpuLayerRunner(const std::string& dir, const EngineOptions& o) : engine_(dir, o) {}
   const ModelConfig& config() const override { return engine_.config(); }
-  void embed(const std::vector<int64_t>& ids, int64_t batch) override { state_ = engine_.embed(ids, batch); }
+  void embed(const std::vector<int64_t>& ids, int64_t batch) override {
+    state_ = engine_.embed(ids, batch);
+    continued_ = false;
+  }
+  void embed_continued(const std::vector<int64_t>& ids, int64_t batch, int64_t) override {
+    state_ = engine_.embed(ids, batch);
+    continued_ = true;
+  }
+  void embed_next(const std::vector<int64_t>& ids) override {
+    if (!continued_) throw Error("embed_next: no batch to continue (start it with embed_continued)");
+    engine_.embed_next(state_, ids);
+  }
   void run_layer(int64_t layer) override {
     engine_.run_layer(layer, state_);
-    for (auto& seq : state_.sequences) seq.layers[static_cast<size_t>(layer)] = {};  // no continuation: caches go
+    if (!continued_)
+      for (auto& seq : state_.sequences) seq.layers[static_cast<size_t>(layer)] = {};  // no continuation: caches go
   }
   std::vector<float> hidden() const override { return state_.hidden; }
   void set_hidden(const std::vector<float>& streams, int64_t) override {
@@ -35,6 +47,7 @@ class CpuLayerRunner : public LayerRunner {
  private:
   Engine engine_;
   ForwardState state_;
+  bool continued_ = false;
 };
 
 }  // namespace

@@ -16,6 +16,8 @@ namespace fp4kit::engine {
 struct Generation {
   std::vector<int64_t> tokens;     // the new tokens
   std::vector<float> step_logits;  // [tokens, vocab]: the logits each token was chosen from
+  double prompt_seconds = 0;       // the first step (the prompt, and the first token)
+  double decode_seconds = 0;       // the steps after it (one token each)
 };
 
 // Index of the largest logit; the first one on ties (as torch.argmax).
@@ -24,13 +26,10 @@ int64_t argmax(const float* logits, int64_t n);
 // The end-of-sequence id of a config.json (eos_token_id, or the first of a list), if it names one.
 std::optional<int64_t> config_eos_token_id(const nlohmann::json& config);
 
-// Stops after max_new_tokens, or after emitting `eos` when given.
-Generation generate_greedy(Engine& engine, const std::vector<int64_t>& prompt, int64_t max_new_tokens,
+// Greedy decoding over a layer runner (the CPU engine or the GPU pass): with its attention caches
+// (embed_continued / embed_next), or rerunning the whole sequence so far at every step. Stops after
+// max_new_tokens, or after emitting `eos` when given.
+Generation generate_greedy(LayerRunner& runner, const std::vector<int64_t>& prompt, int64_t max_new_tokens,
                            bool use_cache = true, std::optional<int64_t> eos = std::nullopt);
-
-// The same without a cache, over any layer runner (the GPU pass keeps no KV cache on the device):
-// each step runs the whole sequence so far and takes the last position's logits.
-Generation generate_greedy_rerun(LayerRunner& runner, const std::vector<int64_t>& prompt, int64_t max_new_tokens,
-                                 std::optional<int64_t> eos = std::nullopt);
 
 }  // namespace fp4kit::engine

@@ -31,13 +31,19 @@ class LayerRunner {
   virtual const ModelConfig& config() const = 0;
   // A new batch: ids [batch, seq], sequence-major, every sequence from position 0.
   virtual void embed(const std::vector<int64_t>& ids, int64_t batch) = 0;
+  // The same, keeping each sequence's attention caches so that embed_next() can continue it
+  // (generation); `max_tokens` per sequence is a hint for sizing them.
+  virtual void embed_continued(const std::vector<int64_t>& ids, int64_t batch, int64_t max_tokens) = 0;
+  // The next ids.size()/batch tokens of every sequence of a continued batch, once every layer of the
+  // last step ran; run_layer() from layer 0 and head() then give the new tokens' logits.
+  virtual void embed_next(const std::vector<int64_t>& ids) = 0;
   // The next layer; InputError naming the layer if its output holds a non-finite value.
   virtual void run_layer(int64_t layer) = 0;
   // The hc residual streams [tokens, hc, hidden] after the last layer run.
   virtual std::vector<float> hidden() const = 0;
   // Streams saved after layer `after_layer`: the next run_layer is after_layer + 1.
   virtual void set_hidden(const std::vector<float>& streams, int64_t after_layer) = 0;
-  // Logits [tokens, vocab] once every layer ran.
+  // Logits [tokens, vocab] of this step's tokens once every layer ran.
   virtual std::vector<float> head() = 0;
   // Runs the layer run_layer() last ran once more, with this runner's weights, on other streams of
   // this batch's shape (in place), leaving the runner's own streams as they were: what this model's

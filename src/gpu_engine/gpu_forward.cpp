@@ -86,6 +86,15 @@ std::string gib(size_t bytes) {
 
 }  // namespace
 
+// One layer's key-side rows of every sequence of a batch that will be continued: the shared KV
+// head's rows and the compressors' projected inputs, [batch, rows, width] each, positions
+// 0 .. past-1 filled. The compressed entries are pooled again from these rows at every step: an
+// entry is a pure function of its window's rows, so the result is the whole sequence's.
+struct LayerCache {
+  int64_t rows = 0;  // capacity per sequence
+  cuda::DeviceBuffer kv, cmp_kv, cmp_gate, idx_kv, idx_gate;
+};
+
 struct GpuForward::Impl {
   ModelConfig cfg;
   io::Checkpoint ckpt;
@@ -161,11 +170,23 @@ struct GpuForward::Impl {
     cuda::rope_rows(r, stream.get());
   }
 
-  // Entries of a compressor over whole sequences, normalised and rotated: [batch, seq / ratio, width].
+  // The new tokens' rows [sb.tokens(), width] into a cache's rows past .. past+seq-1 of each sequence
+  // ([batch, sb.kv_rows, width]); the cache then holds the key-side rows the kernels read.
+  void keep_rows(float* cache, const float* rows, int64_t width, const cuda::SequenceBatch& sb) {
+    const size_t row_bytes = static_cast<size_t>(width) * 4;
+    cuda::copy_2d(cache + sb.past * width, row_bytes * static_cast<size_t>(sb.kv_rows), rows,
+                  row_bytes * static_cast<size_t>(sb.seq), row_bytes * static_cast<size_t>(sb.seq),
+                  static_cast<size_t>(sb.batch), stream);
+  }
+
+  // Entries of a compressor over the sequences so far, normalised and rotated:
+  // [batch, total / ratio, width]. With caches (kv_cache, gate_cache: [batch, sb.kv_rows, row width]),
+  // the new tokens' projections join the earlier ones there.
   cuda::DeviceBuffer compress(const float* a, const cuda::SequenceBatch& sb, const std::string& prefix, int64_t ratio,
-                              int64_t width, bool overlap, const LinearWeight& wkv, const LinearWeight& wgate) {
+                              int64_t width, bool overlap, const LinearWeight& wkv, const LinearWeight& wgate,
+                              float* kv_cache = nullptr, float* gate_cache = nullptr) {
     const int64_t T = sb.tokens(), H = cfg.hidden(), rw = overlap ? 2 * width : width;
-    const int64_t count = sb.seq / ratio;
+    const int64_t count = sb.total() / ratio;
     cuda::DeviceBuffer ck = floats(T * rw, prefix + "kv"), cg = floats(T * rw, prefix + "gate");
     observe(prefix + "wkv", a, T, H);
     linear(a, wkv, ck.data<float>(), T);
@@ -176,6 +197,11 @@ struct GpuForward::Impl {
     cuda::DeviceBuffer entries = floats(sb.batch * count * width, prefix + "entries");
     cuda::CompressorPrefill c;
     c.kv = ck.data<float>(), c.gate = cg.data<float>(), c.ape = ape.data<float>();
+    if (kv_cache) {
+      keep_rows(kv_cache, ck.data<float>(), rw, sb);
+      keep_rows(gate_cache, cg.data<float>(), rw, sb);
+      c.kv = kv_cache, c.gate = gate_cache;
+    }
     c.ratio = ratio, c.width = width, c.overlap = overlap, c.entries = entries.data<float>();
     cuda::compressor_prefill(c, sb, stream.get());
     if (count > 0) {
@@ -190,14 +216,21 @@ struct GpuForward::Impl {
     return entries;
   }
 
-  // engine::attention_forward for whole sequences: a [T, H] -> out [T, H].
-  void attention(int64_t layer, const float* a, const cuda::SequenceBatch& sb, const int64_t* positions, float* out) {
+  // engine::attention_forward: a [T, H] -> out [T, H] for the batch's new tokens. With a cache (its
+  // rows offset to the chunk's first sequence), the sequences continue from it and it keeps the new
+  // rows; sb.kv_rows is then its capacity.
+  void attention(int64_t layer, const float* a, const cuda::SequenceBatch& sb, const int64_t* positions, float* out,
+                 LayerCache* cache = nullptr, int64_t first_sequence = 0) {
     const auto& b = cfg.base;
     const int64_t T = sb.tokens(), H = b.hidden_size, qr = b.q_lora_rank, nh = b.num_attention_heads, D = b.head_dim;
     const int64_t G = b.o_groups, R = b.o_lora_rank, rd = cfg.rope_dim;
     const AttentionKind kind = cfg.attention[static_cast<size_t>(layer)];
     const bool compress_rope_here = kind != AttentionKind::Sliding;
     const std::string p = "layers." + std::to_string(layer) + ".attn.";
+    // This chunk's rows of one of the cache's buffers, of row width w (null without a cache).
+    auto cached = [&](cuda::DeviceBuffer LayerCache::*buffer, int64_t w) -> float* {
+      return cache ? (cache->*buffer).data<float>() + first_sequence * cache->rows * w : nullptr;
+    };
 
     cuda::DeviceBuffer q_res = floats(T * qr, "q_res"), q = floats(T * nh * D, "q"), kv = floats(T * D, "kv");
     {
@@ -228,7 +261,8 @@ struct GpuForward::Impl {
       const int64_t c = csa ? 2 : 1;
       const LinearWeight wkv = linear_weight(p + "compressor.wkv.weight", c * D, H);
       const LinearWeight wgate = linear_weight(p + "compressor.wgate.weight", c * D, H);
-      entries = compress(a, sb, p + "compressor.", m, D, csa, wkv, wgate);
+      entries = compress(a, sb, p + "compressor.", m, D, csa, wkv, wgate, cached(&LayerCache::cmp_kv, c * D),
+                         cached(&LayerCache::cmp_gate, c * D));
       clock.mark("attention.compressor", stream);
     }
     if (kind == AttentionKind::Csa) {
@@ -244,7 +278,8 @@ struct GpuForward::Impl {
       cuda::scale_f32(idx_w.data<float>(), T * nI, 1.0f / std::sqrt(static_cast<float>(nI)), stream.get());
       const LinearWeight wkv = linear_weight(p + "indexer.compressor.wkv.weight", 2 * dI, H);
       const LinearWeight wgate = linear_weight(p + "indexer.compressor.wgate.weight", 2 * dI, H);
-      const cuda::DeviceBuffer keys = compress(a, sb, p + "indexer.compressor.", 4, dI, true, wkv, wgate);
+      const cuda::DeviceBuffer keys = compress(a, sb, p + "indexer.compressor.", 4, dI, true, wkv, wgate,
+                                               cached(&LayerCache::idx_kv, 2 * dI), cached(&LayerCache::idx_gate, 2 * dI));
       picks = cuda::DeviceBuffer(static_cast<size_t>(T * top_k) * 4, "indexer picks");
       pick_count = cuda::DeviceBuffer(static_cast<size_t>(T) * 4, "indexer pick counts");
       cuda::IndexerSelect s;
@@ -261,6 +296,11 @@ struct GpuForward::Impl {
       const cuda::DeviceBuffer sink = weight(p + "attn_sink", {nh});
       cuda::AttentionCore ac;
       ac.q = q.data<float>(), ac.kv = kv.data<float>(), ac.sink = sink.data<float>();
+      if (cache) {
+        float* rows = cached(&LayerCache::kv, D);
+        keep_rows(rows, kv.data<float>(), D, sb);
+        ac.kv = rows;
+      }
       ac.heads = nh, ac.head_dim = D, ac.window = b.sliding_window, ac.ratio = m;
       ac.compressed = kind == AttentionKind::Sliding ? cuda::CompressedKeys::None
                       : kind == AttentionKind::Hca   ? cuda::CompressedKeys::AllCausal
@@ -495,7 +535,7 @@ struct GpuForward::Impl {
     return g;
   }
 
-  void check_finite(const cuda::DeviceBuffer& streams, int64_t T, int64_t seq, const std::string& where) {
+  void check_finite(const cuda::DeviceBuffer& streams, int64_t T, int64_t seq, int64_t past, const std::string& where) {
     const int64_t width = cfg.hc() * cfg.hidden(), n = T * width;
     cuda::DeviceBuffer first(8, "non-finite check");
     cuda::copy_to_device(first.data(), &n, 8, stream);
@@ -505,7 +545,7 @@ struct GpuForward::Impl {
     stream.synchronize("non-finite check");
     if (at < n)
       throw InputError(ckpt.dir() + ": non-finite activation in the output of " + where + " (sequence " +
-                       std::to_string(at / width / seq) + ", position " + std::to_string(at / width % seq) + ")");
+                       std::to_string(at / width / seq) + ", position " + std::to_string(past + at / width % seq) + ")");
   }
 };
 
@@ -522,7 +562,11 @@ uint64_t stored_bytes(const io::Checkpoint& ckpt, const std::vector<io::TensorGr
 
 // The batch between layers: the hc streams on the device and what every layer needs of the ids.
 struct GpuForward::Batch {
-  int64_t batch = 0, seq = 0;
+  int64_t batch = 0, seq = 0;  // this step's tokens: seq new ones of each sequence
+  int64_t past = 0;            // tokens of each sequence before them (a continuation)
+  bool continued = false;      // the attention caches are kept for embed_next()
+  int64_t cache_hint = 0;      // tokens per sequence the caches are first sized for
+  std::vector<LayerCache> caches;  // per layer, when continued
   std::vector<int64_t> ids;
   cuda::DeviceBuffer streams, positions, d_ids;
   // The groups still to come that are not resident, in order; next_group_index is the index (in
@@ -532,6 +576,26 @@ struct GpuForward::Batch {
   int64_t next_layer = 0;
   int64_t tokens() const { return batch * seq; }
 };
+
+GpuForward::SavedBatch::SavedBatch() = default;
+GpuForward::SavedBatch::~SavedBatch() = default;
+GpuForward::SavedBatch::SavedBatch(SavedBatch&&) noexcept = default;
+GpuForward::SavedBatch& GpuForward::SavedBatch::operator=(SavedBatch&&) noexcept = default;
+
+GpuForward::SavedBatch GpuForward::save_batch() {
+  if (!batch_ || !batch_->continued || batch_->next_layer != impl_->cfg.layers())
+    throw Error("save_batch: no continued batch whose step has run every layer");
+  SavedBatch saved;
+  saved.batch_ = std::move(batch_);
+  saved.batch_->prefetcher.reset();  // a streaming pass reads the groups again on the next step
+  return saved;
+}
+
+void GpuForward::restore_batch(SavedBatch saved) {
+  if (!saved.batch_) throw Error("restore_batch: an empty saved batch");
+  park_group();
+  batch_ = std::move(saved.batch_);
+}
 
 GpuForward::GpuForward(const std::string& model_dir, const GpuForwardOptions& options) {
   const cuda::DeviceInfo dev = cuda::require_device(0);
@@ -644,24 +708,58 @@ int64_t GpuForward::sequences_per_chunk(int64_t bytes_per_token, const std::stri
 }
 
 void GpuForward::embed(const std::vector<int64_t>& ids, int64_t batch) {
-  Impl& m = *impl_;
-  const ModelConfig& cfg = m.cfg;
+  check_ids(ids, batch, 0, "form");
+  batch_ = std::make_unique<Batch>();
+  batch_->batch = batch;
+  embed_tokens(ids);
+}
+
+void GpuForward::embed_continued(const std::vector<int64_t>& ids, int64_t batch, int64_t max_tokens) {
+  check_ids(ids, batch, 0, "form");
+  batch_ = std::make_unique<Batch>();
+  batch_->batch = batch;
+  batch_->continued = true;
+  batch_->cache_hint = max_tokens;
+  batch_->caches.resize(static_cast<size_t>(impl_->cfg.layers()));
+  embed_tokens(ids);
+}
+
+void GpuForward::embed_next(const std::vector<int64_t>& ids) {
+  if (!batch_ || !batch_->continued) throw Error("embed_next: no batch to continue (start it with embed_continued)");
+  if (batch_->next_layer != impl_->cfg.layers())
+    throw Error("embed_next: layer " + std::to_string(batch_->next_layer) + " of the last step has not run");
+  check_ids(ids, batch_->batch, batch_->past + batch_->seq, "continue");
+  batch_->past += batch_->seq;
+  embed_tokens(ids);
+}
+
+// InputError unless ids make `batch` sequences of equal, non-zero length (their first token at
+// position `past`) of ids in the vocabulary.
+void GpuForward::check_ids(const std::vector<int64_t>& ids, int64_t batch, int64_t past, const char* verb) const {
   if (batch < 1 || ids.empty() || ids.size() % static_cast<size_t>(batch) != 0)
-    throw InputError("token ids: " + std::to_string(ids.size()) + " ids do not form " + std::to_string(batch) +
+    throw InputError("token ids: " + std::to_string(ids.size()) + " ids do not " + verb + " " + std::to_string(batch) +
                      " sequences of equal, non-zero length");
-  const int64_t T = static_cast<int64_t>(ids.size()), seq = T / batch, H = cfg.hidden(), hc = cfg.hc();
-  const int64_t V = cfg.base.vocab_size;
+  const int64_t T = static_cast<int64_t>(ids.size()), seq = T / batch, V = impl_->cfg.base.vocab_size;
   for (int64_t i = 0; i < T; ++i) {
     const int64_t id = ids[static_cast<size_t>(i)];
     if (id < 0 || id >= V)
       throw InputError("token id " + std::to_string(id) + " (sequence " + std::to_string(i / seq) + ", position " +
-                       std::to_string(i % seq) + ") is outside the vocabulary of " + m.ckpt.dir() + " (vocab_size " +
-                       std::to_string(V) + ")");
+                       std::to_string(past + i % seq) + ") is outside the vocabulary of " + impl_->ckpt.dir() +
+                       " (vocab_size " + std::to_string(V) + ")");
   }
-  batch_ = std::make_unique<Batch>();
-  batch_->batch = batch, batch_->seq = seq, batch_->ids = ids;
+}
+
+// The batch's new tokens (after its `past` ones): their embedding rows in every hc stream, the
+// checkpoint's groups started again from the embedding.
+void GpuForward::embed_tokens(const std::vector<int64_t>& ids) {
+  Impl& m = *impl_;
+  const ModelConfig& cfg = m.cfg;
+  const int64_t batch = batch_->batch, past = batch_->past;
+  const int64_t T = static_cast<int64_t>(ids.size()), seq = T / batch, H = cfg.hidden(), hc = cfg.hc();
+  const int64_t V = cfg.base.vocab_size;
+  batch_->seq = seq, batch_->ids = ids;
   std::vector<int64_t> pos(static_cast<size_t>(T));
-  for (int64_t i = 0; i < T; ++i) pos[static_cast<size_t>(i)] = i % seq;
+  for (int64_t i = 0; i < T; ++i) pos[static_cast<size_t>(i)] = past + i % seq;
   batch_->positions = upload_any(pos, m.stream, "positions");
   batch_->d_ids = upload_any(ids, m.stream, "token ids");
   batch_->streams = floats(T * hc * H, "hidden streams");
@@ -682,8 +780,39 @@ void GpuForward::embed(const std::vector<int64_t>& ids, int64_t batch) {
                     static_cast<size_t>(H) * 4, static_cast<size_t>(H) * 4, static_cast<size_t>(Tc), m.stream);
   }
   m.stream.synchronize("embedding");
-  m.check_finite(batch_->streams, T, seq, "the token embedding");
+  m.check_finite(batch_->streams, T, seq, past, "the token embedding");
   finish_timing();
+}
+
+// Room in layer `layer`'s caches for every token of this step (the earlier rows kept).
+void GpuForward::reserve_cache(int64_t layer) {
+  Impl& m = *impl_;
+  const auto& b = m.cfg.base;
+  LayerCache& c = batch_->caches[static_cast<size_t>(layer)];
+  const int64_t batch = batch_->batch, past = batch_->past, need = past + batch_->seq;
+  if (need <= c.rows) return;
+  const int64_t rows = std::max({need, 2 * c.rows, batch_->cache_hint});
+  const AttentionKind kind = m.cfg.attention[static_cast<size_t>(layer)];
+  const int64_t D = b.head_dim, dI = b.index_head_dim;
+  const int64_t cmp = kind == AttentionKind::Sliding ? 0 : kind == AttentionKind::Csa ? 2 * D : D;
+  const int64_t idx = kind == AttentionKind::Csa ? 2 * dI : 0;
+  const std::string what = "layer " + std::to_string(layer) + " attention cache";
+  auto grow = [&](cuda::DeviceBuffer& buffer, int64_t width) {
+    if (width == 0) return;
+    cuda::DeviceBuffer bigger = floats(batch * rows * width, what);
+    if (past > 0)
+      cuda::copy_2d(bigger.data(), static_cast<size_t>(rows * width) * 4, buffer.data(),
+                    static_cast<size_t>(c.rows * width) * 4, static_cast<size_t>(past * width) * 4,
+                    static_cast<size_t>(batch), m.stream);
+    m.stream.synchronize(what.c_str());
+    buffer = std::move(bigger);
+  };
+  grow(c.kv, D);
+  grow(c.cmp_kv, cmp);
+  grow(c.cmp_gate, cmp);
+  grow(c.idx_kv, idx);
+  grow(c.idx_gate, idx);
+  c.rows = rows;
 }
 
 void GpuForward::run_layer(int64_t layer) {
@@ -692,8 +821,9 @@ void GpuForward::run_layer(int64_t layer) {
     throw Error("run_layer: layer " + std::to_string(layer) + " asked, the GPU pass streams layer " +
                 std::to_string(batch_->next_layer) + " next");
   next_group();
-  compute_layer(layer, batch_->streams.data<float>());
-  impl_->check_finite(batch_->streams, batch_->tokens(), batch_->seq, "layer " + std::to_string(layer));
+  if (batch_->continued) reserve_cache(layer);
+  compute_layer(layer, batch_->streams.data<float>(), batch_->continued);
+  impl_->check_finite(batch_->streams, batch_->tokens(), batch_->seq, batch_->past, "layer " + std::to_string(layer));
   impl_->clock.mark("checks", impl_->stream);
   ++batch_->next_layer;
   finish_timing();
@@ -702,6 +832,7 @@ void GpuForward::run_layer(int64_t layer) {
 void GpuForward::rerun_layer(int64_t layer, std::vector<float>& streams) {
   if (!batch_ || layer != batch_->next_layer - 1 || layer < 0)
     throw Error("rerun_layer: layer " + std::to_string(layer) + " is not the layer the GPU pass ran last");
+  if (batch_->past > 0) throw Error("rerun_layer: the batch continues earlier tokens (whole sequences only)");
   if (streams.size() * sizeof(float) != batch_->streams.bytes())
     throw InputError("streams of " + std::to_string(streams.size()) + " values do not fit this batch (" +
                      std::to_string(batch_->streams.bytes() / sizeof(float)) + ")");
@@ -715,14 +846,15 @@ void GpuForward::rerun_layer(int64_t layer, std::vector<float>& streams) {
   } restore{m, observer};
   cuda::DeviceBuffer other(batch_->streams.bytes(), "other hidden streams");
   cuda::copy_to_device(other.data(), streams.data(), other.bytes(), m.stream);
-  compute_layer(layer, other.data<float>());
-  m.check_finite(other, batch_->tokens(), batch_->seq, "layer " + std::to_string(layer) + " (on other streams)");
+  compute_layer(layer, other.data<float>(), /*use_cache=*/false);
+  m.check_finite(other, batch_->tokens(), batch_->seq, 0, "layer " + std::to_string(layer) + " (on other streams)");
   cuda::copy_to_host(streams.data(), other.data(), other.bytes(), m.stream);
   m.stream.synchronize("other hidden streams");
 }
 
-// The loaded layer on the batch's streams laid out at `streams` ([tokens, hc, hidden]), in place.
-void GpuForward::compute_layer(int64_t layer, float* all_streams) {
+// The loaded layer on the batch's streams laid out at `streams` ([tokens, hc, hidden]), in place;
+// with `use_cache`, the sequences continue from the layer's caches, which keep the new rows.
+void GpuForward::compute_layer(int64_t layer, float* all_streams, bool use_cache) {
   Impl& m = *impl_;
   const ModelConfig& cfg = m.cfg;
   const int64_t H = cfg.hidden(), hc = cfg.hc(), rows = (2 + hc) * hc, seq = batch_->seq;
@@ -745,7 +877,8 @@ void GpuForward::compute_layer(int64_t layer, float* all_streams) {
   }
   for (int64_t s0 = 0; s0 < batch_->batch; s0 += per_chunk) {
     const int64_t first = s0 * seq, Tc = std::min(per_chunk, batch_->batch - s0) * seq;
-    const cuda::SequenceBatch sb{Tc / seq, seq};
+    LayerCache* cache = use_cache ? &batch_->caches[static_cast<size_t>(layer)] : nullptr;
+    const cuda::SequenceBatch sb{Tc / seq, seq, cache ? batch_->past : 0, cache ? cache->rows : 0};
     shape.tokens = Tc;
     float* streams = all_streams + first * hc * H;
     for (int site = 0; site < 2; ++site) {
@@ -754,7 +887,8 @@ void GpuForward::compute_layer(int64_t layer, float* all_streams) {
                    post.data<float>(), comb.data<float>(), scratch.data<float>(), m.stream.get());
       cuda::rms_norm_rows(x.data<float>(), Tc, H, w[3].data<float>(), cfg.rms_eps, x.data<float>(), m.stream.get());
       m.clock.mark("hc", m.stream);
-      if (site == 0) m.attention(layer, x.data<float>(), sb, batch_->positions.data<int64_t>() + first, y.data<float>());
+      if (site == 0)
+        m.attention(layer, x.data<float>(), sb, batch_->positions.data<int64_t>() + first, y.data<float>(), cache, s0);
       else m.moe(layer, x.data<float>(), batch_->ids.data() + first, batch_->d_ids.data<int64_t>() + first, Tc, first, y.data<float>());
       cuda::hc_post(streams, y.data<float>(), post.data<float>(), comb.data<float>(), shape, m.stream.get());
       m.stream.synchronize("hyper-connections");

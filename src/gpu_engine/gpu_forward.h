@@ -19,10 +19,11 @@
 // A checkpoint that fits in half the memory budget stays on the device once read (resident): later
 // passes skip the disk and the copies.
 //
-// Scope today: whole sequences from position 0 (what calibration, evaluation and `run` compute);
-// the observer sees each linear input's amax (LinearObserver::on_linear_amax), which is what
-// calibration needs. There is no KV cache on the device: generation reruns the sequence for each
-// new token (engine/generate.h).
+// Generation continues a batch: embed_continued() keeps each layer's attention caches on the device
+// (the KV head's rows and the compressors' projected inputs of every token so far), and
+// embed_next() runs only the new tokens through every layer. The sequences of a batch advance
+// together. The observer sees each linear input's amax (LinearObserver::on_linear_amax), which is
+// what calibration needs.
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -54,6 +55,8 @@ struct GpuForwardOptions {
 };
 
 class GpuForward {
+  struct Batch;  // one batch's streams, ids and (continued) attention caches
+
  public:
   // Reads config.json and the shard headers; InputError (exit 2) where there is no usable GPU or the
   // build has no CUDA.
@@ -76,6 +79,13 @@ class GpuForward {
   // hidden()/set_hidden() copy the streams [tokens, hc, hidden] out and back (set_hidden restarts
   // the stream at after_layer + 1); head() gives the logits once every layer ran.
   void embed(const std::vector<int64_t>& ids, int64_t batch);
+  // As embed(), keeping the attention caches (device memory per token and layer: the KV head's row
+  // and the compressors' inputs) so that embed_next() can continue every sequence; `max_tokens` per
+  // sequence sizes them first (they grow past it).
+  void embed_continued(const std::vector<int64_t>& ids, int64_t batch, int64_t max_tokens);
+  // The next ids.size()/batch tokens of every sequence, once every layer of the last step ran; then
+  // run_layer() from layer 0 and head() give the new tokens' logits.
+  void embed_next(const std::vector<int64_t>& ids);
   void run_layer(int64_t layer);
   std::vector<float> hidden() const;
   void set_hidden(const std::vector<float>& streams, int64_t after_layer);
@@ -86,13 +96,33 @@ class GpuForward {
   // The split of the last embed(), run_layer() or head() (engine/layer_runner.h).
   engine::LayerTiming last_timing() const { return timing_; }
 
+  // A continued batch taken out of the pass (its caches stay on the device), so that others can run
+  // meanwhile; restore_batch() makes it current again and embed_next() continues it.
+  class SavedBatch {
+   public:
+    SavedBatch();
+    ~SavedBatch();
+    SavedBatch(SavedBatch&&) noexcept;
+    SavedBatch& operator=(SavedBatch&&) noexcept;
+    explicit operator bool() const { return batch_ != nullptr; }
+
+   private:
+    friend class GpuForward;
+    std::unique_ptr<Batch> batch_;
+  };
+  // Once head() ran for a batch started with embed_continued(); Error otherwise.
+  SavedBatch save_batch();
+  void restore_batch(SavedBatch saved);
+
  private:
   struct Impl;
-  struct Batch;
+  void check_ids(const std::vector<int64_t>& ids, int64_t batch, int64_t past, const char* verb) const;
+  void embed_tokens(const std::vector<int64_t>& ids);
+  void reserve_cache(int64_t layer);
   void start_groups(int64_t first_layer);
   void next_group();
   void park_group();
-  void compute_layer(int64_t layer, float* streams);
+  void compute_layer(int64_t layer, float* streams, bool use_cache);
   void finish_timing();
   int64_t sequences_per_chunk(int64_t bytes_per_token, const std::string& what) const;
   std::unique_ptr<Impl> impl_;

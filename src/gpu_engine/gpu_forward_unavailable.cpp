@@ -20,11 +20,19 @@ bool GpuForward::resident() const { unavailable(); }
 void GpuForward::rerun_layer(int64_t, std::vector<float>&) { unavailable(); }
 std::vector<float> GpuForward::forward(const std::vector<int64_t>&, int64_t, std::vector<double>*) { unavailable(); }
 void GpuForward::embed(const std::vector<int64_t>&, int64_t) { unavailable(); }
+void GpuForward::embed_continued(const std::vector<int64_t>&, int64_t, int64_t) { unavailable(); }
+void GpuForward::embed_next(const std::vector<int64_t>&) { unavailable(); }
 void GpuForward::run_layer(int64_t) { unavailable(); }
 std::vector<float> GpuForward::hidden() const { unavailable(); }
 void GpuForward::set_hidden(const std::vector<float>&, int64_t) { unavailable(); }
 std::vector<float> GpuForward::head() { unavailable(); }
 void GpuForward::start_groups(int64_t) { unavailable(); }
+GpuForward::SavedBatch::SavedBatch() = default;
+GpuForward::SavedBatch::~SavedBatch() = default;
+GpuForward::SavedBatch::SavedBatch(SavedBatch&&) noexcept = default;
+GpuForward::SavedBatch& GpuForward::SavedBatch::operator=(SavedBatch&&) noexcept = default;
+GpuForward::SavedBatch GpuForward::save_batch() { unavailable(); }
+void GpuForward::restore_batch(SavedBatch) { unavailable(); }
 void GpuForward::next_group() { unavailable(); }
 
 }  // namespace fp4kit::gpu_engine

@@ -12,6 +12,10 @@ class GpuLayerRunner : public engine::LayerRunner {
       : gpu_(dir, options(o, precision, memory)) {}
   const engine::ModelConfig& config() const override { return gpu_.config(); }
   void embed(const std::vector<int64_t>& ids, int64_t batch) override { gpu_.embed(ids, batch); }
+  void embed_continued(const std::vector<int64_t>& ids, int64_t batch, int64_t max_tokens) override {
+    gpu_.embed_continued(ids, batch, max_tokens);
+  }
+  void embed_next(const std::vector<int64_t>& ids) override { gpu_.embed_next(ids); }
   void run_layer(int64_t layer) override { gpu_.run_layer(layer); }
   std::vector<float> hidden() const override { return gpu_.hidden(); }
   void set_hidden(const std::vector<float>& streams, int64_t after_layer) override { gpu_.set_hidden(streams, after_layer); }

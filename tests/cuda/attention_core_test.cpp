@@ -1,7 +1,8 @@
 // The tiled attention core (many heads sharing a row's keys) against the reference kernel, one
 // block per (row, head), which the GPU forward tests hold to the CPU engine: sliding window only,
 // every causal compressed entry, and indexer picks, at V4-Flash-like and smaller shapes, with
-// random inputs; NaN in a query stays in that head's output. Only the score's dot product sums in
+// random inputs; NaN in a query stays in that head's output. A continuation from a cache gives the
+// whole pass's rows exactly. Only the score's dot product sums in
 // another order, so the bound is a few F32 ulps of the outputs' size; NaN fails every comparison.
 #include <gtest/gtest.h>
 
@@ -111,6 +112,80 @@ TEST(CudaAttentionCore, NanInAQueryStaysInThatHeadsOutput) {
     ASSERT_EQ(std::isnan(tiled[i]), poisoned) << "output " << i;
     ASSERT_EQ(std::isnan(ref[i]), poisoned) << "output " << i;
   }
+}
+
+// A continuation: the last n rows of each sequence as queries (at position past + t), the keys of
+// every token held in a cache of larger capacity whose unused rows are NaN. Both kernels must give
+// exactly the whole pass's outputs for those rows: the same keys in the same order.
+void expect_continuation_equals_whole(const Case& c, int64_t n, uint32_t seed) {
+  cuda::Stream s;
+  const int64_t T = c.batch * c.seq, D = c.head_dim, count = c.ratio > 0 ? c.seq / c.ratio : 0, past = c.seq - n;
+  const int64_t cap = c.seq + 7;
+  const std::vector<float> q = random_floats(static_cast<size_t>(T * c.heads * D), seed, -1.5f, 1.5f);
+  const std::vector<float> kv = random_floats(static_cast<size_t>(T * D), seed + 1, -1.5f, 1.5f);
+  const std::vector<float> entries = random_floats(static_cast<size_t>(std::max<int64_t>(c.batch * count * D, 1)), seed + 2, -1.5f, 1.5f);
+  const std::vector<float> sink = random_floats(static_cast<size_t>(c.heads), seed + 3, -1.5f, 1.5f);
+  std::vector<int32_t> picks(static_cast<size_t>(std::max<int64_t>(T * c.pick_stride, 1)), 0), pick_count(static_cast<size_t>(T), 0);
+  if (c.keys == cuda::CompressedKeys::Picked)
+    for (int64_t row = 0; row < T; ++row) {  // every other visible entry, from the newest down
+      const int64_t visible = (row % c.seq + 1) / c.ratio;
+      int32_t k = 0;
+      for (int64_t e = visible - 1; e >= 0 && k < c.pick_stride; e -= 2) picks[static_cast<size_t>(row * c.pick_stride + k++)] = static_cast<int32_t>(e);
+      std::sort(picks.begin() + row * c.pick_stride, picks.begin() + row * c.pick_stride + k);
+      pick_count[static_cast<size_t>(row)] = k;
+    }
+  // The continuation's inputs: its rows of q and the picks, the keys at stride cap.
+  std::vector<float> q_new, kv_cache(static_cast<size_t>(c.batch * cap * D), std::nanf(""));
+  std::vector<int32_t> picks_new, count_new;
+  for (int64_t b = 0; b < c.batch; ++b) {
+    const int64_t first = b * c.seq + past;
+    q_new.insert(q_new.end(), q.begin() + first * c.heads * D, q.begin() + (first + n) * c.heads * D);
+    picks_new.insert(picks_new.end(), picks.begin() + first * c.pick_stride, picks.begin() + (first + n) * c.pick_stride);
+    count_new.insert(count_new.end(), pick_count.begin() + first, pick_count.begin() + first + n);
+    std::copy_n(kv.begin() + b * c.seq * D, c.seq * D, kv_cache.begin() + b * cap * D);
+  }
+  picks_new.resize(std::max<size_t>(picks_new.size(), 1));
+  const cuda::DeviceBuffer dq = upload(q, s, "q"), dkv = upload(kv, s, "kv"), de = upload(entries, s, "entries");
+  const cuda::DeviceBuffer dsink = upload(sink, s, "sink"), dp = upload(picks, s, "picks"), dc = upload(pick_count, s, "counts");
+  const cuda::DeviceBuffer dq_new = upload(q_new, s, "q new"), dkv_cache = upload(kv_cache, s, "kv cache");
+  const cuda::DeviceBuffer dp_new = upload(picks_new, s, "picks new"), dc_new = upload(count_new, s, "counts new");
+  cuda::DeviceBuffer out_whole(static_cast<size_t>(T * c.heads * D) * 4), out_new(static_cast<size_t>(c.batch * n * c.heads * D) * 4);
+  cuda::AttentionCore a;
+  a.sink = dsink.data<float>(), a.heads = c.heads, a.head_dim = D, a.window = c.window, a.ratio = c.ratio;
+  a.compressed = c.keys;
+  if (c.keys != cuda::CompressedKeys::None) a.entries = de.data<float>();
+  for (bool tiled : {false, true}) {
+    auto run = [&](const cuda::SequenceBatch& sb) {
+      if (!tiled) return cuda::attention_core_reference(a, sb, s.get()), true;
+      int64_t max_keys = std::min(c.window, sb.total());
+      if (c.keys == cuda::CompressedKeys::AllCausal) max_keys += count;
+      if (c.keys == cuda::CompressedKeys::Picked) max_keys += std::min(c.pick_stride, count);
+      return cuda::attention_core_tiled(a, sb, max_keys, s.get());
+    };
+    a.q = dq.data<float>(), a.kv = dkv.data<float>(), a.out = out_whole.data<float>();
+    if (c.keys == cuda::CompressedKeys::Picked) a.picks = dp.data<int32_t>(), a.pick_count = dc.data<int32_t>(), a.pick_stride = c.pick_stride;
+    ASSERT_TRUE(run({c.batch, c.seq})) << "the tiled kernel did not take this shape";
+    a.q = dq_new.data<float>(), a.kv = dkv_cache.data<float>(), a.out = out_new.data<float>();
+    if (c.keys == cuda::CompressedKeys::Picked) a.picks = dp_new.data<int32_t>(), a.pick_count = dc_new.data<int32_t>();
+    ASSERT_TRUE(run({c.batch, n, past, cap}));
+    const std::vector<float> whole = testing::read_back<float>(out_whole.data(), static_cast<size_t>(T * c.heads * D), s);
+    const std::vector<float> got = testing::read_back<float>(out_new.data(), static_cast<size_t>(c.batch * n * c.heads * D), s);
+    for (int64_t b = 0; b < c.batch; ++b)
+      for (int64_t i = 0; i < n * c.heads * D; ++i) {
+        const float want = whole[static_cast<size_t>((b * c.seq + past) * c.heads * D + i)];
+        const float have = got[static_cast<size_t>(b * n * c.heads * D + i)];
+        ASSERT_TRUE(std::isfinite(have) && have == want)
+            << (tiled ? "tiled" : "reference") << " kernel, sequence " << b << ", output " << i << ": " << have
+            << " for " << want;
+      }
+  }
+}
+
+TEST(CudaAttentionCore, ContinuationGivesTheWholeSequencesRows) {
+  FP4KIT_REQUIRE_GPU();
+  expect_continuation_equals_whole({2, 200, 64, 512, 128, 0, 0, cuda::CompressedKeys::None}, 5, 71);
+  expect_continuation_equals_whole({2, 160, 128, 128, 32, 8, 0, cuda::CompressedKeys::AllCausal}, 1, 72);
+  expect_continuation_equals_whole({3, 96, 64, 256, 16, 4, 12, cuda::CompressedKeys::Picked}, 9, 73);
 }
 
 TEST(CudaAttentionCore, TiledDeclinesShapesItDoesNotTake) {

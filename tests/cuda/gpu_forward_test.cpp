@@ -12,8 +12,6 @@
 #include "base/error.h"
 #include "engine/engine.h"
 #include "engine/engine_test_util.h"
-#include "engine/generate.h"
-#include "gpu_engine/gpu_layer_runner.h"
 #include "gpu_engine/gpu_forward.h"
 #include "gpu_test.h"
 #include "nan_aware.h"
@@ -217,20 +215,6 @@ TEST(CudaGpuForward, ResidentCheckpointIsReadOnce) {
   for (int64_t l = 1; l < gpu.config().layers(); ++l) gpu.run_layer(l);
   const std::vector<float> resumed = gpu.head();
   EXPECT_EQ(std::memcmp(resumed.data(), first.data(), first.size() * sizeof(float)), 0);
-}
-
-// Greedy generation on the GPU in F32 (each token reruns the sequence) gives transformers' tokens,
-// and the logits each token was chosen from within the GPU pass's F32 bound (EngineCli's run test).
-TEST(CudaGpuForward, GreedyGenerationMatchesTransformers) {
-  FP4KIT_REQUIRE_GPU();
-  testing::Reference ref;
-  const std::vector<int64_t> prompt = ref.i64("gen.prompt_ids"), output = ref.i64("gen.output_ids");
-  const std::vector<float> step_logits = ref.f32("gen.step_logits");
-  const int64_t n = static_cast<int64_t>(output.size() - prompt.size());
-  const auto runner = gpu_engine::make_gpu_runner(testing::tiny_dir(), {}, gpu_engine::Precision::F32);
-  const engine::Generation g = engine::generate_greedy_rerun(*runner, prompt, n);
-  EXPECT_EQ(g.tokens, std::vector<int64_t>(output.begin() + static_cast<ptrdiff_t>(prompt.size()), output.end()));
-  EXPECT_TRUE(testing::finite_below(testing::max_abs_diff(g.step_logits, step_logits), 1e-4));
 }
 
 }  // namespace

@@ -28,12 +28,12 @@ std::vector<float> run_all_layers(engine::Engine& eng, engine::ForwardState& s) 
 }
 
 TEST(EngineCache, CachedGenerationEqualsUncachedForward) {
-  engine::Engine eng(tiny_dir(), options(2));
   // The prompt ends at 126: decoding crosses position 127, where the HCA layer's first entry appears,
   // and runs with the CSA indexer choosing 8 of up to 33 entries.
   const std::vector<int64_t> prompt = random_ids(126, 1);
-  const engine::Generation cached = engine::generate_greedy(eng, prompt, 6, true);
-  const engine::Generation uncached = engine::generate_greedy(eng, prompt, 6, false);
+  const auto runner = engine::make_cpu_runner(tiny_dir(), options(2));
+  const engine::Generation cached = engine::generate_greedy(*runner, prompt, 6, true);
+  const engine::Generation uncached = engine::generate_greedy(*runner, prompt, 6, false);
   EXPECT_EQ(cached.tokens, uncached.tokens);
   EXPECT_EQ(max_abs_diff(cached.step_logits, uncached.step_logits), 0.0f);
 }

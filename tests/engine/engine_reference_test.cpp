@@ -109,13 +109,13 @@ TEST(EngineReference, GreedyGenerationMatchesTransformers) {
   const std::vector<int64_t> output = ref.i64("gen.output_ids");
   const std::vector<float> step_logits = ref.f32("gen.step_logits");
   const int64_t n = static_cast<int64_t>(output.size() - prompt.size());
-  engine::Engine eng(tiny_dir(), {2, size_t{1} << 28, nullptr, false});
-  const engine::Generation g = engine::generate_greedy(eng, prompt, n);
+  const auto runner = engine::make_cpu_runner(tiny_dir(), {2, size_t{1} << 28, nullptr, false});
+  const engine::Generation g = engine::generate_greedy(*runner, prompt, n);
   EXPECT_EQ(g.tokens, std::vector<int64_t>(output.begin() + static_cast<ptrdiff_t>(prompt.size()), output.end()));
   EXPECT_TRUE(finite_below(max_abs_diff(g.step_logits, step_logits), kLogitTolerance));
 }
 
-// The loop without a cache over a layer runner (what the GPU uses) gives the same tokens.
+// The loop without a cache (each step reruns the sequence) gives the same tokens.
 TEST(EngineReference, GreedyGenerationByRerunningMatchesTransformers) {
   Reference ref;
   const std::vector<int64_t> prompt = ref.i64("gen.prompt_ids");
@@ -123,13 +123,13 @@ TEST(EngineReference, GreedyGenerationByRerunningMatchesTransformers) {
   const std::vector<float> step_logits = ref.f32("gen.step_logits");
   const int64_t n = 4;  // each step reruns the sequence: four are enough to cover the loop
   const auto runner = engine::make_cpu_runner(tiny_dir(), {2, size_t{1} << 28, nullptr, false});
-  const engine::Generation g = engine::generate_greedy_rerun(*runner, prompt, n);
+  const engine::Generation g = engine::generate_greedy(*runner, prompt, n, /*use_cache=*/false);
   const auto first = output.begin() + static_cast<ptrdiff_t>(prompt.size());
   EXPECT_EQ(g.tokens, std::vector<int64_t>(first, first + n));
   EXPECT_TRUE(finite_below(max_abs_diff(g.step_logits, std::vector<float>(step_logits.begin(), step_logits.begin() + n * 1024)),
                            kLogitTolerance));
   // An end-of-sequence id stops the loop after emitting it.
-  const engine::Generation stopped = engine::generate_greedy_rerun(*runner, prompt, n, output[prompt.size() + 1]);
+  const engine::Generation stopped = engine::generate_greedy(*runner, prompt, n, false, output[prompt.size() + 1]);
   EXPECT_EQ(stopped.tokens, std::vector<int64_t>(first, first + 2));
 }
 

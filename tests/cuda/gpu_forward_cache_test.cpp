@@ -1,0 +1,136 @@
+// The GPU forward pass continuing sequences from its device caches (embed_continued / embed_next)
+// against the same sequences run whole from position 0, on the tiny V4 checkpoint: two sequences of
+// 300 tokens, a 100-token prompt, then steps of 1 to 64 tokens. The steps cross everything a cache
+// must carry: the sliding window (64) wrapping, CSA entries completing mid-step with the indexer
+// choosing 8 of up to 75, HCA entries at 128 and 256, and the caches growing past their first size.
+// In F32 the continuation is the whole pass's arithmetic with products of fewer rows (cuBLASLt's sum
+// order may differ), so the bound is the F32 bound the GPU pass meets against transformers; in BF16
+// those last-bit differences can flip a linear input's BF16 rounding, so the bound is KL-based.
+// Greedy generation with the caches (and without) gives transformers' tokens.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "base/error.h"
+#include "engine/engine_test_util.h"
+#include "engine/generate.h"
+#include "gpu_engine/gpu_forward.h"
+#include "gpu_engine/gpu_layer_runner.h"
+#include "gpu_test.h"
+#include "logit_divergence.h"
+#include "nan_aware.h"
+
+namespace fp4kit {
+namespace {
+
+constexpr int64_t kBatch = 2, kLength = 300, kPrompt = 100;
+
+gpu_engine::GpuForwardOptions with(gpu_engine::Precision precision) {
+  gpu_engine::GpuForwardOptions o;
+  o.precision = precision;
+  return o;
+}
+
+std::vector<int64_t> sequences(int64_t vocab) {
+  std::vector<int64_t> ids(static_cast<size_t>(kBatch * kLength));
+  uint64_t x = 11;
+  for (auto& id : ids) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    id = static_cast<int64_t>((x >> 33) % static_cast<uint64_t>(vocab));
+  }
+  return ids;
+}
+
+// Tokens [from, from + n) of every sequence, sequence-major.
+std::vector<int64_t> slice(const std::vector<int64_t>& ids, int64_t from, int64_t n) {
+  std::vector<int64_t> out;
+  for (int64_t b = 0; b < kBatch; ++b)
+    out.insert(out.end(), ids.begin() + b * kLength + from, ids.begin() + b * kLength + from + n);
+  return out;
+}
+
+// The logits of the whole pass and of the continuation, rows in the whole pass's order.
+struct Both {
+  std::vector<float> whole, continued;
+};
+
+Both run_both(gpu_engine::Precision precision) {
+  gpu_engine::GpuForward gpu(testing::tiny_dir(), with(precision));
+  const int64_t V = gpu.config().base.vocab_size, L = gpu.config().layers();
+  const std::vector<int64_t> ids = sequences(V);
+  Both r;
+  r.whole = gpu.forward(ids, kBatch);
+  r.continued.assign(r.whole.size(), NAN);
+  // Cache sized for 16 tokens at first: it grows (and keeps its rows) several times.
+  const std::vector<int64_t> steps{1, 3, 4, 5, 7, 1, 2, 64, 13, 1, 1, 27, 4, 8, 16, 3, 40};
+  int64_t past = 0, n = kPrompt;
+  for (size_t step = 0; past < kLength; ++step) {
+    if (step == 0) gpu.embed_continued(slice(ids, 0, n), kBatch, 16);
+    else gpu.embed_next(slice(ids, past, n));
+    for (int64_t l = 0; l < L; ++l) gpu.run_layer(l);
+    const std::vector<float> logits = gpu.head();
+    EXPECT_EQ(logits.size(), static_cast<size_t>(kBatch * n * V)) << "step " << step;
+    for (int64_t b = 0; b < kBatch; ++b)
+      std::copy_n(logits.begin() + b * n * V, n * V, r.continued.begin() + (b * kLength + past) * V);
+    past += n;
+    n = std::min(steps[step % steps.size()], kLength - past);
+  }
+  return r;
+}
+
+TEST(CudaGpuForwardCache, ContinuationMatchesTheWholeSequenceInF32) {
+  FP4KIT_REQUIRE_GPU();
+  const Both r = run_both(gpu_engine::Precision::F32);
+  EXPECT_TRUE(testing::finite_below(testing::max_abs_diff(r.continued, r.whole), 1e-4));
+}
+
+TEST(CudaGpuForwardCache, ContinuationMatchesTheWholeSequenceInBf16) {
+  FP4KIT_REQUIRE_GPU();
+  const Both r = run_both(gpu_engine::Precision::Bf16);
+  const testing::Divergence d = testing::divergence(r.whole, r.continued, 1024);
+  EXPECT_TRUE(testing::finite_below(d.kld_mean, 1e-3)) << "mean KL";
+  EXPECT_TRUE(testing::finite_below(d.kld_max, 2e-2)) << "largest KL";
+  EXPECT_GE(d.top1_same, d.positions * 97 / 100) << "top-1 agreement of " << d.positions;
+}
+
+// Greedy generation on the GPU in F32, with the caches and rerunning the sequence at each step,
+// gives transformers' tokens, and the logits each token was chosen from within the GPU pass's F32 bound.
+TEST(CudaGpuForwardCache, GreedyGenerationMatchesTransformersWithAndWithoutCaches) {
+  FP4KIT_REQUIRE_GPU();
+  testing::Reference ref;
+  const std::vector<int64_t> prompt = ref.i64("gen.prompt_ids"), output = ref.i64("gen.output_ids");
+  const std::vector<float> step_logits = ref.f32("gen.step_logits");
+  const int64_t n = static_cast<int64_t>(output.size() - prompt.size());
+  const auto runner = gpu_engine::make_gpu_runner(testing::tiny_dir(), {}, gpu_engine::Precision::F32);
+  for (bool use_cache : {true, false}) {
+    const engine::Generation g = engine::generate_greedy(*runner, prompt, n, use_cache);
+    EXPECT_EQ(g.tokens, std::vector<int64_t>(output.begin() + static_cast<ptrdiff_t>(prompt.size()), output.end()))
+        << (use_cache ? "with" : "without") << " caches";
+    EXPECT_TRUE(testing::finite_below(testing::max_abs_diff(g.step_logits, step_logits), 1e-4))
+        << (use_cache ? "with" : "without") << " caches";
+  }
+}
+
+TEST(CudaGpuForwardCache, ContinuingWhatCannotBeContinuedIsAnError) {
+  FP4KIT_REQUIRE_GPU();
+  gpu_engine::GpuForward gpu(testing::tiny_dir(), with(gpu_engine::Precision::F32));
+  EXPECT_THROW(gpu.embed_next({1, 2}), Error) << "no batch";
+  gpu.embed({1, 2, 3, 4}, 2);
+  for (int64_t l = 0; l < gpu.config().layers(); ++l) gpu.run_layer(l);
+  gpu.head();
+  EXPECT_THROW(gpu.embed_next({5, 6}), Error) << "a batch started without caches";
+  gpu.embed_continued({1, 2, 3, 4}, 2, 8);
+  EXPECT_THROW(gpu.embed_next({5, 6}), Error) << "its layers have not run";
+  for (int64_t l = 0; l < gpu.config().layers(); ++l) gpu.run_layer(l);
+  gpu.head();
+  EXPECT_THROW(gpu.embed_next({5, 6, 7}), InputError) << "3 ids for 2 sequences";
+  EXPECT_THROW(gpu.embed_next({5, 1 << 20}), InputError) << "an id outside the vocabulary";
+  std::vector<float> streams = gpu.hidden();
+  gpu.embed_next({5, 6});
+  gpu.run_layer(0);
+  EXPECT_THROW(gpu.rerun_layer(0, streams), Error) << "rerunning a continuation";
+}
+
+}  // namespace
+}  // namespace fp4kit
