@@ -1,5 +1,5 @@
-// fp4kit serve MODEL: the OpenAI-compatible HTTP server over the CPU engine; flags and process
-// plumbing only (signals, the loading thread). The server answers /health with 503 while the model
+// fp4kit serve MODEL: the OpenAI-compatible HTTP server over the CPU engine or the GPU pass; flags
+// and process plumbing only (signals, the loading thread). The server answers /health with 503 while the model
 // loads; SIGINT or SIGTERM ends every generation and stops it.
 #include <algorithm>
 #include <csignal>
@@ -13,6 +13,7 @@
 #include "base/error.h"
 #include "cli/commands.h"
 #include "cuda/device.h"
+#include "gpu_engine/gpu_sequence_model.h"
 #include "serve/chat_template_check.h"
 #include "serve/http_server.h"
 #include "serve/openai_service.h"
@@ -24,6 +25,7 @@ namespace serve_command {
 
 struct ServeArgs {
   std::string model, tokenizer, host = "127.0.0.1", device = "cpu", api_key, model_name, chat_format = "auto";
+  std::string precision, gpu_memory;
   int port = 8000;
   int64_t parallel = 4, queue = 16, ctx_size = 4096, prefill_chunk = 512;
   unsigned threads = 0;
@@ -31,11 +33,13 @@ struct ServeArgs {
 };
 
 void run(const ServeArgs& a) {
-  if (cuda::parse_device(a.device) == cuda::Device::Cuda) {
-    cuda::require_device();  // "built without CUDA" / "no GPU" first, exit 2
-    throw InputError("serve --device cuda is not available yet: the GPU engine runs whole sequences from position 0 and "
-                     "cannot continue a sequence token by token; use --device cpu");
-  }
+  const bool on_gpu = cuda::parse_device(a.device) == cuda::Device::Cuda;
+  const gpu_engine::Precision precision = gpu_engine::resolve_precision(a.precision, on_gpu);
+  if (on_gpu) cuda::require_device();  // "built without CUDA" / "no GPU" first, exit 2
+  if (!on_gpu && !a.gpu_memory.empty()) throw InputError("--gpu-memory: only with --device cuda");
+  const engine::SequenceModelFactory model =
+      on_gpu ? gpu_engine::gpu_sequence_model_factory(precision, gpu_engine::parse_gpu_memory(a.gpu_memory))
+             : engine::cpu_sequence_model_factory();
   // A template the model ships that is not V4's format is refused before anything starts (exit 2).
   std::fprintf(stderr, "fp4kit serve: %s\n", serve::check_chat_template(a.model, a.chat_format == "deepseek-v4").c_str());
   // Signals go to one waiting thread, not to whichever thread the kernel picks.
@@ -69,7 +73,7 @@ void run(const ServeArgs& a) {
     try {
       engine::EngineOptions eo;
       eo.threads = a.threads;
-      service.load(a.model, a.tokenizer.empty() ? a.model + "/tokenizer.json" : a.tokenizer, eo);
+      service.load(a.model, a.tokenizer.empty() ? a.model + "/tokenizer.json" : a.tokenizer, eo, model);
       std::fprintf(stderr, "fp4kit serve: ready on http://%s:%d\n", a.host.c_str(), port);
     } catch (const std::exception& e) {
       std::lock_guard lock(failure_mutex);
@@ -103,14 +107,19 @@ void add_command(CLI::App& app) {
       "serve",
       "An OpenAI-compatible HTTP server over the engine: /v1/chat/completions (DeepSeek V4 chat format, "
       "reasoning_content), /v1/completions, /v1/models, /tokenize, /detokenize, /health, /metrics; streaming (SSE) "
-      "and not; continuous batching of up to --parallel requests. CPU only for now: --device cuda answers that the "
-      "GPU engine cannot continue sequences yet (exit 2). See docs/serve.md.");
+      "and not; continuous batching of up to --parallel requests, on the CPU or one GPU. See docs/serve.md.");
   cmd->add_option("MODEL", args->model, "Checkpoint directory")->required()->check(CLI::ExistingDirectory);
   cmd->add_option("--tokenizer", args->tokenizer, "tokenizer.json (default: MODEL/tokenizer.json)");
   cmd->add_option("--host", args->host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port", args->port, "Port (0: any free port; the chosen one is printed)")
       ->check(CLI::Range(0, 65535))->capture_default_str();
-  cmd->add_option("--device", args->device, "cpu, or cuda (not available yet: exit 2)")->capture_default_str();
+  cmd->add_option("--device", args->device,
+                  "cpu (the f32 engine; requests share each decode step) or cuda (the GPU pass, the checkpoint resident "
+                  "where it fits in half the GPU memory; each request keeps its caches on the device and the "
+                  "requests of a step run one after another)")
+      ->capture_default_str();
+  add_gpu_memory_option(cmd, args->gpu_memory);
+  add_precision_option(cmd, args->precision);
   cmd->add_option("--parallel", args->parallel, "Requests generating at once (they share each decode step)")
       ->check(CLI::Range(int64_t{1}, int64_t{256}))->capture_default_str();
   cmd->add_option("--queue", args->queue, "Requests that may wait for a slot; more are answered 503 at once")

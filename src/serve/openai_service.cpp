@@ -39,9 +39,9 @@ void OpenAIService::shutdown() {
 }
 
 void OpenAIService::load(const std::string& model_dir, const std::string& tokenizer_path,
-                         const engine::EngineOptions& engine_options) {
+                         const engine::EngineOptions& engine_options, const engine::SequenceModelFactory& model) {
   calib::Tokenizer tokenizer = calib::Tokenizer::load(tokenizer_path);
-  auto engine = std::make_unique<engine::Engine>(model_dir, engine_options);
+  auto engine = model(model_dir, engine_options, options_.ctx_size);
   const int64_t vocab = engine->config().base.vocab_size;
   if (tokenizer.vocab_size() > vocab)
     throw InputError("tokenizer " + tokenizer.label() + " has ids up to " + std::to_string(tokenizer.vocab_size() - 1) +
@@ -54,8 +54,8 @@ void OpenAIService::load(const std::string& model_dir, const std::string& tokeni
   if (const auto eos = engine::config_eos_token_id(config)) eos_ = static_cast<int32_t>(*eos);
   think_end_ = tokenizer.token_id(kThinkEnd);
   tokenizer_.emplace(std::move(tokenizer));
-  engine_ = std::move(engine);
-  scheduler_ = std::make_unique<Scheduler>(*engine_, options_.scheduler, metrics_);
+  model_ = std::move(engine);
+  scheduler_ = std::make_unique<Scheduler>(*model_, options_.scheduler, metrics_);
   ready_ = true;
 }
 
@@ -169,7 +169,7 @@ HttpReply OpenAIService::detokenize(const json& body) const {
 HttpReply OpenAIService::generate(const GenerationRequest& r, const Prompt& prompt, bool chat, bool thinking, bool tools,
                                   const ClientGone& client_gone) {
   const int64_t n = static_cast<int64_t>(prompt.ids.size()), ctx = options_.ctx_size;
-  const int64_t vocab = engine_->config().base.vocab_size;
+  const int64_t vocab = model_->config().base.vocab_size;
   for (int32_t id : prompt.ids)
     if (id >= vocab)
       throw invalid_request(prompt.param, "'" + prompt.param + "': token id " + std::to_string(id) +

@@ -19,6 +19,7 @@
 
 #include "calib/tokenizer.h"
 #include "engine/engine.h"
+#include "engine/sequence_model.h"
 #include "serve/api_error.h"
 #include "serve/metrics.h"
 #include "serve/openai_reply.h"
@@ -52,9 +53,10 @@ class OpenAIService {
  public:
   explicit OpenAIService(ServiceOptions options);
   ~OpenAIService();
-  // Reads the tokenizer and opens the engine; /health says 503 until this returns. InputError for a
+  // Reads the tokenizer and opens the model (the CPU engine unless `model` makes another); /health says 503 until this returns. InputError for a
   // tokenizer whose ids do not fit the model's vocabulary.
-  void load(const std::string& model_dir, const std::string& tokenizer_path, const engine::EngineOptions& engine_options);
+  void load(const std::string& model_dir, const std::string& tokenizer_path, const engine::EngineOptions& engine_options,
+            const engine::SequenceModelFactory& model = engine::cpu_sequence_model_factory());
   bool ready() const { return ready_; }
   // Ends every generation in progress (their replies finish with reason "abort") before the HTTP
   // server stops, so that no connection waits on the engine.
@@ -83,7 +85,7 @@ class OpenAIService {
   ServiceOptions options_;
   ServeMetrics metrics_;
   std::optional<calib::Tokenizer> tokenizer_;
-  std::unique_ptr<engine::Engine> engine_;
+  std::unique_ptr<engine::SequenceModel> model_;
   std::unique_ptr<Scheduler> scheduler_;
   std::optional<int32_t> eos_, think_end_;
   std::atomic<bool> ready_{false};

@@ -11,8 +11,8 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 }
 }  // namespace
 
-Scheduler::Scheduler(engine::Engine& engine, SchedulerOptions options, ServeMetrics& metrics)
-    : engine_(engine), options_(options), metrics_(metrics), thread_([this] { loop(); }) {}
+Scheduler::Scheduler(engine::SequenceModel& model, SchedulerOptions options, ServeMetrics& metrics)
+    : model_(model), options_(options), metrics_(metrics), thread_([this] { loop(); }) {}
 
 Scheduler::~Scheduler() {
   stop();
@@ -58,7 +58,7 @@ void Scheduler::finish(Slot& slot, FinishReason reason, const std::string& error
 }
 
 void Scheduler::deliver(Slot& slot, const float* logits) {
-  const int64_t vocab = engine_.config().base.vocab_size;
+  const int64_t vocab = model_.config().base.vocab_size;
   const SampledToken t = sample_token(logits, vocab, slot.job->sampling, static_cast<uint64_t>(slot.generated));
   const auto now = std::chrono::steady_clock::now();
   if (slot.generated == 0) metrics_.time_to_first_token.observe(seconds_since(slot.job->arrival));
@@ -78,49 +78,26 @@ void Scheduler::prefill_chunk(Slot& slot) {
   const int64_t total = static_cast<int64_t>(prompt.size());
   const int64_t n = std::min(std::max<int64_t>(1, options_.prefill_chunk), total - slot.cached);
   const std::vector<int64_t> ids(prompt.begin() + slot.cached, prompt.begin() + slot.cached + n);
-  engine::ForwardState s;
-  if (slot.cached == 0) {
-    s = engine_.embed(ids, 1);
-  } else {
-    // Continue the sequence after its `cached` tokens (embed_next moves it on from cached - 1).
-    s.batch = 1;
-    s.seq = 1;
-    s.routing.resize(static_cast<size_t>(engine_.config().layers()));
-    slot.sequence.past = slot.cached - 1;
-    s.sequences.push_back(std::move(slot.sequence));
-    engine_.embed_next(s, ids);
-  }
-  for (int64_t l = 0; l < engine_.config().layers(); ++l) engine_.run_layer(l, s);
-  slot.sequence = std::move(s.sequences[0]);
+  if (!slot.sequence) slot.sequence = model_.start();
+  const std::vector<float> logits = model_.advance({slot.sequence.get()}, ids);
   slot.cached += n;
   metrics_.prompt_tokens += static_cast<uint64_t>(n);
-  if (slot.cached == total) {
-    const std::vector<float> logits = engine_.head(s, /*last_only=*/true);
-    deliver(slot, logits.data());
-  }
+  if (slot.cached == total) deliver(slot, logits.data());
 }
 
 void Scheduler::decode_step(const std::vector<Slot*>& slots) {
-  // The running sequences side by side, one new token each; embed_next moves each one's position
-  // from the token before (cached - 1) to `cached`.
-  engine::ForwardState s;
-  s.batch = static_cast<int64_t>(slots.size());
-  s.seq = 1;
-  s.routing.resize(static_cast<size_t>(engine_.config().layers()));
+  // The running sequences side by side, one new token each, each after its own `cached` tokens.
+  std::vector<engine::SequenceModel::Sequence*> sequences;
   std::vector<int64_t> ids;
   for (Slot* slot : slots) {
-    slot->sequence.past = slot->cached - 1;
-    s.sequences.push_back(std::move(slot->sequence));
+    sequences.push_back(slot->sequence.get());
     ids.push_back(slot->last_token);
   }
-  engine_.embed_next(s, ids);
-  for (int64_t l = 0; l < engine_.config().layers(); ++l) engine_.run_layer(l, s);
-  const std::vector<float> logits = engine_.head(s, /*last_only=*/true);
+  const std::vector<float> logits = model_.advance(sequences, ids);
   ++steps_;
-  largest_batch_ = std::max<int64_t>(largest_batch_, s.batch);
-  const int64_t vocab = engine_.config().base.vocab_size;
+  largest_batch_ = std::max<int64_t>(largest_batch_, static_cast<int64_t>(slots.size()));
+  const int64_t vocab = model_.config().base.vocab_size;
   for (size_t i = 0; i < slots.size(); ++i) {
-    slots[i]->sequence = std::move(s.sequences[i]);
     ++slots[i]->cached;
     deliver(*slots[i], &logits[i * static_cast<size_t>(vocab)]);
   }

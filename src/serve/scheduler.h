@@ -1,14 +1,14 @@
 #pragma once
-// Continuous batching over the CPU engine. One scheduler thread owns the engine. Requests wait in a
+// Continuous batching over a sequence model (engine/sequence_model.h: the CPU engine, or the GPU
+// pass). One scheduler thread owns the model. Requests wait in a
 // bounded queue (submit() refuses when it is full: the caller answers 503 at once) and join the
 // running batch when one of the `parallel` slots is free. Each running request keeps its own KV
-// cache (engine::SequenceState). Each step, a request still reading its prompt runs the next chunk
-// of it (at most `prefill_chunk` tokens, so that a long prompt does not stall the others for long);
-// then every request past its prompt advances by one token in ONE engine call: their sequence
-// states are put side by side in one ForwardState (batch = those requests, one token each, each at
-// its own position), so the weights are read once per step for all of them. The engine computes
-// every row on its own and a prompt in chunks exactly as in one piece, so a request's tokens do not
-// depend on what else runs beside it.
+// cache (a SequenceModel::Sequence). Each step, a request still reading its prompt runs the next
+// chunk of it (at most `prefill_chunk` tokens, so that a long prompt does not stall the others for
+// long); then every request past its prompt advances by one token in ONE model call (the CPU engine
+// puts their states side by side, one token each at its own position, so the weights are read once
+// per step for all of them). The models compute every sequence on its own and a prompt in chunks as
+// in one piece, so a request's tokens do not depend on what else runs beside it.
 // Callbacks run on the scheduler thread; a request whose `cancelled` flag is set (its client went
 // away) leaves the batch before the next step.
 #include <atomic>
@@ -24,7 +24,7 @@
 #include <thread>
 #include <vector>
 
-#include "engine/engine.h"
+#include "engine/sequence_model.h"
 #include "serve/metrics.h"
 #include "serve/sampling.h"
 
@@ -53,7 +53,7 @@ struct SchedulerOptions {
 
 class Scheduler {
  public:
-  Scheduler(engine::Engine& engine, SchedulerOptions options, ServeMetrics& metrics);
+  Scheduler(engine::SequenceModel& model, SchedulerOptions options, ServeMetrics& metrics);
   ~Scheduler();  // stop(), then waits for the scheduler thread
   // Finishes every request still queued or running with Abort and refuses new ones (server shutdown).
   void stop();
@@ -74,7 +74,7 @@ class Scheduler {
   struct Slot {
     explicit Slot(std::shared_ptr<GenerationJob> j) : job(std::move(j)) {}
     std::shared_ptr<GenerationJob> job;
-    engine::SequenceState sequence;
+    std::unique_ptr<engine::SequenceModel::Sequence> sequence;
     int64_t cached = 0;      // tokens in the sequence's cache (prompt ones included)
     int64_t last_token = 0;  // sampled, not yet run
     int64_t generated = 0;
@@ -87,7 +87,7 @@ class Scheduler {
   void deliver(Slot& slot, const float* logits);
   void finish(Slot& slot, FinishReason reason, const std::string& error = "");
 
-  engine::Engine& engine_;
+  engine::SequenceModel& model_;
   SchedulerOptions options_;
   ServeMetrics& metrics_;
   mutable std::mutex mutex_;

@@ -12,7 +12,8 @@ source "$here/serve_fixture.sh"
 fail() { echo "FAIL: $*" >&2; exit 1; }
 expect_eq() { [ "$1" = "$2" ] || fail "$3: expected [$2], got [$1]"; }
 
-# Refusals at start: a missing tokenizer and the GPU, each with its reason and exit code 2.
+# Refusals at start, each with its reason and exit code 2: a missing tokenizer, and --device cuda
+# (no GPU or no CUDA build here; where there is one, the missing tokenizer stops it the same way).
 set +e
 out=$("$binary" serve "$data/dsv4-tiny" --port 0 2>&1)
 code=$?

@@ -65,11 +65,11 @@ TEST(ServeScheduler, GreedyTokensEqualTransformersAlsoInABatchAndInChunks) {
   const std::vector<int64_t> output = ref.i64("gen.output_ids");
   const std::vector<int64_t> expected(output.begin() + static_cast<ptrdiff_t>(prompt.size()), output.end());
   ASSERT_EQ(expected.size(), 16u);
-  engine::Engine eng(tiny_dir(), two_threads());
+  const auto eng = engine::make_cpu_sequence_model(tiny_dir(), two_threads());
   ServeMetrics metrics;
   // Prompts in chunks of 7 tokens; two other requests of other lengths run beside it and share
   // its decode steps.
-  Scheduler scheduler(eng, {3, 8, 7}, metrics);
+  Scheduler scheduler(*eng, {3, 8, 7}, metrics);
   RecordedJob a(prompt, 16), b({0, 5, 9, 33}, 20), c(std::vector<int64_t>(prompt.begin(), prompt.begin() + 50), 12);
   ASSERT_TRUE(scheduler.submit(a.job));
   ASSERT_TRUE(scheduler.submit(b.job));
@@ -91,9 +91,9 @@ TEST(ServeScheduler, GreedyTokensEqualTransformersAlsoInABatchAndInChunks) {
 }
 
 TEST(ServeScheduler, FullQueueRefusesAtOnceAndCancelledOrStoppedJobsEnd) {
-  engine::Engine eng(tiny_dir(), two_threads());
+  const auto eng = engine::make_cpu_sequence_model(tiny_dir(), two_threads());
   ServeMetrics metrics;
-  Scheduler scheduler(eng, {1, 1}, metrics);
+  Scheduler scheduler(*eng, {1, 1}, metrics);
   std::atomic<bool> release{false};
   // Runs until its client "goes away" (cancelled after 3 tokens, once released).
   RecordedJob running({0, 1, 2}, 1000);
@@ -122,9 +122,9 @@ TEST(ServeScheduler, FullQueueRefusesAtOnceAndCancelledOrStoppedJobsEnd) {
 }
 
 TEST(ServeScheduler, ABurstFillsTheFreeSlotsEvenWithNoQueue) {
-  engine::Engine eng(tiny_dir(), two_threads());
+  const auto eng = engine::make_cpu_sequence_model(tiny_dir(), two_threads());
   ServeMetrics metrics;
-  Scheduler scheduler(eng, {2, 0}, metrics);
+  Scheduler scheduler(*eng, {2, 0}, metrics);
   // Submitted at once, before the scheduler thread can admit them: the free slots take them.
   RecordedJob a({0, 1}, 30), b({0, 2}, 30), c({0, 3}, 30);
   EXPECT_TRUE(scheduler.submit(a.job));

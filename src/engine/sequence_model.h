@@ -1,0 +1,46 @@
+#pragma once
+// Many sequences, each continued from its own attention caches, several of them in one step: what a
+// server drives (serve/scheduler.h). The CPU engine computes one step for all the sequences at once
+// (each row on its own, so a sequence's logits do not depend on the others); the GPU pass keeps each
+// sequence's caches on the device and runs them one after another.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+
+namespace fp4kit::engine {
+
+class SequenceModel {
+ public:
+  // One sequence's state between steps (its caches and the tokens it has run).
+  class Sequence {
+   public:
+    virtual ~Sequence() = default;
+    int64_t length() const { return length_; }
+
+   protected:
+    int64_t length_ = 0;
+  };
+
+  virtual ~SequenceModel() = default;
+  virtual const ModelConfig& config() const = 0;
+  // An empty sequence.
+  virtual std::unique_ptr<Sequence> start() = 0;
+  // Runs ids (sequence-major, ids.size() / sequences.size() new tokens each) after what each sequence
+  // has run, and gives the logits of each sequence's last new token [sequences, vocab]. InputError for
+  // an id outside the vocabulary or a non-finite activation; a sequence whose step failed cannot go on.
+  virtual std::vector<float> advance(const std::vector<Sequence*>& sequences, const std::vector<int64_t>& ids) = 0;
+};
+
+// `max_tokens`: the most tokens a sequence will hold (prompt and generation), to size caches.
+using SequenceModelFactory = std::function<std::unique_ptr<SequenceModel>(const std::string& model_dir,
+                                                                          const EngineOptions& options, int64_t max_tokens)>;
+
+// The CPU engine (f32).
+std::unique_ptr<SequenceModel> make_cpu_sequence_model(const std::string& model_dir, const EngineOptions& options);
+SequenceModelFactory cpu_sequence_model_factory();
+
+}  // namespace fp4kit::engine

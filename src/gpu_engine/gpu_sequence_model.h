@@ -1,0 +1,20 @@
+#pragma once
+// The GPU forward pass as an engine::SequenceModel (what `serve --device cuda` drives): each
+// sequence keeps its attention caches on the device between steps (GpuForward::SavedBatch); a step
+// runs the sequences one after another, each a batch of one.
+#include <memory>
+#include <string>
+
+#include "engine/sequence_model.h"
+#include "gpu_engine/gpu_memory.h"
+#include "gpu_engine/precision.h"
+
+namespace fp4kit::gpu_engine {
+
+// InputError (exit 2) where there is no GPU or no CUDA build. `max_tokens` sizes each sequence's caches.
+std::unique_ptr<engine::SequenceModel> make_gpu_sequence_model(const std::string& model_dir, Precision precision,
+                                                               GpuMemoryBudget memory, int64_t max_tokens);
+
+engine::SequenceModelFactory gpu_sequence_model_factory(Precision precision, GpuMemoryBudget memory = {});
+
+}  // namespace fp4kit::gpu_engine
