@@ -198,7 +198,7 @@ class ModuleConverter {
       }
       stats.damped_more += factor.damping != plan_.gptq_options.damping;
       std::mutex mutex;
-      parallel_for(rows_per_group, 8, options_.threads, [&](size_t a, size_t b) {
+      parallel_for(rows_per_group, kGptqRowsPerPiece, options_.threads, [&](size_t a, size_t b) {
         const size_t r0 = g * rows_per_group + a;
         const GptqRowStats s = nvfp4_gptq_quantize_rows(src.subspan(r0 * k, (b - a) * k), k,
                                                         q.scales.data() + r0 * k / kNvfp4BlockSize, scaling, factor,

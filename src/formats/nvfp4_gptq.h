@@ -10,9 +10,15 @@
 // order they go in the order of decreasing H_ii, each still rounded on its own block's scale.
 //
 // Rows are independent; each row's arithmetic is in double in a fixed order, so the codes do not
-// depend on the thread count. The working values are rounded to E2M1 exactly as the scale
-// method's own rounding does (x / divisor in f32, round half to even), so a row that receives no
-// update (H a multiple of the identity) gets exactly the codes of plain rounding.
+// depend on the thread count. Two implementations give the same bytes: nvfp4_gptq_ref (one row at
+// a time) and the fast path (a panel of rows at a time, the batch errors reaching the later columns
+// as a product of register tiles, and the blocked Cholesky of base/cholesky.h). The fast path
+// keeps the reference's order of operations on every element (a batch's products summed from 0 in
+// column order, then subtracted once), so U and the codes are bit-identical, not merely close;
+// FP4KIT_ISA=scalar (and a CPU without AVX2) selects the reference. The working values are rounded
+// to E2M1 exactly as the scale method's own rounding does (x / divisor in f32, round half to even),
+// so a row that receives no update (H a multiple of the identity) gets exactly the codes of plain
+// rounding.
 //
 // Differences from the paper's reference code: a column no calibration row touched (H_ii = 0)
 // keeps its weight (the reference zeroes it) — the block scales were chosen from the weights and
@@ -57,11 +63,30 @@ struct GptqRowStats {
   uint64_t skipped_rows = 0;  // rows holding NaN or Inf: plain rounding
 };
 
-// The scalar reference. `src` is rows [first_row, first_row + rows) of a [*, k] weight (rows·k
+// Rows per call that let the fast path read each part of U once for that many rows (callers that
+// cut the rows into pieces for threads use it as the piece size; any size gives the same bytes).
+inline constexpr size_t kGptqRowsPerPiece = 32;
+
+// `src` is rows [first_row, first_row + rows) of a [*, k] weight (rows·k
 // values), `scales` their E4M3 block scales (rows·k/16), `scaling` the numerics and global scale
 // the codes are rounded with (the scale method's; nvfp4_quant_divisor). Writes rows·k/2 packed
 // bytes. A factor that is not usable gives the plain rounding of quantize_with_scales.
 GptqRowStats nvfp4_gptq_quantize_rows(FloatSpan src, size_t k, const uint8_t* scales, const Nvfp4Scaling& scaling,
                                       const GptqFactor& factor, size_t block, uint8_t* packed);
+
+namespace nvfp4_gptq_ref {
+
+// The scalar reference of nvfp4_gptq_quantize_rows, same arguments, same bytes.
+GptqRowStats quantize_rows(FloatSpan src, size_t k, const uint8_t* scales, const Nvfp4Scaling& scaling,
+                           const GptqFactor& factor, size_t block, uint8_t* packed);
+
+// Columns [i1, i2) of one row `w` (k values in processing order, double): each rounded on its
+// block's scale, its error spread over the rest of the batch; the errors into err[0, i2 − i1) and
+// the codes at their columns. False when a value is not finite. Shared by both paths: the fast
+// path changes only how the errors reach the columns after the batch.
+bool compensate_batch(double* w, const uint8_t* scales, const Nvfp4Scaling& scaling, const GptqFactor& f, size_t i1,
+                      size_t i2, double* err, uint8_t* codes);
+
+}  // namespace nvfp4_gptq_ref
 
 }  // namespace fp4kit

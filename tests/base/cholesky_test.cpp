@@ -1,6 +1,7 @@
 // The Cholesky factor and the upper factor of the inverse on random symmetric positive definite
 // matrices (checked by multiplying back), refusal of matrices that are not positive definite or
-// hold NaN, and results that do not depend on the thread count.
+// hold NaN, results that do not depend on the thread count, and the blocked factor equal to the
+// reference bit for bit.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -83,6 +84,32 @@ TEST(Cholesky, RefusesMatricesThatAreNotPositiveDefinite) {
   std::vector<double> inf = random_spd(8, 1.0, 3);
   inf[0] = std::numeric_limits<double>::infinity();
   EXPECT_FALSE(inverse_cholesky_upper(inf, 8, u, 1));
+}
+
+// The blocked factor and inverse against the column-at-a-time reference: bit for bit, on sizes
+// around the panel and tile widths, on any thread count; both refuse NaN and indefinite input.
+TEST(Cholesky, BlockedEqualsTheReferenceBitForBit) {
+  for (size_t n : {1u, 3u, 5u, 63u, 64u, 65u, 130u, 261u}) {
+    const std::vector<double> a = random_spd(n, 0.01, 11 + static_cast<uint32_t>(n));
+    std::vector<double> ref = a;
+    ASSERT_TRUE(cholesky_ref::cholesky_lower(ref, n, 1)) << n;
+    std::vector<double> u_ref;
+    ASSERT_TRUE(cholesky_ref::inverse_cholesky_upper(a, n, u_ref, 1)) << n;
+    for (unsigned threads : {1u, 2u, 3u}) {
+      std::vector<double> l = a, u;
+      ASSERT_TRUE(cholesky_lower(l, n, threads)) << n;
+      EXPECT_TRUE(l == ref) << n << " threads " << threads;
+      ASSERT_TRUE(inverse_cholesky_upper(a, n, u, threads)) << n;
+      EXPECT_TRUE(u == u_ref) << n << " threads " << threads;
+    }
+  }
+  std::vector<double> nan = random_spd(70, 0.5, 3), u;
+  nan[69 * 70 + 68] = nan[68 * 70 + 69] = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_FALSE(inverse_cholesky_upper(nan, 70, u, 2));
+  EXPECT_FALSE(cholesky_ref::inverse_cholesky_upper(nan, 70, u, 2));
+  std::vector<double> indefinite = random_spd(70, 0.5, 4);
+  indefinite[66 * 70 + 66] = -1.0;
+  EXPECT_FALSE(cholesky_lower(indefinite, 70, 2));
 }
 
 TEST(Cholesky, SameBitsOnAnyThreadCount) {

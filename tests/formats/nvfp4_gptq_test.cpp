@@ -2,7 +2,7 @@
 // rounding's bytes of every scale method and numerics; on correlated activations a lower layer-
 // output error than plain rounding on the same scales; damping retried for a singular H; NaN/Inf,
 // zero and indefinite H left to plain rounding with the reason; rows holding NaN rounded plainly;
-// the same bytes on any thread count.
+// the same bytes on any thread count; the fast path's bytes equal the reference's.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -277,6 +277,46 @@ TEST(Nvfp4Gptq, RowsHoldingNanAreRoundedPlainlyTheOthersCompensated) {
   const size_t row_bytes = static_cast<size_t>(k / 2);
   EXPECT_TRUE(std::equal(packed.begin() + 2 * row_bytes, packed.begin() + 3 * row_bytes, r.packed.begin() + 2 * row_bytes));
   EXPECT_FALSE(std::equal(packed.begin(), packed.begin() + row_bytes, r.packed.begin()));  // compensated
+}
+
+// The fast path against the scalar reference: the same bytes and counts on ragged row counts
+// (panels and register tiles not filled), every batch size, act order, a factor from few rows
+// (large compensations), adversarial values, and rows holding NaN or Inf.
+TEST(Nvfp4Gptq, FastPathGivesTheReferenceBytes) {
+  std::mt19937 rng(8);
+  size_t cases = 0;
+  for (int64_t k : {16, 48, 144, 272})
+    for (int64_t calib_rows : {k / 2, 4 * k}) {
+      const int64_t n = 37;
+      std::vector<float> v = test_values(rng, n, k);
+      v[static_cast<size_t>(5 * k + k / 2)] = kNaN;
+      v[static_cast<size_t>(33 * k + 1)] = std::numeric_limits<float>::infinity();
+      const Weight w = make_weight(v, n, k, DType::F32);
+      Rounded r = plain_rounding(w, Nvfp4ScaleMethod::Max, Nvfp4Numerics::ModelOpt);
+      std::vector<float> finite = w.values;
+      finite[static_cast<size_t>(5 * k + k / 2)] = finite[static_cast<size_t>(33 * k + 1)] = 0.0f;
+      r.scaling = nvfp4_scaling(amax_of(finite), Nvfp4Numerics::ModelOpt, DType::F32);
+      const std::vector<double> h = xtx_of(correlated_rows(rng, calib_rows, k), calib_rows, k);
+      for (size_t block : {16u, 32u, 128u})
+        for (bool act_order : {false, true}) {
+          const GptqOptions o{0.01, block, act_order};
+          const GptqFactor f = gptq_factor(h, static_cast<size_t>(k), o, 2);
+          ASSERT_TRUE(f.usable) << f.why;
+          std::vector<uint8_t> fast(w.values.size() / 2, 0xAA), ref(w.values.size() / 2, 0x55);
+          const GptqRowStats sf = nvfp4_gptq_quantize_rows(w.span(), static_cast<size_t>(k), r.scales.data(), r.scaling,
+                                                           f, block, fast.data());
+          const GptqRowStats sr = nvfp4_gptq_ref::quantize_rows(w.span(), static_cast<size_t>(k), r.scales.data(),
+                                                                r.scaling, f, block, ref.data());
+          EXPECT_TRUE(fast == ref) << "k " << k << " calib rows " << calib_rows << " block " << block << " act order "
+                                   << act_order;
+          EXPECT_EQ(sf.rows, 35u);
+          EXPECT_EQ(sf.skipped_rows, 2u);
+          EXPECT_EQ(sr.rows, sf.rows);
+          EXPECT_EQ(sr.skipped_rows, sf.skipped_rows);
+          ++cases;
+        }
+    }
+  EXPECT_EQ(cases, 4u * 2u * 3u * 2u);
 }
 
 TEST(Nvfp4Gptq, SameBytesOnAnyThreadCountAndInPieces) {
