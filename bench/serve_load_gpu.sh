@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# `fp4kit serve --device cuda` over a synthetic full-size V4 stack resident on the GPU: decode with
+# 1, 8 and 32 concurrent streaming clients (bench/serve_load.py: no errors allowed; TTFT, time
+# between tokens, tokens/s, server RSS), against the bound of one decode step at batch 1: the bytes a
+# token reads (every layer's attention, shared expert, router and mixing weights, its k routed
+# experts, the head) at the device copy rate. Run on the GPU machine after scripts/gpu-check.sh:
+#   bench/serve_load_gpu.sh [FP4KIT] [PRESET] [COPY_TB_PER_S]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bin=${1:-build-gpu/fp4kit}
+preset=${2:-v4-flash:layers=2}
+copy=${3:-3.93}
+model=${TMPDIR:-/tmp}/fp4kit-serve-model
+rm -rf "$model"
+"$bin" synth "$preset" "$model" --quiet || exit 1
+python3 - "$model" "$copy" <<'PY'
+import json, os, re, struct, sys
+model, copy = sys.argv[1], float(sys.argv[2])
+cfg = json.load(open(os.path.join(model, "config.json")))
+k, experts = cfg["num_experts_per_tok"], cfg["n_routed_experts"]
+step = 0.0
+for f in sorted(os.listdir(model)):
+    if not f.endswith(".safetensors"):
+        continue
+    with open(os.path.join(model, f), "rb") as fh:
+        n = struct.unpack("<Q", fh.read(8))[0]
+        header = json.loads(fh.read(n))
+    for name, t in header.items():
+        if name == "__metadata__" or name == "embed.weight" or name.startswith("mtp."):
+            continue
+        size = t["data_offsets"][1] - t["data_offsets"][0]
+        step += size * k / experts if re.search(r"\.ffn\.experts\.\d+\.", name) else size
+print(f"bound: {step / 1e9:.3f} GB read per batch-1 decode step -> {step / (copy * 1e12) * 1e3:.3f} ms at {copy} TB/s")
+PY
+# shellcheck source=tests/serve/serve_fixture.sh
+source tests/serve/serve_fixture.sh
+SERVER_LOG=$(mktemp /tmp/fp4kit-serve-log.XXXXXX)
+"$bin" serve "$model" --tokenizer tests/data/serve/tokenizer.json --device cuda --port 0 --parallel 32 --queue 64 \
+  --ctx-size 1024 >"$SERVER_LOG" 2>&1 &
+SERVER_PID=$!
+trap 'stop_server; rm -rf "$model"' EXIT
+URL=""
+for _ in $(seq 1 1200); do
+  port=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$SERVER_LOG" | grep -o '[0-9]*$' || true)
+  [ -n "$port" ] && [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health")" = 200 ] &&
+    URL="http://127.0.0.1:$port" && break
+  kill -0 "$SERVER_PID" 2>/dev/null || break
+  sleep 0.1
+done
+[ -n "$URL" ] || { cat "$SERVER_LOG"; echo "the server did not become ready"; exit 1; }
+echo "| clients | requests | max_tokens | errors | TTFT p50 ms | TTFT p99 ms | between tokens p50 ms | tokens/s | RSS MB before / after |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+rc=0
+for c in 1 8 32; do
+  python3 bench/serve_load.py --url "$URL" --pid "$SERVER_PID" --clients $c --requests $((2 * c)) --max-tokens 32 || rc=1
+done
+exit $rc
