@@ -109,6 +109,14 @@ struct LayoutSupport {
   std::string_view not_loaded_why;  // why a flavour it does not load is skipped
 };
 
+// Linear modules the loader reads as a plain '.weight' whatever the quantization config says
+// (their NVFP4 scales are never read, or the read expects another format): a checkpoint this engine
+// loads must leave them unquantized.
+struct UnquantizedOnlyRow {
+  std::string_view pattern;  // ECMAScript regex over the module name
+  std::string_view why;      // what the loader does with it (and where that was read)
+};
+
 struct HfEngineContract {
   Engine engine;
   std::vector<SourceRef> sources;
@@ -120,6 +128,7 @@ struct HfEngineContract {
   std::string_view skipped_why;
   // DeepSeek V3: the router's e_score_correction_bias exists only with config.json topk_method noaux_tc.
   bool gate_bias_needs_noaux_tc = false;
+  std::vector<UnquantizedOnlyRow> unquantized_only;
 };
 
 struct HfFamilyContract {
@@ -132,10 +141,13 @@ struct HfFamilyContract {
   std::vector<LoaderModule> (*modules)(const nlohmann::json& config, const HfEngineContract& engine);
 };
 
-// Config fields vLLM's ModelOpt and compressed-tensors methods read, shared by the families' tables.
+// Config fields the engines' ModelOpt and compressed-tensors methods read, shared by the families'
+// tables: vLLM's, SGLang's (ModelOptFp4Config) and TensorRT-LLM's (hf_quant_config.json only).
 const std::vector<ConfigRequirement>& modelopt_inline_requirements();
 const std::vector<ConfigRequirement>& modelopt_file_requirements();
 const std::vector<ConfigRequirement>& compressed_tensors_requirements();
+const std::vector<ConfigRequirement>& sglang_modelopt_inline_requirements();
+const std::vector<ConfigRequirement>& sglang_modelopt_file_requirements();
 const std::vector<ConfigRequirement>& trtllm_modelopt_requirements();
 
 const HfFamilyContract& deepseek_v3_contract();

@@ -79,13 +79,13 @@ const HfFamilyContract& deepseek_v3_contract() {
           {R"(.*\.self_attn\.(?:q_a_proj|kv_a_proj_with_mqa))",
            {"self_attn.fused_qkv_a_proj (MergedColumnParallelLinear, shards q_a_proj|kv_a_proj_with_mqa)",
             "self_attn.fused_qkv_a_proj_with_mqa (ReplicatedLinear of q_a_proj|kv_a_proj_with_mqa)",
-            "self_attn.fused_a (q_a_proj|kv_a_proj_with_mqa; not confirmed at a source)"}},
+            "self_attn.kv_a_proj_with_mqa (fused_a: q_a_proj|kv_a_proj_with_mqa concatenated)"}},
           {R"(.*\.mlp\.(?:shared_experts\.)?(?:gate|up)_proj)",
-           {"mlp.gate_up_proj (MergedColumnParallelLinear, shards gate_proj|up_proj)", "mlp.gate_up_proj",
-            "mlp.gate_up_proj (not confirmed at a source)"}},
+           {"mlp.gate_up_proj (MergedColumnParallelLinear, shards gate_proj|up_proj)", "mlp.gate_up_proj (stacked gate_proj|up_proj)",
+            "mlp.gate_up_proj (GatedMLP, gate_proj|up_proj)"}},
           {R"(.*\.mlp\.experts\.\d+\.(?:gate|up)_proj)",
-           {"mlp.experts.w13_* (FusedMoE, [E, 2] per-tensor scales)", "mlp.experts.w13_* (FusedMoE)",
-            "mlp.experts w1|w3 (fused MoE; not confirmed at a source)"}},
+           {"mlp.experts.w13_* (FusedMoE, [E, 2] per-tensor scales)", "mlp.experts.w13_* (FusedMoE, [E, 2] per-tensor scales)",
+            "mlp.experts w3_w1 (fused MoE, gate_proj -> w1, up_proj -> w3)"}},
           {R"(.*\.self_attn\.indexer\.(?:wk|weights_proj))", {"self_attn.indexer.wk_weights_proj (shards wk|weights_proj)", "", ""}},
       },
       {
@@ -120,6 +120,7 @@ const HfFamilyContract& deepseek_v3_contract() {
               "DeepseekV2Model.load_weights skips the MTP layer (model.layers.<num_hidden_layers>, "
               "get_spec_layer_idx_from_weight_name); the MTP draft model loads it, whose contract is not tabled",
               true,
+              {},
           },
           HfEngineContract{
               Engine::Sglang,
@@ -127,33 +128,74 @@ const HfFamilyContract& deepseek_v3_contract() {
                 "DeepseekV2AttentionMLA: fused_qkv_a_proj_with_mqa ReplicatedLinear(q_lora_rank + kv_lora_rank + "
                 "qk_rope_head_dim) with the quant config when q_lora_rank is set, packed_modules_mapping "
                 "fused_qkv_a_proj_with_mqa = [q_a_proj, kv_a_proj_with_mqa]; lm_head tied to embed_tokens when "
-                "tie_word_embeddings. Its weight loader (DeepseekV2WeightLoaderMixin), the MTP skip and the NVFP4 parameter "
-                "shapes were not read: they are taken to be vLLM's"}},
+                "tie_word_embeddings"},
+               {"sgl-project/sglang", "python/sglang/srt/models/deepseek_common/deepseek_weight_loader.py",
+                "29bd4e859f6ef92f5248fd8c3d4ba681f8d19028",
+                "DeepseekV2WeightLoaderMixin.do_load_weights: stacked gate_up_proj (gate_proj|up_proj), "
+                "FusedMoE.make_expert_params_mapping (gate_proj/up_proj/down_proj -> experts.w13_/w2_), q_a_proj and "
+                "kv_a_proj_with_mqa tensors cached by name and loaded into fused_qkv_a_proj_with_mqa (two 0-d scales: "
+                "q_a_proj's is kept; anything else is concatenated on dim 0), without NextN the layers >= "
+                "num_hidden_layers are skipped (when num_nextn_predict_layers > 0), rotary_emb.inv_freq skipped, an "
+                "unknown name is logged and skipped; post_load_weights splits kv_b_proj.weight into w_kc / w_vc for "
+                "the absorbed MLA and converts only FP8 and INT8 weights (an NVFP4 U8 weight is used as it is)"},
+               {"sgl-project/sglang", "python/sglang/srt/layers/quantization/modelopt_quant.py", "faeb96856c4417d55695feec2f4d2463c8adb7fd",
+                "ModelOptFp4Config.from_config (flat config.json form or hf_quant_config.json; FP8 or NVFP4 only); "
+                "ModelOptFp4LinearMethod: weight U8 [N, K/2], weight_scale E4M3 [N, K/group_size], input_scale and "
+                "weight_scale_2 F32 [shards] (the max is kept); ModelOptNvFp4FusedMoEMethod: w13_weight_scale_2 / "
+                "w13_input_scale [E, 2], w2_* [E], w13 uses w1's weight_scale_2 (a warning when w3's differs)"}},
               {{HfLayout::ModelOpt, true, false,
-                "SGLang's modelopt_fp4 method is known for NVFP4 (W4A4) checkpoints; how it loads W4A16_NVFP4 is not tabled"},
+                "SGLang's ModelOptFp4Config.from_config accepts quant_algo FP8 or NVFP4 only: W4A16_NVFP4 raises "
+                "(modelopt_quant.py at faeb968)"},
                {HfLayout::CompressedTensors, false, false, "how SGLang loads compressed-tensors NVFP4 DeepSeek V3 is not tabled"}},
-              modelopt_inline_requirements(),
-              modelopt_file_requirements(),
+              sglang_modelopt_inline_requirements(),
+              sglang_modelopt_file_requirements(),
               {},
               true,
-              "the MTP layer (model.layers.<num_hidden_layers>) is loaded by the NextN draft model (not confirmed at a source)",
+              "do_load_weights without NextN skips the MTP layer (model.layers.<num_hidden_layers>); the NextN draft "
+              "model loads it, whose contract is not tabled",
               false,
+              {{R"(.*\.self_attn\.kv_b_proj)",
+                "post_load_weights takes self_attn.kv_b_proj.weight as the MLA matrix it splits into w_kc / w_vc and "
+                "converts only FP8 and INT8 weights: a packed NVFP4 weight is not dequantized and its scales are unused "
+                "(deepseek_weight_loader.py at 29bd4e8)"}},
           },
           HfEngineContract{
               Engine::Trtllm,
-              {{"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/models/modeling_deepseekv3.py", "a43cf9e363d5657061b5ce0e12f3d993a08d8158 (not read)",
-                "not read at source: the layout of NVIDIA's DeepSeek R1 / V3 NVFP4 releases (Hugging Face names, "
-                "hf_quant_config.json) is what its cards say TensorRT-LLM loads; fused_a, gate_up_proj, fused MoE and "
-                "the MTP handling are assumed"}},
-              {{HfLayout::ModelOpt, true, false, "how TensorRT-LLM loads W4A16_NVFP4 is not tabled"},
+              {{"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/models/modeling_deepseekv3.py", "a43cf9e363d5657061b5ce0e12f3d993a08d8158",
+                "DeepseekV3WeightLoader.load_weights walks the model's modules and takes their tensors by name (checkpoint "
+                "tensors no module asks for are never read): params_map gate_up_proj = [gate_proj, up_proj]; experts "
+                "renamed gate_proj -> w1, up_proj -> w3, down_proj -> w2; self_attn.kv_a_proj_with_mqa is fused_a, the "
+                "q_a_proj and kv_a_proj_with_mqa '.weight' concatenated (and FP8 weight_scale_inv), no NVFP4 scale read; "
+                "kv_b_proj reads '.weight' and, when its module is quantized, '.weight_scale_inv' (a KeyError for "
+                "NVFP4); DeepseekV3Gate always creates e_score_correction_bias and its load_weights reads it; "
+                "DeepseekV3Model builds num_hidden_layers layers, the MTP layers only with MTP speculative decoding"},
+               {"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/modules/linear.py", "ed53795b33fc139493f762a1c6c53f691cf52d38",
+                "NVFP4LinearMethod: weight [N, K/2] FP4x2, weight_scale E4M3 (asserted), input_scale and weight_scale_2 "
+                "per module; load_weight_scales asserts that fused shards (qkv_proj, gate_up_proj) have equal input_scale "
+                "and equal weight_scale_2, and computes alpha from input_scale (no weight-only path)"},
+               {"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/modules/fused_moe/quantization.py", "a98a9061d72f6fd39f5d055ebdd2c6878a100e2c",
+                "NVFP4FusedMoEMethod: per expert '<e>.w1/w2/w3' weight, weight_scale, weight_scale_2, input_scale read by "
+                "name; w1 and w3 input_scale asserted equal; w1/w3 weight_scale_2 that differ are replaced by their max "
+                "with an accuracy warning"},
+               {"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/model_config.py", "1a0dc5f70054f66d892df6a964996fc5ead6f81e",
+                "ModelOpt quantization from hf_quant_config.json (quant_algo, group_size, exclude_modules)"}},
+              {{HfLayout::ModelOpt, true, false,
+                "TensorRT-LLM's NVFP4LinearMethod computes alpha from input_scale (linear.py at ed53795); how it loads "
+                "W4A16_NVFP4 is not tabled"},
                {HfLayout::CompressedTensors, false, false, "TensorRT-LLM's loading of compressed-tensors NVFP4 is not tabled"}},
               trtllm_modelopt_requirements(),
               trtllm_modelopt_requirements(),
               {},
               true,
-              "the MTP layer (model.layers.<num_hidden_layers>) is loaded only for MTP speculative decoding (not confirmed at a "
-              "source)",
+              "DeepseekV3Model builds num_hidden_layers decoder layers; model.layers.<num_hidden_layers> is loaded only for "
+              "MTP speculative decoding (modeling_deepseekv3.py at a43cf9e), whose contract is not tabled",
               false,
+              {{R"(.*\.self_attn\.(?:q_a_proj|kv_a_proj_with_mqa))",
+                "DeepseekV3WeightLoader copies the '.weight' of q_a_proj and kv_a_proj_with_mqa into fused_a "
+                "(self_attn.kv_a_proj_with_mqa) and reads no NVFP4 scale (modeling_deepseekv3.py at a43cf9e)"},
+               {R"(.*\.self_attn\.kv_b_proj)",
+                "DeepseekV3WeightLoader reads kv_b_proj '.weight' and, for a quantized module, '.weight_scale_inv' "
+                "(modeling_deepseekv3.py at a43cf9e)"}},
           },
       },
       deepseek_v3_modules,

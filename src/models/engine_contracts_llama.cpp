@@ -65,14 +65,14 @@ const HfFamilyContract& llama_contract() {
       {"llama", "qwen3_moe"},
       {
           {R"(.*\.self_attn\.[qkv]_proj)",
-           {"self_attn.qkv_proj (QKVParallelLinear, shards q|k|v)", "self_attn.qkv_proj (not confirmed at a source)",
-            "self_attn.qkv_proj (not confirmed at a source)"}},
+           {"self_attn.qkv_proj (QKVParallelLinear, shards q|k|v)", "self_attn.qkv_proj (stacked q_proj|k_proj|v_proj)",
+            "self_attn.qkv_proj (q_proj|k_proj|v_proj)"}},
           {R"(.*\.mlp\.(?:gate|up)_proj)",
-           {"mlp.gate_up_proj (MergedColumnParallelLinear, shards gate_proj|up_proj)", "mlp.gate_up_proj (not confirmed at a source)",
-            "mlp.gate_up_proj (not confirmed at a source)"}},
+           {"mlp.gate_up_proj (MergedColumnParallelLinear, shards gate_proj|up_proj)", "mlp.gate_up_proj (stacked gate_proj|up_proj)",
+            "mlp.gate_up_proj (gate_proj|up_proj)"}},
           {R"(.*\.mlp\.experts\.\d+\.(?:gate|up)_proj)",
-           {"mlp.experts.w13_* (FusedMoE, [E, 2] per-tensor scales)", "mlp.experts.w13_* (FusedMoE; not confirmed at a source)",
-            "mlp.experts w1|w3 (fused MoE; not confirmed at a source)"}},
+           {"mlp.experts.w13_* (FusedMoE, [E, 2] per-tensor scales)", "mlp.experts.w13_* (FusedMoE, [E, 2] per-tensor scales)",
+            "mlp.experts w3_w1 (fused MoE, gate_proj -> w1, up_proj -> w3)"}},
       },
       {
           HfEngineContract{
@@ -84,9 +84,11 @@ const HfFamilyContract& llama_contract() {
                    "LlamaForCausalLM skips lm_head. when tie_word_embeddings"},
                   {"vllm-project/vllm", "vllm/model_executor/layers/quantization/modelopt.py", "00155cdecca722d98e34234c3d172725b7720b7d",
                    "the NVFP4 linear and FusedMoE parameters, as in the DeepSeek V3 table"},
-                  {"vllm-project/vllm", "vllm/model_executor/models/qwen3_moe.py", "(not read)",
-                   "Qwen3-MoE experts through FusedMoE with gate_proj/up_proj/down_proj, router mlp.gate, q_norm/k_norm: "
-                   "taken to follow deepseek_v2.py's expert mapping, not confirmed at a source"},
+                  {"vllm-project/vllm", "vllm/model_executor/models/qwen3_moe.py", "2e0831b0ab951c8896d4dd5d6cb9c3350a4574de",
+                   "Qwen3MoeModel.load_weights: stacked qkv_proj (q_proj|k_proj|v_proj) and gate_up_proj (gate_proj|up_proj), "
+                   "experts through get_expert_mapping (gate_proj/down_proj/up_proj -> FusedMoE w13_/w2_), params_dict[name]; "
+                   "a .weight_scale / .input_scale / .bias with no parameter is skipped rather than a KeyError (verify "
+                   "still reports it: the checkpoint claims a quantization the model does not build)"},
               },
               {{HfLayout::ModelOpt, true, true, ""}, {HfLayout::CompressedTensors, true, true, ""}},
               modelopt_inline_requirements(),
@@ -95,28 +97,47 @@ const HfFamilyContract& llama_contract() {
               false,
               "",
               false,
+              {},
           },
           HfEngineContract{
               Engine::Sglang,
-              {{"sgl-project/sglang", "python/sglang/srt/models/llama.py", "(not read)",
-                "not read at source: SGLang's Llama is taken to fuse qkv_proj and gate_up_proj as vLLM's does, and its "
-                "modelopt_fp4 method to create vLLM's NVFP4 parameters"}},
+              {{"sgl-project/sglang", "python/sglang/srt/models/llama.py", "bf7a0e237e8d5b2ce5402f5d2fafce31e012dbdf",
+                "LlamaForCausalLM.load_weights: stacked .qkv_proj (.q_proj|.k_proj|.v_proj) and .gate_up_proj "
+                "(.gate_proj|.up_proj), rotary_emb.inv_freq / cos_cached / sin_cached skipped, lm_head.weight skipped when "
+                "tie_word_embeddings, an unknown name is logged and skipped"},
+               {"sgl-project/sglang", "python/sglang/srt/models/qwen3_moe.py", "e3d8e9aec2c7f120ad4d4c6e7ee08cc19346fdbd",
+                "Qwen3MoeForCausalLM.load_weights: stacked qkv_proj and gate_up_proj, FusedMoE.make_expert_params_mapping "
+                "(gate_proj/down_proj/up_proj -> experts.w13_/w2_), rotary_emb.inv_freq skipped, unknown names skipped"},
+               {"sgl-project/sglang", "python/sglang/srt/layers/quantization/modelopt_quant.py", "faeb96856c4417d55695feec2f4d2463c8adb7fd",
+                "the NVFP4 linear and FusedMoE parameters and the config fields, as in the DeepSeek V3 table"}},
               {{HfLayout::ModelOpt, true, false,
-                "SGLang's modelopt_fp4 method is known for NVFP4 (W4A4) checkpoints; how it loads W4A16_NVFP4 is not tabled"},
+                "SGLang's ModelOptFp4Config.from_config accepts quant_algo FP8 or NVFP4 only: W4A16_NVFP4 raises "
+                "(modelopt_quant.py at faeb968)"},
                {HfLayout::CompressedTensors, false, false, "how SGLang loads compressed-tensors NVFP4 is not tabled"}},
-              modelopt_inline_requirements(),
-              modelopt_file_requirements(),
+              sglang_modelopt_inline_requirements(),
+              sglang_modelopt_file_requirements(),
               {},
               false,
               "",
               false,
+              {},
           },
           HfEngineContract{
               Engine::Trtllm,
-              {{"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/models/modeling_llama.py", "(not read)",
-                "not read at source: fused qkv_proj and gate_up_proj, NVFP4 parameters as ModelOpt exports them, "
-                "quantization from hf_quant_config.json"}},
-              {{HfLayout::ModelOpt, true, false, "how TensorRT-LLM loads W4A16_NVFP4 is not tabled"},
+              {{"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/models/checkpoints/hf/weight_mapper.py", "f59aed070dabff4761d70e47c90fd761776c1bac",
+                "HfWeightMapper: qkv_proj = [q_proj, k_proj, v_proj], gate_up_proj = [gate_proj, up_proj], lm_head skipped "
+                "when tie_word_embeddings"},
+               {"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/models/checkpoints/hf/qwen2_moe_weight_mapper.py",
+                "7a1198904a380af40fc09862bb5fd6b1131c3f7e",
+                "MoE modules: expert tensors renamed gate_proj -> w1, up_proj -> w3, down_proj -> w2 (Qwen3MoeHfWeightMapper, "
+                "qwen3_moe_weight_mapper.py at 4dfeee6c04a4c75a8a10e67f64c782cfce0ad830, derives from it)"},
+               {"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/modules/linear.py", "ed53795b33fc139493f762a1c6c53f691cf52d38",
+                "NVFP4LinearMethod parameters; fused shards must have equal input_scale and weight_scale_2 (asserted)"},
+               {"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/modules/fused_moe/quantization.py", "a98a9061d72f6fd39f5d055ebdd2c6878a100e2c",
+                "NVFP4FusedMoEMethod, as in the DeepSeek V3 table"}},
+              {{HfLayout::ModelOpt, true, false,
+                "TensorRT-LLM's NVFP4LinearMethod computes alpha from input_scale (linear.py at ed53795); how it loads "
+                "W4A16_NVFP4 is not tabled"},
                {HfLayout::CompressedTensors, false, false, "TensorRT-LLM's loading of compressed-tensors NVFP4 is not tabled"}},
               trtllm_modelopt_requirements(),
               trtllm_modelopt_requirements(),
@@ -124,6 +145,7 @@ const HfFamilyContract& llama_contract() {
               false,
               "",
               false,
+              {},
           },
       },
       llama_modules,

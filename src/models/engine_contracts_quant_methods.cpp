@@ -1,5 +1,6 @@
 // The config fields the engines' general NVFP4 quantization methods read (ModelOpt's general
-// layout, compressed-tensors), shared by the DeepSeek V3 and Llama-like tables.
+// layout, compressed-tensors), shared by the DeepSeek V3 and Llama-like tables. vLLM's are read from
+// vllm-project/vllm modelopt.py at 00155cdecca722d98e34234c3d172725b7720b7d.
 #include "models/engine_contract.h"
 
 namespace fp4kit {
@@ -34,7 +35,39 @@ const std::vector<ConfigRequirement>& compressed_tensors_requirements() {
       {"config.json", "/quantization_config/quant_method", ConfigNeed::Equals, R"("compressed-tensors")",
        "selects CompressedTensorsConfig, whose schemes CompressedTensorsW4A4Fp4 / W4A16Fp4 load NVFP4"},
       {"config.json", "/quantization_config/config_groups", ConfigNeed::Present, "",
-       "the scheme of each Linear is read from its config group (not confirmed at a pinned source)"},
+       "CompressedTensorsConfig._quantization_scheme_map_from_config reads config.get(\"config_groups\", {}): each "
+       "group's targets, weights and input_activations pick the scheme (NVFP4: tensor_group, float, 4 bits, group 16); "
+       "without groups no Linear gets a scheme and the packed tensors have no parameter (vllm-project/vllm "
+       "vllm/model_executor/layers/quantization/compressed_tensors/compressed_tensors.py at "
+       "be696453ee1bf3b7a2f652cc457b340d5a20c88c)"},
+  };
+  return r;
+}
+
+// SGLang's ModelOptFp4Config.from_config (sgl-project/sglang
+// python/sglang/srt/layers/quantization/modelopt_quant.py at faeb96856c4417d55695feec2f4d2463c8adb7fd).
+const std::vector<ConfigRequirement>& sglang_modelopt_inline_requirements() {
+  static const std::vector<ConfigRequirement> r = {
+      {"config.json", "/quantization_config/quant_method", ConfigNeed::Equals, R"("modelopt")",
+       "the ModelOpt method is chosen by quant_method modelopt (as vLLM's; SGLang's own selection in "
+       "model_config.py was not read)"},
+      {"config.json", "/quantization_config/quant_algo", ConfigNeed::Equals, R"("NVFP4")",
+       "ModelOptFp4Config.from_config reads the flat config.json form when quant_algo is present and raises for "
+       "anything but FP8 or NVFP4 (W4A16_NVFP4 included) (modelopt_quant.py at faeb968); it also needs a group_size, "
+       "top-level or in the first config group, which this table does not look at"},
+  };
+  return r;
+}
+
+const std::vector<ConfigRequirement>& sglang_modelopt_file_requirements() {
+  static const std::vector<ConfigRequirement> r = {
+      {"hf_quant_config.json", "/quantization/quant_algo", ConfigNeed::Equals, R"("NVFP4")",
+       "without a flat quant_algo, ModelOptFp4Config.from_config reads hf_quant_config.json quantization.quant_algo "
+       "(a KeyError there is \"Cannot find 'quant_algo'\") and accepts FP8 or NVFP4 only (modelopt_quant.py at faeb968)"},
+      {"hf_quant_config.json", "/quantization/group_size", ConfigNeed::Present, "",
+       "common_group_size raises \"No group_size found in config\" (modelopt_quant.py at faeb968; it also accepts a "
+       "top-level or config-group group_size, which ModelOpt's file does not use); kv_cache_quant_algo defaults to "
+       "auto and exclude_modules to [], so SGLang needs neither"},
   };
   return r;
 }
@@ -42,8 +75,11 @@ const std::vector<ConfigRequirement>& compressed_tensors_requirements() {
 const std::vector<ConfigRequirement>& trtllm_modelopt_requirements() {
   static const std::vector<ConfigRequirement> r = {
       {"hf_quant_config.json", "/quantization/quant_algo", ConfigNeed::Equals, R"("NVFP4")",
-       "TensorRT-LLM takes ModelOpt quantization from hf_quant_config.json (as for its DeepSeek V4 table: issue #16196, "
-       "PR #16433; not read at source)"},
+       "ModelConfig.from_pretrained reads ModelOpt quantization only from hf_quant_config.json "
+       "(load_modelopt_quant_config: quantization.quant_algo, group_size, exclude_modules); config.json's "
+       "quantization_config is read only without that file and only for FP8 block and MXFP4, so an NVFP4 model "
+       "without it is built unquantized (NVIDIA/TensorRT-LLM tensorrt_llm/_torch/model_config.py at "
+       "1a0dc5f70054f66d892df6a964996fc5ead6f81e)"},
   };
   return r;
 }

@@ -77,10 +77,23 @@ bool in_mtp_layer(const std::string& name, int64_t layers) {
 struct Expected {
   std::map<std::string, Slot> slots;
   std::map<std::string, std::string> format;  // module -> what the loader builds, for messages
+  // Modules the config quantizes but the engine's loader reads as a plain '.weight' -> why.
+  std::map<std::string, std::string> unquantized_only;
 };
 
+// The row of the engine's unquantized-only list `module` matches, or nullptr.
+const UnquantizedOnlyRow* unquantized_only_row(const HfEngineContract& contract, const std::vector<std::regex>& patterns,
+                                               const std::string& module) {
+  for (size_t i = 0; i < patterns.size(); ++i)
+    if (std::regex_match(module, patterns[i])) return &contract.unquantized_only[i];
+  return nullptr;
+}
+
 Expected expected_slots(const std::vector<LoaderModule>& modules, const LayoutConfig& config, HfLayout layout, bool w4a4,
-                        int64_t group) {
+                        int64_t group, const HfEngineContract& contract) {
+  std::vector<std::regex> unquantized_only;
+  for (const UnquantizedOnlyRow& row : contract.unquantized_only)
+    unquantized_only.emplace_back(std::string(row.pattern), std::regex::ECMAScript | std::regex::optimize);
   Expected e;
   for (const LoaderModule& m : modules) {
     if (!m.linear) {
@@ -92,6 +105,12 @@ Expected expected_slots(const std::vector<LoaderModule>& modules, const LayoutCo
     if (is_excluded(config, m.name)) {
       e.slots[m.name + ".weight"] = {kFloat, {m.shape}, true, m.name};
       e.format[m.name] = "unquantized (the config excludes it): .weight only";
+      continue;
+    }
+    if (const UnquantizedOnlyRow* row = unquantized_only_row(contract, unquantized_only, m.name)) {
+      e.slots[m.name + ".weight"] = {kFloat, {m.shape}, true, m.name};
+      e.format[m.name] = "read as an unquantized .weight only";
+      e.unquantized_only[m.name] = std::string(row->why);
       continue;
     }
     const bool ct = layout == HfLayout::CompressedTensors;
@@ -116,6 +135,9 @@ std::string unconsumed_reason(const std::string& name, const Expected& e, const 
   const size_t dot = name.rfind('.');
   if (dot != std::string::npos) {
     const std::string module = name.substr(0, dot);
+    if (const auto u = e.unquantized_only.find(module); u != e.unquantized_only.end())
+      return "the loader reads '" + module + "' as an unquantized .weight only, so its NVFP4 '" + name.substr(dot) +
+             "' is never loaded and the module cannot be quantized for this engine: " + u->second;
     if (const auto f = e.format.find(module); f != e.format.end())
       return "'" + module + "' loads into " + parameter_of(family, engine, module) + ", which is " + f->second + ": no slot for '" +
              name.substr(dot) + "' (the loader's params_dict lookup fails)";
@@ -125,11 +147,13 @@ std::string unconsumed_reason(const std::string& name, const Expected& e, const 
 
 // Siblings fused into one parameter must carry bit-identical per-tensor scales: the engine keeps one
 // value (vLLM: the largest for linears, w1's for w13) and dequantizes the others with it.
-void check_fused_scales(const HfFamilyContract& family, Engine engine, const Nvfp4Inventory& inventory, Findings& findings) {
+// Modules the engine reads as a plain weight are reported by the walk and left out here.
+void check_fused_scales(const HfFamilyContract& family, Engine engine, const Nvfp4Inventory& inventory, const Expected& expected,
+                        Findings& findings) {
   std::map<std::pair<std::string, int>, const Nvfp4Module*> groups;  // (parent, row) -> its first member
   for (const Nvfp4Module& m : inventory.modules) {
     const int row = fused_row(family, engine, m.module);
-    if (row < 0) continue;
+    if (row < 0 || expected.unquantized_only.contains(m.module)) continue;
     const size_t dot = m.module.rfind('.');
     const auto [it, inserted] = groups.try_emplace({m.module.substr(0, dot == std::string::npos ? 0 : dot), row}, &m);
     if (inserted) continue;
@@ -211,7 +235,7 @@ EngineVerdict check_hf_engine(Engine engine, const HfFamilyContract& family, con
   int64_t group = 16;
   if (const auto g = at_pointer(cj, "/quantization_config/group_size"); g && g->is_number_integer() && g->get<int64_t>() > 0)
     group = g->get<int64_t>();
-  Expected expected = expected_slots(modules, config, layout, w4a4, group);
+  Expected expected = expected_slots(modules, config, layout, w4a4, group, contract);
 
   verdict.skipped_why = std::string(contract.skipped_why);
   for (const TensorRef& t : tensors.tensors) {
@@ -248,7 +272,7 @@ EngineVerdict check_hf_engine(Engine engine, const HfFamilyContract& family, con
                  parameter_of(family, engine, slot.module) + " needs " + io::quote_name(name) + " (" + dtypes_text(slot.dtypes) + " " +
                      shapes_text(slot.shapes) + "), which the checkpoint does not hold");
   }
-  check_fused_scales(family, engine, inventory, findings);
+  check_fused_scales(family, engine, inventory, expected, findings);
   return verdict;
 }
 
