@@ -86,9 +86,9 @@ void drop_cache(const io::Checkpoint& ckpt, const std::string& name) {
 
 class DataPass {
  public:
-  DataPass(const io::Checkpoint& output, const Nvfp4Inventory& inventory, const io::Checkpoint* source,
-           const SourceAccounting* accounting, const DataPassOptions& options)
-      : output_(output), inventory_(inventory), source_(source), accounting_(accounting), options_(options),
+  DataPass(const io::Checkpoint& output, const io::Checkpoint* source, const SourceAccounting* accounting,
+           const DataPassOptions& options)
+      : output_(output), source_(source), accounting_(accounting), options_(options),
         out_weights_(output) {
     if (source_ && accounting_ && accounting_->source_pairing_clean) src_weights_.emplace(*source_);
   }
@@ -301,7 +301,6 @@ class DataPass {
 
  private:
   const io::Checkpoint& output_;
-  const Nvfp4Inventory& inventory_;
   const io::Checkpoint* source_;
   const SourceAccounting* accounting_;
   const DataPassOptions& options_;
@@ -339,7 +338,7 @@ void run_data_pass(const io::Checkpoint& output, const Nvfp4Inventory& inventory
                    const SourceAccounting* accounting, const DataPassOptions& options, VerifyReport& report) {
   std::optional<DataPass> pass;
   try {
-    pass.emplace(output, inventory, source, accounting, options);
+    pass.emplace(output, source, accounting, options);
   } catch (const InputError& e) {
     report.add("numerics.skipped", Severity::Fail, "", std::string("the weights could not be read for the numerics: ") + e.what());
     return;

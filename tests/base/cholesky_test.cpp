@@ -40,7 +40,9 @@ TEST(Cholesky, LowerFactorMultipliesBack) {
     double worst = 0;
     for (size_t i = 0; i < n; ++i)
       for (size_t j = 0; j < n; ++j) {
-        if (j > i) EXPECT_EQ(l[i * n + j], 0.0);
+        if (j > i) {
+          EXPECT_EQ(l[i * n + j], 0.0);
+        }
         double s = 0;
         for (size_t k = 0; k < n; ++k) s += l[i * n + k] * l[j * n + k];
         worst = max_keeping_nan(worst, std::fabs(s - a[i * n + j]) / (1.0 + std::fabs(a[i * n + j])));
@@ -58,7 +60,9 @@ TEST(Cholesky, UpperFactorOfTheInverseMultipliesBackToTheIdentity) {
     std::vector<double> inv(n * n, 0.0);
     for (size_t i = 0; i < n; ++i)
       for (size_t j = 0; j < n; ++j) {
-        if (i > j) EXPECT_EQ(u[i * n + j], 0.0);
+        if (i > j) {
+          EXPECT_EQ(u[i * n + j], 0.0);
+        }
         for (size_t k = 0; k < n; ++k) inv[i * n + j] += u[k * n + i] * u[k * n + j];
       }
     double worst = 0;

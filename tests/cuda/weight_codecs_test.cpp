@@ -562,7 +562,9 @@ TEST(CudaNvfp4Dequantize, BlockValuesAsBf16AreTheCpuValuesExactly) {
   std::vector<uint16_t> want(n);
   for (size_t i = 0; i < n; ++i) {
     want[i] = BF16::from_float(values[i]).bits;
-    if (!std::isnan(values[i])) ASSERT_EQ(BF16{want[i]}.to_float(), values[i]) << "value " << i << " is not exact in BF16";
+    if (!std::isnan(values[i])) {
+      ASSERT_EQ(BF16{want[i]}.to_float(), values[i]) << "value " << i << " is not exact in BF16";
+    }
   }
   DeviceBuffer d_packed = to_device(packed, s, "nvfp4 packed");
   DeviceBuffer d_scales = to_device(scales, s, "nvfp4 scales");

@@ -103,7 +103,7 @@ std::vector<float> test_values(std::mt19937& rng, int64_t n, int64_t k) {
   for (float& x : v) x = d(rng);
   for (int64_t c = 0; c < k; ++c) {
     v[static_cast<size_t>(c)] = 0.0f;                                     // row 0: zeros
-    v[static_cast<size_t>(k + c)] = c % 16 == 3 ? 1.5f : 0.0001f * c;      // row 1: one large value per block
+    v[static_cast<size_t>(k + c)] = c % 16 == 3 ? 1.5f : 0.0001f * static_cast<float>(c);  // row 1: one large value per block
     v[static_cast<size_t>(2 * k + c)] = 0.25f * static_cast<float>(c % 13);  // row 2: grid and boundary values
   }
   return v;

@@ -166,7 +166,7 @@ TEST(ChatTemplate, ToolChoiceNoneLeavesTheToolsOutAndBadToolInputIsRefused) {
 
 TEST(ChatTemplate, SpecialTokensEncodeAsSingleIds) {
   const calib::Tokenizer& tok = tiny_tokenizer();
-  const std::vector<int32_t> ids = tok.encode(render_deepseek_v4_chat({{"user", "hi", ""}}, true), false);
+  const std::vector<int32_t> ids = tok.encode(render_deepseek_v4_chat({{"user", "hi", "", {}, ""}}, true), false);
   ASSERT_GE(ids.size(), 4u);
   EXPECT_EQ(ids.front(), 0);  // BOS, as the tiny config's bos_token_id
   EXPECT_EQ(ids[1], *tok.token_id(kUserToken));

@@ -138,7 +138,9 @@ TEST(EngineContractFamilies, SkippedEnginesSayWhy) {
   }
   const verify::VerifyReport ct = verify_dir(converted_family("llama-tiny", "--recipe all-linear --format compressed-tensors"), false);
   for (const auto& e : ct.engines)
-    if (e.engine != "vllm") EXPECT_NE(e.reason.find("compressed-tensors"), std::string::npos) << e.reason;
+    if (e.engine != "vllm") {
+      EXPECT_NE(e.reason.find("compressed-tensors"), std::string::npos) << e.reason;
+    }
 }
 
 void set_scale(const std::string& dir, const std::string& name, float factor) { set_f32(dir, name, factor * get_f32(dir, name)); }
