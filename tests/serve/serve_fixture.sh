@@ -27,9 +27,15 @@ start_server() {
   exit 1
 }
 
+# Also the EXIT trap: the server's log goes when the script succeeded, and is named when it failed.
 stop_server() {
+  local status=$?
   if [ -n "${SERVER_PID:-}" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill -TERM "$SERVER_PID"
     wait "$SERVER_PID" || true
   fi
+  if [ -n "${SERVER_LOG:-}" ] && [ -f "$SERVER_LOG" ]; then
+    if [ "$status" -eq 0 ]; then rm -f "$SERVER_LOG"; else echo "server log kept: $SERVER_LOG" >&2; fi
+  fi
+  return "$status"
 }
