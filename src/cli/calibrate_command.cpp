@@ -63,11 +63,10 @@ void run(const CalibrateArgs& a) {
   if (gpu && !a.hessian.empty())
     throw InputError("--hessian: not on --device cuda yet (the GPU pass reports only each linear input's amax, not "
                      "its rows); use --device cpu");
-  const gpu_engine::Precision precision = gpu_engine::resolve_precision(a.precision, gpu);
-  if (!gpu && !a.gpu_memory.empty()) throw InputError("--gpu-memory: only with --device cuda");
+  const ForwardDevice d = resolve_forward_device(a.device, a.precision, a.gpu_memory);
+  const gpu_engine::Precision precision = d.precision;
   if (gpu) {
-    cuda::require_device();  // one clear error (exit 2) before any work
-    o.runner = gpu_engine::gpu_runner_factory(precision, gpu_engine::parse_gpu_memory(a.gpu_memory));
+    o.runner = gpu_engine::gpu_runner_factory(precision, d.memory);
     // In the state's fingerprint: F32 GPU runs keep the name they had before BF16 existed.
     o.device = precision == gpu_engine::Precision::F32 ? "cuda" : "cuda bf16";
   }

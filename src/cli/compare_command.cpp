@@ -45,10 +45,9 @@ std::vector<float> logits_of(const std::string& model, const CompareArgs& args, 
 }
 
 void run(const CompareArgs& args) {
-  const bool gpu = cuda::parse_device(args.device) == cuda::Device::Cuda;
-  const gpu_engine::Precision precision = gpu_engine::resolve_precision(args.precision, gpu);
-  if (gpu) cuda::require_device();  // one clear error (exit 2) before any work
-  if (!gpu && !args.gpu_memory.empty()) throw InputError("--gpu-memory: only with --device cuda");
+  const ForwardDevice d = resolve_forward_device(args.device, args.precision, args.gpu_memory);
+  const bool gpu = d.gpu;
+  const gpu_engine::Precision precision = d.precision;
   const engine::TokenBatch ids = engine::token_ids_from_options(args.ids, args.ids_file);
   int64_t vocab = 0, vocab_b = 0;
   const std::vector<float> logits_a = logits_of(args.a, args, ids, gpu, precision, &vocab);

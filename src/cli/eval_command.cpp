@@ -82,10 +82,9 @@ void print_summary(const eval::EvalResult& r, const eval::Judgement& j, const ev
 }
 
 void run(const EvalArgs& a) {
-  const bool gpu = cuda::parse_device(a.device) == cuda::Device::Cuda;
-  const gpu_engine::Precision precision = gpu_engine::resolve_precision(a.precision, gpu);
-  if (gpu) cuda::require_device();  // a CPU-only build says why there is no GPU (exit 2)
-  if (!gpu && !a.gpu_memory.empty()) throw InputError("--gpu-memory: only with --device cuda");
+  const ForwardDevice d = resolve_forward_device(a.device, a.precision, a.gpu_memory);
+  const bool gpu = d.gpu;
+  const gpu_engine::Precision precision = d.precision;
   if (!a.save_base_logits.empty() && !a.base_logits.empty())
     throw InputError("--save-base-logits and --base-logits: give one of them");
   eval::require_same_model_type(a.quantized, a.base);
@@ -102,7 +101,7 @@ void run(const EvalArgs& a) {
   o.threads = a.threads;
   o.attribution = !a.no_attribution;
   if (gpu) {
-    o.runner = gpu_engine::gpu_runner_factory(precision, gpu_engine::parse_gpu_memory(a.gpu_memory));
+    o.runner = gpu_engine::gpu_runner_factory(precision, d.memory);
     if (o.attribution && !a.quiet)
       std::fprintf(stderr, "eval: note: on the GPU the attribution is each layer's residual error (the quantized layer on "
                            "the base stream); the KL per layer and per kind of weight are CPU-only\n");

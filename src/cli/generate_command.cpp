@@ -29,21 +29,17 @@ struct GenerateArgs {
 };
 
 void run(const GenerateArgs& a) {
-  const cuda::Device device = cuda::parse_device(a.device);
-  const bool on_gpu = device == cuda::Device::Cuda;
-  const gpu_engine::Precision precision = gpu_engine::resolve_precision(a.precision, on_gpu);
-  if (on_gpu) cuda::require_device();  // one clear error (exit 2) before any work
-  if (!on_gpu && !a.gpu_memory.empty()) throw InputError("--gpu-memory: only with --device cuda");
+  const ForwardDevice d = resolve_forward_device(a.device, a.precision, a.gpu_memory);
   const engine::TokenBatch ids = engine::token_ids_from_options(a.ids, a.ids_file);
   if (ids.batch != 1) throw InputError("generate: give one prompt (got " + std::to_string(ids.batch) + " sequences)");
   engine::EngineOptions o;
   o.threads = a.threads;
   const std::unique_ptr<engine::LayerRunner> runner =
-      on_gpu ? gpu_engine::make_gpu_runner(a.model, o, precision, gpu_engine::parse_gpu_memory(a.gpu_memory))
+      d.gpu ? gpu_engine::make_gpu_runner(a.model, o, d.precision, d.memory)
              : engine::make_cpu_runner(a.model, o);
   const std::optional<int64_t> eos = a.ignore_eos ? std::nullopt : engine::config_eos_token_id(runner->config().base.raw);
   const engine::Generation g = engine::generate_greedy(*runner, ids.ids, a.max_new_tokens, !a.no_cache, eos);
-  std::string mode = on_gpu ? std::string(", GPU ") + gpu_engine::precision_name(precision) : std::string();
+  std::string mode = d.gpu ? std::string(", GPU ") + gpu_engine::precision_name(d.precision) : std::string();
   if (a.no_cache) mode += ", no cache";
   std::printf("prompt: %zu tokens, generated %zu (greedy%s)\n", ids.ids.size(), g.tokens.size(), mode.c_str());
   // Timings on stderr, so that stdout stays the two lines scripts read.

@@ -82,10 +82,9 @@ Pass gpu_pass(const RunArgs& a, const engine::TokenBatch& ids, gpu_engine::Preci
 }
 
 void run(const RunArgs& a) {
-  const cuda::Device device = cuda::parse_device(a.device);
-  const gpu_engine::Precision precision = gpu_engine::resolve_precision(a.precision, device == cuda::Device::Cuda);
-  if (device == cuda::Device::Cuda) cuda::require_device();  // one clear error (exit 2) before any work
-  if (device != cuda::Device::Cuda && !a.gpu_memory.empty()) throw InputError("--gpu-memory: only with --device cuda");
+  const ForwardDevice d = resolve_forward_device(a.device, a.precision, a.gpu_memory);
+  const cuda::Device device = d.gpu ? cuda::Device::Cuda : cuda::Device::Cpu;
+  const gpu_engine::Precision precision = d.precision;
   const engine::TokenBatch ids = engine::token_ids_from_options(a.ids, a.ids_file);
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();

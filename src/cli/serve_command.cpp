@@ -33,13 +33,9 @@ struct ServeArgs {
 };
 
 void run(const ServeArgs& a) {
-  const bool on_gpu = cuda::parse_device(a.device) == cuda::Device::Cuda;
-  const gpu_engine::Precision precision = gpu_engine::resolve_precision(a.precision, on_gpu);
-  if (on_gpu) cuda::require_device();  // "built without CUDA" / "no GPU" first, exit 2
-  if (!on_gpu && !a.gpu_memory.empty()) throw InputError("--gpu-memory: only with --device cuda");
+  const ForwardDevice d = resolve_forward_device(a.device, a.precision, a.gpu_memory);
   const engine::SequenceModelFactory model =
-      on_gpu ? gpu_engine::gpu_sequence_model_factory(precision, gpu_engine::parse_gpu_memory(a.gpu_memory))
-             : engine::cpu_sequence_model_factory();
+      d.gpu ? gpu_engine::gpu_sequence_model_factory(d.precision, d.memory) : engine::cpu_sequence_model_factory();
   // A template the model ships that is not V4's format is refused before anything starts (exit 2).
   std::fprintf(stderr, "fp4kit serve: %s\n", serve::check_chat_template(a.model, a.chat_format == "deepseek-v4").c_str());
   // Signals go to one waiting thread, not to whichever thread the kernel picks.

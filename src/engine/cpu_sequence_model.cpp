@@ -17,9 +17,7 @@ class CpuSequenceModel : public SequenceModel {
   }
 
   std::vector<float> advance(const std::vector<Sequence*>& sequences, const std::vector<int64_t>& ids) override {
-    if (sequences.empty() || ids.empty() || ids.size() % sequences.size() != 0)
-      throw InputError("token ids: " + std::to_string(ids.size()) + " ids do not continue " +
-                       std::to_string(sequences.size()) + " sequences equally");
+    const int64_t n = new_tokens_each(sequences, ids);
     // The sequences side by side, each at its own position: embed_next moves every one on by the
     // state's seq (0 here) and then runs the new tokens after it.
     ForwardState s;
@@ -42,14 +40,14 @@ class CpuSequenceModel : public SequenceModel {
     engine_.embed_next(s, ids);
     for (int64_t l = 0; l < engine_.config().layers(); ++l) engine_.run_layer(l, s);
     std::vector<float> logits = engine_.head(s, /*last_only=*/true);
-    for (Sequence* q : sequences) static_cast<CpuSequence&>(*q).grow(s.seq);
+    for (Sequence* q : sequences) static_cast<CpuSequence&>(*q).grow(n);
     return logits;
   }
 
  private:
   struct CpuSequence : Sequence {
     SequenceState state;
-    void grow(int64_t n) { length_ += n; }
+    using Sequence::grow;
   };
   Engine engine_;
 };

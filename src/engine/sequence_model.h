@@ -22,6 +22,9 @@ class SequenceModel {
     int64_t length() const { return length_; }
 
    protected:
+    void grow(int64_t n) { length_ += n; }  // after a step ran n new tokens
+
+   private:
     int64_t length_ = 0;
   };
 
@@ -33,6 +36,10 @@ class SequenceModel {
   // has run, and gives the logits of each sequence's last new token [sequences, vocab]. InputError for
   // an id outside the vocabulary or a non-finite activation; a sequence whose step failed cannot go on.
   virtual std::vector<float> advance(const std::vector<Sequence*>& sequences, const std::vector<int64_t>& ids) = 0;
+
+ protected:
+  // InputError unless ids give every sequence the same, non-zero number of new tokens; that number.
+  static int64_t new_tokens_each(const std::vector<Sequence*>& sequences, const std::vector<int64_t>& ids);
 };
 
 // `max_tokens`: the most tokens a sequence will hold (prompt and generation), to size caches.

@@ -17,10 +17,7 @@ class GpuSequenceModel : public engine::SequenceModel {
   std::unique_ptr<Sequence> start() override { return std::make_unique<GpuSequence>(); }
 
   std::vector<float> advance(const std::vector<Sequence*>& sequences, const std::vector<int64_t>& ids) override {
-    if (sequences.empty() || ids.empty() || ids.size() % sequences.size() != 0)
-      throw InputError("token ids: " + std::to_string(ids.size()) + " ids do not continue " +
-                       std::to_string(sequences.size()) + " sequences equally");
-    const size_t n = ids.size() / sequences.size(), V = static_cast<size_t>(gpu_.config().base.vocab_size);
+    const size_t n = static_cast<size_t>(new_tokens_each(sequences, ids)), V = static_cast<size_t>(gpu_.config().base.vocab_size);
     std::vector<float> out(sequences.size() * V);
     for (size_t i = 0; i < sequences.size(); ++i) {
       auto& q = static_cast<GpuSequence&>(*sequences[i]);
@@ -44,7 +41,7 @@ class GpuSequenceModel : public engine::SequenceModel {
  private:
   struct GpuSequence : Sequence {
     GpuForward::SavedBatch saved;
-    void grow(int64_t n) { length_ += n; }
+    using Sequence::grow;
   };
   GpuForward gpu_;
   int64_t max_tokens_;
