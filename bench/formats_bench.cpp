@@ -83,7 +83,8 @@ int main(int argc, char** argv) {
   const std::vector<uint16_t> bf16 = make_bf16(n, cols, 1);
   const FloatSpan src{bf16.data(), DType::BF16, n};
   std::vector<Row> rows_out;
-  const std::vector<Isa> isas = isa_supported(Isa::Avx2) ? std::vector<Isa>{Isa::Scalar, Isa::Avx2} : std::vector<Isa>{Isa::Scalar};
+  std::vector<Isa> isas{Isa::Scalar};  // the reference, then every SIMD target this CPU runs
+  for (Isa isa : simd_isas()) isas.push_back(isa);
   std::vector<unsigned> thread_counts = {1};
   if (all > 1) thread_counts.push_back(all);
   const size_t piece = size_t{1} << 18;  // elements per parallel piece (a multiple of every block size)

@@ -31,7 +31,7 @@ const MatmulKernels kRefKernels{matmul_ref::matmul, matmul_ref::dot};
 }
 
 const MatmulKernels& matmul_kernels(Isa isa) {
-  if (isa == Isa::Avx2 && isa_supported(Isa::Avx2)) return matmul_avx2::kKernels;
+  if (const MatmulKernels* k = matmul_simd::kernels_for(isa)) return *k;
   return kRefKernels;
 }
 

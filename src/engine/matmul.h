@@ -7,7 +7,7 @@
 // products x[k]*w[k] (each rounded to f32) for k = j, j+8, j+16, ... in increasing k; a lane past the
 // end of the row adds +0 instead. The lanes are then combined as
 //   ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7)).
-// The scalar `_ref` and the AVX2 path follow this order exactly, so they agree bit for bit, and the
+// The scalar `_ref` and the vector paths (matmul_simd.cpp, every ISA) follow this order exactly, so they agree bit for bit, and the
 // result of an element depends neither on M, N, the tiling nor the number of threads.
 #include <cstddef>
 
@@ -30,8 +30,9 @@ void matmul(const float* x, size_t ldx, const float* w, size_t ldw, float* y, si
 float dot(const float* a, const float* b, size_t K);
 }  // namespace matmul_ref
 
-namespace matmul_avx2 {
-extern const MatmulKernels kKernels;
+namespace matmul_simd {
+// The vector kernels for `isa`, nullptr where none were compiled.
+const MatmulKernels* kernels_for(Isa isa);
 }
 
 // y = x W^T on up to `threads` threads (blocks of outputs; the result does not depend on `threads`).

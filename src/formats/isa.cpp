@@ -2,55 +2,78 @@
 
 #include <cstdlib>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#endif
+#include "formats/simd_targets.h"
+#include <hwy/targets.h>
 
 namespace fp4kit {
 
-std::string_view isa_name(Isa isa) { return isa == Isa::Avx2 ? "avx2" : "scalar"; }
-
-std::optional<Isa> isa_from_name(std::string_view name) {
-  if (name == "scalar") return Isa::Scalar;
-  if (name == "avx2") return Isa::Avx2;
-  return std::nullopt;
-}
-
 namespace {
 
-// AVX2, FMA and F16C, and an OS that saves the YMM registers (XCR0 bits 1 and 2).
-bool cpu_has_avx2() {
-#if defined(__x86_64__) || defined(__i386__)
-  unsigned a, b, c, d;
-  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
-  const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28), f16c = c & (1u << 29);
-  if (!(fma && osxsave && avx && f16c)) return false;
-  unsigned xcr0_lo, xcr0_hi;
-  __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
-  if ((xcr0_lo & 0x6u) != 0x6u) return false;
-  if (__get_cpuid_max(0, nullptr) < 7) return false;
-  __cpuid_count(7, 0, a, b, c, d);
-  return b & (1u << 5);
-#else
-  return false;
-#endif
-}
+struct IsaName {
+  Isa isa;
+  std::string_view name;
+};
+constexpr IsaName kNames[] = {{Isa::Scalar, "scalar"}, {Isa::Avx2, "avx2"}, {Isa::Avx512, "avx512"},
+                              {Isa::Neon, "neon"},     {Isa::Sve, "sve"},   {Isa::Sve2, "sve2"}};
+// Best first.
+constexpr Isa kSimdOrder[] = {Isa::Avx512, Isa::Avx2, Isa::Sve2, Isa::Sve, Isa::Neon};
 
 }  // namespace
 
+std::string_view isa_name(Isa isa) {
+  for (const IsaName& n : kNames)
+    if (n.isa == isa) return n.name;
+  return "scalar";
+}
+
+std::optional<Isa> isa_from_name(std::string_view name) {
+  for (const IsaName& n : kNames)
+    if (n.name == name) return n.isa;
+  return std::nullopt;
+}
+
+long long isa_highway_target(Isa isa) {
+  switch (isa) {
+    case Isa::Avx2: return HWY_AVX2;
+    case Isa::Avx512: return HWY_AVX3;
+    case Isa::Neon: return HWY_NEON;
+    case Isa::Sve: return HWY_SVE;
+    case Isa::Sve2: return HWY_SVE2;
+    case Isa::Scalar: break;
+  }
+  return 0;
+}
+
 bool isa_supported(Isa isa) {
   if (isa == Isa::Scalar) return true;
-  static const bool avx2 = cpu_has_avx2();
-  return avx2;
+  const long long target = isa_highway_target(isa);
+  // HWY_TARGETS: what this build compiles (simd_targets.h); SupportedTargets: what the CPU runs.
+  return (target & HWY_TARGETS) != 0 && (target & hwy::SupportedTargets()) != 0;
+}
+
+Isa isa_fallback(Isa isa) {
+  switch (isa) {
+    case Isa::Avx512: return Isa::Avx2;
+    case Isa::Sve2: return Isa::Sve;
+    case Isa::Sve: return Isa::Neon;
+    default: return Isa::Scalar;
+  }
+}
+
+std::vector<Isa> simd_isas() {
+  std::vector<Isa> out;
+  for (Isa isa : kSimdOrder)
+    if (isa_supported(isa)) out.push_back(isa);
+  return out;
 }
 
 Isa preferred_isa() {
   static const Isa chosen = [] {
-    Isa best = isa_supported(Isa::Avx2) ? Isa::Avx2 : Isa::Scalar;
     if (const char* env = std::getenv("FP4KIT_ISA")) {
       if (auto want = isa_from_name(env); want && isa_supported(*want)) return *want;
     }
-    return best;
+    const std::vector<Isa> simd = simd_isas();
+    return simd.empty() ? Isa::Scalar : simd.front();
   }();
   return chosen;
 }

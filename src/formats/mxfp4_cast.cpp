@@ -106,7 +106,7 @@ Mxfp4CastStats cast(const uint8_t* packed, const uint8_t* scales, size_t n, cons
 }  // namespace mxfp4_cast_ref
 
 Mxfp4CastKernel mxfp4_cast_kernel(Isa isa) {
-  if (isa == Isa::Avx2 && isa_supported(Isa::Avx2)) return mxfp4_cast_avx2::cast;
+  if (Mxfp4CastKernel k = mxfp4_cast_simd::cast_kernel(isa)) return k;
   return mxfp4_cast_ref::cast;
 }
 

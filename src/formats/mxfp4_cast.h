@@ -68,9 +68,9 @@ Mxfp4CastStats cast(const uint8_t* packed, const uint8_t* scales, size_t n, cons
                     uint8_t* out_packed, uint8_t* out_scales);
 }  // namespace mxfp4_cast_ref
 
-namespace mxfp4_cast_avx2 {
-Mxfp4CastStats cast(const uint8_t* packed, const uint8_t* scales, size_t n, const Mxfp4CastTable& table,
-                    uint8_t* out_packed, uint8_t* out_scales);
-}  // namespace mxfp4_cast_avx2
+namespace mxfp4_cast_simd {
+// The vector kernel for `isa` (mxfp4_cast_simd.cpp), nullptr where none was compiled.
+Mxfp4CastKernel cast_kernel(Isa isa);
+}  // namespace mxfp4_cast_simd
 
 }  // namespace fp4kit

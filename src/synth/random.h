@@ -54,7 +54,7 @@ inline float normal_approx(uint64_t bits) {
   return (static_cast<float>(sum) - 131070.0f) * kNormalApproxScale;  // sum of (u_i + 0.5)/2^16 minus 2, exact
 }
 
-// Constants of the Student-t sampler, shared with its AVX2 form.
+// Constants of the Student-t sampler, shared with its vector form.
 namespace student_t4_constants {
 inline constexpr float kPi = 3.14159265358979323846f;
 inline constexpr float kInvSqrt2 = 0.70710678118654752440f;

@@ -13,7 +13,7 @@ void fill(Distribution d, CounterRng rng, uint64_t first, size_t n, float* out) 
 }  // namespace random_fill_ref
 
 RandomFill random_fill(Isa isa) {
-  if (isa == Isa::Avx2 && isa_supported(Isa::Avx2)) return random_fill_avx2::fill;
+  if (RandomFill f = random_fill_simd::fill_for(isa)) return f;
   return random_fill_ref::fill;
 }
 

@@ -1,6 +1,6 @@
 #pragma once
-// The hot loops of weight synthesis: runs of consecutive draws of one stream, with an AVX2 fast
-// path that gives exactly the bits of the scalar samplers in random.h.
+// The hot loops of weight synthesis: runs of consecutive draws of one stream, with a vector fast
+// path (every ISA) that gives exactly the bits of the scalar samplers in random.h.
 #include <cstddef>
 #include <cstdint>
 
@@ -21,8 +21,9 @@ RandomFill random_fill(Isa isa = preferred_isa());
 namespace random_fill_ref {
 void fill(Distribution, CounterRng rng, uint64_t first, size_t n, float* out);
 }
-namespace random_fill_avx2 {
-void fill(Distribution, CounterRng rng, uint64_t first, size_t n, float* out);
+namespace random_fill_simd {
+// The vector form for `isa` (random_fill_simd.cpp), nullptr where none was compiled.
+RandomFill fill_for(Isa isa);
 }
 
 }  // namespace fp4kit::synth

@@ -7,7 +7,8 @@
 namespace fp4kit::verify {
 
 void TensorError::add(const float* x, const float* ref, size_t n) {
-  if (ref && preferred_isa() == Isa::Avx2) return tensor_error_add_avx2(*this, x, ref, n);
+  static const TensorErrorAdd fast = tensor_error_add_kernel(preferred_isa());
+  if (ref && fast) return fast(*this, x, ref, n);
   add_ref(x, ref, n);
 }
 

@@ -2,12 +2,14 @@
 // Error statistics of one tensor against its reference, accumulated chunk by chunk. The sums run
 // in kLanes double lanes: value i of the tensor (counted over every add call) always goes to lane
 // i % kLanes, and the lanes are combined in lane order. So the result depends neither on how the
-// tensor was cut into chunks nor on the thread count nor on the ISA (the AVX2 path is bit for bit
-// the scalar one).
+// tensor was cut into chunks nor on the thread count nor on the ISA (the vector path of every ISA
+// is bit for bit the scalar one).
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+
+#include "formats/isa.h"
 
 namespace fp4kit::verify {
 
@@ -33,8 +35,10 @@ struct TensorError {
   double rel_rms() const;  // sqrt(noise / signal), 0 when both are 0
 };
 
-// The AVX2 form of TensorError::add_ref with a non-null ref (tensor_error_avx2.cpp).
-void tensor_error_add_avx2(TensorError& e, const float* x, const float* ref, size_t n);
+// The vector form of TensorError::add_ref with a non-null ref for `isa` (tensor_error_simd.cpp),
+// nullptr where none was compiled.
+using TensorErrorAdd = void (*)(TensorError& e, const float* x, const float* ref, size_t n);
+TensorErrorAdd tensor_error_add_kernel(Isa isa);
 
 // Below this, the SQNR is shown as the floor (a zero reference with a nonzero error).
 inline constexpr double kSqnrFloorDb = -999.0;

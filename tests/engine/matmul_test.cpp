@@ -1,4 +1,4 @@
-// The f32 matmul: the AVX2 path equals the scalar reference bit for bit (random and adversarial
+// The f32 matmul: the vector path of every ISA equals the scalar reference bit for bit (random and adversarial
 // inputs, every K remainder), the reference follows the documented summation order, and the
 // threaded product does not depend on the thread count.
 #include <gtest/gtest.h>
@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/matmul.h"
+#include "isa_cases.h"
 
 namespace fp4kit::engine {
 namespace {
@@ -29,32 +30,35 @@ std::vector<float> random_values(size_t n, std::mt19937& rng, bool adversarial) 
   return v;
 }
 
-TEST(EngineMatmul, Avx2EqualsReferenceBitForBit) {
-  if (!isa_supported(Isa::Avx2)) GTEST_SKIP() << "no AVX2 on this CPU";
+TEST(EngineMatmul, VectorPathsEqualReferenceBitForBit) {
+  FP4KIT_REQUIRE_SIMD();
   std::mt19937 rng(7);
+  for (Isa isa : simd_isas())
   for (bool adversarial : {false, true})
-    for (size_t K : {1, 3, 7, 8, 9, 15, 16, 17, 64, 131}) {
+    for (size_t K : {1, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 33, 64, 131}) {
+      SCOPED_TRACE(isa_name(isa));
       const size_t M = 7, N = 5;
       const auto x = random_values(M * K, rng, adversarial);
       const auto w = random_values(N * K, rng, adversarial);
       std::vector<float> y_ref(M * N), y_fast(M * N);
       matmul_ref::matmul(x.data(), K, w.data(), K, y_ref.data(), N, M, N, K);
-      matmul_kernels(Isa::Avx2).matmul(x.data(), K, w.data(), K, y_fast.data(), N, M, N, K);
+      matmul_kernels(isa).matmul(x.data(), K, w.data(), K, y_fast.data(), N, M, N, K);
       for (size_t i = 0; i < y_ref.size(); ++i)
         ASSERT_TRUE(same_bits(y_ref[i], y_fast[i])) << "K=" << K << " i=" << i << " " << y_ref[i] << " vs " << y_fast[i];
       for (size_t m = 0; m < M; ++m)
-        ASSERT_TRUE(same_bits(matmul_kernels(Isa::Avx2).dot(&x[m * K], w.data(), K), y_ref[m * N]));
+        ASSERT_TRUE(same_bits(matmul_kernels(isa).dot(&x[m * K], w.data(), K), y_ref[m * N]));
     }
 }
 
 TEST(EngineMatmul, InfinitiesAndNanPropagate) {
-  if (!isa_supported(Isa::Avx2)) GTEST_SKIP() << "no AVX2 on this CPU";
+  FP4KIT_REQUIRE_SIMD();
   const float inf = std::numeric_limits<float>::infinity();
   std::vector<float> x = {1, inf, 2, 3, 4, 5, 6, 7, 8, 1}, w = {1, 1, 1, 1, 1, 1, 1, 1, 1, -inf};
   // inf + -inf in different lanes: NaN after the lane combination; both paths agree.
   const float r = matmul_ref::dot(x.data(), w.data(), x.size());
   EXPECT_TRUE(std::isnan(r));
-  EXPECT_TRUE(same_bits(r, matmul_kernels(Isa::Avx2).dot(x.data(), w.data(), x.size())));
+  for (Isa isa : simd_isas())
+    EXPECT_TRUE(same_bits(r, matmul_kernels(isa).dot(x.data(), w.data(), x.size()))) << isa_name(isa);
 }
 
 TEST(EngineMatmul, ReferenceFollowsTheDocumentedOrder) {
