@@ -98,7 +98,7 @@ void quantize(FloatSpan src, const Fp8BlockShape& shape, uint8_t* weight, void* 
 const Fp8BlockKernels& fp8_block_kernels(Isa isa) {
   static const Fp8BlockKernels scalar = {fp8_block_ref::dequantize_f32, fp8_block_ref::dequantize_bf16,
                                         fp8_block_ref::quantize};
-  if (isa == Isa::Avx2 && isa_supported(Isa::Avx2)) return fp8_block_avx2::kKernels;
+  if (const Fp8BlockKernels* k = fp8_block_simd::kernels(isa)) return *k;
   return scalar;
 }
 

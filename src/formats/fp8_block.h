@@ -54,9 +54,10 @@ float store_block_scale(float amax, const Fp8BlockShape&, void* scales, size_t b
 float load_block_scale(const void* scales, const Fp8BlockShape&, size_t br, size_t bc);
 }  // namespace fp8_block_ref
 
-namespace fp8_block_avx2 {
-extern const Fp8BlockKernels kKernels;
-}
+namespace fp8_block_simd {
+// The vector kernels for `isa` (fp8_block_simd.cpp), nullptr where none were compiled.
+const Fp8BlockKernels* kernels(Isa isa);
+}  // namespace fp8_block_simd
 
 // DeepSeek V4's official FP4 -> FP8 repack (convert.py cast_e2m1fn_to_e4m3fn): per 128x128 block
 // sb = max(2^(e-127))/64, q = E4M3(FP4_TABLE[q]*2^(e-127)/sb), scale byte clamp(log2(sb)+127, 0, 254).

@@ -59,7 +59,7 @@ void quantize(FloatSpan src, uint8_t* packed, uint8_t* scales) {
 const Mxfp4Kernels& mxfp4_kernels(Isa isa) {
   static const Mxfp4Kernels scalar = {mxfp4_ref::dequantize_f32, mxfp4_ref::dequantize_bf16,
                                       mxfp4_ref::quantize};
-  if (isa == Isa::Avx2 && isa_supported(Isa::Avx2)) return mxfp4_avx2::kKernels;
+  if (const Mxfp4Kernels* k = mxfp4_simd::kernels(isa)) return *k;
   return scalar;
 }
 

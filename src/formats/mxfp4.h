@@ -31,9 +31,10 @@ void dequantize_bf16(const uint8_t* packed, const uint8_t* scales, size_t n, uin
 void quantize(FloatSpan src, uint8_t* packed, uint8_t* scales);
 }  // namespace mxfp4_ref
 
-namespace mxfp4_avx2 {
-extern const Mxfp4Kernels kKernels;
-}
+namespace mxfp4_simd {
+// The vector kernels for `isa` (mxfp4_simd.cpp), nullptr where none were compiled.
+const Mxfp4Kernels* kernels(Isa isa);
+}  // namespace mxfp4_simd
 
 // ---- lossless cast to NVFP4 (ModelOpt DeepSeek V4 exporter, --cast_mxfp4_to_nvfp4) ----------
 

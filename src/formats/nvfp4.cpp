@@ -150,7 +150,7 @@ const Nvfp4Kernels kScalarKernels = {nvfp4_ref::amax, nvfp4_ref::quantize,
 }
 
 const Nvfp4Kernels& nvfp4_kernels(Isa isa) {
-  if (isa == Isa::Avx2 && isa_supported(Isa::Avx2)) return nvfp4_avx2::kKernels;
+  if (const Nvfp4Kernels* k = nvfp4_simd::kernels(isa)) return *k;
   return kScalarKernels;
 }
 

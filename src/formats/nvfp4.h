@@ -71,8 +71,9 @@ void quantize_with_scales(FloatSpan src, const uint8_t* scales, const Nvfp4Scali
 void dequantize(const uint8_t* packed, const uint8_t* scales, size_t n, const Nvfp4Scaling&, float* out);
 }  // namespace nvfp4_ref
 
-namespace nvfp4_avx2 {
-extern const Nvfp4Kernels kKernels;
-}
+namespace nvfp4_simd {
+// The vector kernels for `isa` (nvfp4_simd.cpp), nullptr where none were compiled.
+const Nvfp4Kernels* kernels(Isa isa);
+}  // namespace nvfp4_simd
 
 }  // namespace fp4kit

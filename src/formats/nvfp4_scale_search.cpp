@@ -151,7 +151,7 @@ const Nvfp4SearchKernels kScalarKernels = {ref_block_amax, ref_quantize};
 }  // namespace
 
 const Nvfp4SearchKernels& nvfp4_search_kernels(Isa isa) {
-  if (isa == Isa::Avx2 && isa_supported(Isa::Avx2)) return nvfp4_search_avx2::kKernels;
+  if (const Nvfp4SearchKernels* k = nvfp4_search_simd::kernels(isa)) return *k;
   return kScalarKernels;
 }
 

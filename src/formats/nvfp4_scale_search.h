@@ -73,8 +73,9 @@ struct Nvfp4SearchKernels {
 
 const Nvfp4SearchKernels& nvfp4_search_kernels(Isa isa = preferred_isa());
 
-namespace nvfp4_search_avx2 {
-extern const Nvfp4SearchKernels kKernels;
-}
+namespace nvfp4_search_simd {
+// The vector kernels for `isa` (nvfp4_scale_search_simd.cpp), nullptr where none were compiled.
+const Nvfp4SearchKernels* kernels(Isa isa);
+}  // namespace nvfp4_search_simd
 
 }  // namespace fp4kit

@@ -8,6 +8,7 @@
 #include "formats/fp8_block.h"
 #include "formats/mxfp4.h"
 #include "formats/nvfp4.h"
+#include "isa_cases.h"
 #include "oracle_file.h"
 
 namespace fp4kit {
@@ -115,7 +116,7 @@ auto param_name = [](const auto& param_info) {
 };
 
 INSTANTIATE_TEST_SUITE_P(AllCases, DeepSeekFp8,
-                         ::testing::Combine(::testing::ValuesIn(kFp8Cases), ::testing::Values(Isa::Scalar, Isa::Avx2)),
+                         ::testing::Combine(::testing::ValuesIn(kFp8Cases), ::testing::ValuesIn(all_isas())),
                          param_name);
 
 // ---- V4 FP4 experts -------------------------------------------------------------------------
@@ -183,7 +184,7 @@ TEST_P(DeepSeekFp4, ModelOptRequant) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllExperts, DeepSeekFp4,
-                         ::testing::Combine(::testing::ValuesIn(kExperts), ::testing::Values(Isa::Scalar, Isa::Avx2)),
+                         ::testing::Combine(::testing::ValuesIn(kExperts), ::testing::ValuesIn(all_isas())),
                          param_name);
 
 // ModelOpt's V4 exporter with --cast_mxfp4_to_nvfp4: weight_scale_2 = 2^(k_max-8) over w1 and w3.

@@ -1,4 +1,4 @@
-// The AVX2 FP8 block kernels against the scalar reference, byte for byte.
+// The SIMD FP8 block kernels, on every ISA this CPU runs, against the scalar reference, byte for byte.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -18,18 +18,15 @@
 #include "formats/float_span.h"
 #include "formats/fp8_block.h"
 #include "formats/isa.h"
+#include "isa_cases.h"
 
 namespace fp4kit {
 namespace {
-
-#define FP4KIT_REQUIRE_AVX2() \
-  if (!isa_supported(Isa::Avx2)) GTEST_SKIP() << "this CPU has no AVX2"
 
 constexpr uint8_t kSentinel = 0xA5;
 constexpr size_t kGuard = 64;  // bytes past the end of every output, which must stay untouched
 
 const Fp8BlockKernels& scalar() { return fp8_block_kernels(Isa::Scalar); }
-const Fp8BlockKernels& avx2() { return fp8_block_kernels(Isa::Avx2); }
 
 const char* kind_name(Fp8ScaleKind k) { return k == Fp8ScaleKind::E8M0 ? "E8M0" : "F32"; }
 
@@ -37,36 +34,39 @@ size_t scale_bytes(const Fp8BlockShape& shape) {
   return shape.scale_rows() * shape.scale_cols() * (shape.scale_kind == Fp8ScaleKind::E8M0 ? 1 : 4);
 }
 
-// Rows [r0, r1) dequantized by both ISAs into both output types, at two output misalignments.
+// Rows [r0, r1) dequantized by the reference and every SIMD ISA into both output types, at two
+// output misalignments.
 void check_dequant_rows(const std::vector<uint8_t>& weight, const std::vector<uint8_t>& scales,
                         const Fp8BlockShape& shape, size_t r0, size_t r1) {
   const size_t n = (r1 - r0) * shape.cols;
   for (size_t off : {0, 1}) {
-    SCOPED_TRACE(::testing::Message() << shape.rows << "x" << shape.cols << " " << kind_name(shape.scale_kind)
-                                      << " rows [" << r0 << "," << r1 << ") offset " << off);
-    {
-      std::vector<float> a(off + n + kGuard / 4), b(a.size());
-      std::memset(a.data(), kSentinel, a.size() * 4);
+    std::vector<float> a(off + n + kGuard / 4);
+    std::memset(a.data(), kSentinel, a.size() * 4);
+    scalar().dequantize_f32(weight.data(), scales.data(), shape, r0, r1, a.data() + off);
+    std::vector<uint16_t> a16(off + n + kGuard / 2);
+    std::memset(a16.data(), kSentinel, a16.size() * 2);
+    scalar().dequantize_bf16(weight.data(), scales.data(), shape, r0, r1, a16.data() + off);
+    for (Isa isa : simd_isas()) {
+      SCOPED_TRACE(::testing::Message() << isa_name(isa) << " " << shape.rows << "x" << shape.cols << " "
+                                        << kind_name(shape.scale_kind) << " rows [" << r0 << "," << r1 << ") offset "
+                                        << off);
+      const Fp8BlockKernels& k = fp8_block_kernels(isa);
+      std::vector<float> b(a.size());
       std::memset(b.data(), kSentinel, b.size() * 4);
-      scalar().dequantize_f32(weight.data(), scales.data(), shape, r0, r1, a.data() + off);
-      avx2().dequantize_f32(weight.data(), scales.data(), shape, r0, r1, b.data() + off);
+      k.dequantize_f32(weight.data(), scales.data(), shape, r0, r1, b.data() + off);
       if (std::memcmp(a.data(), b.data(), a.size() * 4) != 0) {
         for (size_t i = 0; i < a.size(); ++i)
           if (f32_bits(a[i]) != f32_bits(b[i])) {
             const size_t e = i - off, r = r0 + e / std::max<size_t>(shape.cols, 1), c = e % std::max<size_t>(shape.cols, 1);
             FAIL() << "dequantize_f32 differs at (" << r << "," << c << ") byte 0x" << std::hex
-                   << int(weight[r * shape.cols + c]) << ": scalar 0x" << f32_bits(a[i]) << " avx2 0x"
+                   << int(weight[r * shape.cols + c]) << ": scalar 0x" << f32_bits(a[i]) << " simd 0x"
                    << f32_bits(b[i]);
           }
       }
-    }
-    {
-      std::vector<uint16_t> a(off + n + kGuard / 2), b(a.size());
-      std::memset(a.data(), kSentinel, a.size() * 2);
-      std::memset(b.data(), kSentinel, b.size() * 2);
-      scalar().dequantize_bf16(weight.data(), scales.data(), shape, r0, r1, a.data() + off);
-      avx2().dequantize_bf16(weight.data(), scales.data(), shape, r0, r1, b.data() + off);
-      ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * 2)) << "dequantize_bf16 differs";
+      std::vector<uint16_t> b16(a16.size());
+      std::memset(b16.data(), kSentinel, b16.size() * 2);
+      k.dequantize_bf16(weight.data(), scales.data(), shape, r0, r1, b16.data() + off);
+      ASSERT_EQ(0, std::memcmp(a16.data(), b16.data(), a16.size() * 2)) << "dequantize_bf16 differs";
     }
   }
 }
@@ -84,10 +84,12 @@ void check_dequant(const std::vector<uint8_t>& weight, const std::vector<uint8_t
   }
 }
 
+// Column counts and block widths that leave tails at vectors of 4, 8, 16 and 64 lanes.
 const std::pair<size_t, size_t> kShapes[] = {{1, 1},     {1, 7},     {7, 1},     {1, 8},     {1, 31},   {1, 32},
                                               {1, 128},   {1, 129},   {2, 136},   {127, 129}, {129, 127}, {200, 272},
                                               {192, 128}, {128, 256}, {3, 300},   {257, 33},  {130, 520}, {64, 1000},
-                                              {5, 7168}};
+                                              {5, 7168},  {3, 4},     {2, 12},    {3, 20},    {2, 36},   {3, 60},
+                                              {2, 68},    {2, 100},   {131, 124}, {2, 196},   {3, 252},  {2, 390}};
 
 const float kF32ScaleSpecials[] = {std::numeric_limits<float>::quiet_NaN(),
                                    -std::numeric_limits<float>::quiet_NaN(),
@@ -142,7 +144,7 @@ std::vector<uint8_t> make_weight(size_t n, bool with_nan, std::mt19937_64& rng) 
 // ---- dequantize -----------------------------------------------------------------------------
 
 TEST(Fp8BlockKernelsTest, DequantRandomShapesAndScales) {
-  FP4KIT_REQUIRE_AVX2();
+  FP4KIT_REQUIRE_SIMD();
   std::mt19937_64 rng(11);
   for (auto [rows, cols] : kShapes) {
     for (Fp8ScaleKind kind : {Fp8ScaleKind::E8M0, Fp8ScaleKind::F32}) {
@@ -158,7 +160,7 @@ TEST(Fp8BlockKernelsTest, DequantRandomShapesAndScales) {
 }
 
 TEST(Fp8BlockKernelsTest, DequantEveryCodeTimesEveryE8M0Byte) {
-  FP4KIT_REQUIRE_AVX2();
+  FP4KIT_REQUIRE_SIMD();
   // one row of 512 blocks: blocks 2j and 2j+1 have scale byte j and hold codes 0..127, 128..255
   const Fp8BlockShape shape{1, 128 * 512, Fp8ScaleKind::E8M0};
   std::vector<uint8_t> weight(shape.cols), scales(512);
@@ -172,7 +174,7 @@ TEST(Fp8BlockKernelsTest, DequantEveryCodeTimesEveryE8M0Byte) {
 }
 
 TEST(Fp8BlockKernelsTest, DequantEveryCodeTimesF32Specials) {
-  FP4KIT_REQUIRE_AVX2();
+  FP4KIT_REQUIRE_SIMD();
   // NaN codes against NaN scales of other payloads and signs: the NaN the product keeps
   const size_t blocks = 2 * (sizeof(kF32ScaleSpecials) / 4);
   const Fp8BlockShape shape{1, 128 * blocks, Fp8ScaleKind::F32};
@@ -183,7 +185,7 @@ TEST(Fp8BlockKernelsTest, DequantEveryCodeTimesF32Specials) {
 }
 
 TEST(Fp8BlockKernelsTest, DequantRealisticLarge) {
-  FP4KIT_REQUIRE_AVX2();
+  FP4KIT_REQUIRE_SIMD();
   std::mt19937_64 rng(12);
   for (Fp8ScaleKind kind : {Fp8ScaleKind::E8M0, Fp8ScaleKind::F32}) {
     const Fp8BlockShape shape{384, 1536, kind};
@@ -195,21 +197,23 @@ TEST(Fp8BlockKernelsTest, DequantRealisticLarge) {
 
 // ---- quantize -------------------------------------------------------------------------------
 
-// Quantize the elements in `bytes` (stored as `dtype`) with both ISAs; compare all outputs.
+// Quantize the elements in `bytes` (stored as `dtype`) with the reference and every SIMD ISA;
+// compare all outputs.
 void check_quantize_bytes(const std::vector<uint8_t>& bytes, DType dtype, const Fp8BlockShape& shape) {
   const size_t n = shape.rows * shape.cols;
   ASSERT_EQ(bytes.size(), n * dtype_bits(dtype) / 8);
-  SCOPED_TRACE(::testing::Message() << shape.rows << "x" << shape.cols << " " << kind_name(shape.scale_kind) << " "
-                                    << dtype_name(dtype));
   const FloatSpan src{bytes.data(), dtype, n};
-  std::vector<uint8_t> wa(n + kGuard, kSentinel), wb(wa);
-  std::vector<uint8_t> sa(scale_bytes(shape) + kGuard, kSentinel), sb(sa);
+  std::vector<uint8_t> wa(n + kGuard, kSentinel), sa(scale_bytes(shape) + kGuard, kSentinel);
   scalar().quantize(src, shape, wa.data(), sa.data());
-  avx2().quantize(src, shape, wb.data(), sb.data());
-  ASSERT_EQ(0, std::memcmp(sa.data(), sb.data(), sa.size())) << "scales differ";
-  for (size_t i = 0; i < wa.size(); ++i)
-    ASSERT_EQ(wa[i], wb[i]) << "weight byte " << i << " differs (element "
-                            << (i < n ? src.at(i) : 0.0f) << ")";
+  for (Isa isa : simd_isas()) {
+    SCOPED_TRACE(::testing::Message() << isa_name(isa) << " " << shape.rows << "x" << shape.cols << " "
+                                      << kind_name(shape.scale_kind) << " " << dtype_name(dtype));
+    std::vector<uint8_t> wb(wa.size(), kSentinel), sb(sa.size(), kSentinel);
+    fp8_block_kernels(isa).quantize(src, shape, wb.data(), sb.data());
+    ASSERT_EQ(0, std::memcmp(sa.data(), sb.data(), sa.size())) << "scales differ";
+    for (size_t i = 0; i < wa.size(); ++i)
+      ASSERT_EQ(wa[i], wb[i]) << "weight byte " << i << " differs (element " << (i < n ? src.at(i) : 0.0f) << ")";
+  }
 }
 
 // f32 values stored as `dtype` (BF16/F16 by their RNE casts), then checked.
@@ -237,7 +241,7 @@ std::vector<float> realistic(size_t n, std::mt19937_64& rng, float scale) {
 }
 
 TEST(Fp8BlockKernelsTest, QuantizeRandomShapes) {
-  FP4KIT_REQUIRE_AVX2();
+  FP4KIT_REQUIRE_SIMD();
   std::mt19937_64 rng(13);
   for (auto [rows, cols] : kShapes) {
     for (Fp8ScaleKind kind : {Fp8ScaleKind::E8M0, Fp8ScaleKind::F32}) {
@@ -296,7 +300,7 @@ std::vector<float> adversarial(const Fp8BlockShape& shape, std::mt19937_64& rng)
 }
 
 TEST(Fp8BlockKernelsTest, QuantizeAdversarial) {
-  FP4KIT_REQUIRE_AVX2();
+  FP4KIT_REQUIRE_SIMD();
   std::mt19937_64 rng(14);
   for (auto [rows, cols] : kShapes) {
     for (Fp8ScaleKind kind : {Fp8ScaleKind::E8M0, Fp8ScaleKind::F32}) {
@@ -313,7 +317,7 @@ TEST(Fp8BlockKernelsTest, QuantizeAdversarial) {
 }
 
 TEST(Fp8BlockKernelsTest, QuantizeUniformBlocks) {
-  FP4KIT_REQUIRE_AVX2();
+  FP4KIT_REQUIRE_SIMD();
   const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
   for (float x : {0.0f, -0.0f, nan, -nan, inf, -inf, 1.0f, -448.0f, 1e-4f, 0x1p-149f, 3e38f}) {
     for (Fp8ScaleKind kind : {Fp8ScaleKind::E8M0, Fp8ScaleKind::F32}) {
@@ -324,7 +328,7 @@ TEST(Fp8BlockKernelsTest, QuantizeUniformBlocks) {
 }
 
 TEST(Fp8BlockKernelsTest, QuantizeEveryBf16AndF16BitPattern) {
-  FP4KIT_REQUIRE_AVX2();
+  FP4KIT_REQUIRE_SIMD();
   // 65536 values as a 256x256 tensor (four blocks), in order and shuffled
   std::vector<uint16_t> all(65536);
   for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<uint16_t>(i);

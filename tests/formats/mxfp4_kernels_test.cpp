@@ -1,4 +1,4 @@
-// The AVX2 MXFP4 kernels against the scalar reference, byte for byte.
+// The SIMD MXFP4 kernels, on every ISA this CPU runs, against the scalar reference, byte for byte.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -17,69 +17,72 @@
 #include "formats/isa.h"
 #include "formats/mxfp4.h"
 #include "formats/mxfp4_cast.h"
+#include "isa_cases.h"
 
 namespace fp4kit {
 namespace {
-
-#define FP4KIT_REQUIRE_AVX2() \
-  if (!isa_supported(Isa::Avx2)) GTEST_SKIP() << "this CPU has no AVX2"
 
 constexpr uint8_t kSentinel = 0xA5;
 constexpr size_t kGuard = 64;  // bytes past the end of every output, which must stay untouched
 
 const Mxfp4Kernels& scalar() { return mxfp4_kernels(Isa::Scalar); }
-const Mxfp4Kernels& avx2() { return mxfp4_kernels(Isa::Avx2); }
 
-// Both dequant kernels of both ISAs on the same input, at several output/input misalignments.
+// Both dequant kernels of the reference and of every SIMD ISA on the same input, at several
+// output/input misalignments.
 void check_dequant(const std::vector<uint8_t>& packed, const std::vector<uint8_t>& scales, size_t n) {
   ASSERT_GE(packed.size(), (n + 1) / 2);
   ASSERT_GE(scales.size(), (n + kMxfp4BlockSize - 1) / kMxfp4BlockSize);
   for (size_t off : {0, 1, 3}) {
-    SCOPED_TRACE(::testing::Message() << "n=" << n << " offset=" << off);
     std::vector<uint8_t> in_packed(off + packed.size()), in_scales(off + scales.size());
     std::copy(packed.begin(), packed.end(), in_packed.begin() + off);
     std::copy(scales.begin(), scales.end(), in_scales.begin() + off);
-    {
-      std::vector<float> a(n + off + kGuard / 4), b(n + off + kGuard / 4);
-      std::memset(a.data(), kSentinel, a.size() * 4);
+    std::vector<float> a(n + off + kGuard / 4);
+    std::memset(a.data(), kSentinel, a.size() * 4);
+    scalar().dequantize_f32(in_packed.data() + off, in_scales.data() + off, n, a.data() + off);
+    std::vector<uint16_t> a16(n + off + kGuard / 2);
+    std::memset(a16.data(), kSentinel, a16.size() * 2);
+    scalar().dequantize_bf16(in_packed.data() + off, in_scales.data() + off, n, a16.data() + off);
+    for (Isa isa : simd_isas()) {
+      SCOPED_TRACE(::testing::Message() << isa_name(isa) << " n=" << n << " offset=" << off);
+      const Mxfp4Kernels& k = mxfp4_kernels(isa);
+      std::vector<float> b(a.size());
       std::memset(b.data(), kSentinel, b.size() * 4);
-      scalar().dequantize_f32(in_packed.data() + off, in_scales.data() + off, n, a.data() + off);
-      avx2().dequantize_f32(in_packed.data() + off, in_scales.data() + off, n, b.data() + off);
+      k.dequantize_f32(in_packed.data() + off, in_scales.data() + off, n, b.data() + off);
       ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * 4)) << "dequantize_f32 differs";
-    }
-    {
-      std::vector<uint16_t> a(n + off + kGuard / 2), b(n + off + kGuard / 2);
-      std::memset(a.data(), kSentinel, a.size() * 2);
-      std::memset(b.data(), kSentinel, b.size() * 2);
-      scalar().dequantize_bf16(in_packed.data() + off, in_scales.data() + off, n, a.data() + off);
-      avx2().dequantize_bf16(in_packed.data() + off, in_scales.data() + off, n, b.data() + off);
-      ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * 2)) << "dequantize_bf16 differs";
+      std::vector<uint16_t> b16(a16.size());
+      std::memset(b16.data(), kSentinel, b16.size() * 2);
+      k.dequantize_bf16(in_packed.data() + off, in_scales.data() + off, n, b16.data() + off);
+      ASSERT_EQ(0, std::memcmp(a16.data(), b16.data(), a16.size() * 2)) << "dequantize_bf16 differs";
     }
   }
 }
 
-// Quantize `n` elements stored in `bytes` as `dtype` with both ISAs; compare all outputs.
+// Quantize `n` elements stored in `bytes` as `dtype` with the reference and every SIMD ISA; compare
+// all outputs.
 void check_quantize(const std::vector<uint8_t>& bytes, DType dtype, size_t n) {
   const size_t width = dtype_bits(dtype) / 8;
   ASSERT_GE(bytes.size(), n * width);
   const size_t groups = n / kMxfp4BlockSize;
   for (size_t off : {0, 1}) {
-    SCOPED_TRACE(::testing::Message() << "n=" << n << " dtype=" << dtype_name(dtype) << " offset=" << off);
     std::vector<uint8_t> in(off * width + n * width);
     if (n) std::memcpy(in.data() + off * width, bytes.data(), n * width);
     const FloatSpan src{in.data() + off * width, dtype, n};
-    std::vector<uint8_t> pa(off + groups * 16 + kGuard, kSentinel), pb(pa);
-    std::vector<uint8_t> sa(off + groups + kGuard, kSentinel), sb(sa);
+    std::vector<uint8_t> pa(off + groups * 16 + kGuard, kSentinel), sa(off + groups + kGuard, kSentinel);
     scalar().quantize(src, pa.data() + off, sa.data() + off);
-    avx2().quantize(src, pb.data() + off, sb.data() + off);
-    ASSERT_EQ(0, std::memcmp(sa.data(), sb.data(), sa.size())) << "scales differ";
-    if (std::memcmp(pa.data(), pb.data(), pa.size()) != 0) {
-      for (size_t i = 0; i < pa.size(); ++i) {
-        if (pa[i] != pb[i]) {
-          const size_t e = 2 * (i - off);
-          FAIL() << "packed byte " << i - off << " differs: scalar 0x" << std::hex << int(pa[i]) << " avx2 0x"
-                 << int(pb[i]) << std::dec << " (elements " << e << "," << e + 1 << " = " << src.at(e) << ", "
-                 << src.at(e + 1) << ")";
+    for (Isa isa : simd_isas()) {
+      SCOPED_TRACE(::testing::Message() << isa_name(isa) << " n=" << n << " dtype=" << dtype_name(dtype)
+                                        << " offset=" << off);
+      std::vector<uint8_t> pb(pa.size(), kSentinel), sb(sa.size(), kSentinel);
+      mxfp4_kernels(isa).quantize(src, pb.data() + off, sb.data() + off);
+      ASSERT_EQ(0, std::memcmp(sa.data(), sb.data(), sa.size())) << "scales differ";
+      if (std::memcmp(pa.data(), pb.data(), pa.size()) != 0) {
+        for (size_t i = 0; i < pa.size(); ++i) {
+          if (pa[i] != pb[i]) {
+            const size_t e = 2 * (i - off);
+            FAIL() << "packed byte " << i - off << " differs: scalar 0x" << std::hex << int(pa[i]) << " simd 0x"
+                   << int(pb[i]) << std::dec << " (elements " << e << "," << e + 1 << " = " << src.at(e) << ", "
+                   << src.at(e + 1) << ")";
+          }
         }
       }
     }
@@ -111,13 +114,16 @@ constexpr DType kSourceTypes[] = {DType::F32, DType::BF16, DType::F16};
 // ---- dequantize -----------------------------------------------------------------------------
 
 TEST(Mxfp4KernelsTest, DequantRandomRealisticScales) {
-  FP4KIT_REQUIRE_AVX2();
+  FP4KIT_REQUIRE_SIMD();
   std::mt19937_64 rng(1);
   std::uniform_int_distribution<int> byte(0, 255), scale(110, 135);
   for (size_t n : {size_t{0}, size_t{1}, size_t{2}, size_t{7}, size_t{31}, size_t{32}, size_t{33}, size_t{63},
                    size_t{64}, size_t{65}, size_t{96}, size_t{127}, size_t{129}, size_t{200}, size_t{255},
                    size_t{256}, size_t{257}, size_t{288}, size_t{480}, size_t{512}, size_t{544}, size_t{1000},
-                   size_t{7168}, size_t{7168 * 3 + 32}, size_t{2048 * 40 + 17}}) {
+                   size_t{7168}, size_t{7168 * 3 + 32}, size_t{2048 * 40 + 17},
+                   // tails of 4, 8, 16 and 64 elements after whole groups
+                   size_t{4}, size_t{8}, size_t{16}, size_t{64 * 32 + 4}, size_t{64 * 32 + 8}, size_t{64 * 32 + 16},
+                   size_t{64 * 32 + 64}, size_t{63 * 32 + 48}}) {
     std::vector<uint8_t> packed((n + 1) / 2), scales((n + 31) / 32);
     for (auto& p : packed) p = static_cast<uint8_t>(byte(rng));
     for (auto& s : scales) s = static_cast<uint8_t>(scale(rng));
@@ -126,7 +132,7 @@ TEST(Mxfp4KernelsTest, DequantRandomRealisticScales) {
 }
 
 TEST(Mxfp4KernelsTest, DequantAllScaleBytesAllPackedBytes) {
-  FP4KIT_REQUIRE_AVX2();
+  FP4KIT_REQUIRE_SIMD();
   // Scale byte s for 16 consecutive groups whose packed bytes run through 0..255: every code
   // pair at every scale, including 0 (2^-127, an f32 subnormal) and 0xFF (NaN).
   const size_t per_scale = 512;  // elements: 256 packed bytes
@@ -143,7 +149,7 @@ TEST(Mxfp4KernelsTest, DequantAllScaleBytesAllPackedBytes) {
 }
 
 TEST(Mxfp4KernelsTest, DequantEdgeScales) {
-  FP4KIT_REQUIRE_AVX2();
+  FP4KIT_REQUIRE_SIMD();
   std::mt19937_64 rng(3);
   const uint8_t edge[] = {0, 1, 2, 126, 127, 128, 252, 253, 254, 255};
   std::uniform_int_distribution<int> byte(0, 255), pick(0, sizeof(edge) - 1);
@@ -173,11 +179,12 @@ std::vector<float> realistic(size_t n, std::mt19937_64& rng, int emin, int emax)
 }
 
 TEST(Mxfp4KernelsTest, QuantizeRandomRealistic) {
-  FP4KIT_REQUIRE_AVX2();
+  FP4KIT_REQUIRE_SIMD();
   std::mt19937_64 rng(4);
   for (DType dtype : kSourceTypes) {
     for (size_t groups : {size_t{0}, size_t{1}, size_t{2}, size_t{7}, size_t{8}, size_t{9}, size_t{15},
-                          size_t{16}, size_t{17}, size_t{64}, size_t{224}, size_t{1000}}) {
+                          size_t{16}, size_t{17}, size_t{64}, size_t{224}, size_t{1000}, size_t{3}, size_t{4},
+                          size_t{5}, size_t{31}, size_t{33}, size_t{63}, size_t{65}}) {
       const size_t n = groups * 32;
       const int emin = dtype == DType::F16 ? -12 : -40, emax = dtype == DType::F16 ? 10 : 30;
       check_quantize(encode(realistic(n, rng, emin, emax), dtype), dtype, n);
@@ -186,7 +193,7 @@ TEST(Mxfp4KernelsTest, QuantizeRandomRealistic) {
 }
 
 TEST(Mxfp4KernelsTest, QuantizeIgnoresTrailingPartialGroup) {
-  FP4KIT_REQUIRE_AVX2();
+  FP4KIT_REQUIRE_SIMD();
   std::mt19937_64 rng(5);
   const auto v = realistic(8 * 32 + 40, rng, -5, 5);
   for (size_t n : {size_t{8 * 32 + 1}, size_t{8 * 32 + 31}, size_t{31}, size_t{8 * 32 + 40}}) check_quantize(encode(v, DType::F32), DType::F32, n);
@@ -235,7 +242,7 @@ std::vector<float> adversarial(size_t groups, std::mt19937_64& rng) {
 }
 
 TEST(Mxfp4KernelsTest, QuantizeAdversarial) {
-  FP4KIT_REQUIRE_AVX2();
+  FP4KIT_REQUIRE_SIMD();
   std::mt19937_64 rng(6);
   for (int round = 0; round < 20; ++round) {
     const size_t groups = 8 * static_cast<size_t>(round) + static_cast<size_t>(round % 5);
@@ -245,7 +252,7 @@ TEST(Mxfp4KernelsTest, QuantizeAdversarial) {
 }
 
 TEST(Mxfp4KernelsTest, QuantizeSpecialGroups) {
-  FP4KIT_REQUIRE_AVX2();
+  FP4KIT_REQUIRE_SIMD();
   const float inf = std::numeric_limits<float>::infinity();
   const float nan = std::numeric_limits<float>::quiet_NaN();
   // 8-group chunks where one group holds Inf or NaN and the others are ordinary
@@ -265,7 +272,7 @@ TEST(Mxfp4KernelsTest, QuantizeSpecialGroups) {
 }
 
 TEST(Mxfp4KernelsTest, QuantizeEveryBf16AndF16BitPattern) {
-  FP4KIT_REQUIRE_AVX2();
+  FP4KIT_REQUIRE_SIMD();
   std::vector<uint16_t> all(65536);
   for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<uint16_t>(i);
   std::mt19937_64 rng(8);
@@ -277,7 +284,7 @@ TEST(Mxfp4KernelsTest, QuantizeEveryBf16AndF16BitPattern) {
 }
 
 TEST(Mxfp4KernelsTest, QuantizeRandomF32BitPatterns) {
-  FP4KIT_REQUIRE_AVX2();
+  FP4KIT_REQUIRE_SIMD();
   std::mt19937_64 rng(9);
   std::uniform_int_distribution<uint32_t> bits;
   std::uniform_int_distribution<int> exponent(0, 255);
@@ -291,28 +298,33 @@ TEST(Mxfp4KernelsTest, QuantizeRandomF32BitPatterns) {
 
 // ---- lossless cast to NVFP4 -----------------------------------------------------------------
 
-// Casts `n` elements with both ISAs under the same constants; outputs and counts must agree.
+// Casts `n` elements with every ISA under the same constants; outputs and counts must agree with the
+// reference's.
 void check_cast(const std::vector<uint8_t>& packed, const std::vector<uint8_t>& scales, size_t n, int k_max_shared) {
   const size_t groups = n / kMxfp4BlockSize;
   const Mxfp4CastParams params = mxfp4_cast_params(scales.data(), groups, k_max_shared);
   const Mxfp4CastTable table(scales.data(), groups, params);
-  std::vector<uint8_t> pa(n / 2 + kGuard, kSentinel), pb(pa), sa(n / 16 + kGuard, kSentinel), sb(sa);
+  std::vector<uint8_t> pa(n / 2 + kGuard, kSentinel), sa(n / 16 + kGuard, kSentinel);
   const Mxfp4CastStats a = mxfp4_cast_kernel(Isa::Scalar)(packed.data(), scales.data(), n, table, pa.data(), sa.data());
-  const Mxfp4CastStats b = mxfp4_cast_kernel(Isa::Avx2)(packed.data(), scales.data(), n, table, pb.data(), sb.data());
-  SCOPED_TRACE(::testing::Message() << "n=" << n << " k_own=" << params.k_own << " k_max_shared=" << k_max_shared);
-  ASSERT_EQ(0, std::memcmp(sa.data(), sb.data(), sa.size())) << "block scales differ";
-  for (size_t i = 0; i < pa.size(); ++i)
-    ASSERT_EQ(pa[i], pb[i]) << "packed byte " << i << " (group " << i / 16 << ", scale byte "
-                            << (i / 16 < groups ? int(scales[i / 16]) : -1) << ", source 0x" << std::hex
-                            << (i < n / 2 ? int(packed[i]) : -1) << ")";
-  EXPECT_EQ(a.groups, b.groups);
-  EXPECT_EQ(a.zero_scale_groups, b.zero_scale_groups);
-  EXPECT_EQ(a.reported_lossless, b.reported_lossless);
-  EXPECT_EQ(a.exact_groups, b.exact_groups);
+  for (Isa isa : simd_isas()) {
+    std::vector<uint8_t> pb(n / 2 + kGuard, kSentinel), sb(n / 16 + kGuard, kSentinel);
+    const Mxfp4CastStats b = mxfp4_cast_kernel(isa)(packed.data(), scales.data(), n, table, pb.data(), sb.data());
+    SCOPED_TRACE(::testing::Message() << isa_name(isa) << " n=" << n << " k_own=" << params.k_own
+                                      << " k_max_shared=" << k_max_shared);
+    ASSERT_EQ(0, std::memcmp(sa.data(), sb.data(), sa.size())) << "block scales differ";
+    for (size_t i = 0; i < pa.size(); ++i)
+      ASSERT_EQ(pa[i], pb[i]) << "packed byte " << i << " (group " << i / 16 << ", scale byte "
+                              << (i / 16 < groups ? int(scales[i / 16]) : -1) << ", source 0x" << std::hex
+                              << (i < n / 2 ? int(packed[i]) : -1) << ")";
+    EXPECT_EQ(a.groups, b.groups);
+    EXPECT_EQ(a.zero_scale_groups, b.zero_scale_groups);
+    EXPECT_EQ(a.reported_lossless, b.reported_lossless);
+    EXPECT_EQ(a.exact_groups, b.exact_groups);
+  }
 }
 
 TEST(Mxfp4CastKernels, EveryScaleByteEveryPackedByte) {
-  FP4KIT_REQUIRE_AVX2();
+  FP4KIT_REQUIRE_SIMD();
   // 16 groups per scale byte whose packed bytes run through 0..255: every nibble pair at every E8M0
   // byte 0..255 (0 and 0xFF included), under several k_max: most bytes then lie outside the
   // E4M3 window, where the block amax depends on the group's largest code.
@@ -328,7 +340,7 @@ TEST(Mxfp4CastKernels, EveryScaleByteEveryPackedByte) {
 }
 
 TEST(Mxfp4CastKernels, RealisticAdversarialAndZeroGroups) {
-  FP4KIT_REQUIRE_AVX2();
+  FP4KIT_REQUIRE_SIMD();
   std::mt19937_64 rng(22);
   std::uniform_int_distribution<int> byte(0, 255), realistic_scale(116, 124), far(0, 254);
   for (size_t groups : {size_t{1}, size_t{2}, size_t{3}, size_t{64}, size_t{1001}}) {
@@ -358,8 +370,8 @@ TEST(Mxfp4CastKernels, RowPiecesGiveTheWholeTensorsBytes) {
   for (auto& s : scales) s = static_cast<uint8_t>(scale(rng));
   const Mxfp4CastParams params = mxfp4_cast_params(scales.data(), scales.size(), 3);
   const Mxfp4CastTable table(scales.data(), scales.size(), params);
-  for (Isa isa : {Isa::Scalar, Isa::Avx2}) {
-    if (!isa_supported(isa)) continue;
+  for (Isa isa : all_isas()) {
+    SCOPED_TRACE(isa_name(isa));
     std::vector<uint8_t> whole_p(n / 2), whole_s(n / 16), piece_p(n / 2), piece_s(n / 16);
     const Mxfp4CastStats whole =
         mxfp4_cast_kernel(isa)(packed.data(), scales.data(), n, table, whole_p.data(), whole_s.data());

@@ -15,6 +15,7 @@
 #include "formats/nvfp4_hessian_sweep.h"
 #include "formats/nvfp4_scale_search.h"
 #include "formats/scale_search_blocks.h"
+#include "isa_cases.h"
 #include "source_bytes.h"
 
 namespace fp4kit {
@@ -285,7 +286,7 @@ TEST(Nvfp4HessianSweep, SearchWithoutStatisticsRefusesTheMethod) {
   const Nvfp4SearchScaling sc = nvfp4_search_scaling(1.0f, Nvfp4ScaleMethod::Hessian, Nvfp4Numerics::ModelOpt, DType::F32);
   EXPECT_THROW(nvfp4_search_quantize(span, sc, packed, scales), Error);
   EXPECT_THROW(nvfp4_search_block_amax(span, sc, amax), Error);
-  for (Isa isa : {Isa::Scalar, Isa::Avx2}) EXPECT_THROW(nvfp4_search_kernels(isa).quantize(span, sc, packed, scales), Error);
+  for (Isa isa : all_isas()) EXPECT_THROW(nvfp4_search_kernels(isa).quantize(span, sc, packed, scales), Error);
 }
 
 }  // namespace

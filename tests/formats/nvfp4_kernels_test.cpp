@@ -10,6 +10,8 @@
 #include "formats/e4m3.h"
 #include "formats/f16.h"
 #include "formats/nvfp4.h"
+#include "formats/nvfp4_scale_search.h"
+#include "isa_cases.h"
 #include "oracle_file.h"
 #include "source_bytes.h"
 
@@ -50,38 +52,45 @@ std::vector<float> adversarial_values(std::mt19937& rng, size_t n) {
   return v;
 }
 
+// Every ISA's kernels against the reference's on `values` (stored `offset` elements into a buffer,
+// to try unaligned data).
 void expect_same_quantize(const std::vector<float>& values, DType dtype, Nvfp4Numerics numerics,
-                          const char* what, std::optional<float> global = std::nullopt) {
-  const std::vector<uint8_t> bytes = encode(values, dtype);
-  const FloatSpan src{bytes.data(), dtype, values.size()};
+                          const char* what, std::optional<float> global = std::nullopt, size_t offset = 0) {
+  std::vector<float> stored(offset, 1.0f);
+  stored.insert(stored.end(), values.begin(), values.end());
+  const std::vector<uint8_t> bytes = encode(stored, dtype);
+  const FloatSpan src = FloatSpan{bytes.data(), dtype, stored.size()}.subspan(offset, values.size());
   const auto& ref = nvfp4_kernels(Isa::Scalar);
-  const auto& fast = nvfp4_kernels(Isa::Avx2);
-  const float amax_ref = ref.amax(src), amax_fast = fast.amax(src);
-  EXPECT_EQ(f32_bits(amax_ref), f32_bits(amax_fast)) << what;
+  const float amax_ref = ref.amax(src);
   Nvfp4Scaling sc = nvfp4_scaling(amax_ref, numerics, dtype);
   if (global) sc.global = *global;
   const size_t n = values.size() / 16 * 16;
   const FloatSpan body = src.subspan(0, n);
-  std::vector<uint8_t> p1(n / 2), s1(n / 16), p2(n / 2, 0xAA), s2(n / 16, 0xAA);
+  std::vector<uint8_t> p1(n / 2), s1(n / 16), pw(n / 2);
+  std::vector<float> d1(n);
   ref.quantize(body, sc, p1.data(), s1.data());
-  fast.quantize(body, sc, p2.data(), s2.data());
-  EXPECT_TRUE(BytesEqual(s2, s1)) << what << " scales, " << numerics_name(numerics) << " " << dtype_name(dtype);
-  EXPECT_TRUE(BytesEqual(p2, p1)) << what << " packed, " << numerics_name(numerics) << " " << dtype_name(dtype);
-  std::vector<float> d1(n), d2(n);
   ref.dequantize(p1.data(), s1.data(), n, sc, d1.data());
-  fast.dequantize(p1.data(), s1.data(), n, sc, d2.data());
-  EXPECT_TRUE(BytesEqual(as_bytes_vec(d2), as_bytes_vec(d1))) << what << " dequant";
-  std::fill(p2.begin(), p2.end(), 0xAA);
-  ref.quantize_with_scales(body, s1.data(), sc, p1.data());
-  fast.quantize_with_scales(body, s1.data(), sc, p2.data());
-  EXPECT_TRUE(BytesEqual(p2, p1)) << what << " quantize_with_scales";
+  ref.quantize_with_scales(body, s1.data(), sc, pw.data());
+  for (Isa isa : simd_isas()) {
+    SCOPED_TRACE(::testing::Message() << isa_name(isa) << " n=" << values.size() << " offset=" << offset);
+    const auto& fast = nvfp4_kernels(isa);
+    EXPECT_EQ(f32_bits(amax_ref), f32_bits(fast.amax(src))) << what;
+    std::vector<uint8_t> p2(n / 2, 0xAA), s2(n / 16, 0xAA);
+    fast.quantize(body, sc, p2.data(), s2.data());
+    EXPECT_TRUE(BytesEqual(s2, s1)) << what << " scales, " << numerics_name(numerics) << " " << dtype_name(dtype);
+    EXPECT_TRUE(BytesEqual(p2, p1)) << what << " packed, " << numerics_name(numerics) << " " << dtype_name(dtype);
+    std::vector<float> d2(n);
+    fast.dequantize(p1.data(), s1.data(), n, sc, d2.data());
+    EXPECT_TRUE(BytesEqual(as_bytes_vec(d2), as_bytes_vec(d1))) << what << " dequant";
+    std::fill(p2.begin(), p2.end(), 0xAA);
+    fast.quantize_with_scales(body, s1.data(), sc, p2.data());
+    EXPECT_TRUE(BytesEqual(p2, pw)) << what << " quantize_with_scales";
+  }
 }
 
 class Nvfp4Kernels : public ::testing::TestWithParam<std::tuple<Nvfp4Numerics, DType>> {
  protected:
-  void SetUp() override {
-    if (!isa_supported(Isa::Avx2)) GTEST_SKIP() << "CPU lacks AVX2";
-  }
+  void SetUp() override { FP4KIT_REQUIRE_SIMD(); }
 };
 
 TEST_P(Nvfp4Kernels, RandomRealisticWeights) {
@@ -122,6 +131,23 @@ TEST_P(Nvfp4Kernels, NanZeroAndDegenerateTensors) {
   expect_same_quantize(single, dtype, numerics, "single nonzero");
 }
 
+// Every tail a chunk of 4, 8 or 16 blocks (and amax's 8 to 32 elements) can leave, with NaN and
+// infinities near the ends, on data that starts off the vector alignment.
+TEST_P(Nvfp4Kernels, RaggedSizesAndUnalignedData) {
+  auto [numerics, dtype] = GetParam();
+  std::mt19937 rng(6);
+  for (size_t blocks = 1; blocks <= 40; ++blocks) {
+    std::vector<float> v = adversarial_values(rng, 16 * blocks + blocks % 16);  // amax sees a ragged tail
+    for (auto& x : v)
+      if (dtype == DType::F16 && std::fabs(x) > 65504.0f) x = 0.0f;
+    const size_t offset = blocks % 4;
+    expect_same_quantize(v, dtype, numerics, "ragged", std::nullopt, offset);
+    if (blocks % 5 == 0) v[v.size() - 1 - blocks % 3] = kNaN;  // NaN in the tail or the last block
+    if (blocks % 7 == 0) v[16 * (blocks - 1)] = -kInf;
+    expect_same_quantize(v, dtype, numerics, "ragged, special values", std::nullopt, offset);
+  }
+}
+
 TEST_P(Nvfp4Kernels, ForcedGlobalScales) {
   auto [numerics, dtype] = GetParam();
   std::mt19937 rng(4);
@@ -144,7 +170,7 @@ INSTANTIATE_TEST_SUITE_P(
 // The vector E4M3 encoder sees every block amax the scale arithmetic can produce: sweep block
 // maxima across the whole E4M3 range, one ulp either side of each code's rounding boundaries.
 TEST(Nvfp4KernelsScales, EveryE4M3BoundaryThroughTheVectorPath) {
-  if (!isa_supported(Isa::Avx2)) GTEST_SKIP();
+  FP4KIT_REQUIRE_SIMD();
   std::vector<float> block_amax;
   for (int code = 0; code < 0x7F; ++code) {
     const float lo = E4M3{static_cast<uint8_t>(code)}.to_float();
@@ -162,20 +188,36 @@ TEST(Nvfp4KernelsScales, EveryE4M3BoundaryThroughTheVectorPath) {
     expect_same_quantize(v, DType::F32, numerics, "e4m3 boundaries", numerics == Nvfp4Numerics::ModelOpt ? 1.0f / 6.0f : 6.0f);
 }
 
-TEST(Nvfp4KernelsDequant, EveryScaleAndCodeByte) {
-  if (!isa_supported(Isa::Avx2)) GTEST_SKIP();
-  const size_t blocks = 256 * 2;
-  std::vector<uint8_t> packed(blocks * 8), scales(blocks);
-  for (size_t b = 0; b < blocks; ++b) {
-    scales[b] = static_cast<uint8_t>(b);
-    for (size_t j = 0; j < 8; ++j) packed[b * 8 + j] = static_cast<uint8_t>(b * 8 + j + (b >= 256 ? 128 : 0));
+// The comparisons above mean something only where an ISA runs code of its own.
+TEST(Nvfp4KernelsIsa, EverySimdIsaHasVectorKernels) {
+  FP4KIT_REQUIRE_SIMD();
+  for (Isa isa : simd_isas()) {
+    SCOPED_TRACE(isa_name(isa));
+    EXPECT_NE(nvfp4_kernels(isa).quantize, nvfp4_kernels(Isa::Scalar).quantize);
+    EXPECT_NE(nvfp4_kernels(isa).dequantize, nvfp4_kernels(Isa::Scalar).dequantize);
+    EXPECT_NE(nvfp4_search_kernels(isa).block_amax, nvfp4_search_kernels(Isa::Scalar).block_amax);
   }
-  for (auto numerics : {Nvfp4Numerics::ModelOpt, Nvfp4Numerics::CompressedTensors}) {
-    const Nvfp4Scaling sc{numerics, 0.0123f, DType::BF16};
-    std::vector<float> d1(blocks * 16), d2(blocks * 16);
-    nvfp4_kernels(Isa::Scalar).dequantize(packed.data(), scales.data(), blocks * 16, sc, d1.data());
-    nvfp4_kernels(Isa::Avx2).dequantize(packed.data(), scales.data(), blocks * 16, sc, d2.data());
-    EXPECT_TRUE(BytesEqual(as_bytes_vec(d2), as_bytes_vec(d1))) << numerics_name(numerics);
+}
+
+TEST(Nvfp4KernelsDequant, EveryScaleAndCodeByte) {
+  FP4KIT_REQUIRE_SIMD();
+  for (size_t blocks : {size_t{256 * 2}, size_t{256 * 8}}) {  // (the larger through a table of the scales)
+    std::vector<uint8_t> packed(blocks * 8), scales(blocks);
+    for (size_t b = 0; b < blocks; ++b) {
+      scales[b] = static_cast<uint8_t>(b);
+      for (size_t j = 0; j < 8; ++j) packed[b * 8 + j] = static_cast<uint8_t>(b * 8 + j + (b % 512 >= 256 ? 128 : 0));
+    }
+    for (auto numerics : {Nvfp4Numerics::ModelOpt, Nvfp4Numerics::CompressedTensors}) {
+      const Nvfp4Scaling sc{numerics, 0.0123f, DType::BF16};
+      std::vector<float> d1(blocks * 16);
+      nvfp4_kernels(Isa::Scalar).dequantize(packed.data(), scales.data(), blocks * 16, sc, d1.data());
+      for (Isa isa : simd_isas()) {
+        std::vector<float> d2(blocks * 16);
+        nvfp4_kernels(isa).dequantize(packed.data(), scales.data(), blocks * 16, sc, d2.data());
+        EXPECT_TRUE(BytesEqual(as_bytes_vec(d2), as_bytes_vec(d1)))
+            << numerics_name(numerics) << " " << isa_name(isa) << " " << blocks << " blocks";
+      }
+    }
   }
 }
 
@@ -195,6 +237,13 @@ TEST(Nvfp4Quantizer, BytesDoNotDependOnThreadCount) {
   const Nvfp4Tensor qs = quantize_nvfp4(src, sc, 3, Isa::Scalar);
   EXPECT_EQ(q1.packed, qs.packed);
   EXPECT_EQ(q1.scales, qs.scales);
+  for (Isa isa : simd_isas()) {
+    SCOPED_TRACE(isa_name(isa));
+    EXPECT_EQ(f32_bits(parallel_amax(src, 5, isa)), f32_bits(a1));
+    const Nvfp4Tensor qi = quantize_nvfp4(src, sc, 5, isa);
+    EXPECT_EQ(qi.packed, qs.packed);
+    EXPECT_EQ(qi.scales, qs.scales);
+  }
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include "formats/e2m1.h"
 #include "formats/e4m3.h"
 #include "formats/nvfp4.h"
+#include "isa_cases.h"
 #include "oracle_file.h"
 
 namespace fp4kit {
@@ -100,7 +101,7 @@ TEST_P(Nvfp4Oracle, CompressedTensors) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllCases, Nvfp4Oracle,
-                         ::testing::Combine(::testing::ValuesIn(kCases), ::testing::Values(Isa::Scalar, Isa::Avx2)),
+                         ::testing::Combine(::testing::ValuesIn(kCases), ::testing::ValuesIn(all_isas())),
                          [](const auto& param_info) {
                            std::string n = std::get<0>(param_info.param);
                            for (auto& ch : n)

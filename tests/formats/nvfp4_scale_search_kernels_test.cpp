@@ -1,5 +1,6 @@
-// Searched NVFP4 scales (mse, four-over-six): the AVX2 fast path against the scalar reference, byte
-// for byte, on random weights and on adversarial, degenerate and non-finite blocks.
+// Searched NVFP4 scales (mse, four-over-six): the fast path of every ISA the CPU runs against the
+// scalar reference, byte for byte, on random weights and on adversarial, degenerate and non-finite
+// blocks.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 #include "formats/nvfp4_mse_sweep.h"
 #include "formats/nvfp4_scale_search.h"
 #include "formats/scale_search_blocks.h"
+#include "isa_cases.h"
 #include "oracle_file.h"
 #include "source_bytes.h"
 
@@ -36,11 +38,9 @@ float amax_of(const std::vector<float>& v) {
 
 class Nvfp4SearchKernels : public ::testing::TestWithParam<std::tuple<Nvfp4ScaleMethod, DType>> {
  protected:
-  void SetUp() override {
-    if (!isa_supported(Isa::Avx2)) GTEST_SKIP() << "CPU lacks AVX2";
-  }
+  void SetUp() override { FP4KIT_REQUIRE_SIMD(); }
 
-  // Both kernels on `values` stored `offset` elements into the buffer (unaligned when odd), with
+  // Every ISA's kernels and the reference's on `values` stored `offset` elements into the buffer (unaligned when odd), with
   // global amax g: the same block amax bits, and in both ModelOpt numerics the same scale and
   // packed bytes.
   void expect_same(const std::vector<float>& values, float g, const std::string& what, size_t offset = 0) const {
@@ -50,11 +50,13 @@ class Nvfp4SearchKernels : public ::testing::TestWithParam<std::tuple<Nvfp4Scale
     const std::vector<uint8_t> bytes = testing::source_bytes(padded, dtype);
     const FloatSpan src = FloatSpan{bytes.data(), dtype, padded.size()}.subspan(offset, values.size() / 16 * 16);
     const auto& ref = nvfp4_search_kernels(Isa::Scalar);
-    const auto& fast = nvfp4_search_kernels(Isa::Avx2);
     const size_t blocks = src.size / 16;
+    for (Isa isa : simd_isas())
     for (Nvfp4Numerics numerics : {Nvfp4Numerics::ModelOptCuda, Nvfp4Numerics::ModelOpt}) {
+      const auto& fast = nvfp4_search_kernels(isa);
       const Nvfp4SearchScaling sc = nvfp4_search_scaling(g, method, numerics, dtype);
-      const std::string where = what + " g " + std::to_string(g) + " " + std::string(numerics_name(numerics));
+      const std::string where = what + " g " + std::to_string(g) + " " + std::string(numerics_name(numerics)) + " " +
+                                std::string(isa_name(isa));
       if (numerics == Nvfp4Numerics::ModelOptCuda) {  // (the search does not depend on the numerics)
         std::vector<float> a1(blocks), a2(blocks, -1.0f);
         ref.block_amax(src, sc, a1.data());
@@ -180,20 +182,26 @@ INSTANTIATE_TEST_SUITE_P(
       return name;
     });
 
-// Both kernels on F32 blocks with global amax g: the same block amax bits, scale and packed bytes.
+// Every ISA's kernels on F32 blocks with global amax g: the reference's block amax bits, scale and
+// packed bytes.
 void expect_same_f32(const std::vector<float>& v, float g, Nvfp4ScaleMethod method) {
   const std::vector<uint8_t> bytes = testing::source_bytes(v, DType::F32);
   const FloatSpan src{bytes.data(), DType::F32, v.size()};
   const Nvfp4SearchScaling sc = nvfp4_search_scaling(g, method, Nvfp4Numerics::ModelOptCuda, DType::F32);
-  std::vector<float> a1(v.size() / 16), a2(v.size() / 16);
+  std::vector<float> a1(v.size() / 16);
+  std::vector<uint8_t> p1(v.size() / 2), s1(v.size() / 16);
   nvfp4_search_kernels(Isa::Scalar).block_amax(src, sc, a1.data());
-  nvfp4_search_kernels(Isa::Avx2).block_amax(src, sc, a2.data());
-  EXPECT_TRUE(BytesEqual(testing::as_bytes_vec(a2), testing::as_bytes_vec(a1))) << scale_method_name(method);
-  std::vector<uint8_t> p1(v.size() / 2), s1(v.size() / 16), p2(v.size() / 2), s2(v.size() / 16);
   nvfp4_search_kernels(Isa::Scalar).quantize(src, sc, p1.data(), s1.data());
-  nvfp4_search_kernels(Isa::Avx2).quantize(src, sc, p2.data(), s2.data());
-  EXPECT_TRUE(BytesEqual(s2, s1)) << scale_method_name(method);
-  EXPECT_TRUE(BytesEqual(p2, p1)) << scale_method_name(method);
+  for (Isa isa : simd_isas()) {
+    SCOPED_TRACE(isa_name(isa));
+    std::vector<float> a2(v.size() / 16);
+    std::vector<uint8_t> p2(v.size() / 2), s2(v.size() / 16);
+    nvfp4_search_kernels(isa).block_amax(src, sc, a2.data());
+    EXPECT_TRUE(BytesEqual(testing::as_bytes_vec(a2), testing::as_bytes_vec(a1))) << scale_method_name(method);
+    nvfp4_search_kernels(isa).quantize(src, sc, p2.data(), s2.data());
+    EXPECT_TRUE(BytesEqual(s2, s1)) << scale_method_name(method);
+    EXPECT_TRUE(BytesEqual(p2, p1)) << scale_method_name(method);
+  }
 }
 
 // Blocks whose two best candidates, block scales s1 and s2, have the same errors in exact arithmetic
@@ -222,7 +230,7 @@ std::vector<float> mirrored_block(std::mt19937& rng, float s1, float s2, const s
 // mse: mirrored pairs between neighbouring candidates; 2 and 4 kernel threads (BF16 and F32
 // sources) sum them in other orders and choose differently on some blocks.
 TEST(Nvfp4SearchKernelsOrder, MseNearTiesFollowTheKernelsSumOrder) {
-  if (!isa_supported(Isa::Avx2)) GTEST_SKIP() << "CPU lacks AVX2";
+  FP4KIT_REQUIRE_SIMD();
   std::mt19937 rng(77);
   const float g = 1.0f;
   const Nvfp4MseCandidates cand(g);
@@ -242,7 +250,7 @@ TEST(Nvfp4SearchKernelsOrder, MseNearTiesFollowTheKernelsSumOrder) {
 // whose 1.5 times is one too), mirrored pairs between their grids; a sequential sum instead of
 // torch's pairwise one chooses differently on some blocks.
 TEST(Nvfp4SearchKernelsOrder, FourOverSixNearTiesFollowTorchsSumOrder) {
-  if (!isa_supported(Isa::Avx2)) GTEST_SKIP() << "CPU lacks AVX2";
+  FP4KIT_REQUIRE_SIMD();
   std::mt19937 rng(78);
   const float g = 1.0f;  // the fake quant's factor is 1536: an amax v/256 gives the E4M3 value v
   const FourOverSixFakeScale fake_scale(g);
@@ -270,9 +278,9 @@ TEST(Nvfp4SearchKernelsOrder, FourOverSixNearTiesFollowTorchsSumOrder) {
   expect_same_f32(v, g, Nvfp4ScaleMethod::FourOverSix);
 }
 
-// The whole-tensor quantizer gives the same bytes on either ISA and any thread count.
+// The whole-tensor quantizer gives the same bytes on every ISA and any thread count.
 TEST(Nvfp4SearchQuantizer, SameBytesOnEveryIsaAndThreadCount) {
-  if (!isa_supported(Isa::Avx2)) GTEST_SKIP() << "CPU lacks AVX2";
+  FP4KIT_REQUIRE_SIMD();
   std::mt19937 rng(12);
   std::normal_distribution<float> normal;
   std::vector<float> v(16 * 5000 + 16 * 37);
@@ -282,11 +290,12 @@ TEST(Nvfp4SearchQuantizer, SameBytesOnEveryIsaAndThreadCount) {
   for (Nvfp4ScaleMethod m : {Nvfp4ScaleMethod::Mse, Nvfp4ScaleMethod::FourOverSix}) {
     const Nvfp4SearchScaling sc = nvfp4_search_scaling(amax_of(v), m, Nvfp4Numerics::ModelOptCuda, DType::BF16);
     const Nvfp4Tensor ref = quantize_nvfp4_searched(src, sc, 1, Isa::Scalar);
-    for (unsigned threads : {1u, 3u}) {
-      const Nvfp4Tensor fast = quantize_nvfp4_searched(src, sc, threads, Isa::Avx2);
-      EXPECT_TRUE(BytesEqual(fast.packed, ref.packed)) << scale_method_name(m) << " " << threads;
-      EXPECT_TRUE(BytesEqual(fast.scales, ref.scales)) << scale_method_name(m) << " " << threads;
-    }
+    for (Isa isa : simd_isas())
+      for (unsigned threads : {1u, 3u}) {
+        const Nvfp4Tensor fast = quantize_nvfp4_searched(src, sc, threads, isa);
+        EXPECT_TRUE(BytesEqual(fast.packed, ref.packed)) << scale_method_name(m) << " " << threads << " " << isa_name(isa);
+        EXPECT_TRUE(BytesEqual(fast.scales, ref.scales)) << scale_method_name(m) << " " << threads << " " << isa_name(isa);
+      }
   }
 }
 

@@ -19,6 +19,7 @@
 #include "formats/fp8_block.h"
 #include "formats/nvfp4_scale_search.h"
 #include "io/safetensors_writer.h"
+#include "isa_cases.h"
 #include "oracle_file.h"
 #include "run_command.h"
 #include "test_data.h"
@@ -34,11 +35,7 @@ constexpr const char* kGoldens = "scale-search/scale_search_goldens.safetensors"
 bool same_float(float a, float b) { return f32_bits(a) == f32_bits(b) || (std::isnan(a) && std::isnan(b)); }
 
 // The scalar reference and every fast path this CPU runs.
-std::vector<Isa> isas() {
-  std::vector<Isa> out = {Isa::Scalar};
-  if (isa_supported(Isa::Avx2)) out.push_back(Isa::Avx2);
-  return out;
-}
+std::vector<Isa> isas() { return all_isas(); }
 
 // The golden cases: every "<case>.input" tensor.
 std::vector<std::string> cases(const OracleFile& f) {
