@@ -24,7 +24,7 @@ cmake -S . -B build-aarch64 -G Ninja -DCMAKE_BUILD_TYPE=Release \
 cmake --build build-aarch64 -j "$jobs" --target fp4kit fp4kit_tests
 
 # Under qemu the suite costs far more than natively (f32 arithmetic is emulated, each process start
-# is about 0.5 s, the Cholesky and GPTQ tests take minutes each), and all of it does not fit CI's
+# is about 0.5 s, the GPTQ tests take 35-100 s each), and all of it does not fit CI's
 # budget. This runs the byte-exact formats and SIMD-versus-scalar tests, io, verify, the forward
 # pass (engine) and convert/dequant, in long-lived gtest processes (scripts/run-gtest-shards.sh
 # through build-aarch64/fp4kit_tests-emulated, not one process per test as ctest would).
