@@ -68,6 +68,9 @@ float nvfp4_global_scale(float amax, Nvfp4Numerics numerics, DType source) {
 uint8_t modelopt_block_scale(float block_amax, float weight_scale_2, bool zero_block_to_one) {
   const float denom = 6.0f * weight_scale_2;
   float s = block_amax / denom;
+  // A NaN made here (0/0: an all-zero tensor's wsf2 is 0) has the sign bit set on x86, as in the
+  // reference files; Arm's default NaN is positive.
+  if (std::isnan(s) && !std::isnan(block_amax) && !std::isnan(denom)) s = -std::numeric_limits<float>::quiet_NaN();
   if (zero_block_to_one && s == 0.0f) s = 1.0f;
   s = clamp_keep_nan(s, 0x1p-9f, E4M3::kMax);
   return E4M3::from_float(s).bits;
