@@ -90,7 +90,14 @@ uint8_t nvfp4_block_scale(float block_amax, const Nvfp4Scaling& sc) {
 
 float nvfp4_quant_divisor(uint8_t scale_byte, const Nvfp4Scaling& sc) {
   const float s = E4M3{scale_byte}.to_float();
-  return sc.numerics == Nvfp4Numerics::CompressedTensors ? s / sc.global : s * sc.global;
+  const float r = sc.numerics == Nvfp4Numerics::CompressedTensors ? s / sc.global : s * sc.global;
+  if (!std::isnan(r)) return r;
+  // Which NaN a product of two NaNs gives depends on the operand order the compiler picks (the CPU
+  // returns the first), and 0 * Inf gives the CPU's default NaN (negative on x86, positive on Arm):
+  // the scale's NaN first, then the global scale's, then x86's default, on every CPU and call site.
+  if (std::isnan(s)) return s;
+  if (std::isnan(sc.global)) return sc.global;
+  return -std::numeric_limits<float>::quiet_NaN();
 }
 
 float nvfp4_dequant_multiplier(uint8_t scale_byte, const Nvfp4Scaling& sc) {

@@ -15,6 +15,12 @@ template <class Fn, size_t N>
 Fn table_entry(Fn const (&table)[N], Isa isa) {
   for (; isa != Isa::Scalar; isa = isa_fallback(isa)) {
     if (!isa_supported(isa)) continue;
+    // A file compiled for one target only (its static target, e.g. NEON on aarch64 when SVE is left
+    // out) gets a table of that one entry.
+    if constexpr (N == 1) {
+      if (isa_highway_target(isa) == HWY_STATIC_TARGET && table[0] != nullptr) return table[0];
+      continue;
+    }
     const int64_t shifted = HWY_CHOSEN_TARGET_SHIFT(isa_highway_target(isa));
     if (shifted == 0) continue;
     const size_t index = hwy::Num0BitsBelowLS1Bit_Nonzero64(static_cast<uint64_t>(shifted));

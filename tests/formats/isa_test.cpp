@@ -9,8 +9,16 @@
 #include <map>
 #include <string>
 
+#include "engine/matmul.h"
+#include "formats/fp8_block.h"
 #include "formats/isa.h"
+#include "formats/mxfp4.h"
+#include "formats/mxfp4_cast.h"
+#include "formats/nvfp4.h"
+#include "formats/nvfp4_scale_search.h"
 #include "isa_cases.h"
+#include "synth/random_fill.h"
+#include "verify/tensor_error.h"
 #include "run_command.h"
 #include "test_data.h"
 
@@ -59,6 +67,23 @@ TEST(Isa, Aarch64AlwaysRunsNeon) {
   for (Isa isa : {Isa::Avx2, Isa::Avx512}) EXPECT_FALSE(isa_supported(isa)) << isa_name(isa);
 }
 #endif
+
+TEST(Isa, EverySimdIsaHasVectorCodeInEveryFastPath) {
+  // A missing entry would make a test compare the reference with itself: each module must hand out
+  // vector code for every SIMD ISA the CPU runs (its own, or the ISA it falls back to).
+  FP4KIT_REQUIRE_SIMD();
+  for (Isa isa : simd_isas()) {
+    SCOPED_TRACE(isa_name(isa));
+    EXPECT_NE(nvfp4_simd::kernels(isa), nullptr);
+    EXPECT_NE(nvfp4_search_simd::kernels(isa), nullptr);
+    EXPECT_NE(mxfp4_simd::kernels(isa), nullptr);
+    EXPECT_NE(fp8_block_simd::kernels(isa), nullptr);
+    EXPECT_NE(mxfp4_cast_simd::cast_kernel(isa), nullptr);
+    EXPECT_NE(engine::matmul_simd::kernels_for(isa), nullptr);
+    EXPECT_NE(verify::tensor_error_add_kernel(isa), nullptr);
+    EXPECT_NE(synth::random_fill_simd::fill_for(isa), nullptr);
+  }
+}
 
 TEST(Isa, FallbacksEndAtTheReference) {
   EXPECT_EQ(isa_fallback(Isa::Avx512), Isa::Avx2);
