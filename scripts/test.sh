@@ -9,6 +9,9 @@ cmake --build build -j "$jobs"
 # Twice as many tests as cores: many wait on the CLI processes they start (measured: 94 -> 82 s).
 ctest --test-dir build --output-on-failure -j $(( 2 * jobs ))
 scripts/list-skipped.sh build
+# The fast-path tests again on emulated x86 CPUs without AVX2 and without AVX-512 (the dispatch
+# must pick what the CPU has), with the same binary.
+scripts/test-cpu-models.sh build
 # -O1 -g1: sanitizer reports keep file:line, and the whole suite stays within 30 minutes on 2 cores.
 # The sanitized build is the CPU-only one (CUDA compiles once, in the Release build above), which
 # also proves that everything builds and runs without nvcc. It is built with clang (the Release
@@ -23,3 +26,5 @@ ctest --test-dir build-asan --output-on-failure -j "$jobs" -R '^(fuzz_replay|cli
 scripts/run-gtest-shards.sh build-asan/fp4kit_tests $(( 2 * jobs ))
 # Every fuzz target for a bounded time from its seeds (fuzz/README.md records the longer runs).
 scripts/fuzz-short.sh build-asan 25 "$jobs"
+# The aarch64 build: cross-compiled, its tests under qemu with NEON, SVE and SVE2.
+scripts/test-aarch64.sh

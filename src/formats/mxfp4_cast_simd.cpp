@@ -69,24 +69,50 @@ HWY_INLINE hn::Vec<D> transcode(D d, hn::Vec<D> bytes, hn::Vec<D> codes) {
   return hn::Or(lo, hn::ShiftLeft<4>(hi));  // codes < 16: the shift stays inside each byte
 }
 
+// The code tables of `per_vector` consecutive groups side by side, one per 128-bit block: straight
+// from the tables on fixed-width targets (a buffer written 16 bytes at a time and read as one vector
+// would stall on store forwarding), through a buffer on scalable ones.
+template <class D>
+HWY_INLINE hn::Vec<D> group_codes(D d, const Mxfp4CastEntry* const* e, uint8_t* buffer) {
+#if HWY_HAVE_SCALABLE
+  for (size_t i = 0; i < hn::Lanes(d) / kGroupBytes; ++i) std::memcpy(buffer + i * kGroupBytes, e[i]->code.data(), kGroupBytes);
+  return hn::Load(d, buffer);
+#else
+  (void)buffer;
+  constexpr size_t kGroups = hn::MaxLanes(D()) / kGroupBytes;
+  const hn::Full128<uint8_t> d16;
+  if constexpr (kGroups == 1) {
+    return hn::Load(d16, e[0]->code.data());
+  } else if constexpr (kGroups == 2) {
+    return hn::Combine(d, hn::Load(d16, e[1]->code.data()), hn::Load(d16, e[0]->code.data()));
+  } else {
+    static_assert(kGroups == 4, "128, 256 or 512-bit vectors");
+    const hn::Half<D> dh;
+    return hn::Combine(d, hn::Combine(dh, hn::Load(d16, e[3]->code.data()), hn::Load(d16, e[2]->code.data())),
+                       hn::Combine(dh, hn::Load(d16, e[1]->code.data()), hn::Load(d16, e[0]->code.data())));
+  }
+#endif
+}
+
 Mxfp4CastStats cast(const uint8_t* packed, const uint8_t* scales, size_t n, const Mxfp4CastTable& table,
                     uint8_t* out_packed, uint8_t* out_scales) {
   const hn::ScalableTag<uint8_t> d;
   const hn::Full128<uint8_t> d16;
   const size_t per_vector = hn::Lanes(d) / kGroupBytes;  // groups per vector
-  HWY_ALIGN uint8_t codes[HWY_MAX_BYTES];
+  HWY_ALIGN uint8_t buffer[HWY_MAX_BYTES];
+  const Mxfp4CastEntry* entries[HWY_MAX_BYTES / kGroupBytes];
   Mxfp4CastStats stats;
   const size_t groups = n / kMxfp4BlockSize;
   stats.groups = groups;
   size_t g = 0;
   for (; g + per_vector <= groups; g += per_vector) {
     for (size_t i = 0; i < per_vector; ++i) {
-      const Mxfp4CastEntry& e = group_entry(packed, scales, g + i, table, stats);
-      std::memcpy(codes + i * kGroupBytes, e.code.data(), kGroupBytes);
-      out_scales[2 * (g + i)] = out_scales[2 * (g + i) + 1] = e.scale;
+      entries[i] = &group_entry(packed, scales, g + i, table, stats);
+      const uint16_t both = static_cast<uint16_t>(entries[i]->scale * 0x0101u);  // the group's two blocks
+      std::memcpy(out_scales + 2 * (g + i), &both, 2);
     }
     const auto bytes = hn::LoadU(d, packed + g * kGroupBytes);
-    hn::StoreU(transcode(d, bytes, hn::Load(d, codes)), d, out_packed + g * kGroupBytes);
+    hn::StoreU(transcode(d, bytes, group_codes(d, entries, buffer)), d, out_packed + g * kGroupBytes);
   }
   for (; g < groups; ++g) {
     const Mxfp4CastEntry& e = group_entry(packed, scales, g, table, stats);

@@ -45,7 +45,9 @@ TEST(Isa, SimdIsasAreSupportedBestFirstAndThePreferredOneLeads) {
     EXPECT_NE(isa, Isa::Scalar);
   }
   EXPECT_TRUE(isa_supported(Isa::Scalar));
-  if (std::getenv("FP4KIT_ISA") == nullptr) EXPECT_EQ(preferred_isa(), simd.empty() ? Isa::Scalar : simd.front());
+  if (std::getenv("FP4KIT_ISA") == nullptr) {
+    EXPECT_EQ(preferred_isa(), simd.empty() ? Isa::Scalar : simd.front());
+  }
 }
 
 #if defined(__x86_64__)
