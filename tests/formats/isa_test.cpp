@@ -135,5 +135,21 @@ TEST(Isa, TheProgramsOutputIsTheSameUnderEveryIsa) {
   }
 }
 
+TEST(Isa, VersionNamesTheIsaAndAnUnusableChoiceIsSaid) {
+  const auto plain = testing::run_fp4kit("--version");
+  ASSERT_EQ(plain.exit_code, 0) << plain.output;
+  EXPECT_NE(plain.output.find("CPU fast paths: " + std::string(isa_name(preferred_isa()))), std::string::npos)
+      << plain.output;
+  ASSERT_EQ(setenv("FP4KIT_ISA", "avx9000", 1), 0);
+  const auto bogus = testing::run_fp4kit("--version");
+  ASSERT_EQ(setenv("FP4KIT_ISA", "scalar", 1), 0);
+  const auto scalar = testing::run_fp4kit("--version");
+  unsetenv("FP4KIT_ISA");
+  EXPECT_EQ(bogus.exit_code, 0) << bogus.output;
+  EXPECT_NE(bogus.output.find("warning: FP4KIT_ISA=avx9000 is not an ISA name"), std::string::npos) << bogus.output;
+  EXPECT_EQ(scalar.output.find("warning"), std::string::npos) << scalar.output;
+  EXPECT_NE(scalar.output.find("CPU fast paths: scalar"), std::string::npos) << scalar.output;
+}
+
 }  // namespace
 }  // namespace fp4kit
