@@ -1,7 +1,9 @@
 // weight_gemm() and grouped_weight_gemm(): argument checks and the choice of path.
-//  - decode path (launch_weight_gemm_decode): a dense product with M <= kDecodeRows, or a grouped
-//    one whose non-empty groups average at most kDecodeRows rows. It splits K itself where needed
-//    (within a cluster, sums added in a fixed order: deterministic).
+//  - decode path: a dense product with M <= kDecodeRows, or a grouped one whose non-empty groups
+//    average at most kDecodeRows rows. FP4 weights with K a multiple of 128 take the register-
+//    streaming kernel (launch_weight_gemm_fp4_decode), everything else launch_weight_gemm_decode.
+//    Both split K themselves where needed (within a cluster, sums added in a fixed order:
+//    deterministic).
 //  - prefill path (launch_weight_gemm_prefill): everything else.
 #include <cuda_runtime.h>
 
@@ -29,6 +31,7 @@ const char* format_name(WeightFormat f) {
 int64_t k_multiple(WeightFormat f) { return f == WeightFormat::Mxfp4 ? 32 : 16; }
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+bool aligned2(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 1u) == 0; }
 
 [[noreturn]] void bad(const char* kernel, const std::string& shape, const std::string& why) {
   throw InputError(std::string(kernel) + " [" + shape + "]: " + why);
@@ -71,6 +74,10 @@ void weight_gemm(const uint16_t* x, int64_t m, const GemmWeight& w, void* y, Gem
     launch_weight_gemm_prefill(a, w.format, false, (m + kPrefillRows - 1) / kPrefillRows, stream);
     return;
   }
+  if (fp4_decode_applies(a, w.format) && aligned2(w.scales)) {
+    launch_weight_gemm_fp4_decode(a, w.format, false, static_cast<int>(m), 1, stream);
+    return;
+  }
   launch_weight_gemm_decode(a, w.format, false, 1, stream);
 }
 
@@ -104,6 +111,15 @@ void grouped_weight_gemm(const GroupedGemm& g, StreamHandle stream) {
 
   const int64_t busy_groups = std::min<int64_t>(g.groups, g.rows);  // at most this many are non-empty
   if (g.rows <= kDecodeRows * busy_groups) {
+    if (fp4_decode_applies(a, g.format)) {
+      // Tiles of 8 x rows when the groups average at most 8, else 16; the sum over groups of
+      // ceil(rows_g / tile) is at most rows / tile + busy groups.
+      const int tile_rows = g.rows <= 8 * busy_groups ? 8 : 16;
+      const int64_t tiles = g.rows / tile_rows + busy_groups;
+      if (tiles > 65535) bad(kernel, shape, "too many groups for the decode grid");
+      launch_weight_gemm_fp4_decode(a, g.format, swiglu, tile_rows, tiles, stream);
+      return;
+    }
     if (busy_groups > 65535) bad(kernel, shape, "too many groups for the decode grid");
     launch_weight_gemm_decode(a, g.format, swiglu, busy_groups, stream);
   } else {

@@ -363,6 +363,58 @@ TEST(CudaWeightGemm, NanPropagates) {
     }
 }
 
+// FP4 weights with K a multiple of 128 and M <= 16 take the register-streaming decode kernel
+// (cuda/weight_gemm_fp4_decode.cu): ragged N (rows past N read the last row), one or two n-tiles
+// of x rows, K from one step to the V4 shapes (K split over clusters of up to 8 blocks), both outputs.
+TEST(CudaWeightGemm, Fp4StreamingDecodeShapes) {
+  FP4KIT_REQUIRE_GPU();
+  std::mt19937 rng(11);
+  for (WeightFormat f : {WeightFormat::Nvfp4, WeightFormat::Mxfp4})
+    for (int64_t k : {128, 384, 2176, 7168})
+      for (int64_t n : {1, 13, 64, 130, 200})
+        for (int64_t m : {1, 2, 7, 8, 9, 16}) {
+          HostWeight w = random_weight(f, n, k, rng);
+          w.dequantize();
+          check_gemm(random_x(m, k, rng), m, w, (m + n) % 2 ? GemmOutput::F32 : GemmOutput::Bf16, "fp4 streaming");
+        }
+}
+
+// The same kernel on the adversarial values: zero scales and codes, the largest code with the
+// largest scale, E4M3 subnormal scales, E8M0 subnormal scales, NaN scales and NaN in x.
+TEST(CudaWeightGemm, Fp4StreamingDecodeAdversarialValues) {
+  FP4KIT_REQUIRE_GPU();
+  std::mt19937 rng(12);
+  for (int64_t m : {1, 9, 16}) {
+    HostWeight w = random_weight(WeightFormat::Nvfp4, 40, 256, rng);
+    for (size_t i = 0; i < w.scales.size(); i += 3) w.scales[i] = 0;
+    for (size_t i = 0; i < w.data.size(); i += 5) w.data[i] = 0;
+    for (size_t i = 1; i < w.scales.size(); i += 3) {
+      w.scales[i] = 0x7E;  // 448
+      for (size_t b = 0; b < 8; ++b) w.data[i * 8 + b] = 0xF7;  // -6, +6
+    }
+    w.global = 1.0f;
+    w.dequantize();
+    check_gemm(random_x(m, 256, rng, 1e20f), m, w, GemmOutput::F32, "fp4 streaming nvfp4 zero/max");
+    HostWeight sub = random_weight(WeightFormat::Nvfp4, 24, 128, rng);
+    for (size_t i = 0; i < sub.scales.size(); ++i) sub.scales[i] = static_cast<uint8_t>(1 + i % 7);
+    sub.dequantize();
+    check_gemm(random_x(m, 128, rng), m, sub, GemmOutput::F32, "fp4 streaming nvfp4 subnormal scales");
+    HostWeight msub = random_weight(WeightFormat::Mxfp4, 16, 256, rng);
+    for (size_t i = 0; i < msub.scales.size(); ++i) msub.scales[i] = static_cast<uint8_t>(i % 2);
+    msub.dequantize();
+    check_gemm(random_x(m, 256, rng, 0x1p100f), m, msub, GemmOutput::F32, "fp4 streaming mxfp4 subnormal");
+    for (WeightFormat f : {WeightFormat::Nvfp4, WeightFormat::Mxfp4}) {
+      HostWeight nan = random_weight(f, 20, 384, rng);
+      if (f == WeightFormat::Nvfp4) nan.scales[5] = 0x7F;  // row 0
+      else nan.scales[13] = 0xFF;                          // row 1
+      nan.dequantize();
+      std::vector<uint16_t> x = random_x(m, 384, rng);
+      if (m > 1) x[static_cast<size_t>(1 * 384 + 300)] = 0x7FC0;  // NaN in x row 1
+      check_gemm(x, m, nan, GemmOutput::F32, "fp4 streaming nan");
+    }
+  }
+}
+
 // ---- grouped ----------------------------------------------------------------------------------
 
 struct GroupedCase {
@@ -472,6 +524,20 @@ TEST(CudaGroupedWeightGemm, FewRowsPerGroupDecodePath) {
                     swiglu ? GemmOutput::Bf16 : GemmOutput::F32, rng);
   // No clamp (limit 0) with the SwiGLU epilogue too.
   check_grouped(WeightFormat::Nvfp4, c, true, 0.0f, GemmOutput::F32, rng);
+}
+
+// Grouped FP4 products with K a multiple of 128 take the register-streaming kernel: tiles of 8 x
+// rows when the groups average at most 8 (a group of 17 rows is three tiles), else of 16.
+TEST(CudaGroupedWeightGemm, Fp4StreamingDecodeTiles) {
+  FP4KIT_REQUIRE_GPU();
+  std::mt19937 rng(13);
+  const GroupedCase small{{3, 0, 1, 5, 0, 0, 2, 1, 9, 0, 4, 1, 0, 17, 1, 4}, 136, 256};
+  const GroupedCase tall{{16, 9, 12, 0, 15}, 72, 384};
+  for (WeightFormat f : {WeightFormat::Nvfp4, WeightFormat::Mxfp4})
+    for (bool swiglu : {false, true}) {
+      check_grouped(f, small, swiglu, swiglu ? 7.0f : 0.0f, swiglu ? GemmOutput::Bf16 : GemmOutput::F32, rng);
+      check_grouped(f, tall, swiglu, swiglu ? 7.0f : 0.0f, swiglu ? GemmOutput::F32 : GemmOutput::Bf16, rng);
+    }
 }
 
 TEST(CudaGroupedWeightGemm, ManyRowsPerGroupPrefillPath) {
