@@ -20,6 +20,10 @@ struct GemmWeight {
                                  // Fp8Block: [ceil(N/128), ceil(K/128)], E8M0 bytes or F32 (fp8_scales_f32); Bf16: null
   bool fp8_scales_f32 = false;
   float global_scale = 1.0f;     // Nvfp4: weight_scale_2 (value = e2m1 * e4m3 * global_scale); 1 otherwise
+  // The weight is not written by the work just before the product on its stream (resident weights):
+  // a dense FP4 decode product may then start reading it while that work finishes (programmatic
+  // dependent launch); x is read only once that work is complete.
+  bool read_early = false;
 };
 
 enum class GemmOutput : uint8_t { F32, Bf16 };

@@ -20,6 +20,12 @@
 // shared memory, padded 16 bytes per 64 so that the 16-byte reads of a quad fall in distinct banks
 // and the row stride puts rows g and g + 1 in the other half of the banks.
 //
+// Early weight reads. The kernel is launched with programmatic stream serialization and lets the
+// next kernel launch once its loads are out. It waits for the work before it (griddepcontrol.wait)
+// before reading x, offsets or the group's weight descriptors; for a dense weight marked
+// read_early, the first steps' weight loads go out before that wait, overlapping the previous
+// kernel's tail.
+//
 // K split. When the row blocks alone cannot fill the GPU, a cluster of up to 8 blocks splits K for
 // the same rows; the blocks add their F32 partial sums through distributed shared memory in rank
 // order: deterministic, no workspace, no second launch.
@@ -151,6 +157,18 @@ __device__ __forceinline__ const float* cluster_peer(const float* p, int rank) {
 #endif
 }
 
+// Programmatic dependent launch (sm_90+): no-ops where the launch did not allow it.
+__device__ __forceinline__ void wait_for_previous_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void allow_next_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
 template <WeightFormat F>
 __device__ __forceinline__ float global_scale_of(const GemmWeight& w) {
   return F == WeightFormat::Nvfp4 ? w.global_scale : 1.0f;
@@ -179,6 +197,8 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
   const int stride = x_row_stride(steps_per_rank);
   float* partial = reinterpret_cast<float*>(xs + kTileRows * stride);
 
+  const bool early = a.offsets == nullptr && a.weight.read_early;
+  if (!early) wait_for_previous_grid();
   GroupTile tile;
   if (!find_group_tile(a, kTileRows, blockIdx.z, tile)) return;  // the same for every block of a cluster
 
@@ -215,6 +235,8 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
 #pragma unroll
   for (int u = 0; u < kRing; ++u)
     if (warp_active && u < steps) load_step<F>(ring[u], s, u);
+  allow_next_grid();
+  if (early) wait_for_previous_grid();
 
   const int rows_here = static_cast<int>(tile.end - tile.begin);  // 1..kTileRows
   {
@@ -353,15 +375,22 @@ void launch(const WeightGemmArgs& a, int64_t tiles, StreamHandle stream) {
   config.blockDim = dim3(kThreads);
   config.dynamicSmemBytes = smem;
   config.stream = stream;
-  cudaLaunchAttribute cluster;
-  cluster.id = cudaLaunchAttributeClusterDimension;
-  cluster.val.clusterDim.x = static_cast<unsigned>(ranks);
-  cluster.val.clusterDim.y = 1;
-  cluster.val.clusterDim.z = 1;
-  if (ranks > 1) {
-    config.attrs = &cluster;
-    config.numAttrs = 1;
+  cudaLaunchAttribute attrs[2];
+  unsigned count = 0;
+  if (dev.major >= 9) {
+    attrs[count].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attrs[count].val.programmaticStreamSerializationAllowed = 1;
+    ++count;
   }
+  if (ranks > 1) {
+    attrs[count].id = cudaLaunchAttributeClusterDimension;
+    attrs[count].val.clusterDim.x = static_cast<unsigned>(ranks);
+    attrs[count].val.clusterDim.y = 1;
+    attrs[count].val.clusterDim.z = 1;
+    ++count;
+  }
+  config.attrs = attrs;
+  config.numAttrs = count;
   check(cudaLaunchKernelEx(&config, kernel, a, steps_per_rank), "kernel weight_gemm_fp4_decode [" + shape + "]");
   check_launch("weight_gemm_fp4_decode", shape);
 }

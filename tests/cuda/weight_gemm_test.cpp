@@ -415,6 +415,42 @@ TEST(CudaWeightGemm, Fp4StreamingDecodeAdversarialValues) {
   }
 }
 
+// A weight marked read_early is read before the previous kernel ends; x must not be. Chain two
+// products on one stream, the second reading the first's output (poisoned with NaN before each
+// run), many times: a second product that read x early would see NaN or stale rows.
+TEST(CudaWeightGemm, EarlyWeightReadsStillWaitForTheKernelThatWritesX) {
+  FP4KIT_REQUIRE_GPU();
+  std::mt19937 rng(14);
+  Stream s;
+  const int64_t m = 8, k1 = 7168, n1 = 4096, n2 = 1024;
+  HostWeight w1 = random_weight(WeightFormat::Nvfp4, n1, k1, rng);
+  HostWeight w2 = random_weight(WeightFormat::Nvfp4, n2, n1, rng);
+  w1.global = 0.01f;
+  w2.dequantize();
+  DeviceWeight d1(w1, s), d2(w2, s);
+  GemmWeight early = d2.view;
+  early.read_early = true;
+  const std::vector<uint16_t> x16 = random_x(m, k1, rng);
+  DeviceBuffer x(x16.size() * 2, "x"), mid(static_cast<size_t>(m * n1) * 2, "mid"), y(static_cast<size_t>(m * n2) * 4, "y");
+  copy_to_device(x.data(), x16.data(), x16.size() * 2, s);
+  for (int run = 0; run < 20; ++run) {
+    fill_bytes(mid.data(), 0xFF, mid.bytes(), s);
+    fill_bytes(y.data(), 0xFF, y.bytes(), s);
+    weight_gemm(x.data<uint16_t>(), m, d1.view, mid.data(), GemmOutput::Bf16, s.get());
+    weight_gemm(mid.data<uint16_t>(), m, early, y.data(), GemmOutput::F32, s.get());
+    std::vector<uint16_t> mid16(static_cast<size_t>(m * n1));
+    copy_to_host(mid16.data(), mid.data(), mid16.size() * 2, s);
+    const std::vector<float> got = read_output(y, static_cast<size_t>(m * n2), false, s);
+    std::vector<float> ref, abs_sum;
+    reference(widen(mid16), w2, m, ref, abs_sum);
+    size_t failures = 0;
+    for (size_t i = 0; i < got.size(); ++i)
+      if (!close(ref[i], got[i], tolerance(ref[i], abs_sum[i], n1, false)) && ++failures <= 3)
+        ADD_FAILURE() << "run " << run << " y[" << i / n2 << ", " << i % n2 << "] = " << got[i] << ", expected " << ref[i];
+    ASSERT_EQ(failures, 0u) << "run " << run;
+  }
+}
+
 // ---- grouped ----------------------------------------------------------------------------------
 
 struct GroupedCase {
