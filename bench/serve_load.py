@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """A bounded load test of `fp4kit serve` for machines without Node (bench/serve_load.mjs does the
 same with Node): C concurrent clients send R streamed completions in total and measure, per request,
-the time to the first text chunk (TTFT), the mean time between its later chunks (one token each) and
-the tokens it generated. Prints one table row and writes JSON; exits 1 on any error or non-200 reply.
+the time to the first token (TTFT), the mean time between its later tokens and the tokens it
+generated. Each request asks for logprobs, so that the server sends one chunk per generated token
+even where the token's text is empty (a synthetic model's ids past the tokenizer's vocabulary). Prints one table row and writes JSON; exits 1 on any error or non-200 reply.
 The server's RSS (/proc/PID/status) is read before and after the run.
   bench/serve_load.py --url URL --pid PID --clients C --requests R --max-tokens N [--json FILE]
 Standard library only."""
@@ -32,7 +33,7 @@ def one(url, i, max_tokens):
     u = urllib.parse.urlparse(url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=600)
     body = json.dumps({"prompt": f"Request {i}: tell a story", "max_tokens": max_tokens, "temperature": 0.8,
-                       "seed": i, "ignore_eos": True, "stream": True})
+                       "seed": i, "ignore_eos": True, "stream": True, "logprobs": 1})
     start = time.perf_counter()
     conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
     res = conn.getresponse()
@@ -55,7 +56,8 @@ def one(url, i, max_tokens):
                 raise RuntimeError(f"request {i}: {chunk['error']['message']}")
             if chunk.get("usage"):
                 usage = chunk["usage"]
-            if chunk.get("choices") and chunk["choices"][0].get("text"):
+            choice = chunk["choices"][0] if chunk.get("choices") else {}
+            if choice.get("text") or choice.get("logprobs"):
                 times.append(time.perf_counter() - start)
     conn.close()
     if usage is None:

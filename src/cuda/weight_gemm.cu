@@ -112,9 +112,10 @@ void grouped_weight_gemm(const GroupedGemm& g, StreamHandle stream) {
   const int64_t busy_groups = std::min<int64_t>(g.groups, g.rows);  // at most this many are non-empty
   if (g.rows <= kDecodeRows * busy_groups) {
     if (fp4_decode_applies(a, g.format)) {
-      // Tiles of 8 x rows when the groups average at most 8, else 16; the sum over groups of
-      // ceil(rows_g / tile) is at most rows / tile + busy groups.
-      const int tile_rows = g.rows <= 8 * busy_groups ? 8 : 16;
+      // Tiles of 8 x rows when the groups average at most 4 rows (decode: about one token per
+      // expert), else 16, so that a group rarely spans two tiles (each tile reads the group's
+      // weight again). The sum over groups of ceil(rows_g / tile) is at most rows / tile + busy groups.
+      const int tile_rows = g.rows <= 4 * busy_groups ? 8 : 16;
       const int64_t tiles = g.rows / tile_rows + busy_groups;
       if (tiles > 65535) bad(kernel, shape, "too many groups for the decode grid");
       launch_weight_gemm_fp4_decode(a, g.format, swiglu, tile_rows, tiles, stream);

@@ -563,11 +563,11 @@ TEST(CudaGroupedWeightGemm, FewRowsPerGroupDecodePath) {
 }
 
 // Grouped FP4 products with K a multiple of 128 take the register-streaming kernel: tiles of 8 x
-// rows when the groups average at most 8 (a group of 17 rows is three tiles), else of 16.
+// rows when the groups average at most 4 (a group of 17 rows is three tiles), else of 16.
 TEST(CudaGroupedWeightGemm, Fp4StreamingDecodeTiles) {
   FP4KIT_REQUIRE_GPU();
   std::mt19937 rng(13);
-  const GroupedCase small{{3, 0, 1, 5, 0, 0, 2, 1, 9, 0, 4, 1, 0, 17, 1, 4}, 136, 256};
+  const GroupedCase small{{3, 0, 1, 5, 0, 0, 2, 1, 9, 0, 4, 1, 0, 17, 1, 4, 0, 0, 0, 0}, 136, 256};
   const GroupedCase tall{{16, 9, 12, 0, 15}, 72, 384};
   for (WeightFormat f : {WeightFormat::Nvfp4, WeightFormat::Mxfp4})
     for (bool swiglu : {false, true}) {
