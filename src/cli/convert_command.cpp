@@ -30,6 +30,7 @@ struct ConvertArgs {
   double gptq_damping = kDefaultGptqDamping;
   size_t gptq_block = kDefaultGptqBlock;
   std::string gptq_missing = "error";
+  std::string device = "cpu";
   unsigned threads = 0;
   bool weight_only = false, no_direct_io = false, include_mtp = false, allow_nonfinite = false, resume = false, force = false,
        dry_run = false, progress = false, quiet = false, strict = false;
@@ -96,6 +97,15 @@ void print_plan(const ConvertArgs& a, const ConvertPlan& plan) {
   std::printf("    and %zu other files copied as they are\n", plan.extra_files.size());
 }
 
+// --device: where --gptq runs (the rest of convert runs on the CPU). auto: the GPU where this build
+// has CUDA and one is present, else the CPU. cuda: one clear error (exit 2) without a GPU.
+cuda::Device gptq_device(const ConvertArgs& a) {
+  if (a.device == "auto") return a.gptq && cuda::probe() ? cuda::Device::Cuda : cuda::Device::Cpu;
+  const cuda::Device d = cuda::parse_device(a.device);
+  if (d == cuda::Device::Cuda && a.gptq) cuda::require_device();
+  return d;
+}
+
 void run(const ConvertArgs& a) {
   ConvertOptions o;
   const auto numerics = convert_numerics_from_name(a.numerics);
@@ -113,6 +123,7 @@ void run(const ConvertArgs& a) {
   o.gptq_options = GptqOptions{a.gptq_damping, a.gptq_block, a.gptq_act_order};
   if (a.gptq_missing == "rtn") o.gptq_missing_rtn = true;
   else if (a.gptq_missing != "error") throw InputError("--gptq-missing " + a.gptq_missing + ": unknown (error, rtn)");
+  o.gptq_device = gptq_device(a);
   const auto format = convert_format_from_name(a.format);
   if (!format) throw InputError("--format " + a.format + ": unknown (modelopt, compressed-tensors)");
   o.format = *format;
@@ -164,8 +175,9 @@ void run(const ConvertArgs& a) {
                    "XᵀX block was zero or not finite)\n", static_cast<unsigned long long>(r.hessian.blocks),
                    static_cast<unsigned long long>(r.hessian.fallback_blocks));
     if (r.gptq.tensors) {
-      std::fprintf(stderr, "  gptq: %llu weights, %llu rows compensated in %.2f s; %llu of %llu XᵀX matrices left to "
-                   "plain rounding, %llu needed more damping, %llu rows with NaN/Inf rounded plainly\n",
+      std::fprintf(stderr, "  gptq (%s): %llu weights, %llu rows compensated in %.2f s; %llu of %llu XᵀX matrices "
+                   "left to plain rounding, %llu needed more damping, %llu rows with NaN/Inf rounded plainly\n",
+                   std::string(cuda::device_name(o.gptq_device)).c_str(),
                    static_cast<unsigned long long>(r.gptq.tensors), static_cast<unsigned long long>(r.gptq.rows),
                    r.gptq.seconds, static_cast<unsigned long long>(r.gptq.rtn_matrices),
                    static_cast<unsigned long long>(r.gptq.matrices), static_cast<unsigned long long>(r.gptq.damped_more),
@@ -199,7 +211,8 @@ void run(const ConvertArgs& a) {
   j["lossless"] = {{"groups", r.cast.groups}, {"reported_lossless", r.cast.reported_lossless},
                    {"exact_groups", r.cast.exact_groups}, {"zero_scale_groups", r.cast.zero_scale_groups}};
   if (plan.gptq)
-    j["gptq"] = {{"damping", a.gptq_damping}, {"block", a.gptq_block}, {"act_order", a.gptq_act_order},
+    j["gptq"] = {{"device", std::string(cuda::device_name(o.gptq_device))},
+                 {"damping", a.gptq_damping}, {"block", a.gptq_block}, {"act_order", a.gptq_act_order},
                  {"tensors", r.gptq.tensors}, {"matrices", r.gptq.matrices}, {"rtn_matrices", r.gptq.rtn_matrices},
                  {"damped_more", r.gptq.damped_more}, {"rows", r.gptq.rows}, {"skipped_rows", r.gptq.skipped_rows},
                  {"fallbacks", r.gptq.fallbacks}, {"seconds", r.gptq.seconds}};
@@ -241,7 +254,13 @@ void add_command(CLI::App& app) {
                   "wrote");
   cmd->add_flag("--gptq", args->gptq,
                 "After the block scales are chosen (any --scales), round the codes with GPTQ's error compensation "
-                "over the full X^T X of each linear (--hessian DIR); CPU");
+                "over the full X^T X of each linear (--hessian DIR); on the CPU or the GPU (--device)");
+  cmd->add_option("--device", args->device,
+                  "Where --gptq runs: cpu (default; F64, the reference), cuda (F32 on the GPU: the same decisions, "
+                  "codes close to the CPU's but not identical; exit 2 without a GPU) or auto (cuda where this build "
+                  "has CUDA and a GPU is present, else cpu). The rest of convert runs on the CPU; a --resume must "
+                  "use the device the run started on")
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   cmd->add_option("--gptq-damping", args->gptq_damping,
                   "For --gptq: lambda of the damping lambda*mean(diag) added to X^T X (default 0.01; retried 10, 100 "
                   "and 1000 times larger where X^T X is not positive definite, then plain rounding)");

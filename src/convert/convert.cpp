@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <unordered_map>
@@ -21,6 +22,7 @@
 #include "base/parallel.h"
 #include "convert/background_writer.h"
 #include "convert/fp8_block_rows.h"
+#include "convert/gptq_gpu.h"
 #include "convert/hessian_statistics.h"
 #include "convert/shard_data_stream.h"
 #include "convert/shard_hash.h"
@@ -177,18 +179,22 @@ class ModuleConverter {
   }
 
  private:
-  // GPTQ on the codes of q, its block scales kept: each row group with its own XᵀX, rows in fixed
-  // pieces on the worker threads (every row's arithmetic is its own, so the bytes do not depend on
-  // the thread count).
+  // GPTQ on the codes of q, its block scales kept: each row group with its own XᵀX. On the CPU the
+  // rows go in fixed pieces on the worker threads (every row's arithmetic is its own, so the bytes do
+  // not depend on the thread count); with gptq_device cuda a group's factor and rows go to the GPU
+  // (convert/gptq_gpu.h), with the same decisions and counts.
   void compensate(const Nvfp4Module& m, FloatSpan src, const std::vector<double>& xtx, int64_t groups,
-                  const Nvfp4Scaling& scaling, Nvfp4Tensor& q, ConvertGptqStats& stats) const {
+                  const Nvfp4Scaling& scaling, Nvfp4Tensor& q, ConvertGptqStats& stats) {
     const auto t0 = std::chrono::steady_clock::now();
     const size_t k = static_cast<size_t>(m.cols), rows_per_group = static_cast<size_t>(m.rows / groups);
+    const bool gpu = options_.gptq_device == cuda::Device::Cuda;
+    if (gpu && !gpu_) gpu_ = std::make_unique<GptqGpu>();
     ++stats.tensors;
     for (size_t g = 0; g < static_cast<size_t>(groups); ++g) {
       const std::vector<double> h(xtx.begin() + static_cast<std::ptrdiff_t>(g * k * k),
                                   xtx.begin() + static_cast<std::ptrdiff_t>((g + 1) * k * k));
-      const GptqFactor factor = gptq_factor(h, k, plan_.gptq_options, options_.threads);
+      const GptqFactor factor = gpu ? gpu_->factor(h, k, plan_.gptq_options)
+                                    : gptq_factor(h, k, plan_.gptq_options, options_.threads);
       ++stats.matrices;
       if (!factor.usable) {
         ++stats.rtn_matrices;
@@ -197,6 +203,15 @@ class ModuleConverter {
         continue;  // q already holds the plain rounding
       }
       stats.damped_more += factor.damping != plan_.gptq_options.damping;
+      if (gpu) {
+        const size_t r0 = g * rows_per_group;
+        const GptqRowStats s = gpu_->quantize_rows(src.subspan(r0 * k, rows_per_group * k), k,
+                                                   q.scales.data() + r0 * k / kNvfp4BlockSize, scaling, factor,
+                                                   plan_.gptq_options.block, q.packed.data() + r0 * k / 2);
+        stats.rows += s.rows;
+        stats.skipped_rows += s.skipped_rows;
+        continue;
+      }
       std::mutex mutex;
       parallel_for(rows_per_group, kGptqRowsPerPiece, options_.threads, [&](size_t a, size_t b) {
         const size_t r0 = g * rows_per_group + a;
@@ -359,6 +374,7 @@ class ModuleConverter {
 
   const ConvertPlan& plan_;
   const ConvertOptions& options_;
+  std::unique_ptr<GptqGpu> gpu_;  // GPTQ's GPU session, opened by the first weight it compensates
   ModuleResult current_;
   std::map<size_t, ModuleValues> pending_;
   std::unordered_map<size_t, SharedScale> shared_;  // one float pair per module seen: small

@@ -172,7 +172,7 @@ const JobPlanFile& convert_plan_file() {
                                 {"hessian", "--hessian (a file from another calibration run)"},
                                 {"hessian_damping", "--hessian-damping"},
                                 {"hessian_missing", "--hessian-missing"},
-                                {"gptq", "--gptq (or --gptq-damping, --gptq-block, --gptq-act-order, --gptq-missing)"},
+                                {"gptq", "--gptq (or --gptq-damping, --gptq-block, --gptq-act-order, --gptq-missing, --device)"},
                                 {"recipe", "--recipe"},
                                 {"format", "--format"},
                                 {"include", "--include"},
@@ -214,6 +214,8 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
     throw InputError("--gptq-block " + std::to_string(options.gptq_options.block) + ": must be a positive multiple of 16");
   if (options.gptq && (!(options.gptq_options.damping >= 0.0) || !std::isfinite(options.gptq_options.damping)))
     throw InputError("--gptq-damping " + std::to_string(options.gptq_options.damping) + ": must be finite and >= 0");
+  if (options.gptq_device == cuda::Device::Cuda && !options.gptq)
+    throw InputError("--device cuda: only --gptq runs on the GPU in convert, and this run has no --gptq");
   if (!(options.hessian_damping >= 0.0) || !std::isfinite(options.hessian_damping))
     throw InputError("--hessian-damping " + std::to_string(options.hessian_damping) + ": must be finite and >= 0");
   const std::optional<std::regex> include = compile_regex(options.include, "--include");
@@ -704,6 +706,9 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
                                         {"block", options.gptq_options.block},
                                         {"act_order", options.gptq_options.act_order},
                                         {"missing", options.gptq_missing_rtn ? "rtn" : "error"}};
+  // GPU codes differ from the CPU's (F32 against F64): a run resumes only on the device it started
+  // on. The CPU leaves the key out, so plan files of earlier versions still match.
+  if (plan.gptq && options.gptq_device == cuda::Device::Cuda) plan.manifest["options"]["gptq"]["device"] = "cuda";
   return plan;
 }
 

@@ -17,6 +17,7 @@
 #include "convert/dequant_plan.h"
 #include "calib/xtx_full_file.h"
 #include "convert/output_directory.h"
+#include "cuda/device.h"
 #include "formats/nvfp4.h"
 #include "formats/nvfp4_gptq.h"
 #include "formats/nvfp4_hessian_sweep.h"
@@ -59,6 +60,10 @@ struct ConvertOptions {
   bool gptq = false;
   GptqOptions gptq_options;
   bool gptq_missing_rtn = false;
+  // Where GPTQ runs (the rest of convert runs on the CPU): the CPU (F64, the reference), or the GPU
+  // (convert/gptq_gpu.h: F32, the same decisions, codes close to the CPU's but not identical; the
+  // caller checks first with cuda::require_device()). Recorded in the plan file with the GPTQ options.
+  cuda::Device gptq_device = cuda::Device::Cpu;
   // moe: routed experts to NVFP4, everything else kept. all-linear: every GEMM weight that has a
   // scale in the source (attention, shared experts, indexer wq_b, MTP projections and experts).
   std::string recipe = "moe";

@@ -13,7 +13,6 @@ namespace fp4kit {
 
 namespace {
 
-constexpr int kDampingTries = 4;  // λ, 10λ, 100λ, 1000λ
 constexpr size_t kTile = 4;         // register tile of the batch-error product: rows × columns
 constexpr size_t kPanelRows = kGptqRowsPerPiece;  // rows that share each pass over U
 using Lanes = double __attribute__((vector_size(16)));
@@ -47,48 +46,63 @@ void spread_batch_errors(double* w, size_t rows, size_t k, const double* err, si
 
 }  // namespace
 
-GptqFactor gptq_factor(const std::vector<double>& h, size_t k, const GptqOptions& options, unsigned threads) {
-  GptqFactor f;
-  f.k = k;
-  f.order.resize(k);
-  std::iota(f.order.begin(), f.order.end(), size_t{0});
+GptqPrepared gptq_prepare(const std::vector<double>& h, size_t k, const GptqOptions& options) {
+  GptqPrepared p;
+  p.order.resize(k);
+  std::iota(p.order.begin(), p.order.end(), size_t{0});
   double trace = 0;
   for (size_t i = 0; i < k; ++i) {
     const double d = h[i * k + i];
     if (!std::isfinite(d) || d < 0) {
-      f.why = std::isfinite(d) ? "a negative diagonal value" : "NaN or Inf";
-      return f;
+      p.why = std::isfinite(d) ? "a negative diagonal value" : "NaN or Inf";
+      return p;
     }
     trace += d;
   }
   for (double v : h)
     if (!std::isfinite(v)) {
-      f.why = "NaN or Inf";
-      return f;
+      p.why = "NaN or Inf";
+      return p;
     }
   if (!(trace > 0)) {
-    f.why = "an all-zero diagonal (no calibration row)";
-    return f;
+    p.why = "an all-zero diagonal (no calibration row)";
+    return p;
   }
   if (options.act_order)
-    std::stable_sort(f.order.begin(), f.order.end(), [&](size_t a, size_t b) { return h[a * k + a] > h[b * k + b]; });
+    std::stable_sort(p.order.begin(), p.order.end(), [&](size_t a, size_t b) { return h[a * k + a] > h[b * k + b]; });
+  p.diag_mean = trace / static_cast<double>(k);
+  p.usable = true;
+  return p;
+}
+
+GptqFactor gptq_factor(const std::vector<double>& h, size_t k, const GptqOptions& options, unsigned threads) {
+  GptqPrepared p = gptq_prepare(h, k, options);
+  GptqFactor f;
+  f.k = k;
+  f.order = std::move(p.order);
+  if (!p.usable) {
+    f.why = std::move(p.why);
+    return f;
+  }
   std::vector<double> damped(k * k);
   for (size_t i = 0; i < k; ++i)
     for (size_t j = 0; j < k; ++j) damped[i * k + j] = h[f.order[i] * k + f.order[j]];
-  const double mean = trace / static_cast<double>(k);
-  double lambda = options.damping;
   const bool scalar = preferred_isa() == Isa::Scalar;  // FP4KIT_ISA=scalar: the reference factor
-  for (int t = 0; t < kDampingTries; ++t, lambda = lambda > 0 ? lambda * 10 : 0.01) {
-    std::vector<double> a = damped;
-    for (size_t i = 0; i < k; ++i) a[i * k + i] += lambda * mean;
-    if (scalar ? cholesky_ref::inverse_cholesky_upper(a, k, f.u, threads) : inverse_cholesky_upper(a, k, f.u, threads)) {
-      f.damping = lambda;
-      f.usable = true;
-      return f;
-    }
+  const double lambda = gptq_damping_search(
+      options.damping,
+      [&](double l) {
+        std::vector<double> a = damped;
+        for (size_t i = 0; i < k; ++i) a[i * k + i] += l * p.diag_mean;
+        return scalar ? cholesky_ref::inverse_cholesky_upper(a, k, f.u, threads)
+                      : inverse_cholesky_upper(a, k, f.u, threads);
+      },
+      f.why);
+  if (lambda < 0) {
+    f.u.clear();
+    return f;
   }
-  f.u.clear();
-  f.why = "not positive definite with damping up to " + std::to_string(lambda / 10);
+  f.damping = lambda;
+  f.usable = true;
   return f;
 }
 

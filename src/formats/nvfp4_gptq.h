@@ -18,7 +18,8 @@
 // FP4KIT_ISA=scalar (and a CPU without AVX2) selects the reference. The working values are rounded
 // to E2M1 exactly as the scale method's own rounding does (x / divisor in f32, round half to even),
 // so a row that receives no update (H a multiple of the identity) gets exactly the codes of plain
-// rounding.
+// rounding. The GPU path (convert/gptq_gpu.h) takes the same decisions through gptq_prepare and
+// gptq_damping_search and computes in F32: its codes are close to these, not identical.
 //
 // Differences from the paper's reference code: a column no calibration row touched (H_ii = 0)
 // keeps its weight (the reference zeroes it) — the block scales were chosen from the weights and
@@ -57,6 +58,28 @@ struct GptqFactor {
 // From H (k×k row-major, symmetric). Not usable when H holds NaN or Inf, a negative diagonal value,
 // an all-zero diagonal, or stays not positive definite at 1000·λ (λ = 0 retries 0.01, 0.1 and 1).
 GptqFactor gptq_factor(const std::vector<double>& h, size_t k, const GptqOptions&, unsigned threads);
+
+// What gptq_factor decides before it factors, and the damping it tries, shared with the GPU's factor
+// (cuda/gptq.h) so that both take the same decisions: H checked (not usable, and `why`, as above),
+// the processing order (act order: a stable sort by decreasing H_ii) and mean(diag H), in double.
+struct GptqPrepared {
+  std::vector<size_t> order;
+  double diag_mean = 0;
+  bool usable = false;
+  std::string why;
+};
+GptqPrepared gptq_prepare(const std::vector<double>& h, size_t k, const GptqOptions&);
+
+// The damping schedule: λ, 10λ, 100λ, 1000λ (λ = 0: 0, 0.01, 0.1, 1), `factor(λ)` called for each
+// until one returns true. The λ that succeeded, or a negative value with `why` set to the reason.
+template <class FactorFn>
+double gptq_damping_search(double lambda, FactorFn&& factor, std::string& why) {
+  constexpr int kTries = 4;
+  for (int t = 0; t < kTries; ++t, lambda = lambda > 0 ? lambda * 10 : 0.01)
+    if (factor(lambda)) return lambda;
+  why = "not positive definite with damping up to " + std::to_string(lambda / 10);
+  return -1;
+}
 
 struct GptqRowStats {
   uint64_t rows = 0;          // rows compensated

@@ -2,7 +2,8 @@
 // sequences; the output verifies and its report names each tensor's method ("mse+gptq"); XᵀX that
 // is the identity gives the bytes of plain rounding; the layer-output error on the two held-back
 // sequences is lower with GPTQ than without for each scale method; a NaN XᵀX leaves its weight to
-// plain rounding and is counted; bad statistics and options are refused before anything is written.
+// plain rounding and is counted; bad statistics and options are refused before anything is written;
+// without a GPU, --device auto runs GPTQ on the CPU (its bytes) and --device cuda is refused.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -20,6 +21,7 @@
 #include "calib/xtx_full_file.h"
 #include "convert/layer_output_error.h"
 #include "convert/tiny_all_linear_args.h"
+#include "cuda/device.h"
 #include "engine/engine.h"
 #include "io/checkpoint_index.h"
 #include "io/safetensors_file.h"
@@ -264,6 +266,26 @@ TEST(ConvertGptq, NanStatisticsAreRoundedPlainlyAndCounted) {
   EXPECT_EQ(run_fp4kit("verify " + dir + "/g --source " + testing::test_data("dsv4-tiny")).exit_code, 0);
 }
 
+// Without a GPU (or without CUDA in the build): --device auto runs GPTQ on the CPU, with the CPU's
+// bytes, and --device cuda is refused with the reason. With one, CudaGptq.ConvertOnTheGpu* covers
+// the device.
+TEST(ConvertGptq, DeviceAutoWithoutAGpuIsTheCpuAndCudaIsRefused) {
+  std::string why;
+  if (cuda::probe(0, &why)) GTEST_SKIP() << "a GPU is present: CudaGptq.ConvertOnTheGpuStaysCloseToTheCpuRun covers it";
+  const std::string dir = testing::fresh_temp_dir("convert-gptq-device");
+  const auto a = run_fp4kit(gptq_args(dir + "/auto", "max") + " --device auto --json " + dir + "/auto.json");
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  EXPECT_EQ(testing::load_json(dir + "/auto.json").at("gptq").at("device"), "cpu");
+  ASSERT_EQ(run_fp4kit(gptq_args(dir + "/cpu", "max")).exit_code, 0);
+  size_t compared = 0;
+  EXPECT_EQ(tensors_that_differ(dir + "/auto", dir + "/cpu", compared), 0u);
+  EXPECT_TRUE(compared > 100u) << compared;
+  const auto c = run_fp4kit(gptq_args(dir + "/cuda", "max") + " --device cuda");
+  EXPECT_EQ(c.exit_code, 2) << c.output;
+  EXPECT_NE(c.output.find("--device cuda: " + why), std::string::npos) << c.output;
+  EXPECT_FALSE(fs::exists(dir + "/cuda"));
+}
+
 TEST(ConvertGptq, BadStatisticsAndOptionsAreRefusedBeforeAnythingIsWritten) {
   const std::string dir = testing::fresh_temp_dir("convert-gptq-bad");
   auto expect_refused = [&](const std::string& args, const std::string& text) {
@@ -281,6 +303,10 @@ TEST(ConvertGptq, BadStatisticsAndOptionsAreRefusedBeforeAnythingIsWritten) {
   expect_refused(gptq_args(dir + "/a", "max") + " --gptq-damping -1", "--gptq-damping");
   expect_refused(testing::tiny_all_linear_args(dir + "/a", "max") + " --gptq --hessian " + statistics().xtx + " --gptq-missing maybe",
                  "--gptq-missing maybe: unknown");
+  // Only GPTQ runs on the GPU in convert; the device is one of cpu, cuda, auto.
+  expect_refused(testing::tiny_all_linear_args(dir + "/a", "max") + " --device cuda",
+                 "--device cuda: only --gptq runs on the GPU in convert");
+  expect_refused(gptq_args(dir + "/a", "max") + " --device gpu", "--device");
   // Statistics of another checkpoint, of another calibration run than --calib, a layer file of
   // another run, a layer file missing.
   copy_statistics(dir + "/other-model", kUnchanged, [](nlohmann::json& j) { j["model"] = "0123456789abcdef"; });
