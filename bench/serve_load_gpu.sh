@@ -4,7 +4,7 @@
 # between tokens, tokens/s, server RSS), against the bound of one decode step at batch 1: the bytes a
 # token reads (every layer's attention, shared expert, router and mixing weights, its k routed
 # experts, the head) at the device copy rate. Run on the GPU machine after scripts/gpu-check.sh:
-#   bench/serve_load_gpu.sh [FP4KIT] [PRESET] [COPY_TB_PER_S]
+#   bench/serve_load_gpu.sh [FP4KIT] [PRESET] [COPY_TB_PER_S]     (MAX_TOKENS per request, default 32)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-build-gpu/fp4kit}
@@ -52,6 +52,6 @@ echo "| clients | requests | max_tokens | errors | TTFT p50 ms | TTFT p99 ms | b
 echo "|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 rc=0
 for c in 1 8 32; do
-  python3 bench/serve_load.py --url "$URL" --pid "$SERVER_PID" --clients $c --requests $((2 * c)) --max-tokens 32 || rc=1
+  python3 bench/serve_load.py --url "$URL" --pid "$SERVER_PID" --clients $c --requests $((2 * c)) --max-tokens "${MAX_TOKENS:-32}" || rc=1
 done
 exit $rc
