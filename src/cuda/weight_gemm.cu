@@ -1,7 +1,8 @@
 // weight_gemm() and grouped_weight_gemm(): argument checks and the choice of path.
 //  - decode path: a dense product with M <= kDecodeRows, or a grouped one whose non-empty groups
-//    average at most kDecodeRows rows. FP4 weights with K a multiple of 128 take the register-
-//    streaming kernel (launch_weight_gemm_fp4_decode), everything else launch_weight_gemm_decode.
+//    average at most kDecodeRows rows. Dense FP4 products with K a multiple of 128 take the
+//    register-streaming kernel (launch_weight_gemm_fp4_decode), everything else
+//    launch_weight_gemm_decode (it measured faster on the grouped MoE products).
 //    Both split K themselves where needed (within a cluster, sums added in a fixed order:
 //    deterministic).
 //  - prefill path (launch_weight_gemm_prefill): everything else.
@@ -75,7 +76,7 @@ void weight_gemm(const uint16_t* x, int64_t m, const GemmWeight& w, void* y, Gem
     return;
   }
   if (fp4_decode_applies(a, w.format) && aligned2(w.scales)) {
-    launch_weight_gemm_fp4_decode(a, w.format, false, static_cast<int>(m), 1, stream);
+    launch_weight_gemm_fp4_decode(a, w.format, stream);
     return;
   }
   launch_weight_gemm_decode(a, w.format, false, 1, stream);
@@ -111,16 +112,6 @@ void grouped_weight_gemm(const GroupedGemm& g, StreamHandle stream) {
 
   const int64_t busy_groups = std::min<int64_t>(g.groups, g.rows);  // at most this many are non-empty
   if (g.rows <= kDecodeRows * busy_groups) {
-    if (fp4_decode_applies(a, g.format)) {
-      // Tiles of 8 x rows when the groups average at most 4 rows (decode: about one token per
-      // expert), else 16, so that a group rarely spans two tiles (each tile reads the group's
-      // weight again). The sum over groups of ceil(rows_g / tile) is at most rows / tile + busy groups.
-      const int tile_rows = g.rows <= 4 * busy_groups ? 8 : 16;
-      const int64_t tiles = g.rows / tile_rows + busy_groups;
-      if (tiles > 65535) bad(kernel, shape, "too many groups for the decode grid");
-      launch_weight_gemm_fp4_decode(a, g.format, swiglu, tile_rows, tiles, stream);
-      return;
-    }
     if (busy_groups > 65535) bad(kernel, shape, "too many groups for the decode grid");
     launch_weight_gemm_decode(a, g.format, swiglu, busy_groups, stream);
   } else {

@@ -8,23 +8,24 @@
 // steps of its two rows in registers (a ring refilled as each step is consumed), with no shared
 // memory staging and no barrier in the loop.
 //
-// Work split. A warp owns 16 weight rows (A rows g and g + 8 for lane (g, t)); with the SwiGLU
-// epilogue, 8 rows of the gate (A rows 0-7) and the same 8 of the up matrix (A rows 8-15), so that
-// a lane holds both sums of an output and applies the SwiGLU in registers. Per step of 128 k, lane
+// Dense products only: on the grouped MoE products (one weight per expert, SwiGLU epilogue) this
+// scheme measured slower than the shared-memory ring kernel (bench/gpu-kernel-notes.md), which
+// keeps them.
+//
+// Work split. A warp owns 16 weight rows (A rows g and g + 8 for lane (g, t)). Per step of 128 k, lane
 // t of a quad reads the 32 elements [32t, 32t + 32) of each of its rows: 16 bytes of codes and its
 // block scales (two E4M3 bytes, or one E8M0), so one warp load covers 64 contiguous bytes of each
 // row. For the mma, lane t puts 4 consecutive k of its own 32 into its k slots {2t, 2t+1, 2t+8,
 // 2t+9}, and reads the same 4 k of x: the sum over k is the same set of products in another order.
 //
-// x. A block's warps share their K range (and group), so x for that range is staged once in
+// x. A block's warps share their K range, so x for that range is staged once in
 // shared memory, padded 16 bytes per 64 so that the 16-byte reads of a quad fall in distinct banks
 // and the row stride puts rows g and g + 1 in the other half of the banks.
 //
 // Early weight reads. The kernel is launched with programmatic stream serialization and lets the
 // next kernel launch once its loads are out. It waits for the work before it (griddepcontrol.wait)
-// before reading x, offsets or the group's weight descriptors; for a dense weight marked
-// read_early, the first steps' weight loads go out before that wait, overlapping the previous
-// kernel's tail.
+// before reading x; for a weight marked read_early, the first steps' weight loads go out before
+// that wait, overlapping the previous kernel's tail.
 //
 // K split. When the row blocks alone cannot fill the GPU, a cluster of up to 8 blocks splits K for
 // the same rows; the blocks add their F32 partial sums through distributed shared memory in rank
@@ -174,33 +175,29 @@ __device__ __forceinline__ float global_scale_of(const GemmWeight& w) {
   return F == WeightFormat::Nvfp4 ? w.global_scale : 1.0f;
 }
 
-// y[row, col] from the sums of A row `arow` (and, with the SwiGLU, of A row arow + 8).
-template <WeightFormat F, bool kSwiGlu>
-__device__ __forceinline__ void store(const WeightGemmArgs& a, const GemmWeight& gate, const GemmWeight& up,
-                                      int64_t row, int64_t col, float g, float u) {
-  float v = g * global_scale_of<F>(gate);
-  if constexpr (kSwiGlu) v = clamped_swiglu(v, u * global_scale_of<F>(up), a.swiglu_limit);
+// y[row, col] from the F32 sum.
+template <WeightFormat F>
+__device__ __forceinline__ void store(const WeightGemmArgs& a, int64_t row, int64_t col, float sum) {
+  const float v = sum * global_scale_of<F>(a.weight);
   if (a.y_bf16) static_cast<uint16_t*>(a.y)[row * a.n + col] = float_to_bf16_bits(v);
   else static_cast<float*>(a.y)[row * a.n + col] = v;
 }
 
-// Grid: x = the cluster's blocks (ranks splitting K), y = blocks of kWarps warps' rows, z = tiles
-// of 8 * NT rows of x (in group order for a grouped product).
+// Grid: x = the cluster's blocks (ranks splitting K), y = blocks of kWarps warps' rows (x has at
+// most 8 * NT rows).
 // Shared memory: staged x [8 * NT][x_row_stride(steps_per_rank)] BF16, then (clusters) the
 // partial sums [kWarps][16][8 * NT] F32.
-template <WeightFormat F, int NT, bool kSwiGlu>
+template <WeightFormat F, int NT>
 __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(WeightGemmArgs a, int steps_per_rank) {
   constexpr int kTileRows = 8 * NT;
-  constexpr int kWarpRows = kSwiGlu ? 8 : 16;  // output columns per warp
+  constexpr int kWarpRows = 16;  // output columns per warp
   extern __shared__ uint4 shared_words[];
   uint16_t* xs = reinterpret_cast<uint16_t*>(shared_words);
   const int stride = x_row_stride(steps_per_rank);
   float* partial = reinterpret_cast<float*>(xs + kTileRows * stride);
 
-  const bool early = a.offsets == nullptr && a.weight.read_early;
+  const bool early = a.weight.read_early;
   if (!early) wait_for_previous_grid();
-  GroupTile tile;
-  if (!find_group_tile(a, kTileRows, blockIdx.z, tile)) return;  // the same for every block of a cluster
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
@@ -211,22 +208,18 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
   const int steps = min(steps_per_rank, total_steps - step_begin);
   const int64_t col0 = (static_cast<int64_t>(blockIdx.y) * kWarps + warp) * kWarpRows;
 
-  const GemmWeight gate = gate_weight(a, tile.group);
-  GemmWeight up = gate;
-  if constexpr (kSwiGlu) up = a.ups[tile.group];
-
   // The lane's A rows: rows past N read row N - 1 (their sums are never stored).
   LaneStream s;
   {
     constexpr int kScaleDiv = F == WeightFormat::Nvfp4 ? 16 : 32;
-    const int64_t row_lo = min(col0 + g, N - 1);
-    const int64_t row_hi = kSwiGlu ? row_lo : min(col0 + g + 8, N - 1);
-    const GemmWeight& w_hi = kSwiGlu ? up : gate;
+    const int64_t row_lo = min(col0 + g, N - 1), row_hi = min(col0 + g + 8, N - 1);
     const int64_t k0 = static_cast<int64_t>(step_begin) * kStep + 32 * t;
-    s.code_lo = static_cast<const uint8_t*>(gate.data) + row_lo * (K / 2) + k0 / 2;
-    s.code_hi = static_cast<const uint8_t*>(w_hi.data) + row_hi * (K / 2) + k0 / 2;
-    s.scale_lo = static_cast<const uint8_t*>(gate.scales) + row_lo * (K / kScaleDiv) + k0 / kScaleDiv;
-    s.scale_hi = static_cast<const uint8_t*>(w_hi.scales) + row_hi * (K / kScaleDiv) + k0 / kScaleDiv;
+    const auto* codes = static_cast<const uint8_t*>(a.weight.data);
+    const auto* scales = static_cast<const uint8_t*>(a.weight.scales);
+    s.code_lo = codes + row_lo * (K / 2) + k0 / 2;
+    s.code_hi = codes + row_hi * (K / 2) + k0 / 2;
+    s.scale_lo = scales + row_lo * (K / kScaleDiv) + k0 / kScaleDiv;
+    s.scale_hi = scales + row_hi * (K / kScaleDiv) + k0 / kScaleDiv;
   }
   const bool warp_active = col0 < N;
 
@@ -238,10 +231,10 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
   allow_next_grid();
   if (early) wait_for_previous_grid();
 
-  const int rows_here = static_cast<int>(tile.end - tile.begin);  // 1..kTileRows
+  const int rows_here = static_cast<int>(a.rows);  // 1..kTileRows
   {
     const int vectors = steps * (kStep / 8);  // 16-byte vectors per row
-    const uint16_t* xsrc = a.x + tile.begin * K + static_cast<int64_t>(step_begin) * kStep;
+    const uint16_t* xsrc = a.x + static_cast<int64_t>(step_begin) * kStep;
     for (int i = threadIdx.x; i < rows_here * vectors; i += kThreads) {
       const int r = i / vectors, v = i - r * vectors;
       const uint4 val = __ldg(reinterpret_cast<const uint4*>(xsrc + r * K) + v);
@@ -289,13 +282,8 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
       for (int c = 0; c < 2; ++c) {
         const int xr = 8 * nt + 2 * t + c;
         if (xr >= rows_here) continue;
-        const int64_t row = tile.begin + xr;
-        if constexpr (kSwiGlu) {
-          if (col0 + g < N) store<F, true>(a, gate, up, row, col0 + g, sum[nt][c], sum[nt][2 + c]);
-        } else {
-          if (col0 + g < N) store<F, false>(a, gate, up, row, col0 + g, sum[nt][c], 0.0f);
-          if (col0 + g + 8 < N) store<F, false>(a, gate, up, row, col0 + g + 8, sum[nt][2 + c], 0.0f);
-        }
+        if (col0 + g < N) store<F>(a, xr, col0 + g, sum[nt][c]);
+        if (col0 + g + 8 < N) store<F>(a, xr, col0 + g + 8, sum[nt][2 + c]);
       }
     return;
   }
@@ -309,19 +297,15 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
       partial[(warp * 16 + arow) * kTileRows + xr] = sum[nt][i];
     }
   cluster_sync_all();
-  constexpr int kOutRows = kSwiGlu ? 8 : 16;  // outputs per warp per x row
+  constexpr int kOutRows = 16;  // outputs per warp per x row
   constexpr int kOutputs = kWarps * kOutRows * kTileRows;
   for (int e = rank + ranks * static_cast<int>(threadIdx.x); e < kOutputs; e += ranks * kThreads) {
     const int xr = e % kTileRows, arow = (e / kTileRows) % kOutRows, w = e / (kTileRows * kOutRows);
     const int64_t col = (static_cast<int64_t>(blockIdx.y) * kWarps + w) * kWarpRows + arow;
     if (xr >= rows_here || col >= N) continue;
-    float gs = 0.0f, us = 0.0f;
-    for (int q = 0; q < ranks; ++q) {
-      const float* peer = cluster_peer(partial, q);
-      gs += peer[(w * 16 + arow) * kTileRows + xr];
-      if constexpr (kSwiGlu) us += peer[(w * 16 + arow + 8) * kTileRows + xr];
-    }
-    store<F, kSwiGlu>(a, gate, up, tile.begin + xr, col, gs, us);
+    float sum_q = 0.0f;
+    for (int q = 0; q < ranks; ++q) sum_q += cluster_peer(partial, q)[(w * 16 + arow) * kTileRows + xr];
+    store<F>(a, xr, col, sum_q);
   }
   cluster_sync_all();  // no block leaves while others read its partial sums
 }
@@ -342,10 +326,10 @@ DeviceShape device_shape() {
   return d;
 }
 
-template <WeightFormat F, int NT, bool kSwiGlu>
-void launch(const WeightGemmArgs& a, int64_t tiles, StreamHandle stream) {
-  auto kernel = weight_gemm_fp4_decode_kernel<F, NT, kSwiGlu>;
-  constexpr int kWarpRows = kSwiGlu ? 8 : 16;
+template <WeightFormat F, int NT>
+void launch(const WeightGemmArgs& a, StreamHandle stream) {
+  auto kernel = weight_gemm_fp4_decode_kernel<F, NT>;
+  constexpr int kWarpRows = 16;
   const DeviceShape dev = device_shape();
   const int total_steps = static_cast<int>(a.k / kStep);
   const int64_t row_blocks = (a.n + kWarps * kWarpRows - 1) / (kWarps * kWarpRows);
@@ -353,7 +337,7 @@ void launch(const WeightGemmArgs& a, int64_t tiles, StreamHandle stream) {
   // keeps at least kRing steps, and its staged x fits kMaxXBytes).
   int ranks = 1;
   if (dev.major >= 9) {
-    const int64_t blocks = row_blocks * tiles;
+    const int64_t blocks = row_blocks;
     const int64_t want = (4 * static_cast<int64_t>(dev.multiprocessors) + blocks - 1) / blocks;
     ranks = static_cast<int>(std::clamp<int64_t>(std::min<int64_t>(want, total_steps / kRing), 1, kMaxRanks));
   }
@@ -366,12 +350,12 @@ void launch(const WeightGemmArgs& a, int64_t tiles, StreamHandle stream) {
   const size_t partial_bytes = ranks > 1 ? static_cast<size_t>(kWarps) * 16 * 8 * NT * sizeof(float) : 0;
   const size_t smem = x_bytes + partial_bytes;
   const std::string shape = "M=" + std::to_string(a.rows) + " N=" + std::to_string(a.n) + " K=" + std::to_string(a.k) +
-                            " tiles=" + std::to_string(tiles) + " cluster=" + std::to_string(ranks);
+                            " cluster=" + std::to_string(ranks);
   if (smem > 200 * 1024) throw InputError("weight_gemm_fp4_decode [" + shape + "]: K too large for the decode path");
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
         "weight_gemm_fp4_decode: shared memory attribute");
   cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(static_cast<unsigned>(ranks), static_cast<unsigned>(row_blocks), static_cast<unsigned>(tiles));
+  config.gridDim = dim3(static_cast<unsigned>(ranks), static_cast<unsigned>(row_blocks), 1);
   config.blockDim = dim3(kThreads);
   config.dynamicSmemBytes = smem;
   config.stream = stream;
@@ -395,30 +379,19 @@ void launch(const WeightGemmArgs& a, int64_t tiles, StreamHandle stream) {
   check_launch("weight_gemm_fp4_decode", shape);
 }
 
-template <WeightFormat F, bool kSwiGlu>
-void launch_tiles(const WeightGemmArgs& a, int x_rows_per_tile, int64_t tiles, StreamHandle stream) {
-  if (x_rows_per_tile <= 8) launch<F, 1, kSwiGlu>(a, tiles, stream);
-  else launch<F, 2, kSwiGlu>(a, tiles, stream);
-}
-
 }  // namespace
 
 bool fp4_decode_applies(const WeightGemmArgs& a, WeightFormat format) {
   if (format != WeightFormat::Nvfp4 && format != WeightFormat::Mxfp4) return false;
-  if (a.k % kStep != 0 || a.k / kStep > (int64_t{1} << 20)) return false;
-  // Scale rows must be 2-byte aligned for NVFP4's paired scale loads: K / 16 is even here, the
-  // base is checked on the device side by the loads themselves only for dense products.
-  return true;
+  return a.offsets == nullptr && a.rows <= 16 && a.k % kStep == 0 && a.k / kStep <= (int64_t{1} << 20);
 }
 
-void launch_weight_gemm_fp4_decode(const WeightGemmArgs& a, WeightFormat format, bool swiglu, int x_rows_per_tile,
-                                   int64_t tiles, StreamHandle stream) {
+void launch_weight_gemm_fp4_decode(const WeightGemmArgs& a, WeightFormat format, StreamHandle stream) {
+  const bool one_tile = a.rows <= 8;
   if (format == WeightFormat::Nvfp4) {
-    swiglu ? launch_tiles<WeightFormat::Nvfp4, true>(a, x_rows_per_tile, tiles, stream)
-           : launch_tiles<WeightFormat::Nvfp4, false>(a, x_rows_per_tile, tiles, stream);
+    one_tile ? launch<WeightFormat::Nvfp4, 1>(a, stream) : launch<WeightFormat::Nvfp4, 2>(a, stream);
   } else {
-    swiglu ? launch_tiles<WeightFormat::Mxfp4, true>(a, x_rows_per_tile, tiles, stream)
-           : launch_tiles<WeightFormat::Mxfp4, false>(a, x_rows_per_tile, tiles, stream);
+    one_tile ? launch<WeightFormat::Mxfp4, 1>(a, stream) : launch<WeightFormat::Mxfp4, 2>(a, stream);
   }
 }
 

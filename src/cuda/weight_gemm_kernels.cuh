@@ -14,14 +14,11 @@ namespace fp4kit::cuda {
 // adds its partial sums on chip.
 void launch_weight_gemm_decode(const WeightGemmArgs& a, WeightFormat format, bool swiglu, int64_t tiles,
                                StreamHandle stream);
-// FP4 weights (NVFP4, MXFP4) with K a multiple of 128, few rows: the weight streams from global
-// memory into registers, 16 weight rows per warp (8 of the gate and 8 of the up matrix with the
-// SwiGLU epilogue); tiles of 8 or 16 rows of x (`x_rows_per_tile` <= 8 picks 8). `tiles`: blocks
-// along z, an upper bound on the tiles the groups split into. Weight codes must be 16-byte
-// aligned and NVFP4 scales 2-byte aligned.
+// Dense products of at most 16 rows with FP4 weights (NVFP4, MXFP4) and K a multiple of 128: the
+// weight streams from global memory into registers, 16 weight rows per warp. Weight codes must be
+// 16-byte aligned and NVFP4 scales 2-byte aligned.
 bool fp4_decode_applies(const WeightGemmArgs& a, WeightFormat format);
-void launch_weight_gemm_fp4_decode(const WeightGemmArgs& a, WeightFormat format, bool swiglu, int x_rows_per_tile,
-                                   int64_t tiles, StreamHandle stream);
+void launch_weight_gemm_fp4_decode(const WeightGemmArgs& a, WeightFormat format, StreamHandle stream);
 // y = gscale * sum over splits of partial (a dense product's split-K sums).
 void launch_reduce_split_k(const WeightGemmArgs& a, int64_t splits, StreamHandle stream);
 // Many rows: 128-row tiles through shared memory, the weight decoded to BF16 in shared memory.

@@ -562,9 +562,9 @@ TEST(CudaGroupedWeightGemm, FewRowsPerGroupDecodePath) {
   check_grouped(WeightFormat::Nvfp4, c, true, 0.0f, GemmOutput::F32, rng);
 }
 
-// Grouped FP4 products with K a multiple of 128 take the register-streaming kernel: tiles of 8 x
-// rows when the groups average at most 4 (a group of 17 rows is three tiles), else of 16.
-TEST(CudaGroupedWeightGemm, Fp4StreamingDecodeTiles) {
+// Grouped FP4 products with K a multiple of 128 (which dense products send to the register-
+// streaming kernel) stay on the ring kernel: groups of 0 to 17 rows, averaging under and over 8.
+TEST(CudaGroupedWeightGemm, Fp4KMultipleOf128DecodePath) {
   FP4KIT_REQUIRE_GPU();
   std::mt19937 rng(13);
   const GroupedCase small{{3, 0, 1, 5, 0, 0, 2, 1, 9, 0, 4, 1, 0, 17, 1, 4, 0, 0, 0, 0}, 136, 256};
