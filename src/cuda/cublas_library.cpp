@@ -1,8 +1,7 @@
 #include "cuda/cublas_library.h"
 
-#include <dlfcn.h>
-
 #include "base/error.h"
+#include "cuda/toolkit_library.h"
 
 namespace fp4kit::cuda {
 
@@ -11,35 +10,17 @@ namespace {
 // The soname of the cuBLAS the headers belong to, e.g. libcublas.so.13.
 std::string soname() { return "libcublas.so." + std::to_string(CUBLAS_VER_MAJOR); }
 
-void* open_library() {
-  const std::string name = soname();
-  void* h = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (h) return h;
-  const std::string first_error = dlerror();
-#ifdef FP4KIT_CUDA_LIBRARY_DIR
-  h = dlopen((std::string(FP4KIT_CUDA_LIBRARY_DIR) + "/" + name).c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (h) return h;
-#endif
-  throw DeviceError("cannot open " + name + " (cuBLAS, needed for GPTQ on the GPU): " + first_error);
-}
-
-template <typename F>
-void resolve(void* h, F& f, const char* symbol) {
-  f = reinterpret_cast<F>(dlsym(h, symbol));
-  if (!f) throw DeviceError("cuBLAS (" + soname() + ") has no " + symbol);
-}
-
 CublasLibrary load() {
-  void* h = open_library();  // kept open for the life of the process
+  void* h = open_toolkit_library(soname(), "cuBLAS, needed for GPTQ on the GPU");
   CublasLibrary l{};
-  resolve(h, l.Create, "cublasCreate_v2");
-  resolve(h, l.Destroy, "cublasDestroy_v2");
-  resolve(h, l.SetStream, "cublasSetStream_v2");
-  resolve(h, l.SetMathMode, "cublasSetMathMode");
-  resolve(h, l.GetStatusName, "cublasGetStatusName");
-  resolve(h, l.GetStatusString, "cublasGetStatusString");
-  resolve(h, l.Strsm, "cublasStrsm_v2");
-  resolve(h, l.Sgemm, "cublasSgemm_v2");
+  resolve_symbol(h, l.Create, "cublasCreate_v2", soname());
+  resolve_symbol(h, l.Destroy, "cublasDestroy_v2", soname());
+  resolve_symbol(h, l.SetStream, "cublasSetStream_v2", soname());
+  resolve_symbol(h, l.SetMathMode, "cublasSetMathMode", soname());
+  resolve_symbol(h, l.GetStatusName, "cublasGetStatusName", soname());
+  resolve_symbol(h, l.GetStatusString, "cublasGetStatusString", soname());
+  resolve_symbol(h, l.Strsm, "cublasStrsm_v2", soname());
+  resolve_symbol(h, l.Sgemm, "cublasSgemm_v2", soname());
   return l;
 }
 

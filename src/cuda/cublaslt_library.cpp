@@ -1,10 +1,9 @@
 #include "cuda/cublaslt_library.h"
 
-#include <dlfcn.h>
-
 #include <string>
 
 #include "base/error.h"
+#include "cuda/toolkit_library.h"
 
 namespace fp4kit::cuda {
 
@@ -13,41 +12,23 @@ namespace {
 // The soname of the cuBLASLt the headers belong to, e.g. libcublasLt.so.13.
 std::string soname() { return "libcublasLt.so." + std::to_string(CUBLAS_VER_MAJOR); }
 
-void* open_library() {
-  const std::string name = soname();
-  void* h = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (h) return h;
-  const std::string first_error = dlerror();
-#ifdef FP4KIT_CUDA_LIBRARY_DIR
-  h = dlopen((std::string(FP4KIT_CUDA_LIBRARY_DIR) + "/" + name).c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (h) return h;
-#endif
-  throw DeviceError("cannot open " + name + " (cuBLASLt, needed for the GPU's dense products): " + first_error);
-}
-
-template <typename F>
-void resolve(void* h, F& f, const char* symbol) {
-  f = reinterpret_cast<F>(dlsym(h, symbol));
-  if (!f) throw DeviceError("cuBLASLt (" + soname() + ") has no " + symbol);
-}
-
 CublasLtLibrary load() {
-  void* h = open_library();  // kept open for the life of the process
+  void* h = open_toolkit_library(soname(), "cuBLASLt, needed for the GPU's dense products");
   CublasLtLibrary l{};
-  resolve(h, l.Create, "cublasLtCreate");
-  resolve(h, l.Destroy, "cublasLtDestroy");
-  resolve(h, l.GetStatusName, "cublasLtGetStatusName");
-  resolve(h, l.GetStatusString, "cublasLtGetStatusString");
-  resolve(h, l.Matmul, "cublasLtMatmul");
-  resolve(h, l.MatmulAlgoGetHeuristic, "cublasLtMatmulAlgoGetHeuristic");
-  resolve(h, l.MatmulDescCreate, "cublasLtMatmulDescCreate");
-  resolve(h, l.MatmulDescDestroy, "cublasLtMatmulDescDestroy");
-  resolve(h, l.MatmulDescSetAttribute, "cublasLtMatmulDescSetAttribute");
-  resolve(h, l.MatmulPreferenceCreate, "cublasLtMatmulPreferenceCreate");
-  resolve(h, l.MatmulPreferenceDestroy, "cublasLtMatmulPreferenceDestroy");
-  resolve(h, l.MatmulPreferenceSetAttribute, "cublasLtMatmulPreferenceSetAttribute");
-  resolve(h, l.MatrixLayoutCreate, "cublasLtMatrixLayoutCreate");
-  resolve(h, l.MatrixLayoutDestroy, "cublasLtMatrixLayoutDestroy");
+  resolve_symbol(h, l.Create, "cublasLtCreate", soname());
+  resolve_symbol(h, l.Destroy, "cublasLtDestroy", soname());
+  resolve_symbol(h, l.GetStatusName, "cublasLtGetStatusName", soname());
+  resolve_symbol(h, l.GetStatusString, "cublasLtGetStatusString", soname());
+  resolve_symbol(h, l.Matmul, "cublasLtMatmul", soname());
+  resolve_symbol(h, l.MatmulAlgoGetHeuristic, "cublasLtMatmulAlgoGetHeuristic", soname());
+  resolve_symbol(h, l.MatmulDescCreate, "cublasLtMatmulDescCreate", soname());
+  resolve_symbol(h, l.MatmulDescDestroy, "cublasLtMatmulDescDestroy", soname());
+  resolve_symbol(h, l.MatmulDescSetAttribute, "cublasLtMatmulDescSetAttribute", soname());
+  resolve_symbol(h, l.MatmulPreferenceCreate, "cublasLtMatmulPreferenceCreate", soname());
+  resolve_symbol(h, l.MatmulPreferenceDestroy, "cublasLtMatmulPreferenceDestroy", soname());
+  resolve_symbol(h, l.MatmulPreferenceSetAttribute, "cublasLtMatmulPreferenceSetAttribute", soname());
+  resolve_symbol(h, l.MatrixLayoutCreate, "cublasLtMatrixLayoutCreate", soname());
+  resolve_symbol(h, l.MatrixLayoutDestroy, "cublasLtMatrixLayoutDestroy", soname());
   return l;
 }
 

@@ -1,8 +1,7 @@
 #include "cuda/cusolver_library.h"
 
-#include <dlfcn.h>
-
 #include "base/error.h"
+#include "cuda/toolkit_library.h"
 
 namespace fp4kit::cuda {
 
@@ -11,32 +10,14 @@ namespace {
 // The soname of the cuSOLVER the headers belong to, e.g. libcusolver.so.12.
 std::string soname() { return "libcusolver.so." + std::to_string(CUSOLVER_VER_MAJOR); }
 
-void* open_library() {
-  const std::string name = soname();
-  void* h = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (h) return h;
-  const std::string first_error = dlerror();
-#ifdef FP4KIT_CUDA_LIBRARY_DIR
-  h = dlopen((std::string(FP4KIT_CUDA_LIBRARY_DIR) + "/" + name).c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (h) return h;
-#endif
-  throw DeviceError("cannot open " + name + " (cuSOLVER, needed for GPTQ on the GPU): " + first_error);
-}
-
-template <typename F>
-void resolve(void* h, F& f, const char* symbol) {
-  f = reinterpret_cast<F>(dlsym(h, symbol));
-  if (!f) throw DeviceError("cuSOLVER (" + soname() + ") has no " + symbol);
-}
-
 CusolverLibrary load() {
-  void* h = open_library();  // kept open for the life of the process
+  void* h = open_toolkit_library(soname(), "cuSOLVER, needed for GPTQ on the GPU");
   CusolverLibrary l{};
-  resolve(h, l.Create, "cusolverDnCreate");
-  resolve(h, l.Destroy, "cusolverDnDestroy");
-  resolve(h, l.SetStream, "cusolverDnSetStream");
-  resolve(h, l.SpotrfBufferSize, "cusolverDnSpotrf_bufferSize");
-  resolve(h, l.Spotrf, "cusolverDnSpotrf");
+  resolve_symbol(h, l.Create, "cusolverDnCreate", soname());
+  resolve_symbol(h, l.Destroy, "cusolverDnDestroy", soname());
+  resolve_symbol(h, l.SetStream, "cusolverDnSetStream", soname());
+  resolve_symbol(h, l.SpotrfBufferSize, "cusolverDnSpotrf_bufferSize", soname());
+  resolve_symbol(h, l.Spotrf, "cusolverDnSpotrf", soname());
   return l;
 }
 

@@ -21,7 +21,6 @@
 // with cp.async into two buffers, padded 16 bytes per 64 elements so that a quad's reads fall in
 // distinct banks. FP8 block scales multiply the F32 sums of each chunk (a chunk is one 128-k
 // block); NVFP4's global scale multiplies the result.
-#include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -30,6 +29,7 @@
 #include "base/error.h"
 #include "cuda/check.cuh"
 #include "cuda/mma_sm80.cuh"
+#include "cuda/thread_block_cluster.cuh"
 #include "cuda/weight_decode.cuh"
 #include "cuda/weight_gemm_kernels.cuh"
 
@@ -333,22 +333,6 @@ __device__ __forceinline__ void store_output(const WeightGemmArgs& a, const Lane
   }
   if (a.y_bf16) static_cast<uint16_t*>(a.y)[m * a.n + col] = float_to_bf16_bits(v);
   else static_cast<float*>(a.y)[m * a.n + col] = v;
-}
-
-__device__ __forceinline__ void cluster_sync_all() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  cooperative_groups::this_cluster().sync();
-#else
-  __trap();  // the launcher uses clusters only on compute capability 9.0 and later
-#endif
-}
-
-__device__ __forceinline__ const float* cluster_peer(const float* p, int rank) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  return cooperative_groups::this_cluster().map_shared_rank(const_cast<float*>(p), rank);
-#else
-  return p;
-#endif
 }
 
 // Grid: x = the cluster's blocks (ranks splitting K), y = 128-row blocks of N, z = group tiles.

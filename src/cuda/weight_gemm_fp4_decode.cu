@@ -30,7 +30,6 @@
 // K split. When the row blocks alone cannot fill the GPU, a cluster of up to 8 blocks splits K for
 // the same rows; the blocks add their F32 partial sums through distributed shared memory in rank
 // order: deterministic, no workspace, no second launch.
-#include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -39,6 +38,7 @@
 #include "base/error.h"
 #include "cuda/check.cuh"
 #include "cuda/mma_sm80.cuh"
+#include "cuda/thread_block_cluster.cuh"
 #include "cuda/weight_decode.cuh"
 #include "cuda/weight_gemm_kernels.cuh"
 
@@ -140,22 +140,6 @@ __device__ __forceinline__ void compute_step(const StepRegs& r, const uint16_t* 
       mma_bf16_16816(acc[nt][1], a1, b1);
     }
   }
-}
-
-__device__ __forceinline__ void cluster_sync_all() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  cooperative_groups::this_cluster().sync();
-#else
-  __trap();  // the launcher uses clusters only on compute capability 9.0 and later
-#endif
-}
-
-__device__ __forceinline__ const float* cluster_peer(const float* p, int rank) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  return cooperative_groups::this_cluster().map_shared_rank(const_cast<float*>(p), rank);
-#else
-  return p;
-#endif
 }
 
 // Programmatic dependent launch (sm_90+): no-ops where the launch did not allow it.

@@ -291,26 +291,34 @@ TEST(CudaWeightGemm, LargePrefillNvfp4) {
   check_gemm(random_x(4096, 7168, rng), 4096, w, GemmOutput::Bf16, "M=4096");
 }
 
+// NVFP4 [40, k]: zero scales, zero codes, and the largest code with the largest scale (6 * 448).
+HostWeight nvfp4_zero_and_max_weight(int64_t k, std::mt19937& rng) {
+  HostWeight w = random_weight(WeightFormat::Nvfp4, 40, k, rng);
+  for (size_t i = 0; i < w.scales.size(); i += 3) w.scales[i] = 0;
+  for (size_t i = 0; i < w.data.size(); i += 5) w.data[i] = 0;
+  for (size_t i = 1; i < w.scales.size(); i += 3) {
+    w.scales[i] = 0x7E;  // 448
+    for (size_t b = 0; b < 8; ++b) w.data[i * 8 + b] = 0xF7;  // -6, +6
+  }
+  w.global = 1.0f;
+  w.dequantize();
+  return w;
+}
+
+// NVFP4 [24, k] with subnormal E4M3 scales (2^-9 .. 7 * 2^-9).
+HostWeight nvfp4_subnormal_scale_weight(int64_t k, std::mt19937& rng) {
+  HostWeight w = random_weight(WeightFormat::Nvfp4, 24, k, rng);
+  for (size_t i = 0; i < w.scales.size(); ++i) w.scales[i] = static_cast<uint8_t>(1 + i % 7);
+  w.dequantize();
+  return w;
+}
+
 TEST(CudaWeightGemm, ZeroBlocksAndMaximalCodes) {
   FP4KIT_REQUIRE_GPU();
   std::mt19937 rng(4);
   for (int64_t m : {1, 33}) {
-    // NVFP4: zero scales, zero codes, and the largest code with the largest scale (6 * 448).
-    HostWeight w = random_weight(WeightFormat::Nvfp4, 40, 272, rng);
-    for (size_t i = 0; i < w.scales.size(); i += 3) w.scales[i] = 0;
-    for (size_t i = 0; i < w.data.size(); i += 5) w.data[i] = 0;
-    for (size_t i = 1; i < w.scales.size(); i += 3) {
-      w.scales[i] = 0x7E;  // 448
-      for (size_t b = 0; b < 8; ++b) w.data[i * 8 + b] = 0xF7;  // -6, +6
-    }
-    w.global = 1.0f;
-    w.dequantize();
-    check_gemm(random_x(m, 272, rng, 1e20f), m, w, GemmOutput::F32, "nvfp4 zero/max");
-    // NVFP4 subnormal E4M3 scales (2^-9 .. 7 * 2^-9).
-    HostWeight sub = random_weight(WeightFormat::Nvfp4, 24, 64, rng);
-    for (size_t i = 0; i < sub.scales.size(); ++i) sub.scales[i] = static_cast<uint8_t>(1 + i % 7);
-    sub.dequantize();
-    check_gemm(random_x(m, 64, rng), m, sub, GemmOutput::F32, "nvfp4 subnormal scales");
+    check_gemm(random_x(m, 272, rng, 1e20f), m, nvfp4_zero_and_max_weight(272, rng), GemmOutput::F32, "nvfp4 zero/max");
+    check_gemm(random_x(m, 64, rng), m, nvfp4_subnormal_scale_weight(64, rng), GemmOutput::F32, "nvfp4 subnormal scales");
     // MXFP4 with the largest finite scale 2^127: codes up to 1.5 stay finite; tiny x keeps y finite.
     HostWeight big = random_weight(WeightFormat::Mxfp4, 24, 96, rng);
     for (auto& s : big.scales) s = 254;
@@ -385,20 +393,10 @@ TEST(CudaWeightGemm, Fp4StreamingDecodeAdversarialValues) {
   FP4KIT_REQUIRE_GPU();
   std::mt19937 rng(12);
   for (int64_t m : {1, 9, 16}) {
-    HostWeight w = random_weight(WeightFormat::Nvfp4, 40, 256, rng);
-    for (size_t i = 0; i < w.scales.size(); i += 3) w.scales[i] = 0;
-    for (size_t i = 0; i < w.data.size(); i += 5) w.data[i] = 0;
-    for (size_t i = 1; i < w.scales.size(); i += 3) {
-      w.scales[i] = 0x7E;  // 448
-      for (size_t b = 0; b < 8; ++b) w.data[i * 8 + b] = 0xF7;  // -6, +6
-    }
-    w.global = 1.0f;
-    w.dequantize();
-    check_gemm(random_x(m, 256, rng, 1e20f), m, w, GemmOutput::F32, "fp4 streaming nvfp4 zero/max");
-    HostWeight sub = random_weight(WeightFormat::Nvfp4, 24, 128, rng);
-    for (size_t i = 0; i < sub.scales.size(); ++i) sub.scales[i] = static_cast<uint8_t>(1 + i % 7);
-    sub.dequantize();
-    check_gemm(random_x(m, 128, rng), m, sub, GemmOutput::F32, "fp4 streaming nvfp4 subnormal scales");
+    check_gemm(random_x(m, 256, rng, 1e20f), m, nvfp4_zero_and_max_weight(256, rng), GemmOutput::F32,
+               "fp4 streaming nvfp4 zero/max");
+    check_gemm(random_x(m, 128, rng), m, nvfp4_subnormal_scale_weight(128, rng), GemmOutput::F32,
+               "fp4 streaming nvfp4 subnormal scales");
     HostWeight msub = random_weight(WeightFormat::Mxfp4, 16, 256, rng);
     for (size_t i = 0; i < msub.scales.size(); ++i) msub.scales[i] = static_cast<uint8_t>(i % 2);
     msub.dequantize();
