@@ -5,16 +5,15 @@
 //
 //   formats_bench [--mb N] [--reps R] [--json FILE]
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <functional>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "base/parallel.h"
+#include "bench_timing.h"
 #include "formats/bf16.h"
 #include "formats/fp8_block.h"
 #include "formats/mxfp4.h"
@@ -22,6 +21,7 @@
 #include "formats/nvfp4_scale_search.h"
 
 using namespace fp4kit;
+using fp4kit::bench::time_best;
 
 namespace {
 
@@ -33,16 +33,6 @@ struct Row {
 };
 
 double gb(size_t bytes) { return static_cast<double>(bytes) / 1e9; }
-
-double time_best(int reps, const std::function<void()>& fn) {
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return best;
-}
 
 // Weights like a real layer: N(0, 1) with per-row scale spread and a few heavy outliers.
 std::vector<uint16_t> make_bf16(size_t n, size_t cols, uint64_t seed) {

@@ -4,15 +4,13 @@
 // bytes. Every row's output is compared with the reference's (bit-exact or the row says NO).
 //
 //   simd_bench [--reps R] [--json FILE]
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <functional>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "bench_timing.h"
 #include "engine/matmul.h"
 #include "formats/isa.h"
 #include "formats/mxfp4.h"
@@ -21,6 +19,7 @@
 #include "verify/tensor_error.h"
 
 using namespace fp4kit;
+using fp4kit::bench::time_best;
 
 namespace {
 
@@ -50,16 +49,6 @@ struct Row {
   double bytes, seconds;
   bool exact;
 };
-
-double time_best(int reps, const std::function<void()>& fn) {
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return best;
-}
 
 std::vector<float> normal_floats(size_t n, uint64_t seed) {
   std::mt19937_64 rng(seed);

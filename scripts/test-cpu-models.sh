@@ -15,7 +15,21 @@ filter='Isa.*:*Kernels*:EngineMatmul.*:TensorError.*:SynthRandom.*:*Nvfp4Oracle*
 # Left out: the tests that start the fp4kit binary, which runs natively and not on the emulated CPU.
 filter="$filter-Isa.VersionNamesTheIsaAndAnUnusableChoiceIsSaid:Isa.TheProgramsOutputIsTheSameUnderEveryIsa:*QuantizeTensorsCommand*"
 
-for cpu in Nehalem Haswell; do
-  echo "== qemu-x86_64 -cpu $cpu"
-  qemu-x86_64 -cpu "$cpu" "$build/fp4kit_tests" --gtest_filter="$filter" --gtest_brief=1
+# Both CPUs at once (one emulator process each, single-threaded: two cores are used instead of one),
+# each into its own log, printed in order once both are done.
+logs=$(mktemp -d)
+cpus=(Nehalem Haswell) pids=()
+for cpu in "${cpus[@]}"; do
+  qemu-x86_64 -cpu "$cpu" "$build/fp4kit_tests" --gtest_filter="$filter" --gtest_brief=1 > "$logs/$cpu.log" 2>&1 &
+  pids+=($!)
 done
+rc=0
+for i in "${!cpus[@]}"; do
+  status=0
+  wait "${pids[$i]}" || status=$?
+  echo "== qemu-x86_64 -cpu ${cpus[$i]}"
+  cat "$logs/${cpus[$i]}.log"
+  [ "$status" -eq 0 ] || { echo "== qemu-x86_64 -cpu ${cpus[$i]}: exit $status"; rc=1; }
+done
+rm -rf "$logs"
+exit $rc

@@ -33,21 +33,24 @@ std::vector<float> random_values(size_t n, std::mt19937& rng, bool adversarial) 
 TEST(EngineMatmul, VectorPathsEqualReferenceBitForBit) {
   FP4KIT_REQUIRE_SIMD();
   std::mt19937 rng(7);
-  for (Isa isa : simd_isas())
-  for (bool adversarial : {false, true})
-    for (size_t K : {1, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 33, 64, 131}) {
-      SCOPED_TRACE(isa_name(isa));
-      const size_t M = 7, N = 5;
-      const auto x = random_values(M * K, rng, adversarial);
-      const auto w = random_values(N * K, rng, adversarial);
-      std::vector<float> y_ref(M * N), y_fast(M * N);
-      matmul_ref::matmul(x.data(), K, w.data(), K, y_ref.data(), N, M, N, K);
-      matmul_kernels(isa).matmul(x.data(), K, w.data(), K, y_fast.data(), N, M, N, K);
-      for (size_t i = 0; i < y_ref.size(); ++i)
-        ASSERT_TRUE(same_bits(y_ref[i], y_fast[i])) << "K=" << K << " i=" << i << " " << y_ref[i] << " vs " << y_fast[i];
-      for (size_t m = 0; m < M; ++m)
-        ASSERT_TRUE(same_bits(matmul_kernels(isa).dot(&x[m * K], w.data(), K), y_ref[m * N]));
+  for (Isa isa : simd_isas()) {
+    SCOPED_TRACE(isa_name(isa));
+    for (bool adversarial : {false, true}) {
+      for (size_t K : {1, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 33, 64, 131}) {
+        const size_t M = 7, N = 5;
+        const auto x = random_values(M * K, rng, adversarial);
+        const auto w = random_values(N * K, rng, adversarial);
+        std::vector<float> y_ref(M * N), y_fast(M * N);
+        matmul_ref::matmul(x.data(), K, w.data(), K, y_ref.data(), N, M, N, K);
+        matmul_kernels(isa).matmul(x.data(), K, w.data(), K, y_fast.data(), N, M, N, K);
+        for (size_t i = 0; i < y_ref.size(); ++i)
+          ASSERT_TRUE(same_bits(y_ref[i], y_fast[i]))
+              << "K=" << K << " i=" << i << " " << y_ref[i] << " vs " << y_fast[i];
+        for (size_t m = 0; m < M; ++m)
+          ASSERT_TRUE(same_bits(matmul_kernels(isa).dot(&x[m * K], w.data(), K), y_ref[m * N]));
+      }
     }
+  }
 }
 
 TEST(EngineMatmul, InfinitiesAndNanPropagate) {

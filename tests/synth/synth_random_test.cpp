@@ -46,17 +46,19 @@ double fraction_above(const std::vector<float>& v, double threshold) {
 
 TEST(SynthRandom, VectorFillMatchesScalarBitForBit) {
   FP4KIT_REQUIRE_SIMD();
-  for (Isa isa : simd_isas())
-  for (Distribution d : {Distribution::StudentT4, Distribution::NormalApprox}) {
-    for (uint64_t key : {uint64_t{0}, uint64_t{0x0123456789ABCDEF}, ~uint64_t{0}}) {
-      for (uint64_t first : {uint64_t{0}, uint64_t{5}, uint64_t{1} << 40, (uint64_t{1} << 62) + 1}) {
-        for (size_t n : {size_t{0}, size_t{1}, size_t{3}, size_t{7}, size_t{8}, size_t{9}, size_t{15}, size_t{17},
-                         size_t{31}, size_t{33}, size_t{65}, size_t{4099}}) {
-          std::vector<float> a(n + 4, -7.0f), b(n + 4, -7.0f);
-          random_fill(Isa::Scalar)(d, CounterRng{key}, first, n, a.data());
-          random_fill(isa)(d, CounterRng{key}, first, n, b.data());
-          ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)))
-              << isa_name(isa) << " distribution " << static_cast<int>(d) << " key " << key << " first " << first << " n " << n;
+  for (Isa isa : simd_isas()) {
+    for (Distribution d : {Distribution::StudentT4, Distribution::NormalApprox}) {
+      for (uint64_t key : {uint64_t{0}, uint64_t{0x0123456789ABCDEF}, ~uint64_t{0}}) {
+        for (uint64_t first : {uint64_t{0}, uint64_t{5}, uint64_t{1} << 40, (uint64_t{1} << 62) + 1}) {
+          for (size_t n : {size_t{0}, size_t{1}, size_t{3}, size_t{7}, size_t{8}, size_t{9}, size_t{15}, size_t{17},
+                           size_t{31}, size_t{33}, size_t{65}, size_t{4099}}) {
+            std::vector<float> a(n + 4, -7.0f), b(n + 4, -7.0f);
+            random_fill(Isa::Scalar)(d, CounterRng{key}, first, n, a.data());
+            random_fill(isa)(d, CounterRng{key}, first, n, b.data());
+            ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)))
+                << isa_name(isa) << " distribution " << static_cast<int>(d) << " key " << key << " first " << first
+                << " n " << n;
+          }
         }
       }
     }
