@@ -117,6 +117,14 @@ struct UnquantizedOnlyRow {
   std::string_view why;      // what the loader does with it (and where that was read)
 };
 
+// Linear modules whose per-tensor scales (global and input) the loader takes only as 0-d tensors:
+// it loads two siblings into one single-slot parameter by keeping one of two 0-d scales, and any
+// other shape is concatenated into more values than the parameter holds.
+struct ZeroDimScaleRow {
+  std::string_view pattern;  // ECMAScript regex over the module name
+  std::string_view why;      // what the loader does with it (and where that was read)
+};
+
 struct HfEngineContract {
   Engine engine;
   std::vector<SourceRef> sources;
@@ -129,6 +137,7 @@ struct HfEngineContract {
   // DeepSeek V3: the router's e_score_correction_bias exists only with config.json topk_method noaux_tc.
   bool gate_bias_needs_noaux_tc = false;
   std::vector<UnquantizedOnlyRow> unquantized_only;
+  std::vector<ZeroDimScaleRow> zero_dim_scales;
 };
 
 struct HfFamilyContract {
@@ -148,7 +157,10 @@ const std::vector<ConfigRequirement>& modelopt_file_requirements();
 const std::vector<ConfigRequirement>& compressed_tensors_requirements();
 const std::vector<ConfigRequirement>& sglang_modelopt_inline_requirements();
 const std::vector<ConfigRequirement>& sglang_modelopt_file_requirements();
+const std::vector<ConfigRequirement>& sglang_compressed_tensors_requirements();
 const std::vector<ConfigRequirement>& trtllm_modelopt_requirements();
+// Why TensorRT-LLM's loading of W4A16_NVFP4 and of compressed-tensors NVFP4 is not tabled (both families).
+extern const std::string_view kTrtllmW4a16Why, kTrtllmCompressedTensorsWhy;
 
 const HfFamilyContract& deepseek_v3_contract();
 const HfFamilyContract& llama_contract();

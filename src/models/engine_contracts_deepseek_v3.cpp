@@ -121,6 +121,7 @@ const HfFamilyContract& deepseek_v3_contract() {
               "get_spec_layer_idx_from_weight_name); the MTP draft model loads it, whose contract is not tabled",
               true,
               {},
+              {},
           },
           HfEngineContract{
               Engine::Sglang,
@@ -142,14 +143,35 @@ const HfFamilyContract& deepseek_v3_contract() {
                 "ModelOptFp4Config.from_config (flat config.json form or hf_quant_config.json; FP8 or NVFP4 only); "
                 "ModelOptFp4LinearMethod: weight U8 [N, K/2], weight_scale E4M3 [N, K/group_size], input_scale and "
                 "weight_scale_2 F32 [shards] (the max is kept); ModelOptNvFp4FusedMoEMethod: w13_weight_scale_2 / "
-                "w13_input_scale [E, 2], w2_* [E], w13 uses w1's weight_scale_2 (a warning when w3's differs)"}},
+                "w13_input_scale [E, 2], w2_* [E], w13 uses w1's weight_scale_2 (a warning when w3's differs)"},
+               {"sgl-project/sglang", "python/sglang/srt/configs/model_config.py", "001adf564fd332c285397a46a034ee2f93ba7515",
+                "_parse_quant_hf_config: a config.json quantization_config with no quant_method or quant_method modelopt is "
+                "parsed as ModelOpt's (quant_algo containing FP4 -> modelopt_fp4, FP8 -> modelopt_fp8, MIXED_PRECISION -> "
+                "modelopt_mixed or w4afp8); any other quant_method (compressed-tensors) is kept; hf_quant_config.json is read "
+                "only when config.json has neither quantization_config nor compression_config"},
+               {"sgl-project/sglang", "python/sglang/srt/layers/linear.py", "0079fcc18b3ee44bfeaaea8a9268c1d50b57b3e1",
+                "ReplicatedLinear.weight_loader reshapes a 0-d tensor to [1] and asserts param.size() == "
+                "loaded_weight.size()"},
+               {"sgl-project/sglang", "python/sglang/srt/layers/quantization/compressed_tensors/schemes/compressed_tensors_w4a4_nvfp4.py",
+                "0541d3be453b0bd7805430370133fc0710d57d77",
+                "CompressedTensorsW4A4Fp4.create_weights: weight_packed U8 [N, K/2], weight_scale E4M3 [N, K/16], "
+                "weight_global_scale and input_global_scale F32 [shards] (the max is kept)"},
+               {"sgl-project/sglang", "python/sglang/srt/layers/quantization/compressed_tensors/schemes/compressed_tensors_w4a4_nvfp4_moe.py",
+                "00c9967697dfaad2ff66db97280510f22d65ca92",
+                "CompressedTensorsW4A4Nvfp4MoE.create_weights: w13_/w2_weight_packed U8, w13_/w2_weight_scale E4M3 [.., K/16], "
+                "w13_weight_global_scale / w13_input_global_scale [E, 2], w2_* [E]; w13 uses w1's global scale (a warning "
+                "when w3's differs); both schemes exported by schemes/__init__.py at 00dcfc174280214076a7838ffd88eab1fdac1bf9, "
+                "which has no NVFP4 W4A16 scheme"}},
               {{HfLayout::ModelOpt, true, false,
                 "SGLang's ModelOptFp4Config.from_config accepts quant_algo FP8 or NVFP4 only: W4A16_NVFP4 raises "
                 "(modelopt_quant.py at faeb968)"},
-               {HfLayout::CompressedTensors, false, false, "how SGLang loads compressed-tensors NVFP4 DeepSeek V3 is not tabled"}},
+               {HfLayout::CompressedTensors, true, false,
+                "SGLang's compressed-tensors schemes at 00dcfc1 load NVFP4 with input global scales only; the weight-only "
+                "CompressedTensorsW4A16Fp4 / CompressedTensorsW4A16Nvfp4MoE of later stored copies were read without the "
+                "scheme selection that picks them, so weight-only compressed-tensors NVFP4 is not tabled"}},
               sglang_modelopt_inline_requirements(),
               sglang_modelopt_file_requirements(),
-              {},
+              sglang_compressed_tensors_requirements(),
               true,
               "do_load_weights without NextN skips the MTP layer (model.layers.<num_hidden_layers>); the NextN draft "
               "model loads it, whose contract is not tabled",
@@ -158,6 +180,11 @@ const HfFamilyContract& deepseek_v3_contract() {
                 "post_load_weights takes self_attn.kv_b_proj.weight as the MLA matrix it splits into w_kc / w_vc and "
                 "converts only FP8 and INT8 weights: a packed NVFP4 weight is not dequantized and its scales are unused "
                 "(deepseek_weight_loader.py at 29bd4e8)"}},
+              {{R"(.*\.self_attn\.(?:q_a_proj|kv_a_proj_with_mqa))",
+                "do_load_weights loads q_a_proj and kv_a_proj_with_mqa into fused_qkv_a_proj_with_mqa, a ReplicatedLinear with "
+                "one per-tensor scale slot: two 0-d scales load as q_a_proj's, anything else is torch.cat into two values "
+                "(or fails to concatenate a 0-d with a [1]) and ReplicatedLinear.weight_loader asserts equal sizes "
+                "(deepseek_weight_loader.py at 29bd4e8, linear.py at 0079fcc)"}},
           },
           HfEngineContract{
               Engine::Trtllm,
@@ -179,10 +206,7 @@ const HfFamilyContract& deepseek_v3_contract() {
                 "with an accuracy warning"},
                {"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/model_config.py", "1a0dc5f70054f66d892df6a964996fc5ead6f81e",
                 "ModelOpt quantization from hf_quant_config.json (quant_algo, group_size, exclude_modules)"}},
-              {{HfLayout::ModelOpt, true, false,
-                "TensorRT-LLM's NVFP4LinearMethod computes alpha from input_scale (linear.py at ed53795); how it loads "
-                "W4A16_NVFP4 is not tabled"},
-               {HfLayout::CompressedTensors, false, false, "TensorRT-LLM's loading of compressed-tensors NVFP4 is not tabled"}},
+              {{HfLayout::ModelOpt, true, false, kTrtllmW4a16Why}, {HfLayout::CompressedTensors, false, false, kTrtllmCompressedTensorsWhy}},
               trtllm_modelopt_requirements(),
               trtllm_modelopt_requirements(),
               {},
@@ -196,6 +220,7 @@ const HfFamilyContract& deepseek_v3_contract() {
                {R"(.*\.self_attn\.kv_b_proj)",
                 "DeepseekV3WeightLoader reads kv_b_proj '.weight' and, for a quantized module, '.weight_scale_inv' "
                 "(modeling_deepseekv3.py at a43cf9e)"}},
+              {},
           },
       },
       deepseek_v3_modules,

@@ -164,8 +164,11 @@ const EngineContract& deepseek_v4_contract(Engine engine) {
                ".scale -> weight_scale_inv), stacked gate_up_proj, FusedMoE.make_expert_params_mapping, compressor "
                "wkv/wgate '.weight' only concatenated into wkv_gate (any other suffix fails an assert), "
                "params_dict[name] for the rest"},
-              {"sgl-project/sglang", "python/sglang/srt/configs/model_config.py", "(not read: PR #25820 as described)",
-               "MIXED_PRECISION + moe_quant_algo NVFP4 -> HybridFp8NvFp4Config; FusedMoE gets ModelOptNvFp4FusedMoEMethod"},
+              {"sgl-project/sglang", "python/sglang/srt/configs/model_config.py",
+               "(PR #25820 as described; 001adf564fd332c285397a46a034ee2f93ba7515 read)",
+               "MIXED_PRECISION + moe_quant_algo NVFP4 -> HybridFp8NvFp4Config; FusedMoE gets ModelOptNvFp4FusedMoEMethod "
+               "(not at 001adf5, whose _parse_quant_hf_config parses MIXED_PRECISION only for quant_method modelopt or "
+               "none: the selection for quant_method fp8 was not read)"},
           },
           {kModelType,
            {"config.json", "/quantization_config/quant_algo", ConfigNeed::Equals, R"("MIXED_PRECISION")",
@@ -192,22 +195,46 @@ const EngineContract& deepseek_v4_contract(Engine engine) {
                "weight_scale_inv (routed experts: weight_scale), shared experts w1/w3/w2 -> gate/up/down_proj, "
                "compressor wkv/wgate '.weight' collected and fused, mtp.* -> model.layers.<num_hidden_layers>, "
                "then the loader's strict key lookup; compress_ratios read per layer (first 16000 characters read)"},
-              {"NVIDIA/TensorRT-LLM", "(issue #16196, PR #16433)", "(not read at source)",
-               "non-expert modules resolve to FP8_BLOCK_SCALES from the inline 128x128 config, the per-layer NVFP4 "
-               "config (hf_quant_config.json quantized_layers) applies to the routed experts"},
+              {"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/models/modeling_deepseekv4.py",
+               "02586bf0b0f59d29967bf4aa27d5714a0b4788f6",
+               "_normalize_deepseek_v4_nvfp4_mixed_precision_config: with a global MIXED_PRECISION quant config, NVFP4 "
+               "routed-expert layer configs and config.json quantization_config quant_method fp8 with weight_block_size "
+               "[128, 128], the non-expert modules are built FP8_BLOCK_SCALES (group 128, modules_to_not_convert "
+               "excluded); otherwise the global config is left as it is"},
+              {"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/model_config.py", "008e0af8980fc560003631ba4ac37828836a91c8",
+               "from_pretrained: hf_quant_config.json is authoritative when present (_build_modelopt_quant_config: "
+               "MIXED_PRECISION iterates quantized_layers; a file with quantized_layers and no quant_algo takes the global "
+               "config from config.json, where quant_method fp8 with weight_block_size [128, 128] is FP8_BLOCK_SCALES); "
+               "_set_deepseek_v4_routed_moe_quant_config gives every layer's mlp.experts QuantAlgo.NVFP4 with group 16 "
+               "when the first routed expert weight is U8 (I8: MXFP4)"},
+              {"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/modules/fused_moe/quantization.py", "a98a9061d72f6fd39f5d055ebdd2c6878a100e2c",
+               "NVFP4FusedMoEMethod reads each expert's w1/w2/w3 weight, weight_scale, weight_scale_2 and input_scale by name"},
           },
           {kModelType,
-           {"hf_quant_config.json", "/quantization/quant_algo", ConfigNeed::Equals, R"("MIXED_PRECISION")",
-            "the per-layer NVFP4 config is read from hf_quant_config.json (PR #16433; not read at source)"},
+           {"config.json", "/quantization_config/quant_method", ConfigNeed::Equals, R"("fp8")",
+            "_normalize_deepseek_v4_nvfp4_mixed_precision_config builds the non-expert modules FP8 block-scaled only when "
+            "config.json's quantization_config has quant_method fp8 (modeling_deepseekv4.py at 02586bf; "
+            "load_hf_quant_config likewise, model_config.py at 008e0af); with another quant_method (vLLM's "
+            "deepseek_v4_fp8 included) they keep the global MIXED_PRECISION config, which has no FP8 block scales"},
+           {"hf_quant_config.json", "/quantization/quant_algo", ConfigNeed::AbsentOrEquals, R"("MIXED_PRECISION")",
+            "the file is authoritative when present: MIXED_PRECISION (NVIDIA's release) is resolved per module, a file "
+            "without quant_algo takes the global config from config.json, and under any other global quant_algo the "
+            "non-expert modules are not resolved to FP8 block scales (model_config.py at 008e0af, modeling_deepseekv4.py "
+            "at 02586bf)"},
            {"hf_quant_config.json", "/quantization/quantized_layers", ConfigNeed::Present, "",
-            "quantized_layers names each layer's routed experts NVFP4 (PR #16433; not read at source)"},
-           kBlockSize, kCompressRatios, kRopeScaling, kRopeParameters},
+            "_build_modelopt_quant_config iterates quantized_layers under MIXED_PRECISION, and a file without quant_algo "
+            "is the layer-only form (model_config.py at 008e0af); the routed experts' NVFP4 config itself comes from "
+            "the U8 dtype of the first routed expert weight"},
+           {"config.json", "/quantization_config/weight_block_size", ConfigNeed::Equals, "[128,128]",
+            "the FP8 base config is resolved only for weight_block_size [128, 128] (modeling_deepseekv4.py at 02586bf)"},
+           kCompressRatios, kRopeScaling, kRopeParameters},
           {"mtp."},
           "_remap_deepseek_v4_checkpoint_keys moves mtp.* to model.layers.<num_hidden_layers>, the MTP layer of "
           "speculative decoding, whose contract is not tabled",
           16,
           true,
-          "NVFP4 W4A4 experts need their input scales (not read at source)",
+          "model_config.py at 008e0af gives U8 routed experts QuantAlgo.NVFP4 (W4A4), whose NVFP4FusedMoEMethod reads "
+          "each expert's input_scale (fused_moe/quantization.py at a98a906)",
       },
   };
   return contracts[static_cast<size_t>(engine)];

@@ -44,13 +44,18 @@ const std::vector<ConfigRequirement>& compressed_tensors_requirements() {
   return r;
 }
 
-// SGLang's ModelOptFp4Config.from_config (sgl-project/sglang
-// python/sglang/srt/layers/quantization/modelopt_quant.py at faeb96856c4417d55695feec2f4d2463c8adb7fd).
+// SGLang's method selection (sgl-project/sglang python/sglang/srt/configs/model_config.py at
+// 001adf564fd332c285397a46a034ee2f93ba7515, QUANTIZATION_METHODS in
+// python/sglang/srt/layers/quantization/__init__.py at 0116a682fcad45950388dc51d67a4f78721c00fa) and
+// ModelOptFp4Config.from_config (python/sglang/srt/layers/quantization/modelopt_quant.py at
+// faeb96856c4417d55695feec2f4d2463c8adb7fd).
 const std::vector<ConfigRequirement>& sglang_modelopt_inline_requirements() {
   static const std::vector<ConfigRequirement> r = {
-      {"config.json", "/quantization_config/quant_method", ConfigNeed::Equals, R"("modelopt")",
-       "the ModelOpt method is chosen by quant_method modelopt (as vLLM's; SGLang's own selection in "
-       "model_config.py was not read)"},
+      {"config.json", "/quantization_config/quant_method", ConfigNeed::AbsentOrEquals, R"("modelopt")",
+       "ModelConfig._parse_quant_hf_config reads a config.json quantization_config whose quant_method is absent or "
+       "modelopt as ModelOpt's: a quant_algo containing FP4 becomes quant_method modelopt_fp4 (ModelOptFp4Config); "
+       "any other quant_method selects that method instead (model_config.py at 001adf5; modelopt_fp4 itself would also "
+       "name ModelOptFp4Config, which this table does not take)"},
       {"config.json", "/quantization_config/quant_algo", ConfigNeed::Equals, R"("NVFP4")",
        "ModelOptFp4Config.from_config reads the flat config.json form when quant_algo is present and raises for "
        "anything but FP8 or NVFP4 (W4A16_NVFP4 included) (modelopt_quant.py at faeb968); it also needs a group_size, "
@@ -72,6 +77,24 @@ const std::vector<ConfigRequirement>& sglang_modelopt_file_requirements() {
   return r;
 }
 
+// SGLang's CompressedTensorsConfig: selected by config.json quant_method (QUANTIZATION_METHODS maps
+// "compressed-tensors" to it, __init__.py at 0116a68, and _parse_quant_hf_config keeps config.json's
+// quant_method, model_config.py at 001adf5).
+const std::vector<ConfigRequirement>& sglang_compressed_tensors_requirements() {
+  static const std::vector<ConfigRequirement> r = {
+      {"config.json", "/quantization_config/quant_method", ConfigNeed::Equals, R"("compressed-tensors")",
+       "QUANTIZATION_METHODS[\"compressed-tensors\"] is CompressedTensorsConfig, whose schemes "
+       "CompressedTensorsW4A4Fp4 / CompressedTensorsW4A4Nvfp4MoE load NVFP4 (sgl-project/sglang "
+       "python/sglang/srt/layers/quantization/__init__.py at 0116a68, model_config.py at 001adf5)"},
+      {"config.json", "/quantization_config/config_groups", ConfigNeed::Present, "",
+       "CompressedTensorsConfig._quantization_scheme_map_from_config reads config.get(\"config_groups\", dict()): "
+       "without groups no Linear gets a scheme and the packed tensors have no parameter (sgl-project/sglang "
+       "python/sglang/srt/layers/quantization/compressed_tensors/compressed_tensors.py, stored copies at "
+       "000659aed4db1933af3a4fe8c1eb3c673c19d12e and b5535699b732af5d2e049cc5b70112718964b774)"},
+  };
+  return r;
+}
+
 const std::vector<ConfigRequirement>& trtllm_modelopt_requirements() {
   static const std::vector<ConfigRequirement> r = {
       {"hf_quant_config.json", "/quantization/quant_algo", ConfigNeed::Equals, R"("NVFP4")",
@@ -83,5 +106,19 @@ const std::vector<ConfigRequirement>& trtllm_modelopt_requirements() {
   };
   return r;
 }
+
+// TensorRT-LLM's model_config.py was read at two commits: at 1a0dc5f it reads config.json's
+// quantization_config only for FP8 block and MXFP4; at 008e0af8980fc560003631ba4ac37828836a91c8
+// load_hf_quant_config also parses compressed-tensors and QuantAlgo has W4A16_NVFP4.
+const std::string_view kTrtllmW4a16Why =
+    "TensorRT-LLM's NVFP4LinearMethod computes alpha from input_scale (linear.py at ed53795); model_config.py at "
+    "008e0af knows QuantAlgo.W4A16_NVFP4, but the parameters its W4A16 linear and MoE methods create were not read, "
+    "so how it loads W4A16_NVFP4 is not tabled";
+const std::string_view kTrtllmCompressedTensorsWhy =
+    "TensorRT-LLM's model_config.py at 1a0dc5f builds a compressed-tensors NVFP4 model unquantized; at 008e0af "
+    "load_hf_quant_config parses compressed-tensors and checkpoints/hf/compressed_tensors.py at "
+    "35a24cbcb83263b488a1225bfdc712da90d38d19 renames weight_packed / weight_global_scale / input_global_scale to "
+    "ModelOpt's names (the global scales inverted), but which weight mappers apply that rename was not read, so its "
+    "loading of compressed-tensors NVFP4 is not tabled";
 
 }  // namespace fp4kit

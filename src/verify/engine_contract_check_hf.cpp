@@ -32,6 +32,8 @@ struct Slot {
 const std::vector<DType> kFloat = {DType::BF16, DType::F16, DType::F32};
 // Per-tensor scales go into one slot of a per-shard vector: a 0-d tensor or a [1] one.
 const std::vector<std::vector<int64_t>> kScalar = {{}, {1}};
+// ... except where the loader fuses two siblings' scales by keeping one 0-d value (ZeroDimScaleRow).
+const std::vector<std::vector<int64_t>> kZeroDim = {{}};
 
 std::string dtypes_text(const std::vector<DType>& dtypes) {
   std::string s;
@@ -79,21 +81,29 @@ struct Expected {
   std::map<std::string, std::string> format;  // module -> what the loader builds, for messages
   // Modules the config quantizes but the engine's loader reads as a plain '.weight' -> why.
   std::map<std::string, std::string> unquantized_only;
+  // Quantized modules whose per-tensor scales the loader takes only 0-d -> why.
+  std::map<std::string, std::string> zero_dim_scales;
 };
 
-// The row of the engine's unquantized-only list `module` matches, or nullptr.
-const UnquantizedOnlyRow* unquantized_only_row(const HfEngineContract& contract, const std::vector<std::regex>& patterns,
-                                               const std::string& module) {
+// The first row whose pattern matches `module`, or nullptr.
+template <class Row>
+const Row* matching_row(const std::vector<Row>& rows, const std::vector<std::regex>& patterns, const std::string& module) {
   for (size_t i = 0; i < patterns.size(); ++i)
-    if (std::regex_match(module, patterns[i])) return &contract.unquantized_only[i];
+    if (std::regex_match(module, patterns[i])) return &rows[i];
   return nullptr;
+}
+
+template <class Row>
+std::vector<std::regex> row_patterns(const std::vector<Row>& rows) {
+  std::vector<std::regex> patterns;
+  for (const Row& row : rows) patterns.emplace_back(std::string(row.pattern), std::regex::ECMAScript | std::regex::optimize);
+  return patterns;
 }
 
 Expected expected_slots(const std::vector<LoaderModule>& modules, const LayoutConfig& config, HfLayout layout, bool w4a4,
                         int64_t group, const HfEngineContract& contract) {
-  std::vector<std::regex> unquantized_only;
-  for (const UnquantizedOnlyRow& row : contract.unquantized_only)
-    unquantized_only.emplace_back(std::string(row.pattern), std::regex::ECMAScript | std::regex::optimize);
+  const std::vector<std::regex> unquantized_only = row_patterns(contract.unquantized_only);
+  const std::vector<std::regex> zero_dim = row_patterns(contract.zero_dim_scales);
   Expected e;
   for (const LoaderModule& m : modules) {
     if (!m.linear) {
@@ -107,19 +117,22 @@ Expected expected_slots(const std::vector<LoaderModule>& modules, const LayoutCo
       e.format[m.name] = "unquantized (the config excludes it): .weight only";
       continue;
     }
-    if (const UnquantizedOnlyRow* row = unquantized_only_row(contract, unquantized_only, m.name)) {
+    if (const UnquantizedOnlyRow* row = matching_row(contract.unquantized_only, unquantized_only, m.name)) {
       e.slots[m.name + ".weight"] = {kFloat, {m.shape}, true, m.name};
       e.format[m.name] = "read as an unquantized .weight only";
       e.unquantized_only[m.name] = std::string(row->why);
       continue;
     }
     const bool ct = layout == HfLayout::CompressedTensors;
+    const ZeroDimScaleRow* zero_dim_row = matching_row(contract.zero_dim_scales, zero_dim, m.name);
+    if (zero_dim_row) e.zero_dim_scales[m.name] = std::string(zero_dim_row->why);
+    const std::vector<std::vector<int64_t>>& scalar = zero_dim_row ? kZeroDim : kScalar;
     e.slots[m.name + (ct ? ".weight_packed" : ".weight")] = {{DType::U8}, {{n, k / 2}}, true, m.name};
     e.slots[m.name + ".weight_scale"] = {{DType::F8_E4M3}, {{n, k / group}}, true, m.name};
-    e.slots[m.name + (ct ? ".weight_global_scale" : ".weight_scale_2")] = {{DType::F32}, kScalar, true, m.name};
+    e.slots[m.name + (ct ? ".weight_global_scale" : ".weight_scale_2")] = {{DType::F32}, scalar, true, m.name};
     // W4A4 methods quantize activations with the input scale; ModelOpt's W4A16 linear keeps a
     // placeholder slot for it (and its FusedMoE always has one); compressed-tensors' W4A16 has none.
-    if (w4a4 || !ct) e.slots[m.name + (ct ? ".input_global_scale" : ".input_scale")] = {{DType::F32}, kScalar, w4a4, m.name};
+    if (w4a4 || !ct) e.slots[m.name + (ct ? ".input_global_scale" : ".input_scale")] = {{DType::F32}, scalar, w4a4, m.name};
     e.format[m.name] = ct ? (w4a4 ? "NVFP4 (.weight_packed, .weight_scale, .weight_global_scale, .input_global_scale)"
                                   : "NVFP4A16 (.weight_packed, .weight_scale, .weight_global_scale)")
                           : (w4a4 ? "NVFP4 (.weight, .weight_scale, .weight_scale_2, .input_scale)"
@@ -257,10 +270,15 @@ EngineVerdict check_hf_engine(Engine engine, const HfFamilyContract& family, con
       findings.add("engine.dtype", t.name,
                    io::quote_name(t.name) + " is " + std::string(dtype_name(t.dtype)) + " " + io::shape_string(t.shape) + ", but " + parameter +
                        " is created " + dtypes_text(slot.dtypes) + " " + shapes_text(slot.shapes));
-    else if (std::find(slot.shapes.begin(), slot.shapes.end(), t.shape) == slot.shapes.end())
+    else if (std::find(slot.shapes.begin(), slot.shapes.end(), t.shape) == slot.shapes.end()) {
+      const auto zero_dim = expected.zero_dim_scales.find(slot.module);
+      const std::string why = t.name.ends_with(".weight_scale") ? " (one E4M3 scale per " + std::to_string(group) + " values)"
+                              : zero_dim != expected.zero_dim_scales.end() ? ": " + zero_dim->second
+                                                                            : "";
       findings.add("engine.shape", t.name,
                    io::quote_name(t.name) + " has shape " + io::shape_string(t.shape) + ", but " + parameter + " expects " +
-                       shapes_text(slot.shapes) + (t.name.ends_with(".weight_scale") ? " (one E4M3 scale per " + std::to_string(group) + " values)" : ""));
+                       shapes_text(slot.shapes) + why);
+    }
   }
   for (const auto& [name, slot] : expected.slots) {
     if (slot.filled) {

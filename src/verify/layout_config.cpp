@@ -228,8 +228,9 @@ LayoutConfig read_layout_config(const std::string& dir, VerifyReport& report) {
     return out;
   }
 
-  if (method == "fp8" && (field(*qc, "moe_quant_algo") || out.hf_quant)) {
-    // DeepSeek V4 experts-only: vLLM's DeepseekV4FP8Config picks NVFP4 experts by moe_quant_algo.
+  if ((method == "fp8" || method == "deepseek_v4_fp8") && (field(*qc, "moe_quant_algo") || out.hf_quant)) {
+    // DeepSeek V4 experts-only: vLLM's DeepseekV4FP8Config (which takes either quant_method) picks
+    // NVFP4 experts by moe_quant_algo.
     out.layout = Layout::ModelOptV4Mixed;
     if (string_field(*qc, "moe_quant_algo") != "NVFP4")
       report.add(field(*qc, "moe_quant_algo") ? "config.quant_algo" : "config.field_missing", Severity::Fail, "config.json",

@@ -73,7 +73,7 @@ struct Conversion {
 // The conversions of these fixtures the test suite makes (tests/convert) and the calibrated and
 // compressed-tensors variants.
 std::vector<Conversion> conversions() {
-  const std::vector<std::string> vllm = {"vllm"};
+  const std::vector<std::string> vllm = {"vllm"}, vllm_sglang = {"vllm", "sglang"};
   return {
       {"dsv3-tiny", "--weight-only", vllm},
       {"dsv3-tiny", "--weight-only --include-mtp-experts", vllm},
@@ -81,14 +81,15 @@ std::vector<Conversion> conversions() {
       {"dsv3-tiny", "--recipe all-linear --weight-only --scales mse", vllm},
       {"dsv3-tiny", "", kAll},
       {"dsv3-tiny", "--recipe all-linear --format compressed-tensors --weight-only", vllm},
-      {"dsv3-tiny", "--recipe all-linear --format compressed-tensors", vllm},
+      {"dsv3-tiny", "--format compressed-tensors", vllm_sglang},
       {"llama-tiny", "--recipe all-linear", kAll},
       {"llama-tiny", "--recipe all-linear --weight-only", vllm},
       {"llama-tiny", "--recipe all-linear --weight-only --scales four-over-six", vllm},
       {"llama-tiny", "--recipe all-linear --format compressed-tensors --weight-only", vllm},
-      {"llama-tiny", "--recipe all-linear --format compressed-tensors", vllm},
+      {"llama-tiny", "--recipe all-linear --format compressed-tensors", vllm_sglang},
       {"qwen3-moe-tiny", "--weight-only", vllm},
       {"qwen3-moe-tiny", "--recipe all-linear --format compressed-tensors --weight-only", vllm},
+      {"qwen3-moe-tiny", "--recipe all-linear --format compressed-tensors", vllm_sglang},
   };
 }
 
@@ -136,16 +137,32 @@ TEST(EngineContractFamilies, SkippedEnginesSayWhy) {
     EXPECT_FALSE(e.checked);
     EXPECT_NE(e.reason.find(e.engine == "sglang" ? "W4A16_NVFP4 raises" : "W4A16_NVFP4 is not tabled"), std::string::npos) << e.reason;
   }
+  // SGLang loads compressed-tensors NVFP4 with input global scales; TensorRT-LLM's loading is not tabled.
   const verify::VerifyReport ct = verify_dir(converted_family("llama-tiny", "--recipe all-linear --format compressed-tensors"), false);
-  for (const auto& e : ct.engines)
+  for (const auto& e : ct.engines) {
+    EXPECT_EQ(e.checked, e.engine != "trtllm") << e.engine << ": " << e.reason;
+    if (e.engine == "trtllm") {
+      EXPECT_NE(e.reason.find("compressed-tensors NVFP4 is not tabled"), std::string::npos) << e.reason;
+    }
+  }
+  const verify::VerifyReport ct_a16 =
+      verify_dir(converted_family("llama-tiny", "--recipe all-linear --format compressed-tensors --weight-only"), false);
+  for (const auto& e : ct_a16.engines)
     if (e.engine != "vllm") {
-      EXPECT_NE(e.reason.find("compressed-tensors"), std::string::npos) << e.reason;
+      EXPECT_FALSE(e.checked) << e.engine;
+      EXPECT_NE(e.reason.find("compressed-tensors NVFP4 is not tabled"), std::string::npos) << e.reason;
     }
 }
 
 void set_scale(const std::string& dir, const std::string& name, float factor) { set_f32(dir, name, factor * get_f32(dir, name)); }
 
 std::vector<std::byte> zeros(size_t n) { return std::vector<std::byte>(n, std::byte{0}); }
+
+// A 0-d F32 scale rewritten as the same value in a [1] tensor.
+void reshape_scalar_to_one(const std::string& dir, const std::string& name) {
+  const float v = get_f32(dir, name);
+  put_tensor(dir, name, name, DType::F32, {1}, std::as_bytes(std::span(&v, 1)));
+}
 
 struct Failure {
   std::string name, family, args;
@@ -208,9 +225,18 @@ std::vector<Failure> failures() {
                     std::as_bytes(std::span(&one, 1)));
        },
        "engine.tensor_unconsumed", "no slot for '.input_global_scale'", {"vllm"}},
-      {"CompressedTensorsMissingInputGlobalScale", "dsv3-tiny", ct,
+      {"CompressedTensorsMissingInputGlobalScale", "dsv3-tiny", "--format compressed-tensors",
        [](const std::string& d) { remove_tensor(d, kExpert + "gate_proj.input_global_scale"); }, "engine.parameter_unfilled",
-       "input_global_scale", {"vllm"}},
+       "input_global_scale", {"vllm", "sglang"}},
+      {"CompressedTensorsExpertGlobalScaleUnderModelOptName", "qwen3-moe-tiny", ct,
+       [](const std::string& d) { rename_tensor(d, kExpert + "down_proj.weight_global_scale", kExpert + "down_proj.weight_scale_2"); },
+       "engine.tensor_unconsumed", "'model.layers.1.mlp.experts.2.down_proj.weight_scale_2'", {"vllm", "sglang"}},
+      {"CompressedTensorsPackedWeightAsModelOptWeight", "llama-tiny", ct,
+       [](const std::string& d) { rename_tensor(d, kL0 + "self_attn.o_proj.weight_packed", kL0 + "self_attn.o_proj.weight"); },
+       "engine.parameter_unfilled", "'model.layers.0.self_attn.o_proj.weight_packed'", {"vllm", "sglang"}},
+      {"DeepseekV3FusedQkvAScaleShapedOne", "dsv3-tiny", modelopt,
+       [](const std::string& d) { reshape_scalar_to_one(d, kL0 + "self_attn.q_a_proj.weight_scale_2"); }, "engine.shape",
+       "has shape [1], but self_attn.fused_qkv_a_proj_with_mqa", {"sglang"}},
       {"ConfigWithAbsurdLayerCount", "llama-tiny", modelopt,
        [](const std::string& d) { edit_json(d + "/config.json", [](nlohmann::json& j) { j["num_hidden_layers"] = 1000000000; }); },
        "engine.config_field", "num_hidden_layers", kAll},
@@ -248,6 +274,14 @@ INSTANTIATE_TEST_SUITE_P(LoadFailures, EngineContractFamilyFailure, ::testing::V
 // SGLang's MLA takes kv_b_proj.weight as it is, and TensorRT-LLM reads fused_a and kv_b_proj as plain
 // (or FP8 block) weights: all-linear DeepSeek V3 loads only in vLLM, the experts-only recipe in all.
 TEST(EngineContractFamilies, DeepseekV3MlaProjectionsInNvfp4LoadOnlyInVllm) {
+  // compressed-tensors all-linear: SGLang reads kv_b_proj as a plain weight too, and its [1]-shaped
+  // q_a_proj / kv_a_proj_with_mqa global scales cannot share fused_qkv_a_proj_with_mqa's one slot.
+  const verify::VerifyReport ct = verify_dir(converted_family("dsv3-tiny", "--recipe all-linear --format compressed-tensors"), false);
+  EXPECT_EQ(engine_findings(ct, "vllm"), 0u) << describe(ct);
+  expect_caught_by_engines(ct, "engine.tensor_unconsumed", {"sglang"}, "'model.layers.0.self_attn.kv_b_proj.weight_packed'");
+  expect_caught_by_engines(ct, "engine.parameter_unfilled", {"sglang"}, "'model.layers.0.self_attn.kv_b_proj.weight'");
+  expect_caught_by_engines(ct, "engine.shape", {"sglang"}, "'model.layers.0.self_attn.q_a_proj.weight_global_scale' has shape [1]");
+
   const verify::VerifyReport r = verify_dir(converted_family("dsv3-tiny", "--recipe all-linear"), false);
   EXPECT_FALSE(r.passed());
   EXPECT_EQ(engine_findings(r, "vllm"), 0u) << describe(r);
@@ -279,6 +313,29 @@ TEST(EngineContractFamilies, HfQuantConfigFieldsFollowEachEngine) {
   expect_caught_by_engines(verify_dir(dir, false), "engine.config_field", {"vllm", "sglang"},
                            "hf_quant_config.json /quantization/group_size is missing");
   EXPECT_EQ(engine_findings(verify_dir(dir, false), "trtllm"), 0u);
+}
+
+// SGLang takes the fused q_a_proj / kv_a_proj_with_mqa per-tensor scales only 0-d; vLLM's
+// MergedColumnParallelLinear takes [] or [1], and TensorRT-LLM reads no NVFP4 scale of fused_a.
+TEST(EngineContractFamilies, OnlySglangRejectsOneElementFusedQkvAScales) {
+  const std::string dir = copy_converted(converted_family("dsv3-tiny", "--recipe all-linear"), "engine-family-qkv-a-shape");
+  for (const char* module : {"q_a_proj", "kv_a_proj_with_mqa"})
+    for (const char* scale : {".weight_scale_2", ".input_scale"}) reshape_scalar_to_one(dir, kL0 + "self_attn." + module + scale);
+  const verify::VerifyReport r = verify_dir(dir, false);
+  EXPECT_EQ(engine_findings(r, "vllm"), 0u) << describe(r);
+  EXPECT_EQ(engine_findings(r, "trtllm", "engine.shape"), 0u) << describe(r);
+  EXPECT_EQ(engine_findings(r, "sglang", "engine.shape"), 4u) << describe(r);
+  expect_caught_by_engines(r, "engine.shape", {"sglang"}, "two 0-d scales load as q_a_proj's");
+}
+
+// SGLang reads an inline quantization_config without quant_method as ModelOpt's; vLLM needs quant_method modelopt.
+TEST(EngineContractFamilies, SglangReadsAnInlineConfigWithoutQuantMethodAsModelOpt) {
+  const std::string dir = copy_converted(converted_family("llama-tiny", "--recipe all-linear"), "engine-family-no-quant-method");
+  edit_json(dir + "/config.json", [](nlohmann::json& j) { j["quantization_config"].erase("quant_method"); });
+  const verify::VerifyReport r = verify_dir(dir, false);
+  expect_caught_by_engines(r, "engine.config_field", {"vllm"}, "config.json /quantization_config/quant_method is missing");
+  EXPECT_EQ(engine_findings(r, "sglang"), 0u) << describe(r);
+  for (const auto& e : r.engines) EXPECT_TRUE(e.checked) << e.engine << ": " << e.reason;
 }
 
 TEST(EngineContractFamilies, VerifyExitsOneNamingTheEngine) {

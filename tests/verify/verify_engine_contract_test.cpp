@@ -160,6 +160,19 @@ std::vector<Failure> failures() {
          });
        },
        "engine.config_field", "/rope_parameters is nested per component", kAll},
+      // Not one of the ten: TensorRT-LLM builds the non-expert modules FP8 block-scaled only under
+      // quant_method fp8, where vLLM also takes deepseek_v4_fp8.
+      {"TrtllmNeedsQuantMethodFp8",
+       [](const std::string& d) {
+         edit_json(d + "/config.json", [](nlohmann::json& j) { j["quantization_config"]["quant_method"] = "deepseek_v4_fp8"; });
+       },
+       "engine.config_field", "config.json /quantization_config/quant_method is \"deepseek_v4_fp8\", the loader needs \"fp8\"",
+       {"trtllm"}},
+      {"TrtllmGlobalQuantAlgoOtherThanMixed",
+       [](const std::string& d) {
+         edit_json(d + "/hf_quant_config.json", [](nlohmann::json& j) { j["quantization"]["quant_algo"] = "NVFP4"; });
+       },
+       "engine.config_field", "hf_quant_config.json /quantization/quant_algo is \"NVFP4\"", {"trtllm"}},
       // Not one of the ten: a config that would make the model billions of tensors is a finding, not an OOM.
       {"ConfigWithAbsurdExpertCount",
        [](const std::string& d) { edit_json(d + "/config.json", [](nlohmann::json& j) { j["n_routed_experts"] = 1000000000; }); },
@@ -178,6 +191,32 @@ TEST_P(EngineContractFailure, IsCaughtWithTheEngineNamed) {
 
 INSTANTIATE_TEST_SUITE_P(RecordedLoadFailures, EngineContractFailure, ::testing::ValuesIn(failures()),
                          [](const auto& param_info) { return param_info.param.name; });
+
+// vLLM's DeepseekV4FP8Config takes quant_method deepseek_v4_fp8 as well as fp8; TensorRT-LLM does not.
+TEST(EngineContract, QuantMethodDeepseekV4Fp8LoadsInVllmOnly) {
+  const std::string dir = copy_checkpoint(good(), "engine-v4-fp8-method");
+  edit_json(dir + "/config.json", [](nlohmann::json& j) { j["quantization_config"]["quant_method"] = "deepseek_v4_fp8"; });
+  const verify::VerifyReport r = verify_dir(dir, false);
+  const verify::EngineVerdict* vllm = verdict(r, "vllm");
+  ASSERT_NE(vllm, nullptr);
+  EXPECT_TRUE(vllm->checked) << vllm->reason;
+  EXPECT_EQ(find_engine_finding(r, "engine.config_field", "vllm", ""), nullptr) << describe(r);
+  expect_caught_by_engines(r, "engine.config_field", {"trtllm"}, "/quantization_config/quant_method");
+}
+
+// TensorRT-LLM takes a layer-only hf_quant_config.json (quantized_layers, no quant_algo): the global
+// config then comes from config.json's FP8 block quantization_config.
+TEST(EngineContract, TrtllmTakesALayerOnlyHfQuantConfig) {
+  const std::string dir = copy_checkpoint(good(), "engine-v4-layer-only");
+  edit_json(dir + "/hf_quant_config.json", [](nlohmann::json& j) { j["quantization"].erase("quant_algo"); });
+  const verify::VerifyReport r = verify_dir(dir, false);
+  const verify::EngineVerdict* trtllm = verdict(r, "trtllm");
+  ASSERT_NE(trtllm, nullptr);
+  EXPECT_TRUE(trtllm->checked) << trtllm->reason;
+  EXPECT_EQ(find_engine_finding(r, "engine.config_field", "trtllm", ""), nullptr) << describe(r);
+  edit_json(dir + "/hf_quant_config.json", [](nlohmann::json& j) { j["quantization"].erase("quantized_layers"); });
+  expect_caught_by_engines(verify_dir(dir, false), "engine.config_field", {"trtllm"}, "hf_quant_config.json /quantization/quantized_layers is missing");
+}
 
 TEST(EngineContract, EngineFlagPicksEnginesAndExitCodesFollow) {
   const CommandResult ok = run_fp4kit("verify " + good() + " --structure-only --engine vllm --json -");
