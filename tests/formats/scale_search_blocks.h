@@ -1,6 +1,7 @@
 #pragma once
 // Adversarial 16-blocks for the searched NVFP4 scales, shared by the tests of the sweep and of its
 // fast paths.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -80,6 +81,29 @@ inline std::vector<float> adversarial_block(std::mt19937& rng, float g) {
       break;
   }
   for (float& e : x) e = std::fmin(std::fmax(e, -g), g);
+  return x;
+}
+
+// Blocks whose two best candidates, block scales s1 and s2, have the same errors in exact arithmetic
+// on different elements: pairs q*s1 + d and q*s2 - d, one element's error at s1 the other's at s2
+// (q from `multipliers`; d below the distance to any other grid point). Their f32 sums differ only
+// by rounding, so the order of the summation decides the choice. `amax` > 0 is added as one element.
+inline std::vector<float> mirrored_block(std::mt19937& rng, float s1, float s2, const std::vector<float>& multipliers,
+                                         float amax) {
+  std::uniform_real_distribution<float> u(0.0f, 0.5f);
+  std::vector<float> x(16, 0.0f);
+  std::vector<int> order(16);
+  for (int i = 0; i < 16; ++i) order[i] = i;
+  std::shuffle(order.begin(), order.end(), rng);
+  const int pairs = 2 + static_cast<int>(rng() % 6);
+  for (int p = 0; p < pairs; ++p) {
+    const float q = p == 0 ? multipliers[0] : multipliers[rng() % multipliers.size()];
+    const float d = std::fabs(q * (s2 - s1)) * std::ldexp(u(rng), -static_cast<int>(rng() % 8));
+    const float sign = (rng() & 1) ? -1.0f : 1.0f;
+    x[order[2 * p]] = sign * (q * s1 + d);
+    x[order[2 * p + 1]] = sign * (q * s2 - d);
+  }
+  if (amax > 0.0f) x[order[15]] = amax;
   return x;
 }
 
