@@ -28,6 +28,7 @@ namespace {
 using testing::adversarial_block;
 using testing::BytesEqual;
 using testing::mirrored_block;
+using testing::random_gram;
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 constexpr float kInf = std::numeric_limits<float>::infinity();
@@ -38,22 +39,6 @@ Matrix diagonal(const std::vector<float>& d) {
   Matrix h(256, 0.0f);
   for (int i = 0; i < 16; ++i) h[static_cast<size_t>(i * 17)] = d[static_cast<size_t>(i)];
   return h;
-}
-
-// AᵀA of 40 rows whose channels share a common factor and differ in size by up to e^±4.5.
-Matrix random_gram(std::mt19937& rng) {
-  std::normal_distribution<double> n;
-  std::vector<double> scale(16);
-  for (double& s : scale) s = std::exp(1.5 * n(rng));
-  std::vector<double> h(256, 0.0);
-  for (int r = 0; r < 40; ++r) {
-    const double common = n(rng);
-    double row[16];
-    for (int i = 0; i < 16; ++i) row[i] = scale[static_cast<size_t>(i)] * (0.8 * common + 0.6 * n(rng));
-    for (int i = 0; i < 16; ++i)
-      for (int j = 0; j < 16; ++j) h[static_cast<size_t>(i * 16 + j)] += row[i] * row[j];
-  }
-  return Matrix(h.begin(), h.end());
 }
 
 // XᵀX blocks of every kind the sweep meets, usable and not, each prepared with and without damping,

@@ -1,6 +1,6 @@
 #pragma once
-// Adversarial 16-blocks for the searched NVFP4 scales, shared by the tests of the sweep and of its
-// fast paths.
+// Adversarial 16-blocks for the searched NVFP4 scales, and random 16×16 Gram blocks for the
+// hessian weighting, shared by the tests of the sweeps and of their fast paths.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -105,6 +105,22 @@ inline std::vector<float> mirrored_block(std::mt19937& rng, float s1, float s2, 
   }
   if (amax > 0.0f) x[order[15]] = amax;
   return x;
+}
+
+// A random Gram matrix AᵀA of 40 correlated rows: channels share a common factor and differ in size.
+inline std::vector<float> random_gram(std::mt19937& rng) {
+  std::normal_distribution<double> n;
+  std::vector<double> scale(16);
+  for (double& s : scale) s = std::exp(1.5 * n(rng));
+  std::vector<double> h(256, 0.0);
+  for (int r = 0; r < 40; ++r) {
+    const double common = n(rng);
+    double row[16];
+    for (int i = 0; i < 16; ++i) row[i] = scale[static_cast<size_t>(i)] * (0.8 * common + 0.6 * n(rng));
+    for (int i = 0; i < 16; ++i)
+      for (int j = 0; j < 16; ++j) h[static_cast<size_t>(i * 16 + j)] += row[i] * row[j];
+  }
+  return std::vector<float>(h.begin(), h.end());
 }
 
 inline std::vector<float> round_to(const std::vector<float>& v, DType dtype) {
