@@ -52,7 +52,9 @@ Nvfp4Tensor quantize_nvfp4_searched(FloatSpan src, const Nvfp4SearchScaling& sca
 }
 
 Nvfp4Tensor quantize_nvfp4_hessian(FloatSpan src, const std::vector<HessianBlockWeight>& weights, const HessianLayout& layout,
-                                   const Nvfp4SearchScaling& scaling, unsigned threads, Nvfp4HessianStats& stats) {
+                                   const Nvfp4SearchScaling& scaling, unsigned threads, Nvfp4HessianStats& stats,
+                                   Isa isa) {
+  const auto& k = nvfp4_hessian_kernels(isa);
   Nvfp4Tensor out;
   out.global = scaling.weight_scale_2;
   out.packed.resize(src.size / 2);
@@ -61,8 +63,8 @@ Nvfp4Tensor quantize_nvfp4_hessian(FloatSpan src, const std::vector<HessianBlock
   // Every block tries all 126 candidates with a 16x16 weighting: pieces of 64 blocks.
   parallel_for(src.size, kPieceElements / 256, threads, [&](size_t b, size_t e) {
     Nvfp4HessianStats piece;
-    nvfp4_hessian_quantize_ref(src.subspan(b, e - b), b / kNvfp4BlockSize, weights, layout, scaling,
-                               out.packed.data() + b / 2, out.scales.data() + b / kNvfp4BlockSize, &piece);
+    k.quantize(src.subspan(b, e - b), b / kNvfp4BlockSize, weights, layout, scaling, out.packed.data() + b / 2,
+               out.scales.data() + b / kNvfp4BlockSize, &piece);
     std::lock_guard lock(mutex);
     stats.blocks += piece.blocks;
     stats.fallback_blocks += piece.fallback_blocks;

@@ -31,6 +31,7 @@ Nvfp4Tensor quantize_nvfp4_searched(FloatSpan src, const Nvfp4SearchScaling& sca
 // Hessian block scales of a row-major [rows, cols] tensor: `weights` holds one prepared XᵀX block
 // per 16 input channels (of each row group, as `layout` says). Adds the block counts to `stats`.
 Nvfp4Tensor quantize_nvfp4_hessian(FloatSpan src, const std::vector<HessianBlockWeight>& weights, const HessianLayout& layout,
-                                   const Nvfp4SearchScaling& scaling, unsigned threads, Nvfp4HessianStats& stats);
+                                   const Nvfp4SearchScaling& scaling, unsigned threads, Nvfp4HessianStats& stats,
+                                   Isa isa = preferred_isa());
 
 }  // namespace fp4kit

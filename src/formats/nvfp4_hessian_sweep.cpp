@@ -39,7 +39,8 @@ HessianBlockWeight hessian_block_weight(const float* xtx, double damping) {
   return w;
 }
 
-float hessian_block_loss(const float* x, const Nvfp4MseCandidates& cand, int k, const HessianBlockWeight& w, int lanes) {
+HessianLossTerms hessian_block_terms(const float* x, const Nvfp4MseCandidates& cand, int k, const HessianBlockWeight& w,
+                                     int lanes) {
   const float scale = cand.scale(k), reciprocal = cand.reciprocal(k);
   float d[kBlock];
   for (int i = 0; i < kBlock; ++i) {
@@ -74,7 +75,11 @@ float hessian_block_loss(const float* x, const Nvfp4MseCandidates& cand, int k, 
       any = true;
     }
   }
-  return any ? lane_sum[0] + static_cast<float>(cross) : lane_sum[0];
+  return HessianLossTerms{lane_sum[0], cross, any};
+}
+
+float hessian_block_loss(const float* x, const Nvfp4MseCandidates& cand, int k, const HessianBlockWeight& w, int lanes) {
+  return hessian_block_terms(x, cand, k, w, lanes).loss();
 }
 
 int hessian_sweep(const float* x, const Nvfp4MseCandidates& cand, const HessianBlockWeight& w, int lanes) {
@@ -114,6 +119,22 @@ void nvfp4_hessian_quantize_ref(FloatSpan src, size_t first_block, const std::ve
     stats->blocks += local.blocks;
     stats->fallback_blocks += local.fallback_blocks;
   }
+}
+
+namespace {
+
+void ref_block_terms(const float* x, const Nvfp4MseCandidates& cand, const HessianBlockWeight& w, int lanes,
+                     HessianLossTerms* terms) {
+  for (int k = 0; k < Nvfp4MseCandidates::kCount; ++k) terms[k] = hessian_block_terms(x, cand, k, w, lanes);
+}
+
+const Nvfp4HessianKernels kScalarKernels = {nvfp4_hessian_quantize_ref, ref_block_terms};
+
+}  // namespace
+
+const Nvfp4HessianKernels& nvfp4_hessian_kernels(Isa isa) {
+  if (const Nvfp4HessianKernels* k = nvfp4_hessian_simd::kernels(isa)) return *k;
+  return kScalarKernels;
 }
 
 }  // namespace fp4kit

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "formats/float_span.h"
+#include "formats/isa.h"
 #include "formats/nvfp4_mse_sweep.h"
 #include "formats/nvfp4_scale_search.h"
 
@@ -41,7 +42,17 @@ struct HessianBlockWeight {
 // From one 16×16 block of XᵀX (row-major). `damping` is λ >= 0.
 HessianBlockWeight hessian_block_weight(const float* xtx, double damping);
 
-// eᵀ·H·e of the block x (16 values) at candidate k, as described above.
+// The two sums of eᵀ·H·e of the block x (16 values) at candidate k: the f32 diagonal sum, the F64
+// off-diagonal sum, and whether any off-diagonal term was added (some h_ij != 0).
+struct HessianLossTerms {
+  float diagonal = 0.0f;
+  double cross = 0.0;
+  bool any = false;
+  float loss() const { return any ? diagonal + static_cast<float>(cross) : diagonal; }
+};
+HessianLossTerms hessian_block_terms(const float* x, const Nvfp4MseCandidates&, int k, const HessianBlockWeight&, int lanes);
+
+// eᵀ·H·e of the block x (16 values) at candidate k, as described above: hessian_block_terms(...).loss().
 float hessian_block_loss(const float* x, const Nvfp4MseCandidates&, int k, const HessianBlockWeight&, int lanes);
 
 // The winning candidate of one block: all 126 tried; an unusable weight gives the mse sweep's winner.
@@ -73,5 +84,23 @@ struct HessianLayout {
 void nvfp4_hessian_quantize_ref(FloatSpan src, size_t first_block, const std::vector<HessianBlockWeight>& weights,
                                 const HessianLayout& layout, const Nvfp4SearchScaling& scaling, uint8_t* packed, uint8_t* scales,
                                 Nvfp4HessianStats* stats = nullptr);
+
+// Kernel set of one ISA: quantize with nvfp4_hessian_quantize_ref's arguments; block_terms gives
+// hessian_block_terms of all 126 candidates of a block of finite values with a usable weight (the
+// sums the choice is made from, for tests). Every ISA gives the reference's bits.
+struct Nvfp4HessianKernels {
+  void (*quantize)(FloatSpan src, size_t first_block, const std::vector<HessianBlockWeight>& weights,
+                   const HessianLayout& layout, const Nvfp4SearchScaling& scaling, uint8_t* packed, uint8_t* scales,
+                   Nvfp4HessianStats* stats);
+  void (*block_terms)(const float* x, const Nvfp4MseCandidates& candidates, const HessianBlockWeight& weight, int lanes,
+                      HessianLossTerms* terms);
+};
+
+const Nvfp4HessianKernels& nvfp4_hessian_kernels(Isa isa = preferred_isa());
+
+namespace nvfp4_hessian_simd {
+// The vector kernels for `isa` (nvfp4_hessian_sweep_simd.cpp), nullptr where none were compiled.
+const Nvfp4HessianKernels* kernels(Isa isa);
+}  // namespace nvfp4_hessian_simd
 
 }  // namespace fp4kit

@@ -21,7 +21,8 @@ namespace fp4kit {
 
 // Hessian: the mse sweep with each block's error weighted by the 16×16 block of XᵀX of its input
 // channels (formats/nvfp4_hessian_sweep.h); it needs those statistics, so only
-// nvfp4_hessian_quantize_ref computes it, and the functions below that take no statistics refuse it.
+// nvfp4_hessian_quantize_ref and its fast paths (nvfp4_hessian_kernels) compute it, and the functions
+// below that take no statistics refuse it.
 enum class Nvfp4ScaleMethod : uint8_t { Max, Mse, FourOverSix, Hessian };
 
 std::string_view scale_method_name(Nvfp4ScaleMethod);  // "max", "mse", "four-over-six", "hessian"

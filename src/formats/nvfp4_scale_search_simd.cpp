@@ -41,18 +41,11 @@ namespace hn = hwy::HWY_NAMESPACE;
 #if FP4KIT_SIMD_KERNELS
 
 using simd::HWY_NAMESPACE::E2m1Round;
+using simd::HWY_NAMESPACE::kTargetIsa;
 using simd::HWY_NAMESPACE::LoadAsF32;
 
 using DF = hn::CappedTag<float, 16>;  // at most one block, or 16 candidates, per vector
 using DI = hn::RebindToSigned<DF>;
-
-// This target's Isa, for the NVFP4 fast path of the same code.
-constexpr Isa kIsa = HWY_TARGET == HWY_AVX3  ? Isa::Avx512
-                     : HWY_TARGET == HWY_AVX2 ? Isa::Avx2
-                     : HWY_TARGET == HWY_SVE2 ? Isa::Sve2
-                     : HWY_TARGET == HWY_SVE  ? Isa::Sve
-                     : HWY_TARGET == HWY_NEON ? Isa::Neon
-                                              : Isa::Scalar;
 
 constexpr int kCandidates = Nvfp4MseCandidates::kCount;
 // A window may start at any candidate and its last vector reads up to 15 past its last candidate.
@@ -310,7 +303,7 @@ void quantize_impl(FloatSpan src, const Nvfp4SearchScaling& sc, uint8_t* packed,
       scales[first + b] = modelopt_static_block_scale(amax[b], sc.global_amax, fp8_max, cuda);
   }
   // NVFP4QTensor.quantize with the exported scales, as nvfp4_search_quantize does it.
-  nvfp4_kernels(kIsa).quantize_with_scales(src, scales, Nvfp4Scaling{sc.numerics, sc.weight_scale_2, src.dtype},
+  nvfp4_kernels(kTargetIsa).quantize_with_scales(src, scales, Nvfp4Scaling{sc.numerics, sc.weight_scale_2, src.dtype},
                                            packed);
 }
 

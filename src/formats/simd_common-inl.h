@@ -15,10 +15,19 @@
 #include <climits>
 
 #include "formats/dtype.h"
+#include "formats/isa.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace fp4kit::simd::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
+
+// This target's Isa, for calling another fast path of the same target.
+constexpr Isa kTargetIsa = HWY_TARGET == HWY_AVX3  ? Isa::Avx512
+                           : HWY_TARGET == HWY_AVX2 ? Isa::Avx2
+                           : HWY_TARGET == HWY_SVE2 ? Isa::Sve2
+                           : HWY_TARGET == HWY_SVE  ? Isa::Sve
+                           : HWY_TARGET == HWY_NEON ? Isa::Neon
+                                                    : Isa::Scalar;
 
 // Lanes(d) elements of a BF16, F16 or F32 array from index i, as f32 (exact: BF16 by a shift, F16 by
 // the hardware's conversion, which is exact for every F16 value, subnormals and NaN payloads included).

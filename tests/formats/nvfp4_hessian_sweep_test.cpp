@@ -22,6 +22,7 @@ namespace fp4kit {
 namespace {
 
 using testing::adversarial_block;
+using testing::random_gram;
 using testing::round_to;
 using testing::source_bytes;
 
@@ -77,22 +78,6 @@ std::vector<float> scaled_identity(float c) {
   std::vector<float> h(256, 0.0f);
   for (int i = 0; i < 16; ++i) h[static_cast<size_t>(i * 17)] = c;
   return h;
-}
-
-// A random Gram matrix AᵀA of 40 correlated rows: channels share a common factor and differ in size.
-std::vector<float> random_gram(std::mt19937& rng) {
-  std::normal_distribution<double> n;
-  std::vector<double> scale(16);
-  for (double& s : scale) s = std::exp(1.5 * n(rng));
-  std::vector<double> h(256, 0.0);
-  for (int r = 0; r < 40; ++r) {
-    const double common = n(rng);
-    double row[16];
-    for (int i = 0; i < 16; ++i) row[i] = scale[static_cast<size_t>(i)] * (0.8 * common + 0.6 * n(rng));
-    for (int i = 0; i < 16; ++i)
-      for (int j = 0; j < 16; ++j) h[static_cast<size_t>(i * 16 + j)] += row[i] * row[j];
-  }
-  return std::vector<float>(h.begin(), h.end());
 }
 
 // Random and adversarial rows: normal weights, and the shared adversarial blocks (zeros, constant

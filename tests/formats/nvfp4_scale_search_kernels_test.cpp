@@ -26,6 +26,7 @@ namespace {
 using testing::adversarial_block;
 using testing::BytesEqual;
 using testing::e4m3_value;
+using testing::mirrored_block;
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 constexpr float kInf = std::numeric_limits<float>::infinity();
@@ -202,29 +203,6 @@ void expect_same_f32(const std::vector<float>& v, float g, Nvfp4ScaleMethod meth
     EXPECT_TRUE(BytesEqual(s2, s1)) << scale_method_name(method);
     EXPECT_TRUE(BytesEqual(p2, p1)) << scale_method_name(method);
   }
-}
-
-// Blocks whose two best candidates, block scales s1 and s2, have the same errors in exact arithmetic
-// on different elements: pairs q*s1 + d and q*s2 - d, one element's error at s1 the other's at s2
-// (q from `multipliers`; d below the distance to any other grid point). Their f32 sums differ only
-// by rounding, so the order of the summation decides the choice. `amax` > 0 is added as one element.
-std::vector<float> mirrored_block(std::mt19937& rng, float s1, float s2, const std::vector<float>& multipliers,
-                                  float amax) {
-  std::uniform_real_distribution<float> u(0.0f, 0.5f);
-  std::vector<float> x(16, 0.0f);
-  std::vector<int> order(16);
-  for (int i = 0; i < 16; ++i) order[i] = i;
-  std::shuffle(order.begin(), order.end(), rng);
-  const int pairs = 2 + static_cast<int>(rng() % 6);
-  for (int p = 0; p < pairs; ++p) {
-    const float q = p == 0 ? multipliers[0] : multipliers[rng() % multipliers.size()];
-    const float d = std::fabs(q * (s2 - s1)) * std::ldexp(u(rng), -static_cast<int>(rng() % 8));
-    const float sign = (rng() & 1) ? -1.0f : 1.0f;
-    x[order[2 * p]] = sign * (q * s1 + d);
-    x[order[2 * p + 1]] = sign * (q * s2 - d);
-  }
-  if (amax > 0.0f) x[order[15]] = amax;
-  return x;
 }
 
 // mse: mirrored pairs between neighbouring candidates; 2 and 4 kernel threads (BF16 and F32

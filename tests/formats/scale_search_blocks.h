@@ -1,6 +1,7 @@
 #pragma once
-// Adversarial 16-blocks for the searched NVFP4 scales, shared by the tests of the sweep and of its
-// fast paths.
+// Adversarial 16-blocks for the searched NVFP4 scales, and random 16×16 Gram blocks for the
+// hessian weighting, shared by the tests of the sweeps and of their fast paths.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -81,6 +82,45 @@ inline std::vector<float> adversarial_block(std::mt19937& rng, float g) {
   }
   for (float& e : x) e = std::fmin(std::fmax(e, -g), g);
   return x;
+}
+
+// Blocks whose two best candidates, block scales s1 and s2, have the same errors in exact arithmetic
+// on different elements: pairs q*s1 + d and q*s2 - d, one element's error at s1 the other's at s2
+// (q from `multipliers`; d below the distance to any other grid point). Their f32 sums differ only
+// by rounding, so the order of the summation decides the choice. `amax` > 0 is added as one element.
+inline std::vector<float> mirrored_block(std::mt19937& rng, float s1, float s2, const std::vector<float>& multipliers,
+                                         float amax) {
+  std::uniform_real_distribution<float> u(0.0f, 0.5f);
+  std::vector<float> x(16, 0.0f);
+  std::vector<int> order(16);
+  for (int i = 0; i < 16; ++i) order[i] = i;
+  std::shuffle(order.begin(), order.end(), rng);
+  const int pairs = 2 + static_cast<int>(rng() % 6);
+  for (int p = 0; p < pairs; ++p) {
+    const float q = p == 0 ? multipliers[0] : multipliers[rng() % multipliers.size()];
+    const float d = std::fabs(q * (s2 - s1)) * std::ldexp(u(rng), -static_cast<int>(rng() % 8));
+    const float sign = (rng() & 1) ? -1.0f : 1.0f;
+    x[order[2 * p]] = sign * (q * s1 + d);
+    x[order[2 * p + 1]] = sign * (q * s2 - d);
+  }
+  if (amax > 0.0f) x[order[15]] = amax;
+  return x;
+}
+
+// A random Gram matrix AᵀA of 40 correlated rows: channels share a common factor and differ in size.
+inline std::vector<float> random_gram(std::mt19937& rng) {
+  std::normal_distribution<double> n;
+  std::vector<double> scale(16);
+  for (double& s : scale) s = std::exp(1.5 * n(rng));
+  std::vector<double> h(256, 0.0);
+  for (int r = 0; r < 40; ++r) {
+    const double common = n(rng);
+    double row[16];
+    for (int i = 0; i < 16; ++i) row[i] = scale[static_cast<size_t>(i)] * (0.8 * common + 0.6 * n(rng));
+    for (int i = 0; i < 16; ++i)
+      for (int j = 0; j < 16; ++j) h[static_cast<size_t>(i * 16 + j)] += row[i] * row[j];
+  }
+  return std::vector<float>(h.begin(), h.end());
 }
 
 inline std::vector<float> round_to(const std::vector<float>& v, DType dtype) {
