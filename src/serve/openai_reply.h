@@ -31,6 +31,8 @@ struct ReplyFormat {
   bool stream = false;
   bool logprobs = false;
   bool tools = false;  // read tool calls out of the answer
+  // The reply starts outside the reasoning and a first <think> token opens it (reply_text.h).
+  std::optional<int32_t> think_start;
   std::string id, model;
   int64_t created = 0;
 };
