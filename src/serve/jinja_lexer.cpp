@@ -160,7 +160,8 @@ class Lexer {
         if (s_.compare(pos_, n, op) != 0) continue;
         if (n == 1 && std::strchr("([{", op[0])) brackets += op[0] == '(' ? ')' : op[0] == '[' ? ']' : '}';
         if (n == 1 && std::strchr(")]}", op[0])) {
-          if (brackets.empty() || brackets.back() != op[0]) fail(std::string("unexpected '") + op + "'", line_);
+          if (brackets.empty()) fail(std::string("unexpected '") + op + "'", line_);
+          if (brackets.back() != op[0]) fail(std::string("unexpected '") + op + "', expected '" + brackets.back() + "'", line_);
           brackets.pop_back();
         }
         tokens_.push_back({JinjaTokenKind::Operator, op, line_});

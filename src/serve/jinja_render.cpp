@@ -196,6 +196,14 @@ class Renderer {
 
   Flow node_run(const JinjaNode& n) {
     step(n.line);
+    try {
+      return node_kind_run(n);
+    } catch (const JinjaTypeError& e) {
+      fail(n.line, e.what());
+    }
+  }
+
+  Flow node_kind_run(const JinjaNode& n) {
     switch (n.kind) {
       case JinjaNodeKind::Text: emit(n.text, n.line); return Flow::Normal;
       case JinjaNodeKind::Output: emit(jinja_str(eval(*n.expr)), n.line); return Flow::Normal;
