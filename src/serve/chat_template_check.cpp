@@ -8,6 +8,7 @@
 
 #include "base/error.h"
 #include "serve/chat_template.h"
+#include "serve/deepseek_v3_tool_calls.h"
 #include "serve/jinja_error.h"
 
 namespace fp4kit::serve {
@@ -72,16 +73,21 @@ bool has(const std::string& s, const char* what) { return s.find(what) != std::s
 }  // namespace
 
 ChatFormat resolve_chat_format(const std::string& model_dir, bool force_v4) {
-  if (force_v4) return {"chat format: DeepSeek V4 encoder rules (--chat-format deepseek-v4)", nullptr, {}};
+  if (force_v4) return {"chat format: DeepSeek V4 encoder rules (--chat-format deepseek-v4)", nullptr, {}, ToolCallSyntax::DeepSeekV4};
   const ShippedTemplate t = shipped_template(model_dir);
-  if (t.text.empty()) return {"chat format: DeepSeek V4 encoder rules (the model ships no chat template)", nullptr, {}};
+  if (t.text.empty())
+    return {"chat format: DeepSeek V4 encoder rules (the model ships no chat template)", nullptr, {}, ToolCallSyntax::DeepSeekV4};
   if (has(t.text, "\uff5cDSML\uff5c") && has(t.text, "tool_calls") && has(t.text, "<tool_result>"))
-    return {"chat format: DeepSeek V4 encoder rules (" + t.source + " writes DeepSeek V4's format)", nullptr, {}};
+    return {"chat format: DeepSeek V4 encoder rules (" + t.source + " writes DeepSeek V4's format)", nullptr, {},
+            ToolCallSyntax::DeepSeekV4};
   try {
     auto parsed = std::make_shared<const JinjaTemplate>(JinjaTemplate::parse(t.text, t.source));
     TemplateSpecialTokens tokens{special_token(t.tokenizer_config, "bos_token", kBosToken),
                                  special_token(t.tokenizer_config, "eos_token", kEosToken)};
-    return {"chat format: the model's Jinja template " + t.source, std::move(parsed), std::move(tokens)};
+    std::optional<ToolCallSyntax> calls;
+    if (has(t.text, kToolCallsBegin)) calls = ToolCallSyntax::DeepSeekV3;
+    return {"chat format: the model's Jinja template " + t.source + (calls ? " (DeepSeek V3 tool calls read back)" : ""),
+            std::move(parsed), std::move(tokens), calls};
   } catch (const TemplateError& e) {
     throw InputError(std::string(e.what()) + " (fp4kit renders a subset of Jinja, docs/serve.md; "
                      "--chat-format deepseek-v4 renders DeepSeek V4's encoder format instead)");

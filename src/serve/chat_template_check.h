@@ -12,10 +12,12 @@
 //     is refused, naming the file, the line and the construct.
 // `force_v4` (serve --chat-format deepseek-v4) uses the V4 rules whatever the files hold.
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "serve/jinja_chat_prompt.h"
 #include "serve/jinja_template.h"
+#include "serve/tool_call_stream.h"
 
 namespace fp4kit::serve {
 
@@ -23,6 +25,9 @@ struct ChatFormat {
   std::string description;                       // which rules apply and why, one line
   std::shared_ptr<const JinjaTemplate> jinja;    // null: DeepSeek V4's encoder rules
   TemplateSpecialTokens tokens;                  // with a template: its bos_token and eos_token
+  // How the model writes tool calls: V4's DSML with the encoder; DeepSeek V3's with a template that
+  // writes <｜tool▁calls▁begin｜>; none is read with any other template (calls stay text).
+  std::optional<ToolCallSyntax> tool_calls = ToolCallSyntax::DeepSeekV4;
 };
 
 // InputError for a template that cannot be served, or a tokenizer_config.json that is not JSON.

@@ -123,7 +123,8 @@ HttpReply OpenAIService::route(const std::string& method, const std::string& pat
     require_ready();
     const std::string text = chat_prompt(request, r);
     Prompt p{tokenizer_->encode(text, /*add_special_tokens=*/false), "messages"};
-    return generate(r.generation, p, true, reasoning_of(text, r), !r.tools.empty(), client_gone);
+    const bool read_calls = !r.tools.empty() && options_.chat_format.tool_calls.has_value();
+    return generate(r.generation, p, true, reasoning_of(text, r), read_calls, client_gone);
   }
   throw not_found("unknown_route", "No route " + method + " " + path);
 }
@@ -212,6 +213,7 @@ HttpReply OpenAIService::generate(const GenerationRequest& r, const Prompt& prom
   format.stream = r.stream;
   format.logprobs = r.logprobs;
   format.tools = tools;
+  if (tools) format.tool_syntax = *options_.chat_format.tool_calls;
   if (chat && reasoning == Reasoning::MayOpen && think_start_) format.think_start = think_start_;
   char id[32];
   std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(r.sampling.seed ^ (++next_id_ * 0x9E3779B97F4A7C15ull)));

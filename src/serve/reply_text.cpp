@@ -21,13 +21,13 @@ size_t complete_utf8_prefix(const std::string& s) {
 }
 
 ReplyText::ReplyText(const calib::Tokenizer& tokenizer, std::vector<std::string> stops, std::optional<int32_t> think_end,
-                     bool tool_calls, std::optional<int32_t> think_start)
+                     bool tool_calls, std::optional<int32_t> think_start, ToolCallSyntax tool_syntax)
     : tokenizer_(tokenizer),
       stop_(std::move(stops)),
       think_end_(think_end),
       think_start_(think_start),
       in_reasoning_(think_end.has_value() && !think_start.has_value()) {
-  if (tool_calls) tools_.emplace();
+  if (tool_calls) tools_.emplace(tool_syntax);
 }
 
 void ReplyText::answer(const ToolCallDelta& t, ReplyDelta& d) {
