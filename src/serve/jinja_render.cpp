@@ -320,6 +320,7 @@ class Renderer {
       case E::List: {
         JinjaData list = JinjaData::array();
         for (const auto& item : e.args) list.push_back(data(*item));
+        check_value_depth(list);
         return V::of(std::move(list));
       }
       case E::Dict: {
@@ -329,6 +330,7 @@ class Renderer {
           if (!key.is_string()) throw JinjaTypeError("dict keys other than strings are not supported");
           dict[key.get<std::string>()] = data(*e.args[i + 1]);
         }
+        check_value_depth(dict);
         return V::of(std::move(dict));
       }
       case E::GetAttr: return attribute(eval(*e.args[0]), e.name);
@@ -492,6 +494,7 @@ class Renderer {
         for (const auto& [k, v] : a.data.items()) attributes[k] = v;
       }
       for (const auto& [k, v] : kwargs) attributes[k] = v.need_data();
+      check_value_depth(attributes);
       if (callee.name == "dict") return V::of(std::move(attributes));
       return {V::Kind::Namespace, nullptr, std::make_shared<JinjaData>(std::move(attributes)), ""};
     }
@@ -609,6 +612,7 @@ class Renderer {
   static JinjaData pairs(const JinjaData& o) {
     JinjaData out = JinjaData::array();
     for (const auto& [k, v] : o.items()) out.push_back(JinjaData::array({k, v}));
+    check_value_depth(out);
     return out;
   }
 

@@ -271,6 +271,23 @@ JinjaData python_binary(const std::string& op, const JinjaData& a, const JinjaDa
   return refuse();
 }
 
+namespace {
+
+bool deeper_than(const JinjaData& v, int levels) {
+  if (!v.is_array() && !v.is_object()) return false;
+  if (levels <= 0) return true;
+  for (const auto& item : v)
+    if (deeper_than(item, levels - 1)) return true;
+  return false;
+}
+
+}  // namespace
+
+void check_value_depth(const JinjaData& v) {
+  if (deeper_than(v, kMaxJinjaValueDepth))
+    throw JinjaTypeError("a list or dict nested deeper than " + std::to_string(kMaxJinjaValueDepth) + " levels");
+}
+
 std::vector<size_t> utf8_offsets(const std::string& s) {
   std::vector<size_t> out;
   for (size_t i = 0; i < s.size(); ++i)

@@ -55,6 +55,11 @@ bool python_contains(const JinjaData& container, const JinjaData& item);
 JinjaData python_binary(const std::string& op, const JinjaData& a, const JinjaData& b, size_t max_size);
 int64_t python_len(const JinjaData& v);
 
+// Lists and dicts a template builds may nest this deep, so that printing or comparing them (which
+// recurse) stays within the stack; JinjaTypeError for a deeper one.
+inline constexpr int kMaxJinjaValueDepth = 256;
+void check_value_depth(const JinjaData& v);
+
 // UTF-8 code points: the byte offset where each starts, and the string's size at the end.
 std::vector<size_t> utf8_offsets(const std::string& s);
 // s[index] (negative from the end) and s[start:stop:step] by code point, Python's rules; nullopt

@@ -194,6 +194,9 @@ TEST(JinjaTemplate, RenderingIsBounded) {
             "t.jinja:1: the template took more than 100000 steps (the render limit)");
   EXPECT_EQ(error_of("{{ range(100001)|length }}"), "t.jinja:1: range() of more than 100000 items (the sandbox limit)");
   EXPECT_EQ(render("{{ range(100000)|length }}"), "100000");
+  // Values nested by a loop stay shallow enough to print and compare.
+  EXPECT_EQ(error_of("{% set ns = namespace(x=[]) %}{% for i in range(1000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x }}"),
+            "t.jinja:1: a list or dict nested deeper than 256 levels");
 }
 
 }  // namespace
