@@ -3,6 +3,7 @@
 #include <cctype>
 #include <cstring>
 
+#include "calib/unicode.h"
 #include "serve/jinja_error.h"
 
 namespace fp4kit::serve {
@@ -26,24 +27,6 @@ std::string normalize_newlines(const std::string& in) {
   }
   if (!out.empty() && out.back() == '\n') out.pop_back();  // keep_trailing_newline=False
   return out;
-}
-
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
 }
 
 class Lexer {
@@ -238,15 +221,15 @@ class Lexer {
         case 'r': v += '\r'; break;
         case 't': v += '\t'; break;
         case 'v': v += '\v'; break;
-        case 'x': append_utf8(v, hex(2, line_)); break;
-        case 'u': append_utf8(v, hex(4, line_)); break;
-        case 'U': append_utf8(v, hex(8, line_)); break;
+        case 'x': calib::append_utf8(v, hex(2, line_)); break;
+        case 'u': calib::append_utf8(v, hex(4, line_)); break;
+        case 'U': calib::append_utf8(v, hex(8, line_)); break;
         case 'N': fail("named escapes (\\N{...}) are not supported", line_);
         default:
           if (e >= '0' && e <= '7') {
             uint32_t o = static_cast<uint32_t>(e - '0');
             for (int i = 0; i < 2 && pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '7'; ++i) o = o * 8 + static_cast<uint32_t>(s_[pos_++] - '0');
-            append_utf8(v, o);
+            calib::append_utf8(v, o);
           } else {
             v += '\\';  // Python keeps an unknown escape as it is
             v += e;

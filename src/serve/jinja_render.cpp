@@ -5,6 +5,7 @@
 #include <ctime>
 #include <map>
 
+#include "calib/unicode.h"
 #include "serve/jinja_builtins.h"
 #include "serve/jinja_error.h"
 #include "serve/python_json.h"
@@ -137,23 +138,20 @@ std::string replace(const std::string& s, const std::string& from, const std::st
 
 // Non-ASCII characters as \uXXXX (surrogate pairs above the BMP), as json.dumps(ensure_ascii=True).
 std::string ascii_json(const std::string& s) {
+  std::u32string cps;
+  calib::decode_utf8(s, cps);  // the engine's strings are valid UTF-8 (the template and JSON are checked)
   std::string out;
-  for (size_t i = 0; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      out += s[i++];
+  for (char32_t cp : cps) {
+    if (cp < 0x80) {
+      out += static_cast<char>(cp);
       continue;
     }
-    const size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
-    uint32_t cp = c & (n == 4 ? 0x07 : n == 3 ? 0x0F : 0x1F);
-    for (size_t k = 1; k < n && i + k < s.size(); ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
-    i += n;
     char buf[16];
     if (cp >= 0x10000) {
       cp -= 0x10000;
-      std::snprintf(buf, sizeof buf, "\\u%04x\\u%04x", 0xD800 + (cp >> 10), 0xDC00 + (cp & 0x3FF));
+      std::snprintf(buf, sizeof buf, "\\u%04x\\u%04x", static_cast<unsigned>(0xD800 + (cp >> 10)), static_cast<unsigned>(0xDC00 + (cp & 0x3FF)));
     } else {
-      std::snprintf(buf, sizeof buf, "\\u%04x", cp);
+      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(cp));
     }
     out += buf;
   }
