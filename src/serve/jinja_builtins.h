@@ -18,7 +18,7 @@ inline constexpr std::array<std::string_view, 33> kJinjaTests = {
     "iterable", "sequence", "eq", "equalto", "==", "ne", "!=", "lt", "<", "le", "<=", "gt", ">", "ge", ">=", "in",
     "sameas", "even", "odd", "divisibleby", "lower", "upper"};
 
-// Methods of strings (split ... join) and of dicts (items, keys, values, get).
+// Methods of strings (split ... join), of lists (count) and of dicts (items, keys, values, get).
 inline constexpr std::array<std::string_view, 19> kJinjaMethods = {
     "split", "rsplit", "strip", "lstrip", "rstrip", "startswith", "endswith", "lower", "upper", "title",
     "capitalize", "replace", "find", "count", "join", "items", "keys", "values", "get"};

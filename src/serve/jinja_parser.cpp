@@ -501,11 +501,12 @@ class Parser {
         if (!jinja_known(kJinjaTests, t->name)) fail("the test '" + t->name + "' is not supported");
         t->args.push_back(std::move(e));
         const bool argument_follows = cur().kind == K::String || cur().kind == K::Integer || cur().kind == K::Float ||
-                                      (cur().kind == K::Name && !is_name("else") && !is_name("or") && !is_name("and") &&
-                                       !is_name("if") && !is_name("is")) ||
+                                      (cur().kind == K::Name && !is_name("else") && !is_name("or") && !is_name("and")) ||
                                       is_op("[") || is_op("{");
         if (is_op("(")) {
           call_arguments(*t);
+        } else if (is_name("is")) {
+          fail("You cannot chain multiple tests with is");
         } else if (argument_follows) {
           t->args.push_back(postfix(primary()));
         }

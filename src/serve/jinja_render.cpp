@@ -102,13 +102,33 @@ std::string capitalize(const std::string& s) {
   return out;
 }
 
-std::string title(const std::string& s) {
+// Python's str.title(): a letter after a letter is lowered, any other raised. Bytes of non-ASCII
+// characters count as letters that keep their case.
+std::string python_title(const std::string& s) {
   std::string out = s;
   bool word = false;
   for (char& c : out) {
-    const bool letter = std::isalpha(static_cast<unsigned char>(c)) != 0;
-    if (letter) c = static_cast<char>(word ? std::tolower(static_cast<unsigned char>(c)) : std::toupper(static_cast<unsigned char>(c)));
+    const auto u = static_cast<unsigned char>(c);
+    const bool letter = std::isalpha(u) != 0 || u >= 0x80;
+    if (u < 0x80 && letter) c = static_cast<char>(word ? std::tolower(u) : std::toupper(u));
     word = letter;
+  }
+  return out;
+}
+
+// Jinja2's title filter: words split at runs of whitespace, '-', '(', '{', '[' and '<'; each
+// piece's first character raised, the rest lowered.
+std::string jinja_title(const std::string& s) {
+  std::string out = s;
+  bool piece_start = true;
+  for (char& c : out) {
+    const auto u = static_cast<unsigned char>(c);
+    if (is_ascii_space(c) || c == '-' || c == '(' || c == '{' || c == '[' || c == '<') {
+      piece_start = true;
+      continue;
+    }
+    if (u < 0x80) c = static_cast<char>(piece_start ? std::toupper(u) : std::tolower(u));
+    if (u < 0x80 || (u & 0xC0) == 0xC0) piece_start = false;  // a non-ASCII character's lead byte
   }
   return out;
 }
@@ -296,7 +316,7 @@ class Renderer {
     for (auto it = scopes_.rbegin(); it != scopes_.rend(); ++it)
       if (const auto found = it->find(name); found != it->end()) return found->second;
     if (const auto it = context_.find(name); it != context_.end()) return V::of(*it);
-    if (jinja_known(kJinjaFunctions, name)) return {V::Kind::Function, nullptr, nullptr, name};
+    if (jinja_known(kJinjaFunctions, name)) return {V::Kind::Function, nullptr, nullptr, name, false};
     return V::undefined(name);
   }
 
@@ -334,7 +354,10 @@ class Renderer {
       case E::GetAttr: return attribute(eval(*e.args[0]), e.name);
       case E::GetItem: return item(eval(*e.args[0]), eval(*e.args[1]));
       case E::Slice: {
-        const JinjaData object = data(*e.args[0]);
+        const V sliced = eval(*e.args[0]);
+        if (sliced.is_undefined()) throw JinjaTypeError("'" + sliced.name + "' is undefined");
+        if (sliced.generator) throw JinjaTypeError("'generator' object is not subscriptable");
+        const JinjaData& object = sliced.need_data();  // Jinja2 slices as Python does: other types are an error
         const auto bound = [&](const JinjaExprPtr& p) -> std::optional<int64_t> {
           if (!p) return std::nullopt;
           const JinjaData b = data(*p);
@@ -396,7 +419,8 @@ class Renderer {
       if (op == "==" || op == "!=") {
         const bool same = left.is_undefined() || right.is_undefined()
                               ? left.is_undefined() && right.is_undefined()
-                              : left.kind == V::Kind::Data && right.kind == V::Kind::Data && python_equal(left.data, right.data);
+                              : left.kind == V::Kind::Data && right.kind == V::Kind::Data && !left.generator &&
+                                    !right.generator && python_equal(left.data, right.data);
         r = op == "==" ? same : !same;
       } else if (op == "in" || op == "not in") {
         const bool found = !right.is_undefined() && !left.is_undefined() && python_contains(right.need_data(), left.need_data());
@@ -425,7 +449,7 @@ class Renderer {
   V item(const V& object, const V& key) {
     if (object.kind == V::Kind::Undefined) throw JinjaTypeError("'" + object.name + "' is undefined");
     if (object.kind == V::Kind::Namespace) return key.is_data() && key.data.is_string() ? attribute(object, key.data.get<std::string>()) : V::undefined("item");
-    if (object.kind != V::Kind::Data || !key.is_data()) return V::undefined("item");
+    if (object.kind != V::Kind::Data || object.generator || !key.is_data()) return V::undefined("item");
     const JinjaData& o = object.data;
     const JinjaData& k = key.data;
     if (o.is_object() && k.is_string()) {
@@ -494,7 +518,7 @@ class Renderer {
       for (const auto& [k, v] : kwargs) attributes[k] = v.need_data();
       check_value_depth(attributes);
       if (callee.name == "dict") return V::of(std::move(attributes));
-      return {V::Kind::Namespace, nullptr, std::make_shared<JinjaData>(std::move(attributes)), ""};
+      return {V::Kind::Namespace, nullptr, std::make_shared<JinjaData>(std::move(attributes)), "", false};
     }
     if (callee.name == "range") {
       std::vector<int64_t> p;
@@ -554,7 +578,7 @@ class Renderer {
       }
       if (name == "lower") return V::of(ascii_lower(s));
       if (name == "upper") return V::of(ascii_upper(s));
-      if (name == "title") return V::of(title(s));
+      if (name == "title") return V::of(python_title(s));
       if (name == "capitalize") return V::of(capitalize(s));
       if (name == "replace") {
         const auto from = string_argument(args, kwargs, 0, "old"), to = string_argument(args, kwargs, 1, "new");
@@ -588,6 +612,12 @@ class Renderer {
         }
         return V::of(std::move(out));
       }
+    }
+    if (o.is_array() && name == "count") {
+      const auto x = argument(args, kwargs, 0, "value");
+      if (!x) throw JinjaTypeError("count() takes exactly one argument");
+      const JinjaData& item = x->need_data();
+      return V::of(static_cast<int64_t>(std::count_if(o.begin(), o.end(), [&](const JinjaData& y) { return python_equal(y, item); })));
     }
     if (o.is_object()) {
       if (name == "items") return V::of(pairs(o));
@@ -637,14 +667,17 @@ class Renderer {
       if (value.is_undefined() || (boolean && !jinja_truthy(value))) return argument(args, kwargs, 0, "default_value").value_or(V::of(""));
       return value;
     }
-    if (name == "safe") return value;
+    if (name == "safe") return V::of(jinja_str(value));  // Markup: a string
     if (name == "string") return V::of(jinja_str(value));
-    if (name == "length" || name == "count") return V::of(value.is_undefined() ? 0 : python_len(value.need_data()));
+    if (name == "length" || name == "count") {
+      if (value.generator) throw JinjaTypeError("object of type 'generator' has no len()");
+      return V::of(value.is_undefined() ? 0 : python_len(value.need_data()));
+    }
     if (name == "trim") return V::of(strip(jinja_str(value), string_argument(args, kwargs, 0, "chars"), true, true));
     if (name == "lower") return V::of(ascii_lower(jinja_str(value)));
     if (name == "upper") return V::of(ascii_upper(jinja_str(value)));
     if (name == "capitalize") return V::of(capitalize(jinja_str(value)));
-    if (name == "title") return V::of(title(jinja_str(value)));
+    if (name == "title") return V::of(jinja_title(jinja_str(value)));
     if (name == "replace") {
       const auto from = string_argument(args, kwargs, 0, "old"), to = string_argument(args, kwargs, 1, "new");
       if (!from || !to) throw JinjaTypeError("replace needs two strings");
@@ -670,6 +703,7 @@ class Renderer {
       }
       layout.sort_keys = argument(args, kwargs, 3, "sort_keys") && jinja_truthy(*argument(args, kwargs, 3, "sort_keys"));
       if (value.is_undefined()) throw JinjaTypeError("Object of type Undefined is not JSON serializable");
+      if (value.generator) throw JinjaTypeError("Object of type generator is not JSON serializable");
       std::string text = python_json_dumps(value.need_data(), layout);
       return V::of(ensure_ascii ? ascii_json(text) : text);
     }
@@ -700,16 +734,16 @@ class Renderer {
       return V::of(std::move(out));
     }
     if (name == "items") {
-      if (value.is_undefined()) return V::of(JinjaData::array());
+      if (value.is_undefined()) return V::generated(JinjaData::array());
       if (!value.need_data().is_object()) throw JinjaTypeError("items filter: not a mapping");
-      return V::of(pairs(value.data));
+      return V::generated(pairs(value.data));
     }
     if (name == "reverse") {
       const JinjaData& d = value.need_data();
       if (d.is_string()) return V::of(python_slice(d, std::nullopt, std::nullopt, -1));
       std::vector<JinjaData> items = python_iterate(d);
       std::reverse(items.begin(), items.end());
-      return V::of(JinjaData(items));
+      return V::generated(JinjaData(items));
     }
     if (name == "abs") {
       const JinjaData& d = value.need_data();
@@ -721,7 +755,7 @@ class Renderer {
     if (name == "map") {
       JinjaData out = JinjaData::array();
       const auto attr = string_argument(Args{}, kwargs, 0, "attribute");
-      if (value.is_undefined()) return V::of(out);
+      if (value.is_undefined()) return V::generated(out);
       for (const JinjaData& x : python_iterate(value.need_data())) {
         if (attr) {
           V v = path(V::of(x), *attr);
@@ -734,7 +768,7 @@ class Renderer {
           out.push_back(filter(f, V::of(x), Args(args.begin() + 1, args.end()), kwargs).need_data());
         }
       }
-      return V::of(std::move(out));
+      return V::generated(std::move(out));
     }
     if (name == "select" || name == "reject" || name == "selectattr" || name == "rejectattr") {
       const bool by_attribute = name == "selectattr" || name == "rejectattr", keep_if = name == "select" || name == "selectattr";
@@ -753,13 +787,13 @@ class Renderer {
       }
       const Args test_args(args.begin() + static_cast<ptrdiff_t>(std::min(args.size(), at + 1)), args.end());
       JinjaData out = JinjaData::array();
-      if (value.is_undefined()) return V::of(out);
+      if (value.is_undefined()) return V::generated(out);
       for (const JinjaData& x : python_iterate(value.need_data())) {
         const V subject = attr ? path(V::of(x), *attr) : V::of(x);
         const bool passes = test_name ? test(*test_name, subject, test_args) : jinja_truthy(subject);
         if (passes == keep_if) out.push_back(x);
       }
-      return V::of(std::move(out));
+      return V::generated(std::move(out));
     }
     if (name == "sort" || name == "unique") {
       const bool reverse = name == "sort" && argument(args, kwargs, 0, "reverse") && jinja_truthy(*argument(args, kwargs, 0, "reverse"));
@@ -781,7 +815,7 @@ class Renderer {
             out.push_back(x);
           }
         }
-        return V::of(JinjaData(out));
+        return V::generated(JinjaData(out));
       }
       std::stable_sort(items.begin(), items.end(), [&](const JinjaData& a, const JinjaData& b) {
         const int c = python_compare(key(a), key(b));
@@ -838,6 +872,7 @@ class Renderer {
       return false;
     }
     const JinjaData& d = value.data;
+    if (value.generator && (name == "sequence" || name == "mapping" || name == "string")) return false;
     if (name == "none") return d.is_null();
     if (name == "string") return d.is_string();
     if (name == "number") return d.is_number() || d.is_boolean();

@@ -104,7 +104,7 @@ const JinjaData& JinjaValue::need_data() const {
 
 bool jinja_truthy(const JinjaValue& v) {
   if (v.kind == JinjaValue::Kind::Undefined) return false;
-  if (v.kind != JinjaValue::Kind::Data) return true;
+  if (v.kind != JinjaValue::Kind::Data || v.generator) return true;
   const JinjaData& d = v.data;
   switch (d.type()) {
     case T::null: return false;
@@ -152,6 +152,7 @@ std::string jinja_str(const JinjaValue& v) {
     case JinjaValue::Kind::Function: return "<function " + v.name + ">";
     case JinjaValue::Kind::Data: break;
   }
+  if (v.generator) return "<generator object>";  // Jinja2 prints the object's address
   return v.data.is_string() ? v.data.get<std::string>() : python_repr(v.data);
 }
 

@@ -31,9 +31,14 @@ struct JinjaValue {
   JinjaData data;                          // Data
   std::shared_ptr<JinjaData> attributes;   // Namespace: an object
   std::string name;                        // Undefined: what is missing; Function: its name
+  // Data: the items of a Python generator (what map, select, reject, selectattr, rejectattr, the
+  // items and unique filters and reverse of a list give): true even when empty, without len(), not
+  // JSON, printed as a generator object.
+  bool generator = false;
 
-  static JinjaValue of(JinjaData d) { return {Kind::Data, std::move(d), nullptr, ""}; }
-  static JinjaValue undefined(std::string what) { return {Kind::Undefined, nullptr, nullptr, std::move(what)}; }
+  static JinjaValue of(JinjaData d) { return {Kind::Data, std::move(d), nullptr, "", false}; }
+  static JinjaValue generated(JinjaData items) { return {Kind::Data, std::move(items), nullptr, "", true}; }
+  static JinjaValue undefined(std::string what) { return {Kind::Undefined, nullptr, nullptr, std::move(what), false}; }
   bool is_undefined() const { return kind == Kind::Undefined; }
   bool is_data() const { return kind == Kind::Data; }
   // The data, or JinjaTypeError for an undefined value, a namespace or a function.

@@ -105,6 +105,26 @@ line é A \ ' end)J"},
   }
 }
 
+// Where Jinja2 differs from the obvious: Python's str.title() and Jinja2's title filter split words
+// differently; the generator filters (select, map, ...) are true even when empty; safe makes a
+// string; a subscript that fails is undefined.
+TEST(JinjaTemplate, FollowsJinja2WhereItDiffersFromTheObvious) {
+  const Case cases[] = {
+    {"titles", R"J({{ s.title() }}|{{ "['a', it's x-y]"|title }}|{{ 'hello WORLD'.title() }})J", R"J(Héllo Wörld|['a', It's X-Y]|Hello World)J"},
+    {"generators_are_true", R"J({% if msgs|selectattr('role', 'equalto', 'system') %}always{% endif %}|{{ msgs|selectattr('role', 'equalto', 'system')|list|length }}|{% if xs|reject('number') %}also{% endif %})J", R"J(always|0|also)J"},
+    {"safe_is_a_string", R"J({{ -1 * (1, 2)|first|safe }}|{{ (1|safe) ~ 2 }})J", R"J(|12)J"},
+    {"list_count_and_failed_subscripts", R"J({{ [1, 2, 1].count(1) }}|{{ d['b'][0] is defined }}|{{ n[0] is defined }}|{{ xs[1:][0] }})J", R"J(2|False|False|1)J"},
+  };
+  for (const Case& c : cases) {
+    try {
+      EXPECT_EQ(render(c.text), c.expected) << c.name;
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << c.name << ": " << e.what();
+    }
+  }
+  EXPECT_EQ(error_of("{{ d['b'][1:] }}"), "t.jinja:1: 'int' object is not subscriptable");
+}
+
 TEST(JinjaTemplate, GenerationBlocksRenderTheirBody) {
   // transformers' {% generation %} marks the assistant's text for its masks; the text is unchanged.
   EXPECT_EQ(render("a{% generation %}b{{ 1 }}{% endgeneration %}c"), "ab1c");
@@ -168,6 +188,8 @@ TEST(JinjaTemplate, ConstructsOutsideTheSubsetAreRefusedWhenRead) {
   EXPECT_EQ(refusal("{# open"), "m.jinja:1: a comment \"{#\" is never closed");
   EXPECT_EQ(refusal("{{ (1 }}"), "m.jinja:1: unexpected '}', expected ')'");
   EXPECT_EQ(refusal("{{ 1 ] }}"), "m.jinja:1: unexpected ']'");
+  EXPECT_EQ(refusal("{{ x is defined is none }}"), "m.jinja:1: You cannot chain multiple tests with is");
+  EXPECT_EQ(refusal("{{ (x is none if y else z) }}"), "m.jinja:1: expected ')', found 'y'");
   EXPECT_EQ(refusal("{{ x @ y }}"), "m.jinja:1: unexpected character '@' in a tag");
   EXPECT_EQ(refusal("{{ }}"), "m.jinja:1: unexpected the end of the expression in an expression");
   EXPECT_EQ(refusal("ok \xff"), "m.jinja:1: the template is not valid UTF-8");
