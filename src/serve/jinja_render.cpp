@@ -382,6 +382,7 @@ class Renderer {
         const JinjaData x = data(*e.args[0]);
         if (!x.is_number() && !x.is_boolean()) throw JinjaTypeError("bad operand type for unary " + std::string(e.kind == E::Negate ? "-" : "+"));
         if (e.kind == E::Plus) return V::of(x);
+        if (x.is_number_float()) return V::of(-x.get<double>());  // -0.0 stays negative, as in Python
         return V::of(python_binary("-", JinjaData(0), x, limits_.max_output_bytes));
       }
       case E::Binary: {

@@ -123,6 +123,7 @@ TEST(JinjaTemplate, FollowsJinja2WhereItDiffersFromTheObvious) {
     }
   }
   EXPECT_EQ(error_of("{{ d['b'][1:] }}"), "t.jinja:1: 'int' object is not subscriptable");
+  EXPECT_EQ(render("{{ -0.0 }} {{ -(1.5) }} {{ -xs[0] }}"), "-0.0 -1.5 -3");
 }
 
 TEST(JinjaTemplate, GenerationBlocksRenderTheirBody) {
