@@ -25,8 +25,7 @@ class Parser {
 
   JinjaBody run() {
     std::string end;
-    JinjaBody body = statements({}, end);
-    return body;
+    return statements({}, end);
   }
 
  private:

@@ -500,7 +500,7 @@ class Renderer {
     const JinjaExpr& callee = *e.args[0];
     if (callee.kind == E::GetAttr) {
       const V object = eval(*callee.args[0]);
-      return method(object, callee.name, arguments(e), keyword_arguments(e), e.line);
+      return method(object, callee.name, arguments(e), keyword_arguments(e));
     }
     const V function = lookup(callee.name);
     if (function.kind != V::Kind::Function) throw JinjaTypeError("'" + callee.name + "' is not callable");
@@ -551,8 +551,7 @@ class Renderer {
     throw JinjaTypeError("the function " + callee.name + "() is not supported");
   }
 
-  V method(const V& object, const std::string& name, const Args& args, const Kwargs& kwargs, int line) {
-    (void)line;
+  V method(const V& object, const std::string& name, const Args& args, const Kwargs& kwargs) {
     if (object.kind == V::Kind::Undefined) throw JinjaTypeError("'" + object.name + "' is undefined");
     const JinjaData& o = object.need_data();
     if (o.is_string()) {

@@ -5,7 +5,8 @@
 //   GET  /health              200 {"status":"ok"}, 503 while the model loads
 //   GET  /v1/models           the one model, under --model-name
 //   POST /v1/completions      prompt text (BOS added) or token ids
-//   POST /v1/chat/completions DeepSeek V4 chat prompt (chat_template.h); reasoning_content; tools
+//   POST /v1/chat/completions DeepSeek V4 chat prompt (chat_template.h), or the model's Jinja template
+//                             (jinja_chat_prompt.h); reasoning_content; tools
 //   POST /tokenize            {"prompt"|"content": text} or {"messages": [...]} -> tokens, count
 //   POST /detokenize          {"tokens": [...]} -> prompt
 //   GET  /metrics             Prometheus text
