@@ -36,8 +36,10 @@ void run(const ServeArgs& a) {
   const ForwardDevice d = resolve_forward_device(a.device, a.precision, a.gpu_memory);
   const engine::SequenceModelFactory model =
       d.gpu ? gpu_engine::gpu_sequence_model_factory(d.precision, d.memory) : engine::cpu_sequence_model_factory();
-  // A template the model ships that is not V4's format is refused before anything starts (exit 2).
-  std::fprintf(stderr, "fp4kit serve: %s\n", serve::check_chat_template(a.model, a.chat_format == "deepseek-v4").c_str());
+  // A template the model ships is read before anything starts: one outside the Jinja subset is
+  // refused (exit 2).
+  serve::ChatFormat chat_format = serve::resolve_chat_format(a.model, a.chat_format == "deepseek-v4");
+  std::fprintf(stderr, "fp4kit serve: %s\n", chat_format.description.c_str());
   // Signals go to one waiting thread, not to whichever thread the kernel picks.
   sigset_t signals;
   sigemptyset(&signals);
@@ -51,6 +53,7 @@ void run(const ServeArgs& a) {
   so.ctx_size = a.ctx_size;
   so.api_key = a.api_key;
   so.scheduler = {a.parallel, a.queue, a.prefill_chunk};
+  so.chat_format = std::move(chat_format);
   serve::OpenAIService service(so);
   serve::HttpServerOptions ho;
   ho.host = a.host;
@@ -101,8 +104,8 @@ void add_command(CLI::App& app) {
   auto args = std::make_shared<ServeArgs>();
   auto* cmd = app.add_subcommand(
       "serve",
-      "An OpenAI-compatible HTTP server over the engine: /v1/chat/completions (DeepSeek V4 chat format, "
-      "reasoning_content), /v1/completions, /v1/models, /tokenize, /detokenize, /health, /metrics; streaming (SSE) "
+      "An OpenAI-compatible HTTP server over the engine: /v1/chat/completions (DeepSeek V4 chat format or the "
+      "model's Jinja template, reasoning_content), /v1/completions, /v1/models, /tokenize, /detokenize, /health, /metrics; streaming (SSE) "
       "and not; continuous batching of up to --parallel requests, on the CPU or one GPU. See docs/serve.md.");
   cmd->add_option("MODEL", args->model, "Checkpoint directory")->required()->check(CLI::ExistingDirectory);
   cmd->add_option("--tokenizer", args->tokenizer, "tokenizer.json (default: MODEL/tokenizer.json)");
@@ -131,8 +134,8 @@ void add_command(CLI::App& app) {
       ->envname("FP4KIT_API_KEY");
   cmd->add_option("--model-name", args->model_name, "The model's id in the API (default: MODEL as given)");
   cmd->add_option("--chat-format", args->chat_format,
-                  "auto: DeepSeek V4's encoder rules unless the model ships a chat template in another format (refused); "
-                  "deepseek-v4: those rules whatever the model ships")
+                  "auto: the Jinja chat template the model ships (DeepSeek V3/R1/V3.1-style; a V4 template or none: DeepSeek "
+                  "V4's encoder rules); deepseek-v4: the encoder's rules whatever the model ships")
       ->check(CLI::IsMember({"auto", "deepseek-v4"}))->capture_default_str();
   cmd->add_option("--threads", args->threads, "Engine worker threads (default: all cores)");
   cmd->add_option("--max-body-mb", args->max_body_mb, "Largest request body in MiB (413 above)")

@@ -27,7 +27,7 @@ std::vector<int> byte_values(const std::string& s) {
 
 OpenAIReply::OpenAIReply(ReplyFormat format, const calib::Tokenizer& tokenizer, std::vector<std::string> stops,
                          std::optional<int32_t> think_end, std::optional<int32_t> eos, int64_t prompt_tokens)
-    : format_(std::move(format)), tokenizer_(tokenizer), text_(tokenizer, std::move(stops), think_end, format_.tools),
+    : format_(std::move(format)), tokenizer_(tokenizer), text_(tokenizer, std::move(stops), think_end, format_.tools, format_.think_start, format_.tool_syntax),
       eos_(eos), prompt_tokens_(prompt_tokens) {}
 
 json OpenAIReply::tool_calls_json(const std::vector<ParsedToolCall>& calls, size_t first_index, bool streaming) const {

@@ -31,6 +31,9 @@ struct ReplyFormat {
   bool stream = false;
   bool logprobs = false;
   bool tools = false;  // read tool calls out of the answer
+  ToolCallSyntax tool_syntax = ToolCallSyntax::DeepSeekV4;
+  // The reply starts outside the reasoning and a first <think> token opens it (reply_text.h).
+  std::optional<int32_t> think_start;
   std::string id, model;
   int64_t created = 0;
 };

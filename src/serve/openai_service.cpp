@@ -7,6 +7,7 @@
 #include "engine/generate.h"
 #include "serve/api_error.h"
 #include "serve/chat_template.h"
+#include "serve/jinja_chat_prompt.h"
 #include "serve/sse.h"
 
 namespace fp4kit::serve {
@@ -52,6 +53,7 @@ void OpenAIService::load(const std::string& model_dir, const std::string& tokeni
     throw InputError("--ctx-size " + std::to_string(options_.ctx_size) + " is beyond the model's max_position_embeddings (" +
                      config["max_position_embeddings"].dump() + ") in " + model_dir + "/config.json");
   if (const auto eos = engine::config_eos_token_id(config)) eos_ = static_cast<int32_t>(*eos);
+  think_start_ = tokenizer.token_id(kThinkStart);
   think_end_ = tokenizer.token_id(kThinkEnd);
   tokenizer_.emplace(std::move(tokenizer));
   model_ = std::move(engine);
@@ -112,14 +114,17 @@ HttpReply OpenAIService::route(const std::string& method, const std::string& pat
     check_model(r.generation.model);
     require_ready();
     Prompt p{r.prompt_is_ids ? r.prompt_ids : tokenizer_->encode(r.prompt, /*add_special_tokens=*/true), "prompt"};
-    return generate(r.generation, p, false, false, false, client_gone);
+    return generate(r.generation, p, false, Reasoning::None, false, client_gone);
   }
   if (is("POST", "/v1/chat/completions")) {
-    const ChatRequest r = parse_chat_request(parse_ordered_json_body(body));
+    const nlohmann::ordered_json request = parse_ordered_json_body(body);
+    const ChatRequest r = parse_chat_request(request);
     check_model(r.generation.model);
     require_ready();
-    Prompt p{tokenizer_->encode(render_deepseek_v4_chat(r.messages, r.thinking, r.tools), /*add_special_tokens=*/false), "messages"};
-    return generate(r.generation, p, true, r.thinking, !r.tools.empty(), client_gone);
+    const std::string text = chat_prompt(request, r);
+    Prompt p{tokenizer_->encode(text, /*add_special_tokens=*/false), "messages"};
+    const bool read_calls = !r.tools.empty() && options_.chat_format.tool_calls.has_value();
+    return generate(r.generation, p, true, reasoning_of(text, r), read_calls, client_gone);
   }
   throw not_found("unknown_route", "No route " + method + " " + path);
 }
@@ -137,7 +142,7 @@ HttpReply OpenAIService::tokenize(const nlohmann::ordered_json& body) const {
     nlohmann::ordered_json chat = body;
     chat.erase("model");
     const ChatRequest r = parse_chat_request(chat);
-    ids = tokenizer_->encode(render_deepseek_v4_chat(r.messages, r.thinking, r.tools), false);
+    ids = tokenizer_->encode(chat_prompt(chat, r), false);
   } else {
     const char* key = body.contains("prompt") ? "prompt" : "content";
     if (!body.contains(key) || !body[key].is_string())
@@ -166,7 +171,25 @@ HttpReply OpenAIService::detokenize(const json& body) const {
   return json_reply({{"prompt", text}, {"content", text}});
 }
 
-HttpReply OpenAIService::generate(const GenerationRequest& r, const Prompt& prompt, bool chat, bool thinking, bool tools,
+std::string OpenAIService::chat_prompt(const nlohmann::ordered_json& body, const ChatRequest& r) const {
+  const ChatFormat& format = options_.chat_format;
+  if (format.jinja) return render_jinja_chat(*format.jinja, body, r, format.tokens);
+  return render_deepseek_v4_chat(r.messages, r.thinking, r.tools);
+}
+
+OpenAIService::Reasoning OpenAIService::reasoning_of(const std::string& prompt, const ChatRequest& r) const {
+  if (!options_.chat_format.jinja) return r.thinking ? Reasoning::Open : Reasoning::None;
+  // A template's prompt that ends in <think> (DeepSeek V3.1 in thinking mode, R1's "<think>\n")
+  // has opened the reasoning; one that ends otherwise leaves it to the model, unless the request
+  // turned thinking off.
+  size_t end = prompt.size();
+  while (end > 0 && (prompt[end - 1] == '\n' || prompt[end - 1] == ' ')) --end;
+  const std::string open = kThinkStart;
+  if (end >= open.size() && prompt.compare(end - open.size(), open.size(), open) == 0) return Reasoning::Open;
+  return r.thinking ? Reasoning::MayOpen : Reasoning::None;
+}
+
+HttpReply OpenAIService::generate(const GenerationRequest& r, const Prompt& prompt, bool chat, Reasoning reasoning, bool tools,
                                   const ClientGone& client_gone) {
   const int64_t n = static_cast<int64_t>(prompt.ids.size()), ctx = options_.ctx_size;
   const int64_t vocab = model_->config().base.vocab_size;
@@ -190,12 +213,14 @@ HttpReply OpenAIService::generate(const GenerationRequest& r, const Prompt& prom
   format.stream = r.stream;
   format.logprobs = r.logprobs;
   format.tools = tools;
+  if (tools) format.tool_syntax = *options_.chat_format.tool_calls;
+  if (chat && reasoning == Reasoning::MayOpen && think_start_) format.think_start = think_start_;
   char id[32];
   std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(r.sampling.seed ^ (++next_id_ * 0x9E3779B97F4A7C15ull)));
   format.id = (chat ? "chatcmpl-" : "cmpl-") + std::string(id);
   format.model = options_.model_name;
   format.created = unix_time();
-  auto reply = std::make_shared<OpenAIReply>(format, *tokenizer_, r.stop, chat && thinking ? think_end_ : std::nullopt,
+  auto reply = std::make_shared<OpenAIReply>(format, *tokenizer_, r.stop, chat && reasoning != Reasoning::None ? think_end_ : std::nullopt,
                                              eos_, n);
   auto job = std::make_shared<GenerationJob>();
   job->prompt.assign(prompt.ids.begin(), prompt.ids.end());

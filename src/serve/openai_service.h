@@ -5,7 +5,8 @@
 //   GET  /health              200 {"status":"ok"}, 503 while the model loads
 //   GET  /v1/models           the one model, under --model-name
 //   POST /v1/completions      prompt text (BOS added) or token ids
-//   POST /v1/chat/completions DeepSeek V4 chat prompt (chat_template.h); reasoning_content; tools
+//   POST /v1/chat/completions DeepSeek V4 chat prompt (chat_template.h), or the model's Jinja template
+//                             (jinja_chat_prompt.h); reasoning_content; tools
 //   POST /tokenize            {"prompt"|"content": text} or {"messages": [...]} -> tokens, count
 //   POST /detokenize          {"tokens": [...]} -> prompt
 //   GET  /metrics             Prometheus text
@@ -21,6 +22,7 @@
 #include "engine/engine.h"
 #include "engine/sequence_model.h"
 #include "serve/api_error.h"
+#include "serve/chat_template_check.h"
 #include "serve/metrics.h"
 #include "serve/openai_reply.h"
 #include "serve/openai_request.h"
@@ -33,6 +35,7 @@ struct ServiceOptions {
   int64_t ctx_size = 4096;  // prompt + generated tokens of one request
   std::string api_key;      // "" = no key needed
   SchedulerOptions scheduler;
+  ChatFormat chat_format;   // default: DeepSeek V4's encoder rules
 };
 
 struct HttpReply {
@@ -77,7 +80,12 @@ class OpenAIService {
   HttpReply models() const;
   HttpReply tokenize(const nlohmann::ordered_json& body) const;
   HttpReply detokenize(const nlohmann::json& body) const;
-  HttpReply generate(const GenerationRequest& request, const Prompt& prompt, bool chat, bool thinking, bool tools,
+  // How a chat reply's text starts: inside the reasoning (the prompt opened it), or outside with
+  // the model free to open it (a template's prompt that leaves <think> to the model), or neither.
+  enum class Reasoning { None, Open, MayOpen };
+  std::string chat_prompt(const nlohmann::ordered_json& body, const ChatRequest& request) const;
+  Reasoning reasoning_of(const std::string& prompt, const ChatRequest& request) const;
+  HttpReply generate(const GenerationRequest& request, const Prompt& prompt, bool chat, Reasoning reasoning, bool tools,
                      const ClientGone& client_gone);
   void check_model(const std::string& model) const;
   void require_ready() const;
@@ -87,7 +95,7 @@ class OpenAIService {
   std::optional<calib::Tokenizer> tokenizer_;
   std::unique_ptr<engine::SequenceModel> model_;
   std::unique_ptr<Scheduler> scheduler_;
-  std::optional<int32_t> eos_, think_end_;
+  std::optional<int32_t> eos_, think_start_, think_end_;
   std::atomic<bool> ready_{false};
   std::atomic<uint64_t> next_id_{0};
   int64_t created_ = 0;

@@ -1,18 +1,33 @@
 #include "serve/python_json.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <vector>
 
 namespace fp4kit::serve {
 
 namespace {
 
-// Python's float repr from the shortest round-trip digits.
+// JSON spells the non-finite values as JavaScript does.
 std::string python_float(double x) {
   if (std::isnan(x)) return "NaN";
   if (std::isinf(x)) return x > 0 ? "Infinity" : "-Infinity";
+  return python_float_repr(x);
+}
+
+void newline(const PythonJsonLayout& layout, int depth, std::string& out) {
+  out += '\n';
+  for (int i = 0; i < depth; ++i) out += layout.indent;
+}
+
+}  // namespace
+
+std::string python_float_repr(double x) {
+  if (std::isnan(x)) return "nan";
+  if (std::isinf(x)) return x > 0 ? "inf" : "-inf";
   char buf[64];
   const auto res = std::to_chars(buf, buf + sizeof buf, x, std::chars_format::scientific);
   const std::string sci(buf, res.ptr);  // e.g. "-1.2345e+02"
@@ -48,7 +63,9 @@ std::string python_float(double x) {
   return negative ? out.insert(0, 1, '-') : out;
 }
 
-void dump(const nlohmann::ordered_json& v, std::string& out) {
+namespace {
+
+void dump(const nlohmann::ordered_json& v, const PythonJsonLayout& layout, int depth, std::string& out) {
   using T = nlohmann::ordered_json::value_t;
   switch (v.type()) {
     case T::null: out += "null"; return;
@@ -58,25 +75,40 @@ void dump(const nlohmann::ordered_json& v, std::string& out) {
     case T::number_float: out += python_float(v.get<double>()); return;
     case T::string: out += python_json_string(v.get_ref<const std::string&>()); return;
     case T::array: {
+      if (v.empty()) {
+        out += "[]";
+        return;
+      }
       out += '[';
       bool first = true;
       for (const auto& item : v) {
-        if (!first) out += ", ";
+        if (!first) out += layout.item_separator;
         first = false;
-        dump(item, out);
+        if (layout.indented) newline(layout, depth + 1, out);
+        dump(item, layout, depth + 1, out);
       }
+      if (layout.indented) newline(layout, depth, out);
       out += ']';
       return;
     }
     case T::object: {
+      if (v.empty()) {
+        out += "{}";
+        return;
+      }
+      std::vector<const std::string*> keys;
+      for (const auto& [key, item] : v.items()) keys.push_back(&key);
+      if (layout.sort_keys) std::stable_sort(keys.begin(), keys.end(), [](auto* a, auto* b) { return *a < *b; });
       out += '{';
       bool first = true;
-      for (const auto& [key, item] : v.items()) {
-        if (!first) out += ", ";
+      for (const std::string* key : keys) {
+        if (!first) out += layout.item_separator;
         first = false;
-        out += python_json_string(key) + ": ";
-        dump(item, out);
+        if (layout.indented) newline(layout, depth + 1, out);
+        out += python_json_string(*key) + layout.key_separator;
+        dump(v.at(*key), layout, depth + 1, out);
       }
+      if (layout.indented) newline(layout, depth, out);
       out += '}';
       return;
     }
@@ -111,9 +143,11 @@ std::string python_json_string(const std::string& s) {
   return out + "\"";
 }
 
-std::string python_json_dumps(const nlohmann::ordered_json& value) {
+std::string python_json_dumps(const nlohmann::ordered_json& value) { return python_json_dumps(value, PythonJsonLayout{}); }
+
+std::string python_json_dumps(const nlohmann::ordered_json& value, const PythonJsonLayout& layout) {
   std::string out;
-  dump(value, out);
+  dump(value, layout, 0, out);
   return out;
 }
 

@@ -15,6 +15,20 @@
 namespace fp4kit::serve {
 
 std::string python_json_dumps(const nlohmann::ordered_json& value);
+
+// json.dumps's other layout arguments, as chat templates pass them through their tojson filter.
+struct PythonJsonLayout {
+  bool indented = false;             // indent=None: one line
+  std::string indent;                // indent=N: N spaces; a string: that string
+  std::string item_separator = ", "; // json.dumps makes it "," when indented and none is given
+  std::string key_separator = ": ";
+  bool sort_keys = false;
+};
+std::string python_json_dumps(const nlohmann::ordered_json& value, const PythonJsonLayout& layout);
+
+// Python's repr() of a float: the shortest text that reads back the same ("nan", "inf", "-inf"
+// for the non-finite values).
+std::string python_float_repr(double x);
 // A string as a JSON string literal, with Python's escaping.
 std::string python_json_string(const std::string& s);
 

@@ -21,9 +21,13 @@ size_t complete_utf8_prefix(const std::string& s) {
 }
 
 ReplyText::ReplyText(const calib::Tokenizer& tokenizer, std::vector<std::string> stops, std::optional<int32_t> think_end,
-                     bool tool_calls)
-    : tokenizer_(tokenizer), stop_(std::move(stops)), think_end_(think_end), in_reasoning_(think_end.has_value()) {
-  if (tool_calls) tools_.emplace();
+                     bool tool_calls, std::optional<int32_t> think_start, ToolCallSyntax tool_syntax)
+    : tokenizer_(tokenizer),
+      stop_(std::move(stops)),
+      think_end_(think_end),
+      think_start_(think_start),
+      in_reasoning_(think_end.has_value() && !think_start.has_value()) {
+  if (tool_calls) tools_.emplace(tool_syntax);
 }
 
 void ReplyText::answer(const ToolCallDelta& t, ReplyDelta& d) {
@@ -41,6 +45,12 @@ std::string ReplyText::take_complete_utf8() {
 ReplyDelta ReplyText::push(int32_t token) {
   ReplyDelta d;
   if (stop_.stopped()) return d;
+  const bool first = first_token_;
+  first_token_ = false;
+  if (first && think_start_ && think_end_ && token == *think_start_) {
+    in_reasoning_ = true;
+    return d;
+  }
   if (in_reasoning_ && think_end_ && token == *think_end_) {
     d.reasoning = bytes_;  // whatever was held back belongs to the reasoning
     bytes_.clear();

@@ -25,9 +25,12 @@ struct ReplyDelta {
 class ReplyText {
  public:
   // `think_end`: the </think> token when the reply starts inside the reasoning, else nullopt.
-  // `tool_calls`: read tool-call blocks out of the answer.
+  // `tool_calls`: read tool-call blocks (in `tool_syntax`) out of the answer. `think_start`: the reply starts outside
+  // the reasoning, and a first token <think> opens it (until `think_end`), as a model writes it
+  // when its template leaves the tag to the model (DeepSeek R1's).
   ReplyText(const calib::Tokenizer& tokenizer, std::vector<std::string> stops, std::optional<int32_t> think_end,
-            bool tool_calls = false);
+            bool tool_calls = false, std::optional<int32_t> think_start = std::nullopt,
+            ToolCallSyntax tool_syntax = ToolCallSyntax::DeepSeekV4);
   ReplyDelta push(int32_t token);
   // The text still held back, at the end of generation.
   ReplyDelta finish();
@@ -38,8 +41,9 @@ class ReplyText {
   void answer(const ToolCallDelta& t, ReplyDelta& d);
   const calib::Tokenizer& tokenizer_;
   StopMatcher stop_;
-  std::optional<int32_t> think_end_;
+  std::optional<int32_t> think_end_, think_start_;
   bool in_reasoning_;
+  bool first_token_ = true;
   std::optional<ToolCallStream> tools_;
   std::string bytes_;  // decoded bytes not yet sent (an incomplete character)
 };

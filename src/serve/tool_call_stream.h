@@ -1,5 +1,7 @@
 #pragma once
-// Finds DeepSeek V4 tool calls (dsml.h) in a reply's answer text as it streams in. Text before a
+// Finds tool calls in a reply's answer text as it streams in: DeepSeek V4's (dsml.h), or, for a
+// model served through its V3-style Jinja template, DeepSeek V3 / R1 / V3.1's
+// (deepseek_v3_tool_calls.h; no blank line is dropped before those blocks). Text before a
 // call block is passed on, except what may still turn out to be the start of one (held back until
 // the next piece decides); the blank line the model writes before the block is not answer text (the
 // encoder's marker is "\n\n<｜DSML｜tool_calls"). The block itself is held until it closes, then
@@ -13,6 +15,8 @@
 
 namespace fp4kit::serve {
 
+enum class ToolCallSyntax { DeepSeekV4, DeepSeekV3 };
+
 struct ToolCallDelta {
   std::string text;                     // answer text to pass on
   std::vector<ParsedToolCall> calls;    // calls whose block closed with this piece
@@ -20,12 +24,16 @@ struct ToolCallDelta {
 
 class ToolCallStream {
  public:
+  explicit ToolCallStream(ToolCallSyntax syntax = ToolCallSyntax::DeepSeekV4);
   ToolCallDelta push(const std::string& piece);
   ToolCallDelta finish();
   bool found_calls() const { return found_calls_; }
 
  private:
+  size_t hold_from(const std::string& s) const;
   enum class State { Text, Block, After };
+  ToolCallSyntax syntax_;
+  std::string start_, start_with_line_, open_tag_, end_;  // the markers of the syntax
   State state_ = State::Text;
   std::string pending_;   // Text: held back; Block: the block after "<｜DSML｜tool_calls"
   std::string dropped_;   // the blank line taken off before the block (given back if it is no block)

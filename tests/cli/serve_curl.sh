@@ -2,7 +2,8 @@
 # `fp4kit serve` driven with curl over loopback: SSE framing byte for byte (curl -N), greedy text equal
 # to `fp4kit generate`, a full queue answered 503 at once, disconnected clients' generations stopped
 # (streaming and not), a stalled half request not blocking others, bad input answered with OpenAI's
-# error shape, SIGTERM.
+# error shape, SIGTERM; a model's DeepSeek V3.1 Jinja chat template served (its prompt, reasoning, a
+# raise_exception as a 400) and a template outside the Jinja subset refused at start.
 # Usage: serve_curl.sh FP4KIT_BINARY TESTS_DATA_DIR
 set -euo pipefail
 binary=$1
@@ -26,19 +27,43 @@ code=$?
 set -e
 expect_eq "$code" 2 "exit code of --device cuda"
 
-# A model that ships a chat template in another format than V4's is refused (exit 2) with the flag
-# that forces the V4 rules.
+# A model that ships a chat template outside the Jinja subset is refused (exit 2), naming the file,
+# the line and the construct, and the flag that forces the V4 rules.
 templated=$(mktemp -d /tmp/fp4kit-serve-template.XXXXXX)
 for f in "$data/dsv4-tiny"/*; do ln -s "$f" "$templated/"; done
-printf '%s' '{"chat_template": "{{ bos_token }}{% for m in messages %}<|im_start|>{{ m.content }}{% endfor %}"}' \
+printf '%s' '{"chat_template": "{{ bos_token }}\n{% macro turn(m) %}{{ m.content }}{% endmacro %}"}' \
   >"$templated/tokenizer_config.json"
 set +e
 out=$("$binary" serve "$templated" --tokenizer "$data/serve/tokenizer.json" --port 0 2>&1)
 code=$?
 set -e
-rm -rf "$templated"
-expect_eq "$code" 2 "exit code for an unknown chat template"
+expect_eq "$code" 2 "exit code for a template outside the subset"
+grep -q 'tokenizer_config.json (chat_template):2: the statement {% macro %} is not supported' <<<"$out" \
+  || fail "no file, line and construct named in: $out"
 grep -q -- "--chat-format deepseek-v4" <<<"$out" || fail "no way out named in: $out"
+
+# A DeepSeek V3.1 template the model ships renders its chat prompts: /tokenize of a conversation is
+# the tokens of the prompt Jinja2 rendered through that template; a chat reply comes back with the
+# thinking apart; the template's raise_exception is a 400 naming its message.
+rm "$templated/tokenizer_config.json"
+{ printf '%s\n' "{% if messages[0]['content'] == 'boom' %}{{ raise_exception('boom is refused') }}{% endif %}"
+  cat "$data/serve/templates/deepseek_v31_llama_cpp.jinja"; } >"$templated/chat_template.jinja"
+SERVE_MODEL=$templated start_server "$binary" "$data" --model-name tiny
+grep -q "chat format: the model's Jinja template $templated/chat_template.jinja" "$SERVER_LOG" \
+  || fail "the template is not named at start: $(cat "$SERVER_LOG")"
+golden=$(jq -c '[.[] | select(.template == "deepseek_v31_llama_cpp.jinja" and .name == "system_and_user" and .thinking)][0]' \
+  "$data/serve/jinja_chat_prompts.json")
+rendered=$(curl -s "$URL/tokenize" -d "$(jq -c '.request' <<<"$golden")" | jq -c .tokens)
+expected=$(curl -s "$URL/tokenize" -d "$(jq -c '{prompt: .prompt, add_special_tokens: false}' <<<"$golden")" | jq -c .tokens)
+expect_eq "$rendered" "$expected" "the V3.1 template's prompt"
+reply=$(curl -s "$URL/v1/chat/completions" -d '{"messages":[{"role":"user","content":"Hi"}],"max_tokens":4,"temperature":0}')
+expect_eq "$(jq -r '.choices[0].message | has("reasoning_content")' <<<"$reply")" true "reasoning_content in: $reply"
+reply=$(curl -s -w '\n%{http_code}' "$URL/v1/chat/completions" -d '{"messages":[{"role":"user","content":"boom"}],"max_tokens":4}')
+expect_eq "$(tail -1 <<<"$reply")" 400 "status of a request the template refuses"
+expect_eq "$(head -1 <<<"$reply" | jq -r .error.message)" "the model's chat template refused the request: boom is refused" "error message"
+expect_eq "$(head -1 <<<"$reply" | jq -r .error.type)" invalid_request_error "error type"
+stop_server
+rm -rf "$templated"
 
 start_server "$binary" "$data" --parallel 1 --queue 1 --ctx-size 4096 --api-key k3y --model-name tiny
 auth=(-H "Authorization: Bearer k3y")

@@ -1,11 +1,12 @@
 # Sourced by the serve tests: starts `fp4kit serve` over the tiny checkpoint on a free loopback port
 # and stops it when the test exits.
 #   start_server BINARY DATA_DIR [serve flags...]   sets URL, SERVER_PID, SERVER_LOG
+# SERVE_MODEL, when set, is the checkpoint directory instead of DATA_DIR/dsv4-tiny.
 start_server() {
   local binary=$1 data=$2
   shift 2
   SERVER_LOG=$(mktemp /tmp/fp4kit-serve-log.XXXXXX)
-  "$binary" serve "$data/dsv4-tiny" --tokenizer "$data/serve/tokenizer.json" --port 0 --threads 2 "$@" \
+  "$binary" serve "${SERVE_MODEL:-$data/dsv4-tiny}" --tokenizer "$data/serve/tokenizer.json" --port 0 --threads 2 "$@" \
     >"$SERVER_LOG" 2>&1 &
   SERVER_PID=$!
   trap stop_server EXIT

@@ -106,6 +106,37 @@ TEST(ReplyText, ChatModeHasNoReasoningAndUnknownIdsAreEmpty) {
   EXPECT_EQ(token_bytes(tok, -1), "");
 }
 
+// A template's prompt that leaves <think> to the model (DeepSeek R1's): a first <think> token opens
+// the reasoning; <think> anywhere later, or a reply that starts otherwise, is answer text.
+TEST(ReplyText, AFirstThinkTokenOpensTheReasoning) {
+  const calib::Tokenizer& tok = tiny_tokenizer();
+  const int32_t think_start = *tok.token_id(kThinkStart), think_end = *tok.token_id(kThinkEnd);
+  const auto run = [&](const std::vector<int32_t>& ids) {
+    ReplyText text(tok, {}, think_end, false, think_start);
+    ReplyDelta all;
+    for (int32_t id : ids) {
+      const ReplyDelta d = text.push(id);
+      all.reasoning += d.reasoning;
+      all.content += d.content;
+    }
+    const ReplyDelta end = text.finish();
+    all.reasoning += end.reasoning;
+    all.content += end.content;
+    return all;
+  };
+  std::vector<int32_t> ids = {think_start};
+  for (int32_t id : tok.encode("hmm", false)) ids.push_back(id);
+  ids.push_back(think_end);
+  for (int32_t id : tok.encode("yes", false)) ids.push_back(id);
+  ReplyDelta d = run(ids);
+  EXPECT_EQ(d.reasoning, "hmm");
+  EXPECT_EQ(d.content, "yes");
+  ids.erase(ids.begin());  // no <think> first: all of it is the answer
+  d = run(ids);
+  EXPECT_EQ(d.reasoning, "");
+  EXPECT_EQ(d.content, "hmm</think>yes");
+}
+
 TEST(Sse, FramesEventsAndReplacesInvalidUtf8) {
   EXPECT_EQ(sse_event({{"a", 1}}), "data: {\"a\":1}\n\n");
   EXPECT_EQ(sse_done(), "data: [DONE]\n\n");
