@@ -20,8 +20,10 @@
 // input here, counted in every GPTQ row, as convert computes it once per linear). Inputs wider than --gptq-max-k get no GPTQ row (the K³ factor in F64 on the
 // CPU; the GPU path is `convert --gptq --device cuda`).
 //
+// --no-gptq leaves out every GPTQ row (and the full XᵀX and its factor).
+//
 //   scale_methods_bench [--set v4-pro-attention|llama-3b-layer|all] [--threads T] [--error-rows R]
-//                       [--gptq-max-k K]
+//                       [--gptq-max-k K] [--no-gptq]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -223,9 +225,10 @@ int main(int argc, char** argv) {
     else if (a == "--threads" && i + 1 < argc) threads = static_cast<unsigned>(std::stoul(argv[++i]));
     else if (a == "--error-rows" && i + 1 < argc) error_rows = std::stoul(argv[++i]);
     else if (a == "--gptq-max-k" && i + 1 < argc) gptq_max_k = std::stoul(argv[++i]);
+    else if (a == "--no-gptq") gptq_max_k = 0;
     else {
       std::fprintf(stderr, "usage: scale_methods_bench [--set v4-pro-attention|llama-3b-layer|all] [--threads T] "
-                           "[--error-rows R] [--gptq-max-k K]\n");
+                           "[--error-rows R] [--gptq-max-k K] [--no-gptq]\n");
       return 2;
     }
   }
@@ -273,6 +276,10 @@ int main(int argc, char** argv) {
         for (Nvfp4ScaleMethod method : methods) {
           for (bool with_gptq : {false, true}) {
             if (with_gptq && !gptq) {
+              if (gptq_max_k == 0) {
+                ++slot;
+                continue;
+              }
               std::printf("| %s | [%zu, %zu] | %s | yes | not run: K > %zu | | | |\n", lin.name, n, k,
                           std::string(scale_method_name(method)).c_str(), gptq_max_k);
               ++slot;
@@ -318,6 +325,17 @@ int main(int argc, char** argv) {
       if (std::any_of(r.begin(), r.end(), [](double e) { return std::isnan(e); })) continue;
       ++complete;
       for (int i = 0; i < 8; ++i) sum[i] += r[i];
+    }
+    if (gptq_max_k == 0) {
+      std::vector<double> plain(4, 0.0);
+      for (const std::vector<double>& r : errors)
+        for (int m = 0; m < 4; ++m) plain[m] += r[2 * m];
+      std::printf("\nMean layer-output error over the %zu linears:\n\n| --scales | plain |\n|---|---:|\n", errors.size());
+      for (int m = 0; m < 4; ++m)
+        std::printf("| %s | %.5f |\n", std::string(scale_method_name(methods[m])).c_str(),
+                    plain[m] / static_cast<double>(errors.size()));
+      std::printf("\n");
+      continue;
     }
     std::printf("\nMean layer-output error over the %zu of %zu linears with GPTQ rows:\n\n| --scales | plain | --gptq |\n"
                 "|---|---:|---:|\n",
