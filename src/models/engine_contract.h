@@ -42,6 +42,7 @@ enum class ConfigNeed : uint8_t {
   Equals,       // the field holds `value` (JSON text)
   OneOf,        // the field holds one of the members of `value` (a JSON array)
   AbsentOrEquals,
+  AbsentOrOneOf,
   LayerList,    // an integer list with at least num_hidden_layers entries (indexed per layer)
   FlatObject,   // absent, or an object none of whose values is an object (read as one flat dict)
   Present,
@@ -51,8 +52,10 @@ struct ConfigRequirement {
   std::string_view file;     // "config.json" or "hf_quant_config.json"
   std::string_view pointer;  // "/quantization_config/scale_fmt"
   ConfigNeed need;
-  std::string_view value;    // JSON text for Equals / OneOf / AbsentOrEquals
+  std::string_view value;    // JSON text for Equals / OneOf / AbsentOrEquals / AbsentOrOneOf
   std::string_view why;      // what the loader does with it (and where that was read)
+  // The loader reads the field only when the file exists: a checkpoint without the file does not fail it.
+  bool file_optional = false;
 };
 
 struct SourceRef {
