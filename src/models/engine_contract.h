@@ -164,6 +164,12 @@ const std::vector<ConfigRequirement>& sglang_compressed_tensors_requirements();
 const std::vector<ConfigRequirement>& trtllm_modelopt_requirements();
 // Why TensorRT-LLM's loading of W4A16_NVFP4 and of compressed-tensors NVFP4 is not tabled (both families).
 extern const std::string_view kTrtllmW4a16Why, kTrtllmCompressedTensorsWhy;
+// SGLang's compressed-tensors scheme selection and its weight-only NVFP4 schemes (both families).
+const std::vector<SourceRef>& sglang_compressed_tensors_w4a16_sources();
+inline std::vector<SourceRef> joined(std::vector<SourceRef> a, const std::vector<SourceRef>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
 
 const HfFamilyContract& deepseek_v3_contract();
 const HfFamilyContract& llama_contract();
