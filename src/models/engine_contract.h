@@ -42,6 +42,7 @@ enum class ConfigNeed : uint8_t {
   Equals,       // the field holds `value` (JSON text)
   OneOf,        // the field holds one of the members of `value` (a JSON array)
   AbsentOrEquals,
+  AbsentOrOneOf,
   LayerList,    // an integer list with at least num_hidden_layers entries (indexed per layer)
   FlatObject,   // absent, or an object none of whose values is an object (read as one flat dict)
   Present,
@@ -51,8 +52,10 @@ struct ConfigRequirement {
   std::string_view file;     // "config.json" or "hf_quant_config.json"
   std::string_view pointer;  // "/quantization_config/scale_fmt"
   ConfigNeed need;
-  std::string_view value;    // JSON text for Equals / OneOf / AbsentOrEquals
+  std::string_view value;    // JSON text for Equals / OneOf / AbsentOrEquals / AbsentOrOneOf
   std::string_view why;      // what the loader does with it (and where that was read)
+  // The loader reads the field only when the file exists: a checkpoint without the file does not fail it.
+  bool file_optional = false;
 };
 
 struct SourceRef {
@@ -161,6 +164,12 @@ const std::vector<ConfigRequirement>& sglang_compressed_tensors_requirements();
 const std::vector<ConfigRequirement>& trtllm_modelopt_requirements();
 // Why TensorRT-LLM's loading of W4A16_NVFP4 and of compressed-tensors NVFP4 is not tabled (both families).
 extern const std::string_view kTrtllmW4a16Why, kTrtllmCompressedTensorsWhy;
+// SGLang's compressed-tensors scheme selection and its weight-only NVFP4 schemes (both families).
+const std::vector<SourceRef>& sglang_compressed_tensors_w4a16_sources();
+inline std::vector<SourceRef> joined(std::vector<SourceRef> a, const std::vector<SourceRef>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
 
 const HfFamilyContract& deepseek_v3_contract();
 const HfFamilyContract& llama_contract();

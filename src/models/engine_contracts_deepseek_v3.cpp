@@ -125,7 +125,7 @@ const HfFamilyContract& deepseek_v3_contract() {
           },
           HfEngineContract{
               Engine::Sglang,
-              {{"sgl-project/sglang", "python/sglang/srt/models/deepseek_v2.py", "3e4a39ee73308590c5c753108bdcb8d333f7f1c6 (stored copy)",
+              joined({{"sgl-project/sglang", "python/sglang/srt/models/deepseek_v2.py", "3e4a39ee73308590c5c753108bdcb8d333f7f1c6 (stored copy)",
                 "DeepseekV2AttentionMLA: fused_qkv_a_proj_with_mqa ReplicatedLinear(q_lora_rank + kv_lora_rank + "
                 "qk_rope_head_dim) with the quant config when q_lora_rank is set, packed_modules_mapping "
                 "fused_qkv_a_proj_with_mqa = [q_a_proj, kv_a_proj_with_mqa]; lm_head tied to embed_tokens when "
@@ -161,14 +161,12 @@ const HfFamilyContract& deepseek_v3_contract() {
                 "CompressedTensorsW4A4Nvfp4MoE.create_weights: w13_/w2_weight_packed U8, w13_/w2_weight_scale E4M3 [.., K/16], "
                 "w13_weight_global_scale / w13_input_global_scale [E, 2], w2_* [E]; w13 uses w1's global scale (a warning "
                 "when w3's differs); both schemes exported by schemes/__init__.py at 00dcfc174280214076a7838ffd88eab1fdac1bf9, "
-                "which has no NVFP4 W4A16 scheme"}},
+                "which has no NVFP4 W4A16 scheme (later versions add them, listed below)"}},
+                     sglang_compressed_tensors_w4a16_sources()),
               {{HfLayout::ModelOpt, true, false,
                 "SGLang's ModelOptFp4Config.from_config accepts quant_algo FP8 or NVFP4 only: W4A16_NVFP4 raises "
                 "(modelopt_quant.py at faeb968)"},
-               {HfLayout::CompressedTensors, true, false,
-                "SGLang's compressed-tensors schemes at 00dcfc1 load NVFP4 with input global scales only; the weight-only "
-                "CompressedTensorsW4A16Fp4 / CompressedTensorsW4A16Nvfp4MoE of later stored copies were read without the "
-                "scheme selection that picks them, so weight-only compressed-tensors NVFP4 is not tabled"}},
+               {HfLayout::CompressedTensors, true, true, ""}},
               sglang_modelopt_inline_requirements(),
               sglang_modelopt_file_requirements(),
               sglang_compressed_tensors_requirements(),

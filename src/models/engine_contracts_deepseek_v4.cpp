@@ -206,7 +206,15 @@ const EngineContract& deepseek_v4_contract(Engine engine) {
                "MIXED_PRECISION iterates quantized_layers; a file with quantized_layers and no quant_algo takes the global "
                "config from config.json, where quant_method fp8 with weight_block_size [128, 128] is FP8_BLOCK_SCALES); "
                "_set_deepseek_v4_routed_moe_quant_config gives every layer's mlp.experts QuantAlgo.NVFP4 with group 16 "
-               "when the first routed expert weight is U8 (I8: MXFP4)"},
+               "when the first routed expert weight is U8 (I8: MXFP4); without hf_quant_config.json, load_hf_quant_config "
+               "takes config.json's quantization_config: a ModelOpt-marked one (is_modelopt_quant_config) goes to the "
+               "ModelOpt builder, quant_method fp8 with weight_block_size [128, 128] (asserted) is FP8_BLOCK_SCALES group "
+               "128, and the routed experts are set from the expert weight's dtype all the same"},
+              {"NVIDIA/TensorRT-LLM", "tensorrt_llm/quantization/modelopt_config.py",
+               "2edf354d4b92161efd50b10b71e8e20fb6c5925a (not the 008e0af version)",
+               "is_modelopt_quant_config: quant_method starting with modelopt, or producer.name modelopt (as fp4kit and "
+               "ModelOpt write config.json); the flat reader takes quant_algo, group_size, ignore and quantized_layers "
+               "(absent: empty)"},
               {"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/modules/fused_moe/quantization.py", "a98a9061d72f6fd39f5d055ebdd2c6878a100e2c",
                "NVFP4FusedMoEMethod reads each expert's w1/w2/w3 weight, weight_scale, weight_scale_2 and input_scale by name"},
           },
@@ -216,15 +224,19 @@ const EngineContract& deepseek_v4_contract(Engine engine) {
             "config.json's quantization_config has quant_method fp8 (modeling_deepseekv4.py at 02586bf; "
             "load_hf_quant_config likewise, model_config.py at 008e0af); with another quant_method (vLLM's "
             "deepseek_v4_fp8 included) they keep the global MIXED_PRECISION config, which has no FP8 block scales"},
+           // from_pretrained reads hf_quant_config.json only when it exists; without it config.json's
+           // quantization_config is the global config (model_config.py at 008e0af).
            {"hf_quant_config.json", "/quantization/quant_algo", ConfigNeed::AbsentOrEquals, R"("MIXED_PRECISION")",
             "the file is authoritative when present: MIXED_PRECISION (NVIDIA's release) is resolved per module, a file "
             "without quant_algo takes the global config from config.json, and under any other global quant_algo the "
             "non-expert modules are not resolved to FP8 block scales (model_config.py at 008e0af, modeling_deepseekv4.py "
-            "at 02586bf)"},
+            "at 02586bf)",
+            true},
            {"hf_quant_config.json", "/quantization/quantized_layers", ConfigNeed::Present, "",
             "_build_modelopt_quant_config iterates quantized_layers under MIXED_PRECISION, and a file without quant_algo "
             "is the layer-only form (model_config.py at 008e0af); the routed experts' NVFP4 config itself comes from "
-            "the U8 dtype of the first routed expert weight"},
+            "the U8 dtype of the first routed expert weight",
+            true},
            {"config.json", "/quantization_config/weight_block_size", ConfigNeed::Equals, "[128,128]",
             "the FP8 base config is resolved only for weight_block_size [128, 128] (modeling_deepseekv4.py at 02586bf)"},
            kCompressRatios, kRopeScaling, kRopeParameters},

@@ -102,7 +102,7 @@ const HfFamilyContract& llama_contract() {
           },
           HfEngineContract{
               Engine::Sglang,
-              {{"sgl-project/sglang", "python/sglang/srt/models/llama.py", "bf7a0e237e8d5b2ce5402f5d2fafce31e012dbdf",
+              joined({{"sgl-project/sglang", "python/sglang/srt/models/llama.py", "bf7a0e237e8d5b2ce5402f5d2fafce31e012dbdf",
                 "LlamaForCausalLM.load_weights: stacked .qkv_proj (.q_proj|.k_proj|.v_proj) and .gate_up_proj "
                 "(.gate_proj|.up_proj), rotary_emb.inv_freq / cos_cached / sin_cached skipped, lm_head.weight skipped when "
                 "tie_word_embeddings, an unknown name is logged and skipped"},
@@ -116,13 +116,11 @@ const HfFamilyContract& llama_contract() {
                {"sgl-project/sglang", "python/sglang/srt/layers/quantization/compressed_tensors/schemes/",
                 "0541d3be453b0bd7805430370133fc0710d57d77 (linear), 00c9967697dfaad2ff66db97280510f22d65ca92 (MoE)",
                 "CompressedTensorsW4A4Fp4 and CompressedTensorsW4A4Nvfp4MoE parameters, as in the DeepSeek V3 table"}},
+                     sglang_compressed_tensors_w4a16_sources()),
               {{HfLayout::ModelOpt, true, false,
                 "SGLang's ModelOptFp4Config.from_config accepts quant_algo FP8 or NVFP4 only: W4A16_NVFP4 raises "
                 "(modelopt_quant.py at faeb968)"},
-               {HfLayout::CompressedTensors, true, false,
-                "SGLang's compressed-tensors schemes at 00dcfc1 load NVFP4 with input global scales only; the weight-only "
-                "CompressedTensorsW4A16Fp4 / CompressedTensorsW4A16Nvfp4MoE of later stored copies were read without the "
-                "scheme selection that picks them, so weight-only compressed-tensors NVFP4 is not tabled"}},
+               {HfLayout::CompressedTensors, true, true, ""}},
               sglang_modelopt_inline_requirements(),
               sglang_modelopt_file_requirements(),
               sglang_compressed_tensors_requirements(),

@@ -51,11 +51,13 @@ const std::vector<ConfigRequirement>& compressed_tensors_requirements() {
 // faeb96856c4417d55695feec2f4d2463c8adb7fd).
 const std::vector<ConfigRequirement>& sglang_modelopt_inline_requirements() {
   static const std::vector<ConfigRequirement> r = {
-      {"config.json", "/quantization_config/quant_method", ConfigNeed::AbsentOrEquals, R"("modelopt")",
+      {"config.json", "/quantization_config/quant_method", ConfigNeed::AbsentOrOneOf, R"(["modelopt","modelopt_fp4"])",
        "ModelConfig._parse_quant_hf_config reads a config.json quantization_config whose quant_method is absent or "
-       "modelopt as ModelOpt's: a quant_algo containing FP4 becomes quant_method modelopt_fp4 (ModelOptFp4Config); "
-       "any other quant_method selects that method instead (model_config.py at 001adf5; modelopt_fp4 itself would also "
-       "name ModelOptFp4Config, which this table does not take)"},
+       "modelopt as ModelOpt's: a quant_algo containing FP4 becomes quant_method modelopt_fp4; any other quant_method "
+       "is kept, and _verify_quantization takes it as the method unless an override_quantization_method claims it "
+       "(model_config.py at 001adf5; ModelOptFp8Config's and ModelOptFp4Config's overrides fire only for --quantization "
+       "modelopt, modelopt_quant.py at faeb968): modelopt_fp4 names ModelOptFp4Config (QUANTIZATION_METHODS, __init__.py "
+       "at 0116a68), modelopt_fp8 ModelOptFp8Config, whose from_config raises for NVFP4"},
       {"config.json", "/quantization_config/quant_algo", ConfigNeed::Equals, R"("NVFP4")",
        "ModelOptFp4Config.from_config reads the flat config.json form when quant_algo is present and raises for "
        "anything but FP8 or NVFP4 (W4A16_NVFP4 included) (modelopt_quant.py at faeb968); it also needs a group_size, "
@@ -84,13 +86,41 @@ const std::vector<ConfigRequirement>& sglang_compressed_tensors_requirements() {
   static const std::vector<ConfigRequirement> r = {
       {"config.json", "/quantization_config/quant_method", ConfigNeed::Equals, R"("compressed-tensors")",
        "QUANTIZATION_METHODS[\"compressed-tensors\"] is CompressedTensorsConfig, whose schemes "
-       "CompressedTensorsW4A4Fp4 / CompressedTensorsW4A4Nvfp4MoE load NVFP4 (sgl-project/sglang "
-       "python/sglang/srt/layers/quantization/__init__.py at 0116a68, model_config.py at 001adf5)"},
+       "CompressedTensorsW4A4Fp4 / CompressedTensorsW4A4Nvfp4MoE load NVFP4 and CompressedTensorsW4A16Fp4 / "
+       "CompressedTensorsW4A16Nvfp4MoE weight-only NVFP4 (sgl-project/sglang "
+       "python/sglang/srt/layers/quantization/__init__.py at 0116a68, model_config.py at 001adf5, "
+       "compressed_tensors/compressed_tensors.py at c7fd88a0eaaee7749b939ab2e480fe3a5d8c4691)"},
       {"config.json", "/quantization_config/config_groups", ConfigNeed::Present, "",
        "CompressedTensorsConfig._quantization_scheme_map_from_config reads config.get(\"config_groups\", dict()): "
        "without groups no Linear gets a scheme and the packed tensors have no parameter (sgl-project/sglang "
        "python/sglang/srt/layers/quantization/compressed_tensors/compressed_tensors.py, stored copies at "
        "000659aed4db1933af3a4fe8c1eb3c673c19d12e and b5535699b732af5d2e049cc5b70112718964b774)"},
+  };
+  return r;
+}
+
+// Read at three commits of sgl-project/sglang: the selection (c7fd88a), the linear scheme (b01291f)
+// and the MoE scheme (8f0d987). At 64f78fd6345be28a7843ce7ff881a054a5c53b13 compressed_tensors.py has
+// no weight-only NVFP4 branch (NotImplementedError for a linear, RuntimeError for a FusedMoE): the
+// table follows the versions that have one.
+const std::vector<SourceRef>& sglang_compressed_tensors_w4a16_sources() {
+  static const std::vector<SourceRef> r = {
+      {"sgl-project/sglang", "python/sglang/srt/layers/quantization/compressed_tensors/compressed_tensors.py",
+       "c7fd88a0eaaee7749b939ab2e480fe3a5d8c4691",
+       "_is_fp4a16_nvfp4: weights tensor_group, float, 4 bits, group 16, symmetric and no input_activations; "
+       "_get_scheme_from_parts returns CompressedTensorsW4A16Fp4() for it (nvfp4-pack-quantized is an activation "
+       "quantization format, utils.py at 06b5b1906a851fe3a207d85963aaea2c48347139), get_moe_scheme "
+       "CompressedTensorsW4A16Nvfp4MoE(); a W4A4 group below SM100 gets the same schemes with input global scales"},
+      {"sgl-project/sglang", "python/sglang/srt/layers/quantization/compressed_tensors/schemes/compressed_tensors_w4a16_nvfp4.py",
+       "b01291f29d25e76f71d5c9d1a853c0587df200c0",
+       "CompressedTensorsW4A16Fp4.create_weights: weight_packed U8 [N, K/2], weight_global_scale F32 [shards], "
+       "weight_scale E4M3 [N, K/16]; input_global_scale only with has_input_global_scale (default False); "
+       "process_weights_after_loading keeps 1 / max(weight_global_scale)"},
+      {"sgl-project/sglang", "python/sglang/srt/layers/quantization/compressed_tensors/schemes/compressed_tensors_w4a16_nvfp4_moe.py",
+       "8f0d9876b19404df00b799bfb1ae627a5d17b9b1",
+       "CompressedTensorsW4A16Nvfp4MoE.create_weights: w13_/w2_weight_packed U8 [E, 2I, H/2] / [E, H, I/2], "
+       "w13_/w2_weight_scale E4M3 [.., /16], w13_weight_global_scale [E, 2], w2_weight_global_scale [E]; input "
+       "global scales only with has_input_global_scale; w13 keeps w1's global scale (a warning when w3's differs)"},
   };
   return r;
 }
@@ -112,13 +142,13 @@ const std::vector<ConfigRequirement>& trtllm_modelopt_requirements() {
 // load_hf_quant_config also parses compressed-tensors and QuantAlgo has W4A16_NVFP4.
 const std::string_view kTrtllmW4a16Why =
     "TensorRT-LLM's NVFP4LinearMethod computes alpha from input_scale (linear.py at ed53795); model_config.py at "
-    "008e0af knows QuantAlgo.W4A16_NVFP4, but the parameters its W4A16 linear and MoE methods create were not read, "
-    "so how it loads W4A16_NVFP4 is not tabled";
+    "008e0af knows QuantAlgo.W4A16_NVFP4 and picks its MoE backend (CuteDSL on SM120/121, Marlin on Hopper), but the "
+    "parameters its W4A16 linear and MoE methods create were not read, so how it loads W4A16_NVFP4 is not tabled";
 const std::string_view kTrtllmCompressedTensorsWhy =
     "TensorRT-LLM's model_config.py at 1a0dc5f builds a compressed-tensors NVFP4 model unquantized; at 008e0af "
     "load_hf_quant_config parses compressed-tensors and checkpoints/hf/compressed_tensors.py at "
     "35a24cbcb83263b488a1225bfdc712da90d38d19 renames weight_packed / weight_global_scale / input_global_scale to "
-    "ModelOpt's names (the global scales inverted), but which weight mappers apply that rename was not read, so its "
-    "loading of compressed-tensors NVFP4 is not tabled";
+    "ModelOpt's names (the global scales inverted), but no weight mapper calling that rename was found (HfWeightMapper "
+    "at 088aa36b002777f37d26241bcba56c86b132e5ee does not), so its loading of compressed-tensors NVFP4 is not tabled";
 
 }  // namespace fp4kit

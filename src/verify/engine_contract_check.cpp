@@ -149,7 +149,7 @@ std::optional<nlohmann::json> at_pointer(const nlohmann::json& j, std::string_vi
 
 // "" when the requirement holds, else what is wrong.
 std::string requirement_problem(const ConfigRequirement& r, const nlohmann::json* file, const nlohmann::json* model_config) {
-  if (!file) return std::string(r.file) + " is missing or not valid JSON";
+  if (!file) return r.file_optional ? "" : std::string(r.file) + " is missing or not valid JSON";
   const std::optional<nlohmann::json> v = at_pointer(*file, r.pointer);
   const std::string where = std::string(r.file) + " " + std::string(r.pointer);
   switch (r.need) {
@@ -161,8 +161,9 @@ std::string requirement_problem(const ConfigRequirement& r, const nlohmann::json
       const nlohmann::json want = nlohmann::json::parse(r.value);
       return *v == want ? "" : where + " is " + v->dump() + ", the loader needs " + want.dump();
     }
-    case ConfigNeed::OneOf: {
-      if (!v) return where + " is missing, the loader needs one of " + std::string(r.value);
+    case ConfigNeed::OneOf:
+    case ConfigNeed::AbsentOrOneOf: {
+      if (!v) return r.need == ConfigNeed::AbsentOrOneOf ? "" : where + " is missing, the loader needs one of " + std::string(r.value);
       for (const nlohmann::json& want : nlohmann::json::parse(r.value))
         if (*v == want) return "";
       return where + " is " + v->dump() + ", the loader needs one of " + std::string(r.value);

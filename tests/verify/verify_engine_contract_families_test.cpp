@@ -71,7 +71,8 @@ struct Conversion {
 };
 
 // The conversions of these fixtures the test suite makes (tests/convert) and the calibrated and
-// compressed-tensors variants.
+// compressed-tensors variants. (All-linear DeepSeek V3 in compressed-tensors' layout loads in vLLM
+// alone: DeepseekV3MlaProjectionsInNvfp4LoadOnlyInVllm.)
 std::vector<Conversion> conversions() {
   const std::vector<std::string> vllm = {"vllm"}, vllm_sglang = {"vllm", "sglang"};
   return {
@@ -80,15 +81,14 @@ std::vector<Conversion> conversions() {
       {"dsv3-tiny", "--recipe all-linear --weight-only", vllm},
       {"dsv3-tiny", "--recipe all-linear --weight-only --scales mse", vllm},
       {"dsv3-tiny", "", kAll},
-      {"dsv3-tiny", "--recipe all-linear --format compressed-tensors --weight-only", vllm},
       {"dsv3-tiny", "--format compressed-tensors", vllm_sglang},
       {"llama-tiny", "--recipe all-linear", kAll},
       {"llama-tiny", "--recipe all-linear --weight-only", vllm},
       {"llama-tiny", "--recipe all-linear --weight-only --scales four-over-six", vllm},
-      {"llama-tiny", "--recipe all-linear --format compressed-tensors --weight-only", vllm},
+      {"llama-tiny", "--recipe all-linear --format compressed-tensors --weight-only", vllm_sglang},
       {"llama-tiny", "--recipe all-linear --format compressed-tensors", vllm_sglang},
       {"qwen3-moe-tiny", "--weight-only", vllm},
-      {"qwen3-moe-tiny", "--recipe all-linear --format compressed-tensors --weight-only", vllm},
+      {"qwen3-moe-tiny", "--recipe all-linear --format compressed-tensors --weight-only", vllm_sglang},
       {"qwen3-moe-tiny", "--recipe all-linear --format compressed-tensors", vllm_sglang},
   };
 }
@@ -145,13 +145,15 @@ TEST(EngineContractFamilies, SkippedEnginesSayWhy) {
       EXPECT_NE(e.reason.find("compressed-tensors NVFP4 is not tabled"), std::string::npos) << e.reason;
     }
   }
+  // Weight-only compressed-tensors too (SGLang's CompressedTensorsW4A16Fp4 / W4A16Nvfp4MoE).
   const verify::VerifyReport ct_a16 =
       verify_dir(converted_family("llama-tiny", "--recipe all-linear --format compressed-tensors --weight-only"), false);
-  for (const auto& e : ct_a16.engines)
-    if (e.engine != "vllm") {
-      EXPECT_FALSE(e.checked) << e.engine;
+  for (const auto& e : ct_a16.engines) {
+    EXPECT_EQ(e.checked, e.engine != "trtllm") << e.engine << ": " << e.reason;
+    if (e.engine == "trtllm") {
       EXPECT_NE(e.reason.find("compressed-tensors NVFP4 is not tabled"), std::string::npos) << e.reason;
     }
+  }
 }
 
 void set_scale(const std::string& dir, const std::string& name, float factor) { set_f32(dir, name, factor * get_f32(dir, name)); }
@@ -224,7 +226,15 @@ std::vector<Failure> failures() {
          put_tensor(d, kL0 + "self_attn.o_proj.weight_packed", kL0 + "self_attn.o_proj.input_global_scale", DType::F32, {1},
                     std::as_bytes(std::span(&one, 1)));
        },
-       "engine.tensor_unconsumed", "no slot for '.input_global_scale'", {"vllm"}},
+       "engine.tensor_unconsumed", "no slot for '.input_global_scale'", {"vllm", "sglang"}},
+      {"WeightOnlyCompressedTensorsExpertMissingGlobalScale", "qwen3-moe-tiny", ct + " --weight-only",
+       [](const std::string& d) { remove_tensor(d, kExpert + "down_proj.weight_global_scale"); }, "engine.parameter_unfilled",
+       "'model.layers.1.mlp.experts.2.down_proj.weight_global_scale'", {"vllm", "sglang"}},
+      {"SglangQuantMethodModelOptFp8", "llama-tiny", modelopt,
+       [](const std::string& d) {
+         edit_json(d + "/config.json", [](nlohmann::json& j) { j["quantization_config"]["quant_method"] = "modelopt_fp8"; });
+       },
+       "engine.config_field", "config.json /quantization_config/quant_method is \"modelopt_fp8\"", {"sglang"}},
       {"CompressedTensorsMissingInputGlobalScale", "dsv3-tiny", "--format compressed-tensors",
        [](const std::string& d) { remove_tensor(d, kExpert + "gate_proj.input_global_scale"); }, "engine.parameter_unfilled",
        "input_global_scale", {"vllm", "sglang"}},
@@ -276,11 +286,15 @@ INSTANTIATE_TEST_SUITE_P(LoadFailures, EngineContractFamilyFailure, ::testing::V
 TEST(EngineContractFamilies, DeepseekV3MlaProjectionsInNvfp4LoadOnlyInVllm) {
   // compressed-tensors all-linear: SGLang reads kv_b_proj as a plain weight too, and its [1]-shaped
   // q_a_proj / kv_a_proj_with_mqa global scales cannot share fused_qkv_a_proj_with_mqa's one slot.
-  const verify::VerifyReport ct = verify_dir(converted_family("dsv3-tiny", "--recipe all-linear --format compressed-tensors"), false);
-  EXPECT_EQ(engine_findings(ct, "vllm"), 0u) << describe(ct);
-  expect_caught_by_engines(ct, "engine.tensor_unconsumed", {"sglang"}, "'model.layers.0.self_attn.kv_b_proj.weight_packed'");
-  expect_caught_by_engines(ct, "engine.parameter_unfilled", {"sglang"}, "'model.layers.0.self_attn.kv_b_proj.weight'");
-  expect_caught_by_engines(ct, "engine.shape", {"sglang"}, "'model.layers.0.self_attn.q_a_proj.weight_global_scale' has shape [1]");
+  // Weight-only the same: CompressedTensorsW4A16Fp4 builds the same parameters but the input scales.
+  for (const char* args : {"--recipe all-linear --format compressed-tensors", "--recipe all-linear --format compressed-tensors --weight-only"}) {
+    SCOPED_TRACE(args);
+    const verify::VerifyReport ct = verify_dir(converted_family("dsv3-tiny", args), false);
+    EXPECT_EQ(engine_findings(ct, "vllm"), 0u) << describe(ct);
+    expect_caught_by_engines(ct, "engine.tensor_unconsumed", {"sglang"}, "'model.layers.0.self_attn.kv_b_proj.weight_packed'");
+    expect_caught_by_engines(ct, "engine.parameter_unfilled", {"sglang"}, "'model.layers.0.self_attn.kv_b_proj.weight'");
+    expect_caught_by_engines(ct, "engine.shape", {"sglang"}, "'model.layers.0.self_attn.q_a_proj.weight_global_scale' has shape [1]");
+  }
 
   const verify::VerifyReport r = verify_dir(converted_family("dsv3-tiny", "--recipe all-linear"), false);
   EXPECT_FALSE(r.passed());
@@ -338,6 +352,16 @@ TEST(EngineContractFamilies, SglangReadsAnInlineConfigWithoutQuantMethodAsModelO
   for (const auto& e : r.engines) EXPECT_TRUE(e.checked) << e.engine << ": " << e.reason;
 }
 
+// SGLang keeps a config.json quant_method other than modelopt: modelopt_fp4 names ModelOptFp4Config
+// itself, which reads the flat quantization_config.
+TEST(EngineContractFamilies, SglangTakesQuantMethodModelOptFp4) {
+  const std::string dir = copy_converted(converted_family("llama-tiny", "--recipe all-linear"), "engine-family-modelopt-fp4");
+  edit_json(dir + "/config.json", [](nlohmann::json& j) { j["quantization_config"]["quant_method"] = "modelopt_fp4"; });
+  const verify::VerifyReport r = verify_dir(dir, false);
+  for (const auto& e : r.engines) EXPECT_TRUE(e.checked) << e.engine << ": " << e.reason;
+  EXPECT_EQ(engine_findings(r, "sglang"), 0u) << describe(r);
+}
+
 TEST(EngineContractFamilies, VerifyExitsOneNamingTheEngine) {
   const std::string dir = copy_converted(converted_family("llama-tiny", "--recipe all-linear"), "engine-family-cli");
   set_scale(dir, kL0 + "self_attn.v_proj.weight_scale_2", 4.0f);
@@ -346,6 +370,11 @@ TEST(EngineContractFamilies, VerifyExitsOneNamingTheEngine) {
   EXPECT_NE(bad.output.find("[engine.fused_scale] trtllm: "), std::string::npos) << bad.output;
   const CommandResult good = run_fp4kit("verify " + converted_family("llama-tiny", "--recipe all-linear") + " --structure-only --engine sglang");
   EXPECT_EQ(good.exit_code, 0) << good.output;
+  for (const char* family : {"llama-tiny", "qwen3-moe-tiny"}) {
+    const CommandResult a16 = run_fp4kit("verify " + converted_family(family, "--recipe all-linear --format compressed-tensors --weight-only") +
+                                         " --structure-only --engine vllm --engine sglang");
+    EXPECT_EQ(a16.exit_code, 0) << family << "\n" << a16.output;
+  }
 }
 
 }  // namespace

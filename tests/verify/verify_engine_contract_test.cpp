@@ -5,6 +5,7 @@
 // cover are skipped with the reason; --engine picks engines and verify exits 1 on a violation.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <vector>
 
 #include "verify/report_json.h"
@@ -216,6 +217,24 @@ TEST(EngineContract, TrtllmTakesALayerOnlyHfQuantConfig) {
   EXPECT_EQ(find_engine_finding(r, "engine.config_field", "trtllm", ""), nullptr) << describe(r);
   edit_json(dir + "/hf_quant_config.json", [](nlohmann::json& j) { j["quantization"].erase("quantized_layers"); });
   expect_caught_by_engines(verify_dir(dir, false), "engine.config_field", {"trtllm"}, "hf_quant_config.json /quantization/quantized_layers is missing");
+}
+
+// TensorRT-LLM reads hf_quant_config.json only when it exists: without it config.json's FP8 block
+// quantization_config is the global config and the routed experts are NVFP4 by their U8 dtype.
+TEST(EngineContract, TrtllmLoadsWithoutHfQuantConfig) {
+  const std::string dir = copy_checkpoint(good(), "engine-v4-no-hf-quant");
+  std::filesystem::remove(dir + "/hf_quant_config.json");
+  const verify::VerifyReport r = verify_dir(dir, false);
+  const verify::EngineVerdict* trtllm = verdict(r, "trtllm");
+  ASSERT_NE(trtllm, nullptr);
+  EXPECT_TRUE(trtllm->checked) << trtllm->reason;
+  EXPECT_EQ(find_engine_finding(r, "engine.config_field", "trtllm", ""), nullptr) << describe(r);
+  const CommandResult cli = run_fp4kit("verify " + dir + " --structure-only --engine trtllm");
+  EXPECT_EQ(cli.exit_code, 0) << cli.output;
+  // config.json is then all it has: its block size still has to be [128, 128].
+  edit_json(dir + "/config.json", [](nlohmann::json& j) { j["quantization_config"]["weight_block_size"] = {64, 64}; });
+  expect_caught_by_engines(verify_dir(dir, false), "engine.config_field", {"trtllm"},
+                           "config.json /quantization_config/weight_block_size is [64,64]");
 }
 
 TEST(EngineContract, EngineFlagPicksEnginesAndExitCodesFollow) {
