@@ -40,6 +40,13 @@ __global__ void widen_kernel(const uint16_t* src, bool bf16, int64_t n, float* o
   out[i] = bf16 ? __uint_as_float(static_cast<uint32_t>(src[i]) << 16) : __half2float(__ushort_as_half(src[i]));
 }
 
+__global__ void gather_widen_kernel(const uint16_t* src, bool bf16, const int32_t* rows, int64_t n, int64_t w, float* dst) {
+  const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (e >= n * w) return;
+  const uint16_t v = src[static_cast<int64_t>(rows[e / w]) * w + e % w];
+  dst[e] = bf16 ? __uint_as_float(static_cast<uint32_t>(v) << 16) : __half2float(__ushort_as_half(v));
+}
+
 __global__ void amax_of_rows_kernel(const float* row_max, const float* weights, int64_t rows, float* out) {
   __shared__ float scratch[32];
   float m = 0.0f, w = 0.0f;
@@ -93,6 +100,17 @@ void widen_to_f32(const void* src, DType dtype, int64_t n, float* out, StreamHan
     throw InputError(std::string("widen_to_f32: ") + std::string(dtype_name(dtype)) + " is not a float dtype");
   widen_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<const uint16_t*>(src), dtype == DType::BF16, n, out);
   check_launch("widen_to_f32", "n=" + std::to_string(n));
+}
+
+void gather_rows_widened(const void* src, DType dtype, const int32_t* rows, int64_t n, int64_t w, float* dst,
+                         StreamHandle stream) {
+  if (n <= 0 || w <= 0) return;
+  if (dtype == DType::F32) return gather_rows(static_cast<const float*>(src), rows, n, w, dst, stream);
+  if (dtype != DType::BF16 && dtype != DType::F16)
+    throw InputError(std::string("gather_rows_widened: ") + std::string(dtype_name(dtype)) + " is not a float dtype");
+  gather_widen_kernel<<<blocks_for(n * w), kThreads, 0, stream>>>(static_cast<const uint16_t*>(src), dtype == DType::BF16,
+                                                                   rows, n, w, dst);
+  check_launch("gather_rows_widened", "n=" + std::to_string(n) + " w=" + std::to_string(w));
 }
 
 void linear_amax(const float* x, int64_t rows, int64_t cols, const float* row_weights, float* out, float* scratch,

@@ -19,6 +19,10 @@ void add_f32(const float* a, const float* b, int64_t n, float* out, StreamHandle
 
 // out = src widened to F32 for n values of F32, BF16 or F16 (exact); InputError for other dtypes.
 void widen_to_f32(const void* src, DType dtype, int64_t n, float* out, StreamHandle stream);
+// dst[i] = src[rows[i]] widened to F32, for n rows of width w of an F32, BF16 or F16 matrix (exact):
+// a few rows of a large stored table (the embedding) without decoding all of it.
+void gather_rows_widened(const void* src, DType dtype, const int32_t* rows, int64_t n, int64_t w, float* dst,
+                         StreamHandle stream);
 // The amax a calibration observer takes from a linear input x [rows, cols]: out[0] = max |x| and
 // out[1] = max over rows of |w_r · max |x_r|| (= out[0] without weights), NaN when any value is NaN,
 // as AmaxObserver computes them on the CPU (the maxima are exact). out: device [2]; scratch: device

@@ -28,6 +28,43 @@ Stream::~Stream() {
 }
 void Stream::synchronize(const char* what) const { check(cudaStreamSynchronize(s_), what); }
 
+namespace {
+thread_local StreamHandle t_ordered_stream = nullptr;
+
+// The current device's default pool, told on first use to keep what is freed into it (the default
+// threshold of 0 hands it back at every synchronisation, which would cost a cudaMalloc again).
+cudaMemPool_t ordered_pool() {
+  int device = 0;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  cudaMemPool_t pool = nullptr;
+  check(cudaDeviceGetDefaultMemPool(&pool, device), "cudaDeviceGetDefaultMemPool");
+  static std::atomic<bool> configured{false};
+  if (!configured.exchange(true)) {
+    uint64_t keep = UINT64_MAX;
+    check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep), "cudaMemPoolSetAttribute");
+  }
+  return pool;
+}
+
+[[noreturn]] void throw_out_of_memory(const std::string& what, size_t bytes) {
+  size_t free_b = 0, total_b = 0;
+  cudaMemGetInfo(&free_b, &total_b);
+  throw DeviceError("out of GPU memory allocating " + what + ": " + mib(bytes) + " asked, " + mib(free_b) +
+                    " free of " + mib(total_b));
+}
+}  // namespace
+
+void release_pooled_device_memory() {
+  check(cudaDeviceSynchronize(), "release pooled device memory: synchronize");
+  check(cudaMemPoolTrimTo(ordered_pool(), 0), "cudaMemPoolTrimTo");
+}
+
+StreamOrderedAllocations::StreamOrderedAllocations(const Stream& s) : previous_(t_ordered_stream) {
+  ordered_pool();  // the pool keeps what the scope's buffers give back
+  t_ordered_stream = s.get();
+}
+StreamOrderedAllocations::~StreamOrderedAllocations() { t_ordered_stream = previous_; }
+
 DeviceBuffer::DeviceBuffer(size_t bytes, const std::string& what) : bytes_(bytes) {
   if (bytes == 0) return;
   const size_t budget = g_budget.load(), in_use = g_in_use.load();
@@ -36,25 +73,49 @@ DeviceBuffer::DeviceBuffer(size_t bytes, const std::string& what) : bytes_(bytes
     throw DeviceError("out of the GPU memory budget allocating " + what + ": " + mib(bytes) + " asked, " + mib(in_use) +
                       " in use of " + mib(budget) + " (--gpu-memory)");
   }
-  const cudaError_t err = cudaMalloc(&p_, bytes);
+  const StreamHandle ordered = t_ordered_stream;
+  auto allocate = [&] { return ordered ? cudaMallocAsync(&p_, bytes, ordered) : cudaMalloc(&p_, bytes); };
+  cudaError_t err = allocate();
   if (err == cudaErrorMemoryAllocation) {
-    cudaGetLastError();  // clear the sticky-free error so later calls are not blamed
-    size_t free_b = 0, total_b = 0;
-    cudaMemGetInfo(&free_b, &total_b);
-    throw DeviceError("out of GPU memory allocating " + what + ": " + mib(bytes) + " asked, " + mib(free_b) +
-                      " free of " + mib(total_b));
+    // Memory the pool keeps for reuse may be what is missing: give it back and try once more.
+    cudaGetLastError();  // clear the error so later calls are not blamed
+    p_ = nullptr;
+    if (cudaDeviceSynchronize() == cudaSuccess) {
+      cudaMemPool_t pool = nullptr;
+      int device = 0;
+      if (cudaGetDevice(&device) == cudaSuccess && cudaDeviceGetDefaultMemPool(&pool, device) == cudaSuccess)
+        cudaMemPoolTrimTo(pool, 0);
+      err = allocate();
+    }
+    if (err == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      p_ = nullptr;
+      bytes_ = 0;
+      throw_out_of_memory(what, bytes);
+    }
   }
-  check(err, "cudaMalloc " + what + " (" + mib(bytes) + ")");
+  if (err != cudaSuccess) {
+    p_ = nullptr;
+    bytes_ = 0;
+    check(err, std::string(ordered ? "cudaMallocAsync " : "cudaMalloc ") + what + " (" + mib(bytes) + ")");
+  }
+  stream_ = ordered;
   count_alloc(bytes);
 }
-DeviceBuffer::~DeviceBuffer() {
-  if (p_) cudaFree(p_), g_in_use -= bytes_;
+void DeviceBuffer::release() noexcept {
+  if (!p_) return;
+  if (stream_) cudaFreeAsync(p_, stream_);
+  else cudaFree(p_);
+  g_in_use -= bytes_;
+  p_ = nullptr, bytes_ = 0, stream_ = nullptr;
 }
+DeviceBuffer::~DeviceBuffer() { release(); }
 DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
   if (this != &o) {
-    if (p_) cudaFree(p_), g_in_use -= bytes_;
+    release();
     p_ = std::exchange(o.p_, nullptr);
     bytes_ = std::exchange(o.bytes_, 0);
+    stream_ = std::exchange(o.stream_, nullptr);
   }
   return *this;
 }

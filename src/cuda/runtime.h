@@ -38,7 +38,9 @@ void reset_device_bytes_peak();
 void set_device_bytes_budget(size_t bytes);
 size_t device_bytes_budget();
 
-// cudaMalloc'ed bytes. `what` names the buffer in errors ("nvfp4 weight [3072, 3584]").
+// Device bytes. `what` names the buffer in errors ("nvfp4 weight [3072, 3584]"). cudaMalloc'ed, or,
+// when made on a thread inside a StreamOrderedAllocations scope, taken from the device's memory pool
+// in that scope's stream order and given back in the same order when the buffer goes.
 class DeviceBuffer {
  public:
   DeviceBuffer() = default;
@@ -46,16 +48,41 @@ class DeviceBuffer {
   ~DeviceBuffer();
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  DeviceBuffer(DeviceBuffer&& o) noexcept : p_(std::exchange(o.p_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
+  DeviceBuffer(DeviceBuffer&& o) noexcept
+      : p_(std::exchange(o.p_, nullptr)), bytes_(std::exchange(o.bytes_, 0)), stream_(std::exchange(o.stream_, nullptr)) {}
   DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
   template <class T = void>
   T* data() const { return static_cast<T*>(p_); }
   size_t bytes() const { return bytes_; }
+  // The stream whose order the buffer's memory follows; null for a cudaMalloc'ed buffer.
+  StreamHandle stream_order() const { return stream_; }
 
  private:
+  void release() noexcept;
   void* p_ = nullptr;
   size_t bytes_ = 0;
+  StreamHandle stream_ = nullptr;
 };
+
+// While one lives, the DeviceBuffers this thread makes are stream-ordered on `s` (cudaMallocAsync /
+// cudaFreeAsync from the device's pool, which keeps freed memory for reuse): making and dropping a
+// temporary costs no device-wide synchronisation, as cudaMalloc/cudaFree do, which is what a decode
+// step of many small buffers spends its time on otherwise. Only for buffers used on `s` alone, and
+// dropped before `s` is destroyed. Scopes nest; the innermost wins.
+class StreamOrderedAllocations {
+ public:
+  explicit StreamOrderedAllocations(const Stream& s);
+  ~StreamOrderedAllocations();
+  StreamOrderedAllocations(const StreamOrderedAllocations&) = delete;
+  StreamOrderedAllocations& operator=(const StreamOrderedAllocations&) = delete;
+
+ private:
+  StreamHandle previous_;
+};
+
+// Gives the memory the device's pool keeps for reuse back to the device (waits for the device
+// first), so that cudaMemGetInfo and plain allocations see it free again.
+void release_pooled_device_memory();
 
 // cudaMallocHost'ed (page-locked) bytes, for asynchronous copies.
 class PinnedBuffer {

@@ -2,7 +2,8 @@
 // Many sequences, each continued from its own attention caches, several of them in one step: what a
 // server drives (serve/scheduler.h). The CPU engine computes one step for all the sequences at once
 // (each row on its own, so a sequence's logits do not depend on the others); the GPU pass keeps each
-// sequence's caches on the device and runs them one after another.
+// sequence's caches on the device and runs a decode step of several sequences as one batch through
+// its products, each sequence attending over its own caches.
 #include <cstdint>
 #include <functional>
 #include <memory>

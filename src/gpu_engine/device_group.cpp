@@ -87,4 +87,18 @@ cuda::DeviceBuffer decode_weight_f32(const DeviceGroup& group, const StoredWeigh
   return out;
 }
 
+void gather_weight_rows_f32(const DeviceGroup& group, const StoredWeights& stored, const std::string& dir,
+                            const std::string& name, const std::vector<int64_t>& shape, const int32_t* rows, int64_t n,
+                            float* out, const cuda::Stream& s) {
+  const StoredWeights::Layout l = stored.layout(name);
+  if (l.storage != Storage::Plain || shape.size() != 2 || l.shape != shape) {
+    const cuda::DeviceBuffer whole = decode_weight_f32(group, stored, dir, name, shape, s);
+    cuda::gather_rows(whole.data<float>(), rows, n, shape[1], out, s.get());
+    return;
+  }
+  const io::TensorInfo* info = nullptr;
+  const std::byte* data = group.device(l.weight, &info);
+  cuda::gather_rows_widened(data, info->dtype, rows, n, shape[1], out, s.get());
+}
+
 }  // namespace fp4kit::gpu_engine

@@ -40,4 +40,11 @@ struct DeviceGroup {
 cuda::DeviceBuffer decode_weight_f32(const DeviceGroup& group, const StoredWeights& stored, const std::string& dir,
                                      const std::string& name, const std::vector<int64_t>& shape, const cuda::Stream& s);
 
+// Rows `rows` (device, n of them, each < shape[0]) of the stored 2-d weight `name` decoded to F32
+// into out [n, shape[1]]: plain storage is gathered, other storage decoded whole first. The shape is
+// checked as decode_weight_f32 checks it. Asynchronous.
+void gather_weight_rows_f32(const DeviceGroup& group, const StoredWeights& stored, const std::string& dir,
+                            const std::string& name, const std::vector<int64_t>& shape, const int32_t* rows, int64_t n,
+                            float* out, const cuda::Stream& s);
+
 }  // namespace fp4kit::gpu_engine

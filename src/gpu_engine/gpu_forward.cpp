@@ -95,6 +95,15 @@ struct LayerCache {
   cuda::DeviceBuffer kv, cmp_kv, cmp_gate, idx_kv, idx_gate;
 };
 
+// Tokens of a step that attend as one SequenceBatch: tokens [first_token, first_token + sb.tokens())
+// of the step, sequence-major, continuing `cache` (null: none) from its sequence first_sequence on.
+struct AttentionRun {
+  cuda::SequenceBatch sb;
+  LayerCache* cache = nullptr;
+  int64_t first_sequence = 0;
+  int64_t first_token = 0;
+};
+
 struct GpuForward::Impl {
   ModelConfig cfg;
   io::Checkpoint ckpt;
@@ -120,6 +129,17 @@ struct GpuForward::Impl {
   int64_t current_group = -1;  // the index `group` holds, in resident mode
 
   int64_t decode_once_expert_rows;
+
+  // A layer's routed experts as the grouped kernels read them, built once per upload of its group (a
+  // resident group keeps its generation, so later steps reuse them; naming and checking 3·E weights
+  // costs more host time than a decode step's products).
+  struct RoutedExperts {
+    uint64_t generation = 0;
+    bool grouped = false;  // false: the experts' storage cannot go through the grouped kernels
+    std::vector<cuda::GemmWeight> w1, w3, w2;
+    std::unique_ptr<cuda::MoeExpertTable> table;
+  };
+  std::map<int64_t, RoutedExperts> routed_experts;
 
   Impl(const std::string& dir, const GpuForwardOptions& o)
       : cfg(ModelConfig::load(dir)),
@@ -179,57 +199,73 @@ struct GpuForward::Impl {
                   static_cast<size_t>(sb.batch), stream);
   }
 
-  // Entries of a compressor over the sequences so far, normalised and rotated:
-  // [batch, total / ratio, width]. With caches (kv_cache, gate_cache: [batch, sb.kv_rows, row width]),
-  // the new tokens' projections join the earlier ones there.
-  cuda::DeviceBuffer compress(const float* a, const cuda::SequenceBatch& sb, const std::string& prefix, int64_t ratio,
-                              int64_t width, bool overlap, const LinearWeight& wkv, const LinearWeight& wgate,
-                              float* kv_cache = nullptr, float* gate_cache = nullptr) {
-    const int64_t T = sb.tokens(), H = cfg.hidden(), rw = overlap ? 2 * width : width;
-    const int64_t count = sb.total() / ratio;
-    cuda::DeviceBuffer ck = floats(T * rw, prefix + "kv"), cg = floats(T * rw, prefix + "gate");
+  // A compressor's projections of the step's tokens [T, rw] and its small weights, decoded once per
+  // layer for every run of the step.
+  struct CompressorInputs {
+    cuda::DeviceBuffer kv, gate, ape, norm;
+    int64_t ratio = 4, width = 0, row_width = 0;
+    bool overlap = true;
+  };
+  CompressorInputs project_compressor(const float* a, int64_t T, const std::string& prefix, int64_t ratio, int64_t width,
+                                      bool overlap, const LinearWeight& wkv, const LinearWeight& wgate) {
+    const int64_t H = cfg.hidden(), rw = overlap ? 2 * width : width;
+    CompressorInputs c;
+    c.ratio = ratio, c.width = width, c.row_width = rw, c.overlap = overlap;
+    c.kv = floats(T * rw, prefix + "kv"), c.gate = floats(T * rw, prefix + "gate");
     observe(prefix + "wkv", a, T, H);
-    linear(a, wkv, ck.data<float>(), T);
+    linear(a, wkv, c.kv.data<float>(), T);
     observe(prefix + "wgate", a, T, H);
-    linear(a, wgate, cg.data<float>(), T);
-    const cuda::DeviceBuffer ape = weight(prefix + "ape", {ratio, rw});
-    const cuda::DeviceBuffer norm = weight(prefix + "norm.weight", {width});
+    linear(a, wgate, c.gate.data<float>(), T);
+    c.ape = weight(prefix + "ape", {ratio, rw});
+    c.norm = weight(prefix + "norm.weight", {width});
+    return c;
+  }
+
+  // Entries of a compressor over one run's sequences so far, normalised and rotated:
+  // [batch, total / ratio, width]. With caches (kv_cache, gate_cache: [batch, sb.kv_rows, row width]),
+  // the run's new projections join the earlier ones there.
+  cuda::DeviceBuffer pool_compressor(const CompressorInputs& in, const AttentionRun& run, const std::string& prefix,
+                                     float* kv_cache = nullptr, float* gate_cache = nullptr) {
+    const cuda::SequenceBatch& sb = run.sb;
+    const int64_t width = in.width, rw = in.row_width, count = sb.total() / in.ratio;
     cuda::DeviceBuffer entries = floats(sb.batch * count * width, prefix + "entries");
     cuda::CompressorPrefill c;
-    c.kv = ck.data<float>(), c.gate = cg.data<float>(), c.ape = ape.data<float>();
+    c.kv = in.kv.data<float>() + run.first_token * rw, c.gate = in.gate.data<float>() + run.first_token * rw;
+    c.ape = in.ape.data<float>();
     if (kv_cache) {
-      keep_rows(kv_cache, ck.data<float>(), rw, sb);
-      keep_rows(gate_cache, cg.data<float>(), rw, sb);
+      keep_rows(kv_cache, c.kv, rw, sb);
+      keep_rows(gate_cache, c.gate, rw, sb);
       c.kv = kv_cache, c.gate = gate_cache;
     }
-    c.ratio = ratio, c.width = width, c.overlap = overlap, c.entries = entries.data<float>();
+    c.ratio = in.ratio, c.width = width, c.overlap = in.overlap, c.entries = entries.data<float>();
     cuda::compressor_prefill(c, sb, stream.get());
     if (count > 0) {
-      cuda::rms_norm_rows(entries.data<float>(), sb.batch * count, width, norm.data<float>(), cfg.rms_eps,
+      cuda::rms_norm_rows(entries.data<float>(), sb.batch * count, width, in.norm.data<float>(), cfg.rms_eps,
                           entries.data<float>(), stream.get());
       std::vector<int64_t> pos(static_cast<size_t>(sb.batch * count));
-      for (size_t i = 0; i < pos.size(); ++i) pos[i] = static_cast<int64_t>(i) % count * ratio;
+      for (size_t i = 0; i < pos.size(); ++i) pos[i] = static_cast<int64_t>(i) % count * in.ratio;
       const cuda::DeviceBuffer d_pos = upload_any(pos, stream, "entry positions");
       rope(entries.data<float>(), sb.batch * count, 1, width, width, width - cfg.rope_dim, d_pos.data<int64_t>(), true);
-      stream.synchronize("compressor");  // d_pos dies here
     }
     return entries;
   }
 
-  // engine::attention_forward: a [T, H] -> out [T, H] for the batch's new tokens. With a cache (its
-  // rows offset to the chunk's first sequence), the sequences continue from it and it keeps the new
+  // engine::attention_forward: a [T, H] -> out [T, H] for the step's T new tokens, which form one or
+  // more runs (each a SequenceBatch of its own, at its own positions, with its own cache or none).
+  // The products run once over all T tokens; compressors, indexer and attention core per run. With a
+  // cache (its rows offset to the run's first sequence), a run continues from it and it keeps the new
   // rows; sb.kv_rows is then its capacity.
-  void attention(int64_t layer, const float* a, const cuda::SequenceBatch& sb, const int64_t* positions, float* out,
-                 LayerCache* cache = nullptr, int64_t first_sequence = 0) {
+  void attention(int64_t layer, const float* a, int64_t T, const std::vector<AttentionRun>& runs, const int64_t* positions,
+                 float* out) {
     const auto& b = cfg.base;
-    const int64_t T = sb.tokens(), H = b.hidden_size, qr = b.q_lora_rank, nh = b.num_attention_heads, D = b.head_dim;
+    const int64_t H = b.hidden_size, qr = b.q_lora_rank, nh = b.num_attention_heads, D = b.head_dim;
     const int64_t G = b.o_groups, R = b.o_lora_rank, rd = cfg.rope_dim;
     const AttentionKind kind = cfg.attention[static_cast<size_t>(layer)];
     const bool compress_rope_here = kind != AttentionKind::Sliding;
     const std::string p = "layers." + std::to_string(layer) + ".attn.";
-    // This chunk's rows of one of the cache's buffers, of row width w (null without a cache).
-    auto cached = [&](cuda::DeviceBuffer LayerCache::*buffer, int64_t w) -> float* {
-      return cache ? (cache->*buffer).data<float>() + first_sequence * cache->rows * w : nullptr;
+    // A run's rows of one of its cache's buffers, of row width w (null without a cache).
+    auto cached = [](const AttentionRun& run, cuda::DeviceBuffer LayerCache::*buffer, int64_t w) -> float* {
+      return run.cache ? (run.cache->*buffer).data<float>() + run.first_sequence * run.cache->rows * w : nullptr;
     };
 
     cuda::DeviceBuffer q_res = floats(T * qr, "q_res"), q = floats(T * nh * D, "q"), kv = floats(T * D, "kv");
@@ -250,21 +286,23 @@ struct GpuForward::Impl {
       linear(a, wkv, kv.data<float>(), T);
       cuda::rms_norm_rows(kv.data<float>(), T, D, kv_norm.data<float>(), cfg.rms_eps, kv.data<float>(), stream.get());
       rope(kv.data<float>(), T, 1, D, D, D - rd, positions, compress_rope_here);
-      stream.synchronize("attention projections");
       clock.mark("attention.projections", stream);
     }
 
     const int64_t m = ModelConfig::ratio(kind);
-    cuda::DeviceBuffer entries, picks, pick_count;
+    std::vector<cuda::DeviceBuffer> entries(runs.size());
     if (kind != AttentionKind::Sliding) {
       const bool csa = kind == AttentionKind::Csa;
       const int64_t c = csa ? 2 : 1;
       const LinearWeight wkv = linear_weight(p + "compressor.wkv.weight", c * D, H);
       const LinearWeight wgate = linear_weight(p + "compressor.wgate.weight", c * D, H);
-      entries = compress(a, sb, p + "compressor.", m, D, csa, wkv, wgate, cached(&LayerCache::cmp_kv, c * D),
-                         cached(&LayerCache::cmp_gate, c * D));
+      const CompressorInputs in = project_compressor(a, T, p + "compressor.", m, D, csa, wkv, wgate);
+      for (size_t r = 0; r < runs.size(); ++r)
+        entries[r] = pool_compressor(in, runs[r], p + "compressor.", cached(runs[r], &LayerCache::cmp_kv, c * D),
+                                     cached(runs[r], &LayerCache::cmp_gate, c * D));
       clock.mark("attention.compressor", stream);
     }
+    cuda::DeviceBuffer picks, pick_count;
     if (kind == AttentionKind::Csa) {
       const int64_t nI = b.index_n_heads, dI = b.index_head_dim, top_k = b.index_topk;
       cuda::DeviceBuffer idx_q = floats(T * nI * dI, "indexer q"), idx_w = floats(T * nI, "indexer weights");
@@ -278,41 +316,48 @@ struct GpuForward::Impl {
       cuda::scale_f32(idx_w.data<float>(), T * nI, 1.0f / std::sqrt(static_cast<float>(nI)), stream.get());
       const LinearWeight wkv = linear_weight(p + "indexer.compressor.wkv.weight", 2 * dI, H);
       const LinearWeight wgate = linear_weight(p + "indexer.compressor.wgate.weight", 2 * dI, H);
-      const cuda::DeviceBuffer keys = compress(a, sb, p + "indexer.compressor.", 4, dI, true, wkv, wgate,
-                                               cached(&LayerCache::idx_kv, 2 * dI), cached(&LayerCache::idx_gate, 2 * dI));
+      const CompressorInputs in = project_compressor(a, T, p + "indexer.compressor.", 4, dI, true, wkv, wgate);
       picks = cuda::DeviceBuffer(static_cast<size_t>(T * top_k) * 4, "indexer picks");
       pick_count = cuda::DeviceBuffer(static_cast<size_t>(T) * 4, "indexer pick counts");
-      cuda::IndexerSelect s;
-      s.q = idx_q.data<float>(), s.head_weights = idx_w.data<float>(), s.keys = keys.data<float>();
-      s.heads = nI, s.head_dim = dI, s.top_k = top_k;
-      s.picks = picks.data<int32_t>(), s.count = pick_count.data<int32_t>();
-      cuda::indexer_select(s, sb, stream.get());
-      stream.synchronize("indexer");
+      for (const AttentionRun& run : runs) {
+        const cuda::DeviceBuffer keys = pool_compressor(in, run, p + "indexer.compressor.", cached(run, &LayerCache::idx_kv, 2 * dI),
+                                                        cached(run, &LayerCache::idx_gate, 2 * dI));
+        cuda::IndexerSelect s;
+        s.q = idx_q.data<float>() + run.first_token * nI * dI, s.head_weights = idx_w.data<float>() + run.first_token * nI;
+        s.keys = keys.data<float>();
+        s.heads = nI, s.head_dim = dI, s.top_k = top_k;
+        s.picks = picks.data<int32_t>() + run.first_token * top_k, s.count = pick_count.data<int32_t>() + run.first_token;
+        cuda::indexer_select(s, run.sb, stream.get());
+      }
       clock.mark("attention.indexer", stream);
     }
 
     cuda::DeviceBuffer o = floats(T * nh * D, "attention output");
     {
       const cuda::DeviceBuffer sink = weight(p + "attn_sink", {nh});
-      cuda::AttentionCore ac;
-      ac.q = q.data<float>(), ac.kv = kv.data<float>(), ac.sink = sink.data<float>();
-      if (cache) {
-        float* rows = cached(&LayerCache::kv, D);
-        keep_rows(rows, kv.data<float>(), D, sb);
-        ac.kv = rows;
+      for (size_t r = 0; r < runs.size(); ++r) {
+        const AttentionRun& run = runs[r];
+        const int64_t t0 = run.first_token;
+        cuda::AttentionCore ac;
+        ac.q = q.data<float>() + t0 * nh * D, ac.kv = kv.data<float>() + t0 * D, ac.sink = sink.data<float>();
+        if (run.cache) {
+          float* rows = cached(run, &LayerCache::kv, D);
+          keep_rows(rows, ac.kv, D, run.sb);
+          ac.kv = rows;
+        }
+        ac.heads = nh, ac.head_dim = D, ac.window = b.sliding_window, ac.ratio = m;
+        ac.compressed = kind == AttentionKind::Sliding ? cuda::CompressedKeys::None
+                        : kind == AttentionKind::Hca   ? cuda::CompressedKeys::AllCausal
+                                                       : cuda::CompressedKeys::Picked;
+        if (kind != AttentionKind::Sliding) ac.entries = entries[r].data<float>();
+        if (kind == AttentionKind::Csa) {
+          ac.picks = picks.data<int32_t>() + t0 * b.index_topk, ac.pick_count = pick_count.data<int32_t>() + t0;
+          ac.pick_stride = b.index_topk;
+        }
+        ac.out = o.data<float>() + t0 * nh * D;
+        cuda::attention_core(ac, run.sb, stream.get());
       }
-      ac.heads = nh, ac.head_dim = D, ac.window = b.sliding_window, ac.ratio = m;
-      ac.compressed = kind == AttentionKind::Sliding ? cuda::CompressedKeys::None
-                      : kind == AttentionKind::Hca   ? cuda::CompressedKeys::AllCausal
-                                                     : cuda::CompressedKeys::Picked;
-      if (kind != AttentionKind::Sliding) ac.entries = entries.data<float>();
-      if (kind == AttentionKind::Csa) {
-        ac.picks = picks.data<int32_t>(), ac.pick_count = pick_count.data<int32_t>(), ac.pick_stride = b.index_topk;
-      }
-      ac.out = o.data<float>();
-      cuda::attention_core(ac, sb, stream.get());
       rope(o.data<float>(), T, nh, nh * D, D, D - rd, positions, compress_rope_here, /*inverse=*/true);
-      stream.synchronize("attention");
       clock.mark("attention.core", stream);
     }
 
@@ -326,7 +371,6 @@ struct GpuForward::Impl {
       lin.apply(o.data<float>() + g * dg, nh * D, wo_a, u.data<float>() + g * R, G * R, T, g * R, R);
     observe(p + "wo_b", u.data<float>(), T, G * R);
     linear(u.data<float>(), wo_b, out, T);
-    stream.synchronize("attention output");
     clock.mark("attention.output", stream);
   }
 
@@ -380,7 +424,7 @@ struct GpuForward::Impl {
     clock.mark("moe.routing", stream);
 
     cuda::DeviceBuffer routed = floats(T * H, "routed output");
-    if (lin.precision() == Precision::Bf16 && !all_experts && routed_grouped(p, x, T, chosen, weights, routed.data<float>())) {
+    if (lin.precision() == Precision::Bf16 && !all_experts && routed_grouped(layer, x, T, chosen, weights, routed.data<float>())) {
       clock.mark("moe.routed", stream);
       shared_and_sum(p, x, T, routed, out);
       return;
@@ -415,7 +459,6 @@ struct GpuForward::Impl {
                                       stream.get());
         observe(ep + "w2", h_all.data<float>(), T, I, all_weights.data<float>());
         if (n) cuda::gather_rows(h_all.data<float>(), d_rows.data<int32_t>(), n, I, h.data<float>(), stream.get());
-        stream.synchronize("all-experts observation");
       } else {
         cuda::DeviceBuffer xe = floats(n * H, "expert input");
         cuda::gather_rows(x, d_rows.data<int32_t>(), n, H, xe.data<float>(), stream.get());
@@ -428,7 +471,6 @@ struct GpuForward::Impl {
       linear(h.data<float>(), w2, y.data<float>(), n);
       cuda::scatter_add_rows(routed.data<float>(), y.data<float>(), d_rows.data<int32_t>(), d_w.data<float>(), n, H,
                              stream.get());
-      stream.synchronize("expert");  // this expert's buffers die here
     }
     clock.mark("moe.routed", stream);
     shared_and_sum(p, x, T, routed, out);
@@ -449,7 +491,6 @@ struct GpuForward::Impl {
     } else {
       cuda::copy_on_device(out, routed.data(), static_cast<size_t>(T * H) * 4, stream);
     }
-    stream.synchronize("moe");
     clock.mark("moe.shared", stream);
   }
 
@@ -458,24 +499,37 @@ struct GpuForward::Impl {
   // expert's inputs from the kernels' intermediates: routed [T, H]. False (nothing done) where the
   // experts' storage cannot go through them (formats differ, or a weight the grouped GEMM cannot read);
   // the per-expert loop runs then.
-  bool routed_grouped(const std::string& p, const float* x, int64_t T, const cuda::DeviceBuffer& chosen,
-                      const cuda::DeviceBuffer& weights, float* routed) {
+  RoutedExperts& routed_experts_of(int64_t layer) {
+    RoutedExperts& re = routed_experts[layer];
+    if (re.generation == group.generation) return re;
     const auto& b = cfg.base;
-    const int64_t H = b.hidden_size, E = b.n_routed_experts, k = b.num_experts_per_tok, I = b.moe_intermediate_size;
-    std::vector<LinearWeight> keep;
-    keep.reserve(static_cast<size_t>(3 * E));
-    std::vector<cuda::GemmWeight> w1, w3, w2;
+    const int64_t H = b.hidden_size, E = b.n_routed_experts, I = b.moe_intermediate_size;
+    const std::string p = "layers." + std::to_string(layer) + ".ffn.";
+    re = {};
+    re.generation = group.generation;
     for (int64_t e = 0; e < E; ++e) {
       const std::string ep = p + "experts." + std::to_string(e) + ".";
       for (const char* m : {"w1", "w3", "w2"}) {
         const bool down = m[1] == '2';
-        keep.push_back(linear_weight(ep + m + ".weight", down ? H : I, down ? I : H));
-        const LinearWeight& w = keep.back();
-        if (w.dense || w.stored.format != keep.front().stored.format) return false;
-        (down ? w2 : m[1] == '1' ? w1 : w3).push_back(w.stored);
+        const LinearWeight w = linear_weight(ep + m + ".weight", down ? H : I, down ? I : H);
+        if (w.dense || (!re.w1.empty() && w.stored.format != re.w1.front().format)) return re;
+        (down ? re.w2 : m[1] == '1' ? re.w1 : re.w3).push_back(w.stored);
       }
     }
-    const cuda::MoeExpertTable table(w1, w3, w2);
+    re.table = std::make_unique<cuda::MoeExpertTable>(re.w1, re.w3, re.w2);
+    re.grouped = true;
+    return re;
+  }
+
+  bool routed_grouped(int64_t layer, const float* x, int64_t T, const cuda::DeviceBuffer& chosen,
+                      const cuda::DeviceBuffer& weights, float* routed) {
+    const auto& b = cfg.base;
+    const int64_t H = b.hidden_size, E = b.n_routed_experts, k = b.num_experts_per_tok, I = b.moe_intermediate_size;
+    const std::string p = "layers." + std::to_string(layer) + ".ffn.";
+    const RoutedExperts& re = routed_experts_of(layer);
+    if (!re.grouped) return false;
+    const std::vector<cuda::GemmWeight>&w1 = re.w1, &w3 = re.w3, &w2 = re.w2;
+    const cuda::MoeExpertTable& table = *re.table;
     cuda::MoeWorkspace ws(T, k, static_cast<int32_t>(E), H, I);
     cuda::MoeRouting r;
     r.experts_i32 = chosen.data<int32_t>(), r.weights = weights.data<float>(), r.tokens = T, r.top_k = k;
@@ -531,7 +585,6 @@ struct GpuForward::Impl {
     linear(x, w1, g.data<float>(), n);
     linear(x, w3, u.data<float>(), n);
     cuda::swiglu_clamped(g.data<float>(), u.data<float>(), n * I, cfg.swiglu_limit, stream.get());
-    stream.synchronize("swiglu");
     return g;
   }
 
@@ -577,6 +630,13 @@ struct GpuForward::Batch {
   int64_t tokens() const { return batch * seq; }
 };
 
+// Tokens of a step that go through a layer's products together: [first_token, first_token + tokens)
+// of the batch, attending as `runs`.
+struct GpuForward::StepChunk {
+  int64_t first_token = 0, tokens = 0;
+  std::vector<AttentionRun> runs;
+};
+
 GpuForward::SavedBatch::SavedBatch() = default;
 GpuForward::SavedBatch::~SavedBatch() = default;
 GpuForward::SavedBatch::SavedBatch(SavedBatch&&) noexcept = default;
@@ -597,7 +657,60 @@ void GpuForward::restore_batch(SavedBatch saved) {
   batch_ = std::move(saved.batch_);
 }
 
+std::vector<float> GpuForward::advance_together(std::vector<SavedBatch>& saved, const std::vector<int64_t>& ids) {
+  const ModelConfig& cfg = impl_->cfg;
+  const int64_t N = static_cast<int64_t>(saved.size()), V = cfg.base.vocab_size;
+  if (N == 0 || ids.size() != saved.size())
+    throw Error("advance_together: " + std::to_string(ids.size()) + " ids for " + std::to_string(N) + " batches");
+  std::vector<Batch*> members;
+  std::vector<int64_t> positions;
+  for (int64_t i = 0; i < N; ++i) {
+    Batch* b = saved[static_cast<size_t>(i)].batch_.get();
+    if (!b || b->batch != 1) throw Error("advance_together: each saved batch must hold one sequence");
+    const int64_t id = ids[static_cast<size_t>(i)], at = b->past + b->seq;
+    if (id < 0 || id >= V)
+      throw InputError("token id " + std::to_string(id) + " (sequence " + std::to_string(i) + ", position " +
+                       std::to_string(at) + ") is outside the vocabulary of " + impl_->ckpt.dir() + " (vocab_size " +
+                       std::to_string(V) + ")");
+    members.push_back(b);
+    positions.push_back(at);
+  }
+  // Each sequence moves on by its new token; the step itself runs as one batch of N tokens whose
+  // attention runs per sequence, on that sequence's caches.
+  for (int64_t i = 0; i < N; ++i) {
+    Batch& b = *members[static_cast<size_t>(i)];
+    b.past += b.seq;
+    b.seq = 1;
+    b.ids = {ids[static_cast<size_t>(i)]};
+  }
+  park_group();
+  batch_ = std::make_unique<Batch>();
+  batch_->batch = N;
+  embed_tokens(ids, positions);
+  for (int64_t layer = 0; layer < cfg.layers(); ++layer) {
+    next_group();
+    StepChunk chunk;
+    chunk.tokens = N;
+    for (int64_t i = 0; i < N; ++i) {
+      Batch& b = *members[static_cast<size_t>(i)];
+      reserve_cache(b, layer);
+      LayerCache& c = b.caches[static_cast<size_t>(layer)];
+      chunk.runs.push_back(AttentionRun{cuda::SequenceBatch{1, 1, b.past, c.rows}, &c, 0, i});
+    }
+    compute_chunks(layer, batch_->streams.data<float>(), {chunk});
+    impl_->check_finite(batch_->streams, N, 1, 0, "layer " + std::to_string(layer) + " (a step of " + std::to_string(N) + " sequences)");
+    impl_->clock.mark("checks", impl_->stream);
+    ++batch_->next_layer;
+    finish_timing();
+  }
+  std::vector<float> logits = head();
+  batch_.reset();
+  return logits;
+}
+
 GpuForward::GpuForward(const std::string& model_dir, const GpuForwardOptions& options) {
+  cuda::require_device(0);
+  cuda::release_pooled_device_memory();  // what an earlier pass left in the pool counts as free here
   const cuda::DeviceInfo dev = cuda::require_device(0);
   impl_ = std::make_unique<Impl>(model_dir, options);
   previous_budget_ = cuda::device_bytes_budget();
@@ -751,47 +864,50 @@ void GpuForward::check_ids(const std::vector<int64_t>& ids, int64_t batch, int64
 
 // The batch's new tokens (after its `past` ones): their embedding rows in every hc stream, the
 // checkpoint's groups started again from the embedding.
-void GpuForward::embed_tokens(const std::vector<int64_t>& ids) {
+void GpuForward::embed_tokens(const std::vector<int64_t>& ids, std::vector<int64_t> pos) {
   Impl& m = *impl_;
   const ModelConfig& cfg = m.cfg;
   const int64_t batch = batch_->batch, past = batch_->past;
   const int64_t T = static_cast<int64_t>(ids.size()), seq = T / batch, H = cfg.hidden(), hc = cfg.hc();
   const int64_t V = cfg.base.vocab_size;
   batch_->seq = seq, batch_->ids = ids;
-  std::vector<int64_t> pos(static_cast<size_t>(T));
-  for (int64_t i = 0; i < T; ++i) pos[static_cast<size_t>(i)] = past + i % seq;
+  if (pos.empty()) {
+    pos.resize(static_cast<size_t>(T));
+    for (int64_t i = 0; i < T; ++i) pos[static_cast<size_t>(i)] = past + i % seq;
+  }
   batch_->positions = upload_any(pos, m.stream, "positions");
   batch_->d_ids = upload_any(ids, m.stream, "token ids");
   batch_->streams = floats(T * hc * H, "hidden streams");
   // The groups stream in (disk -> pinned slots, one reader thread) while the previous one computes.
   start_groups(0);
   next_group();
-  // Embedding rows, copied into each of the hc streams, a chunk of sequences at a time.
-  const cuda::DeviceBuffer embed = m.weight("embed.weight", {V, H});
+  const cuda::StreamOrderedAllocations ordered(m.stream);
+  // Embedding rows (only the tokens' rows are decoded), copied into each of the hc streams, a chunk
+  // of sequences at a time.
   const int64_t per_chunk = sequences_per_chunk(H * 4 + 4, "the embedding");
   cuda::DeviceBuffer x = floats(per_chunk * seq * H, "embedding rows");
   const std::vector<int32_t> rows32(ids.begin(), ids.end());
   const cuda::DeviceBuffer d_rows = upload_any(rows32, m.stream, "token rows");
   for (int64_t s0 = 0; s0 < batch; s0 += per_chunk) {
     const int64_t first = s0 * seq, Tc = std::min(per_chunk, batch - s0) * seq;
-    cuda::gather_rows(embed.data<float>(), d_rows.data<int32_t>() + first, Tc, H, x.data<float>(), m.stream.get());
+    gather_weight_rows_f32(m.group, m.stored, m.ckpt.dir(), "embed.weight", {V, H}, d_rows.data<int32_t>() + first, Tc,
+                           x.data<float>(), m.stream);
     for (int64_t j = 0; j < hc; ++j)
       cuda::copy_2d(batch_->streams.data<float>() + (first * hc + j) * H, static_cast<size_t>(hc * H) * 4, x.data(),
                     static_cast<size_t>(H) * 4, static_cast<size_t>(H) * 4, static_cast<size_t>(Tc), m.stream);
   }
-  m.stream.synchronize("embedding");
   m.check_finite(batch_->streams, T, seq, past, "the token embedding");
   finish_timing();
 }
 
 // Room in layer `layer`'s caches for every token of this step (the earlier rows kept).
-void GpuForward::reserve_cache(int64_t layer) {
+void GpuForward::reserve_cache(Batch& continued, int64_t layer) {
   Impl& m = *impl_;
   const auto& b = m.cfg.base;
-  LayerCache& c = batch_->caches[static_cast<size_t>(layer)];
-  const int64_t batch = batch_->batch, past = batch_->past, need = past + batch_->seq;
+  LayerCache& c = continued.caches[static_cast<size_t>(layer)];
+  const int64_t batch = continued.batch, past = continued.past, need = past + continued.seq;
   if (need <= c.rows) return;
-  const int64_t rows = std::max({need, 2 * c.rows, batch_->cache_hint});
+  const int64_t rows = std::max({need, 2 * c.rows, continued.cache_hint});
   const AttentionKind kind = m.cfg.attention[static_cast<size_t>(layer)];
   const int64_t D = b.head_dim, dI = b.index_head_dim;
   const int64_t cmp = kind == AttentionKind::Sliding ? 0 : kind == AttentionKind::Csa ? 2 * D : D;
@@ -821,7 +937,7 @@ void GpuForward::run_layer(int64_t layer) {
     throw Error("run_layer: layer " + std::to_string(layer) + " asked, the GPU pass streams layer " +
                 std::to_string(batch_->next_layer) + " next");
   next_group();
-  if (batch_->continued) reserve_cache(layer);
+  if (batch_->continued) reserve_cache(*batch_, layer);
   compute_layer(layer, batch_->streams.data<float>(), batch_->continued);
   impl_->check_finite(batch_->streams, batch_->tokens(), batch_->seq, batch_->past, "layer " + std::to_string(layer));
   impl_->clock.mark("checks", impl_->stream);
@@ -855,18 +971,33 @@ void GpuForward::rerun_layer(int64_t layer, std::vector<float>& streams) {
 // The loaded layer on the batch's streams laid out at `streams` ([tokens, hc, hidden]), in place;
 // with `use_cache`, the sequences continue from the layer's caches, which keep the new rows.
 void GpuForward::compute_layer(int64_t layer, float* all_streams, bool use_cache) {
+  const int64_t seq = batch_->seq;
+  // The layer's sequences in chunks that fit the memory budget (one chunk where all fit).
+  const int64_t per_chunk = sequences_per_chunk(layer_bytes_per_token(impl_->cfg), "layer " + std::to_string(layer));
+  std::vector<StepChunk> chunks;
+  for (int64_t s0 = 0; s0 < batch_->batch; s0 += per_chunk) {
+    const int64_t n = std::min(per_chunk, batch_->batch - s0);
+    LayerCache* cache = use_cache ? &batch_->caches[static_cast<size_t>(layer)] : nullptr;
+    const cuda::SequenceBatch sb{n, seq, cache ? batch_->past : 0, cache ? cache->rows : 0};
+    chunks.push_back({s0 * seq, n * seq, {AttentionRun{sb, cache, s0, 0}}});
+  }
+  compute_chunks(layer, all_streams, chunks);
+}
+
+void GpuForward::compute_chunks(int64_t layer, float* all_streams, const std::vector<StepChunk>& chunks) {
   Impl& m = *impl_;
   const ModelConfig& cfg = m.cfg;
-  const int64_t H = cfg.hidden(), hc = cfg.hc(), rows = (2 + hc) * hc, seq = batch_->seq;
+  const int64_t H = cfg.hidden(), hc = cfg.hc(), rows = (2 + hc) * hc;
   const std::string p = "layers." + std::to_string(layer) + ".";
-  // The layer's sequences in chunks that fit the memory budget (one chunk where all fit).
-  const int64_t per_chunk = sequences_per_chunk(layer_bytes_per_token(cfg), "layer " + std::to_string(layer));
-  timing_.chunks = (batch_->batch + per_chunk - 1) / per_chunk;
+  const cuda::StreamOrderedAllocations ordered(m.stream);
+  timing_.chunks = static_cast<int64_t>(chunks.size());
+  int64_t most = 1;
+  for (const StepChunk& c : chunks) most = std::max(most, c.tokens);
   cuda::HcShape shape;
-  shape.tokens = per_chunk * seq, shape.hc = hc, shape.hidden = H, shape.hc_eps = cfg.hc_eps, shape.rms_eps = cfg.rms_eps;
+  shape.tokens = most, shape.hc = hc, shape.hidden = H, shape.hc_eps = cfg.hc_eps, shape.rms_eps = cfg.rms_eps;
   shape.sinkhorn_iters = cfg.hc_sinkhorn_iters;
-  cuda::DeviceBuffer x = floats(shape.tokens * H, "sublayer input"), y = floats(shape.tokens * H, "sublayer output");
-  cuda::DeviceBuffer post = floats(shape.tokens * hc, "hc post"), comb = floats(shape.tokens * hc * hc, "hc comb");
+  cuda::DeviceBuffer x = floats(most * H, "sublayer input"), y = floats(most * H, "sublayer output");
+  cuda::DeviceBuffer post = floats(most * hc, "hc post"), comb = floats(most * hc * hc, "hc comb");
   cuda::DeviceBuffer scratch = floats(cuda::hc_scratch_floats(shape), "hc scratch");
   std::vector<cuda::DeviceBuffer> hc_weights;  // fn, base, scale, norm of each site, decoded once
   for (const char* site : {"attn", "ffn"}) {
@@ -875,10 +1006,8 @@ void GpuForward::compute_layer(int64_t layer, float* all_streams, bool use_cache
     hc_weights.push_back(m.weight(p + "hc_" + site + "_scale", {3}));
     hc_weights.push_back(m.weight(p + site + "_norm.weight", {H}));
   }
-  for (int64_t s0 = 0; s0 < batch_->batch; s0 += per_chunk) {
-    const int64_t first = s0 * seq, Tc = std::min(per_chunk, batch_->batch - s0) * seq;
-    LayerCache* cache = use_cache ? &batch_->caches[static_cast<size_t>(layer)] : nullptr;
-    const cuda::SequenceBatch sb{Tc / seq, seq, cache ? batch_->past : 0, cache ? cache->rows : 0};
+  for (const StepChunk& chunk : chunks) {
+    const int64_t first = chunk.first_token, Tc = chunk.tokens;
     shape.tokens = Tc;
     float* streams = all_streams + first * hc * H;
     for (int site = 0; site < 2; ++site) {
@@ -888,10 +1017,9 @@ void GpuForward::compute_layer(int64_t layer, float* all_streams, bool use_cache
       cuda::rms_norm_rows(x.data<float>(), Tc, H, w[3].data<float>(), cfg.rms_eps, x.data<float>(), m.stream.get());
       m.clock.mark("hc", m.stream);
       if (site == 0)
-        m.attention(layer, x.data<float>(), sb, batch_->positions.data<int64_t>() + first, y.data<float>(), cache, s0);
+        m.attention(layer, x.data<float>(), Tc, chunk.runs, batch_->positions.data<int64_t>() + first, y.data<float>());
       else m.moe(layer, x.data<float>(), batch_->ids.data() + first, batch_->d_ids.data<int64_t>() + first, Tc, first, y.data<float>());
       cuda::hc_post(streams, y.data<float>(), post.data<float>(), comb.data<float>(), shape, m.stream.get());
-      m.stream.synchronize("hyper-connections");
       m.clock.mark("hc", m.stream);
     }
   }
@@ -925,6 +1053,7 @@ std::vector<float> GpuForward::head() {
     throw Error("head: run every layer first");
   const int64_t T = batch_->tokens(), H = cfg.hidden(), hc = cfg.hc(), V = cfg.base.vocab_size, seq = batch_->seq;
   next_group();
+  const cuda::StreamOrderedAllocations ordered(m.stream);
   const int64_t per_chunk = sequences_per_chunk(head_bytes_per_token(cfg), "the head");
   cuda::HcShape shape;
   shape.tokens = per_chunk * seq, shape.hc = hc, shape.hidden = H, shape.hc_eps = cfg.hc_eps, shape.rms_eps = cfg.rms_eps;

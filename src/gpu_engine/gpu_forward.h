@@ -113,16 +113,24 @@ class GpuForward {
   // Once head() ran for a batch started with embed_continued(); Error otherwise.
   SavedBatch save_batch();
   void restore_batch(SavedBatch saved);
+  // One new token for each of several saved batches of one sequence each (ids[i] continues saved[i],
+  // each at its own position), as one step: every product reads its weight once for all of them, and
+  // each sequence attends over its own caches. Logits [saved.size(), vocab]; the batches stay saved,
+  // continued by their token. InputError for an id outside the vocabulary or a non-finite activation;
+  // after any error the batches cannot go on.
+  std::vector<float> advance_together(std::vector<SavedBatch>& saved, const std::vector<int64_t>& ids);
 
  private:
   struct Impl;
   void check_ids(const std::vector<int64_t>& ids, int64_t batch, int64_t past, const char* verb) const;
-  void embed_tokens(const std::vector<int64_t>& ids);
-  void reserve_cache(int64_t layer);
+  void embed_tokens(const std::vector<int64_t>& ids, std::vector<int64_t> positions = {});
+  void reserve_cache(Batch& continued, int64_t layer);
   void start_groups(int64_t first_layer);
   void next_group();
   void park_group();
+  struct StepChunk;  // tokens that go through a layer's products together
   void compute_layer(int64_t layer, float* streams, bool use_cache);
+  void compute_chunks(int64_t layer, float* streams, const std::vector<StepChunk>& chunks);
   void finish_timing();
   int64_t sequences_per_chunk(int64_t bytes_per_token, const std::string& what) const;
   std::unique_ptr<Impl> impl_;

@@ -18,6 +18,9 @@ class GpuSequenceModel : public engine::SequenceModel {
 
   std::vector<float> advance(const std::vector<Sequence*>& sequences, const std::vector<int64_t>& ids) override {
     const size_t n = static_cast<size_t>(new_tokens_each(sequences, ids)), V = static_cast<size_t>(gpu_.config().base.vocab_size);
+    if (n == 1 && sequences.size() > 1 &&
+        std::all_of(sequences.begin(), sequences.end(), [](Sequence* s) { return static_cast<bool>(static_cast<GpuSequence*>(s)->saved); }))
+      return decode_together(sequences, ids);
     std::vector<float> out(sequences.size() * V);
     for (size_t i = 0; i < sequences.size(); ++i) {
       auto& q = static_cast<GpuSequence&>(*sequences[i]);
@@ -43,6 +46,21 @@ class GpuSequenceModel : public engine::SequenceModel {
     GpuForward::SavedBatch saved;
     using Sequence::grow;
   };
+
+  // One new token of each of several running sequences in one pass over the weights. A failed step
+  // leaves every one of them unable to go on (their saved state is dropped).
+  std::vector<float> decode_together(const std::vector<Sequence*>& sequences, const std::vector<int64_t>& ids) {
+    std::vector<GpuForward::SavedBatch> saved;
+    saved.reserve(sequences.size());
+    for (Sequence* s : sequences) saved.push_back(std::move(static_cast<GpuSequence*>(s)->saved));
+    std::vector<float> logits = gpu_.advance_together(saved, ids);
+    for (size_t i = 0; i < sequences.size(); ++i) {
+      auto& q = static_cast<GpuSequence&>(*sequences[i]);
+      q.saved = std::move(saved[i]);
+      q.grow(1);
+    }
+    return logits;
+  }
   GpuForward gpu_;
   int64_t max_tokens_;
 };

@@ -132,5 +132,94 @@ TEST(CudaGpuForwardCache, ContinuingWhatCannotBeContinuedIsAnError) {
   EXPECT_THROW(gpu.rerun_layer(0, streams), Error) << "rerunning a continuation";
 }
 
+// Sequences of different lengths advanced together (one batch through the products, attention per
+// sequence on its own caches) against each advanced alone, from identical saved states: prompts of
+// 37, 70 and 129 tokens, then 70 steps of one token, so that the sequences cross the sliding window,
+// CSA entries and the HCA entry at 128 at different steps. The products run on 3 rows instead of 1,
+// so the bounds are those of the continuation above.
+struct AloneAndTogether {
+  std::vector<float> alone, together;
+};
+
+AloneAndTogether advance_both_ways(gpu_engine::Precision precision) {
+  gpu_engine::GpuForward gpu(testing::tiny_dir(), with(precision));
+  const int64_t V = gpu.config().base.vocab_size, L = gpu.config().layers();
+  const std::vector<int64_t> prompts{37, 70, 129};
+  constexpr int64_t kSteps = 70;
+  const std::vector<int64_t> ids = sequences(V);  // 600 ids: prompts and steps are taken from it
+  std::vector<gpu_engine::GpuForward::SavedBatch> alone, together;
+  int64_t at = 0;
+  for (const int64_t n : prompts) {
+    const std::vector<int64_t> prompt(ids.begin() + at, ids.begin() + at + n);
+    at += n;
+    for (auto* set : {&alone, &together}) {
+      gpu.embed_continued(prompt, 1, 16);
+      for (int64_t l = 0; l < L; ++l) gpu.run_layer(l);
+      gpu.head();
+      set->push_back(gpu.save_batch());
+    }
+  }
+  AloneAndTogether r;
+  for (int64_t step = 0; step < kSteps; ++step) {
+    std::vector<int64_t> next;
+    for (size_t i = 0; i < prompts.size(); ++i) next.push_back(ids[static_cast<size_t>(at++)]);
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      gpu.restore_batch(std::move(alone[i]));
+      gpu.embed_next({next[i]});
+      for (int64_t l = 0; l < L; ++l) gpu.run_layer(l);
+      const std::vector<float> logits = gpu.head();
+      EXPECT_EQ(logits.size(), static_cast<size_t>(V));
+      r.alone.insert(r.alone.end(), logits.begin(), logits.end());
+      alone[i] = gpu.save_batch();
+    }
+    const std::vector<float> logits = gpu.advance_together(together, next);
+    EXPECT_EQ(logits.size(), prompts.size() * static_cast<size_t>(V)) << "step " << step;
+    r.together.insert(r.together.end(), logits.begin(), logits.end());
+  }
+  return r;
+}
+
+TEST(CudaGpuForwardCache, AdvancingTogetherMatchesEachSequenceAloneInF32) {
+  FP4KIT_REQUIRE_GPU();
+  const AloneAndTogether r = advance_both_ways(gpu_engine::Precision::F32);
+  ASSERT_EQ(r.alone.size(), r.together.size());
+  EXPECT_TRUE(testing::finite_below(testing::max_abs_diff(r.together, r.alone), 1e-4));
+}
+
+TEST(CudaGpuForwardCache, AdvancingTogetherMatchesEachSequenceAloneInBf16) {
+  FP4KIT_REQUIRE_GPU();
+  const AloneAndTogether r = advance_both_ways(gpu_engine::Precision::Bf16);
+  ASSERT_EQ(r.alone.size(), r.together.size());
+  const testing::Divergence d = testing::divergence(r.alone, r.together, 1024);
+  EXPECT_TRUE(testing::finite_below(d.kld_mean, 1e-3)) << "mean KL";
+  EXPECT_TRUE(testing::finite_below(d.kld_max, 2e-2)) << "largest KL";
+  EXPECT_GE(d.top1_same, d.positions * 97 / 100) << "top-1 agreement of " << d.positions;
+}
+
+TEST(CudaGpuForwardCache, AdvancingTogetherRefusesWhatItCannotContinue) {
+  FP4KIT_REQUIRE_GPU();
+  gpu_engine::GpuForward gpu(testing::tiny_dir(), with(gpu_engine::Precision::F32));
+  const int64_t L = gpu.config().layers();
+  std::vector<gpu_engine::GpuForward::SavedBatch> saved;
+  for (const std::vector<int64_t>& prompt : {std::vector<int64_t>{1, 2, 3}, std::vector<int64_t>{4, 5}}) {
+    gpu.embed_continued(prompt, 1, 8);
+    for (int64_t l = 0; l < L; ++l) gpu.run_layer(l);
+    gpu.head();
+    saved.push_back(gpu.save_batch());
+  }
+  EXPECT_THROW(gpu.advance_together(saved, {7}), Error) << "one id for two sequences";
+  EXPECT_THROW(gpu.advance_together(saved, {7, 1 << 20}), InputError) << "an id outside the vocabulary";
+  std::vector<gpu_engine::GpuForward::SavedBatch> none;
+  EXPECT_THROW(gpu.advance_together(none, {}), Error) << "no sequences";
+  // The refusals changed nothing: the two go on together.
+  EXPECT_EQ(gpu.advance_together(saved, {7, 8}).size(), 2 * static_cast<size_t>(gpu.config().base.vocab_size));
+  // A saved batch of two sequences is not one sequence.
+  gpu.embed_continued({1, 2, 3, 4}, 2, 8);
+  for (int64_t l = 0; l < L; ++l) gpu.run_layer(l);
+  gpu.head();
+  saved.push_back(gpu.save_batch());
+  EXPECT_THROW(gpu.advance_together(saved, {1, 2, 3}), Error) << "a batch of two sequences";
+}
+
 }  // namespace
 }  // namespace fp4kit

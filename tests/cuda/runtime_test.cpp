@@ -1,12 +1,18 @@
 // The device runtime: buffers, copies, and errors that name what failed.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <numeric>
 #include <vector>
 
 #include "base/error.h"
+#include "cuda/elementwise.h"
 #include "cuda/runtime.h"
+#include "formats/bf16.h"
+#include "formats/f16.h"
+#include "formats/float_bits.h"
 #include "gpu_test.h"
 
 namespace fp4kit::cuda {
@@ -51,6 +57,108 @@ TEST(CudaRuntime, OutOfMemoryIsADeviceErrorNamingTheBuffer) {
   Stream s;
   fill_bytes(ok.data(), 0xAB, ok.bytes(), s);
   s.synchronize();
+}
+
+// Inside a scope, buffers follow the scope's stream (nested scopes: the innermost), outside it they
+// are cudaMalloc'ed; both count in the bytes in use and give them back; reused pool memory holds what
+// is written to it in stream order.
+TEST(CudaRuntime, StreamOrderedBuffersFollowTheirScopeAndCount) {
+  FP4KIT_REQUIRE_GPU();
+  Stream s, t;
+  const size_t before = device_bytes_in_use();
+  std::vector<uint32_t> host(1 << 18);
+  std::iota(host.begin(), host.end(), 7u);
+  {
+    const StreamOrderedAllocations outer(s);
+    for (int round = 0; round < 50; ++round) {  // the pool hands the same memory out again
+      DeviceBuffer a(host.size() * 4, "ordered a");
+      EXPECT_EQ(a.stream_order(), s.get());
+      EXPECT_EQ(device_bytes_in_use(), before + a.bytes());
+      fill_bytes(a.data(), 0xFF, a.bytes(), s);
+      copy_to_device(a.data(), host.data(), a.bytes(), s);
+      DeviceBuffer b(host.size() * 4, "ordered b");
+      copy_on_device(b.data(), a.data(), a.bytes(), s);
+      const std::vector<uint32_t> back = testing::read_back<uint32_t>(b.data(), host.size(), s);
+      ASSERT_EQ(back, host) << "round " << round;
+    }
+    {
+      const StreamOrderedAllocations inner(t);
+      const DeviceBuffer c(64, "inner");
+      EXPECT_EQ(c.stream_order(), t.get());
+    }
+    const DeviceBuffer d(64, "outer again");
+    EXPECT_EQ(d.stream_order(), s.get());
+    DeviceBuffer moved = DeviceBuffer(128, "moved");
+    moved = DeviceBuffer(256, "moved over");  // the first one goes back in order
+    EXPECT_EQ(moved.bytes(), 256u);
+    EXPECT_EQ(moved.stream_order(), s.get());
+  }
+  const DeviceBuffer plain(64, "plain");
+  EXPECT_EQ(plain.stream_order(), nullptr);
+  EXPECT_EQ(device_bytes_in_use(), before + plain.bytes());
+  s.synchronize();
+  release_pooled_device_memory();
+}
+
+TEST(CudaRuntime, StreamOrderedOutOfMemoryIsADeviceErrorNamingTheBuffer) {
+  FP4KIT_REQUIRE_GPU();
+  Stream s;
+  const size_t before = device_bytes_in_use();
+  {
+    const StreamOrderedAllocations ordered(s);
+    const size_t twice_the_device = 2 * require_device().total_memory;
+    try {
+      DeviceBuffer huge(twice_the_device, "ordered buffer of twice the device");
+      FAIL() << "an allocation of twice the device's memory succeeded";
+    } catch (const DeviceError& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("out of GPU memory"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("ordered buffer of twice the device"), std::string::npos) << msg;
+    }
+    DeviceBuffer ok(1 << 20, "after");
+    fill_bytes(ok.data(), 0xAB, ok.bytes(), s);
+  }
+  s.synchronize();
+  EXPECT_EQ(device_bytes_in_use(), before);
+}
+
+// Widening gathers against the host's exact conversions, bit for bit, over every 16-bit pattern
+// (NaN, infinities and subnormals among them) and repeated, out-of-order rows.
+TEST(CudaRuntime, GatherRowsWidenedEqualsTheHostConversionBitForBit) {
+  FP4KIT_REQUIRE_GPU();
+  Stream s;
+  const int64_t rows = 1024, w = 64;  // 65536 values: every 16-bit pattern once
+  std::vector<uint16_t> table(static_cast<size_t>(rows * w));
+  std::iota(table.begin(), table.end(), uint16_t{0});
+  const std::vector<int32_t> pick = {1023, 0, 5, 5, 511, 1, 1022, 300, 0};
+  const int64_t n = static_cast<int64_t>(pick.size());
+  const DeviceBuffer d_table = testing::upload(table, s, "table"), d_pick = testing::upload(pick, s, "rows");
+  DeviceBuffer out(static_cast<size_t>(n * w) * 4, "gathered");
+  for (const DType dtype : {DType::BF16, DType::F16}) {
+    gather_rows_widened(d_table.data(), dtype, d_pick.data<int32_t>(), n, w, out.data<float>(), s.get());
+    const std::vector<float> got = testing::read_back<float>(out.data(), static_cast<size_t>(n * w), s);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < w; ++j) {
+        const uint16_t bits = table[static_cast<size_t>(pick[static_cast<size_t>(i)] * w + j)];
+        const float want = dtype == DType::BF16 ? BF16{bits}.to_float() : F16{bits}.to_float();
+        const float have = got[static_cast<size_t>(i * w + j)];
+        // NaN payloads may differ; NaN must stay NaN, everything else equal bit for bit.
+        if (std::isnan(want)) ASSERT_TRUE(std::isnan(have)) << dtype_name(dtype) << " bits " << bits;
+        else ASSERT_EQ(f32_bits(have), f32_bits(want)) << dtype_name(dtype) << " bits " << bits;
+      }
+  }
+  // F32 rows are copied as they are.
+  std::vector<float> f32 = testing::random_floats(static_cast<size_t>(rows * w), 3);
+  f32[5] = std::numeric_limits<float>::quiet_NaN();
+  const DeviceBuffer d_f32 = testing::upload(f32, s, "f32 table");
+  gather_rows_widened(d_f32.data(), DType::F32, d_pick.data<int32_t>(), n, w, out.data<float>(), s.get());
+  const std::vector<float> got = testing::read_back<float>(out.data(), static_cast<size_t>(n * w), s);
+  for (int64_t i = 0; i < n * w; ++i)
+    ASSERT_EQ(f32_bits(got[static_cast<size_t>(i)]),
+              f32_bits(f32[static_cast<size_t>(pick[static_cast<size_t>(i / w)] * w + i % w)]))
+        << i;
+  EXPECT_THROW(gather_rows_widened(d_table.data(), DType::U16, d_pick.data<int32_t>(), n, w, out.data<float>(), s.get()),
+               InputError);
 }
 
 }  // namespace
