@@ -140,6 +140,10 @@ struct GpuForward::Impl {
     std::unique_ptr<cuda::MoeExpertTable> table;
   };
   std::map<int64_t, RoutedExperts> routed_experts;
+  // The grouped path's workspace for calls of up to kKeptMoeTokens tokens (decode steps), kept: making
+  // one costs a pinned host allocation, and dropping it a device synchronisation.
+  static constexpr int64_t kKeptMoeTokens = 64;
+  std::unique_ptr<cuda::MoeWorkspace> kept_moe_workspace;
 
   Impl(const std::string& dir, const GpuForwardOptions& o)
       : cfg(ModelConfig::load(dir)),
@@ -530,7 +534,10 @@ struct GpuForward::Impl {
     if (!re.grouped) return false;
     const std::vector<cuda::GemmWeight>&w1 = re.w1, &w3 = re.w3, &w2 = re.w2;
     const cuda::MoeExpertTable& table = *re.table;
-    cuda::MoeWorkspace ws(T, k, static_cast<int32_t>(E), H, I);
+    std::unique_ptr<cuda::MoeWorkspace> own;
+    if (T > kKeptMoeTokens) own = std::make_unique<cuda::MoeWorkspace>(T, k, static_cast<int32_t>(E), H, I);
+    else if (!kept_moe_workspace) kept_moe_workspace = std::make_unique<cuda::MoeWorkspace>(kKeptMoeTokens, k, static_cast<int32_t>(E), H, I);
+    cuda::MoeWorkspace& ws = own ? *own : *kept_moe_workspace;
     cuda::MoeRouting r;
     r.experts_i32 = chosen.data<int32_t>(), r.weights = weights.data<float>(), r.tokens = T, r.top_k = k;
     const uint16_t* xb = lin.to_bf16(x, H, T, H);
@@ -548,7 +555,10 @@ struct GpuForward::Impl {
       }
     }
     if (!decoded)
-      cuda::moe_routed_experts(xb, r, table.view(), cfg.swiglu_limit, routed, cuda::GemmOutput::F32, ws, stream.get());
+      // Asynchronous: moe() already refused ids outside the experts (the router's check), which is
+      // all the workspace's own check would find.
+      cuda::moe_routed_experts_async(xb, r, table.view(), cfg.swiglu_limit, routed, cuda::GemmOutput::F32, ws,
+                                     stream.get());
     if (!observer) return true;
     if (!decoded) cuda::copy_to_host(offsets.data(), ws.expert_offsets(), offsets.size() * 4, stream);
     cuda::DeviceBuffer amax = floats(4 * E, "expert input amax"), scratch = floats(T * k, "expert amax scratch");

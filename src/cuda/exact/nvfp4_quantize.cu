@@ -1,7 +1,9 @@
 // NVFP4 quantization (nvfp4_ref::quantize) of F32/BF16/F16 tensors with any of the three numerics.
 // Each thread takes 16-byte chunks of the source (a warp reads 512 contiguous bytes per load); the
 // 2 or 4 lanes that hold one 16-element block exchange their maxima with shuffles, each computes
-// the block's E4M3 scale, and writes its own packed bytes (the first lane also the scale byte).
+// the block's E4M3 scale, and writes its own packed bytes (the first lane also the scale byte). The
+// codes come from one reciprocal per block where that gives the division's codes (e2m1_of_quotient.cuh).
+#include "cuda/exact/e2m1_of_quotient.cuh"
 #include "cuda/exact/float_chunk.cuh"
 #include "cuda/exact/launch.cuh"
 #include "cuda/exact/nvfp4_scaling.cuh"
@@ -48,10 +50,10 @@ __global__ void __launch_bounds__(kThreads) nvfp4_quantize_kernel(const uint4* _
       for (int offset = 1; offset < kLanesPerBlock; offset <<= 1)
         key = max(key, __shfl_xor_sync(0xFFFFFFFFu, key, offset));
       const uint32_t scale = nvfp4_block_scale(__uint_as_float(key), rule);
-      const float divisor = nvfp4_quant_divisor(scale, rule);
+      const E2m1OfQuotient code(nvfp4_quant_divisor(scale, rule));
       uint32_t bits = 0;
 #pragma unroll
-      for (int e = 0; e < kElements; ++e) bits |= float_to_e2m1(__fdiv_rn(x[e], divisor)) << (4 * e);
+      for (int e = 0; e < kElements; ++e) bits |= code(x[e]) << (4 * e);
       if (c < chunks) {
         reinterpret_cast<PackedWord*>(packed)[c] = static_cast<PackedWord>(bits);
         if (lane % kLanesPerBlock == 0) scales[c / kLanesPerBlock] = static_cast<uint8_t>(scale);

@@ -1,0 +1,44 @@
+#pragma once
+// float_to_e2m1(__fdiv_rn(x, d)) for many x over one divisor d, with a multiply where the reference
+// divides, for all but a few x. The division is most of the quantize kernel's arithmetic.
+//
+// r = RN(1/d) is computed once. For normal operands, q = RN(x·r) is within 2 ulps of x/d (r's error
+// is at most 2^-24 relative, then q's own rounding). E2M1's code changes only at the midpoints 0.25,
+// 0.75, 1.25, 1.75, 2.5, 3.5 and 5, floats whose low 21 mantissa bits are zero. A q more than 5
+// bit-steps from every such float (2 ulps are 4 steps of the binade below 0.25, the one midpoint that
+// is a power of two) lies strictly on the same side of every midpoint as x/d and its correct rounding,
+// so its code is theirs. The other x — next to a midpoint (or to any float with those bits zero), q
+// near zero (where the sign of an underflowing quotient matters) or outside the normal range — and
+// divisors whose reciprocal is not normal take the division.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "cuda/exact/encoders.cuh"
+
+namespace fp4kit::cuda {
+
+class E2m1OfQuotient {
+ public:
+  __device__ explicit E2m1OfQuotient(float divisor) : d_(divisor) {
+    const float a = fabsf(divisor);
+    quick_ = a >= 0x1p-120f && a <= 0x1p120f;  // false for 0, NaN and Inf too
+    r_ = quick_ ? __frcp_rn(divisor) : 0.0f;
+  }
+
+  __device__ uint32_t operator()(float x) const {
+    if (quick_) {
+      const float q = __fmul_rn(x, r_);
+      const uint32_t u = __float_as_uint(q) & 0x7FFFFFFFu;
+      const bool normal = u >= 0x0D800000u && u < 0x7F000000u;  // [2^-100, 2^127)
+      if (normal && ((u + 5u) & 0x1FFFFFu) > 10u) return float_to_e2m1(q);
+    }
+    return float_to_e2m1(__fdiv_rn(x, d_));
+  }
+
+ private:
+  float d_, r_;
+  bool quick_;
+};
+
+}  // namespace fp4kit::cuda
