@@ -24,13 +24,17 @@ bool is_calibrated_module(std::string_view m) {
   return false;
 }
 
+bool w2_rows_weighted(std::string_view m, W2Input w2) {
+  return w2 == W2Input::Weighted && contains(m, ".ffn.experts.") && ends_with(m, ".w2");
+}
+
 void AmaxObserver::on_linear_input(const engine::LinearInput& in) {
   const std::string name(in.name);
   if (!is_calibrated_module(name)) return;
   const size_t cols = static_cast<size_t>(in.cols);
   const bool routed_expert = contains(name, ".ffn.experts.");
   if (routed_expert && ends_with(name, ".w1")) expert_rows_[name.substr(0, name.size() - 3)] += in.rows;
-  if (routed_expert && ends_with(name, ".w2") && w2_ == W2Input::Weighted) {
+  if (w2_rows_weighted(name, w2_)) {
     // max |w * h| row by row: w >= 0 and rounding is monotone, so fl(w * max|h|) is the row's max.
     float m = 0.0f;
     bool nan = false;
@@ -51,8 +55,7 @@ void AmaxObserver::on_linear_amax(const engine::LinearAmax& in) {
   if (!is_calibrated_module(name)) return;
   const bool routed_expert = contains(name, ".ffn.experts.");
   if (routed_expert && ends_with(name, ".w1")) expert_rows_[name.substr(0, name.size() - 3)] += in.rows;
-  const bool weighted = routed_expert && ends_with(name, ".w2") && w2_ == W2Input::Weighted;
-  if (in.rows > 0) table_.merge(name, weighted ? in.weighted_amax : in.amax);
+  if (in.rows > 0) table_.merge(name, w2_rows_weighted(name, w2_) ? in.weighted_amax : in.amax);
 }
 
 }  // namespace fp4kit

@@ -43,4 +43,8 @@ class AmaxObserver : public engine::LinearObserver {
 // compressor and indexer projections nor the router.
 bool is_calibrated_module(std::string_view module);
 
+// Whether the module's rows are seen times their routing weight: a routed expert's w2 with
+// W2Input::Weighted.
+bool w2_rows_weighted(std::string_view module, W2Input w2);
+
 }  // namespace fp4kit

@@ -230,9 +230,6 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
   const bool want_stats = !options.hessian_path.empty();
   const bool want_xtx = want_stats && !options.hessian_full;
   const bool want_full = want_stats && options.hessian_full;
-  if (want_stats && options.device != "cpu")
-    throw InputError("--hessian: not on --device " + options.device +
-                     " yet (the GPU pass reports only each linear input's amax, not its rows); use --device cpu");
   if (want_stats && fs::absolute(options.hessian_path) == fs::absolute(out_path))
     throw InputError("--hessian " + options.hessian_path + ": the same file as --out");
   const std::string fingerprint = run_fingerprint(model_dir, batch, options);
@@ -346,6 +343,9 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
     if (want_full) full_writer.emplace(state_dir + "/" + xtx_full_state_file(layer));
     full_observer.set_layer(full_writer ? &*full_writer : nullptr, cfg.base.o_groups);
     runner->run_layer(layer);
+    // A pass on the GPU kept the sums on the device during the layer: they come back here.
+    xtx_observer.end_layer();
+    full_observer.end_layer();
     full_observer.set_layer(nullptr, cfg.base.o_groups);
     lr.timing = runner->last_timing();
     const auto t_state = std::chrono::steady_clock::now();

@@ -38,7 +38,8 @@ struct CalibrateOptions {
   engine::LayerRunnerFactory runner;
   std::string device = "cpu";
   // Also write the XᵀX diagonal blocks of every calibrated module's input here (calib/xtx_table.h);
-  // "" for none. CPU only. A resumed run must be asked for them as the interrupted one was.
+  // "" for none. On either device (a GPU runner sums them on the device: calib/xtx_observer.h). A
+  // resumed run must be asked for them as the interrupted one was.
   std::string hessian_path;
   // Instead of the diagonal blocks, the full XᵀX of every module (calib/xtx_full_file.h): then
   // hessian_path is a directory, written one layer at a time.

@@ -44,14 +44,16 @@ void XtxTable::observe(const std::string& module, const float* x, int64_t rows, 
   });
 }
 
+void XtxTable::add(const std::string& module, const XtxBlocks& blocks) {
+  auto [it, fresh] = modules_.try_emplace(module, blocks);
+  if (fresh) return;
+  if (it->second.cols != blocks.cols) throw Error(module + ": XᵀX blocks of two input widths");
+  it->second.rows += blocks.rows;
+  for (size_t i = 0; i < blocks.sums.size(); ++i) it->second.sums[i] += blocks.sums[i];
+}
+
 void XtxTable::merge(const XtxTable& other) {
-  for (const auto& [module, blocks] : other.modules_) {
-    auto [it, fresh] = modules_.try_emplace(module, blocks);
-    if (fresh) continue;
-    if (it->second.cols != blocks.cols) throw Error(module + ": XᵀX blocks of two input widths");
-    it->second.rows += blocks.rows;
-    for (size_t i = 0; i < blocks.sums.size(); ++i) it->second.sums[i] += blocks.sums[i];
-  }
+  for (const auto& [module, blocks] : other.modules_) add(module, blocks);
 }
 
 void XtxTable::save(const std::string& path, const std::map<std::string, std::string>& metadata) const {

@@ -38,6 +38,9 @@ class XtxTable {
   // values do not depend on the thread count.
   void observe(const std::string& module, const float* x, int64_t rows, int64_t cols, const float* row_weights,
                unsigned threads);
+  // Adds sums made elsewhere (another table's, or the GPU's: calib/xtx_observer.h) to the module's.
+  // Error when the module has sums of another width.
+  void add(const std::string& module, const XtxBlocks& blocks);
   // Joins another table: sums of the same module add up.
   void merge(const XtxTable& other);
 

@@ -60,9 +60,6 @@ void run(const CalibrateArgs& a) {
   if (a.hessian_mode != "blocks" && a.hessian.empty())
     throw InputError("--hessian-mode " + a.hessian_mode + ": needs --hessian PATH (where the statistics go)");
   const bool gpu = cuda::parse_device(a.device) == cuda::Device::Cuda;
-  if (gpu && !a.hessian.empty())
-    throw InputError("--hessian: not on --device cuda yet (the GPU pass reports only each linear input's amax, not "
-                     "its rows); use --device cpu");
   const ForwardDevice d = resolve_forward_device(a.device, a.precision, a.gpu_memory);
   const gpu_engine::Precision precision = d.precision;
   if (gpu) {
@@ -176,11 +173,13 @@ void add_command(CLI::App& app) {
   cmd->add_option("--hessian", args->hessian,
                   "Also write the 16x16 diagonal blocks of X^T X of every calibrated module's input (F32 "
                   "'<module>.xtx_blocks' [K/16,16,16] and I64 '<module>.rows'), the file 'convert --scales hessian "
-                  "--hessian' reads; CPU only. With --hessian-mode full: a directory");
+                  "--hessian' reads; on either device (with --device cuda summed in F64 on the GPU). With "
+                  "--hessian-mode full: a directory");
   cmd->add_option("--hessian-mode", args->hessian_mode,
                   "blocks (default): the diagonal 16x16 blocks, one file; full: the whole X^T X of every module "
                   "(per group for wo_a) in a directory of one safetensors file per layer and 'xtx-full.json', what "
-                  "'convert --gptq --hessian DIR' reads");
+                  "'convert --gptq --hessian DIR' reads (with --device cuda each module's F64 matrix stays on the "
+                  "GPU until its layer's last chunk)");
   cmd->add_flag("--resume", args->resume, "Continue an interrupted run from its last finished layer");
   cmd->add_flag("--force", args->force, "Replace an existing output and discard any saved state");
   cmd->add_option("--json", args->json_path, "Write a JSON report to this file ('-' for stdout)");

@@ -11,7 +11,7 @@ namespace {
 std::string soname() { return "libcublas.so." + std::to_string(CUBLAS_VER_MAJOR); }
 
 CublasLibrary load() {
-  void* h = open_toolkit_library(soname(), "cuBLAS, needed for GPTQ on the GPU");
+  void* h = open_toolkit_library(soname(), "cuBLAS, needed for GPTQ and XᵀX statistics on the GPU");
   CublasLibrary l{};
   resolve_symbol(h, l.Create, "cublasCreate_v2", soname());
   resolve_symbol(h, l.Destroy, "cublasDestroy_v2", soname());
@@ -21,6 +21,7 @@ CublasLibrary load() {
   resolve_symbol(h, l.GetStatusString, "cublasGetStatusString", soname());
   resolve_symbol(h, l.Strsm, "cublasStrsm_v2", soname());
   resolve_symbol(h, l.Sgemm, "cublasSgemm_v2", soname());
+  resolve_symbol(h, l.Dsyrk, "cublasDsyrk_v2", soname());
   return l;
 }
 

@@ -1,6 +1,6 @@
 #pragma once
 // cuBLAS (the classic API: triangular solves and F32 products with accumulation, for GPTQ's factor
-// and batch updates), opened on first use like cuBLASLt (cublaslt_library.h) and for the same reason:
+// and batch updates; F64 rank-k updates, for XᵀX statistics), opened on first use like cuBLASLt (cublaslt_library.h) and for the same reason:
 // linking it would make every process pay its static initializers at start. Internal to src/cuda/
 // (it names cuBLAS's types).
 #include <cublas_v2.h>
@@ -19,6 +19,7 @@ struct CublasLibrary {
   decltype(&::cublasGetStatusString) GetStatusString;
   decltype(&::cublasStrsm_v2) Strsm;
   decltype(&::cublasSgemm_v2) Sgemm;
+  decltype(&::cublasDsyrk_v2) Dsyrk;
 };
 
 // The library, opened once (thread-safe): by its soname, then in the toolkit's library directory the

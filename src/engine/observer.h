@@ -21,6 +21,8 @@
 #include <span>
 #include <string_view>
 
+struct CUstream_st;  // cudaStream_t is CUstream_st*: named here without the CUDA headers
+
 namespace fp4kit::engine {
 
 struct LinearInput {
@@ -43,12 +45,35 @@ struct LinearAmax {
   int64_t rows = 0;
 };
 
+// The rows themselves where they are, in GPU memory, for an observer that sums over them on the
+// device (XᵀX statistics): a pass on the GPU shows them after on_linear_amax when the observer
+// wants_device_rows(). Same names and order; the pass may run a layer's sequences in chunks, and
+// then shows each projection once per chunk (`last_chunk`: no later chunk of this layer shows it
+// again), so the rows of all chunks together are on_linear_input's. Routed experts' rows are those
+// of on_linear_input (the tokens routed to the expert, or with observe_all_experts every token,
+// weight 0 where not routed); a BF16 pass that runs the routed experts through its grouped kernels
+// shows their rows as those kernels read them, in BF16.
+struct DeviceLinearInput {
+  std::string_view name;
+  const float* x = nullptr;          // [rows, cols] row-major F32, or
+  const uint16_t* x_bf16 = nullptr;  // [rows, cols] row-major BF16 bits (exactly one of the two is set)
+  int64_t rows = 0, cols = 0;
+  const float* routing_weights = nullptr;  // experts.E.w2 only: one per row, on the device
+  bool last_chunk = true;
+  // The pass's stream: work queued on it sees the rows, and the pass overwrites or frees them only
+  // after that work.
+  CUstream_st* stream = nullptr;
+};
+
 class LinearObserver {
  public:
   virtual ~LinearObserver() = default;
   virtual void on_linear_input(const LinearInput& input) = 0;
-  // Passes on the GPU call this instead; an observer that needs the rows does not override it.
+  // Passes on the GPU call this instead; an observer that needs the rows and cannot take them on
+  // the device (wants_device_rows) does not override it.
   virtual void on_linear_amax(const LinearAmax& input);
+  virtual bool wants_device_rows() const { return false; }
+  virtual void on_linear_device_rows(const DeviceLinearInput&) {}
 };
 
 }  // namespace fp4kit::engine

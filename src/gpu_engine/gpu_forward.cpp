@@ -115,6 +115,7 @@ struct GpuForward::Impl {
   GpuLinear lin;
   engine::LinearObserver* observer = nullptr;
   bool all_experts = false;  // every expert's inputs cover all tokens, for the observer
+  bool last_chunk = true;    // no later chunk of the layer that runs shows the observer its inputs again
   cuda::DeviceBuffer amax_out{8, "observer amax"}, amax_scratch;
   StageClock clock;  // the compute of the current step by stage
   cuda::DeviceBuffer hash_table;  // tid2eid of layer hash_table_layer
@@ -160,7 +161,8 @@ struct GpuForward::Impl {
     compress_freq = upload(compress_rope.inv_freq(), stream, "compress rope frequencies");
   }
 
-  // The observer's view of a linear input x [rows, cols] on the device: its amax values.
+  // The observer's view of a linear input x [rows, cols] on the device: its amax values, and the
+  // rows themselves where it wants them.
   void observe(const std::string& name, const float* x, int64_t rows, int64_t cols, const float* row_weights = nullptr) {
     if (!observer) return;
     if (amax_scratch.bytes() < static_cast<size_t>(std::max<int64_t>(rows, 1)) * 4) amax_scratch = floats(rows, "amax scratch");
@@ -169,6 +171,20 @@ struct GpuForward::Impl {
     cuda::copy_to_host(v, amax_out.data(), sizeof v, stream);
     stream.synchronize("observer amax");
     observer->on_linear_amax({name, v[0], v[1], rows});
+    if (observer->wants_device_rows()) show_rows(name, x, nullptr, rows, cols, row_weights);
+  }
+
+  // The rows of a linear input (F32 or BF16) on the device, for an observer that sums over them there.
+  void show_rows(const std::string& name, const float* x, const uint16_t* x_bf16, int64_t rows, int64_t cols,
+                 const float* row_weights) {
+    engine::DeviceLinearInput in;
+    in.name = name;
+    in.x = x, in.x_bf16 = x_bf16;
+    in.rows = rows, in.cols = cols;
+    in.routing_weights = row_weights;
+    in.last_chunk = last_chunk;
+    in.stream = stream.get();
+    observer->on_linear_device_rows(in);
   }
 
   // A (non-linear) weight of the current group decoded to F32 on the device, checked against the
@@ -568,15 +584,26 @@ struct GpuForward::Impl {
     std::vector<float> h_amax(static_cast<size_t>(4 * E));
     cuda::copy_to_host(h_amax.data(), amax.data(), h_amax.size() * 4, stream);
     stream.synchronize("expert input amax");
+    const bool rows_wanted = observer->wants_device_rows();
+    // Each sorted row's routing weight (its slot's), for w2's rows.
+    cuda::DeviceBuffer row_weights = floats(rows_wanted ? T * k : 0, "expert row weights");
+    if (rows_wanted && T * k > 0)
+      cuda::gather_rows(weights.data<float>(), ws.slot_of_row(), T * k, 1, row_weights.data<float>(), stream.get());
     for (int64_t e = 0; e < E; ++e) {
-      const int64_t rows = offsets[static_cast<size_t>(e + 1)] - offsets[static_cast<size_t>(e)];
+      const int64_t first = offsets[static_cast<size_t>(e)], rows = offsets[static_cast<size_t>(e + 1)] - first;
       if (rows == 0) continue;  // as the per-expert loop: an expert without tokens is not observed
       const std::string ep = p + "experts." + std::to_string(e) + ".";
       const float gate = h_amax[static_cast<size_t>(2 * e)];
       observer->on_linear_amax({ep + "w1", gate, gate, rows});
       observer->on_linear_amax({ep + "w3", gate, gate, rows});
       observer->on_linear_amax({ep + "w2", h_amax[static_cast<size_t>(2 * (E + e))], h_amax[static_cast<size_t>(2 * (E + e) + 1)], rows});
+      if (!rows_wanted) continue;
+      // The rows the grouped products read: the expert's slice of the sorted BF16 x and h.
+      show_rows(ep + "w1", nullptr, ws.sorted_x() + first * H, rows, H, nullptr);
+      show_rows(ep + "w3", nullptr, ws.sorted_x() + first * H, rows, H, nullptr);
+      show_rows(ep + "w2", nullptr, ws.hidden_act() + first * I, rows, I, row_weights.data<float>() + first);
     }
+    stream.synchronize("expert input rows");  // the workspace and the row weights die here
     return true;
   }
 
@@ -1018,6 +1045,7 @@ void GpuForward::compute_chunks(int64_t layer, float* all_streams, const std::ve
   }
   for (const StepChunk& chunk : chunks) {
     const int64_t first = chunk.first_token, Tc = chunk.tokens;
+    m.last_chunk = &chunk == &chunks.back();
     shape.tokens = Tc;
     float* streams = all_streams + first * hc * H;
     for (int site = 0; site < 2; ++site) {

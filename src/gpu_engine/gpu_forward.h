@@ -23,7 +23,8 @@
 // (the KV head's rows and the compressors' projected inputs of every token so far), and
 // embed_next() runs only the new tokens through every layer. The sequences of a batch advance
 // together. The observer sees each linear input's amax (LinearObserver::on_linear_amax), which is
-// what calibration needs.
+// what calibration needs, and, where it wants them, the rows themselves in device memory
+// (on_linear_device_rows: XᵀX statistics summed on the device).
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -40,7 +41,7 @@ namespace fp4kit::gpu_engine {
 
 struct GpuForwardOptions {
   Precision precision = Precision::Bf16;       // of the linear products (gpu_engine/gpu_linear.h)
-  engine::LinearObserver* observer = nullptr;  // gets on_linear_amax() for every linear input
+  engine::LinearObserver* observer = nullptr;  // gets on_linear_amax() (and the rows) of every linear input
   bool observe_all_experts = false;            // every expert's inputs cover all tokens (observer only)
   int64_t decode_once_rows = kDecodeOnceRows;  // BF16 products (gpu_engine/precision.h)
   int64_t decode_once_expert_rows = kDecodeOnceExpertRows;

@@ -8,8 +8,9 @@ namespace {
 
 class GpuLayerRunner : public engine::LayerRunner {
  public:
-  GpuLayerRunner(const std::string& dir, const engine::EngineOptions& o, Precision precision, GpuMemoryBudget memory)
-      : gpu_(dir, options(o, precision, memory)) {}
+  GpuLayerRunner(const std::string& dir, const engine::EngineOptions& o, Precision precision, GpuMemoryBudget memory,
+                 int64_t max_chunk_sequences)
+      : gpu_(dir, options(o, precision, memory, max_chunk_sequences)) {}
   const engine::ModelConfig& config() const override { return gpu_.config(); }
   void embed(const std::vector<int64_t>& ids, int64_t batch) override { gpu_.embed(ids, batch); }
   void embed_continued(const std::vector<int64_t>& ids, int64_t batch, int64_t max_tokens) override {
@@ -24,10 +25,12 @@ class GpuLayerRunner : public engine::LayerRunner {
   engine::LayerTiming last_timing() const override { return gpu_.last_timing(); }
 
  private:
-  static GpuForwardOptions options(const engine::EngineOptions& o, Precision precision, GpuMemoryBudget memory) {
+  static GpuForwardOptions options(const engine::EngineOptions& o, Precision precision, GpuMemoryBudget memory,
+                                   int64_t max_chunk_sequences) {
     GpuForwardOptions g;
     g.precision = precision, g.observer = o.observer, g.observe_all_experts = o.observe_all_experts;
     g.gpu_memory = memory;
+    g.max_chunk_sequences = max_chunk_sequences;
     return g;
   }
   GpuForward gpu_;
@@ -36,13 +39,14 @@ class GpuLayerRunner : public engine::LayerRunner {
 }  // namespace
 
 std::unique_ptr<engine::LayerRunner> make_gpu_runner(const std::string& model_dir, const engine::EngineOptions& options,
-                                                     Precision precision, GpuMemoryBudget memory) {
-  return std::make_unique<GpuLayerRunner>(model_dir, options, precision, memory);
+                                                     Precision precision, GpuMemoryBudget memory,
+                                                     int64_t max_chunk_sequences) {
+  return std::make_unique<GpuLayerRunner>(model_dir, options, precision, memory, max_chunk_sequences);
 }
 
-engine::LayerRunnerFactory gpu_runner_factory(Precision precision, GpuMemoryBudget memory) {
-  return [precision, memory](const std::string& dir, const engine::EngineOptions& o) {
-    return make_gpu_runner(dir, o, precision, memory);
+engine::LayerRunnerFactory gpu_runner_factory(Precision precision, GpuMemoryBudget memory, int64_t max_chunk_sequences) {
+  return [precision, memory, max_chunk_sequences](const std::string& dir, const engine::EngineOptions& o) {
+    return make_gpu_runner(dir, o, precision, memory, max_chunk_sequences);
   };
 }
 
