@@ -9,7 +9,7 @@
 # without the Debian packages. Environment: FP4KIT_CUDA_ARCHS (default 90a), SKIP_SANITIZER=1,
 # SKIP_BENCH=1, SKIP_STREAM=1, STREAM_PRESET (synth preset, default v4-flash:layers=6,experts=64),
 # TEST_FILTER (ctest -R, default: every Cuda test), SAN_FILTER (gtest filter under the sanitizer, default
-# *TEST_FILTER*), BENCH_ARGS, BENCH_TIMEOUT and SAN_TIMEOUT (seconds).
+# *TEST_FILTER* with each | of the regex as a separate *pattern*), BENCH_ARGS, BENCH_TIMEOUT and SAN_TIMEOUT (seconds).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-gpu-results}}
@@ -87,7 +87,7 @@ if [ "${SKIP_SANITIZER:-0}" != 1 ] && command -v compute-sanitizer > /dev/null; 
   # API errors are not reported: the out-of-memory tests provoke cudaMalloc failures on purpose
   # (fp4kit turns every API error into an exception, which the tests check).
   timeout "${SAN_TIMEOUT:-1800}" compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 --print-limit 20 \
-    build-gpu/fp4kit_tests --gtest_filter="${SAN_FILTER:-*${filter}*}" > "$out/sanitizer.log" 2>&1
+    build-gpu/fp4kit_tests --gtest_filter="${SAN_FILTER:-*${filter//|/*:*}*}" > "$out/sanitizer.log" 2>&1
   rc_san=$?
   tail -5 "$out/sanitizer.log"
   log "sanitizer rc=$rc_san"
