@@ -141,6 +141,8 @@ struct GpuForward::Impl {
     std::unique_ptr<cuda::MoeExpertTable> table;
   };
   std::map<int64_t, RoutedExperts> routed_experts;
+  // weight()'s decoded F32 copies, with the generation of the upload each came from.
+  std::map<std::string, std::pair<uint64_t, cuda::DeviceBuffer>, std::less<>> decoded_small;
   // The grouped path's workspace for calls of up to kKeptMoeTokens tokens (decode steps), kept: making
   // one costs a pinned host allocation, and dropping it a device synchronisation.
   static constexpr int64_t kKeptMoeTokens = 64;
@@ -188,9 +190,15 @@ struct GpuForward::Impl {
   }
 
   // A (non-linear) weight of the current group decoded to F32 on the device, checked against the
-  // shape the config implies.
-  cuda::DeviceBuffer weight(const std::string& name, const std::vector<int64_t>& shape) {
-    return decode_weight_f32(group, stored, ckpt.dir(), name, shape, stream);
+  // shape the config implies. Kept while the upload it came from lasts (a resident group's, for every
+  // later step): a decode step would otherwise spend a launch and an allocation on each of them again.
+  const float* weight(const std::string& name, const std::vector<int64_t>& shape) {
+    auto it = decoded_small.find(name);
+    if (it == decoded_small.end() || it->second.first != group.generation) {
+      cuda::DeviceBuffer d = decode_weight_f32(group, stored, ckpt.dir(), name, shape, stream);
+      it = decoded_small.insert_or_assign(name, std::make_pair(group.generation, std::move(d))).first;
+    }
+    return it->second.second.data<float>();
   }
   LinearWeight linear_weight(const std::string& name, int64_t n, int64_t k, int64_t row_block = 0) {
     return lin.weight(name, n, k, row_block);
@@ -222,7 +230,9 @@ struct GpuForward::Impl {
   // A compressor's projections of the step's tokens [T, rw] and its small weights, decoded once per
   // layer for every run of the step.
   struct CompressorInputs {
-    cuda::DeviceBuffer kv, gate, ape, norm;
+    cuda::DeviceBuffer kv, gate;
+    const float* ape = nullptr;
+    const float* norm = nullptr;
     int64_t ratio = 4, width = 0, row_width = 0;
     bool overlap = true;
   };
@@ -251,7 +261,7 @@ struct GpuForward::Impl {
     cuda::DeviceBuffer entries = floats(sb.batch * count * width, prefix + "entries");
     cuda::CompressorPrefill c;
     c.kv = in.kv.data<float>() + run.first_token * rw, c.gate = in.gate.data<float>() + run.first_token * rw;
-    c.ape = in.ape.data<float>();
+    c.ape = in.ape;
     if (kv_cache) {
       keep_rows(kv_cache, c.kv, rw, sb);
       keep_rows(gate_cache, c.gate, rw, sb);
@@ -260,7 +270,7 @@ struct GpuForward::Impl {
     c.ratio = in.ratio, c.width = width, c.overlap = in.overlap, c.entries = entries.data<float>();
     cuda::compressor_prefill(c, sb, stream.get());
     if (count > 0) {
-      cuda::rms_norm_rows(entries.data<float>(), sb.batch * count, width, in.norm.data<float>(), cfg.rms_eps,
+      cuda::rms_norm_rows(entries.data<float>(), sb.batch * count, width, in.norm, cfg.rms_eps,
                           entries.data<float>(), stream.get());
       std::vector<int64_t> pos(static_cast<size_t>(sb.batch * count));
       for (size_t i = 0; i < pos.size(); ++i) pos[i] = static_cast<int64_t>(i) % count * in.ratio;
@@ -291,20 +301,20 @@ struct GpuForward::Impl {
     cuda::DeviceBuffer q_res = floats(T * qr, "q_res"), q = floats(T * nh * D, "q"), kv = floats(T * D, "kv");
     {
       const LinearWeight wq_a = linear_weight(p + "wq_a.weight", qr, H);
-      const cuda::DeviceBuffer q_norm = weight(p + "q_norm.weight", {qr});
+      const float* q_norm = weight(p + "q_norm.weight", {qr});
       const LinearWeight wq_b = linear_weight(p + "wq_b.weight", nh * D, qr);
       observe(p + "wq_a", a, T, H);
       linear(a, wq_a, q_res.data<float>(), T);
-      cuda::rms_norm_rows(q_res.data<float>(), T, qr, q_norm.data<float>(), cfg.rms_eps, q_res.data<float>(), stream.get());
+      cuda::rms_norm_rows(q_res.data<float>(), T, qr, q_norm, cfg.rms_eps, q_res.data<float>(), stream.get());
       observe(p + "wq_b", q_res.data<float>(), T, qr);
       linear(q_res.data<float>(), wq_b, q.data<float>(), T);
       cuda::rms_norm_rows(q.data<float>(), T * nh, D, nullptr, cfg.rms_eps, q.data<float>(), stream.get());
       rope(q.data<float>(), T, nh, nh * D, D, D - rd, positions, compress_rope_here);
       const LinearWeight wkv = linear_weight(p + "wkv.weight", D, H);
-      const cuda::DeviceBuffer kv_norm = weight(p + "kv_norm.weight", {D});
+      const float* kv_norm = weight(p + "kv_norm.weight", {D});
       observe(p + "wkv", a, T, H);
       linear(a, wkv, kv.data<float>(), T);
-      cuda::rms_norm_rows(kv.data<float>(), T, D, kv_norm.data<float>(), cfg.rms_eps, kv.data<float>(), stream.get());
+      cuda::rms_norm_rows(kv.data<float>(), T, D, kv_norm, cfg.rms_eps, kv.data<float>(), stream.get());
       rope(kv.data<float>(), T, 1, D, D, D - rd, positions, compress_rope_here);
       clock.mark("attention.projections", stream);
     }
@@ -354,12 +364,12 @@ struct GpuForward::Impl {
 
     cuda::DeviceBuffer o = floats(T * nh * D, "attention output");
     {
-      const cuda::DeviceBuffer sink = weight(p + "attn_sink", {nh});
+      const float* sink = weight(p + "attn_sink", {nh});
       for (size_t r = 0; r < runs.size(); ++r) {
         const AttentionRun& run = runs[r];
         const int64_t t0 = run.first_token;
         cuda::AttentionCore ac;
-        ac.q = q.data<float>() + t0 * nh * D, ac.kv = kv.data<float>() + t0 * D, ac.sink = sink.data<float>();
+        ac.q = q.data<float>() + t0 * nh * D, ac.kv = kv.data<float>() + t0 * D, ac.sink = sink;
         if (run.cache) {
           float* rows = cached(run, &LayerCache::kv, D);
           keep_rows(rows, ac.kv, D, run.sb);
@@ -415,7 +425,7 @@ struct GpuForward::Impl {
     r.scores = scores.data<float>(), r.tokens = T, r.experts = E, r.k = k, r.vocab = b.vocab_size;
     r.scaling = static_cast<float>(b.routed_scaling_factor);
     r.chosen = chosen.data<int32_t>(), r.weights = weights.data<float>(), r.bad = bad.data<int32_t>();
-    cuda::DeviceBuffer bias;
+    const float* bias = nullptr;
     if (cfg.hash_routed[static_cast<size_t>(layer)]) {
       if (hash_table_layer != layer) {  // read once per layer, whatever the chunks
         const std::vector<int64_t> t2e = stored.read_i64(p + "gate.tid2eid");
@@ -428,7 +438,7 @@ struct GpuForward::Impl {
       r.tid2eid = hash_table.data<int64_t>(), r.ids = d_ids;
     } else {
       bias = weight(p + "gate.bias", {E});
-      r.bias = bias.data<float>();
+      r.bias = bias;
     }
     cuda::route_tokens(r, stream.get());
     std::vector<int32_t> h_chosen(static_cast<size_t>(T * k));
@@ -802,6 +812,7 @@ void GpuForward::next_group() {
   Impl& m = *impl_;
   park_group();
   if (m.keep_resident) m.group = {};  // a group that was not kept goes (a parked one left an empty object)
+  else m.decoded_small.clear();       // streaming: no group comes back, neither do its small weights
   const int64_t index = batch_->next_group_index++;
   if (m.keep_resident && m.resident[static_cast<size_t>(index)].loaded()) {
     std::swap(m.group, m.resident[static_cast<size_t>(index)]);  // nothing to read
@@ -1036,7 +1047,7 @@ void GpuForward::compute_chunks(int64_t layer, float* all_streams, const std::ve
   cuda::DeviceBuffer x = floats(most * H, "sublayer input"), y = floats(most * H, "sublayer output");
   cuda::DeviceBuffer post = floats(most * hc, "hc post"), comb = floats(most * hc * hc, "hc comb");
   cuda::DeviceBuffer scratch = floats(cuda::hc_scratch_floats(shape), "hc scratch");
-  std::vector<cuda::DeviceBuffer> hc_weights;  // fn, base, scale, norm of each site, decoded once
+  std::vector<const float*> hc_weights;  // fn, base, scale, norm of each site
   for (const char* site : {"attn", "ffn"}) {
     hc_weights.push_back(m.weight(p + "hc_" + site + "_fn", {rows, hc * H}));
     hc_weights.push_back(m.weight(p + "hc_" + site + "_base", {rows}));
@@ -1049,10 +1060,10 @@ void GpuForward::compute_chunks(int64_t layer, float* all_streams, const std::ve
     shape.tokens = Tc;
     float* streams = all_streams + first * hc * H;
     for (int site = 0; site < 2; ++site) {
-      const cuda::DeviceBuffer* w = &hc_weights[static_cast<size_t>(4 * site)];
-      cuda::hc_pre(streams, shape, {w[0].data<float>(), w[1].data<float>(), w[2].data<float>()}, x.data<float>(),
+      const float* const* w = &hc_weights[static_cast<size_t>(4 * site)];
+      cuda::hc_pre(streams, shape, {w[0], w[1], w[2]}, x.data<float>(),
                    post.data<float>(), comb.data<float>(), scratch.data<float>(), m.stream.get());
-      cuda::rms_norm_rows(x.data<float>(), Tc, H, w[3].data<float>(), cfg.rms_eps, x.data<float>(), m.stream.get());
+      cuda::rms_norm_rows(x.data<float>(), Tc, H, w[3], cfg.rms_eps, x.data<float>(), m.stream.get());
       m.clock.mark("hc", m.stream);
       if (site == 0)
         m.attention(layer, x.data<float>(), Tc, chunk.runs, batch_->positions.data<int64_t>() + first, y.data<float>());
@@ -1096,10 +1107,10 @@ std::vector<float> GpuForward::head() {
   cuda::HcShape shape;
   shape.tokens = per_chunk * seq, shape.hc = hc, shape.hidden = H, shape.hc_eps = cfg.hc_eps, shape.rms_eps = cfg.rms_eps;
   cuda::DeviceBuffer x = floats(shape.tokens * H, "final hidden"), scratch = floats(cuda::hc_scratch_floats(shape), "hc scratch");
-  const cuda::DeviceBuffer fn = m.weight("hc_head_fn", {hc, hc * H});
-  const cuda::DeviceBuffer base = m.weight("hc_head_base", {hc});
-  const cuda::DeviceBuffer scale = m.weight("hc_head_scale", {1});
-  const cuda::DeviceBuffer norm = m.weight("norm.weight", {H});
+  const float* fn = m.weight("hc_head_fn", {hc, hc * H});
+  const float* base = m.weight("hc_head_base", {hc});
+  const float* scale = m.weight("hc_head_scale", {1});
+  const float* norm = m.weight("norm.weight", {H});
   const LinearWeight head = m.linear_weight("head.weight", V, H);
   cuda::DeviceBuffer logits = floats(shape.tokens * V, "logits");
   std::vector<float> out(static_cast<size_t>(T * V));
@@ -1107,9 +1118,9 @@ std::vector<float> GpuForward::head() {
     const int64_t first = s0 * seq, Tc = std::min(per_chunk, batch_->batch - s0) * seq;
     shape.tokens = Tc;
     cuda::hc_head(batch_->streams.data<float>() + first * hc * H, shape,
-                  {fn.data<float>(), base.data<float>(), scale.data<float>()}, x.data<float>(), scratch.data<float>(),
+                  {fn, base, scale}, x.data<float>(), scratch.data<float>(),
                   m.stream.get());
-    cuda::rms_norm_rows(x.data<float>(), Tc, H, norm.data<float>(), cfg.rms_eps, x.data<float>(), m.stream.get());
+    cuda::rms_norm_rows(x.data<float>(), Tc, H, norm, cfg.rms_eps, x.data<float>(), m.stream.get());
     m.linear(x.data<float>(), head, logits.data<float>(), Tc);
     cuda::copy_to_host(out.data() + first * V, logits.data(), static_cast<size_t>(Tc * V) * 4, m.stream);
     m.stream.synchronize("head");
