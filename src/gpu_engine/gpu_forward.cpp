@@ -695,6 +695,8 @@ GpuForward::SavedBatch GpuForward::save_batch() {
   SavedBatch saved;
   saved.batch_ = std::move(batch_);
   saved.batch_->prefetcher.reset();  // a streaming pass reads the groups again on the next step
+  // The step's streams are spent (the next step embeds its own): a waiting sequence keeps its caches only.
+  saved.batch_->streams = {}, saved.batch_->positions = {}, saved.batch_->d_ids = {};
   return saved;
 }
 

@@ -97,8 +97,9 @@ class GpuForward {
   // The split of the last embed(), run_layer() or head() (engine/layer_runner.h).
   engine::LayerTiming last_timing() const { return timing_; }
 
-  // A continued batch taken out of the pass (its caches stay on the device), so that others can run
-  // meanwhile; restore_batch() makes it current again and embed_next() continues it.
+  // A continued batch taken out of the pass (its caches stay on the device, its last step's hidden
+  // streams go), so that others can run meanwhile; restore_batch() makes it current again and
+  // embed_next() continues it.
   class SavedBatch {
    public:
     SavedBatch();
