@@ -71,7 +71,8 @@ void add_command(CLI::App& app) {
                   "Fail a tensor whose SQNR is more than this many dB below a fresh NVFP4 quantization's (default 1)");
   cmd->add_option("--engine", args->engines,
                   "Walk the checkpoint through this engine's loader contract (vllm, sglang, trtllm; repeat for several; "
-                  "default all three). An engine that does not load the checkpoint's layout is skipped with the reason")
+                  "default all three). An engine whose table does not cover the checkpoint's layout is skipped with the "
+                  "reason; one known to refuse it fails (engine.layout_refused)")
       ->check(CLI::IsMember({"vllm", "sglang", "trtllm"}));
   cmd->add_flag("--structure-only", args->structure_only, "Skip the pass over tensor data (headers, scalars, configs only)");
   cmd->add_option("--threads", args->threads, "Worker threads (default: all cores); never changes a number");

@@ -46,6 +46,7 @@ enum class ConfigNeed : uint8_t {
   LayerList,    // an integer list with at least num_hidden_layers entries (indexed per layer)
   FlatObject,   // absent, or an object none of whose values is an object (read as one flat dict)
   Present,
+  StartsWithNoCase,  // a string that starts with `value` (a JSON string), compared lower-cased as the loader does
 };
 
 struct ConfigRequirement {
@@ -109,7 +110,10 @@ struct LayoutSupport {
   HfLayout layout;
   bool w4a4 = false;   // NVFP4 weights and activations (input scales)
   bool w4a16 = false;  // weight-only (W4A16_NVFP4, NVFP4A16)
-  std::string_view not_loaded_why;  // why a flavour it does not load is skipped
+  std::string_view not_loaded_why;  // why a flavour it does not load is refused or skipped
+  // Read at source: the engine fails to load the flavours it does not load (verify fails them), rather
+  // than their loading being untabled (verify skips the engine).
+  bool refused = false;
 };
 
 // Linear modules the loader reads as a plain '.weight' whatever the quantization config says
@@ -162,8 +166,10 @@ const std::vector<ConfigRequirement>& sglang_modelopt_inline_requirements();
 const std::vector<ConfigRequirement>& sglang_modelopt_file_requirements();
 const std::vector<ConfigRequirement>& sglang_compressed_tensors_requirements();
 const std::vector<ConfigRequirement>& trtllm_modelopt_requirements();
-// Why TensorRT-LLM's loading of W4A16_NVFP4 and of compressed-tensors NVFP4 is not tabled (both families).
+// Why TensorRT-LLM's loading of W4A16_NVFP4 is not tabled, and why it refuses compressed-tensors NVFP4
+// (both families), with the sources the refusal was read from.
 extern const std::string_view kTrtllmW4a16Why, kTrtllmCompressedTensorsWhy;
+const std::vector<SourceRef>& trtllm_compressed_tensors_sources();
 // SGLang's compressed-tensors scheme selection and its weight-only NVFP4 schemes (both families).
 const std::vector<SourceRef>& sglang_compressed_tensors_w4a16_sources();
 inline std::vector<SourceRef> joined(std::vector<SourceRef> a, const std::vector<SourceRef>& b) {

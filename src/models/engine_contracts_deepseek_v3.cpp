@@ -186,7 +186,7 @@ const HfFamilyContract& deepseek_v3_contract() {
           },
           HfEngineContract{
               Engine::Trtllm,
-              {{"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/models/modeling_deepseekv3.py", "a43cf9e363d5657061b5ce0e12f3d993a08d8158",
+              joined({{"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/models/modeling_deepseekv3.py", "a43cf9e363d5657061b5ce0e12f3d993a08d8158",
                 "DeepseekV3WeightLoader.load_weights walks the model's modules and takes their tensors by name (checkpoint "
                 "tensors no module asks for are never read): params_map gate_up_proj = [gate_proj, up_proj]; experts "
                 "renamed gate_proj -> w1, up_proj -> w3, down_proj -> w2; self_attn.kv_a_proj_with_mqa is fused_a, the "
@@ -204,7 +204,8 @@ const HfFamilyContract& deepseek_v3_contract() {
                 "with an accuracy warning"},
                {"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/model_config.py", "1a0dc5f70054f66d892df6a964996fc5ead6f81e",
                 "ModelOpt quantization from hf_quant_config.json (quant_algo, group_size, exclude_modules)"}},
-              {{HfLayout::ModelOpt, true, false, kTrtllmW4a16Why}, {HfLayout::CompressedTensors, false, false, kTrtllmCompressedTensorsWhy}},
+                     trtllm_compressed_tensors_sources()),
+              {{HfLayout::ModelOpt, true, false, kTrtllmW4a16Why}, {HfLayout::CompressedTensors, false, false, kTrtllmCompressedTensorsWhy, true}},
               trtllm_modelopt_requirements(),
               trtllm_modelopt_requirements(),
               {},

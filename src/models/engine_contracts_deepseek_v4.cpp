@@ -32,7 +32,8 @@ namespace {
 // DeepseekV4Model.load_weights stacked_params_mapping, fused_moe_make_expert_params_mapping with
 // w1/w2/w3; compressor.py: DeepseekCompressor), SGLang (python/sglang/srt/models/deepseek_v4.py:
 // remap_weight_name_to_dpsk_hf_format, load_weights), TensorRT-LLM
-// (tensorrt_llm/_torch/models/modeling_deepseekv4.py: _remap_deepseek_v4_checkpoint_keys).
+// (tensorrt_llm/_torch/models/modeling_deepseekv4.py: _remap_deepseek_v4_checkpoint_keys and
+// DeepseekV4WeightLoader, attention/compressor.py: Compressor).
 const std::vector<LoadRow>& deepseek_v4_load_rows() {
   static const std::vector<LoadRow> rows = {
       // Routed experts first: they are most of the tensors.
@@ -49,14 +50,18 @@ const std::vector<LoadRow>& deepseek_v4_load_rows() {
       {BLOCK R"((?:attn_norm|ffn_norm)\.weight)", LoadFormat::Plain,
        {"attn_norm / ffn_norm (RMSNorm)", "input_layernorm / post_attention_layernorm", "input_layernorm / post_attention_layernorm"}},
       {BLOCK R"(hc_(?:attn|ffn)_(?:base|fn|scale))", LoadFormat::Plain, {"hc_attn_* / hc_ffn_* (F32)", "hc_attn_* / hc_ffn_*", "hc_attn_* / hc_ffn_* (load_flat_hc_weights)"}},
-      {BLOCK R"(attn\.attn_sink)", LoadFormat::Plain, {"attn.attn_sink", "self_attn.attn_sink", "self_attn.attn_sink"}},
+      {BLOCK R"(attn\.attn_sink)", LoadFormat::Plain, {"attn.attn_sink", "self_attn.attn_sink", "self_attn.mqa.attn_sink (F32, split over TP)"}},
       {BLOCK R"(attn\.(?:q_norm|kv_norm)\.weight)", LoadFormat::Plain, {"attn.q_norm / attn.kv_norm", "self_attn.q_norm / kv_norm", "self_attn.q_a_layernorm / kv_a_layernorm"}},
       {BLOCK R"(attn\.(?:wq_a|wkv))", LoadFormat::Fp8Block,
        {"attn.fused_wqa_wkv (stacked wq_a|wkv, FP8 block, weight_scale_inv)", "self_attn.wq_a / wkv (FP8 block, weight_scale_inv)",
-        "self_attn.q_a_proj / kv_a_proj_with_mqa (fused_a, FP8 block, weight_scale_inv)"}},
-      {BLOCK R"(attn\.(?:wq_b|wo_a|wo_b))", LoadFormat::Fp8Block,
-       {"attn.wq_b / wo_a / wo_b (FP8 block)", "self_attn.wq_b / wo_a / wo_b (FP8 block)",
-        "self_attn.q_b_proj / o_a_proj / o_b_proj (FP8 block, weight_scale_inv)"}},
+        "self_attn.kv_a_proj_with_mqa (fused_a: q_a_proj|kv_a_proj_with_mqa .weight and .weight_scale_inv concatenated, "
+        "FP8 block)"}},
+      {BLOCK R"(attn\.(?:wq_b|wo_b))", LoadFormat::Fp8Block,
+       {"attn.wq_b / wo_b (FP8 block)", "self_attn.wq_b / wo_b (FP8 block)", "self_attn.q_b_proj / o_b_proj (FP8 block, weight_scale_inv)"}},
+      // TensorRT-LLM's o_a_proj is a parameter of the attention itself, not a Linear.
+      {BLOCK R"(attn\.wo_a)", LoadFormat::Fp8Block,
+       {"attn.wo_a (FP8 block)", "self_attn.wo_a (FP8 block)",
+        "self_attn.o_a_proj (MLA parameter [o_groups*o_lora_rank, ..], FP8 block weight_scale_inv, a KeyError without it)"}},
       // The compressors' two projections become one BF16 parameter built without a quant config.
       {BLOCK R"(attn\.(?:indexer\.)?compressor\.(?:wkv|wgate)\.weight)", LoadFormat::Plain,
        {"compressor.fused_wkv_wgate.weight (BF16, quant_config=None)", "compressor.wkv_gate.weight (BF16, torch.cat of wkv|wgate)",
@@ -164,25 +169,48 @@ const EngineContract& deepseek_v4_contract(Engine engine) {
                ".scale -> weight_scale_inv), stacked gate_up_proj, FusedMoE.make_expert_params_mapping, compressor "
                "wkv/wgate '.weight' only concatenated into wkv_gate (any other suffix fails an assert), "
                "params_dict[name] for the rest"},
-              {"sgl-project/sglang", "python/sglang/srt/configs/model_config.py",
-               "(PR #25820 as described; 001adf564fd332c285397a46a034ee2f93ba7515 read)",
-               "MIXED_PRECISION + moe_quant_algo NVFP4 -> HybridFp8NvFp4Config; FusedMoE gets ModelOptNvFp4FusedMoEMethod "
-               "(not at 001adf5, whose _parse_quant_hf_config parses MIXED_PRECISION only for quant_method modelopt or "
-               "none: the selection for quant_method fp8 was not read)"},
+              {"sgl-project/sglang", "python/sglang/srt/model_loader/weight_utils.py",
+               "merged PR #25820 (the diff in its review; the merged file is not stored)",
+               "get_quant_config: a quantization_config with quant_method fp8 and moe_quant_algo NVFP4 (upper-cased) is a "
+               "hybrid checkpoint whose NVFP4 MoE details (group_size, exclude_modules) come from the sibling "
+               "hf_quant_config.json; the loader then wraps Fp8Config as HybridFp8NvFp4Config(Fp8Config, "
+               "ModelOptFp4Config(group_size, exclude_modules + model.decoder.*)): FusedMoE layers get "
+               "ModelOptNvFp4FusedMoEMethod (NVFP4 W4A4), every other layer Fp8Config's method"},
+              {"sgl-project/sglang", "test/registered/unit/configs/test_model_config_nvfp4.py",
+               "355dbc05b871e490bd4a4c9edc48ab4fa66d5fed",
+               "ModelConfig._extract_nvfp4_moe_meta reads hf_quant_config.json only: group_size from the NVFP4 entries of "
+               "quantization.quantized_layers (awq_block_size, else group_size), exclude_modules (default []); None "
+               "without the file, without quantized_layers or without an NVFP4 entry"},
+              {"sgl-project/sglang", "python/sglang/srt/configs/model_config.py; python/sglang/srt/configs/deepseek_v4.py",
+               "001adf564fd332c285397a46a034ee2f93ba7515; 008b79d2358b08adf9b6c879625030f890c8c4e2",
+               "without the hybrid config, quant_method fp8 is Fp8Config and try_detect_fp4_experts takes U8 routed experts "
+               "as MXFP4 (is_fp4_experts): the NVFP4 experts then meet MXFP4 parameters"},
+              {"sgl-project/sglang", "python/sglang/srt/layers/quantization/modelopt_quant.py",
+               "faeb96856c4417d55695feec2f4d2463c8adb7fd",
+               "ModelOptNvFp4FusedMoEMethod.process_weights_after_loading: g1/g2 alphas and the activation quantization "
+               "scale come from w13_input_scale / w2_input_scale (W4A4)"},
           },
           {kModelType,
+           {"config.json", "/quantization_config/quant_method", ConfigNeed::Equals, R"("fp8")",
+            "the hybrid FP8 + NVFP4 config is built only for quant_method fp8 (weight_utils.py, merged PR #25820); "
+            "deepseek_v4_fp8 is no SGLang quantization method"},
            {"config.json", "/quantization_config/quant_algo", ConfigNeed::Equals, R"("MIXED_PRECISION")",
-            "model_config.py detects the NVFP4-experts release by MIXED_PRECISION + moe_quant_algo (PR #25820; not read at source)"},
+            "not confirmed at a source: the merged weight_utils.py diff keys the hybrid config on quant_method and "
+            "moe_quant_algo alone, whether model_config.py also needs MIXED_PRECISION was not read; NVIDIA's release "
+            "has it"},
            kMoeQuantAlgo,
-           {"config.json", "/quantization_config/group_size", ConfigNeed::Equals, "16",
-            "nvfp4_moe_meta takes group_size from the quantization config (PR #25820; not read at source)"},
+           {"hf_quant_config.json", "/quantization/quantized_layers", ConfigNeed::Present, "",
+            "the NVFP4 MoE group_size is read from hf_quant_config.json's NVFP4 quantized_layers entries; without them "
+            "there is no hybrid config and the U8 experts are taken as MXFP4 (test_model_config_nvfp4.py at 355dbc0, "
+            "deepseek_v4.py at 008b79d)"},
            kBlockSize, kExpertDtype, kCompressRatios, kRopeScaling, kRopeParameters},
           {"mtp."},
           "load_weights (is_nextn=False) skips names starting with mtp; the nextn draft model loads them, its contract "
           "is not tabled",
           16,
           true,
-          "ModelOptNvFp4FusedMoEMethod is W4A4 and fills its input scales from the checkpoint (not read at source)",
+          "ModelOptNvFp4FusedMoEMethod is W4A4: it quantizes activations with w13_input_scale / w2_input_scale, filled "
+          "from the checkpoint (modelopt_quant.py at faeb968)",
       },
       EngineContract{
           Engine::Trtllm,
@@ -197,6 +225,13 @@ const EngineContract& deepseek_v4_contract(Engine engine) {
                "then the loader's strict key lookup; compress_ratios read per layer (first 16000 characters read)"},
               {"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/models/modeling_deepseekv4.py",
                "02586bf0b0f59d29967bf4aa27d5714a0b4788f6",
+               "DeepseekV4WeightLoader (whole file read): kv_a_proj_with_mqa is fused_a, q_a_proj and kv_a_proj_with_mqa "
+               "'.weight' concatenated and, when kv_a_proj_with_mqa.weight_scale_inv exists, both weight_scale_inv "
+               "concatenated (the NVFP4 branch only when the global quant config is NVFP4 and both weights are FP4); "
+               "load_o_a_proj reads self_attn.o_a_proj ([o_groups, o_lora_rank, ..]) and its weight_scale_inv, raising "
+               "KeyError for an FP8 weight without it, and dequantizes it to BF16 unless the parameter is FP8; attn_sink "
+               "goes to mqa.attn_sink as F32, split over TP; q_b_proj / o_b_proj / indexer.wq_b are FP8 block Linears; "
+               "indexer.wk and indexer.k_norm are synthesized (zeros / ones), not read; "
                "_normalize_deepseek_v4_nvfp4_mixed_precision_config: with a global MIXED_PRECISION quant config, NVFP4 "
                "routed-expert layer configs and config.json quantization_config quant_method fp8 with weight_block_size "
                "[128, 128], the non-expert modules are built FP8_BLOCK_SCALES (group 128, modules_to_not_convert "
@@ -215,6 +250,10 @@ const EngineContract& deepseek_v4_contract(Engine engine) {
                "is_modelopt_quant_config: quant_method starting with modelopt, or producer.name modelopt (as fp4kit and "
                "ModelOpt write config.json); the flat reader takes quant_algo, group_size, ignore and quantized_layers "
                "(absent: empty)"},
+              {"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/attention_backend/sparse/deepseek_v4/compressor.py",
+               "047098b74c51f488abcfcd72f7d4a988a56442f6",
+               "Compressor: wkv_gate Linear [2*state_dim, hidden] with quant_config=None (model dtype), norm, ape F32 "
+               "[compress_ratio, state_dim]"},
               {"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/modules/fused_moe/quantization.py", "a98a9061d72f6fd39f5d055ebdd2c6878a100e2c",
                "NVFP4FusedMoEMethod reads each expert's w1/w2/w3 weight, weight_scale, weight_scale_2 and input_scale by name"},
           },

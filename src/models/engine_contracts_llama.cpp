@@ -132,7 +132,7 @@ const HfFamilyContract& llama_contract() {
           },
           HfEngineContract{
               Engine::Trtllm,
-              {{"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/models/checkpoints/hf/weight_mapper.py", "f59aed070dabff4761d70e47c90fd761776c1bac",
+              joined({{"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/models/checkpoints/hf/weight_mapper.py", "f59aed070dabff4761d70e47c90fd761776c1bac",
                 "HfWeightMapper: qkv_proj = [q_proj, k_proj, v_proj], gate_up_proj = [gate_proj, up_proj], lm_head skipped "
                 "when tie_word_embeddings"},
                {"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/models/checkpoints/hf/qwen2_moe_weight_mapper.py",
@@ -143,7 +143,8 @@ const HfFamilyContract& llama_contract() {
                 "NVFP4LinearMethod parameters; fused shards must have equal input_scale and weight_scale_2 (asserted)"},
                {"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/modules/fused_moe/quantization.py", "a98a9061d72f6fd39f5d055ebdd2c6878a100e2c",
                 "NVFP4FusedMoEMethod, as in the DeepSeek V3 table"}},
-              {{HfLayout::ModelOpt, true, false, kTrtllmW4a16Why}, {HfLayout::CompressedTensors, false, false, kTrtllmCompressedTensorsWhy}},
+                     trtllm_compressed_tensors_sources()),
+              {{HfLayout::ModelOpt, true, false, kTrtllmW4a16Why}, {HfLayout::CompressedTensors, false, false, kTrtllmCompressedTensorsWhy, true}},
               trtllm_modelopt_requirements(),
               trtllm_modelopt_requirements(),
               {},

@@ -7,8 +7,14 @@ namespace fp4kit {
 
 const std::vector<ConfigRequirement>& modelopt_inline_requirements() {
   static const std::vector<ConfigRequirement> r = {
-      {"config.json", "/quantization_config/quant_method", ConfigNeed::Equals, R"("modelopt")",
-       "ModelOptNvFp4Config.override_quantization_method takes a quant_method starting with modelopt (modelopt.py)"},
+      {"config.json", "/quantization_config/quant_method", ConfigNeed::StartsWithNoCase, R"("modelopt")",
+       "ModelConfig._verify_quantization lower-cases quant_method and asks the overrides in order; "
+       "ModelOptNvFp4Config.override_quantization_method returns modelopt_fp4 for any quant_method starting with "
+       "modelopt whose quant_algo holds FP4 (modelopt, modelopt_fp4, even modelopt_fp8), and modelopt_fp4 is a "
+       "registered method (ModelOptNvFp4Config) in its own right; any other quant_method never reaches ModelOpt "
+       "(vllm-project/vllm vllm/config/model.py at 0052a5b818980ce8a0477706aaf9f75bd5af72cd, modelopt.py "
+       "_extract_modelopt_quant_algo, vllm/model_executor/layers/quantization/__init__.py at "
+       "0034007debee2a009e030804f2cde7953aff78c6)"},
       {"config.json", "/quantization_config/quant_algo", ConfigNeed::OneOf, R"(["NVFP4","W4A16_NVFP4"])",
        "from_config raises \"Missing 'quant_algo'\"; NVFP4 builds ModelOptNvFp4LinearMethod, W4A16_NVFP4 the Marlin "
        "W4A16 method, anything else raises (modelopt.py)"},
@@ -137,18 +143,46 @@ const std::vector<ConfigRequirement>& trtllm_modelopt_requirements() {
   return r;
 }
 
-// TensorRT-LLM's model_config.py was read at two commits: at 1a0dc5f it reads config.json's
-// quantization_config only for FP8 block and MXFP4; at 008e0af8980fc560003631ba4ac37828836a91c8
-// load_hf_quant_config also parses compressed-tensors and QuantAlgo has W4A16_NVFP4.
+// TensorRT-LLM's W4A16 linear method was not found at a stored commit; its compressed-tensors
+// config parser and NVFP4 loaders were.
 const std::string_view kTrtllmW4a16Why =
-    "TensorRT-LLM's NVFP4LinearMethod computes alpha from input_scale (linear.py at ed53795); model_config.py at "
-    "008e0af knows QuantAlgo.W4A16_NVFP4 and picks its MoE backend (CuteDSL on SM120/121, Marlin on Hopper), but the "
-    "parameters its W4A16 linear and MoE methods create were not read, so how it loads W4A16_NVFP4 is not tabled";
+    "TensorRT-LLM's NVFP4LinearMethod computes alpha from input_scale (linear.py at ed53795); get_quant_method in the "
+    "newest stored linear.py (00bbf71e796406ea8593a77cbfb828356182db16) has no W4A16_NVFP4 branch and the stored "
+    "quantization/mode.py copies predate QuantAlgo.W4A16_NVFP4, while model_config.py at 008e0af picks its MoE "
+    "backend (CuteDSL on SM120/121, Marlin on Hopper): the parameters of its W4A16 linear and MoE methods were not "
+    "read at a stored commit, so how it loads W4A16_NVFP4 is not tabled";
 const std::string_view kTrtllmCompressedTensorsWhy =
-    "TensorRT-LLM's model_config.py at 1a0dc5f builds a compressed-tensors NVFP4 model unquantized; at 008e0af "
-    "load_hf_quant_config parses compressed-tensors and checkpoints/hf/compressed_tensors.py at "
-    "35a24cbcb83263b488a1225bfdc712da90d38d19 renames weight_packed / weight_global_scale / input_global_scale to "
-    "ModelOpt's names (the global scales inverted), but no weight mapper calling that rename was found (HfWeightMapper "
-    "at 088aa36b002777f37d26241bcba56c86b132e5ee does not), so its loading of compressed-tensors NVFP4 is not tabled";
+    "TensorRT-LLM parses a compressed-tensors config (update_quant_config_from_compressed_tensors) but its Llama and "
+    "DeepSeek V3 loaders read ModelOpt's names only: a W4A4 group becomes QuantAlgo.NVFP4, whose NVFP4LinearMethod "
+    "asserts '.weight' in each module's tensors and reads .weight_scale_2 / .input_scale, and whose fused MoE reads "
+    "each expert's w1/w2/w3 '.weight', while HfWeightMapper and DeepseekV3WeightLoader pass .weight_packed, "
+    ".weight_global_scale and .input_global_scale on unrenamed (the rename in checkpoints/hf/compressed_tensors.py has "
+    "no caller in them); a weight-only group (input_activations null) raises in the parser, which reads "
+    "input_activations['strategy']";
+
+const std::vector<SourceRef>& trtllm_compressed_tensors_sources() {
+  static const std::vector<SourceRef> r = {
+      {"NVIDIA/TensorRT-LLM", "tensorrt_llm/models/quant_config_utils.py",
+       "2a26169d0b200a5b81356d09ee7ed7691d95f116 and 21156a7a57acd21e17feb5c2721c30f035e0f2af",
+       "update_quant_config_from_compressed_tensors: weights num_bits 4, type float, strategy tensor_group with "
+       "input_activations strategy tensor_group and group 16 -> QuantAlgo.NVFP4 group 16, ignore -> exclude_modules; "
+       "input_activations['strategy'] is read for every group but MXFP4 pack-quantized (strategy group), so a "
+       "weight-only NVFP4 group raises (TypeError on input_activations null, KeyError when it is absent)"},
+      {"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/model_config.py", "008e0af8980fc560003631ba4ac37828836a91c8",
+       "load_hf_quant_config: quant_method compressed-tensors -> update_quant_config_from_compressed_tensors"},
+      {"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/modules/linear.py", "00bbf71e796406ea8593a77cbfb828356182db16",
+       "load_weights_vanilla_helper / fused_qkv / fused_gate_up helpers assert 'weight' in each shard's tensors; "
+       "NVFP4LinearMethod.load_weight_scales reads input_scale, weight_scale, weight_scale_2 by name"},
+      {"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/models/checkpoints/hf/weight_mapper.py",
+       "088aa36b002777f37d26241bcba56c86b132e5ee and f59aed070dabff4761d70e47c90fd761776c1bac",
+       "HfWeightMapper: no tensor renamed (qkv_proj / gate_up_proj fusion, k/v duplication only); "
+       "BaseWeightMapper.preprocess_weights does nothing (base_weight_mapper.py at 4dfeee6c04a4c75a8a10e67f64c782cfce0ad830)"},
+      {"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/models/checkpoints/hf/compressed_tensors.py",
+       "35a24cbcb83263b488a1225bfdc712da90d38d19",
+       "normalize_compressed_tensors_nvfp4_names renames weight_packed / weight_global_scale / input_global_scale to "
+       "ModelOpt's (the global scales inverted); in the stored copies only its unit test calls it"},
+  };
+  return r;
+}
 
 }  // namespace fp4kit

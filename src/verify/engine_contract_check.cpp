@@ -1,5 +1,7 @@
 #include "verify/engine_contract_check.h"
 
+#include <algorithm>
+#include <cctype>
 #include <map>
 #include <optional>
 #include <regex>
@@ -167,6 +169,13 @@ std::string requirement_problem(const ConfigRequirement& r, const nlohmann::json
       for (const nlohmann::json& want : nlohmann::json::parse(r.value))
         if (*v == want) return "";
       return where + " is " + v->dump() + ", the loader needs one of " + std::string(r.value);
+    }
+    case ConfigNeed::StartsWithNoCase: {
+      const std::string prefix = nlohmann::json::parse(r.value).get<std::string>();
+      if (!v) return where + " is missing, the loader needs a string starting with \"" + prefix + "\"";
+      std::string text = v->is_string() ? v->get<std::string>() : "";
+      std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      return text.starts_with(prefix) ? "" : where + " is " + v->dump() + ", the loader needs a string starting with \"" + prefix + "\"";
     }
     case ConfigNeed::LayerList: {
       if (!v) return where + " is missing";

@@ -2,8 +2,9 @@
 // Walks a checkpoint through each serving engine's loader contract (models/engine_contract.h):
 // every config field the loader reads, from the file it reads it from; every tensor consumed by a
 // parameter of the model config.json describes, with the suffixes of the parameter's format; every
-// parameter filled; dtypes and shapes as the loader creates them. An engine whose loader does not
-// take the checkpoint's layout is skipped with the reason, never failed.
+// parameter filled; dtypes and shapes as the loader creates them. An engine whose table does not
+// cover the checkpoint's layout is skipped with the reason; one whose loader is read to refuse it
+// fails (engine.layout_refused, the families' walk).
 //
 // Check ids: engine.config_field, engine.tensor_unconsumed, engine.parameter_unfilled,
 // engine.dtype, engine.shape. Every message starts with the engine's name.

@@ -219,12 +219,20 @@ EngineVerdict check_hf_engine(Engine engine, const HfFamilyContract& family, con
   const LayoutSupport* support = nullptr;
   for (const LayoutSupport& s : contract.loads)
     if (s.layout == layout) support = &s;
-  if (!support || !(w4a4 ? support->w4a4 : support->w4a16)) {
+  const bool loads = support && (w4a4 ? support->w4a4 : support->w4a16);
+  if (!loads && !(support && support->refused)) {
     verdict.reason = support ? std::string(support->not_loaded_why) : table + " does not cover this layout";
     return verdict;
   }
   verdict.checked = true;
   Findings findings(engine, report);
+  // A refusal read at source is a load failure: no tensor of it loads, so none is walked.
+  if (!loads) {
+    findings.add("engine.layout_refused", "config.json",
+                 std::string(layout_name(config.layout)) + (w4a4 ? " NVFP4" : " weight-only NVFP4") + " does not load: " +
+                     std::string(support->not_loaded_why));
+    return verdict;
+  }
   const nlohmann::json& cj = *config.config;
 
   const bool inline_quant = cj.contains("quantization_config");

@@ -5,10 +5,12 @@
 // config.json describes, quantized (the layout's NVFP4 parameters, dtypes and shapes as the loader
 // creates them) unless the config excludes it (then the unquantized weight); every plain tensor;
 // every checkpoint tensor consumed or skipped by design; and the per-tensor scales of the siblings
-// the engine fuses into one parameter bit-identical (it keeps one value for all of them).
+// the engine fuses into one parameter bit-identical (it keeps one value for all of them). A layout
+// flavour the engine is read to refuse is one finding, with nothing walked.
 //
 // Check ids: engine.config_field, engine.tensor_unconsumed, engine.parameter_unfilled,
-// engine.dtype, engine.shape, engine.fused_scale. Every message starts with the engine's name.
+// engine.dtype, engine.shape, engine.fused_scale, engine.layout_refused. Every message starts with
+// the engine's name.
 #include <nlohmann/json.hpp>
 
 #include "models/engine_contract.h"

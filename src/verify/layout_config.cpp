@@ -277,13 +277,15 @@ LayoutConfig read_layout_config(const std::string& dir, VerifyReport& report) {
     return out;
   }
 
-  if (method == "modelopt" || out.hf_quant) {
+  // vLLM and SGLang both take modelopt_fp4 as a ModelOpt NVFP4 quant_method (docs/verify.md's sources).
+  const bool modelopt_method = method == "modelopt" || method == "modelopt_fp4";
+  if (modelopt_method || out.hf_quant) {
     out.layout = Layout::ModelOpt;
     if (out.hf_quant) {
       read_modelopt_hf(*out.hf_quant, hf_path, out, report);
       if (qc) {
         const std::string algo = string_field(*qc, "quant_algo");
-        if (method != "modelopt")
+        if (!modelopt_method)
           report.add("config.quant_method", Severity::Fail, "config.json",
                      cq + ".quant_method is \"" + method + "\" but hf_quant_config.json is a ModelOpt NVFP4 config");
         else if (algo != out.quant_algo)

@@ -1,8 +1,9 @@
 // The engines' loader contracts for the families with Hugging Face names: every good conversion of
 // the tiny DeepSeek V3 and Llama checkpoints (ModelOpt's general layout and compressed-tensors',
 // weight-only and with input scales) walks through every engine whose table covers it with no
-// finding; the others are skipped with the reason; and checkpoints broken the ways loaders reject
-// them fail with the check and the engine named, and verify exits 1.
+// finding; an engine that refuses the layout fails it; the others are skipped with the reason; and
+// checkpoints broken the ways loaders reject them fail with the check and the engine named, and
+// verify exits 1.
 #include <gtest/gtest.h>
 
 #include <regex>
@@ -67,29 +68,30 @@ std::string converted_family(const std::string& family, const std::string& args)
 
 struct Conversion {
   std::string family, args;
-  std::vector<std::string> walked;  // the engines whose tables cover the result
+  std::vector<std::string> walked;        // the engines whose tables cover the result
+  std::vector<std::string> refused = {};  // the engines that refuse its layout
 };
 
 // The conversions of these fixtures the test suite makes (tests/convert) and the calibrated and
 // compressed-tensors variants. (All-linear DeepSeek V3 in compressed-tensors' layout loads in vLLM
 // alone: DeepseekV3MlaProjectionsInNvfp4LoadOnlyInVllm.)
 std::vector<Conversion> conversions() {
-  const std::vector<std::string> vllm = {"vllm"}, vllm_sglang = {"vllm", "sglang"};
+  const std::vector<std::string> vllm = {"vllm"}, vllm_sglang = {"vllm", "sglang"}, trtllm = {"trtllm"};
   return {
       {"dsv3-tiny", "--weight-only", vllm},
       {"dsv3-tiny", "--weight-only --include-mtp-experts", vllm},
       {"dsv3-tiny", "--recipe all-linear --weight-only", vllm},
       {"dsv3-tiny", "--recipe all-linear --weight-only --scales mse", vllm},
       {"dsv3-tiny", "", kAll},
-      {"dsv3-tiny", "--format compressed-tensors", vllm_sglang},
+      {"dsv3-tiny", "--format compressed-tensors", vllm_sglang, trtllm},
       {"llama-tiny", "--recipe all-linear", kAll},
       {"llama-tiny", "--recipe all-linear --weight-only", vllm},
       {"llama-tiny", "--recipe all-linear --weight-only --scales four-over-six", vllm},
-      {"llama-tiny", "--recipe all-linear --format compressed-tensors --weight-only", vllm_sglang},
-      {"llama-tiny", "--recipe all-linear --format compressed-tensors", vllm_sglang},
+      {"llama-tiny", "--recipe all-linear --format compressed-tensors --weight-only", vllm_sglang, trtllm},
+      {"llama-tiny", "--recipe all-linear --format compressed-tensors", vllm_sglang, trtllm},
       {"qwen3-moe-tiny", "--weight-only", vllm},
-      {"qwen3-moe-tiny", "--recipe all-linear --format compressed-tensors --weight-only", vllm_sglang},
-      {"qwen3-moe-tiny", "--recipe all-linear --format compressed-tensors", vllm_sglang},
+      {"qwen3-moe-tiny", "--recipe all-linear --format compressed-tensors --weight-only", vllm_sglang, trtllm},
+      {"qwen3-moe-tiny", "--recipe all-linear --format compressed-tensors", vllm_sglang, trtllm},
   };
 }
 
@@ -111,12 +113,19 @@ TEST(EngineContractFamilies, GoodConversionsLoadInEveryEngineThatTablesThem) {
   for (const Conversion& c : conversions()) {
     SCOPED_TRACE(c.family + " " + c.args);
     const verify::VerifyReport r = verify_dir(converted_family(c.family, c.args), false);
-    EXPECT_TRUE(r.passed()) << describe(r);
-    EXPECT_EQ(engine_findings(r), 0u) << describe(r);
+    // An engine that refuses the layout is its one failure.
+    EXPECT_EQ(r.passed(), c.refused.empty()) << describe(r);
+    EXPECT_EQ(engine_findings(r), c.refused.size()) << describe(r);
     ASSERT_EQ(r.engines.size(), 3u);
     for (const auto& e : r.engines) {
       const bool walked = std::find(c.walked.begin(), c.walked.end(), e.engine) != c.walked.end();
-      EXPECT_EQ(e.checked, walked) << e.engine << ": " << e.reason;
+      const bool refused = std::find(c.refused.begin(), c.refused.end(), e.engine) != c.refused.end();
+      EXPECT_EQ(e.checked, walked || refused) << e.engine << ": " << e.reason;
+      if (refused) {
+        EXPECT_EQ(engine_findings(r, e.engine, "engine.layout_refused"), 1u) << e.engine << describe(r);
+        EXPECT_EQ(e.tensors_consumed, 0u) << e.engine;
+        continue;
+      }
       if (!e.checked) {
         EXPECT_FALSE(e.reason.empty()) << e.engine;
         continue;
@@ -137,23 +146,28 @@ TEST(EngineContractFamilies, SkippedEnginesSayWhy) {
     EXPECT_FALSE(e.checked);
     EXPECT_NE(e.reason.find(e.engine == "sglang" ? "W4A16_NVFP4 raises" : "W4A16_NVFP4 is not tabled"), std::string::npos) << e.reason;
   }
-  // SGLang loads compressed-tensors NVFP4 with input global scales; TensorRT-LLM's loading is not tabled.
-  const verify::VerifyReport ct = verify_dir(converted_family("llama-tiny", "--recipe all-linear --format compressed-tensors"), false);
-  for (const auto& e : ct.engines) {
-    EXPECT_EQ(e.checked, e.engine != "trtllm") << e.engine << ": " << e.reason;
-    if (e.engine == "trtllm") {
-      EXPECT_NE(e.reason.find("compressed-tensors NVFP4 is not tabled"), std::string::npos) << e.reason;
+}
+
+// TensorRT-LLM parses a compressed-tensors config but its Llama and DeepSeek V3 loaders read only
+// ModelOpt's tensor names, and its parser raises on a weight-only group: it refuses the layout, both
+// flavours, where vLLM and SGLang load it. The same model in ModelOpt's layout it loads.
+TEST(EngineContractFamilies, TrtllmRefusesCompressedTensors) {
+  for (const char* family : {"llama-tiny", "dsv3-tiny", "qwen3-moe-tiny"}) {
+    for (const bool weight_only : {false, true}) {
+      const std::string args = std::string(family == std::string("dsv3-tiny") ? "" : "--recipe all-linear ") +
+                               "--format compressed-tensors" + (weight_only ? " --weight-only" : "");
+      SCOPED_TRACE(std::string(family) + " " + args);
+      const verify::VerifyReport r = verify_dir(converted_family(family, args), false);
+      expect_caught_by_engines(r, "engine.layout_refused", {"trtllm"},
+                               weight_only ? "compressed-tensors weight-only NVFP4 does not load: " : "compressed-tensors NVFP4 does not load: ");
+      EXPECT_EQ(engine_findings(r, "trtllm"), 1u) << describe(r);
+      EXPECT_EQ(engine_findings(r, "vllm"), 0u) << describe(r);
+      EXPECT_EQ(engine_findings(r, "sglang"), 0u) << describe(r);
     }
   }
-  // Weight-only compressed-tensors too (SGLang's CompressedTensorsW4A16Fp4 / W4A16Nvfp4MoE).
-  const verify::VerifyReport ct_a16 =
-      verify_dir(converted_family("llama-tiny", "--recipe all-linear --format compressed-tensors --weight-only"), false);
-  for (const auto& e : ct_a16.engines) {
-    EXPECT_EQ(e.checked, e.engine != "trtllm") << e.engine << ": " << e.reason;
-    if (e.engine == "trtllm") {
-      EXPECT_NE(e.reason.find("compressed-tensors NVFP4 is not tabled"), std::string::npos) << e.reason;
-    }
-  }
+  const verify::VerifyReport modelopt = verify_dir(converted_family("llama-tiny", "--recipe all-linear"), false);
+  EXPECT_EQ(engine_findings(modelopt, "trtllm", "engine.layout_refused"), 0u) << describe(modelopt);
+  EXPECT_TRUE(modelopt.passed()) << describe(modelopt);
 }
 
 void set_scale(const std::string& dir, const std::string& name, float factor) { set_f32(dir, name, factor * get_f32(dir, name)); }
@@ -235,6 +249,10 @@ std::vector<Failure> failures() {
          edit_json(d + "/config.json", [](nlohmann::json& j) { j["quantization_config"]["quant_method"] = "modelopt_fp8"; });
        },
        "engine.config_field", "config.json /quantization_config/quant_method is \"modelopt_fp8\"", {"sglang"}},
+      {"VllmQuantMethodNotModelOpt", "llama-tiny", modelopt,
+       [](const std::string& d) { edit_json(d + "/config.json", [](nlohmann::json& j) { j["quantization_config"]["quant_method"] = "nvfp4"; }); },
+       "engine.config_field", "config.json /quantization_config/quant_method is \"nvfp4\", the loader needs a string starting with \"modelopt\"",
+       {"vllm"}},
       {"CompressedTensorsMissingInputGlobalScale", "dsv3-tiny", "--format compressed-tensors",
        [](const std::string& d) { remove_tensor(d, kExpert + "gate_proj.input_global_scale"); }, "engine.parameter_unfilled",
        "input_global_scale", {"vllm", "sglang"}},
@@ -352,14 +370,19 @@ TEST(EngineContractFamilies, SglangReadsAnInlineConfigWithoutQuantMethodAsModelO
   for (const auto& e : r.engines) EXPECT_TRUE(e.checked) << e.engine << ": " << e.reason;
 }
 
-// SGLang keeps a config.json quant_method other than modelopt: modelopt_fp4 names ModelOptFp4Config
-// itself, which reads the flat quantization_config.
-TEST(EngineContractFamilies, SglangTakesQuantMethodModelOptFp4) {
+// quant_method modelopt_fp4 names ModelOptFp4Config in SGLang and ModelOptNvFp4Config in vLLM, whose
+// override also claims any quant_method starting with modelopt when quant_algo holds FP4.
+TEST(EngineContractFamilies, VllmAndSglangTakeQuantMethodModelOptFp4) {
   const std::string dir = copy_converted(converted_family("llama-tiny", "--recipe all-linear"), "engine-family-modelopt-fp4");
   edit_json(dir + "/config.json", [](nlohmann::json& j) { j["quantization_config"]["quant_method"] = "modelopt_fp4"; });
   const verify::VerifyReport r = verify_dir(dir, false);
   for (const auto& e : r.engines) EXPECT_TRUE(e.checked) << e.engine << ": " << e.reason;
-  EXPECT_EQ(engine_findings(r, "sglang"), 0u) << describe(r);
+  EXPECT_TRUE(r.passed()) << describe(r);
+  EXPECT_EQ(engine_findings(r), 0u) << describe(r);
+  edit_json(dir + "/config.json", [](nlohmann::json& j) { j["quantization_config"]["quant_method"] = "modelopt_fp8"; });
+  const verify::VerifyReport fp8 = verify_dir(dir, false);
+  EXPECT_EQ(engine_findings(fp8, "vllm"), 0u) << describe(fp8);
+  expect_caught_by_engines(fp8, "engine.config_field", {"sglang"}, "/quantization_config/quant_method is \"modelopt_fp8\"");
 }
 
 TEST(EngineContractFamilies, VerifyExitsOneNamingTheEngine) {
@@ -371,9 +394,12 @@ TEST(EngineContractFamilies, VerifyExitsOneNamingTheEngine) {
   const CommandResult good = run_fp4kit("verify " + converted_family("llama-tiny", "--recipe all-linear") + " --structure-only --engine sglang");
   EXPECT_EQ(good.exit_code, 0) << good.output;
   for (const char* family : {"llama-tiny", "qwen3-moe-tiny"}) {
-    const CommandResult a16 = run_fp4kit("verify " + converted_family(family, "--recipe all-linear --format compressed-tensors --weight-only") +
-                                         " --structure-only --engine vllm --engine sglang");
+    const std::string ct = converted_family(family, "--recipe all-linear --format compressed-tensors --weight-only");
+    const CommandResult a16 = run_fp4kit("verify " + ct + " --structure-only --engine vllm --engine sglang");
     EXPECT_EQ(a16.exit_code, 0) << family << "\n" << a16.output;
+    const CommandResult trtllm = run_fp4kit("verify " + ct + " --structure-only --engine trtllm");
+    EXPECT_EQ(trtllm.exit_code, 1) << family << "\n" << trtllm.output;
+    EXPECT_NE(trtllm.output.find("[engine.layout_refused] trtllm: "), std::string::npos) << trtllm.output;
   }
 }
 

@@ -161,14 +161,29 @@ std::vector<Failure> failures() {
          });
        },
        "engine.config_field", "/rope_parameters is nested per component", kAll},
-      // Not one of the ten: TensorRT-LLM builds the non-expert modules FP8 block-scaled only under
-      // quant_method fp8, where vLLM also takes deepseek_v4_fp8.
-      {"TrtllmNeedsQuantMethodFp8",
+      // Not one of the ten: TensorRT-LLM builds the non-expert modules FP8 block-scaled, and SGLang
+      // builds its FP8 + NVFP4 hybrid config, only under quant_method fp8; vLLM also takes deepseek_v4_fp8.
+      {"SglangAndTrtllmNeedQuantMethodFp8",
        [](const std::string& d) {
          edit_json(d + "/config.json", [](nlohmann::json& j) { j["quantization_config"]["quant_method"] = "deepseek_v4_fp8"; });
        },
        "engine.config_field", "config.json /quantization_config/quant_method is \"deepseek_v4_fp8\", the loader needs \"fp8\"",
-       {"trtllm"}},
+       {"sglang", "trtllm"}},
+      // SGLang takes the NVFP4 experts' group size from hf_quant_config.json's quantized_layers; without
+      // them its experts stay MXFP4.
+      {"SglangNeedsHfQuantConfigLayers",
+       [](const std::string& d) {
+         edit_json(d + "/hf_quant_config.json", [](nlohmann::json& j) { j["quantization"].erase("quantized_layers"); });
+       },
+       "engine.config_field", "hf_quant_config.json /quantization/quantized_layers is missing", {"sglang", "trtllm"}},
+      // The attention's FP8 block scales: TensorRT-LLM fuses wq_a with wkv into fused_a and keeps wo_a
+      // as a parameter of the attention, raising KeyError for an FP8 o_a_proj without its scale.
+      {"WoAWithoutItsBlockScale", [](const std::string& d) { remove_tensor(d, kL1 + "attn.wo_a.scale"); }, "engine.parameter_unfilled",
+       "'layers.1.attn.wo_a.scale'", kAll},
+      {"TrtllmOAProjIsAnAttentionParameter", [](const std::string& d) { remove_tensor(d, kL1 + "attn.wo_a.scale"); },
+       "engine.parameter_unfilled", "self_attn.o_a_proj (MLA parameter", {"trtllm"}},
+      {"TrtllmFusedAWithoutWqAScale", [](const std::string& d) { remove_tensor(d, kL1 + "attn.wq_a.scale"); },
+       "engine.parameter_unfilled", "self_attn.kv_a_proj_with_mqa (fused_a: q_a_proj|kv_a_proj_with_mqa", {"trtllm"}},
       {"TrtllmGlobalQuantAlgoOtherThanMixed",
        [](const std::string& d) {
          edit_json(d + "/hf_quant_config.json", [](nlohmann::json& j) { j["quantization"]["quant_algo"] = "NVFP4"; });
@@ -202,7 +217,18 @@ TEST(EngineContract, QuantMethodDeepseekV4Fp8LoadsInVllmOnly) {
   ASSERT_NE(vllm, nullptr);
   EXPECT_TRUE(vllm->checked) << vllm->reason;
   EXPECT_EQ(find_engine_finding(r, "engine.config_field", "vllm", ""), nullptr) << describe(r);
-  expect_caught_by_engines(r, "engine.config_field", {"trtllm"}, "/quantization_config/quant_method");
+  expect_caught_by_engines(r, "engine.config_field", {"sglang", "trtllm"}, "/quantization_config/quant_method");
+}
+
+// SGLang's hybrid config reads the NVFP4 group size from hf_quant_config.json, not from config.json's
+// quantization_config: it needs that file.
+TEST(EngineContract, SglangReadsTheExpertsGroupFromHfQuantConfig) {
+  const std::string dir = copy_checkpoint(good(), "engine-v4-sglang-group");
+  edit_json(dir + "/config.json", [](nlohmann::json& j) { j["quantization_config"].erase("group_size"); });
+  const verify::VerifyReport r = verify_dir(dir, false);
+  EXPECT_EQ(find_engine_finding(r, "engine.config_field", "sglang", ""), nullptr) << describe(r);
+  std::filesystem::remove(dir + "/hf_quant_config.json");
+  expect_caught_by_engines(verify_dir(dir, false), "engine.config_field", {"sglang"}, "hf_quant_config.json is missing");
 }
 
 // TensorRT-LLM takes a layer-only hf_quant_config.json (quantized_layers, no quant_algo): the global
