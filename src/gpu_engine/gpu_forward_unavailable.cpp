@@ -33,6 +33,7 @@ GpuForward::SavedBatch::SavedBatch(SavedBatch&&) noexcept = default;
 GpuForward::SavedBatch& GpuForward::SavedBatch::operator=(SavedBatch&&) noexcept = default;
 GpuForward::SavedBatch GpuForward::save_batch() { unavailable(); }
 void GpuForward::restore_batch(SavedBatch) { unavailable(); }
+std::vector<float> GpuForward::advance_together(std::vector<SavedBatch>&, const std::vector<int64_t>&) { unavailable(); }
 void GpuForward::next_group() { unavailable(); }
 
 }  // namespace fp4kit::gpu_engine
