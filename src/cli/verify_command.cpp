@@ -39,6 +39,7 @@ void run(const VerifyArgs& a) {
   if (!a.engines.empty()) {
     o.engines.clear();
     for (const std::string& name : a.engines) o.engines.push_back(*engine_from_name(name));
+    o.engines_named = true;
   }
 
   const verify::VerifyReport report = verify::verify_checkpoint(o);
@@ -72,7 +73,7 @@ void add_command(CLI::App& app) {
   cmd->add_option("--engine", args->engines,
                   "Walk the checkpoint through this engine's loader contract (vllm, sglang, trtllm; repeat for several; "
                   "default all three). An engine whose table does not cover the checkpoint's layout is skipped with the "
-                  "reason; one known to refuse it fails (engine.layout_refused)")
+                  "reason, and so is one known to refuse it, unless named here: then it fails (engine.layout_refused)")
       ->check(CLI::IsMember({"vllm", "sglang", "trtllm"}));
   cmd->add_flag("--structure-only", args->structure_only, "Skip the pass over tensor data (headers, scalars, configs only)");
   cmd->add_option("--threads", args->threads, "Worker threads (default: all cores); never changes a number");

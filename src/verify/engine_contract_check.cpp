@@ -306,11 +306,11 @@ EngineVerdict check_engine(Engine engine, const LayoutConfig& config, const Chec
 
 }  // namespace
 
-void check_engine_contracts(const std::vector<Engine>& engines, const LayoutConfig& config, const CheckpointTensors& tensors,
-                            const Nvfp4Inventory& inventory, VerifyReport& report) {
+void check_engine_contracts(const std::vector<Engine>& engines, bool refusal_fails, const LayoutConfig& config,
+                            const CheckpointTensors& tensors, const Nvfp4Inventory& inventory, VerifyReport& report) {
   const HfFamilyContract* family = config.config ? hf_family_contract(*config.config) : nullptr;
   for (Engine engine : engines)
-    report.engines.push_back(family ? check_hf_engine(engine, *family, config, tensors, inventory, report)
+    report.engines.push_back(family ? check_hf_engine(engine, *family, config, tensors, inventory, report, refusal_fails)
                                     : check_engine(engine, config, tensors, inventory, report));
 }
 

@@ -4,7 +4,7 @@
 // parameter of the model config.json describes, with the suffixes of the parameter's format; every
 // parameter filled; dtypes and shapes as the loader creates them. An engine whose table does not
 // cover the checkpoint's layout is skipped with the reason; one whose loader is read to refuse it
-// fails (engine.layout_refused, the families' walk).
+// fails (engine.layout_refused, the families' walk) where it was named, and is skipped otherwise.
 //
 // Check ids: engine.config_field, engine.tensor_unconsumed, engine.parameter_unfilled,
 // engine.dtype, engine.shape. Every message starts with the engine's name.
@@ -18,7 +18,9 @@
 
 namespace fp4kit::verify {
 
-void check_engine_contracts(const std::vector<Engine>& engines, const LayoutConfig& config, const CheckpointTensors& tensors,
-                            const Nvfp4Inventory& inventory, VerifyReport& report);
+// `refusal_fails`: an engine known to refuse the layout fails (engine.layout_refused) instead of
+// being skipped with the reason (VerifyOptions::engines_named).
+void check_engine_contracts(const std::vector<Engine>& engines, bool refusal_fails, const LayoutConfig& config,
+                            const CheckpointTensors& tensors, const Nvfp4Inventory& inventory, VerifyReport& report);
 
 }  // namespace fp4kit::verify

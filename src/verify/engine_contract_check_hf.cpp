@@ -200,7 +200,8 @@ const HfFamilyContract* hf_family_contract(const nlohmann::json& config) {
 }
 
 EngineVerdict check_hf_engine(Engine engine, const HfFamilyContract& family, const LayoutConfig& config,
-                              const CheckpointTensors& tensors, const Nvfp4Inventory& inventory, VerifyReport& report) {
+                              const CheckpointTensors& tensors, const Nvfp4Inventory& inventory, VerifyReport& report,
+                              bool refusal_fails) {
   const HfEngineContract& contract = family.engines[static_cast<size_t>(engine)];
   EngineVerdict verdict;
   verdict.engine = std::string(engine_name(engine));
@@ -220,8 +221,10 @@ EngineVerdict check_hf_engine(Engine engine, const HfFamilyContract& family, con
   for (const LayoutSupport& s : contract.loads)
     if (s.layout == layout) support = &s;
   const bool loads = support && (w4a4 ? support->w4a4 : support->w4a16);
-  if (!loads && !(support && support->refused)) {
-    verdict.reason = support ? std::string(support->not_loaded_why) : table + " does not cover this layout";
+  if (!loads && !(support && support->refused && refusal_fails)) {
+    verdict.reason = !support          ? table + " does not cover this layout"
+                     : support->refused ? "refuses this layout (fails when named with --engine): " + std::string(support->not_loaded_why)
+                                        : std::string(support->not_loaded_why);
     return verdict;
   }
   verdict.checked = true;

@@ -6,7 +6,8 @@
 // creates them) unless the config excludes it (then the unquantized weight); every plain tensor;
 // every checkpoint tensor consumed or skipped by design; and the per-tensor scales of the siblings
 // the engine fuses into one parameter bit-identical (it keeps one value for all of them). A layout
-// flavour the engine is read to refuse is one finding, with nothing walked.
+// flavour the engine is read to refuse is one finding, with nothing walked, where the engine was
+// named (refusal_fails); otherwise the engine is skipped with the reason.
 //
 // Check ids: engine.config_field, engine.tensor_unconsumed, engine.parameter_unfilled,
 // engine.dtype, engine.shape, engine.fused_scale, engine.layout_refused. Every message starts with
@@ -25,6 +26,7 @@ namespace fp4kit::verify {
 const HfFamilyContract* hf_family_contract(const nlohmann::json& config);
 
 EngineVerdict check_hf_engine(Engine engine, const HfFamilyContract& family, const LayoutConfig& config,
-                              const CheckpointTensors& tensors, const Nvfp4Inventory& inventory, VerifyReport& report);
+                              const CheckpointTensors& tensors, const Nvfp4Inventory& inventory, VerifyReport& report,
+                              bool refusal_fails);
 
 }  // namespace fp4kit::verify

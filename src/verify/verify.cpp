@@ -40,7 +40,7 @@ VerifyReport verify_checkpoint(const VerifyOptions& options) {
   const Nvfp4Inventory inventory = check_nvfp4_modules(output, tensors, config, report);
   report.nvfp4_weights = inventory.modules.size();
   check_config_coverage(config, tensors, inventory, report);
-  check_engine_contracts(options.engines, config, tensors, inventory, report);
+  check_engine_contracts(options.engines, options.engines_named, config, tensors, inventory, report);
 
   std::optional<SourceAccounting> accounting;
   if (source) {

@@ -24,6 +24,10 @@ struct VerifyOptions {
   size_t chunk_values = size_t{1} << 16;  // values per row-chunk read; never changes a number either
   // Engines whose loader contract the checkpoint is walked through (all by default).
   std::vector<Engine> engines{kAllEngines.begin(), kAllEngines.end()};
+  // The engines were named (--engine): one known to refuse the checkpoint's layout then fails
+  // (engine.layout_refused); by default it is skipped with the reason, as one whose table does not
+  // cover the layout is.
+  bool engines_named = false;
 };
 
 // InputError (exit 2) when a directory is not a checkpoint at all; every problem of a checkpoint
