@@ -104,8 +104,12 @@ DeviceBuffer::DeviceBuffer(size_t bytes, const std::string& what) : bytes_(bytes
 }
 void DeviceBuffer::release() noexcept {
   if (!p_) return;
-  if (stream_) cudaFreeAsync(p_, stream_);
-  else cudaFree(p_);
+  // A buffer that outlived its stream (dropped after an error unwound past the pass that made it)
+  // cannot be freed in that order; cudaFree takes pool memory too, after waiting for the device.
+  if (!stream_ || cudaFreeAsync(p_, stream_) != cudaSuccess) {
+    if (stream_) cudaGetLastError();
+    cudaFree(p_);
+  }
   g_in_use -= bytes_;
   p_ = nullptr, bytes_ = 0, stream_ = nullptr;
 }
