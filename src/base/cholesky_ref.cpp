@@ -10,7 +10,7 @@ namespace fp4kit::cholesky_ref {
 
 namespace {
 
-constexpr size_t kRowsPerPiece = 16;
+constexpr size_t kRefRowsPerPiece = 16;
 // parallel_for starts its threads on each call: a column's trailing update is spread over them
 // only when it is large enough to pay for that (about a million multiply-adds).
 constexpr size_t kParallelUpdate = size_t{1} << 20;
@@ -30,7 +30,7 @@ bool cholesky_lower(std::vector<double>& a, size_t n, unsigned threads) {
     // Column j below the diagonal, contiguous for the update.
     for (size_t i = j + 1; i < n; ++i) col[i] = a[i * n + j] /= d;
     const size_t rest = n - j - 1;
-    parallel_for(rest, kRowsPerPiece, rest * rest / 2 >= kParallelUpdate ? threads : 1, [&](size_t b, size_t e) {
+    parallel_for(rest, kRefRowsPerPiece, rest * rest / 2 >= kParallelUpdate ? threads : 1, [&](size_t b, size_t e) {
       for (size_t i = j + 1 + b; i < j + 1 + e; ++i) {
         double* ri = a.data() + i * n;
         const double lij = col[i];
@@ -49,7 +49,7 @@ bool inverse_cholesky_upper(const std::vector<double>& a, size_t n, std::vector<
   // M = L⁻¹ (lower), column by column (L·m_c = e_c by forward substitution), stored transposed
   // (mt[c][i] = M[i][c]) so that both loops below read contiguous memory.
   std::vector<double> mt(n * n, 0.0);
-  parallel_for(n, kRowsPerPiece, threads, [&](size_t b, size_t e) {
+  parallel_for(n, kRefRowsPerPiece, threads, [&](size_t b, size_t e) {
     for (size_t c = b; c < e; ++c) {
       double* mc = mt.data() + c * n;
       mc[c] = 1.0 / l[c * n + c];
@@ -63,7 +63,7 @@ bool inverse_cholesky_upper(const std::vector<double>& a, size_t n, std::vector<
   });
   // a⁻¹ = Mᵀ·M: element (i, j) sums M[k][i]·M[k][j] over k >= max(i, j), where M is non-zero.
   std::vector<double> inv(n * n, 0.0);
-  parallel_for(n, kRowsPerPiece, threads, [&](size_t b, size_t e) {
+  parallel_for(n, kRefRowsPerPiece, threads, [&](size_t b, size_t e) {
     for (size_t i = b; i < e; ++i)
       for (size_t j = i; j < n; ++j) {
         const double *mi = mt.data() + i * n, *mj = mt.data() + j * n;

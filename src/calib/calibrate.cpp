@@ -38,13 +38,13 @@ constexpr double kCheapStateSeconds = 1.0;  // streams saved after every layer w
 constexpr double kStateWorkPerCost = 10.0;  // else: seconds of work between saves per second a save takes
 constexpr const char* kStateFormat = "fp4kit-calibrate-state-1";
 
-std::string layer_file(int64_t layer, const char* what = "amax") {
+std::string layer_file_name(int64_t layer, const char* what = "amax") {
   std::string n = std::to_string(layer);
   while (n.size() < 3) n.insert(n.begin(), '0');
   return std::string(what) + "-layer-" + n + ".safetensors";
 }
 
-std::string xtx_layer_file(int64_t layer) { return layer_file(layer, "xtx"); }
+std::string xtx_layer_file(int64_t layer) { return layer_file_name(layer, "xtx"); }
 
 // A state file of this run: its "fingerprint" metadata must be the run's.
 void require_state_fingerprint(const io::SafetensorsFile& f, const std::string& path, const std::string& fingerprint) {
@@ -149,7 +149,7 @@ void require_finished_xtx(const std::string& path, const std::string& fingerprin
     throw InputError(path + ": exists and was made from another model, batch or option set; pass --force to replace it");
 }
 
-std::string xtx_full_state_file(int64_t layer) { return layer_file(layer, "xtx-full"); }
+std::string xtx_full_state_file(int64_t layer) { return layer_file_name(layer, "xtx-full"); }
 
 std::string full_index_path(const std::string& dir) { return (fs::path(dir) / std::string(kXtxFullIndex)).string(); }
 
@@ -312,7 +312,7 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
     CalibrateLayerReport lr;
     lr.layer = layer;
     if (layer < first) {
-      const std::string path = state_dir + "/" + layer_file(layer);
+      const std::string path = state_dir + "/" + layer_file_name(layer);
       const io::SafetensorsFile f = io::SafetensorsFile::open(path);
       const auto& meta = f.header().metadata;
       const auto fp = meta.find("fingerprint");
@@ -370,7 +370,7 @@ CalibrateReport calibrate(const std::string& model_dir, const CalibrationBatch& 
                            {"model", model_fingerprint},
                            {"layer", std::to_string(layer)}});
     }
-    observer.table().save(state_dir + "/" + layer_file(layer),
+    observer.table().save(state_dir + "/" + layer_file_name(layer),
                           {{"fingerprint", fingerprint}, {"layer", std::to_string(layer)},
                            {"experts_without_tokens", join(lr.experts_without_tokens)}});
     const double since_save = std::chrono::duration<double>(std::chrono::steady_clock::now() - last_save_end).count();

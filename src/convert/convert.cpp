@@ -37,6 +37,7 @@
 #include "formats/fp8_block.h"
 #include "formats/mxfp4_cast.h"
 #include "formats/nvfp4.h"
+#include "io/checkpoint_index.h"
 #include "io/quote_name.h"
 #include "io/safetensors_writer.h"
 
@@ -46,7 +47,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr std::string_view kConfigFileName = "config.json";
 // Every output shard carries the same metadata, so a shard's bytes depend on its tensors alone.
 const std::map<std::string, std::string> kShardMetadata = {{"format", "pt"}};
 // Kept tensors move in 8 MB chunks: small enough for malloc to reuse freed ones instead of mapping
@@ -610,7 +610,7 @@ ConvertReport convert_checkpoint(const ConvertPlan& plan, const std::string& dst
       planned_shard_outputs(plan.shards, [&](size_t i) -> const io::TensorInfo& { return plan.tensors[i].output; });
   job.shard_metadata = kShardMetadata;
   job.extra_files = plan.extra_files;
-  if (plan.config_text) job.text_files.emplace_back(std::string(kConfigFileName), *plan.config_text);
+  if (plan.config_text) job.text_files.emplace_back(std::string(io::kConfigFileName), *plan.config_text);
   if (!plan.hf_quant_config_text.empty())
     job.text_files.emplace_back(std::string(kHfQuantConfigFileName), plan.hf_quant_config_text);
   job.index = plan.index();

@@ -15,6 +15,7 @@
 #include "convert/nvfp4_layout.h"
 #include "convert/source_checkpoint.h"
 #include "formats/nvfp4.h"
+#include "io/checkpoint_index.h"
 #include "io/quote_name.h"
 #include "io/strict_json.h"
 #include "models/fused_groups.h"
@@ -25,7 +26,6 @@ namespace fp4kit {
 
 namespace {
 
-constexpr std::string_view kConfigFileName = "config.json";
 constexpr std::string_view kWeightSuffix = ".weight";
 
 bool is_float_dtype(DType d) { return d == DType::BF16 || d == DType::F16 || d == DType::F32; }
@@ -240,7 +240,7 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
   for (const QuantizedWeight& q : pairing.quantized) quantized.emplace(q.weight, &q);
 
   // The model family decides which weights are experts, GEMM weights, or never quantized.
-  const std::string config_path = join_path(src_dir, kConfigFileName);
+  const std::string config_path = join_path(src_dir, io::kConfigFileName);
   const bool has_config = is_regular_file(config_path);
   std::optional<nlohmann::json> config_json;
   if (has_config) config_json = io::parse_strict_json(read_text_file(config_path), config_path);
@@ -591,7 +591,7 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
   }
 
   plan.layout_files = {std::string(io::kIndexFileName)};
-  if (has_config) plan.layout_files.push_back(std::string(kConfigFileName));
+  if (has_config) plan.layout_files.push_back(std::string(io::kConfigFileName));
   if (!compressed_tensors) plan.layout_files.push_back(std::string(kHfQuantConfigFileName));
   if (v4 && !compressed_tensors && options.recipe == "moe" && only_experts) {
     // NVIDIA's V4 release layout: the routed experts NVFP4, the rest as in the source.
@@ -630,7 +630,7 @@ ConvertPlan plan_convert(const std::string& src_dir, const std::string& dst_dir,
   }
 
   plan.extra_files = list_extra_files(src_dir, dst_dir, source,
-                                      {std::string(kConfigFileName), std::string(kHfQuantConfigFileName)});
+                                      {std::string(io::kConfigFileName), std::string(kHfQuantConfigFileName)});
   for (const io::PlannedShard& shard : plan.shards)
     if (std::binary_search(plan.extra_files.begin(), plan.extra_files.end(), shard.file))
       throw InputError(join_path(src_dir, shard.file) + ": is not a shard of the source checkpoint, but the output's shard " +

@@ -36,11 +36,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr std::string_view kConfigFileName = "config.json";
 // Every output shard carries the same metadata, so a shard's bytes depend on its tensors alone.
-const std::map<std::string, std::string> kShardMetadata = {{"format", "pt"}};
+const std::map<std::string, std::string> kDequantShardMetadata = {{"format", "pt"}};
 // Pieces a chunk is cut into for the threads: about this many output bytes each.
-constexpr uint64_t kPieceBytes = 1ull << 20;
+constexpr uint64_t kDequantPieceBytes = 1ull << 20;
 // Chunks smaller than this are written on the calling thread (not worth a thread hand-off).
 constexpr uint64_t kAsyncWriteBytes = 1ull << 20;
 
@@ -116,7 +115,7 @@ class ShardStreamer : public ShardSink {
 
   std::optional<std::string> write(const io::PlannedShard& shard, const std::string& path) override {
     io::SafetensorsWriter writer(path);
-    writer.set_metadata(kShardMetadata);
+    writer.set_metadata(kDequantShardMetadata);
     std::unordered_map<std::string_view, size_t> by_name;
     for (size_t i : shard.tensors) {
       const io::TensorInfo& t = plan_.tensors[i].output;
@@ -164,7 +163,7 @@ class ShardStreamer : public ShardSink {
     for (uint64_t offset = 0; offset < total;) {
       const size_t n = static_cast<size_t>(std::min<uint64_t>(options_.chunk_bytes, total - offset));
       const std::span<std::byte> out = chunks_.buffer(n);
-      parallel_for(n, kPieceBytes, options_.threads, [&](size_t a, size_t b) {
+      parallel_for(n, kDequantPieceBytes, options_.threads, [&](size_t a, size_t b) {
         t.weight.file->read_range(src, offset + a, out.subspan(a, b - a));
       });
       chunks_.submit(writer, n);
@@ -200,7 +199,7 @@ class ShardStreamer : public ShardSink {
     const size_t packed_cols = cols / 2, scale_cols = cols / kMxfp4BlockSize;
     const Mxfp4Kernels& kernels = mxfp4_kernels();
     const size_t step = rows_per_step(2 * cols, options_.chunk_bytes, 1);
-    const size_t piece = std::max<size_t>(1, kPieceBytes / (2 * cols));
+    const size_t piece = std::max<size_t>(1, kDequantPieceBytes / (2 * cols));
     for (size_t r0 = 0; r0 < rows; r0 += step) {
       const size_t n = std::min(step, rows - r0);
       input_.resize(n * (packed_cols + scale_cols));
@@ -279,9 +278,9 @@ DequantReport dequant_checkpoint(const std::string& src, const std::string& dst,
   job.shards = &plan.shards;
   job.shard_outputs =
       planned_shard_outputs(plan.shards, [&](size_t i) -> const io::TensorInfo& { return plan.tensors[i].output; });
-  job.shard_metadata = kShardMetadata;
+  job.shard_metadata = kDequantShardMetadata;
   job.extra_files = plan.extra_files;
-  if (plan.config_text) job.text_files.emplace_back(std::string(kConfigFileName), *plan.config_text);
+  if (plan.config_text) job.text_files.emplace_back(std::string(io::kConfigFileName), *plan.config_text);
   job.index = plan.index();
   const ShardedJobCounts counts = run_sharded_job(job, streamer);
   report.shards_written = counts.shards_written;

@@ -24,10 +24,6 @@ namespace fp4kit {
 
 namespace fs = std::filesystem;
 
-namespace {
-constexpr std::string_view kConfigFileName = "config.json";
-}  // namespace
-
 std::string_view dequant_kind_name(DequantKind k) {
   switch (k) {
     case DequantKind::Copy: return "copy";
@@ -113,10 +109,10 @@ DequantPlan plan_dequant(const std::string& src_dir, const std::string& dst_dir,
   for (const DequantTensor& t : plan.tensors) outputs.push_back(t.output);
   plan.shards = io::plan_shards(outputs, shard_bytes);
 
-  const std::string config_path = join_path(src_dir, kConfigFileName);
+  const std::string config_path = join_path(src_dir, io::kConfigFileName);
   if (is_regular_file(config_path)) plan.config_text = dequantized_config(read_text_file(config_path), config_path);
 
-  plan.extra_files = list_extra_files(src_dir, dst_dir, source, {std::string(kConfigFileName)});
+  plan.extra_files = list_extra_files(src_dir, dst_dir, source, {std::string(io::kConfigFileName)});
   for (const io::PlannedShard& shard : plan.shards)
     if (std::binary_search(plan.extra_files.begin(), plan.extra_files.end(), shard.file))
       throw InputError(join_path(src_dir, shard.file) + ": is not a shard of the source checkpoint, but the output's shard " +

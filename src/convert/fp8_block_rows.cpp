@@ -7,7 +7,7 @@
 namespace fp4kit {
 
 namespace {
-constexpr size_t kPieceBytes = 1u << 20;  // of BF16 output per thread piece
+constexpr size_t kBf16PieceBytes = 1u << 20;  // of BF16 output per thread piece
 }  // namespace
 
 void dequantize_fp8_block_rows(const SourceTensor& weight, std::span<const std::byte> scales, Fp8ScaleKind kind,
@@ -19,7 +19,7 @@ void dequantize_fp8_block_rows(const SourceTensor& weight, std::span<const std::
   const std::byte* step_scales = scales.data() + (r0 / kFp8BlockSize) * scale_row_bytes;
   const Fp8BlockKernels& kernels = fp8_block_kernels();
   input.resize(n * cols);
-  const size_t piece = std::max<size_t>(1, kPieceBytes / (2 * cols));
+  const size_t piece = std::max<size_t>(1, kBf16PieceBytes / (2 * cols));
   parallel_for(n, piece, threads, [&](size_t a, size_t b) {
     weight.file->read_range(src, (r0 + a) * cols, std::as_writable_bytes(std::span(input)).subspan(a * cols, (b - a) * cols));
     kernels.dequantize_bf16(input.data(), step_scales, shape, a, b, out + a * cols);

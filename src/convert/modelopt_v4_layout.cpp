@@ -7,18 +7,18 @@ namespace fp4kit {
 
 namespace {
 
-constexpr int kGroupSize = 16;
+constexpr int kV4GroupSize = 16;
 
-nlohmann::ordered_json producer() { return {{"name", "modelopt"}, {"version", "dsv4-nvfp4-experts"}}; }
+nlohmann::ordered_json v4_producer() { return {{"name", "modelopt"}, {"version", "dsv4-nvfp4-experts"}}; }
 
 nlohmann::ordered_json quantized_layers_json(const std::vector<std::string>& layers) {
   nlohmann::ordered_json out = nlohmann::ordered_json::object();
-  for (const std::string& layer : layers) out[layer] = {{"quant_algo", "NVFP4"}, {"group_size", kGroupSize}};
+  for (const std::string& layer : layers) out[layer] = {{"quant_algo", "NVFP4"}, {"group_size", kV4GroupSize}};
   return out;
 }
 
 nlohmann::json nvfp4_tensor_args() {
-  return {{"dynamic", false}, {"num_bits", 4}, {"type", "float"}, {"group_size", kGroupSize}};
+  return {{"dynamic", false}, {"num_bits", 4}, {"type", "float"}, {"group_size", kV4GroupSize}};
 }
 
 }  // namespace
@@ -38,8 +38,8 @@ std::string ModeloptV4Layout::config_json(std::string_view source_config, const 
   q["moe_quant_algo"] = "NVFP4";
   q["quant_algo"] = "MIXED_PRECISION";
   q["kv_cache_quant_algo"] = nullptr;
-  q["group_size"] = kGroupSize;
-  q["producer"] = producer();
+  q["group_size"] = kV4GroupSize;
+  q["producer"] = v4_producer();
   q["config_groups"] = {{"group_0", {{"weights", nvfp4_tensor_args()},
                                      {"input_activations", nvfp4_tensor_args()},
                                      {"targets", {"Linear"}}}}};
@@ -50,10 +50,10 @@ std::string ModeloptV4Layout::config_json(std::string_view source_config, const 
 }
 
 std::string ModeloptV4Layout::hf_quant_config_json() const {
-  nlohmann::ordered_json j = {{"producer", producer()},
+  nlohmann::ordered_json j = {{"producer", v4_producer()},
                               {"quantization", {{"quant_algo", "MIXED_PRECISION"},
                                                 {"kv_cache_quant_algo", nullptr},
-                                                {"group_size", kGroupSize},
+                                                {"group_size", kV4GroupSize},
                                                 {"quantized_layers", quantized_layers_json(quantized_layers)},
                                                 {"exclude_modules", exclude_modules()}}}};
   return j.dump(2);

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <system_error>
 
+#include "base/errno_text.h"
 #include "base/error.h"
 #include "convert/source_checkpoint.h"
 #include "io/atomic_file.h"
@@ -26,8 +27,6 @@ namespace {
 nlohmann::json field(const nlohmann::json& j, const char* key) {
   return j.is_object() && j.contains(key) ? j.at(key) : nlohmann::json();
 }
-
-std::string errno_text(int err) { return std::error_code(err, std::generic_category()).message(); }
 
 // A killed run leaves AtomicFile temporaries behind; none of them is ever reused.
 void remove_temporaries(const std::string& dst) {

@@ -8,15 +8,14 @@
 #include <cstring>
 #include <span>
 
+#include "base/errno_text.h"
 #include "base/error.h"
 
 namespace fp4kit {
 
 namespace {
 
-constexpr uint64_t kPieceBytes = 8ull << 20;  // copied, then hashed, at a time
-
-std::string errno_text(int err) { return std::strerror(err); }
+constexpr uint64_t kCopyPieceBytes = 8ull << 20;  // copied, then hashed, at a time
 
 bool kernel_cannot_copy(int err) { return err == EXDEV || err == EINVAL || err == ENOSYS || err == EOPNOTSUPP; }
 
@@ -48,7 +47,7 @@ std::span<std::byte> piece_buffer(std::vector<std::byte>& buffer, uint64_t n) {
 void copy_range_ref(const RangeCopy& c, ShardHasher* hasher, std::vector<std::byte>& buffer,
                     const std::string& dst_label) {
   for (uint64_t done = 0; done < c.bytes;) {
-    const std::span<std::byte> piece = piece_buffer(buffer, std::min(kPieceBytes, c.bytes - done));
+    const std::span<std::byte> piece = piece_buffer(buffer, std::min(kCopyPieceBytes, c.bytes - done));
     pread_all(c.src_fd, c.src_offset + done, piece, dst_label);
     pwrite_all(c.dst_fd, c.dst_offset + done, piece, dst_label);
     if (hasher) hasher->update(piece);
@@ -58,7 +57,7 @@ void copy_range_ref(const RangeCopy& c, ShardHasher* hasher, std::vector<std::by
 
 bool copy_range(const RangeCopy& c, ShardHasher* hasher, std::vector<std::byte>& buffer, const std::string& dst_label) {
   for (uint64_t done = 0; done < c.bytes;) {
-    const uint64_t n = std::min(kPieceBytes, c.bytes - done);
+    const uint64_t n = std::min(kCopyPieceBytes, c.bytes - done);
     for (uint64_t copied = 0; copied < n;) {
       loff_t in = static_cast<loff_t>(c.src_offset + done + copied), out = static_cast<loff_t>(c.dst_offset + done + copied);
       const ssize_t r = ::copy_file_range(c.src_fd, &in, c.dst_fd, &out, static_cast<size_t>(n - copied), 0);

@@ -10,32 +10,32 @@ namespace fp4kit::cuda {
 namespace {
 
 // The soname of the cuBLASLt the headers belong to, e.g. libcublasLt.so.13.
-std::string soname() { return "libcublasLt.so." + std::to_string(CUBLAS_VER_MAJOR); }
+std::string cublaslt_soname() { return "libcublasLt.so." + std::to_string(CUBLAS_VER_MAJOR); }
 
-CublasLtLibrary load() {
-  void* h = open_toolkit_library(soname(), "cuBLASLt, needed for the GPU's dense products");
+CublasLtLibrary load_cublaslt() {
+  void* h = open_toolkit_library(cublaslt_soname(), "cuBLASLt, needed for the GPU's dense products");
   CublasLtLibrary l{};
-  resolve_symbol(h, l.Create, "cublasLtCreate", soname());
-  resolve_symbol(h, l.Destroy, "cublasLtDestroy", soname());
-  resolve_symbol(h, l.GetStatusName, "cublasLtGetStatusName", soname());
-  resolve_symbol(h, l.GetStatusString, "cublasLtGetStatusString", soname());
-  resolve_symbol(h, l.Matmul, "cublasLtMatmul", soname());
-  resolve_symbol(h, l.MatmulAlgoGetHeuristic, "cublasLtMatmulAlgoGetHeuristic", soname());
-  resolve_symbol(h, l.MatmulDescCreate, "cublasLtMatmulDescCreate", soname());
-  resolve_symbol(h, l.MatmulDescDestroy, "cublasLtMatmulDescDestroy", soname());
-  resolve_symbol(h, l.MatmulDescSetAttribute, "cublasLtMatmulDescSetAttribute", soname());
-  resolve_symbol(h, l.MatmulPreferenceCreate, "cublasLtMatmulPreferenceCreate", soname());
-  resolve_symbol(h, l.MatmulPreferenceDestroy, "cublasLtMatmulPreferenceDestroy", soname());
-  resolve_symbol(h, l.MatmulPreferenceSetAttribute, "cublasLtMatmulPreferenceSetAttribute", soname());
-  resolve_symbol(h, l.MatrixLayoutCreate, "cublasLtMatrixLayoutCreate", soname());
-  resolve_symbol(h, l.MatrixLayoutDestroy, "cublasLtMatrixLayoutDestroy", soname());
+  resolve_symbol(h, l.Create, "cublasLtCreate", cublaslt_soname());
+  resolve_symbol(h, l.Destroy, "cublasLtDestroy", cublaslt_soname());
+  resolve_symbol(h, l.GetStatusName, "cublasLtGetStatusName", cublaslt_soname());
+  resolve_symbol(h, l.GetStatusString, "cublasLtGetStatusString", cublaslt_soname());
+  resolve_symbol(h, l.Matmul, "cublasLtMatmul", cublaslt_soname());
+  resolve_symbol(h, l.MatmulAlgoGetHeuristic, "cublasLtMatmulAlgoGetHeuristic", cublaslt_soname());
+  resolve_symbol(h, l.MatmulDescCreate, "cublasLtMatmulDescCreate", cublaslt_soname());
+  resolve_symbol(h, l.MatmulDescDestroy, "cublasLtMatmulDescDestroy", cublaslt_soname());
+  resolve_symbol(h, l.MatmulDescSetAttribute, "cublasLtMatmulDescSetAttribute", cublaslt_soname());
+  resolve_symbol(h, l.MatmulPreferenceCreate, "cublasLtMatmulPreferenceCreate", cublaslt_soname());
+  resolve_symbol(h, l.MatmulPreferenceDestroy, "cublasLtMatmulPreferenceDestroy", cublaslt_soname());
+  resolve_symbol(h, l.MatmulPreferenceSetAttribute, "cublasLtMatmulPreferenceSetAttribute", cublaslt_soname());
+  resolve_symbol(h, l.MatrixLayoutCreate, "cublasLtMatrixLayoutCreate", cublaslt_soname());
+  resolve_symbol(h, l.MatrixLayoutDestroy, "cublasLtMatrixLayoutDestroy", cublaslt_soname());
   return l;
 }
 
 }  // namespace
 
 const CublasLtLibrary& cublaslt() {
-  static const CublasLtLibrary library = load();  // a failed load throws, and the next call retries
+  static const CublasLtLibrary library = load_cublaslt();  // a failed load throws, and the next call retries
   return library;
 }
 

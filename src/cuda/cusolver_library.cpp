@@ -8,16 +8,16 @@ namespace fp4kit::cuda {
 namespace {
 
 // The soname of the cuSOLVER the headers belong to, e.g. libcusolver.so.12.
-std::string soname() { return "libcusolver.so." + std::to_string(CUSOLVER_VER_MAJOR); }
+std::string cusolver_soname() { return "libcusolver.so." + std::to_string(CUSOLVER_VER_MAJOR); }
 
-CusolverLibrary load() {
-  void* h = open_toolkit_library(soname(), "cuSOLVER, needed for GPTQ on the GPU");
+CusolverLibrary load_cusolver() {
+  void* h = open_toolkit_library(cusolver_soname(), "cuSOLVER, needed for GPTQ on the GPU");
   CusolverLibrary l{};
-  resolve_symbol(h, l.Create, "cusolverDnCreate", soname());
-  resolve_symbol(h, l.Destroy, "cusolverDnDestroy", soname());
-  resolve_symbol(h, l.SetStream, "cusolverDnSetStream", soname());
-  resolve_symbol(h, l.SpotrfBufferSize, "cusolverDnSpotrf_bufferSize", soname());
-  resolve_symbol(h, l.Spotrf, "cusolverDnSpotrf", soname());
+  resolve_symbol(h, l.Create, "cusolverDnCreate", cusolver_soname());
+  resolve_symbol(h, l.Destroy, "cusolverDnDestroy", cusolver_soname());
+  resolve_symbol(h, l.SetStream, "cusolverDnSetStream", cusolver_soname());
+  resolve_symbol(h, l.SpotrfBufferSize, "cusolverDnSpotrf_bufferSize", cusolver_soname());
+  resolve_symbol(h, l.Spotrf, "cusolverDnSpotrf", cusolver_soname());
   return l;
 }
 
@@ -40,7 +40,7 @@ const char* status_name(cusolverStatus_t s) {
 }  // namespace
 
 const CusolverLibrary& cusolver() {
-  static const CusolverLibrary library = load();  // a failed load throws, and the next call retries
+  static const CusolverLibrary library = load_cusolver();  // a failed load throws, and the next call retries
   return library;
 }
 

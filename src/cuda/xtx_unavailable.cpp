@@ -6,35 +6,35 @@
 namespace fp4kit::cuda {
 
 namespace {
-[[noreturn]] void unavailable() {
+[[noreturn]] void xtx_unavailable() {
   throw InputError("--device cuda: this fp4kit was built without CUDA (no nvcc at configure time)");
 }
 }  // namespace
 
 struct XtxFullWorkspace::Impl {};
-XtxFullWorkspace::XtxFullWorkspace(int64_t) { unavailable(); }
+XtxFullWorkspace::XtxFullWorkspace(int64_t) { xtx_unavailable(); }
 XtxFullWorkspace::~XtxFullWorkspace() = default;
-void XtxFullWorkspace::accumulate(const XtxRows&, int64_t, int64_t, double*, StreamHandle) { unavailable(); }
+void XtxFullWorkspace::accumulate(const XtxRows&, int64_t, int64_t, double*, StreamHandle) { xtx_unavailable(); }
 
 struct XtxBlockSums::Impl {};
-XtxBlockSums::XtxBlockSums(int64_t, const std::string&, StreamHandle) { unavailable(); }
+XtxBlockSums::XtxBlockSums(int64_t, const std::string&, StreamHandle) { xtx_unavailable(); }
 XtxBlockSums::~XtxBlockSums() = default;
 XtxBlockSums::XtxBlockSums(XtxBlockSums&&) noexcept = default;
 XtxBlockSums& XtxBlockSums::operator=(XtxBlockSums&&) noexcept = default;
-int64_t XtxBlockSums::cols() const { unavailable(); }
-size_t XtxBlockSums::bytes() const { unavailable(); }
-void XtxBlockSums::add(const XtxRows&, StreamHandle) { unavailable(); }
-std::vector<double> XtxBlockSums::read(StreamHandle) const { unavailable(); }
+int64_t XtxBlockSums::cols() const { xtx_unavailable(); }
+size_t XtxBlockSums::bytes() const { xtx_unavailable(); }
+void XtxBlockSums::add(const XtxRows&, StreamHandle) { xtx_unavailable(); }
+std::vector<double> XtxBlockSums::read(StreamHandle) const { xtx_unavailable(); }
 
 struct XtxFullSums::Impl {};
-XtxFullSums::XtxFullSums(int64_t, int64_t, const std::string&, StreamHandle) { unavailable(); }
+XtxFullSums::XtxFullSums(int64_t, int64_t, const std::string&, StreamHandle) { xtx_unavailable(); }
 XtxFullSums::~XtxFullSums() = default;
 XtxFullSums::XtxFullSums(XtxFullSums&&) noexcept = default;
 XtxFullSums& XtxFullSums::operator=(XtxFullSums&&) noexcept = default;
-int64_t XtxFullSums::groups() const { unavailable(); }
-int64_t XtxFullSums::k() const { unavailable(); }
-size_t XtxFullSums::bytes() const { unavailable(); }
-void XtxFullSums::add(const XtxRows&, XtxFullWorkspace&, StreamHandle) { unavailable(); }
-std::vector<float> XtxFullSums::read_f32(StreamHandle) const { unavailable(); }
+int64_t XtxFullSums::groups() const { xtx_unavailable(); }
+int64_t XtxFullSums::k() const { xtx_unavailable(); }
+size_t XtxFullSums::bytes() const { xtx_unavailable(); }
+void XtxFullSums::add(const XtxRows&, XtxFullWorkspace&, StreamHandle) { xtx_unavailable(); }
+std::vector<float> XtxFullSums::read_f32(StreamHandle) const { xtx_unavailable(); }
 
 }  // namespace fp4kit::cuda

@@ -29,7 +29,7 @@ void dequantize_bf16(const uint8_t* packed, const uint8_t* scales, size_t n, uin
 
 namespace {
 // ceil(log2(v)) for a finite v > 0, exactly.
-int ceil_log2(float v) {
+int mx_ceil_log2(float v) {
   int e;
   const float m = std::frexp(v, &e);  // v = m * 2^e, m in [0.5, 1)
   return m == 0.5f ? e - 1 : e;
@@ -45,7 +45,7 @@ void quantize(FloatSpan src, uint8_t* packed, uint8_t* scales) {
     }
     const float floor_amax = 6.0f * 0x1p-126f;
     const float v = (amax > floor_amax ? amax : floor_amax) / 6.0f;
-    scales[g] = E8M0::from_exponent(std::isinf(v) ? 128 : ceil_log2(v)).bits;
+    scales[g] = E8M0::from_exponent(std::isinf(v) ? 128 : mx_ceil_log2(v)).bits;
     const float s = E8M0{scales[g]}.to_float();
     for (size_t j = 0; j < kMxfp4BlockSize; j += 2) {
       const size_t i = g * kMxfp4BlockSize + j;

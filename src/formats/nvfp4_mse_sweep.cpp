@@ -12,7 +12,7 @@ namespace fp4kit {
 
 namespace {
 
-constexpr int kBlock = 16;
+constexpr int kMseBlock = 16;
 
 // fp4_round_magnitude: the E2M1 magnitude of a scaled value (round half to even, NaN -> 6).
 float e2m1_magnitude(float y) { return E2M1::kValues[E2M1::magnitude_code(y)]; }
@@ -38,8 +38,8 @@ int mse_sweep_lanes(DType source) { return dtype_bits(source) == 32 ? 4 : 2; }
 
 float mse_block_loss(const float* magnitudes, const Nvfp4MseCandidates& cand, int k, int lanes) {
   const float scale = cand.scale(k), reciprocal = cand.reciprocal(k);
-  const int per_lane = kBlock / lanes;
-  float lane_sum[kBlock];
+  const int per_lane = kMseBlock / lanes;
+  float lane_sum[kMseBlock];
   for (int t = 0; t < lanes; ++t) {
     float acc = 0.0f;
     for (int j = 0; j < per_lane; ++j) {
@@ -60,8 +60,8 @@ float mse_block_loss(const float* magnitudes, const Nvfp4MseCandidates& cand, in
 namespace {
 
 int sweep_range(const float* x, const Nvfp4MseCandidates& cand, int lanes, int first, int last) {
-  float magnitudes[kBlock];
-  for (int i = 0; i < kBlock; ++i) magnitudes[i] = std::fabs(x[i]);
+  float magnitudes[kMseBlock];
+  for (int i = 0; i < kMseBlock; ++i) magnitudes[i] = std::fabs(x[i]);
   float best = std::numeric_limits<float>::infinity();
   int best_k = 0;  // the kernel's start: a block whose every loss is NaN keeps candidate 0
   for (int k = first; k <= last; ++k) {
@@ -100,7 +100,7 @@ Nvfp4MseWindow mse_sweep_window(float block_amax, float global_amax) {
 
 int mse_sweep(const float* x, const Nvfp4MseCandidates& cand, int lanes) {
   float block_amax = 0.0f;
-  for (int i = 0; i < kBlock; ++i) {
+  for (int i = 0; i < kMseBlock; ++i) {
     const float a = std::fabs(x[i]);
     if (std::isnan(a)) return mse_sweep_full(x, cand, lanes);
     block_amax = std::max(block_amax, a);

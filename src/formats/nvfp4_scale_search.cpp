@@ -28,7 +28,7 @@ void require_no_statistics(Nvfp4ScaleMethod m) {
 namespace {
 
 // torch.clamp(s, lo, hi): NaN passes through.
-float clamp_keep_nan(float s, float lo, float hi) {
+float clamp_scale_keep_nan(float s, float lo, float hi) {
   if (s < lo) return lo;
   if (s > hi) return hi;
   return s;
@@ -115,7 +115,7 @@ uint8_t modelopt_static_block_scale(float block_amax, float global_amax, float f
   const float scale_max = gpu_arith::div_by_constant(global_amax, 6.0f, cuda);
   float scale = gpu_arith::div_by_constant(block_amax, 6.0f, cuda);
   if (scale == 0.0f) scale = 1.0f;
-  const float normalised = clamp_keep_nan(scale * fp8_max / scale_max, E4M3::kMinSubnormal, E4M3::kMax);
+  const float normalised = clamp_scale_keep_nan(scale * fp8_max / scale_max, E4M3::kMinSubnormal, E4M3::kMax);
   const uint8_t byte = E4M3::from_float(normalised).bits;
   // A GPU's NaN is positive (0x7F) where an x86 CPU's 0/0 gives the negative one.
   return cuda && (byte & 0x7F) == 0x7F ? uint8_t{0x7F} : byte;
@@ -146,13 +146,13 @@ void ref_quantize(FloatSpan src, const Nvfp4SearchScaling& sc, uint8_t* packed, 
   nvfp4_search_quantize(src, sc, packed, scales);
 }
 
-const Nvfp4SearchKernels kScalarKernels = {ref_block_amax, ref_quantize};
+const Nvfp4SearchKernels kScalarSearchKernels = {ref_block_amax, ref_quantize};
 
 }  // namespace
 
 const Nvfp4SearchKernels& nvfp4_search_kernels(Isa isa) {
   if (const Nvfp4SearchKernels* k = nvfp4_search_simd::kernels(isa)) return *k;
-  return kScalarKernels;
+  return kScalarSearchKernels;
 }
 
 }  // namespace fp4kit

@@ -15,7 +15,7 @@ namespace fp4kit::io {
 
 namespace {
 
-std::string errno_text(int err) {
+std::string errno_text_with_hint(int err) {
   std::string text = std::error_code(err, std::generic_category()).message();
   if (err == ENOSPC) text += " (disk full)";
   if (err == EDQUOT) text += " (disk quota exceeded)";
@@ -48,7 +48,7 @@ AtomicFile::AtomicFile(std::string final_path) : final_path_(std::move(final_pat
   temp_path_ = temp_path_for(final_path_);
   fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
   if (fd_ < 0)
-    throw Error(final_path_ + ": cannot create temporary file " + temp_path_ + ": " + errno_text(errno));
+    throw Error(final_path_ + ": cannot create temporary file " + temp_path_ + ": " + errno_text_with_hint(errno));
 }
 
 AtomicFile::AtomicFile(AtomicFile&& other) noexcept
@@ -70,7 +70,7 @@ AtomicFile::~AtomicFile() {
 
 void AtomicFile::fail(const std::string& what, int err) {
   failed_ = true;
-  throw Error(final_path_ + ": " + what + ": " + errno_text(err));
+  throw Error(final_path_ + ": " + what + ": " + errno_text_with_hint(err));
 }
 
 void AtomicFile::write(std::span<const std::byte> bytes) {
@@ -116,11 +116,11 @@ void AtomicFile::commit() {
   // Make the rename itself durable. Some file systems cannot fsync a directory (EINVAL): nothing to do there.
   const std::string dir = directory_of(final_path_);
   const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd < 0) throw Error(final_path_ + ": cannot open directory " + dir + " to fsync it: " + errno_text(errno));
+  if (dir_fd < 0) throw Error(final_path_ + ": cannot open directory " + dir + " to fsync it: " + errno_text_with_hint(errno));
   const int rc = ::fsync(dir_fd);
   const int err = errno;
   ::close(dir_fd);
-  if (rc != 0 && err != EINVAL) throw Error(final_path_ + ": cannot fsync directory " + dir + ": " + errno_text(err));
+  if (rc != 0 && err != EINVAL) throw Error(final_path_ + ": cannot fsync directory " + dir + ": " + errno_text_with_hint(err));
 }
 
 void write_file_atomic(const std::string& path, std::string_view contents) {

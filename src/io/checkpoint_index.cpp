@@ -12,6 +12,7 @@
 #include <sstream>
 #include <system_error>
 
+#include "base/errno_text.h"
 #include "base/error.h"
 #include "io/atomic_file.h"
 #include "io/quote_name.h"
@@ -20,8 +21,6 @@
 namespace fp4kit::io {
 
 namespace {
-
-std::string errno_text(int err) { return std::error_code(err, std::generic_category()).message(); }
 
 std::string join(const std::string& dir, std::string_view name) {
   if (dir.empty()) return std::string(name);

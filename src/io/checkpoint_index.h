@@ -16,6 +16,7 @@ namespace fp4kit::io {
 
 inline constexpr std::string_view kIndexFileName = "model.safetensors.index.json";
 inline constexpr std::string_view kSingleFileName = "model.safetensors";
+inline constexpr std::string_view kConfigFileName = "config.json";
 
 struct CheckpointIndex {
   std::map<std::string, std::string> weight_map;       // tensor name -> shard file name

@@ -9,16 +9,12 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "base/errno_text.h"
 #include "base/error.h"
 
 namespace fp4kit::io {
 
 namespace {
-
-uint64_t align_down(uint64_t v) { return v / kDirectAlignment * kDirectAlignment; }
-uint64_t align_up(uint64_t v) { return (v + kDirectAlignment - 1) / kDirectAlignment * kDirectAlignment; }
-
-std::string errno_text(int err) { return std::strerror(err); }
 
 constexpr size_t kBounceBytes = 4u << 20;
 

@@ -15,6 +15,8 @@
 namespace fp4kit::io {
 
 inline constexpr size_t kDirectAlignment = 4096;
+inline uint64_t align_down(uint64_t v) { return v / kDirectAlignment * kDirectAlignment; }
+inline uint64_t align_up(uint64_t v) { return (v + kDirectAlignment - 1) / kDirectAlignment * kDirectAlignment; }
 
 // A heap buffer (uninitialised) whose address and size are multiples of kDirectAlignment.
 class AlignedBuffer {

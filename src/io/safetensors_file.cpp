@@ -12,6 +12,7 @@
 #include <system_error>
 #include <unordered_map>
 
+#include "base/errno_text.h"
 #include "base/error.h"
 #include "io/direct_io.h"
 #include "io/quote_name.h"
@@ -19,8 +20,6 @@
 namespace fp4kit::io {
 
 namespace {
-
-std::string errno_text(int err) { return std::error_code(err, std::generic_category()).message(); }
 
 uint64_t page_size() {
   static const auto size = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));

@@ -11,6 +11,8 @@ namespace fp4kit::io {
 
 namespace {
 
+using json = nlohmann::json;
+
 constexpr int kMaxDepth = 64;
 
 // nlohmann's messages quote the bytes last read; keep the message on one line.
@@ -24,7 +26,6 @@ std::string one_line(std::string_view s) {
 
 nlohmann::json parse_strict_json(std::string_view text, std::string_view label,
                                  std::string_view top_level_key) {
-  using json = nlohmann::json;
   const std::string prefix = std::string(label) + ": ";
   // nlohmann stops at a NUL byte as if the input ended there, so "{}\0garbage" would pass. A NUL is
   // never valid JSON (inside strings it must be escaped), so refuse it up front.

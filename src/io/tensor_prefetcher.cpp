@@ -33,9 +33,6 @@ namespace detail {
 
 namespace {
 
-uint64_t align_down(uint64_t v) { return v / kDirectAlignment * kDirectAlignment; }
-uint64_t align_up(uint64_t v) { return (v + kDirectAlignment - 1) / kDirectAlignment * kDirectAlignment; }
-
 // Where one tensor of a group is: its shard, and where its bytes land in the slot.
 struct PlannedTensor {
   const SafetensorsFile* shard = nullptr;

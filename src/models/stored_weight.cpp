@@ -15,11 +15,7 @@ namespace fp4kit {
 
 namespace {
 
-bool ends_with(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
-constexpr std::string_view kPackedSuffix = ".weight_packed";
+constexpr std::string_view kPackedWeightSuffix = ".weight_packed";
 
 // [rows, cols] of a plain tensor read as a matrix.
 std::pair<size_t, size_t> matrix_dims(const std::vector<int64_t>& shape) {
@@ -47,11 +43,11 @@ StoredWeights::StoredWeights(const io::Checkpoint& ckpt) : ckpt_(&ckpt) {
   for (const QuantizedWeight& q : pairing.quantized) {
     Entry e{q.weight, q.storage, q.logical_shape, q.scale, {}, false};
     for (const std::string& c : q.companions) {
-      if (ends_with(c, ".weight_scale_2")) e.global = c;
-      if (ends_with(c, ".weight_global_scale")) e.global = c, e.global_is_divisor = true;
+      if (c.ends_with(".weight_scale_2")) e.global = c;
+      if (c.ends_with(".weight_global_scale")) e.global = c, e.global_is_divisor = true;
     }
     std::string name = q.weight;
-    if (ends_with(name, kPackedSuffix)) name = name.substr(0, name.size() - kPackedSuffix.size()) + ".weight";
+    if (name.ends_with(kPackedWeightSuffix)) name = name.substr(0, name.size() - kPackedWeightSuffix.size()) + ".weight";
     entries_[name] = std::move(e);
   }
 }

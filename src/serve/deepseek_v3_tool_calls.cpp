@@ -10,11 +10,11 @@ constexpr std::string_view kCallBegin = "<\uff5ctool\u2581call\u2581begin\uff5c>
 constexpr std::string_view kCallEnd = "<\uff5ctool\u2581call\u2581end\uff5c>";
 constexpr std::string_view kSep = "<\uff5ctool\u2581sep\uff5c>";
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+bool is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 std::string_view trim(std::string_view s) {
-  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
+  while (!s.empty() && is_json_space(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_json_space(s.back())) s.remove_suffix(1);
   return s;
 }
 

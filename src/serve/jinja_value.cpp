@@ -10,7 +10,7 @@ namespace fp4kit::serve {
 
 namespace {
 
-using T = JinjaData::value_t;
+using ValueType = JinjaData::value_t;
 
 bool is_number(const JinjaData& v) { return v.is_number() || v.is_boolean(); }
 bool is_int(const JinjaData& v) { return v.is_number_integer() || v.is_boolean(); }
@@ -27,14 +27,14 @@ double as_double(const JinjaData& v) { return v.is_number_float() ? v.get<double
 
 std::string python_type(const JinjaData& v) {
   switch (v.type()) {
-    case T::null: return "NoneType";
-    case T::boolean: return "bool";
-    case T::number_integer:
-    case T::number_unsigned: return "int";
-    case T::number_float: return "float";
-    case T::string: return "str";
-    case T::array: return "list";
-    case T::object: return "dict";
+    case ValueType::null: return "NoneType";
+    case ValueType::boolean: return "bool";
+    case ValueType::number_integer:
+    case ValueType::number_unsigned: return "int";
+    case ValueType::number_float: return "float";
+    case ValueType::string: return "str";
+    case ValueType::array: return "list";
+    case ValueType::object: return "dict";
     default: return "object";
   }
 }
@@ -107,32 +107,32 @@ bool jinja_truthy(const JinjaValue& v) {
   if (v.kind != JinjaValue::Kind::Data || v.generator) return true;
   const JinjaData& d = v.data;
   switch (d.type()) {
-    case T::null: return false;
-    case T::boolean: return d.get<bool>();
-    case T::number_integer: return d.get<int64_t>() != 0;
-    case T::number_unsigned: return d.get<uint64_t>() != 0;
-    case T::number_float: return d.get<double>() != 0.0;
-    case T::string: return !d.get_ref<const std::string&>().empty();
-    case T::array:
-    case T::object: return !d.empty();
+    case ValueType::null: return false;
+    case ValueType::boolean: return d.get<bool>();
+    case ValueType::number_integer: return d.get<int64_t>() != 0;
+    case ValueType::number_unsigned: return d.get<uint64_t>() != 0;
+    case ValueType::number_float: return d.get<double>() != 0.0;
+    case ValueType::string: return !d.get_ref<const std::string&>().empty();
+    case ValueType::array:
+    case ValueType::object: return !d.empty();
     default: return true;
   }
 }
 
 std::string python_repr(const JinjaData& v) {
   switch (v.type()) {
-    case T::null: return "None";
-    case T::boolean: return v.get<bool>() ? "True" : "False";
-    case T::number_integer: return std::to_string(v.get<int64_t>());
-    case T::number_unsigned: return std::to_string(v.get<uint64_t>());
-    case T::number_float: return python_float_repr(v.get<double>());
-    case T::string: return repr_string(v.get_ref<const std::string&>());
-    case T::array: {
+    case ValueType::null: return "None";
+    case ValueType::boolean: return v.get<bool>() ? "True" : "False";
+    case ValueType::number_integer: return std::to_string(v.get<int64_t>());
+    case ValueType::number_unsigned: return std::to_string(v.get<uint64_t>());
+    case ValueType::number_float: return python_float_repr(v.get<double>());
+    case ValueType::string: return repr_string(v.get_ref<const std::string&>());
+    case ValueType::array: {
       std::string out = "[";
       for (size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + python_repr(v[i]);
       return out + "]";
     }
-    case T::object: {
+    case ValueType::object: {
       std::string out = "{";
       bool first = true;
       for (const auto& [key, item] : v.items()) {

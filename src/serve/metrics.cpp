@@ -6,7 +6,7 @@
 namespace fp4kit::serve {
 
 namespace {
-std::string number(double v) {
+std::string metric_number(double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.9g", v);
   return buf;
@@ -35,10 +35,10 @@ std::string Histogram::render(const std::string& name, const std::string& help) 
   uint64_t cumulative = 0;
   for (size_t i = 0; i < bounds_.size(); ++i) {
     cumulative += counts_[i];
-    out += name + "_bucket{le=\"" + number(bounds_[i]) + "\"} " + std::to_string(cumulative) + "\n";
+    out += name + "_bucket{le=\"" + metric_number(bounds_[i]) + "\"} " + std::to_string(cumulative) + "\n";
   }
   out += name + "_bucket{le=\"+Inf\"} " + std::to_string(count_) + "\n";
-  out += name + "_sum " + number(sum_) + "\n" + name + "_count " + std::to_string(count_) + "\n";
+  out += name + "_sum " + metric_number(sum_) + "\n" + name + "_count " + std::to_string(count_) + "\n";
   return out;
 }
 

@@ -18,7 +18,7 @@ std::string python_float(double x) {
   return python_float_repr(x);
 }
 
-void newline(const PythonJsonLayout& layout, int depth, std::string& out) {
+void break_line(const PythonJsonLayout& layout, int depth, std::string& out) {
   out += '\n';
   for (int i = 0; i < depth; ++i) out += layout.indent;
 }
@@ -84,10 +84,10 @@ void dump(const nlohmann::ordered_json& v, const PythonJsonLayout& layout, int d
       for (const auto& item : v) {
         if (!first) out += layout.item_separator;
         first = false;
-        if (layout.indented) newline(layout, depth + 1, out);
+        if (layout.indented) break_line(layout, depth + 1, out);
         dump(item, layout, depth + 1, out);
       }
-      if (layout.indented) newline(layout, depth, out);
+      if (layout.indented) break_line(layout, depth, out);
       out += ']';
       return;
     }
@@ -104,11 +104,11 @@ void dump(const nlohmann::ordered_json& v, const PythonJsonLayout& layout, int d
       for (const std::string* key : keys) {
         if (!first) out += layout.item_separator;
         first = false;
-        if (layout.indented) newline(layout, depth + 1, out);
+        if (layout.indented) break_line(layout, depth + 1, out);
         out += python_json_string(*key) + layout.key_separator;
         dump(v.at(*key), layout, depth + 1, out);
       }
-      if (layout.indented) newline(layout, depth, out);
+      if (layout.indented) break_line(layout, depth, out);
       out += '}';
       return;
     }

@@ -9,13 +9,9 @@ namespace fp4kit::verify {
 
 namespace {
 
-bool ends_with(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
 // A weight an engine builds as a Linear layer that a "targets: Linear" config would quantize.
 bool is_linear_weight(const TensorRef& t) {
-  if (t.shape.size() != 2 || !ends_with(t.name, ".weight")) return false;
+  if (t.shape.size() != 2 || !t.name.ends_with(".weight")) return false;
   switch (deepseek_v4_role(t.name)) {
     case TensorRole::AttentionProjection:
     case TensorRole::CompressorProjection:

@@ -107,7 +107,7 @@ struct Expected {
 
 // Every tensor the loader fills, with dtype and shape as it creates the parameter: the official
 // layout's, except routed experts as NVFP4 when config.json says so.
-bool skipped(const EngineContract& contract, const std::string& name) {
+bool contract_skips(const EngineContract& contract, const std::string& name) {
   for (std::string_view prefix : contract.skipped_prefixes)
     if (name.starts_with(prefix)) return true;
   return false;
@@ -116,7 +116,7 @@ bool skipped(const EngineContract& contract, const std::string& name) {
 std::map<std::string, Expected> expected_tensors(const DeepseekV4Config& cfg, const EngineContract& contract, bool nvfp4_experts) {
   std::map<std::string, Expected> out;
   for (const TensorSpec& spec : deepseek_v4_tensors(cfg)) {
-    if (skipped(contract, spec.name)) continue;
+    if (contract_skips(contract, spec.name)) continue;
     if (spec.role == TensorRole::RoutedExpert && spec.storage == Storage::Mxfp4 && nvfp4_experts) {
       if (spec.is_scale) continue;
       const std::string module = spec.name.substr(0, spec.name.size() - std::string_view(".weight").size());
@@ -259,7 +259,7 @@ EngineVerdict check_engine(Engine engine, const LayoutConfig& config, const Chec
   const auto& rows = deepseek_v4_load_rows();
   verdict.skipped_why = std::string(contract.skipped_why);
   for (const TensorRef& t : tensors.tensors) {
-    if (skipped(contract, t.name)) {
+    if (contract_skips(contract, t.name)) {
       ++verdict.tensors_skipped;
       continue;
     }

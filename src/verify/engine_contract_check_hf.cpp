@@ -76,7 +76,7 @@ bool in_mtp_layer(const std::string& name, int64_t layers) {
   return std::regex_search(name, m, layer) && std::stoll(m[1].str()) >= layers;
 }
 
-struct Expected {
+struct HfExpected {
   std::map<std::string, Slot> slots;
   std::map<std::string, std::string> format;  // module -> what the loader builds, for messages
   // Modules the config quantizes but the engine's loader reads as a plain '.weight' -> why.
@@ -94,17 +94,17 @@ const Row* matching_row(const std::vector<Row>& rows, const std::vector<std::reg
 }
 
 template <class Row>
-std::vector<std::regex> row_patterns(const std::vector<Row>& rows) {
+std::vector<std::regex> hf_row_patterns(const std::vector<Row>& rows) {
   std::vector<std::regex> patterns;
   for (const Row& row : rows) patterns.emplace_back(std::string(row.pattern), std::regex::ECMAScript | std::regex::optimize);
   return patterns;
 }
 
-Expected expected_slots(const std::vector<LoaderModule>& modules, const LayoutConfig& config, HfLayout layout, bool w4a4,
+HfExpected expected_slots(const std::vector<LoaderModule>& modules, const LayoutConfig& config, HfLayout layout, bool w4a4,
                         int64_t group, const HfEngineContract& contract) {
-  const std::vector<std::regex> unquantized_only = row_patterns(contract.unquantized_only);
-  const std::vector<std::regex> zero_dim = row_patterns(contract.zero_dim_scales);
-  Expected e;
+  const std::vector<std::regex> unquantized_only = hf_row_patterns(contract.unquantized_only);
+  const std::vector<std::regex> zero_dim = hf_row_patterns(contract.zero_dim_scales);
+  HfExpected e;
   for (const LoaderModule& m : modules) {
     if (!m.linear) {
       e.slots[m.name] = {kFloat, {m.shape}, true, m.name};
@@ -141,7 +141,7 @@ Expected expected_slots(const std::vector<LoaderModule>& modules, const LayoutCo
   return e;
 }
 
-std::string unconsumed_reason(const std::string& name, const Expected& e, const HfFamilyContract& family, Engine engine) {
+std::string hf_unconsumed_reason(const std::string& name, const HfExpected& e, const HfFamilyContract& family, Engine engine) {
   if (name.ends_with(".mlp.gate.e_score_correction_bias") && family.engines[static_cast<size_t>(engine)].gate_bias_needs_noaux_tc)
     return "its router creates e_score_correction_bias only when config.json's topk_method is \"noaux_tc\" (DeepSeek V3's "
            "released config says so)";
@@ -161,7 +161,7 @@ std::string unconsumed_reason(const std::string& name, const Expected& e, const 
 // Siblings fused into one parameter must carry bit-identical per-tensor scales: the engine keeps one
 // value (vLLM: the largest for linears, w1's for w13) and dequantizes the others with it.
 // Modules the engine reads as a plain weight are reported by the walk and left out here.
-void check_fused_scales(const HfFamilyContract& family, Engine engine, const Nvfp4Inventory& inventory, const Expected& expected,
+void check_fused_scales(const HfFamilyContract& family, Engine engine, const Nvfp4Inventory& inventory, const HfExpected& expected,
                         Findings& findings) {
   std::map<std::pair<std::string, int>, const Nvfp4Module*> groups;  // (parent, row) -> its first member
   for (const Nvfp4Module& m : inventory.modules) {
@@ -259,7 +259,7 @@ EngineVerdict check_hf_engine(Engine engine, const HfFamilyContract& family, con
   int64_t group = 16;
   if (const auto g = at_pointer(cj, "/quantization_config/group_size"); g && g->is_number_integer() && g->get<int64_t>() > 0)
     group = g->get<int64_t>();
-  Expected expected = expected_slots(modules, config, layout, w4a4, group, contract);
+  HfExpected expected = expected_slots(modules, config, layout, w4a4, group, contract);
 
   verdict.skipped_why = std::string(contract.skipped_why);
   for (const TensorRef& t : tensors.tensors) {
@@ -270,7 +270,7 @@ EngineVerdict check_hf_engine(Engine engine, const HfFamilyContract& family, con
     const auto s = expected.slots.find(t.name);
     if (s == expected.slots.end()) {
       findings.add("engine.tensor_unconsumed", t.name,
-                   io::quote_name(t.name) + " (" + t.file + ") loads into no parameter: " + unconsumed_reason(t.name, expected, family, engine));
+                   io::quote_name(t.name) + " (" + t.file + ") loads into no parameter: " + hf_unconsumed_reason(t.name, expected, family, engine));
       continue;
     }
     Slot& slot = s->second;

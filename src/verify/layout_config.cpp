@@ -18,10 +18,6 @@ namespace {
 constexpr int64_t kGroupSize = 16;
 
 bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
-bool ends_with(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
 // Reads and parses one JSON file; nullopt (with a finding when it exists but is bad) otherwise.
 std::optional<nlohmann::json> read_json(const std::string& path, const std::string& label, VerifyReport& report) {
   if (!std::filesystem::exists(path)) return std::nullopt;
@@ -135,7 +131,7 @@ std::string_view layout_name(Layout l) {
 
 std::string module_of_weight(const std::string& weight) {
   for (std::string_view suffix : {".weight_packed", ".weight"})
-    if (ends_with(weight, suffix)) return weight.substr(0, weight.size() - suffix.size());
+    if (weight.ends_with(suffix)) return weight.substr(0, weight.size() - suffix.size());
   return weight;
 }
 

@@ -12,10 +12,6 @@ namespace fp4kit::verify {
 
 namespace {
 
-bool ends_with(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
 std::optional<float> read_f32_scalar(const io::Checkpoint& ckpt, const std::string& name) {
   const auto [file, info] = ckpt.find(name);
   if (!file || info->dtype != DType::F32 || info->numel() != 1) return std::nullopt;
@@ -24,13 +20,13 @@ std::optional<float> read_f32_scalar(const io::Checkpoint& ckpt, const std::stri
   return v;
 }
 
-std::string number(double v) {
+std::string exact_number(double v) {
   char buf[48];
   std::snprintf(buf, sizeof buf, "%.9g", v);
   return buf;
 }
 
-std::string where(const CheckpointTensors& tensors, const std::string& name) {
+std::string name_in_file(const CheckpointTensors& tensors, const std::string& name) {
   const TensorRef* t = tensors.find(name);
   return io::quote_name(name) + (t ? " in " + t->file : "");
 }
@@ -66,25 +62,25 @@ Nvfp4Inventory check_nvfp4_modules(const io::Checkpoint& ckpt, const CheckpointT
     m.module = module_of_weight(q.weight);
     m.block_scale = q.scale;
     m.logical_shape = q.logical_shape;
-    m.compressed_tensors = ends_with(q.weight, ".weight_packed");
+    m.compressed_tensors = q.weight.ends_with(".weight_packed");
     for (const std::string& c : q.companions) {
-      if (ends_with(c, ".weight_scale_2") || ends_with(c, ".weight_global_scale")) m.global_scale = c;
-      if (ends_with(c, ".input_scale") || ends_with(c, ".input_global_scale")) m.input_scale = c;
+      if (c.ends_with(".weight_scale_2") || c.ends_with(".weight_global_scale")) m.global_scale = c;
+      if (c.ends_with(".input_scale") || c.ends_with(".input_global_scale")) m.input_scale = c;
     }
     // Names of one layout only: engines look for exactly one set.
-    const bool ct_global = ends_with(m.global_scale, ".weight_global_scale");
-    const bool ct_input = m.input_scale.empty() ? m.compressed_tensors : ends_with(m.input_scale, ".input_global_scale");
+    const bool ct_global = m.global_scale.ends_with(".weight_global_scale");
+    const bool ct_input = m.input_scale.empty() ? m.compressed_tensors : m.input_scale.ends_with(".input_global_scale");
     if (m.compressed_tensors != ct_global || m.compressed_tensors != ct_input)
       report.add("nvfp4.mixed_names", Severity::Fail, m.weight,
-                 "NVFP4 weight " + where(tensors, m.weight) + " mixes ModelOpt and compressed-tensors names (" +
+                 "NVFP4 weight " + name_in_file(tensors, m.weight) + " mixes ModelOpt and compressed-tensors names (" +
                      m.global_scale + (m.input_scale.empty() ? "" : ", " + m.input_scale) + ")");
     if (config.layout == Layout::CompressedTensors && !m.compressed_tensors)
       report.add("nvfp4.layout_mismatch", Severity::Fail, m.weight,
-                 "config.json declares compressed-tensors but " + where(tensors, m.weight) +
+                 "config.json declares compressed-tensors but " + name_in_file(tensors, m.weight) +
                      " has ModelOpt names (weight_scale_2); compressed-tensors loads 'weight_packed' and 'weight_global_scale'");
     if ((config.layout == Layout::ModelOpt || config.layout == Layout::ModelOptV4Mixed) && m.compressed_tensors)
       report.add("nvfp4.layout_mismatch", Severity::Fail, m.weight,
-                 "config declares ModelOpt but " + where(tensors, m.weight) +
+                 "config declares ModelOpt but " + name_in_file(tensors, m.weight) +
                      " has compressed-tensors names; ModelOpt loads 'weight' and 'weight_scale_2'");
     // Per-tensor scales: ModelOpt writes 0-d, compressed-tensors [1].
     for (const std::string& s : {m.global_scale, m.input_scale}) {
@@ -92,7 +88,7 @@ Nvfp4Inventory check_nvfp4_modules(const io::Checkpoint& ckpt, const CheckpointT
       const TensorRef* t = tensors.find(s);
       if (t && !t->shape.empty() == !m.compressed_tensors)
         report.add("nvfp4.scale_shape", Severity::Warn, s,
-                   where(tensors, s) + " is F32 " + io::shape_string(t->shape) + "; " +
+                   name_in_file(tensors, s) + " is F32 " + io::shape_string(t->shape) + "; " +
                        (m.compressed_tensors ? "compressed-tensors writes [1]" : "ModelOpt writes a 0-d scalar []"));
     }
     m.global_value = read_f32_scalar(ckpt, m.global_scale);
@@ -106,10 +102,10 @@ Nvfp4Inventory check_nvfp4_modules(const io::Checkpoint& ckpt, const CheckpointT
       if (std::isnan(x)) what = "NaN";
       else if (std::isinf(x)) what = x > 0 ? "+Inf" : "-Inf";
       else if (x == 0.0f) what = "zero";
-      else if (x < 0.0f) what = "negative (" + number(x) + ")";
+      else if (x < 0.0f) what = "negative (" + exact_number(x) + ")";
       if (!what.empty())
         report.add(check, Severity::Fail, name,
-                   where(tensors, name) + " is " + what + "; the engines divide by it or multiply the GEMM output by it");
+                   name_in_file(tensors, name) + " is " + what + "; the engines divide by it or multiply the GEMM output by it");
     };
     check_value(m.global_scale, m.global_value, "scale.global_invalid");
     check_value(m.input_scale, m.input_value, "scale.input_invalid");
@@ -169,17 +165,17 @@ Nvfp4Inventory check_nvfp4_modules(const io::Checkpoint& ckpt, const CheckpointT
       if (!same_bits(first.global_value, other.global_value)) {
         const double ratio = first.global_multiplier() != 0.0 ? other.global_multiplier() / first.global_multiplier() : 0.0;
         report.add("fusion.global_scale", Severity::Fail, other.global_scale,
-                   names + " of " + io::quote_name(parent) + " have different global scales: " + where(tensors, first.global_scale) +
-                       " = " + number(first.global_value.value_or(NAN)) + ", " + where(tensors, other.global_scale) + " = " +
-                       number(other.global_value.value_or(NAN)) + ". The engines load them into one fused GEMM with a single "
+                   names + " of " + io::quote_name(parent) + " have different global scales: " + name_in_file(tensors, first.global_scale) +
+                       " = " + exact_number(first.global_value.value_or(NAN)) + ", " + name_in_file(tensors, other.global_scale) + " = " +
+                       exact_number(other.global_value.value_or(NAN)) + ". The engines load them into one fused GEMM with a single "
                        "global scale (w1's for MoE experts, the largest for linear layers), so one of them is dequantized "
-                       "off by a factor " + number(ratio));
+                       "off by a factor " + exact_number(ratio));
       }
       if (!same_bits(first.input_value, other.input_value) && first.input_value && other.input_value)
         report.add("fusion.input_scale", Severity::Fail, other.input_scale,
-                   names + " of " + io::quote_name(parent) + " have different input scales: " + where(tensors, first.input_scale) +
-                       " = " + number(*first.input_value) + ", " + where(tensors, other.input_scale) + " = " +
-                       number(*other.input_value) + "; they quantize the same activation, and the engines keep only one value");
+                   names + " of " + io::quote_name(parent) + " have different input scales: " + name_in_file(tensors, first.input_scale) +
+                       " = " + exact_number(*first.input_value) + ", " + name_in_file(tensors, other.input_scale) + " = " +
+                       exact_number(*other.input_value) + "; they quantize the same activation, and the engines keep only one value");
     }
   }
   return inv;

@@ -9,7 +9,7 @@ namespace fp4kit::verify {
 
 namespace {
 
-std::string fmt(const char* f, double v) {
+std::string format_number(const char* f, double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, f, v);
   return buf;
@@ -17,7 +17,7 @@ std::string fmt(const char* f, double v) {
 
 }  // namespace
 
-std::string format_db(const std::optional<double>& db) { return db ? fmt("%.2f", *db) : "inf"; }
+std::string format_db(const std::optional<double>& db) { return db ? format_number("%.2f", *db) : "inf"; }
 
 std::string report_to_text(const VerifyReport& r, size_t worst_tensors, size_t max_findings) {
   std::string s;
