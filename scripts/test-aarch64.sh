@@ -27,8 +27,9 @@ fi
 # about 4.5 minutes here and their build 5.5; this selection about 1.5 and 3.5).
 tests_regex='/tests/(formats/[^/]*|verify/tensor_error|engine/(matmul|engine_reference)|convert/(convert_families|convert_oracle|dequant)|synth/synth_random)_test[.]cpp$'
 cmake -S . -B build-aarch64 -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_TOOLCHAIN_FILE=cmake/toolchain-aarch64-linux-gnu.cmake -DFP4KIT_CUDA=OFF -DFP4KIT_BENCH=OFF \
+  -DCMAKE_TOOLCHAIN_FILE=cmake/toolchain-aarch64-linux-gnu.cmake -DFP4KIT_CUDA=OFF -DFP4KIT_BENCH=OFF -DFP4KIT_LIB_UNITY=ON \
   -DFP4KIT_TEST_FILES_REGEX="$tests_regex"
+scripts/check-library-unity.py build-aarch64
 cmake --build build-aarch64 -j "$jobs" --target fp4kit fp4kit_tests
 
 tests=build-aarch64/fp4kit_tests-emulated

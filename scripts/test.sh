@@ -4,7 +4,10 @@
 # repository root.
 set -euo pipefail
 jobs=$(nproc)
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DFP4KIT_LIB_UNITY=ON
+# The library compiles in unity groups (src/unity_groups.cmake): each build checks, before it
+# compiles, that every library source is in one and that no two members of a group clash.
+scripts/check-library-unity.py build
 cmake --build build -j "$jobs"
 # Twice as many tests as cores: many wait on the CLI processes they start (measured: 94 -> 82 s).
 ctest --test-dir build --output-on-failure -j $(( 2 * jobs ))
@@ -18,7 +21,8 @@ scripts/test-cpu-models.sh build
 # build is g++'s, so both compilers build the whole tree) with FP4KIT_FUZZ=ON: the same library, with
 # libFuzzer's coverage instrumentation, gives the tests and the fuzz targets, so fuzzing costs no
 # third build.
-cmake -S . -B build-asan -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1 -g1" -DFP4KIT_SANITIZE=ON -DFP4KIT_FUZZ=ON -DFP4KIT_BENCH=OFF -DFP4KIT_CUDA=OFF
+cmake -S . -B build-asan -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1 -g1" -DFP4KIT_SANITIZE=ON -DFP4KIT_FUZZ=ON -DFP4KIT_BENCH=OFF -DFP4KIT_CUDA=OFF -DFP4KIT_LIB_UNITY=ON
+scripts/check-library-unity.py build-asan
 cmake --build build-asan -j "$jobs"
 # The GoogleTest cases run in a few dozen long-lived processes, four at a time, each holding whole
 # test suites (scripts/run-gtest-shards.sh: one ASan start-up per process instead of per test, and a
