@@ -24,33 +24,9 @@ PY
   --hessian-mode full --quiet --force
 EVAL="--data $DATA/calib/oracle/calib_ids.safetensors --samples 4 --seq-len 96 --quiet --max-kld 1 --min-top1 0 --no-attribution"
 "$FP4KIT" eval "$SRC" --base "$SRC" $EVAL --save-base-logits "$WORK/base.safetensors" > /dev/null
-printf '| %-14s | %-5s | %9s | %8s | %9s | %6s | %s |\n' "--scales" "gptq" "convert s" "verify" "mean KLD" "top-1" "99% KLD"
-printf '|%s|%s|---:|---|---:|---:|---:|\n' "----------------" "-------"
-for scales in max mse four-over-six hessian; do
-  for gptq in no yes; do
-    out="$WORK/out-$scales-$gptq"
-    flags="--recipe all-linear --weight-only --scales $scales --threads 2 --quiet"
-    [ "$scales" = hessian ] || [ "$gptq" = yes ] && flags="$flags --hessian $WORK/xtx"
-    [ "$scales" = hessian ] && flags="$flags --hessian-missing mse"
-    [ "$gptq" = yes ] && flags="$flags --gptq --gptq-missing rtn"
-    rm -rf "$out"
-    start=$(date +%s.%N)
-    # shellcheck disable=SC2086
-    "$FP4KIT" convert "$SRC" "$out" $flags
-    end=$(date +%s.%N)
-    if "$FP4KIT" verify "$out" --source "$SRC" --quiet > /dev/null; then ok=pass; else ok=FAIL; fi
-    # shellcheck disable=SC2086
-    "$FP4KIT" eval "$out" --base "$SRC" $EVAL --base-logits "$WORK/base.safetensors" --json "$WORK/eval.json" > /dev/null
-    python3 - "$WORK/eval.json" "$scales" "$gptq" "$start" "$end" "$ok" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1])); s = r["statistics"]
-k = s["kld"]
-p99 = next(p["value"] for p in k["percentiles"] if p["fraction"] == 0.99)
-print(f"| {sys.argv[2]:14s} | {sys.argv[3]:5s} | {float(sys.argv[5]) - float(sys.argv[4]):9.2f} | {sys.argv[6]:8s} | "
-      f"{k['mean']:9.5f} | {100 * s['top1']['value']:5.1f}% | {p99:.4f} |")
-PY
-  done
-done
+# shellcheck source=bench/methods_table.sh
+source "$(dirname "$0")/methods_table.sh"
+CONVERT_EXTRA="--threads 2" GPTQ_EXTRA="" methods_table
 
 # The tiny DeepSeek V3 (FP8 blocks) and Llama (BF16) fixtures: the engine runs V4 only, so neither
 # calibration (hessian, GPTQ) nor eval applies; the weight SQNR that `verify --source` measures, mean
