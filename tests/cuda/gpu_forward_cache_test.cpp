@@ -79,6 +79,15 @@ Both run_both(gpu_engine::Precision precision) {
   return r;
 }
 
+// The BF16 bound of two passes whose products ran on different row counts: last-bit differences can
+// flip a linear input's BF16 rounding, so the logits are held to each other by KL and top-1.
+void expect_bf16_agreement(const std::vector<float>& reference, const std::vector<float>& other) {
+  const testing::Divergence d = testing::divergence(reference, other, 1024);
+  EXPECT_TRUE(testing::finite_below(d.kld_mean, 1e-3)) << "mean KL";
+  EXPECT_TRUE(testing::finite_below(d.kld_max, 2e-2)) << "largest KL";
+  EXPECT_GE(d.top1_same, d.positions * 97 / 100) << "top-1 agreement of " << d.positions;
+}
+
 TEST(CudaGpuForwardCache, ContinuationMatchesTheWholeSequenceInF32) {
   FP4KIT_REQUIRE_GPU();
   const Both r = run_both(gpu_engine::Precision::F32);
@@ -88,10 +97,7 @@ TEST(CudaGpuForwardCache, ContinuationMatchesTheWholeSequenceInF32) {
 TEST(CudaGpuForwardCache, ContinuationMatchesTheWholeSequenceInBf16) {
   FP4KIT_REQUIRE_GPU();
   const Both r = run_both(gpu_engine::Precision::Bf16);
-  const testing::Divergence d = testing::divergence(r.whole, r.continued, 1024);
-  EXPECT_TRUE(testing::finite_below(d.kld_mean, 1e-3)) << "mean KL";
-  EXPECT_TRUE(testing::finite_below(d.kld_max, 2e-2)) << "largest KL";
-  EXPECT_GE(d.top1_same, d.positions * 97 / 100) << "top-1 agreement of " << d.positions;
+  expect_bf16_agreement(r.whole, r.continued);
 }
 
 // Greedy generation on the GPU in F32, with the caches and rerunning the sequence at each step,
@@ -190,10 +196,7 @@ TEST(CudaGpuForwardCache, AdvancingTogetherMatchesEachSequenceAloneInBf16) {
   FP4KIT_REQUIRE_GPU();
   const AloneAndTogether r = advance_both_ways(gpu_engine::Precision::Bf16);
   ASSERT_EQ(r.alone.size(), r.together.size());
-  const testing::Divergence d = testing::divergence(r.alone, r.together, 1024);
-  EXPECT_TRUE(testing::finite_below(d.kld_mean, 1e-3)) << "mean KL";
-  EXPECT_TRUE(testing::finite_below(d.kld_max, 2e-2)) << "largest KL";
-  EXPECT_GE(d.top1_same, d.positions * 97 / 100) << "top-1 agreement of " << d.positions;
+  expect_bf16_agreement(r.alone, r.together);
 }
 
 TEST(CudaGpuForwardCache, AdvancingTogetherRefusesWhatItCannotContinue) {
