@@ -34,6 +34,7 @@ class CpuLayerRunner : public LayerRunner {
     state_.hidden = streams;
   }
   std::vector<float> head() override { return engine_.head(state_); }
+  std::vector<float> head_last() override { return engine_.head(state_, true); }
   void rerun_layer(int64_t layer, std::vector<float>& streams) override {
     if (streams.size() != state_.hidden.size())
       throw InputError("streams of " + std::to_string(streams.size()) + " values do not fit this batch (" +

@@ -33,8 +33,8 @@ Generation generate_greedy(LayerRunner& runner, const std::vector<int64_t>& prom
     else if (step == 0) runner.embed_continued(prompt, 1, static_cast<int64_t>(prompt.size()) + max_new_tokens);
     else runner.embed_next({g.tokens.back()});
     for (int64_t l = 0; l < L; ++l) runner.run_layer(l);
-    const std::vector<float> logits = runner.head();
-    const float* last = logits.data() + logits.size() - static_cast<size_t>(V);  // the step's last token
+    const std::vector<float> logits = runner.head_last();
+    const float* last = logits.data();
     const int64_t next = argmax(last, V);
     g.tokens.push_back(next);
     g.step_logits.insert(g.step_logits.end(), last, last + V);

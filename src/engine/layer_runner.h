@@ -45,6 +45,8 @@ class LayerRunner {
   virtual void set_hidden(const std::vector<float>& streams, int64_t after_layer) = 0;
   // Logits [tokens, vocab] of this step's tokens once every layer ran.
   virtual std::vector<float> head() = 0;
+  // The same for each sequence's last token only: logits [batch, vocab].
+  virtual std::vector<float> head_last() = 0;
   // Runs the layer run_layer() last ran once more, with this runner's weights, on other streams of
   // this batch's shape (in place), leaving the runner's own streams as they were: what this model's
   // layer makes of another model's input (eval's attribution). InputError naming the layer if the

@@ -1097,12 +1097,15 @@ void GpuForward::set_hidden(const std::vector<float>& streams, int64_t after_lay
   start_groups(after_layer + 1);  // the reader was ahead at the wrong groups
 }
 
-std::vector<float> GpuForward::head() {
+std::vector<float> GpuForward::head(bool last_only) {
   Impl& m = *impl_;
   const ModelConfig& cfg = m.cfg;
   if (!batch_ || batch_->next_layer != cfg.layers())
     throw Error("head: run every layer first");
-  const int64_t T = batch_->tokens(), H = cfg.hidden(), hc = cfg.hc(), V = cfg.base.vocab_size, seq = batch_->seq;
+  const int64_t H = cfg.hidden(), hc = cfg.hc(), V = cfg.base.vocab_size, seq = batch_->seq;
+  // Rows per sequence: every token, or its last (a prompt's logits are a long way from the host and
+  // unused when only the next token is wanted: T x vocab floats).
+  const int64_t rows_each = last_only ? 1 : seq;
   next_group();
   const cuda::StreamOrderedAllocations ordered(m.stream);
   const int64_t per_chunk = sequences_per_chunk(head_bytes_per_token(cfg), "the head");
@@ -1114,17 +1117,24 @@ std::vector<float> GpuForward::head() {
   const float* scale = m.weight("hc_head_scale", {1});
   const float* norm = m.weight("norm.weight", {H});
   const LinearWeight head = m.linear_weight("head.weight", V, H);
-  cuda::DeviceBuffer logits = floats(shape.tokens * V, "logits");
-  std::vector<float> out(static_cast<size_t>(T * V));
+  cuda::DeviceBuffer logits = floats(per_chunk * rows_each * V, "logits");
+  std::vector<float> out(static_cast<size_t>(batch_->batch * rows_each * V));
+  const float* streams = batch_->streams.data<float>();
   for (int64_t s0 = 0; s0 < batch_->batch; s0 += per_chunk) {
-    const int64_t first = s0 * seq, Tc = std::min(per_chunk, batch_->batch - s0) * seq;
-    shape.tokens = Tc;
-    cuda::hc_head(batch_->streams.data<float>() + first * hc * H, shape,
-                  {fn, base, scale}, x.data<float>(), scratch.data<float>(),
-                  m.stream.get());
-    cuda::rms_norm_rows(x.data<float>(), Tc, H, norm, cfg.rms_eps, x.data<float>(), m.stream.get());
-    m.linear(x.data<float>(), head, logits.data<float>(), Tc);
-    cuda::copy_to_host(out.data() + first * V, logits.data(), static_cast<size_t>(Tc * V) * 4, m.stream);
+    const int64_t n = std::min(per_chunk, batch_->batch - s0), rows = n * rows_each;
+    if (last_only) {
+      shape.tokens = 1;
+      for (int64_t s = 0; s < n; ++s)
+        cuda::hc_head(streams + ((s0 + s) * seq + seq - 1) * hc * H, shape, {fn, base, scale}, x.data<float>() + s * H,
+                      scratch.data<float>(), m.stream.get());
+    } else {
+      shape.tokens = rows;
+      cuda::hc_head(streams + s0 * seq * hc * H, shape, {fn, base, scale}, x.data<float>(), scratch.data<float>(),
+                    m.stream.get());
+    }
+    cuda::rms_norm_rows(x.data<float>(), rows, H, norm, cfg.rms_eps, x.data<float>(), m.stream.get());
+    m.linear(x.data<float>(), head, logits.data<float>(), rows);
+    cuda::copy_to_host(out.data() + s0 * rows_each * V, logits.data(), static_cast<size_t>(rows * V) * 4, m.stream);
     m.stream.synchronize("head");
   }
   finish_timing();

@@ -90,7 +90,8 @@ class GpuForward {
   void run_layer(int64_t layer);
   std::vector<float> hidden() const;
   void set_hidden(const std::vector<float>& streams, int64_t after_layer);
-  std::vector<float> head();
+  // last_only: only each sequence's last token, logits [batch, vocab].
+  std::vector<float> head(bool last_only = false);
   // The layer run_layer() last ran, again with its weights (still on the device) on other streams of
   // this batch's shape, in place; the batch's own streams stay (engine::LayerRunner::rerun_layer).
   void rerun_layer(int64_t layer, std::vector<float>& streams);

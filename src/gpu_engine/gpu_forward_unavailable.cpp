@@ -25,7 +25,7 @@ void GpuForward::embed_next(const std::vector<int64_t>&) { unavailable(); }
 void GpuForward::run_layer(int64_t) { unavailable(); }
 std::vector<float> GpuForward::hidden() const { unavailable(); }
 void GpuForward::set_hidden(const std::vector<float>&, int64_t) { unavailable(); }
-std::vector<float> GpuForward::head() { unavailable(); }
+std::vector<float> GpuForward::head(bool) { unavailable(); }
 void GpuForward::start_groups(int64_t) { unavailable(); }
 GpuForward::SavedBatch::SavedBatch() = default;
 GpuForward::SavedBatch::~SavedBatch() = default;

@@ -21,6 +21,7 @@ class GpuLayerRunner : public engine::LayerRunner {
   std::vector<float> hidden() const override { return gpu_.hidden(); }
   void set_hidden(const std::vector<float>& streams, int64_t after_layer) override { gpu_.set_hidden(streams, after_layer); }
   std::vector<float> head() override { return gpu_.head(); }
+  std::vector<float> head_last() override { return gpu_.head(true); }
   void rerun_layer(int64_t layer, std::vector<float>& streams) override { gpu_.rerun_layer(layer, streams); }
   engine::LayerTiming last_timing() const override { return gpu_.last_timing(); }
 

@@ -33,8 +33,8 @@ class GpuSequenceModel : public engine::SequenceModel {
         gpu_.embed_next(mine);
       }
       for (int64_t l = 0; l < gpu_.config().layers(); ++l) gpu_.run_layer(l);
-      const std::vector<float> logits = gpu_.head();
-      std::copy(logits.end() - static_cast<ptrdiff_t>(V), logits.end(), out.begin() + static_cast<ptrdiff_t>(i * V));
+      const std::vector<float> logits = gpu_.head(true);
+      std::copy(logits.begin(), logits.end(), out.begin() + static_cast<ptrdiff_t>(i * V));
       q.saved = gpu_.save_batch();
       q.grow(static_cast<int64_t>(n));
     }

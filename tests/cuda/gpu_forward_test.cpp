@@ -111,6 +111,51 @@ TEST(CudaGpuForward, ChunkedBatchMatchesTheCpuEngine) {
   EXPECT_EQ(gpu.last_timing().chunks, 3);
 }
 
+// Only each sequence's last token (what generation and the server ask for): the CPU engine's
+// last-token logits, and the last rows of the GPU's own every-token logits, also when the head runs
+// in chunks of sequences.
+TEST(CudaGpuForward, LastTokenLogitsMatchTheCpuEngine) {
+  FP4KIT_REQUIRE_GPU();
+  const std::string model = testing::test_data("dsv4-tiny");
+  engine::Engine cpu(model);
+  const int64_t V = cpu.config().base.vocab_size, batch = 3, seq = 70;
+  const auto ids = token_ids(batch * seq, V, 11);
+  engine::ForwardState state = cpu.embed(ids, batch);
+  for (int64_t l = 0; l < cpu.config().layers(); ++l) cpu.run_layer(l, state);
+  const std::vector<float> want = cpu.head(state, true);
+  ASSERT_EQ(want.size(), static_cast<size_t>(batch * V));
+  double scale = 0;
+  for (float v : want) scale = std::max(scale, std::fabs(static_cast<double>(v)));
+  ASSERT_GT(scale, 0.0);
+  for (int64_t per_chunk : {int64_t{0}, int64_t{2}}) {
+    SCOPED_TRACE("sequences per chunk " + std::to_string(per_chunk));
+    gpu_engine::GpuForwardOptions o = f32();
+    o.max_chunk_sequences = per_chunk;
+    gpu_engine::GpuForward gpu(model, o);
+    gpu.embed(ids, batch);
+    for (int64_t l = 0; l < cpu.config().layers(); ++l) gpu.run_layer(l);
+    const std::vector<float> last = gpu.head(true);
+    ASSERT_EQ(last.size(), want.size());
+    gpu.embed(ids, batch);
+    for (int64_t l = 0; l < cpu.config().layers(); ++l) gpu.run_layer(l);
+    const std::vector<float> every = gpu.head();
+    ASSERT_EQ(every.size(), static_cast<size_t>(batch * seq * V));
+    for (int64_t b = 0; b < batch; ++b) {
+      const float* g = &last[static_cast<size_t>(b * V)];
+      const float* w = &want[static_cast<size_t>(b * V)];
+      const float* e = &every[static_cast<size_t>(((b + 1) * seq - 1) * V)];
+      for (int64_t v = 0; v < V; ++v) {
+        // The negated form fails on NaN too.
+        ASSERT_TRUE(std::fabs(static_cast<double>(g[v]) - w[v]) <= 2e-4 * scale)
+            << "sequence " << b << " token " << v << ": " << g[v] << " vs CPU " << w[v];
+        ASSERT_TRUE(std::fabs(static_cast<double>(g[v]) - e[v]) <= 1e-5 * scale)
+            << "sequence " << b << " token " << v << ": " << g[v] << " vs every-token head " << e[v];
+      }
+      EXPECT_EQ(std::max_element(g, g + V) - g, std::max_element(w, w + V) - w) << "sequence " << b;
+    }
+  }
+}
+
 // A budget below what one sequence needs beside the group's weights: an InputError naming the
 // step and the flag; one below the hidden streams themselves: the allocation names the budget.
 TEST(CudaGpuForward, MemoryBudgetTooSmallIsNamed) {
