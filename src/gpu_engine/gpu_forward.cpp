@@ -148,6 +148,56 @@ struct GpuForward::Impl {
   static constexpr int64_t kKeptMoeTokens = 64;
   std::unique_ptr<cuda::MoeWorkspace> kept_moe_workspace;
 
+  // A decode step's checks, read back once at its end instead of where each is made (every read-back
+  // is a synchronisation that empties the device's queue of work): the first non-finite value of the
+  // embedding's and of each layer's output, and each layer's router's first bad token. Kernels after
+  // a bad route stay in bounds (moe_route leaves such slots out of every expert's rows), so only the
+  // error's place is late, not its detection. Active inside advance_together().
+  struct StepChecks {
+    bool active = false;
+    int64_t sites = 0;         // the embedding, then each layer
+    int64_t values = 0;        // values per site's output: "no non-finite value" is this index
+    std::vector<int64_t> ids;  // the step's tokens, for the routing message
+    std::vector<std::string> where;
+    cuda::DeviceBuffer device;  // int64 first non-finite [sites], then int64 bad token + 1 [sites]
+    std::vector<int64_t> host;  // the initial values, then the read-back
+  } step_checks;
+
+  void begin_step_checks(int64_t layers, int64_t values, const std::vector<int64_t>& ids, int64_t sequences) {
+    StepChecks& c = step_checks;
+    c.sites = 1 + layers, c.values = values, c.ids = ids;
+    c.where.assign(1, "the token embedding");
+    for (int64_t l = 0; l < layers; ++l)
+      c.where.push_back("layer " + std::to_string(l) + " (a step of " + std::to_string(sequences) + " sequences)");
+    if (c.device.bytes() != static_cast<size_t>(2 * c.sites) * 8)
+      c.device = cuda::DeviceBuffer(static_cast<size_t>(2 * c.sites) * 8, "step checks");  // kept: the same size every step
+    c.host.assign(static_cast<size_t>(2 * c.sites), 0);
+    std::fill(c.host.begin(), c.host.begin() + c.sites, values);
+    cuda::copy_to_device(c.device.data(), c.host.data(), c.host.size() * 8, stream);
+    c.active = true;
+  }
+  int64_t* first_nonfinite_slot(int64_t site) { return step_checks.device.data<int64_t>() + site; }
+  int64_t* bad_route_slot(int64_t layer) { return step_checks.device.data<int64_t>() + step_checks.sites + 1 + layer; }
+  // Queued before the step's last synchronisation; throw_step_check_failures() reads it after.
+  void read_step_checks() {
+    cuda::copy_to_host(step_checks.host.data(), step_checks.device.data(), step_checks.host.size() * 8, stream);
+  }
+  // The first failure in the order the checks would have thrown: each site's routing, then its output.
+  void throw_step_check_failures() {
+    const StepChecks& c = step_checks;
+    const int64_t width = cfg.hc() * cfg.hidden();
+    for (int64_t site = 0; site < c.sites; ++site) {
+      const int64_t bad = c.host[static_cast<size_t>(c.sites + site)], at = c.host[static_cast<size_t>(site)];
+      if (bad > 0)
+        throw InputError(ckpt.dir() + ": tensor 'layers." + std::to_string(site - 1) + ".ffn.gate.tid2eid' routes token " +
+                         std::to_string(bad - 1) + " (id " + std::to_string(c.ids[static_cast<size_t>(bad - 1)]) +
+                         ") outside the experts or the vocabulary");
+      if (at < c.values)
+        throw InputError(ckpt.dir() + ": non-finite activation in the output of " + c.where[static_cast<size_t>(site)] +
+                         " (sequence " + std::to_string(at / width) + ", position 0)");
+    }
+  }
+
   Impl(const std::string& dir, const GpuForwardOptions& o)
       : cfg(ModelConfig::load(dir)),
         ckpt(io::Checkpoint::open(dir)),
@@ -441,20 +491,33 @@ struct GpuForward::Impl {
       r.bias = bias;
     }
     cuda::route_tokens(r, stream.get());
+    cuda::DeviceBuffer routed = floats(T * H, "routed output");
+    const bool grouped = lin.precision() == Precision::Bf16 && !all_experts && routed_experts_of(layer).grouped;
+    if (step_checks.active && grouped && !observer && first == 0) {
+      // The host needs nothing of the routing: its check is read at the end of the step.
+      cuda::copy_on_device(bad_route_slot(layer), bad.data(), 4, stream);
+      clock.mark("moe.routing", stream);
+      if (!routed_grouped(layer, x, T, chosen, weights, routed.data<float>()))
+        throw Error("GPU forward: layer " + std::to_string(layer) + "'s routed experts left the grouped path");
+      clock.mark("moe.routed", stream);
+      shared_and_sum(p, x, T, routed, out);
+      return;
+    }
     std::vector<int32_t> h_chosen(static_cast<size_t>(T * k));
     std::vector<float> h_weights(static_cast<size_t>(T * k));
     int32_t h_bad = 0;
     cuda::copy_to_host(h_chosen.data(), chosen.data(), h_chosen.size() * 4, stream);
     cuda::copy_to_host(h_weights.data(), weights.data(), h_weights.size() * 4, stream);
     cuda::copy_to_host(&h_bad, bad.data(), 4, stream);
+    if (step_checks.active) read_step_checks();  // what the step found before this comes first
     stream.synchronize("routing");
+    if (step_checks.active) throw_step_check_failures();
     if (h_bad)
       throw InputError(ckpt.dir() + ": tensor '" + p + "gate.tid2eid' routes token " + std::to_string(first + h_bad - 1) +
                        " (id " + std::to_string(ids[h_bad - 1]) + ") outside the experts or the vocabulary");
     clock.mark("moe.routing", stream);
 
-    cuda::DeviceBuffer routed = floats(T * H, "routed output");
-    if (lin.precision() == Precision::Bf16 && !all_experts && routed_grouped(layer, x, T, chosen, weights, routed.data<float>())) {
+    if (grouped && routed_grouped(layer, x, T, chosen, weights, routed.data<float>())) {
       clock.mark("moe.routed", stream);
       shared_and_sum(p, x, T, routed, out);
       return;
@@ -635,8 +698,14 @@ struct GpuForward::Impl {
     return g;
   }
 
-  void check_finite(const cuda::DeviceBuffer& streams, int64_t T, int64_t seq, int64_t past, const std::string& where) {
+  // `site` (the embedding 0, layer l at l + 1): where a decode step's deferred check goes.
+  void check_finite(const cuda::DeviceBuffer& streams, int64_t T, int64_t seq, int64_t past, const std::string& where,
+                    int64_t site = -1) {
     const int64_t width = cfg.hc() * cfg.hidden(), n = T * width;
+    if (step_checks.active && site >= 0 && n == step_checks.values) {
+      cuda::first_nonfinite(streams.data<float>(), n, first_nonfinite_slot(site), stream.get());
+      return;
+    }
     cuda::DeviceBuffer first(8, "non-finite check");
     cuda::copy_to_device(first.data(), &n, 8, stream);
     cuda::first_nonfinite(streams.data<float>(), n, first.data<int64_t>(), stream.get());
@@ -735,6 +804,12 @@ std::vector<float> GpuForward::advance_together(std::vector<SavedBatch>& saved, 
   park_group();
   batch_ = std::make_unique<Batch>();
   batch_->batch = N;
+  Impl& m = *impl_;
+  struct EndChecks {
+    Impl& m;
+    ~EndChecks() { m.step_checks.active = false; }
+  } end_checks{m};
+  m.begin_step_checks(cfg.layers(), N * cfg.hc() * cfg.hidden(), ids, N);
   embed_tokens(ids, positions);
   for (int64_t layer = 0; layer < cfg.layers(); ++layer) {
     next_group();
@@ -747,11 +822,12 @@ std::vector<float> GpuForward::advance_together(std::vector<SavedBatch>& saved, 
       chunk.runs.push_back(AttentionRun{cuda::SequenceBatch{1, 1, b.past, c.rows}, &c, 0, i});
     }
     compute_chunks(layer, batch_->streams.data<float>(), {chunk});
-    impl_->check_finite(batch_->streams, N, 1, 0, "layer " + std::to_string(layer) + " (a step of " + std::to_string(N) + " sequences)");
-    impl_->clock.mark("checks", impl_->stream);
+    m.check_finite(batch_->streams, N, 1, 0, m.step_checks.where[static_cast<size_t>(layer + 1)], layer + 1);
+    m.clock.mark("checks", m.stream);
     ++batch_->next_layer;
     finish_timing();
   }
+  m.read_step_checks();  // head() synchronises, then throws the first failure before its own check
   std::vector<float> logits = head();
   batch_.reset();
   return logits;
@@ -844,7 +920,9 @@ void GpuForward::next_group() {
 void GpuForward::finish_timing() {
   timing_.compute_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start_).count();
   timing_.device_peak_bytes = cuda::device_bytes_peak();
-  timing_.stage_seconds = impl_->clock.seconds();
+  // Inside a decode step the stage split would cost a synchronisation per layer (host time only then).
+  if (impl_->step_checks.active) timing_.stage_seconds.clear();
+  else timing_.stage_seconds = impl_->clock.seconds();
 }
 
 // As many of the batch's sequences as fit the budget beside what the device holds now (the hidden
@@ -946,7 +1024,7 @@ void GpuForward::embed_tokens(const std::vector<int64_t>& ids, std::vector<int64
       cuda::copy_2d(batch_->streams.data<float>() + (first * hc + j) * H, static_cast<size_t>(hc * H) * 4, x.data(),
                     static_cast<size_t>(H) * 4, static_cast<size_t>(H) * 4, static_cast<size_t>(Tc), m.stream);
   }
-  m.check_finite(batch_->streams, T, seq, past, "the token embedding");
+  m.check_finite(batch_->streams, T, seq, past, "the token embedding", 0);
   finish_timing();
 }
 
@@ -1140,6 +1218,7 @@ std::vector<float> GpuForward::head(bool last_only) {
   finish_timing();
   park_group();
   m.group = {};  // the last group's device memory goes now (unless it is resident)
+  if (m.step_checks.active) m.throw_step_check_failures();
   for (size_t i = 0; i < out.size(); ++i)
     if (!std::isfinite(out[i]))
       throw InputError(m.ckpt.dir() + ": non-finite logit (row " + std::to_string(i / static_cast<size_t>(V)) +

@@ -18,7 +18,7 @@ class GpuSequenceModel : public engine::SequenceModel {
 
   std::vector<float> advance(const std::vector<Sequence*>& sequences, const std::vector<int64_t>& ids) override {
     const size_t n = static_cast<size_t>(new_tokens_each(sequences, ids)), V = static_cast<size_t>(gpu_.config().base.vocab_size);
-    if (n == 1 && sequences.size() > 1 &&
+    if (n == 1 &&
         std::all_of(sequences.begin(), sequences.end(), [](Sequence* s) { return static_cast<bool>(static_cast<GpuSequence*>(s)->saved); }))
       return decode_together(sequences, ids);
     std::vector<float> out(sequences.size() * V);
@@ -47,7 +47,7 @@ class GpuSequenceModel : public engine::SequenceModel {
     using Sequence::grow;
   };
 
-  // One new token of each of several running sequences in one pass over the weights. A failed step
+  // One new token of each running sequence (one or more) in one pass over the weights. A failed step
   // leaves every one of them unable to go on (their saved state is dropped).
   std::vector<float> decode_together(const std::vector<Sequence*>& sequences, const std::vector<int64_t>& ids) {
     std::vector<GpuForward::SavedBatch> saved;

@@ -1,8 +1,9 @@
 #pragma once
 // The GPU forward pass as an engine::SequenceModel (what `serve --device cuda` drives): each
 // sequence keeps its attention caches on the device between steps (GpuForward::SavedBatch). A
-// decode step of several running sequences (one new token each) runs as one batch through every
-// product (GpuForward::advance_together); prompts and first steps run one sequence at a time.
+// decode step of the running sequences (one new token each, one sequence or many) runs as one batch
+// through every product (GpuForward::advance_together), its checks read back once at its end;
+// prompts and first steps run one sequence at a time.
 #include <memory>
 #include <string>
 

@@ -9,7 +9,10 @@
 // Greedy generation with the caches (and without) gives transformers' tokens.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
+#include <filesystem>
+#include <string>
 #include <vector>
 
 #include "base/error.h"
@@ -20,6 +23,8 @@
 #include "gpu_test.h"
 #include "logit_divergence.h"
 #include "nan_aware.h"
+#include "test_data.h"
+#include "verify/verify_test_util.h"
 
 namespace fp4kit {
 namespace {
@@ -222,6 +227,62 @@ TEST(CudaGpuForwardCache, AdvancingTogetherRefusesWhatItCannotContinue) {
   gpu.head();
   saved.push_back(gpu.save_batch());
   EXPECT_THROW(gpu.advance_together(saved, {1, 2, 3}), Error) << "a batch of two sequences";
+}
+
+// A decode step reads its checks back once, at its end, yet names a failure inside it as the checks
+// made in place name it: a non-finite value in the token embedding, a hash-routed layer's table
+// entry outside the experts. In BF16 the routed experts take the grouped path, where nothing of the
+// routing comes back to the host during the step; in F32 the routing is read back where it is made.
+TEST(CudaGpuForwardCache, AdvancingTogetherNamesAFailureInsideTheStep) {
+  FP4KIT_REQUIRE_GPU();
+  namespace fs = std::filesystem;
+  const std::string dir = testing::fresh_temp_dir("gpu-advance-checks");
+  for (const auto& e : fs::directory_iterator(testing::tiny_dir()))
+    fs::copy_file(e.path(), fs::path(dir) / e.path().filename());
+  const int64_t H = 128;  // the tiny model's hidden size (embed.weight [1024, 128] BF16)
+  const uint16_t nan_bf16 = 0x7fc0;
+  testing::write_tensor_bytes(dir, "embed.weight", static_cast<uint64_t>(900 * H + 5) * 2, &nan_bf16, 2);
+  const int64_t far = int64_t{1} << 20;  // layer 1's experts for token 901: the second is past the last
+  testing::write_tensor_bytes(dir, "layers.1.ffn.gate.tid2eid", static_cast<uint64_t>(901 * 2 + 1) * 8, &far, 8);
+  for (const gpu_engine::Precision precision : {gpu_engine::Precision::F32, gpu_engine::Precision::Bf16}) {
+    SCOPED_TRACE(gpu_engine::precision_name(precision));
+    gpu_engine::GpuForward gpu(dir, with(precision));
+    ASSERT_EQ(gpu.config().hidden(), H);
+    const int64_t L = gpu.config().layers(), V = gpu.config().base.vocab_size;
+    const auto two_running = [&] {
+      std::vector<gpu_engine::GpuForward::SavedBatch> saved;
+      for (const std::vector<int64_t>& prompt : {std::vector<int64_t>{1, 2, 3}, std::vector<int64_t>{4, 5}}) {
+        gpu.embed_continued(prompt, 1, 8);
+        for (int64_t l = 0; l < L; ++l) gpu.run_layer(l);
+        gpu.head();
+        saved.push_back(gpu.save_batch());
+      }
+      return saved;
+    };
+    const auto message_of = [&](const std::vector<int64_t>& ids) -> std::string {
+      std::vector<gpu_engine::GpuForward::SavedBatch> saved = two_running();
+      try {
+        gpu.advance_together(saved, ids);
+      } catch (const InputError& e) {
+        return e.what();
+      }
+      return "(no error)";
+    };
+    std::string m = message_of({7, 900});
+    EXPECT_NE(m.find("non-finite activation in the output of the token embedding (sequence 1, position 0)"), std::string::npos) << m;
+    m = message_of({901, 7});
+    EXPECT_NE(m.find("tensor 'layers.1.ffn.gate.tid2eid' routes token 0 (id 901) outside the experts"), std::string::npos) << m;
+    // Both refused in one step: the embedding's failure comes first, as it would in place.
+    m = message_of({901, 900});
+    EXPECT_NE(m.find("the token embedding (sequence 1"), std::string::npos) << m;
+    // Tokens the damage does not touch go on, their logits finite.
+    std::vector<gpu_engine::GpuForward::SavedBatch> saved = two_running();
+    for (int step = 0; step < 3; ++step) {
+      const std::vector<float> logits = gpu.advance_together(saved, {7 + step, 8 + step});
+      ASSERT_EQ(logits.size(), static_cast<size_t>(2 * V));
+      for (size_t i = 0; i < logits.size(); ++i) ASSERT_TRUE(std::isfinite(logits[i])) << "step " << step << " logit " << i;
+    }
+  }
 }
 
 }  // namespace
