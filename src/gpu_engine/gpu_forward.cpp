@@ -118,8 +118,9 @@ struct GpuForward::Impl {
   bool last_chunk = true;    // no later chunk of the layer that runs shows the observer its inputs again
   cuda::DeviceBuffer amax_out{8, "observer amax"}, amax_scratch;
   StageClock clock;  // the compute of the current step by stage
-  cuda::DeviceBuffer hash_table;  // tid2eid of layer hash_table_layer
-  int64_t hash_table_layer = -1;
+  // Each hash-routed layer's tid2eid [vocab, k] on the device, read once per pass (6 MB a layer at
+  // V4's vocabulary: reading and uploading it again cost more than a decode step's products).
+  std::map<int64_t, cuda::DeviceBuffer> hash_tables;
   size_t budget = 0;  // device bytes the pass may hold (--gpu-memory, or what was free at the start)
   // The forward pass's tensor groups (engine/layer_groups.h): embedding, each layer, head.
   std::vector<io::TensorGroup> groups;
@@ -477,13 +478,13 @@ struct GpuForward::Impl {
     r.chosen = chosen.data<int32_t>(), r.weights = weights.data<float>(), r.bad = bad.data<int32_t>();
     const float* bias = nullptr;
     if (cfg.hash_routed[static_cast<size_t>(layer)]) {
-      if (hash_table_layer != layer) {  // read once per layer, whatever the chunks
+      cuda::DeviceBuffer& hash_table = hash_tables[layer];
+      if (!hash_table.data()) {
         const std::vector<int64_t> t2e = stored.read_i64(p + "gate.tid2eid");
         if (static_cast<int64_t>(t2e.size()) != b.vocab_size * k)
           throw InputError(ckpt.dir() + ": tensor '" + p + "gate.tid2eid' has " + std::to_string(t2e.size()) +
                            " entries, the config implies [" + std::to_string(b.vocab_size) + ", " + std::to_string(k) + "]");
         hash_table = upload_any(t2e, stream, p + "gate.tid2eid");
-        hash_table_layer = layer;
       }
       r.tid2eid = hash_table.data<int64_t>(), r.ids = d_ids;
     } else {
