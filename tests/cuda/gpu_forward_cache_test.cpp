@@ -204,17 +204,23 @@ TEST(CudaGpuForwardCache, AdvancingTogetherMatchesEachSequenceAloneInBf16) {
   expect_bf16_agreement(r.alone, r.together);
 }
 
+// Two sequences saved after their prompts (ids 1 2 3 and 4 5), each ready for its next token.
+std::vector<gpu_engine::GpuForward::SavedBatch> two_running(gpu_engine::GpuForward& gpu) {
+  std::vector<gpu_engine::GpuForward::SavedBatch> saved;
+  for (const std::vector<int64_t>& prompt : {std::vector<int64_t>{1, 2, 3}, std::vector<int64_t>{4, 5}}) {
+    gpu.embed_continued(prompt, 1, 8);
+    for (int64_t l = 0; l < gpu.config().layers(); ++l) gpu.run_layer(l);
+    gpu.head();
+    saved.push_back(gpu.save_batch());
+  }
+  return saved;
+}
+
 TEST(CudaGpuForwardCache, AdvancingTogetherRefusesWhatItCannotContinue) {
   FP4KIT_REQUIRE_GPU();
   gpu_engine::GpuForward gpu(testing::tiny_dir(), with(gpu_engine::Precision::F32));
   const int64_t L = gpu.config().layers();
-  std::vector<gpu_engine::GpuForward::SavedBatch> saved;
-  for (const std::vector<int64_t>& prompt : {std::vector<int64_t>{1, 2, 3}, std::vector<int64_t>{4, 5}}) {
-    gpu.embed_continued(prompt, 1, 8);
-    for (int64_t l = 0; l < L; ++l) gpu.run_layer(l);
-    gpu.head();
-    saved.push_back(gpu.save_batch());
-  }
+  std::vector<gpu_engine::GpuForward::SavedBatch> saved = two_running(gpu);
   EXPECT_THROW(gpu.advance_together(saved, {7}), Error) << "one id for two sequences";
   EXPECT_THROW(gpu.advance_together(saved, {7, 1 << 20}), InputError) << "an id outside the vocabulary";
   std::vector<gpu_engine::GpuForward::SavedBatch> none;
@@ -248,19 +254,9 @@ TEST(CudaGpuForwardCache, AdvancingTogetherNamesAFailureInsideTheStep) {
     SCOPED_TRACE(gpu_engine::precision_name(precision));
     gpu_engine::GpuForward gpu(dir, with(precision));
     ASSERT_EQ(gpu.config().hidden(), H);
-    const int64_t L = gpu.config().layers(), V = gpu.config().base.vocab_size;
-    const auto two_running = [&] {
-      std::vector<gpu_engine::GpuForward::SavedBatch> saved;
-      for (const std::vector<int64_t>& prompt : {std::vector<int64_t>{1, 2, 3}, std::vector<int64_t>{4, 5}}) {
-        gpu.embed_continued(prompt, 1, 8);
-        for (int64_t l = 0; l < L; ++l) gpu.run_layer(l);
-        gpu.head();
-        saved.push_back(gpu.save_batch());
-      }
-      return saved;
-    };
+    const int64_t V = gpu.config().base.vocab_size;
     const auto message_of = [&](const std::vector<int64_t>& ids) -> std::string {
-      std::vector<gpu_engine::GpuForward::SavedBatch> saved = two_running();
+      std::vector<gpu_engine::GpuForward::SavedBatch> saved = two_running(gpu);
       try {
         gpu.advance_together(saved, ids);
       } catch (const InputError& e) {
@@ -276,7 +272,7 @@ TEST(CudaGpuForwardCache, AdvancingTogetherNamesAFailureInsideTheStep) {
     m = message_of({901, 900});
     EXPECT_NE(m.find("the token embedding (sequence 1"), std::string::npos) << m;
     // Tokens the damage does not touch go on, their logits finite.
-    std::vector<gpu_engine::GpuForward::SavedBatch> saved = two_running();
+    std::vector<gpu_engine::GpuForward::SavedBatch> saved = two_running(gpu);
     for (int step = 0; step < 3; ++step) {
       const std::vector<float> logits = gpu.advance_together(saved, {7 + step, 8 + step});
       ASSERT_EQ(logits.size(), static_cast<size_t>(2 * V));
