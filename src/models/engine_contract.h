@@ -145,6 +145,10 @@ struct HfEngineContract {
   bool gate_bias_needs_noaux_tc = false;
   std::vector<UnquantizedOnlyRow> unquantized_only;
   std::vector<ZeroDimScaleRow> zero_dim_scales;
+  // ModelOpt W4A16_NVFP4: when set, the engine's weight-only linear method creates no input_scale
+  // parameter, so a linear's '.input_scale' loads into nothing (and this says what the loader does
+  // with one); routed experts (modules under '.experts.<e>.') keep their optional input scale.
+  std::string_view w4a16_linear_input_scale_why;
 };
 
 struct HfFamilyContract {
@@ -166,9 +170,10 @@ const std::vector<ConfigRequirement>& sglang_modelopt_inline_requirements();
 const std::vector<ConfigRequirement>& sglang_modelopt_file_requirements();
 const std::vector<ConfigRequirement>& sglang_compressed_tensors_requirements();
 const std::vector<ConfigRequirement>& trtllm_modelopt_requirements();
-// Why TensorRT-LLM's loading of W4A16_NVFP4 is not tabled, and why it refuses compressed-tensors NVFP4
-// (both families), with the sources the refusal was read from.
-extern const std::string_view kTrtllmW4a16Why, kTrtllmCompressedTensorsWhy;
+// What TensorRT-LLM's W4A16_NVFP4 linear does with a checkpoint input scale, and why it refuses
+// compressed-tensors NVFP4 (both families), with the sources each was read from.
+extern const std::string_view kTrtllmW4a16InputScaleWhy, kTrtllmCompressedTensorsWhy;
+const std::vector<SourceRef>& trtllm_modelopt_w4a16_sources();
 const std::vector<SourceRef>& trtllm_compressed_tensors_sources();
 // SGLang's compressed-tensors scheme selection and its weight-only NVFP4 schemes (both families).
 const std::vector<SourceRef>& sglang_compressed_tensors_w4a16_sources();

@@ -204,8 +204,8 @@ const HfFamilyContract& deepseek_v3_contract() {
                 "with an accuracy warning"},
                {"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/model_config.py", "1a0dc5f70054f66d892df6a964996fc5ead6f81e",
                 "ModelOpt quantization from hf_quant_config.json (quant_algo, group_size, exclude_modules)"}},
-                     trtllm_compressed_tensors_sources()),
-              {{HfLayout::ModelOpt, true, false, kTrtllmW4a16Why}, {HfLayout::CompressedTensors, false, false, kTrtllmCompressedTensorsWhy, true}},
+                     joined(trtllm_modelopt_w4a16_sources(), trtllm_compressed_tensors_sources())),
+              {{HfLayout::ModelOpt, true, true, ""}, {HfLayout::CompressedTensors, false, false, kTrtllmCompressedTensorsWhy, true}},
               trtllm_modelopt_requirements(),
               trtllm_modelopt_requirements(),
               {},
@@ -220,6 +220,7 @@ const HfFamilyContract& deepseek_v3_contract() {
                 "DeepseekV3WeightLoader reads kv_b_proj '.weight' and, for a quantized module, '.weight_scale_inv' "
                 "(modeling_deepseekv3.py at a43cf9e)"}},
               {},
+              kTrtllmW4a16InputScaleWhy,
           },
       },
       deepseek_v3_modules,

@@ -175,9 +175,17 @@ const EngineContract& deepseek_v4_contract(Engine engine) {
                "hybrid checkpoint whose NVFP4 MoE details (group_size, exclude_modules) come from the sibling "
                "hf_quant_config.json; the loader then wraps Fp8Config as HybridFp8NvFp4Config(Fp8Config, "
                "ModelOptFp4Config(group_size, exclude_modules + model.decoder.*)): FusedMoE layers get "
-               "ModelOptNvFp4FusedMoEMethod (NVFP4 W4A4), every other layer Fp8Config's method"},
+               "ModelOptNvFp4FusedMoEMethod (NVFP4 W4A4), every other layer Fp8Config's method (which checkpoints get "
+               "the hybrid config is decided in model_config.py, next row)"},
+              {"sgl-project/sglang", "python/sglang/srt/configs/model_config.py", "9a314bbb6002541928fbdfa72269fc6a43084b78",
+               "ModelConfig.__init__ sets nvfp4_moe_meta (which makes the loader build HybridFp8NvFp4Config) only when "
+               "config.json's quantization_config has quant_algo MIXED_PRECISION and moe_quant_algo NVFP4 (both compared "
+               "upper-cased) and a group_size that is not null: group_size from there, exclude_modules from its ignore; "
+               "hf_quant_config.json is not read for it, and _parse_quant_hf_config keeps quant_method fp8 (the file is "
+               "read only without a config.json quantization_config). quant_algo NVFP4 with an exclude list leaves "
+               "nvfp4_moe_meta None: plain Fp8Config, U8 experts as MXFP4"},
               {"sgl-project/sglang", "test/registered/unit/configs/test_model_config_nvfp4.py",
-               "355dbc05b871e490bd4a4c9edc48ab4fa66d5fed",
+               "355dbc05b871e490bd4a4c9edc48ab4fa66d5fed (an earlier version)",
                "ModelConfig._extract_nvfp4_moe_meta reads hf_quant_config.json only: group_size from the NVFP4 entries of "
                "quantization.quantized_layers (awq_block_size, else group_size), exclude_modules (default []); None "
                "without the file, without quantized_layers or without an NVFP4 entry"},
@@ -195,14 +203,18 @@ const EngineContract& deepseek_v4_contract(Engine engine) {
             "the hybrid FP8 + NVFP4 config is built only for quant_method fp8 (weight_utils.py, merged PR #25820); "
             "deepseek_v4_fp8 is no SGLang quantization method"},
            {"config.json", "/quantization_config/quant_algo", ConfigNeed::Equals, R"("MIXED_PRECISION")",
-            "not confirmed at a source: the merged weight_utils.py diff keys the hybrid config on quant_method and "
-            "moe_quant_algo alone, whether model_config.py also needs MIXED_PRECISION was not read; NVIDIA's release "
-            "has it"},
+            "ModelConfig builds nvfp4_moe_meta, and so the hybrid FP8 + NVFP4 config, only when config.json's "
+            "quantization_config quant_algo upper-cased is MIXED_PRECISION; NVFP4 (with or without an exclude list) "
+            "leaves plain Fp8Config and the U8 experts are taken as MXFP4 (model_config.py at 9a314bb)"},
            kMoeQuantAlgo,
+           {"config.json", "/quantization_config/group_size", ConfigNeed::Present, "",
+            "nvfp4_moe_meta also needs config.json's quantization_config group_size (not null), which becomes the NVFP4 "
+            "MoE group size; without it there is no hybrid config (model_config.py at 9a314bb)"},
            {"hf_quant_config.json", "/quantization/quantized_layers", ConfigNeed::Present, "",
-            "the NVFP4 MoE group_size is read from hf_quant_config.json's NVFP4 quantized_layers entries; without them "
-            "there is no hybrid config and the U8 experts are taken as MXFP4 (test_model_config_nvfp4.py at 355dbc0, "
-            "deepseek_v4.py at 008b79d)"},
+            "earlier versions read the NVFP4 MoE group_size from hf_quant_config.json's NVFP4 quantized_layers entries "
+            "instead; without them there is no hybrid config and the U8 experts are taken as MXFP4 "
+            "(test_model_config_nvfp4.py at 355dbc0, deepseek_v4.py at 008b79d); model_config.py at 9a314bb no longer "
+            "reads the file for it, so the table asks for both"},
            kBlockSize, kExpertDtype, kCompressRatios, kRopeScaling, kRopeParameters},
           {"mtp."},
           "load_weights (is_nextn=False) skips names starting with mtp; the nextn draft model loads them, its contract "

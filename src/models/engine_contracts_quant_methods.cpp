@@ -133,24 +133,57 @@ const std::vector<SourceRef>& sglang_compressed_tensors_w4a16_sources() {
 
 const std::vector<ConfigRequirement>& trtllm_modelopt_requirements() {
   static const std::vector<ConfigRequirement> r = {
-      {"hf_quant_config.json", "/quantization/quant_algo", ConfigNeed::Equals, R"("NVFP4")",
+      {"hf_quant_config.json", "/quantization/quant_algo", ConfigNeed::OneOf, R"(["NVFP4","W4A16_NVFP4"])",
        "ModelConfig.from_pretrained reads ModelOpt quantization only from hf_quant_config.json "
        "(load_modelopt_quant_config: quantization.quant_algo, group_size, exclude_modules); config.json's "
        "quantization_config is read only without that file and only for FP8 block and MXFP4, so an NVFP4 model "
        "without it is built unquantized (NVIDIA/TensorRT-LLM tensorrt_llm/_torch/model_config.py at "
-       "1a0dc5f70054f66d892df6a964996fc5ead6f81e)"},
+       "1a0dc5f70054f66d892df6a964996fc5ead6f81e); the builder takes QuantAlgo(quant_algo), and QuantAlgo has "
+       "W4A16_NVFP4 in the versions that load it (quantization/mode.py and model_config.py at "
+       "4a706e3814d2f89646f15a65b213bd5a30f97f1c), so NVFP4 builds NVFP4LinearMethod and W4A16_NVFP4 "
+       "W4A16NVFP4LinearMethod; any other value is not an NVFP4 method"},
   };
   return r;
 }
 
-// TensorRT-LLM's W4A16 linear method was not found at a stored commit; its compressed-tensors
-// config parser and NVFP4 loaders were.
-const std::string_view kTrtllmW4a16Why =
-    "TensorRT-LLM's NVFP4LinearMethod computes alpha from input_scale (linear.py at ed53795); get_quant_method in the "
-    "newest stored linear.py (00bbf71e796406ea8593a77cbfb828356182db16) has no W4A16_NVFP4 branch and the stored "
-    "quantization/mode.py copies predate QuantAlgo.W4A16_NVFP4, while model_config.py at 008e0af picks its MoE "
-    "backend (CuteDSL on SM120/121, Marlin on Hopper): the parameters of its W4A16 linear and MoE methods were not "
-    "read at a stored commit, so how it loads W4A16_NVFP4 is not tabled";
+// TensorRT-LLM's ModelOpt W4A16_NVFP4 path, read at the commits that have it (older versions, whose
+// QuantAlgo has no W4A16_NVFP4 member, cannot build the config: the table follows the newer ones).
+const std::vector<SourceRef>& trtllm_modelopt_w4a16_sources() {
+  static const std::vector<SourceRef> r = {
+      {"NVIDIA/TensorRT-LLM", "tensorrt_llm/quantization/mode.py", "4a706e3814d2f89646f15a65b213bd5a30f97f1c",
+       "QuantAlgo.W4A16_NVFP4; QuantMode.from_quant_algo maps it to QuantMode.W4A16_NVFP4 (has_w4a16_nvfp4, not "
+       "has_nvfp4)"},
+      {"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/model_config.py", "4a706e3814d2f89646f15a65b213bd5a30f97f1c",
+       "from_pretrained: hf_quant_config.json read first; _build_modelopt_quant_config sets quant_algo = "
+       "QuantAlgo(quantization.quant_algo), group_size and exclude_modules from the same object"},
+      {"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/model_config.py", "008e0af8980fc560003631ba4ac37828836a91c8",
+       "resolve_moe_backend: a W4A16_NVFP4 quant config picks CUTEDSL (CuteDslB12xFusedMoE) on SM120/121, MARLIN on "
+       "SM90-99, else CUTLASS (dequantized on the fly)"},
+      {"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/modules/linear.py", "4a706e3814d2f89646f15a65b213bd5a30f97f1c",
+       "get_quant_method returns W4A16NVFP4LinearMethod for has_w4a16_nvfp4; W4A16NVFP4LinearMethod (a subclass of "
+       "NVFP4LinearMethod) creates weight FP4x2 [N, K/2], weight_scale (E4M3, swizzled), weight_scale_2 F32 [1] and "
+       "sets input_scale, inv_input_scale and alpha to None; loading is NVFP4LinearMethod's: weight, weight_scale "
+       "(E4M3 asserted) and weight_scale_2 by name (fused shards' weight_scale_2 asserted equal), and a checkpoint "
+       "input_scale is collected and then copied into the None input_scale (copy_weight reads dst.dtype: "
+       "AttributeError)"},
+      {"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/modules/fused_moe/fused_moe_cutlass.py",
+       "04c2347be3e41cb7b83eb1f5fadec2818ec24c60",
+       "CutlassFusedMoE: W4A16_NVFP4 supported on SM >= 80 (BF16/FP16 activations) through "
+       "W4A16NVFP4CutlassFusedMoEMethod"},
+      {"NVIDIA/TensorRT-LLM", "tensorrt_llm/_torch/moe/fused_moe/quantization.py", "02320c3588317c4224f60a19fa8fe7e50a058989",
+       "W4A16NVFP4CutlassFusedMoEMethod subclasses NVFP4CutlassFusedMoEMethod and loads the NVFP4 expert tensors "
+       "unchanged (per expert w1/w2/w3 weight, weight_scale, weight_scale_2 by name); NVFP4FusedMoEMethod.load_quant_scales "
+       "reads each expert's input_scale with weights.get, so an absent one leaves fc31/fc2_input_scale at their "
+       "initial 1.0, and the dequantization recovers weight_scale_2 as alpha * input_scale"},
+  };
+  return r;
+}
+
+const std::string_view kTrtllmW4a16InputScaleWhy =
+    "TensorRT-LLM's W4A16NVFP4LinearMethod creates no input_scale parameter (input_scale is None) but loads through "
+    "NVFP4LinearMethod, which collects a checkpoint input_scale and copies it into that None parameter, failing the "
+    "load (linear.py at 4a706e3814d2f89646f15a65b213bd5a30f97f1c); its W4A16 fused MoE reads an expert's input_scale "
+    "only if present (moe/fused_moe/quantization.py at 02320c3588317c4224f60a19fa8fe7e50a058989)";
 const std::string_view kTrtllmCompressedTensorsWhy =
     "TensorRT-LLM parses a compressed-tensors config (update_quant_config_from_compressed_tensors) but its Llama and "
     "DeepSeek V3 loaders read ModelOpt's names only: a W4A4 group becomes QuantAlgo.NVFP4, whose NVFP4LinearMethod "

@@ -131,12 +131,20 @@ HfExpected expected_slots(const std::vector<LoaderModule>& modules, const Layout
     e.slots[m.name + ".weight_scale"] = {{DType::F8_E4M3}, {{n, k / group}}, true, m.name};
     e.slots[m.name + (ct ? ".weight_global_scale" : ".weight_scale_2")] = {{DType::F32}, scalar, true, m.name};
     // W4A4 methods quantize activations with the input scale; ModelOpt's W4A16 linear keeps a
-    // placeholder slot for it (and its FusedMoE always has one); compressed-tensors' W4A16 has none.
-    if (w4a4 || !ct) e.slots[m.name + (ct ? ".input_global_scale" : ".input_scale")] = {{DType::F32}, scalar, w4a4, m.name};
+    // placeholder slot for it (and its FusedMoE always has one) unless the engine's has no such
+    // parameter; compressed-tensors' W4A16 has none.
+    static const std::regex expert(R"(.*\.experts\.\d+\.[^.]+)");
+    const bool no_w4a16_input_scale =
+        !w4a4 && !ct && !contract.w4a16_linear_input_scale_why.empty() && !std::regex_match(m.name, expert);
+    if ((w4a4 || !ct) && !no_w4a16_input_scale)
+      e.slots[m.name + (ct ? ".input_global_scale" : ".input_scale")] = {{DType::F32}, scalar, w4a4, m.name};
     e.format[m.name] = ct ? (w4a4 ? "NVFP4 (.weight_packed, .weight_scale, .weight_global_scale, .input_global_scale)"
                                   : "NVFP4A16 (.weight_packed, .weight_scale, .weight_global_scale)")
-                          : (w4a4 ? "NVFP4 (.weight, .weight_scale, .weight_scale_2, .input_scale)"
-                                  : "W4A16_NVFP4 (.weight, .weight_scale, .weight_scale_2, optional .input_scale)");
+                       : w4a4 ? "NVFP4 (.weight, .weight_scale, .weight_scale_2, .input_scale)"
+                       : no_w4a16_input_scale
+                           ? "W4A16_NVFP4 (.weight, .weight_scale, .weight_scale_2; no input scale parameter: " +
+                                 std::string(contract.w4a16_linear_input_scale_why) + ")"
+                           : "W4A16_NVFP4 (.weight, .weight_scale, .weight_scale_2, optional .input_scale)";
   }
   return e;
 }

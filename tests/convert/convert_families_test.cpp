@@ -315,7 +315,9 @@ TEST(ConvertFamilies, DeepseekV3AllLinearFollowsModelOptsV3ScriptAcrossShards) {
                            "model.layers.1.mlp.gate.e_score_correction_bias"})
     EXPECT_EQ(o.at(kept).bytes, s.at(kept).bytes) << kept;
   EXPECT_EQ(read_json_file(out + "/hf_quant_config.json").at("quantization").at("quant_algo"), "W4A16_NVFP4");
-  expect_verify_passes(out, src);
+  // All-linear DeepSeek V3 loads in vLLM alone: TensorRT-LLM reads fused_a and kv_b_proj as plain
+  // weights, and SGLang raises for W4A16_NVFP4 (docs/verify.md).
+  expect_verify_passes(out, src, " --engine vllm");
 }
 
 TEST(ConvertFamilies, DeepseekV3KilledRunResumesToIdenticalOutput) {

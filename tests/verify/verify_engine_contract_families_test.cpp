@@ -18,6 +18,8 @@ namespace fp4kit::testing {
 namespace {
 
 const std::vector<std::string> kAll = {"vllm", "sglang", "trtllm"};
+const std::string kL0 = "model.layers.0.";
+const std::string kExpert = "model.layers.1.mlp.experts.2.";
 
 std::string family_dir(const std::string& family) { return test_data("families/" + family); }
 
@@ -73,23 +75,21 @@ struct Conversion {
 };
 
 // The conversions of these fixtures the test suite makes (tests/convert) and the calibrated and
-// compressed-tensors variants. (All-linear DeepSeek V3 in compressed-tensors' layout loads in vLLM
-// alone: DeepseekV3MlaProjectionsInNvfp4LoadOnlyInVllm.)
+// compressed-tensors variants. (All-linear DeepSeek V3, weight-only in ModelOpt's layout or in
+// compressed-tensors', loads in vLLM alone: DeepseekV3MlaProjectionsInNvfp4LoadOnlyInVllm.)
 std::vector<Conversion> conversions() {
-  const std::vector<std::string> vllm = {"vllm"}, vllm_sglang = {"vllm", "sglang"}, trtllm = {"trtllm"};
+  const std::vector<std::string> vllm_sglang = {"vllm", "sglang"}, vllm_trtllm = {"vllm", "trtllm"}, trtllm = {"trtllm"};
   return {
-      {"dsv3-tiny", "--weight-only", vllm},
-      {"dsv3-tiny", "--weight-only --include-mtp-experts", vllm},
-      {"dsv3-tiny", "--recipe all-linear --weight-only", vllm},
-      {"dsv3-tiny", "--recipe all-linear --weight-only --scales mse", vllm},
+      {"dsv3-tiny", "--weight-only", vllm_trtllm},
+      {"dsv3-tiny", "--weight-only --include-mtp-experts", vllm_trtllm},
       {"dsv3-tiny", "", kAll},
       {"dsv3-tiny", "--format compressed-tensors", vllm_sglang, trtllm},
       {"llama-tiny", "--recipe all-linear", kAll},
-      {"llama-tiny", "--recipe all-linear --weight-only", vllm},
-      {"llama-tiny", "--recipe all-linear --weight-only --scales four-over-six", vllm},
+      {"llama-tiny", "--recipe all-linear --weight-only", vllm_trtllm},
+      {"llama-tiny", "--recipe all-linear --weight-only --scales four-over-six", vllm_trtllm},
       {"llama-tiny", "--recipe all-linear --format compressed-tensors --weight-only", vllm_sglang, trtllm},
       {"llama-tiny", "--recipe all-linear --format compressed-tensors", vllm_sglang, trtllm},
-      {"qwen3-moe-tiny", "--weight-only", vllm},
+      {"qwen3-moe-tiny", "--weight-only", vllm_trtllm},
       {"qwen3-moe-tiny", "--recipe all-linear --format compressed-tensors --weight-only", vllm_sglang, trtllm},
       {"qwen3-moe-tiny", "--recipe all-linear --format compressed-tensors", vllm_sglang, trtllm},
   };
@@ -139,12 +139,13 @@ TEST(EngineContractFamilies, GoodConversionsLoadInEveryEngineThatTablesThem) {
   }
 }
 
+// SGLang's ModelOpt config raises for W4A16_NVFP4; vLLM and TensorRT-LLM load it.
 TEST(EngineContractFamilies, SkippedEnginesSayWhy) {
   const verify::VerifyReport r = verify_dir(converted_family("llama-tiny", "--recipe all-linear --weight-only"), false);
+  ASSERT_EQ(r.engines.size(), 3u);
   for (const auto& e : r.engines) {
-    if (e.engine == "vllm") continue;
-    EXPECT_FALSE(e.checked);
-    EXPECT_NE(e.reason.find(e.engine == "sglang" ? "W4A16_NVFP4 raises" : "W4A16_NVFP4 is not tabled"), std::string::npos) << e.reason;
+    EXPECT_EQ(e.checked, e.engine != "sglang") << e.engine << ": " << e.reason;
+    if (e.engine == "sglang") EXPECT_NE(e.reason.find("W4A16_NVFP4 raises"), std::string::npos) << e.reason;
   }
 }
 
@@ -192,8 +193,6 @@ struct Failure {
   std::vector<std::string> engines;
 };
 
-const std::string kL0 = "model.layers.0.";
-const std::string kExpert = "model.layers.1.mlp.experts.2.";
 
 std::vector<Failure> failures() {
   const std::string modelopt = "--recipe all-linear", ct = "--recipe all-linear --format compressed-tensors";
@@ -318,6 +317,18 @@ TEST(EngineContractFamilies, DeepseekV3MlaProjectionsInNvfp4LoadOnlyInVllm) {
     expect_caught_by_engines(ct, "engine.shape", {"sglang"}, "'model.layers.0.self_attn.q_a_proj.weight_global_scale' has shape [1]");
   }
 
+  // ModelOpt weight-only all-linear: TensorRT-LLM's fused_a and kv_b_proj take no NVFP4 scale either
+  // (SGLang refuses W4A16_NVFP4 and is skipped).
+  for (const char* args : {"--recipe all-linear --weight-only", "--recipe all-linear --weight-only --scales mse"}) {
+    SCOPED_TRACE(args);
+    const verify::VerifyReport a16 = verify_dir(converted_family("dsv3-tiny", args), false);
+    EXPECT_EQ(engine_findings(a16, "vllm"), 0u) << describe(a16);
+    EXPECT_EQ(engine_findings(a16, "sglang"), 0u) << describe(a16);
+    expect_caught_by_engines(a16, "engine.tensor_unconsumed", {"trtllm"}, "'model.layers.0.self_attn.kv_b_proj.weight_scale'");
+    expect_caught_by_engines(a16, "engine.dtype", {"trtllm"}, "'model.layers.0.self_attn.kv_a_proj_with_mqa.weight' is U8");
+    EXPECT_EQ(find_engine_finding(a16, "engine.tensor_unconsumed", "trtllm", "o_proj"), nullptr) << describe(a16);
+  }
+
   const verify::VerifyReport r = verify_dir(converted_family("dsv3-tiny", "--recipe all-linear"), false);
   EXPECT_FALSE(r.passed());
   EXPECT_EQ(engine_findings(r, "vllm"), 0u) << describe(r);
@@ -333,6 +344,26 @@ TEST(EngineContractFamilies, DeepseekV3MlaProjectionsInNvfp4LoadOnlyInVllm) {
     EXPECT_EQ(find_engine_finding(r, "engine.tensor_unconsumed", engine, "q_b_proj"), nullptr) << engine;
   }
   EXPECT_EQ(engine_findings(r, "trtllm", "engine.fused_scale"), 0u) << describe(r);
+}
+
+// TensorRT-LLM's W4A16_NVFP4 linear has no input_scale parameter and fails to load one; its W4A16
+// fused MoE reads an expert's input_scale when there is one. vLLM's W4A16 keeps a slot for both.
+TEST(EngineContractFamilies, TrtllmW4a16LinearTakesNoInputScale) {
+  const float one = 1.0f;
+  const std::string dir = copy_converted(converted_family("llama-tiny", "--recipe all-linear --weight-only"), "engine-family-w4a16-input");
+  put_tensor(dir, kL0 + "mlp.down_proj.weight", kL0 + "mlp.down_proj.input_scale", DType::F32, {}, std::as_bytes(std::span(&one, 1)));
+  const verify::VerifyReport r = verify_dir(dir, false);
+  expect_caught_by_engines(r, "engine.tensor_unconsumed", {"trtllm"}, "'model.layers.0.mlp.down_proj.input_scale'");
+  expect_caught_by_engines(r, "engine.tensor_unconsumed", {"trtllm"}, "no input scale parameter");
+  EXPECT_EQ(engine_findings(r, "trtllm"), 1u) << describe(r);
+  EXPECT_EQ(engine_findings(r, "vllm"), 0u) << describe(r);
+
+  const std::string moe = copy_converted(converted_family("qwen3-moe-tiny", "--weight-only"), "engine-family-w4a16-expert-input");
+  put_tensor(moe, kExpert + "down_proj.weight", kExpert + "down_proj.input_scale", DType::F32, {}, std::as_bytes(std::span(&one, 1)));
+  const verify::VerifyReport m = verify_dir(moe, false);
+  EXPECT_EQ(engine_findings(m), 0u) << describe(m);
+  for (const auto& e : m.engines)
+    if (e.engine != "sglang") EXPECT_TRUE(e.checked) << e.engine << ": " << e.reason;
 }
 
 // SGLang's ModelOptFp4Config reads hf_quant_config.json's quant_algo and group_size and defaults the

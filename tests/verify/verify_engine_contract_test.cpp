@@ -169,8 +169,15 @@ std::vector<Failure> failures() {
        },
        "engine.config_field", "config.json /quantization_config/quant_method is \"deepseek_v4_fp8\", the loader needs \"fp8\"",
        {"sglang", "trtllm"}},
-      // SGLang takes the NVFP4 experts' group size from hf_quant_config.json's quantized_layers; without
-      // them its experts stay MXFP4.
+      // SGLang builds its FP8 + NVFP4 hybrid config only for config.json quant_algo MIXED_PRECISION:
+      // NVFP4 with an exclude list leaves plain FP8 and MXFP4 experts.
+      {"SglangNeedsMixedPrecisionInConfigJson",
+       [](const std::string& d) {
+         edit_json(d + "/config.json", [](nlohmann::json& j) { j["quantization_config"]["quant_algo"] = "NVFP4"; });
+       },
+       "engine.config_field", "config.json /quantization_config/quant_algo is \"NVFP4\"", {"sglang"}},
+      // Earlier SGLang versions take the NVFP4 experts' group size from hf_quant_config.json's
+      // quantized_layers; without them its experts stay MXFP4.
       {"SglangNeedsHfQuantConfigLayers",
        [](const std::string& d) {
          edit_json(d + "/hf_quant_config.json", [](nlohmann::json& j) { j["quantization"].erase("quantized_layers"); });
@@ -220,15 +227,18 @@ TEST(EngineContract, QuantMethodDeepseekV4Fp8LoadsInVllmOnly) {
   expect_caught_by_engines(r, "engine.config_field", {"sglang", "trtllm"}, "/quantization_config/quant_method");
 }
 
-// SGLang's hybrid config reads the NVFP4 group size from hf_quant_config.json, not from config.json's
-// quantization_config: it needs that file.
-TEST(EngineContract, SglangReadsTheExpertsGroupFromHfQuantConfig) {
+// SGLang's hybrid config takes the NVFP4 group size from config.json's quantization_config (newer
+// versions) or from hf_quant_config.json's quantized_layers (earlier ones): a checkpoint needs both.
+TEST(EngineContract, SglangReadsTheExpertsGroupFromConfigJsonOrHfQuantConfig) {
   const std::string dir = copy_checkpoint(good(), "engine-v4-sglang-group");
   edit_json(dir + "/config.json", [](nlohmann::json& j) { j["quantization_config"].erase("group_size"); });
-  const verify::VerifyReport r = verify_dir(dir, false);
-  EXPECT_EQ(find_engine_finding(r, "engine.config_field", "sglang", ""), nullptr) << describe(r);
-  std::filesystem::remove(dir + "/hf_quant_config.json");
-  expect_caught_by_engines(verify_dir(dir, false), "engine.config_field", {"sglang"}, "hf_quant_config.json is missing");
+  expect_caught_by_engines(verify_dir(dir, false), "engine.config_field", {"sglang"},
+                           "config.json /quantization_config/group_size is missing");
+  const std::string no_file = copy_checkpoint(good(), "engine-v4-sglang-group-file");
+  std::filesystem::remove(no_file + "/hf_quant_config.json");
+  const verify::VerifyReport r = verify_dir(no_file, false);
+  expect_caught_by_engines(r, "engine.config_field", {"sglang"}, "hf_quant_config.json is missing");
+  EXPECT_EQ(find_engine_finding(r, "engine.config_field", "sglang", "config.json /quantization_config/group_size"), nullptr) << describe(r);
 }
 
 // TensorRT-LLM takes a layer-only hf_quant_config.json (quantized_layers, no quant_algo): the global
