@@ -240,6 +240,9 @@ struct GpuForward::Impl {
     in.routing_weights = row_weights;
     in.last_chunk = last_chunk;
     in.stream = stream.get();
+    // What the observer makes stays its own (sums kept across chunks and layers, a workspace): it may
+    // outlive this pass's stream, so it is not taken in that stream's order.
+    const cuda::PlainAllocations plain;
     observer->on_linear_device_rows(in);
   }
 
