@@ -1195,6 +1195,8 @@ std::vector<float> GpuForward::head(bool last_only) {
   const ModelConfig& cfg = m.cfg;
   if (!batch_ || batch_->next_layer != cfg.layers())
     throw Error("head: run every layer first");
+  if (!batch_->streams.data())  // a restored batch: save_batch() let its last step's streams go
+    throw Error("head: the restored batch has no step to give logits for (embed_next first)");
   const int64_t H = cfg.hidden(), hc = cfg.hc(), V = cfg.base.vocab_size, seq = batch_->seq;
   // Rows per sequence: every token, or its last (a prompt's logits are a long way from the host and
   // unused when only the next token is wanted: T x vocab floats).
