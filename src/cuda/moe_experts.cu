@@ -37,8 +37,15 @@ void check_expert_weight(const GemmWeight& w, WeightFormat format, int64_t n, in
 
 DeviceBuffer upload(const std::vector<GemmWeight>& w, const char* what) {
   DeviceBuffer b(w.size() * sizeof(GemmWeight), std::string("expert ") + what + " descriptors");
-  check(cudaMemcpy(b.data(), w.data(), b.bytes(), cudaMemcpyHostToDevice),
-        std::string("copy of the expert ") + what + " descriptors");
+  const std::string copy = std::string("copy of the expert ") + what + " descriptors";
+  if (const StreamHandle s = b.stream_order()) {
+    // Stream-ordered memory may be what that stream freed while its queued kernels still use it; a
+    // plain cudaMemcpy (the legacy stream, not ordered with a non-blocking one) could land before
+    // them. From pageable memory the call returns once the bytes are staged.
+    check(cudaMemcpyAsync(b.data(), w.data(), b.bytes(), cudaMemcpyHostToDevice, s), copy);
+  } else {
+    check(cudaMemcpy(b.data(), w.data(), b.bytes(), cudaMemcpyHostToDevice), copy);
+  }
   return b;
 }
 

@@ -65,6 +65,9 @@ StreamOrderedAllocations::StreamOrderedAllocations(const Stream& s) : previous_(
 }
 StreamOrderedAllocations::~StreamOrderedAllocations() { t_ordered_stream = previous_; }
 
+PlainAllocations::PlainAllocations() : previous_(t_ordered_stream) { t_ordered_stream = nullptr; }
+PlainAllocations::~PlainAllocations() { t_ordered_stream = previous_; }
+
 DeviceBuffer::DeviceBuffer(size_t bytes, const std::string& what) : bytes_(bytes) {
   if (bytes == 0) return;
   const size_t budget = g_budget.load(), in_use = g_in_use.load();

@@ -80,6 +80,21 @@ class StreamOrderedAllocations {
   StreamHandle previous_;
 };
 
+// While one lives, the DeviceBuffers this thread makes are cudaMalloc'ed again, inside a
+// StreamOrderedAllocations scope too: for code that keeps what it makes beyond the scope's stream
+// (an observer called from a pass), whose buffers would otherwise be freed in the order of a stream
+// that may be gone by then. Scopes nest with StreamOrderedAllocations; the innermost wins.
+class PlainAllocations {
+ public:
+  PlainAllocations();
+  ~PlainAllocations();
+  PlainAllocations(const PlainAllocations&) = delete;
+  PlainAllocations& operator=(const PlainAllocations&) = delete;
+
+ private:
+  StreamHandle previous_;
+};
+
 // Gives the memory the device's pool keeps for reuse back to the device (waits for the device
 // first), so that cudaMemGetInfo and plain allocations see it free again.
 void release_pooled_device_memory();

@@ -139,6 +139,9 @@ struct GpuForward::Impl {
     uint64_t generation = 0;
     bool grouped = false;  // false: the experts' storage cannot go through the grouped kernels
     std::vector<cuda::GemmWeight> w1, w3, w2;
+    // BF16 copies of weights whose stored form the kernels cannot read (the descriptors point into
+    // them): not kept past the call that made them, which would hold a second copy of the experts.
+    std::vector<LinearWeight> copies;
     std::unique_ptr<cuda::MoeExpertTable> table;
   };
   std::map<int64_t, RoutedExperts> routed_experts;
@@ -237,6 +240,9 @@ struct GpuForward::Impl {
     in.routing_weights = row_weights;
     in.last_chunk = last_chunk;
     in.stream = stream.get();
+    // What the observer makes stays its own (sums kept across chunks and layers, a workspace): it may
+    // outlive this pass's stream, so it is not taken in that stream's order.
+    const cuda::PlainAllocations plain;
     observer->on_linear_device_rows(in);
   }
 
@@ -605,9 +611,10 @@ struct GpuForward::Impl {
       const std::string ep = p + "experts." + std::to_string(e) + ".";
       for (const char* m : {"w1", "w3", "w2"}) {
         const bool down = m[1] == '2';
-        const LinearWeight w = linear_weight(ep + m + ".weight", down ? H : I, down ? I : H);
+        LinearWeight w = linear_weight(ep + m + ".weight", down ? H : I, down ? I : H);
         if (w.dense || (!re.w1.empty() && w.stored.format != re.w1.front().format)) return re;
         (down ? re.w2 : m[1] == '1' ? re.w1 : re.w3).push_back(w.stored);
+        if (w.owned.data()) re.copies.push_back(std::move(w));  // w.stored points into it
       }
     }
     re.table = std::make_unique<cuda::MoeExpertTable>(re.w1, re.w3, re.w2);
@@ -620,8 +627,15 @@ struct GpuForward::Impl {
     const auto& b = cfg.base;
     const int64_t H = b.hidden_size, E = b.n_routed_experts, k = b.num_experts_per_tok, I = b.moe_intermediate_size;
     const std::string p = "layers." + std::to_string(layer) + ".ffn.";
-    const RoutedExperts& re = routed_experts_of(layer);
+    RoutedExperts& re = routed_experts_of(layer);
     if (!re.grouped) return false;
+    // Copies made for this call go once it has queued its work (in stream order), the table with them.
+    struct DropCopies {
+      RoutedExperts& re;
+      ~DropCopies() {
+        if (!re.copies.empty()) re = {};
+      }
+    } drop_copies{re};
     const std::vector<cuda::GemmWeight>&w1 = re.w1, &w3 = re.w3, &w2 = re.w2;
     const cuda::MoeExpertTable& table = *re.table;
     std::unique_ptr<cuda::MoeWorkspace> own;
@@ -1181,6 +1195,8 @@ std::vector<float> GpuForward::head(bool last_only) {
   const ModelConfig& cfg = m.cfg;
   if (!batch_ || batch_->next_layer != cfg.layers())
     throw Error("head: run every layer first");
+  if (!batch_->streams.data())  // a restored batch: save_batch() let its last step's streams go
+    throw Error("head: the restored batch has no step to give logits for (embed_next first)");
   const int64_t H = cfg.hidden(), hc = cfg.hc(), V = cfg.base.vocab_size, seq = batch_->seq;
   // Rows per sequence: every token, or its last (a prompt's logits are a long way from the host and
   // unused when only the next token is wanted: T x vocab floats).

@@ -233,6 +233,12 @@ TEST(CudaGpuForwardCache, AdvancingTogetherRefusesWhatItCannotContinue) {
   gpu.head();
   saved.push_back(gpu.save_batch());
   EXPECT_THROW(gpu.advance_together(saved, {1, 2, 3}), Error) << "a batch of two sequences";
+  // A restored batch has given its last step's streams back: no logits before its next step.
+  gpu.restore_batch(std::move(saved.front()));
+  EXPECT_THROW(gpu.head(), Error) << "head of a restored batch";
+  gpu.embed_next({9});
+  for (int64_t l = 0; l < L; ++l) gpu.run_layer(l);
+  EXPECT_EQ(gpu.head().size(), static_cast<size_t>(gpu.config().base.vocab_size));
 }
 
 // A decode step reads its checks back once, at its end, yet names a failure inside it as the checks

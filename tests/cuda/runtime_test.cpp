@@ -59,9 +59,9 @@ TEST(CudaRuntime, OutOfMemoryIsADeviceErrorNamingTheBuffer) {
   s.synchronize();
 }
 
-// Inside a scope, buffers follow the scope's stream (nested scopes: the innermost), outside it they
-// are cudaMalloc'ed; both count in the bytes in use and give them back; reused pool memory holds what
-// is written to it in stream order.
+// Inside a scope, buffers follow the scope's stream (nested scopes: the innermost), outside it and
+// inside a PlainAllocations they are cudaMalloc'ed; both count in the bytes in use and give them
+// back; reused pool memory holds what is written to it in stream order.
 TEST(CudaRuntime, StreamOrderedBuffersFollowTheirScopeAndCount) {
   FP4KIT_REQUIRE_GPU();
   Stream s, t;
@@ -85,6 +85,11 @@ TEST(CudaRuntime, StreamOrderedBuffersFollowTheirScopeAndCount) {
       const StreamOrderedAllocations inner(t);
       const DeviceBuffer c(64, "inner");
       EXPECT_EQ(c.stream_order(), t.get());
+    }
+    {
+      const PlainAllocations plain;
+      const DeviceBuffer p(64, "plain inside");
+      EXPECT_EQ(p.stream_order(), nullptr);
     }
     const DeviceBuffer d(64, "outer again");
     EXPECT_EQ(d.stream_order(), s.get());
