@@ -25,8 +25,27 @@ struct GenerateArgs {
   std::string model, ids, ids_file, device = "cpu", precision, gpu_memory;
   int64_t max_new_tokens = 16;
   unsigned threads = 0;
-  bool no_cache = false, ignore_eos = false;
+  bool no_cache = false, ignore_eos = false, profile = false;
 };
+
+// Where a decode step's time goes, per step, by stage: the device's time and the host's (stderr).
+void print_decode_profile(const engine::Generation& g) {
+  const double steps = static_cast<double>(g.tokens.size()) - 1;
+  if (steps < 1 || g.decode_stages.empty()) {
+    std::fprintf(stderr, "profile: no decode step was measured (the CPU engine does not split its time by stage)\n");
+    return;
+  }
+  double device = 0, host = 0;
+  std::fprintf(stderr, "decode step by stage, ms per step (%.0f steps; %.3f ms each in all):\n", steps,
+               1e3 * g.decode_seconds / steps);
+  std::fprintf(stderr, "  %-22s %10s %10s\n", "stage", "device", "host");
+  for (const engine::Generation::Stage& s : g.decode_stages) {
+    std::fprintf(stderr, "  %-22s %10.3f %10.3f\n", s.name.empty() ? "(start)" : s.name.c_str(),
+                 1e3 * s.device_seconds / steps, 1e3 * s.host_seconds / steps);
+    device += s.device_seconds, host += s.host_seconds;
+  }
+  std::fprintf(stderr, "  %-22s %10.3f %10.3f\n", "sum", 1e3 * device / steps, 1e3 * host / steps);
+}
 
 void run(const GenerateArgs& a) {
   const ForwardDevice d = resolve_forward_device(a.device, a.precision, a.gpu_memory);
@@ -49,6 +68,7 @@ void run(const GenerateArgs& a) {
                  g.prompt_seconds, static_cast<double>(ids.ids.size()) / std::max(g.prompt_seconds, 1e-9),
                  g.tokens.size() - 1, g.decode_seconds, decoded > 0 ? decoded / std::max(g.decode_seconds, 1e-9) : 0.0);
   }
+  if (a.profile) print_decode_profile(g);
   std::string line;
   for (size_t i = 0; i < g.tokens.size(); ++i) {
     if (i) line += ' ';
@@ -75,6 +95,8 @@ void add_command(CLI::App& app) {
   add_gpu_memory_option(cmd, args->gpu_memory);
   add_precision_option(cmd, args->precision);
   cmd->add_flag("--ignore-eos", args->ignore_eos, "Do not stop at the config's eos_token_id");
+  cmd->add_flag("--profile", args->profile,
+                "Print where a decode step's time goes by stage, device and host milliseconds per step (GPU; stderr)");
   cmd->callback([args] { run(*args); });
 }
 

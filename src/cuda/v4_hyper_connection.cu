@@ -1,5 +1,7 @@
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <string>
 
 #include "cuda/block_reduce.cuh"
@@ -91,12 +93,100 @@ __global__ void __launch_bounds__(kThreads) mixing_logits_tiled_kernel(const flo
     for (int r = 0; r < R; ++r) z[t * R + r] = acc[r];
 }
 
-// z [tokens, rows] through the tiled kernel where the shape suits it, else one block per token.
-void mixing_logits(const float* streams, const HcShape& s, const float* fn, int64_t rows, float* z, StreamHandle stream,
-                   const char* name) {
+// A few tokens (decode steps): the tiled kernel would run one block over all of fn (1.5 MB at V4's
+// width: a few hundred microseconds on one multiprocessor). Here each block takes kSplitColumns
+// columns of every token and every row and writes partial sums, the sum of squares in F64;
+// mixing_logits_finish_kernel adds them in block order: z = inv · Σ x·fn (the normalisation applied
+// once to the sum instead of to each x: another rounding order, as the tiled kernel's).
+constexpr int kSplitTokens = 8, kSplitColumns = 2 * kThreads, kWarps = kThreads / 32;
+
+template <int R>
+__global__ void __launch_bounds__(kThreads) mixing_logits_split_kernel(const float* streams, int64_t tokens,
+                                                                      int64_t width, const float* fn, float* dots,
+                                                                      double* squares) {
+  __shared__ float sdot[kWarps][kSplitTokens][R];
+  __shared__ double ssq[kWarps][kSplitTokens];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int64_t c = blockIdx.x * static_cast<int64_t>(kSplitColumns) + 2 * threadIdx.x;
+  float2 f[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) f[r] = *reinterpret_cast<const float2*>(fn + r * width + c);
+  for (int t = 0; t < tokens; ++t) {
+    const float2 x = *reinterpret_cast<const float2*>(streams + t * width + c);
+    double sq = static_cast<double>(x.x) * x.x + static_cast<double>(x.y) * x.y;
+    for (int o = 16; o > 0; o >>= 1) sq += __shfl_xor_sync(0xffffffffu, sq, o);
+    if (lane == 0) ssq[warp][t] = sq;
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      float d = fmaf(x.y, f[r].y, x.x * f[r].x);
+      for (int o = 16; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+      if (lane == 0) sdot[warp][t][r] = d;
+    }
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < tokens * (R + 1); i += kThreads) {
+    const int t = i / (R + 1), r = i % (R + 1);
+    if (r == R) {
+      double sq = 0;
+      for (int w = 0; w < kWarps; ++w) sq += ssq[w][t];
+      squares[blockIdx.x * tokens + t] = sq;
+    } else {
+      float d = 0;
+      for (int w = 0; w < kWarps; ++w) d += sdot[w][t][r];
+      dots[(blockIdx.x * tokens + t) * R + r] = d;
+    }
+  }
+}
+
+__global__ void mixing_logits_finish_kernel(const float* dots, const double* squares, int blocks, int64_t tokens,
+                                            int64_t rows, int64_t width, float eps, float* z) {
+  const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (e >= tokens * rows) return;
+  const int64_t t = e / rows, r = e % rows;
+  double sq = 0;
+  float d = 0;
+  for (int b = 0; b < blocks; ++b) {
+    sq += squares[b * tokens + t];
+    d += dots[(b * tokens + t) * rows + r];
+  }
+  const float inv = 1.0f / sqrtf(static_cast<float>(sq / static_cast<double>(width)) + eps);
+  z[e] = inv * d;
+}
+
+// Floats the split path's partial sums take for tokens T (its doubles counted as two floats each);
+// 0 where it does not run. Grows with T up to kSplitTokens, so that scratch sized for more tokens
+// holds it for fewer.
+int64_t split_scratch_floats(int64_t tokens, int64_t width, int64_t rows) {
+  if (width % kSplitColumns != 0) return 0;
+  const int64_t blocks = width / kSplitColumns, t = std::min<int64_t>(tokens, kSplitTokens);
+  return blocks * t * (rows + 2) + 2;  // + 2: room to align the doubles
+}
+
+// z [tokens, rows]: the split kernels for a few tokens, the tiled kernel where the shape suits it,
+// else one block per token. `split` is scratch of split_scratch_floats().
+void mixing_logits(const float* streams, const HcShape& s, const float* fn, int64_t rows, float* z, float* split,
+                   StreamHandle stream, const char* name) {
   const int64_t width = s.hc * s.hidden;
   const unsigned blocks = ceil_div(static_cast<size_t>(s.tokens), kMixTokens);
   const bool tiled = width % kMixChunk == 0;
+  if (s.tokens <= kSplitTokens && width % kSplitColumns == 0) {
+    const int parts = static_cast<int>(width / kSplitColumns);
+    float* dots = split;
+    const uintptr_t after = reinterpret_cast<uintptr_t>(dots + parts * s.tokens * rows);
+    double* squares = reinterpret_cast<double*>((after + 7) / 8 * 8);
+#define FP4KIT_SPLIT_ROWS(R)                                                                                        \
+    if (rows == R) {                                                                                                \
+      mixing_logits_split_kernel<R><<<parts, kThreads, 0, stream>>>(streams, s.tokens, width, fn, dots, squares);   \
+      check_launch(name, shape_text(s));                                                                            \
+      mixing_logits_finish_kernel<<<ceil_div(static_cast<size_t>(s.tokens * rows), 128), 128, 0, stream>>>(          \
+          dots, squares, parts, s.tokens, rows, width, s.rms_eps, z);                                               \
+      check_launch(name, shape_text(s));                                                                            \
+      return;                                                                                                       \
+    }
+    FP4KIT_SPLIT_ROWS(4)
+    FP4KIT_SPLIT_ROWS(24)
+#undef FP4KIT_SPLIT_ROWS
+  }
 #define FP4KIT_MIX_ROWS(R)                                                                                        \
   if (tiled && rows == R) {                                                                                       \
     mixing_logits_tiled_kernel<R><<<blocks, kThreads, 0, stream>>>(streams, s.tokens, width, fn, s.rms_eps, z); \
@@ -156,6 +246,44 @@ __global__ void hc_mix_kernel(const float* z, HcShape s, HcParamsDevice p, float
   for (int64_t i = 0; i < hc * hc; ++i) comb[t * hc * hc + i] = c[i];
 }
 
+// hc_mix_kernel for hc = 4 (V4's): 16 lanes per token, one per element of the 4×4 mixing, each sum
+// gathered from its row's or column's lanes and added in the same order as there, so the results are
+// the same bit for bit; the single thread per token spent tens of microseconds on the Sinkhorn loop.
+__global__ void hc_mix4_kernel(const float* z, HcShape s, HcParamsDevice p, float* pre, float* post, float* comb) {
+  constexpr int hc = 4, rows = (2 + hc) * hc;
+  const int64_t g = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x, t = g / 16;
+  const int lane = threadIdx.x % 32, base_lane = lane & ~15, e = lane & 15, j = e / hc, k = e % hc;
+  const bool live = t < s.tokens;
+  const float* zt = z + (live ? t : 0) * rows;
+  const float eps = s.hc_eps;
+  if (live && e < hc) {
+    pre[t * hc + e] = sigmoidf(zt[e] * p.scale[0] + p.base[e]) + eps;
+    post[t * hc + e] = 2.0f * sigmoidf(zt[hc + e] * p.scale[1] + p.base[hc + e]);
+  }
+  const unsigned all = 0xffffffffu;
+  const int row0 = base_lane + j * hc, col0 = base_lane + k;
+  float v = live ? zt[2 * hc + e] * p.scale[2] + p.base[2 * hc + e] : 0.0f;
+  float mx = -INFINITY;
+  for (int q = 0; q < hc; ++q) mx = fmaxf(mx, __shfl_sync(all, v, row0 + q));
+  v = expf(v - mx);
+  float sum = 0;
+  for (int q = 0; q < hc; ++q) sum += __shfl_sync(all, v, row0 + q);
+  v = v / sum + eps;
+  auto column_step = [&] {
+    float cs = 0;
+    for (int q = 0; q < hc; ++q) cs += __shfl_sync(all, v, col0 + q * hc);
+    v /= cs + eps;
+  };
+  column_step();
+  for (int64_t it = 1; it < s.sinkhorn_iters; ++it) {
+    float rs = 0;
+    for (int q = 0; q < hc; ++q) rs += __shfl_sync(all, v, row0 + q);
+    v /= rs + eps;
+    column_step();
+  }
+  if (live) comb[t * hc * hc + e] = v;
+}
+
 // pre for the hyper head: sigmoid(z_j · scale + base_j) + hc_eps.
 __global__ void head_pre_kernel(const float* z, HcShape s, HcParamsDevice p, float* pre) {
   const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
@@ -203,7 +331,11 @@ std::string shape_text(const HcShape& s) {
 
 }  // namespace
 
-int64_t hc_scratch_floats(const HcShape& s) { return s.tokens * ((2 + s.hc) * s.hc + s.hc); }
+int64_t hc_scratch_floats(const HcShape& s) {
+  const int64_t rows = (2 + s.hc) * s.hc, width = s.hc * s.hidden;
+  return s.tokens * (rows + s.hc) +
+         std::max(split_scratch_floats(s.tokens, width, rows), split_scratch_floats(s.tokens, width, s.hc));
+}
 
 void hc_pre(const float* streams, const HcShape& s, const HcParamsDevice& p, float* collapsed, float* post,
             float* comb, float* scratch, StreamHandle stream) {
@@ -212,8 +344,10 @@ void hc_pre(const float* streams, const HcShape& s, const HcParamsDevice& p, flo
   const int64_t rows = (2 + s.hc) * s.hc;
   float* z = scratch;
   float* pre = scratch + s.tokens * rows;
-  mixing_logits(streams, s, p.fn, rows, z, stream, "hc_mixing_logits");
-  hc_mix_kernel<<<ceil_div(static_cast<size_t>(s.tokens), 128), 128, 0, stream>>>(z, s, p, pre, post, comb);
+  mixing_logits(streams, s, p.fn, rows, z, pre + s.tokens * s.hc, stream, "hc_mixing_logits");
+  if (s.hc == 4)
+    hc_mix4_kernel<<<ceil_div(static_cast<size_t>(s.tokens * 16), 128), 128, 0, stream>>>(z, s, p, pre, post, comb);
+  else hc_mix_kernel<<<ceil_div(static_cast<size_t>(s.tokens), 128), 128, 0, stream>>>(z, s, p, pre, post, comb);
   check_launch("hc_mix", shape_text(s));
   collapse_kernel<<<ceil_div(static_cast<size_t>(s.tokens * s.hidden), kThreads), kThreads, 0, stream>>>(streams, pre, s,
                                                                                                      collapsed);
@@ -235,7 +369,7 @@ void hc_head(const float* streams, const HcShape& s, const HcParamsDevice& p, fl
   if (s.tokens == 0) return;
   float* z = scratch;
   float* pre = scratch + s.tokens * s.hc;
-  mixing_logits(streams, s, p.fn, s.hc, z, stream, "hc_head_logits");
+  mixing_logits(streams, s, p.fn, s.hc, z, pre + s.tokens * s.hc, stream, "hc_head_logits");
   head_pre_kernel<<<ceil_div(static_cast<size_t>(s.tokens * s.hc), 128), 128, 0, stream>>>(z, s, p, pre);
   check_launch("hc_head_pre", shape_text(s));
   collapse_kernel<<<ceil_div(static_cast<size_t>(s.tokens * s.hidden), kThreads), kThreads, 0, stream>>>(streams, pre, s,

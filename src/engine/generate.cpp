@@ -21,6 +21,20 @@ std::optional<int64_t> config_eos_token_id(const nlohmann::json& config) {
   return std::nullopt;
 }
 
+namespace {
+
+void add_stages(Generation& g, const LayerTiming& t) {
+  auto stage = [&g](const std::string& name) -> Generation::Stage& {
+    for (Generation::Stage& s : g.decode_stages)
+      if (s.name == name) return s;
+    return g.decode_stages.emplace_back(Generation::Stage{name});
+  };
+  for (const auto& [name, seconds] : t.stage_seconds) stage(name).device_seconds += seconds;
+  for (const auto& [name, seconds] : t.host_stage_seconds) stage(name).host_seconds += seconds;
+}
+
+}  // namespace
+
 Generation generate_greedy(LayerRunner& runner, const std::vector<int64_t>& prompt, int64_t max_new_tokens,
                            bool use_cache, std::optional<int64_t> eos) {
   if (prompt.empty()) throw InputError("generate: the prompt holds no token ids");
@@ -31,9 +45,16 @@ Generation generate_greedy(LayerRunner& runner, const std::vector<int64_t>& prom
     const auto start = std::chrono::steady_clock::now();
     if (!use_cache) runner.embed(sequence, 1);
     else if (step == 0) runner.embed_continued(prompt, 1, static_cast<int64_t>(prompt.size()) + max_new_tokens);
-    else runner.embed_next({g.tokens.back()});
-    for (int64_t l = 0; l < L; ++l) runner.run_layer(l);
+    else {
+      runner.embed_next({g.tokens.back()});
+      add_stages(g, runner.last_timing());
+    }
+    for (int64_t l = 0; l < L; ++l) {
+      runner.run_layer(l);
+      if (step > 0) add_stages(g, runner.last_timing());
+    }
     const std::vector<float> logits = runner.head_last();
+    if (step > 0) add_stages(g, runner.last_timing());
     const float* last = logits.data();
     const int64_t next = argmax(last, V);
     g.tokens.push_back(next);

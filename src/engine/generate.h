@@ -4,6 +4,7 @@
 // whole sequence (the definition the cached loop must reproduce).
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -18,6 +19,13 @@ struct Generation {
   std::vector<float> step_logits;  // [tokens, vocab]: the logits each token was chosen from
   double prompt_seconds = 0;       // the first step (the prompt, and the first token)
   double decode_seconds = 0;       // the steps after it (one token each)
+  // The decode steps' time by stage, summed over the steps, for runners that measure it
+  // (LayerTiming): device seconds and host seconds per stage, in order of first appearance.
+  struct Stage {
+    std::string name;
+    double device_seconds = 0, host_seconds = 0;
+  };
+  std::vector<Stage> decode_stages;
 };
 
 // Index of the largest logit; the first one on ties (as torch.argmax).

@@ -21,8 +21,9 @@ struct LayerTiming {
   uint64_t bytes = 0;                // stored bytes of the layer's tensors
   uint64_t device_peak_bytes = 0;    // most device memory held at once during the layer
   int64_t chunks = 1;                // the batch's sequences ran in this many chunks (memory budget)
-  // The compute split by stage ("attention.core", "moe.routed", ...), in order of first appearance.
-  std::vector<std::pair<std::string, double>> stage_seconds;
+  // The compute split by stage ("attention.core", "moe.routed", ...), in order of first appearance:
+  // the device's time, and the host's time between the same marks (queueing work, or waiting).
+  std::vector<std::pair<std::string, double>> stage_seconds, host_stage_seconds;
 };
 
 class LayerRunner {

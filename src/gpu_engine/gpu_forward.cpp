@@ -938,6 +938,7 @@ void GpuForward::finish_timing() {
   // Inside a decode step the stage split would cost a synchronisation per layer (host time only then).
   if (impl_->step_checks.active) timing_.stage_seconds.clear();
   else timing_.stage_seconds = impl_->clock.seconds();
+  timing_.host_stage_seconds = impl_->clock.host_seconds();
 }
 
 // As many of the batch's sequences as fit the budget beside what the device holds now (the hidden

@@ -3,6 +3,7 @@
 // time between two marks added to the stage that the second one names. Host work between the
 // marks (routing read back, allocations, synchronisations) falls into the stage it delays, which is
 // the time a stage really costs. Events are reused from layer to layer.
+#include <chrono>
 #include <memory>
 #include <string>
 #include <utility>
@@ -17,6 +18,7 @@ class StageClock {
   // Starts a layer: drops the last layer's marks and records the first event.
   void start(const cuda::Stream& s) {
     marks_.clear();
+    host_.clear();
     record(s, "");
   }
   // The device time since the previous mark belongs to `stage`.
@@ -25,17 +27,14 @@ class StageClock {
   }
   // Seconds per stage in order of first appearance (waits for the last event).
   std::vector<std::pair<std::string, double>> seconds() const {
-    std::vector<std::pair<std::string, double>> out;
-    if (marks_.size() < 2) return out;
+    if (marks_.size() < 2) return {};
     events_[marks_.size() - 1]->synchronize();
-    for (size_t i = 1; i < marks_.size(); ++i) {
-      const double s = cuda::Event::elapsed_ms(*events_[i - 1], *events_[i]) / 1e3;
-      auto it = out.begin();
-      while (it != out.end() && it->first != marks_[i]) ++it;
-      if (it == out.end()) out.emplace_back(marks_[i], s);
-      else it->second += s;
-    }
-    return out;
+    return per_stage([this](size_t i) { return cuda::Event::elapsed_ms(*events_[i - 1], *events_[i]) / 1e3; });
+  }
+  // The host's seconds per stage, the same way: what the host spent between the marks (queueing
+  // the stage's work, or waiting in it), whatever the device did meanwhile.
+  std::vector<std::pair<std::string, double>> host_seconds() const {
+    return per_stage([this](size_t i) { return std::chrono::duration<double>(host_[i] - host_[i - 1]).count(); });
   }
 
  private:
@@ -43,9 +42,23 @@ class StageClock {
     if (events_.size() == marks_.size()) events_.push_back(std::make_unique<cuda::Event>());
     events_[marks_.size()]->record(s);
     marks_.emplace_back(stage);
+    host_.push_back(std::chrono::steady_clock::now());
+  }
+  template <class Seconds>
+  std::vector<std::pair<std::string, double>> per_stage(Seconds between) const {
+    std::vector<std::pair<std::string, double>> out;
+    for (size_t i = 1; i < marks_.size(); ++i) {
+      const double s = between(i);
+      auto it = out.begin();
+      while (it != out.end() && it->first != marks_[i]) ++it;
+      if (it == out.end()) out.emplace_back(marks_[i], s);
+      else it->second += s;
+    }
+    return out;
   }
   std::vector<std::unique_ptr<cuda::Event>> events_;
   std::vector<std::string> marks_;
+  std::vector<std::chrono::steady_clock::time_point> host_;
 };
 
 }  // namespace fp4kit::gpu_engine

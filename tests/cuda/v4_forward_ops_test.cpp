@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <tuple>
 
 #include "base/error.h"
 #include "cuda/elementwise.h"
@@ -104,14 +105,17 @@ struct HcFixture {
   }
 };
 
-// At the tiny fixture's width and at a full-size one (many chunks of the tiled mixing kernel),
-// with a token count that leaves the last block of 32 tokens partly empty.
-class CudaV4OpsHc : public ::testing::TestWithParam<int64_t> {};
+// At the tiny fixture's width and at a wider one (many chunks of the tiled mixing kernel, many
+// blocks of the split one), with a token count that leaves the last block of 32 tokens partly empty
+// and with the few tokens of decode steps (the split mixing kernel, up to 8 tokens).
+class CudaV4OpsHc : public ::testing::TestWithParam<std::tuple<int64_t, int64_t>> {};
 
 TEST_P(CudaV4OpsHc, HyperConnectionsMatchTheEngine) {
   FP4KIT_REQUIRE_GPU();
   HcFixture f;
-  if (GetParam() > 0) f.cfg.base.hidden_size = f.H = GetParam();
+  const auto [width, tokens] = GetParam();
+  if (width > 0) f.cfg.base.hidden_size = f.H = width;
+  f.T = tokens;
   ASSERT_GE(f.hc, 2);
   cuda::Stream s;
   const int64_t T = f.T, hc = f.hc, H = f.H, rows = (2 + hc) * hc;
@@ -155,7 +159,9 @@ TEST_P(CudaV4OpsHc, HyperConnectionsMatchTheEngine) {
   expect_close(testing::read_back<float>(d_head.data(), head.size(), s), head, 2e-6, 1.0, "hc_head");
 }
 
-INSTANTIATE_TEST_SUITE_P(Widths, CudaV4OpsHc, ::testing::Values(int64_t{0}, int64_t{1024}));
+INSTANTIATE_TEST_SUITE_P(WidthsAndTokens, CudaV4OpsHc,
+                         ::testing::Combine(::testing::Values(int64_t{0}, int64_t{1024}),
+                                            ::testing::Values(int64_t{1}, int64_t{3}, int64_t{8}, int64_t{37})));
 
 // The calibration amax of a linear input on the device against a host loop (maxima are exact, so
 // bit for bit), with and without row weights, on random rows with large, negative and zero values;
