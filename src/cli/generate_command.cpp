@@ -45,6 +45,9 @@ void print_decode_profile(const engine::Generation& g) {
     device += s.device_seconds, host += s.host_seconds;
   }
   std::fprintf(stderr, "  %-22s %10.3f %10.3f\n", "sum", 1e3 * device / steps, 1e3 * host / steps);
+  std::fprintf(stderr, "host time by call, ms per step: embed_next %.3f, run_layer (all layers) %.3f, head %.3f\n",
+               1e3 * g.decode_embed_seconds / steps, 1e3 * g.decode_layers_seconds / steps,
+               1e3 * g.decode_head_seconds / steps);
 }
 
 void run(const GenerateArgs& a) {

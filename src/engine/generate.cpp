@@ -43,18 +43,28 @@ Generation generate_greedy(LayerRunner& runner, const std::vector<int64_t>& prom
   std::vector<int64_t> sequence = prompt;
   for (int64_t step = 0; step < max_new_tokens; ++step) {
     const auto start = std::chrono::steady_clock::now();
+    const auto since = [](std::chrono::steady_clock::time_point t) {
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+    };
     if (!use_cache) runner.embed(sequence, 1);
     else if (step == 0) runner.embed_continued(prompt, 1, static_cast<int64_t>(prompt.size()) + max_new_tokens);
     else {
       runner.embed_next({g.tokens.back()});
+      g.decode_embed_seconds += since(start);
       add_stages(g, runner.last_timing());
     }
+    const auto layers = std::chrono::steady_clock::now();
     for (int64_t l = 0; l < L; ++l) {
       runner.run_layer(l);
       if (step > 0) add_stages(g, runner.last_timing());
     }
+    if (step > 0) g.decode_layers_seconds += since(layers);
+    const auto head = std::chrono::steady_clock::now();
     const std::vector<float> logits = runner.head_last();
-    if (step > 0) add_stages(g, runner.last_timing());
+    if (step > 0) {
+      g.decode_head_seconds += since(head);
+      add_stages(g, runner.last_timing());
+    }
     const float* last = logits.data();
     const int64_t next = argmax(last, V);
     g.tokens.push_back(next);

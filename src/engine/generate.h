@@ -26,6 +26,9 @@ struct Generation {
     double device_seconds = 0, host_seconds = 0;
   };
   std::vector<Stage> decode_stages;
+  // The decode steps' host time by runner call, summed over the steps: the next token's embedding
+  // (embed_next), every layer (run_layer), the head (head_last).
+  double decode_embed_seconds = 0, decode_layers_seconds = 0, decode_head_seconds = 0;
 };
 
 // Index of the largest logit; the first one on ties (as torch.argmax).
