@@ -225,8 +225,10 @@ class DataPass {
     if (n.expected_exact && mismatched_in_window)
       fail("numerics.not_lossless", w + " is a power-of-two cast of MXFP4 " + io::quote_name(src->weight) + " but " +
                                         std::to_string(mismatched_in_window) + " values inside the cast's exact window differ");
-    const double margin = options_.gptq_modules.count(module_of_weight(m.weight)) ? options_.gptq_sqnr_margin_db
-                                                                                 : options_.sqnr_margin_db;
+    const std::string module = module_of_weight(m.weight);
+    const double margin = options_.gptq_modules.count(module)      ? options_.gptq_sqnr_margin_db
+                          : options_.hessian_modules.count(module) ? options_.hessian_sqnr_margin_db
+                                                                   : options_.sqnr_margin_db;
     if (n.sqnr_db && n.expected_sqnr_db && *n.sqnr_db < *n.expected_sqnr_db - margin)
       fail("numerics.low_sqnr", w + ": SQNR " + number(*n.sqnr_db) + " dB against the source, a fresh NVFP4 quantization gives " +
                                     number(*n.expected_sqnr_db) + " dB (more than " + number(margin) + " dB better)");

@@ -60,6 +60,7 @@ VerifyReport verify_checkpoint(const VerifyOptions& options) {
     const std::map<std::string, std::string> methods = read_scale_methods(report.checkpoint);
     for (const auto& [module, method] : methods)
       if (method.ends_with("+gptq")) d.gptq_modules.insert(module);
+      else if (method == "hessian") d.hessian_modules.insert(module);
     run_data_pass(output, inventory, source ? &*source : nullptr, accounting ? &*accounting : nullptr, d, report);
     for (TensorNumerics& n : report.numerics)
       if (const auto it = methods.find(module_of_weight(n.name)); it != methods.end()) n.scale_method = it->second;
