@@ -124,6 +124,17 @@ XtxFullStatistics XtxFullStatistics::open(const std::string& dir) {
   return s;
 }
 
+std::optional<int64_t> XtxFullStatistics::rows(const std::string& module) const {
+  const auto f = files_.find(module);
+  if (f == files_.end()) return std::nullopt;
+  const io::SafetensorsFile& file = *open_.at(f->second);
+  const io::TensorInfo* t = file.find(module + ".rows");
+  if (!t || t->dtype != DType::I64 || t->numel() != 1) return std::nullopt;
+  int64_t rows = 0;
+  file.read(*t, std::as_writable_bytes(std::span(&rows, 1)));
+  return rows;
+}
+
 std::vector<double> XtxFullStatistics::read(const std::string& module, const std::string& weight, int64_t rows,
                                             int64_t cols, int64_t& groups) const {
   const auto f = files_.find(module);

@@ -74,6 +74,9 @@ class XtxFullStatistics {
   // the weight when the tensor is missing, of another dtype or shape, or its file is of another run.
   std::vector<double> read(const std::string& module, const std::string& weight, int64_t rows, int64_t cols,
                            int64_t& groups) const;
+  // The rows the module's XᵀX summed (`<module>.rows`); nullopt where the tensor is missing or not an
+  // I64 scalar (read() is the check that refuses a file).
+  std::optional<int64_t> rows(const std::string& module) const;
 
  private:
   std::string dir_, fingerprint_, model_;

@@ -246,6 +246,39 @@ TEST(ConvertGptq, LowerLayerOutputErrorThanWithoutOnHeldBackActivations) {
   EXPECT_TRUE(testing::finite_below(worst, 12.0)) << worst_name;
 }
 
+// XᵀX summed over fewer rows than a weight's input channels is singular and GPTQ fits it to the
+// calibration rows: convert warns, naming the weight with the fewest rows per channel. The tiny
+// model's statistics (1536 rows, inputs at most 1024 wide) draw no warning.
+TEST(ConvertGptq, StatisticsFromFewerRowsThanInputsAreWarnedAbout) {
+  const std::string dir = testing::fresh_temp_dir("convert-gptq-few-rows");
+  const std::string warning = "XᵀX summed over fewer rows than their input channels";
+  // The plan alone (its warnings printed, nothing converted).
+  const auto loud = [](std::string args) { return args.erase(args.find(" --quiet"), 8) + " --dry-run"; };
+  const auto enough = run_fp4kit(loud(gptq_args(dir + "/enough", "max")));
+  ASSERT_EQ(enough.exit_code, 0) << enough.output;
+  EXPECT_EQ(enough.output.find(warning), std::string::npos) << enough.output;
+
+  copy_statistics(dir + "/few", [](const std::string&, const std::vector<int64_t>&, std::vector<float>&) {});
+  const std::string module = "layers.1.attn.wq_a";
+  bool rewritten = false;
+  for (const fs::directory_entry& e : fs::directory_iterator(dir + "/few")) {
+    if (!e.path().filename().string().starts_with("layer-")) continue;
+    const io::SafetensorsFile f = io::SafetensorsFile::open(e.path().string());
+    const io::TensorInfo* t = f.find(module + ".rows");
+    if (!t) continue;
+    const int64_t ten = 10;
+    std::fstream out(e.path(), std::ios::in | std::ios::out | std::ios::binary);
+    out.seekp(static_cast<std::streamoff>(f.header().data_offset + t->begin));
+    out.write(reinterpret_cast<const char*>(&ten), 8);
+    rewritten = true;
+  }
+  ASSERT_TRUE(rewritten) << module << ".rows";
+  const auto few = run_fp4kit(loud(gptq_args(dir + "/few-out", "max", dir + "/few")));
+  ASSERT_EQ(few.exit_code, 0) << few.output;
+  EXPECT_NE(few.output.find("--gptq: 1 weight has " + warning), std::string::npos) << few.output;
+  EXPECT_NE(few.output.find("'" + module + "', 10 rows for "), std::string::npos) << few.output;
+}
+
 TEST(ConvertGptq, NanStatisticsAreRoundedPlainlyAndCounted) {
   const std::string dir = testing::fresh_temp_dir("convert-gptq-nan");
   copy_statistics(dir + "/nan", [](const std::string& module, const std::vector<int64_t>&, std::vector<float>& v) {
