@@ -85,6 +85,8 @@ std::vector<double> output_errors(const std::vector<uint16_t>& w, const std::vec
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Line by line even into a file, so that a run stopped by a time limit keeps the rows it printed.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   size_t n = 2048, k = 2048;
   unsigned threads = default_threads();
   bool with_reference = false, with_gpu = false, single_thread = true;
