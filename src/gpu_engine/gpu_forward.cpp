@@ -155,8 +155,9 @@ struct GpuForward::Impl {
   // A decode step's checks, read back once at its end instead of where each is made (every read-back
   // is a synchronisation that empties the device's queue of work): the first non-finite value of the
   // embedding's and of each layer's output, and each layer's router's first bad token. Kernels after
-  // a bad route stay in bounds (moe_route leaves such slots out of every expert's rows), so only the
-  // error's place is late, not its detection. Active inside advance_together().
+  // a bad route stay in bounds (moe_route counts a slot with an id outside the experts among the
+  // last expert's rows, computed like any other), so only the error's place is late, not its
+  // detection. Active inside advance_together().
   struct StepChecks {
     bool active = false;
     int64_t sites = 0;         // the embedding, then each layer
@@ -182,7 +183,8 @@ struct GpuForward::Impl {
   }
   int64_t* first_nonfinite_slot(int64_t site) { return step_checks.device.data<int64_t>() + site; }
   int64_t* bad_route_slot(int64_t layer) { return step_checks.device.data<int64_t>() + step_checks.sites + 1 + layer; }
-  // Queued before the step's last synchronisation; throw_step_check_failures() reads it after.
+  // A copy into pageable memory: it returns once the device has run everything queued before it
+  // (a synchronisation); throw_step_check_failures() then reads the values.
   void read_step_checks() {
     cuda::copy_to_host(step_checks.host.data(), step_checks.device.data(), step_checks.host.size() * 8, stream);
   }
@@ -842,7 +844,7 @@ std::vector<float> GpuForward::advance_together(std::vector<SavedBatch>& saved, 
     ++batch_->next_layer;
     finish_timing();
   }
-  m.read_step_checks();  // head() synchronises, then throws the first failure before its own check
+  m.read_step_checks();  // head() throws the first failure it read before its own check
   std::vector<float> logits = head();
   batch_.reset();
   return logits;
@@ -868,7 +870,18 @@ GpuForward::GpuForward(const std::string& model_dir, const GpuForwardOptions& op
 
 bool GpuForward::resident() const { return impl_->keep_resident; }
 
-GpuForward::~GpuForward() { cuda::set_device_bytes_budget(previous_budget_); }
+GpuForward::~GpuForward() {
+  // The pass's memory goes back to the device, not only to its pool (which keeps what is freed into
+  // it): another pass or process sizes itself from the free memory. The batch first (its buffers
+  // follow the pass's stream), then the pass.
+  batch_.reset();
+  impl_.reset();
+  try {
+    cuda::release_pooled_device_memory();
+  } catch (const std::exception&) {  // a device already failed: nothing to give back
+  }
+  cuda::set_device_bytes_budget(previous_budget_);
+}
 
 const engine::ModelConfig& GpuForward::config() const { return impl_->cfg; }
 
