@@ -5,11 +5,16 @@
 # token reads (every layer's attention, shared expert, router and mixing weights, its k routed
 # experts, the head) at the device copy rate. Run on the GPU machine after scripts/gpu-check.sh:
 #   bench/serve_load_gpu.sh [FP4KIT] [PRESET] [COPY_TB_PER_S]     (MAX_TOKENS per request, default 32)
+# Without COPY_TB_PER_S the copy rate is measured on this GPU by gpu_kernels_bench (beside FP4KIT).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-build-gpu/fp4kit}
 preset=${2:-v4-flash:layers=2}
-copy=${3:-3.93}
+copy=${3:-}
+if [ -z "$copy" ]; then
+  copy=$("$(dirname "$bin")/gpu_kernels_bench" --only ceilings 2>/dev/null | grep -o 'ceiling used: [0-9.]*' | grep -o '[0-9.]*$')
+  [ -n "$copy" ] || { echo "could not measure the copy rate: give COPY_TB_PER_S"; exit 2; }
+fi
 model=${TMPDIR:-/tmp}/fp4kit-serve-model
 rm -rf "$model"
 "$bin" synth "$preset" "$model" --quiet || exit 1

@@ -4,6 +4,7 @@
 # (default: gpu-results/): gpu.txt (the device), build.log, tests.log, bench.txt, bench.json,
 # stream.txt (a synthetic model streamed disk -> pinned memory -> GPU), run_gpu_{bf16,f32}.json,
 # calibrate_gpu.json and eval_gpu.json (the GPU forward pass, calibration and eval over it, BF16),
+# generate_profile.txt (`generate --profile` over it: a decode step by stage and by call),
 # sanitizer.log.
 # Build dependencies come from the system, or from .gpu-deps/ (scripts/gpu-deps.sh) on a machine
 # without the Debian packages. Environment: FP4KIT_CUDA_ARCHS (default 90a), SKIP_SANITIZER=1,
@@ -79,6 +80,12 @@ if [ "${SKIP_STREAM:-0}" != 1 ] && [ -x build-gpu/gpu_stream_bench ]; then
     --quiet --json "$out/eval_gpu.json" > "$out/eval_gpu.log" 2>&1
   rc_bench=$(( rc_bench | $? ))
   tail -2 "$out/eval_gpu.log"
+  # Greedy generation from a 64-token prompt: where a decode step's time goes (device and host, by
+  # stage and by call).
+  timeout 300 build-gpu/fp4kit generate "$model" --ids "$(seq 2 65 | tr '\n' ' ')" --device cuda --max-new-tokens 32 \
+    --ignore-eos --profile > "$out/generate_profile.txt" 2>&1
+  rc_bench=$(( rc_bench | $? ))
+  grep -E "decode step|sum|host time by call" "$out/generate_profile.txt"
   rm -rf "$model" "$model.ids" "$model.amax.safetensors"
 fi
 rc_san=0
