@@ -199,7 +199,8 @@ void warn_of_underdetermined_xtx(ConvertPlan& plan, const std::string& path) {
     const std::optional<int64_t> rows = plan.full_statistics->rows(m.name);
     if (!rows || *rows >= m.cols) continue;
     ++count;
-    if (!worst || static_cast<double>(*rows) / m.cols < static_cast<double>(worst_rows) / worst->cols)
+    if (!worst || static_cast<double>(*rows) / static_cast<double>(m.cols) <
+                      static_cast<double>(worst_rows) / static_cast<double>(worst->cols))
       worst = &m, worst_rows = *rows;
   }
   if (count)

@@ -122,6 +122,7 @@ const HfFamilyContract& deepseek_v3_contract() {
               true,
               {},
               {},
+              {},
           },
           HfEngineContract{
               Engine::Sglang,
@@ -183,6 +184,7 @@ const HfFamilyContract& deepseek_v3_contract() {
                 "one per-tensor scale slot: two 0-d scales load as q_a_proj's, anything else is torch.cat into two values "
                 "(or fails to concatenate a 0-d with a [1]) and ReplicatedLinear.weight_loader asserts equal sizes "
                 "(deepseek_weight_loader.py at 29bd4e8, linear.py at 0079fcc)"}},
+              {},
           },
           HfEngineContract{
               Engine::Trtllm,

@@ -99,6 +99,7 @@ const HfFamilyContract& llama_contract() {
               false,
               {},
               {},
+              {},
           },
           HfEngineContract{
               Engine::Sglang,
@@ -127,6 +128,7 @@ const HfFamilyContract& llama_contract() {
               false,
               "",
               false,
+              {},
               {},
               {},
           },
