@@ -145,7 +145,9 @@ TEST(EngineContractFamilies, SkippedEnginesSayWhy) {
   ASSERT_EQ(r.engines.size(), 3u);
   for (const auto& e : r.engines) {
     EXPECT_EQ(e.checked, e.engine != "sglang") << e.engine << ": " << e.reason;
-    if (e.engine == "sglang") EXPECT_NE(e.reason.find("W4A16_NVFP4 raises"), std::string::npos) << e.reason;
+    if (e.engine == "sglang") {
+      EXPECT_NE(e.reason.find("W4A16_NVFP4 raises"), std::string::npos) << e.reason;
+    }
   }
 }
 
@@ -363,7 +365,9 @@ TEST(EngineContractFamilies, TrtllmW4a16LinearTakesNoInputScale) {
   const verify::VerifyReport m = verify_dir(moe, false);
   EXPECT_EQ(engine_findings(m), 0u) << describe(m);
   for (const auto& e : m.engines)
-    if (e.engine != "sglang") EXPECT_TRUE(e.checked) << e.engine << ": " << e.reason;
+    if (e.engine != "sglang") {
+      EXPECT_TRUE(e.checked) << e.engine << ": " << e.reason;
+    }
 }
 
 // SGLang's ModelOptFp4Config reads hf_quant_config.json's quant_algo and group_size and defaults the
