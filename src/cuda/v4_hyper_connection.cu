@@ -333,8 +333,8 @@ std::string shape_text(const HcShape& s) {
 
 int64_t hc_scratch_floats(const HcShape& s) {
   const int64_t rows = (2 + s.hc) * s.hc, width = s.hc * s.hidden;
-  return s.tokens * (rows + s.hc) +
-         std::max(split_scratch_floats(s.tokens, width, rows), split_scratch_floats(s.tokens, width, s.hc));
+  // The block's rows ((2+hc)·hc) need more split room than the head's (hc).
+  return s.tokens * (rows + s.hc) + split_scratch_floats(s.tokens, width, rows);
 }
 
 void hc_pre(const float* streams, const HcShape& s, const HcParamsDevice& p, float* collapsed, float* post,

@@ -41,37 +41,31 @@ Generation generate_greedy(LayerRunner& runner, const std::vector<int64_t>& prom
   const int64_t V = runner.config().base.vocab_size, L = runner.config().layers();
   Generation g;
   std::vector<int64_t> sequence = prompt;
+  using Clock = std::chrono::steady_clock;
   for (int64_t step = 0; step < max_new_tokens; ++step) {
-    const auto start = std::chrono::steady_clock::now();
-    const auto since = [](std::chrono::steady_clock::time_point t) {
-      return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+    const auto start = Clock::now();
+    // One runner call; in a decode step its host time goes to `seconds`, its stages to g.
+    const auto measured = [&](double& seconds, const auto& call) {
+      const auto t0 = Clock::now();
+      call();
+      if (step == 0) return;
+      seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+      add_stages(g, runner.last_timing());
     };
-    if (!use_cache) runner.embed(sequence, 1);
-    else if (step == 0) runner.embed_continued(prompt, 1, static_cast<int64_t>(prompt.size()) + max_new_tokens);
-    else {
-      runner.embed_next({g.tokens.back()});
-      g.decode_embed_seconds += since(start);
-      add_stages(g, runner.last_timing());
-    }
-    const auto layers = std::chrono::steady_clock::now();
-    for (int64_t l = 0; l < L; ++l) {
-      runner.run_layer(l);
-      if (step > 0) add_stages(g, runner.last_timing());
-    }
-    if (step > 0) g.decode_layers_seconds += since(layers);
-    const auto head = std::chrono::steady_clock::now();
-    const std::vector<float> logits = runner.head_last();
-    if (step > 0) {
-      g.decode_head_seconds += since(head);
-      add_stages(g, runner.last_timing());
-    }
+    measured(g.decode_embed_seconds, [&] {
+      if (!use_cache) runner.embed(sequence, 1);
+      else if (step == 0) runner.embed_continued(prompt, 1, static_cast<int64_t>(prompt.size()) + max_new_tokens);
+      else runner.embed_next({g.tokens.back()});
+    });
+    for (int64_t l = 0; l < L; ++l) measured(g.decode_layers_seconds, [&] { runner.run_layer(l); });
+    std::vector<float> logits;
+    measured(g.decode_head_seconds, [&] { logits = runner.head_last(); });
     const float* last = logits.data();
     const int64_t next = argmax(last, V);
     g.tokens.push_back(next);
     g.step_logits.insert(g.step_logits.end(), last, last + V);
     sequence.push_back(next);
-    (step == 0 ? g.prompt_seconds : g.decode_seconds) +=
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    (step == 0 ? g.prompt_seconds : g.decode_seconds) += std::chrono::duration<double>(Clock::now() - start).count();
     if (eos && next == *eos) break;
   }
   return g;

@@ -502,31 +502,29 @@ struct GpuForward::Impl {
     cuda::route_tokens(r, stream.get());
     cuda::DeviceBuffer routed = floats(T * H, "routed output");
     const bool grouped = lin.precision() == Precision::Bf16 && !all_experts && routed_experts_of(layer).grouped;
+    std::vector<int32_t> h_chosen;  // the per-expert loop's routing, on the host
+    std::vector<float> h_weights;
     if (step_checks.active && grouped && !observer && first == 0) {
       // The host needs nothing of the routing: its check is read at the end of the step.
       cuda::copy_on_device(bad_route_slot(layer), bad.data(), 4, stream);
-      clock.mark("moe.routing", stream);
-      if (!routed_grouped(layer, x, T, chosen, weights, routed.data<float>()))
-        throw Error("GPU forward: layer " + std::to_string(layer) + "'s routed experts left the grouped path");
-      clock.mark("moe.routed", stream);
-      shared_and_sum(p, x, T, routed, out);
-      return;
+    } else {
+      h_chosen.resize(static_cast<size_t>(T * k));
+      h_weights.resize(static_cast<size_t>(T * k));
+      int32_t h_bad = 0;
+      cuda::copy_to_host(h_chosen.data(), chosen.data(), h_chosen.size() * 4, stream);
+      cuda::copy_to_host(h_weights.data(), weights.data(), h_weights.size() * 4, stream);
+      cuda::copy_to_host(&h_bad, bad.data(), 4, stream);
+      if (step_checks.active) read_step_checks();  // what the step found before this comes first
+      stream.synchronize("routing");
+      if (step_checks.active) throw_step_check_failures();
+      if (h_bad)
+        throw InputError(ckpt.dir() + ": tensor '" + p + "gate.tid2eid' routes token " + std::to_string(first + h_bad - 1) +
+                         " (id " + std::to_string(ids[h_bad - 1]) + ") outside the experts or the vocabulary");
     }
-    std::vector<int32_t> h_chosen(static_cast<size_t>(T * k));
-    std::vector<float> h_weights(static_cast<size_t>(T * k));
-    int32_t h_bad = 0;
-    cuda::copy_to_host(h_chosen.data(), chosen.data(), h_chosen.size() * 4, stream);
-    cuda::copy_to_host(h_weights.data(), weights.data(), h_weights.size() * 4, stream);
-    cuda::copy_to_host(&h_bad, bad.data(), 4, stream);
-    if (step_checks.active) read_step_checks();  // what the step found before this comes first
-    stream.synchronize("routing");
-    if (step_checks.active) throw_step_check_failures();
-    if (h_bad)
-      throw InputError(ckpt.dir() + ": tensor '" + p + "gate.tid2eid' routes token " + std::to_string(first + h_bad - 1) +
-                       " (id " + std::to_string(ids[h_bad - 1]) + ") outside the experts or the vocabulary");
     clock.mark("moe.routing", stream);
 
-    if (grouped && routed_grouped(layer, x, T, chosen, weights, routed.data<float>())) {
+    if (grouped) {
+      routed_grouped(layer, x, T, chosen, weights, routed.data<float>());
       clock.mark("moe.routed", stream);
       shared_and_sum(p, x, T, routed, out);
       return;
@@ -596,11 +594,9 @@ struct GpuForward::Impl {
     clock.mark("moe.shared", stream);
   }
 
-  // The routed experts of a layer through the grouped kernels (cuda/moe_experts.h: tokens sorted by
-  // expert, w1/w3 with the fused clamped SwiGLU, w2, the weighted combine), the observer shown each
-  // expert's inputs from the kernels' intermediates: routed [T, H]. False (nothing done) where the
-  // experts' storage cannot go through them (formats differ, or a weight the grouped GEMM cannot read);
-  // the per-expert loop runs then.
+  // A layer's routed experts as the grouped kernels read them; `grouped` false where their storage
+  // cannot go through them (formats differ, or a weight the grouped GEMM cannot read): the per-expert
+  // loop runs then.
   RoutedExperts& routed_experts_of(int64_t layer) {
     RoutedExperts& re = routed_experts[layer];
     if (re.generation == group.generation) return re;
@@ -624,13 +620,16 @@ struct GpuForward::Impl {
     return re;
   }
 
-  bool routed_grouped(int64_t layer, const float* x, int64_t T, const cuda::DeviceBuffer& chosen,
+  // The routed experts of a layer whose experts are `grouped` through the grouped kernels
+  // (cuda/moe_experts.h: tokens sorted by expert, w1/w3 with the fused clamped SwiGLU, w2, the weighted
+  // combine), the observer shown each expert's inputs from the kernels' intermediates: routed [T, H].
+  void routed_grouped(int64_t layer, const float* x, int64_t T, const cuda::DeviceBuffer& chosen,
                       const cuda::DeviceBuffer& weights, float* routed) {
     const auto& b = cfg.base;
     const int64_t H = b.hidden_size, E = b.n_routed_experts, k = b.num_experts_per_tok, I = b.moe_intermediate_size;
     const std::string p = "layers." + std::to_string(layer) + ".ffn.";
     RoutedExperts& re = routed_experts_of(layer);
-    if (!re.grouped) return false;
+    if (!re.grouped) throw Error("GPU forward: layer " + std::to_string(layer) + "'s routed experts cannot take the grouped path");
     // Copies made for this call go once it has queued its work (in stream order), the table with them.
     struct DropCopies {
       RoutedExperts& re;
@@ -665,7 +664,7 @@ struct GpuForward::Impl {
       // all the workspace's own check would find.
       cuda::moe_routed_experts_async(xb, r, table.view(), cfg.swiglu_limit, routed, cuda::GemmOutput::F32, ws,
                                      stream.get());
-    if (!observer) return true;
+    if (!observer) return;
     if (!decoded) cuda::copy_to_host(offsets.data(), ws.expert_offsets(), offsets.size() * 4, stream);
     cuda::DeviceBuffer amax = floats(4 * E, "expert input amax"), scratch = floats(T * k, "expert amax scratch");
     cuda::moe_expert_input_amax(ws, r, cuda::MoeExpertInput::Gate, amax.data<float>(), scratch.data<float>(), stream.get());
@@ -694,7 +693,6 @@ struct GpuForward::Impl {
       show_rows(ep + "w2", nullptr, ws.hidden_act() + first * I, rows, I, row_weights.data<float>() + first);
     }
     stream.synchronize("expert input rows");  // the workspace and the row weights die here
-    return true;
   }
 
   // n ones on the device.

@@ -11,11 +11,11 @@
 
 #include <cmath>
 #include <cstdint>
-#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "base/error.h"
+#include "checkpoint_edit.h"
 #include "engine/engine_test_util.h"
 #include "engine/generate.h"
 #include "gpu_engine/gpu_forward.h"
@@ -23,7 +23,6 @@
 #include "gpu_test.h"
 #include "logit_divergence.h"
 #include "nan_aware.h"
-#include "test_data.h"
 #include "verify/verify_test_util.h"
 
 namespace fp4kit {
@@ -247,10 +246,7 @@ TEST(CudaGpuForwardCache, AdvancingTogetherRefusesWhatItCannotContinue) {
 // routing comes back to the host during the step; in F32 the routing is read back where it is made.
 TEST(CudaGpuForwardCache, AdvancingTogetherNamesAFailureInsideTheStep) {
   FP4KIT_REQUIRE_GPU();
-  namespace fs = std::filesystem;
-  const std::string dir = testing::fresh_temp_dir("gpu-advance-checks");
-  for (const auto& e : fs::directory_iterator(testing::tiny_dir()))
-    fs::copy_file(e.path(), fs::path(dir) / e.path().filename());
+  const std::string dir = testing::copy_tiny_checkpoint("gpu-advance-checks");
   const int64_t H = 128;  // the tiny model's hidden size (embed.weight [1024, 128] BF16)
   const uint16_t nan_bf16 = 0x7fc0;
   testing::write_tensor_bytes(dir, "embed.weight", static_cast<uint64_t>(900 * H + 5) * 2, &nan_bf16, 2);

@@ -28,14 +28,10 @@ void write_codes(const std::string& dir, const std::vector<char>& original, size
 }
 
 std::vector<char> read_codes(const std::string& dir) {
-  const std::string shard = shard_holding(dir, kWeight);
-  const io::SafetensorsFile f = io::SafetensorsFile::open(shard);
-  const io::TensorInfo t = f.at(kWeight);
-  std::vector<char> codes(t.nbytes());
-  std::ifstream in(shard, std::ios::binary);
-  in.seekg(static_cast<std::streamoff>(f.header().data_offset + t.begin));
-  in.read(codes.data(), static_cast<std::streamsize>(codes.size()));
-  return codes;
+  const io::SafetensorsFile f = io::SafetensorsFile::open(shard_holding(dir, kWeight));
+  const std::vector<std::byte> bytes = f.read_all(f.at(kWeight));
+  const auto* first = reinterpret_cast<const char*>(bytes.data());
+  return std::vector<char>(first, first + bytes.size());
 }
 
 // How far (dB) the weight's SQNR is below the fresh quantization's, and whether verify failed it.
