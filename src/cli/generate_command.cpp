@@ -48,6 +48,13 @@ void print_decode_profile(const engine::Generation& g) {
   std::fprintf(stderr, "host time by call, ms per step: embed_next %.3f, run_layer (all layers) %.3f, head %.3f\n",
                1e3 * g.decode_embed_seconds / steps, 1e3 * g.decode_layers_seconds / steps,
                1e3 * g.decode_head_seconds / steps);
+  // A mean hides a slow first step: the steps' spread too.
+  std::vector<double> sorted = g.decode_step_seconds;
+  std::sort(sorted.begin(), sorted.end());
+  if (!sorted.empty())
+    std::fprintf(stderr, "step wall time, ms: first %.3f, median %.3f, min %.3f, max %.3f\n",
+                 1e3 * g.decode_step_seconds.front(), 1e3 * sorted[sorted.size() / 2], 1e3 * sorted.front(),
+                 1e3 * sorted.back());
 }
 
 void run(const GenerateArgs& a) {

@@ -65,7 +65,9 @@ Generation generate_greedy(LayerRunner& runner, const std::vector<int64_t>& prom
     g.tokens.push_back(next);
     g.step_logits.insert(g.step_logits.end(), last, last + V);
     sequence.push_back(next);
-    (step == 0 ? g.prompt_seconds : g.decode_seconds) += std::chrono::duration<double>(Clock::now() - start).count();
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    if (step == 0) g.prompt_seconds = seconds;
+    else g.decode_seconds += seconds, g.decode_step_seconds.push_back(seconds);
     if (eos && next == *eos) break;
   }
   return g;

@@ -19,6 +19,7 @@ struct Generation {
   std::vector<float> step_logits;  // [tokens, vocab]: the logits each token was chosen from
   double prompt_seconds = 0;       // the first step (the prompt, and the first token)
   double decode_seconds = 0;       // the steps after it (one token each)
+  std::vector<double> decode_step_seconds;  // each of those steps
   // The decode steps' time by stage, summed over the steps, for runners that measure it
   // (LayerTiming): device seconds and host seconds per stage, in order of first appearance.
   struct Stage {

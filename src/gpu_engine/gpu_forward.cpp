@@ -932,13 +932,21 @@ void GpuForward::next_group() {
   if (!g) throw Error("GPU forward: the checkpoint's groups ended early");
   const auto t1 = std::chrono::steady_clock::now();
   m.group.load(*g, m.stream);
+  // The last group read: the reader and its pinned slots go now, at the end of this pass, not at
+  // the start of the next one (freeing pinned memory took ~10 ms of the first decode step).
+  if (batch_->next_group_index == static_cast<int64_t>(m.groups.size())) {
+    for (const io::PrefetchedTensor& t : g->tensors()) timing_.bytes += t.bytes.size();
+    g.reset();
+    batch_->prefetcher.reset();
+  }
   // Kept while the resident groups take at most half the budget (another pass may share the device:
   // eval runs two models side by side); a group past that streams on every pass.
   if (m.keep_resident && cuda::device_bytes_in_use() <= m.budget / 2) m.current_group = index;
   const auto t2 = std::chrono::steady_clock::now();
   timing_.read_wait_seconds = std::chrono::duration<double>(t1 - t0).count();
   timing_.copy_seconds = std::chrono::duration<double>(t2 - t1).count();
-  for (const io::PrefetchedTensor& t : g->tensors()) timing_.bytes += t.bytes.size();
+  if (g)
+    for (const io::PrefetchedTensor& t : g->tensors()) timing_.bytes += t.bytes.size();
   step_start_ = t2;
   m.clock.start(m.stream);
 }
@@ -1020,6 +1028,7 @@ void GpuForward::check_ids(const std::vector<int64_t>& ids, int64_t batch, int64
 // The batch's new tokens (after its `past` ones): their embedding rows in every hc stream, the
 // checkpoint's groups started again from the embedding.
 void GpuForward::embed_tokens(const std::vector<int64_t>& ids, std::vector<int64_t> pos) {
+  const auto t0 = std::chrono::steady_clock::now();
   Impl& m = *impl_;
   const ModelConfig& cfg = m.cfg;
   const int64_t batch = batch_->batch, past = batch_->past;
@@ -1033,9 +1042,12 @@ void GpuForward::embed_tokens(const std::vector<int64_t>& ids, std::vector<int64
   batch_->positions = upload_any(pos, m.stream, "positions");
   batch_->d_ids = upload_any(ids, m.stream, "token ids");
   batch_->streams = floats(T * hc * H, "hidden streams");
+  const auto t1 = std::chrono::steady_clock::now();
   // The groups stream in (disk -> pinned slots, one reader thread) while the previous one computes.
   start_groups(0);
+  const auto t2 = std::chrono::steady_clock::now();
   next_group();
+  const auto t3 = std::chrono::steady_clock::now();
   const cuda::StreamOrderedAllocations ordered(m.stream);
   // Embedding rows (only the tokens' rows are decoded), copied into each of the hc streams, a chunk
   // of sequences at a time.
@@ -1051,8 +1063,14 @@ void GpuForward::embed_tokens(const std::vector<int64_t>& ids, std::vector<int64
       cuda::copy_2d(batch_->streams.data<float>() + (first * hc + j) * H, static_cast<size_t>(hc * H) * 4, x.data(),
                     static_cast<size_t>(H) * 4, static_cast<size_t>(H) * 4, static_cast<size_t>(Tc), m.stream);
   }
+  m.clock.mark("embed.gather", m.stream);
   m.check_finite(batch_->streams, T, seq, past, "the token embedding", 0);
+  m.clock.mark("embed.check", m.stream);
   finish_timing();
+  // Host time before the clock started: the batch's inputs, the reader, the group.
+  const auto secs = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
+  timing_.host_stage_seconds.insert(timing_.host_stage_seconds.begin(),
+                                    {{"embed.inputs", secs(t0, t1)}, {"embed.reader", secs(t1, t2)}, {"embed.group", secs(t2, t3)}});
 }
 
 // Room in layer `layer`'s caches for every token of this step (the earlier rows kept).

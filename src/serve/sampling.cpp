@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 
 #include "engine/generate.h"
+#include "serve/logit_order.h"
 #include "synth/random.h"
 
 namespace fp4kit::serve {
@@ -20,17 +20,6 @@ std::vector<double> log_softmax(const float* logits, int64_t vocab) {
   std::vector<double> out(static_cast<size_t>(vocab));
   for (int64_t i = 0; i < vocab; ++i) out[i] = static_cast<double>(logits[i]) - log_z;
   return out;
-}
-
-// Token ids ordered by logit, largest first, ties by id.
-std::vector<int32_t> order_by_logit(const float* logits, int64_t vocab, int64_t keep) {
-  std::vector<int32_t> ids(static_cast<size_t>(vocab));
-  std::iota(ids.begin(), ids.end(), 0);
-  const auto before = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
-  keep = std::min(keep, vocab);
-  std::partial_sort(ids.begin(), ids.begin() + keep, ids.end(), before);
-  ids.resize(static_cast<size_t>(keep));
-  return ids;
 }
 
 int32_t draw(const float* logits, int64_t vocab, const SamplingParams& p, uint64_t step) {

@@ -5,9 +5,11 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <random>
 #include <set>
 
 #include "engine/generate.h"
+#include "serve/logit_order.h"
 #include "serve/sampling.h"
 
 namespace fp4kit::serve {
@@ -102,6 +104,38 @@ TEST(Sampling, TopLogprobsAreTheMostLikelyInOrderAndFinite) {
   for (const TokenLogprob& a : t.top) EXPECT_TRUE(std::isfinite(a.logprob));
   EXPECT_TRUE(std::isfinite(t.logprob));
   EXPECT_LE(t.logprob, 0.0);
+}
+
+// The order the draw walks: largest logit first, ties by id, -0 equal to +0 (written out by hand).
+TEST(LogitOrder, TheReferenceOrdersByLogitThenId) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> logits = {0.0f, -0.0f, 1.0f, 1.0f, -inf, 1e-45f, -1e-45f, inf, 0.0f};
+  const std::vector<int32_t> expect = {7, 2, 3, 5, 0, 1, 8, 6, 4};
+  EXPECT_EQ(order_by_logit_ref(logits.data(), 9, 9), expect);
+  EXPECT_EQ(order_by_logit_ref(logits.data(), 9, 3), std::vector<int32_t>(expect.begin(), expect.begin() + 3));
+}
+
+// The radix path gives exactly the comparison sort's ids at V4's vocabulary, for every `keep` on
+// both sides of where it takes over, on rows that tie a lot, mix -0 and +0, hold subnormals,
+// infinities and the extreme finite values.
+TEST(LogitOrder, TheRadixSortEqualsTheReference) {
+  const int64_t V = 129280;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 4.0f);
+  std::vector<std::vector<float>> rows(4, std::vector<float>(static_cast<size_t>(V)));
+  for (float& x : rows[0]) x = normal(rng);
+  for (float& x : rows[1]) x = static_cast<float>(static_cast<int>(rng() % 7) - 3) * 0.5f;  // seven values
+  const float specials[] = {0.0f, -0.0f, 1e-45f, -1e-45f, 1e-38f, -1e-38f, std::numeric_limits<float>::max(),
+                            -std::numeric_limits<float>::max(), std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity(), 1.0f, -1.0f};
+  for (float& x : rows[2]) x = rng() % 3 ? specials[rng() % 12] : normal(rng);
+  for (size_t i = 0; i < rows[3].size(); ++i) rows[3][i] = -static_cast<float>(i % 1000) * 1e-3f;  // descending runs
+  for (const std::vector<float>& row : rows)
+    for (int64_t keep : {int64_t{0}, int64_t{1}, int64_t{2047}, int64_t{2048}, int64_t{60000}, V, V + 5}) {
+      const std::vector<int32_t> fast = order_by_logit(row.data(), V, keep), ref = order_by_logit_ref(row.data(), V, keep);
+      ASSERT_EQ(fast.size(), static_cast<size_t>(std::min(keep, V)));
+      ASSERT_EQ(fast, ref) << "keep " << keep;
+    }
 }
 
 }  // namespace
