@@ -2,12 +2,13 @@
 # block-scale method, with and without GPTQ: convert's time, verify's verdict, and eval's mean KLD,
 # top-1 and 99th-percentile KLD against the source. Uses FP4KIT, SRC, WORK (XᵀX in $WORK/xtx, base
 # logits in $WORK/base.safetensors), EVAL (eval's flags), CONVERT_EXTRA (flags for every convert)
-# and GPTQ_EXTRA (flags for the GPTQ rows). The output directory is left as $WORK/out.
+# and GPTQ_EXTRA (flags for the GPTQ rows); METHODS (default: all four) picks the rows' --scales.
+# The output directory is left as $WORK/out.
 methods_table() {
   printf '| %-14s | %-5s | %9s | %8s | %9s | %6s | %s |\n' "--scales" "gptq" "convert s" "verify" "mean KLD" "top-1" "99% KLD"
   printf '|%s|%s|---:|---|---:|---:|---:|\n' "----------------" "-------"
   local scales gptq flags start end ok out="$WORK/out"
-  for scales in max mse four-over-six hessian; do
+  for scales in ${METHODS:-max mse four-over-six hessian}; do
     for gptq in no yes; do
       flags="--recipe all-linear --weight-only --scales $scales --quiet ${CONVERT_EXTRA:-}"
       if [ "$scales" = hessian ] || [ "$gptq" = yes ]; then flags="$flags --hessian $WORK/xtx"; fi

@@ -34,12 +34,22 @@ std::vector<int32_t> order_by_logit_ref(const float* logits, int64_t vocab, int6
 }
 
 std::vector<int32_t> order_by_logit(const float* logits, int64_t vocab, int64_t keep) {
+  std::vector<int32_t> ids;
+  order_by_logit(logits, vocab, keep, ids);
+  return ids;
+}
+
+void order_by_logit(const float* logits, int64_t vocab, int64_t keep, std::vector<int32_t>& ids) {
   keep = std::clamp<int64_t>(keep, 0, vocab);
-  if (keep < kRadixFrom) return order_by_logit_ref(logits, vocab, keep);
+  if (keep < kRadixFrom) {
+    ids = order_by_logit_ref(logits, vocab, keep);
+    return;
+  }
   // LSD radix sort, 8 bits a pass, stable: starting from id order, equal keys stay in id order.
   const size_t n = static_cast<size_t>(vocab);
-  std::vector<uint32_t> key(n), key_tmp(n);
-  std::vector<int32_t> ids(n), ids_tmp(n);
+  thread_local std::vector<uint32_t> key, key_tmp;
+  thread_local std::vector<int32_t> ids_tmp;
+  key.resize(n), key_tmp.resize(n), ids_tmp.resize(n), ids.resize(n);
   for (size_t i = 0; i < n; ++i) key[i] = descending_key(logits[i]), ids[i] = static_cast<int32_t>(i);
   for (int shift = 0; shift < 32; shift += 8) {
     std::array<size_t, 257> start{};
@@ -53,7 +63,6 @@ std::vector<int32_t> order_by_logit(const float* logits, int64_t vocab, int64_t 
     key.swap(key_tmp), ids.swap(ids_tmp);
   }
   ids.resize(static_cast<size_t>(keep));
-  return ids;
 }
 
 }  // namespace fp4kit::serve

@@ -11,6 +11,9 @@ namespace fp4kit::serve {
 // The `keep` first ids of the order (all of them when keep >= vocab). Logits are finite; -0 and +0
 // are equal.
 std::vector<int32_t> order_by_logit(const float* logits, int64_t vocab, int64_t keep);
+// The same into `ids`, whose storage (and this thread's scratch) is reused from call to call: fresh
+// megabyte buffers cost their page faults at every token.
+void order_by_logit(const float* logits, int64_t vocab, int64_t keep, std::vector<int32_t>& ids);
 std::vector<int32_t> order_by_logit_ref(const float* logits, int64_t vocab, int64_t keep);
 
 }  // namespace fp4kit::serve

@@ -11,21 +11,21 @@ namespace fp4kit::serve {
 
 namespace {
 
-// log-softmax of the raw logits at `ids`, in double.
-std::vector<double> log_softmax(const float* logits, int64_t vocab) {
+// log of the softmax's normalizer of the raw logits, in double: a token's logprob is its logit minus it.
+double log_normalizer(const float* logits, int64_t vocab) {
   const float m = *std::max_element(logits, logits + vocab);
   double sum = 0;
   for (int64_t i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(logits[i]) - m);
-  const double log_z = m + std::log(sum);
-  std::vector<double> out(static_cast<size_t>(vocab));
-  for (int64_t i = 0; i < vocab; ++i) out[i] = static_cast<double>(logits[i]) - log_z;
-  return out;
+  return m + std::log(sum);
 }
 
 int32_t draw(const float* logits, int64_t vocab, const SamplingParams& p, uint64_t step) {
   const int64_t k = p.top_k > 0 ? std::min(p.top_k, vocab) : vocab;
-  const std::vector<int32_t> ids = order_by_logit(logits, vocab, k);
-  std::vector<double> prob(ids.size());
+  // This thread's buffers, reused from token to token (megabytes at V4's vocabulary).
+  thread_local std::vector<int32_t> ids;
+  thread_local std::vector<double> prob;
+  order_by_logit(logits, vocab, k, ids);
+  prob.resize(ids.size());
   const double top = static_cast<double>(logits[ids[0]]) / p.temperature;
   double sum = 0;
   for (size_t i = 0; i < ids.size(); ++i) sum += prob[i] = std::exp(static_cast<double>(logits[ids[i]]) / p.temperature - top);
@@ -68,10 +68,11 @@ double sampling_uniform(uint64_t seed, uint64_t step) {
 SampledToken sample_token(const float* logits, int64_t vocab, const SamplingParams& p, uint64_t step) {
   SampledToken out;
   out.token = p.temperature <= 0.0 ? static_cast<int32_t>(engine::argmax(logits, vocab)) : draw(logits, vocab, p, step);
-  const std::vector<double> lp = log_softmax(logits, vocab);
-  out.logprob = lp[out.token];
+  const double log_z = log_normalizer(logits, vocab);
+  out.logprob = static_cast<double>(logits[out.token]) - log_z;
   if (p.top_logprobs > 0)
-    for (int32_t id : order_by_logit(logits, vocab, p.top_logprobs)) out.top.push_back({id, lp[id]});
+    for (int32_t id : order_by_logit(logits, vocab, p.top_logprobs))
+      out.top.push_back({id, static_cast<double>(logits[id]) - log_z});
   return out;
 }
 

@@ -84,7 +84,7 @@ class Scheduler {
   void loop();
   void prefill_chunk(Slot& slot);  // the next chunk of the prompt; the first token after the last
   void decode_step(const std::vector<Slot*>& slots);
-  void deliver(Slot& slot, const float* logits);
+  void deliver(Slot& slot, const SampledToken& token);
   void finish(Slot& slot, FinishReason reason, const std::string& error = "");
 
   engine::SequenceModel& model_;
