@@ -4,7 +4,9 @@ same with Node): C concurrent clients send R streamed completions in total and m
 the time to the first token (TTFT), the mean time between its later tokens and the tokens it
 generated. Each request asks for logprobs, so that the server sends one chunk per generated token
 even where the token's text is empty (a synthetic model's ids past the tokenizer's vocabulary). Prints one table row and writes JSON; exits 1 on any error or non-200 reply.
-The server's RSS (/proc/PID/status) is read before and after the run.
+The server's RSS (/proc/PID/status) is read before and after the run, and its /metrics: the mean
+engine time of a decode step and the mean time to draw its tokens during the run (the server's
+fp4kit:decode_step_seconds and fp4kit:sampling_seconds histograms).
   bench/serve_load.py --url URL --pid PID --clients C --requests R --max-tokens N [--json FILE]
 Standard library only."""
 import argparse
@@ -22,6 +24,27 @@ def rss_mb(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024.0
     return float("nan")
+
+
+def histogram_sums(url):
+    """(sum, count) of the server's decode-step and sampling histograms, from /metrics."""
+    u = urllib.parse.urlparse(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    conn.request("GET", "/metrics")
+    page = conn.getresponse().read().decode()
+    conn.close()
+    values = {}
+    for line in page.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and not line.startswith("#"):
+            values[parts[0]] = float(parts[1])
+    return {k: (values.get(f"fp4kit:{k}_seconds_sum", 0.0), values.get(f"fp4kit:{k}_seconds_count", 0.0))
+            for k in ("decode_step", "sampling")}
+
+
+def mean_ms(before, after):
+    (s0, n0), (s1, n1) = before, after
+    return 1e3 * (s1 - s0) / (n1 - n0) if n1 > n0 else float("nan")
 
 
 def percentile(xs, p):
@@ -94,6 +117,7 @@ def main():
                     errors.append(str(e))
 
     rss_before = rss_mb(a.pid)
+    sums_before = histogram_sums(a.url)
     start = time.perf_counter()
     threads = [threading.Thread(target=client) for _ in range(a.clients)]
     for t in threads:
@@ -101,16 +125,20 @@ def main():
     for t in threads:
         t.join()
     seconds = time.perf_counter() - start
+    sums_after = histogram_sums(a.url)
+    step_ms = mean_ms(sums_before["decode_step"], sums_after["decode_step"])
+    sampling_ms = mean_ms(sums_before["sampling"], sums_after["sampling"])
     tokens = sum(r["tokens"] for r in results)
     ttft = [r["ttft"] * 1e3 for r in results]
     gaps = [r["inter_token"] * 1e3 for r in results if r["inter_token"] == r["inter_token"]]
     out = {"clients": a.clients, "requests": a.requests, "max_tokens": a.max_tokens, "errors": len(errors),
            "error_messages": errors[:5], "ttft_p50_ms": percentile(ttft, 50), "ttft_p99_ms": percentile(ttft, 99),
            "inter_token_p50_ms": percentile(gaps, 50), "tokens_per_second": tokens / seconds, "seconds": seconds,
-           "rss_before_mb": rss_before, "rss_after_mb": rss_mb(a.pid)}
+           "rss_before_mb": rss_before, "rss_after_mb": rss_mb(a.pid), "decode_step_mean_ms": step_ms,
+           "sampling_mean_ms": sampling_ms}
     print(f"| {a.clients} | {a.requests} | {a.max_tokens} | {len(errors)} | {out['ttft_p50_ms']:.1f} | "
-          f"{out['ttft_p99_ms']:.1f} | {out['inter_token_p50_ms']:.2f} | {out['tokens_per_second']:.1f} | "
-          f"{rss_before:.0f} / {out['rss_after_mb']:.0f} |")
+          f"{out['ttft_p99_ms']:.1f} | {out['inter_token_p50_ms']:.2f} | {step_ms:.2f} | {sampling_ms:.2f} | "
+          f"{out['tokens_per_second']:.1f} | {rss_before:.0f} / {out['rss_after_mb']:.0f} |")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)

@@ -53,8 +53,8 @@ for _ in $(seq 1 1200); do
   sleep 0.1
 done
 [ -n "$URL" ] || { cat "$SERVER_LOG"; echo "the server did not become ready"; exit 1; }
-echo "| clients | requests | max_tokens | errors | TTFT p50 ms | TTFT p99 ms | between tokens p50 ms | tokens/s | RSS MB before / after |"
-echo "|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+echo "| clients | requests | max_tokens | errors | TTFT p50 ms | TTFT p99 ms | between tokens p50 ms | engine step ms | sampling ms | tokens/s | RSS MB before / after |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 rc=0
 for c in 1 8 32; do
   python3 bench/serve_load.py --url "$URL" --pid "$SERVER_PID" --clients $c --requests $((2 * c)) --max-tokens "${MAX_TOKENS:-32}" || rc=1

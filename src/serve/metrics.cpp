@@ -45,7 +45,9 @@ std::string Histogram::render(const std::string& name, const std::string& help) 
 ServeMetrics::ServeMetrics()
     : time_to_first_token({0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0}),
       inter_token_latency({0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0}),
-      e2e_latency({0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0}) {}
+      e2e_latency({0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0}),
+      decode_step({0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.0, 2.0, 4.0}),
+      sampling({0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256}) {}
 
 std::string ServeMetrics::render(int64_t running, int64_t waiting) const {
   std::string out;
@@ -63,6 +65,8 @@ std::string ServeMetrics::render(int64_t running, int64_t waiting) const {
   out += time_to_first_token.render("fp4kit:time_to_first_token_seconds", "Time from arrival to the first generated token.");
   out += inter_token_latency.render("fp4kit:inter_token_latency_seconds", "Time between consecutive generated tokens.");
   out += e2e_latency.render("fp4kit:e2e_request_latency_seconds", "Time from arrival to the last token.");
+  out += decode_step.render("fp4kit:decode_step_seconds", "The engine's time for one decode step of the running batch.");
+  out += sampling.render("fp4kit:sampling_seconds", "Time to draw the tokens of one decode step.");
   return out;
 }
 

@@ -1,7 +1,8 @@
 #pragma once
 // The server's Prometheus metrics, named as vLLM names them (with the fp4kit: prefix): requests
 // running and waiting, prompt and generated token counters, finished requests by reason, and
-// histograms of time to first token, inter-token latency and end-to-end latency (seconds).
+// histograms of time to first token, inter-token latency and end-to-end latency (seconds); and, as
+// fp4kit's own, where a decode step's time goes: the engine's call and the sampling of its tokens.
 #include <atomic>
 #include <cstdint>
 #include <mutex>
@@ -32,6 +33,7 @@ struct ServeMetrics {
   std::atomic<uint64_t> finished_stop{0}, finished_length{0}, finished_abort{0}, finished_error{0};
   std::atomic<uint64_t> rejected_queue_full{0};
   Histogram time_to_first_token, inter_token_latency, e2e_latency;
+  Histogram decode_step, sampling;  // per decode step: the engine's advance, then every token's draw
   // The whole page; `running` and `waiting` are read from the scheduler at the time of the scrape.
   std::string render(int64_t running, int64_t waiting) const;
 };

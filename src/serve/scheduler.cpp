@@ -95,7 +95,10 @@ void Scheduler::decode_step(const std::vector<Slot*>& slots) {
     sequences.push_back(slot->sequence.get());
     ids.push_back(slot->last_token);
   }
+  const auto start = std::chrono::steady_clock::now();
   const std::vector<float> logits = model_.advance(sequences, ids);
+  const auto advanced = std::chrono::steady_clock::now();
+  metrics_.decode_step.observe(std::chrono::duration<double>(advanced - start).count());
   ++steps_;
   largest_batch_ = std::max<int64_t>(largest_batch_, static_cast<int64_t>(slots.size()));
   const int64_t vocab = model_.config().base.vocab_size;
@@ -107,6 +110,7 @@ void Scheduler::decode_step(const std::vector<Slot*>& slots) {
       tokens[i] = sample_token(&logits[i * static_cast<size_t>(vocab)], vocab, slots[i]->job->sampling,
                                static_cast<uint64_t>(slots[i]->generated));
   });
+  metrics_.sampling.observe(seconds_since(advanced));
   for (size_t i = 0; i < slots.size(); ++i) {
     ++slots[i]->cached;
     deliver(*slots[i], tokens[i]);

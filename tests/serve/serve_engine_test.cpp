@@ -83,6 +83,12 @@ TEST(ServeScheduler, GreedyTokensEqualTransformersAlsoInABatchAndInChunks) {
   EXPECT_GE(scheduler.largest_batch(), 2);
   EXPECT_EQ(metrics.generation_tokens, 48u);
   EXPECT_EQ(metrics.prompt_tokens, prompt.size() + 4 + 50);
+  // Every decode step's engine call and its draws are timed once each.
+  const std::string page = metrics.render(0, 0);
+  const std::string steps = " " + std::to_string(scheduler.steps()) + "\n";
+  EXPECT_GT(scheduler.steps(), 0);
+  EXPECT_NE(page.find("fp4kit:decode_step_seconds_count" + steps), std::string::npos) << page;
+  EXPECT_NE(page.find("fp4kit:sampling_seconds_count" + steps), std::string::npos) << page;
   // b alone gives the same tokens as b beside the others.
   RecordedJob b_alone({0, 5, 9, 33}, 20);
   ASSERT_TRUE(scheduler.submit(b_alone.job));
