@@ -128,6 +128,7 @@ GenerationRequest parse_generation(const json& body, bool chat) {
     refuse_unless(integer_field(body, "best_of", INT64_MIN, INT64_MAX).value_or(1) == 1, "best_of", "only 1 is supported");
     refuse_unless(string_field(body, "suffix").empty(), "suffix", "not supported");
   }
+  s.logprobs = g.logprobs;  // the draw computes them only for a request that reports them
   return g;
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "engine/generate.h"
 #include "serve/logit_order.h"
@@ -68,6 +69,10 @@ double sampling_uniform(uint64_t seed, uint64_t step) {
 SampledToken sample_token(const float* logits, int64_t vocab, const SamplingParams& p, uint64_t step) {
   SampledToken out;
   out.token = p.temperature <= 0.0 ? static_cast<int32_t>(engine::argmax(logits, vocab)) : draw(logits, vocab, p, step);
+  if (!p.logprobs && p.top_logprobs == 0) {
+    out.logprob = std::numeric_limits<double>::quiet_NaN();
+    return out;
+  }
   const double log_z = log_normalizer(logits, vocab);
   out.logprob = static_cast<double>(logits[out.token]) - log_z;
   if (p.top_logprobs > 0)

@@ -9,7 +9,7 @@
 // same seed gives the same tokens whatever else the server runs, and on any platform with IEEE
 // doubles. Candidates are ordered by probability, ties by token id, before the draw.
 // Logprobs are those of the model's own distribution (log-softmax of the raw logits), as vLLM
-// reports them by default.
+// reports them by default; computed only when asked for (an exp over the whole vocabulary).
 #include <cstdint>
 #include <vector>
 
@@ -22,6 +22,7 @@ struct SamplingParams {
   double min_p = 0.0;
   uint64_t seed = 0;
   int64_t top_logprobs = 0;  // how many alternatives to report with each token
+  bool logprobs = true;      // the chosen token's logprob (NaN in SampledToken when false and top_logprobs is 0)
 };
 
 struct TokenLogprob {

@@ -91,6 +91,23 @@ TEST(Sampling, TopKTopPAndMinPKeepOnlyTheirTokens) {
   EXPECT_EQ(h.begin()->first, 0);
 }
 
+// Without logprobs the draw skips the normalizer: the same tokens, the logprob left NaN.
+TEST(Sampling, WithoutLogprobsTheTokensAreTheSame) {
+  for (double temperature : {0.0, 0.7}) {
+    SamplingParams with, without;
+    with.temperature = without.temperature = temperature;
+    with.seed = without.seed = 99;
+    without.logprobs = false;
+    for (uint64_t step = 0; step < 32; ++step) {
+      const SampledToken a = sample_token(kLogits.data(), 5, with, step), b = sample_token(kLogits.data(), 5, without, step);
+      EXPECT_EQ(a.token, b.token);
+      EXPECT_TRUE(std::isfinite(a.logprob));
+      EXPECT_TRUE(std::isnan(b.logprob));
+      EXPECT_TRUE(b.top.empty());
+    }
+  }
+}
+
 TEST(Sampling, TopLogprobsAreTheMostLikelyInOrderAndFinite) {
   SamplingParams p;
   p.seed = 11;

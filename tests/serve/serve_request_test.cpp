@@ -41,12 +41,16 @@ TEST(ServeRequest, ParsesACompletionWithEverySamplingField) {
   EXPECT_EQ(r.generation.stop, (std::vector<std::string>{"a", "bc"}));
   EXPECT_TRUE(r.generation.stream);
   EXPECT_TRUE(r.generation.logprobs);
+  EXPECT_TRUE(r.generation.sampling.logprobs);
   EXPECT_EQ(r.generation.sampling.top_logprobs, 2);
   const CompletionRequest ids = parse_completion_request(json::parse(R"({"prompt":[0,15,7],"stop":"x"})"));
   EXPECT_TRUE(ids.prompt_is_ids);
   EXPECT_EQ(ids.prompt_ids, (std::vector<int32_t>{0, 15, 7}));
   EXPECT_EQ(ids.generation.stop, (std::vector<std::string>{"x"}));
   EXPECT_FALSE(ids.generation.max_tokens.has_value());
+  // A request that reports no logprobs does not have the draw compute them.
+  EXPECT_FALSE(ids.generation.logprobs);
+  EXPECT_FALSE(ids.generation.sampling.logprobs);
 }
 
 TEST(ServeRequest, ParsesChatMessagesAndTheThinkingSwitch) {
