@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <optional>
 #include <span>
@@ -114,6 +115,32 @@ TEST(EngineCli, GenerateOnTheGpuMatchesTransformersOrSaysWhyNot) {
   std::string expected;
   for (size_t i = prompt.size(); i < output.size(); ++i) expected += (expected.empty() ? "" : " ") + std::to_string(output[i]);
   EXPECT_EQ(last_line(r.output), expected);
+}
+
+// `generate --profile`: on the CPU one line saying there is no split; on the GPU the stage table,
+// the host time by call and the steps' spread, with numbers in order (min <= median <= max).
+TEST(EngineCli, GenerateProfileSplitsAGpuStepOrSaysWhyNot) {
+  const std::string args = "generate " + tiny_dir() + " --ids \"0 5 9 33\" --max-new-tokens 5 --ignore-eos --profile";
+  const CommandResult cpu = run_fp4kit(args);
+  ASSERT_EQ(cpu.exit_code, 0) << cpu.output;
+  EXPECT_NE(cpu.output.find("profile: no decode step was measured"), std::string::npos) << cpu.output;
+  const CommandResult r = run_fp4kit(args + " --device cuda --precision f32");
+  if (const std::optional<std::string> why_not = refused_without_gpu(r))
+    GTEST_SKIP() << "no GPU to run on (" << *why_not << "); the CPU's line was checked";
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(last_line(r.output), last_line(cpu.output));  // f32 on both: the same greedy tokens
+  for (const char* row : {"decode step by stage", "embed.gather", "attention.core", "moe.routed", "  sum ",
+                          "host time by call, ms per step: embed_next"})
+    EXPECT_NE(r.output.find(row), std::string::npos) << row << "\n" << r.output;
+  const size_t at = r.output.find("step wall time, ms: first ");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  double first = NAN, median = NAN, lo = NAN, hi = NAN;
+  ASSERT_EQ(std::sscanf(r.output.c_str() + at, "step wall time, ms: first %lf, median %lf, min %lf, max %lf", &first,
+                        &median, &lo, &hi),
+            4)
+      << r.output.substr(at);
+  EXPECT_TRUE(lo > 0 && lo <= median && median <= hi && lo <= first && first <= hi)  // false on NaN
+      << first << " " << median << " " << lo << " " << hi;
 }
 
 TEST(EngineCli, CompareSourceWithItsLosslessNvfp4Cast) {
