@@ -932,10 +932,10 @@ void GpuForward::next_group() {
   if (!g) throw Error("GPU forward: the checkpoint's groups ended early");
   const auto t1 = std::chrono::steady_clock::now();
   m.group.load(*g, m.stream);
+  for (const io::PrefetchedTensor& t : g->tensors()) timing_.bytes += t.bytes.size();
   // The last group read: the reader and its pinned slots go now, at the end of this pass, not at
   // the start of the next one (measured: ~300 ms added to the first decode step).
   if (batch_->next_group_index == static_cast<int64_t>(m.groups.size())) {
-    for (const io::PrefetchedTensor& t : g->tensors()) timing_.bytes += t.bytes.size();
     g.reset();
     batch_->prefetcher.reset();
   }
@@ -945,8 +945,6 @@ void GpuForward::next_group() {
   const auto t2 = std::chrono::steady_clock::now();
   timing_.read_wait_seconds = std::chrono::duration<double>(t1 - t0).count();
   timing_.copy_seconds = std::chrono::duration<double>(t2 - t1).count();
-  if (g)
-    for (const io::PrefetchedTensor& t : g->tensors()) timing_.bytes += t.bytes.size();
   step_start_ = t2;
   m.clock.start(m.stream);
 }
