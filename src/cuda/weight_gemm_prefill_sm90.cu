@@ -25,7 +25,6 @@ struct RsShape {
   static constexpr bool kFp4 = F == WeightFormat::Nvfp4 || F == WeightFormat::Mxfp4;
   static constexpr bool kFp8 = F == WeightFormat::Fp8Block;
   static constexpr int kWeights = kSwiGlu ? 2 : 1;
-  static constexpr int kAcc = kBT / 2;
   static constexpr int kRawBytes = kFp4 ? kBK / 2 : (kFp8 ? kBK : 2 * kBK);
   static constexpr int kRawStride = kRawBytes + 16;  // conflict-free fragment reads
   static constexpr size_t kXStage = size_t{kBT} * 128;
@@ -103,7 +102,13 @@ __device__ __forceinline__ void decode_fragments(const uint8_t* ra, const uint8_
 
 template <WeightFormat F, int kBT, bool kSwiGlu, int kBudget, int kVec>
 __global__ void __launch_bounds__(kThreads) weight_gemm_prefill_rs_kernel(WeightGemmArgs a, int64_t steps_per_split) {
+#if defined(__CUDA_ARCH__) && !FP4KIT_WGMMA
+  // wgmma exists on sm_90a only and the launcher takes these kernels on compute capability 9.0 only:
+  // the other targets of the fatbinary get this stub, not a second compile of the whole kernel.
+  __trap();
+#else
   using S = RsShape<F, kBT, kSwiGlu, kBudget>;
+  constexpr int kAcc = kBT / 2;  // accumulators per thread and weight
   constexpr int kStages = S::kStages;
   constexpr int kW = S::kWeights;
   constexpr bool kFp8 = S::kFp8;
@@ -178,17 +183,17 @@ __global__ void __launch_bounds__(kThreads) weight_gemm_prefill_rs_kernel(Weight
                            (n0 / 128) * scale_cols + (t * kBK) / 128);
   };
 
-  float acc[kW][S::kAcc];
-  float part[kFp8 ? kW : 1][kFp8 ? S::kAcc : 1];
+  float acc[kW][kAcc];
+  float part[kFp8 ? kW : 1][kFp8 ? kAcc : 1];
 #pragma unroll
   for (int wi = 0; wi < kW; ++wi)
 #pragma unroll
-    for (int i = 0; i < S::kAcc; ++i) acc[wi][i] = 0.0f;
+    for (int i = 0; i < kAcc; ++i) acc[wi][i] = 0.0f;
   if constexpr (kFp8) {
 #pragma unroll
     for (int wi = 0; wi < kW; ++wi)
 #pragma unroll
-      for (int i = 0; i < S::kAcc; ++i) part[wi][i] = 0.0f;
+      for (int i = 0; i < kAcc; ++i) part[wi][i] = 0.0f;
   }
   uint32_t frag_even[kW][4][4], frag_odd[kW][4][4];
   uint32_t scales_even[kW][2], scales_odd[kW][2];  // for the decode in iterations of that parity
@@ -211,8 +216,8 @@ __global__ void __launch_bounds__(kThreads) weight_gemm_prefill_rs_kernel(Weight
   auto fence_sums = [&]() {
 #pragma unroll
     for (int wi = 0; wi < kW; ++wi) {
-      if constexpr (kFp8) wgmma_fence_registers<S::kAcc>(part[wi]);
-      else wgmma_fence_registers<S::kAcc>(acc[wi]);
+      if constexpr (kFp8) wgmma_fence_registers<kAcc>(part[wi]);
+      else wgmma_fence_registers<kAcc>(acc[wi]);
     }
   };
   // Iteration i: the MMAs of step i on `cur`, meanwhile the copies of step i + kStages - 1 and the
@@ -260,7 +265,7 @@ __global__ void __launch_bounds__(kThreads) weight_gemm_prefill_rs_kernel(Weight
 #pragma unroll
         for (int wi = 0; wi < kW; ++wi)
 #pragma unroll
-          for (int r = 0; r < S::kAcc; ++r) acc[wi][r] += part[wi][r] * block_scale[wi];
+          for (int r = 0; r < kAcc; ++r) acc[wi][r] += part[wi][r] * block_scale[wi];
       }
     }
   };
@@ -289,6 +294,7 @@ __global__ void __launch_bounds__(kThreads) weight_gemm_prefill_rs_kernel(Weight
       else if (a.y_bf16) static_cast<uint16_t*>(a.y)[m * N + n] = float_to_bf16_bits(v);
       else static_cast<float*>(a.y)[m * N + n] = v;
     }
+#endif
 }
 
 constexpr int64_t resident_blocks(size_t shared_bytes) {
