@@ -73,18 +73,52 @@ void Scheduler::deliver(Slot& slot, const SampledToken& t) {
   else if (slot.generated >= slot.job->max_tokens) finish(slot, FinishReason::Length);
 }
 
-void Scheduler::prefill_chunk(Slot& slot) {
-  const std::vector<int64_t>& prompt = slot.job->prompt;
-  const int64_t total = static_cast<int64_t>(prompt.size());
-  const int64_t n = std::min(std::max<int64_t>(1, options_.prefill_chunk), total - slot.cached);
-  const std::vector<int64_t> ids(prompt.begin() + slot.cached, prompt.begin() + slot.cached + n);
-  if (!slot.sequence) slot.sequence = model_.start();
-  const std::vector<float> logits = model_.advance({slot.sequence.get()}, ids);
-  slot.cached += n;
-  metrics_.prompt_tokens += static_cast<uint64_t>(n);
-  if (slot.cached == total)
-    deliver(slot, sample_token(logits.data(), model_.config().base.vocab_size, slot.job->sampling,
-                               static_cast<uint64_t>(slot.generated)));
+int64_t Scheduler::chunk_length(const Slot& slot) const {
+  const int64_t left = static_cast<int64_t>(slot.job->prompt.size()) - slot.cached;
+  return std::min(std::max<int64_t>(1, options_.prefill_chunk), left);
+}
+
+void Scheduler::prefill_together(const std::vector<Slot*>& slots, int64_t n) {
+  std::vector<engine::SequenceModel::Sequence*> sequences;
+  std::vector<int64_t> ids;
+  for (Slot* slot : slots) {
+    if (!slot->sequence) slot->sequence = model_.start();
+    sequences.push_back(slot->sequence.get());
+    const auto from = slot->job->prompt.begin() + slot->cached;
+    ids.insert(ids.end(), from, from + n);
+  }
+  std::vector<float> logits;
+  try {
+    logits = model_.advance(sequences, ids);
+  } catch (const std::exception& e) {
+    if (slots.size() == 1) {
+      finish(*slots[0], FinishReason::Error, e.what());
+      return;
+    }
+    // The call's sequences cannot go on; a prompt that had not started starts again, alone.
+    for (Slot* slot : slots) {
+      if (slot->cached > 0) {
+        finish(*slot, FinishReason::Error, e.what());
+        continue;
+      }
+      slot->sequence.reset();
+      prefill_together({slot}, n);
+    }
+    return;
+  }
+  const int64_t vocab = model_.config().base.vocab_size;
+  for (size_t i = 0; i < slots.size(); ++i) {
+    Slot& slot = *slots[i];
+    slot.cached += n;
+    metrics_.prompt_tokens += static_cast<uint64_t>(n);
+    if (slot.cached < static_cast<int64_t>(slot.job->prompt.size())) continue;
+    try {
+      deliver(slot, sample_token(&logits[i * static_cast<size_t>(vocab)], vocab, slot.job->sampling,
+                                 static_cast<uint64_t>(slot.generated)));
+    } catch (const std::exception& e) {
+      finish(slot, FinishReason::Error, e.what());
+    }
+  }
 }
 
 void Scheduler::decode_step(const std::vector<Slot*>& slots) {
@@ -138,14 +172,20 @@ void Scheduler::loop() {
     for (Slot& slot : admitted) running.push_back(std::move(slot));
     for (Slot& slot : running)
       if (!slot.done && slot.job->cancelled) finish(slot, FinishReason::Abort);
-    // Prompts: one chunk each.
-    for (Slot& slot : running) {
-      if (slot.done || slot.generated > 0) continue;  // a request with a token is past its prompt
-      try {
-        prefill_chunk(slot);
-      } catch (const std::exception& e) {
-        finish(slot, FinishReason::Error, e.what());
-      }
+    // Prompts: one chunk each, the chunks of one length in one call (a request with a token is past
+    // its prompt).
+    std::vector<Slot*> prefilling;
+    for (Slot& slot : running)
+      if (!slot.done && slot.generated == 0) prefilling.push_back(&slot);
+    while (!prefilling.empty()) {
+      const int64_t n = chunk_length(*prefilling.front());
+      std::vector<Slot*> group;
+      std::erase_if(prefilling, [&](Slot* slot) {
+        if (chunk_length(*slot) != n) return false;
+        group.push_back(slot);
+        return true;
+      });
+      prefill_together(group, n);
     }
     std::erase_if(running, [](const Slot& s) { return s.done; });
     // Every request past its prompt: one token, in one engine call.

@@ -5,10 +5,12 @@
 // running batch when one of the `parallel` slots is free. Each running request keeps its own KV
 // cache (a SequenceModel::Sequence). Each step, a request still reading its prompt runs the next
 // chunk of it (at most `prefill_chunk` tokens, so that a long prompt does not stall the others for
-// long); then every request past its prompt advances by one token in ONE model call (the CPU engine
-// puts their states side by side, one token each at its own position, so the weights are read once
-// per step for all of them). The models compute every sequence on its own and a prompt in chunks as
-// in one piece, so a request's tokens do not depend on what else runs beside it.
+// long), the chunks of one length together in one model call; then every request past its prompt
+// advances by one token in ONE model call (the CPU engine puts their states side by side, each at
+// its own position, so the weights are read once per call for all of them). The models compute
+// every sequence on its own and a prompt in chunks as in one piece, so a request's tokens do not
+// depend on what else runs beside it; when a call of several prompts fails, those that had not
+// started run again alone, so that one request's failure is not its neighbours'.
 // Callbacks run on the scheduler thread; a request whose `cancelled` flag is set (its client went
 // away) leaves the batch before the next step.
 #include <atomic>
@@ -82,7 +84,10 @@ class Scheduler {
     bool done = false;
   };
   void loop();
-  void prefill_chunk(Slot& slot);  // the next chunk of the prompt; the first token after the last
+  int64_t chunk_length(const Slot& slot) const;  // of the prompt's next chunk
+  // The next chunk (n tokens) of each of these prompts, in one model call; a prompt's last chunk
+  // gives its first token.
+  void prefill_together(const std::vector<Slot*>& slots, int64_t n);
   void decode_step(const std::vector<Slot*>& slots);
   void deliver(Slot& slot, const SampledToken& token);
   void finish(Slot& slot, FinishReason reason, const std::string& error = "");

@@ -3,6 +3,7 @@
 // share decode steps; queue limits, cancellation, stop strings, usage, seeds, the API key, streaming.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -11,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../engine/engine_test_util.h"
+#include "base/error.h"
 #include "checkpoint_edit.h"
 #include "serve/openai_service.h"
 #include "serve/scheduler.h"
@@ -140,6 +142,114 @@ TEST(ServeScheduler, ABurstFillsTheFreeSlotsEvenWithNoQueue) {
   b.wait();
   EXPECT_EQ(a.tokens.size(), 30u);
   EXPECT_EQ(b.tokens.size(), 30u);
+}
+
+// The CPU engine behind a wrapper that records each call's shape, holds its first call until
+// opened (so that the requests submitted meanwhile are admitted together) and fails any prompt call
+// (more than one token per sequence) whose ids hold `poison`.
+class RecordingModel : public engine::SequenceModel {
+ public:
+  RecordingModel(engine::SequenceModel& inner, int64_t poison) : inner_(inner), poison_(poison) {}
+  const engine::ModelConfig& config() const override { return inner_.config(); }
+  std::unique_ptr<Sequence> start() override { return inner_.start(); }
+  std::vector<float> advance(const std::vector<Sequence*>& sequences, const std::vector<int64_t>& ids) override {
+    {
+      std::unique_lock lock(mutex_);
+      ++arrived_;
+      arrival_.notify_all();
+      gate_.wait(lock, [&] { return open_; });
+      calls_.emplace_back(sequences.size(), ids.size() / sequences.size());
+    }
+    if (ids.size() > sequences.size() && std::find(ids.begin(), ids.end(), poison_) != ids.end())
+      throw InputError("poisoned prompt");
+    return inner_.advance(sequences, ids);
+  }
+  // Until the first call waits at the gate.
+  void wait_for_the_first_call() {
+    std::unique_lock lock(mutex_);
+    ASSERT_TRUE(arrival_.wait_for(lock, std::chrono::seconds(60), [&] { return arrived_ > 0; }));
+  }
+  void open() {
+    {
+      std::lock_guard lock(mutex_);
+      open_ = true;
+    }
+    gate_.notify_all();
+  }
+  // (sequences, new tokens each) of every call so far.
+  std::vector<std::pair<size_t, size_t>> calls() {
+    std::lock_guard lock(mutex_);
+    return calls_;
+  }
+
+ private:
+  engine::SequenceModel& inner_;
+  int64_t poison_;
+  std::mutex mutex_;
+  std::condition_variable gate_, arrival_;
+  bool open_ = false;
+  int arrived_ = 0;
+  std::vector<std::pair<size_t, size_t>> calls_;
+};
+
+// Greedy tokens of one request alone.
+std::vector<int64_t> alone(engine::SequenceModel& model, const std::vector<int64_t>& prompt, int64_t max_tokens) {
+  ServeMetrics metrics;
+  Scheduler scheduler(model, {1, 1, 4}, metrics);
+  RecordedJob j(prompt, max_tokens);
+  EXPECT_TRUE(scheduler.submit(j.job));
+  j.wait();
+  return j.tokens;
+}
+
+TEST(ServeScheduler, PromptChunksOfOneLengthShareAModelCall) {
+  const auto eng = engine::make_cpu_sequence_model(tiny_dir(), two_threads());
+  RecordingModel model(*eng, -1);
+  ServeMetrics metrics;
+  Scheduler scheduler(model, {3, 8, 4}, metrics);
+  RecordedJob a({0, 11, 12, 13, 14, 15, 16, 17, 18, 19}, 6), b({0, 21, 22, 23, 24, 25, 26, 27, 28, 29}, 6),
+      c({0, 31, 32, 33}, 6);
+  ASSERT_TRUE(scheduler.submit(a.job));
+  model.wait_for_the_first_call();  // a's first chunk, alone
+  ASSERT_TRUE(scheduler.submit(b.job));
+  ASSERT_TRUE(scheduler.submit(c.job));
+  model.open();
+  a.wait();
+  b.wait();
+  c.wait();
+  // a's second chunk, b's first and c's only one: 4 tokens each, one call.
+  const auto calls = model.calls();
+  EXPECT_NE(std::find(calls.begin(), calls.end(), std::pair<size_t, size_t>{3, 4}), calls.end());
+  EXPECT_EQ(metrics.prompt_tokens, 24u);
+  // Each request's tokens are those it gets alone.
+  EXPECT_EQ(a.tokens, alone(*eng, a.job->prompt, 6));
+  EXPECT_EQ(b.tokens, alone(*eng, b.job->prompt, 6));
+  EXPECT_EQ(c.tokens, alone(*eng, c.job->prompt, 6));
+  EXPECT_EQ(a.tokens.size(), 6u);
+}
+
+TEST(ServeScheduler, AFailedPromptCallFailsOnlyTheRequestThatCausedIt) {
+  const auto eng = engine::make_cpu_sequence_model(tiny_dir(), two_threads());
+  RecordingModel model(*eng, 77);
+  ServeMetrics metrics;
+  Scheduler scheduler(model, {3, 8, 8}, metrics);
+  RecordedJob first({0, 1, 2, 3}, 3), good({0, 5, 6, 7}, 5), bad({0, 77, 8, 9}, 5);
+  ASSERT_TRUE(scheduler.submit(first.job));
+  model.wait_for_the_first_call();  // first's prompt, alone: good and bad are admitted together
+  ASSERT_TRUE(scheduler.submit(good.job));
+  ASSERT_TRUE(scheduler.submit(bad.job));
+  model.open();
+  first.wait();
+  good.wait();
+  bad.wait();
+  EXPECT_EQ(bad.reason, FinishReason::Error);
+  EXPECT_TRUE(bad.tokens.empty());
+  EXPECT_EQ(good.reason, FinishReason::Length);
+  EXPECT_EQ(good.tokens, alone(*eng, good.job->prompt, 5));
+  // The call of both prompts failed; good's prompt ran again alone, bad's alone and failed again.
+  const auto calls = model.calls();
+  EXPECT_NE(std::find(calls.begin(), calls.end(), std::pair<size_t, size_t>{2, 4}), calls.end());
+  EXPECT_EQ(metrics.finished_error, 1u);
 }
 
 struct Reply {
