@@ -34,7 +34,9 @@ cmake --build build-aarch64 -j "$jobs" --target fp4kit fp4kit_tests
 
 tests=build-aarch64/fp4kit_tests-emulated
 echo "== aarch64 (qemu's default CPU: SVE2, 512-bit vectors)"
-scripts/run-gtest-shards.sh "$tests" "$jobs"
+# Less dequant's kill-and-resume tests (a fifth of the emulated time, no code with a path per ISA).
+scripts/run-gtest-shards.sh "$tests" "$jobs" -- --gtest_filter='-DequantResume.*:CrashPoints/DequantKillResume.*'
+
 # SVE code must give the same bytes at every vector length: the SIMD-versus-reference tests again
 # with 256-bit vectors.
 simd='*Kernels*:*Oracle*:DeepSeekFp*:EngineMatmul.*:SynthRandom.*:TensorError.*:Isa.*'

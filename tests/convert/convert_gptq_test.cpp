@@ -192,7 +192,13 @@ TEST(ConvertGptq, IdentityStatisticsGiveThePlainRoundingBytes) {
 
 TEST(ConvertGptq, LowerLayerOutputErrorThanWithoutOnHeldBackActivations) {
   const std::string dir = testing::fresh_temp_dir("convert-gptq-error");
+#if defined(FP4KIT_SANITIZED_BUILD)
+  // Nine conversions and six verifies of F64 GPTQ cost half a minute under ASan: the sanitized build
+  // runs the method with the most code (hessian scales, GPTQ, act order), the Release build all three.
+  const std::vector<std::string> methods = {"hessian"};
+#else
   const std::vector<std::string> methods = {"max", "mse", "hessian"};
+#endif
   for (const std::string& m : methods) {
     const auto plain = run_fp4kit(m == "hessian" ? testing::tiny_all_linear_args(dir + "/" + m, m) + " --hessian " + statistics().xtx +
                                                        " --hessian-missing mse"

@@ -268,6 +268,11 @@ SynthReport check_hollow(const std::string& preset, double max_seconds) {
 TEST(SynthCheckpoint, HollowV4ProFourLayers) { check_hollow("v4-pro:layers=4", 20); }
 
 TEST(SynthCheckpoint, HollowV4ProFullSize) {
+#if defined(FP4KIT_SANITIZED_BUILD)
+  // 145116 tensors' headers cost 14 s under ASan; the sanitized build writes the full-size Flash
+  // checkpoint and a four-layer Pro one through the same code.
+  GTEST_SKIP() << "the full-size V4-Pro layout runs in the Release build only (the sanitized build keeps CI within its time)";
+#endif
   // 61 layers + MTP: 864.7 GB of tensor data in a few tens of MB of disk.
   const SynthReport r = check_hollow("v4-pro", 60);
   EXPECT_EQ(r.tensors, 145116u);
