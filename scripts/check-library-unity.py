@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Checks the unity groups of the library's C++ sources (src/unity_groups.cmake) in a configured build.
+"""Checks the unity groups of the library's C++ sources and the bundles of its CUDA sources
+(src/unity_groups.cmake) in a configured build.
 
 Complete: every C++ source of the library targets compiles exactly once, as a member of one unity
 source or alone, and alone only where it must: it has compile flags of its own (which CMake's unity
@@ -121,6 +122,7 @@ class Source:
                 self.directive(tok, line)
             else:
                 self.tokens.append((kind, tok, line))
+        self.tokens = drop_launch_bounds(self.tokens)
         toks = self.tokens
         for i, (kind, tok, _) in enumerate(toks):
             if kind != 'ident' or tok in KEYWORDS or (i and toks[i - 1][1] in ('.', '->')):
@@ -303,6 +305,23 @@ class Source:
                 self.declare(name, 'variable', line)
 
 
+def drop_launch_bounds(toks):
+    """The tokens without CUDA's `__launch_bounds__(...)`, an attribute of the kernel after it."""
+    out, i = [], 0
+    while i < len(toks):
+        if toks[i][1] == '__launch_bounds__' and i + 1 < len(toks) and toks[i + 1][1] == '(':
+            depth, i = 0, i + 1
+            while i < len(toks):
+                depth += {'(': 1, ')': -1}.get(toks[i][1], 0)
+                i += 1
+                if depth == 0:
+                    break
+            continue
+        out.append(toks[i])
+        i += 1
+    return out
+
+
 def top_level(toks, what, before=None, skip_calls=()):
     """Index of the first `what` outside brackets and template argument lists (None if there is
     none, or if `before` comes first)."""
@@ -442,12 +461,13 @@ def main():
     for e in commands:
         m = target_of.search(e['command'])
         path = os.path.normpath(os.path.join(e['directory'], e['file']))
-        if not m or not path.endswith(('.cpp', '.cxx')):
+        if not m or not path.endswith(('.cpp', '.cxx', '.cu')):
             continue
         if '/Unity/' in path:
             unity[m.group(1)][path] = [os.path.normpath(p) for p in
                                        re.findall(r'^#include "([^"]+)"', open(path).read(), re.M)]
-            unity_flags[m.group(1)] = command_flags(e['command'])
+            if path.endswith('.cxx'):  # the C++ groups' flags (the CUDA bundles are nvcc's)
+                unity_flags[m.group(1)] = command_flags(e['command'])
         else:
             alone[m.group(1)][path] = command_flags(e['command'])
     if not unity:
@@ -466,14 +486,16 @@ def main():
         for path, flags in sorted(alone[target].items()):
             rel = os.path.relpath(path, ROOT)
             own = sorted(flags - unity_flags[target]) if target in unity_flags else []
-            if Source(path, headers).includes_foreach_target:
+            if path.endswith('.cu'):
+                standalone.append('%s (CUDA kernels large enough to compile alone)' % rel)
+            elif Source(path, headers).includes_foreach_target:
                 standalone.append('%s (compiled once per SIMD target)' % rel)
             elif own:
                 standalone.append('%s (flags of its own: %s)' % (rel, ' '.join(own)))
             else:
                 problems.append('%s compiles alone: it needs a UNITY_GROUP (src/unity_groups.cmake)' % rel)
         for source, members in sorted(unity[target].items()):
-            group = re.sub(r'^unity_(.*)_cxx\.cxx$', r'\1', os.path.basename(source))
+            group = re.sub(r'^unity_(.*)_(?:cxx\.cxx|cu\.cu)$', r'\1', os.path.basename(source))
             problems += collisions([Source(p, headers) for p in members], group)
 
     for p in problems:

@@ -11,9 +11,9 @@
 namespace fp4kit::cuda {
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kElementwiseThreads = 256;
 
-unsigned blocks_for(int64_t n) { return ceil_div(static_cast<size_t>(n), kThreads); }
+unsigned blocks_for(int64_t n) { return ceil_div(static_cast<size_t>(n), kElementwiseThreads); }
 
 __global__ void gather_rows_kernel(const float* src, const int32_t* rows, int64_t n, int64_t w, float* dst) {
   const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
@@ -73,20 +73,20 @@ __global__ void first_nonfinite_kernel(const float* x, int64_t n, unsigned long 
 
 void gather_rows(const float* src, const int32_t* rows, int64_t n, int64_t w, float* dst, StreamHandle stream) {
   if (n <= 0 || w <= 0) return;
-  gather_rows_kernel<<<blocks_for(n * w), kThreads, 0, stream>>>(src, rows, n, w, dst);
+  gather_rows_kernel<<<blocks_for(n * w), kElementwiseThreads, 0, stream>>>(src, rows, n, w, dst);
   check_launch("gather_rows", "n=" + std::to_string(n) + " w=" + std::to_string(w));
 }
 
 void scatter_add_rows(float* dst, const float* src, const int32_t* rows, const float* weights, int64_t n, int64_t w,
                       StreamHandle stream) {
   if (n <= 0 || w <= 0) return;
-  scatter_add_rows_kernel<<<blocks_for(n * w), kThreads, 0, stream>>>(dst, src, rows, weights, n, w);
+  scatter_add_rows_kernel<<<blocks_for(n * w), kElementwiseThreads, 0, stream>>>(dst, src, rows, weights, n, w);
   check_launch("scatter_add_rows", "n=" + std::to_string(n) + " w=" + std::to_string(w));
 }
 
 void add_f32(const float* a, const float* b, int64_t n, float* out, StreamHandle stream) {
   if (n <= 0) return;
-  add_kernel<<<blocks_for(n), kThreads, 0, stream>>>(a, b, n, out);
+  add_kernel<<<blocks_for(n), kElementwiseThreads, 0, stream>>>(a, b, n, out);
   check_launch("add_f32", "n=" + std::to_string(n));
 }
 
@@ -98,7 +98,7 @@ void widen_to_f32(const void* src, DType dtype, int64_t n, float* out, StreamHan
   }
   if (dtype != DType::BF16 && dtype != DType::F16)
     throw InputError(std::string("widen_to_f32: ") + std::string(dtype_name(dtype)) + " is not a float dtype");
-  widen_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<const uint16_t*>(src), dtype == DType::BF16, n, out);
+  widen_kernel<<<blocks_for(n), kElementwiseThreads, 0, stream>>>(static_cast<const uint16_t*>(src), dtype == DType::BF16, n, out);
   check_launch("widen_to_f32", "n=" + std::to_string(n));
 }
 
@@ -108,7 +108,7 @@ void gather_rows_widened(const void* src, DType dtype, const int32_t* rows, int6
   if (dtype == DType::F32) return gather_rows(static_cast<const float*>(src), rows, n, w, dst, stream);
   if (dtype != DType::BF16 && dtype != DType::F16)
     throw InputError(std::string("gather_rows_widened: ") + std::string(dtype_name(dtype)) + " is not a float dtype");
-  gather_widen_kernel<<<blocks_for(n * w), kThreads, 0, stream>>>(static_cast<const uint16_t*>(src), dtype == DType::BF16,
+  gather_widen_kernel<<<blocks_for(n * w), kElementwiseThreads, 0, stream>>>(static_cast<const uint16_t*>(src), dtype == DType::BF16,
                                                                    rows, n, w, dst);
   check_launch("gather_rows_widened", "n=" + std::to_string(n) + " w=" + std::to_string(w));
 }
@@ -119,21 +119,21 @@ void linear_amax(const float* x, int64_t rows, int64_t cols, const float* row_we
     check(cudaMemsetAsync(out, 0, 2 * sizeof(float), stream), "linear_amax: zero");
     return;
   }
-  row_abs_max_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, cols, scratch);
+  row_abs_max_kernel<<<static_cast<unsigned>(rows), kElementwiseThreads, 0, stream>>>(x, cols, scratch);
   check_launch("linear_amax rows", "rows=" + std::to_string(rows) + " cols=" + std::to_string(cols));
-  amax_of_rows_kernel<<<1, kThreads, 0, stream>>>(scratch, row_weights, rows, out);
+  amax_of_rows_kernel<<<1, kElementwiseThreads, 0, stream>>>(scratch, row_weights, rows, out);
   check_launch("linear_amax", "rows=" + std::to_string(rows));
 }
 
 void scale_f32(float* x, int64_t n, float s, StreamHandle stream) {
   if (n <= 0) return;
-  scale_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, n, s);
+  scale_kernel<<<blocks_for(n), kElementwiseThreads, 0, stream>>>(x, n, s);
   check_launch("scale_f32", "n=" + std::to_string(n));
 }
 
 void first_nonfinite(const float* x, int64_t n, int64_t* first, StreamHandle stream) {
   if (n <= 0) return;
-  first_nonfinite_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, n, reinterpret_cast<unsigned long long*>(first));
+  first_nonfinite_kernel<<<blocks_for(n), kElementwiseThreads, 0, stream>>>(x, n, reinterpret_cast<unsigned long long*>(first));
   check_launch("first_nonfinite", "n=" + std::to_string(n));
 }
 

@@ -42,7 +42,7 @@ __global__ void reverse_kernel(const float* src, int64_t n, float* dst) {
   if (i < n) dst[i] = src[n - 1 - i];
 }
 
-std::string shape(size_t k) { return "k=" + std::to_string(k); }
+std::string factor_shape(size_t k) { return "k=" + std::to_string(k); }
 
 }  // namespace
 
@@ -69,9 +69,9 @@ void GptqDevice::set_matrix(const double* h, size_t k, const size_t* order) {
     throw InputError("GPTQ on the GPU: k = " + std::to_string(k) + " is out of range (1 to 46340)");
   d.factored = false;
   const size_t kk = k * k;
-  reserve(d.h, kk * sizeof(double), "GPTQ XᵀX [" + shape(k) + "]");
-  reserve(d.a, kk * sizeof(float), "GPTQ factor [" + shape(k) + "]");
-  reserve(d.inverse, kk * sizeof(float), "GPTQ inverse factor [" + shape(k) + "]");
+  reserve(d.h, kk * sizeof(double), "GPTQ XᵀX [" + factor_shape(k) + "]");
+  reserve(d.a, kk * sizeof(float), "GPTQ factor [" + factor_shape(k) + "]");
+  reserve(d.inverse, kk * sizeof(float), "GPTQ inverse factor [" + factor_shape(k) + "]");
   reserve(d.order, k * sizeof(int32_t), "GPTQ order");
   reserve(d.position, k * sizeof(int32_t), "GPTQ positions");
   reserve(d.status, 16, "GPTQ status");
@@ -86,8 +86,8 @@ void GptqDevice::set_matrix(const double* h, size_t k, const size_t* order) {
   const int n = static_cast<int>(k);
   int lwork = 0;
   check_cusolver(cusolver().SpotrfBufferSize(d.solver, CUBLAS_FILL_MODE_LOWER, n, d.a.data<float>(), n, &lwork),
-                 "cusolverDnSpotrf_bufferSize", shape(k));
-  reserve(d.work, static_cast<size_t>(std::max(lwork, 1)) * sizeof(float), "GPTQ potrf workspace [" + shape(k) + "]");
+                 "cusolverDnSpotrf_bufferSize", factor_shape(k));
+  reserve(d.work, static_cast<size_t>(std::max(lwork, 1)) * sizeof(float), "GPTQ potrf workspace [" + factor_shape(k) + "]");
   d.work_floats = std::max(lwork, 1);
   d.k = k;
   d.stream.synchronize("GPTQ set_matrix: upload");  // the host vectors go out of scope
@@ -104,26 +104,26 @@ bool GptqDevice::factor(double diag_add) {
   const dim3 blocks(ceil_div(k, threads.x), ceil_div(k, threads.y));
   reversed_damped_kernel<<<blocks, threads, 0, d.stream.get()>>>(d.h.data<double>(), d.order.data<int32_t>(), n,
                                                                    diag_add, d.a.data<float>());
-  check_launch("gptq reversed_damped", shape(k));
+  check_launch("gptq reversed_damped", factor_shape(k));
   int* info = d.status.data<int>();
   check_cusolver(cusolver().Spotrf(d.solver, CUBLAS_FILL_MODE_LOWER, n, d.a.data<float>(), n, d.work.data<float>(),
                                    d.work_floats, info),
-                 "cusolverDnSpotrf", shape(k));
+                 "cusolverDnSpotrf", factor_shape(k));
   int info_host = 0;
   copy_to_host(&info_host, info, sizeof info_host, d.stream);
   d.stream.synchronize("GPTQ potrf");
   if (info_host < 0)
-    throw DeviceError("cusolverDnSpotrf [" + shape(k) + "]: argument " + std::to_string(-info_host) + " is wrong");
+    throw DeviceError("cusolverDnSpotrf [" + factor_shape(k) + "]: argument " + std::to_string(-info_host) + " is wrong");
   if (info_host > 0) return false;  // a leading minor is not positive definite
   identity_kernel<<<ceil_div(static_cast<size_t>(kk), 256), 256, 0, d.stream.get()>>>(d.inverse.data<float>(), n);
-  check_launch("gptq identity", shape(k));
+  check_launch("gptq identity", factor_shape(k));
   const float one = 1.0f;
   check_cublas(cublas().Strsm(d.blas, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, CUBLAS_DIAG_NON_UNIT, n, n,
                               &one, d.a.data<float>(), n, d.inverse.data<float>(), n),
-               "cublasStrsm (GPTQ inverse factor)", shape(k));
+               "cublasStrsm (GPTQ inverse factor)", factor_shape(k));
   reverse_kernel<<<ceil_div(static_cast<size_t>(kk), 256), 256, 0, d.stream.get()>>>(d.inverse.data<float>(), kk,
                                                                                        d.a.data<float>());
-  check_launch("gptq reverse", shape(k));
+  check_launch("gptq reverse", factor_shape(k));
   // A tiny pivot can still overflow L⁻¹: such a U is no factor.
   int64_t* first = reinterpret_cast<int64_t*>(d.status.data<char>() + 8);
   const int64_t none = kk;

@@ -13,7 +13,7 @@
 namespace fp4kit::cuda {
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kObserveThreads = 256;
 
 struct Bf16AsF32 {
   __device__ float operator()(uint16_t v) const { return bf16_bits_to_float(v); }
@@ -44,10 +44,10 @@ void moe_expert_input_amax(const MoeWorkspace& ws, const MoeRouting& routing, Mo
     throw InputError("moe_expert_input_amax: the routing is not the one of the workspace's last call");
   if (rows > 0) {
     const uint16_t* x = input == MoeExpertInput::Gate ? ws.sorted_x() : ws.hidden_act();
-    row_abs_max_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, cols, scratch, Bf16AsF32{});
+    row_abs_max_kernel<<<static_cast<unsigned>(rows), kObserveThreads, 0, stream>>>(x, cols, scratch, Bf16AsF32{});
     check_launch("moe_expert_input_amax rows", "rows=" + std::to_string(rows) + " cols=" + std::to_string(cols));
   }
-  expert_amax_kernel<<<static_cast<unsigned>(ws.experts()), kThreads, 0, stream>>>(
+  expert_amax_kernel<<<static_cast<unsigned>(ws.experts()), kObserveThreads, 0, stream>>>(
       scratch, ws.expert_offsets(), ws.slot_of_row(), routing.weights, out);
   check_launch("moe_expert_input_amax", "experts=" + std::to_string(ws.experts()) + " rows=" + std::to_string(rows));
 }

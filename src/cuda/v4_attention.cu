@@ -9,7 +9,7 @@
 namespace fp4kit::cuda {
 namespace {
 
-constexpr int kThreads = 128;
+constexpr int kAttentionThreads = 128;
 
 // One thread per (sequence, entry, channel); slots in engine::compressor_append's order.
 __global__ void compressor_prefill_kernel(CompressorPrefill c, SequenceBatch sb) {
@@ -171,7 +171,7 @@ void indexer_select(const IndexerSelect& s, const SequenceBatch& b, StreamHandle
   auto kernel = indexer_select_kernel;
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
         "indexer_select: shared memory attribute");
-  kernel<<<static_cast<unsigned>(b.tokens()), kThreads, smem, stream>>>(s, b);
+  kernel<<<static_cast<unsigned>(b.tokens()), kAttentionThreads, smem, stream>>>(s, b);
   check_launch("indexer_select", batch_text(b) + " heads=" + std::to_string(s.heads) + " top_k=" + std::to_string(s.top_k));
 }
 
@@ -186,7 +186,7 @@ void check_attention_core(const AttentionCore& a) {
 }
 
 // The most keys a row can have: its window and every entry it may see.
-int64_t max_keys(const AttentionCore& a, const SequenceBatch& b) {
+int64_t attention_max_keys(const AttentionCore& a, const SequenceBatch& b) {
   int64_t keys = a.window < b.total() ? a.window : b.total();
   const int64_t entries = a.ratio > 0 ? b.total() / a.ratio : 0;
   if (a.compressed == CompressedKeys::AllCausal) keys += entries;
@@ -200,7 +200,7 @@ void attention_core(const AttentionCore& a, const SequenceBatch& b, StreamHandle
   check_attention_core(a);
   check_batch("attention_core", b);
   if (b.tokens() == 0) return;
-  if (attention_core_tiled(a, b, max_keys(a, b), stream)) return;
+  if (attention_core_tiled(a, b, attention_max_keys(a, b), stream)) return;
   attention_core_reference(a, b, stream);
 }
 
@@ -208,13 +208,13 @@ void attention_core_reference(const AttentionCore& a, const SequenceBatch& b, St
   check_attention_core(a);
   check_batch("attention_core", b);
   if (b.tokens() == 0) return;
-  const int64_t keys = max_keys(a, b);
+  const int64_t keys = attention_max_keys(a, b);
   const size_t smem = static_cast<size_t>(keys) * 4;
   if (smem > 200 * 1024) throw InputError("attention_core: " + std::to_string(keys) + " keys per query do not fit");
   auto kernel = attention_core_kernel;
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
         "attention_core: shared memory attribute");
-  kernel<<<static_cast<unsigned>(b.tokens() * a.heads), kThreads, smem, stream>>>(a, b);
+  kernel<<<static_cast<unsigned>(b.tokens() * a.heads), kAttentionThreads, smem, stream>>>(a, b);
   check_launch("attention_core", batch_text(b) + " heads=" + std::to_string(a.heads) + " head_dim=" + std::to_string(a.head_dim) +
                                      " keys<=" + std::to_string(keys));
 }

@@ -13,7 +13,7 @@
 namespace fp4kit::cuda {
 namespace {
 
-constexpr int kThreads = 256;  // 16 head groups x 16 key (or dimension) groups
+constexpr int kCoreThreads = 256;  // 16 head groups x 16 key (or dimension) groups
 constexpr int kKeyTile = 64;   // keys per score tile
 constexpr int kDimTile = 32;   // dimensions per score tile step
 constexpr int kOutTile = 64;   // dimensions per output pass
@@ -39,7 +39,7 @@ __device__ __forceinline__ void load4(const float* p, float (&v)[4]) {
 // Shared memory: scores [16·RH][n_stride], key rows [n_stride], then one tile buffer used as the
 // transposed Q and K tiles of the scores or the value tile of the output.
 template <int RH>
-__global__ void __launch_bounds__(kThreads) attention_core_tiled_kernel(AttentionCore a, SequenceBatch sb, int n_stride) {
+__global__ void __launch_bounds__(kCoreThreads) attention_core_tiled_kernel(AttentionCore a, SequenceBatch sb, int n_stride) {
   constexpr int HB = 16 * RH;
   extern __shared__ float4 smem4[];
   float* score = reinterpret_cast<float*>(smem4);
@@ -59,7 +59,7 @@ __global__ void __launch_bounds__(kThreads) attention_core_tiled_kernel(Attentio
   const int64_t count = a.ratio > 0 ? sb.total() / a.ratio : 0;
   const int tid = threadIdx.x, th = tid / 16, tk = tid % 16;
 
-  for (int j = tid; j < n; j += kThreads) {
+  for (int j = tid; j < n; j += kCoreThreads) {
     if (j < n_window) {
       keys[j] = a.kv + (b * sb.key_stride() + p - n_window + 1 + j) * D;
     } else {
@@ -76,11 +76,11 @@ __global__ void __launch_bounds__(kThreads) attention_core_tiled_kernel(Attentio
     float acc[RH][4] = {};
     for (int64_t d0 = 0; d0 < D; d0 += kDimTile) {
       __syncthreads();  // key pointers written, or the last tile consumed
-      for (int i = tid; i < HB * kDimTile; i += kThreads) {
+      for (int i = tid; i < HB * kDimTile; i += kCoreThreads) {
         const int h = i / kDimTile, d = i % kDimTile;
         qt[d * (HB + kPad) + h] = q[h * D + d0 + d];
       }
-      for (int i = tid; i < kKeyTile * kDimTile; i += kThreads) {
+      for (int i = tid; i < kKeyTile * kDimTile; i += kCoreThreads) {
         const int j = i / kDimTile, d = i % kDimTile;
         kt[d * (kKeyTile + kPad) + j] = j0 + j < n ? keys[j0 + j][d0 + d] : 0.0f;
       }
@@ -108,7 +108,7 @@ __global__ void __launch_bounds__(kThreads) attention_core_tiled_kernel(Attentio
 
   // Softmax per head (a warp per head): the sink joins the max and the total, the sum in F64.
   const int lane = tid & 31, warp = tid >> 5;
-  for (int h = warp; h < HB; h += kThreads / 32) {
+  for (int h = warp; h < HB; h += kCoreThreads / 32) {
     float* s = score + h * n_stride;
     const float sink = a.sink[h0 + h];
     float mx = sink;
@@ -130,7 +130,7 @@ __global__ void __launch_bounds__(kThreads) attention_core_tiled_kernel(Attentio
     float acc[RH][4] = {};
     for (int j0 = 0; j0 < n; j0 += kValueKeys) {
       __syncthreads();  // softmax done, or the last tile consumed
-      for (int i = tid; i < kValueKeys * kOutTile; i += kThreads) {
+      for (int i = tid; i < kValueKeys * kOutTile; i += kCoreThreads) {
         const int j = i / kOutTile, d = i % kOutTile;
         vt[j * (kOutTile + kPad) + d] = j0 + j < n ? keys[j0 + j][d0 + d] : 0.0f;
       }
@@ -176,7 +176,7 @@ bool attention_core_tiled(const AttentionCore& a, const SequenceBatch& b, int64_
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
         "attention_core (tiled): shared memory attribute");
   const int64_t blocks = b.tokens() * (a.heads / (16 * rh));
-  kernel<<<static_cast<unsigned>(blocks), kThreads, smem, stream>>>(a, b, n_stride);
+  kernel<<<static_cast<unsigned>(blocks), kCoreThreads, smem, stream>>>(a, b, n_stride);
   check_launch("attention_core (tiled)", "batch=" + std::to_string(b.batch) + " seq=" + std::to_string(b.seq) +
                                              " past=" + std::to_string(b.past) +
                                              " heads=" + std::to_string(a.heads) + " head_dim=" + std::to_string(a.head_dim) +

@@ -11,7 +11,7 @@
 namespace fp4kit::cuda {
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kHcThreads = 256;
 constexpr int kMaxHc = 8;
 
 std::string shape_text(const HcShape& s);
@@ -43,7 +43,7 @@ __global__ void mixing_logits_kernel(const float* streams, int64_t width, const 
 constexpr int kMixTokens = 32, kMixParts = 8, kMixChunk = 256;
 
 template <int R>
-__global__ void __launch_bounds__(kThreads) mixing_logits_tiled_kernel(const float* streams, int64_t tokens,
+__global__ void __launch_bounds__(kHcThreads) mixing_logits_tiled_kernel(const float* streams, int64_t tokens,
                                                                       int64_t width, const float* fn, float eps, float* z) {
   __shared__ float4 sfn[R * kMixChunk / 4];
   const int tid = threadIdx.x, tok = tid / kMixParts, part = tid % kMixParts;
@@ -64,7 +64,7 @@ __global__ void __launch_bounds__(kThreads) mixing_logits_tiled_kernel(const flo
   float acc[R] = {};
   for (int64_t c0 = 0; c0 < width; c0 += kMixChunk) {
     __syncthreads();  // the last chunk consumed
-    for (int i = tid; i < R * kMixChunk / 4; i += kThreads) {
+    for (int i = tid; i < R * kMixChunk / 4; i += kHcThreads) {
       const int r = i / (kMixChunk / 4), k = i % (kMixChunk / 4);
       sfn[i] = *reinterpret_cast<const float4*>(fn + r * width + c0 + 4 * k);
     }
@@ -98,10 +98,10 @@ __global__ void __launch_bounds__(kThreads) mixing_logits_tiled_kernel(const flo
 // columns of every token and every row and writes partial sums, the sum of squares in F64;
 // mixing_logits_finish_kernel adds them in block order: z = inv · Σ x·fn (the normalisation applied
 // once to the sum instead of to each x: another rounding order, as the tiled kernel's).
-constexpr int kSplitTokens = 8, kSplitColumns = 2 * kThreads, kWarps = kThreads / 32;
+constexpr int kSplitTokens = 8, kSplitColumns = 2 * kHcThreads, kWarps = kHcThreads / 32;
 
 template <int R>
-__global__ void __launch_bounds__(kThreads) mixing_logits_split_kernel(const float* streams, int64_t tokens,
+__global__ void __launch_bounds__(kHcThreads) mixing_logits_split_kernel(const float* streams, int64_t tokens,
                                                                       int64_t width, const float* fn, float* dots,
                                                                       double* squares) {
   __shared__ float sdot[kWarps][kSplitTokens][R];
@@ -124,7 +124,7 @@ __global__ void __launch_bounds__(kThreads) mixing_logits_split_kernel(const flo
     }
   }
   __syncthreads();
-  for (int i = threadIdx.x; i < tokens * (R + 1); i += kThreads) {
+  for (int i = threadIdx.x; i < tokens * (R + 1); i += kHcThreads) {
     const int t = i / (R + 1), r = i % (R + 1);
     if (r == R) {
       double sq = 0;
@@ -176,7 +176,7 @@ void mixing_logits(const float* streams, const HcShape& s, const float* fn, int6
     double* squares = reinterpret_cast<double*>((after + 7) / 8 * 8);
 #define FP4KIT_SPLIT_ROWS(R)                                                                                        \
     if (rows == R) {                                                                                                \
-      mixing_logits_split_kernel<R><<<parts, kThreads, 0, stream>>>(streams, s.tokens, width, fn, dots, squares);   \
+      mixing_logits_split_kernel<R><<<parts, kHcThreads, 0, stream>>>(streams, s.tokens, width, fn, dots, squares);   \
       check_launch(name, shape_text(s));                                                                            \
       mixing_logits_finish_kernel<<<ceil_div(static_cast<size_t>(s.tokens * rows), 128), 128, 0, stream>>>(          \
           dots, squares, parts, s.tokens, rows, width, s.rms_eps, z);                                               \
@@ -189,7 +189,7 @@ void mixing_logits(const float* streams, const HcShape& s, const float* fn, int6
   }
 #define FP4KIT_MIX_ROWS(R)                                                                                        \
   if (tiled && rows == R) {                                                                                       \
-    mixing_logits_tiled_kernel<R><<<blocks, kThreads, 0, stream>>>(streams, s.tokens, width, fn, s.rms_eps, z); \
+    mixing_logits_tiled_kernel<R><<<blocks, kHcThreads, 0, stream>>>(streams, s.tokens, width, fn, s.rms_eps, z); \
     check_launch(name, shape_text(s));                                                                            \
     return;                                                                                                       \
   }
@@ -200,7 +200,7 @@ void mixing_logits(const float* streams, const HcShape& s, const float* fn, int6
   FP4KIT_MIX_ROWS(15)
   FP4KIT_MIX_ROWS(24)
 #undef FP4KIT_MIX_ROWS
-  mixing_logits_kernel<<<static_cast<unsigned>(s.tokens), kThreads, 0, stream>>>(streams, width, fn, rows, s.rms_eps, z);
+  mixing_logits_kernel<<<static_cast<unsigned>(s.tokens), kHcThreads, 0, stream>>>(streams, width, fn, rows, s.rms_eps, z);
   check_launch(name, shape_text(s));
 }
 
@@ -349,7 +349,7 @@ void hc_pre(const float* streams, const HcShape& s, const HcParamsDevice& p, flo
     hc_mix4_kernel<<<ceil_div(static_cast<size_t>(s.tokens * 16), 128), 128, 0, stream>>>(z, s, p, pre, post, comb);
   else hc_mix_kernel<<<ceil_div(static_cast<size_t>(s.tokens), 128), 128, 0, stream>>>(z, s, p, pre, post, comb);
   check_launch("hc_mix", shape_text(s));
-  collapse_kernel<<<ceil_div(static_cast<size_t>(s.tokens * s.hidden), kThreads), kThreads, 0, stream>>>(streams, pre, s,
+  collapse_kernel<<<ceil_div(static_cast<size_t>(s.tokens * s.hidden), kHcThreads), kHcThreads, 0, stream>>>(streams, pre, s,
                                                                                                      collapsed);
   check_launch("hc_collapse", shape_text(s));
 }
@@ -358,7 +358,7 @@ void hc_post(float* streams, const float* y, const float* post, const float* com
              StreamHandle stream) {
   check_shape(s, "hc_post");
   if (s.tokens == 0) return;
-  hc_post_kernel<<<ceil_div(static_cast<size_t>(s.tokens * s.hidden), kThreads), kThreads, 0, stream>>>(streams, y, post,
+  hc_post_kernel<<<ceil_div(static_cast<size_t>(s.tokens * s.hidden), kHcThreads), kHcThreads, 0, stream>>>(streams, y, post,
                                                                                                    comb, s);
   check_launch("hc_post", shape_text(s));
 }
@@ -372,7 +372,7 @@ void hc_head(const float* streams, const HcShape& s, const HcParamsDevice& p, fl
   mixing_logits(streams, s, p.fn, s.hc, z, pre + s.tokens * s.hc, stream, "hc_head_logits");
   head_pre_kernel<<<ceil_div(static_cast<size_t>(s.tokens * s.hc), 128), 128, 0, stream>>>(z, s, p, pre);
   check_launch("hc_head_pre", shape_text(s));
-  collapse_kernel<<<ceil_div(static_cast<size_t>(s.tokens * s.hidden), kThreads), kThreads, 0, stream>>>(streams, pre, s,
+  collapse_kernel<<<ceil_div(static_cast<size_t>(s.tokens * s.hidden), kHcThreads), kHcThreads, 0, stream>>>(streams, pre, s,
                                                                                                      out);
   check_launch("hc_head_collapse", shape_text(s));
 }

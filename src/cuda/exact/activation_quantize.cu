@@ -18,7 +18,7 @@
 namespace fp4kit::cuda {
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kActivationThreads = 256;
 constexpr unsigned kMaxBlocks = 1u << 20;  // the loops stride over the rest
 constexpr float kInvSix = 1.0f / 6.0f;     // fl(1/6) = 0x3E2AAAAB
 
@@ -112,7 +112,7 @@ __device__ __forceinline__ int64_t index_stride() { return int64_t(gridDim.x) * 
 // Threads walk the (padded, when swizzled) grid of scale positions [grid_rows, grid_cols]; those
 // outside the [m, cols] data write a zero scale byte.
 template <bool kFast, bool kSwizzled>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kActivationThreads)
     quantize_activation_kernel(const uint4* __restrict__ x, int64_t m, int64_t cols, int64_t grid_rows,
                                int64_t grid_cols, float gs, float inv_gs, uint2* __restrict__ packed,
                                uint8_t* __restrict__ scales) {
@@ -132,7 +132,7 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 template <bool kSwizzled>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kActivationThreads)
     dequantize_activation_kernel(const uint2* __restrict__ packed, const uint8_t* __restrict__ scales, int64_t m,
                                  int64_t cols, float multiplier, uint4* __restrict__ out) {
   const int64_t total = m * cols;
@@ -147,7 +147,7 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 template <bool kFast>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kActivationThreads)
     fake_quantize_activation_kernel(const uint4* __restrict__ x, int64_t blocks, float gs, float inv_gs,
                                     float multiplier, uint4* __restrict__ out) {
   for (int64_t t = first_index(); t < blocks; t += index_stride()) {
@@ -160,29 +160,29 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-std::string shape_text(int64_t m, int64_t k) { return "M=" + std::to_string(m) + " K=" + std::to_string(k); }
+std::string activation_shape(int64_t m, int64_t k) { return "M=" + std::to_string(m) + " K=" + std::to_string(k); }
 
 void check_shape(const char* kernel, int64_t m, int64_t k) {
   if (m < 0 || k <= 0 || k % 16 != 0)
-    throw InputError(std::string(kernel) + ": activation [" + shape_text(m, k) +
+    throw InputError(std::string(kernel) + ": activation [" + activation_shape(m, k) +
                      "] needs M >= 0 and K a positive multiple of 16");
 }
 
 void check_pointer(const char* kernel, const char* name, const void* p, size_t alignment, int64_t m, int64_t k) {
-  if (p == nullptr) throw InputError(std::string(kernel) + " [" + shape_text(m, k) + "]: " + name + " is null");
+  if (p == nullptr) throw InputError(std::string(kernel) + " [" + activation_shape(m, k) + "]: " + name + " is null");
   if (reinterpret_cast<uintptr_t>(p) % alignment != 0)
-    throw InputError(std::string(kernel) + " [" + shape_text(m, k) + "]: " + name + " is not " +
+    throw InputError(std::string(kernel) + " [" + activation_shape(m, k) + "]: " + name + " is not " +
                      std::to_string(alignment) + "-byte aligned");
 }
 
 void check_global_scale(const char* kernel, float gs, int64_t m, int64_t k) {
   if (!std::isfinite(gs) || !(gs > 0.0f))
-    throw InputError(std::string(kernel) + " [" + shape_text(m, k) + "]: the global scale must be finite and > 0, got " +
+    throw InputError(std::string(kernel) + " [" + activation_shape(m, k) + "]: the global scale must be finite and > 0, got " +
                      std::to_string(gs));
 }
 
 unsigned grid_for(int64_t threads) {
-  const unsigned blocks = ceil_div(static_cast<size_t>(threads), kThreads);
+  const unsigned blocks = ceil_div(static_cast<size_t>(threads), kActivationThreads);
   return blocks < kMaxBlocks ? blocks : kMaxBlocks;
 }
 
@@ -207,14 +207,14 @@ void quantize_activation(const uint16_t* x, int64_t m, int64_t k, float global_s
   auto* out = reinterpret_cast<uint2*>(packed);
   const bool fast = math == ActivationQuantMath::Fast;
   if (fast && swizzled)
-    quantize_activation_kernel<true, true><<<grid, kThreads, 0, stream>>>(in, m, cols, grid_rows, grid_cols, global_scale, inv_gs, out, scales);
+    quantize_activation_kernel<true, true><<<grid, kActivationThreads, 0, stream>>>(in, m, cols, grid_rows, grid_cols, global_scale, inv_gs, out, scales);
   else if (fast)
-    quantize_activation_kernel<true, false><<<grid, kThreads, 0, stream>>>(in, m, cols, grid_rows, grid_cols, global_scale, inv_gs, out, scales);
+    quantize_activation_kernel<true, false><<<grid, kActivationThreads, 0, stream>>>(in, m, cols, grid_rows, grid_cols, global_scale, inv_gs, out, scales);
   else if (swizzled)
-    quantize_activation_kernel<false, true><<<grid, kThreads, 0, stream>>>(in, m, cols, grid_rows, grid_cols, global_scale, inv_gs, out, scales);
+    quantize_activation_kernel<false, true><<<grid, kActivationThreads, 0, stream>>>(in, m, cols, grid_rows, grid_cols, global_scale, inv_gs, out, scales);
   else
-    quantize_activation_kernel<false, false><<<grid, kThreads, 0, stream>>>(in, m, cols, grid_rows, grid_cols, global_scale, inv_gs, out, scales);
-  check_launch(kName, shape_text(m, k) + (swizzled ? " swizzled" : " linear") + (fast ? " fast" : " exact"));
+    quantize_activation_kernel<false, false><<<grid, kActivationThreads, 0, stream>>>(in, m, cols, grid_rows, grid_cols, global_scale, inv_gs, out, scales);
+  check_launch(kName, activation_shape(m, k) + (swizzled ? " swizzled" : " linear") + (fast ? " fast" : " exact"));
 }
 
 void dequantize_activation(const uint8_t* packed, const uint8_t* scales, Nvfp4ScaleLayout layout, int64_t m,
@@ -231,10 +231,10 @@ void dequantize_activation(const uint8_t* packed, const uint8_t* scales, Nvfp4Sc
   auto* o = reinterpret_cast<uint4*>(out);
   const bool swizzled = layout == Nvfp4ScaleLayout::Swizzled128x4;
   if (swizzled)
-    dequantize_activation_kernel<true><<<grid, kThreads, 0, stream>>>(in, scales, m, cols, multiplier, o);
+    dequantize_activation_kernel<true><<<grid, kActivationThreads, 0, stream>>>(in, scales, m, cols, multiplier, o);
   else
-    dequantize_activation_kernel<false><<<grid, kThreads, 0, stream>>>(in, scales, m, cols, multiplier, o);
-  check_launch(kName, shape_text(m, k) + (swizzled ? " swizzled" : " linear"));
+    dequantize_activation_kernel<false><<<grid, kActivationThreads, 0, stream>>>(in, scales, m, cols, multiplier, o);
+  check_launch(kName, activation_shape(m, k) + (swizzled ? " swizzled" : " linear"));
 }
 
 void fake_quantize_activation(const uint16_t* x, int64_t m, int64_t k, float global_scale, float multiplier,
@@ -252,10 +252,10 @@ void fake_quantize_activation(const uint16_t* x, int64_t m, int64_t k, float glo
   auto* o = reinterpret_cast<uint4*>(out);
   const bool fast = math == ActivationQuantMath::Fast;
   if (fast)
-    fake_quantize_activation_kernel<true><<<grid, kThreads, 0, stream>>>(in, blocks, global_scale, inv_gs, multiplier, o);
+    fake_quantize_activation_kernel<true><<<grid, kActivationThreads, 0, stream>>>(in, blocks, global_scale, inv_gs, multiplier, o);
   else
-    fake_quantize_activation_kernel<false><<<grid, kThreads, 0, stream>>>(in, blocks, global_scale, inv_gs, multiplier, o);
-  check_launch(kName, shape_text(m, k) + (fast ? " fast" : " exact"));
+    fake_quantize_activation_kernel<false><<<grid, kActivationThreads, 0, stream>>>(in, blocks, global_scale, inv_gs, multiplier, o);
+  check_launch(kName, activation_shape(m, k) + (fast ? " fast" : " exact"));
 }
 
 }  // namespace fp4kit::cuda

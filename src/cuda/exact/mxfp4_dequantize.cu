@@ -14,8 +14,8 @@ namespace fp4kit::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kUnroll = 4;
+constexpr int kMxfp4Threads = 256;
+constexpr int kMxfp4Unroll = 4;
 
 // Scale bytes whose products with every E2M1 value are BF16 (and f32) normals: 0.5*2^(e-127) >= 2^-126
 // and 6*2^(e-127) < 2^128.
@@ -79,25 +79,25 @@ struct Mxfp4Vector {
 };
 
 template <class Out>
-__global__ void __launch_bounds__(kThreads) mxfp4_dequantize_kernel(const uint8_t* __restrict__ packed,
+__global__ void __launch_bounds__(kMxfp4Threads) mxfp4_dequantize_kernel(const uint8_t* __restrict__ packed,
                                                                     const uint8_t* __restrict__ scales, size_t vectors,
                                                                     uint4* __restrict__ out, uint32_t default_nan) {
   using V = Mxfp4Vector<Out>;
   constexpr int kVectorsPerGroup = 32 / V::kElements;
   const auto* words = reinterpret_cast<const typename V::PackedWord*>(packed);
-  const size_t stride = static_cast<size_t>(gridDim.x) * kThreads;
-  for (size_t base = static_cast<size_t>(blockIdx.x) * kThreads + threadIdx.x; base < vectors;
-       base += kUnroll * stride) {
-    uint32_t word[kUnroll];
-    uint32_t scale_byte[kUnroll];
+  const size_t stride = static_cast<size_t>(gridDim.x) * kMxfp4Threads;
+  for (size_t base = static_cast<size_t>(blockIdx.x) * kMxfp4Threads + threadIdx.x; base < vectors;
+       base += kMxfp4Unroll * stride) {
+    uint32_t word[kMxfp4Unroll];
+    uint32_t scale_byte[kMxfp4Unroll];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
+    for (int u = 0; u < kMxfp4Unroll; ++u) {
       const size_t v = base + u * stride;
       word[u] = v < vectors ? static_cast<uint32_t>(__ldcs(words + v)) : 0u;
       scale_byte[u] = v < vectors ? scales[v / kVectorsPerGroup] : 0u;
     }
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
+    for (int u = 0; u < kMxfp4Unroll; ++u) {
       const size_t v = base + u * stride;
       // Zero magnitudes (codes 0 and 0x8) give +0.0 under every scale byte but 0xFF (NaN), so the
       // zero groups of a checkpoint (often scale byte 0) take the table path too.
@@ -111,7 +111,7 @@ __global__ void __launch_bounds__(kThreads) mxfp4_dequantize_kernel(const uint8_
 }
 
 template <class Out>
-void launch(const char* kernel, const uint8_t* packed, const uint8_t* scales, size_t n, Out* out,
+void launch_mxfp4_dequantize(const char* kernel, const uint8_t* packed, const uint8_t* scales, size_t n, Out* out,
             StreamHandle stream) {
   const std::string shape = "n=" + std::to_string(n);
   if (n % kMxfp4BlockSize != 0) throw_bad_argument(kernel, shape, "n must be a multiple of 32");
@@ -122,8 +122,8 @@ void launch(const char* kernel, const uint8_t* packed, const uint8_t* scales, si
   require_aligned(packed, 16 / sizeof(Out) / 2, "packed", kernel, shape);
   require_aligned(out, 16, "out", kernel, shape);
   const size_t vectors = n * sizeof(Out) / 16;
-  const unsigned blocks = grid_blocks(vectors, size_t{kThreads} * kUnroll);
-  mxfp4_dequantize_kernel<Out><<<blocks, kThreads, 0, stream>>>(packed, scales, vectors, reinterpret_cast<uint4*>(out),
+  const unsigned blocks = grid_blocks(vectors, size_t{kMxfp4Threads} * kMxfp4Unroll);
+  mxfp4_dequantize_kernel<Out><<<blocks, kMxfp4Threads, 0, stream>>>(packed, scales, vectors, reinterpret_cast<uint4*>(out),
                                                                 host_default_nan());
   check_launch(kernel, shape);
 }
@@ -131,12 +131,12 @@ void launch(const char* kernel, const uint8_t* packed, const uint8_t* scales, si
 }  // namespace
 
 void mxfp4_dequantize_f32(const uint8_t* packed, const uint8_t* scales, size_t n, float* out, StreamHandle stream) {
-  launch("mxfp4_dequantize_f32", packed, scales, n, out, stream);
+  launch_mxfp4_dequantize("mxfp4_dequantize_f32", packed, scales, n, out, stream);
 }
 
 void mxfp4_dequantize_bf16(const uint8_t* packed, const uint8_t* scales, size_t n, uint16_t* out,
                            StreamHandle stream) {
-  launch("mxfp4_dequantize_bf16", packed, scales, n, out, stream);
+  launch_mxfp4_dequantize("mxfp4_dequantize_bf16", packed, scales, n, out, stream);
 }
 
 }  // namespace fp4kit::cuda

@@ -15,7 +15,7 @@ namespace fp4kit::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kCastThreads = 256;
 constexpr unsigned kTableEntries = 256 * 8;
 
 struct CastConstants {
@@ -90,15 +90,15 @@ __device__ __forceinline__ uint32_t transcode(uint32_t word, uint64_t codes) {
   return out;
 }
 
-__global__ void __launch_bounds__(kThreads) mxfp4_to_nvfp4_kernel(const uint4* __restrict__ packed,
+__global__ void __launch_bounds__(kCastThreads) mxfp4_to_nvfp4_kernel(const uint4* __restrict__ packed,
                                                                   const uint8_t* __restrict__ scales, size_t groups,
                                                                   const uint4* __restrict__ table, int k_own,
                                                                   int k_max_shared, uint4* __restrict__ out_packed,
                                                                   uint16_t* __restrict__ out_scales,
                                                                   unsigned long long* __restrict__ counters) {
   uint32_t counted = 0, zero_scale = 0, reported = 0, exact = 0;
-  const size_t stride = static_cast<size_t>(gridDim.x) * kThreads;
-  for (size_t g = static_cast<size_t>(blockIdx.x) * kThreads + threadIdx.x; g < groups; g += stride) {
+  const size_t stride = static_cast<size_t>(gridDim.x) * kCastThreads;
+  for (size_t g = static_cast<size_t>(blockIdx.x) * kCastThreads + threadIdx.x; g < groups; g += stride) {
     const uint4 in = __ldcs(packed + g);
     const uint32_t w[4] = {in.x, in.y, in.z, in.w};
     const uint32_t byte = scales[g];
@@ -162,8 +162,8 @@ void launch_cast(const uint8_t* packed, const uint8_t* scales, size_t n, const M
                  StreamHandle stream) {
   static_assert(sizeof(uint64_t) == sizeof(unsigned long long));
   const size_t groups = n / kMxfp4BlockSize;
-  const unsigned blocks = grid_blocks(groups, kThreads);
-  mxfp4_to_nvfp4_kernel<<<blocks, kThreads, 0, stream>>>(
+  const unsigned blocks = grid_blocks(groups, kCastThreads);
+  mxfp4_to_nvfp4_kernel<<<blocks, kCastThreads, 0, stream>>>(
       reinterpret_cast<const uint4*>(packed), scales, groups, table, params.k_own, params.k_max_shared,
       reinterpret_cast<uint4*>(out_packed), reinterpret_cast<uint16_t*>(out_scales),
       reinterpret_cast<unsigned long long*>(counters));

@@ -8,8 +8,8 @@ namespace fp4kit::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kUnroll = 4;
+constexpr int kAmaxThreads = 256;
+constexpr int kAmaxUnroll = 4;
 
 template <SourceKind K>
 __device__ __forceinline__ uint32_t chunk_max(const uint4& v, uint32_t m) {
@@ -22,18 +22,18 @@ __device__ __forceinline__ uint32_t chunk_max(const uint4& v, uint32_t m) {
 
 // `chunks` 16-byte chunks at `src`, then `tail_count` elements at `tail` that do not fill a chunk.
 template <SourceKind K>
-__global__ void __launch_bounds__(kThreads) nvfp4_amax_kernel(const uint4* __restrict__ src, size_t chunks,
+__global__ void __launch_bounds__(kAmaxThreads) nvfp4_amax_kernel(const uint4* __restrict__ src, size_t chunks,
                                                               const uint8_t* __restrict__ tail, unsigned tail_count,
                                                               uint32_t* __restrict__ amax) {
-  const size_t stride = static_cast<size_t>(gridDim.x) * kThreads;
-  size_t i = static_cast<size_t>(blockIdx.x) * kThreads + threadIdx.x;
+  const size_t stride = static_cast<size_t>(gridDim.x) * kAmaxThreads;
+  size_t i = static_cast<size_t>(blockIdx.x) * kAmaxThreads + threadIdx.x;
   uint32_t m = 0;
-  for (; i + (kUnroll - 1) * stride < chunks; i += kUnroll * stride) {
-    uint4 v[kUnroll];
+  for (; i + (kAmaxUnroll - 1) * stride < chunks; i += kAmaxUnroll * stride) {
+    uint4 v[kAmaxUnroll];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) v[u] = __ldcs(src + i + u * stride);
+    for (int u = 0; u < kAmaxUnroll; ++u) v[u] = __ldcs(src + i + u * stride);
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) m = chunk_max<K>(v[u], m);
+    for (int u = 0; u < kAmaxUnroll; ++u) m = chunk_max<K>(v[u], m);
   }
   for (; i < chunks; i += stride) m = chunk_max<K>(__ldcs(src + i), m);
   if (blockIdx.x == 0 && threadIdx.x < tail_count)
@@ -60,11 +60,11 @@ void nvfp4_amax(const void* src, DType dtype, size_t n, float* amax, StreamHandl
   const size_t chunks = n * element_bytes / 16;
   const auto* tail = static_cast<const uint8_t*>(src) + chunks * 16;
   const unsigned tail_count = static_cast<unsigned>((n * element_bytes - chunks * 16) / element_bytes);
-  const unsigned blocks = grid_blocks(chunks, size_t{kThreads} * kUnroll);
+  const unsigned blocks = grid_blocks(chunks, size_t{kAmaxThreads} * kAmaxUnroll);
   auto* out = reinterpret_cast<uint32_t*>(amax);
   const auto* chunk_src = static_cast<const uint4*>(src);
   with_source_kind(dtype, [&]<SourceKind K>() {
-    nvfp4_amax_kernel<K><<<blocks, kThreads, 0, stream>>>(chunk_src, chunks, tail, tail_count, out);
+    nvfp4_amax_kernel<K><<<blocks, kAmaxThreads, 0, stream>>>(chunk_src, chunks, tail, tail_count, out);
   });
   check_launch(kKernel, shape);
 }

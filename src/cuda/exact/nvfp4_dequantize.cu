@@ -12,7 +12,7 @@ namespace fp4kit::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kNvfp4Threads = 256;
 
 __global__ void nvfp4_dequantize_kernel(const uint2* packed, const uint8_t* scales, size_t blocks, bool compressed_tensors,
                                         float global, uint32_t default_nan, float4* out) {
@@ -73,7 +73,7 @@ void nvfp4_block_values_bf16(const uint8_t* packed, const uint8_t* scales, size_
   const std::string shape = "n=" + std::to_string(n);
   if (!check_decode_arguments(kernel, shape, packed, scales, n, out)) return;
   const size_t blocks = n / kNvfp4BlockSize;
-  nvfp4_block_values_bf16_kernel<<<grid_blocks(blocks, kThreads), kThreads, 0, stream>>>(
+  nvfp4_block_values_bf16_kernel<<<grid_blocks(blocks, kNvfp4Threads), kNvfp4Threads, 0, stream>>>(
       reinterpret_cast<const uint2*>(packed), scales, blocks, reinterpret_cast<uint4*>(out));
   check_launch(kernel, shape);
 }
@@ -84,7 +84,7 @@ void nvfp4_dequantize_f32(const uint8_t* packed, const uint8_t* scales, size_t n
   const std::string shape = "n=" + std::to_string(n);
   if (!check_decode_arguments(kernel, shape, packed, scales, n, out)) return;
   const size_t blocks = n / kNvfp4BlockSize;
-  nvfp4_dequantize_kernel<<<grid_blocks(blocks, kThreads), kThreads, 0, stream>>>(
+  nvfp4_dequantize_kernel<<<grid_blocks(blocks, kNvfp4Threads), kNvfp4Threads, 0, stream>>>(
       reinterpret_cast<const uint2*>(packed), scales, blocks, scaling.numerics == Nvfp4Numerics::CompressedTensors,
       scaling.global, host_default_nan(), reinterpret_cast<float4*>(out));
   check_launch(kernel, shape);

@@ -13,33 +13,33 @@ namespace fp4kit::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kUnroll = 4;  // chunks in flight per thread
+constexpr int kQuantizeThreads = 256;
+constexpr int kQuantizeUnroll = 4;  // chunks in flight per thread
 
 template <SourceKind K>
-__global__ void __launch_bounds__(kThreads) nvfp4_quantize_kernel(const uint4* __restrict__ src, size_t chunks,
+__global__ void __launch_bounds__(kQuantizeThreads) nvfp4_quantize_kernel(const uint4* __restrict__ src, size_t chunks,
                                                                   Nvfp4BlockRule rule, uint8_t* __restrict__ packed,
                                                                   uint8_t* __restrict__ scales) {
   using Chunk = FloatChunk<K>;
   constexpr int kElements = Chunk::kElements;                  // per chunk
   constexpr int kLanesPerBlock = 16 / kElements;                // chunks per NVFP4 block
   using PackedWord = std::conditional_t<kElements == 4, uint16_t, uint32_t>;  // kElements/2 bytes
-  constexpr size_t kTile = 32 * kUnroll;                        // chunks per warp and pass
+  constexpr size_t kTile = 32 * kQuantizeUnroll;                        // chunks per warp and pass
 
   const unsigned lane = threadIdx.x & 31u;
-  const size_t warp = (static_cast<size_t>(blockIdx.x) * kThreads + threadIdx.x) / 32;
-  const size_t warps = static_cast<size_t>(gridDim.x) * kThreads / 32;
+  const size_t warp = (static_cast<size_t>(blockIdx.x) * kQuantizeThreads + threadIdx.x) / 32;
+  const size_t warps = static_cast<size_t>(gridDim.x) * kQuantizeThreads / 32;
   // `tile` is the same for every lane of a warp, so the whole warp runs each pass and the shuffles
   // see all lanes; lanes past the end compute on zeros and store nothing.
   for (size_t tile = warp * kTile; tile < chunks; tile += warps * kTile) {
-    uint4 v[kUnroll];
+    uint4 v[kQuantizeUnroll];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
+    for (int u = 0; u < kQuantizeUnroll; ++u) {
       const size_t c = tile + u * 32 + lane;
       v[u] = c < chunks ? __ldcs(src + c) : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
+    for (int u = 0; u < kQuantizeUnroll; ++u) {
       const size_t c = tile + u * 32 + lane;
       float x[kElements];
       Chunk::decode(v[u], x);
@@ -80,10 +80,10 @@ void nvfp4_quantize(const void* src, DType dtype, size_t n, const Nvfp4Scaling& 
   require_aligned(packed, element_bytes == 4 ? 2 : 4, "packed", kKernel, shape);
   const size_t chunks = n * element_bytes / 16;
   const Nvfp4BlockRule rule = nvfp4_block_rule(scaling, host_default_nan());
-  const unsigned blocks = grid_blocks(chunks, size_t{kThreads} * kUnroll);
+  const unsigned blocks = grid_blocks(chunks, size_t{kQuantizeThreads} * kQuantizeUnroll);
   const auto* chunk_src = static_cast<const uint4*>(src);
   with_source_kind(dtype, [&]<SourceKind K>() {
-    nvfp4_quantize_kernel<K><<<blocks, kThreads, 0, stream>>>(chunk_src, chunks, rule, packed, scales);
+    nvfp4_quantize_kernel<K><<<blocks, kQuantizeThreads, 0, stream>>>(chunk_src, chunks, rule, packed, scales);
   });
   check_launch(kKernel, shape);
 }
