@@ -1,7 +1,7 @@
 // Every GPU kernel against the device's own ceilings, measured in the same run: a device-to-device
 // copy (TB/s, bytes read + written) and cuBLAS BF16 (TFLOP/s at 8192^3, and at each weight shape).
 //
-//   gpu_kernels_bench [--quick] [--only ceilings,codecs,activation,gemm,moe] [--reps R] [--json FILE]
+//   gpu_kernels_bench [--quick] [--only ceilings,codecs,activation,gemm,moe] [--m 1,8,...] [--reps R] [--json FILE]
 //
 // Method: random operands (never zeros); every operand a kernel streams is rotated among enough
 // copies that the set is at least 4x the L2, so no launch finds its weights in the L2; warm-up, then
@@ -45,6 +45,7 @@ double dbl(size_t v) { return static_cast<double>(v); }
 struct Options {
   bool quick = false;
   std::set<std::string> only;  // empty: every section
+  std::set<int64_t> gemm_ms;   // the GEMM table's M (empty: all of kGemmMs)
   std::string json_path;
   TimingOptions timing;
   bool wants(const std::string& section) const { return only.empty() || only.count(section) > 0; }
@@ -415,6 +416,7 @@ void bench_gemms(Bench& b) {
         b.failed("gemm", "check " + label, e);
       }
       for (int64_t m : kGemmMs) {
+        if (!b.opt.gemm_ms.empty() && b.opt.gemm_ms.count(m) == 0) continue;
         json row = {{"model", sh.model}, {"name", sh.name}, {"n", sh.n}, {"k", sh.k}, {"m", m}, {"note", sh.note}};
         if (m == 8) row["check_rel_error_vs_cublas_decoded"] = check;
         double us[4] = {NAN, NAN, NAN, NAN};
@@ -658,12 +660,19 @@ int main(int argc, char** argv) {
         if (q > p) opt.only.insert(list.substr(p, q - p));
         p = q + 1;
       }
+    } else if (a == "--m" && i + 1 < argc) {
+      const std::string list = argv[++i];
+      for (size_t p = 0; p <= list.size();) {
+        const size_t q = std::min(list.find(',', p), list.size());
+        if (q > p) opt.gemm_ms.insert(std::stoll(list.substr(p, q - p)));
+        p = q + 1;
+      }
     } else if (a == "--json" && i + 1 < argc) {
       opt.json_path = argv[++i];
     } else if (a == "--reps" && i + 1 < argc) {
       opt.timing.reps = std::max(1, std::stoi(argv[++i]));
     } else {
-      std::fprintf(stderr, "usage: gpu_kernels_bench [--quick] [--only ceilings,codecs,activation,gemm,moe] [--reps R] [--json FILE]\n");
+      std::fprintf(stderr, "usage: gpu_kernels_bench [--quick] [--only ceilings,codecs,activation,gemm,moe] [--m 1,8,...] [--reps R] [--json FILE]\n");
       return 2;
     }
   }

@@ -19,7 +19,7 @@
 // 2t+9}, and reads the same 4 k of x: the sum over k is the same set of products in another order.
 //
 // x. A block's warps share their K range, so x for that range is staged once in
-// shared memory, padded 16 bytes per 64 so that the 16-byte reads of a quad fall in distinct banks
+// shared memory (for NVFP4 in the split decode's order: k with k + 4 in each 8), padded 16 bytes per 64 so that the 16-byte reads of a quad fall in distinct banks
 // and the row stride puts rows g and g + 1 in the other half of the banks.
 //
 // Early weight reads. The kernel is launched with programmatic stream serialization and lets the
@@ -79,6 +79,13 @@ __device__ __forceinline__ uint32_t load_scales(const uint8_t* p) {
   }
 }
 
+// Eight BF16 of x (k0 .. k0 + 7, two per word) -> the pairs (k0, k0 + 4), (k0 + 1, k0 + 5), ...:
+// the order of the split decode's weight pairs.
+__device__ __forceinline__ uint4 pair_k_with_k_plus_4(uint4 v) {
+  return make_uint4(byte_perm(v.x, v.z, 0x5410u), byte_perm(v.x, v.z, 0x7632u), byte_perm(v.y, v.w, 0x5410u),
+                    byte_perm(v.y, v.w, 0x7632u));
+}
+
 // What a lane reads from: its two A rows' codes and scales, advanced per step.
 struct LaneStream {
   const uint8_t* code_lo;
@@ -96,11 +103,17 @@ __device__ __forceinline__ void load_step(StepRegs& r, const LaneStream& s, int 
   r.scale_hi = load_scales<F>(s.scale_hi + step * kScaleBytesPerStep);
 }
 
+// NVFP4 decodes by the split decode (codes k and k + 4 of each 8 in one pair, x staged to match);
+// MXFP4 keeps the table lookup, whose pairs are the plain values (its E8M0 scales up to 2^127 leave
+// no room for the split decode's 2^118).
+template <WeightFormat F>
+constexpr bool kSplitDecode = F == WeightFormat::Nvfp4;
+
 // The lane's two block-scale pairs (elements 0-15 and 16-31 of its 32) of one row.
 template <WeightFormat F>
 __device__ __forceinline__ void scale_splats(uint32_t raw, uint32_t& s0, uint32_t& s1) {
   if constexpr (F == WeightFormat::Nvfp4) {
-    e4m3x2_to_bf16_splats(raw, s0, s1);
+    nvfp4_scale_splats_for_split(raw, s0, s1);
   } else {
     s0 = s1 = splat_bf16(e8m0_to_bf16_bits(raw));
   }
@@ -119,8 +132,13 @@ __device__ __forceinline__ void compute_step(const StepRegs& r, const uint16_t* 
 #pragma unroll
   for (int p = 0; p < 4; ++p) {  // elements [8p, 8p + 8) of the lane's 32
     uint32_t lo[4], hi[4];
-    e2m1x8_to_bf16x2(lo_w[p], lo);
-    e2m1x8_to_bf16x2(hi_w[p], hi);
+    if constexpr (kSplitDecode<F>) {
+      e2m1x8_to_bf16x2_split(lo_w[p], lo);
+      e2m1x8_to_bf16x2_split(hi_w[p], hi);
+    } else {
+      e2m1x8_to_bf16x2(lo_w[p], lo);
+      e2m1x8_to_bf16x2(hi_w[p], hi);
+    }
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       lo[i] = bf16x2_mul(lo[i], lo_s[p >> 1]);
@@ -159,9 +177,11 @@ __device__ __forceinline__ float global_scale_of(const GemmWeight& w) {
   return F == WeightFormat::Nvfp4 ? w.global_scale : 1.0f;
 }
 
-// y[row, col] from the F32 sum.
+// y[row, col] from the F32 sum (the split decode's 2^-8 undone first: exact, then one rounding by
+// the global scale as before).
 template <WeightFormat F>
 __device__ __forceinline__ void store(const WeightGemmArgs& a, int64_t row, int64_t col, float sum) {
+  if constexpr (kSplitDecode<F>) sum *= kSplitSumFactor;
   const float v = sum * global_scale_of<F>(a.weight);
   if (a.y_bf16) static_cast<uint16_t*>(a.y)[row * a.n + col] = float_to_bf16_bits(v);
   else static_cast<float*>(a.y)[row * a.n + col] = v;
@@ -221,7 +241,8 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
     const uint16_t* xsrc = a.x + static_cast<int64_t>(step_begin) * kStep;
     for (int i = threadIdx.x; i < rows_here * vectors; i += kThreads) {
       const int r = i / vectors, v = i - r * vectors;
-      const uint4 val = __ldg(reinterpret_cast<const uint4*>(xsrc + r * K) + v);
+      uint4 val = __ldg(reinterpret_cast<const uint4*>(xsrc + r * K) + v);
+      if constexpr (kSplitDecode<F>) val = pair_k_with_k_plus_4(val);
       *reinterpret_cast<uint4*>(xs + r * stride + padded(8 * v)) = val;
     }
   }
