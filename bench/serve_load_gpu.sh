@@ -4,7 +4,8 @@
 # between tokens, tokens/s, server RSS), against the bound of one decode step at batch 1: the bytes a
 # token reads (every layer's attention, shared expert, router and mixing weights, its k routed
 # experts, the head) at the device copy rate. Run on the GPU machine after scripts/gpu-check.sh:
-#   bench/serve_load_gpu.sh [FP4KIT] [PRESET] [COPY_TB_PER_S]     (MAX_TOKENS per request, default 32)
+#   bench/serve_load_gpu.sh [FP4KIT] [PRESET] [COPY_TB_PER_S]     (MAX_TOKENS per request, default 32;
+#   SAMPLE_ON=host draws the tokens on the CPU instead of the GPU)
 # Without COPY_TB_PER_S the copy rate is measured on this GPU by gpu_kernels_bench (beside FP4KIT).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +41,7 @@ PY
 # shellcheck source=tests/serve/serve_fixture.sh
 source tests/serve/serve_fixture.sh
 SERVER_LOG=$(mktemp /tmp/fp4kit-serve-log.XXXXXX)
-"$bin" serve "$model" --tokenizer tests/data/serve/tokenizer.json --device cuda --port 0 --parallel 32 --queue 64 \
+"$bin" serve "$model" --tokenizer tests/data/serve/tokenizer.json --device cuda --sample-on "${SAMPLE_ON:-device}" --port 0 --parallel 32 --queue 64 \
   --ctx-size 1024 >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 trap 'stop_server; rm -rf "$model"' EXIT

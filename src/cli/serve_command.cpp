@@ -25,6 +25,7 @@ namespace serve_command {
 
 struct ServeArgs {
   std::string model, tokenizer, host = "127.0.0.1", device = "cpu", api_key, model_name, chat_format = "auto";
+  std::string sample_on = "device";
   std::string precision, gpu_memory;
   int port = 8000;
   int64_t parallel = 4, queue = 16, ctx_size = 4096, prefill_chunk = 512;
@@ -35,7 +36,8 @@ struct ServeArgs {
 void run(const ServeArgs& a) {
   const ForwardDevice d = resolve_forward_device(a.device, a.precision, a.gpu_memory);
   const engine::SequenceModelFactory model =
-      d.gpu ? gpu_engine::gpu_sequence_model_factory(d.precision, d.memory) : engine::cpu_sequence_model_factory();
+      d.gpu ? gpu_engine::gpu_sequence_model_factory(d.precision, d.memory, a.sample_on == "device")
+            : engine::cpu_sequence_model_factory();
   // A template the model ships is read before anything starts: one outside the Jinja subset is
   // refused (exit 2).
   serve::ChatFormat chat_format = serve::resolve_chat_format(a.model, a.chat_format == "deepseek-v4");
@@ -114,8 +116,13 @@ void add_command(CLI::App& app) {
       ->check(CLI::Range(0, 65535))->capture_default_str();
   cmd->add_option("--device", args->device,
                   "cpu (the f32 engine; requests share each decode step) or cuda (the GPU pass, the checkpoint resident "
-                  "where it fits in half the GPU memory; each request keeps its caches on the device and the "
-                  "requests of a step run one after another)")
+                  "where it fits in half the GPU memory; each request keeps its caches on the device, a decode "
+                  "step runs the requests as one batch, prompts one after another)")
+      ->capture_default_str();
+  cmd->add_option("--sample-on", args->sample_on,
+                  "With --device cuda, where the next tokens are drawn: device (on the GPU, where the logits are) or "
+                  "host (every step's logits go to the CPU, which draws them); the same tokens either way")
+      ->check(CLI::IsMember({"device", "host"}))
       ->capture_default_str();
   add_gpu_memory_option(cmd, args->gpu_memory);
   add_precision_option(cmd, args->precision);

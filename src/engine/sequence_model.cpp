@@ -11,4 +11,9 @@ int64_t SequenceModel::new_tokens_each(const std::vector<Sequence*>& sequences, 
   return static_cast<int64_t>(ids.size() / sequences.size());
 }
 
+std::vector<DrawnToken> SequenceModel::advance_and_draw(const std::vector<Sequence*>&, const std::vector<int64_t>&,
+                                                        const std::vector<TokenDraw>&) {
+  throw Error("this model gives logits; it does not draw tokens itself");
+}
+
 }  // namespace fp4kit::engine

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "engine/token_draw.h"
 
 namespace fp4kit::engine {
 
@@ -37,6 +38,13 @@ class SequenceModel {
   // has run, and gives the logits of each sequence's last new token [sequences, vocab]. InputError for
   // an id outside the vocabulary or a non-finite activation; a sequence whose step failed cannot go on.
   virtual std::vector<float> advance(const std::vector<Sequence*>& sequences, const std::vector<int64_t>& ids) = 0;
+  // Whether advance_and_draw() works: the model draws the next tokens where its logits are (the GPU
+  // pass, whose logits then stay on the device).
+  virtual bool draws_tokens() const { return false; }
+  // advance(), then each sequence's next token drawn by draws[i] (engine/token_draw.h). Error unless
+  // draws_tokens(); InputError as advance(), and for a non-finite logit.
+  virtual std::vector<DrawnToken> advance_and_draw(const std::vector<Sequence*>& sequences, const std::vector<int64_t>& ids,
+                                                   const std::vector<TokenDraw>& draws);
 
  protected:
   // InputError unless ids give every sequence the same, non-zero number of new tokens; that number.

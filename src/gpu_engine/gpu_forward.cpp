@@ -12,6 +12,7 @@
 #include "cuda/moe_experts.h"
 #include "cuda/pinned_host_allocator.h"
 #include "cuda/runtime.h"
+#include "cuda/token_draw.h"
 #include "cuda/v4_attention.h"
 #include "cuda/v4_hyper_connection.h"
 #include "cuda/v4_moe.h"
@@ -791,6 +792,24 @@ void GpuForward::restore_batch(SavedBatch saved) {
 }
 
 std::vector<float> GpuForward::advance_together(std::vector<SavedBatch>& saved, const std::vector<int64_t>& ids) {
+  std::vector<float> logits;
+  step_together(saved, ids, [&] { logits = head(); });
+  return logits;
+}
+
+std::vector<engine::DrawnToken> GpuForward::advance_together_draw(std::vector<SavedBatch>& saved,
+                                                                 const std::vector<int64_t>& ids,
+                                                                 const std::vector<engine::TokenDraw>& draws) {
+  if (draws.size() != saved.size())
+    throw Error("advance_together_draw: " + std::to_string(draws.size()) + " draws for " + std::to_string(saved.size()) +
+                " batches");
+  std::vector<engine::DrawnToken> drawn;
+  step_together(saved, ids, [&] { drawn = head_draw(draws); });
+  return drawn;
+}
+
+void GpuForward::step_together(std::vector<SavedBatch>& saved, const std::vector<int64_t>& ids,
+                               const std::function<void()>& head_step) {
   const ModelConfig& cfg = impl_->cfg;
   const int64_t N = static_cast<int64_t>(saved.size()), V = cfg.base.vocab_size;
   if (N == 0 || ids.size() != saved.size())
@@ -843,9 +862,8 @@ std::vector<float> GpuForward::advance_together(std::vector<SavedBatch>& saved, 
     finish_timing();
   }
   m.read_step_checks();  // head() throws the first failure it read before its own check
-  std::vector<float> logits = head();
+  head_step();
   batch_.reset();
-  return logits;
 }
 
 GpuForward::GpuForward(const std::string& model_dir, const GpuForwardOptions& options) {
@@ -1219,6 +1237,52 @@ void GpuForward::set_hidden(const std::vector<float>& streams, int64_t after_lay
 }
 
 std::vector<float> GpuForward::head(bool last_only) {
+  const int64_t V = impl_->cfg.base.vocab_size;
+  std::vector<float> out;
+  run_head(last_only, [&](const float* logits, int64_t first, int64_t rows) {
+    const int64_t rows_each = last_only ? 1 : batch_->seq;
+    if (out.empty()) out.resize(static_cast<size_t>(batch_->batch * rows_each * V));
+    cuda::copy_to_host(out.data() + first * rows_each * V, logits, static_cast<size_t>(rows * V) * 4, impl_->stream);
+    impl_->stream.synchronize("head");
+  });
+  for (size_t i = 0; i < out.size(); ++i)
+    if (!std::isfinite(out[i]))
+      throw InputError(impl_->ckpt.dir() + ": non-finite logit (row " + std::to_string(i / static_cast<size_t>(V)) +
+                       ", token " + std::to_string(i % static_cast<size_t>(V)) + ")");
+  return out;
+}
+
+std::vector<engine::DrawnToken> GpuForward::head_draw(const std::vector<engine::TokenDraw>& draws) {
+  if (!batch_ || static_cast<int64_t>(draws.size()) != batch_->batch)
+    throw Error("head_draw: " + std::to_string(draws.size()) + " draws for a batch of " +
+                std::to_string(batch_ ? batch_->batch : 0) + " sequences");
+  const int64_t V = impl_->cfg.base.vocab_size;
+  std::vector<cuda::TokenDrawResult> results;
+  run_head(true, [&](const float* logits, int64_t first, int64_t rows) {
+    std::vector<cuda::TokenDrawRow> asked;
+    for (int64_t s = first; s < first + rows; ++s) {
+      const engine::TokenDraw& d = draws[static_cast<size_t>(s)];
+      cuda::TokenDrawRow r;
+      r.temperature = d.temperature, r.top_p = d.top_p, r.min_p = d.min_p, r.uniform = d.uniform, r.top_k = d.top_k;
+      r.top_logprobs = static_cast<int32_t>(std::clamp<int64_t>(d.top_logprobs, 0, V));
+      r.logprobs = d.logprobs;
+      asked.push_back(r);
+    }
+    for (cuda::TokenDrawResult& r : cuda::draw_tokens(logits, V, asked, impl_->stream.get())) results.push_back(std::move(r));
+  });
+  std::vector<engine::DrawnToken> out(results.size());
+  for (size_t i = 0; i < results.size(); ++i) {
+    cuda::TokenDrawResult& r = results[i];
+    if (r.first_non_finite >= 0)
+      throw InputError(impl_->ckpt.dir() + ": non-finite logit (row " + std::to_string(i) + ", token " +
+                       std::to_string(r.first_non_finite) + ")");
+    out[i].token = r.token, out[i].logprob = r.logprob;
+    out[i].top_ids = std::move(r.top_ids), out[i].top_logprobs = std::move(r.top_logprobs);
+  }
+  return out;
+}
+
+void GpuForward::run_head(bool last_only, const std::function<void(const float*, int64_t, int64_t)>& consume) {
   Impl& m = *impl_;
   const ModelConfig& cfg = m.cfg;
   if (!batch_ || batch_->next_layer != cfg.layers())
@@ -1241,7 +1305,6 @@ std::vector<float> GpuForward::head(bool last_only) {
   const float* norm = m.weight("norm.weight", {H});
   const LinearWeight head = m.linear_weight("head.weight", V, H);
   cuda::DeviceBuffer logits = floats(per_chunk * rows_each * V, "logits");
-  std::vector<float> out(static_cast<size_t>(batch_->batch * rows_each * V));
   const float* streams = batch_->streams.data<float>();
   for (int64_t s0 = 0; s0 < batch_->batch; s0 += per_chunk) {
     const int64_t n = std::min(per_chunk, batch_->batch - s0), rows = n * rows_each;
@@ -1257,18 +1320,12 @@ std::vector<float> GpuForward::head(bool last_only) {
     }
     cuda::rms_norm_rows(x.data<float>(), rows, H, norm, cfg.rms_eps, x.data<float>(), m.stream.get());
     m.linear(x.data<float>(), head, logits.data<float>(), rows);
-    cuda::copy_to_host(out.data() + s0 * rows_each * V, logits.data(), static_cast<size_t>(rows * V) * 4, m.stream);
-    m.stream.synchronize("head");
+    consume(logits.data<float>(), s0, rows);
   }
   finish_timing();
   park_group();
   m.group = {};  // the last group's device memory goes now (unless it is resident)
   if (m.step_checks.active) m.throw_step_check_failures();
-  for (size_t i = 0; i < out.size(); ++i)
-    if (!std::isfinite(out[i]))
-      throw InputError(m.ckpt.dir() + ": non-finite logit (row " + std::to_string(i / static_cast<size_t>(V)) +
-                       ", token " + std::to_string(i % static_cast<size_t>(V)) + ")");
-  return out;
 }
 
 std::vector<float> GpuForward::forward(const std::vector<int64_t>& ids, int64_t batch, std::vector<double>* layer_seconds) {

@@ -27,6 +27,7 @@
 // (on_linear_device_rows: XᵀX statistics summed on the device).
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,6 +35,7 @@
 #include "engine/layer_runner.h"
 #include "engine/model_config.h"
 #include "engine/observer.h"
+#include "engine/token_draw.h"
 #include "gpu_engine/gpu_memory.h"
 #include "gpu_engine/precision.h"
 
@@ -92,6 +94,9 @@ class GpuForward {
   void set_hidden(const std::vector<float>& streams, int64_t after_layer);
   // last_only: only each sequence's last token, logits [batch, vocab].
   std::vector<float> head(bool last_only = false);
+  // As head(true), each sequence's next token drawn on the device by draws[i] (cuda/token_draw.h):
+  // only the draws come to the host. InputError naming the first non-finite logit.
+  std::vector<engine::DrawnToken> head_draw(const std::vector<engine::TokenDraw>& draws);
   // The layer run_layer() last ran, again with its weights (still on the device) on other streams of
   // this batch's shape, in place; the batch's own streams stay (engine::LayerRunner::rerun_layer).
   void rerun_layer(int64_t layer, std::vector<float>& streams);
@@ -122,6 +127,9 @@ class GpuForward {
   // continued by their token. InputError for an id outside the vocabulary or a non-finite activation;
   // after any error the batches cannot go on.
   std::vector<float> advance_together(std::vector<SavedBatch>& saved, const std::vector<int64_t>& ids);
+  // The same with each sequence's token drawn on the device (head_draw).
+  std::vector<engine::DrawnToken> advance_together_draw(std::vector<SavedBatch>& saved, const std::vector<int64_t>& ids,
+                                                        const std::vector<engine::TokenDraw>& draws);
 
  private:
   struct Impl;
@@ -135,6 +143,11 @@ class GpuForward {
   void compute_layer(int64_t layer, float* streams, bool use_cache);
   void compute_chunks(int64_t layer, float* streams, const std::vector<StepChunk>& chunks);
   void finish_timing();
+  // The head's work up to the logits on the device, handed to `consume(logits, first_sequence, rows)`
+  // chunk by chunk; then what head() does after them (timing, the group let go, the step's checks).
+  void run_head(bool last_only, const std::function<void(const float*, int64_t, int64_t)>& consume);
+  // advance_together() up to its head, which `head_step` runs inside the step's checks.
+  void step_together(std::vector<SavedBatch>& saved, const std::vector<int64_t>& ids, const std::function<void()>& head_step);
   int64_t sequences_per_chunk(int64_t bytes_per_token, const std::string& what) const;
   std::unique_ptr<Impl> impl_;
   std::unique_ptr<Batch> batch_;

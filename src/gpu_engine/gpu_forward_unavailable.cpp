@@ -26,6 +26,7 @@ void GpuForward::run_layer(int64_t) { unavailable(); }
 std::vector<float> GpuForward::hidden() const { unavailable(); }
 void GpuForward::set_hidden(const std::vector<float>&, int64_t) { unavailable(); }
 std::vector<float> GpuForward::head(bool) { unavailable(); }
+std::vector<engine::DrawnToken> GpuForward::head_draw(const std::vector<engine::TokenDraw>&) { unavailable(); }
 void GpuForward::start_groups(int64_t) { unavailable(); }
 GpuForward::SavedBatch::SavedBatch() = default;
 GpuForward::SavedBatch::~SavedBatch() = default;
@@ -34,6 +35,10 @@ GpuForward::SavedBatch& GpuForward::SavedBatch::operator=(SavedBatch&&) noexcept
 GpuForward::SavedBatch GpuForward::save_batch() { unavailable(); }
 void GpuForward::restore_batch(SavedBatch) { unavailable(); }
 std::vector<float> GpuForward::advance_together(std::vector<SavedBatch>&, const std::vector<int64_t>&) { unavailable(); }
+std::vector<engine::DrawnToken> GpuForward::advance_together_draw(std::vector<SavedBatch>&, const std::vector<int64_t>&,
+                                                                 const std::vector<engine::TokenDraw>&) {
+  unavailable();
+}
 void GpuForward::next_group() { unavailable(); }
 
 }  // namespace fp4kit::gpu_engine

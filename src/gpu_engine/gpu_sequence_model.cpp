@@ -11,17 +11,60 @@ namespace {
 
 class GpuSequenceModel : public engine::SequenceModel {
  public:
-  GpuSequenceModel(const std::string& dir, const GpuForwardOptions& o, int64_t max_tokens)
-      : gpu_(dir, o), max_tokens_(max_tokens) {}
+  GpuSequenceModel(const std::string& dir, const GpuForwardOptions& o, int64_t max_tokens, bool draw_on_device)
+      : gpu_(dir, o), max_tokens_(max_tokens), draw_on_device_(draw_on_device) {}
   const engine::ModelConfig& config() const override { return gpu_.config(); }
   std::unique_ptr<Sequence> start() override { return std::make_unique<GpuSequence>(); }
 
   std::vector<float> advance(const std::vector<Sequence*>& sequences, const std::vector<int64_t>& ids) override {
-    const size_t n = static_cast<size_t>(new_tokens_each(sequences, ids)), V = static_cast<size_t>(gpu_.config().base.vocab_size);
+    const size_t V = static_cast<size_t>(gpu_.config().base.vocab_size);
+    std::vector<float> out;
+    step(
+        sequences, ids, [&](std::vector<GpuForward::SavedBatch>& saved) { out = gpu_.advance_together(saved, ids); },
+        [&](size_t i) {
+          const std::vector<float> logits = gpu_.head(true);
+          if (out.empty()) out.resize(sequences.size() * V);
+          std::copy(logits.begin(), logits.end(), out.begin() + static_cast<ptrdiff_t>(i * V));
+        });
+    return out;
+  }
+
+  bool draws_tokens() const override { return draw_on_device_; }
+
+  // The tokens drawn on the device: a step's logits never leave it.
+  std::vector<engine::DrawnToken> advance_and_draw(const std::vector<Sequence*>& sequences, const std::vector<int64_t>& ids,
+                                                   const std::vector<engine::TokenDraw>& draws) override {
+    if (draws.size() != sequences.size())
+      throw Error("advance_and_draw: " + std::to_string(draws.size()) + " draws for " + std::to_string(sequences.size()) +
+                  " sequences");
+    std::vector<engine::DrawnToken> out(sequences.size());
+    step(
+        sequences, ids, [&](std::vector<GpuForward::SavedBatch>& saved) { out = gpu_.advance_together_draw(saved, ids, draws); },
+        [&](size_t i) { out[i] = std::move(gpu_.head_draw({draws[i]}).front()); });
+    return out;
+  }
+
+ private:
+  // One step of the sequences: one new token of each running sequence together (`together` over
+  // their saved batches), else each sequence's new tokens one sequence after another, `head(i)`
+  // after sequence i's layers.
+  template <class Together, class Head>
+  void step(const std::vector<Sequence*>& sequences, const std::vector<int64_t>& ids, Together together, Head head) {
+    const size_t n = static_cast<size_t>(new_tokens_each(sequences, ids));
     if (n == 1 &&
-        std::all_of(sequences.begin(), sequences.end(), [](Sequence* s) { return static_cast<bool>(static_cast<GpuSequence*>(s)->saved); }))
-      return decode_together(sequences, ids);
-    std::vector<float> out(sequences.size() * V);
+        std::all_of(sequences.begin(), sequences.end(), [](Sequence* s) { return static_cast<bool>(static_cast<GpuSequence*>(s)->saved); })) {
+      // A failed step leaves every one of them unable to go on (their saved state is dropped).
+      std::vector<GpuForward::SavedBatch> saved;
+      saved.reserve(sequences.size());
+      for (Sequence* s : sequences) saved.push_back(std::move(static_cast<GpuSequence*>(s)->saved));
+      together(saved);
+      for (size_t i = 0; i < sequences.size(); ++i) {
+        auto& q = static_cast<GpuSequence&>(*sequences[i]);
+        q.saved = std::move(saved[i]);
+        q.grow(1);
+      }
+      return;
+    }
     for (size_t i = 0; i < sequences.size(); ++i) {
       auto& q = static_cast<GpuSequence&>(*sequences[i]);
       const std::vector<int64_t> mine(ids.begin() + static_cast<ptrdiff_t>(i * n), ids.begin() + static_cast<ptrdiff_t>((i + 1) * n));
@@ -33,51 +76,36 @@ class GpuSequenceModel : public engine::SequenceModel {
         gpu_.embed_next(mine);
       }
       for (int64_t l = 0; l < gpu_.config().layers(); ++l) gpu_.run_layer(l);
-      const std::vector<float> logits = gpu_.head(true);
-      std::copy(logits.begin(), logits.end(), out.begin() + static_cast<ptrdiff_t>(i * V));
+      head(i);
       q.saved = gpu_.save_batch();
       q.grow(static_cast<int64_t>(n));
     }
-    return out;
   }
 
- private:
   struct GpuSequence : Sequence {
     GpuForward::SavedBatch saved;
     using Sequence::grow;
   };
 
-  // One new token of each running sequence (one or more) in one pass over the weights. A failed step
-  // leaves every one of them unable to go on (their saved state is dropped).
-  std::vector<float> decode_together(const std::vector<Sequence*>& sequences, const std::vector<int64_t>& ids) {
-    std::vector<GpuForward::SavedBatch> saved;
-    saved.reserve(sequences.size());
-    for (Sequence* s : sequences) saved.push_back(std::move(static_cast<GpuSequence*>(s)->saved));
-    std::vector<float> logits = gpu_.advance_together(saved, ids);
-    for (size_t i = 0; i < sequences.size(); ++i) {
-      auto& q = static_cast<GpuSequence&>(*sequences[i]);
-      q.saved = std::move(saved[i]);
-      q.grow(1);
-    }
-    return logits;
-  }
   GpuForward gpu_;
   int64_t max_tokens_;
+  bool draw_on_device_;
 };
 
 }  // namespace
 
 std::unique_ptr<engine::SequenceModel> make_gpu_sequence_model(const std::string& model_dir, Precision precision,
-                                                               GpuMemoryBudget memory, int64_t max_tokens) {
+                                                               GpuMemoryBudget memory, int64_t max_tokens,
+                                                               bool draw_on_device) {
   GpuForwardOptions o;
   o.precision = precision;
   o.gpu_memory = memory;
-  return std::make_unique<GpuSequenceModel>(model_dir, o, max_tokens);
+  return std::make_unique<GpuSequenceModel>(model_dir, o, max_tokens, draw_on_device);
 }
 
-engine::SequenceModelFactory gpu_sequence_model_factory(Precision precision, GpuMemoryBudget memory) {
-  return [precision, memory](const std::string& dir, const engine::EngineOptions&, int64_t max_tokens) {
-    return make_gpu_sequence_model(dir, precision, memory, max_tokens);
+engine::SequenceModelFactory gpu_sequence_model_factory(Precision precision, GpuMemoryBudget memory, bool draw_on_device) {
+  return [precision, memory, draw_on_device](const std::string& dir, const engine::EngineOptions&, int64_t max_tokens) {
+    return make_gpu_sequence_model(dir, precision, memory, max_tokens, draw_on_device);
   };
 }
 

@@ -20,45 +20,52 @@ double log_normalizer(const float* logits, int64_t vocab) {
   return m + std::log(sum);
 }
 
-int32_t draw(const float* logits, int64_t vocab, const SamplingParams& p, uint64_t step) {
+__extension__ typedef unsigned __int128 U128;
+
+int32_t draw(const float* logits, int64_t vocab, const engine::TokenDraw& p) {
   const int64_t k = p.top_k > 0 ? std::min(p.top_k, vocab) : vocab;
   // This thread's buffers, reused from token to token (megabytes at V4's vocabulary).
   thread_local std::vector<int32_t> ids;
-  thread_local std::vector<double> prob;
+  thread_local std::vector<uint64_t> sums;
   order_by_logit(logits, vocab, k, ids);
-  prob.resize(ids.size());
   const double top = static_cast<double>(logits[ids[0]]) / p.temperature;
-  double sum = 0;
-  for (size_t i = 0; i < ids.size(); ++i) sum += prob[i] = std::exp(static_cast<double>(logits[ids[i]]) / p.temperature - top);
+  const auto prob = [&](size_t i) { return std::exp(static_cast<double>(logits[ids[i]]) / p.temperature - top); };
+  // Running sums of the probabilities in fixed point (exact, so any order of addition gives them).
+  const int bits = sampling_fraction_bits(k);
+  sums.resize(ids.size());
+  uint64_t sum = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const double w = prob(i);
+    sums[i] = sum += w > 0.0 ? static_cast<uint64_t>(std::ldexp(w, bits)) : 0;  // NaN (l/T overflowing) as 0
+  }
   size_t n = ids.size();
   if (p.top_p < 1.0) {
-    double acc = 0;
-    for (size_t i = 0; i < n; ++i) {
-      acc += prob[i] / sum;
-      if (acc >= p.top_p) {
+    const U128 threshold = static_cast<U128>(static_cast<uint64_t>(std::ldexp(p.top_p, 63))) * sum;
+    for (size_t i = 0; i < n; ++i)
+      if ((static_cast<U128>(sums[i]) << 63) >= threshold) {
         n = i + 1;
         break;
       }
-    }
   }
   if (p.min_p > 0.0) {
-    // prob[0] is the largest (before normalization; the ratio is what matters).
+    // prob(0) is 1, the largest.
     size_t m = 1;
-    while (m < n && prob[m] >= p.min_p * prob[0]) ++m;
+    while (m < n && prob(m) >= p.min_p) ++m;
     n = m;
   }
-  double kept = 0;
-  for (size_t i = 0; i < n; ++i) kept += prob[i];
-  const double target = sampling_uniform(p.seed, step) * kept;
-  double acc = 0;
-  for (size_t i = 0; i < n; ++i) {
-    acc += prob[i];
-    if (target < acc) return ids[i];
-  }
-  return ids[n - 1];  // rounding left the target at the very end
+  const uint64_t target = static_cast<uint64_t>(
+      (static_cast<U128>(static_cast<uint64_t>(std::ldexp(p.uniform, 54))) * sums[n - 1]) >> 54);
+  const auto at = std::upper_bound(sums.begin(), sums.begin() + static_cast<ptrdiff_t>(n), target) - sums.begin();
+  return ids[std::min(static_cast<size_t>(at), n - 1)];  // past the end only when every weight is 0
 }
 
 }  // namespace
+
+int sampling_fraction_bits(int64_t candidates) {
+  int width = 0;
+  while (width < 63 && (uint64_t{1} << width) <= static_cast<uint64_t>(candidates)) ++width;
+  return 62 - width;
+}
 
 double sampling_uniform(uint64_t seed, uint64_t step) {
   const synth::CounterRng rng = synth::CounterRng{seed}.child("sampling");
@@ -66,9 +73,26 @@ double sampling_uniform(uint64_t seed, uint64_t step) {
   return static_cast<double>(2 * (rng.bits(step) >> 11) + 1) * 0x1p-54;
 }
 
-SampledToken sample_token(const float* logits, int64_t vocab, const SamplingParams& p, uint64_t step) {
+engine::TokenDraw token_draw(const SamplingParams& p, uint64_t step) {
+  engine::TokenDraw d;
+  d.temperature = p.temperature, d.top_p = p.top_p, d.min_p = p.min_p, d.top_k = p.top_k;
+  d.uniform = p.temperature > 0.0 ? sampling_uniform(p.seed, step) : 0.5;
+  d.top_logprobs = p.top_logprobs, d.logprobs = p.logprobs;
+  return d;
+}
+
+SampledToken sampled_token(engine::DrawnToken drawn) {
   SampledToken out;
-  out.token = p.temperature <= 0.0 ? static_cast<int32_t>(engine::argmax(logits, vocab)) : draw(logits, vocab, p, step);
+  out.token = drawn.token;
+  out.logprob = drawn.logprob;
+  for (size_t i = 0; i < drawn.top_ids.size() && i < drawn.top_logprobs.size(); ++i)
+    out.top.push_back({drawn.top_ids[i], drawn.top_logprobs[i]});
+  return out;
+}
+
+SampledToken draw_token(const float* logits, int64_t vocab, const engine::TokenDraw& p) {
+  SampledToken out;
+  out.token = p.temperature <= 0.0 ? static_cast<int32_t>(engine::argmax(logits, vocab)) : draw(logits, vocab, p);
   if (!p.logprobs && p.top_logprobs == 0) {
     out.logprob = std::numeric_limits<double>::quiet_NaN();
     return out;
@@ -79,6 +103,10 @@ SampledToken sample_token(const float* logits, int64_t vocab, const SamplingPara
     for (int32_t id : order_by_logit(logits, vocab, p.top_logprobs))
       out.top.push_back({id, static_cast<double>(logits[id]) - log_z});
   return out;
+}
+
+SampledToken sample_token(const float* logits, int64_t vocab, const SamplingParams& p, uint64_t step) {
+  return draw_token(logits, vocab, token_draw(p, step));
 }
 
 }  // namespace fp4kit::serve

@@ -88,8 +88,10 @@ void Scheduler::prefill_together(const std::vector<Slot*>& slots, int64_t n) {
     ids.insert(ids.end(), from, from + n);
   }
   std::vector<float> logits;
+  std::vector<engine::DrawnToken> drawn;  // where the model draws the tokens itself
   try {
-    logits = model_.advance(sequences, ids);
+    if (model_.draws_tokens()) drawn = model_.advance_and_draw(sequences, ids, draws_of(slots));
+    else logits = model_.advance(sequences, ids);
   } catch (const std::exception& e) {
     if (slots.size() == 1) {
       finish(*slots[0], FinishReason::Error, e.what());
@@ -113,12 +115,26 @@ void Scheduler::prefill_together(const std::vector<Slot*>& slots, int64_t n) {
     metrics_.prompt_tokens += static_cast<uint64_t>(n);
     if (slot.cached < static_cast<int64_t>(slot.job->prompt.size())) continue;
     try {
-      deliver(slot, sample_token(&logits[i * static_cast<size_t>(vocab)], vocab, slot.job->sampling,
-                                 static_cast<uint64_t>(slot.generated)));
+      deliver(slot, model_.draws_tokens() ? sampled_token(std::move(drawn[i]))
+                                          : sample_token(&logits[i * static_cast<size_t>(vocab)], vocab, slot.job->sampling,
+                                                         static_cast<uint64_t>(slot.generated)));
     } catch (const std::exception& e) {
       finish(slot, FinishReason::Error, e.what());
     }
   }
+}
+
+std::vector<engine::TokenDraw> Scheduler::draws_of(const std::vector<Slot*>& slots) {
+  std::vector<engine::TokenDraw> draws;
+  for (const Slot* slot : slots) draws.push_back(token_draw(slot->job->sampling, static_cast<uint64_t>(slot->generated)));
+  return draws;
+}
+
+void Scheduler::record_step(std::chrono::steady_clock::time_point start, std::chrono::steady_clock::time_point end,
+                            size_t batch) {
+  metrics_.decode_step.observe(std::chrono::duration<double>(end - start).count());
+  ++steps_;
+  largest_batch_ = std::max<int64_t>(largest_batch_, static_cast<int64_t>(batch));
 }
 
 void Scheduler::decode_step(const std::vector<Slot*>& slots) {
@@ -130,21 +146,29 @@ void Scheduler::decode_step(const std::vector<Slot*>& slots) {
     ids.push_back(slot->last_token);
   }
   const auto start = std::chrono::steady_clock::now();
-  const std::vector<float> logits = model_.advance(sequences, ids);
-  const auto advanced = std::chrono::steady_clock::now();
-  metrics_.decode_step.observe(std::chrono::duration<double>(advanced - start).count());
-  ++steps_;
-  largest_batch_ = std::max<int64_t>(largest_batch_, static_cast<int64_t>(slots.size()));
-  const int64_t vocab = model_.config().base.vocab_size;
-  // Each draw reads its own row, seed and step (the same token on any thread): side by side, since
-  // one costs ~1-2 ms of CPU at V4's vocabulary and a step may hold dozens.
   std::vector<SampledToken> tokens(slots.size());
-  parallel_for(slots.size(), 1, default_threads(), [&](size_t begin, size_t end) {
-    for (size_t i = begin; i < end; ++i)
-      tokens[i] = sample_token(&logits[i * static_cast<size_t>(vocab)], vocab, slots[i]->job->sampling,
-                               static_cast<uint64_t>(slots[i]->generated));
-  });
-  metrics_.sampling.observe(seconds_since(advanced));
+  if (model_.draws_tokens()) {
+    // The draws are part of the model's step (they run where the logits are): the sampling
+    // histogram gets only what is left on the host.
+    std::vector<engine::DrawnToken> drawn = model_.advance_and_draw(sequences, ids, draws_of(slots));
+    const auto advanced = std::chrono::steady_clock::now();
+    record_step(start, advanced, slots.size());
+    for (size_t i = 0; i < slots.size(); ++i) tokens[i] = sampled_token(std::move(drawn[i]));
+    metrics_.sampling.observe(seconds_since(advanced));
+  } else {
+    const std::vector<float> logits = model_.advance(sequences, ids);
+    const auto advanced = std::chrono::steady_clock::now();
+    record_step(start, advanced, slots.size());
+    const int64_t vocab = model_.config().base.vocab_size;
+    // Each draw reads its own row, seed and step (the same token on any thread): side by side, since
+    // one costs ~1-2 ms of CPU at V4's vocabulary and a step may hold dozens.
+    parallel_for(slots.size(), 1, default_threads(), [&](size_t begin, size_t end) {
+      for (size_t i = begin; i < end; ++i)
+        tokens[i] = sample_token(&logits[i * static_cast<size_t>(vocab)], vocab, slots[i]->job->sampling,
+                                 static_cast<uint64_t>(slots[i]->generated));
+    });
+    metrics_.sampling.observe(seconds_since(advanced));
+  }
   for (size_t i = 0; i < slots.size(); ++i) {
     ++slots[i]->cached;
     deliver(*slots[i], tokens[i]);

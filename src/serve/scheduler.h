@@ -89,6 +89,9 @@ class Scheduler {
   // gives its first token.
   void prefill_together(const std::vector<Slot*>& slots, int64_t n);
   void decode_step(const std::vector<Slot*>& slots);
+  // What a model that draws its tokens is asked for each slot's next token.
+  static std::vector<engine::TokenDraw> draws_of(const std::vector<Slot*>& slots);
+  void record_step(std::chrono::steady_clock::time_point start, std::chrono::steady_clock::time_point end, size_t batch);
   void deliver(Slot& slot, const SampledToken& token);
   void finish(Slot& slot, FinishReason reason, const std::string& error = "");
 

@@ -74,5 +74,64 @@ TEST(CudaServe, GreedyTokensEqualTransformersAlsoInABatchAndInChunks) {
   EXPECT_EQ(b_alone.tokens, b.tokens);
 }
 
+// The GPU pass with its logits brought to the host and drawn there (the path before the device drew
+// its own tokens).
+class HostDrawn : public engine::SequenceModel {
+ public:
+  explicit HostDrawn(engine::SequenceModel& inner) : inner_(inner) {}
+  const engine::ModelConfig& config() const override { return inner_.config(); }
+  std::unique_ptr<Sequence> start() override { return inner_.start(); }
+  std::vector<float> advance(const std::vector<Sequence*>& sequences, const std::vector<int64_t>& ids) override {
+    return inner_.advance(sequences, ids);
+  }
+
+ private:
+  engine::SequenceModel& inner_;
+};
+
+// Tokens and logprobs of three seeded requests that share decode steps.
+std::vector<std::vector<serve::SampledToken>> seeded_tokens(engine::SequenceModel& model) {
+  serve::ServeMetrics metrics;
+  serve::Scheduler scheduler(model, {3, 8, 6}, metrics);
+  std::vector<std::unique_ptr<Recorded>> jobs;
+  std::vector<std::vector<serve::SampledToken>> out(3);
+  const std::vector<std::vector<int64_t>> prompts = {{0, 11, 12, 13, 14, 15, 16, 17, 18, 19}, {0, 5, 9}, {0, 40, 41}};
+  for (size_t j = 0; j < prompts.size(); ++j) {
+    jobs.push_back(std::make_unique<Recorded>(prompts[j], 10));
+    serve::SamplingParams& s = jobs.back()->job->sampling;
+    s.temperature = 0.6 + 0.3 * static_cast<double>(j), s.top_p = j == 1 ? 0.85 : 1.0, s.top_k = j == 2 ? 25 : 0;
+    s.min_p = j == 0 ? 0.02 : 0.0, s.seed = 77 + j, s.logprobs = true, s.top_logprobs = j == 0 ? 3 : 0;
+    jobs.back()->job->on_token = [&out, j](const serve::SampledToken& t) {
+      out[j].push_back(t);
+      return serve::TokenVerdict::Continue;
+    };
+    EXPECT_TRUE(scheduler.submit(jobs.back()->job));
+  }
+  for (auto& j : jobs) j->wait();
+  return out;
+}
+
+TEST(CudaServe, TokensDrawnOnTheDeviceEqualThoseDrawnOnTheHost) {
+  FP4KIT_REQUIRE_GPU();
+  for (const auto precision : {gpu_engine::Precision::F32, gpu_engine::Precision::Bf16}) {
+    const auto model = gpu_engine::make_gpu_sequence_model(testing::tiny_dir(), precision, {}, 64);
+    ASSERT_TRUE(model->draws_tokens());
+    const auto on_device = seeded_tokens(*model);
+    HostDrawn host(*model);
+    const auto on_host = seeded_tokens(host);
+    for (size_t j = 0; j < 3; ++j) {
+      ASSERT_EQ(on_device[j].size(), 10u) << "request " << j;
+      ASSERT_EQ(on_host[j].size(), 10u) << "request " << j;
+      for (size_t t = 0; t < 10; ++t) {
+        EXPECT_EQ(on_device[j][t].token, on_host[j][t].token) << "request " << j << " token " << t;
+        EXPECT_NEAR(on_device[j][t].logprob, on_host[j][t].logprob, 1e-9) << "request " << j << " token " << t;
+        ASSERT_EQ(on_device[j][t].top.size(), on_host[j][t].top.size());
+        for (size_t i = 0; i < on_host[j][t].top.size(); ++i)
+          EXPECT_EQ(on_device[j][t].top[i].token, on_host[j][t].top[i].token);
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace fp4kit

@@ -91,6 +91,34 @@ TEST(Sampling, TopKTopPAndMinPKeepOnlyTheirTokens) {
   EXPECT_EQ(h.begin()->first, 0);
 }
 
+// sampling.h's exact rules on equal logits (integer weights, no rounding anywhere): top_p keeps the
+// smallest prefix whose weight reaches top_p of the total, the draw splits (0, 1) into equal parts.
+TEST(Sampling, EqualLogitsSplitExactlyAtTopPAndAtTheDraw) {
+  const std::vector<float> flat(10, 0.25f);
+  engine::TokenDraw d;
+  d.temperature = 0.9;
+  d.top_p = 0.3;  // three of ten
+  for (const auto& [u, token] : std::vector<std::pair<double, int>>{
+           {1e-9, 0}, {0.33333, 0}, {0.33334, 1}, {0.66666, 1}, {0.66667, 2}, {0.99999, 2}}) {
+    d.uniform = u;
+    EXPECT_EQ(draw_token(flat.data(), 10, d).token, token) << "top_p 0.3, u " << u;
+  }
+  d.top_p = 0.2;  // two
+  d.uniform = 0.49;
+  EXPECT_EQ(draw_token(flat.data(), 10, d).token, 0);
+  d.uniform = 0.51;
+  EXPECT_EQ(draw_token(flat.data(), 10, d).token, 1);
+  d.top_p = 1.0;  // all ten
+  d.uniform = 0.85;
+  EXPECT_EQ(draw_token(flat.data(), 10, d).token, 8);
+  d.uniform = 0.95;
+  EXPECT_EQ(draw_token(flat.data(), 10, d).token, 9);
+  d.min_p = 1.0;  // only the tokens as likely as the first: all of them here
+  EXPECT_EQ(draw_token(flat.data(), 10, d).token, 9);
+  EXPECT_EQ(sampling_fraction_bits(10), 58);
+  EXPECT_EQ(sampling_fraction_bits(129280), 45);
+}
+
 // Without logprobs the draw skips the normalizer: the same tokens, the logprob left NaN.
 TEST(Sampling, WithoutLogprobsTheTokensAreTheSame) {
   for (double temperature : {0.0, 0.7}) {

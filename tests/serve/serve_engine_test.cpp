@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -250,6 +251,83 @@ TEST(ServeScheduler, AFailedPromptCallFailsOnlyTheRequestThatCausedIt) {
   const auto calls = model.calls();
   EXPECT_NE(std::find(calls.begin(), calls.end(), std::pair<size_t, size_t>{2, 4}), calls.end());
   EXPECT_EQ(metrics.finished_error, 1u);
+}
+
+// The CPU engine behind a wrapper that draws its own tokens (as the GPU pass does, where its logits
+// are), here by the CPU sampler's own rules on the CPU engine's logits.
+class DrawingModel : public engine::SequenceModel {
+ public:
+  explicit DrawingModel(engine::SequenceModel& inner) : inner_(inner) {}
+  const engine::ModelConfig& config() const override { return inner_.config(); }
+  std::unique_ptr<Sequence> start() override { return inner_.start(); }
+  std::vector<float> advance(const std::vector<Sequence*>&, const std::vector<int64_t>&) override {
+    ADD_FAILURE() << "the scheduler asked a drawing model for logits";
+    throw Error("no logits here");
+  }
+  bool draws_tokens() const override { return true; }
+  std::vector<engine::DrawnToken> advance_and_draw(const std::vector<Sequence*>& sequences, const std::vector<int64_t>& ids,
+                                                   const std::vector<engine::TokenDraw>& draws) override {
+    EXPECT_EQ(draws.size(), sequences.size());
+    const std::vector<float> logits = inner_.advance(sequences, ids);
+    const int64_t V = config().base.vocab_size;
+    std::vector<engine::DrawnToken> out;
+    for (size_t i = 0; i < draws.size(); ++i) {
+      const SampledToken t = draw_token(logits.data() + i * static_cast<size_t>(V), V, draws[i]);
+      engine::DrawnToken d;
+      d.token = t.token, d.logprob = t.logprob;
+      for (const TokenLogprob& x : t.top) d.top_ids.push_back(x.token), d.top_logprobs.push_back(x.logprob);
+      out.push_back(d);
+    }
+    ++calls;
+    return out;
+  }
+  int calls = 0;
+
+ private:
+  engine::SequenceModel& inner_;
+};
+
+// Every token of three seeded requests (one with a prompt in chunks) with their logprobs, through a
+// scheduler over `model`.
+std::vector<std::vector<SampledToken>> seeded_run(engine::SequenceModel& model) {
+  ServeMetrics metrics;
+  Scheduler scheduler(model, {3, 8, 5}, metrics);
+  std::vector<std::unique_ptr<RecordedJob>> jobs;
+  std::vector<std::vector<SampledToken>> tokens(3);
+  const std::vector<std::vector<int64_t>> prompts = {{0, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21}, {0, 5, 9}, {0, 40}};
+  for (size_t j = 0; j < prompts.size(); ++j) {
+    jobs.push_back(std::make_unique<RecordedJob>(prompts[j], 9));
+    SamplingParams& s = jobs.back()->job->sampling;
+    s.temperature = 0.7 + 0.2 * static_cast<double>(j), s.top_p = j == 1 ? 0.8 : 1.0, s.top_k = j == 2 ? 30 : 0;
+    s.min_p = j == 0 ? 0.01 : 0.0, s.seed = 1000 + j, s.top_logprobs = 2, s.logprobs = true;
+    jobs.back()->job->on_token = [&tokens, j](const SampledToken& t) {
+      tokens[j].push_back(t);
+      return TokenVerdict::Continue;
+    };
+    EXPECT_TRUE(scheduler.submit(jobs.back()->job));
+  }
+  for (auto& j : jobs) j->wait();
+  return tokens;
+}
+
+TEST(ServeScheduler, AModelThatDrawsItsOwnTokensGivesTheSameTokensAndLogprobs) {
+  const auto eng = engine::make_cpu_sequence_model(tiny_dir(), two_threads());
+  const auto on_host = seeded_run(*eng);
+  DrawingModel drawing(*eng);
+  const auto drawn = seeded_run(drawing);
+  EXPECT_GT(drawing.calls, 0);
+  ASSERT_EQ(drawn.size(), on_host.size());
+  for (size_t j = 0; j < drawn.size(); ++j) {
+    ASSERT_EQ(drawn[j].size(), 9u) << "request " << j;
+    ASSERT_EQ(on_host[j].size(), 9u) << "request " << j;
+    for (size_t t = 0; t < drawn[j].size(); ++t) {
+      EXPECT_EQ(drawn[j][t].token, on_host[j][t].token) << "request " << j << " token " << t;
+      EXPECT_EQ(drawn[j][t].logprob, on_host[j][t].logprob) << "request " << j << " token " << t;
+      ASSERT_EQ(drawn[j][t].top.size(), 2u);
+      EXPECT_EQ(drawn[j][t].top[1].token, on_host[j][t].top[1].token);
+      EXPECT_TRUE(std::isfinite(drawn[j][t].logprob));
+    }
+  }
 }
 
 struct Reply {
