@@ -103,11 +103,20 @@ TEST(Sampling, EqualLogitsSplitExactlyAtTopPAndAtTheDraw) {
     d.uniform = u;
     EXPECT_EQ(draw_token(flat.data(), 10, d).token, token) << "top_p 0.3, u " << u;
   }
-  d.top_p = 0.2;  // two
-  d.uniform = 0.49;
+  d.top_p = 0.5;  // five (0.5 is exact)
+  d.uniform = 0.19;
   EXPECT_EQ(draw_token(flat.data(), 10, d).token, 0);
-  d.uniform = 0.51;
+  d.uniform = 0.21;
   EXPECT_EQ(draw_token(flat.data(), 10, d).token, 1);
+  d.uniform = 0.99;
+  EXPECT_EQ(draw_token(flat.data(), 10, d).token, 4);
+  d.top_p = 0.2;  // the double nearest 0.2 is just above 1/5: two of ten do not reach it, three are kept
+  d.uniform = 0.32;
+  EXPECT_EQ(draw_token(flat.data(), 10, d).token, 0);
+  d.uniform = 0.34;
+  EXPECT_EQ(draw_token(flat.data(), 10, d).token, 1);
+  d.uniform = 0.67;
+  EXPECT_EQ(draw_token(flat.data(), 10, d).token, 2);
   d.top_p = 1.0;  // all ten
   d.uniform = 0.85;
   EXPECT_EQ(draw_token(flat.data(), 10, d).token, 8);
