@@ -1,7 +1,7 @@
 // Every GPU kernel against the device's own ceilings, measured in the same run: a device-to-device
 // copy (TB/s, bytes read + written) and cuBLAS BF16 (TFLOP/s at 8192^3, and at each weight shape).
 //
-//   gpu_kernels_bench [--quick] [--only ceilings,codecs,activation,gemm,moe] [--m 1,8,...] [--reps R] [--json FILE]
+//   gpu_kernels_bench [--quick] [--only ceilings,codecs,activation,gemm,moe,draw] [--m 1,8,...] [--reps R] [--json FILE]
 //
 // Method: random operands (never zeros); every operand a kernel streams is rotated among enough
 // copies that the set is at least 4x the L2, so no launch finds its weights in the L2; warm-up, then
@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <exception>
@@ -19,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/parallel.h"
 #include "formats/bf16.h"
 #include "gpu_bench_util.h"
 #include "cuda/activation_quantize.h"
@@ -27,8 +29,10 @@
 #include "cuda/gemm_weight_bf16.h"
 #include "cuda/device.h"
 #include "cuda/moe_experts.h"
+#include "cuda/token_draw.h"
 #include "cuda/weight_codecs.h"
 #include "cuda/weight_gemm.h"
+#include "serve/sampling.h"
 
 using namespace fp4kit;
 using namespace fp4kit::bench;
@@ -645,6 +649,71 @@ void bench_moe(Bench& b) {
   std::printf("  (experts = mean distinct active experts per routing; TB/s = their weight bytes / time)\n\n");
 }
 
+// ---- token draws -----------------------------------------------------------------------------
+
+// The next token of R sequences at V4's vocabulary, as `serve --device cuda` draws it now (on the
+// device, only the tokens come back) and as it did before (the logits copied to the host, then
+// serve's CPU sampler on every core, one row per sequence). Wall time per step, median of the calls;
+// temperature 0.8 with the chosen token's logprob and one alternative, as bench/serve_load.py asks.
+void bench_draw(Bench& b) {
+  constexpr int64_t V = 129280;
+  std::printf("Token draws, V = %lld (wall time of one step's draws, median)\n", static_cast<long long>(V));
+  std::printf("  %4s | %12s | %22s | %8s\n", "rows", "device ms", "host ms (copy + draw)", "x");
+  const auto median_ms = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2] * 1e3;
+  };
+  for (int64_t R : {1, 8, 32}) {
+    try {
+      DeviceBuffer logits(static_cast<size_t>(R * V) * 4, "draw logits");
+      std::vector<float> host_rows(static_cast<size_t>(R * V));
+      uint64_t seed = 17;
+      for (float& x : host_rows) {  // normal(0, 3) by Box-Muller on a counter
+        const double u1 = serve::sampling_uniform(seed, 0), u2 = serve::sampling_uniform(seed, 1);
+        ++seed;
+        x = static_cast<float>(3.0 * std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
+      }
+      cuda::check(cudaMemcpy(logits.data(), host_rows.data(), host_rows.size() * 4, cudaMemcpyHostToDevice), "draw logits");
+      std::vector<cuda::TokenDrawRow> rows(static_cast<size_t>(R));
+      std::vector<serve::SamplingParams> params(static_cast<size_t>(R));
+      for (int64_t r = 0; r < R; ++r) {
+        params[static_cast<size_t>(r)].temperature = rows[static_cast<size_t>(r)].temperature = 0.8;
+        params[static_cast<size_t>(r)].seed = static_cast<uint64_t>(r);
+        params[static_cast<size_t>(r)].top_logprobs = rows[static_cast<size_t>(r)].top_logprobs = 1;
+        rows[static_cast<size_t>(r)].logprobs = true;
+        rows[static_cast<size_t>(r)].uniform = serve::sampling_uniform(static_cast<uint64_t>(r), 0);
+      }
+      std::vector<double> dev_s, host_s;
+      std::vector<cuda::TokenDrawResult> drawn;
+      for (int i = 0; i < 21; ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        drawn = cuda::draw_tokens(logits.data<float>(), V, rows, b.s.get());
+        dev_s.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      }
+      std::vector<float> out(static_cast<size_t>(R * V));
+      std::vector<serve::SampledToken> tokens(static_cast<size_t>(R));
+      for (int i = 0; i < 7; ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        cuda::check(cudaMemcpy(out.data(), logits.data(), out.size() * 4, cudaMemcpyDeviceToHost), "logits to the host");
+        parallel_for(static_cast<size_t>(R), 1, default_threads(), [&](size_t begin, size_t end) {
+          for (size_t r = begin; r < end; ++r) tokens[r] = serve::sample_token(out.data() + r * V, V, params[r], 0);
+        });
+        host_s.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      }
+      int same = 0;
+      for (int64_t r = 0; r < R; ++r) same += drawn[static_cast<size_t>(r)].token == tokens[static_cast<size_t>(r)].token;
+      const double d = median_ms(dev_s), h = median_ms(host_s);
+      std::printf("  %4lld | %12.3f | %22.3f | %8.1f   (same tokens: %d of %lld)\n", static_cast<long long>(R), d, h, h / d, same,
+                  static_cast<long long>(R));
+      b.out["draw"].push_back({{"rows", R}, {"vocab", V}, {"device_ms", d}, {"host_ms", h}, {"same_tokens", same}});
+      if (same != R) b.ok = false;
+    } catch (const std::exception& e) {
+      b.failed("draw", std::to_string(R) + " rows", e);
+    }
+  }
+  std::printf("\n");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -672,7 +741,7 @@ int main(int argc, char** argv) {
     } else if (a == "--reps" && i + 1 < argc) {
       opt.timing.reps = std::max(1, std::stoi(argv[++i]));
     } else {
-      std::fprintf(stderr, "usage: gpu_kernels_bench [--quick] [--only ceilings,codecs,activation,gemm,moe] [--m 1,8,...] [--reps R] [--json FILE]\n");
+      std::fprintf(stderr, "usage: gpu_kernels_bench [--quick] [--only ceilings,codecs,activation,gemm,moe,draw] [--m 1,8,...] [--reps R] [--json FILE]\n");
       return 2;
     }
   }
@@ -694,6 +763,7 @@ int main(int argc, char** argv) {
     if (opt.wants("activation")) bench_activation(b);
     if (opt.wants("gemm")) bench_gemms(b);
     if (opt.wants("moe")) bench_moe(b);
+    if (opt.wants("draw")) bench_draw(b);
     if (!opt.json_path.empty()) {
       FILE* f = std::fopen(opt.json_path.c_str(), "w");
       if (!f) {
