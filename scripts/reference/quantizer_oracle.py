@@ -134,6 +134,23 @@ def mxfp4_inputs(gen: torch.Generator) -> torch.Tensor:
     return x.to(torch.bfloat16)
 
 
+def break_mxfp4_ties(x: torch.Tensor) -> torch.Tensor:
+    """BF16 has 8 significant bits, so some quotients x / s land exactly on an E2M1 rounding bound
+    (where ModelOpt's rule is not DeepSeek's): each such element moves to its BF16 neighbour away
+    from zero (the bit pattern + 1), until none is left."""
+    bounds = torch.tensor([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0], dtype=torch.float64)
+    for _ in range(16):
+        g = x.float().reshape(-1, 32)
+        k = e8m0_exponent_ceil(g.abs().max(dim=-1, keepdim=True).values, 6.0)
+        q = (g.double() / torch.exp2(k)).abs()
+        tie = (q.unsqueeze(-1) == bounds).any(dim=-1) | (g == 0)
+        if not bool(tie.any()):
+            return x
+        bits = x.view(torch.int16).reshape(-1, 32)
+        x = torch.where(tie, bits + 1, bits).view(torch.bfloat16).reshape(x.shape)
+    return x
+
+
 def check_mxfp4_inputs(x: torch.Tensor):
     """No zero and no quotient x / s on one of E2M1's rounding bounds (where ModelOpt's rule is not
     DeepSeek's); no group scale under 2^-126."""
@@ -168,7 +185,7 @@ def main():
                                   "subnormal_codes": int(((q & 0x78) == 0).sum())}
 
     mxfp4_cls, mxfp4_path = load_mxfp4_qtensor(Path(args.modelopt))
-    xm = mxfp4_inputs(gen)
+    xm = break_mxfp4_ties(mxfp4_inputs(gen))
     if not check_mxfp4_inputs(xm):
         sys.exit("MXFP4 inputs hit a tie, a zero or a scale under 2^-126: choose another seed")
     qt, e8 = mxfp4_cls.quantize(xm.float(), 32)
