@@ -97,32 +97,20 @@ TEST(Sampling, EqualLogitsSplitExactlyAtTopPAndAtTheDraw) {
   const std::vector<float> flat(10, 0.25f);
   engine::TokenDraw d;
   d.temperature = 0.9;
-  d.top_p = 0.3;  // three of ten
-  for (const auto& [u, token] : std::vector<std::pair<double, int>>{
-           {1e-9, 0}, {0.33333, 0}, {0.33334, 1}, {0.66666, 1}, {0.66667, 2}, {0.99999, 2}}) {
-    d.uniform = u;
-    EXPECT_EQ(draw_token(flat.data(), 10, d).token, token) << "top_p 0.3, u " << u;
+  struct Case {
+    double top_p, uniform;
+    int token;
+  };
+  // top_p 0.3: three of ten; 0.5: five (exact); 0.2: the double nearest 0.2 is just above 1/5, so two
+  // of ten do not reach it and three are kept; 1: all ten.
+  for (const Case& c : std::vector<Case>{{0.3, 1e-9, 0}, {0.3, 0.33333, 0}, {0.3, 0.33334, 1}, {0.3, 0.66666, 1},
+                                         {0.3, 0.66667, 2}, {0.3, 0.99999, 2}, {0.5, 0.19, 0}, {0.5, 0.21, 1},
+                                         {0.5, 0.99, 4}, {0.2, 0.32, 0}, {0.2, 0.34, 1}, {0.2, 0.67, 2},
+                                         {1.0, 0.85, 8}, {1.0, 0.95, 9}}) {
+    d.top_p = c.top_p, d.uniform = c.uniform;
+    EXPECT_EQ(draw_token(flat.data(), 10, d).token, c.token) << "top_p " << c.top_p << ", u " << c.uniform;
   }
-  d.top_p = 0.5;  // five (0.5 is exact)
-  d.uniform = 0.19;
-  EXPECT_EQ(draw_token(flat.data(), 10, d).token, 0);
-  d.uniform = 0.21;
-  EXPECT_EQ(draw_token(flat.data(), 10, d).token, 1);
-  d.uniform = 0.99;
-  EXPECT_EQ(draw_token(flat.data(), 10, d).token, 4);
-  d.top_p = 0.2;  // the double nearest 0.2 is just above 1/5: two of ten do not reach it, three are kept
-  d.uniform = 0.32;
-  EXPECT_EQ(draw_token(flat.data(), 10, d).token, 0);
-  d.uniform = 0.34;
-  EXPECT_EQ(draw_token(flat.data(), 10, d).token, 1);
-  d.uniform = 0.67;
-  EXPECT_EQ(draw_token(flat.data(), 10, d).token, 2);
-  d.top_p = 1.0;  // all ten
-  d.uniform = 0.85;
-  EXPECT_EQ(draw_token(flat.data(), 10, d).token, 8);
-  d.uniform = 0.95;
-  EXPECT_EQ(draw_token(flat.data(), 10, d).token, 9);
-  d.min_p = 1.0;  // only the tokens as likely as the first: all of them here
+  d.top_p = 1.0, d.uniform = 0.95, d.min_p = 1.0;  // only the tokens as likely as the first: all of them here
   EXPECT_EQ(draw_token(flat.data(), 10, d).token, 9);
   EXPECT_EQ(sampling_fraction_bits(10), 58);
   EXPECT_EQ(sampling_fraction_bits(129280), 45);
