@@ -31,6 +31,7 @@ struct ServeArgs {
   int64_t parallel = 4, queue = 16, ctx_size = 4096, prefill_chunk = 512;
   unsigned threads = 0;
   size_t max_body_mb = 8;
+  bool no_warmup = false;
 };
 
 void run(const ServeArgs& a) {
@@ -56,6 +57,7 @@ void run(const ServeArgs& a) {
   so.api_key = a.api_key;
   so.scheduler = {a.parallel, a.queue, a.prefill_chunk};
   so.chat_format = std::move(chat_format);
+  so.warmup = !a.no_warmup;
   serve::OpenAIService service(so);
   serve::HttpServerOptions ho;
   ho.host = a.host;
@@ -147,6 +149,9 @@ void add_command(CLI::App& app) {
   cmd->add_option("--threads", args->threads, "Engine worker threads (default: all cores)");
   cmd->add_option("--max-body-mb", args->max_body_mb, "Largest request body in MiB (413 above)")
       ->check(CLI::Range(size_t{1}, size_t{1024}))->capture_default_str();
+  cmd->add_flag("--no-warmup", args->no_warmup,
+                "Skip the throwaway prompt and decode step run before the server is ready (by default their one-time "
+                "costs, such as the GPU's first kernel launches, come while /health answers 503, not in the first request)");
   cmd->callback([args] { run(*args); });
 }
 

@@ -1,5 +1,6 @@
 #include "serve/openai_service.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -29,6 +30,24 @@ bool same_secret(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
+// A prompt of up to 32 tokens (past the GPU's decode-sized products, so its prompt kernels run too)
+// and one decode step on a sequence that is then dropped; the step draws where the model draws.
+// What the data can cause (InputError: a non-finite activation) is reported and the server starts
+// (requests that meet it get a 500 naming it); a failure of the machine (Error) fails the load.
+void warm_up(engine::SequenceModel& model, int64_t ctx_size) {
+  const int64_t prompt = std::min<int64_t>(32, ctx_size - 1);
+  if (prompt < 1) return;
+  const std::unique_ptr<engine::SequenceModel::Sequence> seq = model.start();
+  const std::vector<engine::SequenceModel::Sequence*> one{seq.get()};
+  try {
+    model.advance(one, std::vector<int64_t>(static_cast<size_t>(prompt), 0));
+    if (model.draws_tokens()) model.advance_and_draw(one, {0}, {engine::TokenDraw{}});
+    else model.advance(one, {0});
+  } catch (const InputError& e) {
+    std::fprintf(stderr, "fp4kit serve: warning: the warm-up request failed: %s\n", e.what());
+  }
+}
+
 }  // namespace
 
 OpenAIService::OpenAIService(ServiceOptions options) : options_(std::move(options)), created_(unix_time()) {}
@@ -56,6 +75,7 @@ void OpenAIService::load(const std::string& model_dir, const std::string& tokeni
   think_start_ = tokenizer.token_id(kThinkStart);
   think_end_ = tokenizer.token_id(kThinkEnd);
   tokenizer_.emplace(std::move(tokenizer));
+  if (options_.warmup) warm_up(*engine, options_.ctx_size);
   model_ = std::move(engine);
   scheduler_ = std::make_unique<Scheduler>(*model_, options_.scheduler, metrics_);
   ready_ = true;

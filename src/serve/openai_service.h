@@ -36,6 +36,10 @@ struct ServiceOptions {
   std::string api_key;      // "" = no key needed
   SchedulerOptions scheduler;
   ChatFormat chat_format;   // default: DeepSeek V4's encoder rules
+  // A throwaway prompt and decode step (and draw, where the model draws) before the server is ready:
+  // the engine's one-time costs (first kernel launches, resident uploads) come while /health says
+  // 503, not in the first request.
+  bool warmup = true;
 };
 
 struct HttpReply {

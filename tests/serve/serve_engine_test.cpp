@@ -532,5 +532,47 @@ TEST(ServeEngineError, NonFiniteActivationsAre500sNamingTheLayer) {
   EXPECT_EQ(service.metrics().finished_error, 2u);
 }
 
+// Records the new tokens per sequence of each call.
+class CountingModel : public engine::SequenceModel {
+ public:
+  CountingModel(std::unique_ptr<engine::SequenceModel> inner, std::vector<int64_t>& calls)
+      : inner_(std::move(inner)), calls_(calls) {}
+  const engine::ModelConfig& config() const override { return inner_->config(); }
+  std::unique_ptr<Sequence> start() override { return inner_->start(); }
+  std::vector<float> advance(const std::vector<Sequence*>& sequences, const std::vector<int64_t>& ids) override {
+    calls_.push_back(static_cast<int64_t>(ids.size() / sequences.size()));
+    return inner_->advance(sequences, ids);
+  }
+
+ private:
+  std::unique_ptr<engine::SequenceModel> inner_;
+  std::vector<int64_t>& calls_;
+};
+
+TEST(ServeWarmup, APromptAndADecodeStepRunBeforeTheServerIsReadyUnlessTurnedOff) {
+  std::string text[2];
+  for (const bool warmup : {true, false}) {
+    std::vector<int64_t> calls;
+    const engine::SequenceModelFactory factory = [&](const std::string& dir, const engine::EngineOptions& o, int64_t) {
+      return std::make_unique<CountingModel>(engine::make_cpu_sequence_model(dir, o), calls);
+    };
+    ServiceOptions so;
+    so.warmup = warmup;
+    so.ctx_size = 20;  // the warm-up prompt takes ctx_size - 1 tokens when that is under 32
+    OpenAIService service(so);
+    service.load(tiny_dir(), test_data("serve/tokenizer.json"), two_threads(), factory);
+    const std::vector<int64_t> want = warmup ? std::vector<int64_t>{19, 1} : std::vector<int64_t>{};
+    EXPECT_EQ(calls, want) << "warm-up " << warmup;
+    EXPECT_EQ(service.metrics().prompt_tokens.load(), 0u);  // not a request
+    EXPECT_EQ(service.metrics().generation_tokens.load(), 0u);
+    calls.clear();
+    const HttpReply r = service.handle("POST", "/v1/completions", "", R"({"prompt":"Hello","max_tokens":3,"temperature":0})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    text[warmup ? 0 : 1] = json::parse(r.body)["choices"][0]["text"].get<std::string>();
+    EXPECT_FALSE(calls.empty());
+  }
+  EXPECT_EQ(text[0], text[1]);  // the dropped sequence leaves nothing behind
+}
+
 }  // namespace
 }  // namespace fp4kit::serve
