@@ -7,13 +7,15 @@
 // 0.75, 1.25, 1.75, 2.5, 3.5 and 5, floats whose low 21 mantissa bits are zero. A q more than 5
 // bit-steps from every such float (2 ulps are 4 steps of the binade below 0.25, the one midpoint that
 // is a power of two) lies strictly on the same side of every midpoint as x/d and its correct rounding,
-// so its code is theirs. The other x — next to a midpoint (or to any float with those bits zero), q
-// near zero (where the sign of an underflowing quotient matters) or outside the normal range — and
-// divisors whose reciprocal is not normal take the division.
+// so its code is theirs, and no tie needs breaking (e2m1_off_midpoints.h computes it without a
+// branch). The other x — next to a midpoint (or to any float with those bits zero),
+// q near zero (where the sign of an underflowing quotient matters) or outside the normal range — and
+// divisors whose reciprocal is not normal take the division, except ±0 over a normal divisor (code 0).
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
+#include "cuda/exact/e2m1_off_midpoints.h"
 #include "cuda/exact/encoders.cuh"
 
 namespace fp4kit::cuda {
@@ -27,12 +29,9 @@ class E2m1OfQuotient {
   }
 
   __device__ uint32_t operator()(float x) const {
-    if (quick_) {
-      const float q = __fmul_rn(x, r_);
-      const uint32_t u = __float_as_uint(q) & 0x7FFFFFFFu;
-      const bool normal = u >= 0x0D800000u && u < 0x7F000000u;  // [2^-100, 2^127)
-      if (normal && ((u + 5u) & 0x1FFFFFu) > 10u) return float_to_e2m1(q);
-    }
+    const uint32_t s = __float_as_uint(__fmul_rn(x, r_)), u = s & 0x7FFFFFFFu;
+    if (quick_ && e2m1_product_decides(u)) return e2m1_code_off_midpoints(u) | ((s >> 28) & 0x8u);
+    if (quick_ && (__float_as_uint(x) << 1) == 0) return 0;  // ±0 / d is ±0: code 0 (E2M1 has no -0 code)
     return float_to_e2m1(__fdiv_rn(x, d_));
   }
 

@@ -1,8 +1,8 @@
 // NVFP4 quantization (nvfp4_ref::quantize) of F32/BF16/F16 tensors with any of the three numerics.
-// Each thread takes 16-byte chunks of the source (a warp reads 512 contiguous bytes per load); the
-// 2 or 4 lanes that hold one 16-element block exchange their maxima with shuffles, each computes
-// the block's E4M3 scale, and writes its own packed bytes (the first lane also the scale byte). The
-// codes come from one reciprocal per block where that gives the division's codes (e2m1_of_quotient.cuh).
+// One thread per 16-element block: it loads the block's 64 (F32) or 32 bytes in 16-byte pieces (a
+// warp covers 32 consecutive blocks), computes the block's E4M3 scale once for its 16 elements, and
+// writes the 8 packed bytes and the scale byte. The codes come from one reciprocal per block where
+// that gives the division's codes (e2m1_of_quotient.cuh), with no branch on the common path.
 #include "cuda/exact/e2m1_of_quotient.cuh"
 #include "cuda/exact/float_chunk.cuh"
 #include "cuda/exact/launch.cuh"
@@ -14,50 +14,52 @@ namespace fp4kit::cuda {
 namespace {
 
 constexpr int kQuantizeThreads = 256;
-constexpr int kQuantizeUnroll = 4;  // chunks in flight per thread
+constexpr int kQuantizeUnroll = 2;  // blocks in flight per thread
 
+// packed_8: the packed output is 8-byte aligned (one store per block), else 2-byte pieces.
 template <SourceKind K>
-__global__ void __launch_bounds__(kQuantizeThreads) nvfp4_quantize_kernel(const uint4* __restrict__ src, size_t chunks,
-                                                                  Nvfp4BlockRule rule, uint8_t* __restrict__ packed,
+__global__ void __launch_bounds__(kQuantizeThreads) nvfp4_quantize_kernel(const uint4* __restrict__ src, size_t blocks,
+                                                                  Nvfp4BlockRule rule, bool packed_8,
+                                                                  uint8_t* __restrict__ packed,
                                                                   uint8_t* __restrict__ scales) {
   using Chunk = FloatChunk<K>;
-  constexpr int kElements = Chunk::kElements;                  // per chunk
-  constexpr int kLanesPerBlock = 16 / kElements;                // chunks per NVFP4 block
-  using PackedWord = std::conditional_t<kElements == 4, uint16_t, uint32_t>;  // kElements/2 bytes
-  constexpr size_t kTile = 32 * kQuantizeUnroll;                        // chunks per warp and pass
-
-  const unsigned lane = threadIdx.x & 31u;
-  const size_t warp = (static_cast<size_t>(blockIdx.x) * kQuantizeThreads + threadIdx.x) / 32;
-  const size_t warps = static_cast<size_t>(gridDim.x) * kQuantizeThreads / 32;
-  // `tile` is the same for every lane of a warp, so the whole warp runs each pass and the shuffles
-  // see all lanes; lanes past the end compute on zeros and store nothing.
-  for (size_t tile = warp * kTile; tile < chunks; tile += warps * kTile) {
-    uint4 v[kQuantizeUnroll];
+  constexpr int kElements = Chunk::kElements;       // per 16-byte chunk
+  constexpr int kChunks = 16 / kElements;            // chunks per NVFP4 block
+  const size_t threads = static_cast<size_t>(gridDim.x) * kQuantizeThreads;
+  for (size_t first = static_cast<size_t>(blockIdx.x) * kQuantizeThreads + threadIdx.x; first < blocks;
+       first += threads * kQuantizeUnroll) {
+    uint4 v[kQuantizeUnroll][kChunks];
 #pragma unroll
     for (int u = 0; u < kQuantizeUnroll; ++u) {
-      const size_t c = tile + u * 32 + lane;
-      v[u] = c < chunks ? __ldcs(src + c) : make_uint4(0, 0, 0, 0);
+      const size_t b = first + u * threads;
+#pragma unroll
+      for (int c = 0; c < kChunks; ++c) v[u][c] = b < blocks ? __ldcs(src + b * kChunks + c) : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
     for (int u = 0; u < kQuantizeUnroll; ++u) {
-      const size_t c = tile + u * 32 + lane;
-      float x[kElements];
-      Chunk::decode(v[u], x);
-      uint32_t key = 0;
+      const size_t b = first + u * threads;
+      if (b >= blocks) break;
+      float x[16];
 #pragma unroll
-      for (int e = 0; e < kElements; ++e) key = max(key, amax_key(x[e]));
-#pragma unroll
-      for (int offset = 1; offset < kLanesPerBlock; offset <<= 1)
-        key = max(key, __shfl_xor_sync(0xFFFFFFFFu, key, offset));
-      const uint32_t scale = nvfp4_block_scale(__uint_as_float(key), rule);
-      const E2m1OfQuotient code(nvfp4_quant_divisor(scale, rule));
+      for (int c = 0; c < kChunks; ++c) Chunk::decode(v[u][c], *reinterpret_cast<float(*)[kElements]>(x + c * kElements));
+      // max |x| over the block's bits; every NaN's bits lie above +Inf's, and amax_key maps the max
+      // to the one quiet NaN of nvfp4_ref::amax.
       uint32_t bits = 0;
 #pragma unroll
-      for (int e = 0; e < kElements; ++e) bits |= code(x[e]) << (4 * e);
-      if (c < chunks) {
-        reinterpret_cast<PackedWord*>(packed)[c] = static_cast<PackedWord>(bits);
-        if (lane % kLanesPerBlock == 0) scales[c / kLanesPerBlock] = static_cast<uint8_t>(scale);
+      for (int e = 0; e < 16; ++e) bits = max(bits, __float_as_uint(x[e]) & 0x7FFFFFFFu);
+      const uint32_t scale = nvfp4_block_scale(__uint_as_float(amax_key(__uint_as_float(bits))), rule);
+      const E2m1OfQuotient code(nvfp4_quant_divisor(scale, rule));
+      uint32_t word[2] = {0, 0};
+#pragma unroll
+      for (int e = 0; e < 16; ++e) word[e / 8] |= code(x[e]) << (4 * (e % 8));
+      if (packed_8) {
+        reinterpret_cast<uint2*>(packed)[b] = make_uint2(word[0], word[1]);
+      } else {
+        uint16_t* out = reinterpret_cast<uint16_t*>(packed + b * 8);
+#pragma unroll
+        for (int h = 0; h < 4; ++h) out[h] = static_cast<uint16_t>(word[h / 2] >> (16 * (h % 2)));
       }
+      scales[b] = static_cast<uint8_t>(scale);
     }
   }
 }
@@ -76,14 +78,14 @@ void nvfp4_quantize(const void* src, DType dtype, size_t n, const Nvfp4Scaling& 
   require_pointer(packed, "packed", kKernel, shape);
   require_pointer(scales, "scales", kKernel, shape);
   require_aligned(src, 16, "src", kKernel, shape);
-  const size_t element_bytes = dtype_bits(dtype) / 8;
-  require_aligned(packed, element_bytes == 4 ? 2 : 4, "packed", kKernel, shape);
-  const size_t chunks = n * element_bytes / 16;
+  require_aligned(packed, 2, "packed", kKernel, shape);
+  const size_t blocks = n / kNvfp4BlockSize;
   const Nvfp4BlockRule rule = nvfp4_block_rule(scaling, host_default_nan());
-  const unsigned blocks = grid_blocks(chunks, size_t{kQuantizeThreads} * kQuantizeUnroll);
+  const unsigned grid = grid_blocks(blocks, size_t{kQuantizeThreads} * kQuantizeUnroll);
   const auto* chunk_src = static_cast<const uint4*>(src);
+  const bool packed_8 = is_aligned(packed, 8);
   with_source_kind(dtype, [&]<SourceKind K>() {
-    nvfp4_quantize_kernel<K><<<blocks, kQuantizeThreads, 0, stream>>>(chunk_src, chunks, rule, packed, scales);
+    nvfp4_quantize_kernel<K><<<grid, kQuantizeThreads, 0, stream>>>(chunk_src, blocks, rule, packed_8, packed, scales);
   });
   check_launch(kKernel, shape);
 }
