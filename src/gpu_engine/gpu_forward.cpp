@@ -53,8 +53,8 @@ cuda::DeviceBuffer floats(int64_t n, const std::string& what) {
 }
 
 // Device bytes one token needs while a layer computes it, besides its hidden streams: the larger of
-// the attention's and the mixture's buffers, plus the sublayer input and output and the products'
-// BF16 input. An upper bound of what a layer allocates per token (the full-size V4 layers measure
+// the attention's and the mixture's buffers, plus the sublayer input and output, the products' BF16
+// input and the sublayer input's own BF16 copy (read by several products). An upper bound of what a layer allocates per token (the full-size V4 layers measure
 // 10-15 % under it).
 int64_t layer_bytes_per_token(const ModelConfig& cfg) {
   const auto& b = cfg.base;
@@ -63,7 +63,7 @@ int64_t layer_bytes_per_token(const ModelConfig& cfg) {
   const int64_t I = b.moe_intermediate_size, Is = I * b.n_shared_experts, E = b.n_routed_experts;
   const int64_t nI = b.index_n_heads, dI = b.index_head_dim, top = b.index_topk;
   const int64_t hc_bytes = 4 * (2 * (2 + hc) * hc + 3 * hc + hc * hc);
-  const int64_t sublayer = 2 * H * 4 + hc_bytes;
+  const int64_t sublayer = 2 * H * 4 + hc_bytes + H * 2;
   const int64_t bf16_input = std::max({nh * D, H, GR, qr, I, Is}) * 2;
   const int64_t attention = qr * 4 + 2 * nh * D * 4 + D * 4 + 2 * GR * 4 + nI * dI * 4 + nI * 4 + top * 4 + 4 +
                             2 * 2 * 2 * (D + dI) * 4;
@@ -249,6 +249,20 @@ struct GpuForward::Impl {
     observer->on_linear_device_rows(in);
   }
 
+  // Compressed entries' positions 0, ratio, 2·ratio, ... for `count` entries, kept on the device per
+  // ratio (a decode step would otherwise upload them for every compressor: a copy from host memory).
+  std::map<int64_t, cuda::DeviceBuffer> kept_entry_positions;
+  const int64_t* entry_positions(int64_t ratio, int64_t count) {
+    cuda::DeviceBuffer& kept = kept_entry_positions[ratio];
+    if (kept.bytes() < static_cast<size_t>(count) * 8) {
+      std::vector<int64_t> h(static_cast<size_t>(std::max<int64_t>(2 * count, 256)));
+      for (size_t i = 0; i < h.size(); ++i) h[i] = static_cast<int64_t>(i) * ratio;
+      const cuda::PlainAllocations plain;  // kept past this step's stream-ordered scope
+      kept = upload_any(h, stream, "entry positions");
+    }
+    return kept.data<int64_t>();
+  }
+
   // A (non-linear) weight of the current group decoded to F32 on the device, checked against the
   // shape the config implies. Kept while the upload it came from lasts (a resident group's, for every
   // later step): a decode step would otherwise spend a launch and an allocation on each of them again.
@@ -263,8 +277,15 @@ struct GpuForward::Impl {
   LinearWeight linear_weight(const std::string& name, int64_t n, int64_t k, int64_t row_block = 0) {
     return lin.weight(name, n, k, row_block);
   }
-  // y [m, w.n] = x [m, w.k] · Wᵀ, both dense.
-  void linear(const float* x, const LinearWeight& w, float* y, int64_t m) { lin.apply(x, w.k, w, y, w.n, m); }
+  // y [m, w.n] = x [m, w.k] · Wᵀ, both dense; x_bf16: x rounded to BF16 once for several products, or null.
+  void linear(const float* x, const LinearWeight& w, float* y, int64_t m, const uint16_t* x_bf16 = nullptr) {
+    lin.apply(x, w.k, w, y, w.n, m, 0, -1, x_bf16);
+  }
+  // x [m, k] rounded to BF16 once where several products read it (BF16 precision; empty in F32, whose
+  // products read x itself).
+  cuda::DeviceBuffer shared_bf16(const float* x, int64_t m, int64_t k) {
+    return lin.precision() == Precision::Bf16 ? lin.bf16_copy(x, m, k) : cuda::DeviceBuffer{};
+  }
 
   void rope(float* v, int64_t rows, int64_t heads, int64_t row_stride, int64_t head_stride, int64_t offset,
             const int64_t* positions, bool compress, bool inverse = false) {
@@ -296,16 +317,16 @@ struct GpuForward::Impl {
     int64_t ratio = 4, width = 0, row_width = 0;
     bool overlap = true;
   };
-  CompressorInputs project_compressor(const float* a, int64_t T, const std::string& prefix, int64_t ratio, int64_t width,
-                                      bool overlap, const LinearWeight& wkv, const LinearWeight& wgate) {
+  CompressorInputs project_compressor(const float* a, const uint16_t* a16, int64_t T, const std::string& prefix, int64_t ratio,
+                                      int64_t width, bool overlap, const LinearWeight& wkv, const LinearWeight& wgate) {
     const int64_t H = cfg.hidden(), rw = overlap ? 2 * width : width;
     CompressorInputs c;
     c.ratio = ratio, c.width = width, c.row_width = rw, c.overlap = overlap;
     c.kv = floats(T * rw, prefix + "kv"), c.gate = floats(T * rw, prefix + "gate");
     observe(prefix + "wkv", a, T, H);
-    linear(a, wkv, c.kv.data<float>(), T);
+    linear(a, wkv, c.kv.data<float>(), T, a16);
     observe(prefix + "wgate", a, T, H);
-    linear(a, wgate, c.gate.data<float>(), T);
+    linear(a, wgate, c.gate.data<float>(), T, a16);
     c.ape = weight(prefix + "ape", {ratio, rw});
     c.norm = weight(prefix + "norm.weight", {width});
     return c;
@@ -332,10 +353,15 @@ struct GpuForward::Impl {
     if (count > 0) {
       cuda::rms_norm_rows(entries.data<float>(), sb.batch * count, width, in.norm, cfg.rms_eps,
                           entries.data<float>(), stream.get());
-      std::vector<int64_t> pos(static_cast<size_t>(sb.batch * count));
-      for (size_t i = 0; i < pos.size(); ++i) pos[i] = static_cast<int64_t>(i) % count * in.ratio;
-      const cuda::DeviceBuffer d_pos = upload_any(pos, stream, "entry positions");
-      rope(entries.data<float>(), sb.batch * count, 1, width, width, width - cfg.rope_dim, d_pos.data<int64_t>(), true);
+      cuda::DeviceBuffer d_pos;  // a batch of several sequences: each one's entries from position 0 again
+      const int64_t* pos = sb.batch == 1 ? entry_positions(in.ratio, count) : nullptr;
+      if (!pos) {
+        std::vector<int64_t> h(static_cast<size_t>(sb.batch * count));
+        for (size_t i = 0; i < h.size(); ++i) h[i] = static_cast<int64_t>(i) % count * in.ratio;
+        d_pos = upload_any(h, stream, "entry positions");
+        pos = d_pos.data<int64_t>();
+      }
+      rope(entries.data<float>(), sb.batch * count, 1, width, width, width - cfg.rope_dim, pos, true);
     }
     return entries;
   }
@@ -359,12 +385,14 @@ struct GpuForward::Impl {
     };
 
     cuda::DeviceBuffer q_res = floats(T * qr, "q_res"), q = floats(T * nh * D, "q"), kv = floats(T * D, "kv");
+    const cuda::DeviceBuffer a_bf16 = shared_bf16(a, T, H);  // read by every projection of a
+    const uint16_t* a16 = a_bf16.data<uint16_t>();
     {
       const LinearWeight wq_a = linear_weight(p + "wq_a.weight", qr, H);
       const float* q_norm = weight(p + "q_norm.weight", {qr});
       const LinearWeight wq_b = linear_weight(p + "wq_b.weight", nh * D, qr);
       observe(p + "wq_a", a, T, H);
-      linear(a, wq_a, q_res.data<float>(), T);
+      linear(a, wq_a, q_res.data<float>(), T, a16);
       cuda::rms_norm_rows(q_res.data<float>(), T, qr, q_norm, cfg.rms_eps, q_res.data<float>(), stream.get());
       observe(p + "wq_b", q_res.data<float>(), T, qr);
       linear(q_res.data<float>(), wq_b, q.data<float>(), T);
@@ -373,7 +401,7 @@ struct GpuForward::Impl {
       const LinearWeight wkv = linear_weight(p + "wkv.weight", D, H);
       const float* kv_norm = weight(p + "kv_norm.weight", {D});
       observe(p + "wkv", a, T, H);
-      linear(a, wkv, kv.data<float>(), T);
+      linear(a, wkv, kv.data<float>(), T, a16);
       cuda::rms_norm_rows(kv.data<float>(), T, D, kv_norm, cfg.rms_eps, kv.data<float>(), stream.get());
       rope(kv.data<float>(), T, 1, D, D, D - rd, positions, compress_rope_here);
       clock.mark("attention.projections", stream);
@@ -386,7 +414,7 @@ struct GpuForward::Impl {
       const int64_t c = csa ? 2 : 1;
       const LinearWeight wkv = linear_weight(p + "compressor.wkv.weight", c * D, H);
       const LinearWeight wgate = linear_weight(p + "compressor.wgate.weight", c * D, H);
-      const CompressorInputs in = project_compressor(a, T, p + "compressor.", m, D, csa, wkv, wgate);
+      const CompressorInputs in = project_compressor(a, a16, T, p + "compressor.", m, D, csa, wkv, wgate);
       for (size_t r = 0; r < runs.size(); ++r)
         entries[r] = pool_compressor(in, runs[r], p + "compressor.", cached(runs[r], &LayerCache::cmp_kv, c * D),
                                      cached(runs[r], &LayerCache::cmp_gate, c * D));
@@ -402,11 +430,11 @@ struct GpuForward::Impl {
       linear(q_res.data<float>(), wq_b, idx_q.data<float>(), T);
       rope(idx_q.data<float>(), T, nI, nI * dI, dI, dI - rd, positions, true);
       observe(p + "indexer.weights_proj", a, T, H);
-      linear(a, wproj, idx_w.data<float>(), T);
+      linear(a, wproj, idx_w.data<float>(), T, a16);
       cuda::scale_f32(idx_w.data<float>(), T * nI, 1.0f / std::sqrt(static_cast<float>(nI)), stream.get());
       const LinearWeight wkv = linear_weight(p + "indexer.compressor.wkv.weight", 2 * dI, H);
       const LinearWeight wgate = linear_weight(p + "indexer.compressor.wgate.weight", 2 * dI, H);
-      const CompressorInputs in = project_compressor(a, T, p + "indexer.compressor.", 4, dI, true, wkv, wgate);
+      const CompressorInputs in = project_compressor(a, a16, T, p + "indexer.compressor.", 4, dI, true, wkv, wgate);
       picks = cuda::DeviceBuffer(static_cast<size_t>(T * top_k) * 4, "indexer picks");
       pick_count = cuda::DeviceBuffer(static_cast<size_t>(T) * 4, "indexer pick counts");
       for (const AttentionRun& run : runs) {
@@ -457,8 +485,7 @@ struct GpuForward::Impl {
     const LinearWeight wo_a = linear_weight(p + "wo_a.weight", G * R, dg, R);
     const LinearWeight wo_b = linear_weight(p + "wo_b.weight", H, G * R);
     observe(p + "wo_a", o.data<float>(), T, nh * D);
-    for (int64_t g = 0; g < G; ++g)
-      lin.apply(o.data<float>() + g * dg, nh * D, wo_a, u.data<float>() + g * R, G * R, T, g * R, R);
+    lin.apply_groups(o.data<float>(), wo_a, u.data<float>(), T, G, R);
     observe(p + "wo_b", u.data<float>(), T, G * R);
     linear(u.data<float>(), wo_b, out, T);
     clock.mark("attention.output", stream);
@@ -479,8 +506,7 @@ struct GpuForward::Impl {
     cuda::router_scores(scores.data<float>(), T * E, stream.get());
     cuda::DeviceBuffer chosen(static_cast<size_t>(T * k) * 4, "routing experts"), weights = floats(T * k, "routing weights");
     cuda::DeviceBuffer bad(4, "routing check");
-    const int32_t zero = 0;
-    cuda::copy_to_device(bad.data(), &zero, 4, stream);
+    cuda::fill_bytes(bad.data(), 0, 4, stream);  // no host memory: a copy from it may wait for the stream
     cuda::RouteTokens r;
     r.scores = scores.data<float>(), r.tokens = T, r.experts = E, r.k = k, r.vocab = b.vocab_size;
     r.scaling = static_cast<float>(b.routed_scaling_factor);
@@ -525,9 +551,10 @@ struct GpuForward::Impl {
     clock.mark("moe.routing", stream);
 
     if (grouped) {
-      routed_grouped(layer, x, T, chosen, weights, routed.data<float>());
+      const cuda::DeviceBuffer x_bf16 = shared_bf16(x, T, H);  // read by the routed and the shared experts
+      routed_grouped(layer, x, x_bf16.data<uint16_t>(), T, chosen, weights, routed.data<float>());
       clock.mark("moe.routed", stream);
-      shared_and_sum(p, x, T, routed, out);
+      shared_and_sum(p, x, x_bf16.data<uint16_t>(), T, routed, out);
       return;
     }
     // Routed experts in increasing id, each over its tokens in increasing order (the CPU's order of sums).
@@ -574,16 +601,18 @@ struct GpuForward::Impl {
                              stream.get());
     }
     clock.mark("moe.routed", stream);
-    shared_and_sum(p, x, T, routed, out);
+    shared_and_sum(p, x, nullptr, T, routed, out);
   }
 
   // out [T, H] = routed + the shared expert's output for x (after the routed experts ran).
-  void shared_and_sum(const std::string& p, const float* x, int64_t T, const cuda::DeviceBuffer& routed, float* out) {
+  // x16: x rounded to BF16, or null.
+  void shared_and_sum(const std::string& p, const float* x, const uint16_t* x16, int64_t T, const cuda::DeviceBuffer& routed,
+                      float* out) {
     const auto& b = cfg.base;
     const int64_t H = b.hidden_size, shared = b.moe_intermediate_size * b.n_shared_experts;
     if (shared > 0) {
       const std::string sp = p + "shared_experts.";
-      const cuda::DeviceBuffer h = swiglu(x, T, sp, shared);
+      const cuda::DeviceBuffer h = swiglu(x, T, sp, shared, x16);
       observe(sp + "w2", h.data<float>(), T, shared);
       const LinearWeight w2 = linear_weight(sp + "w2.weight", H, shared);
       cuda::DeviceBuffer y = floats(T * H, "shared expert output");
@@ -624,7 +653,7 @@ struct GpuForward::Impl {
   // The routed experts of a layer whose experts are `grouped` through the grouped kernels
   // (cuda/moe_experts.h: tokens sorted by expert, w1/w3 with the fused clamped SwiGLU, w2, the weighted
   // combine), the observer shown each expert's inputs from the kernels' intermediates: routed [T, H].
-  void routed_grouped(int64_t layer, const float* x, int64_t T, const cuda::DeviceBuffer& chosen,
+  void routed_grouped(int64_t layer, const float* x, const uint16_t* x16, int64_t T, const cuda::DeviceBuffer& chosen,
                       const cuda::DeviceBuffer& weights, float* routed) {
     const auto& b = cfg.base;
     const int64_t H = b.hidden_size, E = b.n_routed_experts, k = b.num_experts_per_tok, I = b.moe_intermediate_size;
@@ -646,7 +675,7 @@ struct GpuForward::Impl {
     cuda::MoeWorkspace& ws = own ? *own : *kept_moe_workspace;
     cuda::MoeRouting r;
     r.experts_i32 = chosen.data<int32_t>(), r.weights = weights.data<float>(), r.tokens = T, r.top_k = k;
-    const uint16_t* xb = lin.to_bf16(x, H, T, H);
+    const uint16_t* xb = x16 ? x16 : lin.to_bf16(x, H, T, H);
     std::vector<int32_t> offsets(static_cast<size_t>(E + 1));
     bool decoded = false;
     if (T * k >= E * decode_once_expert_rows) {  // many rows per expert: cuBLASLt on decoded weights
@@ -701,15 +730,16 @@ struct GpuForward::Impl {
     return upload(std::vector<float>(static_cast<size_t>(std::max<int64_t>(n, 1)), 1.0f), stream, "ones");
   }
 
-  // silu(min(x·w1ᵀ, limit)) · clamp(x·w3ᵀ) [n, I] of the expert at `prefix`, the observer shown x.
-  cuda::DeviceBuffer swiglu(const float* x, int64_t n, const std::string& prefix, int64_t I) {
+  // silu(min(x·w1ᵀ, limit)) · clamp(x·w3ᵀ) [n, I] of the expert at `prefix`, the observer shown x
+  // (x16: x rounded to BF16, or null).
+  cuda::DeviceBuffer swiglu(const float* x, int64_t n, const std::string& prefix, int64_t I, const uint16_t* x16 = nullptr) {
     const int64_t H = cfg.hidden();
     const LinearWeight w1 = linear_weight(prefix + "w1.weight", I, H), w3 = linear_weight(prefix + "w3.weight", I, H);
     cuda::DeviceBuffer g = floats(n * I, "expert gate"), u = floats(n * I, "expert up");
     observe(prefix + "w1", x, n, H);
     observe(prefix + "w3", x, n, H);
-    linear(x, w1, g.data<float>(), n);
-    linear(x, w3, u.data<float>(), n);
+    linear(x, w1, g.data<float>(), n, x16);
+    linear(x, w3, u.data<float>(), n, x16);
     cuda::swiglu_clamped(g.data<float>(), u.data<float>(), n * I, cfg.swiglu_limit, stream.get());
     return g;
   }

@@ -149,8 +149,14 @@ const uint16_t* GpuLinear::to_bf16(const float* x, int64_t ldx, int64_t m, int64
   return x_bf16_.data<uint16_t>();
 }
 
+cuda::DeviceBuffer GpuLinear::bf16_copy(const float* x, int64_t m, int64_t k) {
+  cuda::DeviceBuffer b(static_cast<size_t>(std::max<int64_t>(m * k, 1)) * 2, "BF16 linear input");
+  if (m * k > 0) cuda::encode_elements(x, static_cast<size_t>(m * k), cuda::ElementEncoding::BF16, b.data<uint16_t>(), stream_.get());
+  return b;
+}
+
 void GpuLinear::apply(const float* x, int64_t ldx, const LinearWeight& w, float* y, int64_t ldy, int64_t m, int64_t row0,
-                      int64_t rows) {
+                      int64_t rows, const uint16_t* x_bf16) {
   if (rows < 0) rows = w.n;
   if (row0 < 0 || row0 + rows > w.n)
     throw Error("GPU linear " + io::quote_name(w.name) + ": rows [" + std::to_string(row0) + ", " +
@@ -160,8 +166,9 @@ void GpuLinear::apply(const float* x, int64_t ldx, const LinearWeight& w, float*
     gemm_.f32_gemm(x, ldx, w.owned.data<float>() + row0 * w.k, y, ldy, m, rows, w.k, stream_.get());
     return;
   }
-  const uint16_t* xb = to_bf16(x, ldx, m, w.k);
-  float* out = ldy == rows ? y : scratch_f32(y_dense_, m * rows, "dense linear output");
+  // One row is dense whatever its stride: no copy in or out.
+  const uint16_t* xb = x_bf16 ? x_bf16 : to_bf16(x, m == 1 ? w.k : ldx, m, w.k);
+  float* out = ldy == rows || m == 1 ? y : scratch_f32(y_dense_, m * rows, "dense linear output");
   const uint16_t* values = m >= decode_once_rows_ ? bf16_values(w) : nullptr;
   if (w.dense)
     gemm_.bf16_gemm(xb, w.owned.data<uint16_t>() + row0 * w.k, out, cuda::GemmOutput::F32, m, rows, w.k, stream_.get());
@@ -173,6 +180,22 @@ void GpuLinear::apply(const float* x, int64_t ldx, const LinearWeight& w, float*
   if (out != y)
     cuda::copy_2d(y, static_cast<size_t>(ldy) * 4, out, static_cast<size_t>(rows) * 4, static_cast<size_t>(rows) * 4,
                   static_cast<size_t>(m), stream_);
+}
+
+void GpuLinear::apply_groups(const float* x, const LinearWeight& w, float* y, int64_t m, int64_t groups, int64_t R) {
+  const int64_t k = w.k;
+  if (groups * R != w.n)
+    throw Error("GPU linear " + io::quote_name(w.name) + ": " + std::to_string(groups) + " groups of " + std::to_string(R) +
+                " rows for its " + std::to_string(w.n));
+  if (m == 0) return;
+  // A single row through the weight's own kernel: x rounded once, each group's product written in place.
+  if (m == 1 && !w.f32 && !w.dense && m < decode_once_rows_) {
+    const uint16_t* xb = to_bf16(x, groups * k, 1, groups * k);
+    for (int64_t g = 0; g < groups; ++g)
+      cuda::weight_gemm(xb + g * k, 1, row_slice(w.stored, g * R, R), y + g * R, cuda::GemmOutput::F32, stream_.get());
+    return;
+  }
+  for (int64_t g = 0; g < groups; ++g) apply(x + g * k, groups * k, w, y + g * R, groups * R, m, g * R, R);
 }
 
 }  // namespace fp4kit::gpu_engine
