@@ -54,8 +54,8 @@ cuda::DeviceBuffer floats(int64_t n, const std::string& what) {
 
 // Device bytes one token needs while a layer computes it, besides its hidden streams: the larger of
 // the attention's and the mixture's buffers, plus the sublayer input and output, the products' BF16
-// input and the sublayer input's own BF16 copy (read by several products). An upper bound of what a layer allocates per token (the full-size V4 layers measure
-// 10-15 % under it).
+// input and the sublayer input's own BF16 copy (read by several products). An upper bound of what
+// a layer allocates per token (the full-size V4 layers measure 10-15 % under it).
 int64_t layer_bytes_per_token(const ModelConfig& cfg) {
   const auto& b = cfg.base;
   const int64_t H = b.hidden_size, hc = cfg.hc(), nh = b.num_attention_heads, D = b.head_dim;

@@ -187,15 +187,11 @@ void GpuLinear::apply_groups(const float* x, const LinearWeight& w, float* y, in
   if (groups * R != w.n)
     throw Error("GPU linear " + io::quote_name(w.name) + ": " + std::to_string(groups) + " groups of " + std::to_string(R) +
                 " rows for its " + std::to_string(w.n));
-  if (m == 0) return;
-  // A single row through the weight's own kernel: x rounded once, each group's product written in place.
-  if (m == 1 && !w.f32 && !w.dense && m < decode_once_rows_) {
-    const uint16_t* xb = to_bf16(x, groups * k, 1, groups * k);
-    for (int64_t g = 0; g < groups; ++g)
-      cuda::weight_gemm(xb + g * k, 1, row_slice(w.stored, g * R, R), y + g * R, cuda::GemmOutput::F32, stream_.get());
-    return;
-  }
-  for (int64_t g = 0; g < groups; ++g) apply(x + g * k, groups * k, w, y + g * R, groups * R, m, g * R, R);
+  // One row: x rounded to BF16 once, and each group's slice of it (and of y) is dense, so apply()
+  // reads it in place and writes in place.
+  const uint16_t* xb = m == 1 && !w.f32 ? to_bf16(x, groups * k, 1, groups * k) : nullptr;
+  for (int64_t g = 0; g < groups; ++g)
+    apply(x + g * k, groups * k, w, y + g * R, groups * R, m, g * R, R, xb ? xb + g * k : nullptr);
 }
 
 }  // namespace fp4kit::gpu_engine

@@ -8,9 +8,9 @@
 // bit-steps from every such float (2 ulps are 4 steps of the binade below 0.25, the one midpoint that
 // is a power of two) lies strictly on the same side of every midpoint as x/d and its correct rounding,
 // so its code is theirs, and no tie needs breaking (e2m1_off_midpoints.h computes it without a
-// branch). The other x — next to a midpoint (or to any float with those bits zero),
-// q near zero (where the sign of an underflowing quotient matters) or outside the normal range — and
-// divisors whose reciprocal is not normal take the division, except ±0 over a normal divisor (code 0).
+// branch). The other x — next to a midpoint (or to any float with those bits zero), q near zero
+// (where the sign of an underflowing quotient matters) or outside the normal range — and divisors
+// whose reciprocal is not normal take the division, except ±0 over a normal divisor (code 0).
 #include <cuda_runtime.h>
 
 #include <cstdint>
