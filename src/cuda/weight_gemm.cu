@@ -1,7 +1,7 @@
 // weight_gemm() and grouped_weight_gemm(): argument checks and the choice of path.
 //  - decode path: a dense product with M <= kDecodeRows, or a grouped one whose non-empty groups
-//    average at most kDecodeRows rows. Dense FP4 products with K a multiple of 128 take the
-//    register-streaming kernel (launch_weight_gemm_fp4_decode), everything else
+//    average at most kDecodeRows rows. Dense FP4 and FP8-block products with K a multiple of 128
+//    take the register-streaming kernel (launch_weight_gemm_fp4_decode), everything else
 //    launch_weight_gemm_decode (it measured faster on the grouped MoE products).
 //    Both split K themselves where needed (within a cluster, sums added in a fixed order:
 //    deterministic).

@@ -1,5 +1,6 @@
-// The decode path for FP4 weights (NVFP4, MXFP4) with K a multiple of 128: at most 16 rows of x
-// (8 per mma n-tile) against a weight read once, straight from global memory into registers.
+// The decode path for FP4 weights (NVFP4, MXFP4) and FP8 128x128-block weights with K a multiple of
+// 128: at most 16 rows of x (8 per mma n-tile) against a weight read once, straight from global
+// memory into registers.
 //
 // Why this shape. At M <= 16 the product is a stream of weight bytes: the kernel must keep enough
 // of them in flight (bandwidth x latency, a few MB on an H200) and spend few instructions per byte.
@@ -17,6 +18,13 @@
 // block scales (two E4M3 bytes, or one E8M0), so one warp load covers 64 contiguous bytes of each
 // row. For the mma, lane t puts 4 consecutive k of its own 32 into its k slots {2t, 2t+1, 2t+8,
 // 2t+9}, and reads the same 4 k of x: the sum over k is the same set of products in another order.
+//
+// FP8 blocks. A step of 128 k is one scale block, and a warp's 16 rows lie in one 128-row block, so
+// one scale per step serves the warp: each step's products go to their own F32 sums, which the
+// scale multiplies into the accumulators (as the shared-memory ring kernel does). Lane t reads
+// elements [16t, 16t + 16) and [64 + 16t, 64 + 16t + 16) of each row per step (32 bytes in two
+// 16-byte loads, so one warp load covers 64 contiguous bytes of each row), decoded to BF16 by the
+// hardware's exact E4M3 conversion (NaN stays NaN).
 //
 // x. A block's warps share their K range, so x for that range is staged once in
 // shared memory (for NVFP4 in the split decode's order: k with k + 4 in each 8), padded 16 bytes per 64 so that the 16-byte reads of a quad fall in distinct banks
@@ -48,7 +56,9 @@ namespace {
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
 constexpr int kStep = 128;      // k per step
-constexpr int kRing = 4;        // steps a lane holds in registers (in flight)
+// Steps a lane holds in registers (in flight): 32 bytes of each row per FP4 step, 64 per FP8 step.
+template <WeightFormat F>
+constexpr int kRing = F == WeightFormat::Fp8Block ? 2 : 4;
 constexpr int kMaxRanks = 8;    // the portable cluster size
 constexpr int kMaxXBytes = 48 * 1024;  // staged x per block (four blocks per multiprocessor)
 
@@ -60,10 +70,17 @@ __host__ __device__ constexpr int x_row_stride(int steps) {
   return (units + ((4 - units % 8) + 8) % 8) * 8;
 }
 
-// One step of a lane: 16 bytes of codes of each of its two A rows and their raw scale bytes.
+// One step of a lane: 16 bytes of codes of each of its two A rows and their raw scale bytes; for FP8,
+// 32 bytes of each row and the step's block scale.
+template <WeightFormat F>
 struct StepRegs {
   uint4 lo, hi;
   uint32_t scale_lo, scale_hi;
+};
+template <>
+struct StepRegs<WeightFormat::Fp8Block> {
+  uint4 lo[2], hi[2];
+  float scale;
 };
 
 template <WeightFormat F>
@@ -86,21 +103,31 @@ __device__ __forceinline__ uint4 pair_k_with_k_plus_4(uint4 v) {
                     byte_perm(v.y, v.w, 0x7632u));
 }
 
-// What a lane reads from: its two A rows' codes and scales, advanced per step.
+// What a lane reads from: its two A rows' codes and scales, advanced per step (FP8: scale_lo is the
+// warp's block scales, one per step, F32 or E8M0 bytes).
 struct LaneStream {
   const uint8_t* code_lo;
   const uint8_t* code_hi;
   const uint8_t* scale_lo;
   const uint8_t* scale_hi;
+  bool scales_f32;
 };
 
 template <WeightFormat F>
-__device__ __forceinline__ void load_step(StepRegs& r, const LaneStream& s, int step) {
-  constexpr int kScaleBytesPerStep = F == WeightFormat::Nvfp4 ? 8 : 4;  // per row
-  r.lo = load_streaming_16(s.code_lo + step * (kStep / 2));
-  r.hi = load_streaming_16(s.code_hi + step * (kStep / 2));
-  r.scale_lo = load_scales<F>(s.scale_lo + step * kScaleBytesPerStep);
-  r.scale_hi = load_scales<F>(s.scale_hi + step * kScaleBytesPerStep);
+__device__ __forceinline__ void load_step(StepRegs<F>& r, const LaneStream& s, int step) {
+  if constexpr (F == WeightFormat::Fp8Block) {
+    const uint8_t* lo = s.code_lo + step * kStep;
+    const uint8_t* hi = s.code_hi + step * kStep;
+    r.lo[0] = load_streaming_16(lo), r.lo[1] = load_streaming_16(lo + 64);
+    r.hi[0] = load_streaming_16(hi), r.hi[1] = load_streaming_16(hi + 64);
+    r.scale = s.scales_f32 ? __ldg(reinterpret_cast<const float*>(s.scale_lo) + step) : e8m0_to_float(__ldg(s.scale_lo + step));
+  } else {
+    constexpr int kScaleBytesPerStep = F == WeightFormat::Nvfp4 ? 8 : 4;  // per row
+    r.lo = load_streaming_16(s.code_lo + step * (kStep / 2));
+    r.hi = load_streaming_16(s.code_hi + step * (kStep / 2));
+    r.scale_lo = load_scales<F>(s.scale_lo + step * kScaleBytesPerStep);
+    r.scale_hi = load_scales<F>(s.scale_hi + step * kScaleBytesPerStep);
+  }
 }
 
 // NVFP4 decodes by the split decode (codes k and k + 4 of each 8 in one pair, x staged to match);
@@ -122,7 +149,7 @@ __device__ __forceinline__ void scale_splats(uint32_t raw, uint32_t& s0, uint32_
 // The products of one step: 8 mmas per n-tile, alternating between two accumulators so that the
 // dependent chains stay short.
 template <WeightFormat F, int NT>
-__device__ __forceinline__ void compute_step(const StepRegs& r, const uint16_t* x0, const uint16_t* x1, bool has0,
+__device__ __forceinline__ void compute_step(const StepRegs<F>& r, const uint16_t* x0, const uint16_t* x1, bool has0,
                                              bool has1, float (&acc)[NT][2][4]) {
   uint32_t lo_s[2], hi_s[2];
   scale_splats<F>(r.scale_lo, lo_s[0], lo_s[1]);
@@ -158,6 +185,49 @@ __device__ __forceinline__ void compute_step(const StepRegs& r, const uint16_t* 
       mma_bf16_16816(acc[nt][1], a1, b1);
     }
   }
+}
+
+// The products of one FP8 step: x0/x1 point at the step's staged x of the lane's two x rows; lane t's
+// 8-element groups q are at k = 16t + 8q (q < 2) and 64 + 16t + 8(q - 2).
+template <int NT>
+__device__ __forceinline__ void compute_step_fp8(const StepRegs<WeightFormat::Fp8Block>& r, const uint16_t* x0,
+                                                 const uint16_t* x1, int t, bool has0, bool has1, float (&acc)[NT][2][4]) {
+  float step_acc[NT][2][4];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) step_acc[nt][h][i] = 0.0f;
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    const uint4 lv = r.lo[q >> 1], hv = r.hi[q >> 1];
+    uint32_t lo[4], hi[4];
+    e4m3x4_to_bf16x2(q & 1 ? lv.z : lv.x, lo[0], lo[1]);
+    e4m3x4_to_bf16x2(q & 1 ? lv.w : lv.y, lo[2], lo[3]);
+    e4m3x4_to_bf16x2(q & 1 ? hv.z : hv.x, hi[0], hi[1]);
+    e4m3x4_to_bf16x2(q & 1 ? hv.w : hv.y, hi[2], hi[3]);
+    const uint32_t a0[4] = {lo[0], hi[0], lo[1], hi[1]};
+    const uint32_t a1[4] = {lo[2], hi[2], lo[3], hi[3]};
+    const int k = (q < 2 ? 0 : 64) + 16 * t + 8 * (q & 1);
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      const uint16_t* xr = nt == 0 ? x0 : x1;
+      const bool has = nt == 0 ? has0 : has1;
+      uint4 xv = make_uint4(0, 0, 0, 0);
+      if (has) xv = *reinterpret_cast<const uint4*>(xr + padded(k));
+      const uint32_t b0[2] = {xv.x, xv.y};
+      const uint32_t b1[2] = {xv.z, xv.w};
+      mma_bf16_16816(step_acc[nt][0], a0, b0);
+      mma_bf16_16816(step_acc[nt][1], a1, b1);
+    }
+  }
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[nt][h][i] += step_acc[nt][h][i] * r.scale;
 }
 
 // Programmatic dependent launch (sm_90+): no-ops where the launch did not allow it.
@@ -215,22 +285,33 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
   // The lane's A rows: rows past N read row N - 1 (their sums are never stored).
   LaneStream s;
   {
-    constexpr int kScaleDiv = F == WeightFormat::Nvfp4 ? 16 : 32;
     const int64_t row_lo = min(col0 + g, N - 1), row_hi = min(col0 + g + 8, N - 1);
-    const int64_t k0 = static_cast<int64_t>(step_begin) * kStep + 32 * t;
     const auto* codes = static_cast<const uint8_t*>(a.weight.data);
     const auto* scales = static_cast<const uint8_t*>(a.weight.scales);
-    s.code_lo = codes + row_lo * (K / 2) + k0 / 2;
-    s.code_hi = codes + row_hi * (K / 2) + k0 / 2;
-    s.scale_lo = scales + row_lo * (K / kScaleDiv) + k0 / kScaleDiv;
-    s.scale_hi = scales + row_hi * (K / kScaleDiv) + k0 / kScaleDiv;
+    s.scales_f32 = a.weight.fp8_scales_f32;
+    if constexpr (F == WeightFormat::Fp8Block) {
+      const int64_t k0 = static_cast<int64_t>(step_begin) * kStep + 16 * t;
+      s.code_lo = codes + row_lo * K + k0;
+      s.code_hi = codes + row_hi * K + k0;
+      // The warp's 16 rows share one 128-row block (col0 is a multiple of 16): [N/128, K/128] scales.
+      const int64_t scale_index = (min(col0, N - 1) / 128) * (K / kStep) + step_begin;
+      s.scale_lo = s.scale_hi = scales + scale_index * (s.scales_f32 ? 4 : 1);
+    } else {
+      constexpr int kScaleDiv = F == WeightFormat::Nvfp4 ? 16 : 32;
+      const int64_t k0 = static_cast<int64_t>(step_begin) * kStep + 32 * t;
+      s.code_lo = codes + row_lo * (K / 2) + k0 / 2;
+      s.code_hi = codes + row_hi * (K / 2) + k0 / 2;
+      s.scale_lo = scales + row_lo * (K / kScaleDiv) + k0 / kScaleDiv;
+      s.scale_hi = scales + row_hi * (K / kScaleDiv) + k0 / kScaleDiv;
+    }
   }
   const bool warp_active = col0 < N;
 
   // The first kRing steps' loads go out before x is staged, so both wait together.
-  StepRegs ring[kRing];
+  constexpr int kR = kRing<F>;
+  StepRegs<F> ring[kR];
 #pragma unroll
-  for (int u = 0; u < kRing; ++u)
+  for (int u = 0; u < kR; ++u)
     if (warp_active && u < steps) load_step<F>(ring[u], s, u);
   allow_next_grid();
   if (early) wait_for_previous_grid();
@@ -258,15 +339,19 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
 
   if (warp_active) {
     const bool has0 = g < rows_here, has1 = g + 8 < rows_here;
-    const uint16_t* x0 = xs + g * stride + padded(32 * t);
-    const uint16_t* x1 = xs + (g + 8 < kTileRows ? g + 8 : g) * stride + padded(32 * t);
-    for (int base = 0; base < steps; base += kRing) {
+    // FP4: the lane's own 32 k at padded(32t); FP8: its groups are placed per step (compute_step_fp8).
+    const int lane_x = F == WeightFormat::Fp8Block ? 0 : padded(32 * t);
+    const uint16_t* x0 = xs + g * stride + lane_x;
+    const uint16_t* x1 = xs + (g + 8 < kTileRows ? g + 8 : g) * stride + lane_x;
+    for (int base = 0; base < steps; base += kR) {
 #pragma unroll
-      for (int u = 0; u < kRing; ++u) {
+      for (int u = 0; u < kR; ++u) {
         const int step = base + u;
         if (step < steps) {
-          compute_step<F, NT>(ring[u], x0 + padded(step * kStep), x1 + padded(step * kStep), has0, has1, acc);
-          if (step + kRing < steps) load_step<F>(ring[u], s, step + kRing);
+          if constexpr (F == WeightFormat::Fp8Block)
+            compute_step_fp8<NT>(ring[u], x0 + padded(step * kStep), x1 + padded(step * kStep), t, has0, has1, acc);
+          else compute_step<F, NT>(ring[u], x0 + padded(step * kStep), x1 + padded(step * kStep), has0, has1, acc);
+          if (step + kR < steps) load_step<F>(ring[u], s, step + kR);
         }
       }
     }
@@ -344,7 +429,7 @@ void launch(const WeightGemmArgs& a, StreamHandle stream) {
   if (dev.major >= 9) {
     const int64_t blocks = row_blocks;
     const int64_t want = (4 * static_cast<int64_t>(dev.multiprocessors) + blocks - 1) / blocks;
-    ranks = static_cast<int>(std::clamp<int64_t>(std::min<int64_t>(want, total_steps / kRing), 1, kMaxRanks));
+    ranks = static_cast<int>(std::clamp<int64_t>(std::min<int64_t>(want, total_steps / kRing<F>), 1, kMaxRanks));
   }
   int steps_per_rank = (total_steps + ranks - 1) / ranks;
   while (8 * NT * x_row_stride(steps_per_rank) * 2 > kMaxXBytes && ranks < kMaxRanks && dev.major >= 9) {
@@ -387,7 +472,10 @@ void launch(const WeightGemmArgs& a, StreamHandle stream) {
 }  // namespace
 
 bool fp4_decode_applies(const WeightGemmArgs& a, WeightFormat format) {
-  if (format != WeightFormat::Nvfp4 && format != WeightFormat::Mxfp4) return false;
+  if (format != WeightFormat::Nvfp4 && format != WeightFormat::Mxfp4 && format != WeightFormat::Fp8Block) return false;
+  // F32 block scales are read as floats.
+  if (format == WeightFormat::Fp8Block && a.weight.fp8_scales_f32 && reinterpret_cast<uintptr_t>(a.weight.scales) % 4 != 0)
+    return false;
   return a.offsets == nullptr && a.rows <= 16 && a.k % kStep == 0 && a.k / kStep <= (int64_t{1} << 20);
 }
 
@@ -395,6 +483,8 @@ void launch_weight_gemm_fp4_decode(const WeightGemmArgs& a, WeightFormat format,
   const bool one_tile = a.rows <= 8;
   if (format == WeightFormat::Nvfp4) {
     one_tile ? launch<WeightFormat::Nvfp4, 1>(a, stream) : launch<WeightFormat::Nvfp4, 2>(a, stream);
+  } else if (format == WeightFormat::Fp8Block) {
+    one_tile ? launch<WeightFormat::Fp8Block, 1>(a, stream) : launch<WeightFormat::Fp8Block, 2>(a, stream);
   } else {
     one_tile ? launch<WeightFormat::Mxfp4, 1>(a, stream) : launch<WeightFormat::Mxfp4, 2>(a, stream);
   }

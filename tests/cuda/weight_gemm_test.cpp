@@ -371,17 +371,18 @@ TEST(CudaWeightGemm, NanPropagates) {
     }
 }
 
-// FP4 weights with K a multiple of 128 and M <= 16 take the register-streaming decode kernel
-// (cuda/weight_gemm_fp4_decode.cu): ragged N (rows past N read the last row), one or two n-tiles
-// of x rows, K from one step to the V4 shapes (K split over clusters of up to 8 blocks), both outputs.
+// FP4 and FP8-block weights with K a multiple of 128 and M <= 16 take the register-streaming decode
+// kernel (cuda/weight_gemm_fp4_decode.cu): ragged N (rows past N read the last row; FP8 row blocks
+// of 128 cut inside a block of warps), one or two n-tiles of x rows, K from one step to the V4 shapes
+// (K split over clusters of up to 8 blocks), both outputs, FP8 scales as E8M0 bytes and as F32.
 TEST(CudaWeightGemm, Fp4StreamingDecodeShapes) {
   FP4KIT_REQUIRE_GPU();
   std::mt19937 rng(11);
-  for (WeightFormat f : {WeightFormat::Nvfp4, WeightFormat::Mxfp4})
+  for (WeightFormat f : {WeightFormat::Nvfp4, WeightFormat::Mxfp4, WeightFormat::Fp8Block})
     for (int64_t k : {128, 384, 2176, 7168})
       for (int64_t n : {1, 13, 64, 130, 200})
         for (int64_t m : {1, 2, 7, 8, 9, 16}) {
-          HostWeight w = random_weight(f, n, k, rng);
+          HostWeight w = random_weight(f, n, k, rng, (n + m) % 2 == 1);
           w.dequantize();
           check_gemm(random_x(m, k, rng), m, w, (m + n) % 2 ? GemmOutput::F32 : GemmOutput::Bf16, "fp4 streaming");
         }
@@ -401,10 +402,15 @@ TEST(CudaWeightGemm, Fp4StreamingDecodeAdversarialValues) {
     for (size_t i = 0; i < msub.scales.size(); ++i) msub.scales[i] = static_cast<uint8_t>(i % 2);
     msub.dequantize();
     check_gemm(random_x(m, 256, rng, 0x1p100f), m, msub, GemmOutput::F32, "fp4 streaming mxfp4 subnormal");
-    for (WeightFormat f : {WeightFormat::Nvfp4, WeightFormat::Mxfp4}) {
+    HostWeight fsub = random_weight(WeightFormat::Fp8Block, 16, 256, rng);  // E8M0 scales 2^-127 and 2^-126
+    for (size_t i = 0; i < fsub.scales.size(); ++i) fsub.scales[i] = static_cast<uint8_t>(i % 2);
+    fsub.dequantize();
+    check_gemm(random_x(m, 256, rng, 0x1p100f), m, fsub, GemmOutput::F32, "fp8 streaming subnormal scales");
+    for (WeightFormat f : {WeightFormat::Nvfp4, WeightFormat::Mxfp4, WeightFormat::Fp8Block}) {
       HostWeight nan = random_weight(f, 20, 384, rng);
       if (f == WeightFormat::Nvfp4) nan.scales[5] = 0x7F;  // row 0
-      else nan.scales[13] = 0xFF;                          // row 1
+      else if (f == WeightFormat::Mxfp4) nan.scales[13] = 0xFF;  // row 1
+      else nan.data[static_cast<size_t>(3 * 384 + 200)] = 0x7F;  // a NaN code in row 3
       nan.dequantize();
       std::vector<uint16_t> x = random_x(m, 384, rng);
       if (m > 1) x[static_cast<size_t>(1 * 384 + 300)] = 0x7FC0;  // NaN in x row 1
