@@ -169,7 +169,10 @@ void GpuLinear::apply(const float* x, int64_t ldx, const LinearWeight& w, float*
   // One row is dense whatever its stride: no copy in or out.
   const uint16_t* xb = x_bf16 ? x_bf16 : to_bf16(x, m == 1 ? w.k : ldx, m, w.k);
   float* out = ldy == rows || m == 1 ? y : scratch_f32(y_dense_, m * rows, "dense linear output");
-  const uint16_t* values = m >= decode_once_rows_ ? bf16_values(w) : nullptr;
+  // A BF16 weight goes to cuBLAS at any m: at m = 1 it streams a large one (the head) at the copy
+  // rate, where the decode kernels' BF16 path does not.
+  const bool plain_bf16 = !w.dense && w.stored.format == cuda::WeightFormat::Bf16;
+  const uint16_t* values = m >= decode_once_rows_ || plain_bf16 ? bf16_values(w) : nullptr;
   if (w.dense)
     gemm_.bf16_gemm(xb, w.owned.data<uint16_t>() + row0 * w.k, out, cuda::GemmOutput::F32, m, rows, w.k, stream_.get());
   else if (values)
