@@ -1,5 +1,8 @@
-// The attention core for many heads: one block per (row, 64 or 32 heads) sharing the row's keys
-// (V4's single KV head), scores and outputs computed as tiled F32 products in registers. The
+// The attention core for many heads: one block per (row, 64, 32 or 16 heads, slice of the output's
+// dimensions) sharing the row's keys (V4's single KV head), scores and outputs computed as tiled F32
+// products in registers. With few rows (decode) the heads go 16 to a block and the output's
+// dimensions split over blocks, each block computing its heads' scores in full (the same arithmetic
+// in every block) and its slice of the outputs, so that a single token still fills the GPU. The
 // softmax and the weighted sum over the keys are the reference kernel's arithmetic (sum in F64,
 // each probability divided by the total, keys in increasing order); the score's dot product is
 // summed in dimension order where the reference sums lane-strided partials, a last-bit difference.
@@ -25,6 +28,8 @@ __device__ __forceinline__ void load_heads(const float* p, float (&v)[RH]) {
   if constexpr (RH == 4) {
     const float4 x = *reinterpret_cast<const float4*>(p);
     v[0] = x.x, v[1] = x.y, v[2] = x.z, v[3] = x.w;
+  } else if constexpr (RH == 1) {
+    v[0] = *p;
   } else {
     const float2 x = *reinterpret_cast<const float2*>(p);
     v[0] = x.x, v[1] = x.y;
@@ -125,8 +130,11 @@ __global__ void __launch_bounds__(kCoreThreads) attention_core_tiled_kernel(Atte
     for (int j = lane; j < n; j += 32) s[j] = s[j] / total;
   }
 
-  // Output: [HB heads] x [D], each thread RH heads x 4 dimensions of a 64-dimension pass.
-  for (int64_t d0 = 0; d0 < D; d0 += kOutTile) {
+  // Output: [HB heads] x [this block's slice of D], each thread RH heads x 4 dimensions of a
+  // 64-dimension pass.
+  const int slice = static_cast<int>(D) / static_cast<int>(gridDim.y);  // 32-bit: no division call
+  const int d_end = (static_cast<int>(blockIdx.y) + 1) * slice;
+  for (int d0 = static_cast<int>(blockIdx.y) * slice; d0 < d_end; d0 += kOutTile) {
     float acc[RH][4] = {};
     for (int j0 = 0; j0 < n; j0 += kValueKeys) {
       __syncthreads();  // softmax done, or the last tile consumed
@@ -167,16 +175,27 @@ constexpr size_t kMaxTiledSmem = 200 * 1024;
 bool attention_core_tiled(const AttentionCore& a, const SequenceBatch& b, int64_t max_keys, StreamHandle stream) {
   if (a.head_dim % kOutTile != 0 || max_keys < 1) return false;
   const int n_stride = static_cast<int>((max_keys + 3) / 4 * 4);
+  // Rows that fill the GPU with the largest head groups keep them; fewer rows take 16 heads a block
+  // and split the output's dimensions over blocks (slices of whole 64-dimension passes).
+  int device = 0, multiprocessors = 0;
+  check(cudaGetDevice(&device), "attention_core: cudaGetDevice");
+  check(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device), "attention_core: SM count");
+  const int64_t sms = multiprocessors;
+  const bool few_rows = b.tokens() * (a.heads / 64) < sms;
   int rh = 0;
-  if (a.heads % 64 == 0 && tiled_smem_bytes(64, n_stride) <= kMaxTiledSmem) rh = 4;
-  else if (a.heads % 32 == 0 && tiled_smem_bytes(32, n_stride) <= kMaxTiledSmem) rh = 2;
+  if (!few_rows && a.heads % 64 == 0 && tiled_smem_bytes(64, n_stride) <= kMaxTiledSmem) rh = 4;
+  else if (!few_rows && a.heads % 32 == 0 && tiled_smem_bytes(32, n_stride) <= kMaxTiledSmem) rh = 2;
+  else if (a.heads % 16 == 0 && tiled_smem_bytes(16, n_stride) <= kMaxTiledSmem) rh = 1;
   if (rh == 0) return false;
+  const int64_t head_blocks = b.tokens() * (a.heads / (16 * rh));
+  int slices = 1;
+  if (few_rows)
+    while (head_blocks * slices * 2 <= 2 * sms && (a.head_dim / kOutTile) % (slices * 2) == 0) slices *= 2;
   const size_t smem = tiled_smem_bytes(16 * rh, n_stride);
-  auto kernel = rh == 4 ? attention_core_tiled_kernel<4> : attention_core_tiled_kernel<2>;
+  auto kernel = rh == 4 ? attention_core_tiled_kernel<4> : rh == 2 ? attention_core_tiled_kernel<2> : attention_core_tiled_kernel<1>;
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
         "attention_core (tiled): shared memory attribute");
-  const int64_t blocks = b.tokens() * (a.heads / (16 * rh));
-  kernel<<<static_cast<unsigned>(blocks), kCoreThreads, smem, stream>>>(a, b, n_stride);
+  kernel<<<dim3(static_cast<unsigned>(head_blocks), static_cast<unsigned>(slices)), kCoreThreads, smem, stream>>>(a, b, n_stride);
   check_launch("attention_core (tiled)", "batch=" + std::to_string(b.batch) + " seq=" + std::to_string(b.seq) +
                                              " past=" + std::to_string(b.past) +
                                              " heads=" + std::to_string(a.heads) + " head_dim=" + std::to_string(a.head_dim) +
