@@ -430,6 +430,30 @@ TEST(CudaNvfp4Quantize, RawBitPatterns) {
     }
 }
 
+// The packed output where it is only 2-byte aligned (one 16-bit store per 4 codes instead of one
+// 8-byte store per block): the same bytes, and nothing written outside them.
+TEST(CudaNvfp4Quantize, PackedOutputOnTwoByteAlignment) {
+  FP4KIT_REQUIRE_GPU();
+  Stream s;
+  for (DType dtype : kSources) {
+    const auto bytes = encode(random_values("normal", 16 * 1027, 5), dtype);
+    const size_t n = bytes.size() / (dtype_bits(dtype) / 8);
+    const Nvfp4Scaling sc = own_scaling(bytes, dtype, Nvfp4Numerics::ModelOpt);
+    std::vector<uint8_t> want_packed(n / 2), want_scales(n / 16);
+    nvfp4_ref::quantize(FloatSpan{bytes.data(), dtype, n}, sc, want_packed.data(), want_scales.data());
+    DeviceBuffer d_src = to_device(bytes, s, "quantize source");
+    DeviceBuffer d_packed = poisoned<uint8_t>(n / 2 + 4, s, "packed");
+    DeviceBuffer d_scales = poisoned<uint8_t>(n / 16, s, "scales");
+    nvfp4_quantize(d_src.data(), dtype, n, sc, d_packed.data<uint8_t>() + 2, d_scales.data<uint8_t>(), s.get());
+    const auto got = to_host<uint8_t>(d_packed.data(), n / 2 + 4, s);
+    EXPECT_EQ(got[0], kPoison);
+    EXPECT_EQ(got[1], kPoison);
+    EXPECT_EQ(got[n / 2 + 2], kPoison);
+    EXPECT_TRUE(std::equal(want_packed.begin(), want_packed.end(), got.begin() + 2)) << dtype_name(dtype);
+    EXPECT_EQ(to_host<uint8_t>(d_scales.data(), n / 16, s), want_scales) << dtype_name(dtype);
+  }
+}
+
 TEST(CudaNvfp4Quantize, MoreThan2To24Elements) {
   FP4KIT_REQUIRE_GPU();
   Stream s;
