@@ -6,6 +6,7 @@
 //    Both split K themselves where needed (within a cluster, sums added in a fixed order:
 //    deterministic).
 //  - prefill path (launch_weight_gemm_prefill): everything else.
+// batched_weight_gemm(): strided batches of dense products, on the register-streaming kernel only.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -70,6 +71,8 @@ void weight_gemm(const uint16_t* x, int64_t m, const GemmWeight& w, void* y, Gem
   a.weight = w;
   a.y = y;
   a.y_bf16 = out == GemmOutput::Bf16;
+  a.ldx = w.k;
+  a.ldy = w.n;
 
   if (m > kDecodeRows) {
     launch_weight_gemm_prefill(a, w.format, false, (m + kPrefillRows - 1) / kPrefillRows, stream);
@@ -80,6 +83,44 @@ void weight_gemm(const uint16_t* x, int64_t m, const GemmWeight& w, void* y, Gem
     return;
   }
   launch_weight_gemm_decode(a, w.format, false, 1, stream);
+}
+
+bool batched_weight_gemm_takes(WeightFormat format, int64_t m, int64_t n, int64_t k) {
+  const bool fp4 = format == WeightFormat::Nvfp4 || format == WeightFormat::Mxfp4;
+  return (fp4 || format == WeightFormat::Fp8Block) && m >= 1 && m <= kDecodeRows && n > 0 && k > 0 && k % 128 == 0 &&
+         (fp4 || n % 128 == 0);
+}
+
+void batched_weight_gemm(const BatchedGemm& b, StreamHandle stream) {
+  const char* kernel = "batched_weight_gemm";
+  const std::string shape = std::string(format_name(b.w.format)) + " M=" + std::to_string(b.m) + " N=" +
+                            std::to_string(b.n) + " K=" + std::to_string(b.w.k) + " batch=" + std::to_string(b.batch);
+  check_shape(kernel, shape, b.w.format, b.w.n, b.w.k);
+  if (b.batch < 1 || b.batch > 65535) bad(kernel, shape, "batch must be in [1, 65535]");
+  if (b.n * b.batch != b.w.n) bad(kernel, shape, "the weight has " + std::to_string(b.w.n) + " rows, not batch x N");
+  if (!batched_weight_gemm_takes(b.w.format, b.m, b.n, b.w.k))
+    bad(kernel, shape, "not a shape the batched decode path takes (NVFP4/MXFP4/FP8 blocks, M 1..16, K % 128 == 0, "
+                       "N % 128 == 0 for FP8 blocks)");
+  if (!b.x || !b.y || !b.w.data || !b.w.scales) bad(kernel, shape, "null x, y, weight data or scales");
+  if (!aligned16(b.x) || !aligned16(b.w.data) || !aligned2(b.w.scales) || b.ldx % 8 != 0 || b.x_batch_stride % 8 != 0)
+    bad(kernel, shape, "x, its row and batch strides and the weight data must be 16-byte aligned, the scales 2-byte");
+  if (b.ldx < b.w.k || b.ldy < b.n || b.x_batch_stride < 0 || b.y_batch_stride < 0)
+    bad(kernel, shape, "row strides shorter than a row, or negative batch strides");
+  WeightGemmArgs a;
+  a.x = b.x;
+  a.rows = b.m;
+  a.n = b.n;
+  a.k = b.w.k;
+  a.weight = b.w;
+  a.y = b.y;
+  a.y_bf16 = b.out == GemmOutput::Bf16;
+  a.ldx = b.ldx;
+  a.ldy = b.ldy;
+  a.x_batch_stride = b.x_batch_stride;
+  a.y_batch_stride = b.y_batch_stride;
+  a.batch = static_cast<int32_t>(b.batch);
+  if (!fp4_decode_applies(a, b.w.format)) bad(kernel, shape, "FP8 F32 block scales must be 4-byte aligned");
+  launch_weight_gemm_fp4_decode(a, b.w.format, stream);
 }
 
 void grouped_weight_gemm(const GroupedGemm& g, StreamHandle stream) {

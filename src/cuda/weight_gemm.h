@@ -32,6 +32,25 @@ enum class GemmOutput : uint8_t { F32, Bf16 };
 // M may be anything >= 0 (0: nothing to do); K must be a multiple of 16 (Nvfp4) / 32 (Mxfp4).
 void weight_gemm(const uint16_t* x, int64_t m, const GemmWeight& w, void* y, GemmOutput out, StreamHandle stream);
 
+// `batch` products of a few rows in one launch, where product b's weight is rows [b·n, (b+1)·n) of
+// one [batch·n, k] weight (DeepSeek V4's grouped output projection wo_a) and its rows of x and y lie
+// at fixed strides (elements):
+//   y[b·y_batch_stride + r·ldy + c] = Σ_j x[b·x_batch_stride + r·ldx + j] · W[b·n + c, j]
+// for r < m, c < n. Only what the register-streaming decode kernel takes (batched_weight_gemm_takes):
+// NVFP4, MXFP4 or FP8-block weights, 1 <= m <= 16, k a multiple of 128, n a multiple of 128 for FP8
+// blocks (each product's rows start a scale block), x rows and strides 16-byte aligned.
+struct BatchedGemm {
+  const uint16_t* x = nullptr;  // BF16
+  int64_t m = 0, ldx = 0, x_batch_stride = 0;
+  GemmWeight w;                 // [batch * n, k]
+  int64_t batch = 1, n = 0;
+  void* y = nullptr;
+  int64_t ldy = 0, y_batch_stride = 0;
+  GemmOutput out = GemmOutput::F32;
+};
+bool batched_weight_gemm_takes(WeightFormat format, int64_t m, int64_t n, int64_t k);
+void batched_weight_gemm(const BatchedGemm& b, StreamHandle stream);
+
 // All experts of a layer in one launch. Rows of x are sorted by group: group g owns rows
 // [offsets[g], offsets[g+1]) (offsets on the device, G+1 entries, offsets[0] = 0, offsets[G] = rows).
 struct GroupedGemm {

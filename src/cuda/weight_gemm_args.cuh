@@ -18,6 +18,12 @@ struct WeightGemmArgs {
   float swiglu_limit = 0.0f;
   void* y = nullptr;                 // [rows, n]
   bool y_bf16 = true;
+  // Dense products on the register-streaming decode path: rows of x ldx elements apart, of y ldy;
+  // with gridDim.z > 1, product b reads x + b * x_batch_stride and weight rows [b * n, (b + 1) * n)
+  // and writes y + b * y_batch_stride (elements).
+  int64_t ldx = 0, ldy = 0;
+  int64_t x_batch_stride = 0, y_batch_stride = 0;
+  int32_t batch = 1;
   float* partial = nullptr;          // split K: F32 [splits, rows, n], summed by reduce_split_k
   int64_t k_per_split = 0;           // split K: a multiple of the kernel's k step
 };

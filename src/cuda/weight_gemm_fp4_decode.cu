@@ -9,9 +9,10 @@
 // steps of its two rows in registers (a ring refilled as each step is consumed), with no shared
 // memory staging and no barrier in the loop.
 //
-// Dense products only: on the grouped MoE products (one weight per expert, SwiGLU epilogue) this
-// scheme measured slower than the shared-memory ring kernel (bench/gpu-kernel-notes.md), which
-// keeps them.
+// Dense products, and strided batches of them (one grid layer per product: V4's grouped output
+// projection, 8 products of one row in one launch instead of 8). On the grouped MoE products (one
+// weight per expert, SwiGLU epilogue) this scheme measured slower than the shared-memory ring
+// kernel (bench/gpu-kernel-notes.md), which keeps them.
 //
 // Work split. A warp owns 16 weight rows (A rows g and g + 8 for lane (g, t)). Per step of 128 k, lane
 // t of a quad reads the 32 elements [32t, 32t + 32) of each of its rows: 16 bytes of codes and its
@@ -247,18 +248,18 @@ __device__ __forceinline__ float global_scale_of(const GemmWeight& w) {
   return F == WeightFormat::Nvfp4 ? w.global_scale : 1.0f;
 }
 
-// y[row, col] from the F32 sum (the split decode's 2^-8 undone first: exact, then one rounding by
-// the global scale as before).
+// y[row, col] of the block's product (y: its first element) from the F32 sum (the split decode's
+// 2^-8 undone first: exact, then one rounding by the global scale as before).
 template <WeightFormat F>
-__device__ __forceinline__ void store(const WeightGemmArgs& a, int64_t row, int64_t col, float sum) {
+__device__ __forceinline__ void store(const WeightGemmArgs& a, void* y, int64_t row, int64_t col, float sum) {
   if constexpr (kSplitDecode<F>) sum *= kSplitSumFactor;
   const float v = sum * global_scale_of<F>(a.weight);
-  if (a.y_bf16) static_cast<uint16_t*>(a.y)[row * a.n + col] = float_to_bf16_bits(v);
-  else static_cast<float*>(a.y)[row * a.n + col] = v;
+  if (a.y_bf16) static_cast<uint16_t*>(y)[row * a.ldy + col] = float_to_bf16_bits(v);
+  else static_cast<float*>(y)[row * a.ldy + col] = v;
 }
 
 // Grid: x = the cluster's blocks (ranks splitting K), y = blocks of kWarps warps' rows (x has at
-// most 8 * NT rows).
+// most 8 * NT rows), z = the products of a strided batch.
 // Shared memory: staged x [8 * NT][x_row_stride(steps_per_rank)] BF16, then (clusters) the
 // partial sums [kWarps][16][8 * NT] F32.
 template <WeightFormat F, int NT>
@@ -281,11 +282,14 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
   const int step_begin = min(rank * steps_per_rank, total_steps);
   const int steps = min(steps_per_rank, total_steps - step_begin);
   const int64_t col0 = (static_cast<int64_t>(blockIdx.y) * kWarps + warp) * kWarpRows;
+  const int64_t product = blockIdx.z, first_row = product * N;  // this product's weight rows start here
+  const uint16_t* x_in = a.x + product * a.x_batch_stride;
+  void* y_out = static_cast<char*>(a.y) + product * a.y_batch_stride * (a.y_bf16 ? 2 : 4);
 
   // The lane's A rows: rows past N read row N - 1 (their sums are never stored).
   LaneStream s;
   {
-    const int64_t row_lo = min(col0 + g, N - 1), row_hi = min(col0 + g + 8, N - 1);
+    const int64_t row_lo = first_row + min(col0 + g, N - 1), row_hi = first_row + min(col0 + g + 8, N - 1);
     const auto* codes = static_cast<const uint8_t*>(a.weight.data);
     const auto* scales = static_cast<const uint8_t*>(a.weight.scales);
     s.scales_f32 = a.weight.fp8_scales_f32;
@@ -293,8 +297,9 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
       const int64_t k0 = static_cast<int64_t>(step_begin) * kStep + 16 * t;
       s.code_lo = codes + row_lo * K + k0;
       s.code_hi = codes + row_hi * K + k0;
-      // The warp's 16 rows share one 128-row block (col0 is a multiple of 16): [N/128, K/128] scales.
-      const int64_t scale_index = (min(col0, N - 1) / 128) * (K / kStep) + step_begin;
+      // The warp's 16 rows share one 128-row block (col0 is a multiple of 16, and so is first_row
+      // of 128): [N/128, K/128] scales.
+      const int64_t scale_index = ((first_row + min(col0, N - 1)) / 128) * (K / kStep) + step_begin;
       s.scale_lo = s.scale_hi = scales + scale_index * (s.scales_f32 ? 4 : 1);
     } else {
       constexpr int kScaleDiv = F == WeightFormat::Nvfp4 ? 16 : 32;
@@ -319,10 +324,10 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
   const int rows_here = static_cast<int>(a.rows);  // 1..kTileRows
   {
     const int vectors = steps * (kStep / 8);  // 16-byte vectors per row
-    const uint16_t* xsrc = a.x + static_cast<int64_t>(step_begin) * kStep;
+    const uint16_t* xsrc = x_in + static_cast<int64_t>(step_begin) * kStep;
     for (int i = threadIdx.x; i < rows_here * vectors; i += kThreads) {
       const int r = i / vectors, v = i - r * vectors;
-      uint4 val = __ldg(reinterpret_cast<const uint4*>(xsrc + r * K) + v);
+      uint4 val = __ldg(reinterpret_cast<const uint4*>(xsrc + r * a.ldx) + v);
       if constexpr (kSplitDecode<F>) val = pair_k_with_k_plus_4(val);
       *reinterpret_cast<uint4*>(xs + r * stride + padded(8 * v)) = val;
     }
@@ -372,8 +377,8 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
       for (int c = 0; c < 2; ++c) {
         const int xr = 8 * nt + 2 * t + c;
         if (xr >= rows_here) continue;
-        if (col0 + g < N) store<F>(a, xr, col0 + g, sum[nt][c]);
-        if (col0 + g + 8 < N) store<F>(a, xr, col0 + g + 8, sum[nt][2 + c]);
+        if (col0 + g < N) store<F>(a, y_out, xr, col0 + g, sum[nt][c]);
+        if (col0 + g + 8 < N) store<F>(a, y_out, xr, col0 + g + 8, sum[nt][2 + c]);
       }
     return;
   }
@@ -395,7 +400,7 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
     if (xr >= rows_here || col >= N) continue;
     float sum_q = 0.0f;
     for (int q = 0; q < ranks; ++q) sum_q += cluster_peer(partial, q)[(w * 16 + arow) * kTileRows + xr];
-    store<F>(a, xr, col, sum_q);
+    store<F>(a, y_out, xr, col, sum_q);
   }
   cluster_sync_all();  // no block leaves while others read its partial sums
 }
@@ -427,7 +432,7 @@ void launch(const WeightGemmArgs& a, StreamHandle stream) {
   // keeps at least kRing steps, and its staged x fits kMaxXBytes).
   int ranks = 1;
   if (dev.major >= 9) {
-    const int64_t blocks = row_blocks;
+    const int64_t blocks = row_blocks * a.batch;
     const int64_t want = (4 * static_cast<int64_t>(dev.multiprocessors) + blocks - 1) / blocks;
     ranks = static_cast<int>(std::clamp<int64_t>(std::min<int64_t>(want, total_steps / kRing<F>), 1, kMaxRanks));
   }
@@ -440,12 +445,13 @@ void launch(const WeightGemmArgs& a, StreamHandle stream) {
   const size_t partial_bytes = ranks > 1 ? static_cast<size_t>(kWarps) * 16 * 8 * NT * sizeof(float) : 0;
   const size_t smem = x_bytes + partial_bytes;
   const std::string shape = "M=" + std::to_string(a.rows) + " N=" + std::to_string(a.n) + " K=" + std::to_string(a.k) +
+                            (a.batch > 1 ? " batch=" + std::to_string(a.batch) : std::string()) +
                             " cluster=" + std::to_string(ranks);
   if (smem > 200 * 1024) throw InputError("weight_gemm_fp4_decode [" + shape + "]: K too large for the decode path");
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
         "weight_gemm_fp4_decode: shared memory attribute");
   cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(static_cast<unsigned>(ranks), static_cast<unsigned>(row_blocks), 1);
+  config.gridDim = dim3(static_cast<unsigned>(ranks), static_cast<unsigned>(row_blocks), static_cast<unsigned>(a.batch));
   config.blockDim = dim3(kThreads);
   config.dynamicSmemBytes = smem;
   config.stream = stream;

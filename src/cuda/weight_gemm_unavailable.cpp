@@ -8,6 +8,12 @@ void weight_gemm(const uint16_t*, int64_t, const GemmWeight&, void*, GemmOutput,
   throw InputError("weight_gemm: this fp4kit was built without CUDA");
 }
 
+bool batched_weight_gemm_takes(WeightFormat, int64_t, int64_t, int64_t) { return false; }
+
+void batched_weight_gemm(const BatchedGemm&, StreamHandle) {
+  throw InputError("batched_weight_gemm: this fp4kit was built without CUDA");
+}
+
 void grouped_weight_gemm(const GroupedGemm&, StreamHandle) {
   throw InputError("grouped_weight_gemm: this fp4kit was built without CUDA");
 }

@@ -190,6 +190,17 @@ void GpuLinear::apply_groups(const float* x, const LinearWeight& w, float* y, in
   if (groups * R != w.n)
     throw Error("GPU linear " + io::quote_name(w.name) + ": " + std::to_string(groups) + " groups of " + std::to_string(R) +
                 " rows for its " + std::to_string(w.n));
+  // A few rows of a stored FP4/FP8 weight: every group in one launch, x rounded to BF16 once.
+  if (!w.f32 && !w.dense && m < decode_once_rows_ && cuda::batched_weight_gemm_takes(w.stored.format, m, R, k)) {
+    cuda::BatchedGemm b;
+    b.x = to_bf16(x, groups * k, m, groups * k);
+    b.m = m, b.ldx = groups * k, b.x_batch_stride = k;
+    b.w = w.stored, b.batch = groups, b.n = R;
+    b.y = y, b.ldy = groups * R, b.y_batch_stride = R;
+    b.out = cuda::GemmOutput::F32;
+    cuda::batched_weight_gemm(b, stream_.get());
+    return;
+  }
   // One row: x rounded to BF16 once, and each group's slice of it (and of y) is dense, so apply()
   // reads it in place and writes in place.
   const uint16_t* xb = m == 1 && !w.f32 ? to_bf16(x, groups * k, 1, groups * k) : nullptr;

@@ -57,7 +57,8 @@ class GpuLinear {
 
   // Grouped rows: y[:, g·R : (g+1)·R] = x[:, g·k : (g+1)·k] · W[g·R : (g+1)·R]ᵀ for g < groups, with
   // W [groups·R, k] (taken with row_block R), x [m, groups·k] and y [m, groups·R] dense. The same
-  // products as `groups` calls of apply(); one BF16 rounding of x and no copies for a single row.
+  // products as `groups` calls of apply(); one BF16 rounding of x, and for a few rows of a stored
+  // FP4/FP8 weight one launch (cuda::batched_weight_gemm).
   void apply_groups(const float* x, const LinearWeight& w, float* y, int64_t m, int64_t groups, int64_t R);
 
   // x [m, k] (row stride ldx) rounded to BF16, dense, in this object's scratch: valid until the next call.

@@ -419,6 +419,86 @@ TEST(CudaWeightGemm, Fp4StreamingDecodeAdversarialValues) {
   }
 }
 
+// Strided batches (V4's grouped wo_a): product b of rows [b·n, (b+1)·n) of one weight against its
+// slice of x, rows and products at padded strides; each against the CPU reference of its own
+// slice, and every element of y outside the products left as it was (no stray writes).
+void check_batched(WeightFormat f, int64_t batch, int64_t n, int64_t k, int64_t m, bool fp8_f32, GemmOutput out,
+                   std::mt19937& rng) {
+  const std::string what = std::string("batched ") + name_of(f) + (fp8_f32 ? " f32 scales" : "") +
+                           " batch=" + std::to_string(batch) + " M=" + std::to_string(m) + " N=" + std::to_string(n) +
+                           " K=" + std::to_string(k);
+  HostWeight w = random_weight(f, batch * n, k, rng, fp8_f32);
+  w.dequantize();
+  // x [m][batch][k] with 8 elements of padding per row: product b's rows at b·k, ldx apart.
+  const int64_t ldx = batch * k + 8, ldy = batch * n + 3;
+  const std::vector<uint16_t> x16 = random_x(m, ldx, rng);
+  const bool bf16 = out == GemmOutput::Bf16;
+  const size_t y_count = static_cast<size_t>(m * ldy), y_bytes = y_count * (bf16 ? 2 : 4);
+  Stream s;
+  DeviceWeight dw(w, s);
+  DeviceBuffer x(x16.size() * 2, "test x"), y(y_bytes, "test y");
+  copy_to_device(x.data(), x16.data(), x16.size() * 2, s);
+  fill_bytes(y.data(), 0xFF, y.bytes(), s);  // NaN in both output types
+  BatchedGemm b;
+  b.x = x.data<uint16_t>(), b.m = m, b.ldx = ldx, b.x_batch_stride = k;
+  b.w = dw.view, b.batch = batch, b.n = n;
+  b.y = y.data(), b.ldy = ldy, b.y_batch_stride = n;
+  b.out = out;
+  ASSERT_TRUE(batched_weight_gemm_takes(f, m, n, k)) << what;
+  batched_weight_gemm(b, s.get());
+  std::vector<uint8_t> raw(y_bytes);
+  copy_to_host(raw.data(), y.data(), y_bytes, s);
+  s.synchronize();
+  const std::vector<float> got = read_output(y, y_count, bf16, s);
+
+  size_t failures = 0, stray = 0;
+  const size_t width = bf16 ? 2 : 4;
+  for (size_t i = 0; i < y_count; ++i) {  // the padding columns: still all ones
+    if (static_cast<int64_t>(i) % ldy < batch * n) continue;
+    for (size_t j = 0; j < width; ++j) stray += raw[i * width + j] != 0xFF;
+  }
+  for (int64_t p = 0; p < batch; ++p) {
+    HostWeight slice;
+    slice.n = n, slice.k = k;
+    slice.dequantized.assign(w.dequantized.begin() + p * n * k, w.dequantized.begin() + (p + 1) * n * k);
+    std::vector<float> xf(static_cast<size_t>(m * k));
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t j = 0; j < k; ++j) xf[static_cast<size_t>(r * k + j)] = BF16{x16[static_cast<size_t>(r * ldx + p * k + j)]}.to_float();
+    std::vector<float> ref, abs_sum;
+    reference(xf, slice, m, ref, abs_sum);
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t c = 0; c < n; ++c) {
+        const size_t i = static_cast<size_t>(r * n + c);
+        const double g = got[static_cast<size_t>(r * ldy + p * n + c)];
+        const double tol = tolerance(ref[i], abs_sum[i], k, bf16);
+        if (close(ref[i], g, tol)) continue;
+        if (++failures <= 5)
+          ADD_FAILURE() << what << ": product " << p << " y[" << r << ", " << c << "] = " << g << ", expected " << ref[i]
+                        << " (tol " << tol << ")";
+      }
+  }
+  EXPECT_EQ(failures, 0u) << what;
+  EXPECT_EQ(stray, 0u) << what << ": bytes written outside the products";
+}
+
+TEST(CudaWeightGemm, BatchedDecodeProductsOfOneWeightsRowBlocks) {
+  FP4KIT_REQUIRE_GPU();
+  std::mt19937 rng(15);
+  for (WeightFormat f : {WeightFormat::Nvfp4, WeightFormat::Mxfp4, WeightFormat::Fp8Block})
+    for (int64_t batch : {1, 3, 8})
+      for (int64_t n : {128, 256})
+        for (int64_t k : {128, 640})
+          for (int64_t m : {1, 9, 16})
+            check_batched(f, batch, n, k, m, f == WeightFormat::Fp8Block && m == 9, m == 16 ? GemmOutput::Bf16 : GemmOutput::F32,
+                          rng);
+  // FP4 rows per product that are not a multiple of 16 (a warp's rows straddle two products' rows
+  // in the weight), and V4-Flash's wo_a at one row.
+  check_batched(WeightFormat::Nvfp4, 5, 13, 256, 2, false, GemmOutput::F32, rng);
+  check_batched(WeightFormat::Mxfp4, 4, 200, 384, 1, false, GemmOutput::F32, rng);
+  check_batched(WeightFormat::Fp8Block, 8, 1024, 4096, 1, false, GemmOutput::F32, rng);
+  check_batched(WeightFormat::Nvfp4, 8, 1024, 4096, 1, false, GemmOutput::F32, rng);
+}
+
 // A weight marked read_early is read before the previous kernel ends; x must not be. Chain two
 // products on one stream, the second reading the first's output (poisoned with NaN before each
 // run), many times: a second product that read x early would see NaN or stale rows.
@@ -657,6 +737,43 @@ TEST(WeightGemmArguments, BadShapesAndNullPointersAreInputErrorsNamingTheKernel)
   g.rows = 0;
   g.k = 32;
   EXPECT_NO_THROW(grouped_weight_gemm(g, nullptr));
+
+  GemmWeight f8;
+  f8.format = WeightFormat::Fp8Block;
+  f8.n = 2 * 64;
+  f8.k = 128;
+  f8.data = data;
+  f8.scales = scales;
+  BatchedGemm b;
+  b.x = x, b.m = 1, b.ldx = 128, b.x_batch_stride = 0;
+  b.w = f8, b.batch = 2, b.n = 64;
+  b.y = y, b.ldy = 64, b.y_batch_stride = 64;
+  auto expect_batched_error = [&](const std::string& needle) {
+    try {
+      batched_weight_gemm(b, nullptr);
+      ADD_FAILURE() << "no error; expected one mentioning " << needle;
+    } catch (const InputError& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find(needle), std::string::npos) << msg;
+      EXPECT_NE(msg.find("batched_weight_gemm"), std::string::npos) << msg;
+    }
+  };
+  expect_batched_error("N % 128");  // FP8 products must start a scale block
+  EXPECT_FALSE(batched_weight_gemm_takes(WeightFormat::Fp8Block, 1, 64, 128));
+  b.w.format = WeightFormat::Nvfp4;
+  b.batch = 3;
+  expect_batched_error("batch x N");
+  b.batch = 2;
+  b.m = 17;
+  expect_batched_error("M 1..16");
+  b.m = 1;
+  b.ldx = 12;
+  expect_batched_error("16-byte aligned");
+  b.ldx = 128;
+  b.x = nullptr;
+  expect_batched_error("null");
+  EXPECT_FALSE(batched_weight_gemm_takes(WeightFormat::Bf16, 1, 64, 128));
+  EXPECT_FALSE(batched_weight_gemm_takes(WeightFormat::Nvfp4, 1, 64, 96));
 }
 
 }  // namespace
