@@ -1,7 +1,7 @@
 // Every GPU kernel against the device's own ceilings, measured in the same run: a device-to-device
 // copy (TB/s, bytes read + written) and cuBLAS BF16 (TFLOP/s at 8192^3, and at each weight shape).
 //
-//   gpu_kernels_bench [--quick] [--only ceilings,codecs,activation,gemm,moe,draw] [--m 1,8,...] [--reps R] [--json FILE]
+//   gpu_kernels_bench [--quick] [--only ceilings,codecs,activation,gemm,moe,draw,launch] [--m 1,8,...] [--reps R] [--json FILE]
 //
 // Method: random operands (never zeros); every operand a kernel streams is rotated among enough
 // copies that the set is at least 4x the L2, so no launch finds its weights in the L2; warm-up, then
@@ -30,6 +30,7 @@
 #include "cuda/device.h"
 #include "cuda/moe_experts.h"
 #include "cuda/token_draw.h"
+#include "cuda/v4_norm_rope.h"
 #include "cuda/weight_codecs.h"
 #include "cuda/weight_gemm.h"
 #include "serve/sampling.h"
@@ -714,6 +715,78 @@ void bench_draw(Bench& b) {
   std::printf("\n");
 }
 
+// ---- f) host time per launch ------------------------------------------------------------------
+
+// What the host spends to queue one call of the launchers a decode step makes, the device held busy
+// by copies queued first (so the time is the host's own, no waiting), beside the device time of the
+// same call (graph replays). A decode step is host-bound where the first column exceeds the second.
+void bench_launch(Bench& b) {
+  std::printf("Host time to queue one call (the device busy with copies queued first), and its device time\n");
+  std::printf("  %-52s | %10s | %10s\n", "call", "host us", "device us");
+  constexpr size_t kBusy = size_t{1} << 30;
+  DeviceBuffer busy_a(kBusy, "busy copy source"), busy_b(kBusy, "busy copy target");
+  const auto host_us = [&](const std::function<void()>& call) {
+    call();  // first-call set-up out of the measurement
+    b.s.synchronize("launch warm-up");
+    std::vector<double> per_call;
+    for (int rep = 0; rep < 5; ++rep) {
+      for (int i = 0; i < 6; ++i)  // several ms of copies ahead of the calls
+        cuda::check(cudaMemcpyAsync(busy_b.data(), busy_a.data(), kBusy, cudaMemcpyDeviceToDevice, b.s.get()), "busy copy");
+      constexpr int kCalls = 100;
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < kCalls; ++i) call();
+      per_call.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / kCalls);
+      b.s.synchronize("launch timing");
+    }
+    std::sort(per_call.begin(), per_call.end());
+    return per_call[per_call.size() / 2];
+  };
+  const auto row = [&](const std::string& name, const std::function<void()>& call) {
+    try {
+      const double h = host_us(call);
+      const Timing t = b.time(1, [&](int) { call(); });
+      std::printf("  %-52s | %10.2f | %10.2f\n", name.c_str(), h, t.us);
+      b.out["launch"].push_back({{"call", name}, {"host_us", h}, {"device_us", t.us}});
+    } catch (const std::exception& e) {
+      b.failed("launch", name, e);
+    }
+  };
+  DeviceBuffer x(size_t{16} * 32768 * 2, "launch x"), y(size_t{16} * 32768 * 4, "launch y");
+  DeviceBuffer xf(size_t{4096} * 4, "launch f32 row"), norm_w(size_t{4096} * 4, "launch norm weight");
+  cuda::fill_bytes(x.data(), 0, x.bytes(), b.s);
+  cuda::fill_bytes(xf.data(), 0, xf.bytes(), b.s);
+  cuda::fill_bytes(norm_w.data(), 0, norm_w.bytes(), b.s);
+  row("cudaMemsetAsync of 4 bytes", [&] { cuda::check(cudaMemsetAsync(y.data(), 0, 4, b.s.get()), "memset"); });
+  row("rms_norm_rows, 1 x 4096", [&] {
+    cuda::rms_norm_rows(xf.data<float>(), 1, 4096, norm_w.data<float>(), 1e-6f, y.data<float>(), b.s.get());
+  });
+  {
+    cuda::StreamOrderedAllocations ordered(b.s);
+    row("stream-ordered DeviceBuffer of 64 KiB, made and dropped", [&] { DeviceBuffer t(65536, "launch temporary"); });
+  }
+  const WeightSet fp8(WeightFormat::Fp8Block, 8192, 4096, b.pools, 0), nv(WeightFormat::Nvfp4, 3072, 7168, b.pools, 0);
+  const WeightSet bf(WeightFormat::Bf16, 4096, 4096, b.pools, 0);
+  row("weight_gemm FP8 blocks 1024x4096, M=1", [&] {
+    GemmWeight w = fp8.at(0);
+    w.n = 1024;
+    cuda::weight_gemm(x.data<uint16_t>(), 1, w, y.data(), GemmOutput::F32, b.s.get());
+  });
+  row("weight_gemm NVFP4 3072x7168, M=1", [&] {
+    cuda::weight_gemm(x.data<uint16_t>(), 1, nv.at(0), y.data(), GemmOutput::F32, b.s.get());
+  });
+  row("batched_weight_gemm FP8 blocks 8 x 1024x4096, M=1", [&] {
+    cuda::BatchedGemm g;
+    g.x = x.data<uint16_t>(), g.m = 1, g.ldx = 32768, g.x_batch_stride = 4096;
+    g.w = fp8.at(0), g.batch = 8, g.n = 1024;
+    g.y = y.data(), g.ldy = 8192, g.y_batch_stride = 1024;
+    cuda::batched_weight_gemm(g, b.s.get());
+  });
+  row("cuBLASLt BF16 4096x4096, M=1", [&] {
+    b.cublas.bf16_gemm(x.data<uint16_t>(), bf.data.as<uint16_t>(0), y.data(), GemmOutput::F32, 1, 4096, 4096, b.s.get());
+  });
+  std::printf("\n");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -741,7 +814,7 @@ int main(int argc, char** argv) {
     } else if (a == "--reps" && i + 1 < argc) {
       opt.timing.reps = std::max(1, std::stoi(argv[++i]));
     } else {
-      std::fprintf(stderr, "usage: gpu_kernels_bench [--quick] [--only ceilings,codecs,activation,gemm,moe,draw] [--m 1,8,...] [--reps R] [--json FILE]\n");
+      std::fprintf(stderr, "usage: gpu_kernels_bench [--quick] [--only ceilings,codecs,activation,gemm,moe,draw,launch] [--m 1,8,...] [--reps R] [--json FILE]\n");
       return 2;
     }
   }
@@ -764,6 +837,7 @@ int main(int argc, char** argv) {
     if (opt.wants("gemm")) bench_gemms(b);
     if (opt.wants("moe")) bench_moe(b);
     if (opt.wants("draw")) bench_draw(b);
+    if (opt.wants("launch")) bench_launch(b);
     if (!opt.json_path.empty()) {
       FILE* f = std::fopen(opt.json_path.c_str(), "w");
       if (!f) {
