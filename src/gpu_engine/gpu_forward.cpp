@@ -164,14 +164,18 @@ struct GpuForward::Impl {
     int64_t sites = 0;         // the embedding, then each layer
     int64_t values = 0;        // values per site's output: "no non-finite value" is this index
     std::vector<int64_t> ids;  // the step's tokens, for the routing message
+    std::vector<int64_t> pasts;  // each sequence's tokens before the step's, for the message
+    int64_t tokens_each = 1;     // new tokens per sequence
     std::vector<std::string> where;
     cuda::DeviceBuffer device;  // int64 first non-finite [sites], then int64 bad token + 1 [sites]
     std::vector<int64_t> host;  // the initial values, then the read-back
   } step_checks;
 
-  void begin_step_checks(int64_t layers, int64_t values, const std::vector<int64_t>& ids, int64_t sequences) {
+  void begin_step_checks(int64_t layers, int64_t values, const std::vector<int64_t>& ids, const std::vector<int64_t>& pasts) {
     StepChecks& c = step_checks;
-    c.sites = 1 + layers, c.values = values, c.ids = ids;
+    const int64_t sequences = static_cast<int64_t>(pasts.size());
+    c.sites = 1 + layers, c.values = values, c.ids = ids, c.pasts = pasts;
+    c.tokens_each = static_cast<int64_t>(ids.size()) / std::max<int64_t>(sequences, 1);
     c.where.assign(1, "the token embedding");
     for (int64_t l = 0; l < layers; ++l)
       c.where.push_back("layer " + std::to_string(l) + " (a step of " + std::to_string(sequences) + " sequences)");
@@ -199,9 +203,12 @@ struct GpuForward::Impl {
         throw InputError(ckpt.dir() + ": tensor 'layers." + std::to_string(site - 1) + ".ffn.gate.tid2eid' routes token " +
                          std::to_string(bad - 1) + " (id " + std::to_string(c.ids[static_cast<size_t>(bad - 1)]) +
                          ") outside the experts or the vocabulary");
-      if (at < c.values)
+      if (at < c.values) {
+        const int64_t token = at / width, sequence = token / c.tokens_each;
         throw InputError(ckpt.dir() + ": non-finite activation in the output of " + c.where[static_cast<size_t>(site)] +
-                         " (sequence " + std::to_string(at / width) + ", position 0)");
+                         " (sequence " + std::to_string(sequence) + ", position " +
+                         std::to_string(c.pasts[static_cast<size_t>(sequence)] + token % c.tokens_each) + ")");
+      }
     }
   }
 
@@ -823,7 +830,7 @@ void GpuForward::restore_batch(SavedBatch saved) {
 
 std::vector<float> GpuForward::advance_together(std::vector<SavedBatch>& saved, const std::vector<int64_t>& ids) {
   std::vector<float> logits;
-  step_together(saved, ids, [&] { logits = head(); });
+  step_together(saved, ids, [&] { logits = head(true); });
   return logits;
 }
 
@@ -838,32 +845,47 @@ std::vector<engine::DrawnToken> GpuForward::advance_together_draw(std::vector<Sa
   return drawn;
 }
 
+GpuForward::SavedBatch GpuForward::new_sequence(int64_t max_tokens) {
+  SavedBatch saved;
+  saved.batch_ = std::make_unique<Batch>();
+  Batch& b = *saved.batch_;
+  b.batch = 1, b.continued = true, b.cache_hint = std::max<int64_t>(max_tokens, 1);
+  b.caches.resize(static_cast<size_t>(impl_->cfg.layers()));
+  b.next_layer = impl_->cfg.layers();  // as a saved batch whose step ran: advance_together takes it
+  return saved;
+}
+
 void GpuForward::step_together(std::vector<SavedBatch>& saved, const std::vector<int64_t>& ids,
                                const std::function<void()>& head_step) {
   const ModelConfig& cfg = impl_->cfg;
   const int64_t N = static_cast<int64_t>(saved.size()), V = cfg.base.vocab_size;
-  if (N == 0 || ids.size() != saved.size())
+  if (N == 0 || ids.empty() || ids.size() % saved.size() != 0)
     throw Error("advance_together: " + std::to_string(ids.size()) + " ids for " + std::to_string(N) + " batches");
+  const int64_t n = static_cast<int64_t>(ids.size()) / N;  // new tokens of each sequence
   std::vector<Batch*> members;
-  std::vector<int64_t> positions;
+  std::vector<int64_t> positions, pasts;
   for (int64_t i = 0; i < N; ++i) {
     Batch* b = saved[static_cast<size_t>(i)].batch_.get();
     if (!b || b->batch != 1) throw Error("advance_together: each saved batch must hold one sequence");
-    const int64_t id = ids[static_cast<size_t>(i)], at = b->past + b->seq;
-    if (id < 0 || id >= V)
-      throw InputError("token id " + std::to_string(id) + " (sequence " + std::to_string(i) + ", position " +
-                       std::to_string(at) + ") is outside the vocabulary of " + impl_->ckpt.dir() + " (vocab_size " +
-                       std::to_string(V) + ")");
+    const int64_t past = b->past + b->seq;
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t id = ids[static_cast<size_t>(i * n + j)];
+      if (id < 0 || id >= V)
+        throw InputError("token id " + std::to_string(id) + " (sequence " + std::to_string(i) + ", position " +
+                         std::to_string(past + j) + ") is outside the vocabulary of " + impl_->ckpt.dir() + " (vocab_size " +
+                         std::to_string(V) + ")");
+      positions.push_back(past + j);
+    }
     members.push_back(b);
-    positions.push_back(at);
+    pasts.push_back(past);
   }
-  // Each sequence moves on by its new token; the step itself runs as one batch of N tokens whose
-  // attention runs per sequence, on that sequence's caches.
+  // Each sequence moves on by its new tokens; the step itself runs as one batch of N · n tokens
+  // whose attention runs per sequence, on that sequence's caches.
   for (int64_t i = 0; i < N; ++i) {
     Batch& b = *members[static_cast<size_t>(i)];
     b.past += b.seq;
-    b.seq = 1;
-    b.ids = {ids[static_cast<size_t>(i)]};
+    b.seq = n;
+    b.ids.assign(ids.begin() + i * n, ids.begin() + (i + 1) * n);
   }
   park_group();
   batch_ = std::make_unique<Batch>();
@@ -873,20 +895,27 @@ void GpuForward::step_together(std::vector<SavedBatch>& saved, const std::vector
     Impl& m;
     ~EndChecks() { m.step_checks.active = false; }
   } end_checks{m};
-  m.begin_step_checks(cfg.layers(), N * cfg.hc() * cfg.hidden(), ids, N);
+  m.begin_step_checks(cfg.layers(), N * n * cfg.hc() * cfg.hidden(), ids, pasts);
   embed_tokens(ids, positions);
   for (int64_t layer = 0; layer < cfg.layers(); ++layer) {
     next_group();
-    StepChunk chunk;
-    chunk.tokens = N;
-    for (int64_t i = 0; i < N; ++i) {
-      Batch& b = *members[static_cast<size_t>(i)];
-      reserve_cache(b, layer);
-      LayerCache& c = b.caches[static_cast<size_t>(layer)];
-      chunk.runs.push_back(AttentionRun{cuda::SequenceBatch{1, 1, b.past, c.rows}, &c, 0, i});
+    // The sequences in chunks that fit the memory budget (one chunk for a decode step).
+    const int64_t per_chunk = n == 1 ? N : sequences_per_chunk(layer_bytes_per_token(cfg), "layer " + std::to_string(layer));
+    std::vector<StepChunk> chunks;
+    for (int64_t s0 = 0; s0 < N; s0 += per_chunk) {
+      StepChunk chunk;
+      chunk.first_token = s0 * n;
+      for (int64_t i = s0; i < std::min(N, s0 + per_chunk); ++i) {
+        Batch& b = *members[static_cast<size_t>(i)];
+        reserve_cache(b, layer);
+        LayerCache& c = b.caches[static_cast<size_t>(layer)];
+        chunk.runs.push_back(AttentionRun{cuda::SequenceBatch{1, n, b.past, c.rows}, &c, 0, (i - s0) * n});
+        chunk.tokens += n;
+      }
+      chunks.push_back(std::move(chunk));
     }
-    compute_chunks(layer, batch_->streams.data<float>(), {chunk});
-    m.check_finite(batch_->streams, N, 1, 0, m.step_checks.where[static_cast<size_t>(layer + 1)], layer + 1);
+    compute_chunks(layer, batch_->streams.data<float>(), chunks);
+    m.check_finite(batch_->streams, N * n, n, 0, m.step_checks.where[static_cast<size_t>(layer + 1)], layer + 1);
     m.clock.mark("checks", m.stream);
     ++batch_->next_layer;
     finish_timing();

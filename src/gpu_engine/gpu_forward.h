@@ -121,11 +121,15 @@ class GpuForward {
   // Once head() ran for a batch started with embed_continued(); Error otherwise.
   SavedBatch save_batch();
   void restore_batch(SavedBatch saved);
-  // One new token for each of several saved batches of one sequence each (ids[i] continues saved[i],
-  // each at its own position), as one step: every product reads its weight once for all of them, and
-  // each sequence attends over its own caches. Logits [saved.size(), vocab]; the batches stay saved,
-  // continued by their token. InputError for an id outside the vocabulary or a non-finite activation;
-  // after any error the batches cannot go on.
+  // A saved batch of one sequence with no tokens yet, for advance_together() to start with its
+  // prompt; its caches are first sized for `max_tokens` (they grow past it).
+  SavedBatch new_sequence(int64_t max_tokens);
+  // The same number n of new tokens for each of several saved batches of one sequence each
+  // (ids[i·n .. i·n + n) continue saved[i], each at its own position), as one step: every product
+  // reads its weight once for all of them, and each sequence attends over its own caches (prompts of
+  // several new sequences, or one decode step of many). Logits of each sequence's last token
+  // [saved.size(), vocab]; the batches stay saved, continued by their tokens. InputError for an id
+  // outside the vocabulary or a non-finite activation; after any error the batches cannot go on.
   std::vector<float> advance_together(std::vector<SavedBatch>& saved, const std::vector<int64_t>& ids);
   // The same with each sequence's token drawn on the device (head_draw).
   std::vector<engine::DrawnToken> advance_together_draw(std::vector<SavedBatch>& saved, const std::vector<int64_t>& ids,

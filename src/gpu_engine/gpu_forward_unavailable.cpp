@@ -34,6 +34,7 @@ GpuForward::SavedBatch::SavedBatch(SavedBatch&&) noexcept = default;
 GpuForward::SavedBatch& GpuForward::SavedBatch::operator=(SavedBatch&&) noexcept = default;
 GpuForward::SavedBatch GpuForward::save_batch() { unavailable(); }
 void GpuForward::restore_batch(SavedBatch) { unavailable(); }
+GpuForward::SavedBatch GpuForward::new_sequence(int64_t) { unavailable(); }
 std::vector<float> GpuForward::advance_together(std::vector<SavedBatch>&, const std::vector<int64_t>&) { unavailable(); }
 std::vector<engine::DrawnToken> GpuForward::advance_together_draw(std::vector<SavedBatch>&, const std::vector<int64_t>&,
                                                                  const std::vector<engine::TokenDraw>&) {

@@ -45,23 +45,31 @@ class GpuSequenceModel : public engine::SequenceModel {
   }
 
  private:
-  // One step of the sequences: one new token of each running sequence together (`together` over
-  // their saved batches), else each sequence's new tokens one sequence after another, `head(i)`
-  // after sequence i's layers.
+  // One step of the sequences: the same number of new tokens of each (prompt chunks of new or
+  // running sequences, or one decode token each) together (`together` over their saved batches; a
+  // new sequence gets an empty one), else each sequence's new tokens one sequence after another,
+  // `head(i)` after sequence i's layers (a sequence whose last step failed, which cannot go on).
   template <class Together, class Head>
   void step(const std::vector<Sequence*>& sequences, const std::vector<int64_t>& ids, Together together, Head head) {
     const size_t n = static_cast<size_t>(new_tokens_each(sequences, ids));
-    if (n == 1 &&
-        std::all_of(sequences.begin(), sequences.end(), [](Sequence* s) { return static_cast<bool>(static_cast<GpuSequence*>(s)->saved); })) {
+    const auto can_go_together = [](Sequence* s) {
+      const auto& q = static_cast<GpuSequence&>(*s);
+      return q.length() == 0 || static_cast<bool>(q.saved);
+    };
+    if (std::all_of(sequences.begin(), sequences.end(), can_go_together)) {
       // A failed step leaves every one of them unable to go on (their saved state is dropped).
       std::vector<GpuForward::SavedBatch> saved;
       saved.reserve(sequences.size());
-      for (Sequence* s : sequences) saved.push_back(std::move(static_cast<GpuSequence*>(s)->saved));
+      for (Sequence* s : sequences) {
+        auto& q = static_cast<GpuSequence&>(*s);
+        saved.push_back(q.length() == 0 ? gpu_.new_sequence(std::max<int64_t>(max_tokens_, static_cast<int64_t>(n)))
+                                        : std::move(q.saved));
+      }
       together(saved);
       for (size_t i = 0; i < sequences.size(); ++i) {
         auto& q = static_cast<GpuSequence&>(*sequences[i]);
         q.saved = std::move(saved[i]);
-        q.grow(1);
+        q.grow(static_cast<int64_t>(n));
       }
       return;
     }

@@ -203,6 +203,62 @@ TEST(CudaGpuForwardCache, AdvancingTogetherMatchesEachSequenceAloneInBf16) {
   expect_bf16_agreement(r.alone, r.together);
 }
 
+// Prompts of several new sequences in one call, then prompt chunks of running sequences beside a
+// new one's prompt, then a decode step, against each sequence advanced alone: three 37-token
+// prompts together, then 21 tokens of each of them and a fourth sequence's 21-token prompt, then
+// one token each. Every call's logits are each sequence's last token's.
+AloneAndTogether prompts_both_ways(gpu_engine::Precision precision) {
+  gpu_engine::GpuForward gpu(testing::tiny_dir(), with(precision));
+  const int64_t V = gpu.config().base.vocab_size, L = gpu.config().layers();
+  const std::vector<int64_t> ids = sequences(V);
+  std::vector<gpu_engine::GpuForward::SavedBatch> alone, together;
+  AloneAndTogether r;
+  int64_t at = 0;
+  // Each call: n new tokens of each of `count` sequences, those from `first_new` on new ones.
+  auto call = [&](int64_t count, int64_t n, int64_t first_new) {
+    std::vector<int64_t> all;
+    for (int64_t i = 0; i < count; ++i) {
+      const std::vector<int64_t> mine(ids.begin() + at, ids.begin() + at + n);
+      at += n;
+      all.insert(all.end(), mine.begin(), mine.end());
+      if (i >= first_new) {
+        gpu.embed_continued(mine, 1, 16);
+        alone.emplace_back();
+        together.push_back(gpu.new_sequence(16));
+      } else {
+        gpu.restore_batch(std::move(alone[static_cast<size_t>(i)]));
+        gpu.embed_next(mine);
+      }
+      for (int64_t l = 0; l < L; ++l) gpu.run_layer(l);
+      const std::vector<float> logits = gpu.head(true);
+      EXPECT_EQ(logits.size(), static_cast<size_t>(V));
+      r.alone.insert(r.alone.end(), logits.begin(), logits.end());
+      alone[static_cast<size_t>(i)] = gpu.save_batch();
+    }
+    const std::vector<float> logits = gpu.advance_together(together, all);
+    EXPECT_EQ(logits.size(), static_cast<size_t>(count * V)) << count << " sequences of " << n << " tokens";
+    r.together.insert(r.together.end(), logits.begin(), logits.end());
+  };
+  call(3, 37, 0);
+  call(4, 21, 3);
+  call(4, 1, 4);
+  return r;
+}
+
+TEST(CudaGpuForwardCache, PromptsTogetherMatchEachSequenceAloneInF32) {
+  FP4KIT_REQUIRE_GPU();
+  const AloneAndTogether r = prompts_both_ways(gpu_engine::Precision::F32);
+  ASSERT_EQ(r.alone.size(), r.together.size());
+  EXPECT_TRUE(testing::finite_below(testing::max_abs_diff(r.together, r.alone), 1e-4));
+}
+
+TEST(CudaGpuForwardCache, PromptsTogetherMatchEachSequenceAloneInBf16) {
+  FP4KIT_REQUIRE_GPU();
+  const AloneAndTogether r = prompts_both_ways(gpu_engine::Precision::Bf16);
+  ASSERT_EQ(r.alone.size(), r.together.size());
+  expect_bf16_agreement(r.alone, r.together);
+}
+
 // Two sequences saved after their prompts (ids 1 2 3 and 4 5), each ready for its next token.
 std::vector<gpu_engine::GpuForward::SavedBatch> two_running(gpu_engine::GpuForward& gpu) {
   std::vector<gpu_engine::GpuForward::SavedBatch> saved;
@@ -266,8 +322,8 @@ TEST(CudaGpuForwardCache, AdvancingTogetherNamesAFailureInsideTheStep) {
       }
       return "(no error)";
     };
-    std::string m = message_of({7, 900});
-    EXPECT_NE(m.find("non-finite activation in the output of the token embedding (sequence 1, position 0)"), std::string::npos) << m;
+    std::string m = message_of({7, 900});  // sequence 1 (prompt 4 5) takes its token at position 2
+    EXPECT_NE(m.find("non-finite activation in the output of the token embedding (sequence 1, position 2)"), std::string::npos) << m;
     m = message_of({901, 7});
     EXPECT_NE(m.find("tensor 'layers.1.ffn.gate.tid2eid' routes token 0 (id 901) outside the experts"), std::string::npos) << m;
     // Both refused in one step: the embedding's failure comes first, as it would in place.
