@@ -147,6 +147,17 @@ __device__ __forceinline__ void scale_splats(uint32_t raw, uint32_t& s0, uint32_
   }
 }
 
+// A lane's F32 sums: per n-tile, two accumulators of one mma fragment each.
+template <int NT>
+__device__ __forceinline__ void zero_sums(float (&a)[NT][2][4]) {
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) a[nt][h][i] = 0.0f;
+}
+
 // The products of one step: 8 mmas per n-tile, alternating between two accumulators so that the
 // dependent chains stay short.
 template <WeightFormat F, int NT>
@@ -194,12 +205,7 @@ template <int NT>
 __device__ __forceinline__ void compute_step_fp8(const StepRegs<WeightFormat::Fp8Block>& r, const uint16_t* x0,
                                                  const uint16_t* x1, int t, bool has0, bool has1, float (&acc)[NT][2][4]) {
   float step_acc[NT][2][4];
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-    for (int h = 0; h < 2; ++h)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) step_acc[nt][h][i] = 0.0f;
+  zero_sums(step_acc);
 #pragma unroll
   for (int q = 0; q < 4; ++q) {
     const uint4 lv = r.lo[q >> 1], hv = r.hi[q >> 1];
@@ -335,12 +341,7 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
   __syncthreads();
 
   float acc[NT][2][4];
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-    for (int h = 0; h < 2; ++h)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) acc[nt][h][i] = 0.0f;
+  zero_sums(acc);
 
   if (warp_active) {
     const bool has0 = g < rows_here, has1 = g + 8 < rows_here;
