@@ -6,6 +6,7 @@
 
 #include "cuda/block_reduce.cuh"
 #include "cuda/check.cuh"
+#include "cuda/row_norm.cuh"
 #include "cuda/v4_hyper_connection.h"
 
 namespace fp4kit::cuda {
@@ -293,14 +294,35 @@ __global__ void head_pre_kernel(const float* z, HcShape s, HcParamsDevice p, flo
 }
 
 // out[t, d] = Σ_j pre[t, j] · X[t, j, d].
+// Σ_j pre[j] · X_j[d] of one token in increasing j (x: its stream 0 at d).
+__device__ __forceinline__ float collapse_at(const float* x, const float* pre, int64_t hc, int64_t hidden) {
+  float acc = 0;
+  for (int64_t j = 0; j < hc; ++j) acc += pre[j] * x[j * hidden];
+  return acc;
+}
+
 __global__ void collapse_kernel(const float* streams, const float* pre, HcShape s, float* out) {
   const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (e >= s.tokens * s.hidden) return;
   const int64_t t = e / s.hidden, d = e % s.hidden;
-  const float* x = streams + t * s.hc * s.hidden + d;
-  float acc = 0;
-  for (int64_t j = 0; j < s.hc; ++j) acc += pre[t * s.hc + j] * x[j * s.hidden];
-  out[e] = acc;
+  out[e] = collapse_at(streams + t * s.hc * s.hidden + d, pre + t * s.hc, s.hc, s.hidden);
+}
+
+// collapse_kernel's row of one token (a block per token), then rms_norm_rows' normalisation of it
+// with `norm`: the same arithmetic as the two kernels, one launch.
+__global__ void __launch_bounds__(kHcThreads) collapse_norm_kernel(const float* streams, const float* pre, HcShape s,
+                                                                 const float* norm, float* out) {
+  __shared__ double scratch[32];
+  const int64_t t = blockIdx.x, n = s.hidden, hc = s.hc;
+  const float* x = streams + t * hc * n;
+  const float* p = pre + t * hc;
+  float* dst = out + t * n;
+  const auto value = [=](int64_t d) {
+    const float v = collapse_at(x + d, p, hc, n);
+    dst[d] = v;
+    return v;
+  };
+  rms_norm_row(value, n, norm, s.rms_eps, dst, dst, scratch);
 }
 
 // X'[t, k, d] = post[t, k] · y[t, d] + Σ_j C[t, j, k] · X[t, j, d], all k of one (t, d) in one thread.
@@ -338,7 +360,7 @@ int64_t hc_scratch_floats(const HcShape& s) {
 }
 
 void hc_pre(const float* streams, const HcShape& s, const HcParamsDevice& p, float* collapsed, float* post,
-            float* comb, float* scratch, StreamHandle stream) {
+            float* comb, float* scratch, StreamHandle stream, const float* norm) {
   check_shape(s, "hc_pre");
   if (s.tokens == 0) return;
   const int64_t rows = (2 + s.hc) * s.hc;
@@ -349,6 +371,11 @@ void hc_pre(const float* streams, const HcShape& s, const HcParamsDevice& p, flo
     hc_mix4_kernel<<<ceil_div(static_cast<size_t>(s.tokens * 16), 128), 128, 0, stream>>>(z, s, p, pre, post, comb);
   else hc_mix_kernel<<<ceil_div(static_cast<size_t>(s.tokens), 128), 128, 0, stream>>>(z, s, p, pre, post, comb);
   check_launch("hc_mix", shape_text(s));
+  if (norm) {
+    collapse_norm_kernel<<<static_cast<unsigned>(s.tokens), kHcThreads, 0, stream>>>(streams, pre, s, norm, collapsed);
+    check_launch("hc_collapse_norm", shape_text(s));
+    return;
+  }
   collapse_kernel<<<ceil_div(static_cast<size_t>(s.tokens * s.hidden), kHcThreads), kHcThreads, 0, stream>>>(streams, pre, s,
                                                                                                      collapsed);
   check_launch("hc_collapse", shape_text(s));

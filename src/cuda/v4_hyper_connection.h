@@ -25,9 +25,11 @@ struct HcParamsDevice {
 // Scratch hc_pre and hc_head need: z [tokens, (2+hc)*hc] F32 and pre [tokens, hc] F32.
 int64_t hc_scratch_floats(const HcShape& s);
 
-// streams [T, hc, H] -> collapsed [T, H], post [T, hc], comb [T, hc, hc] (C[j, k] row-major).
+// streams [T, hc, H] -> collapsed [T, H], post [T, hc], comb [T, hc, hc] (C[j, k] row-major). With
+// `norm` [H], each collapsed row is then RMS-normalised with that weight and s.rms_eps in the same
+// launch, bit for bit as rms_norm_rows would (the sublayer's input norm).
 void hc_pre(const float* streams, const HcShape& s, const HcParamsDevice& p, float* collapsed, float* post,
-            float* comb, float* scratch, StreamHandle stream);
+            float* comb, float* scratch, StreamHandle stream, const float* norm = nullptr);
 // streams <- post_k · y + Σ_j C[j, k] · X_j, y [T, H].
 void hc_post(float* streams, const float* y, const float* post, const float* comb, const HcShape& s,
              StreamHandle stream);

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "cuda/check.cuh"
+#include "cuda/codecs.cuh"
 #include "cuda/v4_moe.h"
 
 namespace fp4kit::cuda {
@@ -72,7 +73,7 @@ __global__ void route_tokens_kernel(RouteTokens r) {
   }
 }
 
-__global__ void swiglu_kernel(float* g, const float* u, int64_t n, float limit) {
+__global__ void swiglu_kernel(float* g, const float* u, int64_t n, float limit, uint16_t* g_bf16) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= n) return;
   float gi = g[i], ui = u[i];
@@ -80,7 +81,9 @@ __global__ void swiglu_kernel(float* g, const float* u, int64_t n, float limit) 
     gi = gi > limit ? limit : gi;
     ui = ui > limit ? limit : (ui < -limit ? -limit : ui);
   }
-  g[i] = gi / (1.0f + expf(-gi)) * ui;
+  const float v = gi / (1.0f + expf(-gi)) * ui;
+  g[i] = v;
+  if (g_bf16) g_bf16[i] = float_to_bf16_bits(v);
 }
 
 }  // namespace
@@ -100,9 +103,9 @@ void route_tokens(const RouteTokens& r, StreamHandle stream) {
   check_launch("route_tokens", "tokens=" + std::to_string(r.tokens) + " experts=" + std::to_string(r.experts));
 }
 
-void swiglu_clamped(float* g, const float* u, int64_t n, float limit, StreamHandle stream) {
+void swiglu_clamped(float* g, const float* u, int64_t n, float limit, StreamHandle stream, uint16_t* g_bf16) {
   if (n <= 0) return;
-  swiglu_kernel<<<blocks_for(n), kThreads, 0, stream>>>(g, u, n, limit);
+  swiglu_kernel<<<blocks_for(n), kThreads, 0, stream>>>(g, u, n, limit, g_bf16);
   check_launch("swiglu_clamped", "n=" + std::to_string(n));
 }
 

@@ -26,7 +26,8 @@ struct RouteTokens {
 };
 void route_tokens(const RouteTokens& r, StreamHandle stream);
 
-// g <- silu(min(g, limit)) · clamp(u, -limit, limit) for n values (no clamp when limit <= 0).
-void swiglu_clamped(float* g, const float* u, int64_t n, float limit, StreamHandle stream);
+// g <- silu(min(g, limit)) · clamp(u, -limit, limit) for n values (no clamp when limit <= 0); with
+// g_bf16, each result also rounded to BF16 there (round to nearest even, as encode_elements).
+void swiglu_clamped(float* g, const float* u, int64_t n, float limit, StreamHandle stream, uint16_t* g_bf16 = nullptr);
 
 }  // namespace fp4kit::cuda

@@ -2,8 +2,8 @@
 
 #include <string>
 
-#include "cuda/block_reduce.cuh"
 #include "cuda/check.cuh"
+#include "cuda/row_norm.cuh"
 #include "cuda/v4_norm_rope.h"
 
 namespace fp4kit::cuda {
@@ -11,29 +11,10 @@ namespace {
 
 constexpr int kThreads = 256;
 
-constexpr int kNormLoads = 8;  // loads a thread has in flight: a few rows are one block each, so
-                               // a row's time is its loads' latency unless they overlap
-
 __global__ void rms_norm_rows_kernel(const float* x, int64_t n, const float* weight, float eps, float* out) {
   __shared__ double scratch[32];
   const float* row = x + blockIdx.x * n;
-  float* dst = out + blockIdx.x * n;
-  const int64_t stride = blockDim.x;
-  double sum = 0;
-  // Each thread sums its elements i = threadIdx.x + j·stride in increasing j, as one loop would
-  // (the zeros past the end add nothing), with kNormLoads loads issued before their sums.
-  for (int64_t base = threadIdx.x; base < n; base += kNormLoads * stride) {
-    float v[kNormLoads];
-#pragma unroll
-    for (int j = 0; j < kNormLoads; ++j) v[j] = base + j * stride < n ? row[base + j * stride] : 0.0f;
-#pragma unroll
-    for (int j = 0; j < kNormLoads; ++j) sum += static_cast<double>(v[j]) * v[j];
-  }
-  sum = block_sum(sum, scratch);
-  const float mean = static_cast<float>(sum / static_cast<double>(n));
-  const float inv = 1.0f / sqrtf(mean + eps);
-#pragma unroll 4
-  for (int64_t i = threadIdx.x; i < n; i += stride) dst[i] = weight ? weight[i] * (row[i] * inv) : row[i] * inv;
+  rms_norm_row([row](int64_t i) { return row[i]; }, n, weight, eps, row, out + blockIdx.x * n, scratch);
 }
 
 __global__ void rope_rows_kernel(RopeRows r) {

@@ -507,9 +507,11 @@ struct GpuForward::Impl {
     const std::string p = "layers." + std::to_string(layer) + ".ffn.";
 
     cuda::DeviceBuffer scores = floats(T * E, "router scores");
-    const LinearWeight gate = lin.weight_f32(p + "gate.weight", E, H);
+    // The router's F32 product (as DeepSeek's and transformers' routers compute it) on the weight
+    // decoded once per group, with the small weights: a resident layer does not decode it per step.
+    const float* gate = weight(p + "gate.weight", {E, H});
     observe(p + "gate", x, T, H);
-    linear(x, gate, scores.data<float>(), T);
+    lin.cublas().f32_gemm(x, H, gate, scores.data<float>(), E, T, E, H, stream.get());
     cuda::router_scores(scores.data<float>(), T * E, stream.get());
     cuda::DeviceBuffer chosen(static_cast<size_t>(T * k) * 4, "routing experts"), weights = floats(T * k, "routing weights");
     cuda::DeviceBuffer bad(4, "routing check");
@@ -619,11 +621,15 @@ struct GpuForward::Impl {
     const int64_t H = b.hidden_size, shared = b.moe_intermediate_size * b.n_shared_experts;
     if (shared > 0) {
       const std::string sp = p + "shared_experts.";
-      const cuda::DeviceBuffer h = swiglu(x, T, sp, shared, x16);
+      // BF16 products read h rounded to BF16: rounded where the SwiGLU writes it, not by a copy after.
+      const cuda::DeviceBuffer h16 = lin.precision() == Precision::Bf16
+                                         ? cuda::DeviceBuffer(static_cast<size_t>(T * shared) * 2, "shared expert hidden")
+                                         : cuda::DeviceBuffer{};
+      const cuda::DeviceBuffer h = swiglu(x, T, sp, shared, x16, h16.data<uint16_t>());
       observe(sp + "w2", h.data<float>(), T, shared);
       const LinearWeight w2 = linear_weight(sp + "w2.weight", H, shared);
       cuda::DeviceBuffer y = floats(T * H, "shared expert output");
-      linear(h.data<float>(), w2, y.data<float>(), T);
+      linear(h.data<float>(), w2, y.data<float>(), T, h16.data<uint16_t>());
       cuda::add_f32(routed.data<float>(), y.data<float>(), T * H, out, stream.get());
     } else {
       cuda::copy_on_device(out, routed.data(), static_cast<size_t>(T * H) * 4, stream);
@@ -739,7 +745,9 @@ struct GpuForward::Impl {
 
   // silu(min(x·w1ᵀ, limit)) · clamp(x·w3ᵀ) [n, I] of the expert at `prefix`, the observer shown x
   // (x16: x rounded to BF16, or null).
-  cuda::DeviceBuffer swiglu(const float* x, int64_t n, const std::string& prefix, int64_t I, const uint16_t* x16 = nullptr) {
+  // g16: where given, the result also rounded to BF16 there ([n, I], for the next product's x_bf16).
+  cuda::DeviceBuffer swiglu(const float* x, int64_t n, const std::string& prefix, int64_t I, const uint16_t* x16 = nullptr,
+                            uint16_t* g16 = nullptr) {
     const int64_t H = cfg.hidden();
     const LinearWeight w1 = linear_weight(prefix + "w1.weight", I, H), w3 = linear_weight(prefix + "w3.weight", I, H);
     cuda::DeviceBuffer g = floats(n * I, "expert gate"), u = floats(n * I, "expert up");
@@ -747,7 +755,7 @@ struct GpuForward::Impl {
     observe(prefix + "w3", x, n, H);
     linear(x, w1, g.data<float>(), n, x16);
     linear(x, w3, u.data<float>(), n, x16);
-    cuda::swiglu_clamped(g.data<float>(), u.data<float>(), n * I, cfg.swiglu_limit, stream.get());
+    cuda::swiglu_clamped(g.data<float>(), u.data<float>(), n * I, cfg.swiglu_limit, stream.get(), g16);
     return g;
   }
 
@@ -1261,9 +1269,9 @@ void GpuForward::compute_chunks(int64_t layer, float* all_streams, const std::ve
     float* streams = all_streams + first * hc * H;
     for (int site = 0; site < 2; ++site) {
       const float* const* w = &hc_weights[static_cast<size_t>(4 * site)];
-      cuda::hc_pre(streams, shape, {w[0], w[1], w[2]}, x.data<float>(),
-                   post.data<float>(), comb.data<float>(), scratch.data<float>(), m.stream.get());
-      cuda::rms_norm_rows(x.data<float>(), Tc, H, w[3], cfg.rms_eps, x.data<float>(), m.stream.get());
+      // The collapsed rows come out through the sublayer's input norm (w[3], eps shape.rms_eps).
+      cuda::hc_pre(streams, shape, {w[0], w[1], w[2]}, x.data<float>(), post.data<float>(), comb.data<float>(),
+                   scratch.data<float>(), m.stream.get(), w[3]);
       m.clock.mark("hc", m.stream);
       if (site == 0)
         m.attention(layer, x.data<float>(), Tc, chunk.runs, batch_->positions.data<int64_t>() + first, y.data<float>());

@@ -6,17 +6,21 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <random>
 #include <tuple>
 
 #include "base/error.h"
 #include "cuda/elementwise.h"
 #include "cuda/v4_hyper_connection.h"
+#include "cuda/v4_moe.h"
 #include "cuda/v4_norm_rope.h"
 #include "engine/hyper_connection.h"
 #include "engine/model_config.h"
 #include "engine/ops.h"
 #include "engine/rope.h"
+#include "formats/bf16.h"
 #include "gpu_test.h"
 #include "test_data.h"
 
@@ -63,6 +67,43 @@ TEST(CudaV4Ops, RmsNormRowsMatchesTheEngine) {
       cuda::rms_norm_rows(dx.data<float>(), rows, n, weighted ? dw.data<float>() : nullptr, 1e-6f, dx.data<float>(), s.get());
       expect_close(testing::read_back<float>(dx.data(), x.size(), s), cpu, 4e-7, 1e-6, "rms_norm in place");
     }
+  }
+}
+
+// The clamped SwiGLU against the engine's (engine/moe.cpp: silu(min(g, limit)) · clamp(u)), with
+// values past the clamp, infinities and NaN; its BF16 copy is the encoder's rounding of each result.
+TEST(CudaV4Ops, SwigluClampedMatchesTheEngineAndRoundsToBf16) {
+  FP4KIT_REQUIRE_GPU();
+  cuda::Stream s;
+  const size_t n = 70001;
+  auto g = random_floats(n, 21, -25.0f, 25.0f), u = random_floats(n, 22, -25.0f, 25.0f);
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  g[0] = nan, u[1] = nan, g[2] = inf, g[3] = -inf, u[4] = inf, u[5] = -inf, g[6] = 0.0f, g[7] = -0.0f;
+  g[8] = 1e-30f, g[9] = -88.0f, g[10] = 3.4e38f;
+  for (const float limit : {10.0f, 0.0f}) {
+    std::vector<float> cpu(n);
+    for (size_t i = 0; i < n; ++i) {
+      float gi = g[i], ui = u[i];
+      if (limit > 0) gi = std::min(gi, limit), ui = std::clamp(ui, -limit, limit);
+      cpu[i] = engine::silu(gi) * ui;
+    }
+    auto dg = upload(g, s, "g");
+    auto du = upload(u, s, "u");
+    cuda::DeviceBuffer d16(n * 2, "g bf16");
+    cuda::swiglu_clamped(dg.data<float>(), du.data<float>(), static_cast<int64_t>(n), limit, s.get(), d16.data<uint16_t>());
+    const auto got = testing::read_back<float>(dg.data(), n, s);
+    const auto got16 = testing::read_back<uint16_t>(d16.data(), n, s);
+    size_t bad = 0, bad16 = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const bool ok = std::isnan(cpu[i]) ? std::isnan(got[i])
+                      : std::isinf(cpu[i]) ? got[i] == cpu[i]
+                                           : std::isfinite(got[i]) && std::fabs(got[i] - cpu[i]) <= 1e-6 * std::fabs(cpu[i]) + 1e-37;
+      if (!ok && ++bad <= 5) ADD_FAILURE() << "limit " << limit << " [" << i << "] g " << g[i] << " u " << u[i] << ": " << got[i] << " vs " << cpu[i];
+      if (got16[i] != BF16::from_float(got[i]).bits && ++bad16 <= 5)
+        ADD_FAILURE() << "limit " << limit << " [" << i << "] bf16 " << got16[i] << " for " << got[i];
+    }
+    EXPECT_EQ(bad, 0u) << "limit " << limit;
+    EXPECT_EQ(bad16, 0u) << "limit " << limit;
   }
 }
 
@@ -150,6 +191,30 @@ TEST_P(CudaV4OpsHc, HyperConnectionsMatchTheEngine) {
   expect_close(testing::read_back<float>(d_post.data(), mix.post.size(), s), mix.post, 2e-6 * order, 1e-3, "hc_pre post");
   expect_close(testing::read_back<float>(d_comb.data(), mix.comb.size(), s), mix.comb, 2e-5 * order, 1e-3, "hc_pre comb");
   expect_close(testing::read_back<float>(d_collapsed.data(), collapsed.size(), s), collapsed, 2e-6, 1.0, "hc_pre collapsed");
+  {
+    // With the sublayer's input norm in the same launch: the engine's rms_norm of its collapsed rows,
+    // and bit for bit the GPU's collapse followed by rms_norm_rows.
+    const auto norm = random_floats(static_cast<size_t>(H), 25, 0.5f, 1.5f);
+    std::vector<float> normed(collapsed.size());
+    for (int64_t t = 0; t < T; ++t)
+      engine::rms_norm(&collapsed[static_cast<size_t>(t * H)], static_cast<size_t>(H), norm.data(), f.shape().rms_eps,
+                       &normed[static_cast<size_t>(t * H)]);
+    auto d_norm = upload(norm, s, "norm");
+    cuda::DeviceBuffer d_normed(collapsed.size() * 4), d_two(collapsed.size() * 4);
+    cuda::hc_pre(d_streams.data<float>(), f.shape(), p, d_normed.data<float>(), d_post.data<float>(), d_comb.data<float>(),
+                 d_scratch.data<float>(), s.get(), d_norm.data<float>());
+    cuda::rms_norm_rows(d_collapsed.data<float>(), T, H, d_norm.data<float>(), f.shape().rms_eps, d_two.data<float>(), s.get());
+    const auto fused = testing::read_back<float>(d_normed.data(), normed.size(), s);
+    const auto two = testing::read_back<uint32_t>(d_two.data(), normed.size(), s);
+    expect_close(fused, normed, 1e-5, 1.0, "hc_pre collapsed and normed");
+    size_t differ = 0;
+    for (size_t i = 0; i < fused.size(); ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, &fused[i], 4);
+      differ += bits != two[i];
+    }
+    EXPECT_EQ(differ, 0u) << "values of the fused collapse and norm that differ from collapse then rms_norm_rows";
+  }
   // hc_post and hc_head on the CPU's mixing, so that each is checked on its own.
   auto d_post_cpu = upload(mix.post, s, "post"), d_comb_cpu = upload(mix.comb, s, "comb");
   cuda::hc_post(d_streams.data<float>(), d_y.data<float>(), d_post_cpu.data<float>(), d_comb_cpu.data<float>(), f.shape(), s.get());

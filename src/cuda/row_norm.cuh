@@ -1,0 +1,40 @@
+#pragma once
+// RMS normalisation of one row by one block, shared by rms_norm_rows and the kernels that produce a
+// row and normalise it in the same launch (hc_pre's collapse): the same per-thread order of sums and
+// the same reduction, so the same bits wherever it runs.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "cuda/block_reduce.cuh"
+
+namespace fp4kit::cuda {
+
+constexpr int kRowNormLoads = 8;  // values a thread has in flight: a few rows are one block each, so
+                                  // a row's time is its loads' latency unless they overlap
+
+// dst[i] = weight[i] · (v_i · inv) (no weight: v_i · inv), inv = 1 / sqrt(mean(v²) + eps), for the
+// n values v_i = value(i) of the row. Each thread sums its i = threadIdx.x + j·blockDim.x in
+// increasing j in double (the zeros past the end add nothing), kRowNormLoads values fetched before
+// their sums; `value` may write v_i to dst[i] itself (the second pass reads dst then: each thread
+// reads back only what it wrote). scratch: 32 doubles of shared memory.
+template <class Value>
+__device__ __forceinline__ void rms_norm_row(Value value, int64_t n, const float* weight, float eps, const float* src,
+                                             float* dst, double* scratch) {
+  const int64_t stride = blockDim.x;
+  double sum = 0;
+  for (int64_t base = threadIdx.x; base < n; base += kRowNormLoads * stride) {
+    float v[kRowNormLoads];
+#pragma unroll
+    for (int j = 0; j < kRowNormLoads; ++j) v[j] = base + j * stride < n ? value(base + j * stride) : 0.0f;
+#pragma unroll
+    for (int j = 0; j < kRowNormLoads; ++j) sum += static_cast<double>(v[j]) * v[j];
+  }
+  sum = block_sum(sum, scratch);
+  const float mean = static_cast<float>(sum / static_cast<double>(n));
+  const float inv = 1.0f / sqrtf(mean + eps);
+#pragma unroll 4
+  for (int64_t i = threadIdx.x; i < n; i += stride) dst[i] = weight ? weight[i] * (src[i] * inv) : src[i] * inv;
+}
+
+}  // namespace fp4kit::cuda
