@@ -21,6 +21,12 @@ __global__ void gather_rows_kernel(const float* src, const int32_t* rows, int64_
   dst[e] = src[static_cast<int64_t>(rows[e / w]) * w + e % w];
 }
 
+__global__ void repeat_rows_kernel(const float* src, int64_t n, int64_t w, int64_t times, float* dst) {
+  const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (e >= n * times * w) return;
+  dst[e] = src[e / (times * w) * w + e % w];
+}
+
 __global__ void scatter_add_rows_kernel(float* dst, const float* src, const int32_t* rows, const float* weights, int64_t n,
                                         int64_t w) {
   const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
@@ -75,6 +81,12 @@ void gather_rows(const float* src, const int32_t* rows, int64_t n, int64_t w, fl
   if (n <= 0 || w <= 0) return;
   gather_rows_kernel<<<blocks_for(n * w), kElementwiseThreads, 0, stream>>>(src, rows, n, w, dst);
   check_launch("gather_rows", "n=" + std::to_string(n) + " w=" + std::to_string(w));
+}
+
+void repeat_rows(const float* src, int64_t n, int64_t w, int64_t times, float* dst, StreamHandle stream) {
+  if (n <= 0 || w <= 0 || times <= 0) return;
+  repeat_rows_kernel<<<blocks_for(n * times * w), kElementwiseThreads, 0, stream>>>(src, n, w, times, dst);
+  check_launch("repeat_rows", "n=" + std::to_string(n) + " w=" + std::to_string(w) + " times=" + std::to_string(times));
 }
 
 void scatter_add_rows(float* dst, const float* src, const int32_t* rows, const float* weights, int64_t n, int64_t w,

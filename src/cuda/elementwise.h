@@ -14,6 +14,9 @@ void gather_rows(const float* src, const int32_t* rows, int64_t n, int64_t w, fl
 // dst[rows[i]] += src[i] · weights[i] for n rows of width w (rows distinct).
 void scatter_add_rows(float* dst, const float* src, const int32_t* rows, const float* weights, int64_t n, int64_t w,
                       StreamHandle stream);
+// dst[t, j, :] = src[t, :] for j < times: each of n rows of width w written `times` times in a row
+// (the embedding into every hyper-connection stream).
+void repeat_rows(const float* src, int64_t n, int64_t w, int64_t times, float* dst, StreamHandle stream);
 // out = a + b for n values.
 void add_f32(const float* a, const float* b, int64_t n, float* out, StreamHandle stream);
 

@@ -5,8 +5,11 @@
 #include <cub/block/block_scan.cuh>
 #include <cub/device/device_radix_sort.cuh>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <memory>
 #include <string>
 
 #include "cuda/check.cuh"
@@ -215,7 +218,14 @@ std::vector<TokenDrawResult> draw_tokens(const float* logits, int64_t vocab, con
   DeviceBuffer d_bad(static_cast<size_t>(R) * 4, "token draw checks"), d_out(static_cast<size_t>(R) * sizeof(DrawOut), "token draws");
   DeviceBuffer d_top_ids(std::max<size_t>(static_cast<size_t>(R * max_top) * 4, 4), "top logprob ids");
   DeviceBuffer d_top_lp(std::max<size_t>(static_cast<size_t>(R * max_top) * 8, 8), "top logprobs");
-  check(cudaMemcpyAsync(d_params.data(), params.data(), d_params.bytes(), cudaMemcpyHostToDevice, stream),
+  // The parameters go from page-locked memory: a copy from pageable memory first waits for all the
+  // stream's work (the head's product), and the draw's launches would queue only after it. Kept per
+  // thread; every call ends with a synchronisation, so the last call's copy from it is done.
+  thread_local std::unique_ptr<PinnedBuffer> staging;
+  if (!staging || staging->bytes() < d_params.bytes())
+    staging = std::make_unique<PinnedBuffer>(std::max<size_t>(d_params.bytes(), 64 * sizeof(DrawParams)), "token draw parameters");
+  std::memcpy(staging->data(), params.data(), d_params.bytes());
+  check(cudaMemcpyAsync(d_params.data(), staging->data(), d_params.bytes(), cudaMemcpyHostToDevice, stream),
         "draw_tokens [" + shape + "]: parameters to the device");
   check(cudaMemsetAsync(d_bad.data(), 0x7F, d_bad.bytes(), stream), "draw_tokens [" + shape + "]: checks");
 

@@ -1142,9 +1142,7 @@ void GpuForward::embed_tokens(const std::vector<int64_t>& ids, std::vector<int64
     const int64_t first = s0 * seq, Tc = std::min(per_chunk, batch - s0) * seq;
     gather_weight_rows_f32(m.group, m.stored, m.ckpt.dir(), "embed.weight", {V, H}, d_rows.data<int32_t>() + first, Tc,
                            x.data<float>(), m.stream);
-    for (int64_t j = 0; j < hc; ++j)
-      cuda::copy_2d(batch_->streams.data<float>() + (first * hc + j) * H, static_cast<size_t>(hc * H) * 4, x.data(),
-                    static_cast<size_t>(H) * 4, static_cast<size_t>(H) * 4, static_cast<size_t>(Tc), m.stream);
+    cuda::repeat_rows(x.data<float>(), Tc, H, hc, batch_->streams.data<float>() + first * hc * H, m.stream.get());
   }
   m.clock.mark("embed.gather", m.stream);
   m.check_finite(batch_->streams, T, seq, past, "the token embedding", 0);

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <limits>
 #include <numeric>
+#include <tuple>
 #include <vector>
 
 #include "base/error.h"
@@ -164,6 +165,29 @@ TEST(CudaRuntime, GatherRowsWidenedEqualsTheHostConversionBitForBit) {
         << i;
   EXPECT_THROW(gather_rows_widened(d_table.data(), DType::U16, d_pick.data<int32_t>(), n, w, out.data<float>(), s.get()),
                InputError);
+}
+
+// Repeated rows (the embedding written into every hyper-connection stream): each of n rows `times`
+// times in a row, bit for bit (NaN and -0 among the values), and nothing past the end written.
+TEST(CudaRuntime, RepeatRowsWritesEachRowTimesInARow) {
+  FP4KIT_REQUIRE_GPU();
+  Stream s;
+  const std::vector<std::tuple<int64_t, int64_t, int64_t>> shapes = {{1, 4096, 4}, {3, 7, 4}, {5, 33, 1}, {2, 1, 3}};
+  for (const auto& [n, w, times] : shapes) {
+    std::vector<float> src = testing::random_floats(static_cast<size_t>(n * w), 9);
+    src[0] = std::numeric_limits<float>::quiet_NaN();
+    if (src.size() > 1) src[1] = -0.0f;
+    const DeviceBuffer d_src = testing::upload(src, s, "rows");
+    const size_t count = static_cast<size_t>(n * times * w);
+    DeviceBuffer out((count + 1) * 4, "repeated");
+    fill_bytes(out.data(), 0xFF, out.bytes(), s);
+    repeat_rows(d_src.data<float>(), n, w, times, out.data<float>(), s.get());
+    const std::vector<uint32_t> got = testing::read_back<uint32_t>(out.data(), count + 1, s);
+    for (size_t e = 0; e < count; ++e)
+      ASSERT_EQ(got[e], f32_bits(src[e / static_cast<size_t>(times * w) * static_cast<size_t>(w) + e % static_cast<size_t>(w)]))
+          << "n " << n << " w " << w << " times " << times << " at " << e;
+    EXPECT_EQ(got[count], 0xFFFFFFFFu) << "written past the end";
+  }
 }
 
 }  // namespace
