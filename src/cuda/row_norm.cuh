@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "cuda/block_reduce.cuh"
+#include "cuda/codecs.cuh"
 
 namespace fp4kit::cuda {
 
@@ -14,13 +15,14 @@ constexpr int kRowNormLoads = 8;  // values a thread has in flight: a few rows a
                                   // a row's time is its loads' latency unless they overlap
 
 // dst[i] = weight[i] · (v_i · inv) (no weight: v_i · inv), inv = 1 / sqrt(mean(v²) + eps), for the
-// n values v_i = value(i) of the row. Each thread sums its i = threadIdx.x + j·blockDim.x in
+// n values v_i = value(i) of the row; with dst16, also each result rounded to BF16 there (round to
+// nearest even, as encode_elements). Each thread sums its i = threadIdx.x + j·blockDim.x in
 // increasing j in double (the zeros past the end add nothing), kRowNormLoads values fetched before
 // their sums; `value` may write v_i to dst[i] itself (the second pass reads dst then: each thread
 // reads back only what it wrote). scratch: 32 doubles of shared memory.
 template <class Value>
 __device__ __forceinline__ void rms_norm_row(Value value, int64_t n, const float* weight, float eps, const float* src,
-                                             float* dst, double* scratch) {
+                                             float* dst, uint16_t* dst16, double* scratch) {
   const int64_t stride = blockDim.x;
   double sum = 0;
   for (int64_t base = threadIdx.x; base < n; base += kRowNormLoads * stride) {
@@ -34,7 +36,11 @@ __device__ __forceinline__ void rms_norm_row(Value value, int64_t n, const float
   const float mean = static_cast<float>(sum / static_cast<double>(n));
   const float inv = 1.0f / sqrtf(mean + eps);
 #pragma unroll 4
-  for (int64_t i = threadIdx.x; i < n; i += stride) dst[i] = weight ? weight[i] * (src[i] * inv) : src[i] * inv;
+  for (int64_t i = threadIdx.x; i < n; i += stride) {
+    const float r = weight ? weight[i] * (src[i] * inv) : src[i] * inv;
+    dst[i] = r;
+    if (dst16) dst16[i] = float_to_bf16_bits(r);
+  }
 }
 
 }  // namespace fp4kit::cuda

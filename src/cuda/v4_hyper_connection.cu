@@ -311,7 +311,7 @@ __global__ void collapse_kernel(const float* streams, const float* pre, HcShape 
 // collapse_kernel's row of one token (a block per token), then rms_norm_rows' normalisation of it
 // with `norm`: the same arithmetic as the two kernels, one launch.
 __global__ void __launch_bounds__(kHcThreads) collapse_norm_kernel(const float* streams, const float* pre, HcShape s,
-                                                                 const float* norm, float* out) {
+                                                                 const float* norm, float* out, uint16_t* out16) {
   __shared__ double scratch[32];
   const int64_t t = blockIdx.x, n = s.hidden, hc = s.hc;
   const float* x = streams + t * hc * n;
@@ -322,7 +322,7 @@ __global__ void __launch_bounds__(kHcThreads) collapse_norm_kernel(const float* 
     dst[d] = v;
     return v;
   };
-  rms_norm_row(value, n, norm, s.rms_eps, dst, dst, scratch);
+  rms_norm_row(value, n, norm, s.rms_eps, dst, dst, out16 ? out16 + t * n : nullptr, scratch);
 }
 
 // X'[t, k, d] = post[t, k] · y[t, d] + Σ_j C[t, j, k] · X[t, j, d], all k of one (t, d) in one thread.
@@ -360,8 +360,9 @@ int64_t hc_scratch_floats(const HcShape& s) {
 }
 
 void hc_pre(const float* streams, const HcShape& s, const HcParamsDevice& p, float* collapsed, float* post,
-            float* comb, float* scratch, StreamHandle stream, const float* norm) {
+            float* comb, float* scratch, StreamHandle stream, const float* norm, uint16_t* collapsed_bf16) {
   check_shape(s, "hc_pre");
+  if (collapsed_bf16 && !norm) throw InputError("hc_pre: a BF16 copy of the collapsed rows is made with the norm only");
   if (s.tokens == 0) return;
   const int64_t rows = (2 + s.hc) * s.hc;
   float* z = scratch;
@@ -372,7 +373,8 @@ void hc_pre(const float* streams, const HcShape& s, const HcParamsDevice& p, flo
   else hc_mix_kernel<<<ceil_div(static_cast<size_t>(s.tokens), 128), 128, 0, stream>>>(z, s, p, pre, post, comb);
   check_launch("hc_mix", shape_text(s));
   if (norm) {
-    collapse_norm_kernel<<<static_cast<unsigned>(s.tokens), kHcThreads, 0, stream>>>(streams, pre, s, norm, collapsed);
+    collapse_norm_kernel<<<static_cast<unsigned>(s.tokens), kHcThreads, 0, stream>>>(streams, pre, s, norm, collapsed,
+                                                                                     collapsed_bf16);
     check_launch("hc_collapse_norm", shape_text(s));
     return;
   }

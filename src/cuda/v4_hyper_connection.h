@@ -27,9 +27,11 @@ int64_t hc_scratch_floats(const HcShape& s);
 
 // streams [T, hc, H] -> collapsed [T, H], post [T, hc], comb [T, hc, hc] (C[j, k] row-major). With
 // `norm` [H], each collapsed row is then RMS-normalised with that weight and s.rms_eps in the same
-// launch, bit for bit as rms_norm_rows would (the sublayer's input norm).
+// launch, bit for bit as rms_norm_rows would (the sublayer's input norm), and with collapsed_bf16
+// [T, H] also rounded to BF16 there (the products' input).
 void hc_pre(const float* streams, const HcShape& s, const HcParamsDevice& p, float* collapsed, float* post,
-            float* comb, float* scratch, StreamHandle stream, const float* norm = nullptr);
+            float* comb, float* scratch, StreamHandle stream, const float* norm = nullptr,
+            uint16_t* collapsed_bf16 = nullptr);
 // streams <- post_k · y + Σ_j C[j, k] · X_j, y [T, H].
 void hc_post(float* streams, const float* y, const float* post, const float* comb, const HcShape& s,
              StreamHandle stream);

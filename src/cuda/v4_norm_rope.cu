@@ -11,10 +11,11 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__global__ void rms_norm_rows_kernel(const float* x, int64_t n, const float* weight, float eps, float* out) {
+__global__ void rms_norm_rows_kernel(const float* x, int64_t n, const float* weight, float eps, float* out, uint16_t* out16) {
   __shared__ double scratch[32];
   const float* row = x + blockIdx.x * n;
-  rms_norm_row([row](int64_t i) { return row[i]; }, n, weight, eps, row, out + blockIdx.x * n, scratch);
+  rms_norm_row([row](int64_t i) { return row[i]; }, n, weight, eps, row, out + blockIdx.x * n,
+               out16 ? out16 + blockIdx.x * n : nullptr, scratch);
 }
 
 __global__ void rope_rows_kernel(RopeRows r) {
@@ -35,10 +36,10 @@ __global__ void rope_rows_kernel(RopeRows r) {
 }  // namespace
 
 void rms_norm_rows(const float* x, int64_t rows, int64_t n, const float* weight, float eps, float* out,
-                   StreamHandle stream) {
+                   StreamHandle stream, uint16_t* out_bf16) {
   if (rows <= 0) return;
   if (n <= 0 || !x || !out) throw InputError("rms_norm_rows: bad arguments (rows " + std::to_string(rows) + ", n " + std::to_string(n) + ")");
-  rms_norm_rows_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, n, weight, eps, out);
+  rms_norm_rows_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, n, weight, eps, out, out_bf16);
   check_launch("rms_norm_rows", "rows=" + std::to_string(rows) + " n=" + std::to_string(n));
 }
 

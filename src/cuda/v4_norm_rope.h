@@ -10,9 +10,10 @@
 namespace fp4kit::cuda {
 
 // out[r] = weight ⊙ x[r] / sqrt(mean(x[r]²) + eps) for `rows` rows of n (sum of squares in F64).
-// weight may be null (unweighted); out may alias x.
+// weight may be null (unweighted); out may alias x. With out_bf16 [rows, n], each result is also
+// rounded to BF16 there (as encode_elements would), for a product that reads it.
 void rms_norm_rows(const float* x, int64_t rows, int64_t n, const float* weight, float eps, float* out,
-                   StreamHandle stream);
+                   StreamHandle stream, uint16_t* out_bf16 = nullptr);
 
 // For every row r and head h, rotates the `dim` values at v + r·row_stride + h·head_stride + offset
 // in interleaved pairs by positions[r]·inv_freq[i] (inverse: by the negative angle).

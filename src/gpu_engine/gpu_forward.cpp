@@ -288,11 +288,6 @@ struct GpuForward::Impl {
   void linear(const float* x, const LinearWeight& w, float* y, int64_t m, const uint16_t* x_bf16 = nullptr) {
     lin.apply(x, w.k, w, y, w.n, m, 0, -1, x_bf16);
   }
-  // x [m, k] rounded to BF16 once where several products read it (BF16 precision; empty in F32, whose
-  // products read x itself).
-  cuda::DeviceBuffer shared_bf16(const float* x, int64_t m, int64_t k) {
-    return lin.precision() == Precision::Bf16 ? lin.bf16_copy(x, m, k) : cuda::DeviceBuffer{};
-  }
 
   void rope(float* v, int64_t rows, int64_t heads, int64_t row_stride, int64_t head_stride, int64_t offset,
             const int64_t* positions, bool compress, bool inverse = false) {
@@ -378,8 +373,8 @@ struct GpuForward::Impl {
   // The products run once over all T tokens; compressors, indexer and attention core per run. With a
   // cache (its rows offset to the run's first sequence), a run continues from it and it keeps the new
   // rows; sb.kv_rows is then its capacity.
-  void attention(int64_t layer, const float* a, int64_t T, const std::vector<AttentionRun>& runs, const int64_t* positions,
-                 float* out) {
+  void attention(int64_t layer, const float* a, const uint16_t* a16, int64_t T, const std::vector<AttentionRun>& runs,
+                 const int64_t* positions, float* out) {
     const auto& b = cfg.base;
     const int64_t H = b.hidden_size, qr = b.q_lora_rank, nh = b.num_attention_heads, D = b.head_dim;
     const int64_t G = b.o_groups, R = b.o_lora_rank, rd = cfg.rope_dim;
@@ -392,17 +387,19 @@ struct GpuForward::Impl {
     };
 
     cuda::DeviceBuffer q_res = floats(T * qr, "q_res"), q = floats(T * nh * D, "q"), kv = floats(T * D, "kv");
-    const cuda::DeviceBuffer a_bf16 = shared_bf16(a, T, H);  // read by every projection of a
-    const uint16_t* a16 = a_bf16.data<uint16_t>();
+    // q_res rounded to BF16 by its norm, for the products that read it (BF16 precision).
+    const cuda::DeviceBuffer q_res16 = a16 ? cuda::DeviceBuffer(static_cast<size_t>(T * qr) * 2, "q_res bf16")
+                                           : cuda::DeviceBuffer{};
     {
       const LinearWeight wq_a = linear_weight(p + "wq_a.weight", qr, H);
       const float* q_norm = weight(p + "q_norm.weight", {qr});
       const LinearWeight wq_b = linear_weight(p + "wq_b.weight", nh * D, qr);
       observe(p + "wq_a", a, T, H);
       linear(a, wq_a, q_res.data<float>(), T, a16);
-      cuda::rms_norm_rows(q_res.data<float>(), T, qr, q_norm, cfg.rms_eps, q_res.data<float>(), stream.get());
+      cuda::rms_norm_rows(q_res.data<float>(), T, qr, q_norm, cfg.rms_eps, q_res.data<float>(), stream.get(),
+                          q_res16.data<uint16_t>());
       observe(p + "wq_b", q_res.data<float>(), T, qr);
-      linear(q_res.data<float>(), wq_b, q.data<float>(), T);
+      linear(q_res.data<float>(), wq_b, q.data<float>(), T, q_res16.data<uint16_t>());
       cuda::rms_norm_rows(q.data<float>(), T * nh, D, nullptr, cfg.rms_eps, q.data<float>(), stream.get());
       rope(q.data<float>(), T, nh, nh * D, D, D - rd, positions, compress_rope_here);
       const LinearWeight wkv = linear_weight(p + "wkv.weight", D, H);
@@ -434,7 +431,7 @@ struct GpuForward::Impl {
       const LinearWeight wq_b = linear_weight(p + "indexer.wq_b.weight", nI * dI, qr);
       const LinearWeight wproj = linear_weight(p + "indexer.weights_proj.weight", nI, H);
       observe(p + "indexer.wq_b", q_res.data<float>(), T, qr);
-      linear(q_res.data<float>(), wq_b, idx_q.data<float>(), T);
+      linear(q_res.data<float>(), wq_b, idx_q.data<float>(), T, q_res16.data<uint16_t>());
       rope(idx_q.data<float>(), T, nI, nI * dI, dI, dI - rd, positions, true);
       observe(p + "indexer.weights_proj", a, T, H);
       linear(a, wproj, idx_w.data<float>(), T, a16);
@@ -500,7 +497,9 @@ struct GpuForward::Impl {
 
   // engine::moe_forward: x [T, H] -> out [T, H].
   // ids: the T tokens' ids on the host and on the device; `first` numbers the first token in errors.
-  void moe(int64_t layer, const float* x, const int64_t* ids, const int64_t* d_ids, int64_t T, int64_t first, float* out) {
+  // x16: x rounded to BF16 (BF16 precision), or null.
+  void moe(int64_t layer, const float* x, const uint16_t* x16, const int64_t* ids, const int64_t* d_ids, int64_t T,
+           int64_t first, float* out) {
     const auto& b = cfg.base;
     const int64_t H = b.hidden_size, E = b.n_routed_experts;
     const int64_t k = b.num_experts_per_tok, I = b.moe_intermediate_size;
@@ -560,10 +559,9 @@ struct GpuForward::Impl {
     clock.mark("moe.routing", stream);
 
     if (grouped) {
-      const cuda::DeviceBuffer x_bf16 = shared_bf16(x, T, H);  // read by the routed and the shared experts
-      routed_grouped(layer, x, x_bf16.data<uint16_t>(), T, chosen, weights, routed.data<float>());
+      routed_grouped(layer, x, x16, T, chosen, weights, routed.data<float>());
       clock.mark("moe.routed", stream);
-      shared_and_sum(p, x, x_bf16.data<uint16_t>(), T, routed, out);
+      shared_and_sum(p, x, x16, T, routed, out);
       return;
     }
     // Routed experts in increasing id, each over its tokens in increasing order (the CPU's order of sums).
@@ -1251,6 +1249,10 @@ void GpuForward::compute_chunks(int64_t layer, float* all_streams, const std::ve
   shape.tokens = most, shape.hc = hc, shape.hidden = H, shape.hc_eps = cfg.hc_eps, shape.rms_eps = cfg.rms_eps;
   shape.sinkhorn_iters = cfg.hc_sinkhorn_iters;
   cuda::DeviceBuffer x = floats(most * H, "sublayer input"), y = floats(most * H, "sublayer output");
+  // The sublayer input rounded to BF16 by its norm, for every product that reads it (BF16 precision).
+  const cuda::DeviceBuffer x16 = m.lin.precision() == Precision::Bf16
+                                     ? cuda::DeviceBuffer(static_cast<size_t>(most * H) * 2, "sublayer input bf16")
+                                     : cuda::DeviceBuffer{};
   cuda::DeviceBuffer post = floats(most * hc, "hc post"), comb = floats(most * hc * hc, "hc comb");
   cuda::DeviceBuffer scratch = floats(cuda::hc_scratch_floats(shape), "hc scratch");
   std::vector<const float*> hc_weights;  // fn, base, scale, norm of each site
@@ -1269,11 +1271,14 @@ void GpuForward::compute_chunks(int64_t layer, float* all_streams, const std::ve
       const float* const* w = &hc_weights[static_cast<size_t>(4 * site)];
       // The collapsed rows come out through the sublayer's input norm (w[3], eps shape.rms_eps).
       cuda::hc_pre(streams, shape, {w[0], w[1], w[2]}, x.data<float>(), post.data<float>(), comb.data<float>(),
-                   scratch.data<float>(), m.stream.get(), w[3]);
+                   scratch.data<float>(), m.stream.get(), w[3], x16.data<uint16_t>());
       m.clock.mark("hc", m.stream);
       if (site == 0)
-        m.attention(layer, x.data<float>(), Tc, chunk.runs, batch_->positions.data<int64_t>() + first, y.data<float>());
-      else m.moe(layer, x.data<float>(), batch_->ids.data() + first, batch_->d_ids.data<int64_t>() + first, Tc, first, y.data<float>());
+        m.attention(layer, x.data<float>(), x16.data<uint16_t>(), Tc, chunk.runs, batch_->positions.data<int64_t>() + first,
+                    y.data<float>());
+      else
+        m.moe(layer, x.data<float>(), x16.data<uint16_t>(), batch_->ids.data() + first, batch_->d_ids.data<int64_t>() + first,
+              Tc, first, y.data<float>());
       cuda::hc_post(streams, y.data<float>(), post.data<float>(), comb.data<float>(), shape, m.stream.get());
       m.clock.mark("hc", m.stream);
     }

@@ -149,12 +149,6 @@ const uint16_t* GpuLinear::to_bf16(const float* x, int64_t ldx, int64_t m, int64
   return x_bf16_.data<uint16_t>();
 }
 
-cuda::DeviceBuffer GpuLinear::bf16_copy(const float* x, int64_t m, int64_t k) {
-  cuda::DeviceBuffer b(static_cast<size_t>(std::max<int64_t>(m * k, 1)) * 2, "BF16 linear input");
-  if (m * k > 0) cuda::encode_elements(x, static_cast<size_t>(m * k), cuda::ElementEncoding::BF16, b.data<uint16_t>(), stream_.get());
-  return b;
-}
-
 void GpuLinear::apply(const float* x, int64_t ldx, const LinearWeight& w, float* y, int64_t ldy, int64_t m, int64_t row0,
                       int64_t rows, const uint16_t* x_bf16) {
   if (rows < 0) rows = w.n;

@@ -46,14 +46,10 @@ class GpuLinear {
   LinearWeight weight_f32(const std::string& name, int64_t n, int64_t k);
 
   // y [m, rows] (row stride ldy) = x [m, k] (row stride ldx) · W[row0 : row0 + rows]ᵀ; rows < 0: all.
-  // x_bf16: x already rounded to BF16 ([m, k] dense, as bf16_copy() gives it) where several products
-  // read the same x, or null. Asynchronous on the stream.
+  // x_bf16: x already rounded to BF16 ([m, k] dense, round to nearest even) where several products
+  // read the same x or the kernel that made x rounded it too, or null. Asynchronous on the stream.
   void apply(const float* x, int64_t ldx, const LinearWeight& w, float* y, int64_t ldy, int64_t m, int64_t row0 = 0,
              int64_t rows = -1, const uint16_t* x_bf16 = nullptr);
-
-  // x [m, k] (dense) rounded to BF16 in a buffer of its own (stream-ordered where the caller's scope
-  // makes allocations so), for apply()'s x_bf16.
-  cuda::DeviceBuffer bf16_copy(const float* x, int64_t m, int64_t k);
 
   // Grouped rows: y[:, g·R : (g+1)·R] = x[:, g·k : (g+1)·k] · W[g·R : (g+1)·R]ᵀ for g < groups, with
   // W [groups·R, k] (taken with row_block R), x [m, groups·k] and y [m, groups·R] dense. The same

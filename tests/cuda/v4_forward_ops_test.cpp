@@ -63,9 +63,16 @@ TEST(CudaV4Ops, RmsNormRowsMatchesTheEngine) {
       cuda::DeviceBuffer out(x.size() * 4, "out");
       cuda::rms_norm_rows(dx.data<float>(), rows, n, weighted ? dw.data<float>() : nullptr, 1e-6f, out.data<float>(), s.get());
       expect_close(testing::read_back<float>(out.data(), x.size(), s), cpu, 4e-7, 1e-6, "rms_norm");
-      // In place.
-      cuda::rms_norm_rows(dx.data<float>(), rows, n, weighted ? dw.data<float>() : nullptr, 1e-6f, dx.data<float>(), s.get());
-      expect_close(testing::read_back<float>(dx.data(), x.size(), s), cpu, 4e-7, 1e-6, "rms_norm in place");
+      // In place, with the BF16 copy: each value the encoder's rounding of the F32 result.
+      cuda::DeviceBuffer out16(x.size() * 2, "out bf16");
+      cuda::rms_norm_rows(dx.data<float>(), rows, n, weighted ? dw.data<float>() : nullptr, 1e-6f, dx.data<float>(), s.get(),
+                          out16.data<uint16_t>());
+      const auto in_place = testing::read_back<float>(dx.data(), x.size(), s);
+      expect_close(in_place, cpu, 4e-7, 1e-6, "rms_norm in place");
+      const auto got16 = testing::read_back<uint16_t>(out16.data(), x.size(), s);
+      size_t differ = 0;
+      for (size_t i = 0; i < x.size(); ++i) differ += got16[i] != BF16::from_float(in_place[i]).bits;
+      EXPECT_EQ(differ, 0u) << "BF16 copies that are not the rounding of the F32 result, n " << n;
     }
   }
 }
@@ -200,9 +207,9 @@ TEST_P(CudaV4OpsHc, HyperConnectionsMatchTheEngine) {
       engine::rms_norm(&collapsed[static_cast<size_t>(t * H)], static_cast<size_t>(H), norm.data(), f.shape().rms_eps,
                        &normed[static_cast<size_t>(t * H)]);
     auto d_norm = upload(norm, s, "norm");
-    cuda::DeviceBuffer d_normed(collapsed.size() * 4), d_two(collapsed.size() * 4);
+    cuda::DeviceBuffer d_normed(collapsed.size() * 4), d_two(collapsed.size() * 4), d_normed16(collapsed.size() * 2);
     cuda::hc_pre(d_streams.data<float>(), f.shape(), p, d_normed.data<float>(), d_post.data<float>(), d_comb.data<float>(),
-                 d_scratch.data<float>(), s.get(), d_norm.data<float>());
+                 d_scratch.data<float>(), s.get(), d_norm.data<float>(), d_normed16.data<uint16_t>());
     cuda::rms_norm_rows(d_collapsed.data<float>(), T, H, d_norm.data<float>(), f.shape().rms_eps, d_two.data<float>(), s.get());
     const auto fused = testing::read_back<float>(d_normed.data(), normed.size(), s);
     const auto two = testing::read_back<uint32_t>(d_two.data(), normed.size(), s);
@@ -214,6 +221,10 @@ TEST_P(CudaV4OpsHc, HyperConnectionsMatchTheEngine) {
       differ += bits != two[i];
     }
     EXPECT_EQ(differ, 0u) << "values of the fused collapse and norm that differ from collapse then rms_norm_rows";
+    const auto fused16 = testing::read_back<uint16_t>(d_normed16.data(), normed.size(), s);
+    size_t differ16 = 0;
+    for (size_t i = 0; i < fused.size(); ++i) differ16 += fused16[i] != BF16::from_float(fused[i]).bits;
+    EXPECT_EQ(differ16, 0u) << "BF16 copies that are not the rounding of the F32 result";
   }
   // hc_post and hc_head on the CPU's mixing, so that each is checked on its own.
   auto d_post_cpu = upload(mix.post, s, "post"), d_comb_cpu = upload(mix.comb, s, "comb");
@@ -275,6 +286,11 @@ TEST(CudaV4Ops, LaunchersRejectBadShapes) {
   r.rows = 1, r.dim = 3;
   EXPECT_THROW(cuda::rope_rows(r, s.get()), InputError);
   EXPECT_THROW(cuda::rms_norm_rows(nullptr, 2, 0, nullptr, 1e-6f, nullptr, s.get()), InputError);
+  cuda::HcShape ok;
+  ok.tokens = 1, ok.hc = 4, ok.hidden = 8;
+  uint16_t host_only[1];  // refused before anything runs
+  EXPECT_THROW(cuda::hc_pre(nullptr, ok, {}, nullptr, nullptr, nullptr, nullptr, s.get(), nullptr, host_only), InputError)
+      << "a BF16 copy without the norm";
 }
 
 }  // namespace
