@@ -1,6 +1,7 @@
 // Drawing tokens on the device (token_draw.h): keys for CUB's radix sort, the sort of every row at
 // once (the row index above the key's 32 bits, so one device-wide sort orders each row apart), then
-// one block per row walks its candidates in order.
+// the walk over each row's candidates in order: their weights by chunks on many blocks, the choices
+// by one block per row.
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 #include <cub/device/device_radix_sort.cuh>
@@ -101,72 +102,189 @@ __device__ int64_t first_index(int64_t begin, int64_t end, WalkShared& s, Pred p
   return end;
 }
 
-// One block per row. keys/ids: the row's candidates in order; cum: scratch, the running sums.
-__global__ void __launch_bounds__(kDrawThreads) token_draw_walk_kernel(const uint64_t* __restrict__ keys,
+// The walk in two launches, so that a row's candidates are spread over many multiprocessors:
+//  1. token_draw_chunks_kernel, grid (chunks, rows): chunk c of a row holds the candidates
+//     [c·kDrawTile, (c+1)·kDrawTile) in order. It writes their integer weights' running sums within
+//     the chunk (cum), the chunk's total, the first candidate of the chunk that min_p refuses, and
+//     the chunk's part of the softmax normalizer (raw logits [c·kDrawTile, ...) by id).
+//  2. token_draw_pick_kernel, one block per row: the chunks' offsets (a scan of their totals), then
+//     top_p, min_p and the draw as first indices of monotone predicates on the running sums (the
+//     chunk first, then the index within it), the normalizer from the parts in chunk order.
+// The sums are integers, so the running sums are those of the one-block walk, bit for bit.
+struct ChunkOut {
+  unsigned long long total;  // the chunk's sum of weights
+  int64_t min_p_refused;     // the first candidate i >= 1 of the chunk with !(p_i >= min_p), else INT64_MAX
+  double normalizer_part;    // Σ exp(logit - max) over the chunk's ids
+};
+
+// serve/sampling.h's candidate count and weight of candidate i (0 past the candidates; NaN as 0).
+struct RowWeights {
+  double T, top;
+  int64_t k;
+  int bits;
+  __device__ double prob(const uint64_t* keys, int64_t i) const {
+    return exp(static_cast<double>(logit_of_key(keys[i])) / T - top);
+  }
+  __device__ unsigned long long weight(const uint64_t* keys, int64_t i) const {
+    const double w = i < k ? prob(keys, i) : 0.0;
+    return w > 0.0 ? static_cast<unsigned long long>(ldexp(w, bits)) : 0ull;
+  }
+};
+
+__device__ __forceinline__ RowWeights row_weights(const uint64_t* keys, int64_t vocab, const DrawParams& p) {
+  RowWeights w;
+  w.T = p.temperature;
+  w.top = static_cast<double>(logit_of_key(keys[0])) / w.T;
+  w.k = p.top_k > 0 ? min(p.top_k, vocab) : vocab;
+  w.bits = fraction_bits(w.k);
+  return w;
+}
+
+__global__ void __launch_bounds__(kDrawThreads, 1) token_draw_chunks_kernel(const uint64_t* __restrict__ keys,
+                                                                        unsigned long long* cum,
+                                                                        const float* __restrict__ logits, int64_t vocab,
+                                                                        const DrawParams* params, const uint32_t* first_bad,
+                                                                        ChunkOut* chunks) {
+  __shared__ WalkShared s;
+  __shared__ unsigned long long refused;
+  const int64_t r = blockIdx.y, c = blockIdx.x, chunk_count = gridDim.x;
+  const DrawParams p = params[r];
+  keys += r * vocab, cum += r * vocab, logits += r * vocab;
+  ChunkOut out{0, INT64_MAX, 0.0};
+  if (first_bad[r] != kNoBadLogit) {
+    if (threadIdx.x == 0) chunks[r * chunk_count + c] = out;
+    return;
+  }
+  const int64_t base = c * kDrawTile;
+  if (p.temperature > 0.0) {
+    const RowWeights rw = row_weights(keys, vocab, p);
+    if (threadIdx.x == 0) refused = static_cast<unsigned long long>(INT64_MAX);
+    unsigned long long v[kDrawItems];
+    const int64_t first = base + static_cast<int64_t>(threadIdx.x) * kDrawItems;
+    unsigned long long mine = static_cast<unsigned long long>(INT64_MAX);
+#pragma unroll
+    for (int j = 0; j < kDrawItems; ++j) {
+      const int64_t i = first + j;
+      v[j] = rw.weight(keys, i);
+      if (p.min_p > 0.0 && i >= 1 && i < rw.k && !(rw.prob(keys, i) >= p.min_p) && mine == static_cast<unsigned long long>(INT64_MAX))
+        mine = static_cast<unsigned long long>(i);
+    }
+    __syncthreads();  // `refused` set
+    if (mine != static_cast<unsigned long long>(INT64_MAX)) atomicMin(&refused, mine);
+    unsigned long long total = 0;
+    cub::BlockScan<unsigned long long, kDrawThreads>(s.temp.scan).InclusiveSum(v, v, total);
+#pragma unroll
+    for (int j = 0; j < kDrawItems; ++j)
+      if (first + j < rw.k) cum[first + j] = v[j];
+    __syncthreads();
+    out.total = total;
+    out.min_p_refused = static_cast<int64_t>(refused);
+  }
+  if (p.logprobs || p.top_logprobs > 0) {
+    // log of the softmax's normalizer of the raw logits (serve/sampling.cpp's log_normalizer): this
+    // chunk's ids.
+    const float m = logit_of_key(keys[0]);
+    double part = 0.0;
+    for (int64_t i = base + threadIdx.x; i < min(base + kDrawTile, vocab); i += kDrawThreads)
+      part += exp(static_cast<double>(logits[i]) - m);
+    __syncthreads();
+    out.normalizer_part = cub::BlockReduce<double, kDrawThreads>(s.temp.reduce).Sum(part);
+  }
+  if (threadIdx.x == 0) chunks[r * chunk_count + c] = out;
+}
+
+// The first chunk in [0, chunk_end) with pred(chunk), or chunk_end (pred monotone: false, then true).
+template <class Pred>
+__device__ int64_t first_chunk(int64_t chunk_end, WalkShared& s, Pred pred) {
+  if (threadIdx.x == 0) s.first = static_cast<unsigned long long>(chunk_end);
+  __syncthreads();
+  for (int64_t c = threadIdx.x; c < chunk_end; c += kDrawThreads)
+    if (pred(c)) {
+      atomicMin(&s.first, static_cast<unsigned long long>(c));
+      break;
+    }
+  __syncthreads();
+  const int64_t found = static_cast<int64_t>(s.first);
+  __syncthreads();
+  return found;
+}
+
+__global__ void __launch_bounds__(kDrawThreads) token_draw_pick_kernel(const uint64_t* __restrict__ keys,
                                                                       const int32_t* __restrict__ ids,
-                                                                      unsigned long long* cum,
+                                                                      const unsigned long long* cum,
                                                                       const float* __restrict__ logits, int64_t vocab,
                                                                       const DrawParams* params, const uint32_t* first_bad,
-                                                                      int max_top, DrawOut* out, int32_t* top_ids,
-                                                                      double* top_logprobs) {
+                                                                      const ChunkOut* chunks, int64_t chunk_count,
+                                                                      unsigned long long* offsets, int max_top, DrawOut* out,
+                                                                      int32_t* top_ids, double* top_logprobs) {
   __shared__ WalkShared s;
   const int64_t r = blockIdx.x;
   const DrawParams p = params[r];
   keys += r * vocab, ids += r * vocab, cum += r * vocab, logits += r * vocab;
+  chunks += r * chunk_count, offsets += r * chunk_count;
   if (first_bad[r] != kNoBadLogit) {
     if (threadIdx.x == 0) out[r] = DrawOut{0, first_bad[r], NAN};
     return;
   }
   int64_t chosen = 0;  // greedy: the first candidate
   if (p.temperature > 0.0) {
-    // serve/sampling.h's rules: integer weights, their running sums exact in any order.
-    const double T = p.temperature;
-    const double top = static_cast<double>(logit_of_key(keys[0])) / T;
-    const auto prob = [&](int64_t i) { return exp(static_cast<double>(logit_of_key(keys[i])) / T - top); };
-    const int64_t k = p.top_k > 0 ? min(p.top_k, vocab) : vocab;
-    const int bits = fraction_bits(k);
+    const RowWeights rw = row_weights(keys, vocab, p);
+    const int64_t k = rw.k, used = (k + kDrawTile - 1) / kDrawTile;  // chunks holding candidates
+    // offsets[c] = the running sum before chunk c: an exclusive scan of the totals, kDrawThreads at a time.
     if (threadIdx.x == 0) s.carry = 0;
     __syncthreads();
-    for (int64_t base = 0; base < k; base += kDrawTile) {
-      unsigned long long v[kDrawItems];
-      const int64_t first = base + static_cast<int64_t>(threadIdx.x) * kDrawItems;
-#pragma unroll
-      for (int j = 0; j < kDrawItems; ++j) {
-        const double w = first + j < k ? prob(first + j) : 0.0;
-        v[j] = w > 0.0 ? static_cast<unsigned long long>(ldexp(w, bits)) : 0ull;  // NaN as 0
-      }
-      cub::BlockScan<unsigned long long, kDrawThreads>(s.temp.scan).InclusiveSum(v, v);
+    for (int64_t base = 0; base < used; base += kDrawThreads) {
+      const int64_t c = base + threadIdx.x;
+      unsigned long long t = c < used ? chunks[c].total : 0ull, block_total = 0;
+      cub::BlockScan<unsigned long long, kDrawThreads>(s.temp.scan).ExclusiveSum(t, t, block_total);
       const unsigned long long carry = s.carry;
-#pragma unroll
-      for (int j = 0; j < kDrawItems; ++j)
-        if (first + j < k) cum[first + j] = carry + v[j];
-      __syncthreads();  // every thread read the carry and wrote its sums
-      const int64_t last = min(base + kDrawTile, k) - 1;
-      if (threadIdx.x == 0) s.carry = cum[last];
+      if (c < used) offsets[c] = carry + t;
+      __syncthreads();
+      if (threadIdx.x == 0) s.carry = carry + block_total;
       __syncthreads();
     }
+    const unsigned long long total = s.carry;
+    // The running sum at candidate i (i < k): its chunk's offset and its sum within the chunk.
+    const auto sum_at = [&](int64_t i) { return offsets[i / kDrawTile] + cum[i]; };
+    const auto chunk_last = [&](int64_t c, int64_t end) { return min((c + 1) * kDrawTile, end) - 1; };
     int64_t n = k;
     if (p.top_p < 1.0) {
-      const U128 threshold = static_cast<U128>(static_cast<unsigned long long>(ldexp(p.top_p, 63))) * cum[k - 1];
-      const int64_t at = first_index(0, k, s, [&](int64_t i) { return (static_cast<U128>(cum[i]) << 63) >= threshold; });
-      if (at < k) n = at + 1;
+      const U128 threshold = static_cast<U128>(static_cast<unsigned long long>(ldexp(p.top_p, 63))) * total;
+      const auto reached = [&](int64_t i) { return (static_cast<U128>(sum_at(i)) << 63) >= threshold; };
+      const int64_t c = first_chunk(used, s, [&](int64_t c) { return reached(chunk_last(c, k)); });
+      if (c < used) {
+        const int64_t at = first_index(c * kDrawTile, chunk_last(c, k) + 1, s, reached);
+        if (at < k) n = at + 1;
+      }
     }
-    if (p.min_p > 0.0) n = first_index(1, n, s, [&](int64_t i) { return !(prob(i) >= p.min_p); });
+    if (p.min_p > 0.0) {
+      // The first refused candidate from 1 on, over every chunk; below n it ends the candidates.
+      if (threadIdx.x == 0) s.first = static_cast<unsigned long long>(INT64_MAX);
+      __syncthreads();
+      for (int64_t c = threadIdx.x; c < used; c += kDrawThreads)
+        atomicMin(&s.first, static_cast<unsigned long long>(chunks[c].min_p_refused));
+      __syncthreads();
+      const int64_t refused = static_cast<int64_t>(s.first);
+      __syncthreads();
+      if (refused < n) n = refused;
+    }
     const unsigned long long target = static_cast<unsigned long long>(
-        (static_cast<U128>(static_cast<unsigned long long>(ldexp(p.uniform, 54))) * cum[n - 1]) >> 54);
-    chosen = first_index(0, n, s, [&](int64_t i) { return target < cum[i]; });
-    if (chosen == n) chosen = n - 1;  // only when every weight is 0
+        (static_cast<U128>(static_cast<unsigned long long>(ldexp(p.uniform, 54))) * sum_at(n - 1)) >> 54);
+    const int64_t n_chunks = (n + kDrawTile - 1) / kDrawTile;
+    const auto past = [&](int64_t i) { return target < sum_at(i); };
+    const int64_t c = first_chunk(n_chunks, s, [&](int64_t c) { return past(chunk_last(c, n)); });
+    chosen = c < n_chunks ? first_index(c * kDrawTile, chunk_last(c, n) + 1, s, past) : n;
+    if (chosen >= n) chosen = n - 1;  // only when every weight is 0
   }
   const int32_t token = ids[chosen];
   double logprob = NAN;
   if (p.logprobs || p.top_logprobs > 0) {
-    // log of the softmax's normalizer of the raw logits (serve/sampling.cpp's log_normalizer).
     const float m = logit_of_key(keys[0]);
-    double part = 0.0;
-    for (int64_t i = threadIdx.x; i < vocab; i += kDrawThreads) part += exp(static_cast<double>(logits[i]) - m);
-    __syncthreads();
-    const double sum = cub::BlockReduce<double, kDrawThreads>(s.temp.reduce).Sum(part);
-    if (threadIdx.x == 0) s.log_z = m + log(sum);
+    if (threadIdx.x == 0) {
+      double sum = 0.0;
+      for (int64_t c = 0; c < chunk_count; ++c) sum += chunks[c].normalizer_part;  // chunk order: deterministic
+      s.log_z = m + log(sum);
+    }
     __syncthreads();
     const double log_z = s.log_z;
     logprob = static_cast<double>(logits[token]) - log_z;
@@ -244,10 +362,19 @@ std::vector<TokenDrawResult> draw_tokens(const float* logits, int64_t vocab, con
   check(cub::DeviceRadixSort::SortPairs(temp.data(), temp_bytes, keys, ids, static_cast<int>(items), 0, end_bit, stream), sort);
 
   // The other key buffer is free after the sort: the running sums go there.
-  token_draw_walk_kernel<<<static_cast<unsigned>(R), kDrawThreads, 0, stream>>>(
-      keys.Current(), ids.Current(), reinterpret_cast<unsigned long long*>(keys.Alternate()), logits, vocab, d_params.data<DrawParams>(),
-      d_bad.data<uint32_t>(), max_top, d_out.data<DrawOut>(), d_top_ids.data<int32_t>(), d_top_lp.data<double>());
-  check_launch("token_draw_walk", shape);
+  const int64_t chunk_count = (vocab + kDrawTile - 1) / kDrawTile;
+  if (chunk_count > 65535) bad("more than 65535 chunks of candidates a row");
+  DeviceBuffer d_chunks(static_cast<size_t>(R * chunk_count) * sizeof(ChunkOut), "token draw chunks");
+  DeviceBuffer d_offsets(static_cast<size_t>(R * chunk_count) * 8, "token draw chunk offsets");
+  auto* cum = reinterpret_cast<unsigned long long*>(keys.Alternate());
+  token_draw_chunks_kernel<<<dim3(static_cast<unsigned>(chunk_count), static_cast<unsigned>(R)), kDrawThreads, 0, stream>>>(
+      keys.Current(), cum, logits, vocab, d_params.data<DrawParams>(), d_bad.data<uint32_t>(), d_chunks.data<ChunkOut>());
+  check_launch("token_draw_chunks", shape);
+  token_draw_pick_kernel<<<static_cast<unsigned>(R), kDrawThreads, 0, stream>>>(
+      keys.Current(), ids.Current(), cum, logits, vocab, d_params.data<DrawParams>(), d_bad.data<uint32_t>(),
+      d_chunks.data<ChunkOut>(), chunk_count, d_offsets.data<unsigned long long>(), max_top, d_out.data<DrawOut>(),
+      d_top_ids.data<int32_t>(), d_top_lp.data<double>());
+  check_launch("token_draw_pick", shape);
 
   std::vector<DrawOut> out(static_cast<size_t>(R));
   std::vector<int32_t> top_ids(static_cast<size_t>(R * max_top));
