@@ -1,5 +1,6 @@
 // Stage 1 of the routed experts: the (token, slot) pairs sorted by expert, x gathered into that order,
-// the group offsets and the inverse permutation, and the record of the first out-of-range id.
+// the group offsets and the inverse permutation, and the record of the first out-of-range id. A
+// decode step's few slots take one launch (route_small_kernel), more take CUB's radix sort.
 #include <algorithm>
 #include <cstdint>
 #include <string>
@@ -74,6 +75,69 @@ __global__ void place_rows_kernel(const uint16_t* __restrict__ x, int64_t hidden
   }
 }
 
+// A decode step's few slots (items <= kSmallItems) in one launch instead of keys, CUB's sort and
+// place_rows: every block ranks all slots in shared memory, rank(i) = #{j : key_j < key_i} +
+// #{j < i : key_j = key_i} (the position a stable sort by key gives slot i), and then does
+// place_rows_kernel's work for its sorted row with the same results; block p also writes the sorted
+// key and slot of row p.
+constexpr int kSmallItems = 256;
+
+template <class Id, bool kVector>
+__global__ void route_small_kernel(const Id* __restrict__ ids, const uint16_t* __restrict__ x, int64_t hidden,
+                                   int32_t top_k, int32_t items, int32_t experts, uint32_t* __restrict__ keys_out,
+                                   int32_t* __restrict__ slots_out, uint16_t* __restrict__ sorted_x,
+                                   int32_t* __restrict__ row_of_slot, int32_t* __restrict__ offsets,
+                                   int64_t* __restrict__ bad_record) {
+  __shared__ uint32_t key[kSmallItems];
+  __shared__ int32_t slot_at[kSmallItems];
+  for (int32_t i = threadIdx.x; i < items; i += blockDim.x) {
+    const Id e = ids[i];
+    key[i] = (e >= 0 && e < static_cast<Id>(experts)) ? static_cast<uint32_t>(e) : static_cast<uint32_t>(experts);
+  }
+  __syncthreads();
+  for (int32_t i = threadIdx.x; i < items; i += blockDim.x) {
+    int32_t rank = 0;
+    for (int32_t j = 0; j < items; ++j) rank += key[j] < key[i] || (key[j] == key[i] && j < i);
+    slot_at[rank] = i;
+  }
+  __syncthreads();
+  const int64_t g = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (g <= experts) {
+    int32_t below = 0;  // slots whose key is below g: the first sorted row of expert g
+    for (int32_t j = 0; j < items; ++j) below += key[j] < static_cast<uint32_t>(g);
+    offsets[g] = g == experts ? items : below;
+    if (g == experts) {
+      const int32_t bad = items - below;
+      bad_record[0] = bad;
+      bad_record[1] = -1;
+      bad_record[2] = 0;
+      if (bad > 0) {
+        const int32_t slot = slot_at[below];
+        bad_record[1] = slot;
+        bad_record[2] = static_cast<int64_t>(ids[slot]);
+      }
+    }
+  }
+  const int32_t p = static_cast<int32_t>(blockIdx.x);
+  if (p >= items) return;
+  const int32_t slot = slot_at[p];
+  if (threadIdx.x == 0) {
+    row_of_slot[slot] = p;
+    keys_out[p] = key[slot];
+    slots_out[p] = slot;
+  }
+  const int64_t t = slot / top_k;
+  if constexpr (kVector) {
+    const uint4* src = reinterpret_cast<const uint4*>(x + t * hidden);
+    uint4* dst = reinterpret_cast<uint4*>(sorted_x + static_cast<int64_t>(p) * hidden);
+    for (int64_t i = threadIdx.x; i < hidden / 8; i += blockDim.x) dst[i] = src[i];
+  } else {
+    const uint16_t* src = x + t * hidden;
+    uint16_t* dst = sorted_x + static_cast<int64_t>(p) * hidden;
+    for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) dst[i] = src[i];
+  }
+}
+
 std::string shape_text(int64_t tokens, int64_t top_k, int32_t experts, int64_t hidden) {
   return "T=" + std::to_string(tokens) + " k=" + std::to_string(top_k) + " E=" + std::to_string(experts) +
          " H=" + std::to_string(hidden);
@@ -96,6 +160,36 @@ void moe_route_rows(const uint16_t* x, const MoeRouting& r, MoeWorkspace& ws, St
 
   const int32_t items = static_cast<int32_t>(r.tokens * r.top_k);
   const int32_t experts = ws.experts_;
+  const bool vector = ws.hidden_ % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
+  const unsigned blocks = std::max<unsigned>(static_cast<unsigned>(items), ceil_div(experts + 1, kPlaceThreads));
+  if (items <= kSmallItems) {
+    auto* keys = ws.keys_out_.data<uint32_t>();
+    auto* slots = ws.slots_out_.data<int32_t>();
+    auto* sx = ws.sorted_x_.data<uint16_t>();
+    auto* rows = ws.row_of_slot_.data<int32_t>();
+    auto* offsets = ws.offsets_.data<int32_t>();
+    auto* record = ws.bad_record_.data<int64_t>();
+    const int32_t k = static_cast<int32_t>(r.top_k);
+    if (r.experts_i64) {
+      if (vector)
+        route_small_kernel<int64_t, true><<<blocks, kPlaceThreads, 0, stream>>>(r.experts_i64, x, ws.hidden_, k, items, experts,
+                                                                              keys, slots, sx, rows, offsets, record);
+      else
+        route_small_kernel<int64_t, false><<<blocks, kPlaceThreads, 0, stream>>>(r.experts_i64, x, ws.hidden_, k, items, experts,
+                                                                               keys, slots, sx, rows, offsets, record);
+    } else {
+      if (vector)
+        route_small_kernel<int32_t, true><<<blocks, kPlaceThreads, 0, stream>>>(r.experts_i32, x, ws.hidden_, k, items, experts,
+                                                                              keys, slots, sx, rows, offsets, record);
+      else
+        route_small_kernel<int32_t, false><<<blocks, kPlaceThreads, 0, stream>>>(r.experts_i32, x, ws.hidden_, k, items, experts,
+                                                                               keys, slots, sx, rows, offsets, record);
+    }
+    check_launch("route_small_kernel", shape);
+    ws.routed_tokens_ = r.tokens;
+    ws.last_stream_ = stream;
+    return;
+  }
   auto* keys_in = ws.keys_in_.data<uint32_t>();
   auto* keys_out = ws.keys_out_.data<uint32_t>();
   auto* slots_in = ws.slots_in_.data<int32_t>();
@@ -112,8 +206,6 @@ void moe_route_rows(const uint16_t* x, const MoeRouting& r, MoeWorkspace& ws, St
                          ws.sort_end_bit_, stream);
   }
 
-  const bool vector = ws.hidden_ % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
-  const unsigned blocks = std::max<unsigned>(static_cast<unsigned>(items), ceil_div(experts + 1, kPlaceThreads));
   if (vector)
     place_rows_kernel<true><<<blocks, kPlaceThreads, 0, stream>>>(
         x, ws.hidden_, static_cast<int32_t>(r.top_k), keys_out, slots_out, items, experts, r.experts_i64,
