@@ -297,10 +297,87 @@ __global__ void __launch_bounds__(kDrawThreads) token_draw_pick_kernel(const uin
   if (threadIdx.x == 0) out[r] = DrawOut{token, kNoBadLogit, logprob};
 }
 
+// Greedy rows without top logprobs need no order: the first largest logit (ties by id, -0 as +0:
+// the least (descending key, id), the sort's first candidate), the first non-finite id, and for a
+// logprob the normalizer. One block per row.
+__global__ void __launch_bounds__(kDrawThreads, 1) token_draw_greedy_kernel(const float* __restrict__ logits, int64_t vocab,
+                                                                        const DrawParams* params, DrawOut* out) {
+  __shared__ WalkShared s;
+  __shared__ unsigned long long best_all, bad_all;
+  const int64_t r = blockIdx.x;
+  const DrawParams p = params[r];
+  logits += r * vocab;
+  if (threadIdx.x == 0) best_all = ~0ull, bad_all = ~0ull;
+  __syncthreads();
+  unsigned long long best = ~0ull, bad = ~0ull;  // (descending key << 32 | id); first non-finite id
+  for (int64_t i = threadIdx.x; i < vocab; i += kDrawThreads) {
+    const float f = logits[i];
+    if (!isfinite(f)) bad = min(bad, static_cast<unsigned long long>(i));
+    best = min(best, static_cast<unsigned long long>(descending_key(f)) << 32 | static_cast<unsigned long long>(i));
+  }
+  atomicMin(&best_all, best);
+  atomicMin(&bad_all, bad);
+  __syncthreads();
+  if (bad_all != ~0ull) {
+    if (threadIdx.x == 0) out[r] = DrawOut{0, static_cast<uint32_t>(bad_all), NAN};
+    return;
+  }
+  const int32_t token = static_cast<int32_t>(best_all & 0xFFFFFFFFull);
+  double logprob = NAN;
+  if (p.logprobs) {
+    const float m = logits[token];
+    double part = 0.0;
+    for (int64_t i = threadIdx.x; i < vocab; i += kDrawThreads) part += exp(static_cast<double>(logits[i]) - m);
+    const double sum = cub::BlockReduce<double, kDrawThreads>(s.temp.reduce).Sum(part);
+    if (threadIdx.x == 0) s.log_z = m + log(sum);
+    __syncthreads();
+    logprob = static_cast<double>(logits[token]) - s.log_z;
+  }
+  if (threadIdx.x == 0) out[r] = DrawOut{token, kNoBadLogit, logprob};
+}
+
 int bits_for(int64_t values) {  // bits that hold 0 .. values - 1
   int b = 0;
   while ((int64_t{1} << b) < values) ++b;
   return b;
+}
+
+// Every row's candidates sorted by CUB (the row index above the key's 32 bits), then the walk over
+// them (token_draw_chunks_kernel, token_draw_pick_kernel). Temporaries follow the stream's order.
+void queue_sorted_draw(const float* logits, int64_t vocab, int64_t R, const DrawParams* d_params, uint32_t* d_bad,
+                       int max_top, DrawOut* d_out, int32_t* d_top_ids, double* d_top_lp, const std::string& shape,
+                       StreamHandle stream) {
+  const int64_t items = R * vocab;
+  const int64_t chunk_count = (vocab + kDrawTile - 1) / kDrawTile;
+  if (chunk_count > 65535) throw InputError("draw_tokens [" + shape + "]: more than 65535 chunks of candidates a row");
+  DeviceBuffer key_a(static_cast<size_t>(items) * 8, "token draw keys"), key_b(static_cast<size_t>(items) * 8, "token draw keys");
+  DeviceBuffer id_a(static_cast<size_t>(items) * 4, "token draw ids"), id_b(static_cast<size_t>(items) * 4, "token draw ids");
+  const unsigned key_blocks = static_cast<unsigned>(std::min<int64_t>((items + 255) / 256, 4096));
+  token_draw_keys_kernel<<<key_blocks, 256, 0, stream>>>(logits, vocab, items, key_a.data<uint64_t>(), id_a.data<int32_t>(),
+                                                         d_bad);
+  check_launch("token_draw_keys", shape);
+
+  cub::DoubleBuffer<uint64_t> keys(key_a.data<uint64_t>(), key_b.data<uint64_t>());
+  cub::DoubleBuffer<int32_t> ids(id_a.data<int32_t>(), id_b.data<int32_t>());
+  const int end_bit = 32 + bits_for(R);
+  size_t temp_bytes = 0;
+  const std::string sort = "cub::DeviceRadixSort::SortPairs of " + std::to_string(items) + " logits";
+  check(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, keys, ids, static_cast<int>(items), 0, end_bit, stream), sort);
+  DeviceBuffer temp(std::max<size_t>(temp_bytes, 1), "token draw sort workspace");
+  check(cub::DeviceRadixSort::SortPairs(temp.data(), temp_bytes, keys, ids, static_cast<int>(items), 0, end_bit, stream), sort);
+
+  // The other key buffer is free after the sort: the running sums go there.
+  DeviceBuffer d_chunks(static_cast<size_t>(R * chunk_count) * sizeof(ChunkOut), "token draw chunks");
+  DeviceBuffer d_offsets(static_cast<size_t>(R * chunk_count) * 8, "token draw chunk offsets");
+  auto* cum = reinterpret_cast<unsigned long long*>(keys.Alternate());
+  token_draw_chunks_kernel<<<dim3(static_cast<unsigned>(chunk_count), static_cast<unsigned>(R)), kDrawThreads, 0, stream>>>(
+      keys.Current(), cum, logits, vocab, d_params, d_bad, d_chunks.data<ChunkOut>());
+  check_launch("token_draw_chunks", shape);
+  token_draw_pick_kernel<<<static_cast<unsigned>(R), kDrawThreads, 0, stream>>>(
+      keys.Current(), ids.Current(), cum, logits, vocab, d_params, d_bad,
+      d_chunks.data<ChunkOut>(), chunk_count, d_offsets.data<unsigned long long>(), max_top, d_out,
+      d_top_ids, d_top_lp);
+  check_launch("token_draw_pick", shape);
 }
 
 }  // namespace
@@ -329,9 +406,6 @@ std::vector<TokenDrawResult> draw_tokens(const float* logits, int64_t vocab, con
                                                 q.logprobs ? 1 : 0};
     max_top = std::max<int>(max_top, static_cast<int>(std::min<int64_t>(q.top_logprobs, vocab)));
   }
-  const int64_t items = R * vocab;
-  DeviceBuffer key_a(static_cast<size_t>(items) * 8, "token draw keys"), key_b(static_cast<size_t>(items) * 8, "token draw keys");
-  DeviceBuffer id_a(static_cast<size_t>(items) * 4, "token draw ids"), id_b(static_cast<size_t>(items) * 4, "token draw ids");
   DeviceBuffer d_params(params.size() * sizeof(DrawParams), "token draw parameters");
   DeviceBuffer d_bad(static_cast<size_t>(R) * 4, "token draw checks"), d_out(static_cast<size_t>(R) * sizeof(DrawOut), "token draws");
   DeviceBuffer d_top_ids(std::max<size_t>(static_cast<size_t>(R * max_top) * 4, 4), "top logprob ids");
@@ -347,34 +421,17 @@ std::vector<TokenDrawResult> draw_tokens(const float* logits, int64_t vocab, con
         "draw_tokens [" + shape + "]: parameters to the device");
   check(cudaMemsetAsync(d_bad.data(), 0x7F, d_bad.bytes(), stream), "draw_tokens [" + shape + "]: checks");
 
-  const unsigned key_blocks = static_cast<unsigned>(std::min<int64_t>((items + 255) / 256, 4096));
-  token_draw_keys_kernel<<<key_blocks, 256, 0, stream>>>(logits, vocab, items, key_a.data<uint64_t>(), id_a.data<int32_t>(),
-                                                         d_bad.data<uint32_t>());
-  check_launch("token_draw_keys", shape);
-
-  cub::DoubleBuffer<uint64_t> keys(key_a.data<uint64_t>(), key_b.data<uint64_t>());
-  cub::DoubleBuffer<int32_t> ids(id_a.data<int32_t>(), id_b.data<int32_t>());
-  const int end_bit = 32 + bits_for(R);
-  size_t temp_bytes = 0;
-  const std::string sort = "cub::DeviceRadixSort::SortPairs of " + std::to_string(items) + " logits";
-  check(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, keys, ids, static_cast<int>(items), 0, end_bit, stream), sort);
-  DeviceBuffer temp(std::max<size_t>(temp_bytes, 1), "token draw sort workspace");
-  check(cub::DeviceRadixSort::SortPairs(temp.data(), temp_bytes, keys, ids, static_cast<int>(items), 0, end_bit, stream), sort);
-
-  // The other key buffer is free after the sort: the running sums go there.
-  const int64_t chunk_count = (vocab + kDrawTile - 1) / kDrawTile;
-  if (chunk_count > 65535) bad("more than 65535 chunks of candidates a row");
-  DeviceBuffer d_chunks(static_cast<size_t>(R * chunk_count) * sizeof(ChunkOut), "token draw chunks");
-  DeviceBuffer d_offsets(static_cast<size_t>(R * chunk_count) * 8, "token draw chunk offsets");
-  auto* cum = reinterpret_cast<unsigned long long*>(keys.Alternate());
-  token_draw_chunks_kernel<<<dim3(static_cast<unsigned>(chunk_count), static_cast<unsigned>(R)), kDrawThreads, 0, stream>>>(
-      keys.Current(), cum, logits, vocab, d_params.data<DrawParams>(), d_bad.data<uint32_t>(), d_chunks.data<ChunkOut>());
-  check_launch("token_draw_chunks", shape);
-  token_draw_pick_kernel<<<static_cast<unsigned>(R), kDrawThreads, 0, stream>>>(
-      keys.Current(), ids.Current(), cum, logits, vocab, d_params.data<DrawParams>(), d_bad.data<uint32_t>(),
-      d_chunks.data<ChunkOut>(), chunk_count, d_offsets.data<unsigned long long>(), max_top, d_out.data<DrawOut>(),
-      d_top_ids.data<int32_t>(), d_top_lp.data<double>());
-  check_launch("token_draw_pick", shape);
+  const bool all_greedy = std::all_of(rows.begin(), rows.end(), [](const TokenDrawRow& q) {
+    return q.temperature <= 0.0 && q.top_logprobs == 0;
+  });
+  if (all_greedy) {
+    token_draw_greedy_kernel<<<static_cast<unsigned>(R), kDrawThreads, 0, stream>>>(logits, vocab, d_params.data<DrawParams>(),
+                                                                                    d_out.data<DrawOut>());
+    check_launch("token_draw_greedy", shape);
+  } else {
+    queue_sorted_draw(logits, vocab, R, d_params.data<DrawParams>(), d_bad.data<uint32_t>(), max_top, d_out.data<DrawOut>(),
+                      d_top_ids.data<int32_t>(), d_top_lp.data<double>(), shape, stream);
+  }
 
   std::vector<DrawOut> out(static_cast<size_t>(R));
   std::vector<int32_t> top_ids(static_cast<size_t>(R * max_top));

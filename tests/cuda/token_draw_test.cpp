@@ -129,6 +129,39 @@ TEST(CudaTokenDraw, EqualsTheCpuSamplerOnTiesZerosAndExtremes) {
   EXPECT_EQ(compared, static_cast<int>(kinds.size()) * 186);
 }
 
+// Calls whose rows are all greedy without top logprobs take the first largest logit with no sort:
+// the same tokens and logprobs as the CPU sampler on V4-size rows, ties, signed zeros and extremes,
+// and a non-finite logit still named per row.
+TEST(CudaTokenDraw, AllGreedyRowsTakeTheFirstLargestLogitWithoutTheSort) {
+  FP4KIT_REQUIRE_GPU();
+  std::mt19937 rng(17);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  std::vector<cuda::TokenDrawRow> rows(6);
+  for (size_t r = 0; r < rows.size(); ++r) rows[r].temperature = r % 3 == 0 ? -1.0 : 0.0, rows[r].logprobs = r % 2 == 0;
+  constexpr int64_t V = 129280;
+  std::vector<float> big(rows.size() * V);
+  for (float& x : big) x = normal(rng);
+  big[2 * V + 77] = big[2 * V + 5000] = 40.0f;  // a tie at the top: the lower id
+  EXPECT_EQ(expect_draws_match(big, V, rows, "greedy V4-size"), 6);
+  constexpr int64_t S = 1000;
+  std::vector<float> small(rows.size() * S);
+  std::uniform_int_distribution<int> few(-2, 2);
+  for (float& x : small) x = static_cast<float>(few(rng));
+  for (int64_t i = 0; i < S; ++i) small[static_cast<size_t>(S + i)] = i % 2 ? -0.0f : 0.0f;  // +0 and -0 tie
+  for (int64_t i = 0; i < S; ++i) small[static_cast<size_t>(3 * S + i)] = static_cast<float>(i % 13) * 1e-41f;  // subnormals
+  small[static_cast<size_t>(4 * S + 999)] = 3e38f;
+  EXPECT_EQ(expect_draws_match(small, S, rows, "greedy ties"), 6);
+  cuda::Stream stream;
+  small[static_cast<size_t>(5 * S + 321)] = std::numeric_limits<float>::quiet_NaN();
+  small[static_cast<size_t>(5 * S + 700)] = -std::numeric_limits<float>::infinity();
+  const cuda::DeviceBuffer d = testing::upload(small, stream, "logits");
+  const std::vector<cuda::TokenDrawResult> got = cuda::draw_tokens(d.data<float>(), S, rows, stream.get());
+  ASSERT_EQ(got.size(), rows.size());
+  EXPECT_EQ(got[5].first_non_finite, 321);
+  EXPECT_EQ(got[4].first_non_finite, -1);
+  EXPECT_EQ(got[4].token, 999);
+}
+
 TEST(CudaTokenDraw, NonFiniteLogitsAreNamedPerRowAndOtherRowsStillDraw) {
   FP4KIT_REQUIRE_GPU();
   constexpr int64_t V = 700;
