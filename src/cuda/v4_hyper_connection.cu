@@ -139,19 +139,25 @@ __global__ void __launch_bounds__(kHcThreads) mixing_logits_split_kernel(const f
   }
 }
 
-__global__ void mixing_logits_finish_kernel(const float* dots, const double* squares, int blocks, int64_t tokens,
-                                            int64_t rows, int64_t width, float eps, float* z) {
-  const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (e >= tokens * rows) return;
-  const int64_t t = e / rows, r = e % rows;
+// z[t, r] from the split kernel's partial sums, added in block order.
+__device__ __forceinline__ float finish_logit(const float* dots, const double* squares, int blocks, int64_t tokens,
+                                              int64_t rows, int64_t width, float eps, int64_t t, int64_t r) {
   double sq = 0;
   float d = 0;
+#pragma unroll 8
   for (int b = 0; b < blocks; ++b) {
     sq += squares[b * tokens + t];
     d += dots[(b * tokens + t) * rows + r];
   }
   const float inv = 1.0f / sqrtf(static_cast<float>(sq / static_cast<double>(width)) + eps);
-  z[e] = inv * d;
+  return inv * d;
+}
+
+__global__ void mixing_logits_finish_kernel(const float* dots, const double* squares, int blocks, int64_t tokens,
+                                            int64_t rows, int64_t width, float eps, float* z) {
+  const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (e >= tokens * rows) return;
+  z[e] = finish_logit(dots, squares, blocks, tokens, rows, width, eps, e / rows, e % rows);
 }
 
 // Floats the split path's partial sums take for tokens T (its doubles counted as two floats each);
@@ -163,6 +169,27 @@ int64_t split_scratch_floats(int64_t tokens, int64_t width, int64_t rows) {
   return blocks * t * (rows + 2) + 2;  // + 2: room to align the doubles
 }
 
+// The split kernel's partial sums for a few tokens, in `split` (scratch of split_scratch_floats()).
+struct SplitSums {
+  const float* dots = nullptr;
+  const double* squares = nullptr;
+  int parts = 0;
+};
+bool mixing_logits_split(const float* streams, const HcShape& s, const float* fn, int64_t rows, float* split,
+                         StreamHandle stream, const char* name, SplitSums& out) {
+  const int64_t width = s.hc * s.hidden;
+  if (s.tokens > kSplitTokens || width % kSplitColumns != 0 || (rows != 4 && rows != 24)) return false;
+  const int parts = static_cast<int>(width / kSplitColumns);
+  float* dots = split;
+  const uintptr_t after = reinterpret_cast<uintptr_t>(dots + parts * s.tokens * rows);
+  double* squares = reinterpret_cast<double*>((after + 7) / 8 * 8);
+  if (rows == 4) mixing_logits_split_kernel<4><<<parts, kHcThreads, 0, stream>>>(streams, s.tokens, width, fn, dots, squares);
+  else mixing_logits_split_kernel<24><<<parts, kHcThreads, 0, stream>>>(streams, s.tokens, width, fn, dots, squares);
+  check_launch(name, shape_text(s));
+  out = {dots, squares, parts};
+  return true;
+}
+
 // z [tokens, rows]: the split kernels for a few tokens, the tiled kernel where the shape suits it,
 // else one block per token. `split` is scratch of split_scratch_floats().
 void mixing_logits(const float* streams, const HcShape& s, const float* fn, int64_t rows, float* z, float* split,
@@ -170,23 +197,12 @@ void mixing_logits(const float* streams, const HcShape& s, const float* fn, int6
   const int64_t width = s.hc * s.hidden;
   const unsigned blocks = ceil_div(static_cast<size_t>(s.tokens), kMixTokens);
   const bool tiled = width % kMixChunk == 0;
-  if (s.tokens <= kSplitTokens && width % kSplitColumns == 0) {
-    const int parts = static_cast<int>(width / kSplitColumns);
-    float* dots = split;
-    const uintptr_t after = reinterpret_cast<uintptr_t>(dots + parts * s.tokens * rows);
-    double* squares = reinterpret_cast<double*>((after + 7) / 8 * 8);
-#define FP4KIT_SPLIT_ROWS(R)                                                                                        \
-    if (rows == R) {                                                                                                \
-      mixing_logits_split_kernel<R><<<parts, kHcThreads, 0, stream>>>(streams, s.tokens, width, fn, dots, squares);   \
-      check_launch(name, shape_text(s));                                                                            \
-      mixing_logits_finish_kernel<<<ceil_div(static_cast<size_t>(s.tokens * rows), 128), 128, 0, stream>>>(          \
-          dots, squares, parts, s.tokens, rows, width, s.rms_eps, z);                                               \
-      check_launch(name, shape_text(s));                                                                            \
-      return;                                                                                                       \
-    }
-    FP4KIT_SPLIT_ROWS(4)
-    FP4KIT_SPLIT_ROWS(24)
-#undef FP4KIT_SPLIT_ROWS
+  SplitSums sums;
+  if (mixing_logits_split(streams, s, fn, rows, split, stream, name, sums)) {
+    mixing_logits_finish_kernel<<<ceil_div(static_cast<size_t>(s.tokens * rows), 128), 128, 0, stream>>>(
+        sums.dots, sums.squares, sums.parts, s.tokens, rows, width, s.rms_eps, z);
+    check_launch(name, shape_text(s));
+    return;
   }
 #define FP4KIT_MIX_ROWS(R)                                                                                        \
   if (tiled && rows == R) {                                                                                       \
@@ -250,16 +266,16 @@ __global__ void hc_mix_kernel(const float* z, HcShape s, HcParamsDevice p, float
 // hc_mix_kernel for hc = 4 (V4's): 16 lanes per token, one per element of the 4×4 mixing, each sum
 // gathered from its row's or column's lanes and added in the same order as there, so the results are
 // the same bit for bit; the single thread per token spent tens of microseconds on the Sinkhorn loop.
-__global__ void hc_mix4_kernel(const float* z, HcShape s, HcParamsDevice p, float* pre, float* post, float* comb) {
-  constexpr int hc = 4, rows = (2 + hc) * hc;
-  const int64_t g = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x, t = g / 16;
+// Every lane of the warp calls it (lanes base_lane .. base_lane + 15 for one token; a dead token's
+// lanes compute and write nothing); pre_t, post_t, comb_t: the token's rows.
+__device__ __forceinline__ void hc_mix4_lanes(const float* zt, const HcShape& s, const HcParamsDevice& p, bool live,
+                                              float* pre_t, float* post_t, float* comb_t) {
+  constexpr int hc = 4;
   const int lane = threadIdx.x % 32, base_lane = lane & ~15, e = lane & 15, j = e / hc, k = e % hc;
-  const bool live = t < s.tokens;
-  const float* zt = z + (live ? t : 0) * rows;
   const float eps = s.hc_eps;
   if (live && e < hc) {
-    pre[t * hc + e] = sigmoidf(zt[e] * p.scale[0] + p.base[e]) + eps;
-    post[t * hc + e] = 2.0f * sigmoidf(zt[hc + e] * p.scale[1] + p.base[hc + e]);
+    pre_t[e] = sigmoidf(zt[e] * p.scale[0] + p.base[e]) + eps;
+    post_t[e] = 2.0f * sigmoidf(zt[hc + e] * p.scale[1] + p.base[hc + e]);
   }
   const unsigned all = 0xffffffffu;
   const int row0 = base_lane + j * hc, col0 = base_lane + k;
@@ -282,7 +298,15 @@ __global__ void hc_mix4_kernel(const float* z, HcShape s, HcParamsDevice p, floa
     v /= rs + eps;
     column_step();
   }
-  if (live) comb[t * hc * hc + e] = v;
+  if (live) comb_t[e] = v;
+}
+
+__global__ void hc_mix4_kernel(const float* z, HcShape s, HcParamsDevice p, float* pre, float* post, float* comb) {
+  constexpr int hc = 4, rows = (2 + hc) * hc;
+  const int64_t t = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 16;
+  const bool live = t < s.tokens;
+  const int64_t tt = live ? t : 0;
+  hc_mix4_lanes(z + tt * rows, s, p, live, pre + tt * hc, post + tt * hc, comb + tt * hc * hc);
 }
 
 // pre for the hyper head: sigmoid(z_j · scale + base_j) + hc_eps.
@@ -294,10 +318,18 @@ __global__ void head_pre_kernel(const float* z, HcShape s, HcParamsDevice p, flo
 }
 
 // out[t, d] = Σ_j pre[t, j] · X[t, j, d].
+// A token's hc mixing weights in registers (they are read for every d).
+__device__ __forceinline__ void load_pre(const float* pre, int64_t hc, float (&w)[kMaxHc]) {
+#pragma unroll
+  for (int j = 0; j < kMaxHc; ++j) w[j] = j < hc ? pre[j] : 0.0f;
+}
+
 // Σ_j pre[j] · X_j[d] of one token in increasing j (x: its stream 0 at d).
-__device__ __forceinline__ float collapse_at(const float* x, const float* pre, int64_t hc, int64_t hidden) {
+__device__ __forceinline__ float collapse_at(const float* x, const float (&pre)[kMaxHc], int64_t hc, int64_t hidden) {
   float acc = 0;
-  for (int64_t j = 0; j < hc; ++j) acc += pre[j] * x[j * hidden];
+#pragma unroll
+  for (int j = 0; j < kMaxHc; ++j)
+    if (j < hc) acc += pre[j] * x[j * hidden];
   return acc;
 }
 
@@ -305,7 +337,9 @@ __global__ void collapse_kernel(const float* streams, const float* pre, HcShape 
   const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (e >= s.tokens * s.hidden) return;
   const int64_t t = e / s.hidden, d = e % s.hidden;
-  out[e] = collapse_at(streams + t * s.hc * s.hidden + d, pre + t * s.hc, s.hc, s.hidden);
+  float w[kMaxHc];
+  load_pre(pre + t * s.hc, s.hc, w);
+  out[e] = collapse_at(streams + t * s.hc * s.hidden + d, w, s.hc, s.hidden);
 }
 
 // collapse_kernel's row of one token (a block per token), then rms_norm_rows' normalisation of it
@@ -315,14 +349,40 @@ __global__ void __launch_bounds__(kHcThreads) collapse_norm_kernel(const float* 
   __shared__ double scratch[32];
   const int64_t t = blockIdx.x, n = s.hidden, hc = s.hc;
   const float* x = streams + t * hc * n;
-  const float* p = pre + t * hc;
+  float w[kMaxHc];
+  load_pre(pre + t * hc, hc, w);
   float* dst = out + t * n;
-  const auto value = [=](int64_t d) {
-    const float v = collapse_at(x + d, p, hc, n);
-    dst[d] = v;
-    return v;
-  };
-  rms_norm_row(value, n, norm, s.rms_eps, dst, dst, out16 ? out16 + t * n : nullptr, scratch);
+  const auto value = [&](int64_t d) { return collapse_at(x + d, w, hc, n); };
+  rms_norm_row<true>(value, n, norm, s.rms_eps, dst, dst, out16 ? out16 + t * n : nullptr, scratch);
+}
+
+// hc_pre of a few tokens with hc = 4 after the split kernel, one block per token: its z row from the
+// partial sums (mixing_logits_finish_kernel's arithmetic), the mixing (hc_mix4_kernel's, by the
+// first 16 lanes), then the collapse with or without the norm (collapse_norm_kernel's and
+// collapse_kernel's): the same bits as those kernels, one launch instead of three.
+__global__ void __launch_bounds__(kHcThreads) hc_pre_few_kernel(SplitSums sums, const float* streams, HcShape s,
+                                                               HcParamsDevice p, float* post, float* comb,
+                                                               const float* norm, float* out, uint16_t* out16) {
+  constexpr int hc = 4, rows = (2 + hc) * hc;
+  __shared__ float zt[rows];
+  __shared__ float pre[hc];
+  __shared__ double scratch[32];
+  const int64_t t = blockIdx.x, n = s.hidden, width = hc * n;
+  if (threadIdx.x < rows)
+    zt[threadIdx.x] = finish_logit(sums.dots, sums.squares, sums.parts, s.tokens, rows, width, s.rms_eps, t, threadIdx.x);
+  __syncthreads();
+  if (threadIdx.x < 32) hc_mix4_lanes(zt, s, p, threadIdx.x < 16, pre, post + t * hc, comb + t * hc * hc);
+  __syncthreads();
+  float w[kMaxHc];
+  load_pre(pre, hc, w);
+  const float* x = streams + t * width;
+  float* dst = out + t * n;
+  if (!norm) {
+    for (int64_t d = threadIdx.x; d < n; d += kHcThreads) dst[d] = collapse_at(x + d, w, hc, n);
+    return;
+  }
+  const auto value = [&](int64_t d) { return collapse_at(x + d, w, hc, n); };
+  rms_norm_row<true>(value, n, norm, s.rms_eps, dst, dst, out16 ? out16 + t * n : nullptr, scratch);
 }
 
 // X'[t, k, d] = post[t, k] · y[t, d] + Σ_j C[t, j, k] · X[t, j, d], all k of one (t, d) in one thread.
@@ -331,13 +391,21 @@ __global__ void hc_post_kernel(float* streams, const float* y, const float* post
   if (e >= s.tokens * s.hidden) return;
   const int64_t t = e / s.hidden, d = e % s.hidden, hc = s.hc;
   float* x = streams + t * hc * s.hidden + d;
+  // Unrolled to kMaxHc with guards, so that `in` stays in registers (a loop to hc would index it
+  // at run time, from local memory); the same sums in the same order.
   float in[kMaxHc];
-  for (int64_t j = 0; j < hc; ++j) in[j] = x[j * s.hidden];
+#pragma unroll
+  for (int j = 0; j < kMaxHc; ++j) in[j] = j < hc ? x[j * s.hidden] : 0.0f;
   const float* c = comb + t * hc * hc;
-  for (int64_t k = 0; k < hc; ++k) {
+  const float yv = y[e];
+#pragma unroll
+  for (int k = 0; k < kMaxHc; ++k) {
+    if (k >= hc) break;
     float acc = 0;
-    for (int64_t j = 0; j < hc; ++j) acc += c[j * hc + k] * in[j];
-    x[k * s.hidden] = post[t * hc + k] * y[e] + acc;
+#pragma unroll
+    for (int j = 0; j < kMaxHc; ++j)
+      if (j < hc) acc += c[j * hc + k] * in[j];
+    x[k * s.hidden] = post[t * hc + k] * yv + acc;
   }
 }
 
@@ -367,6 +435,13 @@ void hc_pre(const float* streams, const HcShape& s, const HcParamsDevice& p, flo
   const int64_t rows = (2 + s.hc) * s.hc;
   float* z = scratch;
   float* pre = scratch + s.tokens * rows;
+  SplitSums sums;
+  if (s.hc == 4 && mixing_logits_split(streams, s, p.fn, rows, pre + s.tokens * s.hc, stream, "hc_mixing_logits", sums)) {
+    hc_pre_few_kernel<<<static_cast<unsigned>(s.tokens), kHcThreads, 0, stream>>>(sums, streams, s, p, post, comb, norm,
+                                                                                  collapsed, collapsed_bf16);
+    check_launch("hc_pre (few tokens)", shape_text(s));
+    return;
+  }
   mixing_logits(streams, s, p.fn, rows, z, pre + s.tokens * s.hc, stream, "hc_mixing_logits");
   if (s.hc == 4)
     hc_mix4_kernel<<<ceil_div(static_cast<size_t>(s.tokens * 16), 128), 128, 0, stream>>>(z, s, p, pre, post, comb);
