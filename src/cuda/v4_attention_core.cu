@@ -18,7 +18,10 @@ namespace {
 
 constexpr int kCoreThreads = 256;  // 16 head groups x 16 key (or dimension) groups
 constexpr int kKeyTile = 64;   // keys per score tile
-constexpr int kDimTile = 32;   // dimensions per score tile step
+// Dimensions per score tile step (DT): each step's loads wait for the step before (a barrier
+// between), so blocks of 16 heads (decode) take 128 at a time where the head allows it, 4 steps of
+// a 512-dimension head instead of 16; more heads keep 32 (their scores take the shared memory).
+constexpr int kDimTileWide = 128, kDimTile = 32;
 constexpr int kOutTile = 64;   // dimensions per output pass
 constexpr int kValueKeys = 32; // keys per output tile step
 constexpr int kPad = 4;        // keeps float4 rows aligned and spreads banks
@@ -43,14 +46,15 @@ __device__ __forceinline__ void load4(const float* p, float (&v)[4]) {
 
 // Shared memory: scores [16·RH][n_stride], key rows [n_stride], then one tile buffer used as the
 // transposed Q and K tiles of the scores or the value tile of the output.
-template <int RH>
+template <int RH, int DT>
 __global__ void __launch_bounds__(kCoreThreads) attention_core_tiled_kernel(AttentionCore a, SequenceBatch sb, int n_stride) {
   constexpr int HB = 16 * RH;
+  static_assert(kValueKeys * (kOutTile + kPad) <= DT * (HB + kPad + kKeyTile + kPad), "the value tile fits the tiles");
   extern __shared__ float4 smem4[];
   float* score = reinterpret_cast<float*>(smem4);
   const float** keys = reinterpret_cast<const float**>(score + HB * n_stride);
-  float* qt = reinterpret_cast<float*>(keys + n_stride);  // [kDimTile][HB + kPad]
-  float* kt = qt + kDimTile * (HB + kPad);                 // [kDimTile][kKeyTile + kPad]
+  float* qt = reinterpret_cast<float*>(keys + n_stride);  // [DT][HB + kPad]
+  float* kt = qt + DT * (HB + kPad);                       // [DT][kKeyTile + kPad]
   float* vt = qt;                                          // [kValueKeys][kOutTile + kPad]
 
   const int64_t per_row = a.heads / HB;
@@ -73,32 +77,48 @@ __global__ void __launch_bounds__(kCoreThreads) attention_core_tiled_kernel(Atte
       keys[j] = a.entries + (b * count + entry) * D;
     }
   }
+  __syncthreads();  // key pointers written
   const float* q = a.q + (row * a.heads + h0) * D;
   const float scale = 1.0f / sqrtf(static_cast<float>(D));
 
   // Scores: [HB heads] x [n keys], each thread RH heads x 4 keys of a 64-key tile.
   for (int j0 = 0; j0 < n; j0 += kKeyTile) {
     float acc[RH][4] = {};
-    for (int64_t d0 = 0; d0 < D; d0 += kDimTile) {
-      __syncthreads();  // key pointers written, or the last tile consumed
-      for (int i = tid; i < HB * kDimTile; i += kCoreThreads) {
-        const int h = i / kDimTile, d = i % kDimTile;
-        qt[d * (HB + kPad) + h] = q[h * D + d0 + d];
+    for (int64_t d0 = 0; d0 < D; d0 += DT) {
+      // The tile's loads all in flight at once, then written transposed.
+      constexpr int kQ = HB * DT / kCoreThreads, kK = kKeyTile * DT / kCoreThreads;
+      float qv[kQ], kv[kK];
+#pragma unroll
+      for (int u = 0; u < kQ; ++u) {
+        const int i = tid + u * kCoreThreads, h = i / DT, d = i % DT;
+        qv[u] = q[h * D + d0 + d];
       }
-      for (int i = tid; i < kKeyTile * kDimTile; i += kCoreThreads) {
-        const int j = i / kDimTile, d = i % kDimTile;
-        kt[d * (kKeyTile + kPad) + j] = j0 + j < n ? keys[j0 + j][d0 + d] : 0.0f;
+#pragma unroll
+      for (int u = 0; u < kK; ++u) {
+        const int i = tid + u * kCoreThreads, j = i / DT, d = i % DT;
+        kv[u] = j0 + j < n ? keys[j0 + j][d0 + d] : 0.0f;
+      }
+      __syncthreads();  // key pointers written, or the last tile consumed
+#pragma unroll
+      for (int u = 0; u < kQ; ++u) {
+        const int i = tid + u * kCoreThreads, h = i / DT, d = i % DT;
+        qt[d * (HB + kPad) + h] = qv[u];
+      }
+#pragma unroll
+      for (int u = 0; u < kK; ++u) {
+        const int i = tid + u * kCoreThreads, j = i / DT, d = i % DT;
+        kt[d * (kKeyTile + kPad) + j] = kv[u];
       }
       __syncthreads();
 #pragma unroll 8
-      for (int d = 0; d < kDimTile; ++d) {
-        float qv[RH], kv[4];
-        load_heads<RH>(qt + d * (HB + kPad) + th * RH, qv);
-        load4(kt + d * (kKeyTile + kPad) + tk * 4, kv);
+      for (int d = 0; d < DT; ++d) {
+        float qh[RH], kd[4];
+        load_heads<RH>(qt + d * (HB + kPad) + th * RH, qh);
+        load4(kt + d * (kKeyTile + kPad) + tk * 4, kd);
 #pragma unroll
         for (int r = 0; r < RH; ++r)
 #pragma unroll
-          for (int c = 0; c < 4; ++c) acc[r][c] = fmaf(qv[r], kv[c], acc[r][c]);
+          for (int c = 0; c < 4; ++c) acc[r][c] = fmaf(qh[r], kd[c], acc[r][c]);
       }
     }
 #pragma unroll
@@ -163,9 +183,9 @@ __global__ void __launch_bounds__(kCoreThreads) attention_core_tiled_kernel(Atte
   }
 }
 
-size_t tiled_smem_bytes(int heads_per_block, int n_stride) {
-  return static_cast<size_t>(heads_per_block) * n_stride * 4 + static_cast<size_t>(n_stride) * sizeof(float*) +
-         static_cast<size_t>(kDimTile) * (heads_per_block + kPad) * 4 + static_cast<size_t>(kDimTile) * (kKeyTile + kPad) * 4;
+size_t tiled_smem_bytes(int heads_per_block, int dim_tile, int n_stride) {
+  const size_t tiles = static_cast<size_t>(dim_tile) * (heads_per_block + kPad + kKeyTile + kPad) * 4;
+  return static_cast<size_t>(heads_per_block) * n_stride * 4 + static_cast<size_t>(n_stride) * sizeof(float*) + tiles;
 }
 
 constexpr size_t kMaxTiledSmem = 200 * 1024;
@@ -183,16 +203,21 @@ bool attention_core_tiled(const AttentionCore& a, const SequenceBatch& b, int64_
   const int64_t sms = multiprocessors;
   const bool few_rows = b.tokens() * (a.heads / 64) < sms;
   int rh = 0;
-  if (!few_rows && a.heads % 64 == 0 && tiled_smem_bytes(64, n_stride) <= kMaxTiledSmem) rh = 4;
-  else if (!few_rows && a.heads % 32 == 0 && tiled_smem_bytes(32, n_stride) <= kMaxTiledSmem) rh = 2;
-  else if (a.heads % 16 == 0 && tiled_smem_bytes(16, n_stride) <= kMaxTiledSmem) rh = 1;
+  if (!few_rows && a.heads % 64 == 0 && tiled_smem_bytes(64, kDimTile, n_stride) <= kMaxTiledSmem) rh = 4;
+  else if (!few_rows && a.heads % 32 == 0 && tiled_smem_bytes(32, kDimTile, n_stride) <= kMaxTiledSmem) rh = 2;
+  else if (a.heads % 16 == 0 && tiled_smem_bytes(16, kDimTile, n_stride) <= kMaxTiledSmem) rh = 1;
   if (rh == 0) return false;
+  const bool wide = rh == 1 && a.head_dim % kDimTileWide == 0 &&
+                    tiled_smem_bytes(16, kDimTileWide, n_stride) <= kMaxTiledSmem;
   const int64_t head_blocks = b.tokens() * (a.heads / (16 * rh));
   int slices = 1;
   if (few_rows)
     while (head_blocks * slices * 2 <= 2 * sms && (a.head_dim / kOutTile) % (slices * 2) == 0) slices *= 2;
-  const size_t smem = tiled_smem_bytes(16 * rh, n_stride);
-  auto kernel = rh == 4 ? attention_core_tiled_kernel<4> : rh == 2 ? attention_core_tiled_kernel<2> : attention_core_tiled_kernel<1>;
+  const size_t smem = tiled_smem_bytes(16 * rh, wide ? kDimTileWide : kDimTile, n_stride);
+  auto kernel = rh == 4   ? attention_core_tiled_kernel<4, kDimTile>
+                : rh == 2 ? attention_core_tiled_kernel<2, kDimTile>
+                : wide    ? attention_core_tiled_kernel<1, kDimTileWide>
+                          : attention_core_tiled_kernel<1, kDimTile>;
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
         "attention_core (tiled): shared memory attribute");
   kernel<<<dim3(static_cast<unsigned>(head_blocks), static_cast<unsigned>(slices)), kCoreThreads, smem, stream>>>(a, b, n_stride);

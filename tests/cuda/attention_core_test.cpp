@@ -88,11 +88,15 @@ void expect_close(const Case& c, uint32_t seed) {
 TEST(CudaAttentionCore, TiledMatchesTheReferenceOverTheSlidingWindow) {
   FP4KIT_REQUIRE_GPU();
   expect_close({2, 200, 64, 512, 128, 0, 0, cuda::CompressedKeys::None}, 11);
+  // Few rows (decode-like): 16 heads a block, scores in 128-dimension tiles.
+  expect_close({1, 100, 64, 512, 128, 0, 0, cuda::CompressedKeys::None}, 12);
 }
 
 TEST(CudaAttentionCore, TiledMatchesTheReferenceWithEveryCausalEntry) {
   FP4KIT_REQUIRE_GPU();
   expect_close({2, 160, 128, 128, 32, 8, 0, cuda::CompressedKeys::AllCausal}, 21);
+  // Few rows with a head of 64 dimensions: 16 heads a block, 32-dimension score tiles.
+  expect_close({1, 60, 64, 64, 32, 8, 0, cuda::CompressedKeys::AllCausal}, 22);
 }
 
 TEST(CudaAttentionCore, TiledMatchesTheReferenceWithIndexerPicks) {
