@@ -594,7 +594,7 @@ void bench_moe(Bench& b) {
   std::printf("  %6s %7s | %10s %7s | %10s %7s | %10s %10s %10s %7s | %7s %7s\n", "tokens", "experts", "NVFP4 us", "TB/s", "MXFP4 us",
               "TB/s", "BF16 us", "+SwiGLU", "BF16 tot", "TB/s", "NV xBF", "MX xBF");
   b.out["moe"]["experts_resident"] = experts;
-  const std::vector<int64_t> token_counts = b.opt.quick ? std::vector<int64_t>{8} : std::vector<int64_t>{8, 512};
+  const std::vector<int64_t> token_counts = b.opt.quick ? std::vector<int64_t>{1, 8} : std::vector<int64_t>{1, 8, 512};
   for (int64_t tokens : token_counts) {
     try {
       const int n_routes = tokens <= 64 ? 8 : 2;

@@ -33,6 +33,10 @@ void check_expert_weight(const GemmWeight& w, WeightFormat format, int64_t n, in
                      std::to_string(n) + ", " + std::to_string(k) + "]");
   if (w.data == nullptr) throw InputError(what + " has no data");
   if (format != WeightFormat::Bf16 && w.scales == nullptr) throw InputError(what + " has no scales");
+  // The decode kernels read codes 16 bytes and scales 2 bytes at a time.
+  if (reinterpret_cast<uintptr_t>(w.data) % 16 != 0) throw InputError(what + ": data is not 16-byte aligned");
+  if (format != WeightFormat::Bf16 && reinterpret_cast<uintptr_t>(w.scales) % 2 != 0)
+    throw InputError(what + ": scales are not 2-byte aligned");
 }
 
 DeviceBuffer upload(const std::vector<GemmWeight>& w, const char* what) {

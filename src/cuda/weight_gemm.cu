@@ -1,8 +1,9 @@
 // weight_gemm() and grouped_weight_gemm(): argument checks and the choice of path.
 //  - decode path: a dense product with M <= kDecodeRows, or a grouped one whose non-empty groups
 //    average at most kDecodeRows rows. Dense FP4 and FP8-block products with K a multiple of 128
-//    take the register-streaming kernel (launch_weight_gemm_fp4_decode), everything else
-//    launch_weight_gemm_decode (it measured faster on the grouped MoE products).
+//    take the register-streaming kernel (launch_weight_gemm_fp4_decode), and so do grouped FP4
+//    products whose groups average at most 8 rows (a decode step's routed experts); everything
+//    else launch_weight_gemm_decode.
 //    Both split K themselves where needed (within a cluster, sums added in a fixed order:
 //    deterministic).
 //  - prefill path (launch_weight_gemm_prefill): everything else.
@@ -151,9 +152,19 @@ void grouped_weight_gemm(const GroupedGemm& g, StreamHandle stream) {
   a.y_bf16 = g.out == GemmOutput::Bf16;
   const bool swiglu = g.up != nullptr;
 
+  a.ldx = g.k;
+  a.ldy = g.n;
+
   const int64_t busy_groups = std::min<int64_t>(g.groups, g.rows);  // at most this many are non-empty
   if (g.rows <= kDecodeRows * busy_groups) {
     if (busy_groups > 65535) bad(kernel, shape, "too many groups for the decode grid");
+    if (fp4_grouped_decode_applies(g.format, g.rows, busy_groups, g.k)) {
+      // Σ_g ceil(r_g / 8) over the non-empty groups is at most busy_groups + rows / 8.
+      const int64_t tiles = busy_groups + g.rows / kGroupTileRows;
+      if (tiles > 65535) bad(kernel, shape, "too many group tiles for the decode grid");
+      launch_weight_gemm_fp4_grouped_decode(a, g.format, swiglu, tiles, stream);
+      return;
+    }
     launch_weight_gemm_decode(a, g.format, swiglu, busy_groups, stream);
   } else {
     const int64_t row_tiles = (g.rows + kPrefillRows - 1) / kPrefillRows + g.groups;

@@ -50,13 +50,19 @@ __device__ inline bool find_group_tile(const WeightGemmArgs& a, int64_t rows_per
   }
   const int lane = threadIdx.x & 31;
   auto clamp_row = [&](int64_t v) { return v < 0 ? int64_t{0} : (v > a.rows ? a.rows : v); };
+  // Each round's offsets are loaded during the round before (the rounds would otherwise wait for
+  // their loads one after another: 8 rounds for 256 experts).
+  int32_t next_begin = 0, next_end = 0;
+  if (lane < a.groups) next_begin = __ldg(a.offsets + lane), next_end = __ldg(a.offsets + lane + 1);
   int64_t tiles_before = 0;
   for (int32_t base = 0; base < a.groups; base += 32) {
     const int32_t g = base + lane;
+    const int32_t raw_begin = next_begin, raw_end = next_end;
+    if (g + 32 < a.groups) next_begin = __ldg(a.offsets + g + 32), next_end = __ldg(a.offsets + g + 33);
     int64_t begin = 0, end = 0, tiles = 0;
     if (g < a.groups) {
-      begin = clamp_row(__ldg(a.offsets + g));
-      end = clamp_row(__ldg(a.offsets + g + 1));
+      begin = clamp_row(raw_begin);
+      end = clamp_row(raw_end);
       if (end > begin) tiles = (end - begin + rows_per_tile - 1) / rows_per_tile;
     }
     int64_t inclusive = tiles;

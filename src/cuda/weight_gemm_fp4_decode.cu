@@ -9,10 +9,11 @@
 // steps of its two rows in registers (a ring refilled as each step is consumed), with no shared
 // memory staging and no barrier in the loop.
 //
-// Dense products, and strided batches of them (one grid layer per product: V4's grouped output
-// projection, 8 products of one row in one launch instead of 8). On the grouped MoE products (one
-// weight per expert, SwiGLU epilogue) this scheme measured slower than the shared-memory ring
-// kernel (bench/gpu-kernel-notes.md), which keeps them.
+// Dense products, strided batches of them (one grid layer per product: V4's grouped output
+// projection, 8 products of one row in one launch instead of 8), and grouped FP4 products of a few
+// rows per group (one grid layer per tile of at most 8 rows of one group: a decode step's routed
+// experts), with V4's clamped SwiGLU as the epilogue: then half of a block's warps stream the gate's
+// rows and the other half the same rows of the up matrix, and the sums meet in shared memory.
 //
 // Work split. A warp owns 16 weight rows (A rows g and g + 8 for lane (g, t)). Per step of 128 k, lane
 // t of a quad reads the 32 elements [32t, 32t + 32) of each of its rows: 16 bytes of codes and its
@@ -254,30 +255,42 @@ __device__ __forceinline__ float global_scale_of(const GemmWeight& w) {
   return F == WeightFormat::Nvfp4 ? w.global_scale : 1.0f;
 }
 
-// y[row, col] of the block's product (y: its first element) from the F32 sum (the split decode's
-// 2^-8 undone first: exact, then one rounding by the global scale as before).
+// The product's value from its F32 sum: the split decode's 2^-8 undone first (exact), then one
+// rounding by the global scale.
 template <WeightFormat F>
-__device__ __forceinline__ void store(const WeightGemmArgs& a, void* y, int64_t row, int64_t col, float sum) {
+__device__ __forceinline__ float product_value(float sum, float global_scale) {
   if constexpr (kSplitDecode<F>) sum *= kSplitSumFactor;
-  const float v = sum * global_scale_of<F>(a.weight);
+  return sum * global_scale;
+}
+
+// y[row, col] of the block's product (y: its first element).
+__device__ __forceinline__ void store(const WeightGemmArgs& a, void* y, int64_t row, int64_t col, float v) {
   if (a.y_bf16) static_cast<uint16_t*>(y)[row * a.ldy + col] = float_to_bf16_bits(v);
   else static_cast<float*>(y)[row * a.ldy + col] = v;
 }
 
-// Grid: x = the cluster's blocks (ranks splitting K), y = blocks of kWarps warps' rows (x has at
-// most 8 * NT rows), z = the products of a strided batch.
-// Shared memory: staged x [8 * NT][x_row_stride(steps_per_rank)] BF16, then (clusters) the
-// partial sums [kWarps][16][8 * NT] F32.
-template <WeightFormat F, int NT>
+// Warps of a block along N: with the SwiGLU epilogue the first half streams the gate, the second
+// the up matrix, for the same output columns.
+template <bool kSwiGlu>
+constexpr int kColumnWarps = kSwiGlu ? kWarps / 2 : kWarps;
+
+// Grid: x = the cluster's blocks (ranks splitting K), y = blocks of kColumnWarps warps' rows (x has
+// at most 8 * NT rows), z = the products of a strided batch, or (kGrouped) the group tiles.
+// Shared memory: staged x [8 * NT][x_row_stride(steps_per_rank)] BF16, then (clusters or the SwiGLU
+// epilogue) the partial sums [kWarps][16][8 * NT] F32.
+template <WeightFormat F, int NT, bool kGrouped, bool kSwiGlu>
 __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(WeightGemmArgs a, int steps_per_rank) {
+  static_assert(kGrouped || !kSwiGlu, "the SwiGLU epilogue is for grouped products");
   constexpr int kTileRows = 8 * NT;
   constexpr int kWarpRows = 16;  // output columns per warp
+  constexpr int kColWarps = kColumnWarps<kSwiGlu>;
   extern __shared__ uint4 shared_words[];
   uint16_t* xs = reinterpret_cast<uint16_t*>(shared_words);
   const int stride = x_row_stride(steps_per_rank);
   float* partial = reinterpret_cast<float*>(xs + kTileRows * stride);
 
-  const bool early = a.weight.read_early;
+  // A grouped product's weight is known only from the offsets the work before wrote.
+  const bool early = !kGrouped && a.weight.read_early;
   if (!early) wait_for_previous_grid();
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -287,18 +300,36 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
   const int total_steps = static_cast<int>(K / kStep);
   const int step_begin = min(rank * steps_per_rank, total_steps);
   const int steps = min(steps_per_rank, total_steps - step_begin);
-  const int64_t col0 = (static_cast<int64_t>(blockIdx.y) * kWarps + warp) * kWarpRows;
-  const int64_t product = blockIdx.z, first_row = product * N;  // this product's weight rows start here
-  const uint16_t* x_in = a.x + product * a.x_batch_stride;
-  void* y_out = static_cast<char*>(a.y) + product * a.y_batch_stride * (a.y_bf16 ? 2 : 4);
+  const int64_t col0 = (static_cast<int64_t>(blockIdx.y) * kColWarps + warp % kColWarps) * kWarpRows;
+  // The block's product: a dense one's from the arguments (read where used, so that nothing is held
+  // in registers through the loop), a grouped one's from its tile.
+  GroupTile tile;
+  if constexpr (kGrouped) {
+    if (!find_group_tile(a, kTileRows, blockIdx.z, tile)) return;  // the same for every block of a cluster
+  }
+  const int64_t product = kGrouped ? 0 : blockIdx.z;
+  const int64_t first_row = product * N;  // the product's weight rows start here
+  const auto global_scale = [&](bool up) {
+    if constexpr (kGrouped) return global_scale_of<F>(up ? a.ups[tile.group] : a.gates[tile.group]);
+    else return global_scale_of<F>(a.weight);
+  };
+  const auto output = [&]() -> void* {
+    const int64_t row0 = kGrouped ? tile.begin * a.ldy : product * a.y_batch_stride;
+    return static_cast<char*>(a.y) + row0 * (a.y_bf16 ? 2 : 4);
+  };
+  const uint16_t* x_in = kGrouped ? a.x + tile.begin * a.ldx : a.x + product * a.x_batch_stride;
+  const int rows_here = static_cast<int>(kGrouped ? tile.end - tile.begin : a.rows);  // 1..kTileRows
+  GemmWeight w;
+  if constexpr (kGrouped) w = kSwiGlu && warp >= kColWarps ? a.ups[tile.group] : a.gates[tile.group];
+  else w = a.weight;
 
   // The lane's A rows: rows past N read row N - 1 (their sums are never stored).
   LaneStream s;
   {
     const int64_t row_lo = first_row + min(col0 + g, N - 1), row_hi = first_row + min(col0 + g + 8, N - 1);
-    const auto* codes = static_cast<const uint8_t*>(a.weight.data);
-    const auto* scales = static_cast<const uint8_t*>(a.weight.scales);
-    s.scales_f32 = a.weight.fp8_scales_f32;
+    const auto* codes = static_cast<const uint8_t*>(w.data);
+    const auto* scales = static_cast<const uint8_t*>(w.scales);
+    s.scales_f32 = w.fp8_scales_f32;
     if constexpr (F == WeightFormat::Fp8Block) {
       const int64_t k0 = static_cast<int64_t>(step_begin) * kStep + 16 * t;
       s.code_lo = codes + row_lo * K + k0;
@@ -327,7 +358,6 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
   allow_next_grid();
   if (early) wait_for_previous_grid();
 
-  const int rows_here = static_cast<int>(a.rows);  // 1..kTileRows
   {
     const int vectors = steps * (kStep / 8);  // 16-byte vectors per row
     const uint16_t* xsrc = x_in + static_cast<int64_t>(step_begin) * kStep;
@@ -370,21 +400,24 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
 #pragma unroll
     for (int i = 0; i < 4; ++i) sum[nt][i] = acc[nt][0][i] + acc[nt][1][i];
 
-  if (ranks == 1) {
+  if (ranks == 1 && !kSwiGlu) {
     if (!warp_active) return;
+    void* y_out = output();
+    const float gscale = global_scale(false);
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
       for (int c = 0; c < 2; ++c) {
         const int xr = 8 * nt + 2 * t + c;
         if (xr >= rows_here) continue;
-        if (col0 + g < N) store<F>(a, y_out, xr, col0 + g, sum[nt][c]);
-        if (col0 + g + 8 < N) store<F>(a, y_out, xr, col0 + g + 8, sum[nt][2 + c]);
+        if (col0 + g < N) store(a, y_out, xr, col0 + g, product_value<F>(sum[nt][c], gscale));
+        if (col0 + g + 8 < N) store(a, y_out, xr, col0 + g + 8, product_value<F>(sum[nt][2 + c], gscale));
       }
     return;
   }
 
-  // Cluster: partial[warp][arow][xrow]; rank q adds every ranks-th output over all ranks in rank order.
+  // partial[warp][arow][xrow]; for each output, rank q adds every ranks-th output's partial sums over
+  // all ranks in rank order (with SwiGLU, those of the gate's warp and of its up warp).
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
@@ -392,18 +425,31 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
       const int arow = g + (i >= 2 ? 8 : 0), xr = 8 * nt + 2 * t + (i & 1);
       partial[(warp * 16 + arow) * kTileRows + xr] = sum[nt][i];
     }
-  cluster_sync_all();
+  if (ranks > 1) cluster_sync_all();
+  else __syncthreads();
+  const auto rank_sum = [&](int index) {
+    if (ranks == 1) return partial[index];
+    float v = 0.0f;
+    for (int q = 0; q < ranks; ++q) v += cluster_peer(partial, q)[index];
+    return v;
+  };
+  void* y_out = output();
+  const float gscale[2] = {global_scale(false), kSwiGlu ? global_scale(true) : 1.0f};  // gate (or the product), up
   constexpr int kOutRows = 16;  // outputs per warp per x row
-  constexpr int kOutputs = kWarps * kOutRows * kTileRows;
+  constexpr int kOutputs = kColWarps * kOutRows * kTileRows;
   for (int e = rank + ranks * static_cast<int>(threadIdx.x); e < kOutputs; e += ranks * kThreads) {
-    const int xr = e % kTileRows, arow = (e / kTileRows) % kOutRows, w = e / (kTileRows * kOutRows);
-    const int64_t col = (static_cast<int64_t>(blockIdx.y) * kWarps + w) * kWarpRows + arow;
+    const int xr = e % kTileRows, arow = (e / kTileRows) % kOutRows, cw = e / (kTileRows * kOutRows);
+    const int64_t col = (static_cast<int64_t>(blockIdx.y) * kColWarps + cw) * kWarpRows + arow;
     if (xr >= rows_here || col >= N) continue;
-    float sum_q = 0.0f;
-    for (int q = 0; q < ranks; ++q) sum_q += cluster_peer(partial, q)[(w * 16 + arow) * kTileRows + xr];
-    store<F>(a, y_out, xr, col, sum_q);
+    const float gate = product_value<F>(rank_sum((cw * 16 + arow) * kTileRows + xr), gscale[0]);
+    if constexpr (kSwiGlu) {
+      const float up = product_value<F>(rank_sum(((cw + kColWarps) * 16 + arow) * kTileRows + xr), gscale[1]);
+      store(a, y_out, xr, col, clamped_swiglu(gate, up, a.swiglu_limit));
+    } else {
+      store(a, y_out, xr, col, gate);
+    }
   }
-  cluster_sync_all();  // no block leaves while others read its partial sums
+  if (ranks > 1) cluster_sync_all();  // no block leaves while others read its partial sums
 }
 
 struct DeviceShape {
@@ -422,18 +468,19 @@ DeviceShape device_shape() {
   return d;
 }
 
-template <WeightFormat F, int NT>
-void launch(const WeightGemmArgs& a, StreamHandle stream) {
-  auto kernel = weight_gemm_fp4_decode_kernel<F, NT>;
-  constexpr int kWarpRows = 16;
+// layers: the grid's z (the batch, or the group tiles' bound).
+template <WeightFormat F, int NT, bool kGrouped, bool kSwiGlu>
+void launch(const WeightGemmArgs& a, int64_t layers, StreamHandle stream) {
+  auto kernel = weight_gemm_fp4_decode_kernel<F, NT, kGrouped, kSwiGlu>;
+  constexpr int kWarpRows = 16, kBlockColumns = kColumnWarps<kSwiGlu> * kWarpRows;
   const DeviceShape dev = device_shape();
   const int total_steps = static_cast<int>(a.k / kStep);
-  const int64_t row_blocks = (a.n + kWarps * kWarpRows - 1) / (kWarps * kWarpRows);
+  const int64_t row_blocks = (a.n + kBlockColumns - 1) / kBlockColumns;
   // Split K over a cluster until the blocks fill every multiprocessor four times over (each rank
   // keeps at least kRing steps, and its staged x fits kMaxXBytes).
   int ranks = 1;
   if (dev.major >= 9) {
-    const int64_t blocks = row_blocks * a.batch;
+    const int64_t blocks = row_blocks * layers;
     const int64_t want = (4 * static_cast<int64_t>(dev.multiprocessors) + blocks - 1) / blocks;
     ranks = static_cast<int>(std::clamp<int64_t>(std::min<int64_t>(want, total_steps / kRing<F>), 1, kMaxRanks));
   }
@@ -443,16 +490,17 @@ void launch(const WeightGemmArgs& a, StreamHandle stream) {
     steps_per_rank = (total_steps + ranks - 1) / ranks;
   }
   const size_t x_bytes = static_cast<size_t>(8 * NT) * x_row_stride(steps_per_rank) * 2;
-  const size_t partial_bytes = ranks > 1 ? static_cast<size_t>(kWarps) * 16 * 8 * NT * sizeof(float) : 0;
+  const size_t partial_bytes = ranks > 1 || kSwiGlu ? static_cast<size_t>(kWarps) * 16 * 8 * NT * sizeof(float) : 0;
   const size_t smem = x_bytes + partial_bytes;
   const std::string shape = "M=" + std::to_string(a.rows) + " N=" + std::to_string(a.n) + " K=" + std::to_string(a.k) +
                             (a.batch > 1 ? " batch=" + std::to_string(a.batch) : std::string()) +
+                            (kGrouped ? " groups=" + std::to_string(a.groups) + (kSwiGlu ? " swiglu" : "") : std::string()) +
                             " cluster=" + std::to_string(ranks);
   if (smem > 200 * 1024) throw InputError("weight_gemm_fp4_decode [" + shape + "]: K too large for the decode path");
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
         "weight_gemm_fp4_decode: shared memory attribute");
   cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(static_cast<unsigned>(ranks), static_cast<unsigned>(row_blocks), static_cast<unsigned>(a.batch));
+  config.gridDim = dim3(static_cast<unsigned>(ranks), static_cast<unsigned>(row_blocks), static_cast<unsigned>(layers));
   config.blockDim = dim3(kThreads);
   config.dynamicSmemBytes = smem;
   config.stream = stream;
@@ -489,11 +537,33 @@ bool fp4_decode_applies(const WeightGemmArgs& a, WeightFormat format) {
 void launch_weight_gemm_fp4_decode(const WeightGemmArgs& a, WeightFormat format, StreamHandle stream) {
   const bool one_tile = a.rows <= 8;
   if (format == WeightFormat::Nvfp4) {
-    one_tile ? launch<WeightFormat::Nvfp4, 1>(a, stream) : launch<WeightFormat::Nvfp4, 2>(a, stream);
+    one_tile ? launch<WeightFormat::Nvfp4, 1, false, false>(a, a.batch, stream)
+             : launch<WeightFormat::Nvfp4, 2, false, false>(a, a.batch, stream);
   } else if (format == WeightFormat::Fp8Block) {
-    one_tile ? launch<WeightFormat::Fp8Block, 1>(a, stream) : launch<WeightFormat::Fp8Block, 2>(a, stream);
+    one_tile ? launch<WeightFormat::Fp8Block, 1, false, false>(a, a.batch, stream)
+             : launch<WeightFormat::Fp8Block, 2, false, false>(a, a.batch, stream);
   } else {
-    one_tile ? launch<WeightFormat::Mxfp4, 1>(a, stream) : launch<WeightFormat::Mxfp4, 2>(a, stream);
+    one_tile ? launch<WeightFormat::Mxfp4, 1, false, false>(a, a.batch, stream)
+             : launch<WeightFormat::Mxfp4, 2, false, false>(a, a.batch, stream);
+  }
+}
+
+bool fp4_grouped_decode_applies(WeightFormat format, int64_t rows, int64_t busy_groups, int64_t k) {
+  // Measured on V4-Pro's routed experts (H100, bench/RESULTS.md): faster than the ring kernel for
+  // MXFP4 at 1 and 8 tokens and for NVFP4 at 1 token, but 10 % slower for NVFP4 at 8 tokens (48 rows).
+  const bool takes_rows = format == WeightFormat::Mxfp4 || rows <= 2 * kGroupTileRows;
+  return (format == WeightFormat::Nvfp4 || format == WeightFormat::Mxfp4) && k % kStep == 0 &&
+         k / kStep <= (int64_t{1} << 20) && rows <= kGroupTileRows * busy_groups && takes_rows;
+}
+
+void launch_weight_gemm_fp4_grouped_decode(const WeightGemmArgs& a, WeightFormat format, bool swiglu, int64_t tiles,
+                                           StreamHandle stream) {
+  if (format == WeightFormat::Nvfp4) {
+    swiglu ? launch<WeightFormat::Nvfp4, 1, true, true>(a, tiles, stream)
+           : launch<WeightFormat::Nvfp4, 1, true, false>(a, tiles, stream);
+  } else {
+    swiglu ? launch<WeightFormat::Mxfp4, 1, true, true>(a, tiles, stream)
+           : launch<WeightFormat::Mxfp4, 1, true, false>(a, tiles, stream);
   }
 }
 

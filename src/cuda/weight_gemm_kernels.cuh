@@ -19,6 +19,16 @@ void launch_weight_gemm_decode(const WeightGemmArgs& a, WeightFormat format, boo
 // 16-byte aligned and NVFP4 scales 2-byte aligned.
 bool fp4_decode_applies(const WeightGemmArgs& a, WeightFormat format);
 void launch_weight_gemm_fp4_decode(const WeightGemmArgs& a, WeightFormat format, StreamHandle stream);
+// Grouped FP4 products (NVFP4, MXFP4) with K a multiple of 128 whose non-empty groups average at
+// most kGroupTileRows rows (rows <= kGroupTileRows * busy_groups; NVFP4 also at most 16 rows in all,
+// where it measured faster than the ring kernel): the register-streaming kernel,
+// one grid layer per tile of at most kGroupTileRows rows of one group (`tiles`: a bound on their
+// count), with the SwiGLU epilogue where `swiglu`. Every group's weight codes must be 16-byte
+// aligned and its NVFP4 scales 2-byte aligned.
+inline constexpr int64_t kGroupTileRows = 8;
+bool fp4_grouped_decode_applies(WeightFormat format, int64_t rows, int64_t busy_groups, int64_t k);
+void launch_weight_gemm_fp4_grouped_decode(const WeightGemmArgs& a, WeightFormat format, bool swiglu, int64_t tiles,
+                                           StreamHandle stream);
 // y = gscale * sum over splits of partial (a dense product's split-K sums).
 void launch_reduce_split_k(const WeightGemmArgs& a, int64_t splits, StreamHandle stream);
 // Many rows: 128-row tiles through shared memory, the weight decoded to BF16 in shared memory.

@@ -882,8 +882,8 @@ TEST(MoeExpertsValidation, WorkspaceRejectsBadSizes) {
   EXPECT_THROW(MoeWorkspace(int64_t{1} << 30, 6, 16, 256, 128), InputError);
 }
 
-TEST(MoeExpertsValidation, TableRejectsMixedFormatsShapesAndMissingData) {
-  static const uint8_t bytes[16] = {};
+TEST(MoeExpertsValidation, TableRejectsMixedFormatsShapesMissingDataAndMisalignment) {
+  alignas(16) static const uint8_t bytes[32] = {};
   auto w = [](WeightFormat f, int64_t n, int64_t k) {
     GemmWeight g;
     g.format = f;
@@ -904,6 +904,13 @@ TEST(MoeExpertsValidation, TableRejectsMixedFormatsShapesAndMissingData) {
   bad[0].scales = nullptr;
   expect_input_error([&] { MoeExpertTable(bad, up, down); }, {"expert 0 w1", "no scales"});
   expect_input_error([&] { MoeExpertTable(up, up, std::vector<GemmWeight>(1, down[0])); }, {"1 w2"});
+  // The decode kernels read codes 16 bytes and scales 2 bytes at a time.
+  bad = down;
+  bad[1].data = bytes + 8;
+  expect_input_error([&] { MoeExpertTable(up, up, bad); }, {"expert 1 w2", "16-byte aligned"});
+  bad = up;
+  bad[0].scales = bytes + 1;
+  expect_input_error([&] { MoeExpertTable(up, bad, down); }, {"expert 0 w3", "2-byte aligned"});
 }
 
 }  // namespace

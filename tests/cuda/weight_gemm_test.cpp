@@ -646,15 +646,18 @@ TEST(CudaGroupedWeightGemm, FewRowsPerGroupDecodePath) {
   check_grouped(WeightFormat::Nvfp4, c, true, 0.0f, GemmOutput::F32, rng);
 }
 
-// Grouped FP4 products with K a multiple of 128 (which dense products send to the register-
-// streaming kernel) stay on the ring kernel: groups of 0 to 17 rows, averaging under and over 8.
+// Grouped FP4 products with K a multiple of 128: groups averaging at most 8 rows take the register-
+// streaming kernel (MXFP4 at any count, NVFP4 up to 16 rows; groups of 9 and 17 rows there span
+// several tiles), the others the ring kernel.
 TEST(CudaGroupedWeightGemm, Fp4KMultipleOf128DecodePath) {
   FP4KIT_REQUIRE_GPU();
   std::mt19937 rng(13);
+  const GroupedCase few{{1, 0, 2, 0, 9, 1, 3}, 136, 256};
   const GroupedCase small{{3, 0, 1, 5, 0, 0, 2, 1, 9, 0, 4, 1, 0, 17, 1, 4, 0, 0, 0, 0}, 136, 256};
   const GroupedCase tall{{16, 9, 12, 0, 15}, 72, 384};
   for (WeightFormat f : {WeightFormat::Nvfp4, WeightFormat::Mxfp4})
     for (bool swiglu : {false, true}) {
+      check_grouped(f, few, swiglu, swiglu ? 7.0f : 0.0f, swiglu ? GemmOutput::Bf16 : GemmOutput::F32, rng);
       check_grouped(f, small, swiglu, swiglu ? 7.0f : 0.0f, swiglu ? GemmOutput::Bf16 : GemmOutput::F32, rng);
       check_grouped(f, tall, swiglu, swiglu ? 7.0f : 0.0f, swiglu ? GemmOutput::F32 : GemmOutput::Bf16, rng);
     }
