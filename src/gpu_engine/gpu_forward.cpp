@@ -1375,6 +1375,10 @@ void GpuForward::run_head(bool last_only, const std::function<void(const float*,
   const float* norm = m.weight("norm.weight", {H});
   const LinearWeight head = m.linear_weight("head.weight", V, H);
   cuda::DeviceBuffer logits = floats(per_chunk * rows_each * V, "logits");
+  // The head's product reads the normed rows rounded to BF16 by the norm (BF16 precision).
+  const cuda::DeviceBuffer x16 = m.lin.precision() == Precision::Bf16
+                                     ? cuda::DeviceBuffer(static_cast<size_t>(shape.tokens * H) * 2, "final hidden bf16")
+                                     : cuda::DeviceBuffer{};
   const float* streams = batch_->streams.data<float>();
   for (int64_t s0 = 0; s0 < batch_->batch; s0 += per_chunk) {
     const int64_t n = std::min(per_chunk, batch_->batch - s0), rows = n * rows_each;
@@ -1388,8 +1392,8 @@ void GpuForward::run_head(bool last_only, const std::function<void(const float*,
       cuda::hc_head(streams + s0 * seq * hc * H, shape, {fn, base, scale}, x.data<float>(), scratch.data<float>(),
                     m.stream.get());
     }
-    cuda::rms_norm_rows(x.data<float>(), rows, H, norm, cfg.rms_eps, x.data<float>(), m.stream.get());
-    m.linear(x.data<float>(), head, logits.data<float>(), rows);
+    cuda::rms_norm_rows(x.data<float>(), rows, H, norm, cfg.rms_eps, x.data<float>(), m.stream.get(), x16.data<uint16_t>());
+    m.linear(x.data<float>(), head, logits.data<float>(), rows, x16.data<uint16_t>());
     consume(logits.data<float>(), s0, rows);
   }
   finish_timing();
