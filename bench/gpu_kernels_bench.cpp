@@ -782,17 +782,18 @@ void bench_launch(Bench& b) {
     g.y = y.data(), g.ldy = 8192, g.y_batch_stride = 1024;
     cuda::batched_weight_gemm(g, b.s.get());
   });
-  {  // V4-Flash's hyper-connections at one token: hc_pre is 4 launches, hc_post 1
+  {  // V4-Flash's hyper-connections at one token: hc_pre with the sublayer's input norm is 2 launches, hc_post 1
     cuda::HcShape hs;
     hs.tokens = 1, hs.hc = 4, hs.hidden = 4096;
     const int64_t rows = (2 + hs.hc) * hs.hc;
     DeviceBuffer streams(size_t{4} * 4096 * 4, "hc streams"), fn(static_cast<size_t>(rows) * 4 * 4096 * 4, "hc fn");
     DeviceBuffer small(size_t{4096} * 4, "hc small"), scratch(static_cast<size_t>(cuda::hc_scratch_floats(hs)) * 4, "hc scratch");
-    for (DeviceBuffer* d : {&streams, &fn, &small}) cuda::fill_bytes(d->data(), 0, d->bytes(), b.s);
+    DeviceBuffer norm(size_t{4096} * 4, "hc norm"), normed16(size_t{4096} * 2, "hc normed bf16");
+    for (DeviceBuffer* d : {&streams, &fn, &small, &norm}) cuda::fill_bytes(d->data(), 0, d->bytes(), b.s);
     float* f = small.data<float>();
-    row("hc_pre, 1 token (4 launches)", [&] {
+    row("hc_pre + input norm, 1 token (2 launches)", [&] {
       cuda::hc_pre(streams.data<float>(), hs, {fn.data<float>(), f, f + 64}, y.data<float>(), f + 128, f + 256,
-                   scratch.data<float>(), b.s.get());
+                   scratch.data<float>(), b.s.get(), norm.data<float>(), normed16.data<uint16_t>());
     });
     row("hc_post, 1 token", [&] { cuda::hc_post(streams.data<float>(), xf.data<float>(), f + 128, f + 256, hs, b.s.get()); });
   }

@@ -54,7 +54,7 @@ if(FP4KIT_LIB_UNITY AND TARGET fp4kit_cuda AND FP4KIT_HAVE_CUDA)
   set(cuda_bundle_moe moe_combine moe_experts moe_experts_decoded moe_observe moe_route v4_moe)
   set(cuda_bundle_ops elementwise v4_attention v4_attention_core v4_hyper_connection v4_norm_rope)
   set(cuda_bundle_stats gptq_factor gptq_rows xtx_blocks xtx_device_sums xtx_full)
-  set(cuda_bundle_runtime bandwidth_copy cublas_gemm device runtime w4a4_emulation weight_gemm)
+  set(cuda_bundle_runtime bandwidth_copy cublas_gemm device device_facts runtime w4a4_emulation weight_gemm)
   set(cuda_bundle_cub moe_expert_sort token_draw)  # CUB's device-wide sort, parsed once
   # Every exact-IEEE kernel (CMakeLists.txt's FP4KIT_CUDA_EXACT_SOURCES), with their options.
   set(cuda_bundle_exact)

@@ -44,7 +44,7 @@ void copy_with_kernel(void* dst, const void* src, size_t bytes, StreamHandle str
   const size_t need = (vectors + size_t{kThreads} * kUnroll - 1) / (size_t{kThreads} * kUnroll);
   const unsigned blocks = static_cast<unsigned>(std::max<size_t>(1, std::min<size_t>(need, size_t(sms) * 8)));
   copy_kernel<<<blocks, kThreads, 0, stream>>>(static_cast<const uint4*>(src), static_cast<uint4*>(dst), vectors);
-  check_launch("copy_with_kernel", "bytes=" + std::to_string(bytes));
+  check_launch("copy_with_kernel", [&] { return "bytes=" + std::to_string(bytes); });
 }
 
 }  // namespace fp4kit::cuda

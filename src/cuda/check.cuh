@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <string>
+#include <type_traits>
 
 #include "base/error.h"
 
@@ -18,10 +19,25 @@ inline void check(cudaError_t err, const std::string& what) {
   if (err != cudaSuccess) throw_cuda_error(err, what);
 }
 
-// After `kernel<<<...>>>`: `shape` says what it was launched on ("M=8 N=3072 K=7168").
+// The message made only on an error: building it on every call (a few std::to_string and
+// concatenations) costs the host more than many of the kernels launched take on the device.
+template <class What>
+  requires std::is_invocable_r_v<std::string, What>
+inline void check(cudaError_t err, What&& what) {
+  if (err != cudaSuccess) throw_cuda_error(err, what());
+}
+
+// After `kernel<<<...>>>`: `shape` says what it was launched on ("M=8 N=3072 K=7168"); a callable
+// that returns it where the launch is on a decode step's path.
 inline void check_launch(const char* kernel, const std::string& shape) {
   const cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) throw_cuda_error(err, std::string("kernel ") + kernel + " [" + shape + "]");
+}
+template <class Shape>
+  requires std::is_invocable_r_v<std::string, Shape>
+inline void check_launch(const char* kernel, Shape&& shape) {
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) throw_cuda_error(err, std::string("kernel ") + kernel + " [" + std::string(shape()) + "]");
 }
 
 constexpr unsigned ceil_div(size_t a, size_t b) { return static_cast<unsigned>((a + b - 1) / b); }

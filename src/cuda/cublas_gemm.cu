@@ -14,9 +14,12 @@ namespace fp4kit::cuda {
 
 namespace {
 
-void check_lt(cublasStatus_t status, const char* call, const std::string& shape) {
+// `shape` returns the product's text, made only for an error (a product is queued every few
+// microseconds in a decode step).
+template <class Shape>
+void check_lt(cublasStatus_t status, const char* call, const Shape& shape) {
   if (status != CUBLAS_STATUS_SUCCESS)
-    throw DeviceError(std::string(call) + " [" + shape + "]: " + cublaslt().GetStatusName(status) + " (" +
+    throw DeviceError(std::string(call) + " [" + shape() + "]: " + cublaslt().GetStatusName(status) + " (" +
                       cublaslt().GetStatusString(status) + ")");
 }
 
@@ -73,7 +76,8 @@ struct CublasGemm::Impl {
   mutable std::mutex mu;
   std::map<PlanKey, std::unique_ptr<Plan>> plans;
 
-  const Plan& plan(const PlanKey& key, const std::string& shape) {
+  template <class Shape>
+  const Plan& plan(const PlanKey& key, const Shape& shape) {
     std::lock_guard lock(mu);
     auto it = plans.find(key);
     if (it != plans.end()) return *it->second;
@@ -124,7 +128,7 @@ struct CublasGemm::Impl {
     for (int i = 0; i < found && chosen < 0; ++i)
       if (results[i].state == CUBLAS_STATUS_SUCCESS && results[i].workspaceSize <= ws) chosen = i;
     if (chosen < 0)
-      throw DeviceError("cublasLtMatmulAlgoGetHeuristic [" + shape + "]: no algorithm for this problem (" +
+      throw DeviceError("cublasLtMatmulAlgoGetHeuristic [" + shape() + "]: no algorithm for this problem (" +
                         std::to_string(found) + " candidates)");
     p->algo = results[chosen].algo;
     p->workspace = results[chosen].workspaceSize;
@@ -134,7 +138,7 @@ struct CublasGemm::Impl {
 
 CublasGemm::CublasGemm(size_t workspace_bytes, Bf16Partials partials) : impl_(std::make_unique<Impl>()) {
   impl_->partials = partials;
-  check_lt(cublaslt().Create(&impl_->handle), "cublasLtCreate", "handle");
+  check_lt(cublaslt().Create(&impl_->handle), "cublasLtCreate", [] { return std::string("handle"); });
   try {
     impl_->workspace = DeviceBuffer(workspace_bytes, "cuBLASLt workspace");
   } catch (...) {
@@ -155,11 +159,11 @@ size_t CublasGemm::cached_plans() const {
 
 void CublasGemm::bf16_gemm(const uint16_t* x, const uint16_t* w, void* y, GemmOutput out, int64_t m, int64_t n,
                            int64_t k, StreamHandle stream, float alpha) {
-  const std::string shape = shape_text(m, n, k, out);
-  if (m < 0 || n <= 0 || k <= 0) throw InputError(shape + ": M must be >= 0, N and K positive");
-  if (out != GemmOutput::F32 && out != GemmOutput::Bf16) throw InputError(shape + ": unknown output type");
+  const auto shape = [&] { return shape_text(m, n, k, out); };
+  if (m < 0 || n <= 0 || k <= 0) throw InputError(shape() + ": M must be >= 0, N and K positive");
+  if (out != GemmOutput::F32 && out != GemmOutput::Bf16) throw InputError(shape() + ": unknown output type");
   if (m == 0) return;
-  if (!x || !w || !y) throw InputError(shape + ": null x, W or y");
+  if (!x || !w || !y) throw InputError(shape() + ": null x, W or y");
   const PlanKey key{m, n, k, out, alignment(x), alignment(w), alignment(y)};
   const Plan& p = impl_->plan(key, shape);
   const float beta = 0.0f;
@@ -170,11 +174,14 @@ void CublasGemm::bf16_gemm(const uint16_t* x, const uint16_t* w, void* y, GemmOu
 
 void CublasGemm::f32_gemm(const float* x, int64_t ldx, const float* w, float* y, int64_t ldy, int64_t m, int64_t n,
                           int64_t k, StreamHandle stream) {
-  const std::string shape = "f32_gemm M=" + std::to_string(m) + " N=" + std::to_string(n) + " K=" + std::to_string(k) +
-                            " ldx=" + std::to_string(ldx) + " ldy=" + std::to_string(ldy);
-  if (m < 0 || n <= 0 || k <= 0 || ldx < k || ldy < n) throw InputError(shape + ": M must be >= 0, N and K positive, ldx >= K, ldy >= N");
+  const auto shape = [&] {
+    return "f32_gemm M=" + std::to_string(m) + " N=" + std::to_string(n) + " K=" + std::to_string(k) +
+           " ldx=" + std::to_string(ldx) + " ldy=" + std::to_string(ldy);
+  };
+  if (m < 0 || n <= 0 || k <= 0 || ldx < k || ldy < n)
+    throw InputError(shape() + ": M must be >= 0, N and K positive, ldx >= K, ldy >= N");
   if (m == 0) return;
-  if (!x || !w || !y) throw InputError(shape + ": null x, W or y");
+  if (!x || !w || !y) throw InputError(shape() + ": null x, W or y");
   PlanKey key{m, n, k, GemmOutput::F32, alignment(x), alignment(w), alignment(y)};
   key.f32_operands = true;
   key.ldx = ldx;

@@ -80,26 +80,28 @@ __global__ void first_nonfinite_kernel(const float* x, int64_t n, unsigned long 
 void gather_rows(const float* src, const int32_t* rows, int64_t n, int64_t w, float* dst, StreamHandle stream) {
   if (n <= 0 || w <= 0) return;
   gather_rows_kernel<<<blocks_for(n * w), kElementwiseThreads, 0, stream>>>(src, rows, n, w, dst);
-  check_launch("gather_rows", "n=" + std::to_string(n) + " w=" + std::to_string(w));
+  check_launch("gather_rows", [&] { return "n=" + std::to_string(n) + " w=" + std::to_string(w); });
 }
 
 void repeat_rows(const float* src, int64_t n, int64_t w, int64_t times, float* dst, StreamHandle stream) {
   if (n <= 0 || w <= 0 || times <= 0) return;
   repeat_rows_kernel<<<blocks_for(n * times * w), kElementwiseThreads, 0, stream>>>(src, n, w, times, dst);
-  check_launch("repeat_rows", "n=" + std::to_string(n) + " w=" + std::to_string(w) + " times=" + std::to_string(times));
+  check_launch("repeat_rows", [&] {
+    return "n=" + std::to_string(n) + " w=" + std::to_string(w) + " times=" + std::to_string(times);
+  });
 }
 
 void scatter_add_rows(float* dst, const float* src, const int32_t* rows, const float* weights, int64_t n, int64_t w,
                       StreamHandle stream) {
   if (n <= 0 || w <= 0) return;
   scatter_add_rows_kernel<<<blocks_for(n * w), kElementwiseThreads, 0, stream>>>(dst, src, rows, weights, n, w);
-  check_launch("scatter_add_rows", "n=" + std::to_string(n) + " w=" + std::to_string(w));
+  check_launch("scatter_add_rows", [&] { return "n=" + std::to_string(n) + " w=" + std::to_string(w); });
 }
 
 void add_f32(const float* a, const float* b, int64_t n, float* out, StreamHandle stream) {
   if (n <= 0) return;
   add_kernel<<<blocks_for(n), kElementwiseThreads, 0, stream>>>(a, b, n, out);
-  check_launch("add_f32", "n=" + std::to_string(n));
+  check_launch("add_f32", [&] { return "n=" + std::to_string(n); });
 }
 
 void widen_to_f32(const void* src, DType dtype, int64_t n, float* out, StreamHandle stream) {
@@ -111,7 +113,7 @@ void widen_to_f32(const void* src, DType dtype, int64_t n, float* out, StreamHan
   if (dtype != DType::BF16 && dtype != DType::F16)
     throw InputError(std::string("widen_to_f32: ") + std::string(dtype_name(dtype)) + " is not a float dtype");
   widen_kernel<<<blocks_for(n), kElementwiseThreads, 0, stream>>>(static_cast<const uint16_t*>(src), dtype == DType::BF16, n, out);
-  check_launch("widen_to_f32", "n=" + std::to_string(n));
+  check_launch("widen_to_f32", [&] { return "n=" + std::to_string(n); });
 }
 
 void gather_rows_widened(const void* src, DType dtype, const int32_t* rows, int64_t n, int64_t w, float* dst,
@@ -122,7 +124,7 @@ void gather_rows_widened(const void* src, DType dtype, const int32_t* rows, int6
     throw InputError(std::string("gather_rows_widened: ") + std::string(dtype_name(dtype)) + " is not a float dtype");
   gather_widen_kernel<<<blocks_for(n * w), kElementwiseThreads, 0, stream>>>(static_cast<const uint16_t*>(src), dtype == DType::BF16,
                                                                    rows, n, w, dst);
-  check_launch("gather_rows_widened", "n=" + std::to_string(n) + " w=" + std::to_string(w));
+  check_launch("gather_rows_widened", [&] { return "n=" + std::to_string(n) + " w=" + std::to_string(w); });
 }
 
 void linear_amax(const float* x, int64_t rows, int64_t cols, const float* row_weights, float* out, float* scratch,
@@ -132,21 +134,21 @@ void linear_amax(const float* x, int64_t rows, int64_t cols, const float* row_we
     return;
   }
   row_abs_max_kernel<<<static_cast<unsigned>(rows), kElementwiseThreads, 0, stream>>>(x, cols, scratch);
-  check_launch("linear_amax rows", "rows=" + std::to_string(rows) + " cols=" + std::to_string(cols));
+  check_launch("linear_amax rows", [&] { return "rows=" + std::to_string(rows) + " cols=" + std::to_string(cols); });
   amax_of_rows_kernel<<<1, kElementwiseThreads, 0, stream>>>(scratch, row_weights, rows, out);
-  check_launch("linear_amax", "rows=" + std::to_string(rows));
+  check_launch("linear_amax", [&] { return "rows=" + std::to_string(rows); });
 }
 
 void scale_f32(float* x, int64_t n, float s, StreamHandle stream) {
   if (n <= 0) return;
   scale_kernel<<<blocks_for(n), kElementwiseThreads, 0, stream>>>(x, n, s);
-  check_launch("scale_f32", "n=" + std::to_string(n));
+  check_launch("scale_f32", [&] { return "n=" + std::to_string(n); });
 }
 
 void first_nonfinite(const float* x, int64_t n, int64_t* first, StreamHandle stream) {
   if (n <= 0) return;
   first_nonfinite_kernel<<<blocks_for(n), kElementwiseThreads, 0, stream>>>(x, n, reinterpret_cast<unsigned long long*>(first));
-  check_launch("first_nonfinite", "n=" + std::to_string(n));
+  check_launch("first_nonfinite", [&] { return "n=" + std::to_string(n); });
 }
 
 }  // namespace fp4kit::cuda

@@ -104,7 +104,7 @@ bool GptqDevice::factor(double diag_add) {
   const dim3 blocks(ceil_div(k, threads.x), ceil_div(k, threads.y));
   reversed_damped_kernel<<<blocks, threads, 0, d.stream.get()>>>(d.h.data<double>(), d.order.data<int32_t>(), n,
                                                                    diag_add, d.a.data<float>());
-  check_launch("gptq reversed_damped", factor_shape(k));
+  check_launch("gptq reversed_damped", [&] { return factor_shape(k); });
   int* info = d.status.data<int>();
   check_cusolver(cusolver().Spotrf(d.solver, CUBLAS_FILL_MODE_LOWER, n, d.a.data<float>(), n, d.work.data<float>(),
                                    d.work_floats, info),
@@ -116,14 +116,14 @@ bool GptqDevice::factor(double diag_add) {
     throw DeviceError("cusolverDnSpotrf [" + factor_shape(k) + "]: argument " + std::to_string(-info_host) + " is wrong");
   if (info_host > 0) return false;  // a leading minor is not positive definite
   identity_kernel<<<ceil_div(static_cast<size_t>(kk), 256), 256, 0, d.stream.get()>>>(d.inverse.data<float>(), n);
-  check_launch("gptq identity", factor_shape(k));
+  check_launch("gptq identity", [&] { return factor_shape(k); });
   const float one = 1.0f;
   check_cublas(cublas().Strsm(d.blas, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, CUBLAS_DIAG_NON_UNIT, n, n,
                               &one, d.a.data<float>(), n, d.inverse.data<float>(), n),
                "cublasStrsm (GPTQ inverse factor)", factor_shape(k));
   reverse_kernel<<<ceil_div(static_cast<size_t>(kk), 256), 256, 0, d.stream.get()>>>(d.inverse.data<float>(), kk,
                                                                                        d.a.data<float>());
-  check_launch("gptq reverse", factor_shape(k));
+  check_launch("gptq reverse", [&] { return factor_shape(k); });
   // A tiny pivot can still overflow L⁻¹: such a U is no factor.
   int64_t* first = reinterpret_cast<int64_t*>(d.status.data<char>() + 8);
   const int64_t none = kk;

@@ -167,8 +167,8 @@ void launch_batch(const BatchArgs& a, StreamHandle stream) {
       static_cast<int>((kGptqDeviceMaxBatch * (kGptqDeviceMaxBatch + 1) + 512) * sizeof(float) + kGptqDeviceMaxBatch * 4));
   check(attribute, "cudaFuncSetAttribute (gptq batch kernel shared memory)");
   batch_kernel<kSlots><<<ceil_div(static_cast<size_t>(a.rows), kBatchWarps), kBatchWarps * 32, smem, stream>>>(a);
-  check_launch("gptq batch", "rows=" + std::to_string(a.rows) + " k=" + std::to_string(a.k) + " columns " +
-                                 std::to_string(a.i1) + "+" + std::to_string(a.b));
+  check_launch("gptq batch", [&] { return "rows=" + std::to_string(a.rows) + " k=" + std::to_string(a.k) + " columns " +
+                                 std::to_string(a.i1) + "+" + std::to_string(a.b); });
 }
 
 }  // namespace

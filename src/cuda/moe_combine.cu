@@ -48,15 +48,16 @@ __global__ void combine_kernel(const float* __restrict__ expert_out, const int32
 }  // namespace
 
 void moe_combine(const MoeRouting& r, const MoeWorkspace& ws, void* out, GemmOutput out_type, StreamHandle stream) {
-  const std::string shape = "T=" + std::to_string(r.tokens) + " k=" + std::to_string(r.top_k) +
-                            " H=" + std::to_string(ws.hidden());
+  const auto shape = [&] {
+    return "T=" + std::to_string(r.tokens) + " k=" + std::to_string(r.top_k) + " H=" + std::to_string(ws.hidden());
+  };
   if (r.tokens != ws.routed_tokens() || r.top_k != ws.top_k())
-    throw InputError("moe_combine [" + shape + "]: the workspace holds the rows of T=" +
+    throw InputError("moe_combine [" + shape() + "]: the workspace holds the rows of T=" +
                      std::to_string(ws.routed_tokens()) + " k=" + std::to_string(ws.top_k()) +
                      " (route the same tokens first)");
   if (r.tokens == 0) return;
   if (r.weights == nullptr || out == nullptr)
-    throw InputError("moe_combine [" + shape + "]: the routing weights or the output are null");
+    throw InputError("moe_combine [" + shape() + "]: the routing weights or the output are null");
   const dim3 grid(static_cast<unsigned>(r.tokens), ceil_div(ws.hidden(), kCombineThreads));
   if (out_type == GemmOutput::Bf16)
     combine_kernel<true><<<grid, kCombineThreads, 0, stream>>>(ws.expert_out(), ws.row_of_slot(), r.weights,

@@ -13,7 +13,7 @@ size_t expert_sort_temp_bytes(int64_t items, int end_bit) {
   check(cub::DeviceRadixSort::SortPairs(nullptr, bytes, static_cast<const uint32_t*>(nullptr),
                                         static_cast<uint32_t*>(nullptr), static_cast<const int32_t*>(nullptr),
                                         static_cast<int32_t*>(nullptr), static_cast<int>(items), 0, end_bit),
-        "cub::DeviceRadixSort::SortPairs size query for " + std::to_string(items) + " expert slots");
+        [&] { return "cub::DeviceRadixSort::SortPairs size query for " + std::to_string(items) + " expert slots"; });
   return bytes;
 }
 
@@ -32,7 +32,7 @@ void sort_slots_by_expert(void* temp, size_t temp_bytes, const uint32_t* keys_in
   check(cub::DeviceRadixSort::SortPairs(temp, temp_bytes, keys_in, keys_out, slots_in, slots_out,
                                         static_cast<int>(items), 0, end_bit, stream),
         what);
-  check_launch("cub::DeviceRadixSort::SortPairs", "items=" + std::to_string(items));
+  check_launch("cub::DeviceRadixSort::SortPairs", [&] { return "items=" + std::to_string(items); });
 }
 
 }  // namespace fp4kit::cuda

@@ -191,7 +191,7 @@ void moe_routed_experts_async(const uint16_t* x, const MoeRouting& routing, cons
 void moe_routed_experts(const uint16_t* x, const MoeRouting& routing, const MoeExperts& experts, float swiglu_limit,
                         void* out, GemmOutput out_type, MoeWorkspace& ws, StreamHandle stream) {
   moe_routed_experts_async(x, routing, experts, swiglu_limit, out, out_type, ws, stream);
-  check(cudaStreamSynchronize(stream), "routed experts (T=" + std::to_string(routing.tokens) + ")");
+  check(cudaStreamSynchronize(stream), [&] { return "routed experts (T=" + std::to_string(routing.tokens) + ")"; });
   ws.throw_if_bad_routing();
 }
 

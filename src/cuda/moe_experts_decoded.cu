@@ -56,7 +56,7 @@ bool moe_expert_products_decoded(const std::vector<GemmWeight>& w1, const std::v
                    gemm_weight_bf16_alpha(w3[e]));
     swiglu_to_bf16_kernel<<<ceil_div(static_cast<size_t>(n * I), 256), 256, 0, stream>>>(
         g.data<float>(), u.data<float>(), n * I, swiglu_limit, h + r0 * I);
-    check_launch("expert SwiGLU", "rows=" + std::to_string(n) + " I=" + std::to_string(I));
+    check_launch("expert SwiGLU", [&] { return "rows=" + std::to_string(n) + " I=" + std::to_string(I); });
     gemm.bf16_gemm(h + r0 * I, gemm_weight_bf16(w2[e], c.data<uint16_t>(), stream), y + r0 * H, GemmOutput::F32, n, H, I,
                    stream, gemm_weight_bf16_alpha(w2[e]));
   }

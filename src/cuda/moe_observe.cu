@@ -45,11 +45,15 @@ void moe_expert_input_amax(const MoeWorkspace& ws, const MoeRouting& routing, Mo
   if (rows > 0) {
     const uint16_t* x = input == MoeExpertInput::Gate ? ws.sorted_x() : ws.hidden_act();
     row_abs_max_kernel<<<static_cast<unsigned>(rows), kObserveThreads, 0, stream>>>(x, cols, scratch, Bf16AsF32{});
-    check_launch("moe_expert_input_amax rows", "rows=" + std::to_string(rows) + " cols=" + std::to_string(cols));
+    check_launch("moe_expert_input_amax rows", [&] {
+      return "rows=" + std::to_string(rows) + " cols=" + std::to_string(cols);
+    });
   }
   expert_amax_kernel<<<static_cast<unsigned>(ws.experts()), kObserveThreads, 0, stream>>>(
       scratch, ws.expert_offsets(), ws.slot_of_row(), routing.weights, out);
-  check_launch("moe_expert_input_amax", "experts=" + std::to_string(ws.experts()) + " rows=" + std::to_string(rows));
+  check_launch("moe_expert_input_amax", [&] {
+    return "experts=" + std::to_string(ws.experts()) + " rows=" + std::to_string(rows);
+  });
 }
 
 }  // namespace fp4kit::cuda

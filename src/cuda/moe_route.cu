@@ -146,17 +146,18 @@ std::string shape_text(int64_t tokens, int64_t top_k, int32_t experts, int64_t h
 }  // namespace
 
 void moe_route_rows(const uint16_t* x, const MoeRouting& r, MoeWorkspace& ws, StreamHandle stream) {
-  const std::string shape = shape_text(r.tokens, r.top_k, ws.experts_, ws.hidden_);
+  const auto shape = [&] { return shape_text(r.tokens, r.top_k, ws.experts_, ws.hidden_); };
   if ((r.experts_i64 == nullptr) == (r.experts_i32 == nullptr))
-    throw InputError("moe_route_rows [" + shape + "]: exactly one of the int64 and int32 expert id arrays must be given");
+    throw InputError("moe_route_rows [" + shape() +
+                     "]: exactly one of the int64 and int32 expert id arrays must be given");
   if (r.top_k != ws.top_k_)
-    throw InputError("moe_route_rows [" + shape + "]: the routing has k=" + std::to_string(r.top_k) +
+    throw InputError("moe_route_rows [" + shape() + "]: the routing has k=" + std::to_string(r.top_k) +
                      " experts per token, the workspace was sized for k=" + std::to_string(ws.top_k_));
-  if (r.tokens < 0) throw InputError("moe_route_rows [" + shape + "]: negative token count");
+  if (r.tokens < 0) throw InputError("moe_route_rows [" + shape() + "]: negative token count");
   if (r.tokens > ws.max_tokens_)
-    throw InputError("moe_route_rows [" + shape + "]: " + std::to_string(r.tokens) +
+    throw InputError("moe_route_rows [" + shape() + "]: " + std::to_string(r.tokens) +
                      " tokens exceed the workspace, sized for at most " + std::to_string(ws.max_tokens_));
-  if (r.tokens > 0 && x == nullptr) throw InputError("moe_route_rows [" + shape + "]: x is null");
+  if (r.tokens > 0 && x == nullptr) throw InputError("moe_route_rows [" + shape() + "]: x is null");
 
   const int32_t items = static_cast<int32_t>(r.tokens * r.top_k);
   const int32_t experts = ws.experts_;

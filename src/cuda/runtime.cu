@@ -100,7 +100,8 @@ DeviceBuffer::DeviceBuffer(size_t bytes, const std::string& what) : bytes_(bytes
   if (err != cudaSuccess) {
     p_ = nullptr;
     bytes_ = 0;
-    check(err, std::string(ordered ? "cudaMallocAsync " : "cudaMalloc ") + what + " (" + mib(bytes) + ")");
+    check(err,
+          [&] { return std::string(ordered ? "cudaMallocAsync " : "cudaMalloc ") + what + " (" + mib(bytes) + ")"; });
   }
   stream_ = ordered;
   count_alloc(bytes);
@@ -129,7 +130,7 @@ DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
 
 PinnedBuffer::PinnedBuffer(size_t bytes, const std::string& what) : bytes_(bytes) {
   if (bytes == 0) return;
-  check(cudaMallocHost(&p_, bytes), "cudaMallocHost " + what + " (" + mib(bytes) + ")");
+  check(cudaMallocHost(&p_, bytes), [&] { return "cudaMallocHost " + what + " (" + mib(bytes) + ")"; });
 }
 PinnedBuffer::~PinnedBuffer() {
   if (p_) cudaFreeHost(p_);
@@ -148,21 +149,24 @@ float Event::elapsed_ms(const Event& start, const Event& end) {
 }
 
 void copy_to_device(void* dst, const void* src, size_t bytes, const Stream& s) {
-  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s.get()), "copy to device (" + mib(bytes) + ")");
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s.get()),
+        [&] { return "copy to device (" + mib(bytes) + ")"; });
 }
 void copy_to_host(void* dst, const void* src, size_t bytes, const Stream& s) {
-  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s.get()), "copy to host (" + mib(bytes) + ")");
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s.get()),
+        [&] { return "copy to host (" + mib(bytes) + ")"; });
 }
 void copy_on_device(void* dst, const void* src, size_t bytes, const Stream& s) {
-  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s.get()), "device copy (" + mib(bytes) + ")");
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s.get()),
+        [&] { return "device copy (" + mib(bytes) + ")"; });
 }
 void copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width, size_t height, const Stream& s) {
   if (!width || !height) return;
   check(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, height, cudaMemcpyDeviceToDevice, s.get()),
-        "2-d device copy (" + std::to_string(height) + " rows of " + std::to_string(width) + " bytes)");
+        [&] { return "2-d device copy (" + std::to_string(height) + " rows of " + std::to_string(width) + " bytes)"; });
 }
 void fill_bytes(void* dst, uint8_t value, size_t bytes, const Stream& s) {
-  check(cudaMemsetAsync(dst, value, bytes, s.get()), "cudaMemset (" + mib(bytes) + ")");
+  check(cudaMemsetAsync(dst, value, bytes, s.get()), [&] { return "cudaMemset (" + mib(bytes) + ")"; });
 }
 void device_synchronize(const char* what) { check(cudaDeviceSynchronize(), what); }
 

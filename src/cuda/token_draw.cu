@@ -344,12 +344,15 @@ int bits_for(int64_t values) {  // bits that hold 0 .. values - 1
 
 // Every row's candidates sorted by CUB (the row index above the key's 32 bits), then the walk over
 // them (token_draw_chunks_kernel, token_draw_pick_kernel). Temporaries follow the stream's order.
+// shape: returns the call's text for an error.
+template <class Shape>
 void queue_sorted_draw(const float* logits, int64_t vocab, int64_t R, const DrawParams* d_params, uint32_t* d_bad,
-                       int max_top, DrawOut* d_out, int32_t* d_top_ids, double* d_top_lp, const std::string& shape,
+                       int max_top, DrawOut* d_out, int32_t* d_top_ids, double* d_top_lp, const Shape& shape,
                        StreamHandle stream) {
   const int64_t items = R * vocab;
   const int64_t chunk_count = (vocab + kDrawTile - 1) / kDrawTile;
-  if (chunk_count > 65535) throw InputError("draw_tokens [" + shape + "]: more than 65535 chunks of candidates a row");
+  if (chunk_count > 65535)
+    throw InputError("draw_tokens [" + shape() + "]: more than 65535 chunks of candidates a row");
   DeviceBuffer key_a(static_cast<size_t>(items) * 8, "token draw keys"), key_b(static_cast<size_t>(items) * 8, "token draw keys");
   DeviceBuffer id_a(static_cast<size_t>(items) * 4, "token draw ids"), id_b(static_cast<size_t>(items) * 4, "token draw ids");
   const unsigned key_blocks = static_cast<unsigned>(std::min<int64_t>((items + 255) / 256, 4096));
@@ -385,8 +388,8 @@ void queue_sorted_draw(const float* logits, int64_t vocab, int64_t R, const Draw
 std::vector<TokenDrawResult> draw_tokens(const float* logits, int64_t vocab, const std::vector<TokenDrawRow>& rows,
                                          StreamHandle stream) {
   const int64_t R = static_cast<int64_t>(rows.size());
-  const std::string shape = "rows=" + std::to_string(R) + " vocab=" + std::to_string(vocab);
-  const auto bad = [&](const std::string& why) { throw InputError("draw_tokens [" + shape + "]: " + why); };
+  const auto shape = [&] { return "rows=" + std::to_string(R) + " vocab=" + std::to_string(vocab); };
+  const auto bad = [&](const std::string& why) { throw InputError("draw_tokens [" + shape() + "]: " + why); };
   if (R == 0) return {};
   if (vocab < 1 || vocab >= (int64_t{1} << 31)) bad("the vocabulary must hold 1 to 2^31 - 1 tokens");
   if (R * vocab > std::numeric_limits<int>::max()) bad("more logits than one sort takes (2^31 - 1)");
@@ -418,8 +421,9 @@ std::vector<TokenDrawResult> draw_tokens(const float* logits, int64_t vocab, con
     staging = std::make_unique<PinnedBuffer>(std::max<size_t>(d_params.bytes(), 64 * sizeof(DrawParams)), "token draw parameters");
   std::memcpy(staging->data(), params.data(), d_params.bytes());
   check(cudaMemcpyAsync(d_params.data(), staging->data(), d_params.bytes(), cudaMemcpyHostToDevice, stream),
-        "draw_tokens [" + shape + "]: parameters to the device");
-  check(cudaMemsetAsync(d_bad.data(), 0x7F, d_bad.bytes(), stream), "draw_tokens [" + shape + "]: checks");
+        [&] { return "draw_tokens [" + shape() + "]: parameters to the device"; });
+  check(cudaMemsetAsync(d_bad.data(), 0x7F, d_bad.bytes(), stream),
+        [&] { return "draw_tokens [" + shape() + "]: checks"; });
 
   const bool all_greedy = std::all_of(rows.begin(), rows.end(), [](const TokenDrawRow& q) {
     return q.temperature <= 0.0 && q.top_logprobs == 0;
@@ -437,14 +441,14 @@ std::vector<TokenDrawResult> draw_tokens(const float* logits, int64_t vocab, con
   std::vector<int32_t> top_ids(static_cast<size_t>(R * max_top));
   std::vector<double> top_lp(static_cast<size_t>(R * max_top));
   check(cudaMemcpyAsync(out.data(), d_out.data(), out.size() * sizeof(DrawOut), cudaMemcpyDeviceToHost, stream),
-        "draw_tokens [" + shape + "]: draws to the host");
+        [&] { return "draw_tokens [" + shape() + "]: draws to the host"; });
   if (max_top > 0) {
     check(cudaMemcpyAsync(top_ids.data(), d_top_ids.data(), top_ids.size() * 4, cudaMemcpyDeviceToHost, stream),
-          "draw_tokens [" + shape + "]: top ids to the host");
+          [&] { return "draw_tokens [" + shape() + "]: top ids to the host"; });
     check(cudaMemcpyAsync(top_lp.data(), d_top_lp.data(), top_lp.size() * 8, cudaMemcpyDeviceToHost, stream),
-          "draw_tokens [" + shape + "]: top logprobs to the host");
+          [&] { return "draw_tokens [" + shape() + "]: top logprobs to the host"; });
   }
-  check(cudaStreamSynchronize(stream), "draw_tokens [" + shape + "]: synchronize");
+  check(cudaStreamSynchronize(stream), [&] { return "draw_tokens [" + shape() + "]: synchronize"; });
 
   std::vector<TokenDrawResult> results(static_cast<size_t>(R));
   for (int64_t r = 0; r < R; ++r) {

@@ -4,6 +4,7 @@
 
 #include "cuda/block_reduce.cuh"
 #include "cuda/check.cuh"
+#include "cuda/device_facts.cuh"
 #include "cuda/v4_attention.h"
 
 namespace fp4kit::cuda {
@@ -154,7 +155,9 @@ void compressor_prefill(const CompressorPrefill& c, const SequenceBatch& b, Stre
   const int64_t total = b.batch * (b.total() / c.ratio) * c.width;
   if (total == 0) return;
   compressor_prefill_kernel<<<ceil_div(static_cast<size_t>(total), 256), 256, 0, stream>>>(c, b);
-  check_launch("compressor_prefill", batch_text(b) + " ratio=" + std::to_string(c.ratio) + " width=" + std::to_string(c.width));
+  check_launch("compressor_prefill", [&] {
+    return batch_text(b) + " ratio=" + std::to_string(c.ratio) + " width=" + std::to_string(c.width);
+  });
 }
 
 void indexer_select(const IndexerSelect& s, const SequenceBatch& b, StreamHandle stream) {
@@ -169,10 +172,11 @@ void indexer_select(const IndexerSelect& s, const SequenceBatch& b, StreamHandle
     throw InputError("indexer_select: " + std::to_string(visible) + " compressed entries per sequence do not fit (" +
                      batch_text(b) + ")");
   auto kernel = indexer_select_kernel;
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-        "indexer_select: shared memory attribute");
+  allow_dynamic_shared_memory(reinterpret_cast<const void*>(kernel), smem, "indexer_select");
   kernel<<<static_cast<unsigned>(b.tokens()), kAttentionThreads, smem, stream>>>(s, b);
-  check_launch("indexer_select", batch_text(b) + " heads=" + std::to_string(s.heads) + " top_k=" + std::to_string(s.top_k));
+  check_launch("indexer_select", [&] {
+    return batch_text(b) + " heads=" + std::to_string(s.heads) + " top_k=" + std::to_string(s.top_k);
+  });
 }
 
 namespace {
@@ -212,11 +216,12 @@ void attention_core_reference(const AttentionCore& a, const SequenceBatch& b, St
   const size_t smem = static_cast<size_t>(keys) * 4;
   if (smem > 200 * 1024) throw InputError("attention_core: " + std::to_string(keys) + " keys per query do not fit");
   auto kernel = attention_core_kernel;
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-        "attention_core: shared memory attribute");
+  allow_dynamic_shared_memory(reinterpret_cast<const void*>(kernel), smem, "attention_core");
   kernel<<<static_cast<unsigned>(b.tokens() * a.heads), kAttentionThreads, smem, stream>>>(a, b);
-  check_launch("attention_core", batch_text(b) + " heads=" + std::to_string(a.heads) + " head_dim=" + std::to_string(a.head_dim) +
-                                     " keys<=" + std::to_string(keys));
+  check_launch("attention_core", [&] {
+    return batch_text(b) + " heads=" + std::to_string(a.heads) + " head_dim=" + std::to_string(a.head_dim) +
+           " keys<=" + std::to_string(keys);
+  });
 }
 
 }  // namespace fp4kit::cuda

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "cuda/check.cuh"
+#include "cuda/device_facts.cuh"
 #include "cuda/v4_attention.h"
 
 namespace fp4kit::cuda {
@@ -197,10 +198,7 @@ bool attention_core_tiled(const AttentionCore& a, const SequenceBatch& b, int64_
   const int n_stride = static_cast<int>((max_keys + 3) / 4 * 4);
   // Rows that fill the GPU with the largest head groups keep them; fewer rows take 16 heads a block
   // and split the output's dimensions over blocks (slices of whole 64-dimension passes).
-  int device = 0, multiprocessors = 0;
-  check(cudaGetDevice(&device), "attention_core: cudaGetDevice");
-  check(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device), "attention_core: SM count");
-  const int64_t sms = multiprocessors;
+  const int64_t sms = current_device_facts().multiprocessors;
   const bool few_rows = b.tokens() * (a.heads / 64) < sms;
   int rh = 0;
   if (!few_rows && a.heads % 64 == 0 && tiled_smem_bytes(64, kDimTile, n_stride) <= kMaxTiledSmem) rh = 4;
@@ -218,13 +216,13 @@ bool attention_core_tiled(const AttentionCore& a, const SequenceBatch& b, int64_
                 : rh == 2 ? attention_core_tiled_kernel<2, kDimTile>
                 : wide    ? attention_core_tiled_kernel<1, kDimTileWide>
                           : attention_core_tiled_kernel<1, kDimTile>;
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-        "attention_core (tiled): shared memory attribute");
+  allow_dynamic_shared_memory(reinterpret_cast<const void*>(kernel), smem, "attention_core (tiled)");
   kernel<<<dim3(static_cast<unsigned>(head_blocks), static_cast<unsigned>(slices)), kCoreThreads, smem, stream>>>(a, b, n_stride);
-  check_launch("attention_core (tiled)", "batch=" + std::to_string(b.batch) + " seq=" + std::to_string(b.seq) +
-                                             " past=" + std::to_string(b.past) +
-                                             " heads=" + std::to_string(a.heads) + " head_dim=" + std::to_string(a.head_dim) +
-                                             " keys<=" + std::to_string(max_keys));
+  check_launch("attention_core (tiled)", [&] {
+    return "batch=" + std::to_string(b.batch) + " seq=" + std::to_string(b.seq) + " past=" + std::to_string(b.past) +
+           " heads=" + std::to_string(a.heads) + " head_dim=" + std::to_string(a.head_dim) +
+           " keys<=" + std::to_string(max_keys);
+  });
   return true;
 }
 

@@ -185,7 +185,7 @@ bool mixing_logits_split(const float* streams, const HcShape& s, const float* fn
   double* squares = reinterpret_cast<double*>((after + 7) / 8 * 8);
   if (rows == 4) mixing_logits_split_kernel<4><<<parts, kHcThreads, 0, stream>>>(streams, s.tokens, width, fn, dots, squares);
   else mixing_logits_split_kernel<24><<<parts, kHcThreads, 0, stream>>>(streams, s.tokens, width, fn, dots, squares);
-  check_launch(name, shape_text(s));
+  check_launch(name, [&] { return shape_text(s); });
   out = {dots, squares, parts};
   return true;
 }
@@ -201,13 +201,13 @@ void mixing_logits(const float* streams, const HcShape& s, const float* fn, int6
   if (mixing_logits_split(streams, s, fn, rows, split, stream, name, sums)) {
     mixing_logits_finish_kernel<<<ceil_div(static_cast<size_t>(s.tokens * rows), 128), 128, 0, stream>>>(
         sums.dots, sums.squares, sums.parts, s.tokens, rows, width, s.rms_eps, z);
-    check_launch(name, shape_text(s));
+    check_launch(name, [&] { return shape_text(s); });
     return;
   }
 #define FP4KIT_MIX_ROWS(R)                                                                                        \
   if (tiled && rows == R) {                                                                                       \
     mixing_logits_tiled_kernel<R><<<blocks, kHcThreads, 0, stream>>>(streams, s.tokens, width, fn, s.rms_eps, z); \
-    check_launch(name, shape_text(s));                                                                            \
+    check_launch(name, [&] { return shape_text(s); });                                                            \
     return;                                                                                                       \
   }
   FP4KIT_MIX_ROWS(2)
@@ -218,7 +218,7 @@ void mixing_logits(const float* streams, const HcShape& s, const float* fn, int6
   FP4KIT_MIX_ROWS(24)
 #undef FP4KIT_MIX_ROWS
   mixing_logits_kernel<<<static_cast<unsigned>(s.tokens), kHcThreads, 0, stream>>>(streams, width, fn, rows, s.rms_eps, z);
-  check_launch(name, shape_text(s));
+  check_launch(name, [&] { return shape_text(s); });
 }
 
 // Per token: pre, post and the Sinkhorn-normalised comb from z (engine::hc_pre's arithmetic).
@@ -439,23 +439,23 @@ void hc_pre(const float* streams, const HcShape& s, const HcParamsDevice& p, flo
   if (s.hc == 4 && mixing_logits_split(streams, s, p.fn, rows, pre + s.tokens * s.hc, stream, "hc_mixing_logits", sums)) {
     hc_pre_few_kernel<<<static_cast<unsigned>(s.tokens), kHcThreads, 0, stream>>>(sums, streams, s, p, post, comb, norm,
                                                                                   collapsed, collapsed_bf16);
-    check_launch("hc_pre (few tokens)", shape_text(s));
+    check_launch("hc_pre (few tokens)", [&] { return shape_text(s); });
     return;
   }
   mixing_logits(streams, s, p.fn, rows, z, pre + s.tokens * s.hc, stream, "hc_mixing_logits");
   if (s.hc == 4)
     hc_mix4_kernel<<<ceil_div(static_cast<size_t>(s.tokens * 16), 128), 128, 0, stream>>>(z, s, p, pre, post, comb);
   else hc_mix_kernel<<<ceil_div(static_cast<size_t>(s.tokens), 128), 128, 0, stream>>>(z, s, p, pre, post, comb);
-  check_launch("hc_mix", shape_text(s));
+  check_launch("hc_mix", [&] { return shape_text(s); });
   if (norm) {
     collapse_norm_kernel<<<static_cast<unsigned>(s.tokens), kHcThreads, 0, stream>>>(streams, pre, s, norm, collapsed,
                                                                                      collapsed_bf16);
-    check_launch("hc_collapse_norm", shape_text(s));
+    check_launch("hc_collapse_norm", [&] { return shape_text(s); });
     return;
   }
   collapse_kernel<<<ceil_div(static_cast<size_t>(s.tokens * s.hidden), kHcThreads), kHcThreads, 0, stream>>>(streams, pre, s,
                                                                                                      collapsed);
-  check_launch("hc_collapse", shape_text(s));
+  check_launch("hc_collapse", [&] { return shape_text(s); });
 }
 
 void hc_post(float* streams, const float* y, const float* post, const float* comb, const HcShape& s,
@@ -464,7 +464,7 @@ void hc_post(float* streams, const float* y, const float* post, const float* com
   if (s.tokens == 0) return;
   hc_post_kernel<<<ceil_div(static_cast<size_t>(s.tokens * s.hidden), kHcThreads), kHcThreads, 0, stream>>>(streams, y, post,
                                                                                                    comb, s);
-  check_launch("hc_post", shape_text(s));
+  check_launch("hc_post", [&] { return shape_text(s); });
 }
 
 void hc_head(const float* streams, const HcShape& s, const HcParamsDevice& p, float* out, float* scratch,
@@ -475,10 +475,10 @@ void hc_head(const float* streams, const HcShape& s, const HcParamsDevice& p, fl
   float* pre = scratch + s.tokens * s.hc;
   mixing_logits(streams, s, p.fn, s.hc, z, pre + s.tokens * s.hc, stream, "hc_head_logits");
   head_pre_kernel<<<ceil_div(static_cast<size_t>(s.tokens * s.hc), 128), 128, 0, stream>>>(z, s, p, pre);
-  check_launch("hc_head_pre", shape_text(s));
+  check_launch("hc_head_pre", [&] { return shape_text(s); });
   collapse_kernel<<<ceil_div(static_cast<size_t>(s.tokens * s.hidden), kHcThreads), kHcThreads, 0, stream>>>(streams, pre, s,
                                                                                                      out);
-  check_launch("hc_head_collapse", shape_text(s));
+  check_launch("hc_head_collapse", [&] { return shape_text(s); });
 }
 
 }  // namespace fp4kit::cuda

@@ -91,7 +91,7 @@ __global__ void swiglu_kernel(float* g, const float* u, int64_t n, float limit, 
 void router_scores(float* s, int64_t n, StreamHandle stream) {
   if (n <= 0) return;
   router_scores_kernel<<<blocks_for(n), kThreads, 0, stream>>>(s, n);
-  check_launch("router_scores", "n=" + std::to_string(n));
+  check_launch("router_scores", [&] { return "n=" + std::to_string(n); });
 }
 
 void route_tokens(const RouteTokens& r, StreamHandle stream) {
@@ -100,13 +100,15 @@ void route_tokens(const RouteTokens& r, StreamHandle stream) {
     throw InputError("route_tokens: bad arguments (experts " + std::to_string(r.experts) + ", k " + std::to_string(r.k) + ")");
   if (r.tokens == 0) return;
   route_tokens_kernel<<<blocks_for(r.tokens), kThreads, 0, stream>>>(r);
-  check_launch("route_tokens", "tokens=" + std::to_string(r.tokens) + " experts=" + std::to_string(r.experts));
+  check_launch("route_tokens", [&] {
+    return "tokens=" + std::to_string(r.tokens) + " experts=" + std::to_string(r.experts);
+  });
 }
 
 void swiglu_clamped(float* g, const float* u, int64_t n, float limit, StreamHandle stream, uint16_t* g_bf16) {
   if (n <= 0) return;
   swiglu_kernel<<<blocks_for(n), kThreads, 0, stream>>>(g, u, n, limit, g_bf16);
-  check_launch("swiglu_clamped", "n=" + std::to_string(n));
+  check_launch("swiglu_clamped", [&] { return "n=" + std::to_string(n); });
 }
 
 }  // namespace fp4kit::cuda

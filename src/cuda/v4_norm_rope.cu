@@ -40,7 +40,7 @@ void rms_norm_rows(const float* x, int64_t rows, int64_t n, const float* weight,
   if (rows <= 0) return;
   if (n <= 0 || !x || !out) throw InputError("rms_norm_rows: bad arguments (rows " + std::to_string(rows) + ", n " + std::to_string(n) + ")");
   rms_norm_rows_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, n, weight, eps, out, out_bf16);
-  check_launch("rms_norm_rows", "rows=" + std::to_string(rows) + " n=" + std::to_string(n));
+  check_launch("rms_norm_rows", [&] { return "rows=" + std::to_string(rows) + " n=" + std::to_string(n); });
 }
 
 void rope_rows(const RopeRows& r, StreamHandle stream) {
@@ -50,7 +50,9 @@ void rope_rows(const RopeRows& r, StreamHandle stream) {
   const int64_t total = r.rows * r.heads * (r.dim / 2);
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((total + kThreads - 1) / kThreads, 65535));
   rope_rows_kernel<<<blocks, kThreads, 0, stream>>>(r);
-  check_launch("rope_rows", "rows=" + std::to_string(r.rows) + " heads=" + std::to_string(r.heads) + " dim=" + std::to_string(r.dim));
+  check_launch("rope_rows", [&] {
+    return "rows=" + std::to_string(r.rows) + " heads=" + std::to_string(r.heads) + " dim=" + std::to_string(r.dim);
+  });
 }
 
 }  // namespace fp4kit::cuda

@@ -36,12 +36,15 @@ int64_t k_multiple(WeightFormat f) { return f == WeightFormat::Mxfp4 ? 32 : 16; 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 bool aligned2(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 1u) == 0; }
 
-[[noreturn]] void bad(const char* kernel, const std::string& shape, const std::string& why) {
-  throw InputError(std::string(kernel) + " [" + shape + "]: " + why);
+// `shape` returns the shape's text, made only for an error (these run before every launch).
+template <class Shape>
+[[noreturn]] void bad(const char* kernel, const Shape& shape, const std::string& why) {
+  throw InputError(std::string(kernel) + " [" + shape() + "]: " + why);
 }
 
 // Checks shared by both entry points: the shape and the format.
-void check_shape(const char* kernel, const std::string& shape, WeightFormat format, int64_t n, int64_t k) {
+template <class Shape>
+void check_shape(const char* kernel, const Shape& shape, WeightFormat format, int64_t n, int64_t k) {
   if (static_cast<int>(format) > static_cast<int>(WeightFormat::Bf16)) bad(kernel, shape, "unknown weight format");
   if (n <= 0 || k <= 0) bad(kernel, shape, "N and K must be positive");
   if (k % k_multiple(format) != 0)
@@ -50,20 +53,8 @@ void check_shape(const char* kernel, const std::string& shape, WeightFormat form
   // Grid limits: N / 128 blocks along y, and 32-bit k arithmetic stays far away.
   if (n > int64_t{65535} * 64 || k > (int64_t{1} << 30)) bad(kernel, shape, "N or K too large");
 }
-}  // namespace
-
-void weight_gemm(const uint16_t* x, int64_t m, const GemmWeight& w, void* y, GemmOutput out, StreamHandle stream) {
-  const char* kernel = "weight_gemm";
-  const std::string shape = std::string(format_name(w.format)) + " M=" + std::to_string(m) +
-                            " N=" + std::to_string(w.n) + " K=" + std::to_string(w.k);
-  if (m < 0) bad(kernel, shape, "M must not be negative");
-  check_shape(kernel, shape, w.format, w.n, w.k);
-  if (m == 0) return;
-  if (!x || !y || !w.data) bad(kernel, shape, "null x, y or weight data");
-  if (w.format != WeightFormat::Bf16 && !w.scales) bad(kernel, shape, "null weight scales");
-  if (!aligned16(x) || !aligned16(w.data)) bad(kernel, shape, "x and the weight data must be 16-byte aligned");
-  if (m > (int64_t{1} << 31)) bad(kernel, shape, "M too large");
-
+// A dense product of m rows: x [m, k] and y [m, n] dense.
+WeightGemmArgs dense_args(const uint16_t* x, int64_t m, const GemmWeight& w, void* y, GemmOutput out) {
   WeightGemmArgs a;
   a.x = x;
   a.rows = m;
@@ -74,6 +65,25 @@ void weight_gemm(const uint16_t* x, int64_t m, const GemmWeight& w, void* y, Gem
   a.y_bf16 = out == GemmOutput::Bf16;
   a.ldx = w.k;
   a.ldy = w.n;
+  return a;
+}
+}  // namespace
+
+void weight_gemm(const uint16_t* x, int64_t m, const GemmWeight& w, void* y, GemmOutput out, StreamHandle stream) {
+  const char* kernel = "weight_gemm";
+  const auto shape = [&] {
+    return std::string(format_name(w.format)) + " M=" + std::to_string(m) + " N=" + std::to_string(w.n) +
+           " K=" + std::to_string(w.k);
+  };
+  if (m < 0) bad(kernel, shape, "M must not be negative");
+  check_shape(kernel, shape, w.format, w.n, w.k);
+  if (m == 0) return;
+  if (!x || !y || !w.data) bad(kernel, shape, "null x, y or weight data");
+  if (w.format != WeightFormat::Bf16 && !w.scales) bad(kernel, shape, "null weight scales");
+  if (!aligned16(x) || !aligned16(w.data)) bad(kernel, shape, "x and the weight data must be 16-byte aligned");
+  if (m > (int64_t{1} << 31)) bad(kernel, shape, "M too large");
+
+  const WeightGemmArgs a = dense_args(x, m, w, y, out);
 
   if (m > kDecodeRows) {
     launch_weight_gemm_prefill(a, w.format, false, (m + kPrefillRows - 1) / kPrefillRows, stream);
@@ -86,6 +96,37 @@ void weight_gemm(const uint16_t* x, int64_t m, const GemmWeight& w, void* y, Gem
   launch_weight_gemm_decode(a, w.format, false, 1, stream);
 }
 
+bool weight_gemm_swiglu_takes(const GemmWeight& gate, const GemmWeight& up, int64_t m) {
+  const WeightFormat f = gate.format;
+  const bool format = f == WeightFormat::Nvfp4 || f == WeightFormat::Mxfp4 || f == WeightFormat::Fp8Block;
+  const auto scales_aligned = [&](const GemmWeight& w) {
+    return reinterpret_cast<uintptr_t>(w.scales) % (f == WeightFormat::Fp8Block && w.fp8_scales_f32 ? 4 : 2) == 0;
+  };
+  return format && up.format == f && up.n == gate.n && up.k == gate.k && gate.fp8_scales_f32 == up.fp8_scales_f32 &&
+         m >= 1 && m <= 8 && gate.n > 0 && gate.k > 0 && gate.k % 128 == 0 && gate.k / 128 <= (int64_t{1} << 20) &&
+         gate.data && up.data && gate.scales && up.scales && aligned16(gate.data) && aligned16(up.data) &&
+         scales_aligned(gate) && scales_aligned(up);
+}
+
+void weight_gemm_swiglu(const uint16_t* x, int64_t m, const GemmWeight& gate, const GemmWeight& up, float limit, void* y,
+                        GemmOutput out, StreamHandle stream) {
+  const char* kernel = "weight_gemm_swiglu";
+  const auto shape = [&] {
+    return std::string(format_name(gate.format)) + " M=" + std::to_string(m) + " N=" + std::to_string(gate.n) +
+           " K=" + std::to_string(gate.k);
+  };
+  check_shape(kernel, shape, gate.format, gate.n, gate.k);
+  if (!weight_gemm_swiglu_takes(gate, up, m))
+    bad(kernel, shape, "not what the fused decode path takes (gate and up of one FP4/FP8-block format and shape, "
+                       "M 1..8, K % 128 == 0, aligned codes and scales)");
+  if (!x || !y) bad(kernel, shape, "null x or y");
+  if (!aligned16(x)) bad(kernel, shape, "x must be 16-byte aligned");
+  WeightGemmArgs a = dense_args(x, m, gate, y, out);
+  a.up_weight = up;
+  a.swiglu_limit = limit;
+  launch_weight_gemm_fp4_decode_swiglu(a, gate.format, stream);
+}
+
 bool batched_weight_gemm_takes(WeightFormat format, int64_t m, int64_t n, int64_t k) {
   const bool fp4 = format == WeightFormat::Nvfp4 || format == WeightFormat::Mxfp4;
   return (fp4 || format == WeightFormat::Fp8Block) && m >= 1 && m <= kDecodeRows && n > 0 && k > 0 && k % 128 == 0 &&
@@ -94,8 +135,10 @@ bool batched_weight_gemm_takes(WeightFormat format, int64_t m, int64_t n, int64_
 
 void batched_weight_gemm(const BatchedGemm& b, StreamHandle stream) {
   const char* kernel = "batched_weight_gemm";
-  const std::string shape = std::string(format_name(b.w.format)) + " M=" + std::to_string(b.m) + " N=" +
-                            std::to_string(b.n) + " K=" + std::to_string(b.w.k) + " batch=" + std::to_string(b.batch);
+  const auto shape = [&] {
+    return std::string(format_name(b.w.format)) + " M=" + std::to_string(b.m) + " N=" + std::to_string(b.n) +
+           " K=" + std::to_string(b.w.k) + " batch=" + std::to_string(b.batch);
+  };
   check_shape(kernel, shape, b.w.format, b.w.n, b.w.k);
   if (b.batch < 1 || b.batch > 65535) bad(kernel, shape, "batch must be in [1, 65535]");
   if (b.n * b.batch != b.w.n) bad(kernel, shape, "the weight has " + std::to_string(b.w.n) + " rows, not batch x N");
@@ -126,9 +169,11 @@ void batched_weight_gemm(const BatchedGemm& b, StreamHandle stream) {
 
 void grouped_weight_gemm(const GroupedGemm& g, StreamHandle stream) {
   const char* kernel = "grouped_weight_gemm";
-  const std::string shape = std::string(format_name(g.format)) + " rows=" + std::to_string(g.rows) +
-                            " groups=" + std::to_string(g.groups) + " N=" + std::to_string(g.n) +
-                            " K=" + std::to_string(g.k) + (g.up ? " swiglu" : "");
+  const auto shape = [&] {
+    return std::string(format_name(g.format)) + " rows=" + std::to_string(g.rows) +
+           " groups=" + std::to_string(g.groups) + " N=" + std::to_string(g.n) + " K=" + std::to_string(g.k) +
+           (g.up ? " swiglu" : "");
+  };
   if (g.rows < 0 || g.groups < 0) bad(kernel, shape, "rows and groups must not be negative");
   check_shape(kernel, shape, g.format, g.n, g.k);
   if (g.rows == 0) return;

@@ -51,6 +51,15 @@ struct BatchedGemm {
 bool batched_weight_gemm_takes(WeightFormat format, int64_t m, int64_t n, int64_t k);
 void batched_weight_gemm(const BatchedGemm& b, StreamHandle stream);
 
+// y = silu(min(x·gateᵀ, limit)) * clamp(x·upᵀ, -limit, limit) (DeepSeek V4's clamped SwiGLU; no clamp
+// when limit <= 0) for a few rows, both products in one launch that reads each weight once: a decode
+// step's shared expert. Only what weight_gemm_swiglu_takes() accepts: gate and up of one format
+// (NVFP4, MXFP4 or FP8 blocks) and shape, 1 <= m <= 8, K a multiple of 128, x and the weight codes
+// 16-byte aligned, the scales 2-byte aligned (FP8's F32 scales 4-byte).
+bool weight_gemm_swiglu_takes(const GemmWeight& gate, const GemmWeight& up, int64_t m);
+void weight_gemm_swiglu(const uint16_t* x, int64_t m, const GemmWeight& gate, const GemmWeight& up, float limit, void* y,
+                        GemmOutput out, StreamHandle stream);
+
 // All experts of a layer in one launch. Rows of x are sorted by group: group g owns rows
 // [offsets[g], offsets[g+1]) (offsets on the device, G+1 entries, offsets[0] = 0, offsets[G] = rows).
 struct GroupedGemm {

@@ -15,6 +15,7 @@ struct WeightGemmArgs {
   GemmWeight weight;                 // the weight of the dense product
   const GemmWeight* gates = nullptr; // grouped: device [groups]
   const GemmWeight* ups = nullptr;   // grouped with the SwiGLU epilogue: device [groups]
+  GemmWeight up_weight;              // dense with the SwiGLU epilogue: the up matrix (`weight` the gate)
   float swiglu_limit = 0.0f;
   void* y = nullptr;                 // [rows, n]
   bool y_bf16 = true;

@@ -28,6 +28,7 @@
 
 #include "base/error.h"
 #include "cuda/check.cuh"
+#include "cuda/device_facts.cuh"
 #include "cuda/mma_sm80.cuh"
 #include "cuda/thread_block_cluster.cuh"
 #include "cuda/weight_decode.cuh"
@@ -508,31 +509,18 @@ __global__ void reduce_split_k_kernel(WeightGemmArgs a, int64_t splits) {
   }
 }
 
-struct DeviceShape {
-  int multiprocessors = 0;
-  bool clusters = false;
-};
-
-DeviceShape device_shape() {
-  int device = 0, count = 0, major = 0;
-  check(cudaGetDevice(&device), "weight_gemm_decode: cudaGetDevice");
-  check(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device), "weight_gemm_decode: SM count");
-  check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), "weight_gemm_decode: capability");
-  return {count, major >= 9};
-}
-
 template <WeightFormat F, bool kSwiGlu, bool kAligned16>
 void launch(const WeightGemmArgs& a, int64_t tiles, StreamHandle stream) {
   using S = StepShape<F, kSwiGlu>;
   auto kernel = weight_gemm_decode_kernel<F, kSwiGlu, kAligned16>;
-  const DeviceShape dev = device_shape();
+  const DeviceFacts& dev = current_device_facts();
   DecodePlan plan;
   plan.chunks = static_cast<int32_t>((a.k + kChunk - 1) / kChunk);
   const int64_t row_blocks = (a.n + S::kBlockRows - 1) / S::kBlockRows;
   // Split K over a cluster until the blocks fill every multiprocessor twice (each rank keeps at
   // least two chunks).
   int ranks = 1;
-  if (dev.clusters) {
+  if (dev.major >= 9) {  // thread block clusters
     const int64_t want = (2 * static_cast<int64_t>(dev.multiprocessors) + row_blocks * tiles - 1) / (row_blocks * tiles);
     ranks = static_cast<int>(std::clamp<int64_t>(std::min<int64_t>(want, plan.chunks / 2), 1, kMaxCluster));
   }
@@ -546,8 +534,7 @@ void launch(const WeightGemmArgs& a, int64_t tiles, StreamHandle stream) {
   const int seg = segment_chunks(rows, std::max(spare, segment_bytes(rows, S::kChunks)), S::kChunks, cap);
   plan.x_bytes = segment_bytes(rows, seg);
   const size_t smem = static_cast<size_t>(S::kRingBytes) + plan.x_bytes + partial_bytes;
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-        "weight_gemm_decode: shared memory attribute");
+  allow_dynamic_shared_memory(reinterpret_cast<const void*>(kernel), smem, "weight_gemm_decode");
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3(static_cast<unsigned>(ranks), static_cast<unsigned>(row_blocks), static_cast<unsigned>(tiles));
   config.blockDim = dim3(kThreads);
@@ -562,9 +549,11 @@ void launch(const WeightGemmArgs& a, int64_t tiles, StreamHandle stream) {
     config.attrs = &cluster;
     config.numAttrs = 1;
   }
-  const std::string shape = "M=" + std::to_string(a.rows) + " N=" + std::to_string(a.n) + " K=" + std::to_string(a.k) +
-                            " tiles=" + std::to_string(tiles) + " cluster=" + std::to_string(ranks);
-  check(cudaLaunchKernelEx(&config, kernel, a, plan), "kernel weight_gemm_decode [" + shape + "]");
+  const auto shape = [&] {
+    return "M=" + std::to_string(a.rows) + " N=" + std::to_string(a.n) + " K=" + std::to_string(a.k) +
+           " tiles=" + std::to_string(tiles) + " cluster=" + std::to_string(ranks);
+  };
+  check(cudaLaunchKernelEx(&config, kernel, a, plan), [&] { return "kernel weight_gemm_decode [" + shape() + "]"; });
   check_launch("weight_gemm_decode", shape);
 }
 
@@ -595,8 +584,8 @@ void launch_reduce_split_k(const WeightGemmArgs& a, int64_t splits, StreamHandle
   const int64_t total = a.rows * a.n;
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((total + 255) / 256, 4096));
   reduce_split_k_kernel<<<blocks, 256, 0, stream>>>(a, splits);
-  check_launch("weight_gemm_reduce_split_k", "M=" + std::to_string(a.rows) + " N=" + std::to_string(a.n) +
-                                                 " splits=" + std::to_string(splits));
+  check_launch("weight_gemm_reduce_split_k", [&] { return "M=" + std::to_string(a.rows) + " N=" + std::to_string(a.n) +
+                                                 " splits=" + std::to_string(splits); });
 }
 
 }  // namespace fp4kit::cuda

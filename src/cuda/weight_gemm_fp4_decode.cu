@@ -12,8 +12,9 @@
 // Dense products, strided batches of them (one grid layer per product: V4's grouped output
 // projection, 8 products of one row in one launch instead of 8), and grouped FP4 products of a few
 // rows per group (one grid layer per tile of at most 8 rows of one group: a decode step's routed
-// experts), with V4's clamped SwiGLU as the epilogue: then half of a block's warps stream the gate's
-// rows and the other half the same rows of the up matrix, and the sums meet in shared memory.
+// experts). Grouped and dense products may end in V4's clamped SwiGLU (the routed experts' and the
+// shared expert's w1/w3): then half of a block's warps stream the gate's rows and the other half
+// the same rows of the up matrix, and the sums meet in shared memory.
 //
 // Work split. A warp owns 16 weight rows (A rows g and g + 8 for lane (g, t)). Per step of 128 k, lane
 // t of a quad reads the 32 elements [32t, 32t + 32) of each of its rows: 16 bytes of codes and its
@@ -47,6 +48,7 @@
 
 #include "base/error.h"
 #include "cuda/check.cuh"
+#include "cuda/device_facts.cuh"
 #include "cuda/mma_sm80.cuh"
 #include "cuda/thread_block_cluster.cuh"
 #include "cuda/weight_decode.cuh"
@@ -280,7 +282,6 @@ constexpr int kColumnWarps = kSwiGlu ? kWarps / 2 : kWarps;
 // epilogue) the partial sums [kWarps][16][8 * NT] F32.
 template <WeightFormat F, int NT, bool kGrouped, bool kSwiGlu>
 __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(WeightGemmArgs a, int steps_per_rank) {
-  static_assert(kGrouped || !kSwiGlu, "the SwiGLU epilogue is for grouped products");
   constexpr int kTileRows = 8 * NT;
   constexpr int kWarpRows = 16;  // output columns per warp
   constexpr int kColWarps = kColumnWarps<kSwiGlu>;
@@ -290,7 +291,7 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
   float* partial = reinterpret_cast<float*>(xs + kTileRows * stride);
 
   // A grouped product's weight is known only from the offsets the work before wrote.
-  const bool early = !kGrouped && a.weight.read_early;
+  const bool early = !kGrouped && a.weight.read_early && (!kSwiGlu || a.up_weight.read_early);
   if (!early) wait_for_previous_grid();
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -311,7 +312,7 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
   const int64_t first_row = product * N;  // the product's weight rows start here
   const auto global_scale = [&](bool up) {
     if constexpr (kGrouped) return global_scale_of<F>(up ? a.ups[tile.group] : a.gates[tile.group]);
-    else return global_scale_of<F>(a.weight);
+    else return global_scale_of<F>(up ? a.up_weight : a.weight);
   };
   const auto output = [&]() -> void* {
     const int64_t row0 = kGrouped ? tile.begin * a.ldy : product * a.y_batch_stride;
@@ -321,7 +322,7 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
   const int rows_here = static_cast<int>(kGrouped ? tile.end - tile.begin : a.rows);  // 1..kTileRows
   GemmWeight w;
   if constexpr (kGrouped) w = kSwiGlu && warp >= kColWarps ? a.ups[tile.group] : a.gates[tile.group];
-  else w = a.weight;
+  else w = kSwiGlu && warp >= kColWarps ? a.up_weight : a.weight;
 
   // The lane's A rows: rows past N read row N - 1 (their sums are never stored).
   LaneStream s;
@@ -452,28 +453,12 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
   if (ranks > 1) cluster_sync_all();  // no block leaves while others read its partial sums
 }
 
-struct DeviceShape {
-  int multiprocessors = 0;
-  int major = 0;
-};
-
-DeviceShape device_shape() {
-  int device = 0;
-  DeviceShape d;
-  check(cudaGetDevice(&device), "weight_gemm_fp4_decode: cudaGetDevice");
-  check(cudaDeviceGetAttribute(&d.multiprocessors, cudaDevAttrMultiProcessorCount, device),
-        "weight_gemm_fp4_decode: SM count");
-  check(cudaDeviceGetAttribute(&d.major, cudaDevAttrComputeCapabilityMajor, device),
-        "weight_gemm_fp4_decode: capability");
-  return d;
-}
-
 // layers: the grid's z (the batch, or the group tiles' bound).
 template <WeightFormat F, int NT, bool kGrouped, bool kSwiGlu>
 void launch(const WeightGemmArgs& a, int64_t layers, StreamHandle stream) {
   auto kernel = weight_gemm_fp4_decode_kernel<F, NT, kGrouped, kSwiGlu>;
   constexpr int kWarpRows = 16, kBlockColumns = kColumnWarps<kSwiGlu> * kWarpRows;
-  const DeviceShape dev = device_shape();
+  const DeviceFacts& dev = current_device_facts();
   const int total_steps = static_cast<int>(a.k / kStep);
   const int64_t row_blocks = (a.n + kBlockColumns - 1) / kBlockColumns;
   // Split K over a cluster until the blocks fill every multiprocessor four times over (each rank
@@ -492,13 +477,14 @@ void launch(const WeightGemmArgs& a, int64_t layers, StreamHandle stream) {
   const size_t x_bytes = static_cast<size_t>(8 * NT) * x_row_stride(steps_per_rank) * 2;
   const size_t partial_bytes = ranks > 1 || kSwiGlu ? static_cast<size_t>(kWarps) * 16 * 8 * NT * sizeof(float) : 0;
   const size_t smem = x_bytes + partial_bytes;
-  const std::string shape = "M=" + std::to_string(a.rows) + " N=" + std::to_string(a.n) + " K=" + std::to_string(a.k) +
-                            (a.batch > 1 ? " batch=" + std::to_string(a.batch) : std::string()) +
-                            (kGrouped ? " groups=" + std::to_string(a.groups) + (kSwiGlu ? " swiglu" : "") : std::string()) +
-                            " cluster=" + std::to_string(ranks);
-  if (smem > 200 * 1024) throw InputError("weight_gemm_fp4_decode [" + shape + "]: K too large for the decode path");
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-        "weight_gemm_fp4_decode: shared memory attribute");
+  const auto shape = [&] {
+    return "M=" + std::to_string(a.rows) + " N=" + std::to_string(a.n) + " K=" + std::to_string(a.k) +
+           (a.batch > 1 ? " batch=" + std::to_string(a.batch) : std::string()) +
+           (kGrouped ? " groups=" + std::to_string(a.groups) : std::string()) + (kSwiGlu ? " swiglu" : "") +
+           " cluster=" + std::to_string(ranks);
+  };
+  if (smem > 200 * 1024) throw InputError("weight_gemm_fp4_decode [" + shape() + "]: K too large for the decode path");
+  allow_dynamic_shared_memory(reinterpret_cast<const void*>(kernel), smem, "weight_gemm_fp4_decode");
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3(static_cast<unsigned>(ranks), static_cast<unsigned>(row_blocks), static_cast<unsigned>(layers));
   config.blockDim = dim3(kThreads);
@@ -520,7 +506,8 @@ void launch(const WeightGemmArgs& a, int64_t layers, StreamHandle stream) {
   }
   config.attrs = attrs;
   config.numAttrs = count;
-  check(cudaLaunchKernelEx(&config, kernel, a, steps_per_rank), "kernel weight_gemm_fp4_decode [" + shape + "]");
+  check(cudaLaunchKernelEx(&config, kernel, a, steps_per_rank),
+        [&] { return "kernel weight_gemm_fp4_decode [" + shape() + "]"; });
   check_launch("weight_gemm_fp4_decode", shape);
 }
 
@@ -546,6 +533,12 @@ void launch_weight_gemm_fp4_decode(const WeightGemmArgs& a, WeightFormat format,
     one_tile ? launch<WeightFormat::Mxfp4, 1, false, false>(a, a.batch, stream)
              : launch<WeightFormat::Mxfp4, 2, false, false>(a, a.batch, stream);
   }
+}
+
+void launch_weight_gemm_fp4_decode_swiglu(const WeightGemmArgs& a, WeightFormat format, StreamHandle stream) {
+  if (format == WeightFormat::Nvfp4) launch<WeightFormat::Nvfp4, 1, false, true>(a, 1, stream);
+  else if (format == WeightFormat::Fp8Block) launch<WeightFormat::Fp8Block, 1, false, true>(a, 1, stream);
+  else launch<WeightFormat::Mxfp4, 1, false, true>(a, 1, stream);
 }
 
 bool fp4_grouped_decode_applies(WeightFormat format, int64_t rows, int64_t busy_groups, int64_t k) {

@@ -19,6 +19,9 @@ void launch_weight_gemm_decode(const WeightGemmArgs& a, WeightFormat format, boo
 // 16-byte aligned and NVFP4 scales 2-byte aligned.
 bool fp4_decode_applies(const WeightGemmArgs& a, WeightFormat format);
 void launch_weight_gemm_fp4_decode(const WeightGemmArgs& a, WeightFormat format, StreamHandle stream);
+// The same kernel for a dense gate and up product of at most 8 rows with the clamped SwiGLU epilogue
+// (a.weight the gate, a.up_weight the up matrix, of one format and shape).
+void launch_weight_gemm_fp4_decode_swiglu(const WeightGemmArgs& a, WeightFormat format, StreamHandle stream);
 // Grouped FP4 products (NVFP4, MXFP4) with K a multiple of 128 whose non-empty groups average at
 // most kGroupTileRows rows (rows <= kGroupTileRows * busy_groups; NVFP4 also at most 16 rows in all,
 // where it measured faster than the ring kernel): the register-streaming kernel,

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "cuda/check.cuh"
+#include "cuda/device_facts.cuh"
 #include "cuda/mma_sm80.cuh"
 #include "cuda/weight_decode.cuh"
 #include "cuda/weight_gemm_kernels.cuh"
@@ -265,12 +266,13 @@ template <WeightFormat F, int kBN, bool kSwiGlu, int kVec>
 void launch(const WeightGemmArgs& a, int64_t row_tiles, StreamHandle stream) {
   using S = PrefillShape<F, kBN, kSwiGlu>;
   auto kernel = weight_gemm_prefill_kernel<F, kBN, kSwiGlu, kVec>;
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(S::kSharedBytes)),
-        "weight_gemm_prefill: shared memory attribute");
+  allow_dynamic_shared_memory(reinterpret_cast<const void*>(kernel), S::kSharedBytes, "weight_gemm_prefill");
   const dim3 grid(static_cast<unsigned>(row_tiles), ceil_div(a.n, kBN));
   kernel<<<grid, kThreads, S::kSharedBytes, stream>>>(a);
-  check_launch("weight_gemm_prefill", "rows=" + std::to_string(a.rows) + " N=" + std::to_string(a.n) +
-                                          " K=" + std::to_string(a.k) + " row_tiles=" + std::to_string(row_tiles));
+  check_launch("weight_gemm_prefill", [&] {
+    return "rows=" + std::to_string(a.rows) + " N=" + std::to_string(a.n) + " K=" + std::to_string(a.k) +
+           " row_tiles=" + std::to_string(row_tiles);
+  });
 }
 
 template <WeightFormat F>
@@ -294,12 +296,8 @@ void launch_format(const WeightGemmArgs& a, bool swiglu, int64_t row_tiles, Stre
 void launch_weight_gemm_prefill(const WeightGemmArgs& a, WeightFormat format, bool swiglu, int64_t row_tiles,
                                 StreamHandle stream) {
   // Hopper takes the wgmma kernels (weight_gemm_prefill_sm90.cu); other devices these.
-  int device = 0, major = 0, minor = 0, multiprocessors = 0;
-  check(cudaGetDevice(&device), "weight_gemm_prefill: cudaGetDevice");
-  check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), "weight_gemm_prefill: device");
-  check(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device), "weight_gemm_prefill: device");
-  check(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device), "weight_gemm_prefill: device");
-  if (major == 9 && minor == 0) return launch_weight_gemm_prefill_sm90(a, format, swiglu, multiprocessors, stream);
+  const DeviceFacts& dev = current_device_facts();
+  if (dev.major == 9 && dev.minor == 0) return launch_weight_gemm_prefill_sm90(a, format, swiglu, dev.multiprocessors, stream);
   switch (format) {
     case WeightFormat::Nvfp4: return launch_format<WeightFormat::Nvfp4>(a, swiglu, row_tiles, stream);
     case WeightFormat::Mxfp4: return launch_format<WeightFormat::Mxfp4>(a, swiglu, row_tiles, stream);

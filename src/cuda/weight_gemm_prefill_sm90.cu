@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cuda/check.cuh"
+#include "cuda/device_facts.cuh"
 #include "cuda/weight_decode.cuh"
 #include "cuda/weight_gemm_kernels.cuh"
 #include "cuda/weight_gemm_prefill_sm90.cuh"
@@ -306,8 +307,7 @@ template <WeightFormat F, int kBT, bool kSwiGlu, int kBudget, int kVec>
 void launch(const WeightGemmArgs& args, int multiprocessors, StreamHandle stream) {
   using S = RsShape<F, kBT, kSwiGlu, kBudget>;
   auto kernel = weight_gemm_prefill_rs_kernel<F, kBT, kSwiGlu, kBudget, kVec>;
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(S::kSharedBytes)),
-        "weight_gemm_prefill_sm90: shared memory attribute");
+  allow_dynamic_shared_memory(reinterpret_cast<const void*>(kernel), S::kSharedBytes, "weight_gemm_prefill_sm90");
   WeightGemmArgs a = args;
   const bool grouped = a.offsets != nullptr;
   const int64_t row_tiles = (a.rows + kBT - 1) / kBT + (grouped ? a.groups : 0);
@@ -336,7 +336,7 @@ void launch(const WeightGemmArgs& args, int multiprocessors, StreamHandle stream
   const size_t bytes = static_cast<size_t>(splits * a.rows * a.n) * sizeof(float);
   void* partial = nullptr;
   check(cudaMallocAsync(&partial, bytes, stream),
-        "weight_gemm_prefill_sm90: split-K workspace of " + std::to_string(bytes) + " bytes");
+        [&] { return "weight_gemm_prefill_sm90: split-K workspace of " + std::to_string(bytes) + " bytes"; });
   a.partial = static_cast<float*>(partial);
   try {
     kernel<<<grid, kThreads, S::kSharedBytes, stream>>>(a, steps);

@@ -62,7 +62,7 @@ void xtx_blocks_accumulate(const XtxRows& x, double* sums, StreamHandle stream) 
   const unsigned blocks = static_cast<unsigned>(x.cols / kBlock);
   if (x.f32) xtx_blocks_kernel<<<blocks, kBlockThreads, 0, stream>>>(x.f32, x.rows, x.stride, x.row_weights, sums);
   else xtx_blocks_kernel<<<blocks, kBlockThreads, 0, stream>>>(x.bf16, x.rows, x.stride, x.row_weights, sums);
-  check_launch("xtx_blocks_kernel", xtx_rows_shape(x));
+  check_launch("xtx_blocks_kernel", [&] { return xtx_rows_shape(x); });
 }
 
 }  // namespace fp4kit::cuda

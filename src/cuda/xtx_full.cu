@@ -89,7 +89,9 @@ void XtxFullWorkspace::accumulate(const XtxRows& x, int64_t groups, int64_t k, d
     double* rows = d.scratch.data<double>();
     if (x.f32) rows_to_f64_kernel<<<grid, kThreads, 0, stream>>>(x.f32, x.stride, x.cols, x.row_weights, first, n, rows);
     else rows_to_f64_kernel<<<grid, kThreads, 0, stream>>>(x.bf16, x.stride, x.cols, x.row_weights, first, n, rows);
-    check_launch("rows_to_f64_kernel", shape(x, groups, k) + " first=" + std::to_string(first) + " n=" + std::to_string(n));
+    check_launch("rows_to_f64_kernel", [&] {
+      return shape(x, groups, k) + " first=" + std::to_string(first) + " n=" + std::to_string(n);
+    });
     // Column-major, the rows [n, cols] are Xᵀ [cols, n] with leading dimension cols; group g's
     // columns are its k rows from g·k, and C = Xᵀ·X over them is its k×k block of XᵀX.
     for (int64_t g = 0; g < groups; ++g)
@@ -104,7 +106,7 @@ void xtx_full_symmetric_f32(const double* sums, int64_t groups, int64_t k, float
   const int64_t total = groups * k * k;
   if (total <= 0) return;
   symmetric_f32_kernel<<<ceil_div(static_cast<size_t>(total), kThreads), kThreads, 0, stream>>>(sums, k, total, out);
-  check_launch("symmetric_f32_kernel", "groups=" + std::to_string(groups) + " k=" + std::to_string(k));
+  check_launch("symmetric_f32_kernel", [&] { return "groups=" + std::to_string(groups) + " k=" + std::to_string(k); });
 }
 
 }  // namespace fp4kit::cuda

@@ -744,10 +744,13 @@ struct GpuForward::Impl {
   // silu(min(x·w1ᵀ, limit)) · clamp(x·w3ᵀ) [n, I] of the expert at `prefix`, the observer shown x
   // (x16: x rounded to BF16, or null).
   // g16: where given, the result also rounded to BF16 there ([n, I], for the next product's x_bf16).
+  // With g16 and x16, no observer, and weights the fused decode kernel takes, both products and the
+  // SwiGLU run as one launch that writes g16 only: the returned buffer is then empty.
   cuda::DeviceBuffer swiglu(const float* x, int64_t n, const std::string& prefix, int64_t I, const uint16_t* x16 = nullptr,
                             uint16_t* g16 = nullptr) {
     const int64_t H = cfg.hidden();
     const LinearWeight w1 = linear_weight(prefix + "w1.weight", I, H), w3 = linear_weight(prefix + "w3.weight", I, H);
+    if (g16 && x16 && !observer && lin.apply_swiglu(x16, w1, w3, n, cfg.swiglu_limit, g16)) return {};
     cuda::DeviceBuffer g = floats(n * I, "expert gate"), u = floats(n * I, "expert up");
     observe(prefix + "w1", x, n, H);
     observe(prefix + "w3", x, n, H);

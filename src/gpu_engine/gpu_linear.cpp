@@ -179,6 +179,15 @@ void GpuLinear::apply(const float* x, int64_t ldx, const LinearWeight& w, float*
                   static_cast<size_t>(m), stream_);
 }
 
+bool GpuLinear::apply_swiglu(const uint16_t* x16, const LinearWeight& w1, const LinearWeight& w3, int64_t m,
+                             float limit, uint16_t* y16) {
+  if (w1.f32 || w3.f32 || w1.dense || w3.dense || w1.owned.bytes() || w3.owned.bytes() || m >= decode_once_rows_ ||
+      !cuda::weight_gemm_swiglu_takes(w1.stored, w3.stored, m))
+    return false;
+  cuda::weight_gemm_swiglu(x16, m, w1.stored, w3.stored, limit, y16, cuda::GemmOutput::Bf16, stream_.get());
+  return true;
+}
+
 void GpuLinear::apply_groups(const float* x, const LinearWeight& w, float* y, int64_t m, int64_t groups, int64_t R) {
   const int64_t k = w.k;
   if (groups * R != w.n)

@@ -57,6 +57,13 @@ class GpuLinear {
   // FP4/FP8 weight one launch (cuda::batched_weight_gemm).
   void apply_groups(const float* x, const LinearWeight& w, float* y, int64_t m, int64_t groups, int64_t R);
 
+  // y16 [m, n] = silu(min(x·W1ᵀ, limit)) * clamp(x·W3ᵀ, -limit, limit) rounded to BF16, both products
+  // in one launch, from x16 [m, k] (BF16, dense): where the fused decode kernel takes the two
+  // weights at this m (stored FP4/FP8-block weights of one format, a few rows). False, with nothing
+  // queued, otherwise: the caller then runs the two products and the SwiGLU itself.
+  bool apply_swiglu(const uint16_t* x16, const LinearWeight& w1, const LinearWeight& w3, int64_t m, float limit,
+                    uint16_t* y16);
+
   // x [m, k] (row stride ldx) rounded to BF16, dense, in this object's scratch: valid until the next call.
   const uint16_t* to_bf16(const float* x, int64_t ldx, int64_t m, int64_t k);
 

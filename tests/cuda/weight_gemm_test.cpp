@@ -19,6 +19,8 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "base/error.h"
@@ -535,6 +537,99 @@ TEST(CudaWeightGemm, EarlyWeightReadsStillWaitForTheKernelThatWritesX) {
   }
 }
 
+// The clamped SwiGLU of reference gate and up sums (with their |x|·|W| sums), and its bound.
+std::pair<double, double> swiglu_expectation(double gate, double gate_abs, double up, double up_abs, int64_t k,
+                                             float limit, bool bf16_out) {
+  const double tg = tolerance(gate, gate_abs, k, false), tu = tolerance(up, up_abs, k, false);
+  double gv = gate, uv = up;
+  if (limit > 0) {
+    gv = std::min(gv, static_cast<double>(limit));
+    uv = std::clamp(uv, -static_cast<double>(limit), static_cast<double>(limit));
+  }
+  const double silu = gv / (1.0 + std::exp(-gv));
+  const double expected = silu * uv;
+  // silu' lies in [-0.1, 1.1]; min and clamp are 1-Lipschitz; expf and the division round.
+  double tol = 1.1 * tg * (std::fabs(uv) + tu) + std::fabs(silu) * tu + 1e-6 * std::fabs(expected) + 1e-30;
+  if (bf16_out) tol += (std::fabs(expected) + tol) * std::ldexp(1.0, -8);
+  return {expected, tol};
+}
+
+// ---- dense SwiGLU (gate and up in one launch) ---------------------------------------------------
+
+void check_swiglu(WeightFormat f, int64_t m, int64_t n, int64_t k, float limit, GemmOutput out, bool fp8_f32,
+                  std::mt19937& rng) {
+  Stream s;
+  HostWeight gate = random_weight(f, n, k, rng, fp8_f32), up = random_weight(f, n, k, rng, fp8_f32);
+  gate.dequantize();
+  up.dequantize();
+  const DeviceWeight dg(gate, s), du(up, s);
+  const std::vector<uint16_t> x16 = random_x(m, k, rng);
+  const bool bf16 = out == GemmOutput::Bf16;
+  const size_t count = static_cast<size_t>(m * n);
+  DeviceBuffer x(x16.size() * 2, "swiglu x"), y(count * (bf16 ? 2 : 4), "swiglu y");
+  copy_to_device(x.data(), x16.data(), x16.size() * 2, s);
+  fill_bytes(y.data(), 0xFF, y.bytes(), s);
+  ASSERT_TRUE(weight_gemm_swiglu_takes(dg.view, du.view, m)) << name_of(f) << " M=" << m;
+  weight_gemm_swiglu(x.data<uint16_t>(), m, dg.view, du.view, limit, y.data(), out, s.get());
+  const std::vector<float> got = read_output(y, count, bf16, s);
+  const std::vector<float> xf = widen(x16);
+  std::vector<float> rg, sg, ru, su;
+  reference(xf, gate, m, rg, sg);
+  reference(xf, up, m, ru, su);
+  size_t failures = 0;
+  for (size_t i = 0; i < count; ++i) {
+    const auto [expected, tol] = swiglu_expectation(rg[i], sg[i], ru[i], su[i], k, limit, bf16);
+    if (close(expected, got[i], tol)) continue;
+    if (++failures <= 5)
+      ADD_FAILURE() << "swiglu " << name_of(f) << " M=" << m << " N=" << n << " K=" << k << " limit " << limit << " y["
+                    << i / n << ", " << i % n << "] = " << got[i] << ", expected " << expected << " (tol " << tol << ")";
+  }
+  EXPECT_EQ(failures, 0u) << "swiglu " << name_of(f) << " M=" << m << " N=" << n << " K=" << k;
+}
+
+// Every format, 1 to 8 rows, column counts that leave a block's last warps partly or wholly past N, K
+// split over a cluster or not, the clamp on and off, both outputs, FP8 with E8M0 and F32 scales.
+TEST(CudaWeightGemm, SwigluDecodeMatchesTheReference) {
+  FP4KIT_REQUIRE_GPU();
+  std::mt19937 rng(17);
+  for (WeightFormat f : {WeightFormat::Nvfp4, WeightFormat::Mxfp4, WeightFormat::Fp8Block})
+    for (int64_t m : {1, 3, 8}) {
+      check_swiglu(f, m, 136, 256, 7.0f, GemmOutput::Bf16, m == 3, rng);
+      check_swiglu(f, m, 2048, 4096, m == 8 ? 0.0f : 10.0f, m == 1 ? GemmOutput::Bf16 : GemmOutput::F32, m == 1, rng);
+    }
+}
+
+TEST(WeightGemmArguments, SwigluRefusesWhatTheFusedPathCannotTake) {
+  alignas(16) static uint8_t data[4096], scales[512];
+  GemmWeight g;
+  g.format = WeightFormat::Nvfp4;
+  g.n = 16, g.k = 128, g.data = data, g.scales = scales;
+  EXPECT_TRUE(weight_gemm_swiglu_takes(g, g, 1));
+  EXPECT_FALSE(weight_gemm_swiglu_takes(g, g, 0));
+  EXPECT_FALSE(weight_gemm_swiglu_takes(g, g, 9));
+  GemmWeight other = g;
+  other.format = WeightFormat::Mxfp4;
+  EXPECT_FALSE(weight_gemm_swiglu_takes(g, other, 1));
+  other = g, other.k = 256;
+  EXPECT_FALSE(weight_gemm_swiglu_takes(g, other, 1));
+  other = g, other.data = data + 8;
+  EXPECT_FALSE(weight_gemm_swiglu_takes(g, other, 1));
+  GemmWeight k16 = g;
+  k16.k = 144;
+  EXPECT_FALSE(weight_gemm_swiglu_takes(k16, k16, 1));
+  GemmWeight bf16 = g;
+  bf16.format = WeightFormat::Bf16, bf16.scales = nullptr;
+  EXPECT_FALSE(weight_gemm_swiglu_takes(bf16, bf16, 1));
+  alignas(16) static uint16_t x[256];
+  float y[16];
+  try {
+    weight_gemm_swiglu(x, 9, g, g, 7.0f, y, GemmOutput::F32, nullptr);
+    ADD_FAILURE() << "no error for M=9";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("weight_gemm_swiglu"), std::string::npos) << e.what();
+  }
+}
+
 // ---- grouped ----------------------------------------------------------------------------------
 
 struct GroupedCase {
@@ -605,17 +700,7 @@ void check_grouped(WeightFormat f, const GroupedCase& c, bool swiglu, float limi
     for (int64_t i = 0; i < m * c.n; ++i) {
       double expected, tol;
       if (swiglu) {
-        const double tg = tolerance(rg[i], sg[i], c.k, false), tu = tolerance(ru[i], su[i], c.k, false);
-        double gv = rg[i], uv = ru[i];
-        if (limit > 0) {
-          gv = std::min(gv, static_cast<double>(limit));
-          uv = std::clamp(uv, -static_cast<double>(limit), static_cast<double>(limit));
-        }
-        const double silu = gv / (1.0 + std::exp(-gv));
-        expected = silu * uv;
-        // silu' lies in [-0.1, 1.1]; min and clamp are 1-Lipschitz; expf and the division round.
-        tol = 1.1 * tg * (std::fabs(uv) + tu) + std::fabs(silu) * tu + 1e-6 * std::fabs(expected) + 1e-30;
-        if (bf16) tol += (std::fabs(expected) + tol) * std::ldexp(1.0, -8);
+        std::tie(expected, tol) = swiglu_expectation(rg[i], sg[i], ru[i], su[i], c.k, limit, bf16);
       } else {
         expected = rg[i];
         tol = tolerance(rg[i], sg[i], c.k, bf16);

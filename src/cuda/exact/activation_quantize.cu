@@ -214,7 +214,9 @@ void quantize_activation(const uint16_t* x, int64_t m, int64_t k, float global_s
     quantize_activation_kernel<false, true><<<grid, kActivationThreads, 0, stream>>>(in, m, cols, grid_rows, grid_cols, global_scale, inv_gs, out, scales);
   else
     quantize_activation_kernel<false, false><<<grid, kActivationThreads, 0, stream>>>(in, m, cols, grid_rows, grid_cols, global_scale, inv_gs, out, scales);
-  check_launch(kName, activation_shape(m, k) + (swizzled ? " swizzled" : " linear") + (fast ? " fast" : " exact"));
+  check_launch(kName, [&] {
+    return activation_shape(m, k) + (swizzled ? " swizzled" : " linear") + (fast ? " fast" : " exact");
+  });
 }
 
 void dequantize_activation(const uint8_t* packed, const uint8_t* scales, Nvfp4ScaleLayout layout, int64_t m,
@@ -234,7 +236,7 @@ void dequantize_activation(const uint8_t* packed, const uint8_t* scales, Nvfp4Sc
     dequantize_activation_kernel<true><<<grid, kActivationThreads, 0, stream>>>(in, scales, m, cols, multiplier, o);
   else
     dequantize_activation_kernel<false><<<grid, kActivationThreads, 0, stream>>>(in, scales, m, cols, multiplier, o);
-  check_launch(kName, activation_shape(m, k) + (swizzled ? " swizzled" : " linear"));
+  check_launch(kName, [&] { return activation_shape(m, k) + (swizzled ? " swizzled" : " linear"); });
 }
 
 void fake_quantize_activation(const uint16_t* x, int64_t m, int64_t k, float global_scale, float multiplier,
@@ -255,7 +257,7 @@ void fake_quantize_activation(const uint16_t* x, int64_t m, int64_t k, float glo
     fake_quantize_activation_kernel<true><<<grid, kActivationThreads, 0, stream>>>(in, blocks, global_scale, inv_gs, multiplier, o);
   else
     fake_quantize_activation_kernel<false><<<grid, kActivationThreads, 0, stream>>>(in, blocks, global_scale, inv_gs, multiplier, o);
-  check_launch(kName, activation_shape(m, k) + (fast ? " fast" : " exact"));
+  check_launch(kName, [&] { return activation_shape(m, k) + (fast ? " fast" : " exact"); });
 }
 
 }  // namespace fp4kit::cuda

@@ -10,16 +10,12 @@
 
 #include "base/error.h"
 #include "cuda/check.cuh"
+#include "cuda/device_facts.cuh"
 
 namespace fp4kit::cuda {
 
 // Multiprocessors of the current device.
-inline unsigned sm_count() {
-  int device = 0, sms = 0;
-  check(cudaGetDevice(&device), "cudaGetDevice");
-  check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
-  return static_cast<unsigned>(std::max(sms, 1));
-}
+inline unsigned sm_count() { return static_cast<unsigned>(std::max(current_device_facts().multiprocessors, 1)); }
 
 // Blocks for a grid-stride kernel over `items` work items, `per_block` of them per block and pass:
 // `blocks_per_sm` resident blocks per multiprocessor at most, never more blocks than the work needs.

@@ -191,7 +191,7 @@ void mxfp4_to_nvfp4(const uint8_t* packed, const uint8_t* scales, size_t n, cons
 Mxfp4CastDeviceTable::Mxfp4CastDeviceTable(const Mxfp4CastParams& params, StreamHandle stream)
     : params_(params), table_(kTableEntries * sizeof(uint4), "mxfp4 cast table") {
   launch_table(params_, table_.data<uint4>(), stream);
-  check_launch("mxfp4_cast_table", cast_shape(0, params_));
+  check_launch("mxfp4_cast_table", [&] { return cast_shape(0, params_); });
 }
 
 void mxfp4_to_nvfp4(const uint8_t* packed, const uint8_t* scales, size_t n, const Mxfp4CastDeviceTable& table,
