@@ -66,30 +66,23 @@ std::vector<float> swiglu_hidden(const MoeContext& ctx, const std::string& prefi
 
 }  // namespace
 
-Routing moe_forward(const MoeContext& ctx, WeightStore& store, const MoeWeights& w, const float* x,
-                    const int64_t* ids, int64_t T, float* out) {
-  const ModelConfig& cfg = *ctx.cfg;
-  const auto& b = cfg.base;
-  const int64_t H = b.hidden_size, E = b.n_routed_experts, k = b.num_experts_per_tok, I = b.moe_intermediate_size;
-  const std::string prefix = "layers." + std::to_string(ctx.layer) + ".ffn.";
-
-  // Router.
-  observe(ctx, prefix + "gate", x, T, H, {}, {});
-  std::vector<float> score(static_cast<size_t>(T * E));
-  matmul(x, w.gate->data(), score.data(), static_cast<size_t>(T), static_cast<size_t>(E), static_cast<size_t>(H), ctx.threads);
-  for (float& s : score) s = std::sqrt(softplus(s));
+Routing route_scores(const float* score, int64_t T, int64_t E, int64_t k, const float* bias, const int64_t* tid2eid,
+                     const int64_t* ids, float rho) {
   Routing routing;
   routing.experts.resize(static_cast<size_t>(T * k));
   routing.weights.resize(static_cast<size_t>(T * k));
-  const float rho = static_cast<float>(b.routed_scaling_factor);
   std::vector<int64_t> order(static_cast<size_t>(E)), chosen(static_cast<size_t>(k));
   std::vector<float> biased(static_cast<size_t>(E));
   for (int64_t t = 0; t < T; ++t) {
     const float* s = &score[t * E];
-    if (!w.tid2eid.empty()) {
-      std::copy_n(&w.tid2eid[ids[t] * k], k, chosen.begin());
+    if (tid2eid) {
+      std::copy_n(&tid2eid[ids[t] * k], k, chosen.begin());
     } else {
-      for (int64_t e = 0; e < E; ++e) biased[e] = std::isnan(s[e]) ? -INFINITY : s[e] + (*w.bias)[e];
+      // NaN (a NaN score or bias) as -inf: the comparison below is then a total order.
+      for (int64_t e = 0; e < E; ++e) {
+        const float v = s[e] + bias[e];
+        biased[e] = std::isnan(v) ? -INFINITY : v;
+      }
       std::iota(order.begin(), order.end(), 0);
       std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int64_t a, int64_t c) {
         return biased[a] > biased[c] || (biased[a] == biased[c] && a < c);
@@ -106,6 +99,24 @@ Routing moe_forward(const MoeContext& ctx, WeightStore& store, const MoeWeights&
       routing.weights[t * k + j] = pairs[j].second;
     }
   }
+  return routing;
+}
+
+Routing moe_forward(const MoeContext& ctx, WeightStore& store, const MoeWeights& w, const float* x,
+                    const int64_t* ids, int64_t T, float* out) {
+  const ModelConfig& cfg = *ctx.cfg;
+  const auto& b = cfg.base;
+  const int64_t H = b.hidden_size, E = b.n_routed_experts, k = b.num_experts_per_tok, I = b.moe_intermediate_size;
+  const std::string prefix = "layers." + std::to_string(ctx.layer) + ".ffn.";
+
+  // Router.
+  observe(ctx, prefix + "gate", x, T, H, {}, {});
+  std::vector<float> score(static_cast<size_t>(T * E));
+  matmul(x, w.gate->data(), score.data(), static_cast<size_t>(T), static_cast<size_t>(E), static_cast<size_t>(H), ctx.threads);
+  for (float& s : score) s = std::sqrt(softplus(s));
+  const Routing routing = route_scores(score.data(), T, E, k, w.tid2eid.empty() ? w.bias->data() : nullptr,
+                                       w.tid2eid.empty() ? nullptr : w.tid2eid.data(), ids,
+                                       static_cast<float>(b.routed_scaling_factor));
 
   // Routed experts, one at a time in increasing id (one expert's weights resident at a time).
   std::vector<std::vector<int64_t>> rows_of(static_cast<size_t>(E));

@@ -36,6 +36,12 @@ struct MoeContext {
   bool observe_all_experts = false;
 };
 
+// The router's choice from scores [T, E] (after sqrt(softplus)): the tid2eid rows [vocab, k] of ids
+// (hash layers), else the top k of score + bias (NaN as -inf, ties to the lower expert); weights the
+// chosen scores over their sum (in the order chosen) times `scaling`; each token's experts ascending.
+Routing route_scores(const float* score, int64_t T, int64_t E, int64_t k, const float* bias, const int64_t* tid2eid,
+                     const int64_t* ids, float scaling);
+
 // x [T, H] (after ffn_norm), ids [T] (hash routing) -> out [T, H]; the routing is returned.
 Routing moe_forward(const MoeContext& ctx, WeightStore& store, const MoeWeights& w, const float* x,
                     const int64_t* ids, int64_t T, float* out);
