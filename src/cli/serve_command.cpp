@@ -119,7 +119,7 @@ void add_command(CLI::App& app) {
   cmd->add_option("--device", args->device,
                   "cpu (the f32 engine; requests share each decode step) or cuda (the GPU pass, the checkpoint resident "
                   "where it fits in half the GPU memory; each request keeps its caches on the device, a decode "
-                  "step runs the requests as one batch, prompts one after another)")
+                  "step runs the requests as one batch, prompt chunks of one length together)")
       ->capture_default_str();
   cmd->add_option("--sample-on", args->sample_on,
                   "With --device cuda, where the next tokens are drawn: device (on the GPU, where the logits are) or "
