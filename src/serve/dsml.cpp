@@ -151,7 +151,10 @@ std::optional<std::vector<ParsedToolCall>> parse_dsml_tool_calls(std::string_vie
       for (const std::string& k : seen)
         if (k == p->name) return std::nullopt;  // a parameter twice
       seen.push_back(p->name);
-      const bool raw = p->is_string == "false" && !nlohmann::json::parse(p->value, nullptr, false).is_discarded();
+      // string="false": the value as written where it is JSON on its own (Python's json.loads). A NUL
+      // byte ends nlohmann's input early, so a value with one (JSON, then NUL and more) is a string.
+      const bool raw = p->is_string == "false" && p->value.find('\0') == std::string::npos &&
+                       !nlohmann::json::parse(p->value, nullptr, false).is_discarded();
       call.arguments += (seen.size() > 1 ? ", " : "") + python_json_string(p->name) + ": " + (raw ? p->value : python_json_string(p->value));
       if (read_until(text, at, {param_open, invoke_close}, which) != ">\n") return std::nullopt;
     }

@@ -85,6 +85,22 @@ TEST(ToolCallStream, TextAfterTheBlockAndAnUnclosedBlockAreText) {
   EXPECT_EQ(c.push("b>").text, "\n\n<b>");
 }
 
+// A string="false" value that is JSON followed by a NUL byte and more is not JSON (Python's
+// json.loads refuses it: "Extra data"): it becomes a string, and the arguments stay JSON.
+TEST(ToolCallStream, AValueWithANulByteAfterItsJsonIsAString) {
+  const std::string value = std::string("{\"x\": null}") + std::string(3, '\0') + "tail";
+  const std::string block = std::string("\n\n") + kDsmlToolCallsStart + "\n<\uff5cDSML\uff5cinvoke name=\"f\">\n" +
+                            "<\uff5cDSML\uff5cparameter name=\"a\" string=\"false\">" + value + "</\uff5cDSML\uff5cparameter>\n" +
+                            "</\uff5cDSML\uff5cinvoke>\n" + kDsmlToolCallsEnd;
+  ToolCallStream stream;
+  ToolCallDelta d = stream.push(block);
+  const ToolCallDelta end = stream.finish();
+  d.calls.insert(d.calls.end(), end.calls.begin(), end.calls.end());
+  ASSERT_EQ(d.calls.size(), 1u);
+  EXPECT_TRUE(json::accept(d.calls[0].arguments)) << d.calls[0].arguments;
+  EXPECT_EQ(json::parse(d.calls[0].arguments).at("a"), value);
+}
+
 TEST(PythonJson, WritesWhatPythonsJsonDumpsWrites) {
   // Expected texts as Python 3's json.dumps(json.loads(s), ensure_ascii=False) prints them.
   const auto dumps = [](const char* s) { return python_json_dumps(nlohmann::ordered_json::parse(s)); };
