@@ -65,11 +65,6 @@ __global__ void amax_of_rows_kernel(const float* row_max, const float* weights, 
   if (threadIdx.x == 0) out[0] = m, out[1] = w;
 }
 
-__global__ void scale_kernel(float* x, int64_t n, float s) {
-  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i < n) x[i] *= s;
-}
-
 __global__ void first_nonfinite_kernel(const float* x, int64_t n, unsigned long long* first) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i < n && !isfinite(x[i])) atomicMin(first, static_cast<unsigned long long>(i));
@@ -137,12 +132,6 @@ void linear_amax(const float* x, int64_t rows, int64_t cols, const float* row_we
   check_launch("linear_amax rows", [&] { return "rows=" + std::to_string(rows) + " cols=" + std::to_string(cols); });
   amax_of_rows_kernel<<<1, kElementwiseThreads, 0, stream>>>(scratch, row_weights, rows, out);
   check_launch("linear_amax", [&] { return "rows=" + std::to_string(rows); });
-}
-
-void scale_f32(float* x, int64_t n, float s, StreamHandle stream) {
-  if (n <= 0) return;
-  scale_kernel<<<blocks_for(n), kElementwiseThreads, 0, stream>>>(x, n, s);
-  check_launch("scale_f32", [&] { return "n=" + std::to_string(n); });
 }
 
 void first_nonfinite(const float* x, int64_t n, int64_t* first, StreamHandle stream) {

@@ -32,8 +32,6 @@ void gather_rows_widened(const void* src, DType dtype, const int32_t* rows, int6
 // [rows] floats.
 void linear_amax(const float* x, int64_t rows, int64_t cols, const float* row_weights, float* out, float* scratch,
                  StreamHandle stream);
-// x <- x · s for n values.
-void scale_f32(float* x, int64_t n, float s, StreamHandle stream);
 // The index of the first non-finite value of x[0, n) into *first (device; it must hold n or more
 // before the call, and keeps its value when every value is finite).
 void first_nonfinite(const float* x, int64_t n, int64_t* first, StreamHandle stream);

@@ -1,5 +1,6 @@
 // Stage 4 of the routed experts: out[t] = Σ_j weight[t, j] · y[row of (t, j)] in increasing expert id,
-// each product and each sum rounded to F32 in that order, as the CPU engine adds them.
+// each product and each sum rounded to F32 in that order, as the CPU engine adds them; then + add[t]
+// where given (the shared expert's output: the engine's routed + shared).
 #include <cstdint>
 #include <string>
 
@@ -17,7 +18,8 @@ constexpr int kCombineThreads = 256;
 // id, ties in slot order.
 template <bool kBf16Out>
 __global__ void combine_kernel(const float* __restrict__ expert_out, const int32_t* __restrict__ row_of_slot,
-                               const float* __restrict__ weights, int32_t top_k, int64_t hidden, void* out) {
+                               const float* __restrict__ weights, int32_t top_k, int64_t hidden,
+                               const float* __restrict__ add, void* out) {
   __shared__ int32_t rows[kMaxMoeTopK];
   __shared__ float w[kMaxMoeTopK];
   const int64_t t = blockIdx.x;
@@ -39,6 +41,7 @@ __global__ void combine_kernel(const float* __restrict__ expert_out, const int32
   if (c >= hidden) return;
   float acc = 0.0f;
   for (int32_t j = 0; j < top_k; ++j) acc = __fadd_rn(acc, __fmul_rn(expert_out[rows[j] * hidden + c], w[j]));
+  if (add) acc = __fadd_rn(acc, add[t * hidden + c]);
   if constexpr (kBf16Out)
     static_cast<uint16_t*>(out)[t * hidden + c] = float_to_bf16_bits(acc);
   else
@@ -47,7 +50,8 @@ __global__ void combine_kernel(const float* __restrict__ expert_out, const int32
 
 }  // namespace
 
-void moe_combine(const MoeRouting& r, const MoeWorkspace& ws, void* out, GemmOutput out_type, StreamHandle stream) {
+void moe_combine(const MoeRouting& r, const MoeWorkspace& ws, void* out, GemmOutput out_type, StreamHandle stream,
+                 const float* add) {
   const auto shape = [&] {
     return "T=" + std::to_string(r.tokens) + " k=" + std::to_string(r.top_k) + " H=" + std::to_string(ws.hidden());
   };
@@ -61,10 +65,10 @@ void moe_combine(const MoeRouting& r, const MoeWorkspace& ws, void* out, GemmOut
   const dim3 grid(static_cast<unsigned>(r.tokens), ceil_div(ws.hidden(), kCombineThreads));
   if (out_type == GemmOutput::Bf16)
     combine_kernel<true><<<grid, kCombineThreads, 0, stream>>>(ws.expert_out(), ws.row_of_slot(), r.weights,
-                                                               static_cast<int32_t>(r.top_k), ws.hidden(), out);
+                                                               static_cast<int32_t>(r.top_k), ws.hidden(), add, out);
   else
     combine_kernel<false><<<grid, kCombineThreads, 0, stream>>>(ws.expert_out(), ws.row_of_slot(), r.weights,
-                                                                static_cast<int32_t>(r.top_k), ws.hidden(), out);
+                                                                static_cast<int32_t>(r.top_k), ws.hidden(), add, out);
   check_launch("combine_kernel", shape);
 }
 

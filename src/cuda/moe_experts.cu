@@ -159,7 +159,7 @@ void MoeWorkspace::throw_if_bad_routing() const {
 
 void moe_routed_experts_async(const uint16_t* x, const MoeRouting& routing, const MoeExperts& experts,
                               float swiglu_limit, void* out, GemmOutput out_type, MoeWorkspace& ws,
-                              StreamHandle stream) {
+                              StreamHandle stream, const float* add) {
   const std::string shape = "T=" + std::to_string(routing.tokens) + " k=" + std::to_string(routing.top_k) + " E=" +
                             std::to_string(experts.count) + " H=" + std::to_string(experts.hidden) + " I=" +
                             std::to_string(experts.inter);
@@ -185,7 +185,7 @@ void moe_routed_experts_async(const uint16_t* x, const MoeRouting& routing, cons
                                      experts.inter, experts.w2, ws.expert_out_.data<float>(), GemmOutput::F32),
                       stream);
 
-  moe_combine(routing, ws, out, out_type, stream);
+  moe_combine(routing, ws, out, out_type, stream, add);
 }
 
 void moe_routed_experts(const uint16_t* x, const MoeRouting& routing, const MoeExperts& experts, float swiglu_limit,

@@ -121,7 +121,7 @@ class MoeWorkspace {
                                           const std::vector<GemmWeight>&, const std::vector<int32_t>&, float,
                                           MoeWorkspace&, CublasGemm&, StreamHandle);
   friend void moe_routed_experts_async(const uint16_t*, const MoeRouting&, const MoeExperts&, float, void*,
-                                       GemmOutput, MoeWorkspace&, StreamHandle);
+                                       GemmOutput, MoeWorkspace&, StreamHandle, const float*);
 
   int64_t max_tokens_, top_k_;
   int32_t experts_;
@@ -153,16 +153,18 @@ bool moe_expert_products_decoded(const std::vector<GemmWeight>& w1, const std::v
                                  float swiglu_limit, MoeWorkspace& ws, CublasGemm& gemm, StreamHandle stream);
 
 // Stage 4 alone: out [T, H] (F32 or BF16) from ws.expert_out() and the routing weights, after
-// moe_route_rows of the same routing. Asynchronous.
+// moe_route_rows of the same routing. With `add` (F32 [T, H]), out = the sum + add (one F32 addition
+// after the sum, then the output's rounding): the shared expert's output joins without a launch of
+// its own. Asynchronous.
 void moe_combine(const MoeRouting& routing, const MoeWorkspace& ws, void* out, GemmOutput out_type,
-                 StreamHandle stream);
+                 StreamHandle stream, const float* add = nullptr);
 
 // All four stages, asynchronous: out [T, H] = the routed experts' sum for x [T, H] BF16 (after
-// ffn_norm). `swiglu_limit` <= 0: no clamp. Call ws.throw_if_bad_routing() before trusting `out`
-// when the routing may hold bad ids.
+// ffn_norm), plus `add` where given (moe_combine). `swiglu_limit` <= 0: no clamp. Call
+// ws.throw_if_bad_routing() before trusting `out` when the routing may hold bad ids.
 void moe_routed_experts_async(const uint16_t* x, const MoeRouting& routing, const MoeExperts& experts,
                               float swiglu_limit, void* out, GemmOutput out_type, MoeWorkspace& ws,
-                              StreamHandle stream);
+                              StreamHandle stream, const float* add = nullptr);
 
 // The same, then waits for the stream and throws InputError for an expert id out of range.
 void moe_routed_experts(const uint16_t* x, const MoeRouting& routing, const MoeExperts& experts,

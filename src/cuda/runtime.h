@@ -108,6 +108,13 @@ class PinnedBuffer {
   PinnedBuffer(const PinnedBuffer&) = delete;
   PinnedBuffer& operator=(const PinnedBuffer&) = delete;
   PinnedBuffer(PinnedBuffer&& o) noexcept : p_(std::exchange(o.p_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
+  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept {
+    if (this != &o) {
+      const PinnedBuffer old(std::move(*this));  // freed here
+      p_ = std::exchange(o.p_, nullptr), bytes_ = std::exchange(o.bytes_, 0);
+    }
+    return *this;
+  }
   template <class T = void>
   T* data() const { return static_cast<T*>(p_); }
   size_t bytes() const { return bytes_; }

@@ -67,7 +67,7 @@ __global__ void indexer_select_kernel(IndexerSelect s, SequenceBatch sb) {
       float part = 0;
       for (int64_t i = lane; i < s.head_dim; i += 32) part += q[i] * k[i];
       const float qk = warp_sum(part);
-      total += fmaxf(qk, 0.0f) * scale * s.head_weights[row * s.heads + h];
+      total += fmaxf(qk, 0.0f) * scale * (s.head_weights[row * s.heads + h] * s.head_weight_scale);
     }
     if (lane == 0) score[e] = isnan(total) ? -INFINITY : total;
   }

@@ -42,6 +42,7 @@ void compressor_prefill(const CompressorPrefill& c, const SequenceBatch& b, Stre
 struct IndexerSelect {
   const float* q = nullptr;             // [tokens, heads, head_dim]
   const float* head_weights = nullptr;  // [tokens, heads]
+  float head_weight_scale = 1.0f;       // each head weight multiplied by it as it is read
   const float* keys = nullptr;          // [batch, total / 4, head_dim]
   int64_t heads = 0, head_dim = 0, top_k = 0;
   int32_t* picks = nullptr;             // [tokens, top_k]

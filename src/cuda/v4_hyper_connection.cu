@@ -385,8 +385,10 @@ __global__ void __launch_bounds__(kHcThreads) hc_pre_few_kernel(SplitSums sums, 
   rms_norm_row<true>(value, n, norm, s.rms_eps, dst, dst, out16 ? out16 + t * n : nullptr, scratch);
 }
 
-// X'[t, k, d] = post[t, k] · y[t, d] + Σ_j C[t, j, k] · X[t, j, d], all k of one (t, d) in one thread.
-__global__ void hc_post_kernel(float* streams, const float* y, const float* post, const float* comb, HcShape s) {
+// X'[t, k, d] = post[t, k] · y[t, d] + Σ_j C[t, j, k] · X[t, j, d], all k of one (t, d) in one thread;
+// the index of a non-finite result lowers *first_nonfinite where given.
+__global__ void hc_post_kernel(float* streams, const float* y, const float* post, const float* comb, HcShape s,
+                               unsigned long long* first_nonfinite) {
   const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (e >= s.tokens * s.hidden) return;
   const int64_t t = e / s.hidden, d = e % s.hidden, hc = s.hc;
@@ -405,7 +407,10 @@ __global__ void hc_post_kernel(float* streams, const float* y, const float* post
 #pragma unroll
     for (int j = 0; j < kMaxHc; ++j)
       if (j < hc) acc += c[j * hc + k] * in[j];
-    x[k * s.hidden] = post[t * hc + k] * yv + acc;
+    const float v = post[t * hc + k] * yv + acc;
+    x[k * s.hidden] = v;
+    if (first_nonfinite && !isfinite(v))
+      atomicMin(first_nonfinite, static_cast<unsigned long long>((t * hc + k) * s.hidden + d));
   }
 }
 
@@ -459,11 +464,11 @@ void hc_pre(const float* streams, const HcShape& s, const HcParamsDevice& p, flo
 }
 
 void hc_post(float* streams, const float* y, const float* post, const float* comb, const HcShape& s,
-             StreamHandle stream) {
+             StreamHandle stream, int64_t* first_nonfinite) {
   check_shape(s, "hc_post");
   if (s.tokens == 0) return;
-  hc_post_kernel<<<ceil_div(static_cast<size_t>(s.tokens * s.hidden), kHcThreads), kHcThreads, 0, stream>>>(streams, y, post,
-                                                                                                   comb, s);
+  hc_post_kernel<<<ceil_div(static_cast<size_t>(s.tokens * s.hidden), kHcThreads), kHcThreads, 0, stream>>>(
+      streams, y, post, comb, s, reinterpret_cast<unsigned long long*>(first_nonfinite));
   check_launch("hc_post", [&] { return shape_text(s); });
 }
 

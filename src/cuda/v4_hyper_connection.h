@@ -32,9 +32,12 @@ int64_t hc_scratch_floats(const HcShape& s);
 void hc_pre(const float* streams, const HcShape& s, const HcParamsDevice& p, float* collapsed, float* post,
             float* comb, float* scratch, StreamHandle stream, const float* norm = nullptr,
             uint16_t* collapsed_bf16 = nullptr);
-// streams <- post_k · y + Σ_j C[j, k] · X_j, y [T, H].
+// streams <- post_k · y + Σ_j C[j, k] · X_j, y [T, H]. With first_nonfinite (device; it must hold
+// T·hc·H or less before), the index into streams of the first non-finite result is left there, as
+// first_nonfinite() over the new streams would leave it: the check a decode step makes of each
+// layer's output, without a launch of its own.
 void hc_post(float* streams, const float* y, const float* post, const float* comb, const HcShape& s,
-             StreamHandle stream);
+             StreamHandle stream, int64_t* first_nonfinite = nullptr);
 // out [T, H] = Σ_j (sigmoid(z_j · scale + base_j) + hc_eps) · X_j.
 void hc_head(const float* streams, const HcShape& s, const HcParamsDevice& p, float* out, float* scratch,
              StreamHandle stream);

@@ -14,7 +14,8 @@ namespace fp4kit::cuda {
 void router_scores(float* s, int64_t n, StreamHandle stream);
 
 struct RouteTokens {
-  const float* scores = nullptr;   // [tokens, experts], after router_scores
+  const float* scores = nullptr;   // [tokens, experts], after router_scores (or the logits: below)
+  bool scores_are_logits = false;  // scores are the router's logits: router_scores' transform is applied on reading
   const float* bias = nullptr;     // [experts]: score routing
   const int64_t* tid2eid = nullptr;  // [vocab, k]: hash routing (instead of bias)
   const int64_t* ids = nullptr;    // [tokens]: hash routing
@@ -22,8 +23,10 @@ struct RouteTokens {
   float scaling = 1.0f;            // routed_scaling_factor
   int32_t* chosen = nullptr;       // [tokens, k], ascending per token
   float* weights = nullptr;        // [tokens, k]
-  int32_t* bad = nullptr;          // device flag: set to 1 + token when a token id or table entry is out of range
+  int64_t* bad = nullptr;          // device flag, 0 before: set to 1 + token when a token id or table entry is out of range
 };
+// One warp per token where experts <= 512 (a thread per token beyond): the same choices and weights.
+// A biased score that is NaN counts as -inf (a NaN score whatever the bias, or a NaN bias).
 void route_tokens(const RouteTokens& r, StreamHandle stream);
 
 // g <- silu(min(g, limit)) · clamp(u, -limit, limit) for n values (no clamp when limit <= 0); with

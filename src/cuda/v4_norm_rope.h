@@ -17,6 +17,9 @@ void rms_norm_rows(const float* x, int64_t rows, int64_t n, const float* weight,
 
 // For every row r and head h, rotates the `dim` values at v + r·row_stride + h·head_stride + offset
 // in interleaved pairs by positions[r]·inv_freq[i] (inverse: by the negative angle).
+// With out16, every value [0, head_width) of each head (the rotated ones and the rest) is also
+// written rounded to BF16 (nearest even) at the same place in out16 (the same strides as v): the
+// next product's input, without a rounding launch of its own.
 struct RopeRows {
   float* v = nullptr;
   int64_t rows = 0, heads = 1, row_stride = 0, head_stride = 0, offset = 0;
@@ -24,7 +27,23 @@ struct RopeRows {
   const float* inv_freq = nullptr;     // device [dim / 2]
   int64_t dim = 0;
   bool inverse = false;
+  uint16_t* out16 = nullptr;
+  int64_t head_width = 0;  // with out16: even, offset + dim <= head_width
 };
 void rope_rows(const RopeRows& r, StreamHandle stream);
+
+// rms_norm_rows in place, then rope_rows of each row's `dim` values at `offset` (one head per row;
+// row r at positions[r / rows_per_position]), in one launch: the same bits as the two calls.
+struct NormRopeRows {
+  float* x = nullptr;  // [rows, n], in place
+  int64_t rows = 0, n = 0;
+  const float* weight = nullptr;  // [n], or null
+  float eps = 0;
+  const int64_t* positions = nullptr;  // device [rows / rows_per_position]
+  int64_t rows_per_position = 1;
+  const float* inv_freq = nullptr;  // device [dim / 2]
+  int64_t dim = 0, offset = 0;
+};
+void rms_norm_rope_rows(const NormRopeRows& r, StreamHandle stream);
 
 }  // namespace fp4kit::cuda

@@ -153,6 +153,33 @@ struct GpuForward::Impl {
   static constexpr int64_t kKeptMoeTokens = 64;
   std::unique_ptr<cuda::MoeWorkspace> kept_moe_workspace;
 
+  // A step's small host -> device copies (ids, positions, the checks' first values) go from
+  // page-locked memory, each to its own part of it: a copy from pageable memory costs the host
+  // more and first waits for the stream's work. When the memory runs out the stream is
+  // synchronised (every copy from it is done: at a step's start the stream is idle) and it is
+  // used again from its start.
+  cuda::PinnedBuffer staging;
+  size_t staged = 0;
+  static constexpr size_t kStagingBytes = size_t{1} << 20;
+  void upload_small(void* dst, const void* src, size_t bytes) {
+    if (bytes == 0) return;
+    if (bytes > staging.bytes() - staged) {
+      if (staging.bytes()) stream.synchronize("staged uploads");
+      staged = 0;
+      if (bytes > staging.bytes()) staging = cuda::PinnedBuffer(std::max(kStagingBytes, 2 * bytes), "staged uploads");
+    }
+    uint8_t* at = staging.data<uint8_t>() + staged;
+    std::memcpy(at, src, bytes);
+    cuda::copy_to_device(dst, at, bytes, stream);
+    staged += (bytes + 63) / 64 * 64;
+  }
+  template <class T>
+  cuda::DeviceBuffer upload_small(const std::vector<T>& v, const std::string& what) {
+    cuda::DeviceBuffer d(std::max<size_t>(v.size(), 1) * sizeof(T), what);
+    upload_small(d.data(), v.data(), v.size() * sizeof(T));
+    return d;
+  }
+
   // A decode step's checks, read back once at its end instead of where each is made (every read-back
   // is a synchronisation that empties the device's queue of work): the first non-finite value of the
   // embedding's and of each layer's output, and each layer's router's first bad token. Kernels after
@@ -166,9 +193,14 @@ struct GpuForward::Impl {
     std::vector<int64_t> ids;  // the step's tokens, for the routing message
     std::vector<int64_t> pasts;  // each sequence's tokens before the step's, for the message
     int64_t tokens_each = 1;     // new tokens per sequence
-    std::vector<std::string> where;
     cuda::DeviceBuffer device;  // int64 first non-finite [sites], then int64 bad token + 1 [sites]
-    std::vector<int64_t> host;  // the initial values, then the read-back
+    std::vector<int64_t> host;  // the initial values
+    cuda::PinnedBuffer read_back;  // the values at the step's end (page-locked: an asynchronous copy)
+    // Where site's output is: for messages.
+    std::string where(int64_t site) const {
+      return site == 0 ? std::string("the token embedding")
+                       : "layer " + std::to_string(site - 1) + " (a step of " + std::to_string(pasts.size()) + " sequences)";
+    }
   } step_checks;
 
   void begin_step_checks(int64_t layers, int64_t values, const std::vector<int64_t>& ids, const std::vector<int64_t>& pasts) {
@@ -176,36 +208,38 @@ struct GpuForward::Impl {
     const int64_t sequences = static_cast<int64_t>(pasts.size());
     c.sites = 1 + layers, c.values = values, c.ids = ids, c.pasts = pasts;
     c.tokens_each = static_cast<int64_t>(ids.size()) / std::max<int64_t>(sequences, 1);
-    c.where.assign(1, "the token embedding");
-    for (int64_t l = 0; l < layers; ++l)
-      c.where.push_back("layer " + std::to_string(l) + " (a step of " + std::to_string(sequences) + " sequences)");
-    if (c.device.bytes() != static_cast<size_t>(2 * c.sites) * 8)
-      c.device = cuda::DeviceBuffer(static_cast<size_t>(2 * c.sites) * 8, "step checks");  // kept: the same size every step
+    const size_t bytes = static_cast<size_t>(2 * c.sites) * 8;
+    if (c.device.bytes() != bytes) {  // kept: the same size every step
+      c.device = cuda::DeviceBuffer(bytes, "step checks");
+      c.read_back = cuda::PinnedBuffer(bytes, "step checks");
+    }
     c.host.assign(static_cast<size_t>(2 * c.sites), 0);
     std::fill(c.host.begin(), c.host.begin() + c.sites, values);
-    cuda::copy_to_device(c.device.data(), c.host.data(), c.host.size() * 8, stream);
+    upload_small(c.device.data(), c.host.data(), c.host.size() * 8);
     c.active = true;
   }
   int64_t* first_nonfinite_slot(int64_t site) { return step_checks.device.data<int64_t>() + site; }
   int64_t* bad_route_slot(int64_t layer) { return step_checks.device.data<int64_t>() + step_checks.sites + 1 + layer; }
-  // A copy into pageable memory: it returns once the device has run everything queued before it
-  // (a synchronisation); throw_step_check_failures() then reads the values.
+  // Queues the checks' copy to the host, ordered after everything queued before it: the host goes
+  // on queueing (the head), and throw_step_check_failures() reads the values once the stream is done.
   void read_step_checks() {
-    cuda::copy_to_host(step_checks.host.data(), step_checks.device.data(), step_checks.host.size() * 8, stream);
+    cuda::copy_to_host(step_checks.read_back.data(), step_checks.device.data(), step_checks.device.bytes(), stream);
   }
   // The first failure in the order the checks would have thrown: each site's routing, then its output.
   void throw_step_check_failures() {
+    stream.synchronize("step checks");  // (the step's last read-back waited for it already)
     const StepChecks& c = step_checks;
+    const int64_t* values = c.read_back.data<int64_t>();
     const int64_t width = cfg.hc() * cfg.hidden();
     for (int64_t site = 0; site < c.sites; ++site) {
-      const int64_t bad = c.host[static_cast<size_t>(c.sites + site)], at = c.host[static_cast<size_t>(site)];
+      const int64_t bad = values[c.sites + site], at = values[site];
       if (bad > 0)
         throw InputError(ckpt.dir() + ": tensor 'layers." + std::to_string(site - 1) + ".ffn.gate.tid2eid' routes token " +
                          std::to_string(bad - 1) + " (id " + std::to_string(c.ids[static_cast<size_t>(bad - 1)]) +
                          ") outside the experts or the vocabulary");
       if (at < c.values) {
         const int64_t token = at / width, sequence = token / c.tokens_each;
-        throw InputError(ckpt.dir() + ": non-finite activation in the output of " + c.where[static_cast<size_t>(site)] +
+        throw InputError(ckpt.dir() + ": non-finite activation in the output of " + c.where(site) +
                          " (sequence " + std::to_string(sequence) + ", position " +
                          std::to_string(c.pasts[static_cast<size_t>(sequence)] + token % c.tokens_each) + ")");
       }
@@ -289,8 +323,9 @@ struct GpuForward::Impl {
     lin.apply(x, w.k, w, y, w.n, m, 0, -1, x_bf16);
   }
 
+  // out16: every value of each head (head_stride wide) also rounded to BF16 there, or null.
   void rope(float* v, int64_t rows, int64_t heads, int64_t row_stride, int64_t head_stride, int64_t offset,
-            const int64_t* positions, bool compress, bool inverse = false) {
+            const int64_t* positions, bool compress, bool inverse = false, uint16_t* out16 = nullptr) {
     cuda::RopeRows r;
     r.v = v;
     r.rows = rows, r.heads = heads, r.row_stride = row_stride, r.head_stride = head_stride, r.offset = offset;
@@ -298,7 +333,20 @@ struct GpuForward::Impl {
     r.inv_freq = (compress ? compress_freq : main_freq).data<float>();
     r.dim = cfg.rope_dim;
     r.inverse = inverse;
+    r.out16 = out16, r.head_width = out16 ? head_stride : 0;
     cuda::rope_rows(r, stream.get());
+  }
+
+  // rms_norm_rows of v [rows, n] in place (weight or null), then rope() of each row's last rope_dim
+  // values (one head per row, heads_per_position rows a token), in one launch.
+  void norm_rope(float* v, int64_t rows, int64_t n, const float* norm_weight, int64_t heads_per_position,
+                 const int64_t* positions, bool compress) {
+    cuda::NormRopeRows r;
+    r.x = v, r.rows = rows, r.n = n, r.weight = norm_weight, r.eps = cfg.rms_eps;
+    r.positions = positions, r.rows_per_position = heads_per_position;
+    r.inv_freq = (compress ? compress_freq : main_freq).data<float>();
+    r.dim = cfg.rope_dim, r.offset = n - cfg.rope_dim;
+    cuda::rms_norm_rope_rows(r, stream.get());
   }
 
   // The new tokens' rows [sb.tokens(), width] into a cache's rows past .. past+seq-1 of each sequence
@@ -313,22 +361,33 @@ struct GpuForward::Impl {
   // A compressor's projections of the step's tokens [T, rw] and its small weights, decoded once per
   // layer for every run of the step.
   struct CompressorInputs {
-    cuda::DeviceBuffer kv, gate;
+    cuda::DeviceBuffer kv_owned, gate_owned;
+    float* kv = nullptr;    // [T, rw]: kv_owned, or the cache's rows of a direct step (in_cache)
+    float* gate = nullptr;  // the same for the gate
+    bool in_cache = false;
     const float* ape = nullptr;
     const float* norm = nullptr;
     int64_t ratio = 4, width = 0, row_width = 0;
     bool overlap = true;
   };
+  // kv_rows, gate_rows: where the step's rows go in the caches of a direct step (direct_rows), or null.
   CompressorInputs project_compressor(const float* a, const uint16_t* a16, int64_t T, const std::string& prefix, int64_t ratio,
-                                      int64_t width, bool overlap, const LinearWeight& wkv, const LinearWeight& wgate) {
+                                      int64_t width, bool overlap, const LinearWeight& wkv, const LinearWeight& wgate,
+                                      float* kv_rows = nullptr, float* gate_rows = nullptr) {
     const int64_t H = cfg.hidden(), rw = overlap ? 2 * width : width;
     CompressorInputs c;
     c.ratio = ratio, c.width = width, c.row_width = rw, c.overlap = overlap;
-    c.kv = floats(T * rw, prefix + "kv"), c.gate = floats(T * rw, prefix + "gate");
+    c.in_cache = kv_rows && gate_rows;
+    if (c.in_cache) {
+      c.kv = kv_rows, c.gate = gate_rows;
+    } else {
+      c.kv_owned = floats(T * rw, prefix + "kv"), c.gate_owned = floats(T * rw, prefix + "gate");
+      c.kv = c.kv_owned.data<float>(), c.gate = c.gate_owned.data<float>();
+    }
     observe(prefix + "wkv", a, T, H);
-    linear(a, wkv, c.kv.data<float>(), T, a16);
+    linear(a, wkv, c.kv, T, a16);
     observe(prefix + "wgate", a, T, H);
-    linear(a, wgate, c.gate.data<float>(), T, a16);
+    linear(a, wgate, c.gate, T, a16);
     c.ape = weight(prefix + "ape", {ratio, rw});
     c.norm = weight(prefix + "norm.weight", {width});
     return c;
@@ -343,11 +402,13 @@ struct GpuForward::Impl {
     const int64_t width = in.width, rw = in.row_width, count = sb.total() / in.ratio;
     cuda::DeviceBuffer entries = floats(sb.batch * count * width, prefix + "entries");
     cuda::CompressorPrefill c;
-    c.kv = in.kv.data<float>() + run.first_token * rw, c.gate = in.gate.data<float>() + run.first_token * rw;
+    c.kv = in.kv + run.first_token * rw, c.gate = in.gate + run.first_token * rw;
     c.ape = in.ape;
     if (kv_cache) {
-      keep_rows(kv_cache, c.kv, rw, sb);
-      keep_rows(gate_cache, c.gate, rw, sb);
+      if (!in.in_cache) {  // (a direct step's projections were written there)
+        keep_rows(kv_cache, c.kv, rw, sb);
+        keep_rows(gate_cache, c.gate, rw, sb);
+      }
       c.kv = kv_cache, c.gate = gate_cache;
     }
     c.ratio = in.ratio, c.width = width, c.overlap = in.overlap, c.entries = entries.data<float>();
@@ -360,7 +421,7 @@ struct GpuForward::Impl {
       if (!pos) {
         std::vector<int64_t> h(static_cast<size_t>(sb.batch * count));
         for (size_t i = 0; i < h.size(); ++i) h[i] = static_cast<int64_t>(i) % count * in.ratio;
-        d_pos = upload_any(h, stream, "entry positions");
+        d_pos = upload_small(h, "entry positions");
         pos = d_pos.data<int64_t>();
       }
       rope(entries.data<float>(), sb.batch * count, 1, width, width, width - cfg.rope_dim, pos, true);
@@ -385,8 +446,20 @@ struct GpuForward::Impl {
     auto cached = [](const AttentionRun& run, cuda::DeviceBuffer LayerCache::*buffer, int64_t w) -> float* {
       return run.cache ? (run.cache->*buffer).data<float>() + run.first_sequence * run.cache->rows * w : nullptr;
     };
+    // A step that is one run of one sequence with a cache (a decode step of one sequence, a prompt's
+    // chunk): the key-side rows of its tokens are computed straight into the cache's rows past ..
+    // past + T - 1, which are contiguous, instead of copied there after.
+    const AttentionRun* direct = runs.size() == 1 && runs[0].cache && runs[0].sb.batch == 1 && runs[0].first_token == 0 &&
+                                         runs[0].sb.seq == T
+                                     ? &runs[0]
+                                     : nullptr;
+    auto direct_rows = [&](cuda::DeviceBuffer LayerCache::*buffer, int64_t w) -> float* {
+      return direct ? cached(*direct, buffer, w) + direct->sb.past * w : nullptr;
+    };
 
-    cuda::DeviceBuffer q_res = floats(T * qr, "q_res"), q = floats(T * nh * D, "q"), kv = floats(T * D, "kv");
+    cuda::DeviceBuffer q_res = floats(T * qr, "q_res"), q = floats(T * nh * D, "q");
+    cuda::DeviceBuffer kv_owned = direct ? cuda::DeviceBuffer{} : floats(T * D, "kv");
+    float* const kv = direct ? direct_rows(&LayerCache::kv, D) : kv_owned.data<float>();
     // q_res rounded to BF16 by its norm, for the products that read it (BF16 precision).
     const cuda::DeviceBuffer q_res16 = a16 ? cuda::DeviceBuffer(static_cast<size_t>(T * qr) * 2, "q_res bf16")
                                            : cuda::DeviceBuffer{};
@@ -400,14 +473,12 @@ struct GpuForward::Impl {
                           q_res16.data<uint16_t>());
       observe(p + "wq_b", q_res.data<float>(), T, qr);
       linear(q_res.data<float>(), wq_b, q.data<float>(), T, q_res16.data<uint16_t>());
-      cuda::rms_norm_rows(q.data<float>(), T * nh, D, nullptr, cfg.rms_eps, q.data<float>(), stream.get());
-      rope(q.data<float>(), T, nh, nh * D, D, D - rd, positions, compress_rope_here);
+      norm_rope(q.data<float>(), T * nh, D, nullptr, nh, positions, compress_rope_here);
       const LinearWeight wkv = linear_weight(p + "wkv.weight", D, H);
       const float* kv_norm = weight(p + "kv_norm.weight", {D});
       observe(p + "wkv", a, T, H);
-      linear(a, wkv, kv.data<float>(), T, a16);
-      cuda::rms_norm_rows(kv.data<float>(), T, D, kv_norm, cfg.rms_eps, kv.data<float>(), stream.get());
-      rope(kv.data<float>(), T, 1, D, D, D - rd, positions, compress_rope_here);
+      linear(a, wkv, kv, T, a16);
+      norm_rope(kv, T, D, kv_norm, 1, positions, compress_rope_here);
       clock.mark("attention.projections", stream);
     }
 
@@ -418,7 +489,9 @@ struct GpuForward::Impl {
       const int64_t c = csa ? 2 : 1;
       const LinearWeight wkv = linear_weight(p + "compressor.wkv.weight", c * D, H);
       const LinearWeight wgate = linear_weight(p + "compressor.wgate.weight", c * D, H);
-      const CompressorInputs in = project_compressor(a, a16, T, p + "compressor.", m, D, csa, wkv, wgate);
+      const CompressorInputs in = project_compressor(a, a16, T, p + "compressor.", m, D, csa, wkv, wgate,
+                                                     direct_rows(&LayerCache::cmp_kv, c * D),
+                                                     direct_rows(&LayerCache::cmp_gate, c * D));
       for (size_t r = 0; r < runs.size(); ++r)
         entries[r] = pool_compressor(in, runs[r], p + "compressor.", cached(runs[r], &LayerCache::cmp_kv, c * D),
                                      cached(runs[r], &LayerCache::cmp_gate, c * D));
@@ -435,10 +508,11 @@ struct GpuForward::Impl {
       rope(idx_q.data<float>(), T, nI, nI * dI, dI, dI - rd, positions, true);
       observe(p + "indexer.weights_proj", a, T, H);
       linear(a, wproj, idx_w.data<float>(), T, a16);
-      cuda::scale_f32(idx_w.data<float>(), T * nI, 1.0f / std::sqrt(static_cast<float>(nI)), stream.get());
       const LinearWeight wkv = linear_weight(p + "indexer.compressor.wkv.weight", 2 * dI, H);
       const LinearWeight wgate = linear_weight(p + "indexer.compressor.wgate.weight", 2 * dI, H);
-      const CompressorInputs in = project_compressor(a, a16, T, p + "indexer.compressor.", 4, dI, true, wkv, wgate);
+      const CompressorInputs in = project_compressor(a, a16, T, p + "indexer.compressor.", 4, dI, true, wkv, wgate,
+                                                     direct_rows(&LayerCache::idx_kv, 2 * dI),
+                                                     direct_rows(&LayerCache::idx_gate, 2 * dI));
       picks = cuda::DeviceBuffer(static_cast<size_t>(T * top_k) * 4, "indexer picks");
       pick_count = cuda::DeviceBuffer(static_cast<size_t>(T) * 4, "indexer pick counts");
       for (const AttentionRun& run : runs) {
@@ -446,6 +520,7 @@ struct GpuForward::Impl {
                                                         cached(run, &LayerCache::idx_gate, 2 * dI));
         cuda::IndexerSelect s;
         s.q = idx_q.data<float>() + run.first_token * nI * dI, s.head_weights = idx_w.data<float>() + run.first_token * nI;
+        s.head_weight_scale = 1.0f / std::sqrt(static_cast<float>(nI));  // on reading: the same product as scaling them first
         s.keys = keys.data<float>();
         s.heads = nI, s.head_dim = dI, s.top_k = top_k;
         s.picks = picks.data<int32_t>() + run.first_token * top_k, s.count = pick_count.data<int32_t>() + run.first_token;
@@ -455,16 +530,19 @@ struct GpuForward::Impl {
     }
 
     cuda::DeviceBuffer o = floats(T * nh * D, "attention output");
+    // o rounded to BF16 by its inverse rope, for wo_a (BF16 precision).
+    const cuda::DeviceBuffer o16 = a16 ? cuda::DeviceBuffer(static_cast<size_t>(T * nh * D) * 2, "attention output bf16")
+                                       : cuda::DeviceBuffer{};
     {
       const float* sink = weight(p + "attn_sink", {nh});
       for (size_t r = 0; r < runs.size(); ++r) {
         const AttentionRun& run = runs[r];
         const int64_t t0 = run.first_token;
         cuda::AttentionCore ac;
-        ac.q = q.data<float>() + t0 * nh * D, ac.kv = kv.data<float>() + t0 * D, ac.sink = sink;
+        ac.q = q.data<float>() + t0 * nh * D, ac.kv = kv + t0 * D, ac.sink = sink;
         if (run.cache) {
           float* rows = cached(run, &LayerCache::kv, D);
-          keep_rows(rows, ac.kv, D, run.sb);
+          if (!direct) keep_rows(rows, ac.kv, D, run.sb);  // (a direct step's rows are there)
           ac.kv = rows;
         }
         ac.heads = nh, ac.head_dim = D, ac.window = b.sliding_window, ac.ratio = m;
@@ -479,19 +557,27 @@ struct GpuForward::Impl {
         ac.out = o.data<float>() + t0 * nh * D;
         cuda::attention_core(ac, run.sb, stream.get());
       }
-      rope(o.data<float>(), T, nh, nh * D, D, D - rd, positions, compress_rope_here, /*inverse=*/true);
+      rope(o.data<float>(), T, nh, nh * D, D, D - rd, positions, compress_rope_here, /*inverse=*/true, o16.data<uint16_t>());
       clock.mark("attention.core", stream);
     }
 
     // Grouped output projection: heads of group g through rows [g·R, (g+1)·R) of wo_a, then wo_b.
     const int64_t dg = nh * D / G;
-    cuda::DeviceBuffer u = floats(T * G * R, "wo_a output");
     const LinearWeight wo_a = linear_weight(p + "wo_a.weight", G * R, dg, R);
     const LinearWeight wo_b = linear_weight(p + "wo_b.weight", H, G * R);
     observe(p + "wo_a", o.data<float>(), T, nh * D);
-    lin.apply_groups(o.data<float>(), wo_a, u.data<float>(), T, G, R);
-    observe(p + "wo_b", u.data<float>(), T, G * R);
-    linear(u.data<float>(), wo_b, out, T);
+    // Without an observer (which sees wo_b's F32 input) wo_a's products come out rounded to BF16,
+    // as wo_b reads them: no rounding launch between the two.
+    const cuda::DeviceBuffer u16 =
+        observer ? cuda::DeviceBuffer{} : cuda::DeviceBuffer(static_cast<size_t>(T * G * R) * 2, "wo_a output bf16");
+    if (u16.data() && lin.apply_groups_bf16(o.data<float>(), wo_a, u16.data<uint16_t>(), T, G, R, o16.data<uint16_t>())) {
+      lin.apply(nullptr, G * R, wo_b, out, H, T, 0, -1, u16.data<uint16_t>());  // (x is read only as u16)
+    } else {
+      cuda::DeviceBuffer u = floats(T * G * R, "wo_a output");
+      lin.apply_groups(o.data<float>(), wo_a, u.data<float>(), T, G, R, o16.data<uint16_t>());
+      observe(p + "wo_b", u.data<float>(), T, G * R);
+      linear(u.data<float>(), wo_b, out, T);
+    }
     clock.mark("attention.output", stream);
   }
 
@@ -511,14 +597,22 @@ struct GpuForward::Impl {
     const float* gate = weight(p + "gate.weight", {E, H});
     observe(p + "gate", x, T, H);
     lin.cublas().f32_gemm(x, H, gate, scores.data<float>(), E, T, E, H, stream.get());
-    cuda::router_scores(scores.data<float>(), T * E, stream.get());
     cuda::DeviceBuffer chosen(static_cast<size_t>(T * k) * 4, "routing experts"), weights = floats(T * k, "routing weights");
-    cuda::DeviceBuffer bad(4, "routing check");
-    cuda::fill_bytes(bad.data(), 0, 4, stream);  // no host memory: a copy from it may wait for the stream
+    const bool grouped = lin.precision() == Precision::Bf16 && !all_experts && routed_experts_of(layer).grouped;
+    // A decode step's routing check goes straight to its slot of the step's checks (zeroed when the
+    // step began), read at the step's end; otherwise into a flag read here.
+    const bool deferred_check = step_checks.active && grouped && !observer && first == 0;
+    cuda::DeviceBuffer bad;
+    if (!deferred_check) {
+      bad = cuda::DeviceBuffer(8, "routing check");
+      cuda::fill_bytes(bad.data(), 0, 8, stream);  // no host memory: a copy from it may wait for the stream
+    }
     cuda::RouteTokens r;
-    r.scores = scores.data<float>(), r.tokens = T, r.experts = E, r.k = k, r.vocab = b.vocab_size;
+    r.scores = scores.data<float>(), r.scores_are_logits = true;  // the scores' transform on reading
+    r.tokens = T, r.experts = E, r.k = k, r.vocab = b.vocab_size;
     r.scaling = static_cast<float>(b.routed_scaling_factor);
-    r.chosen = chosen.data<int32_t>(), r.weights = weights.data<float>(), r.bad = bad.data<int32_t>();
+    r.chosen = chosen.data<int32_t>(), r.weights = weights.data<float>();
+    r.bad = deferred_check ? bad_route_slot(layer) : bad.data<int64_t>();
     const float* bias = nullptr;
     if (cfg.hash_routed[static_cast<size_t>(layer)]) {
       cuda::DeviceBuffer& hash_table = hash_tables[layer];
@@ -535,20 +629,15 @@ struct GpuForward::Impl {
       r.bias = bias;
     }
     cuda::route_tokens(r, stream.get());
-    cuda::DeviceBuffer routed = floats(T * H, "routed output");
-    const bool grouped = lin.precision() == Precision::Bf16 && !all_experts && routed_experts_of(layer).grouped;
     std::vector<int32_t> h_chosen;  // the per-expert loop's routing, on the host
     std::vector<float> h_weights;
-    if (step_checks.active && grouped && !observer && first == 0) {
-      // The host needs nothing of the routing: its check is read at the end of the step.
-      cuda::copy_on_device(bad_route_slot(layer), bad.data(), 4, stream);
-    } else {
+    if (!deferred_check) {  // (deferred: the host needs nothing of the routing)
       h_chosen.resize(static_cast<size_t>(T * k));
       h_weights.resize(static_cast<size_t>(T * k));
-      int32_t h_bad = 0;
+      int64_t h_bad = 0;
       cuda::copy_to_host(h_chosen.data(), chosen.data(), h_chosen.size() * 4, stream);
       cuda::copy_to_host(h_weights.data(), weights.data(), h_weights.size() * 4, stream);
-      cuda::copy_to_host(&h_bad, bad.data(), 4, stream);
+      cuda::copy_to_host(&h_bad, bad.data(), 8, stream);
       if (step_checks.active) read_step_checks();  // what the step found before this comes first
       stream.synchronize("routing");
       if (step_checks.active) throw_step_check_failures();
@@ -558,6 +647,16 @@ struct GpuForward::Impl {
     }
     clock.mark("moe.routing", stream);
 
+    if (grouped && !observer) {
+      // The shared expert first: the routed experts' combine then adds its output (out = routed +
+      // shared, the engine's one addition, without a launch of its own).
+      const cuda::DeviceBuffer y = shared_expert(p, x, x16, T);
+      clock.mark("moe.shared", stream);
+      routed_grouped(layer, x, x16, T, chosen, weights, out, y.data<float>());
+      clock.mark("moe.routed", stream);
+      return;
+    }
+    cuda::DeviceBuffer routed = floats(T * H, "routed output");
     if (grouped) {
       routed_grouped(layer, x, x16, T, chosen, weights, routed.data<float>());
       clock.mark("moe.routed", stream);
@@ -615,24 +714,30 @@ struct GpuForward::Impl {
   // x16: x rounded to BF16, or null.
   void shared_and_sum(const std::string& p, const float* x, const uint16_t* x16, int64_t T, const cuda::DeviceBuffer& routed,
                       float* out) {
+    const int64_t H = cfg.hidden();
+    const cuda::DeviceBuffer y = shared_expert(p, x, x16, T);
+    if (y.data()) cuda::add_f32(routed.data<float>(), y.data<float>(), T * H, out, stream.get());
+    else cuda::copy_on_device(out, routed.data(), static_cast<size_t>(T * H) * 4, stream);
+    clock.mark("moe.shared", stream);
+  }
+
+  // The shared expert's output for x [T, H] (x16: x rounded to BF16, or null): F32 [T, H], or an
+  // empty buffer where the layer has no shared expert.
+  cuda::DeviceBuffer shared_expert(const std::string& p, const float* x, const uint16_t* x16, int64_t T) {
     const auto& b = cfg.base;
     const int64_t H = b.hidden_size, shared = b.moe_intermediate_size * b.n_shared_experts;
-    if (shared > 0) {
-      const std::string sp = p + "shared_experts.";
-      // BF16 products read h rounded to BF16: rounded where the SwiGLU writes it, not by a copy after.
-      const cuda::DeviceBuffer h16 = lin.precision() == Precision::Bf16
-                                         ? cuda::DeviceBuffer(static_cast<size_t>(T * shared) * 2, "shared expert hidden")
-                                         : cuda::DeviceBuffer{};
-      const cuda::DeviceBuffer h = swiglu(x, T, sp, shared, x16, h16.data<uint16_t>());
-      observe(sp + "w2", h.data<float>(), T, shared);
-      const LinearWeight w2 = linear_weight(sp + "w2.weight", H, shared);
-      cuda::DeviceBuffer y = floats(T * H, "shared expert output");
-      linear(h.data<float>(), w2, y.data<float>(), T, h16.data<uint16_t>());
-      cuda::add_f32(routed.data<float>(), y.data<float>(), T * H, out, stream.get());
-    } else {
-      cuda::copy_on_device(out, routed.data(), static_cast<size_t>(T * H) * 4, stream);
-    }
-    clock.mark("moe.shared", stream);
+    if (shared <= 0) return {};
+    const std::string sp = p + "shared_experts.";
+    // BF16 products read h rounded to BF16: rounded where the SwiGLU writes it, not by a copy after.
+    const cuda::DeviceBuffer h16 = lin.precision() == Precision::Bf16
+                                       ? cuda::DeviceBuffer(static_cast<size_t>(T * shared) * 2, "shared expert hidden")
+                                       : cuda::DeviceBuffer{};
+    const cuda::DeviceBuffer h = swiglu(x, T, sp, shared, x16, h16.data<uint16_t>());
+    observe(sp + "w2", h.data<float>(), T, shared);
+    const LinearWeight w2 = linear_weight(sp + "w2.weight", H, shared);
+    cuda::DeviceBuffer y = floats(T * H, "shared expert output");
+    linear(h.data<float>(), w2, y.data<float>(), T, h16.data<uint16_t>());
+    return y;
   }
 
   // A layer's routed experts as the grouped kernels read them; `grouped` false where their storage
@@ -664,8 +769,9 @@ struct GpuForward::Impl {
   // The routed experts of a layer whose experts are `grouped` through the grouped kernels
   // (cuda/moe_experts.h: tokens sorted by expert, w1/w3 with the fused clamped SwiGLU, w2, the weighted
   // combine), the observer shown each expert's inputs from the kernels' intermediates: routed [T, H].
+  // add: F32 [T, H] added to the sum (moe_combine), or null.
   void routed_grouped(int64_t layer, const float* x, const uint16_t* x16, int64_t T, const cuda::DeviceBuffer& chosen,
-                      const cuda::DeviceBuffer& weights, float* routed) {
+                      const cuda::DeviceBuffer& weights, float* routed, const float* add = nullptr) {
     const auto& b = cfg.base;
     const int64_t H = b.hidden_size, E = b.n_routed_experts, k = b.num_experts_per_tok, I = b.moe_intermediate_size;
     const std::string p = "layers." + std::to_string(layer) + ".ffn.";
@@ -695,7 +801,7 @@ struct GpuForward::Impl {
       stream.synchronize("expert offsets");
       decoded = cuda::moe_expert_products_decoded(w1, w3, w2, offsets, cfg.swiglu_limit, ws, lin.cublas(), stream.get());
       if (decoded) {
-        cuda::moe_combine(r, ws, routed, cuda::GemmOutput::F32, stream.get());
+        cuda::moe_combine(r, ws, routed, cuda::GemmOutput::F32, stream.get(), add);
         stream.synchronize("routed experts");
         ws.throw_if_bad_routing();
       }
@@ -704,7 +810,7 @@ struct GpuForward::Impl {
       // Asynchronous: moe() already refused ids outside the experts (the router's check), which is
       // all the workspace's own check would find.
       cuda::moe_routed_experts_async(xb, r, table.view(), cfg.swiglu_limit, routed, cuda::GemmOutput::F32, ws,
-                                     stream.get());
+                                     stream.get(), add);
     if (!observer) return;
     if (!decoded) cuda::copy_to_host(offsets.data(), ws.expert_offsets(), offsets.size() * 4, stream);
     cuda::DeviceBuffer amax = floats(4 * E, "expert input amax"), scratch = floats(T * k, "expert amax scratch");
@@ -923,13 +1029,16 @@ void GpuForward::step_together(std::vector<SavedBatch>& saved, const std::vector
       }
       chunks.push_back(std::move(chunk));
     }
-    compute_chunks(layer, batch_->streams.data<float>(), chunks);
-    m.check_finite(batch_->streams, N * n, n, 0, m.step_checks.where[static_cast<size_t>(layer + 1)], layer + 1);
+    // One chunk: the layer's last kernel (hc_post) checks its output for non-finite values itself.
+    const bool checked_in_layer = chunks.size() == 1;
+    compute_chunks(layer, batch_->streams.data<float>(), chunks, checked_in_layer ? m.first_nonfinite_slot(layer + 1) : nullptr);
+    if (!checked_in_layer)
+      m.check_finite(batch_->streams, N * n, n, 0, m.step_checks.where(layer + 1), layer + 1);
     m.clock.mark("checks", m.stream);
     ++batch_->next_layer;
     finish_timing();
   }
-  m.read_step_checks();  // head() throws the first failure it read before its own check
+  m.read_step_checks();  // head() throws the first failure read before its own check
   head_step();
   batch_.reset();
 }
@@ -1123,8 +1232,8 @@ void GpuForward::embed_tokens(const std::vector<int64_t>& ids, std::vector<int64
     pos.resize(static_cast<size_t>(T));
     for (int64_t i = 0; i < T; ++i) pos[static_cast<size_t>(i)] = past + i % seq;
   }
-  batch_->positions = upload_any(pos, m.stream, "positions");
-  batch_->d_ids = upload_any(ids, m.stream, "token ids");
+  batch_->positions = m.upload_small(pos, "positions");
+  batch_->d_ids = m.upload_small(ids, "token ids");
   batch_->streams = floats(T * hc * H, "hidden streams");
   const auto t1 = std::chrono::steady_clock::now();
   // The groups stream in (disk -> pinned slots, one reader thread) while the previous one computes.
@@ -1138,7 +1247,7 @@ void GpuForward::embed_tokens(const std::vector<int64_t>& ids, std::vector<int64
   const int64_t per_chunk = sequences_per_chunk(H * 4 + 4, "the embedding");
   cuda::DeviceBuffer x = floats(per_chunk * seq * H, "embedding rows");
   const std::vector<int32_t> rows32(ids.begin(), ids.end());
-  const cuda::DeviceBuffer d_rows = upload_any(rows32, m.stream, "token rows");
+  const cuda::DeviceBuffer d_rows = m.upload_small(rows32, "token rows");
   for (int64_t s0 = 0; s0 < batch; s0 += per_chunk) {
     const int64_t first = s0 * seq, Tc = std::min(per_chunk, batch - s0) * seq;
     gather_weight_rows_f32(m.group, m.stored, m.ckpt.dir(), "embed.weight", {V, H}, d_rows.data<int32_t>() + first, Tc,
@@ -1239,7 +1348,8 @@ void GpuForward::compute_layer(int64_t layer, float* all_streams, bool use_cache
   compute_chunks(layer, all_streams, chunks);
 }
 
-void GpuForward::compute_chunks(int64_t layer, float* all_streams, const std::vector<StepChunk>& chunks) {
+void GpuForward::compute_chunks(int64_t layer, float* all_streams, const std::vector<StepChunk>& chunks,
+                                int64_t* first_nonfinite) {
   Impl& m = *impl_;
   const ModelConfig& cfg = m.cfg;
   const int64_t H = cfg.hidden(), hc = cfg.hc(), rows = (2 + hc) * hc;
@@ -1282,7 +1392,8 @@ void GpuForward::compute_chunks(int64_t layer, float* all_streams, const std::ve
       else
         m.moe(layer, x.data<float>(), x16.data<uint16_t>(), batch_->ids.data() + first, batch_->d_ids.data<int64_t>() + first,
               Tc, first, y.data<float>());
-      cuda::hc_post(streams, y.data<float>(), post.data<float>(), comb.data<float>(), shape, m.stream.get());
+      cuda::hc_post(streams, y.data<float>(), post.data<float>(), comb.data<float>(), shape, m.stream.get(),
+                    site == 1 ? first_nonfinite : nullptr);
       m.clock.mark("hc", m.stream);
     }
   }
@@ -1385,7 +1496,7 @@ void GpuForward::run_head(bool last_only, const std::function<void(const float*,
   const float* streams = batch_->streams.data<float>();
   for (int64_t s0 = 0; s0 < batch_->batch; s0 += per_chunk) {
     const int64_t n = std::min(per_chunk, batch_->batch - s0), rows = n * rows_each;
-    if (last_only) {
+    if (last_only && seq > 1) {  // (one token a sequence: its rows are the chunk's, one call below)
       shape.tokens = 1;
       for (int64_t s = 0; s < n; ++s)
         cuda::hc_head(streams + ((s0 + s) * seq + seq - 1) * hc * H, shape, {fn, base, scale}, x.data<float>() + s * H,

@@ -145,7 +145,10 @@ class GpuForward {
   void park_group();
   struct StepChunk;  // tokens that go through a layer's products together
   void compute_layer(int64_t layer, float* streams, bool use_cache);
-  void compute_chunks(int64_t layer, float* streams, const std::vector<StepChunk>& chunks);
+  // first_nonfinite: where the layer's output check goes (one chunk only: the index covers all
+  // streams), or null.
+  void compute_chunks(int64_t layer, float* streams, const std::vector<StepChunk>& chunks,
+                      int64_t* first_nonfinite = nullptr);
   void finish_timing();
   // The head's work up to the logits on the device, handed to `consume(logits, first_sequence, rows)`
   // chunk by chunk; then what head() does after them (timing, the group let go, the step's checks).

@@ -188,25 +188,36 @@ bool GpuLinear::apply_swiglu(const uint16_t* x16, const LinearWeight& w1, const 
   return true;
 }
 
-void GpuLinear::apply_groups(const float* x, const LinearWeight& w, float* y, int64_t m, int64_t groups, int64_t R) {
+bool GpuLinear::apply_groups_batched(const float* x, const LinearWeight& w, void* y, cuda::GemmOutput out, int64_t m,
+                                     int64_t groups, int64_t R, const uint16_t* x_bf16) {
   const int64_t k = w.k;
   if (groups * R != w.n)
     throw Error("GPU linear " + io::quote_name(w.name) + ": " + std::to_string(groups) + " groups of " + std::to_string(R) +
                 " rows for its " + std::to_string(w.n));
+  if (w.f32 || w.dense || m >= decode_once_rows_ || !cuda::batched_weight_gemm_takes(w.stored.format, m, R, k)) return false;
+  cuda::BatchedGemm b;
+  b.x = x_bf16 ? x_bf16 : to_bf16(x, groups * k, m, groups * k);
+  b.m = m, b.ldx = groups * k, b.x_batch_stride = k;
+  b.w = w.stored, b.batch = groups, b.n = R;
+  b.y = y, b.ldy = groups * R, b.y_batch_stride = R;
+  b.out = out;
+  cuda::batched_weight_gemm(b, stream_.get());
+  return true;
+}
+
+bool GpuLinear::apply_groups_bf16(const float* x, const LinearWeight& w, uint16_t* y16, int64_t m, int64_t groups,
+                                  int64_t R, const uint16_t* x_bf16) {
+  return apply_groups_batched(x, w, y16, cuda::GemmOutput::Bf16, m, groups, R, x_bf16);
+}
+
+void GpuLinear::apply_groups(const float* x, const LinearWeight& w, float* y, int64_t m, int64_t groups, int64_t R,
+                             const uint16_t* x_bf16) {
+  const int64_t k = w.k;
   // A few rows of a stored FP4/FP8 weight: every group in one launch, x rounded to BF16 once.
-  if (!w.f32 && !w.dense && m < decode_once_rows_ && cuda::batched_weight_gemm_takes(w.stored.format, m, R, k)) {
-    cuda::BatchedGemm b;
-    b.x = to_bf16(x, groups * k, m, groups * k);
-    b.m = m, b.ldx = groups * k, b.x_batch_stride = k;
-    b.w = w.stored, b.batch = groups, b.n = R;
-    b.y = y, b.ldy = groups * R, b.y_batch_stride = R;
-    b.out = cuda::GemmOutput::F32;
-    cuda::batched_weight_gemm(b, stream_.get());
-    return;
-  }
+  if (apply_groups_batched(x, w, y, cuda::GemmOutput::F32, m, groups, R, x_bf16)) return;
   // One row: x rounded to BF16 once, and each group's slice of it (and of y) is dense, so apply()
   // reads it in place and writes in place.
-  const uint16_t* xb = m == 1 && !w.f32 ? to_bf16(x, groups * k, 1, groups * k) : nullptr;
+  const uint16_t* xb = m == 1 && !w.f32 ? (x_bf16 ? x_bf16 : to_bf16(x, groups * k, 1, groups * k)) : nullptr;
   for (int64_t g = 0; g < groups; ++g)
     apply(x + g * k, groups * k, w, y + g * R, groups * R, m, g * R, R, xb ? xb + g * k : nullptr);
 }

@@ -54,8 +54,15 @@ class GpuLinear {
   // Grouped rows: y[:, g·R : (g+1)·R] = x[:, g·k : (g+1)·k] · W[g·R : (g+1)·R]ᵀ for g < groups, with
   // W [groups·R, k] (taken with row_block R), x [m, groups·k] and y [m, groups·R] dense. The same
   // products as `groups` calls of apply(); one BF16 rounding of x, and for a few rows of a stored
-  // FP4/FP8 weight one launch (cuda::batched_weight_gemm).
-  void apply_groups(const float* x, const LinearWeight& w, float* y, int64_t m, int64_t groups, int64_t R);
+  // FP4/FP8 weight one launch (cuda::batched_weight_gemm). x_bf16: x already rounded to BF16 ([m,
+  // groups·k] dense), or null.
+  void apply_groups(const float* x, const LinearWeight& w, float* y, int64_t m, int64_t groups, int64_t R,
+                    const uint16_t* x_bf16 = nullptr);
+  // The same products written as BF16 (y16 [m, groups·R]: each F32 sum rounded to nearest even) for a
+  // next product that reads them as its x_bf16, where they go as one launch (a few rows of a stored
+  // FP4/FP8 weight). False, with nothing queued, otherwise.
+  bool apply_groups_bf16(const float* x, const LinearWeight& w, uint16_t* y16, int64_t m, int64_t groups, int64_t R,
+                         const uint16_t* x_bf16 = nullptr);
 
   // y16 [m, n] = silu(min(x·W1ᵀ, limit)) * clamp(x·W3ᵀ, -limit, limit) rounded to BF16, both products
   // in one launch, from x16 [m, k] (BF16, dense): where the fused decode kernel takes the two
@@ -69,6 +76,9 @@ class GpuLinear {
 
  private:
   float* scratch_f32(cuda::DeviceBuffer& b, int64_t n, const char* what);
+  // apply_groups as one batched launch into y (F32 or BF16); false where that path does not apply.
+  bool apply_groups_batched(const float* x, const LinearWeight& w, void* y, cuda::GemmOutput out, int64_t m, int64_t groups,
+                            int64_t R, const uint16_t* x_bf16);
   // w as dense BF16 [n, k] (its bytes, or decoded into a scratch kept while the same weight of the
   // same group is asked again); nullptr where that is not exact.
   const uint16_t* bf16_values(const LinearWeight& w);

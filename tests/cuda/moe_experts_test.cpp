@@ -35,6 +35,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <numeric>
 #include <random>
@@ -602,6 +603,7 @@ void run_case(const Case& c, const Layer& L, MoeWorkspace& ws, uint64_t seed) {
     const auto bits = read(static_cast<const uint16_t*>(d_out.data()), out.size(), s);
     for (size_t i = 0; i < out.size(); ++i) out[i] = bf16f(bits[i]);
   }
+  std::vector<float> sums(static_cast<size_t>(T * H));  // the combine's F32 sums, for F
   {
     Failures fd{"combine (bit for bit from the GPU's y) [" + shape + "]"};
     Failures fe{"output against the reference [" + shape + "]"};
@@ -619,6 +621,7 @@ void run_case(const Case& c, const Layer& L, MoeWorkspace& ws, uint64_t seed) {
       for (int64_t col = 0; col < H; ++col) {
         float acc = 0.0f;
         for (const auto& [p, w] : rows) acc += y[p * H + col] * w;
+        sums[static_cast<size_t>(t * H + col)] = acc;
         const float want = c.out == GemmOutput::F32 ? acc : round_to_bf16(acc);
         const float got = out[t * H + col];
         uint32_t a, b;
@@ -648,6 +651,36 @@ void run_case(const Case& c, const Layer& L, MoeWorkspace& ws, uint64_t seed) {
     const auto [row_err, row] = worst_row(out, ref.out, T, H);
     EXPECT_LE(row_err, c.out == GemmOutput::F32 ? 1e-2 : 2e-2) << shape << ": output token " << row
                                                                 << ", relative L2 error";
+  }
+
+  // F. the combine with a term added (the shared expert's output): each sum plus it, one F32
+  // addition before the output's rounding, bit for bit; an infinite term stays infinite.
+  if (T > 0) {
+    std::vector<float> add(static_cast<size_t>(T * H));
+    std::mt19937 gen(99);
+    std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
+    for (float& v : add) v = dist(gen);
+    add[0] = std::numeric_limits<float>::infinity();
+    DeviceBuffer d_add(add.size() * 4, "added term"), d_out2(out_bytes, "out with the added term");
+    copy_to_device(d_add.data(), add.data(), d_add.bytes(), s);
+    moe_combine(routing, ws, d_out2.data(), c.out, s.get(), d_add.data<float>());
+    std::vector<float> got(add.size());
+    if (c.out == GemmOutput::F32) {
+      got = read(static_cast<const float*>(d_out2.data()), got.size(), s);
+    } else {
+      const auto bits = read(static_cast<const uint16_t*>(d_out2.data()), got.size(), s);
+      for (size_t i = 0; i < got.size(); ++i) got[i] = bf16f(bits[i]);
+    }
+    size_t differ = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      const float sum = sums[i] + add[i];
+      const float want = c.out == GemmOutput::F32 ? sum : round_to_bf16(sum);
+      uint32_t a, b;
+      std::memcpy(&a, &want, 4);
+      std::memcpy(&b, &got[i], 4);
+      if (a != b && ++differ <= 5) ADD_FAILURE() << shape << " [" << i << "]: " << fmt(got[i]) << ", expected " << fmt(want);
+    }
+    EXPECT_EQ(differ, 0u) << shape << ": the combine with an added term";
   }
 }
 

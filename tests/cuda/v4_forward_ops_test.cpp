@@ -18,6 +18,7 @@
 #include "cuda/v4_norm_rope.h"
 #include "engine/hyper_connection.h"
 #include "engine/model_config.h"
+#include "engine/moe.h"
 #include "engine/ops.h"
 #include "engine/rope.h"
 #include "formats/bf16.h"
@@ -143,6 +144,151 @@ TEST(CudaV4Ops, RopeMatchesTheEngineAtLargePositions) {
   }
 }
 
+// The norm and the rope in one launch (the attention's q heads and its kv row) against the two
+// launches they replace, bit for bit: weighted and not, several heads a position, positions up to
+// 10^6, a row of zeros (eps alone), huge and tiny values, NaN in one row (it stays in its row).
+TEST(CudaV4Ops, NormThenRopeInOneLaunchIsBitIdentical) {
+  FP4KIT_REQUIRE_GPU();
+  cuda::Stream s;
+  const engine::Rope rope(64, 10000.0f, {});
+  auto df = upload(rope.inv_freq(), s, "inv_freq");
+  for (const auto& [tokens, heads, D] : {std::tuple<int64_t, int64_t, int64_t>{5, 4, 512}, {1, 1, 512}, {3, 2, 128}, {2, 1, 64}}) {
+    const int64_t rows = tokens * heads;
+    auto v = random_floats(static_cast<size_t>(rows * D), 41 + static_cast<uint32_t>(D), -3.0f, 3.0f);
+    std::fill(v.begin(), v.begin() + D, 0.0f);
+    if (rows > 1) v[static_cast<size_t>(D)] = 3e30f, v[static_cast<size_t>(D + 1)] = 1e-30f;
+    if (rows > 2) v[static_cast<size_t>(2 * D + 3)] = std::numeric_limits<float>::quiet_NaN();
+    const auto w = random_floats(static_cast<size_t>(D), 9, 0.5f, 1.5f);
+    std::vector<int64_t> pos(static_cast<size_t>(tokens));
+    for (int64_t t = 0; t < tokens; ++t) pos[static_cast<size_t>(t)] = t == 0 ? 1000003 : 7 * t;
+    auto dw = upload(w, s, "w");
+    auto dp = upload(pos, s, "positions");
+    for (const bool weighted : {false, true}) {
+      auto two = upload(v, s, "two launches");
+      auto one = upload(v, s, "one launch");
+      cuda::rms_norm_rows(two.data<float>(), rows, D, weighted ? dw.data<float>() : nullptr, 1e-6f, two.data<float>(), s.get());
+      cuda::RopeRows r;
+      r.v = two.data<float>(), r.rows = tokens, r.heads = heads, r.row_stride = heads * D, r.head_stride = D, r.offset = D - 64;
+      r.positions = dp.data<int64_t>(), r.inv_freq = df.data<float>(), r.dim = 64;
+      cuda::rope_rows(r, s.get());
+      cuda::NormRopeRows f;
+      f.x = one.data<float>(), f.rows = rows, f.n = D, f.weight = weighted ? dw.data<float>() : nullptr, f.eps = 1e-6f;
+      f.positions = dp.data<int64_t>(), f.rows_per_position = heads, f.inv_freq = df.data<float>(), f.dim = 64, f.offset = D - 64;
+      cuda::rms_norm_rope_rows(f, s.get());
+      const auto a = testing::read_back<uint32_t>(two.data(), v.size(), s);
+      const auto b = testing::read_back<uint32_t>(one.data(), v.size(), s);
+      size_t differ = 0;
+      for (size_t i = 0; i < a.size(); ++i)
+        if (a[i] != b[i] && ++differ <= 5) ADD_FAILURE() << "D " << D << " heads " << heads << " [" << i << "] " << a[i] << " vs " << b[i];
+      EXPECT_EQ(differ, 0u) << "D " << D << " heads " << heads << (weighted ? " weighted" : "");
+      size_t nan_rows = 0;
+      for (int64_t row = 0; row < rows; ++row) {
+        bool any = false;
+        for (int64_t i = 0; i < D; ++i) {
+          float x;
+          std::memcpy(&x, &b[static_cast<size_t>(row * D + i)], 4);
+          any |= std::isnan(x);
+        }
+        nan_rows += any;
+      }
+      EXPECT_EQ(nan_rows, rows > 2 ? 1u : 0u) << "a NaN stays in its row";
+    }
+  }
+  cuda::NormRopeRows bad;
+  bad.x = reinterpret_cast<float*>(16), bad.rows = 1, bad.n = 32, bad.positions = reinterpret_cast<const int64_t*>(16);
+  bad.inv_freq = reinterpret_cast<const float*>(16), bad.dim = 64, bad.offset = 0;
+  EXPECT_THROW(cuda::rms_norm_rope_rows(bad, s.get()), InputError) << "a rope slice past the row";
+}
+
+// hc_post's own check of what it writes: the index of the first non-finite result, as a scan of
+// the new streams finds it (an infinite y in two tokens, an overflow in a third), and nothing
+// lowered where every result is finite; the streams the same bits as without the check.
+TEST(CudaV4Ops, HcPostFindsTheFirstNonFiniteResultItWrites) {
+  FP4KIT_REQUIRE_GPU();
+  cuda::Stream s;
+  cuda::HcShape shape;
+  shape.tokens = 5, shape.hc = 4, shape.hidden = 640;
+  const int64_t T = shape.tokens, hc = shape.hc, H = shape.hidden, n = T * hc * H;
+  const auto streams = random_floats(static_cast<size_t>(n), 61);
+  const auto post = random_floats(static_cast<size_t>(T * hc), 62, 0.1f, 2.0f);
+  const auto comb = random_floats(static_cast<size_t>(T * hc * hc), 63, 0.0f, 1.0f);
+  for (const bool finite : {true, false}) {
+    auto y = random_floats(static_cast<size_t>(T * H), 64);
+    if (!finite) {
+      y[static_cast<size_t>(3 * H + 5)] = std::numeric_limits<float>::infinity();
+      y[static_cast<size_t>(2 * H + 600)] = -std::numeric_limits<float>::infinity();
+      y[static_cast<size_t>(4 * H + 1)] = 3e38f;  // post · y overflows
+    }
+    auto d_plain = upload(streams, s, "streams");
+    auto d_checked = upload(streams, s, "streams");
+    auto d_y = upload(y, s, "y");
+    auto d_post = upload(post, s, "post");
+    auto d_comb = upload(comb, s, "comb");
+    auto d_first = upload(std::vector<int64_t>{n}, s, "first non-finite");
+    cuda::hc_post(d_plain.data<float>(), d_y.data<float>(), d_post.data<float>(), d_comb.data<float>(), shape, s.get());
+    cuda::hc_post(d_checked.data<float>(), d_y.data<float>(), d_post.data<float>(), d_comb.data<float>(), shape, s.get(),
+                  d_first.data<int64_t>());
+    const auto plain = testing::read_back<uint32_t>(d_plain.data(), static_cast<size_t>(n), s);
+    const auto checked = testing::read_back<uint32_t>(d_checked.data(), static_cast<size_t>(n), s);
+    EXPECT_TRUE(plain == checked) << "the check changed the streams";
+    int64_t want = n;
+    for (int64_t i = 0; i < n && want == n; ++i) {
+      float v;
+      std::memcpy(&v, &checked[static_cast<size_t>(i)], 4);
+      if (!std::isfinite(v)) want = i;
+    }
+    EXPECT_EQ(testing::read_back<int64_t>(d_first.data(), 1, s)[0], want) << (finite ? "finite" : "infinite y");
+    if (!finite) {
+      EXPECT_LT(want, n) << "the test's infinities must reach the streams";
+    }
+  }
+}
+
+// The inverse rope that also rounds every value of each head to BF16 (the attention output, for
+// wo_a): the F32 values the same bits as the plain rope's, every BF16 value the encoder's rounding
+// of its F32 value, rotated or not; nothing outside the heads' width written.
+TEST(CudaV4Ops, RopeRowsRoundsEveryValueOfTheHeadToBf16) {
+  FP4KIT_REQUIRE_GPU();
+  cuda::Stream s;
+  const engine::Rope rope(64, 10000.0f, {});
+  auto df = upload(rope.inv_freq(), s, "inv_freq");
+  const int64_t rows = 3, heads = 4, D = 512;
+  auto v = random_floats(static_cast<size_t>(rows * heads * D), 71, -4.0f, 4.0f);
+  v[5] = std::numeric_limits<float>::quiet_NaN(), v[D - 1] = std::numeric_limits<float>::infinity(), v[7] = 3.4e38f;
+  const std::vector<int64_t> pos = {0, 17, 1000003};
+  auto dp = upload(pos, s, "positions");
+  for (const bool inverse : {true, false}) {
+    auto plain = upload(v, s, "plain");
+    auto with16 = upload(v, s, "with bf16");
+    cuda::DeviceBuffer out16(v.size() * 2, "bf16");
+    cuda::fill_bytes(out16.data(), 0xAB, out16.bytes(), s);
+    cuda::RopeRows r;
+    r.rows = rows, r.heads = heads, r.row_stride = heads * D, r.head_stride = D, r.offset = D - 64;
+    r.positions = dp.data<int64_t>(), r.inv_freq = df.data<float>(), r.dim = 64, r.inverse = inverse;
+    r.v = plain.data<float>();
+    cuda::rope_rows(r, s.get());
+    r.v = with16.data<float>(), r.out16 = out16.data<uint16_t>(), r.head_width = D;
+    cuda::rope_rows(r, s.get());
+    const auto a = testing::read_back<uint32_t>(plain.data(), v.size(), s);
+    const auto b = testing::read_back<uint32_t>(with16.data(), v.size(), s);
+    const auto b16 = testing::read_back<uint16_t>(out16.data(), v.size(), s);
+    size_t differ = 0, bad16 = 0;
+    for (size_t i = 0; i < v.size(); ++i) {
+      differ += a[i] != b[i];
+      float f;
+      std::memcpy(&f, &b[i], 4);
+      bad16 += b16[i] != BF16::from_float(f).bits;
+    }
+    EXPECT_EQ(differ, 0u) << "F32 values that differ from the plain rope's" << (inverse ? " (inverse)" : "");
+    EXPECT_EQ(bad16, 0u) << "BF16 values that are not the rounding of the F32 value" << (inverse ? " (inverse)" : "");
+  }
+  cuda::RopeRows bad;
+  bad.v = reinterpret_cast<float*>(16), bad.rows = 1, bad.positions = reinterpret_cast<const int64_t*>(16);
+  bad.inv_freq = reinterpret_cast<const float*>(16), bad.dim = 64, bad.offset = 480;
+  bad.out16 = reinterpret_cast<uint16_t*>(16), bad.head_width = 512;
+  EXPECT_THROW(cuda::rope_rows(bad, s.get()), InputError) << "a rope slice past the head's width";
+}
+
 struct HcFixture {
   engine::ModelConfig cfg = engine::ModelConfig::load(testing::test_data("dsv4-tiny"));
   int64_t T = 37, hc = cfg.hc(), H = cfg.hidden();
@@ -242,6 +388,90 @@ INSTANTIATE_TEST_SUITE_P(WidthsAndTokens, CudaV4OpsHc,
 // The calibration amax of a linear input on the device against a host loop (maxima are exact, so
 // bit for bit), with and without row weights, on random rows with large, negative and zero values;
 // a NaN anywhere gives NaN in both outputs.
+// The router's choices on the GPU (the warp kernel up to 512 experts, the thread kernel beyond)
+// against the CPU engine's (engine::route_scores) on the same scores, bit for bit: random scores,
+// many ties (equal scores and biases: the lower expert wins), ±0, infinities, NaN scores and a NaN
+// bias (both -inf). Then the fused transform (scores_are_logits) against router_scores before it;
+// and hash routing with an id outside the vocabulary, flagged.
+TEST(CudaV4Ops, RouteTokensMatchTheEngine) {
+  FP4KIT_REQUIRE_GPU();
+  cuda::Stream s;
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  for (const auto& [E, k] : {std::pair<int64_t, int64_t>{256, 6}, {384, 6}, {8, 2}, {33, 8}, {512, 32}, {640, 6}}) {
+    const int64_t T = 37;
+    auto logits = random_floats(static_cast<size_t>(T * E), 31 + static_cast<uint32_t>(E), -6.0f, 6.0f);
+    auto bias = random_floats(static_cast<size_t>(E), 7 + static_cast<uint32_t>(E), -0.5f, 0.5f);
+    for (int64_t e = 0; e < E; e += 5) bias[static_cast<size_t>(e)] = 0.25f;   // ties through equal biases
+    for (int64_t e = 0; e < E; ++e) logits[static_cast<size_t>(E + e)] = 1.5f;  // token 1: every score equal
+    for (int64_t e = 0; e < E; e += 3) logits[static_cast<size_t>(2 * E + e)] = -inf;  // token 2: scores of 0
+    logits[static_cast<size_t>(3 * E)] = nan, logits[static_cast<size_t>(3 * E + 1)] = inf;
+    for (int64_t e = 0; e < E; ++e) logits[static_cast<size_t>(4 * E + e)] = nan;  // token 4: every score NaN
+    logits[static_cast<size_t>(5 * E + 2)] = 40.0f, logits[static_cast<size_t>(5 * E + 3)] = 40.0f;  // tied on top
+    bias[static_cast<size_t>(E - 1)] = nan;
+    bias[1] = -0.0f, bias[2] = 0.0f;
+    auto d_logits = upload(logits, s, "logits");
+    auto d_bias = upload(bias, s, "bias");
+    cuda::DeviceBuffer d_scores(logits.size() * 4, "scores");
+    cuda::copy_on_device(d_scores.data(), d_logits.data(), logits.size() * 4, s);
+    cuda::router_scores(d_scores.data<float>(), T * E, s.get());
+    const auto scores = testing::read_back<float>(d_scores.data(), logits.size(), s);
+    const engine::Routing cpu = engine::route_scores(scores.data(), T, E, k, bias.data(), nullptr, nullptr, 2.5f);
+    for (const bool fused : {false, true}) {
+      cuda::DeviceBuffer chosen(static_cast<size_t>(T * k) * 4, "chosen"), weights(static_cast<size_t>(T * k) * 4, "weights");
+      cuda::DeviceBuffer bad(8, "bad");
+      cuda::fill_bytes(bad.data(), 0, 8, s);
+      cuda::RouteTokens r;
+      r.scores = fused ? d_logits.data<float>() : d_scores.data<float>(), r.scores_are_logits = fused;
+      r.bias = d_bias.data<float>();
+      r.tokens = T, r.experts = E, r.k = k, r.scaling = 2.5f;
+      r.chosen = chosen.data<int32_t>(), r.weights = weights.data<float>(), r.bad = bad.data<int64_t>();
+      cuda::route_tokens(r, s.get());
+      const auto got_e = testing::read_back<int32_t>(chosen.data(), static_cast<size_t>(T * k), s);
+      const auto got_w = testing::read_back<float>(weights.data(), static_cast<size_t>(T * k), s);
+      EXPECT_EQ(testing::read_back<int64_t>(bad.data(), 1, s)[0], 0) << "E " << E;
+      size_t wrong = 0;
+      for (size_t i = 0; i < got_e.size(); ++i) {
+        uint32_t a, b;
+        std::memcpy(&a, &got_w[i], 4), std::memcpy(&b, &cpu.weights[i], 4);
+        const bool same_w = a == b || (std::isnan(got_w[i]) && std::isnan(cpu.weights[i]));
+        if ((got_e[i] != cpu.experts[i] || !same_w) && ++wrong <= 5)
+          ADD_FAILURE() << "E " << E << " k " << k << (fused ? " fused" : "") << " token " << i / k << " slot " << i % k
+                        << ": expert " << got_e[i] << " weight " << got_w[i] << " vs " << cpu.experts[i] << " " << cpu.weights[i];
+      }
+      EXPECT_EQ(wrong, 0u) << "E " << E << " k " << k << (fused ? " fused" : "");
+    }
+  }
+  // Hash routing: token 3's id is outside the vocabulary; the others take their table rows.
+  const int64_t E = 16, k = 4, V = 10, T = 6;
+  std::vector<int64_t> table(static_cast<size_t>(V * k)), ids = {0, 9, 4, 10, 2, 2};
+  for (size_t i = 0; i < table.size(); ++i) table[i] = static_cast<int64_t>((i * 7) % E);
+  const auto logits = random_floats(static_cast<size_t>(T * E), 5, -3.0f, 3.0f);
+  auto d_logits = upload(logits, s, "logits");
+  auto d_table = upload(table, s, "tid2eid");
+  auto d_ids = upload(ids, s, "ids");
+  cuda::DeviceBuffer chosen(static_cast<size_t>(T * k) * 4, "chosen"), weights(static_cast<size_t>(T * k) * 4, "weights");
+  cuda::DeviceBuffer bad(8, "bad");
+  cuda::fill_bytes(bad.data(), 0, 8, s);
+  cuda::RouteTokens r;
+  r.scores = d_logits.data<float>(), r.scores_are_logits = true;
+  r.tid2eid = d_table.data<int64_t>(), r.ids = d_ids.data<int64_t>();
+  r.tokens = T, r.experts = E, r.k = k, r.vocab = V, r.scaling = 1.0f;
+  r.chosen = chosen.data<int32_t>(), r.weights = weights.data<float>(), r.bad = bad.data<int64_t>();
+  cuda::route_tokens(r, s.get());
+  EXPECT_EQ(testing::read_back<int64_t>(bad.data(), 1, s)[0], 4) << "token 3 + 1";
+  const auto got_e = testing::read_back<int32_t>(chosen.data(), static_cast<size_t>(T * k), s);
+  std::vector<float> scores(logits.size());
+  for (size_t i = 0; i < logits.size(); ++i) scores[i] = std::sqrt(engine::softplus(logits[i]));
+  std::vector<int64_t> valid_ids = ids;
+  valid_ids[3] = 0;  // the engine reads the table row of every id it gets
+  const engine::Routing cpu = engine::route_scores(scores.data(), T, E, k, nullptr, table.data(), valid_ids.data(), 1.0f);
+  for (int64_t t = 0; t < T; ++t) {
+    if (t == 3) continue;
+    for (int64_t j = 0; j < k; ++j)
+      EXPECT_EQ(got_e[static_cast<size_t>(t * k + j)], cpu.experts[static_cast<size_t>(t * k + j)]) << "token " << t;
+  }
+}
+
 TEST(CudaV4Ops, LinearAmaxEqualsTheHostMaximaAndKeepsNan) {
   FP4KIT_REQUIRE_GPU();
   cuda::Stream s;

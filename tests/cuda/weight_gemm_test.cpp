@@ -498,6 +498,10 @@ TEST(CudaWeightGemm, BatchedDecodeProductsOfOneWeightsRowBlocks) {
   check_batched(WeightFormat::Nvfp4, 5, 13, 256, 2, false, GemmOutput::F32, rng);
   check_batched(WeightFormat::Mxfp4, 4, 200, 384, 1, false, GemmOutput::F32, rng);
   check_batched(WeightFormat::Fp8Block, 8, 1024, 4096, 1, false, GemmOutput::F32, rng);
+  // ... and written as BF16 at one row (the engine's wo_a at decode, read by wo_b as BF16).
+  check_batched(WeightFormat::Fp8Block, 8, 1024, 4096, 1, false, GemmOutput::Bf16, rng);
+  check_batched(WeightFormat::Fp8Block, 8, 1024, 4096, 1, true, GemmOutput::Bf16, rng);
+  check_batched(WeightFormat::Nvfp4, 3, 256, 640, 1, false, GemmOutput::Bf16, rng);
   check_batched(WeightFormat::Nvfp4, 8, 1024, 4096, 1, false, GemmOutput::F32, rng);
 }
 
