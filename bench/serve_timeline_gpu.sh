@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The device timeline of `fp4kit serve --device cuda` decoding for one streaming client (or CLIENTS)
+# over a synthetic full-size V4 stack resident on the GPU: bench/cuda_timeline records every kernel,
+# copy and CUDA call, bench/timeline_steps.py splits the decode steps into the device's busy time,
+# its idle time (and how much of it waited for a launch) and the host's time between steps.
+#   bench/serve_timeline_gpu.sh [BUILD_DIR] [PRESET] [OUT_CSV]      (CLIENTS, default 1; MAX_TOKENS, default 32)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build-gpu}
+preset=${2:-v4-flash:layers=2}
+csv=${3:-${TMPDIR:-/tmp}/fp4kit-serve-timeline.csv}
+[ -f "$build/libcuda_timeline.so" ] || { echo "$build/libcuda_timeline.so is missing (a CUDA build with CUPTI makes it)"; exit 2; }
+model=${TMPDIR:-/tmp}/fp4kit-timeline-model
+rm -rf "$model"
+"$build/fp4kit" synth "$preset" "$model" --quiet || exit 1
+# shellcheck source=tests/serve/serve_fixture.sh
+source tests/serve/serve_fixture.sh
+SERVER_LOG=$(mktemp /tmp/fp4kit-serve-log.XXXXXX)
+CUDA_INJECTION64_PATH=$PWD/$build/libcuda_timeline.so FP4KIT_TIMELINE=$csv \
+  "$build/fp4kit" serve "$model" --tokenizer tests/data/serve/tokenizer.json --device cuda --port 0 --parallel 32 \
+  --ctx-size 1024 >"$SERVER_LOG" 2>&1 &
+SERVER_PID=$!
+trap 'stop_server; rm -rf "$model"' EXIT
+URL=""
+for _ in $(seq 1 1200); do
+  port=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$SERVER_LOG" | grep -o '[0-9]*$' || true)
+  [ -n "$port" ] && [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health")" = 200 ] &&
+    URL="http://127.0.0.1:$port" && break
+  kill -0 "$SERVER_PID" 2>/dev/null || break
+  sleep 0.1
+done
+[ -n "$URL" ] || { cat "$SERVER_LOG"; echo "the server did not become ready"; exit 1; }
+c=${CLIENTS:-1}
+python3 bench/serve_load.py --url "$URL" --pid "$SERVER_PID" --clients "$c" --requests $((2 * c)) --max-tokens "${MAX_TOKENS:-32}"
+stop_server
+SERVER_PID=""
+python3 bench/timeline_steps.py "$csv"
