@@ -39,20 +39,6 @@ void check_expert_weight(const GemmWeight& w, WeightFormat format, int64_t n, in
     throw InputError(what + ": scales are not 2-byte aligned");
 }
 
-DeviceBuffer upload(const std::vector<GemmWeight>& w, const char* what) {
-  DeviceBuffer b(w.size() * sizeof(GemmWeight), std::string("expert ") + what + " descriptors");
-  const std::string copy = std::string("copy of the expert ") + what + " descriptors";
-  if (const StreamHandle s = b.stream_order()) {
-    // Stream-ordered memory may be what that stream freed while its queued kernels still use it; a
-    // plain cudaMemcpy (the legacy stream, not ordered with a non-blocking one) could land before
-    // them. From pageable memory the call returns once the bytes are staged.
-    check(cudaMemcpyAsync(b.data(), w.data(), b.bytes(), cudaMemcpyHostToDevice, s), copy);
-  } else {
-    check(cudaMemcpy(b.data(), w.data(), b.bytes(), cudaMemcpyHostToDevice), copy);
-  }
-  return b;
-}
-
 std::string workspace_shape(int64_t max_tokens, int64_t top_k, int32_t experts, int64_t hidden, int64_t inter) {
   return "max T=" + std::to_string(max_tokens) + " k=" + std::to_string(top_k) + " E=" + std::to_string(experts) +
          " H=" + std::to_string(hidden) + " I=" + std::to_string(inter);
@@ -102,9 +88,9 @@ MoeExpertTable::MoeExpertTable(const std::vector<GemmWeight>& w1, const std::vec
     check_expert_weight(w3[e], format, inter, hidden, e, "w3");
     check_expert_weight(w2[e], format, hidden, inter, e, "w2");
   }
-  w1_ = upload(w1, "w1");
-  w3_ = upload(w3, "w3");
-  w2_ = upload(w2, "w2");
+  w1_ = upload_weight_descriptors(w1, "expert w1 descriptors");
+  w3_ = upload_weight_descriptors(w3, "expert w3 descriptors");
+  w2_ = upload_weight_descriptors(w2, "expert w2 descriptors");
   view_ = MoeExperts{static_cast<int32_t>(w1.size()), hidden, inter, format, w1_.data<GemmWeight>(),
                      w3_.data<GemmWeight>(), w2_.data<GemmWeight>()};
 }

@@ -167,6 +167,72 @@ void batched_weight_gemm(const BatchedGemm& b, StreamHandle stream) {
   launch_weight_gemm_fp4_decode(a, b.w.format, stream);
 }
 
+DeviceBuffer upload_weight_descriptors(const std::vector<GemmWeight>& w, const std::string& what) {
+  DeviceBuffer b(w.size() * sizeof(GemmWeight), what);
+  if (const StreamHandle s = b.stream_order()) {
+    // Stream-ordered memory may be what that stream freed while its queued kernels still use it; a
+    // plain cudaMemcpy (the legacy stream, not ordered with a non-blocking one) could land before
+    // them. From pageable memory the call returns once the bytes are staged.
+    check(cudaMemcpyAsync(b.data(), w.data(), b.bytes(), cudaMemcpyHostToDevice, s), [&] { return "copy of the " + what; });
+  } else {
+    check(cudaMemcpy(b.data(), w.data(), b.bytes(), cudaMemcpyHostToDevice), [&] { return "copy of the " + what; });
+  }
+  return b;
+}
+
+bool weight_set_gemm_takes(const std::vector<GemmWeight>& weights, int64_t m) {
+  if (weights.size() < 2 || weights.size() > static_cast<size_t>(kMaxWeightSet) || m < 1 || m > kMaxWeightSetRows)
+    return false;
+  const GemmWeight& first = weights.front();
+  const WeightFormat f = first.format;
+  if (f != WeightFormat::Nvfp4 && f != WeightFormat::Mxfp4 && f != WeightFormat::Fp8Block) return false;
+  for (const GemmWeight& w : weights) {
+    const size_t scale_align = f == WeightFormat::Fp8Block && w.fp8_scales_f32 ? 4 : 2;
+    if (w.format != f || w.k != first.k || w.n <= 0 || w.n > int64_t{65535} * 64 || !w.data || !w.scales ||
+        !aligned16(w.data) || reinterpret_cast<uintptr_t>(w.scales) % scale_align != 0)
+      return false;
+  }
+  return first.k > 0 && first.k % 128 == 0 && first.k / 128 <= (int64_t{1} << 20);
+}
+
+WeightSet::WeightSet(const std::vector<GemmWeight>& weights) : host_(weights) {
+  if (!weight_set_gemm_takes(weights, 1))
+    throw InputError("weight set of " + std::to_string(weights.size()) +
+                     " weights: not what the set path takes (2.." + std::to_string(kMaxWeightSet) +
+                     " weights of one FP4/FP8-block format and one K, a multiple of 128; aligned codes and scales)");
+  device_ = upload_weight_descriptors(weights, "weight set descriptors");
+}
+
+void weight_set_gemm(const uint16_t* x, int64_t m, const WeightSet& set, void* const* y, GemmOutput out,
+                     StreamHandle stream) {
+  const char* kernel = "weight_set_gemm";
+  const GemmWeight& first = set.weight(0);
+  const auto shape = [&] {
+    return std::string(format_name(first.format)) + " M=" + std::to_string(m) + " K=" + std::to_string(first.k) +
+           " products=" + std::to_string(set.size());
+  };
+  if (m < 1 || m > kMaxWeightSetRows) bad(kernel, shape, "M must be in [1, " + std::to_string(kMaxWeightSetRows) + "]");
+  if (!x || !aligned16(x)) bad(kernel, shape, "x must be a 16-byte aligned device pointer");
+  WeightGemmArgs a;
+  a.x = x;
+  a.rows = m;
+  a.k = first.k;
+  a.weight = first;
+  a.weight.read_early = true;
+  for (size_t p = 0; p < set.size(); ++p) {
+    if (!y || !y[p]) bad(kernel, shape, "null output of product " + std::to_string(p));
+    a.set_y[p] = y[p];
+    a.n = std::max(a.n, set.weight(p).n);
+    a.weight.read_early = a.weight.read_early && set.weight(p).read_early;
+  }
+  a.set = set.device();
+  a.y = y[0];
+  a.y_bf16 = out == GemmOutput::Bf16;
+  a.ldx = first.k;
+  a.ldy = a.n;
+  launch_weight_gemm_fp4_decode_set(a, first.format, static_cast<int64_t>(set.size()), stream);
+}
+
 void grouped_weight_gemm(const GroupedGemm& g, StreamHandle stream) {
   const char* kernel = "grouped_weight_gemm";
   const auto shape = [&] {

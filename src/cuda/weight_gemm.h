@@ -4,6 +4,8 @@
 // value is exact in BF16, so the tensor cores take BF16 operands and accumulate in F32; the NVFP4
 // global scale and F32 FP8 block scales are applied in F32. Plain C++ header: no CUDA headers.
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "cuda/runtime.h"
 
@@ -50,6 +52,37 @@ struct BatchedGemm {
 };
 bool batched_weight_gemm_takes(WeightFormat format, int64_t m, int64_t n, int64_t k);
 void batched_weight_gemm(const BatchedGemm& b, StreamHandle stream);
+
+// Weight descriptors copied to the device (for kernels that take an array of weights), ordered with
+// the stream whose allocations the buffer follows, if any.
+DeviceBuffer upload_weight_descriptors(const std::vector<GemmWeight>& w, const std::string& what);
+
+// Several products of one x in one launch (a decode step's projections of one input: V4's wq_a and
+// wkv, and the compressors' and the indexer's): y_p [m, n_p] = x [m, k] · W_pᵀ for each weight W_p of
+// a WeightSet, y_p dense where y[p] points. Only what weight_set_gemm_takes() accepts: 2 to
+// kMaxWeightSet weights of one format (NVFP4, MXFP4 or FP8 blocks) and one k (a multiple of 128),
+// 1 <= m <= kMaxWeightSetRows, the codes 16-byte aligned and the scales 2-byte aligned (FP8's F32
+// scales 4-byte).
+// Each product is computed as the register-streaming kernel computes a dense one (its K split may
+// differ: the sums agree to the order of F32 additions).
+inline constexpr int kMaxWeightSet = 8;
+inline constexpr int64_t kMaxWeightSetRows = 8;
+bool weight_set_gemm_takes(const std::vector<GemmWeight>& weights, int64_t m);
+// The weights' descriptors on the device, made once for many calls (InputError unless
+// weight_set_gemm_takes(weights, 1)).
+class WeightSet {
+ public:
+  explicit WeightSet(const std::vector<GemmWeight>& weights);
+  size_t size() const { return host_.size(); }
+  const GemmWeight& weight(size_t p) const { return host_[p]; }
+  const GemmWeight* device() const { return device_.data<GemmWeight>(); }
+
+ private:
+  std::vector<GemmWeight> host_;
+  DeviceBuffer device_;
+};
+void weight_set_gemm(const uint16_t* x, int64_t m, const WeightSet& set, void* const* y, GemmOutput out,
+                     StreamHandle stream);
 
 // y = silu(min(x·gateᵀ, limit)) * clamp(x·upᵀ, -limit, limit) (DeepSeek V4's clamped SwiGLU; no clamp
 // when limit <= 0) for a few rows, both products in one launch that reads each weight once: a decode

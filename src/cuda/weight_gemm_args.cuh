@@ -25,6 +25,10 @@ struct WeightGemmArgs {
   int64_t ldx = 0, ldy = 0;
   int64_t x_batch_stride = 0, y_batch_stride = 0;
   int32_t batch = 1;
+  // A weight set (weight_set_gemm): grid layer p computes product p with weight set[p] (device) and
+  // writes set_y[p] ([rows, set[p].n] dense); `n` is then the set's largest.
+  const GemmWeight* set = nullptr;
+  void* set_y[kMaxWeightSet] = {};
   float* partial = nullptr;          // split K: F32 [splits, rows, n], summed by reduce_split_k
   int64_t k_per_split = 0;           // split K: a multiple of the kernel's k step
 };

@@ -10,7 +10,8 @@
 // memory staging and no barrier in the loop.
 //
 // Dense products, strided batches of them (one grid layer per product: V4's grouped output
-// projection, 8 products of one row in one launch instead of 8), and grouped FP4 products of a few
+// projection, 8 products of one row in one launch instead of 8), sets of products of one x with
+// weights of their own (one grid layer per weight: a decode step's projections of one input), and grouped FP4 products of a few
 // rows per group (one grid layer per tile of at most 8 rows of one group: a decode step's routed
 // experts). Grouped and dense products may end in V4's clamped SwiGLU (the routed experts' and the
 // shared expert's w1/w3): then half of a block's warps stream the gate's rows and the other half
@@ -265,10 +266,10 @@ __device__ __forceinline__ float product_value(float sum, float global_scale) {
   return sum * global_scale;
 }
 
-// y[row, col] of the block's product (y: its first element).
-__device__ __forceinline__ void store(const WeightGemmArgs& a, void* y, int64_t row, int64_t col, float v) {
-  if (a.y_bf16) static_cast<uint16_t*>(y)[row * a.ldy + col] = float_to_bf16_bits(v);
-  else static_cast<float*>(y)[row * a.ldy + col] = v;
+// y[row, col] of the block's product (y: its first element, rows ldy apart).
+__device__ __forceinline__ void store(const WeightGemmArgs& a, void* y, int64_t ldy, int64_t row, int64_t col, float v) {
+  if (a.y_bf16) static_cast<uint16_t*>(y)[row * ldy + col] = float_to_bf16_bits(v);
+  else static_cast<float*>(y)[row * ldy + col] = v;
 }
 
 // Warps of a block along N: with the SwiGLU epilogue the first half streams the gate, the second
@@ -277,10 +278,11 @@ template <bool kSwiGlu>
 constexpr int kColumnWarps = kSwiGlu ? kWarps / 2 : kWarps;
 
 // Grid: x = the cluster's blocks (ranks splitting K), y = blocks of kColumnWarps warps' rows (x has
-// at most 8 * NT rows), z = the products of a strided batch, or (kGrouped) the group tiles.
+// at most 8 * NT rows), z = the products of a strided batch or of a weight set, or (kGrouped) the
+// group tiles.
 // Shared memory: staged x [8 * NT][x_row_stride(steps_per_rank)] BF16, then (clusters or the SwiGLU
 // epilogue) the partial sums [kWarps][16][8 * NT] F32.
-template <WeightFormat F, int NT, bool kGrouped, bool kSwiGlu>
+template <WeightFormat F, int NT, bool kGrouped, bool kSwiGlu, bool kSet = false>
 __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(WeightGemmArgs a, int steps_per_rank) {
   constexpr int kTileRows = 8 * NT;
   constexpr int kWarpRows = 16;  // output columns per warp
@@ -296,7 +298,10 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
-  const int64_t N = a.n, K = a.k;
+  // A weight set's product (kSet): its own weight, N and output (dense); its weight rows start at row 0.
+  const GemmWeight* set_weight = kSet ? a.set + blockIdx.z : nullptr;
+  const int64_t N = set_weight ? set_weight->n : a.n, K = a.k;
+  const int64_t ldy = set_weight ? N : a.ldy;
   const int ranks = static_cast<int>(gridDim.x), rank = static_cast<int>(blockIdx.x);
   const int total_steps = static_cast<int>(K / kStep);
   const int step_begin = min(rank * steps_per_rank, total_steps);
@@ -308,13 +313,14 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
   if constexpr (kGrouped) {
     if (!find_group_tile(a, kTileRows, blockIdx.z, tile)) return;  // the same for every block of a cluster
   }
-  const int64_t product = kGrouped ? 0 : blockIdx.z;
+  const int64_t product = kGrouped || set_weight ? 0 : blockIdx.z;  // of a strided batch
   const int64_t first_row = product * N;  // the product's weight rows start here
   const auto global_scale = [&](bool up) {
     if constexpr (kGrouped) return global_scale_of<F>(up ? a.ups[tile.group] : a.gates[tile.group]);
-    else return global_scale_of<F>(up ? a.up_weight : a.weight);
+    else return global_scale_of<F>(set_weight ? *set_weight : up ? a.up_weight : a.weight);
   };
   const auto output = [&]() -> void* {
+    if (set_weight) return a.set_y[blockIdx.z];
     const int64_t row0 = kGrouped ? tile.begin * a.ldy : product * a.y_batch_stride;
     return static_cast<char*>(a.y) + row0 * (a.y_bf16 ? 2 : 4);
   };
@@ -322,7 +328,7 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
   const int rows_here = static_cast<int>(kGrouped ? tile.end - tile.begin : a.rows);  // 1..kTileRows
   GemmWeight w;
   if constexpr (kGrouped) w = kSwiGlu && warp >= kColWarps ? a.ups[tile.group] : a.gates[tile.group];
-  else w = kSwiGlu && warp >= kColWarps ? a.up_weight : a.weight;
+  else w = set_weight ? *set_weight : kSwiGlu && warp >= kColWarps ? a.up_weight : a.weight;
 
   // The lane's A rows: rows past N read row N - 1 (their sums are never stored).
   LaneStream s;
@@ -411,8 +417,8 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
       for (int c = 0; c < 2; ++c) {
         const int xr = 8 * nt + 2 * t + c;
         if (xr >= rows_here) continue;
-        if (col0 + g < N) store(a, y_out, xr, col0 + g, product_value<F>(sum[nt][c], gscale));
-        if (col0 + g + 8 < N) store(a, y_out, xr, col0 + g + 8, product_value<F>(sum[nt][2 + c], gscale));
+        if (col0 + g < N) store(a, y_out, ldy, xr, col0 + g, product_value<F>(sum[nt][c], gscale));
+        if (col0 + g + 8 < N) store(a, y_out, ldy, xr, col0 + g + 8, product_value<F>(sum[nt][2 + c], gscale));
       }
     return;
   }
@@ -445,18 +451,18 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
     const float gate = product_value<F>(rank_sum((cw * 16 + arow) * kTileRows + xr), gscale[0]);
     if constexpr (kSwiGlu) {
       const float up = product_value<F>(rank_sum(((cw + kColWarps) * 16 + arow) * kTileRows + xr), gscale[1]);
-      store(a, y_out, xr, col, clamped_swiglu(gate, up, a.swiglu_limit));
+      store(a, y_out, ldy, xr, col, clamped_swiglu(gate, up, a.swiglu_limit));
     } else {
-      store(a, y_out, xr, col, gate);
+      store(a, y_out, ldy, xr, col, gate);
     }
   }
   if (ranks > 1) cluster_sync_all();  // no block leaves while others read its partial sums
 }
 
 // layers: the grid's z (the batch, or the group tiles' bound).
-template <WeightFormat F, int NT, bool kGrouped, bool kSwiGlu>
+template <WeightFormat F, int NT, bool kGrouped, bool kSwiGlu, bool kSet = false>
 void launch(const WeightGemmArgs& a, int64_t layers, StreamHandle stream) {
-  auto kernel = weight_gemm_fp4_decode_kernel<F, NT, kGrouped, kSwiGlu>;
+  auto kernel = weight_gemm_fp4_decode_kernel<F, NT, kGrouped, kSwiGlu, kSet>;
   constexpr int kWarpRows = 16, kBlockColumns = kColumnWarps<kSwiGlu> * kWarpRows;
   const DeviceFacts& dev = current_device_facts();
   const int total_steps = static_cast<int>(a.k / kStep);
@@ -480,7 +486,7 @@ void launch(const WeightGemmArgs& a, int64_t layers, StreamHandle stream) {
   const auto shape = [&] {
     return "M=" + std::to_string(a.rows) + " N=" + std::to_string(a.n) + " K=" + std::to_string(a.k) +
            (a.batch > 1 ? " batch=" + std::to_string(a.batch) : std::string()) +
-           (kGrouped ? " groups=" + std::to_string(a.groups) : std::string()) + (kSwiGlu ? " swiglu" : "") +
+           (a.set ? " set=" + std::to_string(layers) : std::string()) + (kGrouped ? " groups=" + std::to_string(a.groups) : std::string()) + (kSwiGlu ? " swiglu" : "") +
            " cluster=" + std::to_string(ranks);
   };
   if (smem > 200 * 1024) throw InputError("weight_gemm_fp4_decode [" + shape() + "]: K too large for the decode path");
@@ -533,6 +539,12 @@ void launch_weight_gemm_fp4_decode(const WeightGemmArgs& a, WeightFormat format,
     one_tile ? launch<WeightFormat::Mxfp4, 1, false, false>(a, a.batch, stream)
              : launch<WeightFormat::Mxfp4, 2, false, false>(a, a.batch, stream);
   }
+}
+
+void launch_weight_gemm_fp4_decode_set(const WeightGemmArgs& a, WeightFormat format, int64_t products, StreamHandle stream) {
+  if (format == WeightFormat::Nvfp4) launch<WeightFormat::Nvfp4, 1, false, false, true>(a, products, stream);
+  else if (format == WeightFormat::Fp8Block) launch<WeightFormat::Fp8Block, 1, false, false, true>(a, products, stream);
+  else launch<WeightFormat::Mxfp4, 1, false, false, true>(a, products, stream);
 }
 
 void launch_weight_gemm_fp4_decode_swiglu(const WeightGemmArgs& a, WeightFormat format, StreamHandle stream) {

@@ -19,6 +19,9 @@ void launch_weight_gemm_decode(const WeightGemmArgs& a, WeightFormat format, boo
 // 16-byte aligned and NVFP4 scales 2-byte aligned.
 bool fp4_decode_applies(const WeightGemmArgs& a, WeightFormat format);
 void launch_weight_gemm_fp4_decode(const WeightGemmArgs& a, WeightFormat format, StreamHandle stream);
+// The same kernel for the products of a weight set (a.set, a.set_y; a.n the largest N; at most 8
+// rows), one grid layer per product.
+void launch_weight_gemm_fp4_decode_set(const WeightGemmArgs& a, WeightFormat format, int64_t products, StreamHandle stream);
 // The same kernel for a dense gate and up product of at most 8 rows with the clamped SwiGLU epilogue
 // (a.weight the gate, a.up_weight the up matrix, of one format and shape).
 void launch_weight_gemm_fp4_decode_swiglu(const WeightGemmArgs& a, WeightFormat format, StreamHandle stream);

@@ -370,11 +370,11 @@ struct GpuForward::Impl {
     int64_t ratio = 4, width = 0, row_width = 0;
     bool overlap = true;
   };
-  // kv_rows, gate_rows: where the step's rows go in the caches of a direct step (direct_rows), or null.
-  CompressorInputs project_compressor(const float* a, const uint16_t* a16, int64_t T, const std::string& prefix, int64_t ratio,
-                                      int64_t width, bool overlap, const LinearWeight& wkv, const LinearWeight& wgate,
-                                      float* kv_rows = nullptr, float* gate_rows = nullptr) {
-    const int64_t H = cfg.hidden(), rw = overlap ? 2 * width : width;
+  // Where a compressor's projections of the step's tokens go, and its small weights. kv_rows,
+  // gate_rows: the caches' rows of a direct step (direct_rows), or null (buffers of their own).
+  CompressorInputs compressor_outputs(int64_t T, const std::string& prefix, int64_t ratio, int64_t width, bool overlap,
+                                      float* kv_rows, float* gate_rows) {
+    const int64_t rw = overlap ? 2 * width : width;
     CompressorInputs c;
     c.ratio = ratio, c.width = width, c.row_width = rw, c.overlap = overlap;
     c.in_cache = kv_rows && gate_rows;
@@ -384,13 +384,55 @@ struct GpuForward::Impl {
       c.kv_owned = floats(T * rw, prefix + "kv"), c.gate_owned = floats(T * rw, prefix + "gate");
       c.kv = c.kv_owned.data<float>(), c.gate = c.gate_owned.data<float>();
     }
-    observe(prefix + "wkv", a, T, H);
-    linear(a, wkv, c.kv, T, a16);
-    observe(prefix + "wgate", a, T, H);
-    linear(a, wgate, c.gate, T, a16);
     c.ape = weight(prefix + "ape", {ratio, rw});
     c.norm = weight(prefix + "norm.weight", {width});
     return c;
+  }
+  // The compressor's two products of a [T, H] into c (*_done: it already ran, in a weight set).
+  void compressor_products(const CompressorInputs& c, const float* a, const uint16_t* a16, int64_t T, const std::string& prefix,
+                           const LinearWeight& wkv, bool wkv_done, const LinearWeight& wgate, bool wgate_done) {
+    const int64_t H = cfg.hidden();
+    observe(prefix + "wkv", a, T, H);
+    if (!wkv_done) linear(a, wkv, c.kv, T, a16);
+    observe(prefix + "wgate", a, T, H);
+    if (!wgate_done) linear(a, wgate, c.gate, T, a16);
+  }
+
+  // A layer's products of the attention input that go as one weight set (cuda::weight_set_gemm):
+  // those stored in the first one's FP4/FP8 format (V4: wq_a and wkv in FP8 blocks; its compressors'
+  // and indexer's BF16 weights go on their own), built once per upload of the layer's group.
+  struct ProjectionSet {
+    uint64_t generation = 0;
+    std::unique_ptr<cuda::WeightSet> set;  // null: fewer than two such products
+    std::vector<size_t> members;           // their indices among the weights
+  };
+  std::map<int64_t, ProjectionSet> projection_sets;
+  // ys[i] = a16 [T, H] · weights[i]ᵀ (F32) for the weights of the layer's set, in one launch; which
+  // ran (none where the set path does not apply: F32 precision, an observer, more rows than it takes).
+  std::vector<bool> products_as_set(int64_t layer, const uint16_t* a16, int64_t T,
+                                    const std::vector<const LinearWeight*>& weights, const std::vector<float*>& ys) {
+    std::vector<bool> done(weights.size(), false);
+    if (!a16 || observer || T > cuda::kMaxWeightSetRows) return done;
+    ProjectionSet& ps = projection_sets[layer];
+    if (ps.generation != group.generation) {
+      ps = {};
+      ps.generation = group.generation;
+      std::vector<cuda::GemmWeight> views;
+      for (size_t i = 0; i < weights.size(); ++i) {
+        const LinearWeight& w = *weights[i];
+        if (!w.f32 && !w.dense && !w.owned.data() && w.stored.format == weights[0]->stored.format)
+          ps.members.push_back(i), views.push_back(w.stored);
+      }
+      if (cuda::weight_set_gemm_takes(views, 1)) {
+        const cuda::PlainAllocations plain;  // kept past this step's stream-ordered scope
+        ps.set = std::make_unique<cuda::WeightSet>(views);
+      }
+    }
+    if (!ps.set || ps.members.back() >= weights.size()) return done;
+    std::vector<void*> y;
+    for (size_t i : ps.members) y.push_back(ys[i]), done[i] = true;
+    cuda::weight_set_gemm(a16, T, *ps.set, y.data(), cuda::GemmOutput::F32, stream.get());
+    return done;
   }
 
   // Entries of a compressor over one run's sequences so far, normalised and rotated:
@@ -457,66 +499,91 @@ struct GpuForward::Impl {
       return direct ? cached(*direct, buffer, w) + direct->sb.past * w : nullptr;
     };
 
+    const bool csa = kind == AttentionKind::Csa;
+    const int64_t c = csa ? 2 : 1;  // the compressor's rows: two overlapping halves (CSA) or one
+    const int64_t m = ModelConfig::ratio(kind);
+    const int64_t nI = b.index_n_heads, dI = b.index_head_dim;
+    const std::string cp = p + "compressor.", ip = p + "indexer.", icp = p + "indexer.compressor.";
+    // The products of a: q_res, kv, and (compressed kinds) the compressor's and (CSA) the indexer's.
+    const LinearWeight wq_a = linear_weight(p + "wq_a.weight", qr, H), wkv = linear_weight(p + "wkv.weight", D, H);
+    LinearWeight cmp_wkv, cmp_wgate, idx_wproj, idx_wkv, idx_wgate;
+    if (kind != AttentionKind::Sliding)
+      cmp_wkv = linear_weight(cp + "wkv.weight", c * D, H), cmp_wgate = linear_weight(cp + "wgate.weight", c * D, H);
+    if (csa) {
+      idx_wproj = linear_weight(ip + "weights_proj.weight", nI, H);
+      idx_wkv = linear_weight(icp + "wkv.weight", 2 * dI, H), idx_wgate = linear_weight(icp + "wgate.weight", 2 * dI, H);
+    }
+
     cuda::DeviceBuffer q_res = floats(T * qr, "q_res"), q = floats(T * nh * D, "q");
     cuda::DeviceBuffer kv_owned = direct ? cuda::DeviceBuffer{} : floats(T * D, "kv");
     float* const kv = direct ? direct_rows(&LayerCache::kv, D) : kv_owned.data<float>();
     // q_res rounded to BF16 by its norm, for the products that read it (BF16 precision).
     const cuda::DeviceBuffer q_res16 = a16 ? cuda::DeviceBuffer(static_cast<size_t>(T * qr) * 2, "q_res bf16")
                                            : cuda::DeviceBuffer{};
+    CompressorInputs cmp_in, idx_in;
+    cuda::DeviceBuffer idx_w;
+    if (kind != AttentionKind::Sliding)
+      cmp_in = compressor_outputs(T, cp, m, D, csa, direct_rows(&LayerCache::cmp_kv, c * D),
+                                  direct_rows(&LayerCache::cmp_gate, c * D));
+    if (csa) {
+      idx_w = floats(T * nI, "indexer weights");
+      idx_in = compressor_outputs(T, icp, 4, dI, true, direct_rows(&LayerCache::idx_kv, 2 * dI),
+                                  direct_rows(&LayerCache::idx_gate, 2 * dI));
+    }
+    // Every product of a in one launch where the set path takes them (a decode step's few rows).
+    std::vector<const LinearWeight*> a_weights = {&wq_a, &wkv};
+    std::vector<float*> a_outputs = {q_res.data<float>(), kv};
+    if (kind != AttentionKind::Sliding) {
+      a_weights.insert(a_weights.end(), {&cmp_wkv, &cmp_wgate});
+      a_outputs.insert(a_outputs.end(), {cmp_in.kv, cmp_in.gate});
+    }
+    if (csa) {
+      a_weights.insert(a_weights.end(), {&idx_wproj, &idx_wkv, &idx_wgate});
+      a_outputs.insert(a_outputs.end(), {idx_w.data<float>(), idx_in.kv, idx_in.gate});
+    }
+    // Which products of a ran in the set (in a_weights' order: wq_a, wkv, compressor, indexer).
+    const std::vector<bool> a_done = products_as_set(layer, a16, T, a_weights, a_outputs);
+    const auto done = [&](size_t i) { return a_done[i]; };
     {
-      const LinearWeight wq_a = linear_weight(p + "wq_a.weight", qr, H);
       const float* q_norm = weight(p + "q_norm.weight", {qr});
       const LinearWeight wq_b = linear_weight(p + "wq_b.weight", nh * D, qr);
       observe(p + "wq_a", a, T, H);
-      linear(a, wq_a, q_res.data<float>(), T, a16);
+      if (!done(0)) linear(a, wq_a, q_res.data<float>(), T, a16);
       cuda::rms_norm_rows(q_res.data<float>(), T, qr, q_norm, cfg.rms_eps, q_res.data<float>(), stream.get(),
                           q_res16.data<uint16_t>());
       observe(p + "wq_b", q_res.data<float>(), T, qr);
       linear(q_res.data<float>(), wq_b, q.data<float>(), T, q_res16.data<uint16_t>());
       norm_rope(q.data<float>(), T * nh, D, nullptr, nh, positions, compress_rope_here);
-      const LinearWeight wkv = linear_weight(p + "wkv.weight", D, H);
       const float* kv_norm = weight(p + "kv_norm.weight", {D});
       observe(p + "wkv", a, T, H);
-      linear(a, wkv, kv, T, a16);
+      if (!done(1)) linear(a, wkv, kv, T, a16);
       norm_rope(kv, T, D, kv_norm, 1, positions, compress_rope_here);
       clock.mark("attention.projections", stream);
     }
 
-    const int64_t m = ModelConfig::ratio(kind);
     std::vector<cuda::DeviceBuffer> entries(runs.size());
     if (kind != AttentionKind::Sliding) {
-      const bool csa = kind == AttentionKind::Csa;
-      const int64_t c = csa ? 2 : 1;
-      const LinearWeight wkv = linear_weight(p + "compressor.wkv.weight", c * D, H);
-      const LinearWeight wgate = linear_weight(p + "compressor.wgate.weight", c * D, H);
-      const CompressorInputs in = project_compressor(a, a16, T, p + "compressor.", m, D, csa, wkv, wgate,
-                                                     direct_rows(&LayerCache::cmp_kv, c * D),
-                                                     direct_rows(&LayerCache::cmp_gate, c * D));
+      compressor_products(cmp_in, a, a16, T, cp, cmp_wkv, done(2), cmp_wgate, done(3));
       for (size_t r = 0; r < runs.size(); ++r)
-        entries[r] = pool_compressor(in, runs[r], p + "compressor.", cached(runs[r], &LayerCache::cmp_kv, c * D),
+        entries[r] = pool_compressor(cmp_in, runs[r], cp, cached(runs[r], &LayerCache::cmp_kv, c * D),
                                      cached(runs[r], &LayerCache::cmp_gate, c * D));
       clock.mark("attention.compressor", stream);
     }
     cuda::DeviceBuffer picks, pick_count;
-    if (kind == AttentionKind::Csa) {
-      const int64_t nI = b.index_n_heads, dI = b.index_head_dim, top_k = b.index_topk;
-      cuda::DeviceBuffer idx_q = floats(T * nI * dI, "indexer q"), idx_w = floats(T * nI, "indexer weights");
-      const LinearWeight wq_b = linear_weight(p + "indexer.wq_b.weight", nI * dI, qr);
-      const LinearWeight wproj = linear_weight(p + "indexer.weights_proj.weight", nI, H);
-      observe(p + "indexer.wq_b", q_res.data<float>(), T, qr);
+    if (csa) {
+      const int64_t top_k = b.index_topk;
+      cuda::DeviceBuffer idx_q = floats(T * nI * dI, "indexer q");
+      const LinearWeight wq_b = linear_weight(ip + "wq_b.weight", nI * dI, qr);
+      observe(ip + "wq_b", q_res.data<float>(), T, qr);
       linear(q_res.data<float>(), wq_b, idx_q.data<float>(), T, q_res16.data<uint16_t>());
       rope(idx_q.data<float>(), T, nI, nI * dI, dI, dI - rd, positions, true);
-      observe(p + "indexer.weights_proj", a, T, H);
-      linear(a, wproj, idx_w.data<float>(), T, a16);
-      const LinearWeight wkv = linear_weight(p + "indexer.compressor.wkv.weight", 2 * dI, H);
-      const LinearWeight wgate = linear_weight(p + "indexer.compressor.wgate.weight", 2 * dI, H);
-      const CompressorInputs in = project_compressor(a, a16, T, p + "indexer.compressor.", 4, dI, true, wkv, wgate,
-                                                     direct_rows(&LayerCache::idx_kv, 2 * dI),
-                                                     direct_rows(&LayerCache::idx_gate, 2 * dI));
+      observe(ip + "weights_proj", a, T, H);
+      if (!done(4)) linear(a, idx_wproj, idx_w.data<float>(), T, a16);
+      compressor_products(idx_in, a, a16, T, icp, idx_wkv, done(5), idx_wgate, done(6));
       picks = cuda::DeviceBuffer(static_cast<size_t>(T * top_k) * 4, "indexer picks");
       pick_count = cuda::DeviceBuffer(static_cast<size_t>(T) * 4, "indexer pick counts");
       for (const AttentionRun& run : runs) {
-        const cuda::DeviceBuffer keys = pool_compressor(in, run, p + "indexer.compressor.", cached(run, &LayerCache::idx_kv, 2 * dI),
+        const cuda::DeviceBuffer keys = pool_compressor(idx_in, run, icp, cached(run, &LayerCache::idx_kv, 2 * dI),
                                                         cached(run, &LayerCache::idx_gate, 2 * dI));
         cuda::IndexerSelect s;
         s.q = idx_q.data<float>() + run.first_token * nI * dI, s.head_weights = idx_w.data<float>() + run.first_token * nI;

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>
@@ -503,6 +504,105 @@ TEST(CudaWeightGemm, BatchedDecodeProductsOfOneWeightsRowBlocks) {
   check_batched(WeightFormat::Fp8Block, 8, 1024, 4096, 1, true, GemmOutput::Bf16, rng);
   check_batched(WeightFormat::Nvfp4, 3, 256, 640, 1, false, GemmOutput::Bf16, rng);
   check_batched(WeightFormat::Nvfp4, 8, 1024, 4096, 1, false, GemmOutput::F32, rng);
+}
+
+// A weight set: the products of one x with weights of their own N (V4's CSA projections of the
+// sublayer input at one token: wq_a 1024, wkv 512, the compressor's 1024 and 1024, the indexer's 64,
+// 256 and 256; and odd N), each against the CPU reference of its own weight, and nothing written
+// past each product's output.
+void check_set(WeightFormat f, const std::vector<int64_t>& ns, int64_t k, int64_t m, bool fp8_f32, GemmOutput out,
+               std::mt19937& rng) {
+  std::string what = std::string("weight set ") + name_of(f) + (fp8_f32 ? " f32 scales" : "") + " M=" +
+                     std::to_string(m) + " K=" + std::to_string(k) + " N=";
+  for (int64_t n : ns) what += std::to_string(n) + ",";
+  const bool bf16 = out == GemmOutput::Bf16;
+  const size_t width = bf16 ? 2 : 4;
+  Stream s;
+  std::vector<HostWeight> host;
+  std::vector<std::unique_ptr<DeviceWeight>> dev;
+  std::vector<GemmWeight> views;
+  std::vector<DeviceBuffer> ys;
+  std::vector<void*> y_ptrs;
+  for (int64_t n : ns) {
+    host.push_back(random_weight(f, n, k, rng, fp8_f32));
+    host.back().dequantize();
+    dev.push_back(std::make_unique<DeviceWeight>(host.back(), s));
+    views.push_back(dev.back()->view);
+    ys.emplace_back(static_cast<size_t>(m * n + 16) * width, "test y");  // 16 guard elements
+    fill_bytes(ys.back().data(), 0xFF, ys.back().bytes(), s);
+    y_ptrs.push_back(ys.back().data());
+  }
+  const std::vector<uint16_t> x16 = random_x(m, k, rng);
+  DeviceBuffer x(x16.size() * 2, "test x");
+  copy_to_device(x.data(), x16.data(), x16.size() * 2, s);
+  ASSERT_TRUE(weight_set_gemm_takes(views, m)) << what;
+  const WeightSet set(views);
+  weight_set_gemm(x.data<uint16_t>(), m, set, y_ptrs.data(), out, s.get());
+  std::vector<float> xf(x16.size());
+  for (size_t i = 0; i < xf.size(); ++i) xf[i] = BF16{x16[i]}.to_float();
+  size_t failures = 0, stray = 0;
+  for (size_t p = 0; p < ns.size(); ++p) {
+    const int64_t n = ns[p];
+    const size_t count = static_cast<size_t>(m * n);
+    std::vector<uint8_t> raw((count + 16) * width);
+    copy_to_host(raw.data(), ys[p].data(), raw.size(), s);
+    s.synchronize();
+    for (size_t i = count * width; i < raw.size(); ++i) stray += raw[i] != 0xFF;
+    const std::vector<float> got = read_output(ys[p], count, bf16, s);
+    std::vector<float> ref, abs_sum;
+    reference(xf, host[p], m, ref, abs_sum);
+    for (size_t i = 0; i < count; ++i) {
+      const double tol = tolerance(ref[i], abs_sum[i], k, bf16);
+      if (close(ref[i], got[i], tol)) continue;
+      if (++failures <= 5)
+        ADD_FAILURE() << what << ": product " << p << " y[" << i / n << ", " << i % n << "] = " << got[i] << ", expected "
+                      << ref[i] << " (tol " << tol << ")";
+    }
+  }
+  EXPECT_EQ(failures, 0u) << what;
+  EXPECT_EQ(stray, 0u) << what << ": bytes written past a product's output";
+}
+
+TEST(CudaWeightGemm, WeightSetProductsOfOneInput) {
+  FP4KIT_REQUIRE_GPU();
+  std::mt19937 rng(23);
+  const std::vector<int64_t> csa = {1024, 512, 1024, 1024, 64, 256, 256};
+  check_set(WeightFormat::Fp8Block, csa, 4096, 1, false, GemmOutput::F32, rng);
+  check_set(WeightFormat::Fp8Block, csa, 4096, 1, true, GemmOutput::F32, rng);
+  check_set(WeightFormat::Fp8Block, {1024, 512}, 4096, 8, false, GemmOutput::Bf16, rng);
+  for (WeightFormat f : {WeightFormat::Nvfp4, WeightFormat::Mxfp4}) {
+    check_set(f, {13, 200, 128, 40, 7, 256, 1000, 33}, 640, 3, false, GemmOutput::F32, rng);
+    check_set(f, {256, 128}, 128, 1, false, GemmOutput::Bf16, rng);
+  }
+  check_set(WeightFormat::Fp8Block, {200, 72, 1000}, 384, 5, false, GemmOutput::F32, rng);
+}
+
+TEST(WeightGemmArguments, WeightSetRefusesWhatItCannotTake) {
+  auto view = [](WeightFormat f, int64_t n, int64_t k) {
+    GemmWeight w;
+    w.format = f, w.n = n, w.k = k;
+    w.data = reinterpret_cast<const void*>(256), w.scales = reinterpret_cast<const void*>(256);
+    return w;
+  };
+  const GemmWeight a = view(WeightFormat::Fp8Block, 1024, 4096), b = view(WeightFormat::Fp8Block, 512, 4096);
+  EXPECT_TRUE(weight_set_gemm_takes({a, b}, 1));
+  EXPECT_FALSE(weight_set_gemm_takes({a}, 1)) << "one weight";
+  EXPECT_FALSE(weight_set_gemm_takes({a, b}, 0)) << "no rows";
+  EXPECT_FALSE(weight_set_gemm_takes({a, b}, kMaxWeightSetRows + 1)) << "too many rows";
+  EXPECT_FALSE(weight_set_gemm_takes({a, view(WeightFormat::Nvfp4, 512, 4096)}, 1)) << "two formats";
+  EXPECT_FALSE(weight_set_gemm_takes({a, view(WeightFormat::Fp8Block, 512, 2048)}, 1)) << "two K";
+  EXPECT_FALSE(weight_set_gemm_takes({view(WeightFormat::Bf16, 64, 4096), view(WeightFormat::Bf16, 64, 4096)}, 1)) << "BF16";
+  EXPECT_FALSE(weight_set_gemm_takes({view(WeightFormat::Fp8Block, 64, 4000), view(WeightFormat::Fp8Block, 64, 4000)}, 1))
+      << "K not a multiple of 128";
+  GemmWeight misaligned = b;
+  misaligned.data = reinterpret_cast<const void*>(264);
+  EXPECT_FALSE(weight_set_gemm_takes({a, misaligned}, 1)) << "codes not 16-byte aligned";
+  GemmWeight f32_scales = b;
+  f32_scales.fp8_scales_f32 = true, f32_scales.scales = reinterpret_cast<const void*>(258);
+  EXPECT_FALSE(weight_set_gemm_takes({a, f32_scales}, 1)) << "F32 scales not 4-byte aligned";
+  std::vector<GemmWeight> many(kMaxWeightSet + 1, a);
+  EXPECT_FALSE(weight_set_gemm_takes(many, 1)) << "too many weights";
+  EXPECT_THROW(WeightSet({a}), InputError);
 }
 
 // A weight marked read_early is read before the previous kernel ends; x must not be. Chain two
