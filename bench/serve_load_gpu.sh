@@ -45,15 +45,7 @@ SERVER_LOG=$(mktemp /tmp/fp4kit-serve-log.XXXXXX)
   --ctx-size 1024 >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 trap 'stop_server; rm -rf "$model"' EXIT
-URL=""
-for _ in $(seq 1 1200); do
-  port=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$SERVER_LOG" | grep -o '[0-9]*$' || true)
-  [ -n "$port" ] && [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health")" = 200 ] &&
-    URL="http://127.0.0.1:$port" && break
-  kill -0 "$SERVER_PID" 2>/dev/null || break
-  sleep 0.1
-done
-[ -n "$URL" ] || { cat "$SERVER_LOG"; echo "the server did not become ready"; exit 1; }
+wait_until_ready
 echo "| clients | requests | max_tokens | errors | TTFT p50 ms | TTFT p99 ms | between tokens p50 ms | engine step ms | sampling ms | tokens/s | RSS MB before / after |"
 echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 rc=0

@@ -21,15 +21,7 @@ CUDA_INJECTION64_PATH=$PWD/$build/libcuda_timeline.so FP4KIT_TIMELINE=$csv \
   --ctx-size 1024 >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 trap 'stop_server; rm -rf "$model"' EXIT
-URL=""
-for _ in $(seq 1 1200); do
-  port=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$SERVER_LOG" | grep -o '[0-9]*$' || true)
-  [ -n "$port" ] && [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health")" = 200 ] &&
-    URL="http://127.0.0.1:$port" && break
-  kill -0 "$SERVER_PID" 2>/dev/null || break
-  sleep 0.1
-done
-[ -n "$URL" ] || { cat "$SERVER_LOG"; echo "the server did not become ready"; exit 1; }
+wait_until_ready
 c=${CLIENTS:-1}
 python3 bench/serve_load.py --url "$URL" --pid "$SERVER_PID" --clients "$c" --requests $((2 * c)) --max-tokens "${MAX_TOKENS:-32}"
 stop_server

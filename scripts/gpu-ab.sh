@@ -15,13 +15,8 @@ out=$(realpath -m "${2:-${OUT:-gpu-ab-results}}")
 mkdir -p "$out"
 preset=${PRESET:-v4-flash:layers=2}
 
-prefix=()
-if [ -d .gpu-deps/root ]; then
-  root=$PWD/.gpu-deps/root
-  prefix=(-DCMAKE_PREFIX_PATH="$root/usr" -DXXHASH_LIBRARY="$root/usr/lib/x86_64-linux-gnu/libxxhash.a"
-          -DXXHASH_INCLUDE_DIR="$root/usr/include")
-  export LD_LIBRARY_PATH=$root/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-fi
+# shellcheck source=scripts/gpu-deps-env.sh
+source scripts/gpu-deps-env.sh
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
 
 base=${TMPDIR:-/tmp}/fp4kit-ab-base
@@ -30,7 +25,7 @@ tar --exclude='./build*' --exclude='./.gpu-deps' --exclude='./.git' --exclude='.
 (cd "$base" && git apply -R "$patch_file") || { echo "the patch does not reverse-apply to this tree"; exit 2; }
 
 build() {  # DIR BUILD_DIR
-  cmake -S "$1" -B "$2" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFP4KIT_CUDA=ON -DFP4KIT_CUDA_ARCHS=90a "${prefix[@]}" &&
+  cmake -S "$1" -B "$2" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFP4KIT_CUDA=ON -DFP4KIT_CUDA_ARCHS=90a "${gpu_deps_cmake_args[@]}" &&
     cmake --build "$2" -j "$(( $(nproc) / 2 ))" --target fp4kit fp4kit_tests gpu_kernels_bench cuda_timeline
 }
 start=$(date +%s)

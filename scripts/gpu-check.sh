@@ -17,20 +17,15 @@ out=${1:-${OUT:-gpu-results}}
 mkdir -p "$out"
 log() { echo "== $*" | tee -a "$out/gpu.txt"; }
 
-prefix=()
-if [ -d .gpu-deps/root ]; then
-  root=$PWD/.gpu-deps/root
-  prefix=(-DCMAKE_PREFIX_PATH="$root/usr" -DXXHASH_LIBRARY="$root/usr/lib/x86_64-linux-gnu/libxxhash.a"
-          -DXXHASH_INCLUDE_DIR="$root/usr/include")
-  export LD_LIBRARY_PATH=$root/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-fi
+# shellcheck source=scripts/gpu-deps-env.sh
+source scripts/gpu-deps-env.sh
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv; nvcc --version | tail -2;
   g++ --version | head -1; cmake --version | head -1; nproc; } >> "$out/gpu.txt" 2>&1
 
 log "configure + build"
 start=$(date +%s)
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DFP4KIT_CUDA=ON \
-  -DFP4KIT_CUDA_ARCHS="${FP4KIT_CUDA_ARCHS:-90a}" "${prefix[@]}" > "$out/build.log" 2>&1 &&
+  -DFP4KIT_CUDA_ARCHS="${FP4KIT_CUDA_ARCHS:-90a}" "${gpu_deps_cmake_args[@]}" > "$out/build.log" 2>&1 &&
   cmake --build build-gpu -j "$(nproc)" >> "$out/build.log" 2>&1
 rc=$?
 log "build rc=$rc in $(( $(date +%s) - start )) s"

@@ -40,3 +40,20 @@ stop_server() {
   fi
   return "$status"
 }
+
+# For a server started by the caller (SERVER_PID, SERVER_LOG) that loads a large model: waits up to
+# two minutes for /health to answer 200, then sets URL; prints the log and exits 1 otherwise.
+wait_until_ready() {
+  URL=""
+  local port
+  for _ in $(seq 1 1200); do
+    port=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$SERVER_LOG" | grep -o '[0-9]*$' || true)
+    [ -n "$port" ] && [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health")" = 200 ] &&
+      URL="http://127.0.0.1:$port" && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$SERVER_LOG"
+  echo "the server did not become ready"
+  exit 1
+}
