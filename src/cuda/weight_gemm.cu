@@ -175,7 +175,10 @@ DeviceBuffer upload_weight_descriptors(const std::vector<GemmWeight>& w, const s
     // them. From pageable memory the call returns once the bytes are staged.
     check(cudaMemcpyAsync(b.data(), w.data(), b.bytes(), cudaMemcpyHostToDevice, s), [&] { return "copy of the " + what; });
   } else {
+    // From pageable memory cudaMemcpy may return before its DMA lands: the legacy stream waited for,
+    // so that a kernel on another stream cannot read the descriptors first.
     check(cudaMemcpy(b.data(), w.data(), b.bytes(), cudaMemcpyHostToDevice), [&] { return "copy of the " + what; });
+    check(cudaStreamSynchronize(nullptr), [&] { return "copy of the " + what; });
   }
   return b;
 }
