@@ -59,6 +59,13 @@ LinearWeight GpuLinear::weight(const std::string& name, int64_t n, int64_t k, in
   LinearWeight w;
   w.name = name, w.n = n, w.k = k;
   if (precision_ == Precision::F32) return weight_f32(name, n, k);
+  if (const auto it = known_.find(name); it != known_.end()) {
+    const Known& kw = it->second;
+    if (kw.generation == group_.generation && kw.n == n && kw.k == k && kw.row_block == row_block) {
+      w.stored = kw.stored;
+      return w;
+    }
+  }
   const StoredWeights::Layout l = stored_.layout(name);
   if (l.shape != std::vector<int64_t>{n, k})
     throw InputError(dir_ + ": tensor " + io::quote_name(name) + " has shape " + io::shape_string(l.shape) +
@@ -95,7 +102,10 @@ LinearWeight GpuLinear::weight(const std::string& name, int64_t n, int64_t k, in
   const int64_t k_multiple = g.format == cuda::WeightFormat::Mxfp4 ? 32 : 16;
   if (k % k_multiple != 0) readable = false;
   if (row_block > 0 && (bytes_per_row(g.format, k) * static_cast<size_t>(row_block)) % 16 != 0) readable = false;
-  if (readable) return w;
+  if (readable) {
+    known_[name] = Known{group_.generation, n, k, row_block, g};
+    return w;
+  }
   // A BF16 copy: decoded in F32 (exact) and rounded once.
   const cuda::DeviceBuffer f = decode_weight_f32(group_, stored_, dir_, name, {n, k}, stream_);
   w.owned = cuda::DeviceBuffer(static_cast<size_t>(n * k) * 2, name + " (BF16)");

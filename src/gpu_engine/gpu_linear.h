@@ -9,6 +9,7 @@
 //    products (norms, attention, hyper-connections, the residual streams).
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 
 #include "cuda/cublas_gemm.h"
 #include "cuda/runtime.h"
@@ -92,6 +93,15 @@ class GpuLinear {
   cuda::CublasGemm gemm_;
   cuda::DeviceBuffer x_dense_, x_bf16_, y_dense_;
   cuda::DeviceBuffer w_bf16_;
+  // weight()'s answers for weights the kernels read as stored, while the group upload they point into
+  // lasts (a decode step asks for the same weights every step; naming and checking one anew costs
+  // host time of the order of a launch).
+  struct Known {
+    uint64_t generation = 0;
+    int64_t n = 0, k = 0, row_block = 0;
+    cuda::GemmWeight stored;
+  };
+  std::unordered_map<std::string, Known> known_;
   const void* w_bf16_of_ = nullptr;  // the stored bytes w_bf16_ holds decoded, from group load w_bf16_generation_
   uint64_t w_bf16_generation_ = 0;
 };
