@@ -11,9 +11,9 @@
 //
 // Dense products, strided batches of them (one grid layer per product: V4's grouped output
 // projection, 8 products of one row in one launch instead of 8), sets of products of one x with
-// weights of their own (one grid layer per weight: a decode step's projections of one input), and grouped FP4 products of a few
-// rows per group (one grid layer per tile of at most 8 rows of one group: a decode step's routed
-// experts). Grouped and dense products may end in V4's clamped SwiGLU (the routed experts' and the
+// weights of their own (one grid layer per weight: a decode step's projections of one input), and
+// grouped FP4 products of a few rows per group (one grid layer per tile of at most 8 rows of one
+// group: a decode step's routed experts). Grouped and dense products may end in V4's clamped SwiGLU (the routed experts' and the
 // shared expert's w1/w3): then half of a block's warps stream the gate's rows and the other half
 // the same rows of the up matrix, and the sums meet in shared memory.
 //
@@ -486,7 +486,8 @@ void launch(const WeightGemmArgs& a, int64_t layers, StreamHandle stream) {
   const auto shape = [&] {
     return "M=" + std::to_string(a.rows) + " N=" + std::to_string(a.n) + " K=" + std::to_string(a.k) +
            (a.batch > 1 ? " batch=" + std::to_string(a.batch) : std::string()) +
-           (a.set ? " set=" + std::to_string(layers) : std::string()) + (kGrouped ? " groups=" + std::to_string(a.groups) : std::string()) + (kSwiGlu ? " swiglu" : "") +
+           (a.set ? " set=" + std::to_string(layers) : std::string()) +
+           (kGrouped ? " groups=" + std::to_string(a.groups) : std::string()) + (kSwiGlu ? " swiglu" : "") +
            " cluster=" + std::to_string(ranks);
   };
   if (smem > 200 * 1024) throw InputError("weight_gemm_fp4_decode [" + shape() + "]: K too large for the decode path");
