@@ -6,6 +6,7 @@
 
 #include "cuda/check.cuh"
 #include "cuda/codecs.cuh"
+#include "cuda/dependent_launch.cuh"
 #include "cuda/moe_experts.h"
 
 namespace fp4kit::cuda {
@@ -20,6 +21,7 @@ template <bool kBf16Out>
 __global__ void combine_kernel(const float* __restrict__ expert_out, const int32_t* __restrict__ row_of_slot,
                                const float* __restrict__ weights, int32_t top_k, int64_t hidden,
                                const float* __restrict__ add, void* out) {
+  allow_next_grid();  // the next product may launch now (cuda/dependent_launch.cuh)
   __shared__ int32_t rows[kMaxMoeTopK];
   __shared__ float w[kMaxMoeTopK];
   const int64_t t = blockIdx.x;

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "cuda/check.cuh"
+#include "cuda/dependent_launch.cuh"
 #include "cuda/moe_expert_sort.h"
 #include "cuda/moe_experts.h"
 
@@ -88,6 +89,7 @@ __global__ void route_small_kernel(const Id* __restrict__ ids, const uint16_t* _
                                    int32_t* __restrict__ slots_out, uint16_t* __restrict__ sorted_x,
                                    int32_t* __restrict__ row_of_slot, int32_t* __restrict__ offsets,
                                    int64_t* __restrict__ bad_record) {
+  allow_next_grid();  // the next product may launch now (cuda/dependent_launch.cuh)
   __shared__ uint32_t key[kSmallItems];
   __shared__ int32_t slot_at[kSmallItems];
   for (int32_t i = threadIdx.x; i < items; i += blockDim.x) {

@@ -4,6 +4,7 @@
 
 #include "cuda/block_reduce.cuh"
 #include "cuda/check.cuh"
+#include "cuda/dependent_launch.cuh"
 #include "cuda/device_facts.cuh"
 #include "cuda/v4_attention.h"
 
@@ -87,6 +88,7 @@ __global__ void indexer_select_kernel(IndexerSelect s, SequenceBatch sb) {
 
 // One block per (row, head).
 __global__ void attention_core_kernel(AttentionCore a, SequenceBatch sb) {
+  allow_next_grid();  // the next product may launch now (cuda/dependent_launch.cuh)
   extern __shared__ float score[];  // [keys]
   __shared__ float fscratch[32];
   __shared__ double dscratch[32];

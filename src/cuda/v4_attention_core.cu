@@ -11,6 +11,7 @@
 #include <string>
 
 #include "cuda/check.cuh"
+#include "cuda/dependent_launch.cuh"
 #include "cuda/device_facts.cuh"
 #include "cuda/v4_attention.h"
 
@@ -49,6 +50,7 @@ __device__ __forceinline__ void load4(const float* p, float (&v)[4]) {
 // transposed Q and K tiles of the scores or the value tile of the output.
 template <int RH, int DT>
 __global__ void __launch_bounds__(kCoreThreads) attention_core_tiled_kernel(AttentionCore a, SequenceBatch sb, int n_stride) {
+  allow_next_grid();  // the next product may launch now (cuda/dependent_launch.cuh)
   constexpr int HB = 16 * RH;
   static_assert(kValueKeys * (kOutTile + kPad) <= DT * (HB + kPad + kKeyTile + kPad), "the value tile fits the tiles");
   extern __shared__ float4 smem4[];

@@ -6,6 +6,7 @@
 
 #include "cuda/block_reduce.cuh"
 #include "cuda/check.cuh"
+#include "cuda/dependent_launch.cuh"
 #include "cuda/row_norm.cuh"
 #include "cuda/v4_hyper_connection.h"
 
@@ -363,6 +364,7 @@ __global__ void __launch_bounds__(kHcThreads) collapse_norm_kernel(const float* 
 __global__ void __launch_bounds__(kHcThreads) hc_pre_few_kernel(SplitSums sums, const float* streams, HcShape s,
                                                                HcParamsDevice p, float* post, float* comb,
                                                                const float* norm, float* out, uint16_t* out16) {
+  allow_next_grid();  // the next product may launch now (cuda/dependent_launch.cuh)
   constexpr int hc = 4, rows = (2 + hc) * hc;
   __shared__ float zt[rows];
   __shared__ float pre[hc];
@@ -389,6 +391,7 @@ __global__ void __launch_bounds__(kHcThreads) hc_pre_few_kernel(SplitSums sums, 
 // the index of a non-finite result lowers *first_nonfinite where given.
 __global__ void hc_post_kernel(float* streams, const float* y, const float* post, const float* comb, HcShape s,
                                unsigned long long* first_nonfinite) {
+  allow_next_grid();  // the next product may launch now (cuda/dependent_launch.cuh)
   const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (e >= s.tokens * s.hidden) return;
   const int64_t t = e / s.hidden, d = e % s.hidden, hc = s.hc;

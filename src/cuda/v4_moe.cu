@@ -4,6 +4,7 @@
 
 #include "cuda/check.cuh"
 #include "cuda/codecs.cuh"
+#include "cuda/dependent_launch.cuh"
 #include "cuda/v4_moe.h"
 
 namespace fp4kit::cuda {
@@ -65,6 +66,7 @@ __device__ bool hashed_experts(const RouteTokens& r, int64_t t, int64_t* chosen)
 
 // One thread per token (any number of experts).
 __global__ void route_tokens_kernel(RouteTokens r) {
+  allow_next_grid();  // the next product may launch now (cuda/dependent_launch.cuh)
   const int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (t >= r.tokens) return;
   const float* s = r.scores + t * r.experts;
@@ -99,6 +101,7 @@ constexpr int kLaneExperts = 16;   // experts per lane: up to 512
 // choices is the warp's largest biased score, ties to the lower expert id — the first largest, as
 // the thread kernel's scan finds it (NaN is -inf in both, so the order is total).
 __global__ void __launch_bounds__(32 * kWarpTokens) route_tokens_warp_kernel(RouteTokens r) {
+  allow_next_grid();  // the next product may launch now (cuda/dependent_launch.cuh)
   __shared__ float scores[kWarpTokens][32 * kLaneExperts];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t t = static_cast<int64_t>(blockIdx.x) * kWarpTokens + warp;
@@ -152,6 +155,7 @@ __global__ void __launch_bounds__(32 * kWarpTokens) route_tokens_warp_kernel(Rou
 }
 
 __global__ void swiglu_kernel(float* g, const float* u, int64_t n, float limit, uint16_t* g_bf16) {
+  allow_next_grid();  // the next product may launch now (cuda/dependent_launch.cuh)
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= n) return;
   float gi = g[i], ui = u[i];

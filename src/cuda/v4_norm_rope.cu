@@ -4,6 +4,7 @@
 
 #include "cuda/check.cuh"
 #include "cuda/codecs.cuh"
+#include "cuda/dependent_launch.cuh"
 #include "cuda/row_norm.cuh"
 #include "cuda/v4_norm_rope.h"
 
@@ -13,6 +14,7 @@ namespace {
 constexpr int kThreads = 256;
 
 __global__ void rms_norm_rows_kernel(const float* x, int64_t n, const float* weight, float eps, float* out, uint16_t* out16) {
+  allow_next_grid();  // the next product may launch now (cuda/dependent_launch.cuh)
   __shared__ double scratch[32];
   const float* row = x + blockIdx.x * n;
   rms_norm_row([row](int64_t i) { return row[i]; }, n, weight, eps, row, out + blockIdx.x * n,
@@ -29,6 +31,7 @@ __device__ __forceinline__ void rotate_pair(float* v, int64_t i, int64_t positio
 }
 
 __global__ void rope_rows_kernel(RopeRows r) {
+  allow_next_grid();  // the next product may launch now (cuda/dependent_launch.cuh)
   const int64_t half = r.dim / 2;
   const int64_t total = r.rows * r.heads * half;
   for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
@@ -41,6 +44,7 @@ __global__ void rope_rows_kernel(RopeRows r) {
 // Every pair of each head's head_width values: the rope slice's pairs rotated as rope_rows_kernel
 // rotates them, every value also rounded to BF16 into out16.
 __global__ void rope_rows_bf16_kernel(RopeRows r) {
+  allow_next_grid();  // the next product may launch now (cuda/dependent_launch.cuh)
   const int64_t half = r.head_width / 2, first = r.offset / 2;
   const int64_t total = r.rows * r.heads * half;
   for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
@@ -57,6 +61,7 @@ __global__ void rope_rows_bf16_kernel(RopeRows r) {
 // One block per row: the norm (rms_norm_row, as rms_norm_rows_kernel), then the rotation of the
 // row's rope slice (rotate_pair, as rope_rows_kernel) once the block's stores are visible to it.
 __global__ void rms_norm_rope_rows_kernel(NormRopeRows r) {
+  allow_next_grid();  // the next product may launch now (cuda/dependent_launch.cuh)
   __shared__ double scratch[32];
   float* row = r.x + blockIdx.x * r.n;
   rms_norm_row([row](int64_t i) { return row[i]; }, r.n, r.weight, r.eps, row, row, nullptr, scratch);

@@ -49,6 +49,7 @@
 
 #include "base/error.h"
 #include "cuda/check.cuh"
+#include "cuda/dependent_launch.cuh"
 #include "cuda/device_facts.cuh"
 #include "cuda/mma_sm80.cuh"
 #include "cuda/thread_block_cluster.cuh"
@@ -239,18 +240,6 @@ __device__ __forceinline__ void compute_step_fp8(const StepRegs<WeightFormat::Fp
     for (int h = 0; h < 2; ++h)
 #pragma unroll
       for (int i = 0; i < 4; ++i) acc[nt][h][i] += step_acc[nt][h][i] * r.scale;
-}
-
-// Programmatic dependent launch (sm_90+): no-ops where the launch did not allow it.
-__device__ __forceinline__ void wait_for_previous_grid() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void allow_next_grid() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-#endif
 }
 
 template <WeightFormat F>

@@ -103,6 +103,9 @@ LinearWeight GpuLinear::weight(const std::string& name, int64_t n, int64_t k, in
   if (k % k_multiple != 0) readable = false;
   if (row_block > 0 && (bytes_per_row(g.format, k) * static_cast<size_t>(row_block)) % 16 != 0) readable = false;
   if (readable) {
+    // The group's bytes are written only by its upload, which waited for them: a product may start
+    // reading them while the kernel before it still runs (cuda/dependent_launch.cuh).
+    g.read_early = true;
     known_[name] = Known{group_.generation, n, k, row_block, g};
     return w;
   }

@@ -1,6 +1,7 @@
 // The device element encoders (encoders.cuh, codecs.cuh) over an array, so tests can compare every
 // interesting f32 against the CPU codecs.
 #include "cuda/codecs.cuh"
+#include "cuda/dependent_launch.cuh"
 #include "cuda/element_encoders.h"
 #include "cuda/exact/encoders.cuh"
 #include "cuda/exact/launch.cuh"
@@ -11,6 +12,7 @@ namespace {
 
 __global__ void encode_elements_kernel(const float* __restrict__ in, size_t n, ElementEncoding encoding,
                                        uint16_t* __restrict__ out) {
+  allow_next_grid();  // the next product may launch now (cuda/dependent_launch.cuh)
   for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
     const float x = in[i];
