@@ -51,13 +51,21 @@ def main():
     if "--top" in args:
         top = int(args[args.index("--top") + 1])
     ops, api = [], {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            t, s, e, c = row["type"], int(row["start_ns"]), int(row["end_ns"]), int(row["correlation"])
-            if t in DEVICE:
-                ops.append((s, e, c, t, row["name"], row["extent"]))
-            elif t in ("R", "D") and (t == "R" or c not in api):
-                api[c] = (s, e)  # the runtime call where there is one, else the driver's
+    try:
+        with open(path, newline="") as f:
+            for line, row in enumerate(csv.DictReader(f), start=2):
+                try:
+                    t, s, e, c = row["type"], int(row["start_ns"]), int(row["end_ns"]), int(row["correlation"])
+                except (KeyError, TypeError, ValueError):
+                    print(f"{path}:{line}: not a timeline row (type,start_ns,end_ns,correlation,name,extent)", file=sys.stderr)
+                    return 1
+                if t in DEVICE:
+                    ops.append((s, e, c, t, row["name"], row["extent"]))
+                elif t in ("R", "D") and (t == "R" or c not in api):
+                    api[c] = (s, e)  # the runtime call where there is one, else the driver's
+    except OSError as err:
+        print(f"{path}: {err.strerror}", file=sys.stderr)
+        return 1
     if not ops:
         print(f"{path}: no device operations recorded", file=sys.stderr)
         return 1
