@@ -18,6 +18,9 @@ namespace fp4kit::cuda {
 inline void check(cudaError_t err, const std::string& what) {
   if (err != cudaSuccess) throw_cuda_error(err, what);
 }
+inline void check(cudaError_t err, const char* what) {  // no string made unless there is an error
+  if (err != cudaSuccess) throw_cuda_error(err, what);
+}
 
 // The message made only on an error: building it on every call (a few std::to_string and
 // concatenations) costs the host more than many of the kernels launched take on the device.

@@ -21,6 +21,7 @@ template <bool kBf16Out>
 __global__ void combine_kernel(const float* __restrict__ expert_out, const int32_t* __restrict__ row_of_slot,
                                const float* __restrict__ weights, int32_t top_k, int64_t hidden,
                                const float* __restrict__ add, void* out) {
+  wait_for_previous_grid();  // launched dependent: nothing read before this
   allow_next_grid();  // the next product may launch now (cuda/dependent_launch.cuh)
   __shared__ int32_t rows[kMaxMoeTopK];
   __shared__ float w[kMaxMoeTopK];
@@ -65,12 +66,10 @@ void moe_combine(const MoeRouting& r, const MoeWorkspace& ws, void* out, GemmOut
   if (r.weights == nullptr || out == nullptr)
     throw InputError("moe_combine [" + shape() + "]: the routing weights or the output are null");
   const dim3 grid(static_cast<unsigned>(r.tokens), ceil_div(ws.hidden(), kCombineThreads));
-  if (out_type == GemmOutput::Bf16)
-    combine_kernel<true><<<grid, kCombineThreads, 0, stream>>>(ws.expert_out(), ws.row_of_slot(), r.weights,
-                                                               static_cast<int32_t>(r.top_k), ws.hidden(), add, out);
-  else
-    combine_kernel<false><<<grid, kCombineThreads, 0, stream>>>(ws.expert_out(), ws.row_of_slot(), r.weights,
-                                                                static_cast<int32_t>(r.top_k), ws.hidden(), add, out);
+  check(launch_dependent(out_type == GemmOutput::Bf16 ? combine_kernel<true> : combine_kernel<false>, grid,
+                         dim3(kCombineThreads), 0, stream, ws.expert_out(), ws.row_of_slot(), r.weights,
+                         static_cast<int32_t>(r.top_k), ws.hidden(), add, out),
+        "combine_kernel launch");
   check_launch("combine_kernel", shape);
 }
 

@@ -89,6 +89,7 @@ __global__ void route_small_kernel(const Id* __restrict__ ids, const uint16_t* _
                                    int32_t* __restrict__ slots_out, uint16_t* __restrict__ sorted_x,
                                    int32_t* __restrict__ row_of_slot, int32_t* __restrict__ offsets,
                                    int64_t* __restrict__ bad_record) {
+  wait_for_previous_grid();  // launched dependent: nothing read before this
   allow_next_grid();  // the next product may launch now (cuda/dependent_launch.cuh)
   __shared__ uint32_t key[kSmallItems];
   __shared__ int32_t slot_at[kSmallItems];
@@ -173,20 +174,17 @@ void moe_route_rows(const uint16_t* x, const MoeRouting& r, MoeWorkspace& ws, St
     auto* offsets = ws.offsets_.data<int32_t>();
     auto* record = ws.bad_record_.data<int64_t>();
     const int32_t k = static_cast<int32_t>(r.top_k);
+    const auto launch = [&](auto kernel, const auto* ids) {
+      check(launch_dependent(kernel, dim3(blocks), dim3(kPlaceThreads), 0, stream, ids, x, ws.hidden_, k, items, experts, keys,
+                             slots, sx, rows, offsets, record),
+            "route_small_kernel launch");
+    };
     if (r.experts_i64) {
-      if (vector)
-        route_small_kernel<int64_t, true><<<blocks, kPlaceThreads, 0, stream>>>(r.experts_i64, x, ws.hidden_, k, items, experts,
-                                                                              keys, slots, sx, rows, offsets, record);
-      else
-        route_small_kernel<int64_t, false><<<blocks, kPlaceThreads, 0, stream>>>(r.experts_i64, x, ws.hidden_, k, items, experts,
-                                                                               keys, slots, sx, rows, offsets, record);
+      if (vector) launch(route_small_kernel<int64_t, true>, r.experts_i64);
+      else launch(route_small_kernel<int64_t, false>, r.experts_i64);
     } else {
-      if (vector)
-        route_small_kernel<int32_t, true><<<blocks, kPlaceThreads, 0, stream>>>(r.experts_i32, x, ws.hidden_, k, items, experts,
-                                                                              keys, slots, sx, rows, offsets, record);
-      else
-        route_small_kernel<int32_t, false><<<blocks, kPlaceThreads, 0, stream>>>(r.experts_i32, x, ws.hidden_, k, items, experts,
-                                                                               keys, slots, sx, rows, offsets, record);
+      if (vector) launch(route_small_kernel<int32_t, true>, r.experts_i32);
+      else launch(route_small_kernel<int32_t, false>, r.experts_i32);
     }
     check_launch("route_small_kernel", shape);
     ws.routed_tokens_ = r.tokens;

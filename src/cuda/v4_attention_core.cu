@@ -50,6 +50,7 @@ __device__ __forceinline__ void load4(const float* p, float (&v)[4]) {
 // transposed Q and K tiles of the scores or the value tile of the output.
 template <int RH, int DT>
 __global__ void __launch_bounds__(kCoreThreads) attention_core_tiled_kernel(AttentionCore a, SequenceBatch sb, int n_stride) {
+  wait_for_previous_grid();  // launched dependent: nothing read before this
   allow_next_grid();  // the next product may launch now (cuda/dependent_launch.cuh)
   constexpr int HB = 16 * RH;
   static_assert(kValueKeys * (kOutTile + kPad) <= DT * (HB + kPad + kKeyTile + kPad), "the value tile fits the tiles");
@@ -219,7 +220,9 @@ bool attention_core_tiled(const AttentionCore& a, const SequenceBatch& b, int64_
                 : wide    ? attention_core_tiled_kernel<1, kDimTileWide>
                           : attention_core_tiled_kernel<1, kDimTile>;
   allow_dynamic_shared_memory(reinterpret_cast<const void*>(kernel), smem, "attention_core (tiled)");
-  kernel<<<dim3(static_cast<unsigned>(head_blocks), static_cast<unsigned>(slices)), kCoreThreads, smem, stream>>>(a, b, n_stride);
+  check(launch_dependent(kernel, dim3(static_cast<unsigned>(head_blocks), static_cast<unsigned>(slices)), dim3(kCoreThreads),
+                         smem, stream, a, b, n_stride),
+        "attention_core (tiled) launch");
   check_launch("attention_core (tiled)", [&] {
     return "batch=" + std::to_string(b.batch) + " seq=" + std::to_string(b.seq) + " past=" + std::to_string(b.past) +
            " heads=" + std::to_string(a.heads) + " head_dim=" + std::to_string(a.head_dim) +

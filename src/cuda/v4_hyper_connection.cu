@@ -106,6 +106,8 @@ template <int R>
 __global__ void __launch_bounds__(kHcThreads) mixing_logits_split_kernel(const float* streams, int64_t tokens,
                                                                       int64_t width, const float* fn, float* dots,
                                                                       double* squares) {
+  wait_for_previous_grid();  // launched dependent: nothing read before this
+  allow_next_grid();  // the next product may launch now (cuda/dependent_launch.cuh)
   __shared__ float sdot[kWarps][kSplitTokens][R];
   __shared__ double ssq[kWarps][kSplitTokens];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -184,8 +186,9 @@ bool mixing_logits_split(const float* streams, const HcShape& s, const float* fn
   float* dots = split;
   const uintptr_t after = reinterpret_cast<uintptr_t>(dots + parts * s.tokens * rows);
   double* squares = reinterpret_cast<double*>((after + 7) / 8 * 8);
-  if (rows == 4) mixing_logits_split_kernel<4><<<parts, kHcThreads, 0, stream>>>(streams, s.tokens, width, fn, dots, squares);
-  else mixing_logits_split_kernel<24><<<parts, kHcThreads, 0, stream>>>(streams, s.tokens, width, fn, dots, squares);
+  check(launch_dependent(rows == 4 ? mixing_logits_split_kernel<4> : mixing_logits_split_kernel<24>, dim3(parts),
+                         dim3(kHcThreads), 0, stream, streams, s.tokens, width, fn, dots, squares),
+        "mixing logits launch");
   check_launch(name, [&] { return shape_text(s); });
   out = {dots, squares, parts};
   return true;
@@ -364,6 +367,7 @@ __global__ void __launch_bounds__(kHcThreads) collapse_norm_kernel(const float* 
 __global__ void __launch_bounds__(kHcThreads) hc_pre_few_kernel(SplitSums sums, const float* streams, HcShape s,
                                                                HcParamsDevice p, float* post, float* comb,
                                                                const float* norm, float* out, uint16_t* out16) {
+  wait_for_previous_grid();  // launched dependent: nothing read before this
   allow_next_grid();  // the next product may launch now (cuda/dependent_launch.cuh)
   constexpr int hc = 4, rows = (2 + hc) * hc;
   __shared__ float zt[rows];
@@ -391,6 +395,7 @@ __global__ void __launch_bounds__(kHcThreads) hc_pre_few_kernel(SplitSums sums, 
 // the index of a non-finite result lowers *first_nonfinite where given.
 __global__ void hc_post_kernel(float* streams, const float* y, const float* post, const float* comb, HcShape s,
                                unsigned long long* first_nonfinite) {
+  wait_for_previous_grid();  // launched dependent: nothing read before this
   allow_next_grid();  // the next product may launch now (cuda/dependent_launch.cuh)
   const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (e >= s.tokens * s.hidden) return;
@@ -445,8 +450,9 @@ void hc_pre(const float* streams, const HcShape& s, const HcParamsDevice& p, flo
   float* pre = scratch + s.tokens * rows;
   SplitSums sums;
   if (s.hc == 4 && mixing_logits_split(streams, s, p.fn, rows, pre + s.tokens * s.hc, stream, "hc_mixing_logits", sums)) {
-    hc_pre_few_kernel<<<static_cast<unsigned>(s.tokens), kHcThreads, 0, stream>>>(sums, streams, s, p, post, comb, norm,
-                                                                                  collapsed, collapsed_bf16);
+    check(launch_dependent(hc_pre_few_kernel, dim3(static_cast<unsigned>(s.tokens)), dim3(kHcThreads), 0, stream, sums, streams,
+                           s, p, post, comb, norm, collapsed, collapsed_bf16),
+          "hc_pre launch");
     check_launch("hc_pre (few tokens)", [&] { return shape_text(s); });
     return;
   }
@@ -470,8 +476,10 @@ void hc_post(float* streams, const float* y, const float* post, const float* com
              StreamHandle stream, int64_t* first_nonfinite) {
   check_shape(s, "hc_post");
   if (s.tokens == 0) return;
-  hc_post_kernel<<<ceil_div(static_cast<size_t>(s.tokens * s.hidden), kHcThreads), kHcThreads, 0, stream>>>(
-      streams, y, post, comb, s, reinterpret_cast<unsigned long long*>(first_nonfinite));
+  check(launch_dependent(hc_post_kernel, dim3(ceil_div(static_cast<size_t>(s.tokens * s.hidden), kHcThreads)),
+                         dim3(kHcThreads), 0, stream, streams, y, post, comb, s,
+                         reinterpret_cast<unsigned long long*>(first_nonfinite)),
+        "hc_post launch");
   check_launch("hc_post", [&] { return shape_text(s); });
 }
 

@@ -66,6 +66,7 @@ __device__ bool hashed_experts(const RouteTokens& r, int64_t t, int64_t* chosen)
 
 // One thread per token (any number of experts).
 __global__ void route_tokens_kernel(RouteTokens r) {
+  wait_for_previous_grid();  // launched dependent: nothing read before this
   allow_next_grid();  // the next product may launch now (cuda/dependent_launch.cuh)
   const int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (t >= r.tokens) return;
@@ -101,6 +102,7 @@ constexpr int kLaneExperts = 16;   // experts per lane: up to 512
 // choices is the warp's largest biased score, ties to the lower expert id — the first largest, as
 // the thread kernel's scan finds it (NaN is -inf in both, so the order is total).
 __global__ void __launch_bounds__(32 * kWarpTokens) route_tokens_warp_kernel(RouteTokens r) {
+  wait_for_previous_grid();  // launched dependent: nothing read before this
   allow_next_grid();  // the next product may launch now (cuda/dependent_launch.cuh)
   __shared__ float scores[kWarpTokens][32 * kLaneExperts];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -155,6 +157,7 @@ __global__ void __launch_bounds__(32 * kWarpTokens) route_tokens_warp_kernel(Rou
 }
 
 __global__ void swiglu_kernel(float* g, const float* u, int64_t n, float limit, uint16_t* g_bf16) {
+  wait_for_previous_grid();  // launched dependent: nothing read before this
   allow_next_grid();  // the next product may launch now (cuda/dependent_launch.cuh)
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= n) return;
@@ -182,9 +185,11 @@ void route_tokens(const RouteTokens& r, StreamHandle stream) {
     throw InputError("route_tokens: bad arguments (experts " + std::to_string(r.experts) + ", k " + std::to_string(r.k) + ")");
   if (r.tokens == 0) return;
   if (r.experts <= 32 * kLaneExperts)
-    route_tokens_warp_kernel<<<ceil_div(static_cast<size_t>(r.tokens), kWarpTokens), 32 * kWarpTokens, 0, stream>>>(r);
+    check(launch_dependent(route_tokens_warp_kernel, dim3(ceil_div(static_cast<size_t>(r.tokens), kWarpTokens)),
+                           dim3(32 * kWarpTokens), 0, stream, r),
+          "route_tokens launch");
   else
-    route_tokens_kernel<<<blocks_for(r.tokens), kThreads, 0, stream>>>(r);
+    check(launch_dependent(route_tokens_kernel, dim3(blocks_for(r.tokens)), dim3(kThreads), 0, stream, r), "route_tokens launch");
   check_launch("route_tokens", [&] {
     return "tokens=" + std::to_string(r.tokens) + " experts=" + std::to_string(r.experts);
   });
@@ -192,7 +197,8 @@ void route_tokens(const RouteTokens& r, StreamHandle stream) {
 
 void swiglu_clamped(float* g, const float* u, int64_t n, float limit, StreamHandle stream, uint16_t* g_bf16) {
   if (n <= 0) return;
-  swiglu_kernel<<<blocks_for(n), kThreads, 0, stream>>>(g, u, n, limit, g_bf16);
+  check(launch_dependent(swiglu_kernel, dim3(blocks_for(n)), dim3(kThreads), 0, stream, g, u, n, limit, g_bf16),
+        "swiglu launch");
   check_launch("swiglu_clamped", [&] { return "n=" + std::to_string(n); });
 }
 

@@ -14,6 +14,7 @@ namespace {
 constexpr int kThreads = 256;
 
 __global__ void rms_norm_rows_kernel(const float* x, int64_t n, const float* weight, float eps, float* out, uint16_t* out16) {
+  wait_for_previous_grid();  // launched dependent: nothing read before this
   allow_next_grid();  // the next product may launch now (cuda/dependent_launch.cuh)
   __shared__ double scratch[32];
   const float* row = x + blockIdx.x * n;
@@ -31,6 +32,7 @@ __device__ __forceinline__ void rotate_pair(float* v, int64_t i, int64_t positio
 }
 
 __global__ void rope_rows_kernel(RopeRows r) {
+  wait_for_previous_grid();  // launched dependent: nothing read before this
   allow_next_grid();  // the next product may launch now (cuda/dependent_launch.cuh)
   const int64_t half = r.dim / 2;
   const int64_t total = r.rows * r.heads * half;
@@ -44,6 +46,7 @@ __global__ void rope_rows_kernel(RopeRows r) {
 // Every pair of each head's head_width values: the rope slice's pairs rotated as rope_rows_kernel
 // rotates them, every value also rounded to BF16 into out16.
 __global__ void rope_rows_bf16_kernel(RopeRows r) {
+  wait_for_previous_grid();  // launched dependent: nothing read before this
   allow_next_grid();  // the next product may launch now (cuda/dependent_launch.cuh)
   const int64_t half = r.head_width / 2, first = r.offset / 2;
   const int64_t total = r.rows * r.heads * half;
@@ -61,6 +64,7 @@ __global__ void rope_rows_bf16_kernel(RopeRows r) {
 // One block per row: the norm (rms_norm_row, as rms_norm_rows_kernel), then the rotation of the
 // row's rope slice (rotate_pair, as rope_rows_kernel) once the block's stores are visible to it.
 __global__ void rms_norm_rope_rows_kernel(NormRopeRows r) {
+  wait_for_previous_grid();  // launched dependent: nothing read before this
   allow_next_grid();  // the next product may launch now (cuda/dependent_launch.cuh)
   __shared__ double scratch[32];
   float* row = r.x + blockIdx.x * r.n;
@@ -76,7 +80,9 @@ void rms_norm_rows(const float* x, int64_t rows, int64_t n, const float* weight,
                    StreamHandle stream, uint16_t* out_bf16) {
   if (rows <= 0) return;
   if (n <= 0 || !x || !out) throw InputError("rms_norm_rows: bad arguments (rows " + std::to_string(rows) + ", n " + std::to_string(n) + ")");
-  rms_norm_rows_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, n, weight, eps, out, out_bf16);
+  check(launch_dependent(rms_norm_rows_kernel, dim3(static_cast<unsigned>(rows)), dim3(kThreads), 0, stream, x, n, weight, eps,
+                         out, out_bf16),
+        "rms_norm_rows launch");
   check_launch("rms_norm_rows", [&] { return "rows=" + std::to_string(rows) + " n=" + std::to_string(n); });
 }
 
@@ -86,7 +92,8 @@ void rms_norm_rope_rows(const NormRopeRows& r, StreamHandle stream) {
       r.offset < 0 || r.offset + r.dim > r.n)
     throw InputError("rms_norm_rope_rows: bad arguments (rows " + std::to_string(r.rows) + ", n " + std::to_string(r.n) +
                      ", rope dim " + std::to_string(r.dim) + " at " + std::to_string(r.offset) + ")");
-  rms_norm_rope_rows_kernel<<<static_cast<unsigned>(r.rows), kThreads, 0, stream>>>(r);
+  check(launch_dependent(rms_norm_rope_rows_kernel, dim3(static_cast<unsigned>(r.rows)), dim3(kThreads), 0, stream, r),
+        "rms_norm_rope_rows launch");
   check_launch("rms_norm_rope_rows", [&] { return "rows=" + std::to_string(r.rows) + " n=" + std::to_string(r.n); });
 }
 
@@ -99,8 +106,8 @@ void rope_rows(const RopeRows& r, StreamHandle stream) {
                      std::to_string(r.dim) + " at " + std::to_string(r.offset) + ")");
   const int64_t total = r.rows * r.heads * ((r.out16 ? r.head_width : r.dim) / 2);
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((total + kThreads - 1) / kThreads, 65535));
-  if (r.out16) rope_rows_bf16_kernel<<<blocks, kThreads, 0, stream>>>(r);
-  else rope_rows_kernel<<<blocks, kThreads, 0, stream>>>(r);
+  check(launch_dependent(r.out16 ? rope_rows_bf16_kernel : rope_rows_kernel, dim3(blocks), dim3(kThreads), 0, stream, r),
+        "rope_rows launch");
   check_launch("rope_rows", [&] {
     return "rows=" + std::to_string(r.rows) + " heads=" + std::to_string(r.heads) + " dim=" + std::to_string(r.dim);
   });

@@ -12,6 +12,7 @@ namespace {
 
 __global__ void encode_elements_kernel(const float* __restrict__ in, size_t n, ElementEncoding encoding,
                                        uint16_t* __restrict__ out) {
+  wait_for_previous_grid();  // launched dependent: nothing read before this
   allow_next_grid();  // the next product may launch now (cuda/dependent_launch.cuh)
   for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
@@ -36,7 +37,8 @@ void encode_elements(const float* in, size_t n, ElementEncoding encoding, uint16
   if (n == 0) return;
   require_pointer(in, "in", kKernel, shape);
   require_pointer(out, "out", kKernel, shape);
-  encode_elements_kernel<<<grid_blocks(n, 256), 256, 0, stream>>>(in, n, encoding, out);
+  check(launch_dependent(encode_elements_kernel, dim3(grid_blocks(n, 256)), dim3(256), 0, stream, in, n, encoding, out),
+        "encode_elements launch");
   check_launch(kKernel, shape);
 }
 
