@@ -5,7 +5,8 @@
 # token reads (every layer's attention, shared expert, router and mixing weights, its k routed
 # experts, the head) at the device copy rate. Run on the GPU machine after scripts/gpu-check.sh:
 #   bench/serve_load_gpu.sh [FP4KIT] [PRESET] [COPY_TB_PER_S]     (MAX_TOKENS per request, default 32;
-#   SAMPLE_ON=host draws the tokens on the CPU instead of the GPU)
+#   SAMPLE_ON=host draws the tokens on the CPU instead of the GPU; MODEL=DIR serves a checkpoint
+#   synthesized before from PRESET instead of making one)
 # Without COPY_TB_PER_S the copy rate is measured on this GPU by gpu_kernels_bench (beside FP4KIT).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -16,9 +17,15 @@ if [ -z "$copy" ]; then
   copy=$("$(dirname "$bin")/gpu_kernels_bench" --only ceilings 2>/dev/null | grep -o 'ceiling used: [0-9.]*' | grep -o '[0-9.]*$')
   [ -n "$copy" ] || { echo "could not measure the copy rate: give COPY_TB_PER_S"; exit 2; }
 fi
-model=${TMPDIR:-/tmp}/fp4kit-serve-model
-rm -rf "$model"
-"$bin" synth "$preset" "$model" --quiet || exit 1
+# MODEL: a checkpoint synthesized before (kept), instead of one made here for this run (removed after).
+model=${MODEL:-}
+own_model=""
+if [ -z "$model" ]; then
+  model=${TMPDIR:-/tmp}/fp4kit-serve-model
+  own_model=$model
+  rm -rf "$model"
+  "$bin" synth "$preset" "$model" --quiet || exit 1
+fi
 python3 - "$model" "$copy" <<'PY'
 import json, os, re, struct, sys
 model, copy = sys.argv[1], float(sys.argv[2])
@@ -44,7 +51,7 @@ SERVER_LOG=$(mktemp /tmp/fp4kit-serve-log.XXXXXX)
 "$bin" serve "$model" --tokenizer tests/data/serve/tokenizer.json --device cuda --sample-on "${SAMPLE_ON:-device}" --port 0 --parallel 32 --queue 64 \
   --ctx-size 1024 >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
-trap 'stop_server; rm -rf "$model"' EXIT
+trap 'stop_server; [ -z "$own_model" ] || rm -rf "$own_model"' EXIT
 wait_until_ready
 echo "| clients | requests | max_tokens | errors | TTFT p50 ms | TTFT p99 ms | between tokens p50 ms | engine step ms | sampling ms | tokens/s | RSS MB before / after |"
 echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"

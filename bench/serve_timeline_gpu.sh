@@ -3,16 +3,23 @@
 # over a synthetic full-size V4 stack resident on the GPU: bench/cuda_timeline records every kernel,
 # copy and CUDA call, bench/timeline_steps.py splits the decode steps into the device's busy time,
 # its idle time (and how much of it waited for a launch) and the host's time between steps.
-#   bench/serve_timeline_gpu.sh [BUILD_DIR] [PRESET] [OUT_CSV]      (CLIENTS, default 1; MAX_TOKENS, default 32)
+#   bench/serve_timeline_gpu.sh [BUILD_DIR] [PRESET] [OUT_CSV]      (CLIENTS, default 1; MAX_TOKENS, default 32;
+#   MODEL=DIR: a checkpoint synthesized before from PRESET)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-gpu}
 preset=${2:-v4-flash:layers=2}
 csv=${3:-${TMPDIR:-/tmp}/fp4kit-serve-timeline.csv}
 [ -f "$build/libcuda_timeline.so" ] || { echo "$build/libcuda_timeline.so is missing (a CUDA build with CUPTI makes it)"; exit 2; }
-model=${TMPDIR:-/tmp}/fp4kit-timeline-model
-rm -rf "$model"
-"$build/fp4kit" synth "$preset" "$model" --quiet || exit 1
+# MODEL: a checkpoint synthesized before (kept), instead of one made here for this run (removed after).
+model=${MODEL:-}
+own_model=""
+if [ -z "$model" ]; then
+  model=${TMPDIR:-/tmp}/fp4kit-timeline-model
+  own_model=$model
+  rm -rf "$model"
+  "$build/fp4kit" synth "$preset" "$model" --quiet || exit 1
+fi
 # shellcheck source=tests/serve/serve_fixture.sh
 source tests/serve/serve_fixture.sh
 SERVER_LOG=$(mktemp /tmp/fp4kit-serve-log.XXXXXX)
@@ -20,7 +27,7 @@ CUDA_INJECTION64_PATH=$PWD/$build/libcuda_timeline.so FP4KIT_TIMELINE=$csv \
   "$build/fp4kit" serve "$model" --tokenizer tests/data/serve/tokenizer.json --device cuda --port 0 --parallel 32 \
   --ctx-size 1024 >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
-trap 'stop_server; rm -rf "$model"' EXIT
+trap 'stop_server; [ -z "$own_model" ] || rm -rf "$own_model"' EXIT
 wait_until_ready
 c=${CLIENTS:-1}
 python3 bench/serve_load.py --url "$URL" --pid "$SERVER_PID" --clients "$c" --requests $((2 * c)) --max-tokens "${MAX_TOKENS:-32}"
