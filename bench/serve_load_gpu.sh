@@ -17,15 +17,9 @@ if [ -z "$copy" ]; then
   copy=$("$(dirname "$bin")/gpu_kernels_bench" --only ceilings 2>/dev/null | grep -o 'ceiling used: [0-9.]*' | grep -o '[0-9.]*$')
   [ -n "$copy" ] || { echo "could not measure the copy rate: give COPY_TB_PER_S"; exit 2; }
 fi
-# MODEL: a checkpoint synthesized before (kept), instead of one made here for this run (removed after).
-model=${MODEL:-}
-own_model=""
-if [ -z "$model" ]; then
-  model=${TMPDIR:-/tmp}/fp4kit-serve-model
-  own_model=$model
-  rm -rf "$model"
-  "$bin" synth "$preset" "$model" --quiet || exit 1
-fi
+# shellcheck source=tests/serve/serve_fixture.sh
+source tests/serve/serve_fixture.sh
+use_model "$bin" "$preset" "${TMPDIR:-/tmp}/fp4kit-serve-model"
 python3 - "$model" "$copy" <<'PY'
 import json, os, re, struct, sys
 model, copy = sys.argv[1], float(sys.argv[2])
@@ -45,8 +39,6 @@ for f in sorted(os.listdir(model)):
         step += size * k / experts if re.search(r"\.ffn\.experts\.\d+\.", name) else size
 print(f"bound: {step / 1e9:.3f} GB read per batch-1 decode step -> {step / (copy * 1e12) * 1e3:.3f} ms at {copy} TB/s")
 PY
-# shellcheck source=tests/serve/serve_fixture.sh
-source tests/serve/serve_fixture.sh
 SERVER_LOG=$(mktemp /tmp/fp4kit-serve-log.XXXXXX)
 "$bin" serve "$model" --tokenizer tests/data/serve/tokenizer.json --device cuda --sample-on "${SAMPLE_ON:-device}" --port 0 --parallel 32 --queue 64 \
   --ctx-size 1024 >"$SERVER_LOG" 2>&1 &

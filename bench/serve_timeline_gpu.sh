@@ -11,17 +11,9 @@ build=${1:-build-gpu}
 preset=${2:-v4-flash:layers=2}
 csv=${3:-${TMPDIR:-/tmp}/fp4kit-serve-timeline.csv}
 [ -f "$build/libcuda_timeline.so" ] || { echo "$build/libcuda_timeline.so is missing (a CUDA build with CUPTI makes it)"; exit 2; }
-# MODEL: a checkpoint synthesized before (kept), instead of one made here for this run (removed after).
-model=${MODEL:-}
-own_model=""
-if [ -z "$model" ]; then
-  model=${TMPDIR:-/tmp}/fp4kit-timeline-model
-  own_model=$model
-  rm -rf "$model"
-  "$build/fp4kit" synth "$preset" "$model" --quiet || exit 1
-fi
 # shellcheck source=tests/serve/serve_fixture.sh
 source tests/serve/serve_fixture.sh
+use_model "$build/fp4kit" "$preset" "${TMPDIR:-/tmp}/fp4kit-timeline-model"
 SERVER_LOG=$(mktemp /tmp/fp4kit-serve-log.XXXXXX)
 CUDA_INJECTION64_PATH=$PWD/$build/libcuda_timeline.so FP4KIT_TIMELINE=$csv \
   "$build/fp4kit" serve "$model" --tokenizer tests/data/serve/tokenizer.json --device cuda --port 0 --parallel 32 \

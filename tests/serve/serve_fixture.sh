@@ -57,3 +57,16 @@ wait_until_ready() {
   echo "the server did not become ready"
   exit 1
 }
+
+# The benchmarks' checkpoint: MODEL when set (synthesized before, kept), else `fp4kit synth PRESET`
+# made at DIR for this run (own_model names it, for removal at exit). Sets model and own_model.
+#   use_model FP4KIT PRESET DIR
+use_model() {
+  model=${MODEL:-}
+  own_model=""
+  [ -n "$model" ] && return 0
+  model=$3
+  own_model=$model
+  rm -rf "$model"
+  "$1" synth "$2" "$model" --quiet || exit 1
+}
