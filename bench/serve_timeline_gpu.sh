@@ -7,7 +7,7 @@
 #   MODEL=DIR: a checkpoint synthesized before from PRESET)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-build=${1:-build-gpu}
+build=$(realpath "${1:-build-gpu}")
 preset=${2:-v4-flash:layers=2}
 csv=${3:-${TMPDIR:-/tmp}/fp4kit-serve-timeline.csv}
 [ -f "$build/libcuda_timeline.so" ] || { echo "$build/libcuda_timeline.so is missing (a CUDA build with CUPTI makes it)"; exit 2; }
@@ -15,7 +15,7 @@ csv=${3:-${TMPDIR:-/tmp}/fp4kit-serve-timeline.csv}
 source tests/serve/serve_fixture.sh
 use_model "$build/fp4kit" "$preset" "${TMPDIR:-/tmp}/fp4kit-timeline-model"
 SERVER_LOG=$(mktemp /tmp/fp4kit-serve-log.XXXXXX)
-CUDA_INJECTION64_PATH=$PWD/$build/libcuda_timeline.so FP4KIT_TIMELINE=$csv \
+CUDA_INJECTION64_PATH=$build/libcuda_timeline.so FP4KIT_TIMELINE=$csv \
   "$build/fp4kit" serve "$model" --tokenizer tests/data/serve/tokenizer.json --device cuda --port 0 --parallel 32 \
   --ctx-size 1024 >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!

@@ -15,7 +15,12 @@ std::string test_data(const std::string& relative) {
   return std::string(FP4KIT_TEST_DATA_DIR) + "/" + relative;
 }
 
-std::string fp4kit_binary() { return FP4KIT_BINARY; }
+// FP4KIT_BINARY in the environment names another build of the CLI (a copy kept aside while the
+// build directory is rebuilt from another tree).
+std::string fp4kit_binary() {
+  const char* other = std::getenv("FP4KIT_BINARY");
+  return other != nullptr && *other != '\0' ? other : FP4KIT_BINARY;
+}
 
 namespace {
 
