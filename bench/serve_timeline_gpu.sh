@@ -23,6 +23,7 @@ trap 'stop_server; [ -z "$own_model" ] || rm -rf "$own_model"' EXIT
 wait_until_ready
 c=${CLIENTS:-1}
 python3 bench/serve_load.py --url "$URL" --pid "$SERVER_PID" --clients "$c" --requests $((2 * c)) --max-tokens "${MAX_TOKENS:-32}"
+sleep 1  # the timeline library writes what the device finished every 100 ms
 stop_server
 SERVER_PID=""
 python3 bench/timeline_steps.py "$csv"

@@ -92,6 +92,9 @@ def main():
     size = counts.most_common(1)[0][0]
     chosen = [n for n, (a, b) in enumerate(passes) if b - a == size and n > 0]
     print(f"{len(passes)} passes; {len(chosen)} with the most common count of {size} device operations (the first pass left out)")
+    if not chosen:
+        print(f"{path}: no pass after the first has the most common count of operations", file=sys.stderr)
+        return 1
 
     rows, gaps, busy_by = [], collections.Counter(), collections.defaultdict(list)
     for n in chosen:

@@ -8,13 +8,17 @@
 //
 // CSV rows: type (K kernel, C copy, S memset, R runtime call, D driver call), start ns, end ns,
 // correlation id, name (kernel or API), grid (kernels) or bytes (copies, memsets). Records arrive in
-// buffers CUPTI fills; they are written as each buffer completes, and the rest at exit.
+// buffers CUPTI fills; a thread of this library asks for the completed ones every 100 ms (CUPTI's own
+// periodic flush returns only full buffers, and a server stopped by a signal may never reach the
+// flush at exit), and the rest are written at exit.
 #include <cupti.h>
 
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <chrono>
 #include <mutex>
+#include <thread>
 
 namespace {
 
@@ -104,7 +108,12 @@ extern "C" __attribute__((visibility("default"))) int InitializeInjection() {
   for (CUpti_ActivityKind kind : {CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL, CUPTI_ACTIVITY_KIND_MEMCPY,
                                   CUPTI_ACTIVITY_KIND_MEMSET, CUPTI_ACTIVITY_KIND_RUNTIME, CUPTI_ACTIVITY_KIND_DRIVER})
     if (cuptiActivityEnable(kind) != CUPTI_SUCCESS) std::fprintf(stderr, "cuda_timeline: activity kind %d refused\n", kind);
-  cuptiActivityFlushPeriod(500);  // records reach the file while a server runs
+  std::thread([] {
+    for (;;) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      cuptiActivityFlushAll(0);  // the buffers whose records are all complete, full or not
+    }
+  }).detach();
   std::atexit(flush_at_exit);
   return 1;
 }
