@@ -33,9 +33,9 @@ def short_names(names):
         out = names
     short = {}
     for raw, d in zip(names, out):
-        d = d.split("(")[0] if "(" in d else d
-        for ns in ("fp4kit::cuda::", "fp4kit::", "(anonymous namespace)::", "void "):
+        for ns in ("(anonymous namespace)::", "fp4kit::cuda::", "fp4kit::", "void "):
             d = d.replace(ns, "")
+        d = d.split("(")[0] if "(" in d else d  # the parameters
         short[raw] = d if len(d) <= 70 else d[:67] + "..."
     return short
 

@@ -409,50 +409,54 @@ std::vector<TokenDrawResult> draw_tokens(const float* logits, int64_t vocab, con
                                                 q.logprobs ? 1 : 0};
     max_top = std::max<int>(max_top, static_cast<int>(std::min<int64_t>(q.top_logprobs, vocab)));
   }
-  DeviceBuffer d_params(params.size() * sizeof(DrawParams), "token draw parameters");
-  DeviceBuffer d_bad(static_cast<size_t>(R) * 4, "token draw checks"), d_out(static_cast<size_t>(R) * sizeof(DrawOut), "token draws");
-  DeviceBuffer d_top_ids(std::max<size_t>(static_cast<size_t>(R * max_top) * 4, 4), "top logprob ids");
-  DeviceBuffer d_top_lp(std::max<size_t>(static_cast<size_t>(R * max_top) * 8, 8), "top logprobs");
-  // The parameters go from page-locked memory: a copy from pageable memory first waits for all the
-  // stream's work (the head's product), and the draw's launches would queue only after it. Kept per
-  // thread; every call ends with a synchronisation, so the last call's copy from it is done.
-  thread_local std::unique_ptr<PinnedBuffer> staging;
-  if (!staging || staging->bytes() < d_params.bytes())
-    staging = std::make_unique<PinnedBuffer>(std::max<size_t>(d_params.bytes(), 64 * sizeof(DrawParams)), "token draw parameters");
-  std::memcpy(staging->data(), params.data(), d_params.bytes());
-  check(cudaMemcpyAsync(d_params.data(), staging->data(), d_params.bytes(), cudaMemcpyHostToDevice, stream),
-        [&] { return "draw_tokens [" + shape() + "]: parameters to the device"; });
-  check(cudaMemsetAsync(d_bad.data(), 0x7F, d_bad.bytes(), stream),
-        [&] { return "draw_tokens [" + shape() + "]: checks"; });
+  // What comes back, in one device buffer and one copy: the draws, then the top logprobs, then
+  // their ids (each part aligned for its type).
+  const size_t out_bytes = static_cast<size_t>(R) * sizeof(DrawOut), tops = static_cast<size_t>(R * max_top);
+  const size_t lp_at = out_bytes, ids_at = lp_at + tops * 8, result_bytes = ids_at + tops * 4;
+  // Parameters and results go through page-locked memory: a copy from pageable memory first waits
+  // for all the stream's work (the head's product), so the draw's launches would queue only after
+  // it, and a copy to pageable memory costs the host a synchronisation of its own. Kept per thread;
+  // every call ends with a synchronisation, so the last call's copies are done.
+  thread_local std::unique_ptr<PinnedBuffer> staging, landing;
+  if (!staging || staging->bytes() < params.size() * sizeof(DrawParams))
+    staging = std::make_unique<PinnedBuffer>(std::max<size_t>(params.size() * sizeof(DrawParams), 64 * sizeof(DrawParams)),
+                                             "token draw parameters");
+  if (!landing || landing->bytes() < result_bytes)
+    landing = std::make_unique<PinnedBuffer>(std::max<size_t>(result_bytes, 4096), "token draws");
+  {
+    // The device buffers go (in the stream's order, where they are stream-ordered) before the wait.
+    DeviceBuffer d_params(params.size() * sizeof(DrawParams), "token draw parameters");
+    DeviceBuffer d_bad(static_cast<size_t>(R) * 4, "token draw checks"), d_results(result_bytes, "token draws");
+    auto* d_out = d_results.data<DrawOut>();
+    auto* d_top_lp = reinterpret_cast<double*>(d_results.data<uint8_t>() + lp_at);
+    auto* d_top_ids = reinterpret_cast<int32_t*>(d_results.data<uint8_t>() + ids_at);
+    std::memcpy(staging->data(), params.data(), d_params.bytes());
+    check(cudaMemcpyAsync(d_params.data(), staging->data(), d_params.bytes(), cudaMemcpyHostToDevice, stream),
+          [&] { return "draw_tokens [" + shape() + "]: parameters to the device"; });
+    check(cudaMemsetAsync(d_bad.data(), 0x7F, d_bad.bytes(), stream), [&] { return "draw_tokens [" + shape() + "]: checks"; });
 
-  const bool all_greedy = std::all_of(rows.begin(), rows.end(), [](const TokenDrawRow& q) {
-    return q.temperature <= 0.0 && q.top_logprobs == 0;
-  });
-  if (all_greedy) {
-    token_draw_greedy_kernel<<<static_cast<unsigned>(R), kDrawThreads, 0, stream>>>(logits, vocab, d_params.data<DrawParams>(),
-                                                                                    d_out.data<DrawOut>());
-    check_launch("token_draw_greedy", shape);
-  } else {
-    queue_sorted_draw(logits, vocab, R, d_params.data<DrawParams>(), d_bad.data<uint32_t>(), max_top, d_out.data<DrawOut>(),
-                      d_top_ids.data<int32_t>(), d_top_lp.data<double>(), shape, stream);
-  }
-
-  std::vector<DrawOut> out(static_cast<size_t>(R));
-  std::vector<int32_t> top_ids(static_cast<size_t>(R * max_top));
-  std::vector<double> top_lp(static_cast<size_t>(R * max_top));
-  check(cudaMemcpyAsync(out.data(), d_out.data(), out.size() * sizeof(DrawOut), cudaMemcpyDeviceToHost, stream),
-        [&] { return "draw_tokens [" + shape() + "]: draws to the host"; });
-  if (max_top > 0) {
-    check(cudaMemcpyAsync(top_ids.data(), d_top_ids.data(), top_ids.size() * 4, cudaMemcpyDeviceToHost, stream),
-          [&] { return "draw_tokens [" + shape() + "]: top ids to the host"; });
-    check(cudaMemcpyAsync(top_lp.data(), d_top_lp.data(), top_lp.size() * 8, cudaMemcpyDeviceToHost, stream),
-          [&] { return "draw_tokens [" + shape() + "]: top logprobs to the host"; });
+    const bool all_greedy = std::all_of(rows.begin(), rows.end(), [](const TokenDrawRow& q) {
+      return q.temperature <= 0.0 && q.top_logprobs == 0;
+    });
+    if (all_greedy) {
+      token_draw_greedy_kernel<<<static_cast<unsigned>(R), kDrawThreads, 0, stream>>>(logits, vocab, d_params.data<DrawParams>(),
+                                                                                      d_out);
+      check_launch("token_draw_greedy", shape);
+    } else {
+      queue_sorted_draw(logits, vocab, R, d_params.data<DrawParams>(), d_bad.data<uint32_t>(), max_top, d_out, d_top_ids,
+                        d_top_lp, shape, stream);
+    }
+    check(cudaMemcpyAsync(landing->data(), d_results.data(), result_bytes, cudaMemcpyDeviceToHost, stream),
+          [&] { return "draw_tokens [" + shape() + "]: draws to the host"; });
   }
   check(cudaStreamSynchronize(stream), [&] { return "draw_tokens [" + shape() + "]: synchronize"; });
+  const auto* out = landing->data<DrawOut>();
+  const auto* top_lp = reinterpret_cast<const double*>(landing->data<uint8_t>() + lp_at);
+  const auto* top_ids = reinterpret_cast<const int32_t*>(landing->data<uint8_t>() + ids_at);
 
   std::vector<TokenDrawResult> results(static_cast<size_t>(R));
   for (int64_t r = 0; r < R; ++r) {
-    const DrawOut& o = out[static_cast<size_t>(r)];
+    const DrawOut& o = out[r];
     TokenDrawResult& res = results[static_cast<size_t>(r)];
     if (o.first_bad != kNoBadLogit) {
       res.first_non_finite = o.first_bad;
@@ -462,8 +466,8 @@ std::vector<TokenDrawResult> draw_tokens(const float* logits, int64_t vocab, con
     res.logprob = o.logprob;
     const int64_t tops = std::min<int64_t>(rows[static_cast<size_t>(r)].top_logprobs, max_top);
     for (int64_t t = 0; t < tops; ++t) {
-      res.top_ids.push_back(top_ids[static_cast<size_t>(r * max_top + t)]);
-      res.top_logprobs.push_back(top_lp[static_cast<size_t>(r * max_top + t)]);
+      res.top_ids.push_back(top_ids[r * max_top + t]);
+      res.top_logprobs.push_back(top_lp[r * max_top + t]);
     }
   }
   return results;

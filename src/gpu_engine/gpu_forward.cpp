@@ -972,7 +972,13 @@ struct GpuForward::Batch {
   int64_t cache_hint = 0;      // tokens per sequence the caches are first sized for
   std::vector<LayerCache> caches;  // per layer, when continued
   std::vector<int64_t> ids;
-  cuda::DeviceBuffer streams, positions, d_ids;
+  cuda::DeviceBuffer streams;
+  // The step's positions [T], token ids [T] (int64) and the ids again as int32 (the embedding's
+  // rows), in one buffer: one upload.
+  cuda::DeviceBuffer inputs;
+  const int64_t* positions() const { return inputs.data<int64_t>(); }
+  const int64_t* d_ids() const { return inputs.data<int64_t>() + tokens(); }
+  const int32_t* rows32() const { return reinterpret_cast<const int32_t*>(inputs.data<int64_t>() + 2 * tokens()); }
   // The groups still to come that are not resident, in order; next_group_index is the index (in
   // Impl::groups) of the group the next step uses.
   std::unique_ptr<io::TensorPrefetcher> prefetcher;
@@ -1000,7 +1006,7 @@ GpuForward::SavedBatch GpuForward::save_batch() {
   saved.batch_ = std::move(batch_);
   saved.batch_->prefetcher.reset();  // a streaming pass reads the groups again on the next step
   // The step's streams are spent (the next step embeds its own): a waiting sequence keeps its caches only.
-  saved.batch_->streams = {}, saved.batch_->positions = {}, saved.batch_->d_ids = {};
+  saved.batch_->streams = {}, saved.batch_->inputs = {};
   return saved;
 }
 
@@ -1299,9 +1305,20 @@ void GpuForward::embed_tokens(const std::vector<int64_t>& ids, std::vector<int64
     pos.resize(static_cast<size_t>(T));
     for (int64_t i = 0; i < T; ++i) pos[static_cast<size_t>(i)] = past + i % seq;
   }
-  batch_->positions = m.upload_small(pos, "positions");
-  batch_->d_ids = m.upload_small(ids, "token ids");
-  batch_->streams = floats(T * hc * H, "hidden streams");
+  {
+    // The batch's buffers follow the stream's order too (used on it alone, and dropped with the
+    // batch or by save_batch()): a cudaMalloc and a cudaFree each, every decode step, cost the host
+    // more than the small kernels they feed, and each free waits for the device. (Not what the
+    // groups' loading below makes: it is kept beyond the step.)
+    const cuda::StreamOrderedAllocations ordered(m.stream);
+    std::vector<int64_t> inputs(static_cast<size_t>(2 * T + (T + 1) / 2));
+    std::copy(pos.begin(), pos.end(), inputs.begin());
+    std::copy(ids.begin(), ids.end(), inputs.begin() + T);
+    auto* rows = reinterpret_cast<int32_t*>(inputs.data() + 2 * T);
+    for (int64_t i = 0; i < T; ++i) rows[i] = static_cast<int32_t>(ids[static_cast<size_t>(i)]);
+    batch_->inputs = m.upload_small(inputs, "positions and token ids");
+    batch_->streams = floats(T * hc * H, "hidden streams");
+  }
   const auto t1 = std::chrono::steady_clock::now();
   // The groups stream in (disk -> pinned slots, one reader thread) while the previous one computes.
   start_groups(0);
@@ -1313,11 +1330,9 @@ void GpuForward::embed_tokens(const std::vector<int64_t>& ids, std::vector<int64
   // of sequences at a time.
   const int64_t per_chunk = sequences_per_chunk(H * 4 + 4, "the embedding");
   cuda::DeviceBuffer x = floats(per_chunk * seq * H, "embedding rows");
-  const std::vector<int32_t> rows32(ids.begin(), ids.end());
-  const cuda::DeviceBuffer d_rows = m.upload_small(rows32, "token rows");
   for (int64_t s0 = 0; s0 < batch; s0 += per_chunk) {
     const int64_t first = s0 * seq, Tc = std::min(per_chunk, batch - s0) * seq;
-    gather_weight_rows_f32(m.group, m.stored, m.ckpt.dir(), "embed.weight", {V, H}, d_rows.data<int32_t>() + first, Tc,
+    gather_weight_rows_f32(m.group, m.stored, m.ckpt.dir(), "embed.weight", {V, H}, batch_->rows32() + first, Tc,
                            x.data<float>(), m.stream);
     cuda::repeat_rows(x.data<float>(), Tc, H, hc, batch_->streams.data<float>() + first * hc * H, m.stream.get());
   }
@@ -1454,10 +1469,10 @@ void GpuForward::compute_chunks(int64_t layer, float* all_streams, const std::ve
                    scratch.data<float>(), m.stream.get(), w[3], x16.data<uint16_t>());
       m.clock.mark("hc", m.stream);
       if (site == 0)
-        m.attention(layer, x.data<float>(), x16.data<uint16_t>(), Tc, chunk.runs, batch_->positions.data<int64_t>() + first,
+        m.attention(layer, x.data<float>(), x16.data<uint16_t>(), Tc, chunk.runs, batch_->positions() + first,
                     y.data<float>());
       else
-        m.moe(layer, x.data<float>(), x16.data<uint16_t>(), batch_->ids.data() + first, batch_->d_ids.data<int64_t>() + first,
+        m.moe(layer, x.data<float>(), x16.data<uint16_t>(), batch_->ids.data() + first, batch_->d_ids() + first,
               Tc, first, y.data<float>());
       cuda::hc_post(streams, y.data<float>(), post.data<float>(), comb.data<float>(), shape, m.stream.get(),
                     site == 1 ? first_nonfinite : nullptr);
