@@ -1191,7 +1191,7 @@ void GpuForward::next_group() {
     m.current_group = index;
     cuda::reset_device_bytes_peak();
     step_start_ = std::chrono::steady_clock::now();
-    m.clock.start(m.stream);
+    m.clock.start(m.stream, !m.step_checks.active);
     return;
   }
   cuda::reset_device_bytes_peak();
@@ -1214,7 +1214,7 @@ void GpuForward::next_group() {
   timing_.read_wait_seconds = std::chrono::duration<double>(t1 - t0).count();
   timing_.copy_seconds = std::chrono::duration<double>(t2 - t1).count();
   step_start_ = t2;
-  m.clock.start(m.stream);
+  m.clock.start(m.stream, !m.step_checks.active);
 }
 
 void GpuForward::finish_timing() {

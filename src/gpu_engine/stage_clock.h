@@ -15,19 +15,23 @@ namespace fp4kit::gpu_engine {
 
 class StageClock {
  public:
-  // Starts a layer: drops the last layer's marks and records the first event.
-  void start(const cuda::Stream& s) {
+  // Starts a layer: drops the last layer's marks and records the first event. Without
+  // device_times only the host's times are kept (no events: a decode step reads no device split,
+  // and its ~30 event records cost the host more than some of its kernels take).
+  void start(const cuda::Stream& s, bool device_times = true) {
     marks_.clear();
     host_.clear();
+    device_times_ = device_times;
     record(s, "");
   }
   // The device time since the previous mark belongs to `stage`.
   void mark(const char* stage, const cuda::Stream& s) {
     if (!marks_.empty()) record(s, stage);
   }
-  // Seconds per stage in order of first appearance (waits for the last event).
+  // Seconds per stage in order of first appearance (waits for the last event); none without
+  // device times.
   std::vector<std::pair<std::string, double>> seconds() const {
-    if (marks_.size() < 2) return {};
+    if (marks_.size() < 2 || !device_times_) return {};
     events_[marks_.size() - 1]->synchronize();
     return per_stage([this](size_t i) { return cuda::Event::elapsed_ms(*events_[i - 1], *events_[i]) / 1e3; });
   }
@@ -39,8 +43,10 @@ class StageClock {
 
  private:
   void record(const cuda::Stream& s, const char* stage) {
-    if (events_.size() == marks_.size()) events_.push_back(std::make_unique<cuda::Event>());
-    events_[marks_.size()]->record(s);
+    if (device_times_) {
+      if (events_.size() == marks_.size()) events_.push_back(std::make_unique<cuda::Event>());
+      events_[marks_.size()]->record(s);
+    }
     marks_.emplace_back(stage);
     host_.push_back(std::chrono::steady_clock::now());
   }
@@ -56,6 +62,7 @@ class StageClock {
     }
     return out;
   }
+  bool device_times_ = true;
   std::vector<std::unique_ptr<cuda::Event>> events_;
   std::vector<std::string> marks_;
   std::vector<std::chrono::steady_clock::time_point> host_;
