@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/timeline_steps.py's arithmetic on a timeline made here, whose answers are known: passes of
 # a copy in, three kernels and a copy out, the third kernel's launch call returning after the second
-# kernel ended (the device waited 4 µs for it), 20 µs between passes.
+# kernel ended (the device waited 4 µs for it), 20 µs between passes; then passes where a kernel
+# launched as a dependent starts 3 µs before the one it waits for ends (busy is their union).
 # Usage: timeline_steps.sh FP4KIT_BINARY TESTS_DATA_DIR (neither is used)
 set -euo pipefail
 command -v python3 >/dev/null || { echo "python3 is not installed"; exit 77; }
@@ -36,6 +37,29 @@ grep -q "span 30.0, busy 23.0, idle 7.0 (waiting for a launch 4.0), lead from th
 grep -Eq "^ +4\.00 +foo +-> +bar$" <<<"$out" || fail "the idle time before bar"
 grep -Eq "^ +10\.00 +1× +foo +4x1x1$" <<<"$out" || fail "foo's busy time"
 grep -Eq "^ +23\.00 +sum$" <<<"$out" || fail "the busy sum"
+python3 - "$dir/overlap.csv" <<'PY'
+import sys
+rows = ["type,start_ns,end_ns,correlation,name,extent"]
+c = 0
+def op(kind, start, end, name, extent):
+    global c
+    c += 1
+    rows.append(f"R,{start - 9000},{start - 8000},{c},cudaLaunchKernelExC,")
+    rows.append(f"{kind},{start},{end},{c},{name},{extent}")
+for p in range(4):
+    b = 100000 + 50000 * p
+    op("K", b, b + 2000, "_ZN6fp4kit4cuda19gather_widen_kernelEv", "1x1x1")
+    op("K", b + 3000, b + 13000, "_Z3foov", "4x1x1")
+    op("K", b + 10000, b + 16000, "_Z3bazv", "8x1x1")  # a dependent: started before foo ended
+    op("C", b + 17000, b + 18000, "copy kind 2", 8)
+open(sys.argv[1], "w").write("\n".join(rows) + "\n")
+PY
+out=$(python3 "$root/bench/timeline_steps.py" "$dir/overlap.csv")
+echo "$out"
+grep -q "span 18.0, busy 16.0, idle 2.0 (waiting for a launch 0.0), lead from the previous pass 32.0; span + lead 50.0" \
+  <<<"$out" || fail "per-pass times with overlapping kernels"
+grep -Eq "^ +6\.00 +1× +baz +8x1x1$" <<<"$out" || fail "baz's own time, its wait included"
+
 set +e
 err=$(python3 "$root/bench/timeline_steps.py" "$dir/missing.csv" 2>&1)
 code=$?
