@@ -27,13 +27,8 @@ rm -rf "$bins" && mkdir -p "$bins/A" "$bins/B"
 keep() {  # SIDE: the benchmarks' binaries of the tree as it is now
   cp build-gpu/fp4kit build-gpu/gpu_kernels_bench build-gpu/libcuda_timeline.so "$bins/$1/"
 }
-build() {  # TARGETS...
-  cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DFP4KIT_CUDA=ON -DFP4KIT_CUDA_ARCHS=90a \
-    "${gpu_deps_cmake_args[@]}" && cmake --build build-gpu -j "$(nproc)" --target "$@"
-}
 start=$(date +%s)
-build fp4kit fp4kit_tests gpu_kernels_bench cuda_timeline > "$out/build-a.log" 2>&1 ||
-  { grep -E "error" -A3 "$out/build-a.log" | head -40; exit 1; }
+gpu_build "$out/build-a.log" fp4kit fp4kit_tests gpu_kernels_bench cuda_timeline || exit 1
 keep A
 echo "== build A: $(( $(date +%s) - start )) s" | tee -a "$out/gpu.txt"
 cp build-gpu/fp4kit_tests "$bins/A/"
@@ -45,10 +40,7 @@ tests() {
   rc=$?
   echo "== tests rc=$rc" >> "$out/gpu.txt"
   if [ -n "${SAN_FILTER:-}" ]; then
-    FP4KIT_BINARY=$bins/A/fp4kit compute-sanitizer --tool memcheck --error-exitcode 9 "$bins/A/fp4kit_tests" --gtest_filter="$SAN_FILTER" \
-      > "$out/memcheck.log" 2>&1
-    echo "== memcheck rc=$? ($(grep -c '^\[       OK' "$out/memcheck.log") tests passed; $(grep -o 'ERROR SUMMARY: [0-9]* errors' "$out/memcheck.log" | tail -1))" \
-      >> "$out/gpu.txt"
+    FP4KIT_BINARY=$bins/A/fp4kit gpu_memcheck "$bins/A/fp4kit_tests" "$SAN_FILTER" "$out/memcheck.log" "$out/gpu.txt" > /dev/null
   fi
   return $rc
 }
@@ -63,8 +55,7 @@ fi
 git apply -R "$patch_file" || exit 2
 trap 'git apply "$patch_file"' EXIT
 start=$(date +%s)
-build fp4kit gpu_kernels_bench cuda_timeline > "$out/build-b.log" 2>&1 ||
-  { grep -E "error" -A3 "$out/build-b.log" | head -40; exit 1; }
+gpu_build "$out/build-b.log" fp4kit gpu_kernels_bench cuda_timeline || exit 1
 keep B
 git apply "$patch_file" && trap - EXIT
 echo "== build B (incremental): $(( $(date +%s) - start )) s" | tee -a "$out/gpu.txt"

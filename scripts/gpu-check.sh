@@ -24,12 +24,10 @@ source scripts/gpu-deps-env.sh
 
 log "configure + build"
 start=$(date +%s)
-cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DFP4KIT_CUDA=ON \
-  -DFP4KIT_CUDA_ARCHS="${FP4KIT_CUDA_ARCHS:-90a}" "${gpu_deps_cmake_args[@]}" > "$out/build.log" 2>&1 &&
-  cmake --build build-gpu -j "$(nproc)" >> "$out/build.log" 2>&1
+gpu_build "$out/build.log"
 rc=$?
 log "build rc=$rc in $(( $(date +%s) - start )) s"
-if [ $rc -ne 0 ]; then grep -E "error|Error" -A3 "$out/build.log" | head -60; exit $rc; fi
+[ $rc -eq 0 ] || exit $rc
 
 log "GPU tests"
 filter=${TEST_FILTER:-Cuda}

@@ -16,9 +16,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 start=$(date +%s)
 targets=(fp4kit gpu_kernels_bench cuda_timeline)
 [ -z "${SAN_FILTER:-}" ] || targets+=(fp4kit_tests)
-{ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DFP4KIT_CUDA=ON -DFP4KIT_CUDA_ARCHS=90a \
-    "${gpu_deps_cmake_args[@]}" && cmake --build build-gpu -j "$(nproc)" --target "${targets[@]}"; } > "$out/build.log" 2>&1 ||
-  { grep -E "error" -A3 "$out/build.log" | head -40; exit 1; }
+gpu_build "$out/build.log" "${targets[@]}" || exit 1
 echo "== build: $(( $(date +%s) - start )) s" | tee -a "$out/gpu.txt"
 
 export MODEL=${TMPDIR:-/tmp}/fp4kit-profile-model
@@ -35,11 +33,8 @@ python3 bench/ncu_kernel_sums.py "$out/ncu.csv" --last | tee -a "$out/gpu.txt"
 gzip -f "$out/ncu.csv"
 rc=0
 if [ -n "${SAN_FILTER:-}" ]; then
-  timeout 300 compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/fp4kit_tests --gtest_filter="$SAN_FILTER" \
-    > "$out/memcheck.log" 2>&1
+  gpu_memcheck build-gpu/fp4kit_tests "$SAN_FILTER" "$out/memcheck.log" "$out/gpu.txt"
   rc=$?
-  echo "== memcheck rc=$rc ($(grep -c '^\[       OK' "$out/memcheck.log") tests passed; $(grep -o 'ERROR SUMMARY: [0-9]* errors' "$out/memcheck.log" | tail -1))" |
-    tee -a "$out/gpu.txt"
 fi
 rm -rf "$MODEL"
 echo "== total $(( $(date +%s) - start )) s" | tee -a "$out/gpu.txt"

@@ -12,18 +12,14 @@ mkdir -p "$out"
 source scripts/gpu-deps-env.sh
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
 start=$(date +%s)
-{ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DFP4KIT_CUDA=ON -DFP4KIT_CUDA_ARCHS=90a \
-    "${gpu_deps_cmake_args[@]}" && cmake --build build-gpu -j "$(nproc)" --target fp4kit fp4kit_tests gpu_kernels_bench; } \
-  > "$out/build.log" 2>&1 || { grep -E "error" -A3 "$out/build.log" | head -40; exit 1; }
+gpu_build "$out/build.log" fp4kit fp4kit_tests gpu_kernels_bench || exit 1
 echo "== build: $(( $(date +%s) - start )) s" | tee -a "$out/gpu.txt"
 build-gpu/fp4kit_tests --gtest_filter="${TEST_FILTER:-*Cuda*}" > "$out/tests.log" 2>&1
 rc=$?
 echo "== tests rc=$rc" | tee -a "$out/gpu.txt"
 grep -E "^\[  (PASSED|FAILED) " "$out/tests.log" | head -20 | tee -a "$out/gpu.txt"
 if [ -n "${SAN_FILTER:-}" ]; then
-  compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/fp4kit_tests --gtest_filter="$SAN_FILTER" > "$out/memcheck.log" 2>&1
-  echo "== memcheck rc=$? ($(grep -c '^\[       OK' "$out/memcheck.log") tests passed; $(grep -o 'ERROR SUMMARY: [0-9]* errors' "$out/memcheck.log" | tail -1))" |
-    tee -a "$out/gpu.txt"
+  gpu_memcheck build-gpu/fp4kit_tests "$SAN_FILTER" "$out/memcheck.log" "$out/gpu.txt"
 fi
 SAMPLE_ON=device MAX_TOKENS=${MAX_TOKENS:-16} timeout 200 bench/serve_load_gpu.sh build-gpu/fp4kit "${PRESET:-v4-flash:layers=2}" \
   > "$out/serve.txt" 2>&1
