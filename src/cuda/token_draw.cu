@@ -33,6 +33,13 @@ struct DrawParams {
   int32_t logprobs;
 };
 
+// serve/sampling.h: without top_k (or top_k >= vocab), top_p or min_p, every token is a candidate
+// and the draw walks them in id order.
+template <class Row>
+__host__ __device__ inline bool every_token_a_candidate(const Row& q, int64_t vocab) {
+  return (q.top_k == 0 || q.top_k >= vocab) && q.top_p >= 1.0 && q.min_p <= 0.0;
+}
+
 struct DrawOut {
   int32_t token;
   uint32_t first_bad;
@@ -297,6 +304,152 @@ __global__ void __launch_bounds__(kDrawThreads) token_draw_pick_kernel(const uin
   if (threadIdx.x == 0) out[r] = DrawOut{token, kNoBadLogit, logprob};
 }
 
+// Rows drawn in id order (serve/sampling.h: every token a candidate — no top_k, top_p or min_p —
+// or greedy), with at most one top logprob: no sort. Three launches, chunk c of a row holding the
+// ids [c·kDrawTile, (c+1)·kDrawTile):
+//  1. token_draw_best_kernel, grid (chunks, rows): the chunk's first largest logit as the least
+//     (descending key << 32 | id) — the sort's first candidate — and the row's first non-finite id.
+//  2. token_draw_id_chunks_kernel, grid (chunks, rows): the row's first largest logit from the
+//     chunks' (the same in every block), then the chunk's weights' running sums, its total and its
+//     part of the softmax normalizer.
+//  3. token_draw_id_pick_kernel, one block per row: the chunks' offsets, the draw as the first id
+//     whose running sum passes the target (the chunk first), the normalizer, the top logprob.
+__global__ void __launch_bounds__(kDrawThreads) token_draw_best_kernel(const float* __restrict__ logits, int64_t vocab,
+                                                                      uint32_t* first_bad, unsigned long long* chunk_best) {
+  __shared__ unsigned long long best_all;
+  const int64_t r = blockIdx.y, c = blockIdx.x, base = c * kDrawTile, end = min(base + kDrawTile, vocab);
+  logits += r * vocab;
+  if (threadIdx.x == 0) best_all = ~0ull;
+  __syncthreads();
+  unsigned long long best = ~0ull;
+  uint32_t bad = kNoBadLogit;
+  for (int64_t i = base + threadIdx.x; i < end; i += kDrawThreads) {
+    const float f = logits[i];
+    if (!isfinite(f)) bad = min(bad, static_cast<uint32_t>(i));
+    best = min(best, static_cast<unsigned long long>(descending_key(f)) << 32 | static_cast<unsigned long long>(i));
+  }
+  atomicMin(&best_all, best);
+  if (bad != kNoBadLogit) atomicMin(first_bad + r, bad);
+  __syncthreads();
+  if (threadIdx.x == 0) chunk_best[r * gridDim.x + c] = best_all;
+}
+
+// The least of a row's chunk bests: its first largest logit's id.
+__device__ int64_t row_best_id(const unsigned long long* chunk_best, int64_t chunk_count) {
+  __shared__ unsigned long long best_all;
+  if (threadIdx.x == 0) best_all = ~0ull;
+  __syncthreads();
+  unsigned long long best = ~0ull;
+  for (int64_t c = threadIdx.x; c < chunk_count; c += kDrawThreads) best = min(best, chunk_best[c]);
+  atomicMin(&best_all, best);
+  __syncthreads();
+  const int64_t id = static_cast<int64_t>(best_all & 0xFFFFFFFFull);
+  __syncthreads();
+  return id;
+}
+
+__global__ void __launch_bounds__(kDrawThreads, 1) token_draw_id_chunks_kernel(const float* __restrict__ logits, int64_t vocab,
+                                                                           const DrawParams* params, const uint32_t* first_bad,
+                                                                           const unsigned long long* chunk_best,
+                                                                           unsigned long long* cum, ChunkOut* chunks) {
+  __shared__ WalkShared s;
+  const int64_t r = blockIdx.y, c = blockIdx.x, chunk_count = gridDim.x;
+  const DrawParams p = params[r];
+  logits += r * vocab, cum += r * vocab, chunk_best += r * chunk_count;
+  ChunkOut out{0, INT64_MAX, 0.0};
+  if (first_bad[r] != kNoBadLogit) {
+    if (threadIdx.x == 0) chunks[r * chunk_count + c] = out;
+    return;
+  }
+  const float m = logits[row_best_id(chunk_best, chunk_count)];
+  const int64_t base = c * kDrawTile;
+  if (p.temperature > 0.0) {
+    const double T = p.temperature, top = static_cast<double>(m) / T;
+    const int bits = fraction_bits(vocab);
+    unsigned long long v[kDrawItems];
+    const int64_t first = base + static_cast<int64_t>(threadIdx.x) * kDrawItems;
+#pragma unroll
+    for (int j = 0; j < kDrawItems; ++j) {
+      const int64_t i = first + j;
+      const double w = i < vocab ? exp(static_cast<double>(logits[i]) / T - top) : 0.0;
+      v[j] = w > 0.0 ? static_cast<unsigned long long>(ldexp(w, bits)) : 0ull;  // NaN (l/T overflowing) as 0
+    }
+    unsigned long long total = 0;
+    cub::BlockScan<unsigned long long, kDrawThreads>(s.temp.scan).InclusiveSum(v, v, total);
+#pragma unroll
+    for (int j = 0; j < kDrawItems; ++j)
+      if (first + j < vocab) cum[first + j] = v[j];
+    __syncthreads();
+    out.total = total;
+  }
+  if (p.logprobs || p.top_logprobs > 0) {
+    double part = 0.0;
+    for (int64_t i = base + threadIdx.x; i < min(base + kDrawTile, vocab); i += kDrawThreads)
+      part += exp(static_cast<double>(logits[i]) - m);
+    __syncthreads();
+    out.normalizer_part = cub::BlockReduce<double, kDrawThreads>(s.temp.reduce).Sum(part);
+  }
+  if (threadIdx.x == 0) chunks[r * chunk_count + c] = out;
+}
+
+__global__ void __launch_bounds__(kDrawThreads) token_draw_id_pick_kernel(const float* __restrict__ logits, int64_t vocab,
+                                                                         const DrawParams* params, const uint32_t* first_bad,
+                                                                         const unsigned long long* chunk_best,
+                                                                         const unsigned long long* cum, const ChunkOut* chunks,
+                                                                         int64_t chunk_count, unsigned long long* offsets,
+                                                                         int max_top, bool only_id_walks, DrawOut* out,
+                                                                         int32_t* top_ids, double* top_logprobs) {
+  __shared__ WalkShared s;
+  const int64_t r = blockIdx.x;
+  const DrawParams p = params[r];
+  if (only_id_walks && !(p.temperature > 0.0 && every_token_a_candidate(p, vocab))) return;
+  logits += r * vocab, cum += r * vocab, chunk_best += r * chunk_count;
+  chunks += r * chunk_count, offsets += r * chunk_count;
+  if (first_bad[r] != kNoBadLogit) {
+    if (threadIdx.x == 0) out[r] = DrawOut{0, first_bad[r], NAN};
+    return;
+  }
+  const int64_t best = row_best_id(chunk_best, chunk_count);
+  int64_t chosen = best;  // greedy
+  if (p.temperature > 0.0) {
+    if (threadIdx.x == 0) s.carry = 0;
+    __syncthreads();
+    for (int64_t base = 0; base < chunk_count; base += kDrawThreads) {
+      const int64_t c = base + threadIdx.x;
+      unsigned long long t = c < chunk_count ? chunks[c].total : 0ull, block_total = 0;
+      cub::BlockScan<unsigned long long, kDrawThreads>(s.temp.scan).ExclusiveSum(t, t, block_total);
+      const unsigned long long carry = s.carry;
+      if (c < chunk_count) offsets[c] = carry + t;
+      __syncthreads();
+      if (threadIdx.x == 0) s.carry = carry + block_total;
+      __syncthreads();
+    }
+    const unsigned long long total = s.carry;
+    const unsigned long long target = static_cast<unsigned long long>(
+        (static_cast<U128>(static_cast<unsigned long long>(ldexp(p.uniform, 54))) * total) >> 54);
+    const auto past = [&](int64_t i) { return target < offsets[i / kDrawTile] + cum[i]; };
+    const auto chunk_last = [&](int64_t c) { return min((c + 1) * kDrawTile, vocab) - 1; };
+    const int64_t c = first_chunk(chunk_count, s, [&](int64_t c) { return past(chunk_last(c)); });
+    if (c < chunk_count) chosen = first_index(c * kDrawTile, chunk_last(c) + 1, s, past);  // else every weight is 0
+  }
+  double logprob = NAN;
+  if (p.logprobs || p.top_logprobs > 0) {
+    const float m = logits[best];
+    if (threadIdx.x == 0) {
+      double sum = 0.0;
+      for (int64_t c = 0; c < chunk_count; ++c) sum += chunks[c].normalizer_part;  // chunk order: deterministic
+      s.log_z = m + log(sum);
+    }
+    __syncthreads();
+    logprob = static_cast<double>(logits[chosen]) - s.log_z;
+    if (threadIdx.x == 0 && p.top_logprobs > 0 && max_top > 0 && !only_id_walks) {
+      top_ids[r * max_top] = static_cast<int32_t>(best);
+      top_logprobs[r * max_top] = static_cast<double>(m) - s.log_z;
+    }
+  }
+  if (threadIdx.x == 0) out[r] = DrawOut{static_cast<int32_t>(chosen), kNoBadLogit, logprob};
+}
+
 // Greedy rows without top logprobs need no order: the first largest logit (ties by id, -0 as +0:
 // the least (descending key, id), the sort's first candidate), the first non-finite id, and for a
 // logprob the normalizer. One block per row.
@@ -383,6 +536,33 @@ void queue_sorted_draw(const float* logits, int64_t vocab, int64_t R, const Draw
   check_launch("token_draw_pick", shape);
 }
 
+// Rows drawn in id order (token_draw_best_kernel, token_draw_id_chunks_kernel,
+// token_draw_id_pick_kernel). Temporaries follow the stream's order.
+// only_id_walks: the sorted draw ran before; only the rows whose every token is a candidate are
+// drawn again (their top logprobs, from the sort, stay).
+template <class Shape>
+void queue_id_order_draw(const float* logits, int64_t vocab, int64_t R, const DrawParams* d_params, uint32_t* d_bad,
+                         int max_top, DrawOut* d_out, int32_t* d_top_ids, double* d_top_lp, bool only_id_walks,
+                         const Shape& shape, StreamHandle stream) {
+  const int64_t chunk_count = (vocab + kDrawTile - 1) / kDrawTile;
+  if (chunk_count > 65535) throw InputError("draw_tokens [" + shape() + "]: more than 65535 chunks of candidates a row");
+  DeviceBuffer d_best(static_cast<size_t>(R * chunk_count) * 8, "token draw chunk bests");
+  DeviceBuffer d_cum(static_cast<size_t>(R * vocab) * 8, "token draw running sums");
+  DeviceBuffer d_chunks(static_cast<size_t>(R * chunk_count) * sizeof(ChunkOut), "token draw chunks");
+  DeviceBuffer d_offsets(static_cast<size_t>(R * chunk_count) * 8, "token draw chunk offsets");
+  const dim3 grid(static_cast<unsigned>(chunk_count), static_cast<unsigned>(R));
+  auto* best = d_best.data<unsigned long long>();
+  token_draw_best_kernel<<<grid, kDrawThreads, 0, stream>>>(logits, vocab, d_bad, best);
+  check_launch("token_draw_best", shape);
+  token_draw_id_chunks_kernel<<<grid, kDrawThreads, 0, stream>>>(logits, vocab, d_params, d_bad, best,
+                                                                d_cum.data<unsigned long long>(), d_chunks.data<ChunkOut>());
+  check_launch("token_draw_id_chunks", shape);
+  token_draw_id_pick_kernel<<<static_cast<unsigned>(R), kDrawThreads, 0, stream>>>(
+      logits, vocab, d_params, d_bad, best, d_cum.data<unsigned long long>(), d_chunks.data<ChunkOut>(), chunk_count,
+      d_offsets.data<unsigned long long>(), max_top, only_id_walks, d_out, d_top_ids, d_top_lp);
+  check_launch("token_draw_id_pick", shape);
+}
+
 }  // namespace
 
 std::vector<TokenDrawResult> draw_tokens(const float* logits, int64_t vocab, const std::vector<TokenDrawRow>& rows,
@@ -438,13 +618,28 @@ std::vector<TokenDrawResult> draw_tokens(const float* logits, int64_t vocab, con
     const bool all_greedy = std::all_of(rows.begin(), rows.end(), [](const TokenDrawRow& q) {
       return q.temperature <= 0.0 && q.top_logprobs == 0;
     });
+    // serve/sampling.h: every token a candidate, the walk in id order (greedy rows too), and at
+    // most the first largest logit among the top logprobs: no sort.
+    // Rows that need the sort: candidates limited by top_k, top_p or min_p, or more than the first
+    // largest logit among the top logprobs. Where some do, every row is drawn over the sorted
+    // candidates, then the id-order walk redraws the rows whose every token is a candidate.
+    const bool sorted = std::any_of(rows.begin(), rows.end(), [&](const TokenDrawRow& q) {
+      return q.top_logprobs > 1 || (q.temperature > 0.0 && !every_token_a_candidate(q, vocab));
+    });
+    const bool id_walks = std::any_of(rows.begin(), rows.end(), [&](const TokenDrawRow& q) {
+      return q.temperature > 0.0 && every_token_a_candidate(q, vocab);
+    });
     if (all_greedy) {
       token_draw_greedy_kernel<<<static_cast<unsigned>(R), kDrawThreads, 0, stream>>>(logits, vocab, d_params.data<DrawParams>(),
                                                                                       d_out);
       check_launch("token_draw_greedy", shape);
     } else {
-      queue_sorted_draw(logits, vocab, R, d_params.data<DrawParams>(), d_bad.data<uint32_t>(), max_top, d_out, d_top_ids,
-                        d_top_lp, shape, stream);
+      if (sorted)
+        queue_sorted_draw(logits, vocab, R, d_params.data<DrawParams>(), d_bad.data<uint32_t>(), max_top, d_out, d_top_ids,
+                          d_top_lp, shape, stream);
+      if (!sorted || id_walks)
+        queue_id_order_draw(logits, vocab, R, d_params.data<DrawParams>(), d_bad.data<uint32_t>(), max_top, d_out, d_top_ids,
+                            d_top_lp, sorted, shape, stream);
     }
     check(cudaMemcpyAsync(landing->data(), d_results.data(), result_bytes, cudaMemcpyDeviceToHost, stream),
           [&] { return "draw_tokens [" + shape() + "]: draws to the host"; });

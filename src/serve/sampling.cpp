@@ -22,8 +22,28 @@ double log_normalizer(const float* logits, int64_t vocab) {
 
 __extension__ typedef unsigned __int128 U128;
 
+// With every token a candidate (no top_k, top_p or min_p) the order of the walk does not change
+// the distribution: tokens in id order, with no sort.
+int32_t draw_in_id_order(const float* logits, int64_t vocab, const engine::TokenDraw& p) {
+  const int64_t first = engine::argmax(logits, vocab);
+  const double top = static_cast<double>(logits[first]) / p.temperature;
+  const int bits = sampling_fraction_bits(vocab);
+  thread_local std::vector<uint64_t> sums;  // reused from token to token
+  sums.resize(static_cast<size_t>(vocab));
+  uint64_t sum = 0;
+  for (int64_t i = 0; i < vocab; ++i) {
+    const double w = std::exp(static_cast<double>(logits[i]) / p.temperature - top);
+    sums[static_cast<size_t>(i)] = sum += w > 0.0 ? static_cast<uint64_t>(std::ldexp(w, bits)) : 0;  // NaN (l/T overflowing) as 0
+  }
+  const uint64_t target =
+      static_cast<uint64_t>((static_cast<U128>(static_cast<uint64_t>(std::ldexp(p.uniform, 54))) * sum) >> 54);
+  const auto at = std::upper_bound(sums.begin(), sums.end(), target) - sums.begin();
+  return static_cast<int32_t>(at < vocab ? at : first);  // past the end only when every weight is 0
+}
+
 int32_t draw(const float* logits, int64_t vocab, const engine::TokenDraw& p) {
   const int64_t k = p.top_k > 0 ? std::min(p.top_k, vocab) : vocab;
+  if (k == vocab && p.top_p >= 1.0 && p.min_p <= 0.0) return draw_in_id_order(logits, vocab, p);
   // This thread's buffers, reused from token to token (megabytes at V4's vocabulary).
   thread_local std::vector<int32_t> ids;
   thread_local std::vector<uint64_t> sums;

@@ -7,12 +7,16 @@
 //                   min_p * the largest probability), renormalize, draw.
 // The draw uses word `step` of a counter-based stream keyed by the seed (synth::CounterRng): the
 // same seed gives the same tokens whatever else the server runs, and on any platform with IEEE
-// doubles. Candidates are ordered by probability, ties by token id, before the draw.
+// doubles. With top_k, top_p or min_p, candidates are ordered by probability, ties by token id,
+// before the draw; without them every token is a candidate and the walk is in id order (the same
+// distribution, and no sort of the vocabulary).
 // Exactly: with candidates c_0.. (logits descending, ties by id; k of them), p_i = exp(l_i/T -
 // l_0/T) in double and w_i = floor(p_i * 2^F) as integers (F = sampling_fraction_bits(k), so that
 // their sum fits 62 bits; a NaN p_i as 0), S_j = w_0 + .. + w_j: top_p keeps the first j + 1 with
 // S_j * 2^63 >= floor(top_p * 2^63) * S_(k-1); min_p keeps those with p_i >= min_p; the token is
 // the first kept c_j with S_j > floor(floor(u * 2^54) * S_(n-1) / 2^54), u the uniform number.
+// Without top_k (or top_k >= vocab), with top_p = 1 and min_p = 0, c_i is token i instead (l_0
+// above still the largest logit), and where every weight is 0 the token is the first largest logit.
 // Integer sums are the same in any order of addition, which lets the GPU draw (cuda/token_draw.h)
 // give these tokens too; probabilities below 2^-F of the largest are 0.
 // Logprobs are those of the model's own distribution (log-softmax of the raw logits), as vLLM

@@ -162,6 +162,47 @@ TEST(CudaTokenDraw, AllGreedyRowsTakeTheFirstLargestLogitWithoutTheSort) {
   EXPECT_EQ(got[4].token, 999);
 }
 
+// Calls whose rows all take every token as a candidate (no top_k, top_p or min_p; greedy rows too)
+// with at most one top logprob walk the tokens in id order without the sort: the same tokens,
+// logprobs and top logprob as the CPU sampler, on V4-size rows and on rows of ties, signed zeros,
+// one dominant logit, a spread beyond exp's range and subnormals; uniform numbers next to 0 and 1.
+TEST(CudaTokenDraw, EveryTokenACandidateWalksTheIdsWithoutTheSort) {
+  FP4KIT_REQUIRE_GPU();
+  std::vector<cuda::TokenDrawRow> rows;
+  uint64_t step = 0;
+  for (double t : {0.0, 0.05, 0.8, 1.0, 3.0})
+    for (int64_t k : {int64_t{0}, int64_t{129280}, int64_t{1} << 40})
+      for (int32_t top : {0, 1}) {
+        cuda::TokenDrawRow r;
+        r.temperature = t, r.top_k = k, r.top_logprobs = top, r.logprobs = step % 2 == 0;
+        r.uniform = step % 7 == 0 ? 0x1p-54 : step % 7 == 1 ? 1.0 - 0x1p-53 : serve::sampling_uniform(21, step);
+        ++step;
+        rows.push_back(r);
+      }
+  constexpr int64_t V = 129280;
+  std::mt19937 rng(23);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  std::vector<float> big(rows.size() * V);
+  for (float& x : big) x = normal(rng);
+  EXPECT_EQ(expect_draws_match(big, V, rows, "id order V4-size"), static_cast<int>(rows.size()));
+  constexpr int64_t S = 1000;
+  std::uniform_int_distribution<int> few(-2, 2);
+  std::uniform_real_distribution<float> wide(-1e4f, 1e4f);
+  std::vector<float> small(rows.size() * S);
+  for (size_t r = 0; r < rows.size(); ++r)
+    for (int64_t i = 0; i < S; ++i) {
+      float& x = small[r * S + static_cast<size_t>(i)];
+      switch (r % 5) {
+        case 0: x = static_cast<float>(few(rng)); break;      // long runs of ties
+        case 1: x = i % 2 ? -0.0f : 0.0f; break;              // +0 and -0
+        case 2: x = i == 613 ? 60.0f : -30.0f; break;         // one dominant logit
+        case 3: x = wide(rng); break;                          // beyond exp's range at small temperatures
+        default: x = static_cast<float>(i % 13) * 1e-41f;      // subnormals
+      }
+    }
+  EXPECT_EQ(expect_draws_match(small, S, rows, "id order small"), static_cast<int>(rows.size()));
+}
+
 TEST(CudaTokenDraw, NonFiniteLogitsAreNamedPerRowAndOtherRowsStillDraw) {
   FP4KIT_REQUIRE_GPU();
   constexpr int64_t V = 700;

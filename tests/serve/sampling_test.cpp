@@ -116,6 +116,27 @@ TEST(Sampling, EqualLogitsSplitExactlyAtTopPAndAtTheDraw) {
   EXPECT_EQ(sampling_fraction_bits(129280), 45);
 }
 
+// Every token a candidate (no top_k, top_p, min_p): the walk is in id order, the weights those of
+// the sorted walk. Probabilities 1/16, 1/2, 1/8, 1/4, 1/16 by id: the running sums split (0, 1) at
+// 1/16, 9/16, 11/16, 15/16, in id order (the sorted walk would give token 1 below 1/2). With top_k
+// 2 the same numbers walk the sorted candidates (tokens 1, 3).
+TEST(Sampling, WithoutTopKTopPOrMinPTheDrawWalksTheTokensInIdOrder) {
+  const std::vector<float> logits = {std::log(0.0625f), std::log(0.5f), std::log(0.125f), std::log(0.25f), std::log(0.0625f)};
+  engine::TokenDraw d;
+  d.temperature = 1.0;
+  for (const auto& [u, token] : std::vector<std::pair<double, int>>{{0.05, 0}, {0.3, 1}, {0.6, 2}, {0.9, 3}, {0.99, 4}}) {
+    d.uniform = u;
+    EXPECT_EQ(draw_token(logits.data(), 5, d).token, token) << "u " << u;
+  }
+  d.top_k = 5;  // the whole vocabulary: still every token
+  d.uniform = 0.05;
+  EXPECT_EQ(draw_token(logits.data(), 5, d).token, 0);
+  d.top_k = 2;  // sorted candidates 1 (2/3) and 3 (1/3)
+  EXPECT_EQ(draw_token(logits.data(), 5, d).token, 1);
+  d.uniform = 0.9;
+  EXPECT_EQ(draw_token(logits.data(), 5, d).token, 3);
+}
+
 // Without logprobs the draw skips the normalizer: the same tokens, the logprob left NaN.
 TEST(Sampling, WithoutLogprobsTheTokensAreTheSame) {
   for (double temperature : {0.0, 0.7}) {
