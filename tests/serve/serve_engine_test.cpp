@@ -417,12 +417,16 @@ TEST_F(ServeService, SameSeedSameTextAndStopStringsAreNotEmitted) {
     EXPECT_TRUE(lp.is_number()) << lp;  // NaN would be written as null
     EXPECT_LE(lp.get<double>(), 0.0);
   }
-  // A stop string: the text of a later token. The reply ends just before its first occurrence.
+  // A stop string: the text of a later token (lowercase letters, a space before them or not). The
+  // reply ends just before its first occurrence.
   const std::string text = a.body["choices"][0]["text"];
   std::string stop;
   for (size_t i = 2; i < a.body["choices"][0]["logprobs"]["tokens"].size() && stop.empty(); ++i) {
     const std::string t = a.body["choices"][0]["logprobs"]["tokens"][i];
-    if (t.size() >= 2 && std::all_of(t.begin(), t.end(), [](char ch) { return ch >= 'a' && ch <= 'z'; })) stop = t;
+    const size_t letters = t.rfind(' ', 0) == 0 ? 1 : 0;  // after a leading space
+    if (t.size() >= letters + 2 &&
+        std::all_of(t.begin() + static_cast<ptrdiff_t>(letters), t.end(), [](char ch) { return ch >= 'a' && ch <= 'z'; }))
+      stop = t;
   }
   ASSERT_FALSE(stop.empty()) << text;
   json with_stop = req;
