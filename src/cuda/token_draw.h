@@ -1,7 +1,8 @@
 #pragma once
 // The next token of each row of logits, drawn on the device, so that a decode step's logits
 // (129280 floats a sequence for V4) need not go to the host. The rules are the server's CPU sampler
-// (serve/sampling.h, the reference): greedy is the first largest logit; otherwise candidates
+// (serve/sampling.h, the reference): greedy is the first largest logit; a row whose every token is
+// a candidate (no top_k, top_p or min_p) walks the tokens in id order; otherwise candidates
 // ordered by logit, largest first, ties by id (-0 as +0), top_k, probabilities in double, their
 // integer weights and exact running sums, top_p, min_p, the draw. The order is CUB's stable radix
 // sort of the same keys; the sums are integers, the same in any order. Only exp is not the C
