@@ -399,7 +399,8 @@ void bench_gemms(Bench& b) {
               "   xBF16 = cuBLAS BF16 time / this time (cuBLASLt heuristic, default preferences, 32 MiB workspace).\n"
               "   Goals: M=1 NVFP4 >= 3x cuBLAS; M=4096 NVFP4 >= 0.6x cuBLAS TFLOP/s. Check at M=8: ||y - cuBLAS(W decoded to BF16)|| / ||.||\n"
               "   NVFP4 dec = block values decoded to BF16 + cuBLASLt with alpha = global scale (the forward pass's path from 1024 rows),\n"
-              "   decode timed in every call; M >= 512 only.\n");
+              "   decode timed in every call; M >= 512 only. Read floor (M=1): a read-only kernel over the NVFP4 weight's bytes\n"
+              "   (codes + scales, rotated the same way), and cuBLAS BF16 / that time: the most any NVFP4 kernel can reach there.\n");
   std::printf("  %-16s %-11s %5s | %9s %6s %7s | %9s %6s %7s %6s | %9s %6s | %9s %6s | %9s %6s | %s\n", "shape", "NxK", "M", "BF16 us", "TB/s",
               "TFLOP/s", "NVFP4 us", "TB/s", "TFLOP/s", "xBF16", "MXFP4 us", "xBF16", "FP8 us", "xBF16", "NVFP4 dec", "xBF16",
               "goal / check");
@@ -415,6 +416,10 @@ void bench_gemms(Bench& b) {
       b.pools.fill(x.data(), x.bytes(), Fill::Bf16);
       std::vector<WeightSet> sets;
       for (WeightFormat f : formats) sets.emplace_back(f, sh.n, sh.k, b.pools, b.dev.l2_bytes);
+      // The least time any kernel takes to stream the NVFP4 weight's bytes at this size (M = 1 rows).
+      const size_t floor_bytes = sets[1].bytes() / 16 * 16;
+      CopySet floor_src(floor_bytes, sets[1].copies(), Fill::AnyByte, b.pools, "read-floor copies");
+      DeviceBuffer sink(16, "read-floor sink");
       json check = json::object();
       try {
         check = check_gemms(b, sets[2], sets[3], x.data<uint16_t>(), y.data(), y_ref.data());
@@ -466,11 +471,29 @@ void bench_gemms(Bench& b) {
             b.failed("gemm", label + " M=" + std::to_string(m) + " nvfp4 read early", e);
           }
         }
+        double floor_us = NAN;
+        if (m == 1) {
+          try {
+            const Timing t = b.time(floor_src.copies, [&](int c) {
+              cuda::read_with_kernel(floor_src.at(c), floor_bytes, sink.data<uint32_t>(), b.s.get());
+            });
+            floor_us = t.us;
+            row["nvfp4_read_floor"] = {{"bytes", floor_bytes}, {"tbps", gb_per_s(dbl(floor_bytes), t.us) / 1e3},
+                                       {"cublas_bf16_over_floor", us[0] / t.us}, {"timing", timing_json(t)}};
+          } catch (const std::exception& e) {
+            b.failed("gemm", label + " M=1 read floor", e);
+          }
+        }
         std::string goal;
         if (m == 1) goal = std::string("NVFP4 >= 3x: ") + (us[0] / us[1] >= 3 ? "yes" : "NO");
         if (m <= 16) {
           char c[96];
           std::snprintf(c, sizeof c, "%searly reads %.1f us (%.2fx)", goal.empty() ? "" : "; ", early_us, us[0] / early_us);
+          goal += c;
+        }
+        if (m == 1) {
+          char c[96];
+          std::snprintf(c, sizeof c, "; read floor %.1f us (%.2fx)", floor_us, us[0] / floor_us);
           goal += c;
         }
         if (m == 4096)

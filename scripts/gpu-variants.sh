@@ -4,7 +4,8 @@
 # what the patch touched recompiles), run, and the patch taken back; last, this tree's benchmark again
 # (A, V1, V2, …, A: the spread of A's two runs is the noise). With TEST_FILTER, each variant's GPU
 # tests matching it run too (a variant that fails them is reported, and its timings are not to be
-# kept). Results in OUT_DIR: bench-NAME.txt, tests-NAME.log, a summary in gpu.txt.
+# kept). AGAIN=0 leaves out the last run of this tree. Results in OUT_DIR: bench-NAME.txt,
+# tests-NAME.log, a summary in gpu.txt.
 #   BENCH_ARGS='--only ceilings,gemm --m 1 --quick' scripts/gpu-variants.sh OUT_DIR [PATCH...]
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -47,5 +48,5 @@ for p in "${patches[@]}"; do
   run "$name"
   git apply -R "$p" && trap - EXIT
 done
-[ ${#patches[@]} -gt 0 ] && run A2
+[ ${#patches[@]} -gt 0 ] && [ "${AGAIN:-1}" = 1 ] && run A2
 exit 0

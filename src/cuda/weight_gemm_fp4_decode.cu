@@ -63,8 +63,12 @@ constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
 constexpr int kStep = 128;      // k per step
 // Steps a lane holds in registers (in flight): 32 bytes of each row per FP4 step, 64 per FP8 step.
-template <WeightFormat F>
-constexpr int kRing = F == WeightFormat::Fp8Block ? 2 : 4;
+// Grouped products hold six FP4 steps at three blocks per multiprocessor (measured faster on V4-Pro's
+// routed experts at one token); dense ones four at four (six was slower on every dense shape).
+template <WeightFormat F, bool kGrouped>
+constexpr int kRing = F == WeightFormat::Fp8Block ? 2 : kGrouped ? 6 : 4;
+template <bool kGrouped>
+constexpr int kBlocksPerSm = kGrouped ? 3 : 4;  // the launch bounds' residency
 constexpr int kMaxRanks = 8;    // the portable cluster size
 constexpr int kMaxXBytes = 48 * 1024;  // staged x per block (four blocks per multiprocessor)
 
@@ -166,8 +170,8 @@ __device__ __forceinline__ void zero_sums(float (&a)[NT][2][4]) {
 // The products of one step: 8 mmas per n-tile, alternating between two accumulators so that the
 // dependent chains stay short.
 template <WeightFormat F, int NT>
-__device__ __forceinline__ void compute_step(const StepRegs<F>& r, const uint16_t* x0, const uint16_t* x1, bool has0,
-                                             bool has1, float (&acc)[NT][2][4]) {
+__device__ __forceinline__ void compute_step(const StepRegs<F>& r, const uint16_t* x0, const uint16_t* x1,
+                                             float (&acc)[NT][2][4]) {
   uint32_t lo_s[2], hi_s[2];
   scale_splats<F>(r.scale_lo, lo_s[0], lo_s[1]);
   scale_splats<F>(r.scale_hi, hi_s[0], hi_s[1]);
@@ -193,9 +197,7 @@ __device__ __forceinline__ void compute_step(const StepRegs<F>& r, const uint16_
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
       const uint16_t* xr = nt == 0 ? x0 : x1;
-      const bool has = nt == 0 ? has0 : has1;
-      uint4 xv = make_uint4(0, 0, 0, 0);
-      if (has) xv = *reinterpret_cast<const uint4*>(xr + 8 * p);
+      const uint4 xv = *reinterpret_cast<const uint4*>(xr + 8 * p);
       const uint32_t b0[2] = {xv.x, xv.y};
       const uint32_t b1[2] = {xv.z, xv.w};
       mma_bf16_16816(acc[nt][0], a0, b0);
@@ -208,7 +210,7 @@ __device__ __forceinline__ void compute_step(const StepRegs<F>& r, const uint16_
 // 8-element groups q are at k = 16t + 8q (q < 2) and 64 + 16t + 8(q - 2).
 template <int NT>
 __device__ __forceinline__ void compute_step_fp8(const StepRegs<WeightFormat::Fp8Block>& r, const uint16_t* x0,
-                                                 const uint16_t* x1, int t, bool has0, bool has1, float (&acc)[NT][2][4]) {
+                                                 const uint16_t* x1, int t, float (&acc)[NT][2][4]) {
   float step_acc[NT][2][4];
   zero_sums(step_acc);
 #pragma unroll
@@ -225,9 +227,7 @@ __device__ __forceinline__ void compute_step_fp8(const StepRegs<WeightFormat::Fp
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
       const uint16_t* xr = nt == 0 ? x0 : x1;
-      const bool has = nt == 0 ? has0 : has1;
-      uint4 xv = make_uint4(0, 0, 0, 0);
-      if (has) xv = *reinterpret_cast<const uint4*>(xr + padded(k));
+      const uint4 xv = *reinterpret_cast<const uint4*>(xr + padded(k));
       const uint32_t b0[2] = {xv.x, xv.y};
       const uint32_t b1[2] = {xv.z, xv.w};
       mma_bf16_16816(step_acc[nt][0], a0, b0);
@@ -269,17 +269,24 @@ constexpr int kColumnWarps = kSwiGlu ? kWarps / 2 : kWarps;
 // Grid: x = the cluster's blocks (ranks splitting K), y = blocks of kColumnWarps warps' rows (x has
 // at most 8 * NT rows), z = the products of a strided batch or of a weight set, or (kGrouped) the
 // group tiles.
-// Shared memory: staged x [8 * NT][x_row_stride(steps_per_rank)] BF16, then (clusters or the SwiGLU
-// epilogue) the partial sums [kWarps][16][8 * NT] F32.
+// Shared memory: staged x [staged_x_rows][x_row_stride(steps_per_rank)] BF16, then (clusters or the
+// SwiGLU epilogue) the partial sums [kWarps][16][8 * NT] F32.
+// Staged rows: a dense product's own rows (x at M = 1 takes one row's space, so that K needs no
+// split for room), a grouped product's largest tile.
+template <bool kGrouped, int NT>
+__host__ __device__ constexpr int staged_x_rows(int64_t rows) {
+  return kGrouped ? 8 * NT : static_cast<int>(rows);
+}
+
 template <WeightFormat F, int NT, bool kGrouped, bool kSwiGlu, bool kSet = false>
-__global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(WeightGemmArgs a, int steps_per_rank) {
+__global__ void __launch_bounds__(kThreads, kBlocksPerSm<kGrouped>) weight_gemm_fp4_decode_kernel(WeightGemmArgs a, int steps_per_rank) {
   constexpr int kTileRows = 8 * NT;
   constexpr int kWarpRows = 16;  // output columns per warp
   constexpr int kColWarps = kColumnWarps<kSwiGlu>;
   extern __shared__ uint4 shared_words[];
   uint16_t* xs = reinterpret_cast<uint16_t*>(shared_words);
   const int stride = x_row_stride(steps_per_rank);
-  float* partial = reinterpret_cast<float*>(xs + kTileRows * stride);
+  float* partial = reinterpret_cast<float*>(xs + staged_x_rows<kGrouped, NT>(a.rows) * stride);
 
   // A grouped product's weight is known only from the offsets the work before wrote.
   const bool early = !kGrouped && a.weight.read_early && (!kSwiGlu || a.up_weight.read_early);
@@ -346,7 +353,7 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
   const bool warp_active = col0 < N;
 
   // The first kRing steps' loads go out before x is staged, so both wait together.
-  constexpr int kR = kRing<F>;
+  constexpr int kR = kRing<F, kGrouped>;
   StepRegs<F> ring[kR];
 #pragma unroll
   for (int u = 0; u < kR; ++u)
@@ -370,19 +377,21 @@ __global__ void __launch_bounds__(kThreads, 4) weight_gemm_fp4_decode_kernel(Wei
   zero_sums(acc);
 
   if (warp_active) {
-    const bool has0 = g < rows_here, has1 = g + 8 < rows_here;
+    // A lane whose x row is past the block's rows reads row 0 instead (staged, so every value is
+    // defined): its mma column is another output's, never stored, and no branch or zeroing per step.
+    const int x_row0 = g < rows_here ? g : 0, x_row1 = g + 8 < rows_here ? g + 8 : 0;
     // FP4: the lane's own 32 k at padded(32t); FP8: its groups are placed per step (compute_step_fp8).
     const int lane_x = F == WeightFormat::Fp8Block ? 0 : padded(32 * t);
-    const uint16_t* x0 = xs + g * stride + lane_x;
-    const uint16_t* x1 = xs + (g + 8 < kTileRows ? g + 8 : g) * stride + lane_x;
+    const uint16_t* x0 = xs + x_row0 * stride + lane_x;
+    const uint16_t* x1 = xs + x_row1 * stride + lane_x;
     for (int base = 0; base < steps; base += kR) {
 #pragma unroll
       for (int u = 0; u < kR; ++u) {
         const int step = base + u;
         if (step < steps) {
           if constexpr (F == WeightFormat::Fp8Block)
-            compute_step_fp8<NT>(ring[u], x0 + padded(step * kStep), x1 + padded(step * kStep), t, has0, has1, acc);
-          else compute_step<F, NT>(ring[u], x0 + padded(step * kStep), x1 + padded(step * kStep), has0, has1, acc);
+            compute_step_fp8<NT>(ring[u], x0 + padded(step * kStep), x1 + padded(step * kStep), t, acc);
+          else compute_step<F, NT>(ring[u], x0 + padded(step * kStep), x1 + padded(step * kStep), acc);
           if (step + kR < steps) load_step<F>(ring[u], s, step + kR);
         }
       }
@@ -456,20 +465,23 @@ void launch(const WeightGemmArgs& a, int64_t layers, StreamHandle stream) {
   const DeviceFacts& dev = current_device_facts();
   const int total_steps = static_cast<int>(a.k / kStep);
   const int64_t row_blocks = (a.n + kBlockColumns - 1) / kBlockColumns;
-  // Split K over a cluster until the blocks fill every multiprocessor four times over (each rank
-  // keeps at least kRing steps, and its staged x fits kMaxXBytes).
+  // Split K over a cluster into as many ranks as still fit every block in one wave of resident
+  // blocks (a second, part-filled wave costs a whole block's time: V4-Pro's w2 at M = 1 went from 5
+  // ranks, 560 blocks for 528 places on an H100, to 4), each rank keeping at least kRing steps; more
+  // where the staged x would not fit kMaxXBytes.
+  const int x_rows = staged_x_rows<kGrouped, NT>(a.rows);
   int ranks = 1;
   if (dev.major >= 9) {
     const int64_t blocks = row_blocks * layers;
-    const int64_t want = (4 * static_cast<int64_t>(dev.multiprocessors) + blocks - 1) / blocks;
-    ranks = static_cast<int>(std::clamp<int64_t>(std::min<int64_t>(want, total_steps / kRing<F>), 1, kMaxRanks));
+    const int64_t want = kBlocksPerSm<kGrouped> * static_cast<int64_t>(dev.multiprocessors) / blocks;
+    ranks = static_cast<int>(std::clamp<int64_t>(std::min<int64_t>(want, total_steps / kRing<F, kGrouped>), 1, kMaxRanks));
   }
   int steps_per_rank = (total_steps + ranks - 1) / ranks;
-  while (8 * NT * x_row_stride(steps_per_rank) * 2 > kMaxXBytes && ranks < kMaxRanks && dev.major >= 9) {
+  while (x_rows * x_row_stride(steps_per_rank) * 2 > kMaxXBytes && ranks < kMaxRanks && dev.major >= 9) {
     ++ranks;
     steps_per_rank = (total_steps + ranks - 1) / ranks;
   }
-  const size_t x_bytes = static_cast<size_t>(8 * NT) * x_row_stride(steps_per_rank) * 2;
+  const size_t x_bytes = static_cast<size_t>(x_rows) * x_row_stride(steps_per_rank) * 2;
   const size_t partial_bytes = ranks > 1 || kSwiGlu ? static_cast<size_t>(kWarps) * 16 * 8 * NT * sizeof(float) : 0;
   const size_t smem = x_bytes + partial_bytes;
   const auto shape = [&] {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "cuda/bandwidth_copy.h"
 #include "cuda/elementwise.h"
 #include "cuda/runtime.h"
 #include "formats/bf16.h"
@@ -41,6 +42,51 @@ TEST(CudaRuntime, CopiesRoundTrip) {
   copy_to_host(back.data(), b.data(), b.bytes(), s);
   s.synchronize();
   EXPECT_EQ(back, host);
+}
+
+// The bandwidth kernels of the benchmarks: the copy is exact at sizes that end a grid-stride pass
+// early and late; the read kernel reads every vector (a magic XOR placed in any one of them reaches
+// the sink), writes nothing else, and both refuse misaligned sizes.
+TEST(CudaRuntime, BandwidthKernelsCopyAndReadEveryVector) {
+  FP4KIT_REQUIRE_GPU();
+  Stream s;
+  for (const size_t words : {size_t{4}, size_t{4} * 1023, size_t{4} * 1024 * 8 * 132 * 3 + 12}) {
+    std::vector<uint32_t> host(words);
+    std::iota(host.begin(), host.end(), 7u);
+    DeviceBuffer a(words * 4, "a"), b(words * 4, "b");
+    copy_to_device(a.data(), host.data(), a.bytes(), s);
+    fill_bytes(b.data(), 0, b.bytes(), s);
+    copy_with_kernel(b.data(), a.data(), a.bytes(), s.get());
+    std::vector<uint32_t> back(words, 0);
+    copy_to_host(back.data(), b.data(), b.bytes(), s);
+    s.synchronize();
+    EXPECT_EQ(back, host) << words << " words";
+  }
+  constexpr uint32_t kMagic = 0x9E3779B9u;
+  const size_t words = size_t{4} * 1024 * 8 * 132 * 3 + 12;  // more vectors than one pass of the grid
+  DeviceBuffer src(words * 4, "read source"), sink(4, "sink");
+  for (const size_t at : {size_t{0}, words / 2 + 1, words - 1}) {
+    std::vector<uint32_t> host(words, 0);
+    host[at] = kMagic;  // the only non-zero word: its thread's XOR is the magic
+    copy_to_device(src.data(), host.data(), src.bytes(), s);
+    fill_bytes(sink.data(), 0, 4, s);
+    read_with_kernel(src.data(), src.bytes(), sink.data<uint32_t>(), s.get());
+    uint32_t got = 0;
+    copy_to_host(&got, sink.data(), 4, s);
+    s.synchronize();
+    EXPECT_EQ(got, kMagic) << "the word at " << at << " was not read";
+  }
+  std::vector<uint32_t> host(words, 0x01010101u);
+  copy_to_device(src.data(), host.data(), src.bytes(), s);
+  fill_bytes(sink.data(), 0x5A, 4, s);
+  read_with_kernel(src.data(), src.bytes(), sink.data<uint32_t>(), s.get());
+  uint32_t got = 0;
+  copy_to_host(&got, sink.data(), 4, s);
+  s.synchronize();
+  EXPECT_EQ(got, 0x5A5A5A5Au) << "the sink was written without the magic";
+  EXPECT_THROW(read_with_kernel(src.data(), 24, sink.data<uint32_t>(), s.get()), InputError);
+  EXPECT_THROW(read_with_kernel(src.data(), 32, nullptr, s.get()), InputError);
+  EXPECT_THROW(copy_with_kernel(sink.data(), src.data<uint8_t>() + 4, 16, s.get()), InputError);
 }
 
 TEST(CudaRuntime, OutOfMemoryIsADeviceErrorNamingTheBuffer) {
