@@ -216,6 +216,25 @@ __device__ int64_t first_chunk(int64_t chunk_end, WalkShared& s, Pred pred) {
   return found;
 }
 
+// offsets[c] = the running sum of the chunks' weights before chunk c, for c < count (an exclusive
+// scan of their totals, kDrawThreads at a time); returns the sum of all `count`.
+__device__ unsigned long long chunk_offsets(const ChunkOut* chunks, int64_t count, unsigned long long* offsets,
+                                            WalkShared& s) {
+  if (threadIdx.x == 0) s.carry = 0;
+  __syncthreads();
+  for (int64_t base = 0; base < count; base += kDrawThreads) {
+    const int64_t c = base + threadIdx.x;
+    unsigned long long t = c < count ? chunks[c].total : 0ull, block_total = 0;
+    cub::BlockScan<unsigned long long, kDrawThreads>(s.temp.scan).ExclusiveSum(t, t, block_total);
+    const unsigned long long carry = s.carry;
+    if (c < count) offsets[c] = carry + t;
+    __syncthreads();
+    if (threadIdx.x == 0) s.carry = carry + block_total;
+    __syncthreads();
+  }
+  return s.carry;
+}
+
 __global__ void __launch_bounds__(kDrawThreads) token_draw_pick_kernel(const uint64_t* __restrict__ keys,
                                                                       const int32_t* __restrict__ ids,
                                                                       const unsigned long long* cum,
@@ -237,20 +256,7 @@ __global__ void __launch_bounds__(kDrawThreads) token_draw_pick_kernel(const uin
   if (p.temperature > 0.0) {
     const RowWeights rw = row_weights(keys, vocab, p);
     const int64_t k = rw.k, used = (k + kDrawTile - 1) / kDrawTile;  // chunks holding candidates
-    // offsets[c] = the running sum before chunk c: an exclusive scan of the totals, kDrawThreads at a time.
-    if (threadIdx.x == 0) s.carry = 0;
-    __syncthreads();
-    for (int64_t base = 0; base < used; base += kDrawThreads) {
-      const int64_t c = base + threadIdx.x;
-      unsigned long long t = c < used ? chunks[c].total : 0ull, block_total = 0;
-      cub::BlockScan<unsigned long long, kDrawThreads>(s.temp.scan).ExclusiveSum(t, t, block_total);
-      const unsigned long long carry = s.carry;
-      if (c < used) offsets[c] = carry + t;
-      __syncthreads();
-      if (threadIdx.x == 0) s.carry = carry + block_total;
-      __syncthreads();
-    }
-    const unsigned long long total = s.carry;
+    const unsigned long long total = chunk_offsets(chunks, used, offsets, s);
     // The running sum at candidate i (i < k): its chunk's offset and its sum within the chunk.
     const auto sum_at = [&](int64_t i) { return offsets[i / kDrawTile] + cum[i]; };
     const auto chunk_last = [&](int64_t c, int64_t end) { return min((c + 1) * kDrawTile, end) - 1; };
@@ -412,19 +418,7 @@ __global__ void __launch_bounds__(kDrawThreads) token_draw_id_pick_kernel(const 
   const int64_t best = row_best_id(chunk_best, chunk_count);
   int64_t chosen = best;  // greedy
   if (p.temperature > 0.0) {
-    if (threadIdx.x == 0) s.carry = 0;
-    __syncthreads();
-    for (int64_t base = 0; base < chunk_count; base += kDrawThreads) {
-      const int64_t c = base + threadIdx.x;
-      unsigned long long t = c < chunk_count ? chunks[c].total : 0ull, block_total = 0;
-      cub::BlockScan<unsigned long long, kDrawThreads>(s.temp.scan).ExclusiveSum(t, t, block_total);
-      const unsigned long long carry = s.carry;
-      if (c < chunk_count) offsets[c] = carry + t;
-      __syncthreads();
-      if (threadIdx.x == 0) s.carry = carry + block_total;
-      __syncthreads();
-    }
-    const unsigned long long total = s.carry;
+    const unsigned long long total = chunk_offsets(chunks, chunk_count, offsets, s);
     const unsigned long long target = static_cast<unsigned long long>(
         (static_cast<U128>(static_cast<unsigned long long>(ldexp(p.uniform, 54))) * total) >> 54);
     const auto past = [&](int64_t i) { return target < offsets[i / kDrawTile] + cum[i]; };
