@@ -273,10 +273,10 @@ constexpr int kColumnWarps = kSwiGlu ? kWarps / 2 : kWarps;
 // Shared memory: staged x [staged_x_rows][x_row_stride(steps_per_rank)] BF16, then (clusters or the
 // SwiGLU epilogue) the partial sums [kWarps][16][8 * NT] F32.
 // Staged rows: a dense product's own rows (x at M = 1 takes one row's space, so that K needs no
-// split for room), a grouped product's largest tile.
+// split for room; at least one, the row that lanes of absent rows read), a grouped product's largest tile.
 template <bool kGrouped, int NT>
 __host__ __device__ constexpr int staged_x_rows(int64_t rows) {
-  return kGrouped ? 8 * NT : static_cast<int>(rows);
+  return kGrouped ? 8 * NT : rows > 1 ? static_cast<int>(rows) : 1;
 }
 
 template <WeightFormat F, int NT, bool kGrouped, bool kSwiGlu, bool kSet = false>
