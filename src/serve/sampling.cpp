@@ -22,23 +22,36 @@ double log_normalizer(const float* logits, int64_t vocab) {
 
 __extension__ typedef unsigned __int128 U128;
 
+// sums[i] = w_0 + .. + w_i for i < n, w_i = floor(prob(i) * 2^bits) (a NaN probability, l/T
+// overflowing, as 0): exact, so any order of addition gives them.
+template <class Prob>
+void fill_running_sums(size_t n, int bits, Prob prob, std::vector<uint64_t>& sums) {
+  sums.resize(n);
+  uint64_t sum = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double w = prob(i);
+    sums[i] = sum += w > 0.0 ? static_cast<uint64_t>(std::ldexp(w, bits)) : 0;
+  }
+}
+
+// The draw among the first n: the first i with sums[i] > floor(floor(u * 2^54) * sums[n - 1] / 2^54),
+// or n where every weight is 0.
+size_t first_past_draw(const std::vector<uint64_t>& sums, size_t n, double uniform) {
+  const uint64_t target = static_cast<uint64_t>(
+      (static_cast<U128>(static_cast<uint64_t>(std::ldexp(uniform, 54))) * sums[n - 1]) >> 54);
+  return static_cast<size_t>(std::upper_bound(sums.begin(), sums.begin() + static_cast<ptrdiff_t>(n), target) - sums.begin());
+}
+
 // With every token a candidate (no top_k, top_p or min_p) the order of the walk does not change
 // the distribution: tokens in id order, with no sort.
 int32_t draw_in_id_order(const float* logits, int64_t vocab, const engine::TokenDraw& p) {
   const int64_t first = engine::argmax(logits, vocab);
   const double top = static_cast<double>(logits[first]) / p.temperature;
-  const int bits = sampling_fraction_bits(vocab);
   thread_local std::vector<uint64_t> sums;  // reused from token to token
-  sums.resize(static_cast<size_t>(vocab));
-  uint64_t sum = 0;
-  for (int64_t i = 0; i < vocab; ++i) {
-    const double w = std::exp(static_cast<double>(logits[i]) / p.temperature - top);
-    sums[static_cast<size_t>(i)] = sum += w > 0.0 ? static_cast<uint64_t>(std::ldexp(w, bits)) : 0;  // NaN (l/T overflowing) as 0
-  }
-  const uint64_t target =
-      static_cast<uint64_t>((static_cast<U128>(static_cast<uint64_t>(std::ldexp(p.uniform, 54))) * sum) >> 54);
-  const auto at = std::upper_bound(sums.begin(), sums.end(), target) - sums.begin();
-  return static_cast<int32_t>(at < vocab ? at : first);  // past the end only when every weight is 0
+  fill_running_sums(static_cast<size_t>(vocab), sampling_fraction_bits(vocab),
+                    [&](size_t i) { return std::exp(static_cast<double>(logits[i]) / p.temperature - top); }, sums);
+  const size_t at = first_past_draw(sums, sums.size(), p.uniform);
+  return static_cast<int32_t>(at < sums.size() ? static_cast<int64_t>(at) : first);  // past the end: every weight 0
 }
 
 int32_t draw(const float* logits, int64_t vocab, const engine::TokenDraw& p) {
@@ -50,17 +63,10 @@ int32_t draw(const float* logits, int64_t vocab, const engine::TokenDraw& p) {
   order_by_logit(logits, vocab, k, ids);
   const double top = static_cast<double>(logits[ids[0]]) / p.temperature;
   const auto prob = [&](size_t i) { return std::exp(static_cast<double>(logits[ids[i]]) / p.temperature - top); };
-  // Running sums of the probabilities in fixed point (exact, so any order of addition gives them).
-  const int bits = sampling_fraction_bits(k);
-  sums.resize(ids.size());
-  uint64_t sum = 0;
-  for (size_t i = 0; i < ids.size(); ++i) {
-    const double w = prob(i);
-    sums[i] = sum += w > 0.0 ? static_cast<uint64_t>(std::ldexp(w, bits)) : 0;  // NaN (l/T overflowing) as 0
-  }
+  fill_running_sums(ids.size(), sampling_fraction_bits(k), prob, sums);
   size_t n = ids.size();
   if (p.top_p < 1.0) {
-    const U128 threshold = static_cast<U128>(static_cast<uint64_t>(std::ldexp(p.top_p, 63))) * sum;
+    const U128 threshold = static_cast<U128>(static_cast<uint64_t>(std::ldexp(p.top_p, 63))) * sums.back();
     for (size_t i = 0; i < n; ++i)
       if ((static_cast<U128>(sums[i]) << 63) >= threshold) {
         n = i + 1;
@@ -73,10 +79,7 @@ int32_t draw(const float* logits, int64_t vocab, const engine::TokenDraw& p) {
     while (m < n && prob(m) >= p.min_p) ++m;
     n = m;
   }
-  const uint64_t target = static_cast<uint64_t>(
-      (static_cast<U128>(static_cast<uint64_t>(std::ldexp(p.uniform, 54))) * sums[n - 1]) >> 54);
-  const auto at = std::upper_bound(sums.begin(), sums.begin() + static_cast<ptrdiff_t>(n), target) - sums.begin();
-  return ids[std::min(static_cast<size_t>(at), n - 1)];  // past the end only when every weight is 0
+  return ids[std::min(first_past_draw(sums, n, p.uniform), n - 1)];  // past the end only when every weight is 0
 }
 
 }  // namespace
