@@ -147,6 +147,16 @@ __device__ __forceinline__ RowWeights row_weights(const uint64_t* keys, int64_t 
   return w;
 }
 
+// The chunk from `base`'s part of the softmax's normalizer of the raw logits, sum of exp(l - m) with
+// m the row's largest logit (the block's sum, in thread 0).
+__device__ double chunk_normalizer_part(const float* logits, int64_t vocab, int64_t base, float m, WalkShared& s) {
+  double part = 0.0;
+  for (int64_t i = base + threadIdx.x; i < min(base + kDrawTile, vocab); i += kDrawThreads)
+    part += exp(static_cast<double>(logits[i]) - m);
+  __syncthreads();
+  return cub::BlockReduce<double, kDrawThreads>(s.temp.reduce).Sum(part);
+}
+
 __global__ void __launch_bounds__(kDrawThreads, 1) token_draw_chunks_kernel(const uint64_t* __restrict__ keys,
                                                                         unsigned long long* cum,
                                                                         const float* __restrict__ logits, int64_t vocab,
@@ -190,12 +200,7 @@ __global__ void __launch_bounds__(kDrawThreads, 1) token_draw_chunks_kernel(cons
   if (p.logprobs || p.top_logprobs > 0) {
     // log of the softmax's normalizer of the raw logits (serve/sampling.cpp's log_normalizer): this
     // chunk's ids.
-    const float m = logit_of_key(keys[0]);
-    double part = 0.0;
-    for (int64_t i = base + threadIdx.x; i < min(base + kDrawTile, vocab); i += kDrawThreads)
-      part += exp(static_cast<double>(logits[i]) - m);
-    __syncthreads();
-    out.normalizer_part = cub::BlockReduce<double, kDrawThreads>(s.temp.reduce).Sum(part);
+    out.normalizer_part = chunk_normalizer_part(logits, vocab, base, logit_of_key(keys[0]), s);
   }
   if (threadIdx.x == 0) chunks[r * chunk_count + c] = out;
 }
@@ -388,13 +393,7 @@ __global__ void __launch_bounds__(kDrawThreads, 1) token_draw_id_chunks_kernel(c
     __syncthreads();
     out.total = total;
   }
-  if (p.logprobs || p.top_logprobs > 0) {
-    double part = 0.0;
-    for (int64_t i = base + threadIdx.x; i < min(base + kDrawTile, vocab); i += kDrawThreads)
-      part += exp(static_cast<double>(logits[i]) - m);
-    __syncthreads();
-    out.normalizer_part = cub::BlockReduce<double, kDrawThreads>(s.temp.reduce).Sum(part);
-  }
+  if (p.logprobs || p.top_logprobs > 0) out.normalizer_part = chunk_normalizer_part(logits, vocab, base, m, s);
   if (threadIdx.x == 0) chunks[r * chunk_count + c] = out;
 }
 
