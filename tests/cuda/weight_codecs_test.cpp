@@ -417,6 +417,45 @@ TEST(CudaNvfp4Quantize, GlobalScalesFromSpecialAmax) {
     }
 }
 
+// 16-bit sources, whose codes count thresholds (formats/nvfp4_code_thresholds.h): every pattern of
+// both signs under block maxima that reach every scale byte the tensor can give, so every threshold
+// of every covered byte is met from below and from above, and the uncovered bytes take the division.
+TEST(CudaNvfp4Quantize, Every16BitPatternUnderEveryBlockScale) {
+  FP4KIT_REQUIRE_GPU();
+  Stream s;
+  for (DType dtype : {DType::BF16, DType::F16}) {
+    const bool bf16 = dtype == DType::BF16;
+    const uint16_t max_finite = bf16 ? 0x7F7F : 0x7BFF;
+    for (Nvfp4Numerics numerics : kNumerics) {
+      const float tensor_amax = bf16 ? 3.0f : 1.0f;
+      const Nvfp4Scaling sc = nvfp4_scaling(tensor_amax, numerics, dtype);
+      auto value = [&](uint16_t b) { return bf16 ? BF16{b}.to_float() : F16{b}.to_float(); };
+      // Block maxima: one per 2^-(1/8) step from the tensor's amax down to 2^-24 of it.
+      std::vector<uint16_t> maxima;
+      for (int step = 0; step < 8 * 24; ++step) {
+        const float a = tensor_amax * std::exp2(static_cast<float>(-step) / 8.0f);
+        const uint16_t b = bf16 ? BF16::from_float(a).bits : F16::from_float(a).bits;
+        if (b != 0 && b <= max_finite && value(b) <= tensor_amax) maxima.push_back(b);
+      }
+      std::vector<uint16_t> patterns;
+      for (uint16_t amax_bits : maxima) {
+        // Blocks of the maximum and 15 more: every magnitude up to it, each with either sign.
+        const uint32_t count = 2 * (uint32_t{amax_bits} + 1);
+        for (uint32_t first = 0; first < count; first += 15) {
+          patterns.push_back(amax_bits);
+          for (uint32_t i = first; i < first + 15; ++i) {
+            const uint32_t magnitude = std::min<uint32_t>(i / 2, amax_bits);
+            patterns.push_back(static_cast<uint16_t>(magnitude | ((i & 1) ? 0x8000u : 0u)));
+          }
+        }
+      }
+      std::vector<uint8_t> bytes(patterns.size() * 2);
+      std::memcpy(bytes.data(), patterns.data(), bytes.size());
+      expect_quantize(label("every pattern", dtype, numerics), bytes, dtype, sc, s);
+    }
+  }
+}
+
 TEST(CudaNvfp4Quantize, RawBitPatterns) {
   FP4KIT_REQUIRE_GPU();
   Stream s;

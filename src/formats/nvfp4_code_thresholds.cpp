@@ -1,0 +1,115 @@
+#include "formats/nvfp4_code_thresholds.h"
+
+#include <cmath>
+
+#include "formats/bf16.h"
+#include "formats/e2m1.h"
+#include "formats/f16.h"
+
+namespace fp4kit {
+
+namespace {
+
+struct Source16 {
+  uint8_t mantissa_bits;
+  uint16_t max_finite;  // magnitude bits
+  float min_subnormal;
+
+  uint16_t min_normal() const { return static_cast<uint16_t>(1u << mantissa_bits); }
+  float value(uint16_t bits, bool bf16) const {
+    return bf16 ? BF16{bits}.to_float() : F16{bits}.to_float();
+  }
+};
+
+// The reference's magnitude code of the positive source pattern `bits` over `divisor`.
+uint8_t reference_magnitude(uint16_t bits, bool bf16, const Source16& s, float divisor) {
+  return E2M1::from_float(s.value(bits, bf16) / divisor).bits & 0x7u;
+}
+
+}  // namespace
+
+namespace {
+
+// The tables built at scale bytes (base << 3) | j, and the longest run of bytes they cover.
+Nvfp4CodeThresholds thresholds_at_base(const Nvfp4Scaling& scaling, bool bf16, const Source16& s, int base) {
+  Nvfp4CodeThresholds t;
+  t.mantissa_bits = s.mantissa_bits;
+  t.base_exponent = static_cast<uint8_t>(base);
+  float base_divisor[8];
+  for (int j = 0; j < 8; ++j) {
+    const float d = nvfp4_quant_divisor(static_cast<uint8_t>((base << 3) | j), scaling);
+    if (!std::isnormal(d) || d < 0.0f) return t;
+    base_divisor[j] = d;
+    // The code is monotone in |x|: the least pattern with code > k by bisection over [0, max_finite].
+    for (int k = 0; k < Nvfp4CodeThresholds::kThresholds; ++k) {
+      if (reference_magnitude(s.max_finite, bf16, s, d) <= k) return t;  // no finite x reaches it
+      uint32_t lo = 0, hi = s.max_finite;  // code(hi) > k; find the least such
+      while (lo < hi) {
+        const uint32_t mid = (lo + hi) / 2;
+        if (reference_magnitude(static_cast<uint16_t>(mid), bf16, s, d) > k) hi = mid;
+        else lo = mid + 1;
+      }
+      // Shifting needs the threshold and the pattern below it normal.
+      if (lo <= s.min_normal()) return t;
+      t.first[j][k] = static_cast<uint16_t>(lo);
+    }
+  }
+
+  // A normal scale byte (E, j) is covered when its divisor is exactly d_j · 2^(E-base), a nonzero x
+  // never divides to ±0 (then the sign of x is the sign of the code), and every shifted threshold and
+  // the pattern below it stay normal and finite.
+  auto covered = [&](int byte) {
+    const int n = (byte >> 3) - base, j = byte & 7;
+    const float d = nvfp4_quant_divisor(static_cast<uint8_t>(byte), scaling);
+    if (!std::isnormal(d) || d < 0.0f || std::ldexp(d, -n) != base_divisor[j]) return false;
+    if (s.min_subnormal / d == 0.0f) return false;  // the least nonzero x, as the reference divides it
+    for (int k = 0; k < Nvfp4CodeThresholds::kThresholds; ++k) {
+      const int shifted = static_cast<int>(t.first[j][k]) + n * (1 << s.mantissa_bits);
+      if (shifted <= s.min_normal() || shifted > s.max_finite) return false;
+    }
+    return true;
+  };
+  // The longest run of covered bytes among the normal positive ones but NaN (0x08 … 0x7E).
+  int best_lo = 1, best_len = 0;
+  for (int b = 0x08; b <= 0x7E;) {
+    if (!covered(b)) {
+      ++b;
+      continue;
+    }
+    int e = b;
+    while (e + 1 <= 0x7E && covered(e + 1)) ++e;
+    if (e - b + 1 > best_len) best_lo = b, best_len = e - b + 1;
+    b = e + 1;
+  }
+  if (best_len > 0) {
+    t.byte_lo = static_cast<uint8_t>(best_lo);
+    t.byte_hi = static_cast<uint8_t>(best_lo + best_len - 1);
+  }
+  return t;
+}
+
+}  // namespace
+
+Nvfp4CodeThresholds nvfp4_code_thresholds(const Nvfp4Scaling& scaling, DType source) {
+  if (source != DType::BF16 && source != DType::F16) return Nvfp4CodeThresholds{};
+  const bool bf16 = source == DType::BF16;
+  const Source16 s = bf16 ? Source16{7, 0x7F7F, 0x1p-133f} : Source16{10, 0x7BFF, 0x1p-24f};
+  // The base exponent field whose tables cover the most bytes (F16's narrow range needs the choice).
+  Nvfp4CodeThresholds best;
+  for (int base = 1; base <= 15; ++base) {
+    const Nvfp4CodeThresholds t = thresholds_at_base(scaling, bf16, s, base);
+    if (t.byte_hi - t.byte_lo > best.byte_hi - best.byte_lo) best = t;
+  }
+  return best;
+}
+
+uint8_t nvfp4_code_from_thresholds(const Nvfp4CodeThresholds& t, uint16_t x, uint8_t scale_byte) {
+  const int n = (scale_byte >> 3) - t.base_exponent, j = scale_byte & 7;
+  const int a = x & 0x7FFF;
+  uint8_t code = 0;
+  for (int k = 0; k < Nvfp4CodeThresholds::kThresholds; ++k)
+    code += a >= static_cast<int>(t.first[j][k]) + n * (1 << t.mantissa_bits) ? 1 : 0;
+  return static_cast<uint8_t>(code | ((x & 0x8000) != 0 && a != 0 ? 0x8 : 0x0));
+}
+
+}  // namespace fp4kit
