@@ -96,9 +96,10 @@ Nvfp4CodeThresholds nvfp4_code_thresholds(const Nvfp4Scaling& scaling, DType sou
   const Source16 s = bf16 ? Source16{7, 0x7F7F, 0x1p-133f} : Source16{10, 0x7BFF, 0x1p-24f};
   // The base exponent field whose tables cover the most bytes (F16's narrow range needs the choice).
   Nvfp4CodeThresholds best;
-  for (int base = 1; base <= 15; ++base) {
+  for (int base : {7, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15}) {
     const Nvfp4CodeThresholds t = thresholds_at_base(scaling, bf16, s, base);
     if (t.byte_hi - t.byte_lo > best.byte_hi - best.byte_lo) best = t;
+    if (best.byte_lo == 0x08 && best.byte_hi == 0x7E) break;  // every normal byte (BF16 as a rule)
   }
   return best;
 }
