@@ -5,34 +5,33 @@
 #include "formats/bf16.h"
 #include "formats/e2m1.h"
 #include "formats/f16.h"
-#include "formats/float_bits.h"
 
 namespace fp4kit {
 
 namespace {
 
-// A source format's patterns as the tables see them: magnitudes ordered like their bits.
-struct SourceBits {
-  DType dtype;
+struct Source16 {
   uint8_t mantissa_bits;
-  uint32_t max_finite;  // magnitude bits
+  uint16_t max_finite;  // magnitude bits
   float min_subnormal;
 
-  uint32_t min_normal() const { return 1u << mantissa_bits; }
-  float value(uint32_t bits) const {
-    if (dtype == DType::BF16) return BF16{static_cast<uint16_t>(bits)}.to_float();
-    if (dtype == DType::F16) return F16{static_cast<uint16_t>(bits)}.to_float();
-    return f32_from_bits(bits);
+  uint16_t min_normal() const { return static_cast<uint16_t>(1u << mantissa_bits); }
+  float value(uint16_t bits, bool bf16) const {
+    return bf16 ? BF16{bits}.to_float() : F16{bits}.to_float();
   }
 };
 
 // The reference's magnitude code of the positive source pattern `bits` over `divisor`.
-uint8_t reference_magnitude(uint32_t bits, const SourceBits& s, float divisor) {
-  return E2M1::from_float(s.value(bits) / divisor).bits & 0x7u;
+uint8_t reference_magnitude(uint16_t bits, bool bf16, const Source16& s, float divisor) {
+  return E2M1::from_float(s.value(bits, bf16) / divisor).bits & 0x7u;
 }
 
+}  // namespace
+
+namespace {
+
 // The tables built at scale bytes (base << 3) | j, and the longest run of bytes they cover.
-Nvfp4CodeThresholds thresholds_at_base(const Nvfp4Scaling& scaling, const SourceBits& s, int base) {
+Nvfp4CodeThresholds thresholds_at_base(const Nvfp4Scaling& scaling, bool bf16, const Source16& s, int base) {
   Nvfp4CodeThresholds t;
   t.mantissa_bits = s.mantissa_bits;
   t.base_exponent = static_cast<uint8_t>(base);
@@ -43,16 +42,16 @@ Nvfp4CodeThresholds thresholds_at_base(const Nvfp4Scaling& scaling, const Source
     base_divisor[j] = d;
     // The code is monotone in |x|: the least pattern with code > k by bisection over [0, max_finite].
     for (int k = 0; k < Nvfp4CodeThresholds::kThresholds; ++k) {
-      if (reference_magnitude(s.max_finite, s, d) <= k) return t;  // no finite x reaches it
+      if (reference_magnitude(s.max_finite, bf16, s, d) <= k) return t;  // no finite x reaches it
       uint32_t lo = 0, hi = s.max_finite;  // code(hi) > k; find the least such
       while (lo < hi) {
         const uint32_t mid = (lo + hi) / 2;
-        if (reference_magnitude(mid, s, d) > k) hi = mid;
+        if (reference_magnitude(static_cast<uint16_t>(mid), bf16, s, d) > k) hi = mid;
         else lo = mid + 1;
       }
       // Shifting needs the threshold and the pattern below it normal.
       if (lo <= s.min_normal()) return t;
-      t.first[j][k] = lo;
+      t.first[j][k] = static_cast<uint16_t>(lo);
     }
   }
 
@@ -63,10 +62,9 @@ Nvfp4CodeThresholds thresholds_at_base(const Nvfp4Scaling& scaling, const Source
     const int n = (byte >> 3) - base, j = byte & 7;
     const float d = nvfp4_quant_divisor(static_cast<uint8_t>(byte), scaling);
     if (!std::isnormal(d) || d < 0.0f || std::ldexp(d, -n) != base_divisor[j]) return false;
-    // 16-bit sources: the kernel's sign needs every nonzero x to divide to a nonzero quotient.
-    if (s.mantissa_bits != 23 && s.min_subnormal / d == 0.0f) return false;
+    if (s.min_subnormal / d == 0.0f) return false;  // the least nonzero x, as the reference divides it
     for (int k = 0; k < Nvfp4CodeThresholds::kThresholds; ++k) {
-      const int64_t shifted = int64_t{t.first[j][k]} + n * (int64_t{1} << s.mantissa_bits);
+      const int shifted = static_cast<int>(t.first[j][k]) + n * (1 << s.mantissa_bits);
       if (shifted <= s.min_normal() || shifted > s.max_finite) return false;
     }
     return true;
@@ -87,45 +85,32 @@ Nvfp4CodeThresholds thresholds_at_base(const Nvfp4Scaling& scaling, const Source
     t.byte_lo = static_cast<uint8_t>(best_lo);
     t.byte_hi = static_cast<uint8_t>(best_lo + best_len - 1);
   }
-  // The least magnitude whose quotient is not ±0, by bisection (the quotient is monotone in |x|).
-  for (int b = t.byte_lo; b <= t.byte_hi; ++b) {
-    const float d = nvfp4_quant_divisor(static_cast<uint8_t>(b), scaling);
-    uint32_t lo = 1, hi = s.max_finite;
-    while (lo < hi) {
-      const uint32_t mid = lo + (hi - lo) / 2;
-      if (s.value(mid) / d != 0.0f) hi = mid;
-      else lo = mid + 1;
-    }
-    t.sign_first[b] = lo;
-  }
   return t;
 }
 
 }  // namespace
 
 Nvfp4CodeThresholds nvfp4_code_thresholds(const Nvfp4Scaling& scaling, DType source) {
-  const SourceBits s = source == DType::BF16  ? SourceBits{source, 7, 0x7F7Fu, 0x1p-133f}
-                       : source == DType::F16 ? SourceBits{source, 10, 0x7BFFu, 0x1p-24f}
-                                              : SourceBits{DType::F32, 23, 0x7F7FFFFFu, 0x1p-149f};
+  if (source != DType::BF16 && source != DType::F16) return Nvfp4CodeThresholds{};
+  const bool bf16 = source == DType::BF16;
+  const Source16 s = bf16 ? Source16{7, 0x7F7F, 0x1p-133f} : Source16{10, 0x7BFF, 0x1p-24f};
   // The base exponent field whose tables cover the most bytes (F16's narrow range needs the choice).
   Nvfp4CodeThresholds best;
   for (int base : {7, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15}) {
-    const Nvfp4CodeThresholds t = thresholds_at_base(scaling, s, base);
+    const Nvfp4CodeThresholds t = thresholds_at_base(scaling, bf16, s, base);
     if (t.byte_hi - t.byte_lo > best.byte_hi - best.byte_lo) best = t;
-    if (best.byte_lo == 0x08 && best.byte_hi == 0x7E) break;  // every normal byte (BF16, F32 as a rule)
+    if (best.byte_lo == 0x08 && best.byte_hi == 0x7E) break;  // every normal byte (BF16 as a rule)
   }
   return best;
 }
 
-uint8_t nvfp4_code_from_thresholds(const Nvfp4CodeThresholds& t, uint32_t x, uint8_t scale_byte) {
-  const int64_t n = (scale_byte >> 3) - t.base_exponent;
-  const int j = scale_byte & 7;
-  const uint32_t sign_bit = t.mantissa_bits == 23 ? 0x80000000u : 0x8000u;
-  const int64_t a = x & (sign_bit - 1);
+uint8_t nvfp4_code_from_thresholds(const Nvfp4CodeThresholds& t, uint16_t x, uint8_t scale_byte) {
+  const int n = (scale_byte >> 3) - t.base_exponent, j = scale_byte & 7;
+  const int a = x & 0x7FFF;
   uint8_t code = 0;
   for (int k = 0; k < Nvfp4CodeThresholds::kThresholds; ++k)
-    if (a >= int64_t{t.first[j][k]} + n * (int64_t{1} << t.mantissa_bits)) ++code;
-  return static_cast<uint8_t>(code | ((x & sign_bit) != 0 && a >= int64_t{t.sign_first[scale_byte]} ? 0x8 : 0x0));
+    code += a >= static_cast<int>(t.first[j][k]) + n * (1 << t.mantissa_bits) ? 1 : 0;
+  return static_cast<uint8_t>(code | ((x & 0x8000) != 0 && a != 0 ? 0x8 : 0x0));
 }
 
 }  // namespace fp4kit

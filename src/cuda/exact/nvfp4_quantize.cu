@@ -1,14 +1,14 @@
 // NVFP4 quantization (nvfp4_ref::quantize) of F32/BF16/F16 tensors with any of the three numerics.
 // One thread per 16-element block: it loads the block's 64 (F32) or 32 bytes in 16-byte pieces (a
 // warp covers 32 consecutive blocks), computes the block's E4M3 scale once for its 16 elements, and
-// writes the 8 packed bytes and the scale byte. Under the scale bytes the tensor's tables cover the
-// codes are counts of thresholds (nvfp4_code_counts.cuh; 16-bit sources two elements at a time);
-// elsewhere they come from one reciprocal per block where that gives the division's codes, else
-// the division (e2m1_of_quotient.cuh).
+// writes the 8 packed bytes and the scale byte. F32 codes come from one reciprocal per block where
+// that gives the division's codes (e2m1_of_quotient.cuh). 16-bit sources count thresholds on pairs
+// of elements (nvfp4_code_pairs.cuh) under the scale bytes the tensor's tables cover, and take the
+// F32 path's arithmetic for the rest.
 #include "cuda/exact/e2m1_of_quotient.cuh"
 #include "cuda/exact/float_chunk.cuh"
 #include "cuda/exact/launch.cuh"
-#include "cuda/exact/nvfp4_code_counts.cuh"
+#include "cuda/exact/nvfp4_code_pairs.cuh"
 #include "cuda/exact/nvfp4_scaling.cuh"
 #include "cuda/weight_codecs.h"
 
@@ -44,16 +44,18 @@ __device__ __forceinline__ void store_block(size_t b, uint2 words, uint32_t scal
 // packed_8: the packed output is 8-byte aligned (one store per block), else 2-byte pieces.
 template <SourceKind K>
 __global__ void __launch_bounds__(kQuantizeThreads) nvfp4_quantize_kernel(const uint4* __restrict__ src, size_t blocks,
-                                                                  Nvfp4BlockRule rule, Nvfp4CodeTable table,
+                                                                  Nvfp4BlockRule rule, Nvfp4CodePairTable table,
                                                                   bool packed_8, uint8_t* __restrict__ packed,
                                                                   uint8_t* __restrict__ scales) {
   using Chunk = FloatChunk<K>;
   constexpr int kElements = Chunk::kElements;       // per 16-byte chunk
   constexpr int kChunks = 16 / kElements;            // chunks per NVFP4 block
   constexpr bool kPairs = K != SourceKind::F32;
-  __shared__ Nvfp4CodeShared shared_table;
-  load_code_table(table, shared_table);
-  __syncthreads();
+  __shared__ Nvfp4CodePairShared shared_table;
+  if constexpr (kPairs) {
+    load_code_pair_table(table, shared_table);
+    __syncthreads();
+  }
   const size_t threads = static_cast<size_t>(gridDim.x) * kQuantizeThreads;
   for (size_t first = static_cast<size_t>(blockIdx.x) * kQuantizeThreads + threadIdx.x; first < blocks;
        first += threads * kQuantizeUnroll) {
@@ -84,11 +86,13 @@ __global__ void __launch_bounds__(kQuantizeThreads) nvfp4_quantize_kernel(const 
         float x[16];
 #pragma unroll
         for (int c = 0; c < kChunks; ++c) Chunk::decode(v[u][c], *reinterpret_cast<float(*)[kElements]>(x + c * kElements));
-        const CodeBlock32 block(x);
-        const uint32_t scale = nvfp4_block_scale(block.amax(), rule);
-        const uint2 words = block.finite() && table.covers(scale) ? block.codes(shared_table, table, scale)
-                                                                 : codes_by_quotient(x, scale, rule);
-        store_block(b, words, scale, packed_8, packed, scales);
+        // max |x| over the block's bits; every NaN's bits lie above +Inf's, and amax_key maps the max
+        // to the one quiet NaN of nvfp4_ref::amax.
+        uint32_t bits = 0;
+#pragma unroll
+        for (int e = 0; e < 16; ++e) bits = max(bits, __float_as_uint(x[e]) & 0x7FFFFFFFu);
+        const uint32_t scale = nvfp4_block_scale(__uint_as_float(amax_key(__uint_as_float(bits))), rule);
+        store_block(b, codes_by_quotient(x, scale, rule), scale, packed_8, packed, scales);
       }
     }
   }
@@ -114,7 +118,7 @@ void nvfp4_quantize(const void* src, DType dtype, size_t n, const Nvfp4Scaling& 
   const unsigned grid = grid_blocks(blocks, size_t{kQuantizeThreads} * kQuantizeUnroll);
   const auto* chunk_src = static_cast<const uint4*>(src);
   const bool packed_8 = is_aligned(packed, 8);
-  const Nvfp4CodeTable table = code_table(nvfp4_code_thresholds(scaling, dtype));
+  const Nvfp4CodePairTable table = code_pair_table(nvfp4_code_thresholds(scaling, dtype));
   with_source_kind(dtype, [&]<SourceKind K>() {
     nvfp4_quantize_kernel<K><<<grid, kQuantizeThreads, 0, stream>>>(chunk_src, blocks, rule, table, packed_8, packed,
                                                                     scales);

@@ -18,7 +18,6 @@ struct Nvfp4BlockRule {
   uint8_t source;        // compressed-tensors rounds amax/6 to it: 0 F32, 1 BF16, 2 F16
   float global;          // weight_scale_2 or weight_global_scale
   float modelopt_denom;  // 6*weight_scale_2, computed by the host as the CPU reference does
-  float modelopt_denom_reciprocal;  // RN(1 / modelopt_denom), by the host's IEEE division
   uint32_t default_nan;  // host_default_nan()
 };
 
@@ -29,7 +28,6 @@ inline Nvfp4BlockRule nvfp4_block_rule(const Nvfp4Scaling& scaling, uint32_t def
   r.source = scaling.source == DType::BF16 ? 1 : scaling.source == DType::F16 ? 2 : 0;
   r.global = scaling.global;
   r.modelopt_denom = 6.0f * scaling.global;
-  r.modelopt_denom_reciprocal = 1.0f / r.modelopt_denom;
   r.default_nan = default_nan;
   return r;
 }
@@ -61,34 +59,8 @@ __device__ __forceinline__ float round_to_source(float f, uint8_t source) {
   return f;
 }
 
-inline constexpr uint32_t kScaleUndecided = 0xFFFFFFFFu;
-
-// modelopt_block_scale by a multiply where that gives the division's byte, else kScaleUndecided.
-// q = RN(amax · RN(1/denom)) is within 2.5 ulps of the reference's RN(amax/denom). The E4M3
-// rounding changes only at its midpoints, and the clamp only at 2^-9 and 448: floats whose low 19
-// mantissa bits are zero. A normal q more than 5 bit-steps from every such float lies strictly on the
-// same side of each as the reference's quotient, so the clamped, rounded q is the reference's byte;
-// sm_89's conversion rounds to nearest even and saturates at 448 as the clamp does. Zero, NaN and
-// Inf blocks, and the rest, take the division.
-__device__ __forceinline__ uint32_t modelopt_block_scale_by_reciprocal(float block_amax, float denom_reciprocal) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
-  const float q = __fmul_rn(block_amax, denom_reciprocal);
-  const uint32_t u = __float_as_uint(q);
-  if (u - 0x0D800000u >= 0x64000000u || ((u + 5u) & 0x7FFFFu) <= 10u) return kScaleUndecided;  // [2^-100, 2^100)
-  uint16_t pair;
-  asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(pair) : "f"(0.0f), "f"(fmaxf(q, 0x1p-9f)));
-  return pair & 0xFFu;
-#else
-  return kScaleUndecided;
-#endif
-}
-
 // nvfp4_block_scale: the E4M3 byte of a block whose max |x| is `block_amax`.
 __device__ __forceinline__ uint32_t nvfp4_block_scale(float block_amax, const Nvfp4BlockRule& r) {
-  if (r.numerics != Nvfp4Numerics::CompressedTensors) {  // ModelOptCuda's 0x7F never comes from the multiply
-    const uint32_t quick = modelopt_block_scale_by_reciprocal(block_amax, r.modelopt_denom_reciprocal);
-    if (quick != kScaleUndecided) return quick;
-  }
   if (r.numerics == Nvfp4Numerics::ModelOpt) return modelopt_block_scale(block_amax, r.modelopt_denom, true, r.default_nan);
   if (r.numerics == Nvfp4Numerics::ModelOptCuda) {
     const uint32_t s8 = modelopt_block_scale(block_amax, r.modelopt_denom, true, r.default_nan);
