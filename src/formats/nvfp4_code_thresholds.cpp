@@ -10,28 +10,26 @@ namespace fp4kit {
 
 namespace {
 
+// A 16-bit source format as the tables see it: magnitudes ordered like their bits.
 struct Source16 {
+  bool bf16;
   uint8_t mantissa_bits;
   uint16_t max_finite;  // magnitude bits
   float min_subnormal;
 
   uint16_t min_normal() const { return static_cast<uint16_t>(1u << mantissa_bits); }
-  float value(uint16_t bits, bool bf16) const {
-    return bf16 ? BF16{bits}.to_float() : F16{bits}.to_float();
+  float value(uint32_t bits) const {
+    const auto b = static_cast<uint16_t>(bits);
+    return bf16 ? BF16{b}.to_float() : F16{b}.to_float();
+  }
+  // The reference's magnitude code of the positive pattern `bits` over `divisor`.
+  uint8_t magnitude_code(uint32_t bits, float divisor) const {
+    return E2M1::from_float(value(bits) / divisor).bits & 0x7u;
   }
 };
 
-// The reference's magnitude code of the positive source pattern `bits` over `divisor`.
-uint8_t reference_magnitude(uint16_t bits, bool bf16, const Source16& s, float divisor) {
-  return E2M1::from_float(s.value(bits, bf16) / divisor).bits & 0x7u;
-}
-
-}  // namespace
-
-namespace {
-
 // The tables built at scale bytes (base << 3) | j, and the longest run of bytes they cover.
-Nvfp4CodeThresholds thresholds_at_base(const Nvfp4Scaling& scaling, bool bf16, const Source16& s, int base) {
+Nvfp4CodeThresholds thresholds_at_base(const Nvfp4Scaling& scaling, const Source16& s, int base) {
   Nvfp4CodeThresholds t;
   t.mantissa_bits = s.mantissa_bits;
   t.base_exponent = static_cast<uint8_t>(base);
@@ -42,11 +40,11 @@ Nvfp4CodeThresholds thresholds_at_base(const Nvfp4Scaling& scaling, bool bf16, c
     base_divisor[j] = d;
     // The code is monotone in |x|: the least pattern with code > k by bisection over [0, max_finite].
     for (int k = 0; k < Nvfp4CodeThresholds::kThresholds; ++k) {
-      if (reference_magnitude(s.max_finite, bf16, s, d) <= k) return t;  // no finite x reaches it
+      if (s.magnitude_code(s.max_finite, d) <= k) return t;  // no finite x reaches it
       uint32_t lo = 0, hi = s.max_finite;  // code(hi) > k; find the least such
       while (lo < hi) {
         const uint32_t mid = (lo + hi) / 2;
-        if (reference_magnitude(static_cast<uint16_t>(mid), bf16, s, d) > k) hi = mid;
+        if (s.magnitude_code(mid, d) > k) hi = mid;
         else lo = mid + 1;
       }
       // Shifting needs the threshold and the pattern below it normal.
@@ -92,12 +90,11 @@ Nvfp4CodeThresholds thresholds_at_base(const Nvfp4Scaling& scaling, bool bf16, c
 
 Nvfp4CodeThresholds nvfp4_code_thresholds(const Nvfp4Scaling& scaling, DType source) {
   if (source != DType::BF16 && source != DType::F16) return Nvfp4CodeThresholds{};
-  const bool bf16 = source == DType::BF16;
-  const Source16 s = bf16 ? Source16{7, 0x7F7F, 0x1p-133f} : Source16{10, 0x7BFF, 0x1p-24f};
+  const Source16 s = source == DType::BF16 ? Source16{true, 7, 0x7F7F, 0x1p-133f} : Source16{false, 10, 0x7BFF, 0x1p-24f};
   // The base exponent field whose tables cover the most bytes (F16's narrow range needs the choice).
   Nvfp4CodeThresholds best;
   for (int base : {7, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15}) {
-    const Nvfp4CodeThresholds t = thresholds_at_base(scaling, bf16, s, base);
+    const Nvfp4CodeThresholds t = thresholds_at_base(scaling, s, base);
     if (t.byte_hi - t.byte_lo > best.byte_hi - best.byte_lo) best = t;
     if (best.byte_lo == 0x08 && best.byte_hi == 0x7E) break;  // every normal byte (BF16 as a rule)
   }
@@ -109,7 +106,7 @@ uint8_t nvfp4_code_from_thresholds(const Nvfp4CodeThresholds& t, uint16_t x, uin
   const int a = x & 0x7FFF;
   uint8_t code = 0;
   for (int k = 0; k < Nvfp4CodeThresholds::kThresholds; ++k)
-    code += a >= static_cast<int>(t.first[j][k]) + n * (1 << t.mantissa_bits) ? 1 : 0;
+    if (a >= static_cast<int>(t.first[j][k]) + n * (1 << t.mantissa_bits)) ++code;
   return static_cast<uint8_t>(code | ((x & 0x8000) != 0 && a != 0 ? 0x8 : 0x0));
 }
 
