@@ -117,13 +117,21 @@ __global__ void __launch_bounds__(kCastThreads) mxfp4_to_nvfp4_kernel(const uint
     reported += byte == 0 || k >= k_max_shared - 17;
     exact += group_exact;
   }
-  if (!counters) return;
+  if (!counters) return;  // the same for every thread of the block
+  // Warp sums, then block sums in shared memory, then one global add per counter and block: adds to
+  // one address serialize, and ~8 K warps adding each cost more than a small tensor's cast.
+  __shared__ uint32_t block_sums[4];
+  if (threadIdx.x < 4) block_sums[threadIdx.x] = 0;
+  __syncthreads();
   const uint32_t sums[4] = {__reduce_add_sync(0xFFFFFFFFu, counted), __reduce_add_sync(0xFFFFFFFFu, zero_scale),
                             __reduce_add_sync(0xFFFFFFFFu, reported), __reduce_add_sync(0xFFFFFFFFu, exact)};
   if ((threadIdx.x & 31) == 0)
 #pragma unroll
     for (int i = 0; i < 4; ++i)
-      if (sums[i]) atomicAdd(counters + i, static_cast<unsigned long long>(sums[i]));
+      if (sums[i]) atomicAdd(block_sums + i, sums[i]);
+  __syncthreads();
+  if (threadIdx.x < 4 && block_sums[threadIdx.x] != 0)
+    atomicAdd(counters + threadIdx.x, static_cast<unsigned long long>(block_sums[threadIdx.x]));
 }
 
 }  // namespace
