@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -29,6 +30,7 @@
 #include "formats/mxfp4.h"
 #include "formats/mxfp4_cast.h"
 #include "formats/nvfp4.h"
+#include "formats/nvfp4_scale_steps.h"
 #include "gpu_test.h"
 #include "source_bytes.h"
 
@@ -415,6 +417,53 @@ TEST(CudaNvfp4Quantize, GlobalScalesFromSpecialAmax) {
                         nvfp4_scaling(amax, numerics, dtype), s);
       }
     }
+}
+
+// Block scales as counts of the tensor's steps (formats/nvfp4_scale_steps.h): blocks whose maximum
+// lies on every step of the scale byte and a few source patterns either side, under tensor and edge
+// global scales, so that a step one pattern off shows as a wrong scale byte.
+TEST(CudaNvfp4Quantize, BlockMaximaOnEveryScaleStep) {
+  FP4KIT_REQUIRE_GPU();
+  Stream s;
+  std::mt19937 rng(23);
+  for (DType dtype : kSources)
+    for (Nvfp4Numerics numerics : kNumerics)
+      for (float global : {nvfp4_global_scale(3.0f, numerics, dtype), nvfp4_global_scale(0.0371f, numerics, dtype),
+                           1e-30f, 3e30f}) {
+        const Nvfp4Scaling sc{numerics, global, dtype};
+        const Nvfp4ScaleSteps steps = nvfp4_scale_steps(sc);
+        std::vector<uint32_t> at{steps.zero_below};  // F32 bits of the block maxima's centres
+        for (uint32_t b : steps.low)
+          if (b != Nvfp4ScaleSteps::kNever) at.push_back(b);
+        if (steps.period_first != Nvfp4ScaleSteps::kNever)
+          for (uint64_t base = steps.period_first; base < 0x7F800000u; base += 1u << 23)
+            for (uint32_t o : steps.period_offset)
+              if (base + o < 0x7F800000u) at.push_back(static_cast<uint32_t>(base + o));
+        std::vector<float> values;
+        for (uint32_t centre : at) {
+          // The source's patterns next to the centre: F32 ones, or the 16-bit ones around its rounding.
+          const float c = std::bit_cast<float>(centre);
+          for (int d = -3; d <= 3; ++d) {
+            float m;
+            if (dtype == DType::F32) {
+              m = std::bit_cast<float>(static_cast<uint32_t>(static_cast<int64_t>(centre) + d));
+            } else if (dtype == DType::BF16) {
+              m = BF16{static_cast<uint16_t>(BF16::from_float(c).bits + d)}.to_float();
+            } else {
+              m = F16{static_cast<uint16_t>(F16::from_float(c).bits + d)}.to_float();
+            }
+            if (!std::isfinite(m) || m < 0.0f) continue;
+            std::uniform_real_distribution<float> below(-m, m);
+            values.push_back((d & 1) ? -m : m);
+            for (int i = 1; i < 16; ++i) values.push_back(below(rng));
+          }
+        }
+        if (values.empty()) continue;
+        const bool usable = steps.usable;
+        expect_quantize(label(std::string("maxima on the scale steps (") + (usable ? "usable" : "not usable") + ")",
+                              dtype, numerics),
+                        encode(values, dtype), dtype, sc, s);
+      }
 }
 
 // 16-bit sources, whose codes count thresholds (formats/nvfp4_code_thresholds.h): every pattern of

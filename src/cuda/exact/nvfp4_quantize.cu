@@ -1,7 +1,8 @@
 // NVFP4 quantization (nvfp4_ref::quantize) of F32/BF16/F16 tensors with any of the three numerics.
 // One thread per 16-element block: it loads the block's 64 (F32) or 32 bytes in 16-byte pieces (a
 // warp covers 32 consecutive blocks), computes the block's E4M3 scale once for its 16 elements, and
-// writes the 8 packed bytes and the scale byte. F32 codes come from one reciprocal per block where
+// writes the 8 packed bytes and the scale byte. The scale of a finite block is a count of the tensor's
+// steps on its amax (formats/nvfp4_scale_steps.h) where they are usable. F32 codes come from one reciprocal per block where
 // that gives the division's codes (e2m1_of_quotient.cuh). 16-bit sources count thresholds on pairs
 // of elements (nvfp4_code_pairs.cuh) under the scale bytes the tensor's tables cover, and take the
 // F32 path's arithmetic for the rest.
@@ -44,7 +45,8 @@ __device__ __forceinline__ void store_block(size_t b, uint2 words, uint32_t scal
 // packed_8: the packed output is 8-byte aligned (one store per block), else 2-byte pieces.
 template <SourceKind K>
 __global__ void __launch_bounds__(kQuantizeThreads) nvfp4_quantize_kernel(const uint4* __restrict__ src, size_t blocks,
-                                                                  Nvfp4BlockRule rule, Nvfp4CodePairTable table,
+                                                                  Nvfp4BlockRule rule, Nvfp4ScaleSteps steps,
+                                                                  Nvfp4CodePairTable table,
                                                                   bool packed_8, uint8_t* __restrict__ packed,
                                                                   uint8_t* __restrict__ scales) {
   using Chunk = FloatChunk<K>;
@@ -73,7 +75,9 @@ __global__ void __launch_bounds__(kQuantizeThreads) nvfp4_quantize_kernel(const 
       if constexpr (kPairs) {
         const uint32_t w[8] = {v[u][0].x, v[u][0].y, v[u][0].z, v[u][0].w, v[u][1].x, v[u][1].y, v[u][1].z, v[u][1].w};
         const CodePairBlock<K> block(w);
-        const uint32_t scale = nvfp4_block_scale(block.amax(), rule);
+        const uint32_t scale = steps.usable && block.finite()
+                                   ? nvfp4_block_scale_by_steps(steps, __float_as_uint(block.amax()))
+                                   : nvfp4_block_scale(block.amax(), rule);
         if (block.finite() && table.covers(scale)) {
           store_block(b, block.codes(shared_table, table, scale), scale, packed_8, packed, scales);
         } else {
@@ -91,7 +95,9 @@ __global__ void __launch_bounds__(kQuantizeThreads) nvfp4_quantize_kernel(const 
         uint32_t bits = 0;
 #pragma unroll
         for (int e = 0; e < 16; ++e) bits = max(bits, __float_as_uint(x[e]) & 0x7FFFFFFFu);
-        const uint32_t scale = nvfp4_block_scale(__uint_as_float(amax_key(__uint_as_float(bits))), rule);
+        const uint32_t scale = steps.usable && bits < 0x7F800000u
+                                   ? nvfp4_block_scale_by_steps(steps, bits)
+                                   : nvfp4_block_scale(__uint_as_float(amax_key(__uint_as_float(bits))), rule);
         store_block(b, codes_by_quotient(x, scale, rule), scale, packed_8, packed, scales);
       }
     }
@@ -118,10 +124,11 @@ void nvfp4_quantize(const void* src, DType dtype, size_t n, const Nvfp4Scaling& 
   const unsigned grid = grid_blocks(blocks, size_t{kQuantizeThreads} * kQuantizeUnroll);
   const auto* chunk_src = static_cast<const uint4*>(src);
   const bool packed_8 = is_aligned(packed, 8);
+  const Nvfp4ScaleSteps steps = nvfp4_scale_steps(scaling);
   const Nvfp4CodePairTable table = code_pair_table(nvfp4_code_thresholds(scaling, dtype));
   with_source_kind(dtype, [&]<SourceKind K>() {
-    nvfp4_quantize_kernel<K><<<grid, kQuantizeThreads, 0, stream>>>(chunk_src, blocks, rule, table, packed_8, packed,
-                                                                    scales);
+    nvfp4_quantize_kernel<K><<<grid, kQuantizeThreads, 0, stream>>>(chunk_src, blocks, rule, steps, table, packed_8,
+                                                                    packed, scales);
   });
   check_launch(kKernel, shape);
 }

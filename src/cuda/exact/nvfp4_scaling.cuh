@@ -9,6 +9,7 @@
 #include "cuda/exact/encoders.cuh"
 #include "cuda/exact/host_nan.cuh"
 #include "formats/nvfp4.h"
+#include "formats/nvfp4_scale_steps.h"
 
 namespace fp4kit::cuda {
 
@@ -71,6 +72,29 @@ __device__ __forceinline__ uint32_t nvfp4_block_scale(float block_amax, const Nv
   // reference returns the group's NaN, so that operand goes first here.
   const uint32_t s8 = float_to_e4m3_saturate(host_mul(group, r.global, r.default_nan));
   return (s8 & 0x7Fu) == 0 ? float_to_e4m3(0.125f) : s8;
+}
+
+// nvfp4_block_scale of a finite amax >= 0 with bits u, from the tensor's usable steps
+// (formats/nvfp4_scale_steps.h; nvfp4_scale_from_steps there is the same count on the host): ~20
+// integer instructions for an amax at or above the first periodic step (every block but tiny ones),
+// where the reference's arithmetic takes an IEEE division and a software E4M3 rounding. The steps
+// are uniform kernel arguments, read from the constant bank.
+__device__ __forceinline__ uint32_t nvfp4_block_scale_by_steps(const Nvfp4ScaleSteps& t, uint32_t u) {
+  uint32_t b;
+  if (u >= t.period_first) {
+    const uint32_t r = u - t.period_first;
+    const int rem = static_cast<int>(r & 0x7FFFFFu);
+    b = t.periodic_byte + 8 * (r >> 23);
+    // rem >= offset as max(min(rem + 1 - offset, 1), 0), one instruction each (offset[0] is 0).
+#pragma unroll
+    for (int j = 1; j < 8; ++j) b += __viaddmin_s32_relu(rem, 1 - static_cast<int>(t.period_offset[j]), 1);
+    b = min(b, static_cast<uint32_t>(t.last_byte));
+  } else {
+    b = t.first_byte;
+#pragma unroll
+    for (int k = 0; k < Nvfp4ScaleSteps::kLowSteps; ++k) b += u >= t.low[k] ? 1u : 0u;
+  }
+  return u < t.zero_below ? t.zero_byte : b;
 }
 
 // nvfp4_quant_divisor: what a block's elements are divided by before the E2M1 cast.
