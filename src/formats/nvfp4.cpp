@@ -88,6 +88,12 @@ uint8_t nvfp4_block_scale(float block_amax, const Nvfp4Scaling& sc) {
   return (s8 & 0x7F) == 0 ? E4M3::from_float(0.125f).bits : s8;
 }
 
+bool nvfp4_block_scale_zero_rule(float block_amax, const Nvfp4Scaling& sc) {
+  if (sc.numerics != Nvfp4Numerics::CompressedTensors) return block_amax / (6.0f * sc.global) == 0.0f;
+  const float s = sc.global * round_to_source(block_amax / 6.0f, sc.source);
+  return (E4M3::from_float_saturate(s).bits & 0x7F) == 0;
+}
+
 float nvfp4_quant_divisor(uint8_t scale_byte, const Nvfp4Scaling& sc) {
   const float s = E4M3{scale_byte}.to_float();
   const float r = sc.numerics == Nvfp4Numerics::CompressedTensors ? s / sc.global : s * sc.global;

@@ -43,6 +43,10 @@ inline Nvfp4Scaling nvfp4_scaling(float amax, Nvfp4Numerics numerics, DType sour
 uint8_t modelopt_block_scale(float block_amax, float weight_scale_2, bool zero_block_to_one = true);
 // The E4M3 block scale byte for a block whose max |x| is `block_amax`.
 uint8_t nvfp4_block_scale(float block_amax, const Nvfp4Scaling&);
+// Whether nvfp4_block_scale gives this amax the zero block's byte by its zero rule (ModelOpt:
+// amax / (6 * weight_scale_2) is 0; compressed-tensors: the E4M3 scale rounds to 0); beyond that
+// prefix of amax the byte is a monotone function of amax.
+bool nvfp4_block_scale_zero_rule(float block_amax, const Nvfp4Scaling&);
 // What elements of a block are divided by before the E2M1 cast.
 float nvfp4_quant_divisor(uint8_t scale_byte, const Nvfp4Scaling&);
 // What decoded E2M1 values of a block are multiplied by.

@@ -29,15 +29,28 @@ Nvfp4ScaleSteps nvfp4_scale_steps(const Nvfp4Scaling& scaling) {
   if (!std::isfinite(scaling.global) || !(scaling.global > 0.0f)) return t;
   const auto byte = [&](uint32_t bits) { return nvfp4_block_scale(std::bit_cast<float>(bits), scaling); };
 
+  // The zero rule holds on a prefix of amax (its own test is monotone; the byte is not: ModelOpt's
+  // zero block gets 1.0's byte, which larger blocks get again).
   t.zero_byte = byte(0);
-  const uint8_t top = byte(kMaxFinite);
-  if (top == t.zero_byte) {  // one byte for every finite amax
+  const auto zero_rule = [&](uint32_t bits) { return nvfp4_block_scale_zero_rule(std::bit_cast<float>(bits), scaling); };
+  if (!zero_rule(0)) {
+    t.zero_below = 0;
+  } else if (zero_rule(kMaxFinite)) {
     t.zero_below = kMaxFinite + 1;
-    t.first_byte = t.last_byte = top;
+  } else {
+    uint32_t lo = 0, hi = kMaxFinite;  // zero rule at lo, not at hi
+    while (hi - lo > 1) {
+      const uint32_t mid = lo + (hi - lo) / 2;
+      (zero_rule(mid) ? lo : hi) = mid;
+    }
+    t.zero_below = hi;
+  }
+  const uint8_t top = byte(kMaxFinite);
+  if (t.zero_below > kMaxFinite) {  // one byte for every finite amax
+    t.first_byte = t.last_byte = t.zero_byte;
     t.usable = true;
     return t;
   }
-  t.zero_below = least_change(byte, 0, kMaxFinite, t.zero_byte);
   t.first_byte = byte(t.zero_below);
 
   // Steps found by bisection until the periodic ones show (the low ones and one binade and one more),
