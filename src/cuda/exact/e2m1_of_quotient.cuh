@@ -20,6 +20,13 @@
 
 namespace fp4kit::cuda {
 
+// The reciprocal E2m1OfQuotient uses for `divisor`, or 0 where it divides every element; the host's
+// IEEE division gives the same float as __frcp_rn.
+__host__ __device__ inline float e2m1_quotient_reciprocal(float divisor) {
+  const float a = fabsf(divisor);
+  return a >= 0x1p-120f && a <= 0x1p120f ? 1.0f / divisor : 0.0f;
+}
+
 class E2m1OfQuotient {
  public:
   __device__ explicit E2m1OfQuotient(float divisor) : d_(divisor) {
@@ -27,6 +34,8 @@ class E2m1OfQuotient {
     quick_ = a >= 0x1p-120f && a <= 0x1p120f;  // false for 0, NaN and Inf too
     r_ = quick_ ? __frcp_rn(divisor) : 0.0f;
   }
+  // With the reciprocal computed before (e2m1_quotient_reciprocal): 0 where the divisor is not quick.
+  __device__ E2m1OfQuotient(float divisor, float reciprocal) : d_(divisor), r_(reciprocal), quick_(reciprocal != 0.0f) {}
 
   __device__ uint32_t operator()(float x) const {
     const uint32_t s = __float_as_uint(__fmul_rn(x, r_)), u = s & 0x7FFFFFFFu;

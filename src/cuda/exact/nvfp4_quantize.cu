@@ -20,9 +20,16 @@ namespace {
 constexpr int kQuantizeThreads = 256;
 constexpr int kQuantizeUnroll = 2;  // blocks in flight per thread
 
+// A kernel argument: E2m1OfQuotient's reciprocal of each positive scale byte's divisor.
+struct Nvfp4Reciprocals {
+  float of_byte[128];
+};
+
 // The block's two packed words by the reciprocal (or the division) over its divisor.
-__device__ __forceinline__ uint2 codes_by_quotient(const float (&x)[16], uint32_t scale, const Nvfp4BlockRule& rule) {
-  const E2m1OfQuotient code(nvfp4_quant_divisor(scale, rule));
+__device__ __forceinline__ uint2 codes_by_quotient(const float (&x)[16], uint32_t scale, const Nvfp4BlockRule& rule,
+                                                   const float* reciprocals = nullptr) {
+  const float d = nvfp4_quant_divisor(scale, rule);
+  const E2m1OfQuotient code = reciprocals ? E2m1OfQuotient(d, reciprocals[scale]) : E2m1OfQuotient(d);
   uint32_t word[2] = {0, 0};
 #pragma unroll
   for (int e = 0; e < 16; ++e) word[e / 8] |= code(x[e]) << (4 * (e % 8));
@@ -46,7 +53,7 @@ __device__ __forceinline__ void store_block(size_t b, uint2 words, uint32_t scal
 template <SourceKind K>
 __global__ void __launch_bounds__(kQuantizeThreads) nvfp4_quantize_kernel(const uint4* __restrict__ src, size_t blocks,
                                                                   Nvfp4BlockRule rule, Nvfp4ScaleSteps steps,
-                                                                  Nvfp4CodePairTable table,
+                                                                  Nvfp4CodePairTable table, Nvfp4Reciprocals recip,
                                                                   bool packed_8, uint8_t* __restrict__ packed,
                                                                   uint8_t* __restrict__ scales) {
   using Chunk = FloatChunk<K>;
@@ -54,8 +61,12 @@ __global__ void __launch_bounds__(kQuantizeThreads) nvfp4_quantize_kernel(const 
   constexpr int kChunks = 16 / kElements;            // chunks per NVFP4 block
   constexpr bool kPairs = K != SourceKind::F32;
   __shared__ Nvfp4CodePairShared shared_table;
+  __shared__ float reciprocals[128];
   if constexpr (kPairs) {
     load_code_pair_table(table, shared_table);
+    __syncthreads();
+  } else {
+    if (threadIdx.x < 128) reciprocals[threadIdx.x] = recip.of_byte[threadIdx.x];
     __syncthreads();
   }
   const size_t threads = static_cast<size_t>(gridDim.x) * kQuantizeThreads;
@@ -95,10 +106,13 @@ __global__ void __launch_bounds__(kQuantizeThreads) nvfp4_quantize_kernel(const 
         uint32_t bits = 0;
 #pragma unroll
         for (int e = 0; e < 16; ++e) bits = max(bits, __float_as_uint(x[e]) & 0x7FFFFFFFu);
-        const uint32_t scale = steps.usable && bits < 0x7F800000u
-                                   ? nvfp4_block_scale_by_steps(steps, bits)
-                                   : nvfp4_block_scale(__uint_as_float(amax_key(__uint_as_float(bits))), rule);
-        store_block(b, codes_by_quotient(x, scale, rule), scale, packed_8, packed, scales);
+        if (steps.usable && bits < 0x7F800000u) {
+          const uint32_t scale = nvfp4_block_scale_by_steps(steps, bits);  // 0 … 0x7E
+          store_block(b, codes_by_quotient(x, scale, rule, reciprocals), scale, packed_8, packed, scales);
+        } else {
+          const uint32_t scale = nvfp4_block_scale(__uint_as_float(amax_key(__uint_as_float(bits))), rule);
+          store_block(b, codes_by_quotient(x, scale, rule), scale, packed_8, packed, scales);
+        }
       }
     }
   }
@@ -125,9 +139,12 @@ void nvfp4_quantize(const void* src, DType dtype, size_t n, const Nvfp4Scaling& 
   const auto* chunk_src = static_cast<const uint4*>(src);
   const bool packed_8 = is_aligned(packed, 8);
   const Nvfp4ScaleSteps steps = nvfp4_scale_steps(scaling);
+  Nvfp4Reciprocals recip{};
+  if (dtype == DType::F32)
+    for (int b = 0; b < 128; ++b) recip.of_byte[b] = e2m1_quotient_reciprocal(nvfp4_quant_divisor(static_cast<uint8_t>(b), scaling));
   const Nvfp4CodePairTable table = code_pair_table(nvfp4_code_thresholds(scaling, dtype));
   with_source_kind(dtype, [&]<SourceKind K>() {
-    nvfp4_quantize_kernel<K><<<grid, kQuantizeThreads, 0, stream>>>(chunk_src, blocks, rule, steps, table, packed_8,
+    nvfp4_quantize_kernel<K><<<grid, kQuantizeThreads, 0, stream>>>(chunk_src, blocks, rule, steps, table, recip, packed_8,
                                                                     packed, scales);
   });
   check_launch(kKernel, shape);
