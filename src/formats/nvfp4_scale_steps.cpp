@@ -32,7 +32,9 @@ Nvfp4ScaleSteps nvfp4_scale_steps(const Nvfp4Scaling& scaling) {
   // The zero rule holds on a prefix of amax (its own test is monotone; the byte is not: ModelOpt's
   // zero block gets 1.0's byte, which larger blocks get again).
   t.zero_byte = byte(0);
-  const auto zero_rule = [&](uint32_t bits) { return nvfp4_block_scale_zero_rule(std::bit_cast<float>(bits), scaling); };
+  const auto zero_rule = [&](uint32_t bits) {
+    return nvfp4_block_scale_zero_rule(std::bit_cast<float>(bits), scaling);
+  };
   if (!zero_rule(0)) {
     t.zero_below = 0;
   } else if (zero_rule(kMaxFinite)) {

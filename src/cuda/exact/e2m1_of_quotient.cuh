@@ -35,7 +35,8 @@ class E2m1OfQuotient {
     r_ = quick_ ? __frcp_rn(divisor) : 0.0f;
   }
   // With the reciprocal computed before (e2m1_quotient_reciprocal): 0 where the divisor is not quick.
-  __device__ E2m1OfQuotient(float divisor, float reciprocal) : d_(divisor), r_(reciprocal), quick_(reciprocal != 0.0f) {}
+  __device__ E2m1OfQuotient(float divisor, float reciprocal)
+      : d_(divisor), r_(reciprocal), quick_(reciprocal != 0.0f) {}
 
   __device__ uint32_t operator()(float x) const {
     const uint32_t s = __float_as_uint(__fmul_rn(x, r_)), u = s & 0x7FFFFFFFu;

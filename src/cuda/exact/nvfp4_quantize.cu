@@ -2,8 +2,9 @@
 // One thread per 16-element block: it loads the block's 64 (F32) or 32 bytes in 16-byte pieces (a
 // warp covers 32 consecutive blocks), computes the block's E4M3 scale once for its 16 elements, and
 // writes the 8 packed bytes and the scale byte. The scale of a finite block is a count of the tensor's
-// steps on its amax (formats/nvfp4_scale_steps.h) where they are usable. F32 codes come from one reciprocal per block where
-// that gives the division's codes (e2m1_of_quotient.cuh). 16-bit sources count thresholds on pairs
+// steps on its amax (formats/nvfp4_scale_steps.h) where they are usable. F32 codes come from one
+// reciprocal per block (from a per-tensor table of the scale bytes' divisors) where that gives the
+// division's codes (e2m1_of_quotient.cuh). 16-bit sources count thresholds on pairs
 // of elements (nvfp4_code_pairs.cuh) under the scale bytes the tensor's tables cover, and take the
 // F32 path's arithmetic for the rest.
 #include "cuda/exact/e2m1_of_quotient.cuh"
@@ -141,11 +142,12 @@ void nvfp4_quantize(const void* src, DType dtype, size_t n, const Nvfp4Scaling& 
   const Nvfp4ScaleSteps steps = nvfp4_scale_steps(scaling);
   Nvfp4Reciprocals recip{};
   if (dtype == DType::F32)
-    for (int b = 0; b < 128; ++b) recip.of_byte[b] = e2m1_quotient_reciprocal(nvfp4_quant_divisor(static_cast<uint8_t>(b), scaling));
+    for (int b = 0; b < 128; ++b)
+      recip.of_byte[b] = e2m1_quotient_reciprocal(nvfp4_quant_divisor(static_cast<uint8_t>(b), scaling));
   const Nvfp4CodePairTable table = code_pair_table(nvfp4_code_thresholds(scaling, dtype));
   with_source_kind(dtype, [&]<SourceKind K>() {
-    nvfp4_quantize_kernel<K><<<grid, kQuantizeThreads, 0, stream>>>(chunk_src, blocks, rule, steps, table, recip, packed_8,
-                                                                    packed, scales);
+    nvfp4_quantize_kernel<K><<<grid, kQuantizeThreads, 0, stream>>>(chunk_src, blocks, rule, steps, table, recip,
+                                                                    packed_8, packed, scales);
   });
   check_launch(kKernel, shape);
 }

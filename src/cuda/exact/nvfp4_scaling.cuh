@@ -75,7 +75,7 @@ __device__ __forceinline__ uint32_t nvfp4_block_scale(float block_amax, const Nv
 }
 
 // nvfp4_block_scale of a finite amax >= 0 with bits u, from the tensor's usable steps
-// (formats/nvfp4_scale_steps.h; nvfp4_scale_from_steps there is the same count on the host): ~20
+// (formats/nvfp4_scale_steps.h; nvfp4_scale_from_steps there is the same count on the host): ~25
 // integer instructions for an amax at or above the first periodic step (every block but tiny ones),
 // where the reference's arithmetic takes an IEEE division and a software E4M3 rounding. The steps
 // are uniform kernel arguments, read from the constant bank.
