@@ -89,9 +89,9 @@ TEST(Nvfp4ScaleSteps, MatchTheReferenceForTensorScalings) {
 TEST(Nvfp4ScaleSteps, MatchTheReferenceForEdgeGlobalScales) {
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> exponent(-120.0f, 120.0f);
-  std::vector<float> globals = {1.0f,     0.25f,    0.5f,    2.0f,  1.0f / 448.0f,  0x1p-126f,     0x1p-149f,
-                                0x1.fffffep127f, 0x1p100f, 0x1p-100f, 1e-30f, 3e30f, 5.6e-45f, 1.5f / 2688.0f,
-                                448.0f,   1.0f / 6.0f};
+  std::vector<float> globals = {1.0f,      0.25f,    0.5f,     2.0f,           1.0f / 448.0f, 0x1p-126f,
+                                0x1p-149f, 0x1p100f, 0x1p-100f, 0x1.fffffep127f, 1e-30f,        3e30f,
+                                5.6e-45f,  448.0f,   1.0f / 6.0f, 1.5f / 2688.0f};
   for (int i = 0; i < 12; ++i) globals.push_back(std::exp2(exponent(rng)));
   for (DType source : {DType::BF16, DType::F16, DType::F32})
     for (Nvfp4Numerics numerics : kNumerics)
