@@ -6,7 +6,7 @@
 // by one; and where the E4M3 result is normal, doubling amax doubles every intermediate exactly, so
 // the step to byte b + 8 lies exactly one binade (2^23 in the bits) above the step to byte b. So a
 // few steps below E4M3's normal range and the eight steps of one binade give them all. Built once per
-// tensor with the reference's own arithmetic; the GPU quantize kernel counts them
+// tensor with the reference's own arithmetic; the GPU quantize kernel counts them for F32 sources
 // (cuda/exact/nvfp4_quantize.cu), and takes its exact path where `usable` is false.
 #include <cstdint>
 
