@@ -65,9 +65,20 @@ float nvfp4_global_scale(float amax, Nvfp4Numerics numerics, DType source) {
   return 1.0f;
 }
 
+namespace {
+
+// The quotient ModelOpt's block scale starts from, and compressed-tensors' E4M3 byte before its zero
+// rule: shared by the scale and its zero rule.
+float modelopt_quotient(float block_amax, float weight_scale_2) { return block_amax / (6.0f * weight_scale_2); }
+uint8_t compressed_tensors_raw_byte(float block_amax, const Nvfp4Scaling& sc) {
+  return E4M3::from_float_saturate(sc.global * round_to_source(block_amax / 6.0f, sc.source)).bits;
+}
+
+}  // namespace
+
 uint8_t modelopt_block_scale(float block_amax, float weight_scale_2, bool zero_block_to_one) {
   const float denom = 6.0f * weight_scale_2;
-  float s = block_amax / denom;
+  float s = modelopt_quotient(block_amax, weight_scale_2);
   // A NaN made here (0/0: an all-zero tensor's wsf2 is 0) has the sign bit set on x86, as in the
   // reference files; Arm's default NaN is positive.
   if (std::isnan(s) && !std::isnan(block_amax) && !std::isnan(denom)) s = -std::numeric_limits<float>::quiet_NaN();
@@ -83,15 +94,13 @@ uint8_t nvfp4_block_scale(float block_amax, const Nvfp4Scaling& sc) {
     const uint8_t s8 = modelopt_block_scale(block_amax, sc.global);
     return (s8 & 0x7F) == 0x7F ? uint8_t{0x7F} : s8;
   }
-  const float s = sc.global * round_to_source(block_amax / 6.0f, sc.source);
-  const uint8_t s8 = E4M3::from_float_saturate(s).bits;
+  const uint8_t s8 = compressed_tensors_raw_byte(block_amax, sc);
   return (s8 & 0x7F) == 0 ? E4M3::from_float(0.125f).bits : s8;
 }
 
 bool nvfp4_block_scale_zero_rule(float block_amax, const Nvfp4Scaling& sc) {
-  if (sc.numerics != Nvfp4Numerics::CompressedTensors) return block_amax / (6.0f * sc.global) == 0.0f;
-  const float s = sc.global * round_to_source(block_amax / 6.0f, sc.source);
-  return (E4M3::from_float_saturate(s).bits & 0x7F) == 0;
+  if (sc.numerics != Nvfp4Numerics::CompressedTensors) return modelopt_quotient(block_amax, sc.global) == 0.0f;
+  return (compressed_tensors_raw_byte(block_amax, sc) & 0x7F) == 0;
 }
 
 float nvfp4_quant_divisor(uint8_t scale_byte, const Nvfp4Scaling& sc) {

@@ -10,14 +10,13 @@ namespace {
 constexpr uint32_t kMaxFinite = 0x7F7FFFFFu;  // the bits of the largest finite float
 constexpr uint32_t kBinade = 1u << 23;        // amax · 2 in the bits, for normal amax
 
-// The least u in (lo, hi] whose byte differs from v, where the byte of lo is v, that of hi is not,
-// and the byte changes once in between (a monotone function).
-template <class Byte>
-uint32_t least_change(const Byte& byte, uint32_t lo, uint32_t hi, uint8_t v) {
+// The least u in (lo, hi] where `holds` is true, given it is false at lo, true at hi, and changes once
+// in between.
+template <class Predicate>
+uint32_t least_where(const Predicate& holds, uint32_t lo, uint32_t hi) {
   while (hi - lo > 1) {
     const uint32_t mid = lo + (hi - lo) / 2;
-    if (byte(mid) != v) hi = mid;
-    else lo = mid;
+    (holds(mid) ? hi : lo) = mid;
   }
   return hi;
 }
@@ -40,12 +39,7 @@ Nvfp4ScaleSteps nvfp4_scale_steps(const Nvfp4Scaling& scaling) {
   } else if (zero_rule(kMaxFinite)) {
     t.zero_below = kMaxFinite + 1;
   } else {
-    uint32_t lo = 0, hi = kMaxFinite;  // zero rule at lo, not at hi
-    while (hi - lo > 1) {
-      const uint32_t mid = lo + (hi - lo) / 2;
-      (zero_rule(mid) ? lo : hi) = mid;
-    }
-    t.zero_below = hi;
+    t.zero_below = least_where([&](uint32_t u) { return !zero_rule(u); }, 0, kMaxFinite);
   }
   const uint8_t top = byte(kMaxFinite);
   if (t.zero_below > kMaxFinite) {  // one byte for every finite amax
@@ -63,7 +57,7 @@ Nvfp4ScaleSteps nvfp4_scale_steps(const Nvfp4Scaling& scaling) {
   uint32_t at = t.zero_below;
   uint8_t v = t.first_byte;
   while (n < kBisected && v != top) {
-    const uint32_t u = least_change(byte, at, kMaxFinite, v);
+    const uint32_t u = least_where([&](uint32_t w) { return byte(w) != v; }, at, kMaxFinite);
     if (byte(u) != v + 1) return t;  // a step of more than one byte
     steps[n++] = u, at = u, ++v;
   }
@@ -106,6 +100,18 @@ uint8_t nvfp4_scale_from_steps(const Nvfp4ScaleSteps& t, uint32_t u) {
   uint32_t b = t.periodic_byte + 8 * (r >> 23);
   for (int j = 1; j < 8; ++j) b += (r & (kBinade - 1)) >= t.period_offset[j];
   return static_cast<uint8_t>(b < t.last_byte ? b : t.last_byte);
+}
+
+std::vector<uint32_t> nvfp4_scale_step_bits(const Nvfp4ScaleSteps& t) {
+  std::vector<uint32_t> bits;
+  if (t.zero_below <= kMaxFinite) bits.push_back(t.zero_below);
+  for (uint32_t s : t.low)
+    if (s != Nvfp4ScaleSteps::kNever) bits.push_back(s);
+  if (t.period_first != Nvfp4ScaleSteps::kNever)
+    for (uint64_t base = t.period_first; base <= kMaxFinite; base += kBinade)
+      for (uint32_t o : t.period_offset)
+        if (base + o <= kMaxFinite) bits.push_back(static_cast<uint32_t>(base + o));
+  return bits;
 }
 
 }  // namespace fp4kit

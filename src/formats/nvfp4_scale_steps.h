@@ -9,6 +9,7 @@
 // tensor with the reference's own arithmetic; the GPU quantize kernel counts them for F32 sources
 // (cuda/exact/nvfp4_quantize.cu), and takes its exact path where `usable` is false.
 #include <cstdint>
+#include <vector>
 
 #include "formats/nvfp4.h"
 
@@ -39,5 +40,9 @@ Nvfp4ScaleSteps nvfp4_scale_steps(const Nvfp4Scaling& scaling);
 // The byte of the non-negative finite amax with bits `amax_bits` from the steps alone, as the kernel
 // computes it.
 uint8_t nvfp4_scale_from_steps(const Nvfp4ScaleSteps& steps, uint32_t amax_bits);
+
+// The finite amax bits where the byte may change (zero_below and every step), ascending: where tests
+// put block maxima.
+std::vector<uint32_t> nvfp4_scale_step_bits(const Nvfp4ScaleSteps& steps);
 
 }  // namespace fp4kit

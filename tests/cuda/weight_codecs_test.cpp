@@ -432,15 +432,8 @@ TEST(CudaNvfp4Quantize, BlockMaximaOnEveryScaleStep) {
                            1e-30f, 3e30f}) {
         const Nvfp4Scaling sc{numerics, global, dtype};
         const Nvfp4ScaleSteps steps = nvfp4_scale_steps(sc);
-        std::vector<uint32_t> at{steps.zero_below};  // F32 bits of the block maxima's centres
-        for (uint32_t b : steps.low)
-          if (b != Nvfp4ScaleSteps::kNever) at.push_back(b);
-        if (steps.period_first != Nvfp4ScaleSteps::kNever)
-          for (uint64_t base = steps.period_first; base < 0x7F800000u; base += 1u << 23)
-            for (uint32_t o : steps.period_offset)
-              if (base + o < 0x7F800000u) at.push_back(static_cast<uint32_t>(base + o));
         std::vector<float> values;
-        for (uint32_t centre : at) {
+        for (uint32_t centre : nvfp4_scale_step_bits(steps)) {  // F32 bits of the block maxima's centres
           // The source's patterns next to the centre: F32 ones, or the 16-bit ones around its rounding.
           const float c = std::bit_cast<float>(centre);
           for (int d = -3; d <= 3; ++d) {

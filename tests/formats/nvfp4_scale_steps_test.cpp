@@ -16,18 +16,6 @@ namespace {
 
 constexpr uint32_t kMaxFinite = 0x7F7FFFFFu;
 
-// The amax bits where the byte may change: the steps and the zero prefix's end, as the table holds them.
-std::vector<uint32_t> step_bits(const Nvfp4ScaleSteps& t) {
-  std::vector<uint32_t> v{t.zero_below};
-  for (uint32_t s : t.low)
-    if (s != Nvfp4ScaleSteps::kNever) v.push_back(s);
-  if (t.period_first != Nvfp4ScaleSteps::kNever)
-    for (uint64_t base = t.period_first; base <= kMaxFinite; base += 1u << 23)
-      for (uint32_t o : t.period_offset)
-        if (base + o <= kMaxFinite) v.push_back(static_cast<uint32_t>(base + o));
-  return v;
-}
-
 // Compares the steps with the reference on the given bits; returns the count of mismatches.
 uint64_t mismatches(const Nvfp4Scaling& sc, const Nvfp4ScaleSteps& t, const std::vector<uint32_t>& bits,
                     const std::string& label) {
@@ -53,7 +41,7 @@ void check_scaling(const Nvfp4Scaling& sc, const std::string& label, bool must_b
   std::vector<uint32_t> bits;
   // Every step and 64 patterns either side (each step is a change of one byte, so a step off by one
   // pattern shows here).
-  for (uint32_t s : step_bits(t))
+  for (uint32_t s : nvfp4_scale_step_bits(t))
     for (int d = -64; d <= 64; ++d)
       if (static_cast<int64_t>(s) + d >= 0) bits.push_back(static_cast<uint32_t>(static_cast<int64_t>(s) + d));
   // The whole finite range on an odd stride, its ends, and random patterns.
